@@ -12,7 +12,7 @@ export interface Timing {
   source: TimingSource;
 }
 
-const CAPACITY = 4096; // passes per timing window (two queries each)
+const CAPACITY = 2048; // passes per timing window: two queries each, and WebGPU caps a query set at 4096
 
 export class PassTimer {
   private querySet?: GPUQuerySet;
