@@ -2,6 +2,9 @@ import type { Gpu } from '../gpu/index.ts';
 import type { CheckSize, OpCheck } from './check-kit.ts';
 import type { Comparison } from './compare.ts';
 import { checkGelu } from './gelu.check.ts';
+import { checkResidual } from './residual.check.ts';
+import { checkAdamW } from './adamw.check.ts';
+import { checkGradClip } from './gradclip.check.ts';
 
 /**
  * Every op's kernel check, in the order the self-test runs them. The app runs these ('small') on the
@@ -10,6 +13,9 @@ import { checkGelu } from './gelu.check.ts';
  */
 export const OP_CHECKS: Array<[string, OpCheck]> = [
   ['gelu', checkGelu],
+  ['residual', checkResidual],
+  ['adamw', checkAdamW],
+  ['gradclip', checkGradClip],
 ];
 
 export interface SelfTestReport {
