@@ -54,3 +54,13 @@ export class GpuValidationError extends TesseraGpuError {
     super('validation', message);
   }
 }
+
+/**
+ * A scalar argument an op cannot use (non-finite learning rate, step < 1, max norm ≤ 0), or tensors that
+ * must be distinct but share a buffer (WebGPU cannot bind one buffer as writable and readable in a pass).
+ */
+export class ArgumentError extends TesseraGpuError {
+  constructor(message: string) {
+    super('argument', message);
+  }
+}

@@ -1,4 +1,4 @@
-import { DTypeError, ShapeError } from './errors.ts';
+import { ArgumentError, DTypeError, ShapeError } from './errors.ts';
 
 export type DType = 'f32' | 'i32' | 'u32';
 
@@ -44,4 +44,19 @@ export function expectRank(t: Tensor, rank: number, what: string): readonly numb
 
 export function typedArrayFor(dtype: DType, data: ArrayBuffer): Float32Array | Int32Array | Uint32Array {
   return dtype === 'f32' ? new Float32Array(data) : dtype === 'i32' ? new Int32Array(data) : new Uint32Array(data);
+}
+
+export function expectFinite(value: number, what: string): void {
+  if (typeof value !== 'number' || !Number.isFinite(value)) throw new ArgumentError(`${what} must be a finite number, got ${value}`);
+}
+
+/** Throws unless all the named tensors use different buffers. */
+export function expectDistinct(what: string, ...named: Array<[string, Tensor | undefined]>): void {
+  for (let i = 0; i < named.length; i++) {
+    for (let j = i + 1; j < named.length; j++) {
+      const [ni, ti] = named[i];
+      const [nj, tj] = named[j];
+      if (ti && tj && ti.buffer === tj.buffer) throw new ArgumentError(`${what}: ${ni} and ${nj} must be distinct tensors`);
+    }
+  }
 }

@@ -1,7 +1,6 @@
 import shader from '../../shaders/adamw.wgsl?raw';
-import { expectDType, expectShape, type Gpu, type Tensor } from '../gpu/index.ts';
+import { ArgumentError, expectDistinct, expectDType, expectFinite, expectShape, type Gpu, type Tensor } from '../gpu/index.ts';
 import { elementwiseWorkgroup, grid1d } from './grid.ts';
-import { ArgumentError, expectDistinct, expectFinite } from './residual.ts';
 
 export interface AdamWConfig {
   lr: number;

@@ -1,7 +1,6 @@
 import shader from '../../shaders/gradclip.wgsl?raw';
-import { expectDType, expectShape, ShapeError, type Gpu, type Tensor } from '../gpu/index.ts';
+import { ArgumentError, expectDistinct, expectDType, expectFinite, expectShape, ShapeError, type Gpu, type Tensor } from '../gpu/index.ts';
 import { elementwiseWorkgroup, grid1d } from './grid.ts';
-import { ArgumentError, expectDistinct, expectFinite } from './residual.ts';
 
 /**
  * Global L2 norm of a set of gradient tensors and the clipping factor, deterministic: one `partial` dispatch

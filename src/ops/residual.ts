@@ -1,31 +1,6 @@
 import shader from '../../shaders/residual.wgsl?raw';
-import { expectDType, expectShape, TesseraGpuError, type Gpu, type Tensor } from '../gpu/index.ts';
+import { expectDType, expectFinite, expectShape, type Gpu, type Tensor } from '../gpu/index.ts';
 import { elementwiseWorkgroup, grid1d } from './grid.ts';
-
-/**
- * A scalar argument an op cannot use (non-finite learning rate, step < 1, max norm ≤ 0), or tensors that
- * must be distinct but share a buffer (WebGPU cannot bind one buffer as writable and readable in a pass).
- * Shared by the residual, AdamW and gradient-clipping ops.
- */
-export class ArgumentError extends TesseraGpuError {
-  constructor(message: string) {
-    super('argument', message);
-  }
-}
-
-export function expectFinite(value: number, what: string): void {
-  if (typeof value !== 'number' || !Number.isFinite(value)) throw new ArgumentError(`${what} must be a finite number, got ${value}`);
-}
-
-export function expectDistinct(what: string, ...named: Array<[string, Tensor | undefined]>): void {
-  for (let i = 0; i < named.length; i++) {
-    for (let j = i + 1; j < named.length; j++) {
-      const [ni, ti] = named[i];
-      const [nj, tj] = named[j];
-      if (ti && tj && ti.buffer === tj.buffer) throw new ArgumentError(`${what}: ${ni} and ${nj} must be distinct tensors`);
-    }
-  }
-}
 
 /** y = a + b, elementwise; a and b must have the same shape (no broadcasting: a residual never needs it). */
 export function residualAdd(gpu: Gpu, a: Tensor, b: Tensor): Tensor {

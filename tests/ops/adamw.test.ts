@@ -7,7 +7,7 @@ import { ELEMENTWISE_TOL } from '../../src/ops/check-kit.ts';
 import { compare } from '../../src/ops/compare.ts';
 import { clipGradNorm } from '../../src/ops/gradclip.ts';
 import { clipScaleRef, gradNormRef } from '../../src/ops/gradclip.ref.ts';
-import { ArgumentError } from '../../src/ops/residual.ts';
+import { ArgumentError } from '../../src/gpu/index.ts';
 import { Rng } from '../../src/ops/rng.ts';
 import { expectAllPass, testGpu } from '../gpu-fixture.ts';
 

@@ -4,7 +4,7 @@ import { adamwStep, GOLDEN_ADAMW } from '../../src/ops/adamw.ts';
 import { checkGradClip } from '../../src/ops/gradclip.check.ts';
 import { clipGradNorm, gradNorm, scaleInPlace } from '../../src/ops/gradclip.ts';
 import { gradNormBackwardRef, gradNormRef } from '../../src/ops/gradclip.ref.ts';
-import { ArgumentError } from '../../src/ops/residual.ts';
+import { ArgumentError } from '../../src/gpu/index.ts';
 import { Rng } from '../../src/ops/rng.ts';
 import { checkGradient } from '../finite-diff.ts';
 import { expectAllPass, testGpu } from '../gpu-fixture.ts';

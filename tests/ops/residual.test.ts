@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { DTypeError, ShapeError } from '../../src/gpu/index.ts';
 import { checkResidual } from '../../src/ops/residual.check.ts';
-import { addInPlace, ArgumentError, residualAdd, residualBackward } from '../../src/ops/residual.ts';
+import { ArgumentError } from '../../src/gpu/index.ts';
+import { addInPlace, residualAdd, residualBackward } from '../../src/ops/residual.ts';
 import { residualAddRef, residualBackwardRef } from '../../src/ops/residual.ref.ts';
 import { checkGradient, dot, projection } from '../finite-diff.ts';
 import { expectAllPass, testGpu } from '../gpu-fixture.ts';
