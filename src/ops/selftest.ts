@@ -2,6 +2,9 @@ import type { Gpu } from '../gpu/index.ts';
 import type { CheckSize, OpCheck } from './check-kit.ts';
 import type { Comparison } from './compare.ts';
 import { checkGelu } from './gelu.check.ts';
+import { checkLayernorm } from './layernorm.check.ts';
+import { checkCrossEntropy } from './crossentropy.check.ts';
+import { checkEmbedding } from './embedding.check.ts';
 import { checkResidual } from './residual.check.ts';
 import { checkAdamW } from './adamw.check.ts';
 import { checkGradClip } from './gradclip.check.ts';
@@ -13,6 +16,9 @@ import { checkGradClip } from './gradclip.check.ts';
  */
 export const OP_CHECKS: Array<[string, OpCheck]> = [
   ['gelu', checkGelu],
+  ['layernorm', checkLayernorm],
+  ['crossentropy', checkCrossEntropy],
+  ['embedding', checkEmbedding],
   ['residual', checkResidual],
   ['adamw', checkAdamW],
   ['gradclip', checkGradClip],
