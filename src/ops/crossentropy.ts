@@ -1,5 +1,5 @@
 import shader from '../../shaders/crossentropy.wgsl?raw';
-import { expectDType, expectRank, expectShape, type Gpu, type Param, type Tensor } from '../gpu/index.ts';
+import { ArgumentError, expectDType, expectRank, expectShape, type Gpu, type Param, type Tensor } from '../gpu/index.ts';
 import { grid1d } from './grid.ts';
 import { rowWorkgroup } from './layernorm.ts';
 
@@ -28,7 +28,7 @@ export function crossEntropy(
   const [n, v] = expectRank(logits, 2, 'crossEntropy logits');
   expectShape(targets, [n], 'crossEntropy targets');
   if (!Number.isInteger(ignoreIndex) || ignoreIndex < -(2 ** 31) || ignoreIndex >= 2 ** 31) {
-    throw new RangeError(`crossEntropy: ignoreIndex must be a 32-bit integer, got ${ignoreIndex}`);
+    throw new ArgumentError(`crossEntropy: ignoreIndex must be a 32-bit integer, got ${ignoreIndex}`);
   }
   const params: Param[] = [['u32', n], ['u32', v], ['i32', ignoreIndex]];
   const WG = rowWorkgroup(gpu, 256); // single-workgroup reductions over N

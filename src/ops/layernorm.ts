@@ -1,5 +1,5 @@
 import shader from '../../shaders/layernorm.wgsl?raw';
-import { expectDType, expectRank, expectShape, ShapeError, type Gpu, type Param, type Tensor } from '../gpu/index.ts';
+import { ArgumentError, expectDType, expectRank, expectShape, ShapeError, type Gpu, type Param, type Tensor } from '../gpu/index.ts';
 import { elementwiseWorkgroup, grid1d } from './grid.ts';
 
 /** GPT-2's LayerNorm epsilon. */
@@ -39,7 +39,7 @@ export function layernorm(gpu: Gpu, x: Tensor, gamma: Tensor, beta: Tensor, eps 
   const [n, c] = checkInputs(x, gamma, 'layernorm');
   expectDType(beta, 'f32', 'layernorm beta');
   expectShape(beta, [c], 'layernorm beta');
-  if (!(eps > 0) || !Number.isFinite(eps)) throw new RangeError(`layernorm: eps must be positive and finite, got ${eps}`);
+  if (!(eps > 0) || !Number.isFinite(eps)) throw new ArgumentError(`layernorm: eps must be positive and finite, got ${eps}`);
   const y = gpu.empty([n, c], 'f32', 'layernorm.y');
   const mean = gpu.empty([n], 'f32', 'layernorm.mean');
   const rstd = gpu.empty([n], 'f32', 'layernorm.rstd');
