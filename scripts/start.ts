@@ -1,0 +1,149 @@
+/**
+ * `npm start` (after scripts/ensure.sh has installed what was missing): builds the app, then starts
+ * Tessera's services in order and prints where to open it. Ctrl-C stops them in reverse order.
+ *
+ * Today there is one service, the app server. Later ones (local chain, coordinator, Node workers) go into
+ * SERVICES before or after it; each gets the URLs of those started before it.
+ *
+ * Environment: PORT (app port, default 5173; the next free port is used when it is taken),
+ * TESSERA_NO_OPEN=1 (do not open a browser).
+ */
+import { spawn } from 'node:child_process';
+import { createServer } from 'node:net';
+import { resolve } from 'node:path';
+import { build, preview } from 'vite';
+
+const ROOT = resolve(import.meta.dirname, '..');
+const HOST = '127.0.0.1';
+
+interface Running {
+  /** Where to reach it, if it is a server. */
+  url?: string;
+  stop(): Promise<void>;
+}
+
+interface Service {
+  name: string;
+  start(urls: Record<string, string>): Promise<Running>;
+}
+
+function log(msg: string): void {
+  console.log(`[tessera] ${msg}`);
+}
+
+function requestedPort(): number {
+  const raw = process.env.PORT;
+  if (raw === undefined || raw === '') return 5173;
+  const port = Number(raw);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`PORT must be a port number (1–65535), not "${raw}"`);
+  return port;
+}
+
+function portIsFree(port: number): Promise<boolean> {
+  return new Promise((done) => {
+    const probe = createServer();
+    probe.once('error', () => done(false));
+    probe.listen(port, HOST, () => probe.close(() => done(true)));
+  });
+}
+
+async function freePort(from: number, tries = 50): Promise<number> {
+  for (let port = from; port < Math.min(from + tries, 65536); port++) {
+    if (await portIsFree(port)) return port;
+  }
+  throw new Error(`no free port on ${HOST} in ${from}–${from + tries - 1}; set PORT to another one`);
+}
+
+/** The built app (dist/) with the same cross-origin isolation headers as in development (vite.config.ts). */
+const appServer: Service = {
+  name: 'app',
+  async start() {
+    const wanted = requestedPort();
+    const port = await freePort(wanted);
+    if (port !== wanted) log(`port ${wanted} is busy; using ${port}`);
+    const server = await preview({ root: ROOT, logLevel: 'warn', preview: { host: HOST, port, strictPort: true, open: false } });
+    return {
+      url: `http://${HOST}:${port}/`,
+      stop: () => server.close(),
+    };
+  },
+};
+
+const SERVICES: Service[] = [appServer];
+
+async function buildApp(): Promise<void> {
+  log('building the app…');
+  const t0 = performance.now();
+  await build({ root: ROOT, logLevel: 'warn' });
+  log(`built in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+}
+
+function banner(url: string): void {
+  const lines = ['Tessera is running. Open:', '', `    ${url}`, '', 'Press Ctrl-C to stop.'];
+  const width = Math.max(...lines.map((l) => l.length)) + 4;
+  const bold = process.stdout.isTTY ? (s: string) => `\x1b[1m${s}\x1b[0m` : (s: string) => s;
+  console.log(`\n  ┌${'─'.repeat(width)}┐`);
+  for (const l of lines) console.log(`  │  ${l === `    ${url}` ? bold(l) : l}${' '.repeat(width - l.length - 2)}│`);
+  console.log(`  └${'─'.repeat(width)}┘\n`);
+}
+
+/** Opens the URL in the desktop's browser when there is a desktop; on a headless machine just prints it. */
+function openBrowser(url: string): void {
+  if (process.env.TESSERA_NO_OPEN === '1') return;
+  const opener = process.platform === 'darwin' ? 'open' : process.env.DISPLAY || process.env.WAYLAND_DISPLAY ? 'xdg-open' : undefined;
+  if (!opener) return;
+  try {
+    const child = spawn(opener, [url], { detached: true, stdio: 'ignore' });
+    child.on('error', () => log(`could not run ${opener}; open ${url} yourself`));
+    child.unref();
+  } catch {
+    // Printing the URL is enough.
+  }
+}
+
+async function main(): Promise<void> {
+  const running: Array<{ name: string; service: Running }> = [];
+  let stopping = false;
+  const stopAll = async (code: number) => {
+    if (stopping) {
+      log('forced exit');
+      process.exit(1);
+    }
+    stopping = true;
+    for (const { name, service } of running.reverse()) {
+      try {
+        await service.stop();
+      } catch (e) {
+        log(`stopping ${name} failed: ${(e as Error).message}`);
+      }
+    }
+    process.exit(code);
+  };
+  process.on('SIGINT', () => {
+    console.log();
+    log('stopping…');
+    void stopAll(0);
+  });
+  process.on('SIGTERM', () => void stopAll(0));
+
+  try {
+    await buildApp();
+    const urls: Record<string, string> = {};
+    for (const s of SERVICES) {
+      const service = await s.start(urls);
+      running.push({ name: s.name, service });
+      if (service.url) {
+        urls[s.name] = service.url;
+        log(`${s.name} at ${service.url}`);
+      }
+    }
+  } catch (e) {
+    console.error(`[tessera] start failed: ${(e as Error).message}`);
+    await stopAll(1);
+    return;
+  }
+  banner(running.find((r) => r.name === 'app')?.service.url ?? '');
+  openBrowser(running.find((r) => r.name === 'app')?.service.url ?? '');
+}
+
+await main();

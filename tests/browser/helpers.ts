@@ -1,0 +1,80 @@
+import { mkdirSync, readFileSync } from 'node:fs';
+import { expect, type Page, type TestInfo } from '@playwright/test';
+import type { SelfTestHook } from '../../src/app/test-hooks.ts';
+
+export const DESKTOP = { width: 1280, height: 900 };
+export const PHONE = { width: 390, height: 844 };
+
+/** Console errors and uncaught exceptions, collected from the moment it is called. */
+export function watchConsole(page: Page): string[] {
+  const errors: string[] = [];
+  page.on('console', (m) => {
+    if (m.type() === 'error') errors.push(`console.error: ${m.text()}`);
+  });
+  page.on('pageerror', (e) => errors.push(`uncaught: ${e.name}: ${e.message}`));
+  return errors;
+}
+
+/** Full-page screenshot to test-results/screenshots/<name>.png, also attached to the test's report. */
+export async function shoot(page: Page, info: TestInfo, name: string): Promise<void> {
+  mkdirSync('test-results/screenshots', { recursive: true });
+  const path = `test-results/screenshots/${name}.png`;
+  await page.screenshot({ path, fullPage: true, animations: 'disabled' });
+  await info.attach(name, { path, contentType: 'image/png' });
+}
+
+/** The page must not be wider than the viewport (scrolling inside a table wrapper is fine). */
+export async function expectNoHorizontalOverflow(page: Page): Promise<void> {
+  const { scroll, client, culprits } = await page.evaluate(() => {
+    const vw = document.documentElement.clientWidth;
+    const culprits = [...document.querySelectorAll('body *')]
+      .filter((el) => el.getBoundingClientRect().right > vw + 0.5 && !el.closest('.table-wrap'))
+      .slice(0, 5)
+      .map((el) => `${el.tagName.toLowerCase()}.${(el as HTMLElement).className} right=${Math.round(el.getBoundingClientRect().right)}`);
+    return { scroll: document.documentElement.scrollWidth, client: vw, culprits };
+  });
+  expect(scroll, `page is ${scroll}px wide in a ${client}px viewport; widest: ${culprits.join(', ')}`).toBeLessThanOrEqual(client);
+}
+
+export async function selfTestHook(page: Page): Promise<SelfTestHook> {
+  const hook = await page.evaluate(() => window.__tesseraSelfTest);
+  if (!hook) throw new Error('the page did not publish window.__tesseraSelfTest');
+  return hook;
+}
+
+/** The op names registered in src/ops/selftest.ts, read from the source so a stale build cannot hide an op. */
+export function registeredOpsInSource(): string[] {
+  const src = readFileSync('src/ops/selftest.ts', 'utf8');
+  const list = /OP_CHECKS[^=]*=\s*\[([\s\S]*?)\n\];/.exec(src)?.[1];
+  if (!list) throw new Error('could not find the OP_CHECKS list in src/ops/selftest.ts');
+  return [...list.matchAll(/^\s*\[\s*'([^']+)'\s*,/gm)].map((m) => m[1]);
+}
+
+/**
+ * Holds every GPU→CPU readback (GPUBuffer.mapAsync) until the test calls `releaseGpuReads(page)`, so a
+ * state that normally lasts milliseconds (self-test running) can be looked at. Also keeps each GPUDevice
+ * on `window.__devices` so a test can destroy it. Must be added before the page loads.
+ */
+export async function installGpuGate(page: Page): Promise<void> {
+  await page.addInitScript(() => {
+    const w = window as unknown as { __releaseGpuReads: () => void; __devices: GPUDevice[] };
+    const gate = new Promise<void>((resolve) => (w.__releaseGpuReads = resolve));
+    w.__devices = [];
+    if (!('GPUBuffer' in window)) return;
+    const mapAsync = GPUBuffer.prototype.mapAsync;
+    GPUBuffer.prototype.mapAsync = async function (this: GPUBuffer, ...args: Parameters<GPUBuffer['mapAsync']>) {
+      await gate;
+      return mapAsync.apply(this, args);
+    };
+    const requestDevice = GPUAdapter.prototype.requestDevice;
+    GPUAdapter.prototype.requestDevice = async function (this: GPUAdapter, ...args: Parameters<GPUAdapter['requestDevice']>) {
+      const device = await requestDevice.apply(this, args);
+      w.__devices.push(device);
+      return device;
+    };
+  });
+}
+
+export async function releaseGpuReads(page: Page): Promise<void> {
+  await page.evaluate(() => (window as unknown as { __releaseGpuReads: () => void }).__releaseGpuReads());
+}

@@ -1,0 +1,28 @@
+import { defineConfig } from 'vite';
+import react from '@vitejs/plugin-react';
+
+/**
+ * Cross-origin isolation (COOP + COEP) on every page we serve: onnxruntime-web's threaded wasm needs
+ * SharedArrayBuffer, which browsers only grant to isolated pages. Everything we load is same-origin.
+ */
+export const ISOLATION_HEADERS = {
+  'Cross-Origin-Opener-Policy': 'same-origin',
+  'Cross-Origin-Embedder-Policy': 'require-corp',
+};
+
+export default defineConfig({
+  plugins: [react()],
+  // 127.0.0.1 is a secure context (WebGPU needs one) and is not reachable from other machines.
+  server: { host: '127.0.0.1', headers: ISOLATION_HEADERS },
+  preview: { host: '127.0.0.1', headers: ISOLATION_HEADERS },
+  build: {
+    target: 'es2023',
+    rolldownOptions: {
+      // src/gpu/acquire.ts imports these only when running in Node (Dawn); the browser never reaches them.
+      external: ['webgpu', 'node:fs'],
+      // Class names survive minification: typed errors are reported by name ("DeviceLostError: …") and the
+      // app maps the name back to advice.
+      output: { keepNames: true },
+    },
+  },
+});
