@@ -23,6 +23,13 @@ export interface Dispatch {
 
 export type HostArray = Float32Array | Int32Array | Uint32Array;
 
+export interface GpuOptions {
+  /** 'high-performance' (default) picks a discrete GPU when there is one. */
+  powerPreference?: GPUPowerPreference;
+  /** Request WebGPU's default limits instead of the adapter's maximums. */
+  defaultLimits?: boolean;
+}
+
 const STORAGE = () => GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
 
 /**
@@ -62,7 +69,7 @@ export class Gpu {
   }
 
   /** Requests an adapter and device. `powerPreference` high-performance picks a discrete GPU when present. */
-  static async create(opts: { powerPreference?: GPUPowerPreference } = {}): Promise<Gpu> {
+  static async create(opts: GpuOptions = {}): Promise<Gpu> {
     const { gpu, runtime } = await acquireGpuSource();
     const adapter = await gpu.requestAdapter({ powerPreference: opts.powerPreference ?? 'high-performance' });
     if (!adapter) {
@@ -74,9 +81,11 @@ export class Gpu {
       );
     }
     const summary = summarizeAdapter(adapter, runtime);
-    // Ask for the adapter's full limits: the kernels read them and size their tiles to fit.
+    // Ask for the adapter's full limits (the kernels read them and size their tiles to fit), or for
+    // WebGPU's guaranteed defaults (16 KiB workgroup storage, 8 storage buffers per stage, …) to prove the
+    // kernels work on the weakest conforming device.
     const requiredLimits: Record<string, number> = {};
-    for (const [k, v] of Object.entries(summary.limits)) requiredLimits[k] = v;
+    if (!opts.defaultLimits) for (const [k, v] of Object.entries(summary.limits)) requiredLimits[k] = v;
     const requiredFeatures: GPUFeatureName[] = [];
     if (adapter.features.has('timestamp-query')) requiredFeatures.push('timestamp-query');
     const device = await adapter.requestDevice({ requiredLimits, requiredFeatures, label: 'tessera' });

@@ -1,4 +1,4 @@
-export { Gpu, type Dispatch, type HostArray, type Timing } from './gpu.ts';
+export { Gpu, type Dispatch, type GpuOptions, type HostArray, type Timing } from './gpu.ts';
 export * from './errors.ts';
 export * from './tensor.ts';
 export { adapterLabel, type AdapterSummary } from './adapter-info.ts';

@@ -138,3 +138,19 @@ describe('GPU runtime: bad input gets a typed error', () => {
     }
   });
 });
+
+describe('kernels on the weakest conforming device', () => {
+  it('every op check passes with WebGPU default limits (16 KiB workgroup storage, 8 storage buffers)', async () => {
+    const { runSelfTest, OP_CHECKS } = await import('../../src/ops/selftest.ts');
+    const { describe: describeComparison } = await import('../../src/ops/compare.ts');
+    const gpu = await Gpu.create({ defaultLimits: true });
+    expect(gpu.limits.maxComputeWorkgroupStorageSize).toBe(16384);
+    expect(gpu.limits.maxStorageBuffersPerShaderStage).toBe(8);
+    const reports = await runSelfTest(gpu, 'small');
+    expect(reports.map((r) => r.op)).toEqual(OP_CHECKS.map(([op]) => op));
+    const problems = reports.flatMap((r) => (r.error ? [`${r.op}: ${r.error}`] : r.results.filter((c) => !c.pass).map(describeComparison)));
+    expect(problems.join('\n')).toBe('');
+    expect(reports.every((r) => r.results.length > 0)).toBe(true);
+    gpu.destroy();
+  });
+});
