@@ -136,8 +136,13 @@ export class Gpu {
   /** A tensor filled with zeros (cleared on the GPU, in command order). */
   zeros(shape: readonly number[], dtype: DType = 'f32', label?: string): Tensor {
     const t = this.empty(shape, dtype, label);
-    this.commandEncoder().clearBuffer(t.buffer, 0, t.size * 4);
+    this.clear(t);
     return t;
+  }
+
+  /** Sets every element of t to zero, in command order. */
+  clear(t: Tensor): void {
+    this.commandEncoder().clearBuffer(t.buffer, 0, t.size * 4);
   }
 
   upload(data: HostArray | readonly number[], shape: readonly number[], dtype?: DType, label?: string): Tensor {
@@ -232,10 +237,17 @@ export class Gpu {
     this.dispatches++;
   }
 
-  /** Copies `src` into `dst` (same byte size), in command order. */
-  copy(src: Tensor, dst: Tensor): void {
-    if (src.size !== dst.size) throw new ShapeError(`copy: ${src.size} elements into ${dst.size}`);
-    this.commandEncoder().copyBufferToBuffer(src.buffer, 0, dst.buffer, 0, src.size * 4);
+  /**
+   * Copies `count` elements (default: all of src) from src[srcOffset…] to dst[dstOffset…], in command order.
+   * Offsets and counts are in elements.
+   */
+  copy(src: Tensor, dst: Tensor, opts: { srcOffset?: number; dstOffset?: number; count?: number } = {}): void {
+    const { srcOffset = 0, dstOffset = 0, count = src.size - srcOffset } = opts;
+    const ok = [srcOffset, dstOffset, count].every((v) => Number.isInteger(v) && v >= 0);
+    if (!ok || srcOffset + count > src.size || dstOffset + count > dst.size) {
+      throw new ShapeError(`copy: ${count} elements from [${srcOffset}] of ${src.size} into [${dstOffset}] of ${dst.size} is out of bounds`);
+    }
+    if (count > 0) this.commandEncoder().copyBufferToBuffer(src.buffer, srcOffset * 4, dst.buffer, dstOffset * 4, count * 4);
   }
 
   /** Submits pending work. */
