@@ -8,6 +8,7 @@ import { checkEmbedding } from './embedding.check.ts';
 import { checkResidual } from './residual.check.ts';
 import { checkAdamW } from './adamw.check.ts';
 import { checkGradClip } from './gradclip.check.ts';
+import { checkMatmul } from './matmul.check.ts';
 
 /**
  * Every op's kernel check, in the order the self-test runs them. The app runs these ('small') on the
@@ -22,6 +23,7 @@ export const OP_CHECKS: Array<[string, OpCheck]> = [
   ['residual', checkResidual],
   ['adamw', checkAdamW],
   ['gradclip', checkGradClip],
+  ['matmul', checkMatmul],
 ];
 
 export interface SelfTestReport {
