@@ -1,0 +1,155 @@
+import { describe, expect, it } from 'vitest';
+import type { Codec } from '../../src/compress/codec.ts';
+import type { ModelConfig } from '../../src/model/config.ts';
+import { compare, describe as describeComparison } from '../../src/ops/compare.ts';
+import { Rng } from '../../src/ops/rng.ts';
+import { InMemoryNetwork } from '../../src/train/memory-transport.ts';
+import { NonFiniteTensorError, Pipeline, type MicroBatchData } from '../../src/train/pipeline.ts';
+import { idealBubble, oneFOneB } from '../../src/train/schedule.ts';
+import { testGpu } from '../gpu-fixture.ts';
+
+const cfg: ModelConfig = { vocab: 61, dModel: 32, heads: 2, layers: 4, context: 16, seed: 3 };
+const adam = { lr: 3e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1 };
+const B = 2;
+const T = 16;
+
+function microBatches(step: number, M: number): MicroBatchData[] {
+  const rng = new Rng(1000 + step);
+  return Array.from({ length: M }, () => {
+    // A learnable stream: each token is the previous + 1 (mod vocab), with a random start per row.
+    const ids = new Int32Array(B * T);
+    const targets = new Int32Array(B * T);
+    for (let b = 0; b < B; b++) {
+      const start = rng.int(cfg.vocab);
+      for (let t = 0; t < T; t++) {
+        ids[b * T + t] = (start + t) % cfg.vocab;
+        targets[b * T + t] = (start + t + 1) % cfg.vocab;
+      }
+    }
+    return { ids, targets };
+  });
+}
+
+async function params(p: Pipeline): Promise<Map<string, Float32Array>> {
+  const all = new Map<string, Float32Array>();
+  for (const s of p.stages) for (const [k, v] of await s.readParams()) all.set(k, v);
+  return all;
+}
+
+function expectSameParams(a: Map<string, Float32Array>, b: Map<string, Float32Array>, tol = { atol: 1e-5, rtol: 1e-4 }) {
+  expect([...a.keys()].sort()).toEqual([...b.keys()].sort());
+  const bad = [...a].map(([k, v]) => compare(k, v, b.get(k)!, tol)).filter((c) => !c.pass);
+  expect(bad.map(describeComparison).join('\n')).toBe('');
+}
+
+describe('1F1B schedule', () => {
+  it('warms up N−s−1 forwards, alternates, drains; never more than N−s in flight', () => {
+    const N = 4;
+    const micros = [0, 1, 2, 3, 4, 5];
+    for (let s = 0; s < N; s++) {
+      const ops = oneFOneB(s, N, micros);
+      expect(ops.filter((o) => o.op === 'F').map((o) => o.micro)).toEqual(micros);
+      expect(ops.filter((o) => o.op === 'B').map((o) => o.micro)).toEqual(micros);
+      let inFlight = 0;
+      let peak = 0;
+      for (const o of ops) {
+        inFlight += o.op === 'F' ? 1 : -1;
+        peak = Math.max(peak, inFlight);
+      }
+      expect(peak).toBe(N - s);
+    }
+    expect(oneFOneB(3, 4, [0, 1]).map((o) => o.op).join('')).toBe('FBFB');
+    expect(oneFOneB(0, 4, [0, 1]).map((o) => o.op).join('')).toBe('FFBB');
+    expect(idealBubble(4, 8)).toBeCloseTo(3 / 11);
+  });
+});
+
+describe('pipeline engine (in-memory transport)', () => {
+  it('4 stages train exactly like 1 stage: same losses and same weights after 4 steps', async () => {
+    const gpu = await testGpu();
+    const one = Pipeline.create(gpu, { model: cfg, stages: 1, adam });
+    const four = Pipeline.create(gpu, { model: cfg, stages: 4, adam });
+    for (let step = 0; step < 4; step++) {
+      const mb = microBatches(step, 4);
+      const a = await one.trainStep(mb, B, T);
+      const b = await four.trainStep(mb, B, T);
+      expect(Math.abs(a.loss - b.loss), `step ${step}: ${a.loss} vs ${b.loss}`).toBeLessThan(1e-5);
+    }
+    expectSameParams(await params(one), await params(four));
+    one.destroy();
+    four.destroy();
+  });
+
+  it('two replicas of a stage averaging gradients equal one replica with the combined batch', async () => {
+    const gpu = await testGpu();
+    const single = Pipeline.create(gpu, { model: cfg, stages: 2, adam });
+    const replicated = Pipeline.create(gpu, { model: cfg, stages: 2, replicas: [2, 3], adam });
+    for (let step = 0; step < 2; step++) {
+      const mb = microBatches(10 + step, 6);
+      const a = await single.trainStep(mb, B, T);
+      const b = await replicated.trainStep(mb, B, T);
+      expect(Math.abs(a.loss - b.loss)).toBeLessThan(1e-5);
+    }
+    const want = await params(single);
+    for (const ws of replicated.workers) {
+      for (const w of ws) {
+        const got = await w.stage.readParams();
+        const subset = new Map([...want].filter(([k]) => got.has(k)));
+        // Replicas sum gradients in another order than one replica accumulating them; Adam's m/√v turns
+        // that float32 rounding into update differences of up to a few % of lr where a gradient is ≈ 0.
+        expectSameParams(got, subset, { atol: 0.02 * adam.lr, rtol: 1e-4 });
+      }
+    }
+    single.destroy();
+    replicated.destroy();
+  });
+
+  it('learns: the loss on a predictable stream falls', async () => {
+    const gpu = await testGpu();
+    const p = Pipeline.create(gpu, { model: cfg, stages: 2, adam: { ...adam, lr: 1e-2 } });
+    const first = (await p.trainStep(microBatches(0, 2), B, T)).loss;
+    let last = first;
+    for (let step = 1; step < 30; step++) last = (await p.trainStep(microBatches(step, 2), B, T)).loss;
+    expect(first).toBeGreaterThan(Math.log(cfg.vocab) - 0.3);
+    expect(last).toBeLessThan(first * 0.6);
+    p.destroy();
+  });
+
+  it('shaped links (80 Mb/s, 50 ms) slow the step and count bytes on the wire', async () => {
+    const gpu = await testGpu();
+    const shaped = new InMemoryNetwork(() => ({ bitsPerSecond: 80e6, latencyMs: 50 }));
+    const p = Pipeline.create(gpu, { model: cfg, stages: 3, adam, network: shaped });
+    const r = await p.trainStep(microBatches(0, 2), B, T);
+    // 2 boundaries × 2 micro-batches × (act + grad) frames of B·T·C float32 each, plus ids and header.
+    const payload = 2 * 2 * 2 * (B * T * cfg.dModel * 4 + B * T * 4 + 128);
+    expect(r.bytes).toBe(payload);
+    // Each micro-batch crosses 2 boundaries forward and 2 back: at least 4 latencies on the critical path.
+    expect(r.ms).toBeGreaterThan(4 * 50);
+    p.destroy();
+  });
+
+  it('a NaN at a boundary refuses the step: weights stay, the next step trains', async () => {
+    const gpu = await testGpu();
+    let poison = true;
+    const nanCodec: Codec = {
+      name: 'test-nan',
+      encode: (x) => new Uint8Array(x.slice().buffer),
+      decode: (bytes) => {
+        const x = new Float32Array(bytes.slice().buffer);
+        if (poison) x[5] = NaN;
+        return x;
+      },
+      bytesPerToken: (w) => 4 * w,
+    };
+    const p = Pipeline.create(gpu, { model: cfg, stages: 2, adam, codecs: [nanCodec] });
+    const before = await params(p);
+    await expect(p.trainStep(microBatches(0, 2), B, T)).rejects.toThrow(NonFiniteTensorError);
+    expectSameParams(await params(p), before, { atol: 0, rtol: 0 });
+    expect(p.stages.every((s) => s.inFlight === 0)).toBe(true);
+    poison = false;
+    const ok = await p.trainStep(microBatches(0, 2), B, T);
+    expect(Number.isFinite(ok.loss)).toBe(true);
+    expect(p.step).toBe(1);
+    p.destroy();
+  });
+});
