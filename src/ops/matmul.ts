@@ -101,6 +101,23 @@ function workgroup2d(gpu: Gpu, wx: number, wy: number): [number, number] {
   return [wx, wy];
 }
 
+/**
+ * The register kernel's most vectorised entry point for this layout (see shaders/matmul-register.wgsl).
+ * Binding 5 / 6 view B / A as vec4, which needs the element count to be a multiple of 4 (it is, given the
+ * divisibility each entry point requires).
+ */
+function registerEntry(
+  a: Tensor, b: Tensor, biasT: Tensor, out: Tensor, M: number, N: number, K: number, transA: boolean, transB: boolean,
+): { entry: string; buffers: Record<number, Tensor> } {
+  if (!transB && N % 4 === 0) {
+    return transA && M % 4 === 0
+      ? { entry: 'main_at_vec4', buffers: { 3: biasT, 4: out, 5: b, 6: a } }
+      : { entry: 'main_vec4', buffers: { 1: a, 3: biasT, 4: out, 5: b } };
+  }
+  if (transB && !transA && K % 4 === 0) return { entry: 'main_bt_k4', buffers: { 3: biasT, 4: out, 5: b, 6: a } };
+  return { entry: 'main', buffers: { 1: a, 2: b, 3: biasT, 4: out } };
+}
+
 export function matmul(gpu: Gpu, a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const { transA = false, transB = false, bias, accumulate } = opts;
   const { M, N, K } = matmulDims(a, b, transA, transB);
@@ -131,11 +148,8 @@ export function matmul(gpu: Gpu, a: Tensor, b: Tensor, opts: MatmulOptions = {})
   if (variant === 'register') {
     const [WX, WY] = workgroup2d(gpu, 16, 4);
     const workgroups = grid2d(gpu, label, Math.ceil(N / (16 * WX)), Math.ceil(M / (8 * WY)));
-    const vec4 = !transB && N % 4 === 0;
-    gpu.dispatch({
-      shader: registerShader, entry: vec4 ? 'main_vec4' : 'main', constants: { WX, WY }, label, params, workgroups,
-      buffers: vec4 ? { 1: a, 3: biasT, 4: out, 5: b } : { 1: a, 2: b, 3: biasT, 4: out },
-    });
+    const { entry, buffers } = registerEntry(a, b, biasT, out, M, N, K, transA, transB);
+    gpu.dispatch({ shader: registerShader, entry, constants: { WX, WY }, label, params, workgroups, buffers });
   } else if (variant === 'tiled') {
     const { TM, TN, TK } = tiledConfig(gpu);
     const FAST = M % TM === 0 && N % TN === 0 && K % TK === 0 ? 1 : 0;
