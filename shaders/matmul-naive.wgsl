@@ -7,6 +7,7 @@ struct Params {
   sam: u32, sak: u32,
   sbk: u32, sbn: u32,
   flags: u32,   // bit 0: add bias[n]; bit 1: add the previous out[m,n] (accumulate)
+  wx: u32,      // (register kernel only)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;

@@ -26,6 +26,7 @@ struct Params {
   sam: u32, sak: u32,
   sbk: u32, sbn: u32,
   flags: u32,   // bit 0: add bias[n]; bit 1: add the previous out[m,n] (accumulate)
+  wx: u32,      // invocations of a workgroup along columns (a power of two dividing WG); WG / wx along rows
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -36,8 +37,9 @@ struct Params {
 @group(0) @binding(5) var<storage, read> b4: array<vec4f>;   // B viewed as vec4 (instead of binding 2)
 @group(0) @binding(6) var<storage, read> a4: array<vec4f>;   // A viewed as vec4 (instead of binding 1)
 
-override WX: u32 = 16;   // invocations along columns (16 columns each)
-override WY: u32 = 4;   // invocations along rows (8 rows each)
+// Invocations per workgroup. How they split into columns × rows (p.wx × WG/p.wx) is a uniform, so one
+// pipeline serves wide and skinny outputs alike (a pipeline costs seconds to compile on lavapipe).
+override WG: u32 = 64;
 
 struct AOff { o0: u32, o1: u32, o2: u32, o3: u32, o4: u32, o5: u32, o6: u32, o7: u32 }
 struct AV { v0: vec4f, v1: vec4f, v2: vec4f, v3: vec4f, v4: vec4f, v5: vec4f, v6: vec4f, v7: vec4f }
@@ -51,7 +53,8 @@ struct Acc { r0: mat4x4f, r1: mat4x4f, r2: mat4x4f, r3: mat4x4f, r4: mat4x4f, r5
 // (first row, first column) of this invocation's block. Row blocks fold into z past 65535 workgroups.
 fn block_origin(wid: vec3u, lid: vec3u, nwg: vec3u) -> vec2u {
   let rb = wid.y + wid.z * nwg.y;
-  return vec2u((rb * WY + lid.y) * 8u, (wid.x * WX + lid.x) * 16u);
+  let wy = WG / p.wx;
+  return vec2u((rb * wy + lid.x / p.wx) * 8u, (wid.x * p.wx + lid.x % p.wx) * 16u);
 }
 
 fn a_offsets(row0: u32) -> AOff {
@@ -164,7 +167,7 @@ fn store_block(acc: Acc, row0: u32, col0: u32) {
   }
 }
 
-@compute @workgroup_size(WX, WY)
+@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let o = block_origin(wid, lid, nwg);
   let ao = a_offsets(o.x);
@@ -175,7 +178,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   store_block(acc, o.x, o.y);
 }
 
-@compute @workgroup_size(WX, WY)
+@compute @workgroup_size(WG)
 fn main_vec4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let o = block_origin(wid, lid, nwg);
   let ao = a_offsets(o.x);
@@ -186,7 +189,7 @@ fn main_vec4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) li
   store_block(acc, o.x, o.y);
 }
 
-@compute @workgroup_size(WX, WY)
+@compute @workgroup_size(WG)
 fn main_at_vec4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let o = block_origin(wid, lid, nwg);
   var acc = Acc();
@@ -196,7 +199,7 @@ fn main_at_vec4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id)
   store_block(acc, o.x, o.y);
 }
 
-@compute @workgroup_size(WX, WY)
+@compute @workgroup_size(WG)
 fn main_bt_k4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let o = block_origin(wid, lid, nwg);
   let ao = a_offsets(o.x);

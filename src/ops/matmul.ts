@@ -35,15 +35,17 @@ export function matmulFlops(M: number, N: number, K: number): number {
  * Picks the kernel for an adapter and shape, as tfjs-webgpu does. CPU drivers (lavapipe, SwiftShader) run
  * invocations as SIMD lanes of CPU threads: there workgroup barriers are coroutine switches and every
  * storage load is emulated lane by lane, so the register-blocked kernel (fewest loads per multiply-add, no
- * barriers) wins at every shape measured, 256³ to 1024³ and the transformer shapes, by 1.5–4× over tiled.
- * On GPUs the tiled kernel shares loads through workgroup memory; for matrix-vector-like shapes (M or N
- * below 16) most of its 64×64 tile would be idle, and one invocation per output is better.
+ * barriers) wins at every shape measured, 256³ to 1024³, the transformer shapes and skinny ones down to
+ * N = 1 or M = 2, by 1.5–4× over tiled (and over tfjs-webgpu); only a single row (M = 1, decoding one
+ * token) is as fast or faster one output per invocation. On GPUs the tiled kernel shares loads through
+ * workgroup memory; for matrix-vector-like shapes (M or N below 16) most of its 64×64 tile would be idle,
+ * and one invocation per output is better.
  */
 export function chooseMatmulVariant(gpu: Gpu, M: number, N: number, K: number, transA: boolean, transB: boolean): MatmulVariant {
   void K;
   void transA;
   void transB;
-  if (gpu.adapter.isSoftware) return 'register';
+  if (gpu.adapter.isSoftware) return M === 1 ? 'naive' : 'register';
   return M < 16 || N < 16 ? 'naive' : 'tiled';
 }
 
@@ -101,6 +103,22 @@ function workgroup2d(gpu: Gpu, wx: number, wy: number): [number, number] {
   return [wx, wy];
 }
 
+const pow2ceil = (n: number): number => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
+
+/**
+ * How the register kernel's workgroup (WG invocations, each an 8×16 block) splits into wx column blocks ×
+ * WG/wx row blocks. 16 × 4 (256 columns × 32 rows) measured best on lavapipe for wide outputs; narrower
+ * outputs get fewer columns and more rows so that invocations are not spent on columns past N, and short
+ * ones (few row blocks) get the invocations back as columns.
+ */
+function registerShape(gpu: Gpu, M: number, N: number): { WG: number; wx: number } {
+  const WG = Math.min(64, gpu.limits.maxComputeInvocationsPerWorkgroup, gpu.limits.maxComputeWorkgroupSizeX);
+  let wx = Math.min(16, WG, pow2ceil(Math.ceil(N / 16)));
+  const rowsNeeded = pow2ceil(Math.ceil(M / 8));
+  if (WG / wx > rowsNeeded) wx = WG / Math.min(rowsNeeded, WG);
+  return { WG, wx };
+}
+
 /**
  * The register kernel's most vectorised entry point for this layout (see shaders/matmul-register.wgsl).
  * Binding 5 / 6 view B / A as vec4, which needs the element count to be a multiple of 4 (it is, given the
@@ -140,16 +158,17 @@ export function matmul(gpu: Gpu, a: Tensor, b: Tensor, opts: MatmulOptions = {})
     ['u32', transA ? 1 : K], ['u32', transA ? M : 1], // op(A)[m,k] = a[m·sam + k·sak]
     ['u32', transB ? 1 : N], ['u32', transB ? K : 1], // op(B)[k,n] = b[k·sbk + n·sbn]
     ['u32', (bias ? 1 : 0) | (accumulate ? 2 : 0)],
+    ['u32', 0], // wx: the register kernel's workgroup shape, set below
   ];
   // Without a bias, A stands in at binding 3: every entry point statically uses it, and read-only
   // bindings may share a buffer.
   const biasT = bias ?? a;
   const label = `matmul.${variant}`;
   if (variant === 'register') {
-    const [WX, WY] = workgroup2d(gpu, 16, 4);
-    const workgroups = grid2d(gpu, label, Math.ceil(N / (16 * WX)), Math.ceil(M / (8 * WY)));
+    const { WG, wx } = registerShape(gpu, M, N);
+    const workgroups = grid2d(gpu, label, Math.ceil(N / (16 * wx)), Math.ceil(M / (8 * (WG / wx))));
     const { entry, buffers } = registerEntry(a, b, biasT, out, M, N, K, transA, transB);
-    gpu.dispatch({ shader: registerShader, entry, constants: { WX, WY }, label, params, workgroups, buffers });
+    gpu.dispatch({ shader: registerShader, entry, constants: { WG }, label, params: [...params.slice(0, 8), ['u32', wx]], workgroups, buffers });
   } else if (variant === 'tiled') {
     const { TM, TN, TK } = tiledConfig(gpu);
     const FAST = M % TM === 0 && N % TN === 0 && K % TK === 0 ? 1 : 0;
@@ -184,7 +203,7 @@ export function biasGrad(gpu: Gpu, dy: Tensor, opts: { accumulate?: Tensor } = {
   const BG_WG = Math.min(64, gpu.limits.maxComputeInvocationsPerWorkgroup, gpu.limits.maxComputeWorkgroupSizeX);
   gpu.dispatch({
     shader: tiledShader, entry: 'bias_grad', constants: { BG_WG }, label: 'matmul.biasGrad',
-    params: [['u32', M], ['u32', N], ['u32', 0], ['u32', 0], ['u32', 0], ['u32', 0], ['u32', 0], ['u32', acc ? 2 : 0]],
+    params: [['u32', M], ['u32', N], ['u32', 0], ['u32', 0], ['u32', 0], ['u32', 0], ['u32', 0], ['u32', acc ? 2 : 0], ['u32', 0]],
     buffers: { 1: dy, 4: db }, workgroups: grid1d(gpu, N, BG_WG),
   });
   return db;
