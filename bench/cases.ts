@@ -15,8 +15,8 @@ export interface MatmulCase {
   K: number;
   transA: boolean;
   transB: boolean;
-  /** 1 = measured first; 2 = the larger training (transposed) shapes, measured when the budget allows. */
-  tier: 1 | 2;
+  /** Priority: tier 1 (forward shapes, squares ≤ 1024) first, then 2 (training shapes at d ≤ 512, 2048²), then 3. */
+  tier: 1 | 2 | 3;
 }
 
 export interface AttentionCase {
@@ -47,12 +47,12 @@ export function matmulCases(): MatmulCase[] {
       { id: `up-${d}`, group: 'transformer', tier: 1, M: T, K: d, N: h, transA: false, transB: false, label: `FFN up     X[${T}×${d}]·W[${d}×${h}]` },
       { id: `down-${d}`, group: 'transformer', tier: 1, M: T, K: h, N: d, transA: false, transB: false, label: `FFN down   H[${T}×${h}]·W[${h}×${d}]` },
       // Backward of FFN up: dX = dY·Wᵀ and dW = Xᵀ·dY, the transposed forms training runs every step.
-      { id: `dx-${d}`, group: 'transformer', tier: d === 256 ? 1 : 2, M: T, K: h, N: d, transA: false, transB: true, label: `FFN up dX  dY[${T}×${h}]·Wᵀ, W[${d}×${h}]` },
-      { id: `dw-${d}`, group: 'transformer', tier: d === 256 ? 1 : 2, M: d, K: T, N: h, transA: true, transB: false, label: `FFN up dW  Xᵀ·dY, X[${T}×${d}], dY[${T}×${h}]` },
+      { id: `dx-${d}`, group: 'transformer', tier: d <= 512 ? 2 : 3, M: T, K: h, N: d, transA: false, transB: true, label: `FFN up dX  dY[${T}×${h}]·Wᵀ, W[${d}×${h}]` },
+      { id: `dw-${d}`, group: 'transformer', tier: d <= 512 ? 2 : 3, M: d, K: T, N: h, transA: true, transB: false, label: `FFN up dW  Xᵀ·dY, X[${T}×${d}], dY[${T}×${h}]` },
     );
   }
   for (const n of SQUARES) {
-    out.push({ id: `sq-${n}`, group: 'square', tier: 1, M: n, N: n, K: n, transA: false, transB: false, label: `square     ${n}×${n}·${n}×${n}` });
+    out.push({ id: `sq-${n}`, group: 'square', tier: n <= 1024 ? 1 : 2, M: n, N: n, K: n, transA: false, transB: false, label: `square     ${n}×${n}·${n}×${n}` });
   }
   return out;
 }
@@ -61,7 +61,7 @@ export function attentionCases(): AttentionCase[] {
   return ATTENTION_T.map((seq) => ({ id: `attn-${seq}`, seq, ...ATTENTION_SHAPE }));
 }
 
-/** Execution order: tier 1 before tier 2, then cheapest first, so every rate estimate comes from a smaller run. */
+/** Execution order: by tier, then cheapest first, so every rate estimate comes from a smaller run. */
 export function executionOrder(cases: MatmulCase[]): MatmulCase[] {
   return [...cases].sort((a, b) => a.tier - b.tier || matmulFlopsOf(a) - matmulFlopsOf(b) || a.id.localeCompare(b.id));
 }
@@ -71,7 +71,10 @@ export function executionOrder(cases: MatmulCase[]): MatmulCase[] {
 export interface Budget {
   /** A case is skipped for an implementation when warm-up + minRepeats runs would take longer than this. */
   perCaseS: number;
-  /** The same for our variants the selector does not pick for the shape (informational columns). */
+  /**
+   * The same for our variants the selector does not pick for the shape (informational columns), except on
+   * the first case of each group they run in, where they get perCaseS so that every column has a figure.
+   */
   secondaryPerCaseS: number;
   /** Timed repeats continue (up to maxRepeats) while they fit in this many seconds. */
   repeatS: number;
@@ -85,8 +88,8 @@ export interface Budget {
   maxRepeats: number;
 }
 
-export const BROWSER_BUDGET: Budget = { perCaseS: 24, secondaryPerCaseS: 8, repeatS: 1.5, matmulS: 250, attentionS: 45, memoryOnlyS: 12, warmup: 1, minRepeats: 3, maxRepeats: 30 };
-export const NODE_BUDGET: Budget = { perCaseS: 20, secondaryPerCaseS: 8, repeatS: 1.5, matmulS: 140, attentionS: 50, memoryOnlyS: 25, warmup: 1, minRepeats: 3, maxRepeats: 30 };
+export const BROWSER_BUDGET: Budget = { perCaseS: 40, secondaryPerCaseS: 5, repeatS: 1.5, matmulS: 260, attentionS: 40, memoryOnlyS: 12, warmup: 1, minRepeats: 3, maxRepeats: 30 };
+export const NODE_BUDGET: Budget = { perCaseS: 20, secondaryPerCaseS: 5, repeatS: 1.5, matmulS: 130, attentionS: 60, memoryOnlyS: 40, warmup: 1, minRepeats: 3, maxRepeats: 30 };
 
 export function scaleBudget(b: Budget, k: number): Budget {
   return { ...b, perCaseS: b.perCaseS * k, secondaryPerCaseS: b.secondaryPerCaseS * k, repeatS: b.repeatS * k, matmulS: b.matmulS * k, attentionS: b.attentionS * k, memoryOnlyS: b.memoryOnlyS * k };
@@ -121,6 +124,16 @@ export function fmtS(s: number): string {
   return s >= 10 ? `${s.toFixed(0)} s` : s >= 1 ? `${s.toFixed(1)} s` : `${(s * 1000).toFixed(0)} ms`;
 }
 
+/**
+ * Rate (GFLOP/s) to predict the next, larger size from: the median over the largest size measured so far
+ * (rates grow with size on the adapters seen, and the median keeps one odd shape from steering it).
+ */
+export function estimateRate(history: ReadonlyArray<{ flops: number; gflops: number }> | undefined): number | undefined {
+  if (!history?.length) return undefined;
+  const top = Math.max(...history.map((h) => h.flops));
+  return median(history.filter((h) => h.flops === top).map((h) => h.gflops));
+}
+
 // ---- statistics ---------------------------------------------------------------------------------
 
 export function median(xs: readonly number[]): number {
@@ -145,6 +158,8 @@ export interface Sample {
   backend: string;
   /** Max |out - ours| / max |ours| on the warm-up output, when compared. */
   relErr?: number;
+  /** Max |out - float64 reference| / max |reference| over 256 seeded output positions of the warm-up output. */
+  refErr?: number;
   note?: string;
 }
 

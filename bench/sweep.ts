@@ -5,7 +5,7 @@
  * implementation's rate on the previous, smaller case) exceeds the budget are skipped and listed.
  */
 import {
-  computeRatios, executionOrder, fmtS, matmulFlopsOf, planOrSkip, summarize,
+  computeRatios, estimateRate, executionOrder, fmtS, matmulFlopsOf, planOrSkip, summarize,
   type AttentionCase, type AttentionResult, type Budget, type ImplId, type MatmulCase, type MatmulResult, type Sample, type Skip,
 } from './cases.ts';
 import { Rng } from '../src/ops/rng.ts';
@@ -41,6 +41,31 @@ export function randomOperands(c: MatmulCase, seed: number): { a: Float32Array; 
   return { a: rng.f32(c.M * c.K), b: rng.f32(c.K * c.N) };
 }
 
+/** float64 values of op(A)·op(B) at `count` seeded positions, to check each output against. */
+function sampledReference(c: MatmulCase, a: Float32Array, b: Float32Array, count: number): Array<[number, number]> {
+  const rng = new Rng(99);
+  const out: Array<[number, number]> = [];
+  for (let n = 0; n < count; n++) {
+    const i = rng.int(c.M);
+    const j = rng.int(c.N);
+    let acc = 0;
+    for (let k = 0; k < c.K; k++) acc += a[c.transA ? k * c.M + i : i * c.K + k] * b[c.transB ? j * c.K + k : k * c.N + j];
+    out.push([i * c.N + j, acc]);
+  }
+  return out;
+}
+
+function sampledError(out: Float32Array, ref: Array<[number, number]>): number {
+  let maxDiff = 0;
+  let maxRef = 0;
+  for (const [idx, want] of ref) {
+    const d = Math.abs(out[idx] - want);
+    maxDiff = Number.isNaN(d) ? Infinity : Math.max(maxDiff, d);
+    maxRef = Math.max(maxRef, Math.abs(want));
+  }
+  return maxDiff / Math.max(maxRef, 1e-30);
+}
+
 function maxRelDiff(got: Float32Array, want: Float32Array): number {
   let maxDiff = 0;
   let maxRef = 0;
@@ -72,7 +97,8 @@ export function progressLine(i: number, n: number, text: string): string {
 
 export async function matmulSweep(ctx: SweepContext, impls: MatmulImpl[], cases: MatmulCase[]): Promise<MatmulResult[]> {
   const { budget: b, log } = ctx;
-  const rates = new Map<string, number>();
+  const history = new Map<string, Array<{ flops: number; gflops: number }>>();
+  const measuredIn = new Set<string>();
   const results: MatmulResult[] = [];
   const t0 = now();
   const order = executionOrder(cases);
@@ -90,11 +116,11 @@ export async function matmulSweep(ctx: SweepContext, impls: MatmulImpl[], cases:
     const cells: string[] = [];
     // The sweep budget is checked per case for all implementations together, so a case is either compared
     // in full or not at all; the per-case budget then drops the implementations too slow for this size.
-    const secondary = (impl: MatmulImpl) => impl.id.startsWith('ours:') && impl.id !== `ours:${r.chosen}`;
-    const plans = impls.map((impl) => planOrSkip(flops, rates.get(impl.id), b, Infinity, secondary(impl)));
+    const secondary = (impl: MatmulImpl) => impl.id.startsWith('ours:') && impl.id !== `ours:${r.chosen}` && measuredIn.has(`${impl.id}/${c.group}`);
+    const plans = impls.map((impl) => planOrSkip(flops, estimateRate(history.get(impl.id)), b, Infinity, secondary(impl)));
     const caseNeedS = plans.reduce((n, p) => n + (p.skip || p.estS === undefined ? 0 : p.estS * (b.warmup + b.minRepeats)), 0);
     const leftS = b.matmulS - (now() - t0) / 1000;
-    const sweepSkip = caseNeedS > leftS ? `est. ${fmtS(caseNeedS)} for this case > ${fmtS(Math.max(0, leftS))} left of the ${b.matmulS} s sweep budget` : undefined;
+    const sweepSkip = caseNeedS > 0 && caseNeedS > leftS ? `est. ${fmtS(caseNeedS)} for this case > ${fmtS(Math.max(0, leftS))} left of the ${b.matmulS} s sweep budget` : undefined;
     if (sweepSkip) ctx.skipped.push({ env: ctx.env, case: c.id, impl: 'all', reason: sweepSkip });
     // Create and warm up every implementation that fits, then time them in interleaved rounds (rotating
     // the order each round) so that load from other processes hits all of them alike.
@@ -141,15 +167,17 @@ export async function matmulSweep(ctx: SweepContext, impls: MatmulImpl[], cases:
       for (const e of live) if (e.failed) await e.inst.dispose();
       live = live.filter((e) => !e.failed);
     }
+    const ref64 = live.some((e) => e.out) ? sampledReference(c, a, bm, 256) : [];
     for (const e of live) {
       const sample = summarize(e.ms, flops, e.impl.source, e.impl.backend, e.wall.length === e.ms.length ? e.wall : undefined);
       if (e.out) {
+        sample.refErr = sampledError(e.out, ref64);
         if (!reference) reference = e.out;
         else sample.relErr = maxRelDiff(e.out, reference);
       }
       r.impls[e.impl.id] = sample;
-      // Rates grow with size on every adapter seen so far: the best rate yet is the estimate for the next size.
-      rates.set(e.impl.id, Math.max(sample.gflops, rates.get(e.impl.id) ?? 0));
+      history.set(e.impl.id, [...(history.get(e.impl.id) ?? []), { flops, gflops: sample.gflops }]);
+      measuredIn.add(`${e.impl.id}/${c.group}`);
       await e.inst.dispose();
     }
     for (const impl of impls) {
@@ -241,7 +269,7 @@ export async function attentionSweep(ctx: SweepContext, runner: AttentionRunner,
       r.fwd = summarize(fwd, fwdFlops, runner.source, 'webgpu');
       r.bwd = summarize(bwd, bwdFlops, runner.source, 'webgpu');
       r.total = summarize(tot, fwdFlops + bwdFlops, runner.source, 'webgpu');
-      rate = Math.max(r.total.gflops, rate ?? 0);
+      rate = r.total.gflops;
       log(progressLine(ci + 1, cases.length,
         `attention T=${c.seq} (${fmtS((now() - t0) / 1000)}): fwd ${r.fwd.ms.toFixed(1)} ms, bwd ${r.bwd.ms.toFixed(1)} ms, ${r.total.gflops.toFixed(2)} GFLOP/s, largest buffer ${mib(r.largestBuffer)}, peak extra ${mib(r.peakExtraBytes)} (T×T scores would be ${mib(r.scoreMatrixBytes)})`));
     } catch (e) {

@@ -22,7 +22,7 @@ const ratio = (x?: number) => (x === undefined ? '–' : `${x.toFixed(2)}×`);
 function cell(s: Sample | undefined, skipped: boolean, wall = false): string {
   if (!s) return skipped ? 'skip' : '–';
   const v = wall ? s.wallGflops ?? s.gflops : s.gflops;
-  const bad = s.relErr !== undefined && s.relErr > 1e-3 ? ' ✗' : '';
+  const bad = (s.relErr ?? 0) > 1e-3 || (s.refErr ?? 0) > 1e-3 ? ' ✗' : '';
   return `${g(v)}${bad}`;
 }
 
@@ -35,6 +35,18 @@ function adapterName(e: EnvResult): string {
   const a = e.adapter;
   const name = a.description || a.device || a.architecture || 'unknown';
   return `${a.vendor || 'unknown vendor'} · ${name}${a.isSoftware ? ' (software adapter)' : ''}`;
+}
+
+function worstErr(e: EnvResult): string {
+  let ref = 0;
+  let rel = 0;
+  for (const r of e.matmul) {
+    for (const s of Object.values(r.impls)) {
+      ref = Math.max(ref, s?.refErr ?? 0);
+      rel = Math.max(rel, s?.relErr ?? 0);
+    }
+  }
+  return `${ref.toExponential(1)} vs float64, ${rel.toExponential(1)} vs ours`;
 }
 
 function matmulTable(e: EnvResult): string {
@@ -91,12 +103,13 @@ export function envSection(e: EnvResult): string {
   out.push(`### ${where} — ${adapterName(e)}`);
   out.push('');
   out.push(`- Runtime: ${e.runtime}`);
-  out.push(`- Ours: ${e.ourTimingSource}; warm-up ${e.budget.warmup}, then ${e.budget.minRepeats}–${e.budget.maxRepeats} timed repeats (as many as fit in ${e.budget.repeatS} s); medians. A size is skipped for an implementation when warm-up + ${e.budget.minRepeats} runs, estimated from its best rate on smaller sizes, would exceed ${e.budget.perCaseS} s (${e.budget.secondaryPerCaseS} s for the variants not picked for the shape), or the sweep's budget (${e.budget.matmulS} s matmul, ${e.budget.attentionS} s attention) would run out.`);
+  out.push(`- Ours: ${e.ourTimingSource}; warm-up ${e.budget.warmup}, then ${e.budget.minRepeats}–${e.budget.maxRepeats} timed repeats (as many as fit in ${e.budget.repeatS} s); medians. A size is skipped for an implementation when warm-up + ${e.budget.minRepeats} runs, estimated from its median rate at the largest size it ran so far, would exceed ${e.budget.perCaseS} s (${e.budget.secondaryPerCaseS} s for our variants the selector does not pick, after their first case per group), or the sweep's budget (${e.budget.matmulS} s matmul, ${e.budget.attentionS} s attention) would run out.`);
   for (const [id, p] of Object.entries(e.peers)) out.push(`- ${id === 'ort' ? 'ORT' : id}: ${p.version}, **${p.backend}** backend; ${p.timing}${p.note ? ` — ${p.note}` : ''}.`);
+  out.push('- Per case, every implementation is created and warmed up, then timed in interleaved rounds (rotating order), so load from other processes falls on all of them alike; inputs are the same seeded uniform(-1, 1) matrices for all, and each output is checked against ours.');
   out.push(`- Elapsed ${e.elapsedS.toFixed(0)} s.`);
   if (e.matmul.length) {
     out.push('');
-    out.push(`Matmul, GFLOP/s (higher is better). "ours" = the variant chooseMatmulVariant picks (column "variant"), by GPU timestamps; ratios > 1 mean ours is faster.${Object.keys(e.peers).length ? ' ours/ORT compares wall clock with wall clock ("ours wall": sync, dispatch, wait, timestamp readback), ours/tfjs compares GPU timestamps with tfjs kernelMs.' : ''} "skip" = over the time budget (listed below); ✗ = output differs from ours by > 1e-3 relative.`);
+    out.push(`Matmul, GFLOP/s (higher is better). "ours" = the variant chooseMatmulVariant picks (column "variant"), by GPU timestamps; ratios > 1 mean ours is faster.${Object.keys(e.peers).length ? ' ours/ORT compares wall clock with wall clock ("ours wall": sync, dispatch, wait, timestamp readback), ours/tfjs compares GPU timestamps with tfjs kernelMs.' : ''} "skip" = over the time budget (listed below); every output is checked against a float64 reference at 256 positions and against ours (✗ = relative error > 1e-3; worst seen: ${worstErr(e)}).`);
     out.push('');
     out.push(matmulTable(e));
     const tr = e.matmul.filter((r) => r.group === 'transformer' && r.ratios.bestPeer !== undefined);
