@@ -128,8 +128,9 @@ export function envSection(e: EnvResult): string {
   }
   if (e.skipped.length) {
     out.push('');
-    out.push(`Skipped (${e.skipped.length}):`);
+    out.push(`<details><summary>Skipped or reduced (${e.skipped.length}) — why</summary>`, '');
     for (const s of e.skipped) out.push(`- ${s.case} · ${s.impl}: ${s.reason}`);
+    out.push('', '</details>');
   }
   if (e.errors.length) {
     out.push('');

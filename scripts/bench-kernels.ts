@@ -6,8 +6,8 @@
  *      onnxruntime-web and TensorFlow.js on the same adapter and reports back through exposed functions.
  *   3. Prints the tables and writes bench/results/kernels.json + kernels.md.
  * Options: --node-only, --browser-only, --scale=K (multiplies every time budget), --parts=matmul,attention,
- * --only=REGEX (case ids, e.g. '^(up|sq)-256$'), --no-build (reuse the last build). With any of these but
- * --scale and --no-build the results go to *.tmp files instead.
+ * --only=REGEX (case ids, e.g. '^(up|sq)-256$'), --no-build (reuse the last build), --report-only (re-render
+ * kernels.md from kernels.json). With --node-only, --browser-only, --parts or --only the results go to *.tmp.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
@@ -150,6 +150,15 @@ async function runBrowser(): Promise<{ result?: EnvResult; chromium?: string }> 
 }
 
 // ---- 3. Report ---------------------------------------------------------------------------------------
+
+if (args.has('report-only')) {
+  // Re-renders kernels.md from kernels.json (e.g. after a change to bench/table.ts), without measuring.
+  const saved = JSON.parse(readFileSync(join(RESULTS, 'kernels.json'), 'utf8')) as ReportMeta & { environments: EnvResult[] };
+  const { environments, ...savedMeta } = saved;
+  writeFileSync(join(RESULTS, 'kernels.md'), markdownReport(environments, savedMeta));
+  say('rewrote bench/results/kernels.md from kernels.json');
+  process.exit(0);
+}
 
 const envs: EnvResult[] = [];
 let chromiumVersion: string | undefined;
