@@ -9,6 +9,7 @@ import { checkResidual } from './residual.check.ts';
 import { checkAdamW } from './adamw.check.ts';
 import { checkGradClip } from './gradclip.check.ts';
 import { checkMatmul } from './matmul.check.ts';
+import { checkAttention } from './attention.check.ts';
 
 /**
  * Every op's kernel check, in the order the self-test runs them. The app runs these ('small') on the
@@ -24,6 +25,7 @@ export const OP_CHECKS: Array<[string, OpCheck]> = [
   ['adamw', checkAdamW],
   ['gradclip', checkGradClip],
   ['matmul', checkMatmul],
+  ['attention', checkAttention],
 ];
 
 export interface SelfTestReport {
