@@ -49,6 +49,7 @@ Optimisation
   --lr X              peak learning rate, linear warm-up then cosine to 10% (3e-3 / 1e-3)
   --warmup N          warm-up steps (10% of --steps, at most 100)
   --weight-decay X    AdamW decoupled weight decay on matrices (0.1)
+  --clip X            clip the global gradient norm to X (1.0; 0 = off)
   --beta2 X           AdamW second-moment decay (0.95)
 Boundaries
   --codec NAME        ${CODEC_NAMES.join(' | ')} (none)
@@ -80,6 +81,7 @@ interface Options {
   warmup: number;
   weightDecay: number;
   beta2: number;
+  clip: number;
   codec: CodecName;
   k: number;
   tail: number;
@@ -111,7 +113,7 @@ function parseOptions(argv: string[], software: boolean): Options | undefined {
       stages: { type: 'string' }, blocks: { type: 'string' }, 'd-model': { type: 'string' }, heads: { type: 'string' },
       context: { type: 'string' }, vocab: { type: 'string' }, batch: { type: 'string' }, micro: { type: 'string' },
       seed: { type: 'string' }, steps: { type: 'string' }, lr: { type: 'string' }, warmup: { type: 'string' },
-      'weight-decay': { type: 'string' }, beta2: { type: 'string' }, codec: { type: 'string' }, k: { type: 'string' }, tail: { type: 'string' },
+      'weight-decay': { type: 'string' }, beta2: { type: 'string' }, clip: { type: 'string' }, codec: { type: 'string' }, k: { type: 'string' }, tail: { type: 'string' },
       link: { type: 'string' }, 'eval-every': { type: 'string' }, 'eval-batches': { type: 'string' }, out: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -151,6 +153,7 @@ function parseOptions(argv: string[], software: boolean): Options | undefined {
     warmup: int('warmup', values.warmup, Math.min(100, Math.ceil(steps / 10)), 0),
     weightDecay: num('weight-decay', values['weight-decay'], 0.1),
     beta2: num('beta2', values.beta2, 0.95),
+    clip: num('clip', values.clip, 1),
     codec,
     k,
     tail: int('tail', values.tail, 0, 0),
@@ -251,7 +254,7 @@ async function main(): Promise<number> {
   const link = o.link;
   const network = new InMemoryNetwork(link ? () => link : undefined);
   const pipeline = Pipeline.create(gpu, {
-    model: cfg, stages: o.stages, adam, codecs, network, modelName: 'brown',
+    model: cfg, stages: o.stages, adam, codecs, network, modelName: 'brown', clipNorm: o.clip > 0 ? o.clip : undefined,
     // In-process links: a silent stage is a slow one (a software adapter compiling its first kernels), not a lost peer.
     timeoutMs: 3_600_000,
     afterStep: basis ? (stage: Stage) => { if (needs[stage.spec.index]) subspaceProject(gpu, stage, basis); } : undefined,

@@ -4,6 +4,7 @@ import { validateConfig, type ModelConfig } from '../model/config.ts';
 import { Stage } from '../model/stage.ts';
 import { splitStages } from '../model/stages.ts';
 import type { AdamWConfig } from '../ops/adamw.ts';
+import { gradNorm } from '../ops/gradclip.ts';
 import { InMemoryNetwork } from './memory-transport.ts';
 import { oneFOneB } from './schedule.ts';
 import { TransportError, type Frame, type Transport } from './transport.ts';
@@ -32,6 +33,11 @@ export interface PipelineOptions {
   afterStep?: (stage: Stage) => void;
   /** Receive timeout; a peer that stays silent longer fails the step. */
   timeoutMs?: number;
+  /**
+   * Clip the global gradient norm (over every stage's parameters) to this value. Stages exchange one scalar,
+   * their squared gradient norm, so the clip equals the unsplit model's.
+   */
+  clipNorm?: number;
 }
 
 export interface StepResult {
@@ -45,6 +51,8 @@ export interface StepResult {
   bytes: number;
   /** Per worker: share of the step's wall time spent computing (1 − idle). */
   busy: Map<string, number>;
+  /** Global gradient norm before clipping (when clipNorm is set). */
+  gradNorm?: number;
 }
 
 const EPS_FINITE = (a: Float32Array): number => {
@@ -138,12 +146,13 @@ export class Pipeline {
     const step = this.round++;
     const losses = new Array<number>(M).fill(NaN);
     const abort = new AbortController();
+    const norms = new SquaredNormExchange(this.workers.length, abort.signal);
     const t0 = performance.now();
     const sent0 = this.bytesSent();
     for (const ws of this.workers) for (const w of ws) w.busyMs = 0;
     const run = async (w: StageWorker) => {
       try {
-        await this.runWorker(w, step, micro, batch, seq, losses, abort.signal);
+        await this.runWorker(w, step, micro, batch, seq, losses, abort.signal, norms);
       } catch (e) {
         abort.abort(e instanceof Error ? e.message : String(e));
         throw e;
@@ -163,14 +172,18 @@ export class Pipeline {
     this.step++;
     const ms = performance.now() - t0;
     const busy = new Map(this.workers.flat().map((w) => [w.id, w.busyMs / ms]));
-    return { loss: losses.reduce((a, b) => a + b, 0) / M, losses, ms, tokens: M * batch * seq, bytes: this.bytesSent() - sent0, busy };
+    const gradNorm = this.opts.clipNorm ? Math.sqrt(await norms.total) : undefined;
+    return { loss: losses.reduce((a, b) => a + b, 0) / M, losses, ms, tokens: M * batch * seq, bytes: this.bytesSent() - sent0, busy, gradNorm };
   }
 
   private bytesSent(): number {
     return this.workers.flat().reduce((a, w) => a + w.transport.stats.bytesSent, 0);
   }
 
-  private async runWorker(w: StageWorker, step: number, micro: MicroBatchData[], batch: number, seq: number, losses: number[], signal: AbortSignal): Promise<void> {
+  private async runWorker(
+    w: StageWorker, step: number, micro: MicroBatchData[], batch: number, seq: number, losses: number[], signal: AbortSignal,
+    norms: SquaredNormExchange,
+  ): Promise<void> {
     const { gpu } = this;
     const s = w.stage.spec.index;
     const N = this.workers.length;
@@ -235,8 +248,19 @@ export class Pipeline {
     }
     await Promise.all(sends);
     if (R > 1) await this.allReduce(w, step, signal);
+    let scale: Tensor | undefined;
+    if (this.opts.clipNorm) {
+      // Replicas hold identical gradients after the all-reduce: replica 0 speaks for its stage.
+      const n = gradNorm(gpu, w.stage.grads());
+      const sq = (await gpu.read(n))[0] ** 2;
+      gpu.release(n);
+      if (w.replica === 0) norms.put(s, sq);
+      const total = Math.sqrt(await norms.total);
+      scale = gpu.upload([Number.isFinite(total) ? Math.min(1, this.opts.clipNorm / (total + 1e-6)) : 0], [1]);
+    }
     await timed(async () => {
-      await w.stage.applyStep(this.opts.adam);
+      await w.stage.applyStep(this.opts.adam, scale);
+      gpu.release(scale);
       this.opts.afterStep?.(w.stage);
       await gpu.sync();
     });
@@ -316,6 +340,35 @@ export class Pipeline {
     for (const w of this.workers.flat()) {
       w.stage.destroy();
       w.transport.close();
+    }
+  }
+}
+
+/**
+ * Sums one scalar per stage (its squared gradient norm) and hands the total to every worker: in-process,
+ * the one number stages must exchange for global clipping (over the network: one tiny frame per stage).
+ */
+class SquaredNormExchange {
+  private readonly parts = new Map<number, number>();
+  private resolve!: (v: number) => void;
+  readonly total: Promise<number>;
+  private readonly stages: number;
+
+  constructor(stages: number, signal: AbortSignal) {
+    this.stages = stages;
+    this.total = new Promise((resolve, reject) => {
+      this.resolve = resolve;
+      signal.addEventListener('abort', () => reject(new TransportError('gradient-norm exchange aborted')), { once: true });
+    });
+    this.total.catch(() => undefined); // unobserved when clipping is off or the step fails
+  }
+
+  put(stage: number, squaredNorm: number): void {
+    this.parts.set(stage, squaredNorm);
+    if (this.parts.size === this.stages) {
+      let sum = 0;
+      for (let s = 0; s < this.stages; s++) sum += this.parts.get(s)!; // fixed order: same total everywhere
+      this.resolve(sum);
     }
   }
 }

@@ -80,6 +80,31 @@ describe('pipeline engine (in-memory transport)', () => {
     four.destroy();
   });
 
+  it('global gradient clipping across 4 stages equals clipping the unsplit model', async () => {
+    const gpu = await testGpu();
+    const clipNorm = 0.05; // well below the gradient norm at init, so the clip is active
+    const one = Pipeline.create(gpu, { model: cfg, stages: 1, adam, clipNorm });
+    const four = Pipeline.create(gpu, { model: cfg, stages: 4, adam, clipNorm });
+    const free = Pipeline.create(gpu, { model: cfg, stages: 4, adam });
+    for (let step = 0; step < 2; step++) {
+      const mb = microBatches(20 + step, 2);
+      const a = await one.trainStep(mb, B, T);
+      const b = await four.trainStep(mb, B, T);
+      await free.trainStep(mb, B, T);
+      expect(a.gradNorm).toBeGreaterThan(clipNorm);
+      expect(Math.abs(a.gradNorm! - b.gradNorm!) / a.gradNorm!).toBeLessThan(1e-5);
+      expect(Math.abs(a.loss - b.loss)).toBeLessThan(1e-5);
+    }
+    const clipped = await params(four);
+    expectSameParams(await params(one), clipped);
+    // The clip changed the update: without it the weights differ.
+    const unclipped = await params(free);
+    expect([...clipped].some(([k, v]) => !compare(k, v, unclipped.get(k)!, { atol: 1e-6, rtol: 0 }).pass)).toBe(true);
+    one.destroy();
+    four.destroy();
+    free.destroy();
+  });
+
   it('two replicas of a stage averaging gradients equal one replica with the combined batch', async () => {
     const gpu = await testGpu();
     const single = Pipeline.create(gpu, { model: cfg, stages: 2, adam });
