@@ -7,7 +7,9 @@ export default defineConfig({
     // One Dawn device at a time: lavapipe already spreads each dispatch over both cores.
     fileParallelism: false,
     pool: 'forks',
-    testTimeout: 120_000,
+    // Generous: on a fresh machine lavapipe compiles each WGSL pipeline from scratch (the attention kernels
+    // alone take minutes cold; Mesa's disk cache makes later runs take seconds).
+    testTimeout: 900_000,
     hookTimeout: 60_000,
   },
 });
