@@ -29,6 +29,7 @@ struct Params {
   nblk: u32,   // row blocks per (b, h): ceil(T / BR)
   nbh: u32,    // B·H
   scale: f32,  // 1/sqrt(D)
+  rpi: u32,    // = RPI, as a runtime value: loops over it stay rolled (see own-row copies below)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -250,12 +251,18 @@ fn forward(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid:
     for (var d4 = 0u; d4 < D4; d4++) { acc[k * D4 + d4] = vec4f(0.0); }
   }
   if (TILED) {
+    // Own rows leave the tile one at a time in a loop of runtime length p.rpi, and are blended into the
+    // register arrays, whose indices must stay constant: the unrolled code holds one copy of the tile reads
+    // instead of RPI (CPU drivers expand each read lane by lane; this halves their compile time).
     for (var t0 = w.r0; t0 < rend; t0 += KB) {
       let n = min(KB, rend - t0);
       stage_q(w, t0, n, lid.x);
-      for (var k = 0u; k < RPI; k++) {
+      for (var k = 0u; k < p.rpi; k++) {
         if (in_chunk(rl + k, t0, n)) {
-          for (var d4 = 0u; d4 < D4; d4++) { ra[k * D4 + d4] = tileA[(rl + k - t0) * D4 + d4] * p.scale; }
+          load_k(w, t0, rl + k - t0);
+          for (var j = 0u; j < RPI; j++) {
+            if (j == k) { for (var d4 = 0u; d4 < D4; d4++) { ra[j * D4 + d4] = xa[d4] * p.scale; } }
+          }
         }
       }
     }
@@ -295,9 +302,12 @@ fn forward(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid:
     for (var t0 = w.r0; t0 < rend; t0 += KB) {
       let n = min(KB, rend - t0);
       workgroupBarrier();
-      for (var k = 0u; k < RPI; k++) {
+      for (var k = 0u; k < p.rpi; k++) {
         if (in_chunk(rl + k, t0, n)) {
-          for (var d4 = 0u; d4 < D4; d4++) { tileA[(rl + k - t0) * D4 + d4] = acc[k * D4 + d4]; }
+          for (var j = 0u; j < RPI; j++) {
+            if (j == k) { for (var d4 = 0u; d4 < D4; d4++) { xa[d4] = acc[j * D4 + d4]; } }
+          }
+          for (var d4 = 0u; d4 < D4; d4++) { tileA[(rl + k - t0) * D4 + d4] = xa[d4]; }
         }
       }
       flush_a_out(w, t0, n, lid.x);
@@ -338,15 +348,22 @@ fn backward_dq(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) 
     for (var t0 = w.r0; t0 < rend; t0 += KB) {
       let n = min(KB, rend - t0);
       stage_q_do(w, t0, n, lid.x);
-      for (var k = 0u; k < RPI; k++) {
+      for (var k = 0u; k < p.rpi; k++) {
         if (in_chunk(rl + k, t0, n)) {
           let c = rl + k - t0;
-          for (var d4 = 0u; d4 < D4; d4++) {
-            ra[k * D4 + d4] = tileA[c * D4 + d4] * p.scale;
-            rb[k * D4 + d4] = tileB[c * D4 + d4];
+          load_q_do(w, t0, c);
+          let li = tileL[c];
+          let di = tileE[c];
+          for (var j = 0u; j < RPI; j++) {
+            if (j == k) {
+              for (var d4 = 0u; d4 < D4; d4++) {
+                ra[j * D4 + d4] = xa[d4] * p.scale;
+                rb[j * D4 + d4] = xb[d4];
+              }
+              mrow[j] = li;
+              lrow[j] = di;
+            }
           }
-          mrow[k] = tileL[c];
-          lrow[k] = tileE[c];
         }
       }
     }
@@ -386,9 +403,12 @@ fn backward_dq(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) 
     for (var t0 = w.r0; t0 < rend; t0 += KB) {
       let n = min(KB, rend - t0);
       workgroupBarrier();
-      for (var k = 0u; k < RPI; k++) {
+      for (var k = 0u; k < p.rpi; k++) {
         if (in_chunk(rl + k, t0, n)) {
-          for (var d4 = 0u; d4 < D4; d4++) { tileA[(rl + k - t0) * D4 + d4] = acc[k * D4 + d4] * p.scale; }
+          for (var j = 0u; j < RPI; j++) {
+            if (j == k) { for (var d4 = 0u; d4 < D4; d4++) { xa[d4] = acc[j * D4 + d4]; } }
+          }
+          for (var d4 = 0u; d4 < D4; d4++) { tileA[(rl + k - t0) * D4 + d4] = xa[d4] * p.scale; }
         }
       }
       flush_a_dqkv(w, t0, n, lid.x, 0u);
@@ -419,11 +439,17 @@ fn backward_dkv(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id)
     for (var t0 = w.r0; t0 < rend; t0 += KB) {
       let n = min(KB, rend - t0);
       stage_kv(w, t0, n, lid.x);
-      for (var k = 0u; k < RPI; k++) {
+      for (var k = 0u; k < p.rpi; k++) {
         if (in_chunk(rl + k, t0, n)) {
-          for (var d4 = 0u; d4 < D4; d4++) {
-            ra[k * D4 + d4] = tileA[(rl + k - t0) * D4 + d4] * p.scale;
-            rb[k * D4 + d4] = tileB[(rl + k - t0) * D4 + d4];
+          load_k(w, t0, rl + k - t0);
+          load_v(w, t0, rl + k - t0);
+          for (var j = 0u; j < RPI; j++) {
+            if (j == k) {
+              for (var d4 = 0u; d4 < D4; d4++) {
+                ra[j * D4 + d4] = xa[d4] * p.scale;
+                rb[j * D4 + d4] = xb[d4];
+              }
+            }
           }
         }
       }
@@ -474,11 +500,19 @@ fn backward_dkv(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id)
     for (var t0 = w.r0; t0 < rend; t0 += KB) {
       let n = min(KB, rend - t0);
       workgroupBarrier();
-      for (var k = 0u; k < RPI; k++) {
+      for (var k = 0u; k < p.rpi; k++) {
         if (in_chunk(rl + k, t0, n)) {
+          for (var j = 0u; j < RPI; j++) {
+            if (j == k) {
+              for (var d4 = 0u; d4 < D4; d4++) {
+                xa[d4] = acc[j * D4 + d4];
+                xb[d4] = acc2[j * D4 + d4];
+              }
+            }
+          }
           for (var d4 = 0u; d4 < D4; d4++) {
-            tileA[(rl + k - t0) * D4 + d4] = acc[k * D4 + d4] * p.scale;
-            tileB[(rl + k - t0) * D4 + d4] = acc2[k * D4 + d4];
+            tileA[(rl + k - t0) * D4 + d4] = xa[d4] * p.scale;
+            tileB[(rl + k - t0) * D4 + d4] = xb[d4];
           }
         }
       }

@@ -108,7 +108,7 @@ function setup(gpu: Gpu, r: Resolved, opts: AttentionOptions) {
   const constants = {
     WG: plan.rows, RPI: plan.rowsPerInvocation, DH: r.D, KB: plan.keyBlock, TILED: plan.variant === 'tiled' ? 1 : 0,
   };
-  const params: Param[] = [['u32', r.T], ['u32', r.H], ['u32', r.C], ['u32', nblk], ['u32', r.B * r.H], ['f32', 1 / Math.sqrt(r.D)]];
+  const params: Param[] = [['u32', r.T], ['u32', r.H], ['u32', r.C], ['u32', nblk], ['u32', r.B * r.H], ['f32', 1 / Math.sqrt(r.D)], ['u32', plan.rowsPerInvocation]];
   const workgroups = grid1d(gpu, r.B * r.H * nblk, 1);
   const rowWorkgroups = grid1d(gpu, r.B * r.H * r.T, plan.rows);
   return { plan, constants, params, workgroups, rowWorkgroups };
