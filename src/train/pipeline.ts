@@ -55,7 +55,8 @@ export interface StepResult {
   gradNorm?: number;
 }
 
-const EPS_FINITE = (a: Float32Array): number => {
+/** Index of the first NaN/Inf in a, or −1. */
+const firstNonFinite = (a: Float32Array): number => {
   for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i])) return i;
   return -1;
 };
@@ -206,7 +207,7 @@ export class Pipeline {
     const ship = async (t: Tensor, m: number, kind: 'act' | 'grad', toStage: number, codec: Codec | undefined) => {
       const host = (await gpu.read(t)) as Float32Array;
       gpu.release(t);
-      const bad = EPS_FINITE(host);
+      const bad = firstNonFinite(host);
       if (bad >= 0) throw new NonFiniteTensorError(`stage ${s} ${kind} output, micro-batch ${m}`, bad, host[bad]);
       const ids = micro[m].ids;
       const payload = codec ? codec.encode(host, [rows, C], { ids, kind }) : new Uint8Array(host.buffer, host.byteOffset, host.byteLength);
@@ -220,7 +221,7 @@ export class Pipeline {
         ? codec.decode(f.payload, [rows, C], { ids: micro[m].ids, kind })
         : new Float32Array(f.payload.slice().buffer, 0, rows * C);
       if (host.length !== rows * C) throw new ShapeError(`stage ${s}: ${kind} payload holds ${host.length} values, expected ${rows * C}`);
-      const bad = EPS_FINITE(host);
+      const bad = firstNonFinite(host);
       if (bad >= 0) throw new NonFiniteTensorError(`stage ${s} received ${kind}, micro-batch ${m}`, bad, host[bad]);
       return gpu.upload(host, [rows, C]);
     };
