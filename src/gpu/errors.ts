@@ -64,3 +64,10 @@ export class ArgumentError extends TesseraGpuError {
     super('argument', message);
   }
 }
+
+/** A token id outside [0, vocab). */
+export class TokenRangeError extends TesseraGpuError {
+  constructor(message: string) {
+    super('token-range', message);
+  }
+}

@@ -1,13 +1,6 @@
 import shader from '../../shaders/embedding.wgsl?raw';
-import { expectDType, expectRank, expectShape, ShapeError, TesseraGpuError, type Gpu, type Param, type Tensor } from '../gpu/index.ts';
+import { expectDType, expectRank, expectShape, ShapeError, TokenRangeError, type Gpu, type Param, type Tensor } from '../gpu/index.ts';
 import { elementwiseWorkgroup, grid1d } from './grid.ts';
-
-/** A token id outside [0, vocab). */
-export class TokenRangeError extends TesseraGpuError {
-  constructor(message: string) {
-    super('token-range', message);
-  }
-}
 
 export interface EmbeddingDims {
   batch: number;

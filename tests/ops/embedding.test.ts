@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { DTypeError, ShapeError } from '../../src/gpu/index.ts';
 import { checkEmbedding } from '../../src/ops/embedding.check.ts';
-import { embedding, embeddingBackward, tokenPositionsCsr, TokenRangeError } from '../../src/ops/embedding.ts';
+import { TokenRangeError } from '../../src/gpu/index.ts';
+import { embedding, embeddingBackward, tokenPositionsCsr } from '../../src/ops/embedding.ts';
 import { embeddingBackwardRef, embeddingRef } from '../../src/ops/embedding.ref.ts';
 import { Rng } from '../../src/ops/rng.ts';
 import { checkGradient, dot, projection } from '../finite-diff.ts';
