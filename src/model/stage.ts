@@ -44,7 +44,17 @@ interface Slot {
 interface LnOut { y: Tensor; mean: Tensor; rstd: Tensor }
 interface BlockCache { x: Tensor; ln1: LnOut; qkv: Tensor; att: Tensor; lse: Tensor; x1: Tensor; ln2: LnOut; fc: Tensor; g: Tensor }
 interface HeadCache { x: Tensor; lnf: LnOut; dlogits: Tensor }
-interface Cache { mb: MicroBatch; blocks: BlockCache[]; head?: HeadCache }
+interface Cache { mb: MicroBatch; blocks: BlockCache[]; head?: HeadCache; weights?: WeightSet }
+
+/**
+ * Weights a forward ran with that are not the stage's live ones (asynchronous training): kept until the
+ * micro-batch's backward, which must use the same weights (PipeDream's weight stashing), then released.
+ */
+export interface WeightSet {
+  readonly tensors: Map<string, Tensor>;
+  /** Micro-batches whose forward used this set and whose backward has not run yet. */
+  users: number;
+}
 
 /**
  * A pipeline stage on the GPU: its parameters, gradient accumulators and AdamW moments, and forward/backward
@@ -57,6 +67,8 @@ export class Stage {
   readonly spec: StageSpec;
   readonly slots = new Map<string, Slot>();
   private readonly caches = new Map<number, Cache>();
+  /** The weights before the last update (asynchronous look-ahead only). */
+  private previous?: Map<string, Tensor>;
   /** Optimizer steps applied so far (AdamW bias correction uses step + 1). */
   step = 0;
 
@@ -86,8 +98,9 @@ export class Stage {
     return stage;
   }
 
-  private p(name: string): Tensor {
-    return this.slots.get(name)!.param;
+  /** Parameter `name` as a forward/backward uses it: from the micro-batch's weight set, else the live one. */
+  private p(name: string, weights?: WeightSet): Tensor {
+    return weights?.tensors.get(name) ?? this.slots.get(name)!.param;
   }
   private g(name: string): Tensor {
     return this.slots.get(name)!.grad;
@@ -101,16 +114,18 @@ export class Stage {
    * Forward of one micro-batch. Returns the activations for the next stage, or, on the last stage, the
    * mean cross-entropy loss [1] and logits [batch·seq, vocab] (the caller owns and releases them).
    */
-  forward(mb: MicroBatch): { output?: Tensor; loss?: Tensor; logits?: Tensor } {
+  forward(mb: MicroBatch, weights?: WeightSet): { output?: Tensor; loss?: Tensor; logits?: Tensor } {
     const { gpu, cfg, spec } = this;
     if (this.caches.has(mb.id)) throw new ShapeError(`stage ${spec.index}: micro-batch ${mb.id} is already in flight`);
+    if (weights && weights.tensors.size !== this.slots.size) throw new ShapeError(`stage ${spec.index}: weight set holds ${weights.tensors.size} of ${this.slots.size} tensors (already released?)`);
+    const P = (name: string): Tensor => this.p(name, weights);
     const rows = mb.batch * mb.seq;
     if (mb.seq > cfg.context) throw new ShapeError(`stage ${spec.index}: seq ${mb.seq} exceeds the context ${cfg.context}`);
     let x: Tensor;
     if (spec.hasEmbedding) {
       if (!mb.ids || mb.ids.length !== rows) throw new ShapeError(`stage 0 needs ${rows} token ids, got ${mb.ids?.length ?? 'none'}`);
       const ids = gpu.upload(mb.ids, [rows], 'i32', 'ids');
-      x = embedding(gpu, ids, this.p('wte'), this.p('wpe'), { batch: mb.batch, seq: mb.seq });
+      x = embedding(gpu, ids, P('wte'), P('wpe'), { batch: mb.batch, seq: mb.seq });
       gpu.release(ids);
     } else {
       if (!mb.input) throw new ShapeError(`stage ${spec.index} needs input activations`);
@@ -119,19 +134,20 @@ export class Stage {
       }
       x = mb.input;
     }
-    const cache: Cache = { mb, blocks: [] };
+    const cache: Cache = { mb, blocks: [], weights };
+    if (weights) weights.users++;
     const dims: AttentionDims = { batch: mb.batch, seq: mb.seq, heads: cfg.heads };
     for (let l = spec.firstLayer; l < spec.endLayer; l++) {
       const h = `h.${l}`;
-      const ln1 = layernorm(gpu, x, this.p(`${h}.ln1.w`), this.p(`${h}.ln1.b`));
-      const qkv = linearForward(gpu, ln1.y, this.p(`${h}.attn.qkv.w`), this.p(`${h}.attn.qkv.b`));
+      const ln1 = layernorm(gpu, x, P(`${h}.ln1.w`), P(`${h}.ln1.b`));
+      const qkv = linearForward(gpu, ln1.y, P(`${h}.attn.qkv.w`), P(`${h}.attn.qkv.b`));
       const { out: att, lse } = attention(gpu, qkv, dims);
-      const x1 = linearForward(gpu, att, this.p(`${h}.attn.proj.w`), this.p(`${h}.attn.proj.b`));
+      const x1 = linearForward(gpu, att, P(`${h}.attn.proj.w`), P(`${h}.attn.proj.b`));
       addInPlace(gpu, x1, x);
-      const ln2 = layernorm(gpu, x1, this.p(`${h}.ln2.w`), this.p(`${h}.ln2.b`));
-      const fc = linearForward(gpu, ln2.y, this.p(`${h}.mlp.fc.w`), this.p(`${h}.mlp.fc.b`));
+      const ln2 = layernorm(gpu, x1, P(`${h}.ln2.w`), P(`${h}.ln2.b`));
+      const fc = linearForward(gpu, ln2.y, P(`${h}.mlp.fc.w`), P(`${h}.mlp.fc.b`));
       const g = gelu(gpu, fc);
-      const x2 = linearForward(gpu, g, this.p(`${h}.mlp.proj.w`), this.p(`${h}.mlp.proj.b`));
+      const x2 = linearForward(gpu, g, P(`${h}.mlp.proj.w`), P(`${h}.mlp.proj.b`));
       addInPlace(gpu, x2, x1);
       cache.blocks.push({ x, ln1, qkv, att, lse, x1, ln2, fc, g });
       x = x2;
@@ -139,8 +155,8 @@ export class Stage {
     this.caches.set(mb.id, cache);
     if (!spec.hasHead) return { output: x };
     if (!mb.targets || mb.targets.length !== rows) throw new ShapeError(`the last stage needs ${rows} targets, got ${mb.targets?.length ?? 'none'}`);
-    const lnf = layernorm(gpu, x, this.p('lnf.w'), this.p('lnf.b'));
-    const logits = matmul(gpu, lnf.y, this.p('head.w'));
+    const lnf = layernorm(gpu, x, P('lnf.w'), P('lnf.b'));
+    const logits = matmul(gpu, lnf.y, P('head.w'));
     const targets = gpu.upload(mb.targets, [rows], 'i32', 'targets');
     const ce = crossEntropy(gpu, logits, targets);
     gpu.release(targets, ce.losses);
@@ -158,7 +174,8 @@ export class Stage {
     const cache = this.caches.get(id);
     if (!cache) throw new ShapeError(`stage ${spec.index}: backward for micro-batch ${id}, which has no forward in flight`);
     this.caches.delete(id);
-    const { mb } = cache;
+    const { mb, weights } = cache;
+    const P = (name: string): Tensor => this.p(name, weights);
     const rows = mb.batch * mb.seq;
     let dx: Tensor;
     if (spec.hasHead) {
@@ -169,8 +186,8 @@ export class Stage {
         gpu.release(s);
       }
       matmul(gpu, lnf.y, dlogits, { transA: true, accumulate: this.g('head.w') });
-      const dlnf = matmul(gpu, dlogits, this.p('head.w'), { transB: true });
-      const b = layernormBackward(gpu, xHead, this.p('lnf.w'), lnf.mean, lnf.rstd, dlnf);
+      const dlnf = matmul(gpu, dlogits, P('head.w'), { transB: true });
+      const b = layernormBackward(gpu, xHead, P('lnf.w'), lnf.mean, lnf.rstd, dlnf);
       this.accumulate('lnf.w', b.dgamma);
       this.accumulate('lnf.b', b.dbeta);
       dx = b.dx;
@@ -187,20 +204,20 @@ export class Stage {
       const h = `h.${l}`;
       const c = cache.blocks[l - spec.firstLayer];
       // MLP: x2 = x1 + proj(gelu(fc(ln2(x1))))
-      const mp = linearBackward(gpu, c.g, this.p(`${h}.mlp.proj.w`), dx, { accumulate: { dw: this.g(`${h}.mlp.proj.w`), db: this.g(`${h}.mlp.proj.b`) } });
+      const mp = linearBackward(gpu, c.g, P(`${h}.mlp.proj.w`), dx, { accumulate: { dw: this.g(`${h}.mlp.proj.w`), db: this.g(`${h}.mlp.proj.b`) } });
       const dfc = geluBackward(gpu, c.fc, mp.dx);
-      const fc = linearBackward(gpu, c.ln2.y, this.p(`${h}.mlp.fc.w`), dfc, { accumulate: { dw: this.g(`${h}.mlp.fc.w`), db: this.g(`${h}.mlp.fc.b`) } });
-      const ln2 = layernormBackward(gpu, c.x1, this.p(`${h}.ln2.w`), c.ln2.mean, c.ln2.rstd, fc.dx);
+      const fc = linearBackward(gpu, c.ln2.y, P(`${h}.mlp.fc.w`), dfc, { accumulate: { dw: this.g(`${h}.mlp.fc.w`), db: this.g(`${h}.mlp.fc.b`) } });
+      const ln2 = layernormBackward(gpu, c.x1, P(`${h}.ln2.w`), c.ln2.mean, c.ln2.rstd, fc.dx);
       this.accumulate(`${h}.ln2.w`, ln2.dgamma);
       this.accumulate(`${h}.ln2.b`, ln2.dbeta);
       addInPlace(gpu, ln2.dx, dx); // dx1 = dx2 + (through the MLP branch)
       const dx1 = ln2.dx;
       gpu.release(mp.dx, dfc, fc.dx, dx, c.g, c.fc, c.ln2.y, c.ln2.mean, c.ln2.rstd, c.x1);
       // Attention: x1 = x + proj(attn(qkv(ln1(x))))
-      const pj = linearBackward(gpu, c.att, this.p(`${h}.attn.proj.w`), dx1, { accumulate: { dw: this.g(`${h}.attn.proj.w`), db: this.g(`${h}.attn.proj.b`) } });
+      const pj = linearBackward(gpu, c.att, P(`${h}.attn.proj.w`), dx1, { accumulate: { dw: this.g(`${h}.attn.proj.w`), db: this.g(`${h}.attn.proj.b`) } });
       const dqkv = attentionBackward(gpu, c.qkv, c.att, pj.dx, c.lse, dims);
-      const qkv = linearBackward(gpu, c.ln1.y, this.p(`${h}.attn.qkv.w`), dqkv, { accumulate: { dw: this.g(`${h}.attn.qkv.w`), db: this.g(`${h}.attn.qkv.b`) } });
-      const ln1 = layernormBackward(gpu, c.x, this.p(`${h}.ln1.w`), c.ln1.mean, c.ln1.rstd, qkv.dx);
+      const qkv = linearBackward(gpu, c.ln1.y, P(`${h}.attn.qkv.w`), dqkv, { accumulate: { dw: this.g(`${h}.attn.qkv.w`), db: this.g(`${h}.attn.qkv.b`) } });
+      const ln1 = layernormBackward(gpu, c.x, P(`${h}.ln1.w`), c.ln1.mean, c.ln1.rstd, qkv.dx);
       this.accumulate(`${h}.ln1.w`, ln1.dgamma);
       this.accumulate(`${h}.ln1.b`, ln1.dbeta);
       addInPlace(gpu, ln1.dx, dx1);
@@ -209,6 +226,7 @@ export class Stage {
       gpu.release(c.x);
       dx = ln1.dx;
     }
+    this.releaseWeights(weights);
     if (!spec.hasEmbedding) return dx;
     const e = embeddingBackward(gpu, dx, mb.ids!, cfg.vocab, { batch: mb.batch, seq: mb.seq });
     this.accumulate('wte', e.dwte);
@@ -258,11 +276,48 @@ export class Stage {
     this.zeroGrads();
   }
 
+  /**
+   * A copy of the live weights for forwards that will meet an update before their backward (asynchronous
+   * training), or with `lookAhead` d > 0 the Nesterov-style extrapolation w + d·(w − w_prev) along the last
+   * update (see rememberWeights): a gradient that lands d updates late is then computed near the weights it
+   * is applied to. Each forward given the set holds it; the last backward releases it.
+   */
+  weightSet(lookAhead = 0): WeightSet {
+    const { gpu } = this;
+    const tensors = new Map<string, Tensor>();
+    for (const [name, s] of this.slots) {
+      const t = gpu.empty(s.param.shape, 'f32', `stash.${name}`);
+      gpu.copy(s.param, t);
+      const prev = this.previous?.get(name);
+      if (lookAhead > 0 && prev) {
+        addInPlace(gpu, t, s.param, lookAhead);
+        addInPlace(gpu, t, prev, -lookAhead);
+      }
+      tensors.set(name, t);
+    }
+    return { tensors, users: 0 };
+  }
+
+  /** Keeps a copy of the live weights as w_prev for look-ahead (call before each update). */
+  rememberWeights(): void {
+    const { gpu } = this;
+    this.previous ??= new Map([...this.slots].map(([name, s]) => [name, gpu.empty(s.param.shape, 'f32', `prev.${name}`)]));
+    for (const [name, s] of this.slots) gpu.copy(s.param, this.previous.get(name)!);
+  }
+
+  /** A micro-batch that ran with `weights` is done with them: the last one frees the set. */
+  private releaseWeights(weights?: WeightSet): void {
+    if (!weights || --weights.users > 0) return;
+    for (const t of weights.tensors.values()) this.gpu.release(t);
+    weights.tensors.clear();
+  }
+
   /** Drops the cached activations of an abandoned micro-batch (e.g. its peer vanished). */
   discard(id: number): void {
     const c = this.caches.get(id);
     if (!c) return;
     this.caches.delete(id);
+    this.releaseWeights(c.weights);
     for (const b of c.blocks) {
       this.gpu.release(b.x, b.ln1.y, b.ln1.mean, b.ln1.rstd, b.qkv, b.att, b.lse, b.x1, b.ln2.y, b.ln2.mean, b.ln2.rstd, b.fc, b.g);
     }
@@ -284,6 +339,8 @@ export class Stage {
   destroy(): void {
     for (const id of [...this.caches.keys()]) this.discard(id);
     for (const s of this.slots.values()) this.gpu.release(s.param, s.grad, s.m, s.v);
+    for (const t of this.previous?.values() ?? []) this.gpu.release(t);
+    this.previous = undefined;
     this.slots.clear();
   }
 }

@@ -1,4 +1,4 @@
-import { frameBytes, Mailbox, TransportError, type Frame, type FrameKind, type Transport, type TransportStats } from './transport.ts';
+import { frameBytes, Mailbox, TransportError, type Frame, type FrameKind, type ReceiveOptions, type Transport, type TransportStats } from './transport.ts';
 
 /** A home-connection-like link: bandwidth in bits per second, one-way latency in milliseconds. */
 export interface LinkShape {
@@ -49,8 +49,8 @@ export class InMemoryNetwork {
         setTimeout(deliver, done + link.latencyMs - now);
         await new Promise((r) => setTimeout(r, done - now));
       },
-      async receive(step: number, micro: number, kind: FrameKind, opts: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<Frame> {
-        const f = await box.take(step, micro, kind, opts.timeoutMs ?? 120_000, id, opts.signal);
+      async receive(step: number, micro: number, kind: FrameKind, opts: ReceiveOptions = {}): Promise<Frame> {
+        const f = await box.take(step, micro, kind, opts.timeoutMs ?? 120_000, id, opts.signal, opts.forgetBefore);
         stats.bytesReceived += frameBytes(f);
         stats.framesReceived++;
         return f;

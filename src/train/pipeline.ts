@@ -1,12 +1,12 @@
 import { ArgumentError, ShapeError, type Gpu, type Tensor } from '../gpu/index.ts';
 import type { Codec } from '../compress/codec.ts';
 import { validateConfig, type ModelConfig } from '../model/config.ts';
-import { Stage } from '../model/stage.ts';
+import { NonFiniteGradientError, Stage, type WeightSet } from '../model/stage.ts';
 import { splitStages } from '../model/stages.ts';
 import type { AdamWConfig } from '../ops/adamw.ts';
 import { gradNorm } from '../ops/gradclip.ts';
 import { InMemoryNetwork } from './memory-transport.ts';
-import { oneFOneB } from './schedule.ts';
+import { asyncOneFOneB } from './schedule.ts';
 import { TransportError, type Frame, type Transport } from './transport.ts';
 
 /** One micro-batch of data: any peer can rebuild it from (seed, epoch, batch index). */
@@ -55,6 +55,59 @@ export interface StepResult {
   gradNorm?: number;
 }
 
+export interface AsyncOptions {
+  /** Updates a forward's weights may lag behind its step (0: synchronous semantics, no flush needed). */
+  staleness: number;
+  /** 'nesterov': stale forwards run on the look-ahead w + d·(w − w_prev); 'none': on a plain stash of w. */
+  correction: 'nesterov' | 'none';
+  /** Learning rate of optimizer step k (counted over the pipeline's life); default opts.adam.lr. */
+  lr?: (step: number) => number;
+  /** Called when every worker has applied step k's update. */
+  onStep?: (r: AsyncStepResult) => void;
+}
+
+export interface AsyncStepResult {
+  /** Optimizer step index over the pipeline's life. */
+  step: number;
+  /** Mean loss of the step's micro-batches. */
+  loss: number;
+  losses: number[];
+  /** Largest delay (in updates) of the weights a forward of this step ran on, over all stages. */
+  maxDelay: number;
+  /** Stages that refused this update (non-finite gradient); their weights and moments are unchanged. */
+  refused: number[];
+  /** Global gradient norm before clipping (synchronous mode with clipNorm). */
+  gradNorm?: number;
+}
+
+export interface AsyncRunResult {
+  steps: AsyncStepResult[];
+  ms: number;
+  tokens: number;
+  bytes: number;
+  /** Per worker: share of the run's wall time spent computing (1 − idle). */
+  busy: Map<string, number>;
+}
+
+interface RunContext {
+  /** Frame step of the run's step 0 (frames are keyed by attempt, so a retried step never meets stale frames). */
+  base: number;
+  steps: MicroBatchData[][];
+  batch: number;
+  seq: number;
+  opts: AsyncOptions;
+  signal: AbortSignal;
+  /** Exchange squared norms across stages at every update (synchronous mode): global clip, joint refusal. */
+  globalClip: boolean;
+  results: AsyncStepResult[];
+  norms: SquaredNormExchange[];
+  /** Workers that have applied (or refused) each step's update. */
+  updated: number[];
+}
+
+/** A stage-local id for micro-batch m of step k, unique within a run. */
+const microId = (k: number, m: number, steps: MicroBatchData[][]): number => k * Math.max(...steps.map((x) => x.length)) + m;
+
 /** Index of the first NaN/Inf in a, or −1. */
 const firstNonFinite = (a: Float32Array): number => {
   for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i])) return i;
@@ -102,7 +155,7 @@ export class Pipeline {
   readonly opts: PipelineOptions;
   readonly workers: StageWorker[][];
   readonly network: InMemoryNetwork;
-  /** Optimizer steps applied. */
+  /** Optimizer steps applied by every stage. */
   step = 0;
   /** Step attempts, refused ones included: frames are keyed by it, so a retried step never meets stale frames. */
   private round = 0;
@@ -137,23 +190,56 @@ export class Pipeline {
     return this.opts.codecs?.[boundary];
   }
 
-  /** Runs one optimizer step over `micro` micro-batches of shape [batch, seq]. */
+  /**
+   * Synchronous training: one optimizer step over `micro` micro-batches of shape [batch, seq] under 1F1B,
+   * flushed at the end. If any worker fails (a NaN/Inf at a boundary, a silent peer) the whole step is
+   * refused: in-flight activations and accumulated gradients are dropped and no stage updates.
+   */
   async trainStep(micro: MicroBatchData[], batch: number, seq: number): Promise<StepResult> {
-    const M = micro.length;
-    if (M < 1) throw new ArgumentError('trainStep needs at least one micro-batch');
-    for (const mb of micro) {
-      if (mb.ids.length !== batch * seq || mb.targets.length !== batch * seq) throw new ShapeError(`micro-batch must hold ${batch}×${seq} ids and targets`);
+    const run = await this.run([micro], batch, seq, { staleness: 0, correction: 'none' });
+    const [r] = run.steps;
+    if (r.refused.length) throw new NonFiniteGradientError(r.gradNorm ?? NaN);
+    return { loss: r.loss, losses: r.losses, ms: run.ms, tokens: run.tokens, bytes: run.bytes, busy: run.busy, gradNorm: r.gradNorm };
+  }
+
+  /**
+   * Asynchronous training over several optimizer steps without a flush between them (see asyncOneFOneB):
+   * a stage starts the next step's forwards while the current step's backwards drain, on weights that lag
+   * by at most `staleness` updates. Each forward that runs on stale weights keeps its own copy of them for
+   * its backward (weight stashing); with `correction: 'nesterov'` that copy is the look-ahead
+   * w + d·(w − w_prev), d being the delay, so the gradient is taken where the weights will be when it
+   * lands. Gradient clipping is per stage in this mode (each stage clips to clipNorm/√N, so the global norm
+   * stays ≤ clipNorm without a cross-stage exchange that would re-introduce a barrier). A stage whose
+   * gradient is non-finite skips that update (reported per step) and goes on; a NaN/Inf at a boundary or a
+   * silent peer stops the run with every update applied so far kept, and in-flight work dropped.
+   */
+  async trainAsync(steps: MicroBatchData[][], batch: number, seq: number, opts: AsyncOptions): Promise<AsyncRunResult> {
+    return this.run(steps, batch, seq, opts);
+  }
+
+  private async run(steps: MicroBatchData[][], batch: number, seq: number, opts: AsyncOptions): Promise<AsyncRunResult> {
+    if (steps.length < 1 || steps.some((m) => m.length < 1)) throw new ArgumentError('training needs at least one step of at least one micro-batch');
+    for (const micro of steps) {
+      for (const mb of micro) {
+        if (mb.ids.length !== batch * seq || mb.targets.length !== batch * seq) throw new ShapeError(`micro-batch must hold ${batch}×${seq} ids and targets`);
+      }
     }
-    const step = this.round++;
-    const losses = new Array<number>(M).fill(NaN);
+    if (!Number.isInteger(opts.staleness) || opts.staleness < 0) throw new ArgumentError(`staleness must be an integer ≥ 0, got ${opts.staleness}`);
+    const base = this.round;
+    this.round += steps.length;
     const abort = new AbortController();
-    const norms = new SquaredNormExchange(this.workers.length, abort.signal);
+    const ctx: RunContext = {
+      base, steps, batch, seq, opts, signal: abort.signal, globalClip: opts.staleness === 0,
+      results: steps.map((micro, k) => ({ step: this.step + k, loss: NaN, losses: new Array<number>(micro.length).fill(NaN), maxDelay: 0, refused: [] })),
+      norms: steps.map(() => new SquaredNormExchange(this.workers.length, abort.signal)),
+      updated: steps.map(() => 0),
+    };
     const t0 = performance.now();
     const sent0 = this.bytesSent();
-    for (const ws of this.workers) for (const w of ws) w.busyMs = 0;
+    for (const w of this.workers.flat()) w.busyMs = 0;
     const run = async (w: StageWorker) => {
       try {
-        await this.runWorker(w, step, micro, batch, seq, losses, abort.signal, norms);
+        await this.runWorker(w, ctx);
       } catch (e) {
         abort.abort(e instanceof Error ? e.message : String(e));
         throw e;
@@ -162,40 +248,41 @@ export class Pipeline {
     const results = await Promise.allSettled(this.workers.flat().map(run));
     const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failure) {
-      // Refuse the whole step: drop in-flight activations and accumulated gradients; weights stay as they were.
+      // Drop in-flight activations and the gradients of unfinished steps; applied updates stay.
       for (const w of this.workers.flat()) {
-        for (let m = 0; m < M; m++) w.stage.discard(m);
+        for (let k = 0; k < steps.length; k++) for (let m = 0; m < steps[k].length; m++) w.stage.discard(microId(k, m, steps));
         w.stage.zeroGrads();
       }
+      this.step += ctx.results.filter((r, k) => ctx.updated[k] === this.workers.flat().length && r.refused.length === 0).length;
       const root = results.map((r) => (r.status === 'rejected' ? r.reason : undefined)).find((e) => e && !(e instanceof TransportError && /aborted/.test(e.message)));
       throw root ?? failure.reason;
     }
-    this.step++;
+    this.step += ctx.results.filter((r) => r.refused.length === 0).length;
     const ms = performance.now() - t0;
-    const busy = new Map(this.workers.flat().map((w) => [w.id, w.busyMs / ms]));
-    const gradNorm = this.opts.clipNorm ? Math.sqrt(await norms.total) : undefined;
-    return { loss: losses.reduce((a, b) => a + b, 0) / M, losses, ms, tokens: M * batch * seq, bytes: this.bytesSent() - sent0, busy, gradNorm };
+    return {
+      steps: ctx.results, ms, tokens: steps.reduce((a, m) => a + m.length, 0) * batch * seq, bytes: this.bytesSent() - sent0,
+      busy: new Map(this.workers.flat().map((w) => [w.id, w.busyMs / ms])),
+    };
   }
 
   private bytesSent(): number {
     return this.workers.flat().reduce((a, w) => a + w.transport.stats.bytesSent, 0);
   }
 
-  private async runWorker(
-    w: StageWorker, step: number, micro: MicroBatchData[], batch: number, seq: number, losses: number[], signal: AbortSignal,
-    norms: SquaredNormExchange,
-  ): Promise<void> {
+  private async runWorker(w: StageWorker, ctx: RunContext): Promise<void> {
     const { gpu } = this;
+    const { steps, batch, seq, signal, base } = ctx;
     const s = w.stage.spec.index;
     const N = this.workers.length;
     const R = this.workers[s].length;
     const C = this.opts.model.dModel;
     const rows = batch * seq;
-    const M = micro.length;
-    const mine = micro.map((_, m) => m).filter((m) => m % R === w.replica);
+    const mine = steps.map((micro) => micro.map((_, m) => m).filter((m) => m % R === w.replica));
     const sends: Promise<void>[] = [];
-    const recvOpts = { timeoutMs: this.opts.timeoutMs, signal };
     const name = this.opts.modelName ?? 'model';
+    let version = 0;
+    const recv = (k: number, m: number, kind: 'act' | 'grad') =>
+      w.transport.receive(base + k, m, kind, { timeoutMs: this.opts.timeoutMs, signal, forgetBefore: base + version - 1 });
     const timed = async <T>(f: () => Promise<T> | T): Promise<T> => {
       const t = performance.now();
       try {
@@ -204,67 +291,120 @@ export class Pipeline {
         w.busyMs += performance.now() - t;
       }
     };
-    const ship = async (t: Tensor, m: number, kind: 'act' | 'grad', toStage: number, codec: Codec | undefined) => {
+    const ship = async (t: Tensor, k: number, m: number, kind: 'act' | 'grad', toStage: number, codec: Codec | undefined) => {
       const host = (await gpu.read(t)) as Float32Array;
       gpu.release(t);
       const bad = firstNonFinite(host);
       if (bad >= 0) throw new NonFiniteTensorError(`stage ${s} ${kind} output, micro-batch ${m}`, bad, host[bad]);
-      const ids = micro[m].ids;
+      const ids = steps[k][m].ids;
       const payload = codec ? codec.encode(host, [rows, C], { ids, kind }) : new Uint8Array(host.buffer, host.byteOffset, host.byteLength);
-      const frame: Frame = { model: name, fromStage: s, fromReplica: w.replica, step, micro: m, kind, shape: [rows, C], codec: codec?.name ?? 'none', payload, ids };
+      const frame: Frame = { model: name, fromStage: s, fromReplica: w.replica, step: base + k, micro: m, kind, shape: [rows, C], codec: codec?.name ?? 'none', payload, ids };
       sends.push(w.transport.send(workerId(toStage, m % this.workers[toStage].length), frame));
     };
-    const land = (f: Frame, m: number, kind: 'act' | 'grad', codec: Codec | undefined): Tensor => {
+    const land = (f: Frame, k: number, m: number, kind: 'act' | 'grad', codec: Codec | undefined): Tensor => {
       if (f.shape[0] !== rows || f.shape[1] !== C) throw new ShapeError(`stage ${s}: ${kind} frame shape [${f.shape}] for micro-batch ${m}, expected [${rows}, ${C}]`);
       if ((codec?.name ?? 'none') !== f.codec) throw new ShapeError(`stage ${s}: frame codec ${f.codec}, expected ${codec?.name ?? 'none'}`);
-      const host = codec
-        ? codec.decode(f.payload, [rows, C], { ids: micro[m].ids, kind })
-        : new Float32Array(f.payload.slice().buffer, 0, rows * C);
+      const ids = steps[k][m].ids;
+      const host = codec ? codec.decode(f.payload, [rows, C], { ids, kind }) : new Float32Array(f.payload.slice().buffer, 0, rows * C);
       if (host.length !== rows * C) throw new ShapeError(`stage ${s}: ${kind} payload holds ${host.length} values, expected ${rows * C}`);
       const bad = firstNonFinite(host);
       if (bad >= 0) throw new NonFiniteTensorError(`stage ${s} received ${kind}, micro-batch ${m}`, bad, host[bad]);
       return gpu.upload(host, [rows, C]);
     };
-    for (const { op, micro: m } of oneFOneB(s, N, mine)) {
-      if (op === 'F') {
-        const input = s > 0 ? land(await w.transport.receive(step, m, 'act', recvOpts), m, 'act', this.codec(s - 1)) : undefined;
+    // Forwards that run `d` updates behind their step share one stashed (or look-ahead) weight set per d;
+    // their backwards all come after the next update, so the sets of one version never outlive it.
+    let stashes = new Map<number, WeightSet>();
+    const lookAhead = ctx.opts.correction === 'nesterov' && ctx.opts.staleness > 0;
+    for (const op of asyncOneFOneB(s, N, mine, ctx.opts.staleness)) {
+      if (op.op === 'F') {
+        const { step: k, micro: m, delay } = op;
+        const mb = steps[k][m];
+        const input = s > 0 ? land(await recv(k, m, 'act'), k, m, 'act', this.codec(s - 1)) : undefined;
+        let weights: WeightSet | undefined;
+        if (delay > 0) {
+          weights = stashes.get(delay) ?? w.stage.weightSet(lookAhead ? delay : 0);
+          stashes.set(delay, weights);
+          ctx.results[k].maxDelay = Math.max(ctx.results[k].maxDelay, delay);
+        }
         const out = await timed(async () => {
-          const r = w.stage.forward({ id: m, batch, seq, ids: micro[m].ids, targets: micro[m].targets, input });
+          const r = w.stage.forward({ id: microId(k, m, steps), batch, seq, ids: mb.ids, targets: mb.targets, input }, weights);
           if (r.loss) {
-            losses[m] = (await gpu.read(r.loss))[0];
+            ctx.results[k].losses[m] = (await gpu.read(r.loss))[0];
             gpu.release(r.loss, r.logits);
           }
           return r.output;
         });
-        if (out) await timed(() => ship(out, m, 'act', s + 1, this.codec(s)));
-      } else {
-        const grad = s < N - 1 ? land(await w.transport.receive(step, m, 'grad', recvOpts), m, 'grad', this.codec(s)) : undefined;
+        if (out) await timed(() => ship(out, k, m, 'act', s + 1, this.codec(s)));
+      } else if (op.op === 'B') {
+        const { step: k, micro: m } = op;
+        const grad = s < N - 1 ? land(await recv(k, m, 'grad'), k, m, 'grad', this.codec(s)) : undefined;
         const dx = await timed(async () => {
-          const r = w.stage.backward(m, grad, 1 / M);
+          const r = w.stage.backward(microId(k, m, steps), grad, 1 / steps[k].length);
           await gpu.sync();
           return r;
         });
-        if (dx) await timed(() => ship(dx, m, 'grad', s - 1, this.codec(s - 1)));
+        if (dx) await timed(() => ship(dx, k, m, 'grad', s - 1, this.codec(s - 1)));
+      } else {
+        await this.update(w, op.step, ctx, lookAhead, timed);
+        stashes = new Map();
+        version++;
       }
     }
     await Promise.all(sends);
-    if (R > 1) await this.allReduce(w, step, signal);
+  }
+
+  /** Update U(k) of one worker: replica all-reduce, clipping, AdamW, the afterStep hook. */
+  private async update(w: StageWorker, k: number, ctx: RunContext, remember: boolean, timed: <T>(f: () => Promise<T> | T) => Promise<T>): Promise<void> {
+    const { gpu } = this;
+    const s = w.stage.spec.index;
+    const result = ctx.results[k];
+    if (this.workers[s].length > 1) await this.allReduce(w, ctx.base + k, ctx.signal);
     let scale: Tensor | undefined;
-    if (this.opts.clipNorm) {
-      // Replicas hold identical gradients after the all-reduce: replica 0 speaks for its stage.
+    const clip = this.opts.clipNorm;
+    if (ctx.globalClip || clip) {
       const n = gradNorm(gpu, w.stage.grads());
       const sq = (await gpu.read(n))[0] ** 2;
       gpu.release(n);
-      if (w.replica === 0) norms.put(s, sq);
-      const total = Math.sqrt(await norms.total);
-      scale = gpu.upload([Number.isFinite(total) ? Math.min(1, this.opts.clipNorm / (total + 1e-6)) : 0], [1]);
+      let norm = Math.sqrt(sq);
+      if (ctx.globalClip) {
+        // Synchronous mode: stages exchange one scalar per step, so clipping uses the global norm and a
+        // non-finite gradient anywhere refuses the update everywhere. Replicas hold identical gradients
+        // after the all-reduce: replica 0 speaks for its stage.
+        if (w.replica === 0) ctx.norms[k].put(s, sq);
+        norm = Math.sqrt(await ctx.norms[k].total);
+        result.gradNorm = norm;
+      }
+      if (!Number.isFinite(norm)) {
+        w.stage.zeroGrads();
+        if (!result.refused.includes(s)) result.refused.push(s);
+        return this.updateDone(k, ctx);
+      }
+      // Asynchronous mode clips per stage to clipNorm/√N, which keeps the global norm ≤ clipNorm.
+      const limit = clip ? (ctx.globalClip ? clip : clip / Math.sqrt(this.workers.length)) : Infinity;
+      if (norm > limit) scale = gpu.upload([limit / (norm + 1e-6)], [1]);
     }
     await timed(async () => {
-      await w.stage.applyStep(this.opts.adam, scale);
-      gpu.release(scale);
-      this.opts.afterStep?.(w.stage);
+      if (remember) w.stage.rememberWeights();
+      const adam = ctx.opts.lr ? { ...this.opts.adam, lr: ctx.opts.lr(result.step) } : this.opts.adam;
+      try {
+        await w.stage.applyStep(adam, scale);
+        this.opts.afterStep?.(w.stage);
+      } catch (e) {
+        if (!(e instanceof NonFiniteGradientError)) throw e;
+        if (!result.refused.includes(s)) result.refused.push(s);
+      } finally {
+        gpu.release(scale);
+      }
       await gpu.sync();
     });
+    this.updateDone(k, ctx);
+  }
+
+  private updateDone(k: number, ctx: RunContext): void {
+    if (++ctx.updated[k] < this.workers.flat().length) return;
+    const result = ctx.results[k];
+    result.loss = result.losses.reduce((a, b) => a + b, 0) / result.losses.length;
+    ctx.opts.onStep?.(result);
   }
 
   /**

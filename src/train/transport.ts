@@ -34,8 +34,15 @@ export interface Transport {
   /** Sends a frame; resolves once the link has accepted all of it (backpressure). */
   send(to: string, frame: Frame): Promise<void>;
   /** Resolves with the frame of (step, micro, kind) addressed to this endpoint; rejects after timeoutMs or on abort. */
-  receive(step: number, micro: number, kind: FrameKind, opts?: { timeoutMs?: number; signal?: AbortSignal }): Promise<Frame>;
+  receive(step: number, micro: number, kind: FrameKind, opts?: ReceiveOptions): Promise<Frame>;
   close(): void;
+}
+
+export interface ReceiveOptions {
+  timeoutMs?: number;
+  signal?: AbortSignal;
+  /** Steps before this one are finished at the receiver: their frames and replay records may go (default step − 1). */
+  forgetBefore?: number;
 }
 
 export class TransportError extends Error {
@@ -72,8 +79,8 @@ export class Mailbox {
     return true;
   }
 
-  take(step: number, micro: number, kind: FrameKind, timeoutMs: number, who: string, signal?: AbortSignal): Promise<Frame> {
-    this.forgetBefore(step - 1);
+  take(step: number, micro: number, kind: FrameKind, timeoutMs: number, who: string, signal?: AbortSignal, forgetBefore = step - 1): Promise<Frame> {
+    this.forgetBefore(forgetBefore);
     const key = frameKey(step, micro, kind);
     const ready = this.frames.get(key);
     if (ready) {
