@@ -10,29 +10,22 @@
 import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import {
-  boundaryCodecs, CODEC_NAMES, isSubspaceCodec, makeBasis, stageNeedsSubspace, subspaceInit, subspaceProject,
-  type BoundaryPlan, type Codec, type CodecName,
-} from '../compress/index.ts';
-import { validationBatches, BatchSampler, type Batch } from '../data/batches.ts';
+import { CODEC_NAMES, isSubspaceCodec, type CodecName } from '../compress/index.ts';
 import { encodeCorpus, loadTokenizer } from '../data/brown-node.ts';
 import { VocabSizeError } from '../data/errors.ts';
-import { bitsPerByte, type Tokenizer } from '../data/tokenizer.ts';
 import { Gpu, TesseraGpuError } from '../gpu/index.ts';
 import { CheckpointError, readCheckpoint, saveStage } from '../model/checkpoint.ts';
-import { validateConfig, type ModelConfig } from '../model/config.ts';
-import { stageParamSpecs } from '../model/params.ts';
-import { NonFiniteGradientError, type Stage } from '../model/stage.ts';
-import type { AdamWConfig } from '../ops/adamw.ts';
+import { NonFiniteGradientError } from '../model/stage.ts';
 import { lineChartSvg } from '../train/chart.ts';
-import { InMemoryNetwork, type LinkShape } from '../train/memory-transport.ts';
-import { NonFiniteTensorError, Pipeline, type MicroBatchData } from '../train/pipeline.ts';
+import type { LinkShape } from '../train/memory-transport.ts';
+import { NonFiniteTensorError, type AsyncStepResult } from '../train/pipeline.ts';
 import { formatBytes, formatDuration, ProgressBar } from '../train/progress.ts';
+import { defaultRecipe, learningRate, TrainingRun, type RecipeOptions } from '../train/recipe.ts';
 import { idealBubble } from '../train/schedule.ts';
 
 const HELP = `Usage: npm run train -- [options]
 
-Trains a GPT split into pipeline stages on the Brown corpus (1F1B, synchronous), sized to the device.
+Trains a GPT split into pipeline stages on the Brown corpus (1F1B), sized to the device.
 
 Model and data (defaults: software adapter / real GPU)
   --stages N          pipeline stages (4)
@@ -50,6 +43,9 @@ Optimisation
   --warmup N          warm-up steps (10% of --steps, at most 100)
   --weight-decay X    AdamW decoupled weight decay on matrices (0.1)
   --clip X            clip the global gradient norm to X (1.0; 0 = off)
+  --async N           asynchronous pipeline: forwards may run on weights up to N updates old, no
+                      flush between steps (0 = synchronous)
+  --correction NAME   stale-gradient correction in async mode: nesterov (look-ahead) | none (nesterov)
   --beta2 X           AdamW second-moment decay (0.95)
 Boundaries
   --codec NAME        ${CODEC_NAMES.join(' | ')} (none)
@@ -66,29 +62,11 @@ Output
 Ctrl-C stops after the current step and still writes everything.
 `;
 
-interface Options {
-  stages: number;
-  blocks: number;
-  dModel: number;
-  heads: number;
-  context: number;
-  vocab: number;
-  batch: number;
-  micro: number;
-  seed: number;
-  steps: number;
-  lr: number;
-  warmup: number;
-  weightDecay: number;
-  beta2: number;
-  clip: number;
-  codec: CodecName;
-  k: number;
-  tail: number;
-  link?: LinkShape;
+interface Options extends RecipeOptions {
+  staleness: number;
+  correction: 'nesterov' | 'none';
   linkText?: string;
   evalEvery: number;
-  evalBatches: number;
   out: string;
 }
 
@@ -113,7 +91,7 @@ function parseOptions(argv: string[], software: boolean): Options | undefined {
       stages: { type: 'string' }, blocks: { type: 'string' }, 'd-model': { type: 'string' }, heads: { type: 'string' },
       context: { type: 'string' }, vocab: { type: 'string' }, batch: { type: 'string' }, micro: { type: 'string' },
       seed: { type: 'string' }, steps: { type: 'string' }, lr: { type: 'string' }, warmup: { type: 'string' },
-      'weight-decay': { type: 'string' }, beta2: { type: 'string' }, clip: { type: 'string' }, codec: { type: 'string' }, k: { type: 'string' }, tail: { type: 'string' },
+      'weight-decay': { type: 'string' }, beta2: { type: 'string' }, clip: { type: 'string' }, async: { type: 'string' }, correction: { type: 'string' }, codec: { type: 'string' }, k: { type: 'string' }, tail: { type: 'string' },
       link: { type: 'string' }, 'eval-every': { type: 'string' }, 'eval-batches': { type: 'string' }, out: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -131,62 +109,43 @@ function parseOptions(argv: string[], software: boolean): Options | undefined {
     if (!Number.isFinite(n) || n < 0) throw new UsageError(`--${name} must be a number ≥ 0, got '${v}'`);
     return n;
   };
-  const dModel = int('d-model', values['d-model'], software ? 64 : 256);
-  const steps = int('steps', values.steps, software ? 200 : 2000);
+  const d = defaultRecipe(software);
+  const dModel = int('d-model', values['d-model'], d.dModel);
+  const steps = int('steps', values.steps, d.steps);
   const codec = (values.codec ?? 'none') as CodecName;
   if (!CODEC_NAMES.includes(codec)) throw new UsageError(`--codec must be one of ${CODEC_NAMES.join(', ')}, got '${values.codec}'`);
   const k = int('k', values.k, Math.max(1, Math.floor(dModel / 4)));
   if (k > dModel) throw new UsageError(`--k ${k} exceeds --d-model ${dModel}`);
+  const correction = values.correction ?? 'nesterov';
+  if (correction !== 'nesterov' && correction !== 'none') throw new UsageError(`--correction must be nesterov or none, got '${correction}'`);
   const stamp = new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19);
   return {
-    stages: int('stages', values.stages, 4),
-    blocks: int('blocks', values.blocks, software ? 1 : 2),
+    stages: int('stages', values.stages, d.stages),
+    blocks: int('blocks', values.blocks, d.blocks),
     dModel,
-    heads: int('heads', values.heads, 4),
-    context: int('context', values.context, software ? 64 : 128),
-    vocab: int('vocab', values.vocab, software ? 1024 : 2048),
-    batch: int('batch', values.batch, software ? 4 : 8),
-    micro: int('micro', values.micro, software ? 4 : 8),
-    seed: int('seed', values.seed, 1, 0),
+    heads: int('heads', values.heads, d.heads),
+    context: int('context', values.context, d.context),
+    vocab: int('vocab', values.vocab, d.vocab),
+    batch: int('batch', values.batch, d.batch),
+    micro: int('micro', values.micro, d.micro),
+    seed: int('seed', values.seed, d.seed, 0),
     steps,
-    lr: num('lr', values.lr, software ? 3e-3 : 1e-3),
+    lr: num('lr', values.lr, d.lr),
     warmup: int('warmup', values.warmup, Math.min(100, Math.ceil(steps / 10)), 0),
-    weightDecay: num('weight-decay', values['weight-decay'], 0.1),
-    beta2: num('beta2', values.beta2, 0.95),
-    clip: num('clip', values.clip, 1),
+    weightDecay: num('weight-decay', values['weight-decay'], d.weightDecay),
+    beta2: num('beta2', values.beta2, d.beta2),
+    clip: num('clip', values.clip, d.clip),
+    staleness: int('async', values.async, 0, 0),
+    correction,
     codec,
     k,
     tail: int('tail', values.tail, 0, 0),
     link: values.link === undefined ? undefined : parseLink(values.link),
     linkText: values.link,
     evalEvery: int('eval-every', values['eval-every'], software ? 25 : 100),
-    evalBatches: int('eval-batches', values['eval-batches'], 8),
+    evalBatches: int('eval-batches', values['eval-batches'], d.evalBatches),
     out: resolve(values.out ?? join('runs', stamp)),
   };
-}
-
-/** Linear warm-up to `peak`, then cosine decay to 10% of it at the last step. */
-function learningRate(step: number, o: Options): number {
-  if (step < o.warmup) return (o.lr * (step + 1)) / o.warmup;
-  const t = o.steps <= o.warmup + 1 ? 1 : (step - o.warmup) / (o.steps - o.warmup - 1);
-  return o.lr * (0.1 + 0.9 * 0.5 * (1 + Math.cos(Math.PI * Math.min(1, t))));
-}
-
-/** The unigram baseline: entropy of the train split's token distribution, and its cross-entropy on `targets`. */
-function unigram(train: Int32Array, vocab: number, targets: Int32Array[]): { entropy: number; valNats: number } {
-  const counts = new Float64Array(vocab);
-  for (const t of train) counts[t]++;
-  let entropy = 0;
-  for (const c of counts) if (c > 0) entropy -= (c / train.length) * Math.log(c / train.length);
-  // Add-one smoothing so a token unseen in training costs a finite amount on validation.
-  const denom = train.length + vocab;
-  let valNats = 0;
-  for (const ts of targets) for (const t of ts) valNats -= Math.log((counts[t] + 1) / denom);
-  return { entropy, valNats };
-}
-
-function toMicro(b: Batch): MicroBatchData {
-  return { ids: b.ids, targets: b.targets };
 }
 
 /** CSV/log number: '' when there is none (not evaluated, step refused), NaN/Infinity spelled out. */
@@ -216,56 +175,25 @@ async function main(): Promise<number> {
   const gpu = await Gpu.create();
   const software = gpu.adapter.isSoftware;
   const o: Options = software ? parseOptions(argv, true)! : pre;
-  const cfg: ModelConfig = { vocab: o.vocab, dModel: o.dModel, heads: o.heads, layers: o.stages * o.blocks, context: o.context, seed: o.seed };
-  validateConfig(cfg, gpu.limits);
   const out = o.out;
   mkdirSync(out, { recursive: true });
   const say = (s: string) => process.stdout.write(`${s}\n`);
   const device = `${gpu.adapter.description || gpu.adapter.device || gpu.adapter.vendor || 'unknown'}${software ? ' (software adapter)' : ''}`;
   say(`[tessera] device: ${device}`);
 
-  // ---- data ----
-  const tok: Tokenizer = loadTokenizer(o.vocab);
-  const trainStream = await encodeCorpus(tok, 'train');
-  const valStream = await encodeCorpus(tok, 'val');
-  const sampler = new BatchSampler(trainStream, { seed: o.seed, batchSize: o.batch, seq: o.context });
-  const valBatches = validationBatches(valStream, { batchSize: o.batch, seq: o.context, maxBatches: o.evalBatches });
-  const valMicro = valBatches.map(toMicro);
-  const valTokens = valBatches.length * o.batch * o.context;
-  const valBytes = valBatches.reduce((a, b) => a + tok.countBytes(b.targets), 0);
-  const uni = unigram(trainStream, o.vocab, valBatches.map((b) => b.targets));
-  const uniEntropyBpb = bitsPerByte(uni.entropy * valTokens, valBytes);
-  const uniValBpb = bitsPerByte(uni.valNats, valBytes);
-  say(`[tessera] data: Brown corpus, ${trainStream.length} train / ${valStream.length} val tokens (vocab ${o.vocab}, ${sampler.batchesPerEpoch} batches per epoch); validation: ${valBatches.length} × ${o.batch} × ${o.context} tokens = ${valBytes} bytes`);
-  say(`[tessera] unigram baseline: entropy ${uni.entropy.toFixed(3)} nats/token = ${uniEntropyBpb.toFixed(3)} bits/byte (its cross-entropy on the validation batches: ${(uni.valNats / valTokens).toFixed(3)} nats = ${uniValBpb.toFixed(3)} bpb)`);
-
-  // ---- model, boundaries, engine ----
-  const adam: AdamWConfig = { lr: learningRate(0, o), beta1: 0.9, beta2: o.beta2, eps: 1e-8, weightDecay: o.weightDecay };
-  const plan: BoundaryPlan = { codec: o.codec, uncompressedTail: o.tail };
-  const codecParams = { seed: o.seed, k: o.k, vocab: o.vocab, width: o.dModel };
-  let codecs: Codec[] | undefined;
-  let needs: boolean[] = [];
-  const subspace = isSubspaceCodec(o.codec);
-  if (o.codec !== 'none') {
-    codecs = boundaryCodecs(o.stages, plan, codecParams);
-    needs = Array.from({ length: o.stages }, (_, s) => stageNeedsSubspace(s, o.stages, plan));
-  }
-  const basis = subspace ? makeBasis(codecParams) : undefined;
-  const link = o.link;
-  const network = new InMemoryNetwork(link ? () => link : undefined);
-  const pipeline = Pipeline.create(gpu, {
-    model: cfg, stages: o.stages, adam, codecs, network, modelName: 'brown', clipNorm: o.clip > 0 ? o.clip : undefined,
-    // In-process links: a silent stage is a slow one (a software adapter compiling its first kernels), not a lost peer.
-    timeoutMs: 3_600_000,
-    afterStep: basis ? (stage: Stage) => { if (needs[stage.spec.index]) subspaceProject(gpu, stage, basis); } : undefined,
-  });
-  if (basis) for (const ws of pipeline.workers) for (const w of ws) if (needs[w.stage.spec.index]) subspaceInit(gpu, w.stage, basis);
-  const paramCount = (s: Stage) => stageParamSpecs(cfg, s.spec).reduce((a, p) => a + p.shape.reduce((x, y) => x * y, 1), 0);
-  const counts = pipeline.stages.map(paramCount);
-  const tokensPerStep = o.micro * o.batch * o.context;
+  // ---- data, model, boundaries, engine ----
+  const tokenizer = loadTokenizer(o.vocab);
+  const corpus = { tokenizer, train: await encodeCorpus(tokenizer, 'train'), val: await encodeCorpus(tokenizer, 'val') };
+  // In-process links: a silent stage is a slow one (a software adapter compiling its first kernels), not a lost peer.
+  const run = TrainingRun.create(gpu, o, corpus, { timeoutMs: 3_600_000 });
+  const { pipeline, validation: val, cfg } = run;
+  say(`[tessera] data: Brown corpus, ${corpus.train.length} train / ${corpus.val.length} val tokens (vocab ${o.vocab}, ${run.sampler.batchesPerEpoch} batches per epoch); validation: ${val.micro.length} × ${o.batch} × ${o.context} tokens = ${val.bytes} bytes`);
+  say(`[tessera] unigram baseline: entropy ${val.unigramNats.toFixed(3)} nats/token = ${val.unigramBpb.toFixed(3)} bits/byte (its cross-entropy on the validation batches: ${val.unigramValBpb.toFixed(3)} bpb)`);
+  const counts = run.paramCounts;
   say(`[tessera] model: ${o.stages} stages × ${o.blocks} block(s), dModel ${o.dModel}, ${o.heads} heads, context ${o.context}, vocab ${o.vocab}; parameters per stage [${counts.map((c) => `${(c / 1e3).toFixed(0)}k`).join(', ')}] = ${(counts.reduce((a, b) => a + b, 0) / 1e6).toFixed(2)}M`);
-  const perToken = (codecs ?? []).map((c) => c.bytesPerToken(o.dModel, 'act'));
-  say(`[tessera] training: ${o.steps} steps × ${o.micro} micro-batches × ${o.batch} × ${o.context} = ${tokensPerStep} tokens/step, 1F1B (ideal bubble ${(100 * idealBubble(o.stages, o.micro)).toFixed(0)}%), AdamW lr ${o.lr} (warm-up ${o.warmup}, cosine), codec ${o.codec}${o.tail ? ` (last ${o.tail} boundaries none)` : ''}${codecs ? ` = [${perToken.map((b) => b.toFixed(1)).join(', ')}] bytes/token vs ${4 * o.dModel}` : ''}${link ? `, links ${o.linkText}` : ''}`);
+  const perToken = run.bytesPerToken;
+  const mode = o.staleness > 0 ? `asynchronous 1F1B (staleness ≤ ${o.staleness}, ${o.correction === 'nesterov' ? 'Nesterov look-ahead' : 'no correction'})` : `1F1B (ideal bubble ${(100 * idealBubble(o.stages, o.micro)).toFixed(0)}%)`;
+  say(`[tessera] training: ${o.steps} steps × ${o.micro} micro-batches × ${o.batch} × ${o.context} = ${run.tokensPerStep} tokens/step, ${mode}, AdamW lr ${o.lr} (warm-up ${o.warmup}, cosine), codec ${o.codec}${o.tail ? ` (last ${o.tail} boundaries none)` : ''}${run.codecs ? ` = [${perToken.map((b) => b.toFixed(1)).join(', ')}] bytes/token vs ${4 * o.dModel}` : ''}${o.link ? `, links ${o.linkText}` : ''}`);
   say(`[tessera] output: ${out}`);
 
   // ---- outputs ----
@@ -275,14 +203,14 @@ async function main(): Promise<number> {
   const valPts: Array<[number, number]> = [];
   const writeChart = () => {
     const svg = lineChartSvg({
-      title: `Tessera: ${o.stages}-stage GPT on Brown (dModel ${o.dModel}, vocab ${o.vocab}, codec ${o.codec})`,
+      title: `Tessera: ${o.stages}-stage GPT on Brown (dModel ${o.dModel}, vocab ${o.vocab}, codec ${o.codec}${o.staleness ? `, async ${o.staleness}` : ''})`,
       xLabel: 'optimizer step',
       yLabel: 'cross-entropy (nats/token)',
       series: [
         { name: 'train loss', points: trainPts, color: '#4e79a7' },
         { name: 'validation loss', points: valPts, color: '#e15759', markers: true },
       ],
-      hlines: [{ y: uni.entropy, label: `unigram entropy (${uni.entropy.toFixed(2)})`, color: '#59a14f' }],
+      hlines: [{ y: val.unigramNats, label: `unigram entropy (${val.unigramNats.toFixed(2)})`, color: '#59a14f' }],
     });
     writeFileSync(join(out, 'loss.svg'), svg);
   };
@@ -305,10 +233,8 @@ async function main(): Promise<number> {
   let valBpb: number | undefined;
   const recent: number[] = [];
   const evaluate = async (step: number) => {
-    valLoss = await pipeline.evaluate(valMicro, o.batch, o.context);
-    valBpb = bitsPerByte(valLoss * valTokens, valBytes);
+    ({ loss: valLoss, bpb: valBpb } = await run.evaluate());
     valPts.push([step, valLoss]);
-    return valLoss;
   };
   const state = (step: number) => ({
     step, total: o.steps, loss: lastLoss, valLoss, valBpb, refused,
@@ -319,38 +245,70 @@ async function main(): Promise<number> {
   bar.log(`step 0: val loss ${valLoss!.toFixed(4)} (${valBpb!.toFixed(3)} bpb)`);
   bar.update(state(0));
   let done = 0;
-  for (let step = 1; step <= o.steps && !stop; step++) {
-    adam.lr = learningRate(step - 1, o); // the engine reads opts.adam at each applyStep
-    const micro = Array.from({ length: o.micro }, (_, m) => toMicro(sampler.step((step - 1) * o.micro + m)));
-    let loss: number | undefined;
-    try {
-      const r = await pipeline.trainStep(micro, o.batch, o.context);
-      trainMs += r.ms;
-      tokens += r.tokens;
-      bytes += r.bytes;
-      loss = r.loss;
+  let lastRecorded = 0;
+  const record = (step: number, loss: number | undefined, evalNow: boolean) => {
+    lastRecorded = step;
+    if (loss !== undefined) {
       lastLoss = loss;
       trainPts.push([step, loss]);
       recent.push(loss);
       if (recent.length > 10) recent.shift();
-    } catch (e) {
-      if (!(e instanceof NonFiniteGradientError || e instanceof NonFiniteTensorError)) throw e;
-      refused++;
-      bar.log(`step ${step}: refused (${(e as Error).message}); going on with the next batch`);
-    }
-    done = step;
-    let evalNow = false;
-    if (step % o.evalEvery === 0 || step === o.steps || stop) {
-      await evaluate(step);
-      evalNow = true;
     }
     const secs = (performance.now() - t0) / 1000;
     appendFileSync(csvPath, `${step},${fmtNum(loss)},${evalNow ? fmtNum(valLoss) : ''},${evalNow ? fmtNum(valBpb) : ''},${tokens},${secs.toFixed(1)},${bytes}\n`);
     if (evalNow) {
       writeChart();
-      bar.log(`step ${step}: train loss ${loss === undefined ? '(refused)' : fmtNum(loss)}  val loss ${fmtNum(valLoss)} (${fmtNum(valBpb, 3)} bpb; unigram ${uniEntropyBpb.toFixed(3)})`);
+      bar.log(`step ${step}: train loss ${loss === undefined ? '(refused)' : fmtNum(loss)}  val loss ${fmtNum(valLoss)} (${fmtNum(valBpb, 3)} bpb; unigram ${val.unigramBpb.toFixed(3)})`);
     }
     bar.update(state(step), evalNow);
+  };
+  const isRefusal = (e: unknown) => e instanceof NonFiniteGradientError || e instanceof NonFiniteTensorError;
+  while (done < o.steps && !stop) {
+    // Synchronous: one step at a time. Asynchronous: run without a flush up to the next evaluation point.
+    const until = o.staleness > 0 ? Math.min(o.steps, (Math.floor(done / o.evalEvery) + 1) * o.evalEvery) : done + 1;
+    const chunk = Array.from({ length: until - done }, (_, i) => run.microBatches(done + i));
+    const from = done;
+    try {
+      if (o.staleness === 0) {
+        run.adam.lr = learningRate(done, o); // the engine reads opts.adam at each update
+        const r = await pipeline.trainStep(chunk[0], o.batch, o.context);
+        trainMs += r.ms;
+        tokens += r.tokens;
+        bytes += r.bytes;
+        done++;
+        const evalNow = done % o.evalEvery === 0 || done === o.steps || stop;
+        if (evalNow) await evaluate(done);
+        record(done, r.loss, evalNow);
+      } else {
+        const t = performance.now();
+        const ms0 = trainMs;
+        const bytes0 = bytes - pipeline.bytesSent();
+        let finalLoss: number | undefined;
+        const onStep = (r: AsyncStepResult) => {
+          const step = from + 1 + r.step;
+          tokens += run.tokensPerStep;
+          trainMs = ms0 + (performance.now() - t);
+          bytes = bytes0 + pipeline.bytesSent();
+          if (r.refused.length) {
+            refused++;
+            bar.log(`step ${step}: stages [${r.refused}] refused the update (non-finite gradient)`);
+          }
+          if (step < until) record(step, r.loss, false);
+          else finalLoss = r.loss;
+        };
+        await pipeline.trainAsync(chunk, o.batch, o.context, { staleness: o.staleness, correction: o.correction, lr: (k) => learningRate(from + k, o), onStep });
+        done = until;
+        await evaluate(done);
+        record(done, finalLoss, true);
+      }
+    } catch (e) {
+      if (!isRefusal(e)) throw e;
+      refused++;
+      // Synchronous: the step is refused as a whole. Asynchronous: applied updates stay; the rest of the chunk is dropped.
+      done = Math.max(done, lastRecorded) + 1;
+      bar.log(`step ${done}: refused (${(e as Error).message}); going on with the next batch`);
+      record(done, undefined, false);
+    }
   }
   bar.done();
   process.off('SIGINT', onSigint);
@@ -375,19 +333,20 @@ async function main(): Promise<number> {
   const finalTrain = recent.length ? recent.reduce((a, b) => a + b, 0) / recent.length : NaN;
   const summary = {
     device, software, model: cfg, stages: o.stages, blocksPerStage: o.blocks, microBatches: o.micro, batch: o.batch,
-    steps: done, refused, lr: o.lr, warmup: o.warmup, codec: o.codec, k: subspace ? o.k : undefined, tail: o.tail, link: o.linkText ?? null,
+    steps: done, refused, lr: o.lr, warmup: o.warmup, staleness: o.staleness, correction: o.staleness ? o.correction : undefined,
+    codec: o.codec, k: isSubspaceCodec(o.codec) ? o.k : undefined, tail: o.tail, link: o.linkText ?? null,
     tokens, seconds: elapsed, trainSeconds: trainMs / 1000, tokensPerSecond: tokens / (trainMs / 1000), bytesOnWire: bytes,
-    bytesPerTokenPerBoundary: codecs ? perToken : Array(o.stages - 1).fill(4 * o.dModel),
+    bytesPerTokenPerBoundary: perToken,
     finalTrainLoss: finalTrain, finalValLoss: valLoss, finalValBpb: valBpb,
-    unigram: { entropyNats: uni.entropy, entropyBpb: uniEntropyBpb, valCrossEntropyBpb: uniValBpb },
-    validation: { batches: valBatches.length, tokens: valTokens, bytes: valBytes },
+    unigram: { entropyNats: val.unigramNats, entropyBpb: val.unigramBpb, valCrossEntropyBpb: val.unigramValBpb },
+    validation: { batches: val.micro.length, tokens: val.tokens, bytes: val.bytes },
   };
   writeFileSync(join(out, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
   say(`[tessera] ${done} steps (${refused} refused) in ${formatDuration(elapsed)}: ${tokens} tokens at ${summary.tokensPerSecond.toFixed(0)} tokens/s (training time), ${formatBytes(bytes)} between stages`);
-  say(`[tessera] final train loss ${fmtNum(finalTrain)} (mean of last ${recent.length} steps), validation loss ${fmtNum(valLoss)} = ${fmtNum(valBpb, 3)} bits/byte; unigram baseline ${uniEntropyBpb.toFixed(3)} bits/byte (entropy ${uni.entropy.toFixed(3)} nats/token)`);
+  say(`[tessera] final train loss ${fmtNum(finalTrain)} (mean of last ${recent.length} steps), validation loss ${fmtNum(valLoss)} = ${fmtNum(valBpb, 3)} bits/byte; unigram baseline ${val.unigramBpb.toFixed(3)} bits/byte (entropy ${val.unigramNats.toFixed(3)} nats/token)`);
   say(`[tessera] wrote ${csvPath}, ${join(out, 'loss.svg')}, ${join(out, 'summary.json')}`);
   for (const f of files) say(`[tessera] wrote ${f}`);
-  pipeline.destroy();
+  run.destroy();
   gpu.destroy();
   return 0;
 }

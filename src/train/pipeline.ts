@@ -60,14 +60,14 @@ export interface AsyncOptions {
   staleness: number;
   /** 'nesterov': stale forwards run on the look-ahead w + d·(w − w_prev); 'none': on a plain stash of w. */
   correction: 'nesterov' | 'none';
-  /** Learning rate of optimizer step k (counted over the pipeline's life); default opts.adam.lr. */
-  lr?: (step: number) => number;
+  /** Learning rate of the run's step k (0-based within this call); default opts.adam.lr. */
+  lr?: (k: number) => number;
   /** Called when every worker has applied step k's update. */
   onStep?: (r: AsyncStepResult) => void;
 }
 
 export interface AsyncStepResult {
-  /** Optimizer step index over the pipeline's life. */
+  /** Index of the step within the run (0-based). */
   step: number;
   /** Mean loss of the step's micro-batches. */
   loss: number;
@@ -230,7 +230,7 @@ export class Pipeline {
     const abort = new AbortController();
     const ctx: RunContext = {
       base, steps, batch, seq, opts, signal: abort.signal, globalClip: opts.staleness === 0,
-      results: steps.map((micro, k) => ({ step: this.step + k, loss: NaN, losses: new Array<number>(micro.length).fill(NaN), maxDelay: 0, refused: [] })),
+      results: steps.map((micro, k) => ({ step: k, loss: NaN, losses: new Array<number>(micro.length).fill(NaN), maxDelay: 0, refused: [] })),
       norms: steps.map(() => new SquaredNormExchange(this.workers.length, abort.signal)),
       updated: steps.map(() => 0),
     };
@@ -265,7 +265,8 @@ export class Pipeline {
     };
   }
 
-  private bytesSent(): number {
+  /** Bytes all workers have sent over the pipeline's life. */
+  bytesSent(): number {
     return this.workers.flat().reduce((a, w) => a + w.transport.stats.bytesSent, 0);
   }
 
