@@ -64,6 +64,19 @@ export interface AsyncOptions {
   lr?: (k: number) => number;
   /** Called when every worker has applied step k's update. */
   onStep?: (r: AsyncStepResult) => void;
+  /** Collects every operation's compute span (for replaying the schedule, see simulate.ts). */
+  trace?: OpSpan[];
+}
+
+/** One operation of one worker: its compute, from start to the hand-off of its output (waits excluded). */
+export interface OpSpan {
+  stage: number;
+  replica: number;
+  op: 'F' | 'B' | 'U';
+  step: number;
+  micro?: number;
+  startMs: number;
+  endMs: number;
 }
 
 export interface AsyncStepResult {
@@ -292,6 +305,8 @@ export class Pipeline {
         w.busyMs += performance.now() - t;
       }
     };
+    const span = (op: OpSpan['op'], step: number, micro: number | undefined, startMs: number) =>
+      ctx.opts.trace?.push({ stage: s, replica: w.replica, op, step, micro, startMs, endMs: performance.now() });
     const ship = async (t: Tensor, k: number, m: number, kind: 'act' | 'grad', toStage: number, codec: Codec | undefined) => {
       const host = (await gpu.read(t)) as Float32Array;
       gpu.release(t);
@@ -327,6 +342,7 @@ export class Pipeline {
           stashes.set(delay, weights);
           ctx.results[k].maxDelay = Math.max(ctx.results[k].maxDelay, delay);
         }
+        const t0 = performance.now();
         const out = await timed(async () => {
           const r = w.stage.forward({ id: microId(k, m, steps), batch, seq, ids: mb.ids, targets: mb.targets, input }, weights);
           if (r.loss) {
@@ -336,17 +352,20 @@ export class Pipeline {
           return r.output;
         });
         if (out) await timed(() => ship(out, k, m, 'act', s + 1, this.codec(s)));
+        span('F', k, m, t0);
       } else if (op.op === 'B') {
         const { step: k, micro: m } = op;
         const grad = s < N - 1 ? land(await recv(k, m, 'grad'), k, m, 'grad', this.codec(s)) : undefined;
+        const t0 = performance.now();
         const dx = await timed(async () => {
           const r = w.stage.backward(microId(k, m, steps), grad, 1 / steps[k].length);
           await gpu.sync();
           return r;
         });
         if (dx) await timed(() => ship(dx, k, m, 'grad', s - 1, this.codec(s - 1)));
+        span('B', k, m, t0);
       } else {
-        await this.update(w, op.step, ctx, lookAhead, timed);
+        await this.update(w, op.step, ctx, lookAhead, timed, (t0) => span('U', op.step, undefined, t0));
         stashes = new Map();
         version++;
       }
@@ -355,7 +374,9 @@ export class Pipeline {
   }
 
   /** Update U(k) of one worker: replica all-reduce, clipping, AdamW, the afterStep hook. */
-  private async update(w: StageWorker, k: number, ctx: RunContext, remember: boolean, timed: <T>(f: () => Promise<T> | T) => Promise<T>): Promise<void> {
+  private async update(
+    w: StageWorker, k: number, ctx: RunContext, remember: boolean, timed: <T>(f: () => Promise<T> | T) => Promise<T>, span: (startMs: number) => void,
+  ): Promise<void> {
     const { gpu } = this;
     const s = w.stage.spec.index;
     const result = ctx.results[k];
@@ -384,6 +405,7 @@ export class Pipeline {
       const limit = clip ? (ctx.globalClip ? clip : clip / Math.sqrt(this.workers.length)) : Infinity;
       if (norm > limit) scale = gpu.upload([limit / (norm + 1e-6)], [1]);
     }
+    const t0 = performance.now();
     await timed(async () => {
       if (remember) w.stage.rememberWeights();
       const adam = ctx.opts.lr ? { ...this.opts.adam, lr: ctx.opts.lr(result.step) } : this.opts.adam;
@@ -398,6 +420,7 @@ export class Pipeline {
       }
       await gpu.sync();
     });
+    span(t0); // the update's own compute: the norm exchange's wait is not part of it
     this.updateDone(k, ctx);
   }
 
