@@ -8,7 +8,7 @@ export interface ReportMeta {
   versions?: Record<string, string>;
 }
 
-function table(headers: string[], rows: string[][], align?: Array<'l' | 'r'>): string {
+export function table(headers: string[], rows: string[][], align?: Array<'l' | 'r'>): string {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const pad = (s: string, i: number) => ((align?.[i] ?? 'r') === 'l' ? s.padEnd(widths[i]) : s.padStart(widths[i]));
   const line = (cells: string[]) => `| ${cells.map(pad).join(' | ')} |`;

@@ -1,0 +1,262 @@
+/**
+ * `npm run bench:pipeline`: the pipeline engine on the Brown corpus, on this machine's WebGPU device.
+ *
+ *   A. Throughput: the same model on 1 stage and on 4 stages over shaped links (80 Mb/s, 50 ms), with and
+ *      without compression, synchronous and asynchronous. In one process the stages share one device, so
+ *      the measured tokens/s is that of one device doing everything; the engine also traces every op, and
+ *      replaying those measured op times on 4 independent devices (src/train/simulate.ts) gives the
+ *      tokens/s and the bubble a swarm of 4 such peers would see, against the 1F1B ideal (N−1)/(M+N−1).
+ *   B. Compression: per codec, bytes per token across a boundary and validation loss after the same steps.
+ *   C. Asynchronous training: validation loss at equal tokens, sync vs async (no correction, Nesterov).
+ *
+ * Writes bench/results/pipeline.json, pipeline.md and pipeline-loss.svg.
+ * Options: --steps=N (training steps for B and C, default 100), --only=A,B,C.
+ */
+import { execSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { join, resolve } from 'node:path';
+import type { CodecName } from '../src/compress/index.ts';
+import { encodeCorpus, loadTokenizer } from '../src/data/brown-node.ts';
+import { Gpu } from '../src/gpu/index.ts';
+import { lineChartSvg } from '../src/train/chart.ts';
+import type { LinkShape } from '../src/train/memory-transport.ts';
+import type { OpSpan } from '../src/train/pipeline.ts';
+import { formatDuration, ProgressBar } from '../src/train/progress.ts';
+import { defaultRecipe, learningRate, TrainingRun, unigram, type Corpus, type RecipeOptions } from '../src/train/recipe.ts';
+import { idealBubble } from '../src/train/schedule.ts';
+import { replaySchedule } from '../src/train/simulate.ts';
+import { table } from './table.ts';
+
+const root = resolve(import.meta.dirname, '..');
+const args = new Map(process.argv.slice(2).map((a) => {
+  const [k, ...v] = a.replace(/^--/, '').split('=');
+  return [k, v.join('=')] as const;
+}));
+const trainSteps = Number(args.get('steps') ?? 100);
+const parts = new Set((args.get('only') ?? 'A,B,C').split(','));
+const LINK: LinkShape = { bitsPerSecond: 80e6, latencyMs: 50 };
+const t0 = performance.now();
+const say = (s: string) => console.log(`[bench] ${s}`);
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? (s[(s.length - 1) >> 1] + s[s.length >> 1]) / 2 : 0;
+};
+
+const gpu = await Gpu.create();
+const software = gpu.adapter.isSoftware;
+const device = `${gpu.adapter.description || gpu.adapter.device || gpu.adapter.vendor || 'unknown'}${software ? ' (software adapter)' : ''}`;
+const base: RecipeOptions = { ...defaultRecipe(software), steps: trainSteps, warmup: Math.min(100, Math.ceil(trainSteps / 10)) };
+say(`device: ${device}; model ${base.stages * base.blocks} blocks, dModel ${base.dModel}, context ${base.context}, vocab ${base.vocab}, ${base.batch} sequences per micro-batch`);
+const tokenizer = loadTokenizer(base.vocab);
+const corpus: Corpus = { tokenizer, train: await encodeCorpus(tokenizer, 'train'), val: await encodeCorpus(tokenizer, 'val') };
+
+// ---- A. throughput ----
+interface ThroughputRow {
+  name: string;
+  stages: number;
+  codec: CodecName;
+  staleness: number;
+  microBatches: number;
+  bytesPerToken: number;
+  measuredTokensPerSecond: number;
+  replayTokensPerSecond: number;
+  replayBubble: number;
+  idealBubble: number;
+  replayUtilization: number[];
+  costsMs: { F: number[]; B: number[]; U: number[] };
+}
+
+/**
+ * Compute time of each stage's forward, backward and update, each measured alone: one micro-batch per step
+ * makes the stages take turns, so no op's span includes another stage's work queued on the shared device.
+ * (The updates of a synchronous step still run side by side after the norm exchange: an overestimate.)
+ */
+async function profile(o: RecipeOptions): Promise<ThroughputRow['costsMs']> {
+  const run = TrainingRun.create(gpu, { ...o, micro: 1 }, corpus, { timeoutMs: 3_600_000 });
+  await run.pipeline.trainAsync([run.microBatches(0)], o.batch, o.context, { staleness: 0, correction: 'none' });
+  const trace: OpSpan[] = [];
+  await run.pipeline.trainAsync([1, 2, 3, 4, 5].map((k) => run.microBatches(k)), o.batch, o.context, { staleness: 0, correction: 'none', trace });
+  run.destroy();
+  const costs = { F: [] as number[], B: [] as number[], U: [] as number[] };
+  for (let s = 0; s < o.stages; s++) {
+    for (const op of ['F', 'B', 'U'] as const) costs[op].push(median(trace.filter((t) => t.stage === s && t.op === op).map((t) => t.endMs - t.startMs)));
+  }
+  return costs;
+}
+
+async function throughput(): Promise<ThroughputRow[]> {
+  const M = 8;
+  const steps = 4;
+  const configs: Array<{ name: string; stages: number; codec: CodecName; staleness: number; link?: LinkShape }> = [
+    { name: '1 stage (baseline)', stages: 1, codec: 'none', staleness: 0 },
+    { name: '4 stages, none, sync, unshaped links', stages: 4, codec: 'none', staleness: 0 },
+    { name: '4 stages, none, sync', stages: 4, codec: 'none', staleness: 0, link: LINK },
+    { name: '4 stages, subspace+int8, sync', stages: 4, codec: 'subspace+int8', staleness: 0, link: LINK },
+    { name: '4 stages, none, async', stages: 4, codec: 'none', staleness: 1, link: LINK },
+    { name: '4 stages, subspace+int8, async', stages: 4, codec: 'subspace+int8', staleness: 1, link: LINK },
+  ];
+  const rows: ThroughputRow[] = [];
+  const profiles = new Map<string, ThroughputRow['costsMs']>();
+  for (const c of configs) {
+    const o: RecipeOptions = { ...base, micro: M, stages: c.stages, blocks: (base.stages * base.blocks) / c.stages, codec: c.codec, link: c.link };
+    const key = `${c.stages}:${c.codec}`;
+    if (!profiles.has(key)) profiles.set(key, await profile({ ...o, link: undefined }));
+    const costs = profiles.get(key)!;
+    const run = TrainingRun.create(gpu, o, corpus, { timeoutMs: 3_600_000 });
+    // A first step compiles the shaders: not timed.
+    await run.pipeline.trainAsync([run.microBatches(0)], o.batch, o.context, { staleness: 0, correction: 'none' });
+    const data = Array.from({ length: steps }, (_, k) => run.microBatches(1 + k));
+    const r = await run.pipeline.trainAsync(data, o.batch, o.context, { staleness: c.staleness, correction: 'nesterov' });
+    const rowsPerMicro = o.batch * o.context;
+    const bpt = run.bytesPerToken;
+    // As the in-memory network counts a frame: payload, the micro-batch's token ids and a 128-byte header.
+    const frameBytes = bpt.map((b) => rowsPerMicro * (b + 4) + 128);
+    const replaySteps = 20;
+    const replay = replaySchedule({ stages: c.stages, microBatches: M, steps: replaySteps, staleness: c.staleness, costs, frameBytes, link: c.link });
+    const row: ThroughputRow = {
+      name: c.name, stages: c.stages, codec: c.codec, staleness: c.staleness, microBatches: M, bytesPerToken: bpt[0] ?? 0,
+      measuredTokensPerSecond: r.tokens / (r.ms / 1000),
+      replayTokensPerSecond: (replaySteps * M * rowsPerMicro) / (replay.ms / 1000),
+      replayBubble: replay.bubble, idealBubble: idealBubble(c.stages, M), replayUtilization: replay.utilization, costsMs: costs,
+    };
+    rows.push(row);
+    say(`A ${c.name}: measured ${row.measuredTokensPerSecond.toFixed(0)} tok/s (one shared device); replayed on ${c.stages} devices ${row.replayTokensPerSecond.toFixed(0)} tok/s, bubble ${(100 * replay.bubble).toFixed(1)}% (ideal ${(100 * row.idealBubble).toFixed(1)}%) [${formatDuration((performance.now() - t0) / 1000)}]`);
+    run.destroy();
+  }
+  return rows;
+}
+
+// ---- B and C. training runs ----
+interface TrainRow {
+  name: string;
+  codec: CodecName;
+  k?: number;
+  staleness: number;
+  correction?: string;
+  bytesPerToken: number;
+  compression: number;
+  steps: number;
+  tokens: number;
+  valLoss: number;
+  valBpb: number;
+  unigramBpb: number;
+  curve: Array<[number, number]>;
+  seconds: number;
+}
+
+async function train(name: string, o: RecipeOptions, staleness: number, correction: 'nesterov' | 'none'): Promise<TrainRow> {
+  const run = TrainingRun.create(gpu, o, corpus, { timeoutMs: 3_600_000 });
+  const bar = new ProgressBar({ plainEvery: 25 });
+  const started = performance.now();
+  const evalEvery = Math.max(1, Math.floor(o.steps / 4));
+  const curve: Array<[number, number]> = [];
+  let done = 0;
+  let loss: number | undefined;
+  let val = await run.evaluate();
+  curve.push([0, val.loss]);
+  bar.log(`${name}`);
+  while (done < o.steps) {
+    const until = Math.min(o.steps, done + evalEvery);
+    const from = done;
+    const data = Array.from({ length: until - from }, (_, i) => run.microBatches(from + i));
+    await run.pipeline.trainAsync(data, o.batch, o.context, {
+      staleness, correction, lr: (k) => learningRate(from + k, o),
+      onStep: (r) => {
+        loss = r.loss;
+        bar.update({ step: from + r.step + 1, total: o.steps, loss, valLoss: val.loss, valBpb: val.bpb, elapsed: (performance.now() - started) / 1000 });
+      },
+    });
+    done = until;
+    val = await run.evaluate();
+    curve.push([done, val.loss]);
+  }
+  bar.done();
+  const bpt = run.bytesPerToken[0];
+  const row: TrainRow = {
+    name, codec: o.codec, k: o.codec.startsWith('subspace') ? o.k : undefined, staleness, correction: staleness ? correction : undefined,
+    bytesPerToken: bpt, compression: (4 * o.dModel) / bpt, steps: o.steps, tokens: o.steps * run.tokensPerStep,
+    valLoss: val.loss, valBpb: val.bpb, unigramBpb: run.validation.unigramBpb, curve, seconds: (performance.now() - started) / 1000,
+  };
+  say(`${name}: val loss ${val.loss.toFixed(4)} (${val.bpb.toFixed(3)} bpb) after ${o.steps} steps, ${bpt.toFixed(1)} B/token (${row.compression.toFixed(1)}×) [${formatDuration((performance.now() - t0) / 1000)}]`);
+  run.destroy();
+  return row;
+}
+
+async function compression(): Promise<TrainRow[]> {
+  const rows: TrainRow[] = [];
+  const kSmall = Math.max(1, Math.floor(base.dModel / 16));
+  for (const [codec, k] of [['none', base.k], ['int8', base.k], ['subspace', base.k], ['subspace+int8', base.k], ['subspace+int8', kSmall]] as Array<[CodecName, number]>) {
+    rows.push(await train(`B ${codec}${codec.startsWith('subspace') ? ` k=${k}` : ''}`, { ...base, codec, k }, 0, 'none'));
+  }
+  return rows;
+}
+
+async function asyncRuns(syncNone?: TrainRow): Promise<TrainRow[]> {
+  const rows = [syncNone ?? (await train('C sync', base, 0, 'none'))];
+  rows.push(await train('C async, no correction', base, 1, 'none'));
+  rows.push(await train('C async, Nesterov look-ahead', base, 1, 'nesterov'));
+  return rows;
+}
+
+const A = parts.has('A') ? await throughput() : [];
+const B = parts.has('B') ? await compression() : [];
+const C = parts.has('C') ? await asyncRuns(B[0]) : [];
+
+// ---- report ----
+const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+const md: string[] = ['## Pipeline benchmark', ''];
+let commit = '';
+try {
+  commit = execSync('git rev-parse --short HEAD', { cwd: root }).toString().trim();
+} catch { /* not a checkout */ }
+md.push(`Generated by \`npm run bench:pipeline\` on ${new Date().toISOString().slice(0, 10)}${commit ? ` at ${commit}` : ''}; device: ${device}; ${cpus().length} CPU cores. Model: ${base.stages * base.blocks} blocks, dModel ${base.dModel}, context ${base.context}, vocab ${base.vocab}; Brown corpus.`, '');
+if (A.length) {
+  const one = A[0];
+  md.push(`### A. Throughput (${A[0].microBatches} micro-batches of ${base.batch}×${base.context} tokens per step; links 80 Mb/s, 50 ms)`, '');
+  md.push('"measured": this process, all stages sharing one device. "replayed": the same schedule with the op times measured here, each stage on its own device (4 peers), frames on the shaped links.', '');
+  md.push(table(
+    ['configuration', 'B/token/boundary', 'measured tok/s', 'replayed tok/s', 'vs 1 stage', 'bubble (replayed)', '1F1B ideal'],
+    A.map((r) => [r.name, r.bytesPerToken ? r.bytesPerToken.toFixed(0) : '–', r.measuredTokensPerSecond.toFixed(0), r.replayTokensPerSecond.toFixed(0),
+      `${(r.replayTokensPerSecond / one.replayTokensPerSecond).toFixed(2)}×`, r.stages > 1 ? pct(r.replayBubble) : '–', r.stages > 1 ? (r.staleness ? '(no flush)' : pct(r.idealBubble)) : '–']),
+    ['l'],
+  ), '');
+}
+if (B.length) {
+  const none = B[0];
+  md.push(`### B. Compression (${none.steps} synchronous steps, ${none.tokens} tokens, same seed and batches)`, '');
+  md.push(table(
+    ['codec', 'B/token/boundary', 'fewer bytes', 'val loss', 'vs none', 'val bits/byte'],
+    B.map((r) => [`${r.codec}${r.k ? ` (k=${r.k})` : ''}`, r.bytesPerToken.toFixed(1), `${r.compression.toFixed(1)}×`, r.valLoss.toFixed(4), `${(100 * (r.valLoss / none.valLoss - 1)).toFixed(2)}%`, r.valBpb.toFixed(3)]),
+    ['l'],
+  ), '', `Unigram baseline: ${none.unigramBpb.toFixed(3)} bits/byte. Bytes per token count the payload; the token ids travel too in this engine (4 B/token) although every peer can rebuild them from the seed.`, '');
+}
+if (C.length) {
+  const sync = C[0];
+  md.push(`### C. Asynchronous training at equal tokens (${sync.tokens} tokens)`, '');
+  md.push(table(
+    ['mode', 'val loss', 'vs sync', 'val bits/byte'],
+    C.map((r) => [r.staleness ? `async (staleness 1, ${r.correction === 'nesterov' ? 'Nesterov look-ahead' : 'no correction'})` : 'sync', r.valLoss.toFixed(4), `${(100 * (r.valLoss / sync.valLoss - 1)).toFixed(2)}%`, r.valBpb.toFixed(3)]),
+    ['l'],
+  ), '');
+}
+const text = md.join('\n');
+console.log(`\n${text}`);
+const dir = join(root, 'bench/results');
+mkdirSync(dir, { recursive: true });
+const partial = args.has('only') || args.has('steps');
+const suffix = partial ? '.tmp' : '';
+writeFileSync(join(dir, `pipeline.json${suffix}`), JSON.stringify({ date: new Date().toISOString(), commit, device, model: base, throughput: A, compression: B, async: C }, null, 2) + '\n');
+writeFileSync(join(dir, `pipeline.md${suffix}`), text + '\n');
+const palette = ['#4e79a7', '#f28e2b', '#e15759', '#76b7b2', '#59a14f', '#edc948', '#b07aa1', '#ff9da7'];
+const curves = [...B, ...C.slice(1)];
+if (curves.length) {
+  writeFileSync(join(dir, `pipeline-loss.svg${suffix}`), lineChartSvg({
+    title: 'Validation loss by codec and pipeline mode (Brown corpus)', xLabel: 'optimizer step', yLabel: 'validation cross-entropy (nats/token)',
+    series: curves.map((r, i) => ({ name: r.name.replace(/^[BC] /, ''), points: r.curve, color: palette[i % palette.length], markers: true })),
+    hlines: [{ y: unigram(corpus.train, base.vocab, []).entropy, label: 'unigram entropy', color: '#999' }],
+  }));
+}
+say(`wrote bench/results/pipeline.{json,md}${suffix}${curves.length ? ', pipeline-loss.svg' + suffix : ''} in ${formatDuration((performance.now() - t0) / 1000)}`);
+gpu.destroy();
+
