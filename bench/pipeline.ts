@@ -22,11 +22,12 @@ import { Gpu } from '../src/gpu/index.ts';
 import { lineChartSvg } from '../src/train/chart.ts';
 import type { LinkShape } from '../src/train/memory-transport.ts';
 import type { OpSpan } from '../src/train/pipeline.ts';
-import { formatDuration, ProgressBar } from '../src/train/progress.ts';
-import { defaultRecipe, learningRate, TrainingRun, unigram, type Corpus, type RecipeOptions } from '../src/train/recipe.ts';
+import { formatDuration } from '../src/train/progress.ts';
+import { defaultRecipe, TrainingRun, unigram, type Corpus, type RecipeOptions } from '../src/train/recipe.ts';
 import { idealBubble } from '../src/train/schedule.ts';
 import { replaySchedule } from '../src/train/simulate.ts';
 import { table } from './table.ts';
+import { trainAndEvaluate, type TrainRow } from './train-run.ts';
 
 const root = resolve(import.meta.dirname, '..');
 const args = new Map(process.argv.slice(2).map((a) => {
@@ -76,7 +77,7 @@ async function profile(o: RecipeOptions): Promise<ThroughputRow['costsMs']> {
   const run = TrainingRun.create(gpu, { ...o, micro: 1 }, corpus, { timeoutMs: 3_600_000 });
   await run.pipeline.trainAsync([run.microBatches(0)], o.batch, o.context, { staleness: 0, correction: 'none' });
   const trace: OpSpan[] = [];
-  await run.pipeline.trainAsync([1, 2, 3, 4, 5].map((k) => run.microBatches(k)), o.batch, o.context, { staleness: 0, correction: 'none', trace });
+  await run.pipeline.trainAsync([1, 2, 3, 4, 5, 6, 7, 8, 9].map((k) => run.microBatches(k)), o.batch, o.context, { staleness: 0, correction: 'none', trace });
   run.destroy();
   const costs = { F: [] as number[], B: [] as number[], U: [] as number[] };
   for (let s = 0; s < o.stages; s++) {
@@ -128,60 +129,7 @@ async function throughput(): Promise<ThroughputRow[]> {
 }
 
 // ---- B and C. training runs ----
-interface TrainRow {
-  name: string;
-  codec: CodecName;
-  k?: number;
-  staleness: number;
-  correction?: string;
-  bytesPerToken: number;
-  compression: number;
-  steps: number;
-  tokens: number;
-  valLoss: number;
-  valBpb: number;
-  unigramBpb: number;
-  curve: Array<[number, number]>;
-  seconds: number;
-}
-
-async function train(name: string, o: RecipeOptions, staleness: number, correction: 'nesterov' | 'none'): Promise<TrainRow> {
-  const run = TrainingRun.create(gpu, o, corpus, { timeoutMs: 3_600_000 });
-  const bar = new ProgressBar({ plainEvery: 25 });
-  const started = performance.now();
-  const evalEvery = Math.max(1, Math.floor(o.steps / 4));
-  const curve: Array<[number, number]> = [];
-  let done = 0;
-  let loss: number | undefined;
-  let val = await run.evaluate();
-  curve.push([0, val.loss]);
-  bar.log(`${name}`);
-  while (done < o.steps) {
-    const until = Math.min(o.steps, done + evalEvery);
-    const from = done;
-    const data = Array.from({ length: until - from }, (_, i) => run.microBatches(from + i));
-    await run.pipeline.trainAsync(data, o.batch, o.context, {
-      staleness, correction, lr: (k) => learningRate(from + k, o),
-      onStep: (r) => {
-        loss = r.loss;
-        bar.update({ step: from + r.step + 1, total: o.steps, loss, valLoss: val.loss, valBpb: val.bpb, elapsed: (performance.now() - started) / 1000 });
-      },
-    });
-    done = until;
-    val = await run.evaluate();
-    curve.push([done, val.loss]);
-  }
-  bar.done();
-  const bpt = run.bytesPerToken[0];
-  const row: TrainRow = {
-    name, codec: o.codec, k: o.codec.startsWith('subspace') ? o.k : undefined, staleness, correction: staleness ? correction : undefined,
-    bytesPerToken: bpt, compression: (4 * o.dModel) / bpt, steps: o.steps, tokens: o.steps * run.tokensPerStep,
-    valLoss: val.loss, valBpb: val.bpb, unigramBpb: run.validation.unigramBpb, curve, seconds: (performance.now() - started) / 1000,
-  };
-  say(`${name}: val loss ${val.loss.toFixed(4)} (${val.bpb.toFixed(3)} bpb) after ${o.steps} steps, ${bpt.toFixed(1)} B/token (${row.compression.toFixed(1)}×) [${formatDuration((performance.now() - t0) / 1000)}]`);
-  run.destroy();
-  return row;
-}
+const train = (name: string, o: RecipeOptions, staleness: number, correction: 'nesterov' | 'none') => trainAndEvaluate(gpu, corpus, name, o, staleness, correction, t0);
 
 async function compression(): Promise<TrainRow[]> {
   const rows: TrainRow[] = [];

@@ -6,7 +6,7 @@
  */
 import {
   computeRatios, estimateRate, executionOrder, fmtS, matmulFlopsOf, planOrSkip, summarize,
-  type AttentionCase, type AttentionResult, type Budget, type ImplId, type MatmulCase, type MatmulResult, type Sample, type Skip,
+  type AttentionCase, type AttentionResult, type Budget, type ImplId, type MatmulCase, type MatmulResult, type Skip,
 } from './cases.ts';
 import { Rng } from '../src/ops/rng.ts';
 import { mib } from './table.ts';

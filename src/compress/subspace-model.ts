@@ -1,7 +1,6 @@
 import { ArgumentError, ShapeError, type Gpu, type Tensor } from '../gpu/index.ts';
 import type { Stage } from '../model/stage.ts';
 import { matmul } from '../ops/matmul.ts';
-import { addInPlace } from '../ops/residual.ts';
 import type { SubspaceBasis } from './basis.ts';
 import { CODEC_NAMES, isSubspaceCodec, makeCodec, type CodecName, type CodecParams } from './codecs.ts';
 import type { Codec } from './codec.ts';
