@@ -3,7 +3,12 @@
  * whole pipeline in one process (with optional link shaping); the network layer implements the same
  * interface over libp2p streams (`/tessera/tensor/1.0.0`).
  */
-export type FrameKind = 'act' | 'grad' | 'gradsync';
+/**
+ * act: activations forward; grad: their gradients backward; gradsync: a replica's summed gradients (all-reduce
+ * within a stage); norm: a stage's squared gradient norm (synchronous global clipping, one float).
+ */
+export const FRAME_KINDS = ['act', 'grad', 'gradsync', 'norm'] as const;
+export type FrameKind = (typeof FRAME_KINDS)[number];
 
 export interface Frame {
   model: string;
@@ -11,7 +16,7 @@ export interface Frame {
   fromStage: number;
   fromReplica: number;
   step: number;
-  /** Micro-batch index (for 'gradsync': the sending replica). */
+  /** Micro-batch index (for 'gradsync': the sending replica; for 'norm': the sending stage). */
   micro: number;
   kind: FrameKind;
   shape: [number, number];
