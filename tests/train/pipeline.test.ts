@@ -110,8 +110,9 @@ describe('pipeline engine (in-memory transport)', () => {
     const shaped = new InMemoryNetwork(() => ({ bitsPerSecond: 80e6, latencyMs: 50 }));
     const p = Pipeline.create(gpu, { model: cfg, stages: 3, adam, network: shaped });
     const r = await p.trainStep(microBatches(0, 2), B, T);
-    // 2 boundaries × 2 micro-batches × (act + grad) frames of B·T·C float32 each, plus ids and header.
-    const payload = 2 * 2 * 2 * (B * T * cfg.dModel * 4 + B * T * 4 + 128);
+    // 2 boundaries × 2 micro-batches × (act + grad) frames of B·T·C float32 each, plus ids and header;
+    // and the norm exchange: each of 3 stages sends one float64 to the 2 others.
+    const payload = 2 * 2 * 2 * (B * T * cfg.dModel * 4 + B * T * 4 + 128) + 3 * 2 * (8 + 128);
     expect(r.bytes).toBe(payload);
     // Each micro-batch crosses 2 boundaries forward and 2 back: at least 4 latencies on the critical path.
     expect(r.ms).toBeGreaterThan(4 * 50);

@@ -1,0 +1,359 @@
+import type { Codec } from '../compress/codec.ts';
+import { ShapeError, type Tensor } from '../gpu/index.ts';
+import { NonFiniteGradientError, type Stage, type WeightSet } from '../model/stage.ts';
+import type { AdamWConfig } from '../ops/adamw.ts';
+import { gradNorm } from '../ops/gradclip.ts';
+import { asyncOneFOneB } from './schedule.ts';
+import type { Frame, Transport } from './transport.ts';
+
+/**
+ * One pipeline worker: a stage (one replica of it) running its part of the 1F1B schedule over a Transport.
+ * Everything it needs from the other workers arrives as frames — activations, gradients, replica gradients
+ * for the all-reduce, other stages' gradient norms — so the same runner trains in one process (the Pipeline
+ * composes N of them over the in-memory network) or alone in a tab or a Node worker over libp2p.
+ */
+
+/** One micro-batch of data: any peer can rebuild it from (seed, epoch, batch index). */
+export interface MicroBatchData {
+  ids: Int32Array;
+  targets: Int32Array;
+}
+
+/** Where a worker sits: the model's name, its stage count and the replicas of each stage. */
+export interface Topology {
+  model: string;
+  stages: number;
+  replicas: number[];
+}
+
+export function workerId(stage: number, replica: number): string {
+  return `s${stage}r${replica}`;
+}
+
+export interface RunnerOptions {
+  adam: AdamWConfig;
+  /** Codec per boundary (stages − 1 of them); default none. */
+  codecs?: Codec[];
+  /** Called after every optimizer step of the stage (e.g. to re-project onto the subspace). */
+  afterStep?: (stage: Stage) => void;
+  /** Receive timeout; a peer that stays silent longer fails the run. */
+  timeoutMs?: number;
+  /** Global gradient-norm clip (synchronous) or clipNorm/√N per stage (asynchronous). */
+  clipNorm?: number;
+}
+
+export interface AsyncOptions {
+  /** Updates a forward's weights may lag behind its step (0: synchronous semantics, no flush needed). */
+  staleness: number;
+  /** 'nesterov': stale forwards run on the look-ahead w + d·(w − w_prev); 'none': on a plain stash of w. */
+  correction: 'nesterov' | 'none';
+  /** Learning rate of the run's step k (0-based within this call); default adam.lr. */
+  lr?: (k: number) => number;
+  /** Called when every worker has applied step k's update (Pipeline) . */
+  onStep?: (r: AsyncStepResult) => void;
+  /** Collects every operation's compute span (for replaying the schedule, see simulate.ts). */
+  trace?: OpSpan[];
+}
+
+export interface AsyncStepResult {
+  /** Index of the step within the run (0-based). */
+  step: number;
+  /** Mean loss of the step's micro-batches. */
+  loss: number;
+  losses: number[];
+  /** Largest delay (in updates) of the weights a forward of this step ran on, over all stages. */
+  maxDelay: number;
+  /** Stages that refused this update (non-finite gradient); their weights and moments are unchanged. */
+  refused: number[];
+  /** Global gradient norm before clipping (synchronous mode with clipNorm). */
+  gradNorm?: number;
+}
+
+/** One operation of one worker: its compute, from start to the hand-off of its output (waits excluded). */
+export interface OpSpan {
+  stage: number;
+  replica: number;
+  op: 'F' | 'B' | 'U';
+  step: number;
+  micro?: number;
+  startMs: number;
+  endMs: number;
+}
+
+/** What one runner saw of a step: its losses (last stage only), its delays, whether it refused the update. */
+export interface RunnerStep {
+  losses: Map<number, number>;
+  maxDelay: number;
+  refused: boolean;
+  gradNorm?: number;
+}
+
+export interface RunContext {
+  /** Frame step of the run's step 0 (frames are keyed by attempt, so a retried step never meets stale frames). */
+  base: number;
+  steps: MicroBatchData[][];
+  batch: number;
+  seq: number;
+  opts: AsyncOptions;
+  signal: AbortSignal;
+  /** Called once this runner has applied (or refused) step k's update. */
+  onUpdate?: (k: number, r: RunnerStep) => void;
+}
+
+/** A NaN or Inf arrived at a stage boundary: the step is refused, nothing reached the GPU. */
+export class NonFiniteTensorError extends Error {
+  constructor(what: string, index: number, value: number) {
+    super(`${what}: element ${index} is ${value}; step refused`);
+    this.name = 'NonFiniteTensorError';
+  }
+}
+
+/** Index of the first NaN/Inf in a, or −1. */
+const firstNonFinite = (a: Float32Array): number => {
+  for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i])) return i;
+  return -1;
+};
+
+/** A stage-local id for micro-batch m of step k, unique within a run. */
+export const microId = (k: number, m: number, steps: MicroBatchData[][]): number => k * Math.max(...steps.map((x) => x.length)) + m;
+
+export class StageRunner {
+  readonly stage: Stage;
+  readonly replica: number;
+  readonly transport: Transport;
+  readonly topology: Topology;
+  readonly opts: RunnerOptions;
+  /** Compute time of the current run (busy share = busyMs / wall time). */
+  busyMs = 0;
+
+  constructor(stage: Stage, replica: number, transport: Transport, topology: Topology, opts: RunnerOptions) {
+    this.stage = stage;
+    this.replica = replica;
+    this.transport = transport;
+    this.topology = topology;
+    this.opts = opts;
+  }
+
+  get id(): string {
+    return workerId(this.stage.spec.index, this.replica);
+  }
+
+  private get s(): number {
+    return this.stage.spec.index;
+  }
+
+  private codec(boundary: number): Codec | undefined {
+    return this.opts.codecs?.[boundary];
+  }
+
+  /** The micro-batches of each step this replica serves: micro-batch m goes to replica m mod R. */
+  mine(steps: MicroBatchData[][]): number[][] {
+    const R = this.topology.replicas[this.s];
+    return steps.map((micro) => micro.map((_, m) => m).filter((m) => m % R === this.replica));
+  }
+
+  /** Runs this worker's part of `ctx.steps`; rejects on a boundary NaN/Inf, a silent peer or an abort. */
+  async run(ctx: RunContext): Promise<void> {
+    const { gpu } = this.stage;
+    const { steps, batch, seq, signal, base } = ctx;
+    const s = this.s;
+    const N = this.topology.stages;
+    const C = this.stage.cfg.dModel;
+    const rows = batch * seq;
+    const sends: Promise<void>[] = [];
+    const local: RunnerStep[] = steps.map(() => ({ losses: new Map(), maxDelay: 0, refused: false }));
+    this.busyMs = 0;
+    let version = 0;
+    const recv = (k: number, m: number, kind: 'act' | 'grad') =>
+      this.transport.receive(base + k, m, kind, { timeoutMs: this.opts.timeoutMs, signal, forgetBefore: base + version - 1 });
+    const timed = async <T>(f: () => Promise<T> | T): Promise<T> => {
+      const t = performance.now();
+      try {
+        return await f();
+      } finally {
+        this.busyMs += performance.now() - t;
+      }
+    };
+    const span = (op: OpSpan['op'], step: number, micro: number | undefined, startMs: number) =>
+      ctx.opts.trace?.push({ stage: s, replica: this.replica, op, step, micro, startMs, endMs: performance.now() });
+    const ship = async (t: Tensor, k: number, m: number, kind: 'act' | 'grad', toStage: number, codec: Codec | undefined) => {
+      const host = (await gpu.read(t)) as Float32Array;
+      gpu.release(t);
+      const bad = firstNonFinite(host);
+      if (bad >= 0) throw new NonFiniteTensorError(`stage ${s} ${kind} output, micro-batch ${m}`, bad, host[bad]);
+      const ids = steps[k][m].ids;
+      const payload = codec ? codec.encode(host, [rows, C], { ids, kind }) : new Uint8Array(host.buffer, host.byteOffset, host.byteLength);
+      const frame: Frame = { model: this.topology.model, fromStage: s, fromReplica: this.replica, step: base + k, micro: m, kind, shape: [rows, C], codec: codec?.name ?? 'none', payload, ids };
+      sends.push(this.transport.send(workerId(toStage, m % this.topology.replicas[toStage]), frame));
+    };
+    const land = (f: Frame, k: number, m: number, kind: 'act' | 'grad', codec: Codec | undefined): Tensor => {
+      if (f.shape[0] !== rows || f.shape[1] !== C) throw new ShapeError(`stage ${s}: ${kind} frame shape [${f.shape}] for micro-batch ${m}, expected [${rows}, ${C}]`);
+      if ((codec?.name ?? 'none') !== f.codec) throw new ShapeError(`stage ${s}: frame codec ${f.codec}, expected ${codec?.name ?? 'none'}`);
+      const ids = steps[k][m].ids;
+      const host = codec ? codec.decode(f.payload, [rows, C], { ids, kind }) : new Float32Array(f.payload.slice().buffer, 0, rows * C);
+      if (host.length !== rows * C) throw new ShapeError(`stage ${s}: ${kind} payload holds ${host.length} values, expected ${rows * C}`);
+      const bad = firstNonFinite(host);
+      if (bad >= 0) throw new NonFiniteTensorError(`stage ${s} received ${kind}, micro-batch ${m}`, bad, host[bad]);
+      return gpu.upload(host, [rows, C]);
+    };
+    // Forwards that run `d` updates behind their step share one stashed (or look-ahead) weight set per d;
+    // their backwards all come after the next update, so the sets of one version never outlive it.
+    let stashes = new Map<number, WeightSet>();
+    const lookAhead = ctx.opts.correction === 'nesterov' && ctx.opts.staleness > 0;
+    for (const op of asyncOneFOneB(s, N, this.mine(steps), ctx.opts.staleness)) {
+      if (op.op === 'F') {
+        const { step: k, micro: m, delay } = op;
+        const mb = steps[k][m];
+        const input = s > 0 ? land(await recv(k, m, 'act'), k, m, 'act', this.codec(s - 1)) : undefined;
+        let weights: WeightSet | undefined;
+        if (delay > 0) {
+          weights = stashes.get(delay) ?? this.stage.weightSet(lookAhead ? delay : 0);
+          stashes.set(delay, weights);
+          local[k].maxDelay = Math.max(local[k].maxDelay, delay);
+        }
+        const t0 = performance.now();
+        const out = await timed(async () => {
+          const r = this.stage.forward({ id: microId(k, m, steps), batch, seq, ids: mb.ids, targets: mb.targets, input }, weights);
+          if (r.loss) {
+            local[k].losses.set(m, (await gpu.read(r.loss))[0]);
+            gpu.release(r.loss, r.logits);
+          }
+          return r.output;
+        });
+        if (out) await timed(() => ship(out, k, m, 'act', s + 1, this.codec(s)));
+        span('F', k, m, t0);
+      } else if (op.op === 'B') {
+        const { step: k, micro: m } = op;
+        const grad = s < N - 1 ? land(await recv(k, m, 'grad'), k, m, 'grad', this.codec(s)) : undefined;
+        const t0 = performance.now();
+        const dx = await timed(async () => {
+          const r = this.stage.backward(microId(k, m, steps), grad, 1 / steps[k].length);
+          await gpu.sync();
+          return r;
+        });
+        if (dx) await timed(() => ship(dx, k, m, 'grad', s - 1, this.codec(s - 1)));
+        span('B', k, m, t0);
+      } else {
+        const k = op.step;
+        await this.update(k, local[k], ctx, lookAhead, timed, (t0) => span('U', k, undefined, t0));
+        ctx.onUpdate?.(k, local[k]);
+        stashes = new Map();
+        version++;
+      }
+    }
+    await Promise.all(sends);
+  }
+
+  /** Update U(k): replica all-reduce, clipping, AdamW, the afterStep hook. */
+  private async update(
+    k: number, result: RunnerStep, ctx: RunContext, remember: boolean, timed: <T>(f: () => Promise<T> | T) => Promise<T>, span: (startMs: number) => void,
+  ): Promise<void> {
+    const { gpu } = this.stage;
+    const frameStep = ctx.base + k;
+    if (this.topology.replicas[this.s] > 1) await this.allReduce(frameStep, ctx.signal);
+    const synchronous = ctx.opts.staleness === 0;
+    const clip = this.opts.clipNorm;
+    let scale: Tensor | undefined;
+    if (synchronous || clip) {
+      const n = gradNorm(gpu, this.stage.grads());
+      const sq = (await gpu.read(n))[0] ** 2;
+      gpu.release(n);
+      // Synchronous mode: stages exchange one scalar per step, so clipping uses the global norm and a
+      // non-finite gradient anywhere refuses the update everywhere. Asynchronous mode clips per stage to
+      // clipNorm/√N, which keeps the global norm ≤ clipNorm without a barrier between stages.
+      const norm = synchronous ? Math.sqrt(await this.exchangeNorm(frameStep, sq, ctx.signal)) : Math.sqrt(sq);
+      if (synchronous) result.gradNorm = norm;
+      if (!Number.isFinite(norm)) {
+        this.stage.zeroGrads();
+        result.refused = true;
+        return;
+      }
+      const limit = clip ? (synchronous ? clip : clip / Math.sqrt(this.topology.stages)) : Infinity;
+      if (norm > limit) scale = gpu.upload([limit / (norm + 1e-6)], [1]);
+    }
+    const t0 = performance.now();
+    await timed(async () => {
+      if (remember) this.stage.rememberWeights();
+      const adam = ctx.opts.lr ? { ...this.opts.adam, lr: ctx.opts.lr(k) } : this.opts.adam;
+      try {
+        await this.stage.applyStep(adam, scale);
+        this.opts.afterStep?.(this.stage);
+      } catch (e) {
+        if (!(e instanceof NonFiniteGradientError)) throw e;
+        result.refused = true;
+      } finally {
+        gpu.release(scale);
+      }
+      await gpu.sync();
+    });
+    span(t0); // the update's own compute: the norm exchange's wait is not part of it
+  }
+
+  /**
+   * The sum of every stage's squared gradient norm, added in stage order so every worker gets the same
+   * total. Replica 0 of each stage sends its stage's value to every worker of the other stages (replicas
+   * hold identical gradients after the all-reduce).
+   */
+  private async exchangeNorm(step: number, sq: number, signal: AbortSignal): Promise<number> {
+    const { stages, replicas, model } = this.topology;
+    const s = this.s;
+    if (this.replica === 0) {
+      const frame: Frame = {
+        model, fromStage: s, fromReplica: 0, step, micro: s, kind: 'norm', shape: [1, 1], codec: 'f64', payload: new Uint8Array(new Float64Array([sq]).buffer),
+      };
+      const to = Array.from({ length: stages }, (_, t) => t).filter((t) => t !== s).flatMap((t) => Array.from({ length: replicas[t] }, (_, r) => workerId(t, r)));
+      await Promise.all(to.map((id) => this.transport.send(id, frame)));
+    }
+    let total = 0;
+    for (let t = 0; t < stages; t++) {
+      if (t === s) total += sq;
+      else {
+        const f = await this.transport.receive(step, t, 'norm', { timeoutMs: this.opts.timeoutMs, signal });
+        if (f.payload.byteLength !== 8) throw new ShapeError(`stage ${s}: norm frame from stage ${t} holds ${f.payload.byteLength} bytes, expected 8`);
+        total += new Float64Array(f.payload.slice().buffer)[0];
+      }
+    }
+    return total;
+  }
+
+  /**
+   * Sums the gradients of the replicas of this stage: every replica sends its gradients to every other one
+   * and adds all contributions in replica order, so every replica ends with bit-identical gradients.
+   */
+  private async allReduce(step: number, signal: AbortSignal): Promise<void> {
+    const { gpu } = this.stage;
+    const s = this.s;
+    const R = this.topology.replicas[s];
+    const grads = await this.stage.readGrads();
+    const names = [...grads.keys()];
+    const total = names.reduce((a, n) => a + grads.get(n)!.length, 0);
+    const flat = new Float32Array(total);
+    let at = 0;
+    for (const n of names) {
+      flat.set(grads.get(n)!, at);
+      at += grads.get(n)!.length;
+    }
+    const frame: Frame = {
+      model: this.topology.model, fromStage: s, fromReplica: this.replica, step, micro: this.replica, kind: 'gradsync',
+      shape: [1, total], codec: 'none', payload: new Uint8Array(flat.buffer),
+    };
+    const others = Array.from({ length: R }, (_, r) => r).filter((r) => r !== this.replica);
+    await Promise.all(others.map((r) => this.transport.send(workerId(s, r), frame)));
+    const sum = new Float32Array(total);
+    for (let r = 0; r < R; r++) {
+      let part = flat;
+      if (r !== this.replica) {
+        const f = await this.transport.receive(step, r, 'gradsync', { timeoutMs: this.opts.timeoutMs, signal });
+        if (f.shape[1] !== total || f.payload.byteLength !== 4 * total) throw new ShapeError(`stage ${s}: gradient sync from replica ${r} has ${f.shape[1]} values, expected ${total}`);
+        part = new Float32Array(f.payload.slice().buffer);
+      }
+      for (let i = 0; i < total; i++) sum[i] += part[i];
+    }
+    at = 0;
+    for (const n of names) {
+      const slot = this.stage.slots.get(n)!;
+      gpu.write(slot.grad, sum.subarray(at, at + slot.grad.size));
+      at += slot.grad.size;
+    }
+  }
+}
