@@ -125,6 +125,8 @@ export class StageRunner {
   readonly opts: RunnerOptions;
   /** Compute time of the current run (busy share = busyMs / wall time). */
   busyMs = 0;
+  /** This stage's squared gradient norm at the last update (asynchronous clipping uses the previous step's). */
+  private lastSquaredNorm = NaN;
 
   constructor(stage: Stage, replica: number, transport: Transport, topology: Topology, opts: RunnerOptions) {
     this.stage = stage;
@@ -258,18 +260,27 @@ export class StageRunner {
       const n = gradNorm(gpu, this.stage.grads());
       const sq = (await gpu.read(n))[0] ** 2;
       gpu.release(n);
-      // Synchronous mode: stages exchange one scalar per step, so clipping uses the global norm and a
-      // non-finite gradient anywhere refuses the update everywhere. Asynchronous mode clips per stage to
-      // clipNorm/√N, which keeps the global norm ≤ clipNorm without a barrier between stages.
-      const norm = synchronous ? Math.sqrt(await this.exchangeNorm(frameStep, sq, ctx.signal)) : Math.sqrt(sq);
-      if (synchronous) result.gradNorm = norm;
+      await this.sendNorm(frameStep, sq);
+      let norm: number;
+      if (synchronous) {
+        // Stages exchange one scalar per step, so clipping uses the global norm and a non-finite gradient
+        // anywhere refuses the update everywhere.
+        norm = Math.sqrt(await this.receiveNorms(frameStep, sq, ctx.signal));
+        result.gradNorm = norm;
+      } else {
+        // Waiting for this step's norms would put the barrier back. The previous step's are already here
+        // (every stage sent them before the activations this update follows), so clip with the global norm
+        // of step k − 1; the run's first update clips each stage to clipNorm/√N, which bounds the global norm.
+        const prev = k > 0 ? Math.sqrt(await this.receiveNorms(frameStep - 1, this.lastSquaredNorm, ctx.signal)) : NaN;
+        norm = !Number.isFinite(sq) ? NaN : Number.isFinite(prev) ? prev : Math.sqrt(sq * this.topology.stages);
+      }
+      this.lastSquaredNorm = sq;
       if (!Number.isFinite(norm)) {
         this.stage.zeroGrads();
         result.refused = true;
         return;
       }
-      const limit = clip ? (synchronous ? clip : clip / Math.sqrt(this.topology.stages)) : Infinity;
-      if (norm > limit) scale = gpu.upload([limit / (norm + 1e-6)], [1]);
+      if (clip && norm > clip) scale = gpu.upload([clip / (norm + 1e-6)], [1]);
     }
     const t0 = performance.now();
     await timed(async () => {
@@ -289,27 +300,29 @@ export class StageRunner {
     span(t0); // the update's own compute: the norm exchange's wait is not part of it
   }
 
-  /**
-   * The sum of every stage's squared gradient norm, added in stage order so every worker gets the same
-   * total. Replica 0 of each stage sends its stage's value to every worker of the other stages (replicas
-   * hold identical gradients after the all-reduce).
-   */
-  private async exchangeNorm(step: number, sq: number, signal: AbortSignal): Promise<number> {
+  /** Replica 0 of each stage sends its stage's squared gradient norm to every worker of the other stages. */
+  private async sendNorm(step: number, sq: number): Promise<void> {
     const { stages, replicas, model } = this.topology;
     const s = this.s;
-    if (this.replica === 0) {
-      const frame: Frame = {
-        model, fromStage: s, fromReplica: 0, step, micro: s, kind: 'norm', shape: [1, 1], codec: 'f64', payload: new Uint8Array(new Float64Array([sq]).buffer),
-      };
-      const to = Array.from({ length: stages }, (_, t) => t).filter((t) => t !== s).flatMap((t) => Array.from({ length: replicas[t] }, (_, r) => workerId(t, r)));
-      await Promise.all(to.map((id) => this.transport.send(id, frame)));
-    }
+    if (this.replica !== 0 || stages === 1) return;
+    const frame: Frame = {
+      model, fromStage: s, fromReplica: 0, step, micro: s, kind: 'norm', shape: [1, 1], codec: 'f64', payload: new Uint8Array(new Float64Array([sq]).buffer),
+    };
+    const to = Array.from({ length: stages }, (_, t) => t).filter((t) => t !== s).flatMap((t) => Array.from({ length: replicas[t] }, (_, r) => workerId(t, r)));
+    await Promise.all(to.map((id) => this.transport.send(id, frame)));
+  }
+
+  /**
+   * The sum of every stage's squared gradient norm at `step` (this stage's is `own`; replicas hold identical
+   * gradients after the all-reduce), added in stage order so every worker gets the same total.
+   */
+  private async receiveNorms(step: number, own: number, signal: AbortSignal): Promise<number> {
     let total = 0;
-    for (let t = 0; t < stages; t++) {
-      if (t === s) total += sq;
+    for (let t = 0; t < this.topology.stages; t++) {
+      if (t === this.s) total += own;
       else {
         const f = await this.transport.receive(step, t, 'norm', { timeoutMs: this.opts.timeoutMs, signal });
-        if (f.payload.byteLength !== 8) throw new ShapeError(`stage ${s}: norm frame from stage ${t} holds ${f.payload.byteLength} bytes, expected 8`);
+        if (f.payload.byteLength !== 8) throw new ShapeError(`stage ${this.s}: norm frame from stage ${t} holds ${f.payload.byteLength} bytes, expected 8`);
         total += new Float64Array(f.payload.slice().buffer)[0];
       }
     }

@@ -157,6 +157,20 @@ describe('asynchronous pipeline', () => {
     }
   });
 
+  it('clips with the global norm of the previous step, without a barrier', async () => {
+    const gpu = await testGpu();
+    const data = steps(90, 3, 4);
+    const clipped = Pipeline.create(gpu, { model: cfg, stages: 4, adam, clipNorm: 0.05 });
+    const free = Pipeline.create(gpu, { model: cfg, stages: 4, adam });
+    const a = await clipped.trainAsync(data, B, T, { staleness: 1, correction: 'nesterov' });
+    await free.trainAsync(data, B, T, { staleness: 1, correction: 'nesterov' });
+    expect(a.steps.every((r) => r.refused.length === 0 && Number.isFinite(r.loss))).toBe(true);
+    const [pc, pf] = [await params(clipped), await params(free)];
+    expect([...pc].some(([k, v]) => v.some((x, i) => Math.abs(x - pf.get(k)![i]) > 1e-6))).toBe(true);
+    clipped.destroy();
+    free.destroy();
+  });
+
   it('a NaN at a boundary stops the run; updates already applied stay, nothing is left in flight', async () => {
     const gpu = await testGpu();
     let decoded = 0;
