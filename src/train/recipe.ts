@@ -87,6 +87,45 @@ export function unigram(train: Int32Array, vocab: number, targets: Int32Array[])
 
 const toMicro = (b: Batch): MicroBatchData => ({ ids: b.ids, targets: b.targets });
 
+/** The model a recipe trains. */
+export function recipeModel(o: RecipeOptions): ModelConfig {
+  return { vocab: o.vocab, dModel: o.dModel, heads: o.heads, layers: o.stages * o.blocks, context: o.context, seed: o.seed };
+}
+
+export function recipeAdam(o: RecipeOptions): AdamWConfig {
+  return { lr: learningRate(0, o), beta1: 0.9, beta2: o.beta2, eps: 1e-8, weightDecay: o.weightDecay };
+}
+
+/** The boundary codecs of a recipe and, for subspace codecs, the shared basis and which stages keep their writes in span(U). */
+export interface Boundaries {
+  codecs?: Codec[];
+  basis?: SubspaceBasis;
+  /** Per stage: whether its residual writes must stay in span(U). */
+  needs: boolean[];
+  /** Re-projects a constrained stage after each update (subspace codecs are exact only while writes stay in span(U)). */
+  afterStep?: (stage: Stage) => void;
+  /** Projects a freshly initialised stage. */
+  init(stage: Stage): void;
+}
+
+export function recipeBoundaries(gpu: Gpu, o: RecipeOptions): Boundaries {
+  const plan: BoundaryPlan = { codec: o.codec, uncompressedTail: o.tail };
+  const codecParams = { seed: o.seed, k: o.k, vocab: o.vocab, width: o.dModel };
+  const codecs = o.codec === 'none' ? undefined : boundaryCodecs(o.stages, plan, codecParams);
+  const needs = Array.from({ length: o.stages }, (_, s) => o.codec !== 'none' && stageNeedsSubspace(s, o.stages, plan));
+  const basis = isSubspaceCodec(o.codec) ? makeBasis(codecParams) : undefined;
+  return {
+    codecs, basis, needs,
+    afterStep: basis ? (stage: Stage) => { if (needs[stage.spec.index]) subspaceProject(gpu, stage, basis); } : undefined,
+    init: (stage: Stage) => { if (basis && needs[stage.spec.index]) subspaceInit(gpu, stage, basis); },
+  };
+}
+
+/** The micro-batches of optimizer step `step` (0-based): reproducible by any peer from the seed. */
+export function recipeMicroBatches(sampler: BatchSampler, o: RecipeOptions, step: number): MicroBatchData[] {
+  return Array.from({ length: o.micro }, (_, m) => toMicro(sampler.step(step * o.micro + m)));
+}
+
 export interface Validation {
   micro: MicroBatchData[];
   tokens: number;
@@ -125,7 +164,7 @@ export class TrainingRun {
   }
 
   static create(gpu: Gpu, o: RecipeOptions, corpus: Corpus, opts: { timeoutMs?: number } = {}): TrainingRun {
-    const cfg: ModelConfig = { vocab: o.vocab, dModel: o.dModel, heads: o.heads, layers: o.stages * o.blocks, context: o.context, seed: o.seed };
+    const cfg = recipeModel(o);
     validateConfig(cfg, gpu.limits);
     const sampler = new BatchSampler(corpus.train, { seed: o.seed, batchSize: o.batch, seq: o.context });
     const valBatches = validationBatches(corpus.val, { batchSize: o.batch, seq: o.context, maxBatches: o.evalBatches });
@@ -136,27 +175,21 @@ export class TrainingRun {
       micro: valBatches.map(toMicro), tokens, bytes, unigramNats: uni.entropy,
       unigramBpb: bitsPerByte(uni.entropy * tokens, bytes), unigramValBpb: bitsPerByte(uni.valNats, bytes),
     };
-    const adam: AdamWConfig = { lr: learningRate(0, o), beta1: 0.9, beta2: o.beta2, eps: 1e-8, weightDecay: o.weightDecay };
-    const plan: BoundaryPlan = { codec: o.codec, uncompressedTail: o.tail };
-    const codecParams = { seed: o.seed, k: o.k, vocab: o.vocab, width: o.dModel };
-    const codecs = o.codec === 'none' ? undefined : boundaryCodecs(o.stages, plan, codecParams);
-    const needs = Array.from({ length: o.stages }, (_, s) => o.codec !== 'none' && stageNeedsSubspace(s, o.stages, plan));
-    const basis = isSubspaceCodec(o.codec) ? makeBasis(codecParams) : undefined;
+    const adam = recipeAdam(o);
+    const b = recipeBoundaries(gpu, o);
     const link = o.link;
     const network = new InMemoryNetwork(link ? () => link : undefined);
     const pipeline = Pipeline.create(gpu, {
-      model: cfg, stages: o.stages, adam, codecs, network, modelName: 'brown', clipNorm: o.clip > 0 ? o.clip : undefined,
-      timeoutMs: opts.timeoutMs,
-      // Subspace codecs are exact only while every residual write stays in span(U): re-project after each update.
-      afterStep: basis ? (stage: Stage) => { if (needs[stage.spec.index]) subspaceProject(gpu, stage, basis); } : undefined,
+      model: cfg, stages: o.stages, adam, codecs: b.codecs, network, modelName: 'brown', clipNorm: o.clip > 0 ? o.clip : undefined,
+      timeoutMs: opts.timeoutMs, afterStep: b.afterStep,
     });
-    if (basis) for (const ws of pipeline.workers) for (const w of ws) if (needs[w.stage.spec.index]) subspaceInit(gpu, w.stage, basis);
-    return new TrainingRun(o, cfg, pipeline, network, sampler, validation, adam, codecs, basis);
+    for (const ws of pipeline.workers) for (const w of ws) b.init(w.stage);
+    return new TrainingRun(o, cfg, pipeline, network, sampler, validation, adam, b.codecs, b.basis);
   }
 
   /** The micro-batches of optimizer step `step` (0-based): reproducible by any peer from the seed. */
   microBatches(step: number): MicroBatchData[] {
-    return Array.from({ length: this.o.micro }, (_, m) => toMicro(this.sampler.step(step * this.o.micro + m)));
+    return recipeMicroBatches(this.sampler, this.o, step);
   }
 
   get tokensPerStep(): number {
