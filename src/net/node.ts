@@ -1,0 +1,148 @@
+/**
+ * libp2p 3 nodes for Tessera, one factory for browser and Node (no Node-only imports here: Vite bundles this
+ * file for the tab). The relay only signals: peers reserve a slot on it, then dial each other over
+ * `<relay>/p2p-circuit/webrtc/p2p/<peer>`, which exchanges SDP through the relay and ends in a direct WebRTC
+ * connection that carries the tensors.
+ *
+ * WebRTC pitfalls met on the way (see also shared/RECIPES.md, "libp2p 3"):
+ * - ICE on loopback: with no STUN/TURN servers (iceServers: []) only host candidates exist. Chromium never
+ *   offers 127.0.0.1 as a candidate, so two tabs on one machine connect over a non-loopback interface; in a
+ *   network namespace with only `lo` the dial fails at ICE. Node (node-datachannel) does not need it.
+ * - Chromium hides host IPs behind mDNS names (`<uuid>.local`) unless started with
+ *   `--disable-features=WebRtcHideLocalIpsWithMdns`; headless test machines often cannot resolve them, so
+ *   browser tests pass that flag.
+ * - The first cold dial occasionally times out; dialWebRTC retries once.
+ * - Chromium closes a data channel on messages over 256 KiB: writers chunk below that (net-transport.ts).
+ * - The browser's default connection gater refuses private and loopback addresses (including the relay's
+ *   ws://127.0.0.1): browser peers get a permissive gater.
+ */
+import { noise } from '@chainsafe/libp2p-noise';
+import { yamux } from '@chainsafe/libp2p-yamux';
+import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2';
+import { identify } from '@libp2p/identify';
+import type { Connection, Libp2p, PeerId, PrivateKey } from '@libp2p/interface';
+import { ping } from '@libp2p/ping';
+import { webRTC } from '@libp2p/webrtc';
+import { webSockets } from '@libp2p/websockets';
+import { multiaddr, type Multiaddr } from '@multiformats/multiaddr';
+import { createLibp2p } from 'libp2p';
+
+export class NetError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'NetError';
+  }
+}
+
+export interface RelayOptions {
+  host?: string;
+  port?: number;
+  privateKey?: PrivateKey;
+  /** Reservation slots (default 1024: every volunteer holds one while online). */
+  maxReservations?: number;
+  /** How long a slot outlives its peer's last refresh, in ms (default 60 s; libp2p's 2 h default exhausts slots). */
+  reservationTtl?: number;
+}
+
+/** A relay: WebSockets listener, signalling only (the data plane is direct WebRTC). Node only in practice. */
+export async function createRelay(opts: RelayOptions = {}): Promise<Libp2p> {
+  const { host = '127.0.0.1', port = 0 } = opts;
+  return createLibp2p({
+    privateKey: opts.privateKey,
+    addresses: { listen: [`/ip4/${host}/tcp/${port}/ws`] },
+    transports: [webSockets()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    services: {
+      identify: identify(),
+      ping: ping(),
+      relay: circuitRelayServer({
+        reservations: { maxReservations: opts.maxReservations ?? 1024, reservationTtl: opts.reservationTtl ?? 60_000 },
+      }),
+    },
+  });
+}
+
+export interface PeerOptions {
+  /** The relay's multiaddr including /p2p/<relay id>, e.g. /ip4/127.0.0.1/tcp/4001/ws/p2p/12D3Koo… */
+  relayAddr: string;
+  privateKey?: PrivateKey;
+  /** Running in a browser: allow dialling private/loopback addresses (the default browser gater refuses them). */
+  browser?: boolean;
+}
+
+/** A volunteer peer: dials the relay and listens for WebRTC through it. Call waitForRelayAddress before sharing its id. */
+export async function createPeer(opts: PeerOptions): Promise<Libp2p> {
+  const node = await createLibp2p({
+    privateKey: opts.privateKey,
+    addresses: { listen: ['/p2p-circuit', '/webrtc'] },
+    transports: [webSockets(), webRTC({ rtcConfiguration: { iceServers: [] } }), circuitRelayTransport()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    connectionGater: opts.browser ? { denyDialMultiaddr: () => false } : undefined,
+    services: { identify: identify(), ping: ping() },
+  });
+  try {
+    await node.dial(multiaddr(opts.relayAddr), { signal: AbortSignal.timeout(10_000) });
+  } catch (e) {
+    await node.stop();
+    throw new NetError(`cannot reach relay ${opts.relayAddr}: ${(e as Error).message}`);
+  }
+  return node;
+}
+
+/** Resolves with the node's first /p2p-circuit address, once the relay has granted a reservation. */
+export function waitForRelayAddress(node: Libp2p, timeoutMs = 10_000): Promise<Multiaddr> {
+  const circuit = () => node.getMultiaddrs().find((a) => a.toString().includes('/p2p-circuit'));
+  const ready = circuit();
+  if (ready) return Promise.resolve(ready);
+  return new Promise((resolve, reject) => {
+    const done = () => {
+      clearTimeout(timer);
+      node.removeEventListener('self:peer:update', check);
+    };
+    const check = () => {
+      const a = circuit();
+      if (a) {
+        done();
+        resolve(a);
+      }
+    };
+    const timer = setTimeout(() => {
+      done();
+      reject(new NetError(`no relay reservation within ${timeoutMs} ms (is the relay running, with free reservation slots?)`));
+    }, timeoutMs);
+    node.addEventListener('self:peer:update', check);
+  });
+}
+
+/**
+ * A connection the WebRTC transport made: its address carries /webrtc (dialer: <relay>/p2p-circuit/webrtc/p2p/<peer>,
+ * listener: /webrtc/p2p/<peer>), libp2p counts it direct, and no relay limits apply to it.
+ */
+export function isDirectWebRTC(conn: Connection): boolean {
+  const names = conn.remoteAddr.getComponents().map((c) => c.name);
+  return names.includes('webrtc') && conn.direct && conn.limits === undefined && conn.status === 'open';
+}
+
+/**
+ * Dials `peerId` over WebRTC, signalled through the relay; retries once (the first cold dial occasionally
+ * times out). Throws NetError unless the result is a direct WebRTC connection.
+ */
+export async function dialWebRTC(node: Libp2p, relayAddr: string, peerId: PeerId | string, timeoutMs = 10_000): Promise<Connection> {
+  const addr = multiaddr(`${relayAddr}/p2p-circuit/webrtc/p2p/${peerId.toString()}`);
+  let conn: Connection;
+  try {
+    conn = await node.dial(addr, { signal: AbortSignal.timeout(timeoutMs) });
+  } catch (first) {
+    try {
+      conn = await node.dial(addr, { signal: AbortSignal.timeout(timeoutMs) });
+    } catch (second) {
+      throw new NetError(`WebRTC dial to ${peerId.toString()} via ${relayAddr} failed twice: ${(first as Error).message}; then ${(second as Error).message}`);
+    }
+  }
+  if (!isDirectWebRTC(conn)) {
+    throw new NetError(`connection to ${peerId.toString()} is not direct WebRTC (remote address ${conn.remoteAddr.toString()}, limits ${JSON.stringify(conn.limits ?? null)})`);
+  }
+  return conn;
+}
