@@ -34,7 +34,7 @@ export interface FrameExpectation {
  * Throws FrameError with the first reason the frame is unacceptable.
  * Routing follows the pipeline engine (src/train/pipeline.ts): micro-batch m is handled by replica
  * m mod R(stage) of every stage, so an act/grad frame for m must come from replica m mod R(sender) and reach
- * replica m mod R(self). gradsync: micro = the sending replica; norm: micro = the sending stage, one float32.
+ * replica m mod R(self). gradsync: micro = the sending replica; norm: micro = the sending stage, one float64 (codec f64).
  */
 export function checkFrame(frame: Frame, expect: FrameExpectation): void {
   const { self, stages, replicas } = expect;
@@ -73,7 +73,7 @@ export function checkFrame(frame: Frame, expect: FrameExpectation): void {
       break;
     case 'norm':
       if (frame.micro !== frame.fromStage) refuse('norm micro must equal the sending stage');
-      if (r !== 1 || c !== 1 || frame.codec !== 'none' || bytes !== 4) refuse(`norm must be one float32 (shape [1, 1], codec none, 4 bytes), got [${r}, ${c}] ${frame.codec} ${bytes} bytes`);
+      if (r !== 1 || c !== 1 || frame.codec !== 'f64' || bytes !== 8) refuse(`norm must be one float64 (shape [1, 1], codec f64, 8 bytes), got [${r}, ${c}] ${frame.codec} ${bytes} bytes`);
       if (frame.ids) refuse('norm carries no token ids');
       break;
   }

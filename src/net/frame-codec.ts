@@ -64,7 +64,7 @@ const MAX_MODEL_NAME = 256;
  * Limits derived from the model: act/grad carry [batch·context, dModel] float32 at most (the 'none' codec is
  * the largest; int8's rows·(4+dModel) is smaller for dModel ≥ 2 but covered anyway), gradsync carries one
  * stage's gradients (the largest stage of an even `stages`-way split — with the default stages = 1 that is the
- * whole model's parameter count, a safe upper bound for any split), norm one float32. Ids: one per row.
+ * whole model's parameter count, a safe upper bound for any split), norm one float64. Ids: one per row.
  */
 export function frameLimitsFor(cfg: ModelConfig, batch: number, stages = 1): FrameLimits {
   for (const [k, v] of [['batch', batch], ['stages', stages], ['dModel', cfg.dModel], ['context', cfg.context]] as const) {
@@ -73,7 +73,7 @@ export function frameLimitsFor(cfg: ModelConfig, batch: number, stages = 1): Fra
   const rows = batch * cfg.context;
   const boundary = rows * Math.max(4 * cfg.dModel, 4 + cfg.dModel);
   const stageParams = Math.max(...splitStages(cfg, stages).map((s) => stageParamSpecs(cfg, s).reduce((a, p) => a + p.shape.reduce((x, y) => x * y, 1), 0)));
-  const byKind: Record<FrameKind, number> = { act: boundary, grad: boundary, gradsync: 4 * stageParams, norm: 4 };
+  const byKind: Record<FrameKind, number> = { act: boundary, grad: boundary, gradsync: 4 * stageParams, norm: 8 };
   return { maxHeaderBytes: DEFAULT_MAX_HEADER_BYTES, maxPayloadBytes: Math.max(...Object.values(byKind)), maxPayloadBytesByKind: byKind, maxIds: rows };
 }
 

@@ -14,7 +14,7 @@ const good: Record<string, Frame> = {
   act: { model: 'tiny', fromStage: 0, fromReplica: 0, step: 11, micro: 2, kind: 'act', shape: [8, 4], codec: 'none', payload: new Uint8Array(8 * 4 * 4), ids },
   grad: { model: 'tiny', fromStage: 2, fromReplica: 0, step: 10, micro: 2, kind: 'grad', shape: [8, 4], codec: 'int8', payload: new Uint8Array(8 * (4 + 4)), ids },
   gradsync: { model: 'tiny', fromStage: 1, fromReplica: 1, step: 12, micro: 1, kind: 'gradsync', shape: [1, 100], codec: 'none', payload: new Uint8Array(400) },
-  norm: { model: 'tiny', fromStage: 2, fromReplica: 0, step: 12, micro: 2, kind: 'norm', shape: [1, 1], codec: 'none', payload: new Uint8Array(4) },
+  norm: { model: 'tiny', fromStage: 2, fromReplica: 0, step: 12, micro: 2, kind: 'norm', shape: [1, 1], codec: 'f64', payload: new Uint8Array(8) },
 };
 
 function refused(f: Frame, reason: RegExp, e: FrameExpectation = expect0): void {
@@ -64,7 +64,7 @@ describe('checkFrame', () => {
     ['compressed gradsync', { ...good.gradsync, codec: 'int8' }, /shape \[1, n\] with codec none/],
     ['gradsync with ids', { ...good.gradsync, ids }, /gradsync carries no token ids/],
     ['norm micro not its stage', { ...good.norm, micro: 0 }, /norm micro must equal the sending stage/],
-    ['norm as float64', { ...good.norm, payload: new Uint8Array(8) }, /norm must be one float32/],
+    ['norm as float32', { ...good.norm, payload: new Uint8Array(4) }, /norm must be one float64/],
   ];
   for (const [name, f, reason] of cases) it(`refuses ${name}`, () => refused(f, reason));
 

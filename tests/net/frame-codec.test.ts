@@ -4,7 +4,7 @@ import { crc32 } from '../../src/net/crc32.ts';
 import { encodeFrame, FrameDecoder, FrameError, frameLimitsFor, type FrameLimits } from '../../src/net/frame-codec.ts';
 import type { Frame } from '../../src/train/transport.ts';
 
-const limits: FrameLimits = { maxHeaderBytes: 1024, maxPayloadBytes: 4096, maxPayloadBytesByKind: { norm: 4 }, maxIds: 64 };
+const limits: FrameLimits = { maxHeaderBytes: 1024, maxPayloadBytes: 4096, maxPayloadBytesByKind: { norm: 8 }, maxIds: 64 };
 
 function sample(over: Partial<Frame> = {}): Frame {
   const payload = new Uint8Array(48).map((_, i) => (i * 37 + 5) & 0xff);
@@ -56,7 +56,7 @@ describe('frame codec', () => {
   });
 
   it('round-trips frames with and without token ids, several per chunk', () => {
-    const frames = [sample(), sample({ ids: undefined, kind: 'grad', step: 8 }), sample({ kind: 'norm', shape: [1, 1], payload: new Uint8Array(4).fill(9), ids: undefined })];
+    const frames = [sample(), sample({ ids: undefined, kind: 'grad', step: 8 }), sample({ kind: 'norm', shape: [1, 1], codec: 'f64', payload: new Uint8Array(8).fill(9), ids: undefined })];
     const joined = new Uint8Array(frames.reduce((a, f) => a + encodeFrame(f).length, 0));
     let at = 0;
     for (const f of frames) {
@@ -108,7 +108,7 @@ describe('frame codec', () => {
   it('refuses a 4 GB payload from the header alone, before any body byte', () => {
     const h = { ...goodHeader(), payloadBytes: 4 * 2 ** 30 };
     expectRefused(raw(h), /act payload of 4294967296 bytes exceeds the limit of 4096/);
-    expectRefused(raw({ ...goodHeader(), kind: 'norm', payloadBytes: 8 }), /norm payload of 8 bytes exceeds the limit of 4/);
+    expectRefused(raw({ ...goodHeader(), kind: 'norm', payloadBytes: 16 }), /norm payload of 16 bytes exceeds the limit of 8/);
     expectRefused(raw({ ...goodHeader(), idsCount: 65 }), /65 token ids exceed the limit of 64/);
   });
 
@@ -172,7 +172,7 @@ describe('frame codec', () => {
     const block = 12 * C * C + 13 * C;
     const total = 100 * C + 32 * C + 4 * block + 2 * C + C * 100;
     const whole = frameLimitsFor(cfg, 3);
-    expect(whole.maxPayloadBytesByKind).toEqual({ act: 3 * 32 * C * 4, grad: 3 * 32 * C * 4, gradsync: 4 * total, norm: 4 });
+    expect(whole.maxPayloadBytesByKind).toEqual({ act: 3 * 32 * C * 4, grad: 3 * 32 * C * 4, gradsync: 4 * total, norm: 8 });
     expect(whole.maxIds).toBe(3 * 32);
     expect(whole.maxPayloadBytes).toBe(4 * total);
     // Two stages of 2 layers: stage 0 holds the embeddings, stage 1 the final LayerNorm and head.
