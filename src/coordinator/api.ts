@@ -1,0 +1,141 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { BadRequestError, CoordinatorError, MethodNotAllowedError, NotFoundError, PayloadTooLargeError } from './errors.ts';
+import type { CoordinatorService } from './service.ts';
+import type { Logger } from './types.ts';
+import { queryInt } from './validate.ts';
+
+/** HTTP/JSON routing over node:http (documented in API.md). */
+
+export interface ApiOptions {
+  /** Largest request body accepted (bytes); larger ones get 413. */
+  maxBodyBytes: number;
+  log: Logger;
+  /** Origins allowed to call the API from a browser ('*' for any); none by default. */
+  corsOrigins: readonly string[];
+}
+
+type Handler = (ctx: { params: string[]; query: URLSearchParams; body: unknown }) => { status?: number; json: unknown };
+
+interface Route {
+  method: 'GET' | 'POST';
+  pattern: RegExp;
+  handler: Handler;
+}
+
+function routes(svc: CoordinatorService): Route[] {
+  const since = (q: URLSearchParams) => queryInt(q.get('since'), 'since', 0);
+  const limit = (q: URLSearchParams) => queryInt(q.get('limit'), 'limit', 1000, 1000);
+  return [
+    { method: 'GET', pattern: /^\/api\/health$/, handler: () => ({ json: svc.health() }) },
+    { method: 'GET', pattern: /^\/api\/models$/, handler: () => ({ json: svc.listModels() }) },
+    { method: 'POST', pattern: /^\/api\/models$/, handler: ({ body }) => ({ status: 201, json: svc.registerModel(body) }) },
+    { method: 'GET', pattern: /^\/api\/models\/([^/]+)$/, handler: ({ params }) => ({ json: svc.model(params[0]) }) },
+    {
+      method: 'POST',
+      pattern: /^\/api\/models\/([^/]+)\/metrics$/,
+      handler: ({ params, body }) => {
+        const r = svc.reportMetric(params[0], body);
+        return { status: r.duplicate ? 200 : 201, json: r };
+      },
+    },
+    { method: 'GET', pattern: /^\/api\/models\/([^/]+)\/metrics$/, handler: ({ params, query }) => ({ json: svc.metrics(params[0], since(query), limit(query)) }) },
+    { method: 'POST', pattern: /^\/api\/peers\/join$/, handler: ({ body }) => ({ json: svc.join(body) }) },
+    { method: 'POST', pattern: /^\/api\/peers\/heartbeat$/, handler: ({ body }) => ({ json: svc.heartbeat(body) }) },
+    { method: 'POST', pattern: /^\/api\/peers\/leave$/, handler: ({ body }) => ({ json: svc.leave(body) }) },
+    { method: 'GET', pattern: /^\/api\/peers$/, handler: () => ({ json: svc.listPeers() }) },
+    { method: 'GET', pattern: /^\/api\/events$/, handler: ({ query }) => ({ json: svc.events(since(query), limit(query)) }) },
+  ];
+}
+
+/** Reads the body, refusing more than `max` bytes (by Content-Length up front, else while streaming). */
+function readBody(req: IncomingMessage, max: number): Promise<Buffer> {
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > max) return Promise.reject(new PayloadTooLargeError(`body of ${declared} bytes exceeds the ${max}-byte limit`));
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > max) {
+        reject(new PayloadTooLargeError(`body exceeds the ${max}-byte limit`));
+        req.removeAllListeners('data');
+        req.resume();
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
+
+function parseJson(raw: Buffer): unknown {
+  const text = raw.toString('utf8');
+  if (text.trim() === '') throw new BadRequestError('empty body: send a JSON object');
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new BadRequestError(`malformed JSON: ${(e as Error).message}`);
+  }
+}
+
+function send(res: ServerResponse, status: number, json: unknown, extra: Record<string, string> = {}): void {
+  const body = JSON.stringify(json);
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body), ...extra });
+  res.end(body);
+}
+
+/** The request handler: routes, answers JSON, and turns every failure into a logged error answer. */
+export function createApiHandler(svc: CoordinatorService, opts: ApiOptions): (req: IncomingMessage, res: ServerResponse) => void {
+  const table = routes(svc);
+  return (req, res) => {
+    void handle(req, res).catch((e) => opts.log('error', `unhandled failure answering ${req.method} ${req.url}: ${(e as Error).stack ?? e}`));
+  };
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const method = req.method ?? 'GET';
+    const url = new URL(req.url ?? '/', 'http://coordinator');
+    const cors = corsHeaders(req.headers.origin, opts.corsOrigins);
+    try {
+      if (method === 'OPTIONS') {
+        res.writeHead(204, { ...cors, 'access-control-allow-methods': 'GET, POST', 'access-control-allow-headers': 'content-type' });
+        res.end();
+        return;
+      }
+      const matching = table.filter((r) => r.pattern.test(url.pathname));
+      if (matching.length === 0) throw new NotFoundError(`no route ${url.pathname}`);
+      const route = matching.find((r) => r.method === method);
+      if (!route) throw new MethodNotAllowedError(`${method} ${url.pathname}: use ${matching.map((r) => r.method).join(' or ')}`);
+      const params = url.pathname.match(route.pattern)!.slice(1).map(decode);
+      const body = method === 'POST' ? parseJson(await readBody(req, opts.maxBodyBytes)) : undefined;
+      const out = route.handler({ params, query: url.searchParams, body });
+      send(res, out.status ?? 200, out.json, cors);
+    } catch (e) {
+      const known = e instanceof CoordinatorError;
+      const status = known ? e.status : 500;
+      const message = known ? e.message : `internal error: ${(e as Error).message}`;
+      opts.log(status >= 500 ? 'error' : 'warn', `${method} ${url.pathname} → ${status}: ${message}`, known ? undefined : { stack: (e as Error).stack });
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
+      // A body we refused to read would be parsed as the next request: close the connection after answering.
+      const close: Record<string, string> = status === 413 ? { connection: 'close' } : {};
+      send(res, status, { error: message, code: known ? e.code : 'internal' }, { ...cors, ...close });
+    }
+  }
+}
+
+function decode(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw new BadRequestError(`malformed path segment ${JSON.stringify(segment.slice(0, 80))}`);
+  }
+}
+
+function corsHeaders(origin: string | undefined, allowed: readonly string[]): Record<string, string> {
+  if (!origin || allowed.length === 0) return {};
+  if (allowed.includes('*')) return { 'access-control-allow-origin': '*' };
+  return allowed.includes(origin) ? { 'access-control-allow-origin': origin, vary: 'origin' } : {};
+}

@@ -1,0 +1,117 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createApiHandler } from './api.ts';
+import { Membership } from './membership.ts';
+import { rebalance } from './placement.ts';
+import { REFERENCE_FLOPS_PER_TOKEN } from './registry.ts';
+import { CoordinatorService, type RelayInfo } from './service.ts';
+import { Store } from './store.ts';
+import { consoleLogger, type Logger } from './types.ts';
+
+/** A running relay: its addresses go to peers; stop() is called when the coordinator stops. */
+export interface RelayHandle extends RelayInfo {
+  stop?: () => void | Promise<void>;
+}
+
+export interface CoordinatorOptions {
+  /** SQLite file (created if missing); ':memory:' for a throwaway coordinator. */
+  dbPath: string;
+  /** Listen address (default 127.0.0.1: only this machine). */
+  host?: string;
+  /** Listen port (default 0: any free port; read `url`). */
+  port?: number;
+  heartbeatMs?: number;
+  /** The libp2p relay peers signal through: a running one, or a function that starts it (src/net provides it). */
+  relay?: RelayHandle | (() => Promise<RelayHandle>);
+  /** Largest request body (default 64 KiB). */
+  maxBodyBytes?: number;
+  /** Browser origins allowed to call the API ('*' for any; default none). */
+  corsOrigins?: string[];
+  /** FLOPs per token of the workload peers time for `tokensPerSecond` (default: REFERENCE_CONFIG's). */
+  referenceFlopsPerToken?: number;
+  log?: Logger;
+  now?: () => number;
+}
+
+/**
+ * The coordinator process: SQLite state, membership sweeps and the HTTP/JSON API. A restart on the same
+ * database resumes: models, peers, assignments, steps, metrics and events are all read back, and peers that
+ * were alive get a fresh heartbeat grace period instead of being declared gone for the downtime.
+ */
+export class Coordinator {
+  readonly url: string;
+  readonly store: Store;
+  readonly membership: Membership;
+  readonly service: CoordinatorService;
+  readonly relay: RelayHandle | null;
+  private readonly server: Server;
+  private stopped = false;
+
+  private constructor(url: string, store: Store, membership: Membership, service: CoordinatorService, relay: RelayHandle | null, server: Server) {
+    this.url = url;
+    this.store = store;
+    this.membership = membership;
+    this.service = service;
+    this.relay = relay;
+    this.server = server;
+  }
+
+  static async start(opts: CoordinatorOptions): Promise<Coordinator> {
+    const log = opts.log ?? consoleLogger;
+    const now = opts.now ?? Date.now;
+    const store = Store.open(opts.dbPath);
+    let relay: RelayHandle | null = null;
+    try {
+      const membership = new Membership({ store, heartbeatMs: opts.heartbeatMs, now, log });
+      relay = typeof opts.relay === 'function' ? await opts.relay() : (opts.relay ?? null);
+      const at = now();
+      const resumed = store.touchAlivePeers(at);
+      store.logEvent('start', { peersAlive: resumed, models: store.listModels().length }, at);
+      rebalance(store, at, 'start', log);
+      const service = new CoordinatorService({
+        store,
+        membership,
+        now,
+        log,
+        relay: relay && { multiaddrs: [...relay.multiaddrs] },
+        referenceFlopsPerToken: opts.referenceFlopsPerToken ?? REFERENCE_FLOPS_PER_TOKEN,
+      });
+      const server = createServer(createApiHandler(service, { maxBodyBytes: opts.maxBodyBytes ?? 64 * 1024, log, corsOrigins: opts.corsOrigins ?? [] }));
+      server.on('clientError', (err, socket) => {
+        log('warn', `malformed HTTP request: ${err.message}`);
+        if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
+        else socket.destroy();
+      });
+      const host = opts.host ?? '127.0.0.1';
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(opts.port ?? 0, host, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+      const { port } = server.address() as AddressInfo;
+      const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+      membership.start();
+      log('info', `listening on ${url} (database ${opts.dbPath}, ${resumed} peer(s) resumed)`);
+      return new Coordinator(url, store, membership, service, relay, server);
+    } catch (e) {
+      await relay?.stop?.();
+      store.close();
+      throw e;
+    }
+  }
+
+  /** Stops sweeping and serving, stops the relay, closes the database. Idempotent. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.membership.stop();
+    await new Promise<void>((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeAllConnections();
+    });
+    await this.relay?.stop?.();
+    this.store.close();
+  }
+}

@@ -1,0 +1,104 @@
+import { stagesOf } from './registry.ts';
+import type { Store } from './store.ts';
+import type { AssignmentRecord, ModelRecord, PeerRecord } from './types.ts';
+
+/**
+ * JSON shapes the API answers with, built from stored records. Capacities are in tokens/s: a peer's reference
+ * tokens/s × reference FLOPs per token / the stage's FLOPs per token, summed over the stage's replicas.
+ */
+
+export interface StageView {
+  index: number;
+  firstLayer: number;
+  endLayer: number;
+  hasEmbedding: boolean;
+  hasHead: boolean;
+  flopsPerToken: number;
+  tokensPerSecond: number;
+  peers: Array<{ peerId: string; replica: number; kind: string; tokensPerSecond: number; since: number }>;
+}
+
+export function stageViews(store: Store, model: ModelRecord, referenceFlopsPerToken: number): StageView[] {
+  const peers = new Map(store.listPeers('alive').map((p) => [p.peerId, p]));
+  const byStage = new Map<number, AssignmentRecord[]>();
+  for (const a of store.listAssignments(model.id)) byStage.set(a.stage, [...(byStage.get(a.stage) ?? []), a]);
+  return stagesOf(model).map((s) => {
+    const list = (byStage.get(s.index) ?? []).map((a) => {
+      const p = peers.get(a.peerId);
+      return { peerId: a.peerId, replica: a.replica, kind: p?.kind ?? 'node', tokensPerSecond: p?.tokensPerSecond ?? 0, since: a.since };
+    });
+    const speed = list.reduce((t, p) => t + p.tokensPerSecond, 0);
+    return {
+      index: s.index,
+      firstLayer: s.firstLayer,
+      endLayer: s.endLayer,
+      hasEmbedding: s.hasEmbedding,
+      hasHead: s.hasHead,
+      flopsPerToken: s.flopsPerToken,
+      tokensPerSecond: (speed * referenceFlopsPerToken) / s.flopsPerToken,
+      peers: list,
+    };
+  });
+}
+
+/** The slowest stage (the pipeline's rate); null while some stage has no peer. */
+function bottleneck(stages: StageView[]): { stage: number; tokensPerSecond: number } | null {
+  if (stages.some((s) => s.peers.length === 0)) return null;
+  const slowest = stages.reduce((a, b) => (b.tokensPerSecond < a.tokensPerSecond ? b : a));
+  return { stage: slowest.index, tokensPerSecond: slowest.tokensPerSecond };
+}
+
+export function modelSummary(store: Store, model: ModelRecord, referenceFlopsPerToken: number) {
+  const stages = stageViews(store, model, referenceFlopsPerToken);
+  const { config: _config, layout: _layout, ...rest } = model;
+  return {
+    ...rest,
+    stages: stages.length,
+    peers: stages.reduce((t, s) => t + s.peers.length, 0),
+    covered: stages.every((s) => s.peers.length > 0),
+    bottleneck: bottleneck(stages),
+  };
+}
+
+export function modelDetail(store: Store, model: ModelRecord, referenceFlopsPerToken: number) {
+  const stages = stageViews(store, model, referenceFlopsPerToken);
+  return {
+    ...model,
+    covered: stages.every((s) => s.peers.length > 0),
+    bottleneck: bottleneck(stages),
+    steps: store.countSteps(model.id),
+    stages,
+  };
+}
+
+/** What a peer needs to serve its stage: the stage, the model's shapes and codec, and who holds every stage. */
+export function assignmentView(store: Store, a: AssignmentRecord) {
+  const model = store.getModel(a.modelId)!;
+  const spec = stagesOf(model)[a.stage];
+  const pipeline = model.layout.map((_, stage) => ({ stage, peers: [] as Array<{ peerId: string; replica: number }> }));
+  for (const x of store.listAssignments(model.id)) pipeline[x.stage]?.peers.push({ peerId: x.peerId, replica: x.replica });
+  return {
+    modelId: a.modelId,
+    stage: a.stage,
+    replica: a.replica,
+    since: a.since,
+    stages: model.layout.length,
+    firstLayer: spec.firstLayer,
+    endLayer: spec.endLayer,
+    hasEmbedding: spec.hasEmbedding,
+    hasHead: spec.hasHead,
+    config: model.config,
+    codec: model.codec,
+    microBatches: model.microBatches,
+    batch: model.batch,
+    pipeline,
+  };
+}
+
+export function peerView(store: Store, p: PeerRecord, stats: Record<string, number> | undefined) {
+  return {
+    ...p,
+    assignments: store.assignmentsOf(p.peerId).map((a) => ({ modelId: a.modelId, stage: a.stage, replica: a.replica, since: a.since })),
+    stats: stats ?? null,
+  };
+}

@@ -1,0 +1,290 @@
+import { describe, expect, it } from 'vitest';
+import {
+  assign, bottleneckCapacity, stageCapacities, type AssignModel, type AssignPeer, type Placement,
+} from '../../src/coordinator/assignment.ts';
+
+/** Deterministic pseudo-random numbers, so a failing case can be replayed from its seed. */
+function rng(seed: number) {
+  let s = seed >>> 0;
+  // mulberry32: nearby seeds give unrelated streams.
+  const next = () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(s ^ (s >>> 15), 1 | s);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
+  };
+  return { next, int: (lo: number, hi: number) => lo + Math.floor(next() * (hi - lo + 1)) };
+}
+
+function randomModels(r: ReturnType<typeof rng>, count: number, maxStages: number): AssignModel[] {
+  return Array.from({ length: count }, (_, i) => ({ id: `m${i}`, stageCosts: Array.from({ length: r.int(1, maxStages) }, () => r.int(1, 6)) }));
+}
+
+function randomPeers(r: ReturnType<typeof rng>, count: number, prefix = 'p'): AssignPeer[] {
+  return Array.from({ length: count }, (_, i) => ({ id: `${prefix}${i}`, tokensPerSecond: r.int(1, 30), alive: true }));
+}
+
+const speedsOf = (peers: AssignPeer[]) => new Map(peers.filter((p) => p.alive).map((p) => [p.id, p.tokensPerSecond]));
+
+/** Invariants every answer keeps, whatever the input. */
+function checkInvariants(models: AssignModel[], peers: AssignPeer[], out: Placement[]): void {
+  const alive = new Set(peers.filter((p) => p.alive).map((p) => p.id));
+  const seen = new Set<string>();
+  const slots = new Set<string>();
+  for (const a of out) {
+    expect(alive.has(a.peerId), `${a.peerId} is alive`).toBe(true);
+    expect(seen.has(a.peerId), `${a.peerId} holds one stage`).toBe(false);
+    seen.add(a.peerId);
+    const slot = `${a.modelId}/${a.stage}/${a.replica}`;
+    expect(slots.has(slot), `${slot} is unique`).toBe(false);
+    slots.add(slot);
+    const m = models.find((x) => x.id === a.modelId)!;
+    expect(a.stage >= 0 && a.stage < m.stageCosts.length).toBe(true);
+  }
+  // Every alive peer gets work when there is a model.
+  if (models.length > 0) expect(seen.size).toBe(alive.size);
+}
+
+const uncovered = (m: AssignModel, out: Placement[]) => m.stageCosts.filter((_, s) => !out.some((a) => a.modelId === m.id && a.stage === s)).length;
+
+/** The best bottleneck over every assignment of the peers to the model's stages (tiny cases only). */
+function bruteForceBottleneck(model: AssignModel, peers: AssignPeer[]): number {
+  const S = model.stageCosts.length;
+  let best = 0;
+  const choice = new Array(peers.length).fill(0);
+  for (let k = 0; k < S ** peers.length; k++) {
+    let x = k;
+    const sums = new Array(S).fill(0);
+    for (let i = 0; i < peers.length; i++) {
+      choice[i] = x % S;
+      x = Math.floor(x / S);
+      sums[choice[i]] += peers[i].tokensPerSecond;
+    }
+    best = Math.max(best, Math.min(...sums.map((v, s) => v / model.stageCosts[s])));
+  }
+  return best;
+}
+
+describe('stage assignment (properties)', () => {
+  it('covers every stage of every model whenever there are enough alive peers, from any starting point', () => {
+    for (let seed = 1; seed <= 300; seed++) {
+      const r = rng(seed);
+      const models = randomModels(r, r.int(1, 3), 4);
+      const stages = models.reduce((t, m) => t + m.stageCosts.length, 0);
+      const peers = randomPeers(r, stages + r.int(0, 5));
+      // A random, possibly lopsided, current assignment; then some peers die.
+      const current: Placement[] = peers.filter(() => r.next() < 0.7).map((p) => {
+        const m = models[r.int(0, models.length - 1)];
+        return { modelId: m.id, stage: r.int(0, m.stageCosts.length - 1), replica: r.int(0, 3), peerId: p.id };
+      });
+      for (const p of peers) if (r.next() < 0.2) p.alive = false;
+      const out = assign(models, peers, current).assignments;
+      checkInvariants(models, peers, out);
+      if (peers.filter((p) => p.alive).length >= stages) {
+        for (const m of models) expect(uncovered(m, out), `seed ${seed}: ${m.id} covered`).toBe(0);
+      }
+    }
+  });
+
+  it('with too few peers for every model, completes whole models rather than spreading thin', () => {
+    for (let seed = 1; seed <= 100; seed++) {
+      const r = rng(seed);
+      const models = randomModels(r, 3, 4);
+      const smallest = Math.min(...models.map((m) => m.stageCosts.length));
+      const total = models.reduce((t, m) => t + m.stageCosts.length, 0);
+      const peers = randomPeers(r, r.int(smallest, total - 1));
+      const out = assign(models, peers, []).assignments;
+      checkInvariants(models, peers, out);
+      expect(models.some((m) => uncovered(m, out) === 0), `seed ${seed}`).toBe(true);
+    }
+  });
+
+  it('balances a fresh swarm close to the brute-force optimum of the bottleneck', () => {
+    let exact = 0;
+    let worst = 1;
+    let sum = 0;
+    const trials = 400;
+    for (let seed = 1; seed <= trials; seed++) {
+      const r = rng(1000 + seed);
+      const model = randomModels(r, 1, 3)[0];
+      const peers = randomPeers(r, model.stageCosts.length + r.int(0, 4));
+      const out = assign([model], peers, []).assignments;
+      const got = bottleneckCapacity(model, out, speedsOf(peers));
+      const opt = bruteForceBottleneck(model, peers);
+      expect(got).toBeLessThanOrEqual(opt * (1 + 1e-12));
+      const ratio = got / opt;
+      worst = Math.min(worst, ratio);
+      sum += ratio;
+      if (ratio > 1 - 1e-12) exact++;
+    }
+    // Greedy placement plus moves, swaps and one-for-two trades: optimal in nearly every tiny case, never far off.
+    expect(worst).toBeGreaterThanOrEqual(0.85);
+    expect(sum / trials).toBeGreaterThan(0.995);
+    expect(exact / trials).toBeGreaterThan(0.95);
+  });
+
+  it('gives a faster stage fewer peers: capacity follows throughput / cost', () => {
+    // Stage 1 costs three times stage 0. Six equal peers: 1 + 5 → min(1, 5/3) = 1; 2 + 4 → min(2, 4/3) = 4/3;
+    // 3 + 3 → min(3, 1) = 1. The best split is 2 + 4.
+    const model = { id: 'm', stageCosts: [1, 3] };
+    const peers = randomPeers(rng(1), 6).map((p) => ({ ...p, tokensPerSecond: 1 }));
+    const out = assign([model], peers, []).assignments;
+    expect(out.filter((a) => a.stage === 0)).toHaveLength(2);
+    expect(out.filter((a) => a.stage === 1)).toHaveLength(4);
+  });
+
+  it('is stable: its own answer is kept as is', () => {
+    for (let seed = 1; seed <= 100; seed++) {
+      const r = rng(seed);
+      const models = randomModels(r, r.int(1, 2), 4);
+      const peers = randomPeers(r, 8 + r.int(0, 6));
+      const first = assign(models, peers, []);
+      const again = assign(models, peers, first.assignments);
+      expect(again.moves, `seed ${seed}`).toEqual([]);
+      expect(again.assignments).toEqual(first.assignments);
+    }
+  });
+
+  it('moves a placed peer only when that raises its model bottleneck by at least 20%', () => {
+    let movedSome = 0;
+    for (let seed = 1; seed <= 200; seed++) {
+      const r = rng(5000 + seed);
+      const model = randomModels(r, 1, 4)[0];
+      const peers = randomPeers(r, model.stageCosts.length + r.int(0, 5));
+      // A lopsided assignment that covers every stage: the first S peers one per stage, the rest piled on one.
+      const pile = r.int(0, model.stageCosts.length - 1);
+      const current = peers.map((p, i) => ({ modelId: model.id, stage: i < model.stageCosts.length ? i : pile, replica: i, peerId: p.id }));
+      // Throughput drifts a little since then.
+      const now = peers.map((p) => ({ ...p, tokensPerSecond: p.tokensPerSecond * (0.95 + 0.1 * r.next()) }));
+      const out = assign([model], now, current);
+      const before = bottleneckCapacity(model, current, speedsOf(now));
+      const after = bottleneckCapacity(model, out.assignments, speedsOf(now));
+      if (out.moves.length > 0) {
+        movedSome++;
+        expect(after, `seed ${seed}`).toBeGreaterThanOrEqual(1.2 * before * (1 - 1e-9));
+        expect(out.moves.every((m) => m.reason === 'rebalance')).toBe(true);
+      } else {
+        const byPeer = (list: Placement[]) => list.map((a) => `${a.peerId}@${a.stage}`).sort();
+        expect(byPeer(out.assignments)).toEqual(byPeer(current));
+      }
+    }
+    // Random starts are often lopsided: the rule must not just freeze everything.
+    expect(movedSome).toBeGreaterThan(20);
+    expect(movedSome).toBeLessThan(200);
+  });
+
+  it('throughput noise alone moves nobody', () => {
+    for (let seed = 1; seed <= 100; seed++) {
+      const r = rng(9000 + seed);
+      const models = randomModels(r, 2, 4);
+      const peers = randomPeers(r, 10 + r.int(0, 6));
+      const first = assign(models, peers, []);
+      const noisy = peers.map((p) => ({ ...p, tokensPerSecond: p.tokensPerSecond * (0.92 + 0.16 * r.next()) }));
+      expect(assign(models, noisy, first.assignments).moves, `seed ${seed}`).toEqual([]);
+    }
+  });
+
+  it('rebalances when a stage loses its last peer: a surplus replica covers it, as well as any single move could', () => {
+    let cases = 0;
+    for (let seed = 1; seed <= 300; seed++) {
+      const r = rng(20000 + seed);
+      const model = randomModels(r, 1, 4)[0];
+      if (model.stageCosts.length < 2) continue;
+      const peers = randomPeers(r, model.stageCosts.length + r.int(1, 4));
+      const before = assign([model], peers, []).assignments;
+      const lonely = before.find((a) => before.filter((b) => b.stage === a.stage).length === 1);
+      if (!lonely) continue;
+      cases++;
+      const after = peers.map((p) => (p.id === lonely.peerId ? { ...p, alive: false } : p));
+      const out = assign([model], after, before);
+      checkInvariants([model], after, out.assignments);
+      expect(uncovered(model, out.assignments), `seed ${seed}`).toBe(0);
+      expect(out.moves.filter((m) => m.reason === 'leave').map((m) => m.peerId)).toEqual([lonely.peerId]);
+      const cover = out.moves.filter((m) => m.reason === 'cover');
+      const rebalanced = out.moves.filter((m) => m.reason === 'rebalance');
+      // The best a single surplus replica moved onto the lost stage could do.
+      const speeds = speedsOf(after);
+      const survivors = before.filter((a) => a.peerId !== lonely.peerId);
+      let bestSingle = 0;
+      for (const d of survivors) {
+        if (survivors.filter((a) => a.stage === d.stage).length < 2) continue;
+        const moved = survivors.map((a) => (a === d ? { ...a, stage: lonely.stage } : a));
+        bestSingle = Math.max(bestSingle, bottleneckCapacity(model, moved, speeds));
+      }
+      const got = bottleneckCapacity(model, out.assignments, speeds);
+      if (rebalanced.length === 0) {
+        // Just the cover: one replica from a stage that had two or more, onto the lost stage, the best such choice.
+        expect(cover, `seed ${seed}`).toHaveLength(1);
+        expect(cover[0].to!.stage).toBe(lonely.stage);
+        expect(before.filter((a) => a.stage === cover[0].from!.stage).length).toBeGreaterThanOrEqual(2);
+        expect(got).toBeCloseTo(bestSingle, 9);
+      } else {
+        // More moves than the cover are allowed only for a ≥ 20% better bottleneck than the cover alone.
+        expect(cover.length).toBeLessThanOrEqual(1);
+        expect(got, `seed ${seed}`).toBeGreaterThanOrEqual(1.2 * bestSingle * (1 - 1e-9));
+      }
+    }
+    expect(cases).toBeGreaterThan(50);
+  });
+
+  it('never places one peer twice, even when the current assignment does', () => {
+    const models = [{ id: 'a', stageCosts: [1, 1] }, { id: 'b', stageCosts: [2] }];
+    const peers = randomPeers(rng(3), 4);
+    const current = [
+      { modelId: 'a', stage: 0, replica: 0, peerId: 'p0' },
+      { modelId: 'a', stage: 1, replica: 0, peerId: 'p0' },
+      { modelId: 'b', stage: 0, replica: 0, peerId: 'p0' },
+    ];
+    const out = assign(models, peers, current).assignments;
+    checkInvariants(models, peers, out);
+    expect(out.find((a) => a.peerId === 'p0')).toMatchObject({ modelId: 'a', stage: 0 });
+  });
+
+  it('honours a preferred model, and otherwise sends a newcomer where the bottleneck is worst', () => {
+    const models = [{ id: 'small', stageCosts: [1, 1] }, { id: 'big', stageCosts: [4, 4] }];
+    const peers: AssignPeer[] = [0, 1, 2, 3].map((i) => ({ id: `p${i}`, tokensPerSecond: 10, alive: true }));
+    const base = assign(models, peers, []).assignments;
+    // Each model runs on two equal peers (the same training FLOP/s): a newcomer joins without moving anyone.
+    const fresh = assign(models, [...peers, { id: 'new', tokensPerSecond: 10, alive: true }], base);
+    expect(fresh.moves).toEqual([{ peerId: 'new', from: null, to: expect.objectContaining({ peerId: 'new' }), reason: 'join' }]);
+
+    const slowSmall = peers.map((p) => (base.find((a) => a.peerId === p.id)!.modelId === 'small' ? { ...p, tokensPerSecond: 1 } : p));
+    const toSmall = assign(models, [...slowSmall, { id: 'new', tokensPerSecond: 10, alive: true }], base);
+    expect(toSmall.assignments.find((a) => a.peerId === 'new')!.modelId).toBe('small');
+    const slowBig = peers.map((p) => (base.find((a) => a.peerId === p.id)!.modelId === 'big' ? { ...p, tokensPerSecond: 1 } : p));
+    const toBig = assign(models, [...slowBig, { id: 'new', tokensPerSecond: 10, alive: true }], base);
+    expect(toBig.assignments.find((a) => a.peerId === 'new')!.modelId).toBe('big');
+
+    const wants = assign(models, [...slowSmall, { id: 'new', tokensPerSecond: 10, alive: true, preferModel: 'big' }], base);
+    expect(wants.assignments.find((a) => a.peerId === 'new')!.modelId).toBe('big');
+  });
+
+  it('covers a newly registered model with surplus replicas of another, but keeps peers that chose their model', () => {
+    const a = { id: 'a', stageCosts: [1, 1] };
+    const b = { id: 'b', stageCosts: [1, 2] };
+    const peers = randomPeers(rng(4), 6);
+    const onlyA = assign([a], peers, []).assignments;
+    const out = assign([a, b], peers, onlyA);
+    checkInvariants([a, b], peers, out.assignments);
+    expect(uncovered(a, out.assignments) + uncovered(b, out.assignments)).toBe(0);
+    expect(out.moves.filter((m) => m.reason === 'cover')).toHaveLength(2);
+
+    const loyal = peers.map((p) => ({ ...p, preferModel: 'a' }));
+    const kept = assign([a, b], loyal, onlyA);
+    expect(kept.moves).toEqual([]);
+    expect(uncovered(b, kept.assignments)).toBe(2);
+  });
+
+  it('ignores peers without a usable throughput and reports capacities per stage', () => {
+    const model = { id: 'm', stageCosts: [2, 4] };
+    const peers = [
+      { id: 'a', tokensPerSecond: 8, alive: true },
+      { id: 'b', tokensPerSecond: 4, alive: true },
+      { id: 'z', tokensPerSecond: 0, alive: true },
+      { id: 'n', tokensPerSecond: Number.NaN, alive: true },
+    ];
+    const out = assign([model], peers, []).assignments;
+    expect(out.map((x) => x.peerId).sort()).toEqual(['a', 'b']);
+    expect(stageCapacities(model, out, speedsOf(peers))).toEqual([2, 2]);
+  });
+});
