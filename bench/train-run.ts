@@ -12,6 +12,7 @@ export interface TrainRow {
   k?: number;
   staleness: number;
   correction?: string;
+  lr: number;
   bytesPerToken: number;
   compression: number;
   steps: number;
@@ -55,7 +56,7 @@ export async function trainAndEvaluate(
   bar.done();
   const bpt = run.bytesPerToken[0];
   const row: TrainRow = {
-    name, codec: o.codec, k: o.codec.startsWith('subspace') ? o.k : undefined, staleness, correction: staleness ? correction : undefined,
+    name, codec: o.codec, k: o.codec.startsWith('subspace') ? o.k : undefined, staleness, correction: staleness ? correction : undefined, lr: o.lr,
     bytesPerToken: bpt, compression: (4 * o.dModel) / bpt, steps: o.steps, tokens: o.steps * run.tokensPerStep,
     valLoss: val.loss, valBpb: val.bpb, unigramBpb: run.validation.unigramBpb, curve, seconds: (performance.now() - started) / 1000,
   };
