@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { CODEC_NAMES } from '../compress/codecs.ts';
 import { validateConfig, type ModelConfig } from '../model/config.ts';
-import { stageTrainingFlops, trainingFlopsPerToken } from '../model/flops.ts';
+import { stageTrainingFlops } from '../model/flops.ts';
 import { splitStages, type StageSpec } from '../model/stages.ts';
 import type { AssignModel } from './assignment.ts';
 import { BadRequestError } from './errors.ts';
@@ -14,11 +14,10 @@ export interface StageInfo extends StageSpec {
 }
 
 /**
- * The workload a peer times to report `tokensPerSecond`: training this whole model as one stage (forward,
- * backward, AdamW) at full context. Capacities in tokens/s of a real stage scale from it by FLOPs per token.
+ * The workload a peer times to report `tokensPerSecond` (src/train/throughput.ts): training that model as one
+ * stage at full context. Capacities in tokens/s of a real stage scale from it by FLOPs per token.
  */
-export const REFERENCE_CONFIG: ModelConfig = { vocab: 512, dModel: 128, heads: 4, layers: 2, context: 128 };
-export const REFERENCE_FLOPS_PER_TOKEN = trainingFlopsPerToken(REFERENCE_CONFIG);
+export { REFERENCE_CONFIG, REFERENCE_FLOPS_PER_TOKEN } from '../train/throughput.ts';
 
 /** Stages of a model with their cost per token at full context. */
 export function stagesOf(model: Pick<ModelRecord, 'config' | 'layout'>): StageInfo[] {

@@ -1,0 +1,101 @@
+/**
+ * The coordinator's HTTP/JSON API as a peer sees it (src/coordinator/API.md). fetch only, so the same client
+ * serves a browser tab and a Node worker.
+ */
+import type { ModelConfig } from '../model/config.ts';
+
+export interface PipelinePeer {
+  peerId: string;
+  replica: number;
+}
+
+export interface Assignment {
+  modelId: string;
+  stage: number;
+  replica: number;
+  stages: number;
+  firstLayer: number;
+  endLayer: number;
+  config: ModelConfig;
+  codec: string;
+  microBatches: number;
+  batch: number;
+  pipeline: Array<{ stage: number; peers: PipelinePeer[] }>;
+}
+
+export type JoinAnswer =
+  | { status: 'assigned'; peerId: string; heartbeatMs: number; relay: { multiaddrs: string[] } | null; assignment: Assignment }
+  | { status: 'wait'; peerId: string; heartbeatMs: number; relay: { multiaddrs: string[] } | null; reason: string; retryMs: number };
+
+export interface ModelDetail {
+  id: string;
+  name: string;
+  config: ModelConfig;
+  layout: number[];
+  codec: string;
+  microBatches: number;
+  batch: number;
+  steps: { running: number; done: number; failed: number };
+}
+
+export class CoordinatorError extends Error {
+  readonly status: number;
+  constructor(status: number, message: string) {
+    super(message);
+    this.name = 'CoordinatorError';
+    this.status = status;
+  }
+}
+
+export class CoordinatorClient {
+  readonly url: string;
+
+  constructor(url: string) {
+    this.url = url.replace(/\/$/, '');
+  }
+
+  private async call<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
+    const res = await fetch(`${this.url}${path}`, {
+      method,
+      headers: body === undefined ? undefined : { 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await res.text();
+    let json: unknown;
+    try {
+      json = text ? JSON.parse(text) : {};
+    } catch {
+      throw new CoordinatorError(res.status, `${method} ${path}: answer is not JSON (${text.slice(0, 80)})`);
+    }
+    if (!res.ok) throw new CoordinatorError(res.status, `${method} ${path}: ${(json as { error?: string }).error ?? res.statusText}`);
+    return json as T;
+  }
+
+  health(): Promise<{ ok: boolean; relay: { multiaddrs: string[] } | null; heartbeatMs: number }> {
+    return this.call('GET', '/api/health');
+  }
+
+  join(peerId: string, tokensPerSecond: number, kind: 'node' | 'browser', preferModel?: string): Promise<JoinAnswer> {
+    return this.call('POST', '/api/peers/join', { peerId, kind, tokensPerSecond, ...(preferModel ? { preferModel } : {}) });
+  }
+
+  heartbeat(peerId: string, stats?: Record<string, number>): Promise<JoinAnswer> {
+    return this.call('POST', '/api/peers/heartbeat', { peerId, ...(stats ? { stats } : {}) });
+  }
+
+  leave(peerId: string): Promise<unknown> {
+    return this.call('POST', '/api/peers/leave', { peerId });
+  }
+
+  model(id: string): Promise<{ model: ModelDetail }> {
+    return this.call('GET', `/api/models/${encodeURIComponent(id)}`);
+  }
+
+  reportStep(modelId: string, r: { step: number; loss: number; tokens?: number; kind?: 'train' | 'val'; peerId?: string }): Promise<unknown> {
+    return this.call('POST', `/api/models/${encodeURIComponent(modelId)}/metrics`, r);
+  }
+
+  metrics(modelId: string, since = 0): Promise<{ metrics: Array<{ step: number; kind: string; value: number }>; next: number }> {
+    return this.call('GET', `/api/models/${encodeURIComponent(modelId)}/metrics?since=${since}`);
+  }
+}
