@@ -54,7 +54,7 @@ export async function trainAndEvaluate(
     curve.push([done, val.loss]);
   }
   bar.done();
-  const bpt = run.bytesPerToken[0];
+  const bpt = run.bytesPerToken[0] ?? 4 * o.dModel; // one stage: nothing crosses a boundary
   const row: TrainRow = {
     name, codec: o.codec, k: o.codec.startsWith('subspace') ? o.k : undefined, staleness, correction: staleness ? correction : undefined, lr: o.lr,
     bytesPerToken: bpt, compression: (4 * o.dModel) / bpt, steps: o.steps, tokens: o.steps * run.tokensPerStep,
