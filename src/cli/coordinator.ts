@@ -14,14 +14,16 @@ import { defaultRecipe, recipeModel } from '../train/recipe.ts';
 
 export const DEFAULT_MODEL_ID = 'brown-tiny';
 
-export async function startCoordinator(o: { host?: string; port?: number; relayPort?: number; dbPath: string; heartbeatMs?: number; corsOrigins?: string[] }): Promise<Coordinator> {
+export async function startCoordinator(o: {
+  host?: string; port?: number; relayPort?: number; dbPath: string; heartbeatMs?: number; corsOrigins?: string[]; registerDefault?: boolean;
+}): Promise<Coordinator> {
   if (o.dbPath !== ':memory:') mkdirSync(dirname(o.dbPath), { recursive: true });
   const relay = await createRelay({ host: o.host ?? '127.0.0.1', port: o.relayPort ?? 0 });
   const coord = await Coordinator.start({
     dbPath: o.dbPath, host: o.host, port: o.port ?? 0, heartbeatMs: o.heartbeatMs, corsOrigins: o.corsOrigins,
     relay: { multiaddrs: relay.getMultiaddrs().map((m) => m.toString()), stop: () => relay.stop() },
   });
-  if (coord.store.listModels().length === 0) {
+  if ((o.registerDefault ?? true) && coord.store.listModels().length === 0) {
     const r = defaultRecipe(true);
     const res = await fetch(`${coord.url}/api/models`, {
       method: 'POST', headers: { 'content-type': 'application/json' },

@@ -8,7 +8,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadBrown, splitBrown, type BrownDoc, type Split } from './corpus.ts';
 import { CorpusError, VocabSizeError } from './errors.ts';
-import { Tokenizer, encodeDocuments } from './tokenizer.ts';
+import { Tokenizer, encodeDocumentsAsync } from './tokenizer.ts';
 
 /** Vocabulary sizes whose tokenizer files are committed under data/. */
 export const SHIPPED_VOCABS = [1024, 2048, 4096] as const;
@@ -62,7 +62,7 @@ export async function encodeCorpus(tok: Tokenizer, split: Split): Promise<Int32A
   const key = `${tok.fingerprint}:${split}`;
   let ids = encodedCache.get(key);
   if (!ids) {
-    ids = encodeDocuments(tok, (await loadSplit(split)).map((d) => d.text));
+    ids = await encodeDocumentsAsync(tok, (await loadSplit(split)).map((d) => d.text));
     encodedCache.set(key, ids);
   }
   return ids;

@@ -532,6 +532,22 @@ export function encodeDocuments(tok: Tokenizer, texts: readonly string[]): Int32
   return sink.result();
 }
 
+/**
+ * encodeDocuments that yields to the event loop every `every` documents, so a peer encoding its corpus
+ * (seconds on a slow CPU) keeps answering heartbeats and network traffic meanwhile.
+ */
+export async function encodeDocumentsAsync(tok: Tokenizer, texts: readonly string[], every = 25): Promise<Int32Array> {
+  let chars = 0;
+  for (const t of texts) chars += t.length;
+  const sink = new IdSink(Math.ceil(chars / 3) + texts.length);
+  for (let i = 0; i < texts.length; i++) {
+    tok.encodeInto(texts[i], sink, false);
+    sink.push(tok.eotId);
+    if (i % every === every - 1) await new Promise((r) => setTimeout(r, 0));
+  }
+  return sink.result();
+}
+
 /** Mean UTF-8 bytes per token of the documents (separators excluded from both counts). */
 export function bytesPerToken(tok: Tokenizer, texts: readonly string[]): { bytes: number; tokens: number; bytesPerToken: number } {
   let bytes = 0;
