@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { BadRequestError, CoordinatorError, MethodNotAllowedError, NotFoundError, PayloadTooLargeError } from './errors.ts';
+import { CorpusData } from './corpus-data.ts';
 import type { CoordinatorService } from './service.ts';
 import type { Logger } from './types.ts';
 import { queryInt } from './validate.ts';
@@ -12,9 +13,13 @@ export interface ApiOptions {
   log: Logger;
   /** Origins allowed to call the API from a browser ('*' for any); none by default. */
   corsOrigins: readonly string[];
+  /** Where the corpus routes read from (default: a fresh in-memory cache). */
+  corpus?: CorpusData;
 }
 
-type Handler = (ctx: { params: string[]; query: URLSearchParams; body: unknown }) => { status?: number; json: unknown };
+/** A JSON answer, or raw bytes (the corpus routes). */
+type Answer = { status?: number; json: unknown } | { bytes: Uint8Array; type: string };
+type Handler = (ctx: { params: string[]; query: URLSearchParams; body: unknown }) => Answer | Promise<Answer>;
 
 interface Route {
   method: 'GET' | 'POST';
@@ -22,7 +27,7 @@ interface Route {
   handler: Handler;
 }
 
-function routes(svc: CoordinatorService): Route[] {
+function routes(svc: CoordinatorService, corpus: CorpusData): Route[] {
   const since = (q: URLSearchParams) => queryInt(q.get('since'), 'since', 0);
   const limit = (q: URLSearchParams) => queryInt(q.get('limit'), 'limit', 1000, 1000);
   return [
@@ -44,6 +49,16 @@ function routes(svc: CoordinatorService): Route[] {
     { method: 'POST', pattern: /^\/api\/peers\/leave$/, handler: ({ body }) => ({ json: svc.leave(body) }) },
     { method: 'GET', pattern: /^\/api\/peers$/, handler: () => ({ json: svc.listPeers() }) },
     { method: 'GET', pattern: /^\/api\/events$/, handler: ({ query }) => ({ json: svc.events(since(query), limit(query)) }) },
+    {
+      method: 'GET',
+      pattern: /^\/api\/data\/brown\/([^/]+)\/tokenizer\.json$/,
+      handler: async ({ params }) => ({ bytes: await corpus.tokenizer(params[0]), type: 'application/json; charset=utf-8' }),
+    },
+    {
+      method: 'GET',
+      pattern: /^\/api\/data\/brown\/([^/]+)\/(?!tokenizer\.json$)([^/]+)$/,
+      handler: async ({ params }) => ({ bytes: await corpus.tokens(params[0], params[1]), type: 'application/octet-stream' }),
+    },
   ];
 }
 
@@ -85,9 +100,14 @@ function send(res: ServerResponse, status: number, json: unknown, extra: Record<
   res.end(body);
 }
 
+function sendBytes(res: ServerResponse, bytes: Uint8Array, type: string, extra: Record<string, string>): void {
+  res.writeHead(200, { 'content-type': type, 'cache-control': 'no-store', 'content-length': bytes.byteLength, ...extra });
+  res.end(bytes);
+}
+
 /** The request handler: routes, answers JSON, and turns every failure into a logged error answer. */
 export function createApiHandler(svc: CoordinatorService, opts: ApiOptions): (req: IncomingMessage, res: ServerResponse) => void {
-  const table = routes(svc);
+  const table = routes(svc, opts.corpus ?? new CorpusData());
   return (req, res) => {
     void handle(req, res).catch((e) => opts.log('error', `unhandled failure answering ${req.method} ${req.url}: ${(e as Error).stack ?? e}`));
   };
@@ -108,8 +128,9 @@ export function createApiHandler(svc: CoordinatorService, opts: ApiOptions): (re
       if (!route) throw new MethodNotAllowedError(`${method} ${url.pathname}: use ${matching.map((r) => r.method).join(' or ')}`);
       const params = url.pathname.match(route.pattern)!.slice(1).map(decode);
       const body = method === 'POST' ? parseJson(await readBody(req, opts.maxBodyBytes)) : undefined;
-      const out = route.handler({ params, query: url.searchParams, body });
-      send(res, out.status ?? 200, out.json, cors);
+      const out = await route.handler({ params, query: url.searchParams, body });
+      if ('bytes' in out) sendBytes(res, out.bytes, out.type, cors);
+      else send(res, out.status ?? 200, out.json, cors);
     } catch (e) {
       const known = e instanceof CoordinatorError;
       const status = known ? e.status : 500;
