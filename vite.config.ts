@@ -13,7 +13,8 @@ export const ISOLATION_HEADERS = {
 export default defineConfig({
   plugins: [react()],
   // 127.0.0.1 is a secure context (WebGPU needs one) and is not reachable from other machines.
-  server: { host: '127.0.0.1', headers: ISOLATION_HEADERS },
+  // /api goes to the coordinator (npm start proxies it the same way), so the tab talks to it same-origin.
+  server: { host: '127.0.0.1', headers: ISOLATION_HEADERS, proxy: { '/api': process.env.TESSERA_COORDINATOR ?? 'http://127.0.0.1:8787' } },
   preview: { host: '127.0.0.1', headers: ISOLATION_HEADERS },
   build: {
     target: 'es2023',

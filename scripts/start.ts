@@ -2,16 +2,20 @@
  * `npm start` (after scripts/ensure.sh has installed what was missing): builds the app, then starts
  * Tessera's services in order and prints where to open it. Ctrl-C stops them in reverse order.
  *
- * Today there is one service, the app server. Later ones (local chain, coordinator, Node workers) go into
- * SERVICES before or after it; each gets the URLs of those started before it.
+ * Services, in order (each gets the URLs of those started before it): the coordinator (libp2p relay + HTTP API
+ * over SQLite in .tessera/, registering the default model on a fresh database), the app server (proxying
+ * /api to the coordinator, so the tab talks to it same-origin), and local Node workers that train the
+ * default model; a tab that opens the app can join as one more peer.
  *
  * Environment: PORT (app port, default 5173; the next free port is used when it is taken),
+ * TESSERA_COORDINATOR_PORT (default 8787, next free if taken), TESSERA_WORKERS (local workers, default 4),
  * TESSERA_NO_OPEN=1 (do not open a browser).
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { build, preview } from 'vite';
+import { startCoordinator } from '../src/cli/coordinator.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const HOST = '127.0.0.1';
@@ -54,14 +58,67 @@ async function freePort(from: number, tries = 50): Promise<number> {
   throw new Error(`no free port on ${HOST} in ${from}–${from + tries - 1}; set PORT to another one`);
 }
 
+function envInt(name: string, dflt: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return dflt;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`${name} must be a non-negative integer, not "${raw}"`);
+  return n;
+}
+
+/** The swarm's coordinator: relay + API + SQLite (state survives restarts in .tessera/coordinator.db). */
+const coordinator: Service = {
+  name: 'coordinator',
+  async start() {
+    const port = await freePort(envInt('TESSERA_COORDINATOR_PORT', 8787));
+    const coord = await startCoordinator({ host: HOST, port, dbPath: join(ROOT, '.tessera/coordinator.db') });
+    log(`relay at ${coord.relay?.multiaddrs.join(' ')}`);
+    return { url: coord.url, stop: () => coord.stop() };
+  },
+};
+
+/** Local Node volunteers (npm run worker), each with its own persisted identity; their output is prefixed. */
+const workers: Service = {
+  name: 'workers',
+  async start(urls) {
+    const n = envInt('TESSERA_WORKERS', 4);
+    const children: ChildProcess[] = [];
+    for (let i = 1; i <= n; i++) {
+      const child = spawn(process.execPath, ['--import', './scripts/register.ts', 'src/cli/worker.ts', '--coordinator', urls.coordinator, '--key', join(ROOT, `.tessera/worker-${i}.key`)], {
+        cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      const prefix = (d: Buffer) => {
+        for (const line of String(d).split('\n')) if (line.trim() && !line.startsWith('Warning: max')) console.log(`[worker-${i}] ${line}`);
+      };
+      child.stdout!.on('data', prefix);
+      child.stderr!.on('data', prefix);
+      children.push(child);
+    }
+    if (n) log(`started ${n} local worker(s); they measure their speed, then join (about a minute on a CPU adapter)`);
+    return {
+      stop: async () => {
+        await Promise.all(children.map((c) => new Promise<void>((done) => {
+          if (c.exitCode !== null) return done();
+          c.once('exit', () => done());
+          c.kill('SIGTERM');
+          setTimeout(() => c.kill('SIGKILL'), 5000).unref();
+        })));
+      },
+    };
+  },
+};
+
 /** The built app (dist/) with the same cross-origin isolation headers as in development (vite.config.ts). */
 const appServer: Service = {
   name: 'app',
-  async start() {
+  async start(urls) {
     const wanted = requestedPort();
     const port = await freePort(wanted);
     if (port !== wanted) log(`port ${wanted} is busy; using ${port}`);
-    const server = await preview({ root: ROOT, logLevel: 'warn', preview: { host: HOST, port, strictPort: true, open: false } });
+    const server = await preview({
+      root: ROOT, logLevel: 'warn',
+      preview: { host: HOST, port, strictPort: true, open: false, proxy: urls.coordinator ? { '/api': { target: urls.coordinator } } : undefined },
+    });
     return {
       url: `http://${HOST}:${port}/`,
       stop: () => server.close(),
@@ -69,7 +126,7 @@ const appServer: Service = {
   },
 };
 
-const SERVICES: Service[] = [appServer];
+const SERVICES: Service[] = [coordinator, appServer, workers];
 
 async function buildApp(): Promise<void> {
   log('building the app…');
