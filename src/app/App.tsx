@@ -2,7 +2,10 @@ import { AdapterCard } from './components/AdapterCard.tsx';
 import { LimitsCard } from './components/LimitsCard.tsx';
 import { ProblemNotice } from './components/ProblemNotice.tsx';
 import { SelfTestPanel } from './components/SelfTestPanel.tsx';
+import { useEffect, useRef } from 'react';
+import { ROUTES, useRoute } from './route.ts';
 import { useAppStore } from './store.ts';
+import { VolunteerPage } from './volunteer/VolunteerPage.tsx';
 
 function Logo() {
   return (
@@ -16,10 +19,45 @@ function Logo() {
   );
 }
 
-export function App() {
+function GpuPage() {
   const phase = useAppStore((s) => s.phase);
   const problem = useAppStore((s) => s.problem);
   const hasAdapter = useAppStore((s) => s.adapter !== undefined);
+  return (
+    <>
+      <p className="lead">
+        Tessera trains with WebGPU. This page finds your GPU and checks, on your own device, that it computes Tessera's
+        training kernels correctly. Nothing leaves your browser.
+      </p>
+      {(phase === 'detecting' || phase === 'idle') && (
+        <p className="detecting" role="status">
+          <span className="spinner" aria-hidden="true" /> Looking for WebGPU…
+        </p>
+      )}
+      {problem && <ProblemNotice problem={problem} />}
+      {hasAdapter && (
+        <div className="grid">
+          <AdapterCard />
+          <SelfTestPanel />
+          <LimitsCard />
+        </div>
+      )}
+    </>
+  );
+}
+
+export function App() {
+  const phase = useAppStore((s) => s.phase);
+  const route = useRoute();
+  const title = ROUTES.find((r) => r.route === route)!.title;
+  const heading = useRef<HTMLHeadingElement>(null);
+  const shown = useRef(route);
+  // After following a link, move focus to the new page's heading (keyboard and screen-reader users land there).
+  useEffect(() => {
+    if (shown.current !== route) heading.current?.focus();
+    shown.current = route;
+    document.title = `Tessera · ${title}`;
+  }, [route, title]);
   return (
     <>
       <header className="site-header">
@@ -34,26 +72,23 @@ export function App() {
           </p>
         </div>
       </header>
-      <main className="wrap" data-phase={phase}>
-        <h1>Your GPU</h1>
-        <p className="lead">
-          Tessera trains with WebGPU. This page finds your GPU and checks, on your own device, that it computes Tessera's
-          training kernels correctly. Nothing leaves your browser.
-        </p>
-        {(phase === 'detecting' || phase === 'idle') && (
-          <p className="detecting" role="status">
-            <span className="spinner" aria-hidden="true" /> Looking for WebGPU…
-          </p>
-        )}
-        {problem && <ProblemNotice problem={problem} />}
-        {hasAdapter && (
-          <div className="grid">
-            <AdapterCard />
-            <SelfTestPanel />
-            <LimitsCard />
-          </div>
-        )}
+      <main className="wrap" data-phase={phase} data-route={route}>
+        <h1 ref={heading} tabIndex={-1}>
+          {title}
+        </h1>
+        {route === 'gpu' ? <GpuPage /> : <VolunteerPage />}
       </main>
+      {/* After <main> in the source, shown under the header (styles.css): Tab reaches the page's own controls
+          first (e.g. "Reconnect GPU" when the device is lost), then the other page. */}
+      <nav className="site-nav" aria-label="Pages">
+        <div className="wrap site-nav-inner">
+          {ROUTES.map((r) => (
+            <a key={r.route} href={r.href} aria-current={r.route === route ? 'page' : undefined}>
+              {r.title}
+            </a>
+          ))}
+        </div>
+      </nav>
     </>
   );
 }

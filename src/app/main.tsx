@@ -4,6 +4,7 @@ import { App } from './App.tsx';
 import { registeredOps, useAppStore, type AppState } from './store.ts';
 import './styles.css';
 import './test-hooks.ts';
+import { useVolunteerStore, type VolunteerState } from './volunteer/store.ts';
 
 function publish(s: AppState): void {
   window.__tesseraSelfTest = {
@@ -19,6 +20,13 @@ function publish(s: AppState): void {
 }
 publish(useAppStore.getState());
 useAppStore.subscribe(publish);
+
+function publishVolunteer(s: VolunteerState): void {
+  const { status, detail, error, peerId, assignment, stepsDone, lastStep, peers, bytesSent, bytesReceived } = s;
+  window.__tesseraVolunteer = { status, detail, error, peerId, assignment, stepsDone, lastStep, peers, bytesSent, bytesReceived };
+}
+publishVolunteer(useVolunteerStore.getState());
+useVolunteerStore.subscribe(publishVolunteer);
 
 createRoot(document.getElementById('root')!).render(
   <StrictMode>

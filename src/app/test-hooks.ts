@@ -1,6 +1,7 @@
 import type { AdapterSummary } from '../gpu/index.ts';
 import type { SelfTestReport } from '../ops/selftest.ts';
 import type { GpuPhase, SelfTestStatus } from './store.ts';
+import type { StageInfo, VolunteerStatus } from './volunteer/store.ts';
 
 /**
  * What the page publishes on `window.__tesseraSelfTest` so automated checks (the Playwright suite, a
@@ -19,8 +20,23 @@ export interface SelfTestHook {
   ms: number;
 }
 
+/** The Volunteer page's state on `window.__tesseraVolunteer`, for the same readers. */
+export interface VolunteerHook {
+  status: VolunteerStatus;
+  detail: string;
+  error?: string;
+  peerId?: string;
+  assignment?: StageInfo;
+  stepsDone: number;
+  lastStep?: number;
+  peers: number;
+  bytesSent: number;
+  bytesReceived: number;
+}
+
 declare global {
   interface Window {
     __tesseraSelfTest?: SelfTestHook;
+    __tesseraVolunteer?: VolunteerHook;
   }
 }

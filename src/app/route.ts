@@ -1,0 +1,23 @@
+import { useEffect, useState } from 'react';
+
+/** The app's pages, addressed by the URL hash so a static server needs no rewrites: `#/` and `#/volunteer`. */
+export type Route = 'gpu' | 'volunteer';
+
+export const ROUTES: ReadonlyArray<{ route: Route; href: string; title: string }> = [
+  { route: 'gpu', href: '#/', title: 'Your GPU' },
+  { route: 'volunteer', href: '#/volunteer', title: 'Volunteer' },
+];
+
+export function routeOf(hash: string): Route {
+  return hash.replace(/^#\/?/, '').split(/[/?]/)[0] === 'volunteer' ? 'volunteer' : 'gpu';
+}
+
+export function useRoute(): Route {
+  const [route, setRoute] = useState(() => routeOf(location.hash));
+  useEffect(() => {
+    const update = () => setRoute(routeOf(location.hash));
+    addEventListener('hashchange', update);
+    return () => removeEventListener('hashchange', update);
+  }, []);
+  return route;
+}

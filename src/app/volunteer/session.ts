@@ -1,0 +1,128 @@
+/**
+ * One volunteering session of this tab, outside React: the tab's libp2p peer (identity from IndexedDB, the
+ * coordinator's relay for signalling), a SwarmWorker that trains its stage on this tab's GPU, and the events
+ * the page shows. Loaded on demand (it pulls in libp2p), so the GPU page does not pay for it.
+ */
+import type { Connection, Libp2p } from '@libp2p/interface';
+import type { Gpu } from '../../gpu/index.ts';
+import { CoordinatorClient, type JoinAnswer } from '../../net/coordinator-client.ts';
+import { loadOrCreateKey } from '../../net/identity-browser.ts';
+import { createPeer, isDirectWebRTC, NetError, waitForRelayAddress } from '../../net/node.ts';
+import { SwarmWorker, type WorkerStep } from '../../net/swarm-worker.ts';
+import { measureThroughput } from '../../train/throughput.ts';
+import { fetchCorpus } from './corpus.ts';
+
+/** Reference tokens/s a software adapter claims: SwiftShader measured 60–80, and timing it takes over 10 s. */
+export const SOFTWARE_TOKENS_PER_SECOND = 50;
+
+export type Phase = 'loading' | 'connecting';
+
+export interface SessionEvents {
+  /** Every join and heartbeat answer (assignment, pipeline, or why to wait). */
+  answer(a: JoinAnswer): void;
+  phase(p: Phase): void;
+  step(s: WorkerStep): void;
+  /** Distinct peers this tab has a direct WebRTC connection to. */
+  peers(n: number): void;
+  log(line: string): void;
+}
+
+export interface Speed {
+  tokensPerSecond: number;
+  source: 'measured' | 'fixed';
+}
+
+/** Optional SwarmWorker hook (finish the step in flight, then hold until resume). Used when the worker has it. */
+export interface PauseHook {
+  pause(): void;
+  resume(): void;
+}
+
+export function pauseHook(worker: SwarmWorker): PauseHook | undefined {
+  const w = worker as unknown as Partial<PauseHook>;
+  return typeof w.pause === 'function' && typeof w.resume === 'function' ? (w as PauseHook) : undefined;
+}
+
+/** A CoordinatorClient that also hands every join/heartbeat answer to the page. */
+class WatchedClient extends CoordinatorClient {
+  private readonly onAnswer: (a: JoinAnswer) => void;
+
+  constructor(url: string, onAnswer: (a: JoinAnswer) => void) {
+    super(url);
+    this.onAnswer = onAnswer;
+  }
+
+  override async join(...args: Parameters<CoordinatorClient['join']>): Promise<JoinAnswer> {
+    const a = await super.join(...args);
+    this.onAnswer(a);
+    return a;
+  }
+
+  override async heartbeat(...args: Parameters<CoordinatorClient['heartbeat']>): Promise<JoinAnswer> {
+    const a = await super.heartbeat(...args);
+    this.onAnswer(a);
+    return a;
+  }
+}
+
+/** Software adapters get a fixed modest figure; a real GPU times the reference workload (well under a second). */
+export async function tabSpeed(gpu: Gpu): Promise<Speed> {
+  if (gpu.adapter.isSoftware) return { tokensPerSecond: SOFTWARE_TOKENS_PER_SECOND, source: 'fixed' };
+  return { tokensPerSecond: await measureThroughput(gpu), source: 'measured' };
+}
+
+export interface Session {
+  peerId: string;
+  worker: SwarmWorker;
+  /** Settles when the worker stops: resolves on a clean stop, rejects with the failure. */
+  done: Promise<void>;
+  /** Leaves the swarm (frees the stage) and stops the peer. Idempotent. */
+  close(): Promise<void>;
+}
+
+export async function startSession(gpu: Gpu, speed: Speed, events: SessionEvents, origin = location.origin): Promise<Session> {
+  const client = new WatchedClient(origin, (a) => events.answer(a));
+  const health = await client.health();
+  const relayAddr = health.relay?.multiaddrs[0];
+  if (!relayAddr) throw new NetError(`the coordinator at ${origin} runs no relay, so peers cannot signal WebRTC through it`);
+  const node = await createPeer({ relayAddr, privateKey: await loadOrCreateKey(), browser: true });
+  let closing: Promise<void> | undefined;
+  try {
+    await waitForRelayAddress(node);
+  } catch (e) {
+    await node.stop();
+    throw e;
+  }
+  const countPeers = () => {
+    const direct = new Set(node.getConnections().filter((c: Connection) => isDirectWebRTC(c)).map((c) => c.remotePeer.toString()));
+    events.peers(direct.size);
+  };
+  node.addEventListener('connection:open', countPeers);
+  node.addEventListener('connection:close', countPeers);
+
+  const worker = new SwarmWorker({
+    gpu, node, client, relayAddr, kind: 'browser', tokensPerSecond: speed.tokensPerSecond,
+    loadCorpus: async (vocab) => {
+      events.phase('loading');
+      const corpus = await fetchCorpus(vocab, origin);
+      events.phase('connecting');
+      return corpus;
+    },
+    log: (line) => events.log(line),
+    onStep: (s) => events.step(s),
+  });
+  const peerId = node.peerId.toString();
+  // A closed tab leaves at once instead of being declared gone after three missed heartbeats.
+  const leaveOnHide = () => navigator.sendBeacon(`${origin}/api/peers/leave`, JSON.stringify({ peerId }));
+  addEventListener('pagehide', leaveOnHide);
+  const close = () =>
+    (closing ??= (async () => {
+      removeEventListener('pagehide', leaveOnHide);
+      await worker.close();
+      node.removeEventListener('connection:open', countPeers);
+      node.removeEventListener('connection:close', countPeers);
+      await node.stop();
+    })());
+  gpu.onLost(() => worker.stop());
+  return { peerId, worker, done: worker.run(), close };
+}

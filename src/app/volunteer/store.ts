@@ -1,0 +1,226 @@
+import { create } from 'zustand';
+import type { JoinAnswer } from '../../net/coordinator-client.ts';
+import type { WorkerStep } from '../../net/swarm-worker.ts';
+import { readyGpu, takeLock } from './prerequisites.ts';
+import type { PauseHook, Session, Speed } from './session.ts';
+
+/**
+ * The Volunteer page's state: this tab as one peer of the swarm. Life cycle:
+ * idle → starting (GPU check, relay) → waiting (for a stage / the other stages) → loading (corpus) →
+ * connecting (WebRTC) → training ⇄ pausing → paused; any → leaving → stopped; a failure → error.
+ * stopped and error can join again.
+ */
+export type VolunteerStatus = 'idle' | 'starting' | 'waiting' | 'loading' | 'connecting' | 'training' | 'pausing' | 'paused' | 'leaving' | 'stopped' | 'error';
+
+export interface StageInfo {
+  modelId: string;
+  stage: number;
+  stages: number;
+  replica: number;
+  /** Holders of this stage, this tab included. */
+  replicas: number;
+  firstLayer: number;
+  endLayer: number;
+  layers: number;
+  vocab: number;
+  /** Tokens one step pushes through this stage (micro-batches × batch × context). */
+  tokensPerStep: number;
+  /** Stages of the model that have a holder now. */
+  stagesHeld: number;
+  /** Distinct peers of the pipeline, this tab included (it connects to all the others). */
+  pipelinePeers: number;
+}
+
+export interface VolunteerState {
+  status: VolunteerStatus;
+  /** One sentence on what is happening now. */
+  detail: string;
+  error?: string;
+  peerId?: string;
+  speed?: Speed;
+  assignment?: StageInfo;
+  /** Steps this tab completed in this session. */
+  stepsDone: number;
+  /** The model's step number of the last step completed here. */
+  lastStep?: number;
+  /** Mean loss of the last step (only the last stage computes it). */
+  loss?: number;
+  /** Training tokens/s of the last step. */
+  tokensPerSecond?: number;
+  bytesSent: number;
+  bytesReceived: number;
+  /** Peers with a direct WebRTC connection to this tab. */
+  peers: number;
+  /** False when this build's SwarmWorker cannot pause (it lacks the pause/resume hook). */
+  canPause: boolean;
+  log: string[];
+  join(): Promise<void>;
+  pause(): void;
+  resume(): void;
+  leave(): Promise<void>;
+}
+
+const LOG_LINES = 12;
+const ACTIVE: readonly VolunteerStatus[] = ['starting', 'waiting', 'loading', 'connecting', 'training', 'pausing', 'paused'];
+const BEFORE_TRAINING: readonly VolunteerStatus[] = ['starting', 'waiting'];
+
+export const isActive = (s: VolunteerStatus) => ACTIVE.includes(s);
+
+/** The session being started or running, outside the store (not state to render). A new join replaces it. */
+interface Current {
+  session?: Session;
+  pause?: PauseHook;
+  releaseLock: () => void;
+}
+let current: Current | undefined;
+
+function stageInfo(a: JoinAnswer): StageInfo | undefined {
+  if (a.status !== 'assigned') return undefined;
+  const x = a.assignment;
+  return {
+    modelId: x.modelId, stage: x.stage, stages: x.stages, replica: x.replica, replicas: x.pipeline.find((p) => p.stage === x.stage)?.peers.length ?? 1,
+    firstLayer: x.firstLayer, endLayer: x.endLayer, layers: x.config.layers, vocab: x.config.vocab,
+    tokensPerStep: x.microBatches * x.batch * x.config.context, stagesHeld: x.pipeline.filter((p) => p.peers.length > 0).length,
+    pipelinePeers: new Set(x.pipeline.flatMap((p) => p.peers.map((q) => q.peerId))).size,
+  };
+}
+
+class Abandoned extends Error {
+  constructor() {
+    super('abandoned: the volunteer left or joined again while starting');
+    this.name = 'Abandoned';
+  }
+}
+
+const fresh = { stepsDone: 0, lastStep: undefined, loss: undefined, tokensPerSecond: undefined, bytesSent: 0, bytesReceived: 0, peers: 0, error: undefined, assignment: undefined };
+
+export const useVolunteerStore = create<VolunteerState>()((set, get) => {
+  let lastLine = '';
+  const say = (line: string) => {
+    lastLine = line;
+    set((s) => ({ log: [...s.log, `${new Date().toLocaleTimeString()} ${line}`].slice(-LOG_LINES) }));
+  };
+
+  function onAnswer(a: JoinAnswer): void {
+    const info = stageInfo(a);
+    set({ assignment: info });
+    if (!BEFORE_TRAINING.includes(get().status)) return;
+    if (a.status === 'wait') set({ status: 'waiting', detail: `Waiting for a stage: ${a.reason}.` });
+    else if (info && info.stagesHeld < info.stages) {
+      set({ status: 'waiting', detail: `Holding stage ${info.stage + 1} of ${info.stages}; waiting for volunteers for the other stages (${info.stagesHeld} of ${info.stages} held).` });
+    } else set({ status: 'waiting', detail: 'Every stage has a holder; starting once the layout holds still for a heartbeat.' });
+  }
+
+  function onStep(s: WorkerStep): void {
+    const perStep = get().assignment?.tokensPerStep ?? 0;
+    const status = get().status;
+    set((st) => ({
+      stepsDone: st.stepsDone + 1, lastStep: s.step, loss: s.loss ?? st.loss, bytesSent: s.bytesSent, bytesReceived: s.bytesReceived,
+      tokensPerSecond: s.ms > 0 ? perStep / (s.ms / 1000) : undefined,
+    }));
+    // A step that lands while leaving (or already paused) changes the numbers, not what the tab is doing.
+    if (status === 'pausing') set({ status: 'paused', detail: `Paused after step ${s.step + 1}. This tab still holds its stage; the rest of its pipeline waits for it.` });
+    else if (status === 'training' || status === 'connecting') set({ status: 'training', detail: `Training: step ${s.step + 1} done.` });
+  }
+
+  /** Ends `c` (leaves, stops the peer, frees the lock) and shows why, unless a newer join replaced it. */
+  async function finish(c: Current, error?: unknown): Promise<void> {
+    try {
+      await c.session?.close();
+    } catch (e) {
+      say(`leaving failed: ${(e as Error).message}`);
+    }
+    c.releaseLock();
+    if (current !== c) return;
+    current = undefined;
+    if (error !== undefined) set({ status: 'error', error: (error as Error).message ?? String(error), detail: 'Stopped by an error.' });
+    else set({ status: 'stopped', detail: get().status === 'leaving' ? 'You left the swarm.' : `Stopped: ${lastLine.replace(/^\[worker \w+\] /, '') || 'the worker ended'}.` });
+  }
+
+  /** Starts `c`'s session; throws Abandoned as soon as a leave() or a newer join replaced it. */
+  async function start(c: Current): Promise<void> {
+    const live = () => current === c;
+    const check = () => {
+      if (!live()) throw new Abandoned();
+    };
+    c.releaseLock = await takeLock();
+    check();
+    const gpu = await readyGpu();
+    const { startSession, tabSpeed, pauseHook } = await import('./session.ts');
+    check();
+    set({ detail: gpu.adapter.isSoftware ? 'Software GPU: using a fixed, modest speed estimate.' : 'Timing this GPU on the reference workload…' });
+    const speed = await tabSpeed(gpu);
+    check();
+    set({ speed, detail: 'Connecting to the coordinator’s relay…' });
+    const session = await startSession(gpu, speed, {
+      answer: (a) => live() && onAnswer(a),
+      phase: (p) => {
+        if (!live()) return;
+        if (p === 'loading') set({ status: 'loading', detail: `Downloading the training corpus (vocabulary ${get().assignment?.vocab ?? '?'}) from the coordinator…` });
+        else set({ status: 'connecting', detail: 'Connecting to the other stages over WebRTC…' });
+      },
+      step: (s) => live() && onStep(s),
+      peers: (n) => {
+        if (!live()) return;
+        set({ peers: n });
+        const a = get().assignment;
+        if (get().status === 'connecting' && a && n >= a.pipelinePeers - 1) {
+          set({ status: 'training', detail: 'Connected. Training the first step (it compiles the GPU kernels, so it is the slowest)…' });
+        }
+      },
+      log: (line) => live() && say(line),
+    });
+    c.session = session;
+    c.pause = pauseHook(session.worker);
+    session.done.then(() => finish(c), (e) => finish(c, e));
+    check();
+    set({ peerId: session.peerId, canPause: c.pause !== undefined });
+    if (get().status === 'starting') set({ status: 'waiting', detail: 'Asking the coordinator for a stage…' });
+  }
+
+  return {
+    status: 'idle',
+    detail: 'Not volunteering.',
+    ...fresh,
+    canPause: false,
+    log: [],
+
+    async join() {
+      if (isActive(get().status) || get().status === 'leaving') return;
+      set({ ...fresh, status: 'starting', detail: 'Checking this GPU…', log: [] });
+      lastLine = '';
+      const c: Current = { releaseLock: () => {} };
+      current = c;
+      try {
+        await start(c);
+      } catch (e) {
+        await finish(c, e);
+      }
+    },
+
+    pause() {
+      if (get().status !== 'training' || !current?.pause) return;
+      current.pause.pause();
+      set({ status: 'pausing', detail: 'Pausing after the step in flight…' });
+    },
+
+    resume() {
+      const s = get().status;
+      if ((s !== 'paused' && s !== 'pausing') || !current?.pause) return;
+      current.pause.resume();
+      set({ status: 'training', detail: 'Resumed: training the next step…' });
+    },
+
+    async leave() {
+      const c = current;
+      if (!isActive(get().status) || !c) return;
+      set({ status: 'leaving', detail: 'Leaving the swarm…' });
+      // A running session ends through finish(); one still starting is abandoned by start(), which checks `current`.
+      if (c.session) await c.session.close();
+      else {
+        current = undefined;
+        set({ status: 'stopped', detail: 'You left the swarm.' });
+      }
+    },
+  };
+});
