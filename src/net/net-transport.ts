@@ -11,6 +11,8 @@ import { encodeFrame, FrameDecoder, FrameError, TENSOR_PROTOCOL, type FrameLimit
 
 /** Chromium closes a data channel on a message over 256 KiB; 64 KiB keeps well clear and still amortises calls. */
 export const MAX_CHUNK_BYTES = 64 * 1024;
+/** How long to keep asking a connected peer that does not speak the tensor protocol yet. */
+export const PROTOCOL_WAIT_MS = 60_000;
 
 export interface NetLogger {
   info(message: string): void;
@@ -141,11 +143,20 @@ export class NetTransport implements Transport {
     if (s && s.status === 'open' && s.writeStatus === 'writable') return s;
     // Prefer an open connection without relay limits (the direct WebRTC one) over whatever dialProtocol picks.
     const conn: Connection | undefined = this.opts.node.getConnections(peer).find((c) => c.status === 'open' && c.limits === undefined);
-    let stream: Stream;
-    try {
-      stream = conn ? await conn.newStream(TENSOR_PROTOCOL) : await this.opts.node.dialProtocol(peer, TENSOR_PROTOCOL);
-    } catch (e) {
-      throw new TransportError(`${this.id}: cannot open ${TENSOR_PROTOCOL} to ${to} (${peer.toString()}): ${(e as Error).message}`);
+    let stream: Stream | undefined;
+    // A peer that is connected but still loading its stage has not registered the protocol yet ("protocol
+    // selection failed"): retry with backoff for a while rather than failing the step.
+    const deadline = Date.now() + PROTOCOL_WAIT_MS;
+    for (let wait = 100; !stream; wait = Math.min(2000, wait * 2)) {
+      try {
+        stream = conn && conn.status === 'open' ? await conn.newStream(TENSOR_PROTOCOL) : await this.opts.node.dialProtocol(peer, TENSOR_PROTOCOL);
+      } catch (e) {
+        const unsupported = /protocol selection failed|not supported|UnsupportedProtocol/i.test(`${(e as Error).name} ${(e as Error).message}`);
+        if (!unsupported || this.closed || Date.now() + wait > deadline) {
+          throw new TransportError(`${this.id}: cannot open ${TENSOR_PROTOCOL} to ${to} (${peer.toString()}): ${(e as Error).message}`);
+        }
+        await new Promise((r) => setTimeout(r, wait));
+      }
     }
     if (this.closed) {
       stream.abort(new TransportError('transport closed'));

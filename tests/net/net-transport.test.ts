@@ -161,3 +161,31 @@ describe('NetTransport over libp2p WebRTC', () => {
     expect(ta.stats.framesSent).toBe(6); // the five earlier sends and the replay: the refused send is not counted
   });
 });
+
+describe('NetTransport to a peer that is not listening yet', () => {
+  it('keeps asking until the peer registers the tensor protocol, then delivers', async () => {
+    const relay = await createRelay();
+    const relayAddr = relay.getMultiaddrs()[0].toString();
+    const [a, b] = [await createPeer({ relayAddr }), await createPeer({ relayAddr })];
+    await Promise.all([waitForRelayAddress(a), waitForRelayAddress(b)]);
+    const directory: Record<string, string> = { s0: a.peerId.toString(), s1: b.peerId.toString() };
+    const resolve = (w: string) => directory[w];
+    const ta = new NetTransport({ node: a, id: 's0', resolve, limits, check: (f) => checkFrame(f, expectation(0)), log });
+    const tb = new NetTransport({ node: b, id: 's1', resolve, limits, check: (f) => checkFrame(f, expectation(1)), log });
+    try {
+      await ta.start();
+      await dialWebRTC(a, relayAddr, b.peerId);
+      const frame = tensor('act', 3, 11);
+      const sent = ta.send('s1', frame);
+      await new Promise((r) => setTimeout(r, 1500)); // b is still "loading its stage"
+      await tb.start();
+      await sent;
+      const got = await tb.receive(3, 0, 'act', { timeoutMs: 10_000 });
+      expect(got.payload).toEqual(frame.payload);
+    } finally {
+      ta.close();
+      tb.close();
+      await Promise.all([a.stop(), b.stop(), relay.stop()]);
+    }
+  }, 30_000);
+});
