@@ -18,6 +18,8 @@ export default defineConfig({
   preview: { host: '127.0.0.1', headers: ISOLATION_HEADERS },
   build: {
     target: 'es2023',
+    // libp2p (loaded only when a tab joins the swarm) is one ~720 kB chunk; that is expected.
+    chunkSizeWarningLimit: 1024,
     rolldownOptions: {
       // src/gpu/acquire.ts imports these only when running in Node (Dawn); the browser never reaches them.
       external: ['webgpu', 'node:fs'],
