@@ -4,6 +4,12 @@
  * relay) and trains its stage on the local WebGPU device (Dawn; lavapipe without a GPU).
  *
  *   npm run worker -- --coordinator http://127.0.0.1:8787 --key .tessera/worker-1.key
+ *
+ * Options: --steps N (stop after N steps of this worker), --until-step N (stop once the model stands at step N:
+ * every worker given the same N stops together), --tokens-per-second (skip the measurement), --timeout-ms (a
+ * silent neighbour fails the step after this long), --crash-after-update N (fault injection for tests: the
+ * process SIGKILLs itself the moment it has applied step N's update, before reporting it). The worker rides out
+ * pipeline changes (peers vanishing, joining or moving): see src/net/swarm-worker.ts.
  */
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -18,9 +24,23 @@ import { measureThroughput } from '../train/throughput.ts';
 
 const { values } = parseArgs({
   options: {
-    coordinator: { type: 'string' }, key: { type: 'string' }, steps: { type: 'string' }, 'tokens-per-second': { type: 'string' }, 'timeout-ms': { type: 'string' },
+    coordinator: { type: 'string' }, key: { type: 'string' }, steps: { type: 'string' }, 'until-step': { type: 'string' }, 'tokens-per-second': { type: 'string' }, 'timeout-ms': { type: 'string' },
+    'crash-after-update': { type: 'string' },
   },
 });
+/** A non-negative integer option, or undefined when absent. */
+function count(name: 'steps' | 'until-step' | 'tokens-per-second' | 'timeout-ms' | 'crash-after-update'): number | undefined {
+  const raw = values[name];
+  if (raw === undefined) return undefined;
+  const n = Number(raw);
+  if (!Number.isSafeInteger(n) || n < 0) throw new Error(`--${name} must be a non-negative integer, not "${raw}"`);
+  return n;
+}
+const maxSteps = count('steps');
+const untilStep = count('until-step');
+const timeoutMs = count('timeout-ms');
+const givenSpeed = count('tokens-per-second');
+const crashAfter = count('crash-after-update');
 const client = new CoordinatorClient(values.coordinator ?? 'http://127.0.0.1:8787');
 const health = await client.health();
 const relayAddr = health.relay?.multiaddrs[0];
@@ -30,7 +50,7 @@ const privateKey = await loadOrCreateKey(resolve(values.key ?? '.tessera/worker.
 const node = await createPeer({ relayAddr, privateKey });
 await waitForRelayAddress(node);
 const say = (s: string) => console.log(s);
-const tokensPerSecond = values['tokens-per-second'] ? Number(values['tokens-per-second']) : await measureThroughput(gpu);
+const tokensPerSecond = givenSpeed ?? (await measureThroughput(gpu));
 say(`[worker ${node.peerId.toString().slice(-6)}] ${gpu.adapter.description || gpu.adapter.vendor} · ${tokensPerSecond.toFixed(0)} reference tokens/s · relay ${relayAddr}`);
 const worker = new SwarmWorker({
   gpu, node, client, relayAddr, kind: 'node', tokensPerSecond,
@@ -38,8 +58,12 @@ const worker = new SwarmWorker({
     const tokenizer = loadTokenizer(vocab);
     return { tokenizer, train: await encodeCorpus(tokenizer, 'train'), val: await encodeCorpus(tokenizer, 'val') };
   },
-  maxSteps: values.steps ? Number(values.steps) : undefined,
-  timeoutMs: values['timeout-ms'] ? Number(values['timeout-ms']) : undefined,
+  maxSteps, untilStep, timeoutMs,
+  onUpdateApplied: (step) => {
+    if (step !== crashAfter) return;
+    console.log(`[worker ${node.peerId.toString().slice(-6)}] --crash-after-update ${step}: killing this process (SIGKILL) right after the update`);
+    process.kill(process.pid, 'SIGKILL');
+  },
   onStep: (s) => say(`[worker ${node.peerId.toString().slice(-6)}] step ${s.step}${s.loss === undefined ? '' : `  loss ${s.loss.toFixed(4)}`}  ${s.ms.toFixed(0)} ms  sent ${formatBytes(s.bytesSent)}  received ${formatBytes(s.bytesReceived)}`),
 });
 const shutdown = async () => {
@@ -48,6 +72,8 @@ const shutdown = async () => {
   gpu.destroy();
   process.exit(0);
 };
+// A stray network promise must not end a volunteer's session; it is logged (with its stack) and training goes on.
+process.on('unhandledRejection', (e) => console.error(`[worker] unhandled rejection: ${(e as Error)?.stack ?? e}`));
 process.on('SIGINT', shutdown);
 process.on('SIGTERM', shutdown);
 try {

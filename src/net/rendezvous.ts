@@ -1,0 +1,145 @@
+/**
+ * How the workers of a new pipeline configuration find each other before they train (swarm-worker.ts): direct
+ * WebRTC to every other worker, the paused statuses of all of them (or the resume point one of them already
+ * decided), and the barrier that holds every worker until all are ready for the new epoch. Every wait ends
+ * when the configuration's signal aborts (the pipeline changed again) or after a deadline.
+ */
+import type { Libp2p } from 'libp2p';
+import { dialWebRTC } from './node.ts';
+import { queryStatus, type Resume, type StatusRequest, type SyncStatus } from './swarm-sync.ts';
+
+/** The configuration in progress was abandoned (the pipeline changed, a worker left it, or the worker stops). */
+export class Reconfigure extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'Reconfigure';
+  }
+}
+
+const reasonOf = (signal?: AbortSignal) => String(signal?.reason?.message ?? signal?.reason);
+
+export const short = (peer: string) => peer.slice(-6);
+
+/** Resolves after `ms`, or rejects with Reconfigure when `signal` aborts first. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    if (signal?.aborted) return reject(new Reconfigure(reasonOf(signal)));
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(t);
+      reject(new Reconfigure(reasonOf(signal)));
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** Settles like `p`, or rejects with Reconfigure as soon as `signal` aborts. */
+export function abortable<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(new Reconfigure(reasonOf(signal)));
+    // Handlers go on `p` first, so its later failure is never unhandled, whatever the signal did.
+    p.then(
+      (v) => (signal.removeEventListener('abort', onAbort), resolve(v)),
+      (e) => (signal.removeEventListener('abort', onAbort), reject(e)),
+    );
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+export interface Rendezvous {
+  node: Libp2p;
+  relayAddr: string;
+  /** This worker's peer id. */
+  self: string;
+  /** The other workers of the new pipeline. */
+  members: string[];
+  layout: string;
+  signal: AbortSignal;
+  log: (line: string) => void;
+}
+
+/**
+ * Direct WebRTC to every other worker: the peer with the larger id dials (again whenever a dial fails: cold
+ * WebRTC dials sometimes time out), the other waits to be dialled.
+ */
+export async function connectAll(r: Rendezvous): Promise<void> {
+  const { node, relayAddr, members, signal } = r;
+  const direct = (p: string) => node.getConnections().some((c) => c.remotePeer.toString() === p && c.status === 'open' && c.limits === undefined);
+  const dialling = new Set<string>();
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const missing = members.filter((p) => !direct(p));
+    if (!missing.length) break;
+    if (Date.now() > deadline) throw new Error(`no direct connection to ${missing.map(short).join(', ')} after 60 s`);
+    for (const p of missing.filter((x) => x < r.self && !dialling.has(x))) {
+      dialling.add(p);
+      dialWebRTC(node, relayAddr, p, 10_000)
+        .catch((e: Error) => r.log(`dialling ${short(p)}: ${e.message}`))
+        .finally(() => dialling.delete(p));
+    }
+    await sleep(200, signal);
+  }
+  r.log(`connected to ${members.length} peer(s) over WebRTC`);
+}
+
+async function ask(r: Rendezvous, peer: string, req: StatusRequest): Promise<SyncStatus | undefined> {
+  try {
+    return await queryStatus(r.node, peer, req, { signal: r.signal, timeoutMs: 5000 });
+  } catch {
+    if (r.signal.aborted) throw new Reconfigure(reasonOf(r.signal));
+    return undefined; // not reachable yet, or gone: asked again
+  }
+}
+
+/**
+ * Statuses of every other worker, all paused in this layout; or the resume point one of them is already ready
+ * for, when it is a later epoch than `epoch` (this worker's last): it was decided from statuses that included
+ * this worker's. `model` names the model in the requests.
+ */
+export async function collectStatuses(r: Rendezvous, model: string, epoch: number): Promise<{ statuses: Map<string, SyncStatus>; adopt?: Resume }> {
+  const statuses = new Map<string, SyncStatus>();
+  const req: StatusRequest = { type: 'status', model, layout: r.layout, phase: 'paused', epoch };
+  const deadline = Date.now() + 120_000;
+  for (let round = 0; ; round++) {
+    const pending = r.members.filter((p) => !statuses.has(p));
+    const answers = await Promise.all(pending.map((p) => ask(r, p, req)));
+    let adopt: Resume | undefined;
+    answers.forEach((st, i) => {
+      if (!st || st.layout !== r.layout) return;
+      if (st.phase === 'paused') statuses.set(pending[i], st);
+      else if ((st.phase === 'ready' || st.phase === 'training') && st.resume && st.resume.epoch > epoch) {
+        statuses.set(pending[i], st);
+        adopt ??= st.resume;
+      }
+    });
+    if (adopt) return { statuses, adopt };
+    if (statuses.size === r.members.length) return { statuses };
+    const missing = () => r.members.filter((p) => !statuses.has(p)).map(short).join(', ');
+    if (Date.now() > deadline) throw new Error(`no status from ${missing()} within 120 s`);
+    if (round === 20) r.log(`waiting for ${missing()} to pause in this layout`);
+    await sleep(150, r.signal);
+  }
+}
+
+/** Waits until every other worker is ready for (or training in) `epoch`; a worker that went back to pausing abandons it. */
+export async function awaitReady(r: Rendezvous, model: string, epoch: number): Promise<void> {
+  const req: StatusRequest = { type: 'status', model, layout: r.layout, phase: 'ready', epoch };
+  const deadline = Date.now() + 120_000;
+  let pending = r.members;
+  while (pending.length) {
+    const answers = await Promise.all(pending.map((p) => ask(r, p, req)));
+    const left = answers.findIndex((st) => st?.layout === r.layout && st.phase === 'paused' && st.epoch >= epoch);
+    if (left >= 0) throw new Reconfigure(`${short(pending[left])} left epoch ${epoch} before it started`);
+    pending = pending.filter((_, i) => {
+      const st = answers[i];
+      return !(st && st.layout === r.layout && (st.phase === 'ready' || st.phase === 'training') && st.resume?.epoch === epoch);
+    });
+    if (!pending.length) return;
+    if (Date.now() > deadline) throw new Error(`${pending.map(short).join(', ')} not ready for epoch ${epoch} within 120 s`);
+    await sleep(100, r.signal);
+  }
+}
