@@ -1,5 +1,11 @@
 /** Tables for the terminal and for bench/results/kernels.md (the README includes the latter). */
+import { spawnSync } from 'node:child_process';
 import { matmulCases, type AttentionResult, type EnvResult, type MatmulResult, type Sample } from './cases.ts';
+
+/** The checked-out commit (short hash) the report speaks for, or undefined outside a git checkout. */
+export function gitCommit(cwd?: string): string | undefined {
+  return spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd, encoding: 'utf8' }).stdout?.trim() || undefined;
+}
 
 export interface ReportMeta {
   date: string;

@@ -16,7 +16,7 @@ import { cpus } from 'node:os';
 import { extname, join, normalize, resolve } from 'node:path';
 import { chromium } from '@playwright/test';
 import type { EnvResult } from '../bench/cases.ts';
-import { markdownReport, type ReportMeta } from '../bench/table.ts';
+import { gitCommit, markdownReport, type ReportMeta } from '../bench/table.ts';
 
 const root = resolve(import.meta.dirname, '..');
 process.chdir(root);
@@ -172,7 +172,7 @@ if (!args.has('node-only')) {
   if (r.result) envs.unshift(r.result);
 }
 
-const commit = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).stdout?.trim() || undefined;
+const commit = gitCommit(root);
 const meta: ReportMeta = {
   date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
   commit,

@@ -11,8 +11,9 @@ import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { CODEC_NAMES, isSubspaceCodec, type CodecName } from '../compress/index.ts';
-import { encodeCorpus, loadTokenizer } from '../data/brown-node.ts';
+import { loadCorpus } from '../data/brown-node.ts';
 import { VocabSizeError } from '../data/errors.ts';
+import { adapterLabel } from '../gpu/adapter-info.ts';
 import { Gpu, TesseraGpuError } from '../gpu/index.ts';
 import { CheckpointError, readCheckpoint, saveStage } from '../model/checkpoint.ts';
 import { NonFiniteGradientError } from '../model/stage.ts';
@@ -179,12 +180,11 @@ async function main(): Promise<number> {
   const out = o.out;
   mkdirSync(out, { recursive: true });
   const say = (s: string) => process.stdout.write(`${s}\n`);
-  const device = `${gpu.adapter.description || gpu.adapter.device || gpu.adapter.vendor || 'unknown'}${software ? ' (software adapter)' : ''}`;
+  const device = adapterLabel(gpu.adapter);
   say(`[tessera] device: ${device}`);
 
   // ---- data, model, boundaries, engine ----
-  const tokenizer = loadTokenizer(o.vocab);
-  const corpus = { tokenizer, train: await encodeCorpus(tokenizer, 'train'), val: await encodeCorpus(tokenizer, 'val') };
+  const corpus = await loadCorpus(o.vocab);
   // In-process links: a silent stage is a slow one (a software adapter compiling its first kernels), not a lost peer.
   const run = TrainingRun.create(gpu, o, corpus, { timeoutMs: 3_600_000 });
   const { pipeline, validation: val, cfg } = run;

@@ -13,7 +13,7 @@
  */
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { encodeCorpus, loadTokenizer } from '../data/brown-node.ts';
+import { loadCorpus } from '../data/brown-node.ts';
 import { Gpu } from '../gpu/index.ts';
 import { CoordinatorClient } from '../net/coordinator-client.ts';
 import { loadOrCreateKey } from '../net/identity-node.ts';
@@ -54,10 +54,7 @@ const tokensPerSecond = givenSpeed ?? (await measureThroughput(gpu));
 say(`[worker ${node.peerId.toString().slice(-6)}] ${gpu.adapter.description || gpu.adapter.vendor} · ${tokensPerSecond.toFixed(0)} reference tokens/s · relay ${relayAddr}`);
 const worker = new SwarmWorker({
   gpu, node, client, relayAddr, kind: 'node', tokensPerSecond,
-  loadCorpus: async (vocab) => {
-    const tokenizer = loadTokenizer(vocab);
-    return { tokenizer, train: await encodeCorpus(tokenizer, 'train'), val: await encodeCorpus(tokenizer, 'val') };
-  },
+  loadCorpus,
   maxSteps, untilStep, timeoutMs,
   onUpdateApplied: (step) => {
     if (step !== crashAfter) return;

@@ -6,7 +6,7 @@ import { readFileSync, existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadBrown, splitBrown, type BrownDoc, type Split } from './corpus.ts';
+import { loadBrown, splitBrown, type BrownDoc, type Corpus, type Split } from './corpus.ts';
 import { CorpusError, VocabSizeError } from './errors.ts';
 import { Tokenizer, encodeDocumentsAsync } from './tokenizer.ts';
 
@@ -66,4 +66,10 @@ export async function encodeCorpus(tok: Tokenizer, split: Split): Promise<Int32A
     encodedCache.set(key, ids);
   }
   return ids;
+}
+
+/** The shipped tokenizer of `vocab` and both splits encoded with it. */
+export async function loadCorpus(vocab: number): Promise<Corpus> {
+  const tokenizer = loadTokenizer(vocab);
+  return { tokenizer, train: await encodeCorpus(tokenizer, 'train'), val: await encodeCorpus(tokenizer, 'val') };
 }

@@ -11,6 +11,7 @@
  * by a single '\n'. No trailing newline.
  */
 import { CorpusError } from './errors.ts';
+import type { Tokenizer } from './tokenizer.ts';
 
 export interface BrownDoc {
   /** File name, e.g. 'ca01'. */
@@ -23,6 +24,13 @@ export interface BrownDoc {
 }
 
 export type Split = 'train' | 'val';
+
+/** The Brown corpus encoded with one tokenizer: the two splits as token streams. */
+export interface Corpus {
+  tokenizer: Tokenizer;
+  train: Int32Array;
+  val: Int32Array;
+}
 
 /**
  * Validation split: the documents whose index in file-name order (ca01 = 0 … cr09 = 499) is a multiple of

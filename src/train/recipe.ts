@@ -10,13 +10,16 @@ import {
   type BoundaryPlan, type Codec, type CodecName, type SubspaceBasis,
 } from '../compress/index.ts';
 import { BatchSampler, validationBatches, type Batch } from '../data/batches.ts';
-import { bitsPerByte, type Tokenizer } from '../data/tokenizer.ts';
+import type { Corpus } from '../data/corpus.ts';
+import { bitsPerByte } from '../data/tokenizer.ts';
 import type { Gpu } from '../gpu/index.ts';
 import { validateConfig, type ModelConfig } from '../model/config.ts';
 import { stageParamSpecs } from '../model/params.ts';
 import type { Stage } from '../model/stage.ts';
 import type { AdamWConfig } from '../ops/adamw.ts';
 import { InMemoryNetwork, type LinkShape } from './memory-transport.ts';
+
+export type { Corpus } from '../data/corpus.ts';
 import { Pipeline, type MicroBatchData } from './pipeline.ts';
 
 export interface RecipeOptions {
@@ -47,11 +50,6 @@ export interface RecipeOptions {
   evalBatches: number;
 }
 
-export interface Corpus {
-  tokenizer: Tokenizer;
-  train: Int32Array;
-  val: Int32Array;
-}
 
 /** Defaults sized to the device: a software adapter trains a small model that learns within minutes. */
 export function defaultRecipe(software: boolean): RecipeOptions {

@@ -6,7 +6,7 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id';
 import { afterAll, describe, expect, it } from 'vitest';
 import { startCoordinator } from '../../src/cli/coordinator.ts';
 import type { Coordinator } from '../../src/coordinator/index.ts';
-import { encodeCorpus, loadTokenizer } from '../../src/data/brown-node.ts';
+import { loadCorpus } from '../../src/data/brown-node.ts';
 import { loadOrCreateKey } from '../../src/net/identity-node.ts';
 import { defaultRecipe, learningRate, recipeModel, TrainingRun, type RecipeOptions } from '../../src/train/recipe.ts';
 import { testGpu } from '../gpu-fixture.ts';
@@ -182,8 +182,7 @@ describe('churn (slow)', () => {
 
     // The loss curve across both failures and the join equals one process training the same recipe.
     const gpu = await testGpu();
-    const tokenizer = loadTokenizer(recipe.vocab);
-    const run = TrainingRun.create(gpu, recipe, { tokenizer, train: await encodeCorpus(tokenizer, 'train'), val: await encodeCorpus(tokenizer, 'val') });
+    const run = TrainingRun.create(gpu, recipe, await loadCorpus(recipe.vocab));
     let worst = 0;
     for (let s = 0; s < END; s++) {
       run.adam.lr = learningRate(s, recipe);

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { startCoordinator } from '../../src/cli/coordinator.ts';
 import type { Coordinator } from '../../src/coordinator/index.ts';
-import { encodeCorpus, loadTokenizer } from '../../src/data/brown-node.ts';
+import { loadCorpus } from '../../src/data/brown-node.ts';
 import { defaultRecipe, learningRate, recipeModel, TrainingRun, type RecipeOptions } from '../../src/train/recipe.ts';
 import { testGpu } from '../gpu-fixture.ts';
 
@@ -57,8 +57,7 @@ describe('swarm (slow)', () => {
 
     // The same recipe, same seed and batches, in one process.
     const gpu = await testGpu();
-    const tokenizer = loadTokenizer(recipe.vocab);
-    const run = TrainingRun.create(gpu, recipe, { tokenizer, train: await encodeCorpus(tokenizer, 'train'), val: await encodeCorpus(tokenizer, 'val') });
+    const run = TrainingRun.create(gpu, recipe, await loadCorpus(recipe.vocab));
     for (let step = 0; step < STEPS; step++) {
       run.adam.lr = learningRate(step, recipe);
       const { loss } = await run.pipeline.trainStep(run.microBatches(step), recipe.batch, recipe.context);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { encodeCorpus, loadTokenizer } from '../../src/data/brown-node.ts';
+import { loadCorpus } from '../../src/data/brown-node.ts';
 import { defaultRecipe, learningRate, TrainingRun, type RecipeOptions } from '../../src/train/recipe.ts';
 import { testGpu } from '../gpu-fixture.ts';
 
@@ -15,8 +15,7 @@ describe('learning on the Brown corpus (slow)', () => {
     // vocabulary (the cheapest head), stopped at step 100.
     const o: RecipeOptions = { ...defaultRecipe(true), vocab: 1024, evalBatches: 6 };
     const steps = 100;
-    const tokenizer = loadTokenizer(o.vocab);
-    const corpus = { tokenizer, train: await encodeCorpus(tokenizer, 'train'), val: await encodeCorpus(tokenizer, 'val') };
+    const corpus = await loadCorpus(o.vocab);
     const run = TrainingRun.create(gpu, o, corpus);
     const before = await run.evaluate();
     const losses: number[] = [];

@@ -3,7 +3,7 @@
  * coordinator's relay for signalling), a SwarmWorker that trains its stage on this tab's GPU, and the events
  * the page shows. Loaded on demand (it pulls in libp2p), so the GPU page does not pay for it.
  */
-import type { Connection, Libp2p } from '@libp2p/interface';
+import type { Connection } from '@libp2p/interface';
 import type { Gpu } from '../../gpu/index.ts';
 import { CoordinatorClient, type JoinAnswer } from '../../net/coordinator-client.ts';
 import { loadOrCreateKey } from '../../net/identity-browser.ts';
