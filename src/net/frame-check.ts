@@ -49,14 +49,19 @@ export function checkFrame(frame: Frame, expect: FrameExpectation): void {
   const bytes = frame.payload.byteLength;
   switch (frame.kind) {
     case 'act':
+    case 'audit':
     case 'grad': {
-      const from = frame.kind === 'act' ? self.stage - 1 : self.stage + 1;
+      const from = frame.kind === 'grad' ? self.stage + 1 : self.stage - 1;
       if (frame.fromStage !== from) refuse(`${frame.kind} must come from stage ${from} (receiver is stage ${self.stage})`);
       if (expect.microBatches !== undefined && frame.micro >= expect.microBatches) refuse(`micro-batch beyond ${expect.microBatches - 1}`);
-      if (frame.micro % replicas[self.stage] !== self.replica) refuse(`micro-batch ${frame.micro} belongs to replica ${frame.micro % replicas[self.stage]}, not ${self.replica}`);
+      const owner = frame.micro % replicas[self.stage];
+      // An audit copy goes to a sibling of the micro-batch's replica, never to the replica itself.
+      if (frame.kind === 'audit' ? owner === self.replica : owner !== self.replica) {
+        refuse(frame.kind === 'audit' ? `micro-batch ${frame.micro} is this replica's own: it cannot audit it` : `micro-batch ${frame.micro} belongs to replica ${owner}, not ${self.replica}`);
+      }
       if (frame.fromReplica !== frame.micro % replicas[from]) refuse(`micro-batch ${frame.micro} is sent by replica ${frame.micro % replicas[from]}`);
       if (r !== expect.rows || c !== expect.width) refuse(`shape [${r}, ${c}], expected [${expect.rows}, ${expect.width}]`);
-      const codec = expect.codecs[frame.kind === 'act' ? self.stage - 1 : self.stage];
+      const codec = expect.codecs[frame.kind === 'grad' ? self.stage : self.stage - 1];
       if (frame.codec !== codec) refuse(`codec ${frame.codec}, boundary uses ${codec}`);
       const bad = payloadMismatch(codec, bytes, r, c);
       if (bad) refuse(bad);
@@ -70,6 +75,13 @@ export function checkFrame(frame: Frame, expect: FrameExpectation): void {
       if (expect.stageParams !== undefined && c !== expect.stageParams) refuse(`${c} gradient values, stage has ${expect.stageParams} parameters`);
       if (bytes !== 4 * c) refuse(`payload of ${bytes} bytes for ${c} float32`);
       if (frame.ids) refuse('gradsync carries no token ids');
+      break;
+    case 'auditlist':
+      if (frame.fromStage !== self.stage - 1) refuse(`auditlist must come from stage ${self.stage - 1}`);
+      if (frame.micro !== frame.fromReplica) refuse('auditlist micro must equal the sending replica');
+      if (r !== 1 || frame.codec !== 'none' || bytes !== 4 * c) refuse(`auditlist must be shape [1, n] float32 with codec none, got [${r}, ${c}] ${frame.codec} ${bytes} bytes`);
+      if (expect.microBatches !== undefined && c > expect.microBatches) refuse(`auditlist names ${c} micro-batches of ${expect.microBatches}`);
+      if (frame.ids) refuse('auditlist carries no token ids');
       break;
     case 'norm':
       if (frame.micro !== frame.fromStage) refuse('norm micro must equal the sending stage');

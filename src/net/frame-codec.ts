@@ -59,6 +59,8 @@ export interface FrameHeader {
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 const CODEC_NAME = /^[A-Za-z0-9+_.-]{1,64}$/;
 const MAX_MODEL_NAME = 256;
+/** Micro-batches per step an audit list may name. */
+export const MAX_AUDIT_LIST = 1024;
 
 /**
  * Limits derived from the model: act/grad carry [batch·context, dModel] float32 at most (the 'none' codec is
@@ -73,7 +75,8 @@ export function frameLimitsFor(cfg: ModelConfig, batch: number, stages = 1): Fra
   const rows = batch * cfg.context;
   const boundary = rows * Math.max(4 * cfg.dModel, 4 + cfg.dModel);
   const stageParams = Math.max(...splitStages(cfg, stages).map((s) => stageParamSpecs(cfg, s).reduce((a, p) => a + p.shape.reduce((x, y) => x * y, 1), 0)));
-  const byKind: Record<FrameKind, number> = { act: boundary, grad: boundary, gradsync: 4 * stageParams, norm: 8 };
+  // An audit is a copy of an act frame; an audit list names at most MAX_AUDIT_LIST micro-batches of one step.
+  const byKind: Record<FrameKind, number> = { act: boundary, grad: boundary, gradsync: 4 * stageParams, norm: 8, audit: boundary, auditlist: 4 * MAX_AUDIT_LIST };
   return { maxHeaderBytes: DEFAULT_MAX_HEADER_BYTES, maxPayloadBytes: Math.max(...Object.values(byKind)), maxPayloadBytesByKind: byKind, maxIds: rows };
 }
 
@@ -97,7 +100,8 @@ export function validateHeader(h: unknown, limits: FrameLimits): FrameHeader {
   const kind = o.kind as FrameKind;
   if (o.dtype !== 'f32') throw new FrameError(`header field dtype must be 'f32', got ${describe(o.dtype)}`);
   const s = o.shape;
-  if (!Array.isArray(s) || s.length !== 2 || !s.every((d) => isCount(d) && d > 0)) {
+  // An audit list may be empty ([1, 0]); every other tensor has both dimensions positive.
+  if (!Array.isArray(s) || s.length !== 2 || !s.every((d, i) => isCount(d) && (d > 0 || (i === 1 && kind === 'auditlist')))) {
     throw new FrameError(`header field shape must be two positive integers, got ${describe(s)}`);
   }
   if (typeof o.codec !== 'string' || !CODEC_NAME.test(o.codec)) throw new FrameError(`header field codec must be a codec name, got ${describe(o.codec)}`);

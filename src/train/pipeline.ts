@@ -5,7 +5,7 @@ import { NonFiniteGradientError, Stage } from '../model/stage.ts';
 import { splitStages } from '../model/stages.ts';
 import type { AdamWConfig } from '../ops/adamw.ts';
 import { InMemoryNetwork } from './memory-transport.ts';
-import { microId, StageRunner, workerId, type AsyncOptions, type AsyncStepResult, type MicroBatchData, type RunnerStep } from './stage-runner.ts';
+import { microId, StageRunner, workerId, type AsyncOptions, type AsyncStepResult, type MicroBatchData, type RunnerOptions, type RunnerStep } from './stage-runner.ts';
 import { TransportError } from './transport.ts';
 
 export { NonFiniteTensorError, workerId, type AsyncOptions, type AsyncStepResult, type MicroBatchData, type OpSpan } from './stage-runner.ts';
@@ -33,6 +33,8 @@ export interface PipelineOptions {
    * their squared gradient norm, so the clip equals the unsplit model's.
    */
   clipNorm?: number;
+  /** Per-worker additions to the runner options (audits, work reports, fault injection). */
+  worker?: (stage: number, replica: number) => Partial<RunnerOptions>;
 }
 
 export interface StepResult {
@@ -95,7 +97,7 @@ export class Pipeline {
     const runnerOpts = { adam: opts.adam, codecs: opts.codecs, afterStep: opts.afterStep, timeoutMs: opts.timeoutMs, clipNorm: opts.clipNorm };
     const workers = specs.map((spec) =>
       Array.from({ length: replicas[spec.index] }, (_, r) =>
-        new StageRunner(Stage.create(gpu, opts.model, spec, opts.weights), r, network.endpoint(workerId(spec.index, r)), topology, runnerOpts)),
+        new StageRunner(Stage.create(gpu, opts.model, spec, opts.weights), r, network.endpoint(workerId(spec.index, r)), topology, { ...runnerOpts, ...opts.worker?.(spec.index, r) })),
     );
     return new Pipeline(gpu, opts, workers, network);
   }

@@ -5,6 +5,7 @@ import type { AdamWConfig } from '../ops/adamw.ts';
 import { gradNorm } from '../ops/gradclip.ts';
 import { asyncOneFOneB } from './schedule.ts';
 import type { Frame, Transport } from './transport.ts';
+import { hashBytes, hashIds, hashLoss, type AuditOptions, type WorkDone } from './work.ts';
 
 /**
  * One pipeline worker: a stage (one replica of it) running its part of the 1F1B schedule over a Transport.
@@ -40,6 +41,15 @@ export interface RunnerOptions {
   timeoutMs?: number;
   /** Global gradient-norm clip (synchronous) or clipNorm/√N per stage (asynchronous). */
   clipNorm?: number;
+  /** Verification by recomputation (synchronous runs only; the same fraction on every worker). */
+  audit?: AuditOptions;
+  /** Called for every unit of work this worker did (receipts are made from these). */
+  onWork?: (w: WorkDone) => void;
+  /**
+   * Fault injection for the malicious-worker tests and benchmark: where it returns true, this worker corrupts
+   * its forward output (consistently: it hashes and sends the corrupted tensor, as a cheater would).
+   */
+  corrupt?: (step: number, micro: number) => boolean;
 }
 
 export interface AsyncOptions {
@@ -166,7 +176,7 @@ export class StageRunner {
     const local: RunnerStep[] = steps.map(() => ({ losses: new Map(), maxDelay: 0, refused: false }));
     this.busyMs = 0;
     let version = 0;
-    const recv = (k: number, m: number, kind: 'act' | 'grad') =>
+    const recv = (k: number, m: number, kind: 'act' | 'grad' | 'audit' | 'auditlist') =>
       this.transport.receive(base + k, m, kind, { timeoutMs: this.opts.timeoutMs, signal, forgetBefore: base + version - 1 });
     const timed = async <T>(f: () => Promise<T> | T): Promise<T> => {
       const t = performance.now();
@@ -178,16 +188,44 @@ export class StageRunner {
     };
     const span = (op: OpSpan['op'], step: number, micro: number | undefined, startMs: number) =>
       ctx.opts.trace?.push({ stage: s, replica: this.replica, op, step, micro, startMs, endMs: performance.now() });
-    const ship = async (t: Tensor, k: number, m: number, kind: 'act' | 'grad', toStage: number, codec: Codec | undefined) => {
+    const auditing = this.auditing(ctx);
+    /** Per step: the micro-batches duplicated to each replica of the next stage. */
+    const duplicated = steps.map(() => Array.from({ length: this.topology.replicas[s + 1] ?? 0 }, () => [] as number[]));
+    const encode = async (t: Tensor, k: number, m: number, kind: 'act' | 'grad', codec: Codec | undefined) => {
       const host = (await gpu.read(t)) as Float32Array;
       gpu.release(t);
+      if (kind === 'act' && m % this.topology.replicas[s] === this.replica && this.opts.corrupt?.(base + k, m)) for (let i = 0; i < host.length; i += 7) host[i] += 0.5;
       const bad = firstNonFinite(host);
       if (bad >= 0) throw new NonFiniteTensorError(`stage ${s} ${kind} output, micro-batch ${m}`, bad, host[bad]);
       const ids = steps[k][m].ids;
-      const payload = codec ? codec.encode(host, [rows, C], { ids, kind }) : new Uint8Array(host.buffer, host.byteOffset, host.byteLength);
-      const frame: Frame = { model: this.topology.model, fromStage: s, fromReplica: this.replica, step: base + k, micro: m, kind, shape: [rows, C], codec: codec?.name ?? 'none', payload, ids };
-      sends.push(this.transport.send(workerId(toStage, m % this.topology.replicas[toStage]), frame));
+      return codec ? codec.encode(host, [rows, C], { ids, kind }) : new Uint8Array(host.buffer, host.byteOffset, host.byteLength);
     };
+    const ship = async (t: Tensor, k: number, m: number, kind: 'act' | 'grad', toStage: number, codec: Codec | undefined) => {
+      const payload = await encode(t, k, m, kind, codec);
+      const ids = steps[k][m].ids;
+      const frame: Frame = { model: this.topology.model, fromStage: s, fromReplica: this.replica, step: base + k, micro: m, kind, shape: [rows, C], codec: codec?.name ?? 'none', payload, ids };
+      const R = this.topology.replicas[toStage];
+      sends.push(this.transport.send(workerId(toStage, m % R), frame));
+      if (kind === 'act' && auditing && R > 1 && this.opts.audit!.coin(base + k, m, 0) < this.opts.audit!.fraction) {
+        // A sibling of the receiver, drawn by a second coin: the receiver cannot know who checks it.
+        const verifier = ((m % R) + 1 + Math.floor(this.opts.audit!.coin(base + k, m, 1) * (R - 1))) % R;
+        duplicated[k][verifier].push(m);
+        sends.push(this.transport.send(workerId(toStage, verifier), { ...frame, kind: 'audit' }));
+      }
+      return payload;
+    };
+    const lastOwn = this.mine(steps).map((ms) => ms[ms.length - 1]);
+    const sendAuditLists = (k: number) => {
+      if (!auditing || s === N - 1 || this.topology.replicas[s + 1] < 2) return;
+      duplicated[k].forEach((list, r) => {
+        const frame: Frame = {
+          model: this.topology.model, fromStage: s, fromReplica: this.replica, step: base + k, micro: this.replica, kind: 'auditlist',
+          shape: [1, list.length], codec: 'none', payload: new Uint8Array(new Float32Array(list).buffer),
+        };
+        sends.push(this.transport.send(workerId(s + 1, r), frame));
+      });
+    };
+    const inputHash = (k: number, m: number, f: Frame | undefined) => (f ? hashBytes(f.payload) : hashIds(steps[k][m].ids));
     const land = (f: Frame, k: number, m: number, kind: 'act' | 'grad', codec: Codec | undefined): Tensor => {
       if (f.shape[0] !== rows || f.shape[1] !== C) throw new ShapeError(`stage ${s}: ${kind} frame shape [${f.shape}] for micro-batch ${m}, expected [${rows}, ${C}]`);
       if ((codec?.name ?? 'none') !== f.codec) throw new ShapeError(`stage ${s}: frame codec ${f.codec}, expected ${codec?.name ?? 'none'}`);
@@ -206,7 +244,8 @@ export class StageRunner {
       if (op.op === 'F') {
         const { step: k, micro: m, delay } = op;
         const mb = steps[k][m];
-        const input = s > 0 ? land(await recv(k, m, 'act'), k, m, 'act', this.codec(s - 1)) : undefined;
+        const frameIn = s > 0 ? await recv(k, m, 'act') : undefined;
+        const input = frameIn && land(frameIn, k, m, 'act', this.codec(s - 1));
         let weights: WeightSet | undefined;
         if (delay > 0) {
           weights = stashes.get(delay) ?? this.stage.weightSet(lookAhead ? delay : 0);
@@ -222,7 +261,9 @@ export class StageRunner {
           }
           return r.output;
         });
-        if (out) await timed(() => ship(out, k, m, 'act', s + 1, this.codec(s)));
+        const sent = out ? await timed(() => ship(out, k, m, 'act', s + 1, this.codec(s))) : undefined;
+        this.opts.onWork?.({ step: base + k, micro: m, kind: 'train', inputHash: inputHash(k, m, frameIn), outputHash: sent ? hashBytes(sent) : hashLoss(local[k].losses.get(m)!) });
+        if (m === lastOwn[k]) sendAuditLists(k);
         span('F', k, m, t0);
       } else if (op.op === 'B') {
         const { step: k, micro: m } = op;
@@ -237,6 +278,8 @@ export class StageRunner {
         span('B', k, m, t0);
       } else {
         const k = op.step;
+        if (lastOwn[k] === undefined) sendAuditLists(k);
+        if (auditing) await timed(() => this.audit(k, ctx, recv, encode, inputHash));
         await this.update(k, local[k], ctx, lookAhead, timed, (t0) => span('U', k, undefined, t0));
         ctx.onUpdate?.(k, local[k]);
         stashes = new Map();
@@ -244,6 +287,70 @@ export class StageRunner {
       }
     }
     await Promise.all(sends);
+  }
+
+  /** Whether this run verifies by recomputation: synchronous (replicas share weights until the update) with a fraction > 0. */
+  private auditing(ctx: RunContext): boolean {
+    return ctx.opts.staleness === 0 && (this.opts.audit?.fraction ?? 0) > 0;
+  }
+
+  /**
+   * Before update k (every replica of the stage still holds step k's weights): recompute the forwards this
+   * worker was chosen to check — those the previous stage's workers duplicated here, or at stage 0 those its
+   * own coin picks from replica r − 1 — and report each output hash as audit work.
+   */
+  private async audit(
+    k: number, ctx: RunContext, recv: (k: number, m: number, kind: 'audit' | 'auditlist') => Promise<Frame>,
+    encode: (t: Tensor, k: number, m: number, kind: 'act', codec: Codec | undefined) => Promise<Uint8Array>,
+    inputHash: (k: number, m: number, f: Frame | undefined) => string,
+  ): Promise<void> {
+    const s = this.s;
+    const R = this.topology.replicas[s];
+    if (R < 2) return;
+    const { steps, batch, seq, base } = ctx;
+    const todo: Array<{ m: number; frame?: Frame }> = [];
+    if (s === 0) {
+      const checked = (this.replica + R - 1) % R;
+      for (let m = 0; m < steps[k].length; m++) {
+        if (m % R === checked && this.opts.audit!.coin(base + k, m, 0) < this.opts.audit!.fraction) todo.push({ m });
+      }
+    } else {
+      for (let u = 0; u < this.topology.replicas[s - 1]; u++) {
+        const list = await recv(k, u, 'auditlist');
+        if (list.payload.byteLength !== 4 * list.shape[1]) throw new ShapeError(`stage ${s}: audit list from replica ${u} of stage ${s - 1} is malformed`);
+        for (const m of new Float32Array(list.payload.slice().buffer)) {
+          if (!Number.isInteger(m) || m < 0 || m >= steps[k].length || m % R === this.replica) throw new ShapeError(`stage ${s}: audit list names micro-batch ${m}, not a sibling's`);
+          todo.push({ m, frame: await recv(k, m, 'audit') });
+        }
+      }
+    }
+    const { gpu } = this.stage;
+    const rows = batch * seq;
+    const C = this.stage.cfg.dModel;
+    for (const { m, frame } of todo) {
+      const mb = steps[k][m];
+      let x: Tensor | undefined;
+      if (frame) {
+        const codec = this.codec(s - 1);
+        if (frame.shape[0] !== rows || frame.shape[1] !== C || frame.codec !== (codec?.name ?? 'none')) throw new ShapeError(`stage ${s}: audit frame for micro-batch ${m} has shape [${frame.shape}] codec ${frame.codec}`);
+        const host = codec ? codec.decode(frame.payload, [rows, C], { ids: mb.ids, kind: 'act' }) : new Float32Array(frame.payload.slice().buffer, 0, rows * C);
+        const bad = firstNonFinite(host);
+        if (bad >= 0) throw new NonFiniteTensorError(`stage ${s} audit input, micro-batch ${m}`, bad, host[bad]);
+        x = gpu.upload(host, [rows, C]);
+      }
+      // An id no training micro-batch uses; discarded at once (an audit has no backward).
+      const id = -1 - m;
+      const r = this.stage.forward({ id, batch, seq, ids: mb.ids, targets: mb.targets, input: x });
+      let outputHash: string;
+      if (r.loss) {
+        outputHash = hashLoss((await gpu.read(r.loss))[0]);
+        gpu.release(r.loss, r.logits, r.output);
+      } else {
+        outputHash = hashBytes(await encode(r.output!, k, m, 'act', this.codec(s)));
+      }
+      this.stage.discard(id);
+      this.opts.onWork?.({ step: base + k, micro: m, kind: 'audit', inputHash: inputHash(k, m, frame), outputHash });
+    }
   }
 
   /** Update U(k): replica all-reduce, clipping, AdamW, the afterStep hook. */

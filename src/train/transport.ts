@@ -5,9 +5,11 @@
  */
 /**
  * act: activations forward; grad: their gradients backward; gradsync: a replica's summed gradients (all-reduce
- * within a stage); norm: a stage's squared gradient norm (synchronous global clipping, one float).
+ * within a stage); norm: a stage's squared gradient norm (synchronous global clipping, one float);
+ * audit: a copy of an act frame sent to a sibling of its receiver, which recomputes the forward to check it;
+ * auditlist: the micro-batches a sender duplicated to this replica in a step (float32 ids, maybe none).
  */
-export const FRAME_KINDS = ['act', 'grad', 'gradsync', 'norm'] as const;
+export const FRAME_KINDS = ['act', 'grad', 'gradsync', 'norm', 'audit', 'auditlist'] as const;
 export type FrameKind = (typeof FRAME_KINDS)[number];
 
 export interface Frame {

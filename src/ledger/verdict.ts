@@ -1,0 +1,86 @@
+/**
+ * Judging an epoch's receipts: a pure function of the receipts alone, so the coordinator's settlement and anyone
+ * re-running `npm run verify-epoch` reach the same credits.
+ *
+ * Each audit receipt is compared with the train receipt of the same unit (model, round, stage, step,
+ * micro-batch). Same input, different output: the audited peer is caught — every receipt it made in the epoch
+ * is void. Different input: the sender fed the two replicas different bytes, which says nothing about the
+ * audited peer (inconclusive). An audit with no train receipt to compare has checked nothing.
+ * Credits = FLOPs of the receipts of peers not caught: their train work, plus audits that compared.
+ */
+import { unitKey, type SignedReceipt, type WorkReceipt } from './receipt.ts';
+
+export type AuditResult = 'match' | 'mismatch' | 'input-mismatch' | 'unmatched';
+
+export interface AuditOutcome {
+  unit: string;
+  auditor: string;
+  /** The peer whose train receipt was checked (null when there was none). */
+  audited: string | null;
+  result: AuditResult;
+}
+
+export interface PeerVerdict {
+  peerId: string;
+  /** An audit with the same input found a different output: the peer's receipts of the epoch are void. */
+  caught: boolean;
+  trainFlops: number;
+  auditFlops: number;
+  /** Verified FLOPs: what the peer is credited (0 when caught). */
+  credited: number;
+  receipts: number;
+  /** Audits of this peer's work that matched / did not. */
+  passed: number;
+  failed: number;
+}
+
+export interface EpochJudgement {
+  verdicts: PeerVerdict[];
+  audits: AuditOutcome[];
+}
+
+export function judgeEpoch(receipts: readonly WorkReceipt[]): EpochJudgement {
+  const train = new Map<string, WorkReceipt>();
+  for (const r of receipts) if (r.kind === 'train' && !train.has(unitKey(r))) train.set(unitKey(r), r);
+  const verdicts = new Map<string, PeerVerdict>();
+  const of = (peerId: string) => {
+    let v = verdicts.get(peerId);
+    if (!v) verdicts.set(peerId, (v = { peerId, caught: false, trainFlops: 0, auditFlops: 0, credited: 0, receipts: 0, passed: 0, failed: 0 }));
+    return v;
+  };
+  const audits: AuditOutcome[] = [];
+  const comparedAudits = new Set<WorkReceipt>();
+  for (const r of receipts) {
+    const v = of(r.peerId);
+    v.receipts++;
+    if (r.kind === 'train') {
+      v.trainFlops += r.flops;
+      continue;
+    }
+    const unit = unitKey(r);
+    const t = train.get(unit);
+    let result: AuditResult;
+    if (!t || t.peerId === r.peerId) result = 'unmatched';
+    else if (t.inputHash !== r.inputHash) result = 'input-mismatch';
+    else result = t.outputHash === r.outputHash ? 'match' : 'mismatch';
+    audits.push({ unit, auditor: r.peerId, audited: t && t.peerId !== r.peerId ? t.peerId : null, result });
+    if (result === 'match' || result === 'mismatch') {
+      comparedAudits.add(r);
+      const checked = of(t!.peerId);
+      if (result === 'match') checked.passed++;
+      else {
+        checked.failed++;
+        checked.caught = true;
+      }
+    }
+  }
+  for (const r of comparedAudits) of(r.peerId).auditFlops += r.flops;
+  for (const v of verdicts.values()) v.credited = v.caught ? 0 : v.trainFlops + v.auditFlops;
+  return { verdicts: [...verdicts.values()].sort((a, b) => (a.peerId < b.peerId ? -1 : 1)), audits };
+}
+
+/** Receipts in a canonical order (what settlement publishes and verification re-reads). */
+export function sortReceipts<T extends SignedReceipt>(rs: T[]): T[] {
+  const key = (r: SignedReceipt) => [r.model, r.round, r.stage, r.step, r.micro, r.kind, r.peerId].join('\u0000');
+  return [...rs].sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
+}
