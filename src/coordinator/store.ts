@@ -6,7 +6,7 @@ import type {
 } from './types.ts';
 
 /**
- * The coordinator's state in embedded SQLite (node:sqlite). All SQL lives in this file; callers see typed
+ * The coordinator's state in embedded SQLite (node:sqlite). All SQL of the swarm state lives in this file (the ledger's in ledger-store.ts); callers see typed
  * records. WAL mode with synchronous=NORMAL: a committed transaction survives a crash of the process (an OS
  * crash may lose the last few), so a restarted coordinator resumes where it stopped.
  */
@@ -66,6 +66,51 @@ const MIGRATIONS: readonly string[] = [
      at INTEGER NOT NULL,
      kind TEXT NOT NULL,
      detail TEXT NOT NULL
+   );`,
+  // 2: the contribution ledger (queries in ledger-store.ts).
+  `CREATE TABLE assignment_held (
+     model_id TEXT NOT NULL, stage INTEGER NOT NULL, replica INTEGER NOT NULL, peer_id TEXT NOT NULL, first_at INTEGER NOT NULL,
+     PRIMARY KEY (model_id, stage, replica, peer_id)
+   );
+   INSERT INTO assignment_held SELECT model_id, stage, replica, peer_id, since FROM assignments;
+   CREATE TABLE receipts (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     model_id TEXT NOT NULL REFERENCES models(id),
+     epoch INTEGER,
+     round INTEGER NOT NULL, stage INTEGER NOT NULL, replica INTEGER NOT NULL, replicas INTEGER NOT NULL,
+     step INTEGER NOT NULL, micro INTEGER NOT NULL,
+     kind TEXT NOT NULL CHECK (kind IN ('train', 'audit')),
+     flops INTEGER NOT NULL, input_hash TEXT NOT NULL, output_hash TEXT NOT NULL,
+     peer_id TEXT NOT NULL, signature TEXT NOT NULL, at INTEGER NOT NULL,
+     UNIQUE (model_id, round, stage, step, micro, kind, peer_id)
+   );
+   CREATE UNIQUE INDEX receipts_one_train ON receipts (model_id, round, stage, step, micro) WHERE kind = 'train';
+   CREATE INDEX receipts_epoch ON receipts (model_id, epoch);
+   CREATE TABLE epochs (
+     model_id TEXT NOT NULL REFERENCES models(id),
+     epoch INTEGER NOT NULL,
+     closed_at INTEGER NOT NULL,
+     through_step INTEGER NOT NULL,
+     root TEXT,
+     leaves TEXT NOT NULL,
+     verdicts TEXT NOT NULL,
+     audits TEXT NOT NULL,
+     bindings TEXT NOT NULL,
+     tx_hash TEXT, posted_at INTEGER, claimable_at INTEGER, chain_error TEXT,
+     PRIMARY KEY (model_id, epoch)
+   );
+   CREATE TABLE credits (
+     model_id TEXT NOT NULL, epoch INTEGER NOT NULL, peer_id TEXT NOT NULL, flops TEXT NOT NULL, caught INTEGER NOT NULL,
+     PRIMARY KEY (model_id, epoch, peer_id)
+   );
+   CREATE TABLE bindings (
+     peer_id TEXT PRIMARY KEY, wallet TEXT NOT NULL, nonce TEXT NOT NULL, expiry TEXT NOT NULL,
+     wallet_signature TEXT NOT NULL, peer_signature TEXT NOT NULL, at INTEGER NOT NULL
+   );
+   CREATE INDEX bindings_wallet ON bindings (wallet);
+   CREATE TABLE wallet_nonces (wallet TEXT PRIMARY KEY, used INTEGER NOT NULL);
+   CREATE TABLE reputations (
+     peer_id TEXT PRIMARY KEY, strikes INTEGER NOT NULL, banned INTEGER NOT NULL, reason TEXT, at INTEGER NOT NULL
    );`,
 ];
 
@@ -185,6 +230,11 @@ export class Store {
 
   close(): void {
     if (this.db.isOpen) this.db.close();
+  }
+
+  /** The connection, for the ledger's queries (ledger-store.ts) in the same transactions. */
+  get connection(): DatabaseSync {
+    return this.db;
   }
 
   schemaVersion(): number {
@@ -313,7 +363,11 @@ export class Store {
       const old = new Map(this.listAssignments().map((a) => [key(a), a]));
       this.db.exec('DELETE FROM assignments');
       const insert = this.db.prepare('INSERT INTO assignments (model_id, stage, replica, peer_id, since) VALUES (?, ?, ?, ?, ?)');
-      for (const a of next) insert.run(a.modelId, a.stage, a.replica, a.peerId, old.get(key(a))?.since ?? at);
+      const held = this.db.prepare('INSERT OR IGNORE INTO assignment_held (model_id, stage, replica, peer_id, first_at) VALUES (?, ?, ?, ?, ?)');
+      for (const a of next) {
+        insert.run(a.modelId, a.stage, a.replica, a.peerId, old.get(key(a))?.since ?? at);
+        held.run(a.modelId, a.stage, a.replica, a.peerId, at);
+      }
     });
   }
 

@@ -6,7 +6,10 @@
  * micro-batch). Same input, different output: the audited peer is caught — every receipt it made in the epoch
  * is void. Different input: the sender fed the two replicas different bytes, which says nothing about the
  * audited peer (inconclusive). An audit with no train receipt to compare has checked nothing.
- * Credits = FLOPs of the receipts of peers not caught: their train work, plus audits that compared.
+ * A train receipt must also be corroborated by the neighbouring stage: its input hash is the previous stage's
+ * output hash (or, at stage 0, its output hash the next stage's input hash) for the same unit, so work nobody
+ * received or sent — a receipt invented for a step that never ran — earns nothing without a colluding peer.
+ * Credits = FLOPs of the receipts of peers not caught: their corroborated train work, plus audits that compared.
  */
 import { unitKey, type SignedReceipt, type WorkReceipt } from './receipt.ts';
 
@@ -24,8 +27,11 @@ export interface PeerVerdict {
   peerId: string;
   /** An audit with the same input found a different output: the peer's receipts of the epoch are void. */
   caught: boolean;
+  /** FLOPs of corroborated train receipts. */
   trainFlops: number;
   auditFlops: number;
+  /** Train receipts no neighbouring stage's receipt corroborates (not credited). */
+  unconfirmed: number;
   /** Verified FLOPs: what the peer is credited (0 when caught). */
   credited: number;
   receipts: number;
@@ -39,13 +45,19 @@ export interface EpochJudgement {
   audits: AuditOutcome[];
 }
 
-export function judgeEpoch(receipts: readonly WorkReceipt[]): EpochJudgement {
+/** `stages`: the model's stage count (a one-stage model has no neighbour to corroborate). */
+export function judgeEpoch(receipts: readonly WorkReceipt[], stages: number): EpochJudgement {
   const train = new Map<string, WorkReceipt>();
   for (const r of receipts) if (r.kind === 'train' && !train.has(unitKey(r))) train.set(unitKey(r), r);
+  const corroborated = (r: WorkReceipt): boolean => {
+    if (stages === 1) return true;
+    if (r.stage > 0) return train.get(unitKey({ ...r, stage: r.stage - 1 }))?.outputHash === r.inputHash;
+    return train.get(unitKey({ ...r, stage: 1 }))?.inputHash === r.outputHash;
+  };
   const verdicts = new Map<string, PeerVerdict>();
   const of = (peerId: string) => {
     let v = verdicts.get(peerId);
-    if (!v) verdicts.set(peerId, (v = { peerId, caught: false, trainFlops: 0, auditFlops: 0, credited: 0, receipts: 0, passed: 0, failed: 0 }));
+    if (!v) verdicts.set(peerId, (v = { peerId, caught: false, trainFlops: 0, auditFlops: 0, unconfirmed: 0, credited: 0, receipts: 0, passed: 0, failed: 0 }));
     return v;
   };
   const audits: AuditOutcome[] = [];
@@ -54,7 +66,8 @@ export function judgeEpoch(receipts: readonly WorkReceipt[]): EpochJudgement {
     const v = of(r.peerId);
     v.receipts++;
     if (r.kind === 'train') {
-      v.trainFlops += r.flops;
+      if (corroborated(r)) v.trainFlops += r.flops;
+      else v.unconfirmed++;
       continue;
     }
     const unit = unitKey(r);

@@ -21,12 +21,23 @@ describe('epoch verdicts', () => {
       r('p1', { micro: 2, replica: 1, kind: 'audit', flops: 100, inputHash: H('9') }), // sender fed different bytes
       r('p0', { micro: 1, step: 5, kind: 'audit', flops: 100 }), // nothing to compare with
     ];
-    const j = judgeEpoch(receipts);
+    const j = judgeEpoch(receipts, 1);
     expect(j.audits.map((a) => a.result)).toEqual(['match', 'mismatch', 'input-mismatch', 'unmatched']);
     const p0 = j.verdicts.find((v) => v.peerId === 'p0')!;
     const p1 = j.verdicts.find((v) => v.peerId === 'p1')!;
     expect(p0).toMatchObject({ caught: false, trainFlops: 600, auditFlops: 100, credited: 700, passed: 1, failed: 0 });
     expect(p1).toMatchObject({ caught: true, credited: 0, passed: 0, failed: 1 });
+  });
+
+  it('in a multi-stage model, train receipts count only when the neighbouring stage corroborates them', () => {
+    const chain = [
+      r('a', { stage: 0, replicas: 1, outputHash: H('5') }), r('b', { stage: 1, replicas: 1, inputHash: H('5'), outputHash: H('6') }),
+      r('a', { stage: 0, replicas: 1, step: 1, outputHash: H('7') }), // stage 1 never received step 1's activation
+      r('b', { stage: 1, replicas: 1, step: 2, inputHash: H('8') }), // invented: no stage 0 work sent it
+    ];
+    const j = judgeEpoch(chain, 2);
+    expect(j.verdicts.find((v) => v.peerId === 'a')).toMatchObject({ trainFlops: 300, unconfirmed: 1, credited: 300 });
+    expect(j.verdicts.find((v) => v.peerId === 'b')).toMatchObject({ trainFlops: 300, unconfirmed: 1, credited: 300 });
   });
 });
 

@@ -54,7 +54,7 @@ describe('audits by recomputation (in-memory pipeline, 3 stages × 2 replicas)',
       const up = train.find((w) => w.stage === t.stage - 1 && w.step === t.step && w.micro === t.micro)!;
       expect(t.inputHash).toBe(up.outputHash);
     }
-    const j = judgeEpoch(audited.receipts);
+    const j = judgeEpoch(audited.receipts, STAGES);
     expect(j.audits.every((a) => a.result === 'match')).toBe(true);
     expect(j.verdicts.filter((v) => v.caught)).toEqual([]);
     expect(j.verdicts.every((v) => v.credited === v.trainFlops + v.auditFlops && v.credited > 0)).toBe(true);
@@ -62,7 +62,7 @@ describe('audits by recomputation (in-memory pipeline, 3 stages × 2 replicas)',
 
   it('a replica that corrupts its outputs is caught by its sibling; the others keep their credits', async () => {
     const { receipts } = await run({ fraction: 1, cheater: { stage: 1, replica: 0, corrupt: (_s, m) => m === 2 } });
-    const j = judgeEpoch(receipts);
+    const j = judgeEpoch(receipts, STAGES);
     const caught = j.verdicts.filter((v) => v.caught).map((v) => v.peerId);
     expect(caught).toEqual(['peer-s1r0']);
     const cheater = j.verdicts.find((v) => v.peerId === 'peer-s1r0')!;
