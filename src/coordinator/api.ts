@@ -2,6 +2,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { BadRequestError, CoordinatorError, MethodNotAllowedError, NotFoundError, PayloadTooLargeError } from './errors.ts';
 import { CorpusData } from './corpus-data.ts';
 import type { CoordinatorService } from './service.ts';
+import type { LedgerService } from './ledger.ts';
+import type { Settlement } from './settlement.ts';
+import { UnauthorizedError } from './errors.ts';
 import type { Logger } from './types.ts';
 import { queryInt } from './validate.ts';
 
@@ -15,11 +18,15 @@ export interface ApiOptions {
   corsOrigins: readonly string[];
   /** Where the corpus routes read from (default: a fresh in-memory cache). */
   corpus?: CorpusData;
+  ledger: LedgerService;
+  settlement: Settlement;
+  /** Bearer token of the admin routes (none: they answer 401). */
+  adminToken?: string;
 }
 
 /** A JSON answer, or raw bytes (the corpus routes). */
 type Answer = { status?: number; json: unknown } | { bytes: Uint8Array; type: string };
-type Handler = (ctx: { params: string[]; query: URLSearchParams; body: unknown }) => Answer | Promise<Answer>;
+type Handler = (ctx: { params: string[]; query: URLSearchParams; body: unknown; headers: IncomingMessage['headers'] }) => Answer | Promise<Answer>;
 
 interface Route {
   method: 'GET' | 'POST';
@@ -27,10 +34,39 @@ interface Route {
   handler: Handler;
 }
 
-function routes(svc: CoordinatorService, corpus: CorpusData): Route[] {
+function routes(svc: CoordinatorService, corpus: CorpusData, opts: ApiOptions): Route[] {
   const since = (q: URLSearchParams) => queryInt(q.get('since'), 'since', 0);
   const limit = (q: URLSearchParams) => queryInt(q.get('limit'), 'limit', 1000, 1000);
+  const { ledger, settlement } = opts;
+  const admin = (headers: IncomingMessage['headers']) => {
+    if (!opts.adminToken || headers.authorization !== `Bearer ${opts.adminToken}`) throw new UnauthorizedError('closing an epoch needs the admin token (Authorization: Bearer …)');
+  };
+  const epochNo = (raw: string) => queryInt(raw, 'epoch', 0);
   return [
+    { method: 'POST', pattern: /^\/api\/models\/([^/]+)\/receipts$/, handler: async ({ params, body }) => ({ json: await ledger.submitReceipts(params[0], body) }) },
+    { method: 'GET', pattern: /^\/api\/models\/([^/]+)\/epochs$/, handler: ({ params }) => ({ json: ledger.epochs(params[0]) }) },
+    {
+      method: 'POST',
+      pattern: /^\/api\/models\/([^/]+)\/epochs$/,
+      handler: async ({ params, body, headers }) => {
+        admin(headers);
+        const o = body as { epoch?: unknown };
+        const expected = o && typeof o === 'object' && o.epoch !== undefined ? epochNo(String(o.epoch)) : undefined;
+        const e = await settlement.close(params[0], expected);
+        return { status: 201, json: ledger.epoch(params[0], e.epoch) };
+      },
+    },
+    { method: 'GET', pattern: /^\/api\/models\/([^/]+)\/epochs\/(\d+)$/, handler: ({ params }) => ({ json: ledger.epoch(params[0], epochNo(params[1])) }) },
+    {
+      method: 'GET',
+      pattern: /^\/api\/models\/([^/]+)\/epochs\/(\d+)\/receipts$/,
+      handler: ({ params, query }) => ({ json: ledger.epochReceipts(params[0], epochNo(params[1]), since(query), limit(query)) }),
+    },
+    { method: 'GET', pattern: /^\/api\/chain$/, handler: () => ({ json: ledger.chainView() }) },
+    { method: 'POST', pattern: /^\/api\/bindings$/, handler: async ({ body }) => ({ status: 201, json: await ledger.bind(body) }) },
+    { method: 'GET', pattern: /^\/api\/peers\/([^/]+)\/binding$/, handler: ({ params }) => ({ json: ledger.bindingOf(params[0]) }) },
+    { method: 'GET', pattern: /^\/api\/wallets\/([^/]+)\/nonce$/, handler: ({ params }) => ({ json: ledger.nonce(params[0]) }) },
+    { method: 'GET', pattern: /^\/api\/wallets\/([^/]+)$/, handler: ({ params }) => ({ json: ledger.wallet(params[0]) }) },
     { method: 'GET', pattern: /^\/api\/health$/, handler: () => ({ json: svc.health() }) },
     { method: 'GET', pattern: /^\/api\/models$/, handler: () => ({ json: svc.listModels() }) },
     { method: 'POST', pattern: /^\/api\/models$/, handler: ({ body }) => ({ status: 201, json: svc.registerModel(body) }) },
@@ -107,7 +143,7 @@ function sendBytes(res: ServerResponse, bytes: Uint8Array, type: string, extra: 
 
 /** The request handler: routes, answers JSON, and turns every failure into a logged error answer. */
 export function createApiHandler(svc: CoordinatorService, opts: ApiOptions): (req: IncomingMessage, res: ServerResponse) => void {
-  const table = routes(svc, opts.corpus ?? new CorpusData());
+  const table = routes(svc, opts.corpus ?? new CorpusData(), opts);
   return (req, res) => {
     void handle(req, res).catch((e) => opts.log('error', `unhandled failure answering ${req.method} ${req.url}: ${(e as Error).stack ?? e}`));
   };
@@ -118,7 +154,7 @@ export function createApiHandler(svc: CoordinatorService, opts: ApiOptions): (re
     const cors = corsHeaders(req.headers.origin, opts.corsOrigins);
     try {
       if (method === 'OPTIONS') {
-        res.writeHead(204, { ...cors, 'access-control-allow-methods': 'GET, POST', 'access-control-allow-headers': 'content-type' });
+        res.writeHead(204, { ...cors, 'access-control-allow-methods': 'GET, POST', 'access-control-allow-headers': 'content-type, authorization' });
         res.end();
         return;
       }
@@ -128,7 +164,7 @@ export function createApiHandler(svc: CoordinatorService, opts: ApiOptions): (re
       if (!route) throw new MethodNotAllowedError(`${method} ${url.pathname}: use ${matching.map((r) => r.method).join(' or ')}`);
       const params = url.pathname.match(route.pattern)!.slice(1).map(decode);
       const body = method === 'POST' ? parseJson(await readBody(req, opts.maxBodyBytes)) : undefined;
-      const out = await route.handler({ params, query: url.searchParams, body });
+      const out = await route.handler({ params, query: url.searchParams, body, headers: req.headers });
       if ('bytes' in out) sendBytes(res, out.bytes, out.type, cors);
       else send(res, out.status ?? 200, out.json, cors);
     } catch (e) {

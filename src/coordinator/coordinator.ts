@@ -1,6 +1,10 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createApiHandler } from './api.ts';
+import { ChainLink, type ChainLinkOptions } from './chain-link.ts';
+import { LedgerService } from './ledger.ts';
+import { LedgerStore } from './ledger-store.ts';
+import { Settlement } from './settlement.ts';
 import { Membership } from './membership.ts';
 import { rebalance } from './placement.ts';
 import { REFERENCE_FLOPS_PER_TOKEN } from './registry.ts';
@@ -31,6 +35,14 @@ export interface CoordinatorOptions {
   referenceFlopsPerToken?: number;
   log?: Logger;
   now?: () => number;
+  /** The chain the ledger settles on (none: epochs settle in the database only, roots wait to be posted). */
+  chain?: Omit<ChainLinkOptions, 'log'>;
+  /** Close an epoch for every model with new finished steps this often (default: only on request). */
+  settleEveryMs?: number;
+  /** Strikes before a caught peer is dropped from assignment (default 2). */
+  banAfter?: number;
+  /** Bearer token for admin routes (closing an epoch); none: those routes answer 401. */
+  adminToken?: string;
 }
 
 /**
@@ -44,16 +56,25 @@ export class Coordinator {
   readonly membership: Membership;
   readonly service: CoordinatorService;
   readonly relay: RelayHandle | null;
+  readonly ledger: LedgerService;
+  readonly settlement: Settlement;
+  readonly chain: ChainLink | null;
   private readonly server: Server;
   private stopped = false;
 
-  private constructor(url: string, store: Store, membership: Membership, service: CoordinatorService, relay: RelayHandle | null, server: Server) {
+  private constructor(
+    url: string, store: Store, membership: Membership, service: CoordinatorService, relay: RelayHandle | null, server: Server,
+    ledger: LedgerService, settlement: Settlement, chain: ChainLink | null,
+  ) {
     this.url = url;
     this.store = store;
     this.membership = membership;
     this.service = service;
     this.relay = relay;
     this.server = server;
+    this.ledger = ledger;
+    this.settlement = settlement;
+    this.chain = chain;
   }
 
   static async start(opts: CoordinatorOptions): Promise<Coordinator> {
@@ -76,7 +97,15 @@ export class Coordinator {
         relay: relay && { multiaddrs: [...relay.multiaddrs] },
         referenceFlopsPerToken: opts.referenceFlopsPerToken ?? REFERENCE_FLOPS_PER_TOKEN,
       });
-      const server = createServer(createApiHandler(service, { maxBodyBytes: opts.maxBodyBytes ?? 64 * 1024, log, corsOrigins: opts.corsOrigins ?? [] }));
+      const chain = opts.chain ? new ChainLink({ ...opts.chain, log }) : null;
+      const ledgerStore = new LedgerStore(store);
+      const ledger = new LedgerService({ store, ledger: ledgerStore, now, log, chainId: opts.chain?.deployment.chainId ?? 31337, chain: () => chain?.info() ?? null });
+      const settlement = new Settlement({ store, ledger: ledgerStore, now, log, poster: chain, banAfter: opts.banAfter });
+      service.onModelRegistered = (m) => void chain?.ensureModel(m.id, m.name).catch((e) => log('error', `registering ${m.id} on chain: ${(e as Error).message}`));
+      for (const m of store.listModels()) service.onModelRegistered(m);
+      const server = createServer(createApiHandler(service, {
+        maxBodyBytes: opts.maxBodyBytes ?? 64 * 1024, log, corsOrigins: opts.corsOrigins ?? [], ledger, settlement, adminToken: opts.adminToken,
+      }));
       server.on('clientError', (err, socket) => {
         log('warn', `malformed HTTP request: ${err.message}`);
         if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
@@ -93,8 +122,9 @@ export class Coordinator {
       const { port } = server.address() as AddressInfo;
       const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
       membership.start();
+      if (opts.settleEveryMs) settlement.start(opts.settleEveryMs);
       log('info', `listening on ${url} (database ${opts.dbPath}, ${resumed} peer(s) resumed)`);
-      return new Coordinator(url, store, membership, service, relay, server);
+      return new Coordinator(url, store, membership, service, relay, server, ledger, settlement, chain);
     } catch (e) {
       await relay?.stop?.();
       store.close();
@@ -107,6 +137,8 @@ export class Coordinator {
     if (this.stopped) return;
     this.stopped = true;
     this.membership.stop();
+    this.settlement.stop();
+    await this.settlement.idle();
     await new Promise<void>((resolve) => {
       this.server.close(() => resolve());
       this.server.closeAllConnections();

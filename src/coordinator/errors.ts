@@ -59,3 +59,17 @@ export class StoreError extends CoordinatorError {
     super(500, 'store', message);
   }
 }
+
+/** A signature does not verify (receipt batches answer per receipt instead) or an admin token is missing. */
+export class UnauthorizedError extends CoordinatorError {
+  constructor(message: string) {
+    super(401, 'unauthorized', message);
+  }
+}
+
+/** A dependency (the chain) is not configured or not answering. */
+export class UnavailableError extends CoordinatorError {
+  constructor(message: string) {
+    super(503, 'unavailable', message);
+  }
+}

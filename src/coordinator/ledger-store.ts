@@ -22,8 +22,8 @@ export interface EpochRow {
   leaves: Array<{ wallet: string; shares: string }>;
   verdicts: unknown[];
   audits: unknown[];
-  /** Bindings (peer → wallet) the leaves were computed with. */
-  bindings: Record<string, string>;
+  /** The bindings (with both signatures) the leaves were computed with. */
+  bindings: BindingRow[];
   txHash: string | null;
   postedAt: number | null;
   claimableAt: number | null;
@@ -111,6 +111,12 @@ export class LedgerStore {
   countReceipts(modelId: string): { settled: number; pending: number } {
     const r = this.db.prepare('SELECT SUM(epoch IS NOT NULL) AS s, SUM(epoch IS NULL) AS p FROM receipts WHERE model_id = ?').get(modelId) as Row;
     return { settled: Number(r.s ?? 0), pending: Number(r.p ?? 0) };
+  }
+
+  /** The highest step recorded done for the model (−1: none). */
+  lastDoneStep(modelId: string): number {
+    const r = this.db.prepare("SELECT MAX(step) AS s FROM steps WHERE model_id = ? AND status = 'done'").get(modelId) as Row;
+    return r.s === null ? -1 : Number(r.s);
   }
 
   // Epochs.

@@ -1,4 +1,5 @@
 import { BadRequestError, ConflictError, ForbiddenError, NotFoundError } from './errors.ts';
+import { LedgerStore } from './ledger-store.ts';
 import type { Membership } from './membership.ts';
 import { rebalance } from './placement.ts';
 import { parseModelInput } from './registry.ts';
@@ -30,6 +31,8 @@ const LIST_LIMIT = 1000;
 export class CoordinatorService {
   private readonly o: ServiceOptions;
   private readonly startedAt: number;
+  /** Called after a model is registered (the coordinator registers it on chain). */
+  onModelRegistered: (m: ModelRecord) => void = () => {};
   /** Last stats each peer sent with its heartbeat (volatile: only for display). */
   private readonly stats = new Map<string, Record<string, number>>();
 
@@ -65,6 +68,7 @@ export class CoordinatorService {
       rebalance(store, at, `registration of ${model.id}`, this.o.log);
     });
     this.o.log('info', `model ${model.id} registered (${model.layout.length} stages)`);
+    this.onModelRegistered(model);
     return { model: modelDetail(store, model, this.o.referenceFlopsPerToken) };
   }
 
@@ -171,7 +175,10 @@ export class CoordinatorService {
     const base = { peerId, heartbeatMs: membership.heartbeatMs, relay };
     const mine = store.assignmentsOf(peerId)[0];
     if (mine) return { ...base, status: 'assigned' as const, assignment: assignmentView(store, mine) };
-    const reason = store.listModels().length === 0 ? 'no model is registered yet' : 'no stage needs this peer now';
+    const rep = new LedgerStore(store).reputation(peerId);
+    const reason = rep?.banned
+      ? `banned from assignment: ${rep.reason}`
+      : store.listModels().length === 0 ? 'no model is registered yet' : 'no stage needs this peer now (or its wallet already holds one)';
     return { ...base, status: 'wait' as const, reason, retryMs: membership.heartbeatMs };
   }
 

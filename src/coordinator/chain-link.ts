@@ -1,0 +1,64 @@
+/**
+ * The coordinator's hold on the chain: where the contracts are (a Deployment, shown to apps as ChainInfo), the
+ * settlement key that posts roots, and, where this coordinator also owns the registry (a local chain), the
+ * key that registers new models on chain. Any EVM JSON-RPC endpoint works: nothing here is anvil-specific.
+ */
+import type { Hex } from 'viem';
+import { chainClients, postRoot, readRoot } from '../chain/client.ts';
+import { registerModelOnChain, writeDeployment } from '../chain/deploy.ts';
+import type { Deployment } from '../chain/deployment.ts';
+import type { ChainInfo } from './ledger.ts';
+import type { RootPoster } from './settlement.ts';
+import type { Logger } from './types.ts';
+
+export interface ChainLinkOptions {
+  deployment: Deployment;
+  /** Posts roots (must be the distributors' settler). */
+  settlerKey: Hex;
+  /** The registry owner's key: models registered with the coordinator are registered on chain too. */
+  ownerKey?: Hex;
+  /** Where the deployment file lives (rewritten when a model is added). */
+  deploymentPath?: string;
+  log: Logger;
+}
+
+export class ChainLink implements RootPoster {
+  private readonly o: ChainLinkOptions;
+  private registering = new Map<string, Promise<void>>();
+
+  constructor(opts: ChainLinkOptions) {
+    this.o = opts;
+  }
+
+  info(): ChainInfo {
+    const d = this.o.deployment;
+    return { rpcUrl: d.rpcUrl, chainId: d.chainId, registry: d.registry, paymentToken: d.paymentToken, models: { ...d.models } };
+  }
+
+  /** Registers the model on chain unless it is there (needs the owner key). Idempotent, one attempt at a time. */
+  ensureModel(modelId: string, name: string): Promise<void> {
+    if (this.o.deployment.models[modelId]) return Promise.resolve();
+    const { ownerKey, deployment, deploymentPath, log } = this.o;
+    if (!ownerKey) return Promise.reject(new Error(`model ${modelId} is not registered on chain and this coordinator holds no registry owner key`));
+    let p = this.registering.get(modelId);
+    if (!p) {
+      const symbol = 'T' + modelId.replace(/[^a-z0-9]/g, '').slice(0, 7).toUpperCase();
+      p = registerModelOnChain(deployment, ownerKey, { modelId, name: `Tessera ${name}`, symbol }).then((m) => {
+        if (deploymentPath) writeDeployment(deploymentPath, deployment);
+        log('info', `model ${modelId} registered on chain: token ${m.token}, vault ${m.vault}, distributor ${m.distributor}`);
+      });
+      p = p.finally(() => this.registering.delete(modelId));
+      this.registering.set(modelId, p);
+    }
+    return p;
+  }
+
+  async postRoot(modelId: string, epoch: number, root: `0x${string}`): Promise<{ txHash: string; claimableAt: number }> {
+    if (!this.o.deployment.models[modelId]) await this.ensureModel(modelId, modelId);
+    const m = this.o.deployment.models[modelId];
+    const c = chainClients(this.o.deployment.rpcUrl, this.o.deployment.chainId, this.o.settlerKey);
+    const receipt = await postRoot(c, m, BigInt(epoch), root);
+    const info = await readRoot(c, m, BigInt(epoch));
+    return { txHash: receipt.transactionHash, claimableAt: Number(info.claimableAt) };
+  }
+}

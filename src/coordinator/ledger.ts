@@ -1,0 +1,231 @@
+/**
+ * The contribution ledger's API side: signed work receipts in, wallet bindings, and the views holders and
+ * auditors read (epochs, their receipts, a wallet's shares and Merkle proof). Settlement is settlement.ts.
+ *
+ * Nothing is taken on a peer's word: every receipt's signature, stage, replica, FLOPs and step are checked
+ * before it is stored; a batch answers per receipt, so one forged receipt neither blocks nor taints the rest.
+ */
+import { getAddress, isAddress } from 'viem';
+import { BindingError, verifyBinding } from '../ledger/binding.ts';
+import { receiptFlops } from '../ledger/flops.ts';
+import { parseReceipt, ReceiptError, verifyReceiptSignature } from '../ledger/receipt.ts';
+import { proofFor, shareTree } from '../ledger/shares.ts';
+import { splitStages } from '../model/stages.ts';
+import { BadRequestError, ConflictError, NotFoundError, UnauthorizedError } from './errors.ts';
+import type { EpochRow, LedgerStore } from './ledger-store.ts';
+import { rebalance } from './placement.ts';
+import type { Store } from './store.ts';
+import type { Logger, ModelRecord } from './types.ts';
+import { object, onlyKeys, PEER_ID, string } from './validate.ts';
+
+/** Where the contracts live (what the app and CLIs read from GET /api/chain). */
+export interface ChainInfo {
+  rpcUrl: string;
+  chainId: number;
+  registry: string;
+  paymentToken: string;
+  models: Record<string, { token: string; vault: string; distributor: string }>;
+}
+
+export interface LedgerOptions {
+  store: Store;
+  ledger: LedgerStore;
+  now: () => number;
+  log: Logger;
+  /** The chain bindings are signed for (EIP-712 domain). */
+  chainId: number;
+  chain: () => ChainInfo | null;
+}
+
+/** Receipts per request. */
+export const MAX_RECEIPTS = 512;
+/** How far ahead of the last recorded step a receipt may be (the step in flight, its report not in yet). */
+const STEP_SLACK = 2;
+/** Longest validity of a binding signature. */
+export const MAX_BINDING_SECONDS = 24 * 3600;
+
+export class LedgerService {
+  private readonly o: LedgerOptions;
+
+  constructor(opts: LedgerOptions) {
+    this.o = opts;
+  }
+
+  private model(id: string): ModelRecord {
+    const m = this.o.store.getModel(id);
+    if (!m) throw new NotFoundError(`unknown model ${JSON.stringify(id.slice(0, 80))}`);
+    return m;
+  }
+
+  /** `{ receipts: SignedReceipt[] }` → how many were stored, and each refused one with its reason. */
+  async submitReceipts(modelId: string, body: unknown) {
+    const model = this.model(modelId);
+    const o = object(body, 'receipts');
+    onlyKeys(o, 'receipts', ['receipts']);
+    if (!Array.isArray(o.receipts) || o.receipts.length === 0 || o.receipts.length > MAX_RECEIPTS) {
+      throw new BadRequestError(`receipts must be an array of 1 to ${MAX_RECEIPTS} receipts`);
+    }
+    const specs = splitStages(model.config, model.layout.length, model.layout);
+    const { ledger, store } = this.o;
+    const replicasOf = (stage: number) => store.listAssignments(model.id).filter((a) => a.stage === stage).length;
+    const settled = ledger.lastEpoch(model.id)?.throughStep ?? -1;
+    const latest = ledger.lastDoneStep(model.id);
+    const banned = ledger.bannedPeers();
+    const rejected: Array<{ index: number; reason: string }> = [];
+    let accepted = 0;
+    const at = this.o.now();
+    for (let i = 0; i < o.receipts.length; i++) {
+      try {
+        const r = parseReceipt(o.receipts[i]);
+        const refuse = (why: string): never => {
+          throw new ReceiptError(`${r.kind} receipt of ${r.peerId} for stage ${r.stage} step ${r.step} micro-batch ${r.micro}: ${why}`);
+        };
+        if (r.model !== model.id) refuse(`names model ${r.model}, posted to ${model.id}`);
+        if (!(await verifyReceiptSignature(r))) refuse('the signature is not this peer’s');
+        if (banned.has(r.peerId)) refuse('the peer is banned after failed audits');
+        const spec = specs[r.stage] ?? refuse(`model ${model.id} has ${specs.length} stages`);
+        if (!ledger.held(model.id, r.stage, r.replica, r.peerId)) refuse(`the peer never held stage ${r.stage} replica ${r.replica}`);
+        const now = replicasOf(r.stage);
+        if (r.replicas !== now) refuse(`claims ${r.replicas} replicas, the stage has ${now}`);
+        const flops = receiptFlops(model.config, spec, model.batch, model.config.context, r.kind);
+        if (r.flops !== flops) refuse(`claims ${r.flops} FLOPs; this unit computes ${flops}`);
+        if (r.step <= settled) refuse(`step ${r.step} is already settled (through step ${settled})`);
+        if (r.step > latest + STEP_SLACK) refuse(`step ${r.step} is ahead of the swarm (last recorded step ${latest})`);
+        if (ledger.insertReceipt(r, at) === 'duplicate') refuse('duplicate: this unit is already receipted');
+        accepted++;
+      } catch (e) {
+        if (!(e instanceof ReceiptError)) throw e;
+        rejected.push({ index: i, reason: e.message });
+        this.o.log('warn', `receipt refused: ${e.message}`);
+      }
+    }
+    return { accepted, rejected };
+  }
+
+  /** The nonce a wallet's next binding must use. */
+  nonce(wallet: string) {
+    const w = address(wallet);
+    return { wallet: w, nonce: String(this.o.ledger.usedNonce(w) + 1), chainId: this.o.chainId, maxExpirySeconds: MAX_BINDING_SECONDS };
+  }
+
+  /** Binds a peer to a wallet (both signatures, the wallet's next nonce, an expiry within a day). Permanent. */
+  async bind(body: unknown) {
+    const o = object(body, 'binding');
+    onlyKeys(o, 'binding', ['peerId', 'wallet', 'nonce', 'expiry', 'walletSignature', 'peerSignature']);
+    const b = {
+      peerId: string(o.peerId, 'peerId', PEER_ID, 128), wallet: string(o.wallet, 'wallet', undefined, 42), nonce: string(o.nonce, 'nonce', /^\d+$/, 30),
+      expiry: string(o.expiry, 'expiry', /^\d+$/, 20), walletSignature: string(o.walletSignature, 'walletSignature', undefined, 140),
+      peerSignature: string(o.peerSignature, 'peerSignature', undefined, 140),
+    };
+    const nowS = Math.floor(this.o.now() / 1000);
+    let m;
+    try {
+      m = await verifyBinding(b, this.o.chainId, nowS);
+    } catch (e) {
+      if (!(e instanceof BindingError)) throw e;
+      this.o.log('warn', `binding of ${b.peerId} refused: ${e.message}`);
+      throw new UnauthorizedError(e.message);
+    }
+    if (m.expiry > BigInt(nowS + MAX_BINDING_SECONDS)) throw new BadRequestError(`expiry is more than ${MAX_BINDING_SECONDS} s away`);
+    const { ledger, store } = this.o;
+    const at = this.o.now();
+    const binding = store.transaction(() => {
+      const expected = ledger.usedNonce(m.wallet) + 1;
+      if (m.nonce !== BigInt(expected)) throw new ConflictError(`nonce ${m.nonce} is not this wallet's next (${expected}): it was used already or skipped (replay?)`);
+      const prior = ledger.getBinding(m.peerId);
+      if (prior) throw new ConflictError(`peer ${m.peerId} is already bound to ${prior.wallet}; bindings are permanent`);
+      const mine = store.assignmentsOf(m.peerId);
+      const others = ledger.bindingsOf(m.wallet).flatMap((x) => store.assignmentsOf(x.peerId).map((a) => ({ ...a, peerId: x.peerId })));
+      const clash = mine.length > 0 && others[0];
+      if (clash) throw new ConflictError(`wallet ${m.wallet} already holds stage ${clash.stage} of ${clash.modelId} with peer ${clash.peerId}; one wallet holds one stage at a time`);
+      const row = { peerId: m.peerId, wallet: m.wallet, nonce: b.nonce, expiry: b.expiry, walletSignature: b.walletSignature, peerSignature: b.peerSignature, at };
+      ledger.insertBinding(row);
+      ledger.useNonce(m.wallet, expected);
+      store.logEvent('bind', { peerId: m.peerId, wallet: m.wallet }, at);
+      rebalance(store, at, `binding of ${m.peerId}`, this.o.log);
+      return { peerId: m.peerId, wallet: m.wallet, at };
+    });
+    this.o.log('info', `peer ${m.peerId} bound to ${m.wallet}`);
+    return { binding };
+  }
+
+  bindingOf(peerId: string) {
+    const b = this.o.ledger.getBinding(string(peerId, 'peerId', PEER_ID, 128));
+    return { binding: b ? { peerId: b.peerId, wallet: b.wallet, at: b.at } : null };
+  }
+
+  /** A wallet's view: its peers, and per model its pending FLOPs, shares per settled epoch and the proof to claim with. */
+  wallet(raw: string) {
+    const w = address(raw);
+    const { ledger, store } = this.o;
+    const peers = ledger.bindingsOf(w).map((b) => b.peerId);
+    const nowS = Math.floor(this.o.now() / 1000);
+    const models = store.listModels().map((model) => {
+      const pending = ledger.pendingFlops(model.id);
+      const epochs = ledger.listEpochs(model.id);
+      let before = 0n;
+      const mine: Array<{ epoch: number; shares: string; cumulative: string; status: string; claimableAt: number | null; root: string | null }> = [];
+      let claim: { epoch: number; cumulative: string; proof: string[]; claimableAt: number | null } | null = null;
+      for (const e of epochs) {
+        const leaf = e.leaves.find((l) => l.wallet === w);
+        if (!leaf) continue;
+        const cumulative = BigInt(leaf.shares);
+        mine.push({ epoch: e.epoch, shares: (cumulative - before).toString(), cumulative: leaf.shares, status: epochStatus(e, nowS), claimableAt: e.claimableAt, root: e.root });
+        before = cumulative;
+        // Claim with the newest claimable root; while none is, show the newest posted one and when it opens.
+        if (e.txHash && (epochStatus(e, nowS) === 'claimable' || !claim || claim.claimableAt! > nowS)) {
+          const p = proofFor(shareTree(e.leaves as Array<{ wallet: `0x${string}`; shares: string }>), w)!;
+          claim = { epoch: e.epoch, cumulative: p.shares, proof: p.proof, claimableAt: e.claimableAt };
+        }
+      }
+      return { modelId: model.id, pendingFlops: peers.reduce((a, p) => a + (pending.get(p) ?? 0), 0), epochs: mine, claim };
+    });
+    return { wallet: w, peers, models };
+  }
+
+  epochs(modelId: string) {
+    this.model(modelId);
+    const nowS = Math.floor(this.o.now() / 1000);
+    return { modelId, pending: this.o.ledger.countReceipts(modelId).pending, epochs: this.o.ledger.listEpochs(modelId).map((e) => epochSummary(e, nowS)) };
+  }
+
+  /** Everything needed to recompute an epoch's root: leaves, verdicts, audits, the bindings (with signatures). */
+  epoch(modelId: string, n: number) {
+    this.model(modelId);
+    const e = this.o.ledger.getEpoch(modelId, n);
+    if (!e) throw new NotFoundError(`model ${modelId} has no settled epoch ${n}`);
+    return { ...epochSummary(e, Math.floor(this.o.now() / 1000)), leaves: e.leaves, verdicts: e.verdicts, audits: e.audits, bindings: e.bindings };
+  }
+
+  epochReceipts(modelId: string, n: number, after: number, limit: number) {
+    this.model(modelId);
+    if (!this.o.ledger.getEpoch(modelId, n)) throw new NotFoundError(`model ${modelId} has no settled epoch ${n}`);
+    const receipts = this.o.ledger.epochReceipts(modelId, n, after, limit).map(({ id, epoch, ...r }) => ({ id, ...r }));
+    return { modelId, epoch: n, receipts, next: receipts.length > 0 ? receipts[receipts.length - 1].id : after };
+  }
+
+  chainView() {
+    return { chain: this.o.chain() };
+  }
+}
+
+function address(raw: string): `0x${string}` {
+  if (!isAddress(raw)) throw new BadRequestError(`${JSON.stringify(raw.slice(0, 60))} is not an Ethereum address`);
+  return getAddress(raw);
+}
+
+/** pending-chain: settled, root not on chain yet (or no root: nobody bound); challenge: posted, inside the delay; claimable. */
+export function epochStatus(e: EpochRow, nowS: number): 'pending-chain' | 'challenge' | 'claimable' {
+  if (!e.txHash || e.claimableAt === null) return 'pending-chain';
+  return e.claimableAt > nowS ? 'challenge' : 'claimable';
+}
+
+function epochSummary(e: EpochRow, nowS: number) {
+  const verdicts = e.verdicts as Array<{ peerId: string; caught: boolean; credited: number }>;
+  return {
+    epoch: e.epoch, closedAt: e.closedAt, throughStep: e.throughStep, root: e.root, txHash: e.txHash, postedAt: e.postedAt, claimableAt: e.claimableAt,
+    chainError: e.chainError, status: epochStatus(e, nowS), wallets: e.leaves.length,
+    credited: verdicts.reduce((a, v) => a + v.credited, 0), caught: verdicts.filter((v) => v.caught).map((v) => v.peerId),
+    audits: (e.audits as Array<{ result: string }>).reduce<Record<string, number>>((a, x) => ({ ...a, [x.result]: (a[x.result] ?? 0) + 1 }), {}),
+  };
+}
