@@ -2,10 +2,13 @@ import { AdapterCard } from './components/AdapterCard.tsx';
 import { LimitsCard } from './components/LimitsCard.tsx';
 import { ProblemNotice } from './components/ProblemNotice.tsx';
 import { SelfTestPanel } from './components/SelfTestPanel.tsx';
-import { useEffect, useRef } from 'react';
+import { lazy, Suspense, useEffect, useRef } from 'react';
 import { ROUTES, useRoute } from './route.ts';
 import { useAppStore } from './store.ts';
 import { VolunteerPage } from './volunteer/VolunteerPage.tsx';
+
+// wagmi, viem and recharts load only when someone opens the Holder page.
+const HolderPage = lazy(() => import('./holder/HolderPage.tsx').then((m) => ({ default: m.HolderPage })));
 
 function Logo() {
   return (
@@ -76,7 +79,13 @@ export function App() {
         <h1 ref={heading} tabIndex={-1}>
           {title}
         </h1>
-        {route === 'gpu' ? <GpuPage /> : <VolunteerPage />}
+        {route === 'gpu' && <GpuPage />}
+        {route === 'volunteer' && <VolunteerPage />}
+        {route === 'holder' && (
+          <Suspense fallback={<p className="detecting" role="status">Loading the Holder page…</p>}>
+            <HolderPage />
+          </Suspense>
+        )}
       </main>
       {/* After <main> in the source, shown under the header (styles.css): Tab reaches the page's own controls
           first (e.g. "Reconnect GPU" when the device is lost), then the other page. */}

@@ -1,15 +1,17 @@
 import { useEffect, useState } from 'react';
 
-/** The app's pages, addressed by the URL hash so a static server needs no rewrites: `#/` and `#/volunteer`. */
-export type Route = 'gpu' | 'volunteer';
+/** The app's pages, addressed by the URL hash so a static server needs no rewrites: `#/`, `#/volunteer`, `#/holder`. */
+export type Route = 'gpu' | 'volunteer' | 'holder';
 
 export const ROUTES: ReadonlyArray<{ route: Route; href: string; title: string }> = [
   { route: 'gpu', href: '#/', title: 'Your GPU' },
   { route: 'volunteer', href: '#/volunteer', title: 'Volunteer' },
+  { route: 'holder', href: '#/holder', title: 'Holder' },
 ];
 
 export function routeOf(hash: string): Route {
-  return hash.replace(/^#\/?/, '').split(/[/?]/)[0] === 'volunteer' ? 'volunteer' : 'gpu';
+  const page = hash.replace(/^#\/?/, '').split(/[/?]/)[0];
+  return page === 'volunteer' || page === 'holder' ? page : 'gpu';
 }
 
 export function useRoute(): Route {
