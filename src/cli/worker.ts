@@ -8,8 +8,11 @@
  * Options: --steps N (stop after N steps of this worker), --until-step N (stop once the model stands at step N:
  * every worker given the same N stops together), --tokens-per-second (skip the measurement), --timeout-ms (a
  * silent neighbour fails the step after this long), --crash-after-update N (fault injection for tests: the
- * process SIGKILLs itself the moment it has applied step N's update, before reporting it). The worker rides out
- * pipeline changes (peers vanishing, joining or moving): see src/net/swarm-worker.ts.
+ * process SIGKILLs itself the moment it has applied step N's update, before reporting it), --audit-fraction F
+ * (share of forwards a sibling recomputes; every worker of a swarm must use the same, default 0.1),
+ * --corrupt-share F (fault injection for the malicious-worker test: corrupt this share of its own outputs).
+ * Every unit of work is receipted: signed with the peer key and posted to the coordinator's ledger.
+ * The worker rides out pipeline changes (peers vanishing, joining or moving): see src/net/swarm-worker.ts.
  */
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -18,16 +21,27 @@ import { Gpu } from '../gpu/index.ts';
 import { CoordinatorClient } from '../net/coordinator-client.ts';
 import { loadOrCreateKey } from '../net/identity-node.ts';
 import { createPeer, waitForRelayAddress } from '../net/node.ts';
-import { SwarmWorker } from '../net/swarm-worker.ts';
+import { AUDIT_FRACTION, SwarmWorker } from '../net/swarm-worker.ts';
+import { ReceiptReporter } from '../ledger/reporter.ts';
+import { secretCoin } from '../train/work.ts';
 import { formatBytes } from '../train/progress.ts';
 import { measureThroughput } from '../train/throughput.ts';
 
 const { values } = parseArgs({
   options: {
     coordinator: { type: 'string' }, key: { type: 'string' }, steps: { type: 'string' }, 'until-step': { type: 'string' }, 'tokens-per-second': { type: 'string' }, 'timeout-ms': { type: 'string' },
-    'crash-after-update': { type: 'string' },
+    'crash-after-update': { type: 'string' }, 'audit-fraction': { type: 'string' }, 'corrupt-share': { type: 'string' },
   },
 });
+/** A share in [0, 1] option. */
+function share(name: 'audit-fraction' | 'corrupt-share', dflt: number): number {
+  const raw = values[name];
+  const x = raw === undefined ? dflt : Number(raw);
+  if (!(x >= 0 && x <= 1)) throw new Error(`--${name} must be a number in [0, 1], not "${raw}"`);
+  return x;
+}
+const auditFraction = share('audit-fraction', AUDIT_FRACTION);
+const corruptShare = share('corrupt-share', 0);
 /** A non-negative integer option, or undefined when absent. */
 function count(name: 'steps' | 'until-step' | 'tokens-per-second' | 'timeout-ms' | 'crash-after-update'): number | undefined {
   const raw = values[name];
@@ -50,12 +64,19 @@ const privateKey = await loadOrCreateKey(resolve(values.key ?? '.tessera/worker.
 const node = await createPeer({ relayAddr, privateKey });
 await waitForRelayAddress(node);
 const say = (s: string) => console.log(s);
+const reporter = new ReceiptReporter({ key: privateKey, peerId: node.peerId.toString(), coordinatorUrl: client.url, log: (l) => say(`[worker ${node.peerId.toString().slice(-6)}] ${l}`) });
+reporter.start();
+// The cheater's own coin: which outputs it corrupts is as unpredictable to the auditors as their picks are to it.
+const cheat = secretCoin(crypto.getRandomValues(new Uint8Array(32)));
 const tokensPerSecond = givenSpeed ?? (await measureThroughput(gpu));
 say(`[worker ${node.peerId.toString().slice(-6)}] ${gpu.adapter.description || gpu.adapter.vendor} · ${tokensPerSecond.toFixed(0)} reference tokens/s · relay ${relayAddr}`);
 const worker = new SwarmWorker({
   gpu, node, client, relayAddr, kind: 'node', tokensPerSecond,
   loadCorpus,
   maxSteps, untilStep, timeoutMs,
+  audit: { fraction: auditFraction, coin: secretCoin(crypto.getRandomValues(new Uint8Array(32))) },
+  onWork: (w, c) => reporter.add(w, c),
+  corrupt: corruptShare > 0 ? (step, micro) => cheat(step, micro, 9) < corruptShare : undefined,
   onUpdateApplied: (step) => {
     if (step !== crashAfter) return;
     console.log(`[worker ${node.peerId.toString().slice(-6)}] --crash-after-update ${step}: killing this process (SIGKILL) right after the update`);
@@ -65,6 +86,7 @@ const worker = new SwarmWorker({
 });
 const shutdown = async () => {
   await worker.close();
+  await reporter.stop();
   await node.stop();
   gpu.destroy();
   process.exit(0);
@@ -78,6 +100,7 @@ try {
 } catch (e) {
   console.error(`[worker] failed: ${(e as Error).stack ?? e}`);
   await worker.close();
+  await reporter.stop();
   await node.stop();
   process.exit(1);
 }

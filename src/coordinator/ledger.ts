@@ -6,6 +6,7 @@
  * before it is stored; a batch answers per receipt, so one forged receipt neither blocks nor taints the rest.
  */
 import { getAddress, isAddress } from 'viem';
+import type { Deployment } from '../chain/deployment.ts';
 import { BindingError, verifyBinding } from '../ledger/binding.ts';
 import { receiptFlops } from '../ledger/flops.ts';
 import { parseReceipt, ReceiptError, verifyReceiptSignature } from '../ledger/receipt.ts';
@@ -19,13 +20,7 @@ import type { Logger, ModelRecord } from './types.ts';
 import { object, onlyKeys, PEER_ID, string } from './validate.ts';
 
 /** Where the contracts live (what the app and CLIs read from GET /api/chain). */
-export interface ChainInfo {
-  rpcUrl: string;
-  chainId: number;
-  registry: string;
-  paymentToken: string;
-  models: Record<string, { token: string; vault: string; distributor: string }>;
-}
+export type ChainInfo = Pick<Deployment, 'rpcUrl' | 'chainId' | 'registry' | 'paymentToken' | 'models'>;
 
 export interface LedgerOptions {
   store: Store;

@@ -6,23 +6,14 @@
 import type { ModelConfig } from '../model/config.ts';
 import { stageForwardFlops, stageTrainingFlops } from '../model/flops.ts';
 import type { StageSpec } from '../model/stages.ts';
-import type { WorkDone } from '../train/work.ts';
+import type { WorkContext, WorkDone } from '../train/work.ts';
 import type { ReceiptKind, WorkReceipt } from './receipt.ts';
 
 export function receiptFlops(cfg: ModelConfig, spec: StageSpec, batch: number, seq: number, kind: ReceiptKind): number {
   return kind === 'train' ? stageTrainingFlops(cfg, spec, batch, seq) : batch * stageForwardFlops(cfg, spec, seq);
 }
 
-/** Where a worker sits when it did some work: what a receipt says besides the work itself. */
-export interface ReceiptContext {
-  model: string;
-  round: number;
-  spec: StageSpec;
-  replica: number;
-  replicas: number;
-  cfg: ModelConfig;
-  batch: number;
-  seq: number;
+export interface ReceiptContext extends WorkContext {
   peerId: string;
 }
 

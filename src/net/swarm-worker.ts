@@ -33,6 +33,7 @@ import type { StageSpec } from '../model/stages.ts';
 import { defaultRecipe, learningRate, recipeAdam, recipeBoundaries, recipeMicroBatches, type Corpus, type RecipeOptions } from '../train/recipe.ts';
 import { StageRunner, workerId, type Topology } from '../train/stage-runner.ts';
 import type { Frame } from '../train/transport.ts';
+import { secretCoin, type AuditOptions, type WorkContext, type WorkDone } from '../train/work.ts';
 import { CoordinatorError, type Assignment, type CoordinatorClient, type JoinAnswer } from './coordinator-client.ts';
 import { checkFrame } from './frame-check.ts';
 import { FrameError, frameLimitsFor } from './frame-codec.ts';
@@ -62,6 +63,22 @@ export interface SwarmWorkerOptions {
   onStep?: (s: WorkerStep) => void;
   /** Called the moment this worker has applied a step's update, before anything else of the step (loss report, onStep). */
   onUpdateApplied?: (step: number) => void;
+  /**
+   * Verification by recomputation (src/train/work.ts). Every worker of a swarm must use the same fraction:
+   * default AUDIT_FRACTION with a fresh random secret coin per worker.
+   */
+  audit?: AuditOptions;
+  /** Every unit of work done, with where it was done (a ReceiptReporter turns these into signed receipts). */
+  onWork?: (w: WorkDone, c: WorkContext) => void;
+  /** Fault injection (malicious-worker tests only): see RunnerOptions.corrupt. */
+  corrupt?: (step: number, micro: number) => boolean;
+}
+
+/** Share of forwards recomputed by a sibling replica in a swarm (its cost: about a third of that in extra compute). */
+export const AUDIT_FRACTION = 0.1;
+
+function defaultAudit(): AuditOptions {
+  return { fraction: AUDIT_FRACTION, coin: secretCoin(crypto.getRandomValues(new Uint8Array(32))) };
 }
 
 export interface WorkerStep {
@@ -148,6 +165,7 @@ function stageFrom(gpu: Gpu, cfg: ModelConfig, ck: StageCheckpoint): Stage {
 
 export class SwarmWorker {
   readonly opts: SwarmWorkerOptions;
+  private readonly audit: AuditOptions;
   readonly peerId: string;
   /** Training steps this worker's stage has applied (the next step it runs). */
   step = 0;
@@ -177,6 +195,7 @@ export class SwarmWorker {
 
   constructor(opts: SwarmWorkerOptions) {
     this.opts = opts;
+    this.audit = opts.audit ?? defaultAudit();
     this.peerId = opts.node.peerId.toString();
   }
 
@@ -448,8 +467,10 @@ export class SwarmWorker {
     const transport = this.transportFor(a, o, tag, me.replica, replicas, codecs, directory, held, signal);
     await transport.start();
     const topology: Topology = { model: tag, stages: a.stages, replicas };
+    const work: WorkContext = { model: a.modelId, round: resume.epoch, spec, replica: me.replica, replicas: replicas[a.stage], cfg: held.stage.cfg, batch: o.batch, seq: o.context };
     const runner = new StageRunner(held.stage, me.replica, transport, topology, {
       adam: recipeAdam(o), codecs: bounds.codecs, afterStep: bounds.afterStep, timeoutMs: this.opts.timeoutMs ?? 60_000, clipNorm: o.clip > 0 ? o.clip : undefined,
+      audit: this.audit, onWork: this.opts.onWork && ((w) => this.opts.onWork!(w, work)), corrupt: this.opts.corrupt,
     });
     const epoch: Epoch = { a, layout, epoch: resume.epoch, tag, o, replica: me.replica, replicas, directory, workerOf, held, runner, transport, sampler };
     this.current = epoch;

@@ -5,6 +5,8 @@
  * another replica compares by hash: the kernels are deterministic on one device class.
  */
 import { sha256 } from 'viem';
+import type { ModelConfig } from '../model/config.ts';
+import type { StageSpec } from '../model/stages.ts';
 
 export interface WorkDone {
   /** Frame step (the run's base + k). */
@@ -14,6 +16,19 @@ export interface WorkDone {
   kind: 'train' | 'audit';
   inputHash: string;
   outputHash: string;
+}
+
+/** Where a worker sat when it did some work: what a receipt says besides the work itself. */
+export interface WorkContext {
+  model: string;
+  /** The swarm's configuration round (its resume epoch). */
+  round: number;
+  spec: StageSpec;
+  replica: number;
+  replicas: number;
+  cfg: ModelConfig;
+  batch: number;
+  seq: number;
 }
 
 /**

@@ -15,6 +15,10 @@ const good: Record<string, Frame> = {
   grad: { model: 'tiny', fromStage: 2, fromReplica: 0, step: 10, micro: 2, kind: 'grad', shape: [8, 4], codec: 'int8', payload: new Uint8Array(8 * (4 + 4)), ids },
   gradsync: { model: 'tiny', fromStage: 1, fromReplica: 1, step: 12, micro: 1, kind: 'gradsync', shape: [1, 100], codec: 'none', payload: new Uint8Array(400) },
   norm: { model: 'tiny', fromStage: 2, fromReplica: 0, step: 12, micro: 2, kind: 'norm', shape: [1, 1], codec: 'f64', payload: new Uint8Array(8) },
+  // Micro-batch 1 belongs to replica 1 of stage 1: replica 0 may audit it.
+  audit: { model: 'tiny', fromStage: 0, fromReplica: 1, step: 11, micro: 1, kind: 'audit', shape: [8, 4], codec: 'none', payload: new Uint8Array(8 * 4 * 4), ids },
+  auditlist: { model: 'tiny', fromStage: 0, fromReplica: 1, step: 11, micro: 1, kind: 'auditlist', shape: [1, 2], codec: 'none', payload: new Uint8Array(8) },
+  emptyAuditlist: { model: 'tiny', fromStage: 0, fromReplica: 0, step: 11, micro: 0, kind: 'auditlist', shape: [1, 0], codec: 'none', payload: new Uint8Array(0) },
 };
 
 function refused(f: Frame, reason: RegExp, e: FrameExpectation = expect0): void {
@@ -65,6 +69,11 @@ describe('checkFrame', () => {
     ['gradsync with ids', { ...good.gradsync, ids }, /gradsync carries no token ids/],
     ['norm micro not its stage', { ...good.norm, micro: 0 }, /norm micro must equal the sending stage/],
     ['norm as float32', { ...good.norm, payload: new Uint8Array(4) }, /norm must be one float64/],
+    ['an audit of the receiver’s own micro-batch', { ...good.audit, micro: 2, fromReplica: 0 }, /this replica's own: it cannot audit it/],
+    ['an audit from the wrong stage', { ...good.audit, fromStage: 2, fromReplica: 0 }, /audit must come from stage 0/],
+    ['an audit list from another replica’s slot', { ...good.auditlist, micro: 0 }, /auditlist micro must equal the sending replica/],
+    ['an audit list longer than a step', { ...good.auditlist, shape: [1, 5], payload: new Uint8Array(20) }, /names 5 micro-batches of 4/],
+    ['an audit list with a short payload', { ...good.auditlist, payload: new Uint8Array(4) }, /shape \[1, n\] float32/],
   ];
   for (const [name, f, reason] of cases) it(`refuses ${name}`, () => refused(f, reason));
 

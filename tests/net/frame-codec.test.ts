@@ -128,7 +128,7 @@ describe('frame codec', () => {
     ['negative stage', { fromStage: -1 }, /fromStage must be a non-negative integer, got -1/],
     ['unsafe integer step', { step: 2 ** 60 }, /step must be a non-negative integer/],
     ['negative payload', { payloadBytes: -8 }, /payloadBytes must be a non-negative integer/],
-    ['unknown kind', { kind: 'weights' }, /kind must be one of act, grad, gradsync, norm, got "weights"/],
+    ['unknown kind', { kind: 'weights' }, /kind must be one of act, grad, gradsync, norm, audit, auditlist, got "weights"/],
     ['wrong dtype', { dtype: 'f16' }, /dtype must be 'f32'/],
     ['zero row', { shape: [0, 2] }, /shape must be two positive integers/],
     ['three dims', { shape: [1, 2, 3] }, /shape must be two positive integers/],
@@ -172,7 +172,7 @@ describe('frame codec', () => {
     const block = 12 * C * C + 13 * C;
     const total = 100 * C + 32 * C + 4 * block + 2 * C + C * 100;
     const whole = frameLimitsFor(cfg, 3);
-    expect(whole.maxPayloadBytesByKind).toEqual({ act: 3 * 32 * C * 4, grad: 3 * 32 * C * 4, gradsync: 4 * total, norm: 8 });
+    expect(whole.maxPayloadBytesByKind).toEqual({ audit: 3 * 32 * C * 4, auditlist: 4 * 1024, act: 3 * 32 * C * 4, grad: 3 * 32 * C * 4, gradsync: 4 * total, norm: 8 });
     expect(whole.maxIds).toBe(3 * 32);
     expect(whole.maxPayloadBytes).toBe(4 * total);
     // Two stages of 2 layers: stage 0 holds the embeddings, stage 1 the final LayerNorm and head.

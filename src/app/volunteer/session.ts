@@ -8,6 +8,7 @@ import type { Gpu } from '../../gpu/index.ts';
 import { CoordinatorClient, type JoinAnswer } from '../../net/coordinator-client.ts';
 import { loadOrCreateKey } from '../../net/identity-browser.ts';
 import { createPeer, isDirectWebRTC, NetError, waitForRelayAddress } from '../../net/node.ts';
+import { ReceiptReporter } from '../../ledger/reporter.ts';
 import { SwarmWorker, type WorkerStep } from '../../net/swarm-worker.ts';
 import { measureThroughput } from '../../train/throughput.ts';
 import { fetchCorpus } from './corpus.ts';
@@ -85,7 +86,8 @@ export async function startSession(gpu: Gpu, speed: Speed, events: SessionEvents
   const health = await client.health();
   const relayAddr = health.relay?.multiaddrs[0];
   if (!relayAddr) throw new NetError(`the coordinator at ${origin} runs no relay, so peers cannot signal WebRTC through it`);
-  const node = await createPeer({ relayAddr, privateKey: await loadOrCreateKey(), browser: true });
+  const privateKey = await loadOrCreateKey();
+  const node = await createPeer({ relayAddr, privateKey, browser: true });
   let closing: Promise<void> | undefined;
   try {
     await waitForRelayAddress(node);
@@ -100,6 +102,9 @@ export async function startSession(gpu: Gpu, speed: Speed, events: SessionEvents
   node.addEventListener('connection:open', countPeers);
   node.addEventListener('connection:close', countPeers);
 
+  // Every unit of work becomes a receipt signed with this tab's peer key and posted to the coordinator's ledger.
+  const reporter = new ReceiptReporter({ key: privateKey, peerId: node.peerId.toString(), coordinatorUrl: origin, log: (line) => events.log(line) });
+  reporter.start();
   const worker = new SwarmWorker({
     gpu, node, client, relayAddr, kind: 'browser', tokensPerSecond: speed.tokensPerSecond,
     loadCorpus: async (vocab) => {
@@ -110,6 +115,7 @@ export async function startSession(gpu: Gpu, speed: Speed, events: SessionEvents
     },
     log: (line) => events.log(line),
     onStep: (s) => events.step(s),
+    onWork: (w, c) => reporter.add(w, c),
   });
   const peerId = node.peerId.toString();
   // A closed tab leaves at once instead of being declared gone after three missed heartbeats.
@@ -119,6 +125,7 @@ export async function startSession(gpu: Gpu, speed: Speed, events: SessionEvents
     (closing ??= (async () => {
       removeEventListener('pagehide', leaveOnHide);
       await worker.close();
+      await reporter.stop();
       node.removeEventListener('connection:open', countPeers);
       node.removeEventListener('connection:close', countPeers);
       await node.stop();
