@@ -2,20 +2,23 @@
  * `npm start` (after scripts/ensure.sh has installed what was missing): builds the app, then starts
  * Tessera's services in order and prints where to open it. Ctrl-C stops them in reverse order.
  *
- * Services, in order (each gets the URLs of those started before it): the coordinator (libp2p relay + HTTP API
+ * Services, in order (each gets the URLs of those started before it): the chain (anvil from @foundry-rs/anvil
+ * with Tessera's contracts, state in .tessera/; or TESSERA_RPC_URL's, see src/chain/local.ts), the coordinator (libp2p relay + HTTP API
  * over SQLite in .tessera/, registering the default model on a fresh database), the app server (proxying
  * /api to the coordinator, so the tab talks to it same-origin), and local Node workers that train the
  * default model; a tab that opens the app can join as one more peer.
  *
  * Environment: PORT (app port, default 5173; the next free port is used when it is taken),
  * TESSERA_COORDINATOR_PORT (default 8787, next free if taken), TESSERA_WORKERS (local workers, default 4),
+ * TESSERA_CHAIN_PORT (anvil, default 8545), TESSERA_EPOCH_SECONDS (settlement period, default 120),
  * TESSERA_NO_OPEN=1 (do not open a browser).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { build, preview } from 'vite';
-import { startCoordinator } from '../src/cli/coordinator.ts';
+import { adminToken, epochSeconds, startCoordinator } from '../src/cli/coordinator.ts';
+import { setupChain, type ChainSetup } from '../src/chain/local.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const HOST = '127.0.0.1';
@@ -66,12 +69,27 @@ function envInt(name: string, dflt: number): number {
   return n;
 }
 
-/** The swarm's coordinator: relay + API + SQLite (state survives restarts in .tessera/coordinator.db). */
+let chainSetup: ChainSetup | undefined;
+
+/** The EVM chain shares settle on: a local anvil with the contracts deployed (or TESSERA_RPC_URL's chain). */
+const chain: Service = {
+  name: 'chain',
+  async start() {
+    chainSetup = await setupChain(join(ROOT, '.tessera'), { port: await freePort(envInt('TESSERA_CHAIN_PORT', 8545)) });
+    const d = chainSetup.deployment;
+    log(`chain ${d.rpcUrl} (id ${d.chainId}): registry ${d.registry}, payment token ${d.paymentToken}`);
+    return { url: d.rpcUrl, stop: async () => void (await chainSetup?.anvil?.stop()) };
+  },
+};
+
+/** The swarm's coordinator: relay + API + SQLite (state survives restarts in .tessera/coordinator.db); settles an epoch every TESSERA_EPOCH_SECONDS. */
 const coordinator: Service = {
   name: 'coordinator',
   async start() {
     const port = await freePort(envInt('TESSERA_COORDINATOR_PORT', 8787));
-    const coord = await startCoordinator({ host: HOST, port, dbPath: join(ROOT, '.tessera/coordinator.db') });
+    const coord = await startCoordinator({
+      host: HOST, port, dbPath: join(ROOT, '.tessera/coordinator.db'), chain: chainSetup, settleEveryMs: epochSeconds() * 1000, adminToken: adminToken(join(ROOT, '.tessera')),
+    });
     log(`relay at ${coord.relay?.multiaddrs.join(' ')}`);
     return { url: coord.url, stop: () => coord.stop() };
   },
@@ -126,7 +144,7 @@ const appServer: Service = {
   },
 };
 
-const SERVICES: Service[] = [coordinator, appServer, workers];
+const SERVICES: Service[] = [chain, coordinator, appServer, workers];
 
 async function buildApp(): Promise<void> {
   log('building the app…');

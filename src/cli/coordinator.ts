@@ -5,8 +5,10 @@
  *
  *   npm run coordinator -- --port 8787 --db .tessera/coordinator.db
  */
-import { mkdirSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { setupChain, type ChainSetup } from '../chain/local.ts';
 import { parseArgs } from 'node:util';
 import { Coordinator } from '../coordinator/index.ts';
 import { createRelay } from '../net/node.ts';
@@ -14,14 +16,32 @@ import { defaultRecipe, recipeModel } from '../train/recipe.ts';
 
 export const DEFAULT_MODEL_ID = 'brown-tiny';
 
+/** Epochs close this often by default (TESSERA_EPOCH_SECONDS overrides). */
+export const DEFAULT_EPOCH_SECONDS = 120;
+
+/**
+ * The admin token of `dir` (created once, mode 0600): what `npm run settle` presents to close an epoch.
+ */
+export function adminToken(dir: string): string {
+  const path = join(dir, 'admin-token');
+  if (!existsSync(path)) {
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(path, randomBytes(24).toString('hex') + '\n', { mode: 0o600, flag: 'wx' });
+  }
+  return readFileSync(path, 'utf8').trim();
+}
+
 export async function startCoordinator(o: {
   host?: string; port?: number; relayPort?: number; dbPath: string; heartbeatMs?: number; corsOrigins?: string[]; registerDefault?: boolean;
+  chain?: ChainSetup; settleEveryMs?: number; adminToken?: string;
 }): Promise<Coordinator> {
   if (o.dbPath !== ':memory:') mkdirSync(dirname(o.dbPath), { recursive: true });
   const relay = await createRelay({ host: o.host ?? '127.0.0.1', port: o.relayPort ?? 0 });
   const coord = await Coordinator.start({
     dbPath: o.dbPath, host: o.host, port: o.port ?? 0, heartbeatMs: o.heartbeatMs, corsOrigins: o.corsOrigins,
     relay: { multiaddrs: relay.getMultiaddrs().map((m) => m.toString()), stop: () => relay.stop() },
+    chain: o.chain && { deployment: o.chain.deployment, settlerKey: o.chain.settlerKey, ownerKey: o.chain.ownerKey, deploymentPath: o.chain.deploymentPath },
+    settleEveryMs: o.settleEveryMs, adminToken: o.adminToken,
   });
   if ((o.registerDefault ?? true) && coord.store.listModels().length === 0) {
     const r = defaultRecipe(true);
@@ -39,19 +59,34 @@ export async function startCoordinator(o: {
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { host: { type: 'string' }, port: { type: 'string' }, 'relay-port': { type: 'string' }, db: { type: 'string' }, 'heartbeat-ms': { type: 'string' } },
+    options: {
+      host: { type: 'string' }, port: { type: 'string' }, 'relay-port': { type: 'string' }, db: { type: 'string' }, 'heartbeat-ms': { type: 'string' },
+      'no-chain': { type: 'boolean' },
+    },
   });
+  const dbPath = resolve(values.db ?? '.tessera/coordinator.db');
+  const dir = dirname(dbPath);
+  const chain = values['no-chain'] ? undefined : await setupChain(dir);
   const coord = await startCoordinator({
     host: values.host, port: Number(values.port ?? 8787), relayPort: Number(values['relay-port'] ?? 0),
-    dbPath: resolve(values.db ?? '.tessera/coordinator.db'), heartbeatMs: values['heartbeat-ms'] ? Number(values['heartbeat-ms']) : undefined, corsOrigins: ['*'],
+    dbPath, heartbeatMs: values['heartbeat-ms'] ? Number(values['heartbeat-ms']) : undefined, corsOrigins: ['*'],
+    chain, settleEveryMs: epochSeconds() * 1000, adminToken: adminToken(dir),
   });
-  console.log(`[coordinator] API ${coord.url}  relay ${coord.relay?.multiaddrs.join(' ')}`);
+  console.log(`[coordinator] API ${coord.url}  relay ${coord.relay?.multiaddrs.join(' ')}${chain ? `  chain ${chain.deployment.rpcUrl} (id ${chain.deployment.chainId})` : ''}`);
   const stop = async () => {
     await coord.stop();
+    await chain?.anvil?.stop();
     process.exit(0);
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
+}
+
+export function epochSeconds(): number {
+  const raw = process.env.TESSERA_EPOCH_SECONDS;
+  const n = raw ? Number(raw) : DEFAULT_EPOCH_SECONDS;
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`TESSERA_EPOCH_SECONDS must be a positive number, not "${raw}"`);
+  return n;
 }
 
 if (import.meta.main) await main();

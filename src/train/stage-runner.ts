@@ -47,7 +47,8 @@ export interface RunnerOptions {
   onWork?: (w: WorkDone) => void;
   /**
    * Fault injection for the malicious-worker tests and benchmark: where it returns true, this worker corrupts
-   * its forward output (consistently: it hashes and sends the corrupted tensor, as a cheater would).
+   * its forward output of an own micro-batch — the activation it sends, or at the last stage the loss —
+   * consistently: it hashes and sends the corrupted value, as a cheater would.
    */
   corrupt?: (step: number, micro: number) => boolean;
 }
@@ -256,7 +257,9 @@ export class StageRunner {
         const out = await timed(async () => {
           const r = this.stage.forward({ id: microId(k, m, steps), batch, seq, ids: mb.ids, targets: mb.targets, input }, weights);
           if (r.loss) {
-            local[k].losses.set(m, (await gpu.read(r.loss))[0]);
+            const loss = (await gpu.read(r.loss))[0];
+            // A cheating last stage has no activation to corrupt: it reports a wrong loss.
+            local[k].losses.set(m, this.opts.corrupt?.(base + k, m) ? loss + 0.5 : loss);
             gpu.release(r.loss, r.logits);
           }
           return r.output;

@@ -1,6 +1,6 @@
 import { Bar, CartesianGrid, ComposedChart, Legend, Line, ResponsiveContainer, Tooltip, XAxis, YAxis } from 'recharts';
-import type { EpochEntry } from './api.ts';
-import { chartData, formatGflop, formatShares, formatWhen, STATUS_LABELS } from './shares.ts';
+import type { ClaimProof, EpochEntry } from './api.ts';
+import { chartData, epochState, formatGflop, formatShares, formatWhen, type ChainFacts } from './shares.ts';
 
 /** Ticks for values already scaled into 1–999 (or small fractions when everything is tiny). */
 const tick = (v: number) => (v === 0 ? '0' : Math.abs(v) >= 100 ? v.toFixed(0) : Number(v.toPrecision(3)).toString());
@@ -9,7 +9,7 @@ const tick = (v: number) => (v === 0 ? '0' : Math.abs(v) >= 100 ? v.toFixed(0) :
  * Shares earned per epoch (bars) and the running total (line). The chart is the picture; the table under it
  * carries the exact figures, for reading and for screen readers.
  */
-export function EarningsChart({ modelId, epochs }: { modelId: string; epochs: EpochEntry[] }) {
+export function EarningsChart({ modelId, epochs, claim, chain }: { modelId: string; epochs: EpochEntry[]; claim?: ClaimProof | null; chain?: ChainFacts }) {
   const { points, scale } = chartData(epochs);
   const now = Math.floor(Date.now() / 1000);
   const rows = [...epochs].sort((a, b) => b.epoch - a.epoch);
@@ -48,17 +48,20 @@ export function EarningsChart({ modelId, epochs }: { modelId: string; epochs: Ep
             </tr>
           </thead>
           <tbody>
-            {rows.map((e) => (
-              <tr key={e.epoch} data-epoch={e.epoch}>
-                <th scope="row">{e.epoch}</th>
-                <td className="num" title={formatGflop(BigInt(e.shares))}>{formatShares(BigInt(e.shares))}</td>
-                <td className="num">{formatShares(BigInt(e.cumulative))}</td>
-                <td>
-                  {STATUS_LABELS[e.status]}
-                  {e.status === 'challenge' && e.claimableAt !== null && <span className="muted"> · opens {formatWhen(e.claimableAt, now)}</span>}
-                </td>
-              </tr>
-            ))}
+            {rows.map((e) => {
+              const state = epochState(e, claim ?? null, chain);
+              return (
+                <tr key={e.epoch} data-epoch={e.epoch}>
+                  <th scope="row">{e.epoch}</th>
+                  <td className="num" title={formatGflop(BigInt(e.shares))}>{formatShares(BigInt(e.shares))}</td>
+                  <td className="num">{formatShares(BigInt(e.cumulative))}</td>
+                  <td>
+                    {state.label}
+                    {state.opensAt !== null && <span className="muted"> · opens {formatWhen(state.opensAt, now)}</span>}
+                  </td>
+                </tr>
+              );
+            })}
           </tbody>
         </table>
       </div>

@@ -40,15 +40,17 @@ export function ModelCard(p: { modelId: string; addrs?: ModelAddresses; view?: W
       {p.addrs ? (
         <OnChain {...p} addrs={p.addrs} />
       ) : (
-        <p className="notice notice-warn">This model is not registered on the chain yet: its shares can be claimed once it is.</p>
+        <>
+          <p className="notice notice-warn">This model is not registered on the chain yet: its shares can be claimed once it is.</p>
+          <h3>Earnings by epoch</h3>
+          <EarningsChart modelId={p.modelId} epochs={p.view?.epochs ?? []} />
+        </>
       )}
-      <h3>Earnings by epoch</h3>
-      <EarningsChart modelId={p.modelId} epochs={p.view?.epochs ?? []} />
     </section>
   );
 }
 
-function OnChain({ addrs, view, account, chainId, payment }: { addrs: ModelAddresses; view?: WalletModel; account: Address; chainId: number; payment: PaymentToken }) {
+function OnChain({ modelId, addrs, view, account, chainId, payment }: { modelId: string; addrs: ModelAddresses; view?: WalletModel; account: Address; chainId: number; payment: PaymentToken }) {
   const config = useConfig();
   const m = view ?? NO_WORK;
   const chain = useModelChain(addrs, account, m.claim?.epoch);
@@ -137,7 +139,9 @@ function OnChain({ addrs, view, account, chainId, payment }: { addrs: ModelAddre
           Withdraw {sym}
         </button>
       </div>
-      <TxStatus status={tx.status} error={tx.error} testId={`holder-tx`} />
+      <TxStatus status={tx.status} error={tx.error} testId="holder-tx" />
+      <h3>Earnings by epoch</h3>
+      <EarningsChart modelId={modelId} epochs={m.epochs} claim={m.claim} chain={c} />
     </>
   );
 }

@@ -4,7 +4,7 @@
  * shown is exact (formatUnits), with GFLOP alongside as the human scale.
  */
 import { formatUnits } from 'viem';
-import type { EpochEntry, WalletModel } from './api.ts';
+import type { ClaimProof, EpochEntry, WalletModel } from './api.ts';
 
 export const SHARE_DECIMALS = 18;
 
@@ -132,3 +132,15 @@ export const STATUS_LABELS: Record<EpochEntry['status'], string> = {
   claimable: 'Claimable',
   revoked: 'Revoked',
 };
+
+/**
+ * An epoch's state for this holder. The chain's word comes first: the coordinator dates the challenge window
+ * by its own clock, the contract by the block's, and only the contract's decides a claim.
+ */
+export function epochState(e: EpochEntry, claim: ClaimProof | null, chain: ChainFacts | undefined): { label: string; opensAt: number | null } {
+  if (e.status === 'revoked') return { label: STATUS_LABELS.revoked, opensAt: null };
+  if (chain && chain.claimed >= BigInt(e.cumulative) && chain.claimed > 0n) return { label: 'Claimed', opensAt: null };
+  if (chain?.claimEpochClaimable && claim && e.epoch <= claim.epoch) return { label: STATUS_LABELS.claimable, opensAt: null };
+  if (e.status === 'claimable' && chain?.claimEpochClaimable === false) return { label: STATUS_LABELS.challenge, opensAt: e.claimableAt };
+  return { label: STATUS_LABELS[e.status], opensAt: e.status === 'challenge' ? e.claimableAt : null };
+}

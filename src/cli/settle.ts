@@ -1,0 +1,51 @@
+/**
+ * `npm run settle`: closes the next epoch of a model now (the coordinator also does it on a timer): verdicts,
+ * credits, the Merkle root posted on chain. Prints what each wallet earned.
+ *
+ *   npm run settle -- [--model brown-tiny] [--epoch N] [--coordinator http://127.0.0.1:8787] [--token-file .tessera/admin-token]
+ *
+ * --epoch N refuses to close anything but epoch N (a guard against settling twice from two terminals).
+ */
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { formatUnits } from 'viem';
+import { table } from '../../bench/table.ts';
+import { DEFAULT_MODEL_ID } from './coordinator.ts';
+
+const { values } = parseArgs({ options: { model: { type: 'string' }, epoch: { type: 'string' }, coordinator: { type: 'string' }, 'token-file': { type: 'string' } } });
+const url = values.coordinator ?? 'http://127.0.0.1:8787';
+const model = values.model ?? DEFAULT_MODEL_ID;
+const tokenFile = resolve(values['token-file'] ?? '.tessera/admin-token');
+let token: string;
+try {
+  token = readFileSync(tokenFile, 'utf8').trim();
+} catch (e) {
+  console.error(`settle: cannot read the admin token ${tokenFile} (${(e as Error).message}); the coordinator writes it on start`);
+  process.exit(2);
+}
+const body = values.epoch === undefined ? {} : { epoch: Number(values.epoch) };
+let res: Response;
+try {
+  res = await fetch(`${url}/api/models/${encodeURIComponent(model)}/epochs`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: JSON.stringify(body) });
+} catch (e) {
+  console.error(`settle: coordinator at ${url} unreachable: ${(e as Error).message}`);
+  process.exit(2);
+}
+const e = (await res.json()) as any;
+if (!res.ok) {
+  console.error(`settle: ${res.status} ${e.error ?? ''}`);
+  process.exit(1);
+}
+const prev = new Map<string, bigint>();
+if (e.epoch > 1) {
+  const before = (await (await fetch(`${url}/api/models/${encodeURIComponent(model)}/epochs/${e.epoch - 1}`)).json()) as any;
+  for (const l of before.leaves ?? []) prev.set(l.wallet, BigInt(l.shares));
+}
+console.log(`epoch ${e.epoch} of ${model} settled through step ${e.throughStep}: ${Object.entries(e.audits).map(([k, v]) => `${v} audit(s) ${k}`).join(', ') || 'no audits'}${e.caught.length ? `; caught: ${e.caught.join(', ')}` : ''}`);
+console.log(table(['wallet', 'shares this epoch', 'cumulative shares'], e.leaves.map((l: { wallet: string; shares: string }) => [
+  l.wallet, formatUnits(BigInt(l.shares) - (prev.get(l.wallet) ?? 0n), 18), formatUnits(BigInt(l.shares), 18),
+])));
+console.log(`root ${e.root ?? '(none: no bound wallet has credits yet)'}`);
+if (e.txHash) console.log(`posted in ${e.txHash}; claimable from ${new Date(e.claimableAt * 1000).toISOString()}`);
+else if (e.root) console.log(`not on chain yet${e.chainError ? `: ${e.chainError}` : ''} (the coordinator retries)`);

@@ -1,0 +1,67 @@
+/**
+ * `npm run verify-epoch <n>`: recomputes epoch n's Merkle root from what the coordinator publishes (every
+ * receipt of epochs 1..n and the bindings), checking every signature again, and compares it with the root
+ * the coordinator published and the root posted on chain. Exit code 0 only when all three agree.
+ *
+ *   npm run verify-epoch -- 3 [--model brown-tiny] [--coordinator http://127.0.0.1:8787] [--rpc <url>]
+ */
+import { parseArgs } from 'node:util';
+import { chainClients, readRoot } from '../chain/client.ts';
+import { recomputeEpoch, type PublishedBinding } from '../ledger/recompute.ts';
+import type { SignedReceipt } from '../ledger/receipt.ts';
+import { ProgressBar } from '../train/progress.ts';
+import { DEFAULT_MODEL_ID } from './coordinator.ts';
+
+const { values, positionals } = parseArgs({ allowPositionals: true, options: { model: { type: 'string' }, coordinator: { type: 'string' }, rpc: { type: 'string' } } });
+const n = Number(positionals[0]);
+if (!Number.isSafeInteger(n) || n < 1) {
+  console.error('usage: npm run verify-epoch -- <epoch ≥ 1> [--model id] [--coordinator url] [--rpc url]');
+  process.exit(2);
+}
+const url = values.coordinator ?? 'http://127.0.0.1:8787';
+const model = values.model ?? DEFAULT_MODEL_ID;
+
+async function get(path: string): Promise<any> {
+  const res = await fetch(url + path);
+  const body = await res.json();
+  if (!res.ok) throw new Error(`${path}: ${res.status} ${body.error ?? ''}`);
+  return body;
+}
+
+try {
+  const m = (await get(`/api/models/${encodeURIComponent(model)}`)).model;
+  const epoch = await get(`/api/models/${encodeURIComponent(model)}/epochs/${n}`);
+  const receipts: SignedReceipt[][] = [];
+  const bar = new ProgressBar({ plainEvery: 1 });
+  const t0 = performance.now();
+  for (let e = 1; e <= n; e++) {
+    const rs: SignedReceipt[] = [];
+    for (let after = 0; ; ) {
+      const page = await get(`/api/models/${encodeURIComponent(model)}/epochs/${e}/receipts?since=${after}&limit=1000`);
+      for (const { id: _id, ...r } of page.receipts) rs.push(r);
+      if (page.receipts.length < 1000) break;
+      after = page.next;
+    }
+    receipts.push(rs);
+    bar.update({ step: e, total: n, elapsed: (performance.now() - t0) / 1000 });
+  }
+  bar.done();
+  const chain = (await get('/api/chain')).chain;
+  const chainId = chain?.chainId ?? 31337;
+  const mine = await recomputeEpoch(m.layout.length, receipts, epoch.bindings as PublishedBinding[], chainId);
+  let onChain: string | null = null;
+  const addrs = chain?.models?.[model];
+  if (addrs) onChain = (await readRoot(chainClients(values.rpc ?? chain.rpcUrl, chainId), addrs, BigInt(n))).root;
+  const zero = /^0x0{64}$/;
+  console.log(`epoch ${n} of ${model}: ${mine.receipts} receipts over epochs 1..${n}, ${mine.leaves.length} wallet(s)`);
+  console.log(`  recomputed root  ${mine.root}`);
+  console.log(`  published root   ${epoch.root}`);
+  console.log(`  on-chain root    ${onChain === null ? '(no chain)' : zero.test(onChain) ? '(not posted)' : onChain}`);
+  for (const p of mine.problems) console.log(`  problem: ${p}`);
+  const ok = mine.problems.length === 0 && mine.root === epoch.root && (onChain === null ? epoch.root === null : onChain === epoch.root);
+  console.log(ok ? 'OK: the root follows from the published receipts and bindings' : 'MISMATCH: do not trust this epoch');
+  process.exit(ok ? 0 : 1);
+} catch (e) {
+  console.error(`verify-epoch: ${(e as Error).message}`);
+  process.exit(2);
+}
