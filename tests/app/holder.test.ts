@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { routeOf } from '../../src/app/route.ts';
 import type { EpochEntry, WalletModel } from '../../src/app/holder/api.ts';
-import { chartData, chartScale, flopsToUnits, formatGflop, formatShares, formatToken, formatWhen, shortAddress, summarize } from '../../src/app/holder/shares.ts';
+import { chartData, chartScale, epochState, flopsToUnits, formatGflop, formatShares, formatToken, formatWhen, shortAddress, summarize } from '../../src/app/holder/shares.ts';
 
 const E18 = 10n ** 18n;
 
@@ -48,6 +48,26 @@ describe('holder share summary', () => {
     expect(flopsToUnits(-5)).toBe(0n);
     expect(flopsToUnits(Number.NaN)).toBe(0n);
     expect(flopsToUnits(10.4)).toBe(10n);
+  });
+});
+
+describe('holder epoch state', () => {
+  const e1 = epoch(1, 5n, 5n, 'challenge', 700);
+  const e2 = epoch(2, 3n, 8n, 'challenge', 900);
+  const claim = { epoch: 1, cumulative: '5', proof: [] };
+
+  it('follows the chain over the coordinator’s clock', () => {
+    expect(epochState(e1, claim, { claimed: 0n, claimEpochClaimable: false })).toEqual({ label: 'Challenge window', opensAt: 700 });
+    expect(epochState(e1, claim, { claimed: 0n, claimEpochClaimable: true })).toEqual({ label: 'Claimable', opensAt: null });
+    expect(epochState(e2, claim, { claimed: 0n, claimEpochClaimable: true })).toEqual({ label: 'Challenge window', opensAt: 900 });
+    expect(epochState({ ...e1, status: 'claimable' }, claim, { claimed: 0n, claimEpochClaimable: false }).label).toBe('Challenge window');
+  });
+
+  it('marks what is claimed, and revoked epochs as revoked', () => {
+    expect(epochState(e1, claim, { claimed: 5n, claimEpochClaimable: true }).label).toBe('Claimed');
+    expect(epochState(e2, claim, { claimed: 5n, claimEpochClaimable: true }).label).toBe('Challenge window');
+    expect(epochState({ ...e2, status: 'revoked' }, claim, { claimed: 8n }).label).toBe('Revoked');
+    expect(epochState(epoch(3, 1n, 9n, 'pending-chain'), null, undefined)).toEqual({ label: 'Settled, root not on chain yet', opensAt: null });
   });
 });
 
