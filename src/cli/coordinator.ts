@@ -33,7 +33,7 @@ export function adminToken(dir: string): string {
 
 export async function startCoordinator(o: {
   host?: string; port?: number; relayPort?: number; dbPath: string; heartbeatMs?: number; corsOrigins?: string[]; registerDefault?: boolean;
-  chain?: ChainSetup; settleEveryMs?: number; adminToken?: string;
+  chain?: ChainSetup; settleEveryMs?: number; adminToken?: string; banAfter?: number;
 }): Promise<Coordinator> {
   if (o.dbPath !== ':memory:') mkdirSync(dirname(o.dbPath), { recursive: true });
   const relay = await createRelay({ host: o.host ?? '127.0.0.1', port: o.relayPort ?? 0 });
@@ -41,7 +41,7 @@ export async function startCoordinator(o: {
     dbPath: o.dbPath, host: o.host, port: o.port ?? 0, heartbeatMs: o.heartbeatMs, corsOrigins: o.corsOrigins,
     relay: { multiaddrs: relay.getMultiaddrs().map((m) => m.toString()), stop: () => relay.stop() },
     chain: o.chain && { deployment: o.chain.deployment, settlerKey: o.chain.settlerKey, ownerKey: o.chain.ownerKey, deploymentPath: o.chain.deploymentPath },
-    settleEveryMs: o.settleEveryMs, adminToken: o.adminToken,
+    settleEveryMs: o.settleEveryMs, adminToken: o.adminToken, banAfter: o.banAfter,
   });
   if ((o.registerDefault ?? true) && coord.store.listModels().length === 0) {
     const r = defaultRecipe(true);

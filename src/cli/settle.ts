@@ -42,7 +42,7 @@ if (e.epoch > 1) {
   const before = (await (await fetch(`${url}/api/models/${encodeURIComponent(model)}/epochs/${e.epoch - 1}`)).json()) as any;
   for (const l of before.leaves ?? []) prev.set(l.wallet, BigInt(l.shares));
 }
-console.log(`epoch ${e.epoch} of ${model} settled through step ${e.throughStep}: ${Object.entries(e.audits).map(([k, v]) => `${v} audit(s) ${k}`).join(', ') || 'no audits'}${e.caught.length ? `; caught: ${e.caught.join(', ')}` : ''}`);
+console.log(`epoch ${e.epoch} of ${model} settled through step ${e.throughStep}: ${Object.entries(e.auditCounts).map(([k, v]) => `${v} audit(s) ${k}`).join(', ') || 'no audits'}${e.caught.length ? `; caught: ${e.caught.join(', ')}` : ''}`);
 console.log(table(['wallet', 'shares this epoch', 'cumulative shares'], e.leaves.map((l: { wallet: string; shares: string }) => [
   l.wallet, formatUnits(BigInt(l.shares) - (prev.get(l.wallet) ?? 0n), 18), formatUnits(BigInt(l.shares), 18),
 ])));

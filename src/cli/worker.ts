@@ -85,8 +85,10 @@ const worker = new SwarmWorker({
   onStep: (s) => say(`[worker ${node.peerId.toString().slice(-6)}] step ${s.step}${s.loss === undefined ? '' : `  loss ${s.loss.toFixed(4)}`}  ${s.ms.toFixed(0)} ms  sent ${formatBytes(s.bytesSent)}  received ${formatBytes(s.bytesReceived)}`),
 });
 const shutdown = async () => {
-  await worker.close();
+  // Receipts first: once the worker has left, its stage is no longer its own to claim work on.
+  worker.stop();
   await reporter.stop();
+  await worker.close();
   await node.stop();
   gpu.destroy();
   process.exit(0);

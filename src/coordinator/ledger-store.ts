@@ -217,6 +217,12 @@ export class LedgerStore {
     return new Set((this.db.prepare('SELECT peer_id FROM reputations WHERE banned = 1').all() as Row[]).map((r) => String(r.peer_id)));
   }
 
+  /** The most replicas the stage ever had (highest replica index held + 1). */
+  replicasEver(modelId: string, stage: number): number {
+    const r = this.db.prepare('SELECT MAX(replica) AS r FROM assignment_held WHERE model_id = ? AND stage = ?').get(modelId, stage) as Row;
+    return r.r === null ? 0 : Number(r.r) + 1;
+  }
+
   /** Whether the peer ever held (model, stage, replica). */
   held(modelId: string, stage: number, replica: number, peerId: string): boolean {
     return !!this.db.prepare('SELECT 1 FROM assignment_held WHERE model_id = ? AND stage = ? AND replica = ? AND peer_id = ?').get(modelId, stage, replica, peerId);

@@ -80,8 +80,11 @@ export class LedgerService {
         if (banned.has(r.peerId)) refuse('the peer is banned after failed audits');
         const spec = specs[r.stage] ?? refuse(`model ${model.id} has ${specs.length} stages`);
         if (!ledger.held(model.id, r.stage, r.replica, r.peerId)) refuse(`the peer never held stage ${r.stage} replica ${r.replica}`);
+        // Claiming fewer replicas than the stage has would make a sibling's micro-batches look like one's own;
+        // more than it ever had is nonsense. (After peers leave, the count drops: earlier receipts stay valid.)
         const now = replicasOf(r.stage);
-        if (r.replicas !== now) refuse(`claims ${r.replicas} replicas, the stage has ${now}`);
+        const ever = ledger.replicasEver(model.id, r.stage);
+        if (r.replicas < now || r.replicas > ever) refuse(`claims ${r.replicas} replicas; the stage has ${now} now and never had more than ${ever}`);
         const flops = receiptFlops(model.config, spec, model.batch, model.config.context, r.kind);
         if (r.flops !== flops) refuse(`claims ${r.flops} FLOPs; this unit computes ${flops}`);
         if (r.step <= settled) refuse(`step ${r.step} is already settled (through step ${settled})`);
@@ -221,6 +224,6 @@ function epochSummary(e: EpochRow, nowS: number) {
     epoch: e.epoch, closedAt: e.closedAt, throughStep: e.throughStep, root: e.root, txHash: e.txHash, postedAt: e.postedAt, claimableAt: e.claimableAt,
     chainError: e.chainError, status: epochStatus(e, nowS), wallets: e.leaves.length,
     credited: verdicts.reduce((a, v) => a + v.credited, 0), caught: verdicts.filter((v) => v.caught).map((v) => v.peerId),
-    audits: (e.audits as Array<{ result: string }>).reduce<Record<string, number>>((a, x) => ({ ...a, [x.result]: (a[x.result] ?? 0) + 1 }), {}),
+    auditCounts: (e.audits as Array<{ result: string }>).reduce<Record<string, number>>((a, x) => ({ ...a, [x.result]: (a[x.result] ?? 0) + 1 }), {}),
   };
 }

@@ -11,7 +11,7 @@
  */
 import type { ModelConfig } from '../model/config.ts';
 import { stageParamSpecs } from '../model/params.ts';
-import { splitStages } from '../model/stages.ts';
+import { splitStages, type StageSpec } from '../model/stages.ts';
 import { FRAME_KINDS, TransportError, type Frame, type FrameKind } from '../train/transport.ts';
 import { crc32 } from './crc32.ts';
 
@@ -65,16 +65,17 @@ export const MAX_AUDIT_LIST = 1024;
 /**
  * Limits derived from the model: act/grad carry [batch·context, dModel] float32 at most (the 'none' codec is
  * the largest; int8's rows·(4+dModel) is smaller for dModel ≥ 2 but covered anyway), gradsync carries one
- * stage's gradients (the largest stage of an even `stages`-way split — with the default stages = 1 that is the
+ * stage's gradients (the receiver's own stage `own` when given — gradsync only comes from its replicas — else the
+ * largest stage of an even `stages`-way split — with the default stages = 1 that is the
  * whole model's parameter count, a safe upper bound for any split), norm one float64. Ids: one per row.
  */
-export function frameLimitsFor(cfg: ModelConfig, batch: number, stages = 1): FrameLimits {
+export function frameLimitsFor(cfg: ModelConfig, batch: number, stages = 1, own?: StageSpec): FrameLimits {
   for (const [k, v] of [['batch', batch], ['stages', stages], ['dModel', cfg.dModel], ['context', cfg.context]] as const) {
     if (!Number.isSafeInteger(v) || v < 1) throw new FrameError(`frame limits: ${k} must be a positive integer, got ${v}`);
   }
   const rows = batch * cfg.context;
   const boundary = rows * Math.max(4 * cfg.dModel, 4 + cfg.dModel);
-  const stageParams = Math.max(...splitStages(cfg, stages).map((s) => stageParamSpecs(cfg, s).reduce((a, p) => a + p.shape.reduce((x, y) => x * y, 1), 0)));
+  const stageParams = Math.max(...(own ? [own] : splitStages(cfg, stages)).map((s) => stageParamSpecs(cfg, s).reduce((a, p) => a + p.shape.reduce((x, y) => x * y, 1), 0)));
   // An audit is a copy of an act frame; an audit list names at most MAX_AUDIT_LIST micro-batches of one step.
   const byKind: Record<FrameKind, number> = { act: boundary, grad: boundary, gradsync: 4 * stageParams, norm: 8, audit: boundary, auditlist: 4 * MAX_AUDIT_LIST };
   return { maxHeaderBytes: DEFAULT_MAX_HEADER_BYTES, maxPayloadBytes: Math.max(...Object.values(byKind)), maxPayloadBytesByKind: byKind, maxIds: rows };

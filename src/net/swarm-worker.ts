@@ -524,7 +524,7 @@ export class SwarmWorker {
         if (!p) throw new FrameError(`no worker ${id} in this pipeline`);
         return p;
       },
-      limits: frameLimitsFor(a.config, o.batch, a.stages),
+      limits: frameLimitsFor(a.config, o.batch, a.stages, specOf(a)),
       check: (frame: Frame, fromPeer: string) => {
         checkFrame(frame, {
           model: tag, stages: a.stages, replicas, self: { stage: a.stage, replica }, rows, width: a.config.dModel, codecs,
