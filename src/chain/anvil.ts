@@ -45,7 +45,13 @@ export async function startAnvil(opts: AnvilOptions = {}): Promise<Anvil> {
   if (opts.statePath) args.push('--state', opts.statePath);
   if (opts.blockTime !== undefined) args.push('--block-time', String(opts.blockTime));
   const child = spawn(anvilBinary(), args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  const exited = new Promise<void>((res) => child.once('exit', () => res()));
+  // A parent that exits without stop() (an uncaught error, process.exit) must not leave the node running.
+  const orphanGuard = () => child.kill('SIGKILL');
+  process.once('exit', orphanGuard);
+  const exited = new Promise<void>((res) => child.once('exit', () => {
+    process.off('exit', orphanGuard);
+    res();
+  }));
   let output = '';
   const port = await new Promise<number>((res, rej) => {
     const onData = (d: Buffer) => {

@@ -43,7 +43,7 @@ if (e.epoch > 1) {
   for (const l of before.leaves ?? []) prev.set(l.wallet, BigInt(l.shares));
 }
 console.log(`epoch ${e.epoch} of ${model} settled through step ${e.throughStep}: ${Object.entries(e.auditCounts).map(([k, v]) => `${v} audit(s) ${k}`).join(', ') || 'no audits'}${e.caught.length ? `; caught: ${e.caught.join(', ')}` : ''}`);
-console.log(table(['wallet', 'shares this epoch', 'cumulative shares'], e.leaves.map((l: { wallet: string; shares: string }) => [
+console.log(table(['wallet', 'new since the last root', 'cumulative shares'], e.leaves.map((l: { wallet: string; shares: string }) => [
   l.wallet, formatUnits(BigInt(l.shares) - (prev.get(l.wallet) ?? 0n), 18), formatUnits(BigInt(l.shares), 18),
 ])));
 console.log(`root ${e.root ?? '(none: no bound wallet has credits yet)'}`);

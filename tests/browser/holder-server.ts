@@ -140,10 +140,10 @@ async function main(): Promise<void> {
     root: new URL('../../', import.meta.url).pathname, logLevel: 'warn',
     preview: { host: '127.0.0.1', port, strictPort: true, open: false, proxy: { '/api': { target: api } } },
   });
+  // The chain first: the spec SIGKILLs this process if stopping takes over 5 s, and anvil must not outlive it.
   const stop = async () => {
-    await server.close();
-    await coord.stop();
     await anvil.stop();
+    await Promise.race([Promise.all([server.close(), coord.stop()]), new Promise((r) => setTimeout(r, 3000))]);
     process.exit(0);
   };
   process.on('SIGTERM', () => void stop());
