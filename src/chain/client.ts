@@ -10,7 +10,7 @@ import {
 } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
 import {
-  EpochDistributorAbi, ModelRegistryAbi, RevenueVaultAbi, ShareTokenAbi, TestTokenAbi,
+  EpochDistributorAbi, InferenceEscrowAbi, ModelRegistryAbi, RevenueVaultAbi, ShareTokenAbi, TestTokenAbi,
 } from './artifacts.ts';
 import type { ModelAddresses } from './deployment.ts';
 
@@ -61,7 +61,7 @@ export class ChainWriteError extends Error {
 /** Every custom error of every Tessera contract (incl. OZ's), so a revert bubbling up from a callee decodes too. */
 const ALL_ERRORS: Abi = (() => {
   const seen = new Map<string, Abi[number]>();
-  for (const abi of [ModelRegistryAbi, EpochDistributorAbi, RevenueVaultAbi, ShareTokenAbi, TestTokenAbi] as readonly Abi[]) {
+  for (const abi of [ModelRegistryAbi, EpochDistributorAbi, RevenueVaultAbi, ShareTokenAbi, TestTokenAbi, InferenceEscrowAbi] as readonly Abi[]) {
     for (const item of abi) if (item.type === 'error') seen.set(`${item.name}(${item.inputs.map((i) => i.type).join(',')})`, item);
   }
   return [...seen.values()];
@@ -173,4 +173,34 @@ export function shareBalance(c: ChainClients, model: ModelAddresses, account: Ad
 
 export function claimedOf(c: ChainClients, model: ModelAddresses, account: Address): Promise<bigint> {
   return c.publicClient.readContract({ address: model.distributor, abi: EpochDistributorAbi, functionName: 'claimed', args: [account] });
+}
+
+// Inference escrow: requesters' deposits, charged by the settlement key into model vaults.
+
+export function escrowDeposit(c: ChainClients, escrow: Address, amountWei: bigint): Promise<TransactionReceipt> {
+  return sendWrite(c, { address: escrow, abi: InferenceEscrowAbi, functionName: 'deposit', value: amountWei });
+}
+
+/** A requester's balance in the escrow and the part it announced to withdraw (unavailable for new requests). */
+export async function escrowAccount(c: ChainClients, escrow: Address, payer: Address): Promise<{ balance: bigint; pendingWithdrawal: bigint; unlockAt: bigint }> {
+  const e = { address: escrow, abi: InferenceEscrowAbi } as const;
+  const [balance, pendingWithdrawal, unlockAt] = await Promise.all([
+    c.publicClient.readContract({ ...e, functionName: 'balanceOf', args: [payer] }),
+    c.publicClient.readContract({ ...e, functionName: 'pendingWithdrawal', args: [payer] }),
+    c.publicClient.readContract({ ...e, functionName: 'unlockAt', args: [payer] }),
+  ]);
+  return { balance, pendingWithdrawal, unlockAt: BigInt(unlockAt) };
+}
+
+/** Settlement key only: moves `amount` of `payer`'s deposit into `vault` as revenue. */
+export function escrowCharge(c: ChainClients, escrow: Address, payer: Address, vault: Address, amount: bigint, usage: Hex): Promise<TransactionReceipt> {
+  return sendWrite(c, { address: escrow, abi: InferenceEscrowAbi, functionName: 'charge', args: [payer, vault, amount, usage] });
+}
+
+export function escrowRequestWithdrawal(c: ChainClients, escrow: Address, amount: bigint): Promise<TransactionReceipt> {
+  return sendWrite(c, { address: escrow, abi: InferenceEscrowAbi, functionName: 'requestWithdrawal', args: [amount] });
+}
+
+export function escrowWithdraw(c: ChainClients, escrow: Address): Promise<TransactionReceipt> {
+  return sendWrite(c, { address: escrow, abi: InferenceEscrowAbi, functionName: 'withdraw' });
 }

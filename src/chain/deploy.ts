@@ -2,7 +2,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { getAddress, type Abi, type Address, type Hex } from 'viem';
-import { ModelRegistryAbi, ModelRegistryBytecode, TestTokenAbi, TestTokenBytecode } from './artifacts.ts';
+import { InferenceEscrowAbi, InferenceEscrowBytecode, ModelRegistryAbi, ModelRegistryBytecode, TestTokenAbi, TestTokenBytecode } from './artifacts.ts';
 import { chainClients, sendWrite, type ChainClients } from './client.ts';
 import { parseDeployment, type Deployment, type ModelAddresses } from './deployment.ts';
 
@@ -12,6 +12,8 @@ export { parseDeployment } from './deployment.ts';
 export type ModelSpec = { modelId: string; name: string; symbol: string };
 
 export type DeployOptions = {
+  /** Seconds a requester waits between announcing and taking a withdrawal from the escrow (default 3600). */
+  escrowWithdrawDelaySeconds?: number;
   rpcUrl: string;
   chainId: number;
   deployerKey: Hex;
@@ -49,8 +51,14 @@ export async function deployTessera(opts: DeployOptions): Promise<Deployment> {
     challengeDelaySeconds: opts.challengeDelaySeconds,
     deployBlock: Number(registry.blockNumber),
   };
+  d.escrow = await deployEscrow(c, opts.settlerAddress, opts.escrowWithdrawDelaySeconds ?? 3600);
   for (const m of opts.models ?? []) await registerModelOnChain(d, opts.deployerKey, m);
   return d;
+}
+
+/** The InferenceEscrow: requesters' deposits, charged by `settler` into model vaults, withdrawn after a delay. */
+export async function deployEscrow(c: ChainClients, settler: Address, withdrawDelaySeconds: number): Promise<Address> {
+  return (await deployContract(c, InferenceEscrowAbi, InferenceEscrowBytecode, [settler, BigInt(withdrawDelaySeconds)])).address;
 }
 
 export type RegisterOptions = ModelSpec & { settler?: Address; challengeDelay?: number };

@@ -14,6 +14,8 @@ export type Deployment = {
   challengeDelaySeconds?: number;
   /** Block of the registry's deployment: where log scans can start. */
   deployBlock?: number;
+  /** The InferenceEscrow requesters deposit into (absent in deployments from before inference). */
+  escrow?: Address;
 };
 
 /** Checks every field of a parsed deployment JSON; throws naming the first bad field and the source. */
@@ -44,6 +46,7 @@ export function parseDeployment(json: unknown, source = 'deployment'): Deploymen
     if (!Number.isSafeInteger(d.challengeDelaySeconds) || (d.challengeDelaySeconds as number) < 0) fail('challengeDelaySeconds is not a non-negative integer');
     out.challengeDelaySeconds = d.challengeDelaySeconds as number;
   }
+  if (d.escrow !== undefined) out.escrow = addr(d.escrow, 'escrow');
   if (d.deployBlock !== undefined) {
     if (!Number.isSafeInteger(d.deployBlock) || (d.deployBlock as number) < 0) fail('deployBlock is not a non-negative integer');
     out.deployBlock = d.deployBlock as number;

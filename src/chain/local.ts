@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { createPublicClient, http, isHex, type Hex } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
 import { ANVIL_KEYS, startAnvil, type Anvil } from './anvil.ts';
-import { deployTessera, readDeployment, writeDeployment, type Deployment } from './deploy.ts';
+import { chainClients } from './client.ts';
+import { deployEscrow, deployTessera, readDeployment, writeDeployment, type Deployment } from './deploy.ts';
 
 export interface ChainSetup {
   deployment: Deployment;
@@ -24,6 +25,8 @@ export interface ChainSetup {
 
 /** Seconds a posted root waits before it can be claimed (the registry owner may revoke it meanwhile). */
 export const LOCAL_CHALLENGE_SECONDS = 60;
+/** Seconds between announcing and taking back an unspent inference deposit on the local chain. */
+export const LOCAL_ESCROW_DELAY_SECONDS = 300;
 
 function key(name: string): Hex | undefined {
   const v = process.env[name];
@@ -62,11 +65,19 @@ export async function setupChain(dir: string, opts: { port?: number; challengeSe
     if (existsSync(deploymentPath)) {
       const d = readDeployment(deploymentPath);
       // The state file persists the contracts; a deleted state (or another port) means a fresh deployment.
-      if (d.chainId === anvil.chainId && (await hasCode(anvil.rpcUrl, d.registry))) return { deployment: { ...d, rpcUrl: anvil.rpcUrl }, deploymentPath, settlerKey, ownerKey, anvil };
+      if (d.chainId === anvil.chainId && (await hasCode(anvil.rpcUrl, d.registry))) {
+        const deployment = { ...d, rpcUrl: anvil.rpcUrl };
+        // A deployment from before inference payments: add the escrow once.
+        if (!deployment.escrow) {
+          deployment.escrow = await deployEscrow(chainClients(anvil.rpcUrl, anvil.chainId, ownerKey), privateKeyToAccount(settlerKey).address, LOCAL_ESCROW_DELAY_SECONDS);
+          writeDeployment(deploymentPath, deployment);
+        }
+        return { deployment, deploymentPath, settlerKey, ownerKey, anvil };
+      }
     }
     const deployment = await deployTessera({
       rpcUrl: anvil.rpcUrl, chainId: anvil.chainId, deployerKey: ownerKey, settlerAddress: privateKeyToAccount(settlerKey).address,
-      challengeDelaySeconds: opts.challengeSeconds ?? LOCAL_CHALLENGE_SECONDS,
+      challengeDelaySeconds: opts.challengeSeconds ?? LOCAL_CHALLENGE_SECONDS, escrowWithdrawDelaySeconds: LOCAL_ESCROW_DELAY_SECONDS,
     });
     writeDeployment(deploymentPath, deployment);
     return { deployment, deploymentPath, settlerKey, ownerKey, anvil };

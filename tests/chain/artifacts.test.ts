@@ -7,7 +7,7 @@ import { compileContracts, contractSources, renderArtifacts, repoRoot } from '..
 describe('contract artifacts', () => {
   it('are fresh: recompiling contracts/ reproduces src/chain/artifacts.ts byte for byte', () => {
     const compiled = compileContracts();
-    expect(Object.keys(compiled).sort()).toEqual(['EpochDistributor', 'ModelRegistry', 'RevenueVault', 'ShareToken', 'TestToken']);
+    expect(Object.keys(compiled).sort()).toEqual(['EpochDistributor', 'InferenceEscrow', 'ModelRegistry', 'RevenueVault', 'ShareToken', 'TestToken']);
     const committed = readFileSync(join(repoRoot, 'src/chain/artifacts.ts'), 'utf8');
     // On mismatch: node --import ./scripts/register.ts scripts/build-contracts.ts
     expect(committed === renderArtifacts(compiled), 'src/chain/artifacts.ts is stale: run scripts/build-contracts.ts').toBe(true);

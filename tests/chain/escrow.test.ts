@@ -1,0 +1,63 @@
+import { createPublicClient, http, parseEther, type Hex } from 'viem';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  claimShares, escrowAccount, escrowCharge, escrowDeposit, escrowRequestWithdrawal, escrowWithdraw, postRoot, withdrawableOf,
+} from '../../src/chain/client.ts';
+import { addressOf, chainFixture, expectRevert, shareTree, type ChainFixture } from './fixtures.ts';
+import { ANVIL_KEYS } from '../../src/chain/anvil.ts';
+
+/** The inference escrow against a real anvil: deposits, charges into a model's vault, delayed withdrawals. */
+describe('InferenceEscrow', () => {
+  let fx: ChainFixture;
+  beforeAll(async () => {
+    fx = await chainFixture();
+  });
+  afterAll(async () => {
+    await fx?.anvil.stop();
+  });
+  const usage = ('0x' + 'ab'.repeat(32)) as Hex;
+
+  it('charges move exactly the amount into the vault, where the holder can withdraw it', async () => {
+    const escrow = fx.deployment.escrow!;
+    const model = await fx.newModel(0);
+    const holder = addressOf(ANVIL_KEYS[2]);
+    const tree = shareTree([[holder, 1000n]]);
+    await postRoot(fx.as(1), model, 1n, tree.root);
+    await claimShares(fx.as(2), model, { epoch: 1n, account: holder, cumulativeShares: 1000n, proof: tree.proof(holder) });
+    const payer = fx.as(5);
+    await escrowDeposit(payer, escrow, parseEther('1'));
+    expect((await escrowAccount(payer, escrow, payer.account!.address)).balance).toBe(parseEther('1'));
+    await escrowCharge(fx.as(1), escrow, payer.account!.address, model.vault, 12345n, usage);
+    expect((await escrowAccount(payer, escrow, payer.account!.address)).balance).toBe(parseEther('1') - 12345n);
+    // The vault's dividend-per-share arithmetic (2^128 magnitude) leaves at most a wei of dust per holder.
+    const M = 2n ** 128n;
+    expect((await withdrawableOf(fx.as(2), model, holder)).eth).toBe((1000n * ((12345n * M) / 1000n)) / M);
+    // Only the settlement key charges, and never more than the balance.
+    await expectRevert(escrowCharge(fx.as(3), escrow, payer.account!.address, model.vault, 1n, usage), 'NotSettler');
+    await expectRevert(escrowCharge(fx.as(1), escrow, payer.account!.address, model.vault, parseEther('2'), usage), 'InsufficientBalance');
+  });
+
+  it('a withdrawal waits out the announced delay and is capped by later charges', async () => {
+    const escrow = fx.deployment.escrow!;
+    const model = await fx.newModel(0);
+    const holder = addressOf(ANVIL_KEYS[3]);
+    const tree = shareTree([[holder, 1n]]);
+    await postRoot(fx.as(1), model, 1n, tree.root);
+    await claimShares(fx.as(3), model, { epoch: 1n, account: holder, cumulativeShares: 1n, proof: tree.proof(holder) });
+    const payer = fx.as(6);
+    const me = payer.account!.address;
+    await escrowDeposit(payer, escrow, 1000n);
+    await expectRevert(escrowRequestWithdrawal(payer, escrow, 1001n), 'InsufficientBalance');
+    await escrowRequestWithdrawal(payer, escrow, 1000n);
+    await expectRevert(escrowWithdraw(payer, escrow), 'StillLocked');
+    // Usage served before the announcement is still charged during the delay.
+    await escrowCharge(fx.as(1), escrow, me, model.vault, 400n, usage);
+    await fx.advance(3601);
+    const pub = createPublicClient({ transport: http(fx.anvil.rpcUrl) });
+    const before = await pub.getBalance({ address: me });
+    const rc = await escrowWithdraw(payer, escrow);
+    expect((await pub.getBalance({ address: me })) - before + rc.gasUsed * rc.effectiveGasPrice).toBe(600n);
+    expect((await escrowAccount(payer, escrow, me)).balance).toBe(0n);
+    await expectRevert(escrowWithdraw(payer, escrow), 'NothingToWithdraw');
+  });
+});
