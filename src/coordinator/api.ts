@@ -3,6 +3,8 @@ import { BadRequestError, CoordinatorError, MethodNotAllowedError, NotFoundError
 import { CorpusData } from './corpus-data.ts';
 import type { CoordinatorService } from './service.ts';
 import type { LedgerService } from './ledger.ts';
+import type { OpenAiApi } from './openai.ts';
+import type { Payments } from './payments.ts';
 import type { Settlement } from './settlement.ts';
 import { UnauthorizedError } from './errors.ts';
 import type { Logger } from './types.ts';
@@ -20,6 +22,9 @@ export interface ApiOptions {
   corpus?: CorpusData;
   ledger: LedgerService;
   settlement: Settlement;
+  /** The OpenAI-compatible inference API under /v1/ (raw body: requests are signed over it). */
+  openai?: OpenAiApi;
+  payments?: Payments;
   /** Bearer token of the admin routes (none: they answer 401). */
   adminToken?: string;
 }
@@ -63,6 +68,16 @@ function routes(svc: CoordinatorService, corpus: CorpusData, opts: ApiOptions): 
       handler: ({ params, query }) => ({ json: ledger.epochReceipts(params[0], epochNo(params[1]), since(query), limit(query)) }),
     },
     { method: 'GET', pattern: /^\/api\/chain$/, handler: () => ({ json: ledger.chainView() }) },
+    {
+      method: 'GET',
+      pattern: /^\/api\/payers\/([^/]+)$/,
+      handler: async ({ params }) => {
+        if (!opts.payments) throw new NotFoundError('this coordinator serves no paid inference');
+        const payer = ledger.nonce(params[0]).wallet;
+        const a = await opts.payments.available(payer);
+        return { json: { payer, deposit: a.deposit.toString(), uncharged: a.uncharged.toString(), inFlight: a.inFlight.toString(), available: a.available.toString(), usage: opts.payments.usageOf(payer) } };
+      },
+    },
     { method: 'POST', pattern: /^\/api\/bindings$/, handler: async ({ body }) => ({ status: 201, json: await ledger.bind(body) }) },
     { method: 'GET', pattern: /^\/api\/peers\/([^/]+)\/binding$/, handler: ({ params }) => ({ json: ledger.bindingOf(params[0]) }) },
     { method: 'GET', pattern: /^\/api\/wallets\/([^/]+)\/nonce$/, handler: ({ params }) => ({ json: ledger.nonce(params[0]) }) },
@@ -154,8 +169,14 @@ export function createApiHandler(svc: CoordinatorService, opts: ApiOptions): (re
     const cors = corsHeaders(req.headers.origin, opts.corsOrigins);
     try {
       if (method === 'OPTIONS') {
-        res.writeHead(204, { ...cors, 'access-control-allow-methods': 'GET, POST', 'access-control-allow-headers': 'content-type, authorization' });
+        res.writeHead(204, { ...cors, 'access-control-allow-methods': 'GET, POST', 'access-control-allow-headers': 'content-type, authorization, x-tessera-address, x-tessera-nonce, x-tessera-signature' });
         res.end();
+        return;
+      }
+      if (url.pathname.startsWith('/v1/') && opts.openai) {
+        for (const [k, v] of Object.entries(cors)) res.setHeader(k, v);
+        const raw = method === 'POST' ? await readBody(req, opts.maxBodyBytes) : Buffer.alloc(0);
+        await opts.openai.handle(req, res, url.pathname, raw);
         return;
       }
       const matching = table.filter((r) => r.pattern.test(url.pathname));

@@ -4,7 +4,7 @@
  * key that registers new models on chain. Any EVM JSON-RPC endpoint works: nothing here is anvil-specific.
  */
 import type { Hex } from 'viem';
-import { chainClients, postRoot, readRoot } from '../chain/client.ts';
+import { chainClients, escrowAccount, escrowCharge, postRoot, readRoot } from '../chain/client.ts';
 import { registerModelOnChain, writeDeployment } from '../chain/deploy.ts';
 import type { Deployment } from '../chain/deployment.ts';
 import type { ChainInfo } from './ledger.ts';
@@ -32,7 +32,7 @@ export class ChainLink implements RootPoster {
 
   info(): ChainInfo {
     const d = this.o.deployment;
-    return { rpcUrl: d.rpcUrl, chainId: d.chainId, registry: d.registry, paymentToken: d.paymentToken, models: { ...d.models } };
+    return { rpcUrl: d.rpcUrl, chainId: d.chainId, registry: d.registry, paymentToken: d.paymentToken, escrow: d.escrow, models: { ...d.models } };
   }
 
   /** Registers the model on chain unless it is there (needs the owner key). Idempotent, one attempt at a time. */
@@ -51,6 +51,24 @@ export class ChainLink implements RootPoster {
       this.registering.set(modelId, p);
     }
     return p;
+  }
+
+  /** What a requester may still spend from its escrow deposit (balance minus an announced withdrawal). */
+  async escrowAvailable(payer: `0x${string}`): Promise<bigint> {
+    const { escrow } = this.o.deployment;
+    if (!escrow) throw new Error('this deployment has no inference escrow');
+    const c = chainClients(this.o.deployment.rpcUrl, this.o.deployment.chainId);
+    const a = await escrowAccount(c, escrow, payer);
+    return a.balance > a.pendingWithdrawal ? a.balance - a.pendingWithdrawal : 0n;
+  }
+
+  /** Charges metered usage from a requester's deposit into the model's vault (settlement key). */
+  async charge(payer: `0x${string}`, modelId: string, amount: bigint, usage: `0x${string}`): Promise<string> {
+    const { escrow } = this.o.deployment;
+    if (!escrow) throw new Error('this deployment has no inference escrow');
+    if (!this.o.deployment.models[modelId]) await this.ensureModel(modelId, modelId);
+    const c = chainClients(this.o.deployment.rpcUrl, this.o.deployment.chainId, this.o.settlerKey);
+    return (await escrowCharge(c, escrow, payer, this.o.deployment.models[modelId].vault, amount, usage)).transactionHash;
   }
 
   async postRoot(modelId: string, epoch: number, root: `0x${string}`): Promise<{ txHash: string; claimableAt: number }> {

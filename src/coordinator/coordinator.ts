@@ -5,6 +5,8 @@ import { ChainLink, type ChainLinkOptions } from './chain-link.ts';
 import { LedgerService } from './ledger.ts';
 import { LedgerStore } from './ledger-store.ts';
 import { Settlement } from './settlement.ts';
+import { OpenAiApi, type InferenceBackend } from './openai.ts';
+import { Payments } from './payments.ts';
 import { Membership } from './membership.ts';
 import { rebalance } from './placement.ts';
 import { REFERENCE_FLOPS_PER_TOKEN } from './registry.ts';
@@ -43,6 +45,8 @@ export interface CoordinatorOptions {
   banAfter?: number;
   /** Bearer token for admin routes (closing an epoch); none: those routes answer 401. */
   adminToken?: string;
+  /** Who generates for /v1/ requests (the stage holders); settable later with setInferenceBackend. */
+  inference?: InferenceBackend;
 }
 
 /**
@@ -59,13 +63,17 @@ export class Coordinator {
   readonly ledger: LedgerService;
   readonly settlement: Settlement;
   readonly chain: ChainLink | null;
+  readonly payments: Payments;
+  private inference: InferenceBackend | null = null;
+  private chargeTimer: ReturnType<typeof setInterval> | null = null;
   private readonly server: Server;
   private stopped = false;
 
   private constructor(
     url: string, store: Store, membership: Membership, service: CoordinatorService, relay: RelayHandle | null, server: Server,
-    ledger: LedgerService, settlement: Settlement, chain: ChainLink | null,
+    ledger: LedgerService, settlement: Settlement, chain: ChainLink | null, payments: Payments,
   ) {
+    this.payments = payments;
     this.url = url;
     this.store = store;
     this.membership = membership;
@@ -103,8 +111,11 @@ export class Coordinator {
       const settlement = new Settlement({ store, ledger: ledgerStore, now, log, poster: chain, banAfter: opts.banAfter });
       service.onModelRegistered = (m) => void chain?.ensureModel(m.id, m.name).catch((e) => log('error', `registering ${m.id} on chain: ${(e as Error).message}`));
       for (const m of store.listModels()) service.onModelRegistered(m);
+      const payments = new Payments({ store, chain, log, now });
+      let self: Coordinator | undefined;
+      const openai = new OpenAiApi({ store, payments, log, now, backend: () => self?.inference ?? opts.inference ?? null });
       const server = createServer(createApiHandler(service, {
-        maxBodyBytes: opts.maxBodyBytes ?? 64 * 1024, log, corsOrigins: opts.corsOrigins ?? [], ledger, settlement, adminToken: opts.adminToken,
+        maxBodyBytes: opts.maxBodyBytes ?? 64 * 1024, log, corsOrigins: opts.corsOrigins ?? [], ledger, settlement, adminToken: opts.adminToken, openai, payments,
       }));
       server.on('clientError', (err, socket) => {
         log('warn', `malformed HTTP request: ${err.message}`);
@@ -124,12 +135,20 @@ export class Coordinator {
       membership.start();
       if (opts.settleEveryMs) settlement.start(opts.settleEveryMs);
       log('info', `listening on ${url} (database ${opts.dbPath}, ${resumed} peer(s) resumed)`);
-      return new Coordinator(url, store, membership, service, relay, server, ledger, settlement, chain);
+      self = new Coordinator(url, store, membership, service, relay, server, ledger, settlement, chain, payments);
+      if (opts.inference) self.setInferenceBackend(opts.inference);
+      // Metered inference is charged on chain as often as epochs settle.
+      if (opts.settleEveryMs) self.chargeTimer = setInterval(() => void payments.chargeUsage(), opts.settleEveryMs);
+      return self;
     } catch (e) {
       await relay?.stop?.();
       store.close();
       throw e;
     }
+  }
+
+  setInferenceBackend(b: InferenceBackend | null): void {
+    this.inference = b;
   }
 
   /** Stops sweeping and serving, stops the relay, closes the database. Idempotent. */
@@ -139,6 +158,7 @@ export class Coordinator {
     this.membership.stop();
     this.settlement.stop();
     await this.settlement.idle();
+    if (this.chargeTimer) clearInterval(this.chargeTimer);
     await new Promise<void>((resolve) => {
       this.server.close(() => resolve());
       this.server.closeAllConnections();

@@ -73,3 +73,10 @@ export class UnavailableError extends CoordinatorError {
     super(503, 'unavailable', message);
   }
 }
+
+/** The requester's deposit does not cover the request: nothing was run or charged. */
+export class PaymentRequiredError extends CoordinatorError {
+  constructor(message: string) {
+    super(402, 'payment-required', message);
+  }
+}

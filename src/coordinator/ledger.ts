@@ -20,7 +20,7 @@ import type { Logger, ModelRecord } from './types.ts';
 import { object, onlyKeys, PEER_ID, string } from './validate.ts';
 
 /** Where the contracts live (what the app and CLIs read from GET /api/chain). */
-export type ChainInfo = Pick<Deployment, 'rpcUrl' | 'chainId' | 'registry' | 'paymentToken' | 'models'>;
+export type ChainInfo = Pick<Deployment, 'rpcUrl' | 'chainId' | 'registry' | 'paymentToken' | 'models' | 'escrow'>;
 
 export interface LedgerOptions {
   store: Store;

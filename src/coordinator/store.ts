@@ -112,6 +112,19 @@ const MIGRATIONS: readonly string[] = [
    CREATE TABLE reputations (
      peer_id TEXT PRIMARY KEY, strikes INTEGER NOT NULL, banned INTEGER NOT NULL, reason TEXT, at INTEGER NOT NULL
    );`,
+  // 3: paid inference (queries in payments.ts): metered usage until charged on chain, request nonces.
+  `CREATE TABLE usage (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     request_id TEXT NOT NULL UNIQUE,
+     payer TEXT NOT NULL,
+     model_id TEXT NOT NULL REFERENCES models(id),
+     prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,
+     cost_wei TEXT NOT NULL,
+     at INTEGER NOT NULL,
+     charge_tx TEXT, charged_at INTEGER
+   );
+   CREATE INDEX usage_uncharged ON usage (payer, model_id) WHERE charge_tx IS NULL;
+   CREATE TABLE request_nonces (payer TEXT PRIMARY KEY, last TEXT NOT NULL);`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
