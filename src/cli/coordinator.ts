@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { setupChain, type ChainSetup } from '../chain/local.ts';
+import { SwarmInference } from '../infer/swarm-backend.ts';
 import { parseArgs } from 'node:util';
 import { Coordinator } from '../coordinator/index.ts';
 import { createRelay } from '../net/node.ts';
@@ -43,6 +44,19 @@ export async function startCoordinator(o: {
     chain: o.chain && { deployment: o.chain.deployment, settlerKey: o.chain.settlerKey, ownerKey: o.chain.ownerKey, deploymentPath: o.chain.deploymentPath },
     settleEveryMs: o.settleEveryMs, adminToken: o.adminToken, banAfter: o.banAfter,
   });
+  // Inference requests walk through the stage holders over the relay's connections to them.
+  coord.setInferenceBackend(new SwarmInference({
+    node: relay,
+    log: (l) => console.log(`[coordinator] ${l}`),
+    holders: (modelId) => {
+      const m = coord.store.getModel(modelId);
+      if (!m) return null;
+      const alive = new Set(coord.store.listPeers('alive').map((p) => p.peerId));
+      const stages: string[][] = m.layout.map(() => []);
+      for (const a of coord.store.listAssignments(modelId)) if (alive.has(a.peerId)) stages[a.stage].push(a.peerId);
+      return { dModel: m.config.dModel, stages };
+    },
+  }));
   if ((o.registerDefault ?? true) && coord.store.listModels().length === 0) {
     const r = defaultRecipe(true);
     const res = await fetch(`${coord.url}/api/models`, {

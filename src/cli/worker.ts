@@ -23,6 +23,7 @@ import { loadOrCreateKey } from '../net/identity-node.ts';
 import { createPeer, waitForRelayAddress } from '../net/node.ts';
 import { AUDIT_FRACTION, SwarmWorker } from '../net/swarm-worker.ts';
 import { ReceiptReporter } from '../ledger/reporter.ts';
+import { InferenceServer } from '../infer/serve.ts';
 import { secretCoin } from '../train/work.ts';
 import { formatBytes } from '../train/progress.ts';
 import { measureThroughput } from '../train/throughput.ts';
@@ -30,7 +31,7 @@ import { measureThroughput } from '../train/throughput.ts';
 const { values } = parseArgs({
   options: {
     coordinator: { type: 'string' }, key: { type: 'string' }, steps: { type: 'string' }, 'until-step': { type: 'string' }, 'tokens-per-second': { type: 'string' }, 'timeout-ms': { type: 'string' },
-    'crash-after-update': { type: 'string' }, 'audit-fraction': { type: 'string' }, 'corrupt-share': { type: 'string' },
+    'crash-after-update': { type: 'string' }, 'audit-fraction': { type: 'string' }, 'corrupt-share': { type: 'string' }, stay: { type: 'boolean' },
   },
 });
 /** A share in [0, 1] option. */
@@ -84,7 +85,11 @@ const worker = new SwarmWorker({
   },
   onStep: (s) => say(`[worker ${node.peerId.toString().slice(-6)}] step ${s.step}${s.loss === undefined ? '' : `  loss ${s.loss.toFixed(4)}`}  ${s.ms.toFixed(0)} ms  sent ${formatBytes(s.bytesSent)}  received ${formatBytes(s.bytesReceived)}`),
 });
+// Inference with the stage's current weights, between training steps (and after them with --stay).
+const inference = new InferenceServer({ node, held: () => worker.heldStage(), log: (l) => say(`[worker ${node.peerId.toString().slice(-6)}] ${l}`) });
+await inference.start();
 const shutdown = async () => {
+  await inference.stop();
   // Receipts first: once the worker has left, its stage is no longer its own to claim work on.
   worker.stop();
   await reporter.stop();
@@ -106,4 +111,7 @@ try {
   await node.stop();
   process.exit(1);
 }
-await shutdown();
+if (values.stay) {
+  worker.keepAlive();
+  say(`[worker ${node.peerId.toString().slice(-6)}] training target reached; serving inference until stopped (--stay)`);
+} else await shutdown();

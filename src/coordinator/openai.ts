@@ -13,33 +13,15 @@ import { randomUUID } from 'node:crypto';
 import type { Address } from 'viem';
 import { loadTokenizer } from '../data/brown-node.ts';
 import type { Tokenizer } from '../data/tokenizer.ts';
+import type { InferenceBackend } from '../infer/backend.ts';
+import type { SamplingOptions } from '../infer/sample.ts';
 import { RequestAuthError, verifyRequest } from '../ledger/request-auth.ts';
 import { BadRequestError, CoordinatorError, NotFoundError, UnauthorizedError, UnavailableError } from './errors.ts';
 import { costOf, weiPerKiloToken, type Payments } from './payments.ts';
 import type { Store } from './store.ts';
 import type { Logger, ModelRecord } from './types.ts';
 
-export interface Sampling {
-  temperature: number;
-  topK?: number;
-  topP?: number;
-  seed?: number;
-}
-
-export interface GenerateRequest {
-  modelId: string;
-  prompt: Int32Array;
-  maxTokens: number;
-  sampling: Sampling;
-  /** Stop before emitting a token for which this returns true (checked on the decoded text so far). */
-  stop?: (text: string) => boolean;
-  signal: AbortSignal;
-}
-
-/** Runs generation across a model's stage holders; `onToken` sees each token as the last stage samples it. */
-export interface InferenceBackend {
-  generate(req: GenerateRequest, onToken: (id: number) => void): Promise<{ tokens: number[]; finish: 'length' | 'stop' }>;
-}
+export type { GenerateRequest, InferenceBackend } from '../infer/backend.ts';
 
 export interface OpenAiOptions {
   store: Store;
@@ -125,7 +107,7 @@ export class OpenAiApi {
       throw new BadRequestError(`prompt of ${prompt.length} tokens + max_tokens ${maxTokens} exceeds the context of ${model.config.context} tokens of ${model.id}`);
     }
     if (body.n !== undefined && body.n !== 1) throw new BadRequestError('n: only 1 completion per request');
-    const sampling: Sampling = {
+    const sampling: SamplingOptions = {
       temperature: num(body.temperature, 'temperature', 1, 0, 2),
       topP: body.top_p === undefined ? undefined : num(body.top_p, 'top_p', 1, 0, 1),
       topK: body.top_k === undefined ? undefined : int(body.top_k, 'top_k', 0, 1, model.config.vocab),
@@ -150,17 +132,21 @@ export class OpenAiApi {
         res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', connection: 'keep-alive' });
         if (chat) sse(res, chunk(id, created, model.id, chat, { role: 'assistant', content: '' }, null));
       }
-      const out = await backend.generate({ modelId: model.id, prompt, maxTokens, sampling, signal: ctl.signal, stop: ended }, (t) => {
+      // A token that ends the turn (or hits a stop string) is not sent: generation stops before it.
+      const out = await backend.generate({ modelId: model.id, prompt, maxTokens, sampling, signal: ctl.signal }, (t) => {
+        const next = tok.decode([...emitted, t]);
+        if (ended(next)) return true;
         emitted.push(t);
-        const next = tok.decode(emitted);
         const piece = next.slice(text.length);
         text = next;
         if (stream && piece) sse(res, chunk(id, created, model.id, chat, chat ? { content: piece } : piece, null));
+        return false;
       });
       const finish = out.finish;
+      // Billed: every token the stages computed, the refused stop token included (it cost the same work).
       const usage = { prompt_tokens: prompt.length, completion_tokens: out.tokens.length, total_tokens: prompt.length + out.tokens.length };
       this.o.payments.commit(hold, { requestId: id, payer, modelId: model.id, promptTokens: usage.prompt_tokens, completionTokens: usage.completion_tokens, cost: costOf(model, usage.total_tokens) });
-      const finalText = tok.decode(out.tokens);
+      const finalText = tok.decode(emitted);
       if (stream) {
         sse(res, chunk(id, created, model.id, chat, chat ? {} : '', finish));
         if (includeUsage) sse(res, { id, object: chat ? 'chat.completion.chunk' : 'text_completion', created, model: model.id, choices: [], usage });

@@ -204,6 +204,22 @@ export class SwarmWorker {
   }
 
   /** What this worker is doing now (for UIs): its phase and the epoch of its pipeline configuration. */
+  /**
+   * After run() has reached its step target: keep heartbeating so the stage stays this peer's (it goes on
+   * serving inference with it) until close().
+   */
+  keepAlive(): void {
+    if (this.stopped) return;
+    clearInterval(this.heartbeat);
+    this.heartbeat = setInterval(() => void this.beat(), this.heartbeatMs);
+  }
+
+  /** The stage this worker trains now, for serving inference with its current weights (null between configurations). */
+  heldStage(): { modelId: string; stage: Stage } | null {
+    const c = this.current;
+    return c && !this.stopped ? { modelId: c.a.modelId, stage: c.held.stage } : null;
+  }
+
   get state(): { phase: Phase; epoch: number; stage?: number } {
     return { phase: this.phase, epoch: this.epoch, stage: this.current?.a.stage };
   }

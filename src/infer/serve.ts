@@ -1,0 +1,149 @@
+/**
+ * `/tessera/infer/1.0.0` on a stage holder: one request/response per stream. The requester (the coordinator's
+ * inference backend) walks a generation through the stages: token ids into stage 0, activations on, and at the
+ * last stage the next token, sampled there with the session's seeded sampler. Only activations and token ids
+ * cross the wire — never weights — and each holder answers only for the stage it holds, with its current
+ * weights (a training step between two tokens applies to the next one).
+ *
+ * Request: JSON { model, stage, session, ids?: number[], rows?: number, sampling?: SamplingOptions, end?: true }
+ * then rows·dModel float32 (little-endian) when rows is given. Answer: JSON { ok: true, length, rows?, token? }
+ * then rows·dModel float32 (not at the last stage), or { ok: false, error }.
+ */
+import type { Connection, Libp2p, Stream } from '@libp2p/interface';
+import { ShapeError } from '../gpu/index.ts';
+import type { Stage } from '../model/stage.ts';
+import { abortOn, StreamReader, withTimeout, writeBytes, writeJson } from '../net/stream-io.ts';
+import { Sampler, type SamplingOptions } from './sample.ts';
+import { StageInference } from './stage-infer.ts';
+
+export const INFER_PROTOCOL = '/tessera/infer/1.0.0';
+const MAX_REQUEST_JSON = 256 * 1024;
+
+export interface InferRequest {
+  model: string;
+  stage: number;
+  session: string;
+  ids?: number[];
+  rows?: number;
+  sampling?: SamplingOptions;
+  end?: boolean;
+}
+
+export type InferReply = { ok: true; length: number; rows?: number; token?: number } | { ok: false; error: string };
+
+/** What this peer holds now (null: nothing to serve). */
+export type HeldForInference = () => { modelId: string; stage: Stage } | null;
+
+export class InferenceServer {
+  readonly stats = { served: 0, refused: 0 };
+  private readonly node: Libp2p;
+  private readonly held: HeldForInference;
+  private readonly log: (line: string) => void;
+  private engine?: { stage: Stage; inference: StageInference };
+  private readonly samplers = new Map<string, Sampler>();
+
+  constructor(o: { node: Libp2p; held: HeldForInference; log?: (line: string) => void }) {
+    this.node = o.node;
+    this.held = o.held;
+    this.log = o.log ?? (() => {});
+  }
+
+  async start(): Promise<void> {
+    await this.node.handle(INFER_PROTOCOL, (stream, connection) => this.serve(stream, connection));
+  }
+
+  async stop(): Promise<void> {
+    await this.node.unhandle(INFER_PROTOCOL);
+    this.engine?.inference.destroy();
+    this.engine = undefined;
+  }
+
+  /** The KV-cache engine of the stage held now (a new stage — a move — starts with empty caches). */
+  private inference(stage: Stage): StageInference {
+    if (this.engine?.stage !== stage) {
+      this.engine?.inference.destroy();
+      this.samplers.clear();
+      // Sessions of a generation stay evictable only after 60 s idle: decode steps come every few ms.
+      this.engine = { stage, inference: new StageInference(stage, { maxSessions: 16, evictableAfterMs: 60_000, idleTimeoutMs: 300_000, onEvict: (s) => this.samplers.delete(s) }) };
+    }
+    return this.engine.inference;
+  }
+
+  private async serve(stream: Stream, connection: Connection): Promise<void> {
+    const signal = withTimeout(60_000);
+    const release = abortOn(stream, signal);
+    const reader = new StreamReader(stream);
+    const from = connection.remotePeer.toString();
+    try {
+      let reply: InferReply;
+      let payload: Uint8Array | undefined;
+      try {
+        const req = parse(await reader.readJson(MAX_REQUEST_JSON, 'inference request'));
+        const held = this.held();
+        if (!held || held.modelId !== req.model || held.stage.spec.index !== req.stage) {
+          throw new ShapeError(`this peer does not hold stage ${req.stage} of ${req.model}`);
+        }
+        const { stage } = held;
+        const engine = this.inference(stage);
+        if (req.end) {
+          engine.end(req.session);
+          this.samplers.delete(req.session);
+          reply = { ok: true, length: 0 };
+        } else {
+          const C = stage.cfg.dModel;
+          let input: Int32Array | Float32Array;
+          if (stage.spec.hasEmbedding) {
+            if (!req.ids) throw new ShapeError('stage 0 takes token ids');
+            input = Int32Array.from(req.ids);
+          } else {
+            if (!req.rows) throw new ShapeError(`stage ${req.stage} takes activations (rows)`);
+            if (req.rows > stage.cfg.context) throw new ShapeError(`${req.rows} rows exceed the context of ${stage.cfg.context}`);
+            const bytes = await reader.read(req.rows * C * 4, 'activations');
+            input = new Float32Array(bytes.slice().buffer);
+            const bad = input.findIndex((v) => !Number.isFinite(v));
+            if (bad >= 0) throw new ShapeError(`activation ${bad} is ${input[bad]}: refused`);
+          }
+          const known = engine.session(req.session) !== undefined;
+          const r = known && input.length === (stage.spec.hasEmbedding ? 1 : C) ? engine.decode(req.session, input) : engine.prefill(req.session, input, { logits: 'last' });
+          if (stage.spec.hasHead) {
+            const logits = (await stage.gpu.read(r.logits!)) as Float32Array;
+            stage.gpu.release(r.logits);
+            const V = stage.cfg.vocab;
+            let sampler = this.samplers.get(req.session);
+            if (!sampler) this.samplers.set(req.session, (sampler = new Sampler(req.sampling ?? { temperature: 0 })));
+            reply = { ok: true, length: r.length, token: sampler.next(logits.subarray(logits.length - V)) };
+          } else {
+            const out = (await stage.gpu.read(r.output!)) as Float32Array;
+            stage.gpu.release(r.output);
+            payload = new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+            reply = { ok: true, length: r.length, rows: out.length / C };
+          }
+          this.stats.served++;
+        }
+      } catch (e) {
+        this.stats.refused++;
+        this.log(`inference request from ${from.slice(-6)} refused: ${(e as Error).message}`);
+        reply = { ok: false, error: (e as Error).message.slice(0, 500) };
+      }
+      await writeJson(stream, reply, signal);
+      if (payload) await writeBytes(stream, payload, signal);
+      await stream.close({ signal });
+    } catch (e) {
+      this.log(`inference stream from ${from.slice(-6)} failed: ${(e as Error).message}`);
+      stream.abort(e as Error);
+    } finally {
+      release();
+      reader.dispose();
+    }
+  }
+}
+
+function parse(v: unknown): InferRequest {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ShapeError('inference request is not a JSON object');
+  const o = v as Record<string, unknown>;
+  if (typeof o.model !== 'string' || typeof o.session !== 'string' || o.session.length > 100) throw new ShapeError('inference request needs model and session strings');
+  if (!Number.isInteger(o.stage) || (o.stage as number) < 0) throw new ShapeError('inference request stage must be an integer ≥ 0');
+  if (o.ids !== undefined && (!Array.isArray(o.ids) || o.ids.length === 0 || o.ids.length > 1_000_000 || !o.ids.every((x) => Number.isInteger(x)))) throw new ShapeError('ids must be a non-empty array of integers');
+  if (o.rows !== undefined && (!Number.isInteger(o.rows) || (o.rows as number) < 1)) throw new ShapeError('rows must be a positive integer');
+  return o as unknown as InferRequest;
+}

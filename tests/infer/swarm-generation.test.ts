@@ -1,0 +1,121 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { startCoordinator } from '../../src/cli/coordinator.ts';
+import type { Coordinator } from '../../src/coordinator/index.ts';
+import type { InferenceBackend } from '../../src/infer/backend.ts';
+import type { SwarmInference } from '../../src/infer/swarm-backend.ts';
+import { greedy } from '../../src/infer/sample.ts';
+import { StageInference } from '../../src/infer/stage-infer.ts';
+import { Stage } from '../../src/model/stage.ts';
+import { splitStages } from '../../src/model/stages.ts';
+import { defaultRecipe, recipeModel, type RecipeOptions } from '../../src/train/recipe.ts';
+import { testGpu } from '../gpu-fixture.ts';
+
+/**
+ * SLOW (~1 min): generation through the swarm. Two `npm run worker` processes hold the two stages of a model
+ * (seeded weights, no training: --until-step 0 --stay) and serve `/tessera/infer/1.0.0`; the coordinator's
+ * backend walks a prompt through them with KV caches. Greedy tokens equal the same weights' generation in one
+ * process; a holder that dies mid-generation is replaced by its replica.
+ */
+const root = new URL('../../', import.meta.url).pathname;
+const recipe: RecipeOptions = { ...defaultRecipe(true), vocab: 1024, dModel: 32, heads: 2, context: 32, stages: 2, blocks: 1, micro: 2, batch: 1, seed: 3 };
+const MODEL = 'infer-test';
+const PROMPT = [17, 250, 3, 99, 512];
+const N = 8;
+
+async function inProcess(): Promise<number[]> {
+  const gpu = await testGpu();
+  const cfg = recipeModel(recipe);
+  const stages = splitStages(cfg, 2).map((spec) => new StageInference(Stage.create(gpu, cfg, spec), { maxSessions: 1 }));
+  const out: number[] = [];
+  let input: number[] = PROMPT;
+  for (let i = 0; i < N; i++) {
+    let x: unknown = Int32Array.from(input);
+    for (const s of stages) {
+      const r = i === 0 ? s.prefill('ref', x as Int32Array, { logits: 'last' }) : s.decode('ref', x as Int32Array);
+      x = r.output ?? r.logits;
+    }
+    const logits = (await gpu.read(x as never)) as Float32Array;
+    gpu.release(x as never);
+    out.push(greedy(logits.subarray(logits.length - cfg.vocab)));
+    input = [out[out.length - 1]];
+  }
+  for (const s of stages) {
+    s.destroy();
+    s.stage.destroy();
+  }
+  return out;
+}
+
+describe('inference through the swarm (slow)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tessera-infer-'));
+  const children = new Map<number, ChildProcess>();
+  let coord: Coordinator | undefined;
+  afterAll(async () => {
+    for (const c of children.values()) c.kill('SIGKILL');
+    await coord?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  function worker(i: number, logs: string[]): Promise<void> {
+    const child = spawn(join(root, 'node_modules/.bin/node'), [
+      '--import', './scripts/register.ts', 'src/cli/worker.ts', '--coordinator', coord!.url, '--key', join(dir, `w${i}.key`),
+      '--until-step', '0', '--stay', '--tokens-per-second', '100',
+    ], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    children.set(i, child);
+    return new Promise((resolve, reject) => {
+      const keep = (d: Buffer) => {
+        logs.push(`[w${i}] ${d}`);
+        if (String(d).includes('serving inference until stopped')) resolve();
+      };
+      child.stdout!.on('data', keep);
+      child.stderr!.on('data', keep);
+      child.on('exit', (code) => reject(new Error(`worker ${i} exited with ${code}:\n${logs.join('')}`)));
+    });
+  }
+
+  it('greedy generation through two stage holders equals one process; a dead holder is replaced by its replica', async () => {
+    coord = await startCoordinator({ dbPath: join(dir, 'c.db'), heartbeatMs: 1000, registerDefault: false });
+    const res = await fetch(`${coord.url}/api/models`, {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ id: MODEL, name: 'inference test', config: recipeModel(recipe), layout: [1, 1], codec: 'none', microBatches: recipe.micro, batch: recipe.batch, pricePer1kTokens: 0 }),
+    });
+    expect(res.status).toBe(201);
+    const logs: string[] = [];
+    // Three holders: one stage gets a replica, for the failover below.
+    await Promise.all([worker(1, logs), worker(2, logs), worker(3, logs)]);
+    const expected = await inProcess();
+    const backend = (coord as unknown as { inference: InferenceBackend }).inference;
+    const seen: number[] = [];
+    const out = await backend.generate({ modelId: MODEL, prompt: Int32Array.from(PROMPT), maxTokens: N, sampling: { temperature: 0 }, signal: new AbortController().signal }, (t) => void seen.push(t));
+    expect(out.tokens, logs.join('')).toEqual(expected);
+    expect(seen).toEqual(expected);
+    expect(out.finish).toBe('length');
+    // onToken can stop it early.
+    const short = await backend.generate({ modelId: MODEL, prompt: Int32Array.from(PROMPT), maxTokens: N, sampling: { temperature: 0 }, signal: new AbortController().signal }, (t) => t === expected[2]);
+    expect(short).toEqual({ tokens: expected.slice(0, 3), finish: 'stop' });
+
+    // Kill replica 0 of the replicated stage: the next generation fails over to replica 1 and still equals one process.
+    let assignments = coord.store.listAssignments(MODEL);
+    for (let i = 0; i < 50 && assignments.length < 3; i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      assignments = coord.store.listAssignments(MODEL);
+    }
+    const replicated = assignments.find((a) => assignments.filter((b) => b.stage === a.stage).length > 1)!;
+    expect(replicated, JSON.stringify({ assignments, peers: coord.store.listPeers() })).toBeDefined();
+    const first = assignments.find((a) => a.stage === replicated.stage && a.replica === 0)!;
+    const ids = new Map<number, string>();
+    for (const i of children.keys()) {
+      const line = logs.find((l) => l.startsWith(`[w${i}]`) && /\[worker (\w{6})\]/.test(l));
+      if (line) ids.set(i, /\[worker (\w{6})\]/.exec(line)![1]);
+    }
+    const dead = [...ids.entries()].find(([, suffix]) => first.peerId.endsWith(suffix))![0];
+    children.get(dead)!.kill('SIGKILL');
+    const again = await backend.generate({ modelId: MODEL, prompt: Int32Array.from(PROMPT), maxTokens: N, sampling: { temperature: 0 }, signal: new AbortController().signal }, () => {});
+    expect(again.tokens).toEqual(expected);
+    expect((backend as SwarmInference).stats.retries).toBeGreaterThan(0);
+  });
+});
