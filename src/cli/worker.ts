@@ -10,7 +10,9 @@
  * silent neighbour fails the step after this long), --crash-after-update N (fault injection for tests: the
  * process SIGKILLs itself the moment it has applied step N's update, before reporting it), --audit-fraction F
  * (share of forwards a sibling recomputes; every worker of a swarm must use the same, default 0.1),
- * --corrupt-share F (fault injection for the malicious-worker test: corrupt this share of its own outputs).
+ * --corrupt-share F (fault injection for the malicious-worker test: corrupt this share of its own outputs),
+ * --stay (once the step target is reached, keep the stage and serve inference until stopped).
+ * Between training steps the worker serves inference for its stage over /tessera/infer/1.0.0 (src/infer/serve.ts).
  * Every unit of work is receipted: signed with the peer key and posted to the coordinator's ledger.
  * The worker rides out pipeline changes (peers vanishing, joining or moving): see src/net/swarm-worker.ts.
  */
