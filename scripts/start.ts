@@ -135,7 +135,7 @@ const appServer: Service = {
     if (port !== wanted) log(`port ${wanted} is busy; using ${port}`);
     const server = await preview({
       root: ROOT, logLevel: 'warn',
-      preview: { host: HOST, port, strictPort: true, open: false, proxy: urls.coordinator ? { '/api': { target: urls.coordinator } } : undefined },
+      preview: { host: HOST, port, strictPort: true, open: false, proxy: urls.coordinator ? { '/api': { target: urls.coordinator }, '/v1': { target: urls.coordinator } } : undefined },
     });
     return {
       url: `http://${HOST}:${port}/`,
