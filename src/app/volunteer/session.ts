@@ -8,6 +8,7 @@ import type { Gpu } from '../../gpu/index.ts';
 import { CoordinatorClient, type JoinAnswer } from '../../net/coordinator-client.ts';
 import { loadOrCreateKey } from '../../net/identity-browser.ts';
 import { createPeer, isDirectWebRTC, NetError, waitForRelayAddress } from '../../net/node.ts';
+import { InferenceServer } from '../../infer/serve.ts';
 import { ReceiptReporter } from '../../ledger/reporter.ts';
 import { SwarmWorker, type WorkerStep } from '../../net/swarm-worker.ts';
 import { measureThroughput } from '../../train/throughput.ts';
@@ -126,10 +127,14 @@ export async function startSession(gpu: Gpu, speed: Speed, events: SessionEvents
       removeEventListener('pagehide', leaveOnHide);
       await worker.close();
       await reporter.stop();
+      await inference.stop();
       node.removeEventListener('connection:open', countPeers);
       node.removeEventListener('connection:close', countPeers);
       await node.stop();
     })());
   gpu.onLost(() => worker.stop());
+  // The tab also serves inference for the stage it holds (its current weights, between training steps).
+  const inference = new InferenceServer({ node, held: () => worker.heldStage(), log: (line) => events.log(line) });
+  await inference.start();
   return { peerId, worker, done: worker.run(), close };
 }
