@@ -78,3 +78,15 @@ export async function installGpuGate(page: Page): Promise<void> {
 export async function releaseGpuReads(page: Page): Promise<void> {
   await page.evaluate(() => (window as unknown as { __releaseGpuReads: () => void }).__releaseGpuReads());
 }
+
+/** Stores the tab's key where src/net/identity-browser.ts looks for it (the page must be on the app's origin). */
+export async function storeTabKey(page: Page, key: Uint8Array): Promise<void> {
+  await page.evaluate(async (bytes) => {
+    const open = indexedDB.open('tessera-identity', 1);
+    open.onupgradeneeded = () => open.result.createObjectStore('keys');
+    const db = await new Promise<IDBDatabase>((ok, fail) => ((open.onsuccess = () => ok(open.result)), (open.onerror = () => fail(open.error))));
+    const put = db.transaction('keys', 'readwrite').objectStore('keys').put(Uint8Array.from(bytes), 'peer-key');
+    await new Promise((ok, fail) => ((put.onsuccess = ok), (put.onerror = () => fail(put.error))));
+    db.close();
+  }, [...key]);
+}

@@ -12,7 +12,6 @@
  * Prints one line `READY {…}`; stops on SIGTERM.
  */
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { parseArgs } from 'node:util';
 import { generateKeyPair, privateKeyFromProtobuf } from '@libp2p/crypto/keys';
 import type { PrivateKey } from '@libp2p/interface';
@@ -26,6 +25,7 @@ import { bindingTypedData, signBindingAsPeer } from '../../src/ledger/binding.ts
 import { receiptFlops } from '../../src/ledger/flops.ts';
 import { signReceipt, type WorkReceipt } from '../../src/ledger/receipt.ts';
 import { splitStages } from '../../src/model/stages.ts';
+import { freePort } from './free-port.ts';
 
 export const HOLDER_MODEL = {
   id: 'holder-test',
@@ -52,17 +52,6 @@ export interface HolderFixture {
   tabPeerId: string;
   otherPeerId: string;
   otherWallet: string;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as { port: number };
-      probe.close(() => resolve(port));
-    });
-  });
 }
 
 async function call(base: string, method: string, path: string, body?: unknown): Promise<any> {

@@ -9,7 +9,7 @@ import { CHROMIUM_ARGS } from '../../playwright.config.ts';
 import { RevenueVaultAbi, TestTokenAbi } from '../../src/chain/artifacts.ts';
 import { chainClients, claimShares, depositEth, depositToken, sendWrite } from '../../src/chain/client.ts';
 import type { HolderFixture } from './holder-server.ts';
-import { DESKTOP, PHONE, expectNoHorizontalOverflow, shoot, watchConsole } from './helpers.ts';
+import { DESKTOP, PHONE, expectNoHorizontalOverflow, shoot, storeTabKey, watchConsole } from './helpers.ts';
 
 /**
  * The Holder page against a real stack (tests/browser/holder-server.ts: anvil + Tessera contracts + a
@@ -102,18 +102,6 @@ async function injectWallet(page: Page, o: { rpcUrl: string; chainId: number; ac
       },
     };
   }, o);
-}
-
-/** Stores the tab's key where src/net/identity-browser.ts looks for it (the page must be on the app's origin). */
-async function storeTabKey(page: Page, key: Uint8Array): Promise<void> {
-  await page.evaluate(async (bytes) => {
-    const open = indexedDB.open('tessera-identity', 1);
-    open.onupgradeneeded = () => open.result.createObjectStore('keys');
-    const db = await new Promise<IDBDatabase>((ok, fail) => ((open.onsuccess = () => ok(open.result)), (open.onerror = () => fail(open.error))));
-    const put = db.transaction('keys', 'readwrite').objectStore('keys').put(Uint8Array.from(bytes), 'peer-key');
-    await new Promise((ok, fail) => ((put.onsuccess = ok), (put.onerror = () => fail(put.error))));
-    db.close();
-  }, [...key]);
 }
 
 async function rpc(url: string, method: string, params: unknown[] = []): Promise<unknown> {

@@ -8,10 +8,10 @@
  * cache the tab will fetch, and serves the built app (dist/) with /api proxied to the coordinator, as
  * `npm start` does. Prints one line `READY {"coordinator": …, "app": …, "modelId": …}`; stops on SIGTERM.
  */
-import { createServer } from 'node:net';
 import { parseArgs } from 'node:util';
 import { preview } from 'vite';
 import { startCoordinator } from '../../src/cli/coordinator.ts';
+import { freePort } from './free-port.ts';
 
 export const SWARM_MODEL = {
   id: 'volunteer-test',
@@ -23,17 +23,6 @@ export const SWARM_MODEL = {
   batch: 1,
   pricePer1kTokens: 0,
 };
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as { port: number };
-      probe.close(() => resolve(port));
-    });
-  });
-}
 
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { db: { type: 'string' } } });

@@ -4,9 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys';
 import { peerIdFromPrivateKey } from '@libp2p/peer-id';
-import { expect, test, type Page } from '@playwright/test';
+import { expect, test } from '@playwright/test';
 import { CHROMIUM_ARGS } from '../../playwright.config.ts';
-import { DESKTOP, PHONE, expectNoHorizontalOverflow, shoot, watchConsole } from './helpers.ts';
+import { DESKTOP, PHONE, expectNoHorizontalOverflow, shoot, storeTabKey, watchConsole } from './helpers.ts';
 
 /**
  * The Volunteer page for real: a coordinator (relay + API, tests/browser/swarm-server.ts, which also serves the
@@ -64,18 +64,6 @@ async function orderedKeys(): Promise<{ tab: Uint8Array; worker: Uint8Array }> {
   const [x, y] = [await generateKeyPair('Ed25519'), await generateKeyPair('Ed25519')];
   const [lo, hi] = peerIdFromPrivateKey(x).toString() < peerIdFromPrivateKey(y).toString() ? [x, y] : [y, x];
   return { tab: privateKeyToProtobuf(lo), worker: privateKeyToProtobuf(hi) };
-}
-
-/** Stores the tab's key where src/net/identity-browser.ts looks for it (the page must be on the app's origin). */
-async function storeTabKey(page: Page, key: Uint8Array): Promise<void> {
-  await page.evaluate(async (bytes) => {
-    const open = indexedDB.open('tessera-identity', 1);
-    open.onupgradeneeded = () => open.result.createObjectStore('keys');
-    const db = await new Promise<IDBDatabase>((ok, fail) => ((open.onsuccess = () => ok(open.result)), (open.onerror = () => fail(open.error))));
-    const put = db.transaction('keys', 'readwrite').objectStore('keys').put(Uint8Array.from(bytes), 'peer-key');
-    await new Promise((ok, fail) => ((put.onsuccess = ok), (put.onerror = () => fail(put.error))));
-    db.close();
-  }, [...key]);
 }
 
 const json = async <T,>(url: string): Promise<T> => (await fetch(url)).json() as Promise<T>;
