@@ -4,7 +4,7 @@
  * key that registers new models on chain. Any EVM JSON-RPC endpoint works: nothing here is anvil-specific.
  */
 import type { Hex } from 'viem';
-import { chainClients, escrowAccount, escrowCharge, postRoot, readRoot } from '../chain/client.ts';
+import { chainClients, escrowAccount, escrowCharge, postRoot, readRoot, type ChainClients } from '../chain/client.ts';
 import { registerModelOnChain, writeDeployment } from '../chain/deploy.ts';
 import type { Deployment } from '../chain/deployment.ts';
 import type { ChainInfo } from './ledger.ts';
@@ -25,9 +25,14 @@ export interface ChainLinkOptions {
 export class ChainLink implements RootPoster {
   private readonly o: ChainLinkOptions;
   private registering = new Map<string, Promise<void>>();
+  /** Clients made once: the escrow is read on every paid request. */
+  private readonly reader: ChainClients;
+  private readonly settler: ChainClients;
 
   constructor(opts: ChainLinkOptions) {
     this.o = opts;
+    this.reader = chainClients(opts.deployment.rpcUrl, opts.deployment.chainId);
+    this.settler = chainClients(opts.deployment.rpcUrl, opts.deployment.chainId, opts.settlerKey);
   }
 
   info(): ChainInfo {
@@ -57,8 +62,7 @@ export class ChainLink implements RootPoster {
   async escrowAvailable(payer: `0x${string}`): Promise<bigint> {
     const { escrow } = this.o.deployment;
     if (!escrow) throw new Error('this deployment has no inference escrow');
-    const c = chainClients(this.o.deployment.rpcUrl, this.o.deployment.chainId);
-    const a = await escrowAccount(c, escrow, payer);
+    const a = await escrowAccount(this.reader, escrow, payer);
     return a.balance > a.pendingWithdrawal ? a.balance - a.pendingWithdrawal : 0n;
   }
 
@@ -67,16 +71,14 @@ export class ChainLink implements RootPoster {
     const { escrow } = this.o.deployment;
     if (!escrow) throw new Error('this deployment has no inference escrow');
     if (!this.o.deployment.models[modelId]) await this.ensureModel(modelId, modelId);
-    const c = chainClients(this.o.deployment.rpcUrl, this.o.deployment.chainId, this.o.settlerKey);
-    return (await escrowCharge(c, escrow, payer, this.o.deployment.models[modelId].vault, amount, usage)).transactionHash;
+    return (await escrowCharge(this.settler, escrow, payer, this.o.deployment.models[modelId].vault, amount, usage)).transactionHash;
   }
 
   async postRoot(modelId: string, epoch: number, root: `0x${string}`): Promise<{ txHash: string; claimableAt: number }> {
     if (!this.o.deployment.models[modelId]) await this.ensureModel(modelId, modelId);
     const m = this.o.deployment.models[modelId];
-    const c = chainClients(this.o.deployment.rpcUrl, this.o.deployment.chainId, this.o.settlerKey);
-    const receipt = await postRoot(c, m, BigInt(epoch), root);
-    const info = await readRoot(c, m, BigInt(epoch));
+    const receipt = await postRoot(this.settler, m, BigInt(epoch), root);
+    const info = await readRoot(this.settler, m, BigInt(epoch));
     return { txHash: receipt.transactionHash, claimableAt: Number(info.claimableAt) };
   }
 }

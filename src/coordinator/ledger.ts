@@ -62,7 +62,10 @@ export class LedgerService {
     }
     const specs = splitStages(model.config, model.layout.length, model.layout);
     const { ledger, store } = this.o;
-    const replicasOf = (stage: number) => store.listAssignments(model.id).filter((a) => a.stage === stage).length;
+    // Replica counts per stage, now and ever: read once per batch, not per receipt.
+    const replicasNow = specs.map(() => 0);
+    for (const a of store.listAssignments(model.id)) replicasNow[a.stage]++;
+    const replicasEver = specs.map((s) => ledger.replicasEver(model.id, s.index));
     const settled = ledger.lastEpoch(model.id)?.throughStep ?? -1;
     const latest = ledger.lastDoneStep(model.id);
     const banned = ledger.bannedPeers();
@@ -82,8 +85,8 @@ export class LedgerService {
         if (!ledger.held(model.id, r.stage, r.replica, r.peerId)) refuse(`the peer never held stage ${r.stage} replica ${r.replica}`);
         // Claiming fewer replicas than the stage has would make a sibling's micro-batches look like one's own;
         // more than it ever had is nonsense. (After peers leave, the count drops: earlier receipts stay valid.)
-        const now = replicasOf(r.stage);
-        const ever = ledger.replicasEver(model.id, r.stage);
+        const now = replicasNow[r.stage];
+        const ever = replicasEver[r.stage];
         if (r.replicas < now || r.replicas > ever) refuse(`claims ${r.replicas} replicas; the stage has ${now} now and never had more than ${ever}`);
         const flops = receiptFlops(model.config, spec, model.batch, model.config.context, r.kind);
         if (r.flops !== flops) refuse(`claims ${r.flops} FLOPs; this unit computes ${flops}`);
@@ -163,19 +166,19 @@ export class LedgerService {
       const epochs = ledger.listEpochs(model.id);
       let before = 0n;
       const mine: Array<{ epoch: number; shares: string; cumulative: string; status: string; claimableAt: number | null; root: string | null }> = [];
-      let claim: { epoch: number; cumulative: string; proof: string[]; claimableAt: number | null } | null = null;
+      // Claim with the newest claimable root; while none is, show the newest posted one and when it opens.
+      let claimFrom: EpochRow | undefined;
       for (const e of epochs) {
         const leaf = e.leaves.find((l) => l.wallet === w);
         if (!leaf) continue;
         const cumulative = BigInt(leaf.shares);
         mine.push({ epoch: e.epoch, shares: (cumulative - before).toString(), cumulative: leaf.shares, status: epochStatus(e, nowS), claimableAt: e.claimableAt, root: e.root });
         before = cumulative;
-        // Claim with the newest claimable root; while none is, show the newest posted one and when it opens.
-        if (e.txHash && (epochStatus(e, nowS) === 'claimable' || !claim || claim.claimableAt! > nowS)) {
-          const p = proofFor(shareTree(e.leaves as Array<{ wallet: `0x${string}`; shares: string }>), w)!;
-          claim = { epoch: e.epoch, cumulative: p.shares, proof: p.proof, claimableAt: e.claimableAt };
-        }
+        if (e.txHash && (epochStatus(e, nowS) === 'claimable' || !claimFrom || claimFrom.claimableAt! > nowS)) claimFrom = e;
       }
+      // One tree, for the epoch chosen (building one per epoch was wasted work).
+      const p = claimFrom && proofFor(shareTree(claimFrom.leaves as Array<{ wallet: `0x${string}`; shares: string }>), w)!;
+      const claim = claimFrom && p ? { epoch: claimFrom.epoch, cumulative: p.shares, proof: p.proof, claimableAt: claimFrom.claimableAt } : null;
       return { modelId: model.id, pendingFlops: peers.reduce((a, p) => a + (pending.get(p) ?? 0), 0), epochs: mine, claim };
     });
     return { wallet: w, peers, models };
