@@ -1,9 +1,9 @@
 import { createPublicClient, http, parseEther, type Hex } from 'viem';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  claimShares, escrowAccount, escrowCharge, escrowDeposit, escrowRequestWithdrawal, escrowWithdraw, postRoot, withdrawableOf,
+  escrowAccount, escrowCharge, escrowDeposit, escrowRequestWithdrawal, escrowWithdraw, withdrawableOf,
 } from '../../src/chain/client.ts';
-import { addressOf, chainFixture, expectRevert, shareTree, type ChainFixture } from './fixtures.ts';
+import { addressOf, chainFixture, expectRevert, soleHolder, type ChainFixture } from './fixtures.ts';
 import { ANVIL_KEYS } from '../../src/chain/anvil.ts';
 
 /** The inference escrow against a real anvil: deposits, charges into a model's vault, delayed withdrawals. */
@@ -21,9 +21,7 @@ describe('InferenceEscrow', () => {
     const escrow = fx.deployment.escrow!;
     const model = await fx.newModel(0);
     const holder = addressOf(ANVIL_KEYS[2]);
-    const tree = shareTree([[holder, 1000n]]);
-    await postRoot(fx.as(1), model, 1n, tree.root);
-    await claimShares(fx.as(2), model, { epoch: 1n, account: holder, cumulativeShares: 1000n, proof: tree.proof(holder) });
+    await soleHolder(fx.as(1), fx.as(2), model, 1000n);
     const payer = fx.as(5);
     await escrowDeposit(payer, escrow, parseEther('1'));
     expect((await escrowAccount(payer, escrow, payer.account!.address)).balance).toBe(parseEther('1'));
@@ -40,10 +38,7 @@ describe('InferenceEscrow', () => {
   it('a withdrawal waits out the announced delay and is capped by later charges', async () => {
     const escrow = fx.deployment.escrow!;
     const model = await fx.newModel(0);
-    const holder = addressOf(ANVIL_KEYS[3]);
-    const tree = shareTree([[holder, 1n]]);
-    await postRoot(fx.as(1), model, 1n, tree.root);
-    await claimShares(fx.as(3), model, { epoch: 1n, account: holder, cumulativeShares: 1n, proof: tree.proof(holder) });
+    await soleHolder(fx.as(1), fx.as(3), model, 1n);
     const payer = fx.as(6);
     const me = payer.account!.address;
     await escrowDeposit(payer, escrow, 1000n);

@@ -4,7 +4,7 @@ import { createTestClient, http, type Address, type Hex } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
 import { expect } from 'vitest';
 import { ANVIL_KEYS, startAnvil, type Anvil } from '../../src/chain/anvil.ts';
-import { ChainWriteError, chainClients, type ChainClients } from '../../src/chain/client.ts';
+import { ChainWriteError, chainClients, claimShares, postRoot, type ChainClients } from '../../src/chain/client.ts';
 import { deployTessera, registerModelOnChain, type Deployment, type ModelAddresses } from '../../src/chain/deploy.ts';
 
 export const OWNER_KEY = ANVIL_KEYS[0];
@@ -57,6 +57,17 @@ export function shareTree(entries: Array<[Address, bigint]>) {
     proof: (account: Address) => tree.getProof(entries.findIndex(([a]) => a === account)) as Hex[],
     leaf: (account: Address, shares: bigint) => tree.leafHash([account, shares.toString()]) as Hex,
   };
+}
+
+/**
+ * Epoch 1 of `model` gives `shares` to one account, which claims them (`settler` must be the model's settler,
+ * `holder` the account's clients; the model needs a zero challenge delay): a vault that can take revenue.
+ */
+export async function soleHolder(settler: ChainClients, holder: ChainClients, model: ModelAddresses, shares: bigint): Promise<void> {
+  const account = holder.account!.address;
+  const tree = shareTree([[account, shares]]);
+  await postRoot(settler, model, 1n, tree.root);
+  await claimShares(holder, model, { epoch: 1n, account, cumulativeShares: shares, proof: tree.proof(account) });
 }
 
 /** Awaits a write expected to revert with the given custom error. */

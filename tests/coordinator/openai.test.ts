@@ -3,13 +3,13 @@ import OpenAI from 'openai';
 import { privateKeyToAccount } from 'viem/accounts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ANVIL_KEYS, startAnvil, type Anvil } from '../../src/chain/anvil.ts';
-import { chainClients, claimShares, escrowAccount, escrowDeposit, postRoot, withdrawableOf } from '../../src/chain/client.ts';
+import { chainClients, escrowAccount, escrowDeposit, withdrawableOf } from '../../src/chain/client.ts';
 import { deployTessera } from '../../src/chain/deploy.ts';
 import { Coordinator } from '../../src/coordinator/coordinator.ts';
 import type { GenerateRequest, InferenceBackend } from '../../src/coordinator/openai.ts';
 import { loadTokenizer } from '../../src/data/brown-node.ts';
 import { signRequest, signedFetch } from '../../src/ledger/request-auth.ts';
-import { shareTree } from '../chain/fixtures.ts';
+import { soleHolder } from '../chain/fixtures.ts';
 import { memoryLog, tempDir } from './fixtures.ts';
 
 /**
@@ -58,10 +58,7 @@ describe('OpenAI-compatible inference API (coordinator + anvil + openai client)'
     expect((await fetch(`${coord.url}/api/models`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(model) })).status).toBe(201);
     // Revenue needs share holders: one epoch gives the holder all 1000 shares.
     await coord.chain!.ensureModel(model.id, model.name);
-    const addrs = coord.chain!.info().models[model.id];
-    const tree = shareTree([[holder.address, 1000n]]);
-    await postRoot(chainClients(anvil.rpcUrl, anvil.chainId, ANVIL_KEYS[1]), addrs, 1n, tree.root);
-    await claimShares(chainClients(anvil.rpcUrl, anvil.chainId, ANVIL_KEYS[2]), addrs, { epoch: 1n, account: holder.address, cumulativeShares: 1000n, proof: tree.proof(holder.address) });
+    await soleHolder(chainClients(anvil.rpcUrl, anvil.chainId, ANVIL_KEYS[1]), chainClients(anvil.rpcUrl, anvil.chainId, ANVIL_KEYS[2]), coord.chain!.info().models[model.id], 1000n);
     await escrowDeposit(chainClients(anvil.rpcUrl, anvil.chainId, ANVIL_KEYS[5]), deployment.escrow!, 10n ** 17n);
     client = new OpenAI({ baseURL: `${coord.url}/v1`, apiKey: 'unused: requests are signed', fetch: signedFetch(payer), maxRetries: 0 });
   });
