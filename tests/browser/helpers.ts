@@ -1,3 +1,4 @@
+import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { expect, type Page, type TestInfo } from '@playwright/test';
 import type { SelfTestHook } from '../../src/app/test-hooks.ts';
@@ -89,4 +90,14 @@ export async function storeTabKey(page: Page, key: Uint8Array): Promise<void> {
     await new Promise((ok, fail) => ((put.onsuccess = ok), (put.onerror = () => fail(put.error))));
     db.close();
   }, [...key]);
+}
+
+/** Stops a test server process: SIGTERM (it cleans up), SIGKILL after 5 s. */
+export async function stopProcess(child: ChildProcess | undefined): Promise<void> {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+  await exited;
+  clearTimeout(timer);
 }

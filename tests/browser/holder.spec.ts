@@ -9,7 +9,7 @@ import { CHROMIUM_ARGS } from '../../playwright.config.ts';
 import { RevenueVaultAbi, TestTokenAbi } from '../../src/chain/artifacts.ts';
 import { chainClients, claimShares, depositEth, depositToken, sendWrite } from '../../src/chain/client.ts';
 import type { HolderFixture } from './holder-server.ts';
-import { DESKTOP, PHONE, expectNoHorizontalOverflow, shoot, storeTabKey, watchConsole } from './helpers.ts';
+import { DESKTOP, PHONE, expectNoHorizontalOverflow, shoot, stopProcess as stop, storeTabKey, watchConsole } from './helpers.ts';
 
 /**
  * The Holder page against a real stack (tests/browser/holder-server.ts: anvil + Tessera contracts + a
@@ -40,15 +40,6 @@ function startServer(args: string[], logs: string[]): { child: ChildProcess; rea
     child.once('exit', (code) => reject(new Error(`holder-server exited with ${code}:\n${logs.join('\n')}`)));
   });
   return { child, ready };
-}
-
-async function stop(child: ChildProcess | undefined): Promise<void> {
-  if (!child || child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-  await exited;
-  clearTimeout(timer);
 }
 
 /**

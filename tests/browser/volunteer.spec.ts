@@ -6,7 +6,7 @@ import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@
 import { peerIdFromPrivateKey } from '@libp2p/peer-id';
 import { expect, test } from '@playwright/test';
 import { CHROMIUM_ARGS } from '../../playwright.config.ts';
-import { DESKTOP, PHONE, expectNoHorizontalOverflow, shoot, storeTabKey, watchConsole } from './helpers.ts';
+import { DESKTOP, PHONE, expectNoHorizontalOverflow, shoot, stopProcess as stop, storeTabKey, watchConsole } from './helpers.ts';
 
 /**
  * The Volunteer page for real: a coordinator (relay + API, tests/browser/swarm-server.ts, which also serves the
@@ -42,15 +42,6 @@ function ready(child: ChildProcess, logs: string[]): Promise<Fixture> {
     });
     child.once('exit', (code) => reject(new Error(`swarm-server exited with ${code}:\n${logs.join('\n')}`)));
   });
-}
-
-async function stop(child: ChildProcess | undefined): Promise<void> {
-  if (!child || child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-  await exited;
-  clearTimeout(timer);
 }
 
 /**

@@ -7,6 +7,7 @@ import {
 } from '../../src/chain/client.ts';
 import type { ModelAddresses } from '../../src/chain/deploy.ts';
 import { addressOf, chainFixture, expectRevert, shareTree, type ChainFixture } from './fixtures.ts';
+import { Rng } from '../../src/ops/rng.ts';
 
 /**
  * Property: under random claims, transfers, ETH and token deposits and withdrawals, every holder's withdrawable
@@ -28,14 +29,9 @@ const RUNS = 3;
 const ACTIONS = 60;
 
 function rng(seed: number) {
-  let s = seed >>> 0;
-  // mulberry32, as in tests/coordinator: nearby seeds give unrelated streams.
-  const next = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(s ^ (s >>> 15), 1 | s);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
+  // src/ops/rng.ts's mulberry32: nearby seeds give unrelated streams.
+  const gen = new Rng(seed);
+  const next = () => gen.next();
   const int = (lo: number, hi: number) => lo + Math.floor(next() * (hi - lo + 1));
   /** Log-uniform: as many 1-wei edge cases as large amounts. */
   const big = (maxBits: number) => {

@@ -2,17 +2,12 @@ import { describe, expect, it } from 'vitest';
 import {
   assign, bottleneckCapacity, stageCapacities, type AssignModel, type AssignPeer, type Placement,
 } from '../../src/coordinator/assignment.ts';
+import { Rng } from '../../src/ops/rng.ts';
 
-/** Deterministic pseudo-random numbers, so a failing case can be replayed from its seed. */
+/** Deterministic pseudo-random numbers (src/ops/rng.ts's mulberry32), so a failing case can be replayed from its seed. */
 function rng(seed: number) {
-  let s = seed >>> 0;
-  // mulberry32: nearby seeds give unrelated streams.
-  const next = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(s ^ (s >>> 15), 1 | s);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
+  const gen = new Rng(seed);
+  const next = () => gen.next();
   return { next, int: (lo: number, hi: number) => lo + Math.floor(next() * (hi - lo + 1)) };
 }
 
