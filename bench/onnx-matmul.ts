@@ -3,23 +3,14 @@
  * format, so onnxruntime-web can run exactly the product our kernel computes without any model files or
  * ONNX tooling. Field numbers are those of onnx/onnx.proto (IR version 8, default opset 13).
  */
+import { encodeVarint } from '../src/infer/onnx-proto.ts';
 
 const FLOAT = 1; // TensorProto.DataType.FLOAT
 const ATTR_INT = 2; // AttributeProto.AttributeType.INT
 
 type Field = Uint8Array;
 
-function varint(n: number): number[] {
-  const out: number[] = [];
-  let v = BigInt(n);
-  do {
-    let byte = Number(v & 0x7fn);
-    v >>= 7n;
-    if (v > 0n) byte |= 0x80;
-    out.push(byte);
-  } while (v > 0n);
-  return out;
-}
+const varint = (n: number): number[] => [...encodeVarint(n)];
 
 function concat(parts: readonly Uint8Array[]): Uint8Array {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));

@@ -3,6 +3,7 @@
  * credits, wallet bindings and nonces, reputations. Runs on the Store's connection, inside its transactions.
  */
 import type { SignedReceipt } from '../ledger/receipt.ts';
+import type { PublishedBinding } from '../ledger/recompute.ts';
 import type { Store } from './store.ts';
 
 type Row = Record<string, unknown>;
@@ -30,15 +31,8 @@ export interface EpochRow {
   chainError: string | null;
 }
 
-export interface BindingRow {
-  peerId: string;
-  wallet: string;
-  nonce: string;
-  expiry: string;
-  walletSignature: string;
-  peerSignature: string;
-  at: number;
-}
+/** A stored binding: the signed message as the peer sent it, and when it was recorded (published as is). */
+export type BindingRow = PublishedBinding;
 
 export interface Reputation {
   peerId: string;
