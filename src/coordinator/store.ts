@@ -125,6 +125,25 @@ const MIGRATIONS: readonly string[] = [
    );
    CREATE INDEX usage_uncharged ON usage (payer, model_id) WHERE charge_tx IS NULL;
    CREATE TABLE request_nonces (payer TEXT PRIMARY KEY, last TEXT NOT NULL);`,
+  // 4: the Researcher and Volunteer views: teams (teams.ts), measured links and boundary traffic (links.ts).
+  `CREATE TABLE teams (
+     id TEXT PRIMARY KEY, name TEXT NOT NULL, name_key TEXT NOT NULL UNIQUE, created_at INTEGER NOT NULL
+   );
+   CREATE TABLE team_members (
+     peer_id TEXT PRIMARY KEY, team_id TEXT NOT NULL REFERENCES teams(id), joined_at INTEGER NOT NULL
+   );
+   CREATE INDEX team_members_team ON team_members (team_id);
+   CREATE TABLE team_nonces (peer_id TEXT NOT NULL, nonce TEXT NOT NULL, at INTEGER NOT NULL, PRIMARY KEY (peer_id, nonce));
+   CREATE TABLE links (
+     model_id TEXT NOT NULL REFERENCES models(id), from_peer TEXT NOT NULL, to_peer TEXT NOT NULL,
+     kind TEXT NOT NULL CHECK (kind IN ('pipeline', 'sync')),
+     bytes_sent INTEGER NOT NULL, bytes_received INTEGER NOT NULL, bytes_per_second REAL, rtt_ms REAL, at INTEGER NOT NULL,
+     PRIMARY KEY (model_id, from_peer, to_peer)
+   );
+   CREATE TABLE boundary_traffic (
+     model_id TEXT NOT NULL REFERENCES models(id), boundary INTEGER NOT NULL, bytes INTEGER NOT NULL, since INTEGER NOT NULL, at INTEGER NOT NULL,
+     PRIMARY KEY (model_id, boundary)
+   );`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
