@@ -1,7 +1,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { BadRequestError, CoordinatorError, MethodNotAllowedError, NotFoundError, PayloadTooLargeError } from './errors.ts';
 import { CorpusData } from './corpus-data.ts';
+import type { Credits } from './credits.ts';
+import type { LiveHub } from './live.ts';
 import type { CoordinatorService } from './service.ts';
+import type { Teams } from './teams.ts';
 import type { LedgerService } from './ledger.ts';
 import type { OpenAiApi } from './openai.ts';
 import type { Payments } from './payments.ts';
@@ -27,10 +30,18 @@ export interface ApiOptions {
   payments?: Payments;
   /** Bearer token of the admin routes (none: they answer 401). */
   adminToken?: string;
+  teams: Teams;
+  credits: Credits;
+  live: LiveHub;
+  /** GET /api/models/:id/verification (verification.ts). */
+  verification: (modelId: string) => unknown;
 }
 
-/** A JSON answer, or raw bytes (the corpus routes). */
-type Answer = { status?: number; json: unknown } | { bytes: Uint8Array; type: string };
+/** A JSON answer, raw bytes (the corpus routes), or a stream the route writes itself (server-sent events). */
+type Answer =
+  | { status?: number; json: unknown }
+  | { bytes: Uint8Array; type: string }
+  | { stream: (req: IncomingMessage, res: ServerResponse, headers: Record<string, string>) => void };
 type Handler = (ctx: { params: string[]; query: URLSearchParams; body: unknown; headers: IncomingMessage['headers'] }) => Answer | Promise<Answer>;
 
 interface Route {
@@ -82,6 +93,19 @@ function routes(svc: CoordinatorService, corpus: CorpusData, opts: ApiOptions): 
     { method: 'GET', pattern: /^\/api\/peers\/([^/]+)\/binding$/, handler: ({ params }) => ({ json: ledger.bindingOf(params[0]) }) },
     { method: 'GET', pattern: /^\/api\/wallets\/([^/]+)\/nonce$/, handler: ({ params }) => ({ json: ledger.nonce(params[0]) }) },
     { method: 'GET', pattern: /^\/api\/wallets\/([^/]+)$/, handler: ({ params }) => ({ json: ledger.wallet(params[0]) }) },
+    { method: 'GET', pattern: /^\/api\/models\/([^/]+)\/live$/, handler: ({ params }) => ({ stream: (req, res, headers) => opts.live.open(params[0], req, res, headers) }) },
+    {
+      method: 'GET',
+      pattern: /^\/api\/models\/([^/]+)\/throughput$/,
+      handler: ({ params, query }) => ({ json: svc.throughput(params[0], query.get('since') === null ? null : since(query), limit(query)) }),
+    },
+    { method: 'GET', pattern: /^\/api\/models\/([^/]+)\/topology$/, handler: ({ params }) => ({ json: svc.topology(params[0]) }) },
+    { method: 'GET', pattern: /^\/api\/models\/([^/]+)\/verification$/, handler: ({ params }) => ({ json: opts.verification(params[0]) }) },
+    { method: 'GET', pattern: /^\/api\/models\/([^/]+)\/leaderboard$/, handler: ({ params, query }) => ({ json: opts.credits.leaderboard(params[0], query.get('by')) }) },
+    { method: 'GET', pattern: /^\/api\/peers\/([^/]+)\/credits$/, handler: ({ params }) => ({ json: opts.credits.peer(params[0]) }) },
+    { method: 'GET', pattern: /^\/api\/teams$/, handler: () => ({ json: opts.teams.list() }) },
+    { method: 'POST', pattern: /^\/api\/teams$/, handler: ({ body }) => ({ status: 201, json: opts.teams.create(body) }) },
+    { method: 'POST', pattern: /^\/api\/teams\/([^/]+)\/members$/, handler: async ({ params, body }) => ({ status: 201, json: await opts.teams.join(params[0], body) }) },
     { method: 'GET', pattern: /^\/api\/health$/, handler: () => ({ json: svc.health() }) },
     { method: 'GET', pattern: /^\/api\/models$/, handler: () => ({ json: svc.listModels() }) },
     { method: 'POST', pattern: /^\/api\/models$/, handler: ({ body }) => ({ status: 201, json: svc.registerModel(body) }) },
@@ -186,7 +210,8 @@ export function createApiHandler(svc: CoordinatorService, opts: ApiOptions): (re
       const params = url.pathname.match(route.pattern)!.slice(1).map(decode);
       const body = method === 'POST' ? parseJson(await readBody(req, opts.maxBodyBytes)) : undefined;
       const out = await route.handler({ params, query: url.searchParams, body, headers: req.headers });
-      if ('bytes' in out) sendBytes(res, out.bytes, out.type, cors);
+      if ('stream' in out) out.stream(req, res, cors);
+      else if ('bytes' in out) sendBytes(res, out.bytes, out.type, cors);
       else send(res, out.status ?? 200, out.json, cors);
     } catch (e) {
       const known = e instanceof CoordinatorError;

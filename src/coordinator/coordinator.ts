@@ -2,6 +2,12 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createApiHandler } from './api.ts';
 import { ChainLink, type ChainLinkOptions } from './chain-link.ts';
+import { CorpusData } from './corpus-data.ts';
+import { Credits } from './credits.ts';
+import { Validation, type EvaluateFn, type EvaluationOptions } from './evaluation.ts';
+import { LiveHub } from './live.ts';
+import { Teams } from './teams.ts';
+import { verificationView } from './verification.ts';
 import { LedgerService } from './ledger.ts';
 import { LedgerStore } from './ledger-store.ts';
 import { Settlement } from './settlement.ts';
@@ -47,6 +53,12 @@ export interface CoordinatorOptions {
   adminToken?: string;
   /** Who generates for /v1/ requests (the stage holders); settable later with setInferenceBackend. */
   inference?: InferenceBackend;
+  /** Validation loss through the stage holders (evaluation.ts); settable later with setEvaluator. None: no 'val' metrics. */
+  evaluate?: EvaluateFn;
+  /** How often validation runs (default every 10 steps, at most every 20 s) and on how many sequences. */
+  evaluation?: EvaluationOptions;
+  /** Most GET /api/models/:id/live streams open at once (default 100). */
+  maxLiveClients?: number;
 }
 
 /**
@@ -65,6 +77,9 @@ export class Coordinator {
   readonly chain: ChainLink | null;
   readonly payments: Payments;
   private inference: InferenceBackend | null = null;
+  private evaluate: EvaluateFn | null = null;
+  private live: LiveHub | null = null;
+  private validation: Validation | null = null;
   private chargeTimer: ReturnType<typeof setInterval> | null = null;
   private readonly server: Server;
   private stopped = false;
@@ -93,6 +108,7 @@ export class Coordinator {
     try {
       const membership = new Membership({ store, heartbeatMs: opts.heartbeatMs, now, log });
       relay = typeof opts.relay === 'function' ? await opts.relay() : (opts.relay ?? null);
+      const teams = new Teams({ store, now, log });
       const at = now();
       const resumed = store.touchAlivePeers(at);
       store.logEvent('start', { peersAlive: resumed, models: store.listModels().length }, at);
@@ -104,6 +120,7 @@ export class Coordinator {
         log,
         relay: relay && { multiaddrs: [...relay.multiaddrs] },
         referenceFlopsPerToken: opts.referenceFlopsPerToken ?? REFERENCE_FLOPS_PER_TOKEN,
+        teams,
       });
       const chain = opts.chain ? new ChainLink({ ...opts.chain, log }) : null;
       const ledgerStore = new LedgerStore(store);
@@ -114,8 +131,23 @@ export class Coordinator {
       const payments = new Payments({ store, chain, log, now });
       let self: Coordinator | undefined;
       const openai = new OpenAiApi({ store, payments, log, now, backend: () => self?.inference ?? opts.inference ?? null });
+      // The Researcher and Volunteer views: credits, live streams, validation loss.
+      const live = new LiveHub({ source: { snapshot: (id) => service.liveSnapshot(id), topology: (id) => service.topology(id) }, log, maxClients: opts.maxLiveClients });
+      const corpus = new CorpusData();
+      const validation = new Validation(
+        { store, evaluate: () => self?.evaluate ?? opts.evaluate ?? null, valSplit: (vocab) => corpus.tokens(String(vocab), 'val'), record: (id, step, loss) => service.reportMetric(id, { step, loss, kind: 'val' }), now, log },
+        opts.evaluation,
+      );
+      service.onMetric((m, step) => {
+        live.metric(m);
+        if (!step) return;
+        const point = store.throughput(m.modelId, step.step - 1, 1).find((p) => p.step === step.step);
+        if (point) live.throughput(m.modelId, point);
+        validation.onTrainStep(m.modelId, step.step);
+      });
       const server = createServer(createApiHandler(service, {
         maxBodyBytes: opts.maxBodyBytes ?? 64 * 1024, log, corsOrigins: opts.corsOrigins ?? [], ledger, settlement, adminToken: opts.adminToken, openai, payments,
+        corpus, teams, credits: new Credits({ store, teams, now }), live, verification: (id) => verificationView(store, ledgerStore, id),
       }));
       server.on('clientError', (err, socket) => {
         log('warn', `malformed HTTP request: ${err.message}`);
@@ -136,6 +168,8 @@ export class Coordinator {
       if (opts.settleEveryMs) settlement.start(opts.settleEveryMs);
       log('info', `listening on ${url} (database ${opts.dbPath}, ${resumed} peer(s) resumed)`);
       self = new Coordinator(url, store, membership, service, relay, server, ledger, settlement, chain, payments);
+      self.live = live;
+      self.validation = validation;
       if (opts.inference) self.setInferenceBackend(opts.inference);
       // Metered inference is charged on chain as often as epochs settle.
       if (opts.settleEveryMs) self.chargeTimer = setInterval(() => void payments.chargeUsage(), opts.settleEveryMs);
@@ -151,13 +185,21 @@ export class Coordinator {
     this.inference = b;
   }
 
+  /** Sets (or clears) the validation-loss function (evaluation.ts); it runs every few training steps from then on. */
+  setEvaluator(fn: EvaluateFn | null): void {
+    this.evaluate = fn;
+  }
+
   /** Stops sweeping and serving, stops the relay, closes the database. Idempotent. */
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
     this.membership.stop();
     this.settlement.stop();
+    this.validation?.stop();
+    this.live?.stop();
     await this.settlement.idle();
+    await this.validation?.idle();
     if (this.chargeTimer) clearInterval(this.chargeTimer);
     await new Promise<void>((resolve) => {
       this.server.close(() => resolve());

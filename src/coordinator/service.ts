@@ -1,12 +1,14 @@
 import { BadRequestError, ConflictError, ForbiddenError, NotFoundError } from './errors.ts';
 import { LedgerStore } from './ledger-store.ts';
+import { Links, parseLinks } from './links.ts';
 import type { Membership } from './membership.ts';
 import { rebalance } from './placement.ts';
 import { parseModelInput } from './registry.ts';
 import type { Store } from './store.ts';
-import { METRIC_KINDS, PEER_KINDS, type Logger, type ModelRecord } from './types.ts';
+import type { Teams } from './teams.ts';
+import { METRIC_KINDS, PEER_KINDS, type Logger, type MetricRecord, type ModelRecord, type StepRecord } from './types.ts';
 import { finite, integer, object, oneOf, onlyKeys, PEER_ID, string } from './validate.ts';
-import { assignmentView, modelDetail, modelSummary, peerView } from './views.ts';
+import { assignmentView, modelDetail, modelSummary, peerView, topologyView } from './views.ts';
 
 /** Where peers reach the coordinator's libp2p relay (reported by the API; the relay itself lives in src/net). */
 export interface RelayInfo {
@@ -20,7 +22,11 @@ export interface ServiceOptions {
   log: Logger;
   relay: RelayInfo | null;
   referenceFlopsPerToken: number;
+  teams: Teams;
 }
+
+/** Told of every metric newly recorded (not of replays), with the step when it is a finished training step. */
+export type MetricListener = (metric: MetricRecord, step: StepRecord | null) => void;
 
 const LIST_LIMIT = 1000;
 
@@ -35,10 +41,27 @@ export class CoordinatorService {
   onModelRegistered: (m: ModelRecord) => void = () => {};
   /** Last stats each peer sent with its heartbeat (volatile: only for display). */
   private readonly stats = new Map<string, Record<string, number>>();
+  private readonly listeners: MetricListener[] = [];
+  readonly links: Links;
 
   constructor(opts: ServiceOptions) {
     this.o = opts;
     this.startedAt = opts.now();
+    this.links = new Links(opts.store);
+  }
+
+  onMetric(fn: MetricListener): void {
+    this.listeners.push(fn);
+  }
+
+  private notify(metric: MetricRecord, step: StepRecord | null): void {
+    for (const fn of this.listeners) {
+      try {
+        fn(metric, step);
+      } catch (e) {
+        this.o.log('error', `metric listener failed: ${(e as Error).message}`);
+      }
+    }
   }
 
   health() {
@@ -90,8 +113,9 @@ export class CoordinatorService {
 
   heartbeat(body: unknown) {
     const o = object(body, 'heartbeat');
-    onlyKeys(o, 'heartbeat', ['peerId', 'stats']);
+    onlyKeys(o, 'heartbeat', ['peerId', 'stats', 'links']);
     const peerId = string(o.peerId, 'peerId', PEER_ID, 128);
+    const links = o.links === undefined ? [] : parseLinks(o.links, peerId);
     let tokensPerSecond: number | undefined;
     if (o.stats !== undefined) {
       const stats = object(o.stats, 'stats');
@@ -105,6 +129,7 @@ export class CoordinatorService {
     } else {
       this.o.membership.heartbeat(peerId);
     }
+    this.links.record(peerId, links, this.o.now());
     return this.answer(peerId);
   }
 
@@ -142,13 +167,15 @@ export class CoordinatorService {
     const at = this.o.now();
     if (kind === 'val' || status === 'done') {
       const loss = finite(o.loss, 'loss');
-      return store.transaction(() => {
+      const out = store.transaction(() => {
         const prior = store.getStep(modelId, step);
         if (kind === 'train' && prior?.status === 'done') return { step: prior, metric: store.addMetric({ modelId, step, kind, value: prior.loss ?? loss, at }).metric, duplicate: true };
         const record = kind === 'train' ? store.recordStep({ modelId, step, status: 'done', loss, tokens, at }) : store.getStep(modelId, step) ?? null;
         const { metric, duplicate } = store.addMetric({ modelId, step, kind, value: loss, at });
         return { step: record, metric, duplicate };
       });
+      if (!out.duplicate) this.notify(out.metric, kind === 'train' ? out.step : null);
+      return out;
     }
     return store.transaction(() => {
       const prior = store.getStep(modelId, step);
@@ -162,6 +189,24 @@ export class CoordinatorService {
     this.modelOr404(modelId);
     const metrics = store.listMetrics(modelId, since, Math.min(limit, LIST_LIMIT));
     return { modelId, metrics, next: metrics.length > 0 ? metrics[metrics.length - 1].id : since, steps: store.countSteps(modelId) };
+  }
+
+  /** GET /api/models/:id/throughput: tokens/s per done step (the latest `limit` without `since`). */
+  throughput(modelId: string, since: number | null, limit = LIST_LIMIT) {
+    this.modelOr404(modelId);
+    return { modelId, points: this.o.store.throughput(modelId, since, Math.min(limit, LIST_LIMIT)) };
+  }
+
+  /** GET /api/models/:id/topology: stages × peers (with teams), measured links, each boundary's codec and bytes per token. */
+  topology(modelId: string) {
+    return topologyView(this.o.store, this.modelOr404(modelId), this.o.referenceFlopsPerToken, this.links, this.o.teams.memberships());
+  }
+
+  /** What a live stream starts with: the last 500 metrics and throughput points. */
+  liveSnapshot(modelId: string, points = 500) {
+    const { store } = this.o;
+    this.modelOr404(modelId);
+    return { metrics: store.latestMetrics(modelId, points), throughput: store.throughput(modelId, null, points) };
   }
 
   events(since: number, limit = LIST_LIMIT) {

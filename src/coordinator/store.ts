@@ -2,7 +2,7 @@ import { DatabaseSync } from 'node:sqlite';
 import { StoreError } from './errors.ts';
 import type {
   AssignmentRecord, EventRecord, MetricKind, MetricRecord, ModelRecord, PeerKind, PeerRecord, PeerStatus, StepRecord,
-  StepStatus,
+  StepStatus, ThroughputPoint,
 } from './types.ts';
 
 /**
@@ -144,6 +144,27 @@ const MIGRATIONS: readonly string[] = [
      model_id TEXT NOT NULL REFERENCES models(id), boundary INTEGER NOT NULL, bytes INTEGER NOT NULL, since INTEGER NOT NULL, at INTEGER NOT NULL,
      PRIMARY KEY (model_id, boundary)
    );`,
+  // 5: inference receipts (src/ledger/receipt.ts kinds infer, infer-audit) with their output sketch. SQLite cannot
+  // widen a CHECK: the table is rebuilt with its rows, ids and indexes.
+  `CREATE TABLE receipts_v5 (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     model_id TEXT NOT NULL REFERENCES models(id),
+     epoch INTEGER,
+     round INTEGER NOT NULL, stage INTEGER NOT NULL, replica INTEGER NOT NULL, replicas INTEGER NOT NULL,
+     step INTEGER NOT NULL, micro INTEGER NOT NULL,
+     kind TEXT NOT NULL CHECK (kind IN ('train', 'audit', 'infer', 'infer-audit')),
+     flops INTEGER NOT NULL, input_hash TEXT NOT NULL, output_hash TEXT NOT NULL,
+     peer_id TEXT NOT NULL, signature TEXT NOT NULL, at INTEGER NOT NULL,
+     sketch TEXT,
+     UNIQUE (model_id, round, stage, step, micro, kind, peer_id)
+   );
+   INSERT INTO receipts_v5 (id, model_id, epoch, round, stage, replica, replicas, step, micro, kind, flops, input_hash, output_hash, peer_id, signature, at)
+     SELECT id, model_id, epoch, round, stage, replica, replicas, step, micro, kind, flops, input_hash, output_hash, peer_id, signature, at FROM receipts;
+   DROP TABLE receipts;
+   ALTER TABLE receipts_v5 RENAME TO receipts;
+   CREATE UNIQUE INDEX receipts_one_train ON receipts (model_id, round, stage, step, micro) WHERE kind = 'train';
+   CREATE UNIQUE INDEX receipts_one_infer ON receipts (model_id, stage, micro, kind) WHERE kind IN ('infer', 'infer-audit');
+   CREATE INDEX receipts_epoch ON receipts (model_id, epoch);`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -451,6 +472,34 @@ export class Store {
   listMetrics(modelId: string, sinceId = 0, limit = 1000): MetricRecord[] {
     const rows = this.db.prepare('SELECT * FROM metrics WHERE model_id = ? AND id > ? ORDER BY id LIMIT ?').all(modelId, sinceId, limit);
     return (rows as Row[]).map(toMetric);
+  }
+
+  /**
+   * Tokens/s of done steps: tokens over the step's duration, from its start when a 'running' report set one,
+   * else from the previous done step's finish (workers report only finished steps; steps run back to back).
+   * `afterStep` null: the latest `limit` points; else those of steps > afterStep. Oldest first.
+   */
+  throughput(modelId: string, afterStep: number | null, limit = 1000): ThroughputPoint[] {
+    const timed = `SELECT step, tokens, started_at, finished_at, LAG(finished_at) OVER (ORDER BY step) AS prev
+                   FROM steps WHERE model_id = ? AND status = 'done'`;
+    const rows = (
+      afterStep === null
+        ? this.db.prepare(`SELECT * FROM (${timed}) ORDER BY step DESC LIMIT ?`).all(modelId, limit + 1).reverse()
+        : this.db.prepare(`SELECT * FROM (${timed}) WHERE step > ? ORDER BY step LIMIT ?`).all(modelId, afterStep, limit)
+    ) as Row[];
+    const out: ThroughputPoint[] = [];
+    for (const r of rows) {
+      const finished = num(r.finished_at);
+      const from = num(r.started_at) < finished ? num(r.started_at) : numOrNull(r.prev);
+      if (r.tokens === null || from === null || finished <= from) continue;
+      out.push({ step: num(r.step), at: finished, tokensPerSecond: (num(r.tokens) * 1000) / (finished - from) });
+    }
+    return out.slice(-limit);
+  }
+
+  /** The newest `n` metrics of a model, oldest first. */
+  latestMetrics(modelId: string, n: number): MetricRecord[] {
+    return (this.db.prepare('SELECT * FROM metrics WHERE model_id = ? ORDER BY id DESC LIMIT ?').all(modelId, n) as Row[]).map(toMetric).reverse();
   }
 
   // Events.

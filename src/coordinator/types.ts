@@ -70,6 +70,14 @@ export interface MetricRecord {
   at: number;
 }
 
+/** A done step's training speed: its tokens over its duration (see Store.throughput). */
+export interface ThroughputPoint {
+  step: number;
+  /** When the step finished. */
+  at: number;
+  tokensPerSecond: number;
+}
+
 export interface EventRecord {
   id: number;
   at: number;

@@ -1,5 +1,7 @@
+import type { Links } from './links.ts';
 import { stagesOf } from './registry.ts';
 import type { Store } from './store.ts';
+import type { TeamRef } from './teams.ts';
 import type { AssignmentRecord, ModelRecord, PeerRecord } from './types.ts';
 
 /**
@@ -100,5 +102,19 @@ export function peerView(store: Store, p: PeerRecord, stats: Record<string, numb
     ...p,
     assignments: store.assignmentsOf(p.peerId).map((a) => ({ modelId: a.modelId, stage: a.stage, replica: a.replica, since: a.since })),
     stats: stats ?? null,
+  };
+}
+
+/** The Researcher page's diagram: stages × peers (kind, replica, speed, team), measured links, boundaries. */
+export function topologyView(store: Store, model: ModelRecord, referenceFlopsPerToken: number, links: Links, teams: Map<string, TeamRef>) {
+  const stages = stageViews(store, model, referenceFlopsPerToken).map((s) => ({
+    index: s.index, firstLayer: s.firstLayer, endLayer: s.endLayer, hasEmbedding: s.hasEmbedding, hasHead: s.hasHead,
+    peers: s.peers.map((p) => ({ peerId: p.peerId, replica: p.replica, kind: p.kind, tokensPerSecond: p.tokensPerSecond, team: teams.get(p.peerId)?.name ?? null })),
+  }));
+  return {
+    modelId: model.id,
+    stages,
+    links: links.linksOf(model.id),
+    boundaries: links.boundaries(model.id, model.layout.length, model.config.dModel, model.codec),
   };
 }
