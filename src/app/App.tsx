@@ -9,6 +9,16 @@ import { VolunteerPage } from './volunteer/VolunteerPage.tsx';
 
 // wagmi, viem and recharts load only when someone opens the Holder page.
 const HolderPage = lazy(() => import('./holder/HolderPage.tsx').then((m) => ({ default: m.HolderPage })));
+const ResearcherPage = lazy(() => import('./researcher/ResearcherPage.tsx').then((m) => ({ default: m.ResearcherPage })));
+const LeaderboardsPage = lazy(() => import('./leaderboards/LeaderboardsPage.tsx').then((m) => ({ default: m.LeaderboardsPage })));
+
+function Loading({ what }: { what: string }) {
+  return (
+    <p className="detecting" role="status">
+      <span className="spinner" aria-hidden="true" /> Loading the {what} page…
+    </p>
+  );
+}
 
 function Logo() {
   return (
@@ -81,8 +91,18 @@ export function App() {
         </h1>
         {route === 'gpu' && <GpuPage />}
         {route === 'volunteer' && <VolunteerPage />}
+        {route === 'researcher' && (
+          <Suspense fallback={<Loading what="Researcher" />}>
+            <ResearcherPage />
+          </Suspense>
+        )}
+        {route === 'leaderboards' && (
+          <Suspense fallback={<Loading what="Leaderboards" />}>
+            <LeaderboardsPage />
+          </Suspense>
+        )}
         {route === 'holder' && (
-          <Suspense fallback={<p className="detecting" role="status">Loading the Holder page…</p>}>
+          <Suspense fallback={<Loading what="Holder" />}>
             <HolderPage />
           </Suspense>
         )}
