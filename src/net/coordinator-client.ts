@@ -38,6 +38,14 @@ export interface ModelDetail {
   steps: { running: number; done: number; failed: number };
 }
 
+/** One measured link of a heartbeat (the coordinator turns successive counters into bytes/s). */
+export interface LinkReport {
+  peerId: string;
+  bytesSent: number;
+  bytesReceived: number;
+  rttMs: number | null;
+}
+
 export class CoordinatorError extends Error {
   readonly status: number;
   constructor(status: number, message: string) {
@@ -79,8 +87,9 @@ export class CoordinatorClient {
     return this.call('POST', '/api/peers/join', { peerId, kind, tokensPerSecond, ...(preferModel ? { preferModel } : {}) });
   }
 
-  heartbeat(peerId: string, stats?: Record<string, number>): Promise<JoinAnswer> {
-    return this.call('POST', '/api/peers/heartbeat', { peerId, ...(stats ? { stats } : {}) });
+  /** `links`: per connected peer, tensor bytes sent to / received from it and the round trip (at most 64). */
+  heartbeat(peerId: string, stats?: Record<string, number>, links?: LinkReport[]): Promise<JoinAnswer> {
+    return this.call('POST', '/api/peers/heartbeat', { peerId, ...(stats ? { stats } : {}), ...(links && links.length > 0 ? { links: links.slice(0, 64) } : {}) });
   }
 
   leave(peerId: string): Promise<unknown> {

@@ -51,6 +51,8 @@ const quiet: NetLogger = { info: () => {}, warn: (m) => console.warn(m) };
 export class NetTransport implements Transport {
   readonly id: string;
   readonly stats: NetTransportStats = { bytesSent: 0, bytesReceived: 0, framesSent: 0, framesReceived: 0, framesRejected: 0, framesDuplicate: 0 };
+  /** Frame bytes sent to and accepted from each peer (by peer id): the link measurements heartbeats report. */
+  readonly peerStats = new Map<string, { bytesSent: number; bytesReceived: number }>();
   private readonly opts: NetTransportOptions;
   private readonly log: NetLogger;
   private readonly chunkBytes: number;
@@ -87,6 +89,7 @@ export class NetTransport implements Transport {
     await write;
     this.stats.bytesSent += frameBytes(frame);
     this.stats.framesSent++;
+    this.peerCounter(key).bytesSent += frameBytes(frame);
   }
 
   async receive(step: number, micro: number, kind: FrameKind, opts: ReceiveOptions = {}): Promise<Frame> {
@@ -217,6 +220,14 @@ export class NetTransport implements Transport {
     if (!this.box.put(f)) {
       this.stats.framesDuplicate++;
       this.log.info(`${this.id}: ignored a replayed ${f.kind} frame (step ${f.step}, micro ${f.micro}) from ${from}`);
+      return;
     }
+    this.peerCounter(from).bytesReceived += frameBytes(f);
+  }
+
+  private peerCounter(peer: string): { bytesSent: number; bytesReceived: number } {
+    let c = this.peerStats.get(peer);
+    if (!c) this.peerStats.set(peer, (c = { bytesSent: 0, bytesReceived: 0 }));
+    return c;
   }
 }

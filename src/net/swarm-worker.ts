@@ -38,6 +38,7 @@ import { CoordinatorError, type Assignment, type CoordinatorClient, type JoinAns
 import { checkFrame } from './frame-check.ts';
 import { FrameError, frameLimitsFor } from './frame-codec.ts';
 import { HeldStage } from './held-stage.ts';
+import { LinkMeter } from './link-meter.ts';
 import { NetTransport, type NetTransportOptions } from './net-transport.ts';
 import { abortable, awaitReady, collectStatuses, connectAll, Reconfigure, short, sleep, type Rendezvous } from './rendezvous.ts';
 import { layoutKey, planResume, type MemberView } from './resume.ts';
@@ -297,12 +298,16 @@ export class SwarmWorker {
 
   // ---- heartbeats -------------------------------------------------------------------------------
 
+  private linkMeter?: LinkMeter;
+
   /** A heartbeat; a peer the coordinator declared gone (409) joins again and keeps its stage state. */
   private async heartbeatOnce(): Promise<JoinAnswer> {
     const t = this.current?.transport.stats;
     const stats = { step: this.step, epoch: this.epoch, bytesSent: t?.bytesSent ?? 0, bytesReceived: t?.bytesReceived ?? 0 };
+    // Per-peer bytes and round trips: the coordinator's measured links (Researcher topology, bytes per token).
+    const links = (this.linkMeter ??= new LinkMeter(this.opts.node)).reports(this.current?.transport.peerStats);
     try {
-      return await this.opts.client.heartbeat(this.peerId, stats);
+      return await this.opts.client.heartbeat(this.peerId, stats, links);
     } catch (e) {
       if (!(e instanceof CoordinatorError) || (e.status !== 409 && e.status !== 404)) throw e;
       this.log(`the coordinator no longer counts this peer (${e.message}); joining again`);
