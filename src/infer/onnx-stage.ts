@@ -45,8 +45,8 @@ export function onnxStageIO(spec: StageSpec): { input: 'ids' | 'x'; output: 'y' 
   return { input: spec.hasEmbedding ? 'ids' : 'x', output: spec.hasHead ? 'logits' : 'y' };
 }
 
-/** Builds nodes and initializers with unique value names. */
-class GraphBuilder {
+/** Builds nodes and initializers with unique value names (shared with the KV-cached graph, onnx-infer.ts). */
+export class GraphBuilder {
   readonly nodes: OnnxNode[] = [];
   readonly initializers: OnnxTensor[] = [];
   private n = 0;
@@ -72,9 +72,65 @@ class GraphBuilder {
   }
 }
 
-const int = (name: string, value: number): OnnxAttribute => ({ name, kind: 'int', value });
-const float = (name: string, value: number): OnnxAttribute => ({ name, kind: 'float', value });
-const ints = (name: string, value: number[]): OnnxAttribute => ({ name, kind: 'ints', value });
+export const int = (name: string, value: number): OnnxAttribute => ({ name, kind: 'int', value });
+export const float = (name: string, value: number): OnnxAttribute => ({ name, kind: 'float', value });
+export const ints = (name: string, value: number[]): OnnxAttribute => ({ name, kind: 'ints', value });
+
+/**
+ * Adds `spec`'s weights as initializers and returns the value name of each. Throws ShapeError when a weight is
+ * missing or has the wrong size.
+ */
+export function addStageWeights(g: GraphBuilder, cfg: ModelConfig, spec: StageSpec, weights: ReadonlyMap<string, Float32Array>): (name: string) => string {
+  const W = new Map<string, string>();
+  for (const ps of stageParamSpecs(cfg, spec)) {
+    const data = weights.get(ps.name);
+    const n = ps.shape.reduce((a, b) => a * b, 1);
+    if (!data) throw new ShapeError(`onnx export of stage ${spec.index}: weight ${ps.name} is missing`);
+    if (data.length !== n) throw new ShapeError(`onnx export of stage ${spec.index}: weight ${ps.name} has ${data.length} values for shape [${ps.shape}]`);
+    W.set(ps.name, g.init(ps.name, ps.shape, data));
+  }
+  return (name) => W.get(name)!;
+}
+
+/** The parts of a block both graphs share, as Stage.forward computes them. */
+export interface BlockOps {
+  /** LayerNorm over the last axis (biased variance, eps LAYERNORM_EPS). */
+  ln(v: string, w: string, b: string): string;
+  /** v·W + b with W [in, out] (our linearForward). */
+  linear(v: string, w: string, b: string): string;
+  /** x1 + mlp.proj(gelu(mlp.fc(LN2(x1)))) of layer l. */
+  mlp(x1: string, l: number): string;
+}
+
+export function blockOps(g: GraphBuilder, P: (name: string) => string): BlockOps {
+  const k1 = g.scalar('gelu_k1', GELU_K1);
+  const twoK0 = g.scalar('gelu_2k0', 2 * GELU_K0);
+  const ln = (v: string, w: string, b: string) => g.op('LayerNormalization', [v, P(w), P(b)], [int('axis', -1), float('epsilon', LAYERNORM_EPS)], 'ln');
+  const linear = (v: string, w: string, b: string) => g.op('Add', [g.op('MatMul', [v, P(w)]), P(b)], [], 'linear');
+  const mlp = (x1: string, l: number) => {
+    const h = `h.${l}`;
+    const fc = linear(ln(x1, `${h}.ln2.w`, `${h}.ln2.b`), `${h}.mlp.fc.w`, `${h}.mlp.fc.b`);
+    // gelu(v) = v·sigmoid(2·K0·(v + K1·v³)), the form gelu.wgsl evaluates.
+    const cube = g.op('Mul', [g.op('Mul', [fc, fc]), fc]);
+    const u2 = g.op('Mul', [g.op('Add', [fc, g.op('Mul', [cube, k1])]), twoK0]);
+    const gelu = g.op('Mul', [fc, g.op('Sigmoid', [u2])], [], 'gelu');
+    return g.op('Add', [linear(gelu, `${h}.mlp.proj.w`, `${h}.mlp.proj.b`), x1], [], 'resid');
+  };
+  return { ln, linear, mlp };
+}
+
+/** The context-sized causal mask: 0 where key j ≤ query i, MASKED above the diagonal. */
+export function causalMask(context: number): Float32Array {
+  const mask = new Float32Array(context * context);
+  for (let i = 0; i < context; i++) for (let j = i + 1; j < context; j++) mask[i * context + j] = MASKED;
+  return mask;
+}
+
+/** logits = LNf(x)·head.w. */
+export function headOp(g: GraphBuilder, P: (name: string) => string, x: string): string {
+  const lnf = g.op('LayerNormalization', [x, P('lnf.w'), P('lnf.b')], [int('axis', -1), float('epsilon', LAYERNORM_EPS)], 'lnf');
+  return g.op('MatMul', [lnf, P('head.w')], [], 'head');
+}
 
 /**
  * The ONNX model (structured, not yet encoded) of `spec`'s forward with `weights` (names and shapes of
@@ -89,15 +145,7 @@ export function stageOnnxModel(cfg: ModelConfig, spec: StageSpec, weights: Reado
   const H = cfg.heads;
   const D = C / H;
   const g = new GraphBuilder();
-  const W = new Map<string, string>();
-  for (const ps of stageParamSpecs(cfg, spec)) {
-    const data = weights.get(ps.name);
-    const n = ps.shape.reduce((a, b) => a * b, 1);
-    if (!data) throw new ShapeError(`onnx export of stage ${spec.index}: weight ${ps.name} is missing`);
-    if (data.length !== n) throw new ShapeError(`onnx export of stage ${spec.index}: weight ${ps.name} has ${data.length} values for shape [${ps.shape}]`);
-    W.set(ps.name, g.init(ps.name, ps.shape, data));
-  }
-  const P = (name: string) => W.get(name)!;
+  const P = addStageWeights(g, cfg, spec, weights);
   const io = onnxStageIO(spec);
 
   // T as a 1-element int64 tensor, read from the input so one graph serves every sequence length.
@@ -114,18 +162,14 @@ export function stageOnnxModel(cfg: ModelConfig, spec: StageSpec, weights: Reado
     // Causal mask [T, T]: 0 where key j ≤ query i, MASKED above the diagonal; the context-sized constant is
     // sliced to T (Trilu would build it at run time, but the WebGPU EP lacks it).
     const L = cfg.context;
-    const mask = new Float32Array(L * L);
-    for (let i = 0; i < L; i++) for (let j = i + 1; j < L; j++) mask[i * L + j] = MASKED;
+    const mask = causalMask(L);
     const TT = g.op('Concat', [T, T], [int('axis', 0)], 'mask_ends');
     const causal = g.op('Slice', [g.init('causal_mask', [L, L], mask), g.i64('zeros2', [0, 0]), TT, g.i64('axes01', [0, 1])], [], 'mask');
     const split = g.i64('qkv_split', [C, C, C]);
     const heads = g.i64('to_heads', [0, 0, H, D]);
     const merged = g.i64('from_heads', [0, 0, C]);
     const scale = g.scalar('attn_scale', 1 / Math.sqrt(D));
-    const k1 = g.scalar('gelu_k1', GELU_K1);
-    const twoK0 = g.scalar('gelu_2k0', 2 * GELU_K0);
-    const ln = (v: string, w: string, b: string) => g.op('LayerNormalization', [v, P(w), P(b)], [int('axis', -1), float('epsilon', LAYERNORM_EPS)], 'ln');
-    const linear = (v: string, w: string, b: string) => g.op('Add', [g.op('MatMul', [v, P(w)]), P(b)], [], 'linear');
+    const { ln, linear, mlp } = blockOps(g, P);
     for (let l = spec.firstLayer; l < spec.endLayer; l++) {
       const h = `h.${l}`;
       const qkv = linear(ln(x, `${h}.ln1.w`, `${h}.ln1.b`), `${h}.attn.qkv.w`, `${h}.attn.qkv.b`);
@@ -139,19 +183,11 @@ export function stageOnnxModel(cfg: ModelConfig, spec: StageSpec, weights: Reado
       const o = g.op('Transpose', [g.op('MatMul', [probs, vh], [], 'attn')], [ints('perm', [0, 2, 1, 3])]);
       const att = g.op('Reshape', [o, merged]);
       const x1 = g.op('Add', [linear(att, `${h}.attn.proj.w`, `${h}.attn.proj.b`), x], [], 'resid');
-      const fc = linear(ln(x1, `${h}.ln2.w`, `${h}.ln2.b`), `${h}.mlp.fc.w`, `${h}.mlp.fc.b`);
-      // gelu(v) = v·sigmoid(2·K0·(v + K1·v³)), the form gelu.wgsl evaluates.
-      const cube = g.op('Mul', [g.op('Mul', [fc, fc]), fc]);
-      const u2 = g.op('Mul', [g.op('Add', [fc, g.op('Mul', [cube, k1])]), twoK0]);
-      const gelu = g.op('Mul', [fc, g.op('Sigmoid', [u2])], [], 'gelu');
-      x = g.op('Add', [linear(gelu, `${h}.mlp.proj.w`, `${h}.mlp.proj.b`), x1], [], 'resid');
+      x = mlp(x1, l);
     }
   }
 
-  if (spec.hasHead) {
-    const lnf = g.op('LayerNormalization', [x, P('lnf.w'), P('lnf.b')], [int('axis', -1), float('epsilon', LAYERNORM_EPS)], 'lnf');
-    x = g.op('MatMul', [lnf, P('head.w')], [], 'head');
-  }
+  if (spec.hasHead) x = headOp(g, P, x);
   // Name the result; a stage without blocks, embedding or head is the identity.
   g.nodes.push({ op: 'Identity', inputs: [x], outputs: [io.output], name: 'output' });
 
@@ -215,8 +251,34 @@ export interface OnnxStageInput {
   input?: Float32Array;
 }
 
-function message(e: unknown): string {
+export function message(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
+}
+
+/**
+ * An ORT session of `bytes` on the first of opts.executionProviders (default defaultExecutionProviders()) that
+ * can load it; OnnxRuntimeError (`where`: …) listing every provider's failure when none can.
+ */
+export async function openOnnxSession(
+  bytes: Uint8Array,
+  opts: Pick<OnnxStageRunnerOptions, 'executionProviders' | 'numThreads'>,
+  where: string,
+  /** Extra session options for a provider (e.g. where WebGPU keeps outputs). */
+  sessionOptions: (ep: string) => Omit<ort.InferenceSession.SessionOptions, 'executionProviders'> = () => ({}),
+): Promise<{ session: ort.InferenceSession; ep: string }> {
+  if (opts.numThreads !== undefined) ort.env.wasm.numThreads = opts.numThreads;
+  const eps = opts.executionProviders ?? defaultExecutionProviders();
+  if (!eps.length) throw new ArgumentError(`${where}: no execution providers given`);
+  const failures: string[] = [];
+  for (const ep of eps) {
+    try {
+      const session = await ort.InferenceSession.create(bytes, { graphOptimizationLevel: 'all', logSeverityLevel: 3, ...sessionOptions(ep), executionProviders: [ep] });
+      return { session, ep };
+    } catch (e) {
+      failures.push(`${ep}: ${message(e)}`);
+    }
+  }
+  throw new OnnxRuntimeError(`${where}: no execution provider could load the model (${failures.join('; ')})`);
 }
 
 /**
@@ -249,19 +311,8 @@ export class OnnxStageRunner {
   static async create(cfg: ModelConfig, spec: StageSpec, weights: ReadonlyMap<string, Float32Array>, opts: OnnxStageRunnerOptions = {}, step?: number): Promise<OnnxStageRunner> {
     const fixed = { batch: opts.batch, seq: opts.seq };
     const bytes = exportStageOnnx(cfg, spec, weights, fixed);
-    if (opts.numThreads !== undefined) ort.env.wasm.numThreads = opts.numThreads;
-    const eps = opts.executionProviders ?? defaultExecutionProviders();
-    if (!eps.length) throw new ArgumentError('onnx stage runner: no execution providers given');
-    const failures: string[] = [];
-    for (const ep of eps) {
-      try {
-        const session = await ort.InferenceSession.create(bytes, { executionProviders: [ep], graphOptimizationLevel: 'all', logSeverityLevel: 3 });
-        return new OnnxStageRunner(cfg, spec, session, ep, fixed, bytes.length, step);
-      } catch (e) {
-        failures.push(`${ep}: ${message(e)}`);
-      }
-    }
-    throw new OnnxRuntimeError(`onnx stage ${spec.index}: no execution provider could load the model (${failures.join('; ')})`);
+    const { session, ep } = await openOnnxSession(bytes, opts, `onnx stage ${spec.index}`);
+    return new OnnxStageRunner(cfg, spec, session, ep, fixed, bytes.length, step);
   }
 
   /** A runner for a live stage's current weights. */

@@ -1,0 +1,355 @@
+/**
+ * How a stage holder runs inference for its stage (issue 7, point 5): our WGSL kernels (StageInference) or
+ * onnxruntime-web (the KV-cached ONNX graph of onnx-infer.ts, on the WebGPU EP in a browser, wasm in Node).
+ * Both keep per-session KV caches, bounded and evicted alike (KvCacheOptions), take host input and give host
+ * output, so the server (serve.ts) can swap one for the other; measureRuntimes() times both on this device and
+ * chooses the faster.
+ */
+import type * as ort from 'onnxruntime-web';
+import { ArgumentError, ShapeError, TokenRangeError } from '../gpu/index.ts';
+import type { Stage } from '../model/stage.ts';
+import { Rng } from '../ops/rng.ts';
+import { KvCache, UnknownSessionError } from './kv-cache.ts';
+import { OnnxCachedRunner, type OnnxCachedRunnerOptions } from './onnx-infer.ts';
+import { StageInference, type StageInferenceOptions } from './stage-infer.ts';
+
+export type StageRuntimeName = 'wgsl' | 'onnx-wasm' | 'onnx-webgpu';
+
+export interface StageRuntimeStep {
+  /** Activations [t, dModel] of the new rows, for the next stage (not on the last stage). */
+  output?: Float32Array;
+  /** Last stage: logits [vocab] of the last new row. */
+  logits?: Float32Array;
+  /** Positions of the new rows: [start, start + t). */
+  start: number;
+  /** Positions the session holds now. */
+  length: number;
+}
+
+export interface StageRuntime {
+  readonly name: StageRuntimeName;
+  /**
+   * Runs the new positions of `session`: token ids at stage 0, activations [t, dModel] after. With `create`
+   * the session is opened if new (or continued: a prompt in chunks); without, it must be open (decode).
+   * Bad input (wrong kind or shape, ids out of range, non-finite activations) is refused before anything runs.
+   */
+  step(session: string, input: Int32Array | Float32Array, create: boolean): Promise<StageRuntimeStep>;
+  has(session: string): boolean;
+  /** Drops a session's cache; false if it had none. */
+  end(session: string): boolean;
+  destroy(): void;
+}
+
+export type StageRuntimeOptions = StageInferenceOptions;
+
+/** New positions in `input` after checking it fits `stage` (the same rules for both runtimes). */
+export function checkStageInput(stage: Stage, input: Int32Array | Float32Array): number {
+  const { cfg, spec } = stage;
+  if (spec.hasEmbedding) {
+    if (!(input instanceof Int32Array)) throw new ShapeError('stage 0 takes token ids (Int32Array), not activations');
+    if (input.length < 1) throw new ShapeError('stage 0: no token ids');
+    const bad = input.findIndex((id) => id < 0 || id >= cfg.vocab);
+    if (bad >= 0) throw new TokenRangeError(`token id ${input[bad]} at position ${bad} is outside [0, ${cfg.vocab})`);
+    return input.length;
+  }
+  if (!(input instanceof Float32Array)) throw new ShapeError(`stage ${spec.index} takes activations [t, ${cfg.dModel}] (Float32Array), not token ids`);
+  if (input.length < 1 || input.length % cfg.dModel !== 0) throw new ShapeError(`stage ${spec.index}: ${input.length} activations are not t rows of ${cfg.dModel}`);
+  const bad = input.findIndex((v) => !Number.isFinite(v));
+  if (bad >= 0) throw new ShapeError(`stage ${spec.index}: activation ${bad} is ${input[bad]}: refused`);
+  return input.length / cfg.dModel;
+}
+
+/** Our WGSL kernels: StageInference with the stage's live weights, its output read back to the host. */
+export class WgslRuntime implements StageRuntime {
+  readonly name = 'wgsl' as const;
+  readonly inference: StageInference;
+
+  constructor(stage: Stage, opts: StageRuntimeOptions) {
+    this.inference = new StageInference(stage, opts);
+  }
+
+  async step(session: string, input: Int32Array | Float32Array, create: boolean): Promise<StageRuntimeStep> {
+    const { stage } = this.inference;
+    checkStageInput(stage, input);
+    const r = create ? this.inference.prefill(session, input, { logits: 'last' }) : this.inference.decode(session, input);
+    const out = (r.output ?? r.logits)!;
+    try {
+      const data = (await stage.gpu.read(out)) as Float32Array;
+      return r.logits ? { logits: data.subarray(data.length - stage.cfg.vocab), start: r.start, length: r.length } : { output: data, start: r.start, length: r.length };
+    } finally {
+      stage.gpu.release(out);
+    }
+  }
+
+  has(session: string): boolean {
+    return this.inference.cache.has(session);
+  }
+
+  end(session: string): boolean {
+    return this.inference.end(session);
+  }
+
+  destroy(): void {
+    this.inference.destroy();
+  }
+}
+
+export interface OnnxRuntimeOptions extends StageRuntimeOptions, OnnxCachedRunnerOptions {}
+
+/** One export of the stage's weights and the sessions computed with it. */
+interface WeightsVersion {
+  runner: OnnxCachedRunner;
+  sessions: number;
+}
+
+/** A session's cached keys and values: `past` (k, v per layer) feeds its next step. */
+interface SessionKv {
+  version: WeightsVersion;
+  past: ort.Tensor[];
+  /** A step of it is running: its tensors are that run's inputs. */
+  busy: boolean;
+  ended: boolean;
+}
+
+/** The stage's weights and the optimizer step they are of, read when no update landed in between. */
+async function readWeights(stage: Stage): Promise<{ weights: Map<string, Float32Array>; step: number }> {
+  for (let tries = 0; tries < 5; tries++) {
+    const step = stage.step;
+    const weights = await stage.readParams();
+    if (stage.step === step) return { weights, step };
+  }
+  throw new ArgumentError(`stage ${stage.spec.index}: its weights changed during each of 5 reads`);
+}
+
+/**
+ * onnxruntime-web on the KV-cached ONNX graph of the stage. The graph holds a snapshot of the weights: when
+ * the stage has trained since (stage.step moved), a NEW session gets a fresh export; an open session keeps
+ * the weights its cache was computed with, as StageInference's do. Each session's K/V are ORT tensors (JS
+ * memory on wasm, GPU buffers on WebGPU); positions, recency and eviction are a KvCache's bookkeeping
+ * (with no layers: it holds no GPU memory), so the bounds are those of StageInference. Runs are serialized:
+ * one ORT session must not run twice at once.
+ */
+export class OnnxRuntime implements StageRuntime {
+  readonly name: 'onnx-wasm' | 'onnx-webgpu';
+  readonly stage: Stage;
+  /** Exports made (the first one included). */
+  exports = 1;
+  private current: WeightsVersion;
+  private readonly book: KvCache;
+  private readonly kv = new Map<string, SessionKv>();
+  private readonly opts: OnnxRuntimeOptions;
+  private queue: Promise<unknown> = Promise.resolve();
+  private destroyed = false;
+
+  private constructor(stage: Stage, runner: OnnxCachedRunner, opts: OnnxRuntimeOptions) {
+    this.stage = stage;
+    this.opts = opts;
+    this.name = runner.executionProvider === 'webgpu' ? 'onnx-webgpu' : 'onnx-wasm';
+    this.current = { runner, sessions: 0 };
+    const max = opts.maxTokensPerSession ?? stage.cfg.context;
+    if (max > stage.cfg.context) throw new ArgumentError(`OnnxRuntime: maxTokensPerSession ${max} exceeds the model's context ${stage.cfg.context}`);
+    this.book = new KvCache(stage.gpu, { layers: 0, channels: stage.cfg.dModel }, {
+      ...opts,
+      maxTokensPerSession: max,
+      onEvict: (id, reason) => {
+        this.drop(id);
+        opts.onEvict?.(id, reason);
+      },
+    });
+  }
+
+  /** Exports the stage's current weights and opens an ORT session on the first execution provider that loads it. */
+  static async create(stage: Stage, opts: OnnxRuntimeOptions): Promise<OnnxRuntime> {
+    const { weights, step } = await readWeights(stage);
+    return new OnnxRuntime(stage, await OnnxCachedRunner.create(stage.cfg, stage.spec, weights, step, opts), opts);
+  }
+
+  /** The optimizer step of the weights new sessions get. */
+  get weightsStep(): number {
+    return this.current.runner.step;
+  }
+
+  /** The step of the weights an open session's cache was computed with. */
+  sessionWeightsStep(session: string): number | undefined {
+    return this.kv.get(session)?.version.runner.step;
+  }
+
+  step(session: string, input: Int32Array | Float32Array, create: boolean): Promise<StageRuntimeStep> {
+    const run = this.queue.then(() => this.run(session, input, create));
+    this.queue = run.catch(() => {});
+    return run;
+  }
+
+  has(session: string): boolean {
+    return this.book.has(session);
+  }
+
+  end(session: string): boolean {
+    this.drop(session);
+    return this.book.end(session);
+  }
+
+  /** Host (or, on WebGPU, device) bytes the cached K/V take, and the sessions holding them. */
+  stats(): { sessions: number; tokens: number; bytes: number; evictions: number } {
+    const { sessions, tokens, evictions } = this.book.stats();
+    const layers = this.stage.spec.endLayer - this.stage.spec.firstLayer;
+    return { sessions, tokens, bytes: tokens * layers * 2 * this.stage.cfg.dModel * 4, evictions };
+  }
+
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    for (const id of this.book.ids()) this.end(id);
+    // After the step in flight, if any: its session must not be released under it.
+    const runner = this.current.runner;
+    void this.queue.then(() => runner.release()).catch(() => {});
+  }
+
+  private async run(id: string, input: Int32Array | Float32Array, create: boolean): Promise<StageRuntimeStep> {
+    if (this.destroyed) throw new ArgumentError(`onnx runtime of stage ${this.stage.spec.index} was destroyed`);
+    const t = checkStageInput(this.stage, input);
+    const open = this.kv.get(id);
+    if (!open && !create) throw new UnknownSessionError(`session ${JSON.stringify(id)} has no KV cache on this stage (never prefilled, ended, or evicted): prefill it again`);
+    if (!open && this.stage.step !== this.current.runner.step) await this.reexport();
+    const s = this.book.reserve(id, t, create); // may evict (and drop) others; throws when the session is full
+    const entry: SessionKv = open ?? { version: this.current, past: this.current.runner.emptyPast(), busy: false, ended: false };
+    if (!open) {
+      entry.version.sessions++;
+      this.kv.set(id, entry);
+    }
+    const start = s.length;
+    let r;
+    entry.busy = true;
+    try {
+      r = await entry.version.runner.run(input, start, entry.past);
+    } catch (e) {
+      entry.busy = false;
+      if (!open) this.end(id); // a new session that failed leaves nothing behind; an open one keeps its cache
+      else if (entry.ended) this.release(entry);
+      throw e;
+    }
+    entry.busy = false;
+    for (const p of entry.past) p.dispose();
+    entry.past = r.present;
+    if (entry.ended) {
+      // end() came while this step ran: its tensors were in use then, and are freed now.
+      this.release(entry);
+      throw new UnknownSessionError(`session ${JSON.stringify(id)} was ended while its step ran`);
+    }
+    this.book.commit(s, t);
+    const result = { start, length: s.length };
+    return this.stage.spec.hasHead ? { ...result, logits: r.output } : { ...result, output: r.output };
+  }
+
+  /** Replaces the current export with the stage's weights now; the old one stays while open sessions use it. */
+  private async reexport(): Promise<void> {
+    const { weights, step } = await readWeights(this.stage);
+    const runner = await OnnxCachedRunner.create(this.stage.cfg, this.stage.spec, weights, step, this.opts);
+    const old = this.current;
+    this.current = { runner, sessions: 0 };
+    this.exports++;
+    if (old.sessions === 0) await old.runner.release();
+  }
+
+  /** Forgets a session; its K/V are freed now, or by its running step when it ends (they are its inputs). */
+  private drop(id: string): void {
+    const entry = this.kv.get(id);
+    if (!entry) return;
+    this.kv.delete(id);
+    entry.ended = true;
+    if (!entry.busy) this.release(entry);
+  }
+
+  /** Frees an ended session's K/V and, when it was the last user of an old export, that export. */
+  private release(entry: SessionKv): void {
+    for (const p of entry.past) p.dispose();
+    entry.past = [];
+    if (--entry.version.sessions === 0 && entry.version !== this.current) void entry.version.runner.release().catch(() => {});
+  }
+}
+
+// ---- choosing by measurement ---------------------------------------------------------------------------
+
+export interface RuntimeMeasurement {
+  name: StageRuntimeName;
+  /** Prefill of the prompt: host input in, host output (last stage: the last row's logits) out. Median over rounds. */
+  ttftMs: number;
+  /** Decode steps of one position per second. Median over rounds. */
+  tokensPerSecond: number;
+  /** Prefill plus all decode steps: what the choice minimises. Median over rounds. */
+  totalMs: number;
+}
+
+export interface MeasureOptions {
+  /** Prompt positions of the measured session (default 16, capped to leave room for decodeTokens in the context). */
+  promptTokens?: number;
+  /** Decode steps after the prompt (default 8). */
+  decodeTokens?: number;
+  /** Timed rounds per runtime, alternating which goes first, after one untimed warm-up round (default 2). */
+  rounds?: number;
+  /** Measure these (they are left open); default: a WgslRuntime and an OnnxRuntime made for the measurement and destroyed after it. */
+  runtimes?: StageRuntime[];
+  /** For the default OnnxRuntime. */
+  onnx?: OnnxCachedRunnerOptions;
+}
+
+export interface RuntimeChoice {
+  results: RuntimeMeasurement[];
+  /** The runtime with the least totalMs. */
+  chosen: StageRuntimeName;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/**
+ * Times each runtime on this device as it serves: a prompt of promptTokens, then decodeTokens single-position
+ * steps, host in and host out, with seeded inputs (ids at stage 0, activations after). The choice is the
+ * runtime whose prompt + decode took least.
+ */
+export async function measureRuntimes(stage: Stage, opts: MeasureOptions = {}): Promise<RuntimeChoice> {
+  const decodeTokens = opts.decodeTokens ?? 8;
+  const rounds = opts.rounds ?? 2;
+  const promptTokens = Math.min(opts.promptTokens ?? 16, stage.cfg.context - decodeTokens);
+  if (!(Number.isInteger(decodeTokens) && decodeTokens >= 1)) throw new ArgumentError(`measureRuntimes: decodeTokens must be a positive integer, got ${decodeTokens}`);
+  if (!(Number.isInteger(promptTokens) && promptTokens >= 1)) throw new ArgumentError(`measureRuntimes: promptTokens must be a positive integer within the context less decodeTokens, got ${promptTokens}`);
+  if (!(Number.isInteger(rounds) && rounds >= 1)) throw new ArgumentError(`measureRuntimes: rounds must be a positive integer, got ${rounds}`);
+  const owned = !opts.runtimes;
+  const runtimes = opts.runtimes ?? [new WgslRuntime(stage, { maxSessions: 1 }), await OnnxRuntime.create(stage, { maxSessions: 1, ...opts.onnx })];
+  const rng = new Rng(stage.spec.index + 1);
+  const { cfg, spec } = stage;
+  const inputOf = (n: number): Int32Array | Float32Array =>
+    spec.hasEmbedding ? Int32Array.from({ length: n }, () => rng.int(cfg.vocab)) : Float32Array.from({ length: n * cfg.dModel }, () => rng.normal());
+  const prompt = inputOf(promptTokens);
+  const steps = Array.from({ length: decodeTokens }, () => inputOf(1));
+  const times = runtimes.map(() => ({ ttft: [] as number[], tps: [] as number[], total: [] as number[] }));
+  let n = 0;
+  try {
+    for (let round = 0; round <= rounds; round++) {
+      const order = runtimes.map((_, i) => i);
+      if (round % 2) order.reverse();
+      for (const i of order) {
+        const rt = runtimes[i];
+        const session = `measure-${rt.name}-${n++}`;
+        const t0 = performance.now();
+        await rt.step(session, prompt, true);
+        const t1 = performance.now();
+        for (const x of steps) await rt.step(session, x, false);
+        const t2 = performance.now();
+        rt.end(session);
+        if (round === 0) continue; // warm-up: pipelines compile, ORT plans its first runs
+        times[i].ttft.push(t1 - t0);
+        times[i].tps.push(decodeTokens / ((t2 - t1) / 1000));
+        times[i].total.push(t2 - t0);
+      }
+    }
+  } finally {
+    if (owned) for (const rt of runtimes) rt.destroy();
+  }
+  const results = runtimes.map((rt, i) => ({ name: rt.name, ttftMs: median(times[i].ttft), tokensPerSecond: median(times[i].tps), totalMs: median(times[i].total) }));
+  const best = results.reduce((a, b) => (b.totalMs < a.totalMs ? b : a));
+  return { results, chosen: best.name };
+}
