@@ -51,9 +51,9 @@ export class LiveHub {
 
   /** Answers the request with an event stream (the model is checked first: an unknown one throws 404). */
   open(modelId: string, req: IncomingMessage, res: ServerResponse, headers: Record<string, string>): void {
+    const snapshot = this.o.source.snapshot(modelId);
     const max = this.o.maxClients ?? 100;
     if (this.clients.size >= max) throw new UnavailableError(`too many live streams open (${max}); try again later`);
-    const snapshot = this.o.source.snapshot(modelId);
     const topology = JSON.stringify(this.o.source.topology(modelId));
     res.writeHead(200, { ...headers, 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
     const client: Client = { modelId, res, topology };
