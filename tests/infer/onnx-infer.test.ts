@@ -195,7 +195,8 @@ describe('stage runtimes refuse bad input with a reason, and keep working', () =
   it('wrong kinds and shapes, out-of-range ids, NaN activations, unknown sessions', async () => {
     const gpu = await testGpu();
     const stages = buildStages(gpu, 2);
-    for (const make of [(s: Stage) => Promise.resolve(new WgslRuntime(s, OPTS)), (s: Stage) => OnnxRuntime.create(s, OPTS)]) {
+    const makers: Array<(s: Stage) => Promise<StageRuntime>> = [(s) => Promise.resolve(new WgslRuntime(s, OPTS)), (s) => OnnxRuntime.create(s, OPTS)];
+    for (const make of makers) {
       const [first, last] = await Promise.all(stages.map(make));
       await expect(first.step('x', new Float32Array(CFG.dModel), true)).rejects.toThrow(/stage 0 takes token ids/);
       await expect(first.step('x', Int32Array.of(1, CFG.vocab), true)).rejects.toThrow(/token id 48 at position 1 is outside \[0, 48\)/);
