@@ -68,7 +68,7 @@ export class Teams {
 
   list(): { teams: Array<{ id: string; name: string; members: number; createdAt: number }> } {
     const rows = this.db
-      .prepare('SELECT t.id, t.name, t.created_at, COUNT(m.peer_id) AS members FROM teams t LEFT JOIN team_members m ON m.team_id = t.id GROUP BY t.id ORDER BY t.created_at, t.id')
+      .prepare('SELECT t.id, t.name, t.created_at, COUNT(m.peer_id) AS members FROM teams t LEFT JOIN team_members m ON m.team_id = t.id GROUP BY t.id ORDER BY t.created_at, t.rowid')
       .all() as Row[];
     return { teams: rows.map((r) => ({ id: String(r.id), name: String(r.name), members: Number(r.members), createdAt: Number(r.created_at) })) };
   }
@@ -90,7 +90,7 @@ export class Teams {
   }
 
   all(): Array<TeamRef & { createdAt: number }> {
-    return (this.db.prepare('SELECT id, name, created_at FROM teams ORDER BY created_at, id').all() as Row[]).map((r) => ({ id: String(r.id), name: String(r.name), createdAt: Number(r.created_at) }));
+    return (this.db.prepare('SELECT id, name, created_at FROM teams ORDER BY created_at, rowid').all() as Row[]).map((r) => ({ id: String(r.id), name: String(r.name), createdAt: Number(r.created_at) }));
   }
 
   /**
