@@ -9,7 +9,9 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { setupChain, type ChainSetup } from '../chain/local.ts';
-import { SwarmInference } from '../infer/swarm-backend.ts';
+import { SwarmInference, type ServingPlan } from '../infer/swarm-backend.ts';
+import { stageIncrementalFlops } from '../model/flops.ts';
+import { splitStages } from '../model/stages.ts';
 import { parseArgs } from 'node:util';
 import { Coordinator } from '../coordinator/index.ts';
 import { createRelay } from '../net/node.ts';
@@ -32,9 +34,23 @@ export function adminToken(dir: string): string {
   return readFileSync(path, 'utf8').trim();
 }
 
+/** Who serves each stage of a model now (alive holders, replica order) and what a hop computes. */
+export function servingPlan(coord: Coordinator, modelId: string): ServingPlan | null {
+  const m = coord.store.getModel(modelId);
+  if (!m) return null;
+  const alive = new Set(coord.store.listPeers('alive').map((p) => p.peerId));
+  const held = coord.store.listAssignments(modelId).filter((a) => alive.has(a.peerId)).sort((a, b) => a.replica - b.replica);
+  const stages: string[][] = m.layout.map(() => []);
+  for (const a of held) stages[a.stage].push(a.peerId);
+  const specs = splitStages(m.config, m.layout.length, m.layout);
+  return { dModel: m.config.dModel, stages, hopFlops: (stage, t, past) => stageIncrementalFlops(m.config, specs[stage], t, past, 1) };
+}
+
 export async function startCoordinator(o: {
   host?: string; port?: number; relayPort?: number; dbPath: string; heartbeatMs?: number; corsOrigins?: string[]; registerDefault?: boolean;
   chain?: ChainSetup; settleEveryMs?: number; adminToken?: string; banAfter?: number;
+  /** Share of generations whose hops are replayed on a replica (default 0.1). */
+  inferenceAuditFraction?: number;
 }): Promise<Coordinator> {
   if (o.dbPath !== ':memory:') mkdirSync(dirname(o.dbPath), { recursive: true });
   const relay = await createRelay({ host: o.host ?? '127.0.0.1', port: o.relayPort ?? 0 });
@@ -44,17 +60,15 @@ export async function startCoordinator(o: {
     chain: o.chain && { deployment: o.chain.deployment, settlerKey: o.chain.settlerKey, ownerKey: o.chain.ownerKey, deploymentPath: o.chain.deploymentPath },
     settleEveryMs: o.settleEveryMs, adminToken: o.adminToken, banAfter: o.banAfter,
   });
-  // Inference requests walk through the stage holders over the relay's connections to them.
+  // Inference requests walk through the stage holders over the relay's connections to them; each hop's receipt
+  // goes into the ledger like training work (a tenth of generations also replayed on a replica: audits).
   coord.setInferenceBackend(new SwarmInference({
     node: relay,
     log: (l) => console.log(`[coordinator] ${l}`),
-    holders: (modelId) => {
-      const m = coord.store.getModel(modelId);
-      if (!m) return null;
-      const alive = new Set(coord.store.listPeers('alive').map((p) => p.peerId));
-      const stages: string[][] = m.layout.map(() => []);
-      for (const a of coord.store.listAssignments(modelId)) if (alive.has(a.peerId)) stages[a.stage].push(a.peerId);
-      return { dModel: m.config.dModel, stages };
+    auditFraction: o.inferenceAuditFraction,
+    holders: (modelId) => servingPlan(coord, modelId),
+    onReceipt: async (modelId, receipt, flops) => {
+      await coord.ledger.recordInference(modelId, receipt, flops);
     },
   }));
   if ((o.registerDefault ?? true) && coord.store.listModels().length === 0) {

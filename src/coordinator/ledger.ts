@@ -9,9 +9,9 @@ import { getAddress, isAddress } from 'viem';
 import type { Deployment } from '../chain/deployment.ts';
 import { BindingError, verifyBinding } from '../ledger/binding.ts';
 import { receiptFlops } from '../ledger/flops.ts';
-import { parseReceipt, ReceiptError, verifyReceiptSignature } from '../ledger/receipt.ts';
+import { isInferenceKind, parseReceipt, ReceiptError, verifyReceiptSignature, type SignedReceipt } from '../ledger/receipt.ts';
 import { proofFor, shareTree } from '../ledger/shares.ts';
-import { splitStages } from '../model/stages.ts';
+import { splitStages, type StageSpec } from '../model/stages.ts';
 import { BadRequestError, ConflictError, NotFoundError, UnauthorizedError } from './errors.ts';
 import type { EpochRow, LedgerStore } from './ledger-store.ts';
 import { rebalance } from './placement.ts';
@@ -52,6 +52,49 @@ export class LedgerService {
     return m;
   }
 
+  /** What checking a batch of receipts of one model reads once (not once per receipt). */
+  private receiptContext(model: ModelRecord) {
+    const specs = splitStages(model.config, model.layout.length, model.layout);
+    const { ledger, store } = this.o;
+    const replicasNow = specs.map(() => 0);
+    for (const a of store.listAssignments(model.id)) replicasNow[a.stage]++;
+    return {
+      specs,
+      replicasNow,
+      replicasEver: specs.map((s) => ledger.replicasEver(model.id, s.index)),
+      settled: ledger.lastEpoch(model.id)?.throughStep ?? -1,
+      latest: ledger.lastDoneStep(model.id),
+      banned: ledger.bannedPeers(),
+    };
+  }
+
+  /**
+   * Checks one receipt and stores it, or throws ReceiptError with the reason: the model, the peer's own
+   * signature, not banned, a stage it held, its replica count, its FLOPs (`flops`: what this unit computes),
+   * an unsettled step not ahead of the swarm, not a duplicate.
+   */
+  private async accept(model: ModelRecord, r: SignedReceipt, c: ReturnType<LedgerService['receiptContext']>, flops: (spec: StageSpec) => number): Promise<void> {
+    const { ledger } = this.o;
+    const refuse = (why: string): never => {
+      throw new ReceiptError(`${r.kind} receipt of ${r.peerId} for stage ${r.stage} step ${r.step} unit ${r.micro}: ${why}`);
+    };
+    if (r.model !== model.id) refuse(`names model ${r.model}, posted to ${model.id}`);
+    if (!(await verifyReceiptSignature(r))) refuse('the signature is not this peer’s');
+    if (c.banned.has(r.peerId)) refuse('the peer is banned after failed audits');
+    const spec = c.specs[r.stage] ?? refuse(`model ${model.id} has ${c.specs.length} stages`);
+    if (!ledger.held(model.id, r.stage, r.replica, r.peerId)) refuse(`the peer never held stage ${r.stage} replica ${r.replica}`);
+    // Claiming fewer replicas than the stage has would make a sibling's micro-batches look like one's own;
+    // more than it ever had is nonsense. (After peers leave, the count drops: earlier receipts stay valid.)
+    const now = c.replicasNow[r.stage];
+    const ever = c.replicasEver[r.stage];
+    if (r.replicas < now || r.replicas > ever) refuse(`claims ${r.replicas} replicas; the stage has ${now} now and never had more than ${ever}`);
+    const expected = flops(spec);
+    if (r.flops !== expected) refuse(`claims ${r.flops} FLOPs; this unit computes ${expected}`);
+    if (r.step <= c.settled) refuse(`step ${r.step} is already settled (through step ${c.settled})`);
+    if (r.step > c.latest + STEP_SLACK) refuse(`step ${r.step} is ahead of the swarm (last recorded step ${c.latest})`);
+    if (ledger.insertReceipt(r, this.o.now()) === 'duplicate') refuse('duplicate: this unit is already receipted');
+  }
+
   /** `{ receipts: SignedReceipt[] }` → how many were stored, and each refused one with its reason. */
   async submitReceipts(modelId: string, body: unknown) {
     const model = this.model(modelId);
@@ -60,39 +103,15 @@ export class LedgerService {
     if (!Array.isArray(o.receipts) || o.receipts.length === 0 || o.receipts.length > MAX_RECEIPTS) {
       throw new BadRequestError(`receipts must be an array of 1 to ${MAX_RECEIPTS} receipts`);
     }
-    const specs = splitStages(model.config, model.layout.length, model.layout);
-    const { ledger, store } = this.o;
-    // Replica counts per stage, now and ever: read once per batch, not per receipt.
-    const replicasNow = specs.map(() => 0);
-    for (const a of store.listAssignments(model.id)) replicasNow[a.stage]++;
-    const replicasEver = specs.map((s) => ledger.replicasEver(model.id, s.index));
-    const settled = ledger.lastEpoch(model.id)?.throughStep ?? -1;
-    const latest = ledger.lastDoneStep(model.id);
-    const banned = ledger.bannedPeers();
+    const c = this.receiptContext(model);
     const rejected: Array<{ index: number; reason: string }> = [];
     let accepted = 0;
-    const at = this.o.now();
     for (let i = 0; i < o.receipts.length; i++) {
       try {
         const r = parseReceipt(o.receipts[i]);
-        const refuse = (why: string): never => {
-          throw new ReceiptError(`${r.kind} receipt of ${r.peerId} for stage ${r.stage} step ${r.step} micro-batch ${r.micro}: ${why}`);
-        };
-        if (r.model !== model.id) refuse(`names model ${r.model}, posted to ${model.id}`);
-        if (!(await verifyReceiptSignature(r))) refuse('the signature is not this peer’s');
-        if (banned.has(r.peerId)) refuse('the peer is banned after failed audits');
-        const spec = specs[r.stage] ?? refuse(`model ${model.id} has ${specs.length} stages`);
-        if (!ledger.held(model.id, r.stage, r.replica, r.peerId)) refuse(`the peer never held stage ${r.stage} replica ${r.replica}`);
-        // Claiming fewer replicas than the stage has would make a sibling's micro-batches look like one's own;
-        // more than it ever had is nonsense. (After peers leave, the count drops: earlier receipts stay valid.)
-        const now = replicasNow[r.stage];
-        const ever = replicasEver[r.stage];
-        if (r.replicas < now || r.replicas > ever) refuse(`claims ${r.replicas} replicas; the stage has ${now} now and never had more than ${ever}`);
-        const flops = receiptFlops(model.config, spec, model.batch, model.config.context, r.kind);
-        if (r.flops !== flops) refuse(`claims ${r.flops} FLOPs; this unit computes ${flops}`);
-        if (r.step <= settled) refuse(`step ${r.step} is already settled (through step ${settled})`);
-        if (r.step > latest + STEP_SLACK) refuse(`step ${r.step} is ahead of the swarm (last recorded step ${latest})`);
-        if (ledger.insertReceipt(r, at) === 'duplicate') refuse('duplicate: this unit is already receipted');
+        // Inference hops are receipted by whoever requested them, as it receives them (recordInference).
+        if (isInferenceKind(r.kind)) throw new ReceiptError(`${r.kind} receipts are recorded by the inference requester, not posted by peers`);
+        await this.accept(model, r, c, (spec) => receiptFlops(model.config, spec, model.batch, model.config.context, r.kind));
         accepted++;
       } catch (e) {
         if (!(e instanceof ReceiptError)) throw e;
@@ -101,6 +120,19 @@ export class LedgerService {
       }
     }
     return { accepted, rejected };
+  }
+
+  /**
+   * Stores the receipt a stage holder returned with an inference hop this coordinator requested (the requester
+   * has checked its hashes and sketch against the bytes; `flops` is what the hop computed). Throws
+   * ReceiptError with the reason when refused (logged by the caller); the hop's result stands either way.
+   */
+  async recordInference(modelId: string, receipt: unknown, flops: number): Promise<SignedReceipt> {
+    const model = this.model(modelId);
+    const r = parseReceipt(receipt);
+    if (!isInferenceKind(r.kind)) throw new ReceiptError(`an inference hop was answered with a ${r.kind} receipt`);
+    await this.accept(model, r, this.receiptContext(model), () => flops);
+    return r;
   }
 
   /** The nonce a wallet's next binding must use. */

@@ -5,11 +5,17 @@
  * cross the wire — never weights — and each holder answers only for the stage it holds, with its current
  * weights (a training step between two tokens applies to the next one).
  *
- * Request: JSON { model, stage, session, ids?: number[], rows?: number, sampling?: SamplingOptions, end?: true }
- * then rows·dModel float32 (little-endian) when rows is given. Answer: JSON { ok: true, length, rows?, token? }
- * then rows·dModel float32 (not at the last stage), or { ok: false, error }.
+ * Request: JSON { model, stage, session, ids?: number[], rows?: number, sampling?: SamplingOptions, end?: true,
+ * unit?: number, audit?: true, targets?: number[] } then rows·dModel float32 (little-endian) when rows is given.
+ * Answer: JSON { ok: true, length, rows?, token?, loss?, receipt? } then rows·dModel float32 (not at the last
+ * stage), or { ok: false, error }. A request with a `unit` is answered with this peer's signed receipt of the
+ * hop (hop-receipt.ts); `targets` at the last stage asks for the mean cross-entropy instead of a token (the
+ * coordinator's validation loss).
  */
-import type { Connection, Libp2p, Stream } from '@libp2p/interface';
+import type { Connection, Libp2p, PrivateKey, Stream } from '@libp2p/interface';
+import type { SignedReceipt } from '../ledger/receipt.ts';
+import { stageIncrementalFlops } from '../model/flops.ts';
+import { bytesOf, hopReceipt } from './hop-receipt.ts';
 import { ShapeError } from '../gpu/index.ts';
 import type { Stage } from '../model/stage.ts';
 import { abortOn, StreamReader, withTimeout, writeBytes, writeJson } from '../net/stream-io.ts';
@@ -27,25 +33,34 @@ export interface InferRequest {
   rows?: number;
   sampling?: SamplingOptions;
   end?: boolean;
+  /** The requester's hop number: answer with a signed receipt of it. */
+  unit?: number;
+  /** This hop replays another replica's, to check it (its receipt is an infer-audit). */
+  audit?: boolean;
+  /** Last stage: score these next tokens (one per position) and answer the mean cross-entropy. */
+  targets?: number[];
 }
 
-export type InferReply = { ok: true; length: number; rows?: number; token?: number } | { ok: false; error: string };
+export type InferReply = { ok: true; length: number; rows?: number; token?: number; loss?: number; receipt?: SignedReceipt } | { ok: false; error: string };
 
-/** What this peer holds now (null: nothing to serve). */
-export type HeldForInference = () => { modelId: string; stage: Stage } | null;
+/** What this peer holds now (null: nothing to serve), and where it sits (for receipts). */
+export type HeldForInference = () => { modelId: string; stage: Stage; round?: number; replica?: number; replicas?: number } | null;
 
 export class InferenceServer {
   readonly stats = { served: 0, refused: 0 };
   private readonly node: Libp2p;
   private readonly held: HeldForInference;
   private readonly log: (line: string) => void;
+  private readonly key?: PrivateKey;
   private engine?: { stage: Stage; inference: StageInference };
   private readonly samplers = new Map<string, Sampler>();
 
-  constructor(o: { node: Libp2p; held: HeldForInference; log?: (line: string) => void }) {
+  /** `key`: this peer's libp2p key, to sign hop receipts (none: hops are served unreceipted). */
+  constructor(o: { node: Libp2p; held: HeldForInference; log?: (line: string) => void; key?: PrivateKey }) {
     this.node = o.node;
     this.held = o.held;
     this.log = o.log ?? (() => {});
+    this.key = o.key;
   }
 
   async start(): Promise<void> {
@@ -104,19 +119,34 @@ export class InferenceServer {
             if (bad >= 0) throw new ShapeError(`activation ${bad} is ${input[bad]}: refused`);
           }
           const known = engine.session(req.session) !== undefined;
-          const r = known && input.length === (stage.spec.hasEmbedding ? 1 : C) ? engine.decode(req.session, input) : engine.prefill(req.session, input, { logits: 'last' });
+          const scoring = stage.spec.hasHead && req.targets !== undefined;
+          if (scoring && req.targets!.length !== input.length / (stage.spec.hasEmbedding ? 1 : C)) throw new ShapeError(`${req.targets!.length} targets for ${input.length / (stage.spec.hasEmbedding ? 1 : C)} positions`);
+          const r = known && !scoring && input.length === (stage.spec.hasEmbedding ? 1 : C) ? engine.decode(req.session, input) : engine.prefill(req.session, input, { logits: scoring ? 'all' : 'last' });
+          let output: Float32Array;
           if (stage.spec.hasHead) {
             const logits = (await stage.gpu.read(r.logits!)) as Float32Array;
             stage.gpu.release(r.logits);
             const V = stage.cfg.vocab;
-            let sampler = this.samplers.get(req.session);
-            if (!sampler) this.samplers.set(req.session, (sampler = new Sampler(req.sampling ?? { temperature: 0 })));
-            reply = { ok: true, length: r.length, token: sampler.next(logits.subarray(logits.length - V)) };
+            if (scoring) {
+              reply = { ok: true, length: r.length, loss: meanCrossEntropy(logits, req.targets!, V) };
+              output = logits;
+            } else {
+              let sampler = this.samplers.get(req.session);
+              if (!sampler) this.samplers.set(req.session, (sampler = new Sampler(req.sampling ?? { temperature: 0 })));
+              output = logits.subarray(logits.length - V);
+              reply = { ok: true, length: r.length, token: sampler.next(output) };
+            }
           } else {
-            const out = (await stage.gpu.read(r.output!)) as Float32Array;
+            output = (await stage.gpu.read(r.output!)) as Float32Array;
             stage.gpu.release(r.output);
-            payload = new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
-            reply = { ok: true, length: r.length, rows: out.length / C };
+            payload = new Uint8Array(output.buffer, output.byteOffset, output.byteLength);
+            reply = { ok: true, length: r.length, rows: output.length / C };
+          }
+          if (req.unit !== undefined && this.key && !scoring) {
+            const t = r.length - r.start;
+            reply.receipt = await hopReceipt(this.key, {
+              model: req.model, round: held.round ?? 0, stage: req.stage, replica: held.replica ?? 0, replicas: held.replicas ?? 1, step: stage.step, peerId: this.node.peerId.toString(),
+            }, { unit: req.unit, audit: req.audit === true, flops: stageIncrementalFlops(stage.cfg, stage.spec, t, r.start, 1), input: bytesOf(input), output });
           }
           this.stats.served++;
         }
@@ -145,5 +175,24 @@ function parse(v: unknown): InferRequest {
   if (!Number.isInteger(o.stage) || (o.stage as number) < 0) throw new ShapeError('inference request stage must be an integer ≥ 0');
   if (o.ids !== undefined && (!Array.isArray(o.ids) || o.ids.length === 0 || o.ids.length > 1_000_000 || !o.ids.every((x) => Number.isInteger(x)))) throw new ShapeError('ids must be a non-empty array of integers');
   if (o.rows !== undefined && (!Number.isInteger(o.rows) || (o.rows as number) < 1)) throw new ShapeError('rows must be a positive integer');
+  if (o.unit !== undefined && (!Number.isSafeInteger(o.unit) || (o.unit as number) < 0)) throw new ShapeError('unit must be a non-negative integer');
+  if (o.audit !== undefined && typeof o.audit !== 'boolean') throw new ShapeError('audit must be a boolean');
+  if (o.targets !== undefined && (!Array.isArray(o.targets) || o.targets.length === 0 || !o.targets.every((x) => Number.isInteger(x) && x >= 0))) throw new ShapeError('targets must be a non-empty array of token ids');
   return o as unknown as InferRequest;
+}
+
+/** Mean cross-entropy (float64) of `targets` under logits [t, V]; a target outside the vocabulary is refused. */
+export function meanCrossEntropy(logits: Float32Array, targets: readonly number[], V: number): number {
+  let total = 0;
+  for (let i = 0; i < targets.length; i++) {
+    const row = logits.subarray(i * V, (i + 1) * V);
+    const y = targets[i];
+    if (y >= V) throw new ShapeError(`target ${y} at position ${i} is outside [0, ${V})`);
+    let max = -Infinity;
+    for (let j = 0; j < V; j++) max = Math.max(max, row[j]);
+    let sum = 0;
+    for (let j = 0; j < V; j++) sum += Math.exp(row[j] - max);
+    total += Math.log(sum) + max - row[y];
+  }
+  return total / targets.length;
 }

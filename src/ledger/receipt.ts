@@ -9,13 +9,19 @@
 import { peerIdFromString } from '@libp2p/peer-id';
 import type { PrivateKey } from '@libp2p/interface';
 import { bytesToHex, hexToBytes } from 'viem';
+import { SKETCH_SIZE } from './sketch.ts';
 
 /**
  * train: the forward and backward of one micro-batch in one step (FLOPs = 3 × forward);
- * audit: the forward of a sibling replica's micro-batch, recomputed to check its output hash.
+ * audit: the forward of a sibling replica's micro-batch, recomputed to check its output hash;
+ * infer: one inference hop — a stage's forward over a session's new positions, for a requester (`micro` is the
+ *   requester's unit number, `step` the holder's optimizer step whose weights served it);
+ * infer-audit: the same hop replayed on another replica of the stage, compared by sketch (sketch.ts).
  */
-export const RECEIPT_KINDS = ['train', 'audit'] as const;
+export const RECEIPT_KINDS = ['train', 'audit', 'infer', 'infer-audit'] as const;
 export type ReceiptKind = (typeof RECEIPT_KINDS)[number];
+
+export const isInferenceKind = (k: ReceiptKind): k is 'infer' | 'infer-audit' => k === 'infer' || k === 'infer-audit';
 
 export interface WorkReceipt {
   model: string;
@@ -35,6 +41,8 @@ export interface WorkReceipt {
   /** SHA-256 (0x hex) of the forward output: the activation bytes sent on, or the float32 loss at the last stage. */
   outputHash: string;
   peerId: string;
+  /** Inference kinds only: the output's sketch (sketch.ts), for comparison with a tolerance. */
+  sketch?: number[];
 }
 
 export interface SignedReceipt extends WorkReceipt {
@@ -56,9 +64,11 @@ const PEER = /^[1-9A-HJ-NP-Za-km-z]{40,128}$/;
 const SIGNATURE = /^0x[0-9a-f]{128}$/;
 const DOMAIN = 'tessera-receipt-v1\n';
 
-/** The signed bytes: a domain tag and the fields in a fixed order (no JSON key-order ambiguity). */
+/** The signed bytes: a domain tag and the fields in a fixed order (no JSON key-order ambiguity); the sketch last, when there is one. */
 export function receiptBytes(r: WorkReceipt): Uint8Array {
-  return new TextEncoder().encode(DOMAIN + JSON.stringify(FIELDS.map((f) => r[f])));
+  const fields: unknown[] = FIELDS.map((f) => r[f]);
+  if (r.sketch) fields.push(r.sketch);
+  return new TextEncoder().encode(DOMAIN + JSON.stringify(fields));
 }
 
 export async function signReceipt(key: PrivateKey, r: WorkReceipt): Promise<SignedReceipt> {
@@ -77,13 +87,17 @@ export async function verifyReceiptSignature(r: SignedReceipt): Promise<boolean>
   }
 }
 
-const pick = (r: WorkReceipt): WorkReceipt => Object.fromEntries(FIELDS.map((f) => [f, r[f]])) as unknown as WorkReceipt;
+const pick = (r: WorkReceipt): WorkReceipt => {
+  const out = Object.fromEntries(FIELDS.map((f) => [f, r[f]])) as unknown as WorkReceipt;
+  if (r.sketch) out.sketch = [...r.sketch];
+  return out;
+};
 
 /** Validates an untrusted JSON receipt's shape (not its signature or its claim); throws ReceiptError with the reason. */
 export function parseReceipt(v: unknown): SignedReceipt {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ReceiptError('a receipt must be a JSON object');
   const o = v as Record<string, unknown>;
-  const extra = Object.keys(o).filter((k) => k !== 'signature' && !(FIELDS as readonly string[]).includes(k));
+  const extra = Object.keys(o).filter((k) => k !== 'signature' && k !== 'sketch' && !(FIELDS as readonly string[]).includes(k));
   if (extra.length > 0) throw new ReceiptError(`unknown receipt field(s): ${extra.slice(0, 5).join(', ')}`);
   const str = (k: string, re: RegExp) => {
     if (typeof o[k] !== 'string' || !re.test(o[k] as string)) throw new ReceiptError(`receipt ${k} must match ${re}, got ${JSON.stringify(o[k])?.slice(0, 80)}`);
@@ -111,6 +125,14 @@ export function parseReceipt(v: unknown): SignedReceipt {
     signature: str('signature', SIGNATURE),
   };
   if (r.replica >= r.replicas) throw new ReceiptError(`receipt replica ${r.replica} of only ${r.replicas}`);
+  if (isInferenceKind(r.kind)) {
+    const sk = o.sketch;
+    if (!Array.isArray(sk) || sk.length !== SKETCH_SIZE || !sk.every((x) => typeof x === 'number' && Number.isFinite(x))) {
+      throw new ReceiptError(`an ${r.kind} receipt needs a sketch of ${SKETCH_SIZE} finite numbers`);
+    }
+    return { ...r, sketch: [...(sk as number[])] };
+  }
+  if (o.sketch !== undefined) throw new ReceiptError(`a ${r.kind} receipt has no sketch`);
   // A train receipt is the owner's micro-batch; an audit is a sibling's (never its own: that checks nothing).
   const owner = r.micro % r.replicas;
   if (r.kind === 'train' && owner !== r.replica) throw new ReceiptError(`micro-batch ${r.micro} belongs to replica ${owner}, not ${r.replica}`);
@@ -121,4 +143,9 @@ export function parseReceipt(v: unknown): SignedReceipt {
 /** The unit of work a receipt is about: audits and the train receipt they check share it. */
 export function unitKey(r: Pick<WorkReceipt, 'model' | 'round' | 'stage' | 'step' | 'micro'>): string {
   return `${r.model}/${r.round}/${r.stage}/${r.step}/${r.micro}`;
+}
+
+/** An inference hop's unit: the requester numbers hops (micro), whoever serves them and at whatever step. */
+export function inferUnitKey(r: Pick<WorkReceipt, 'model' | 'stage' | 'micro'>): string {
+  return `${r.model}/infer/${r.stage}/${r.micro}`;
 }

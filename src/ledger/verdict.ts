@@ -10,8 +10,13 @@
  * output hash (or, at stage 0, its output hash the next stage's input hash) for the same unit, so work nobody
  * received or sent — a receipt invented for a step that never ran — earns nothing without a colluding peer.
  * Credits = FLOPs of the receipts of peers not caught: their corroborated train work, plus audits that compared.
+ *
+ * Inference hops are judged the same way, by unit (the requester's hop number): an infer-audit with the same
+ * input hash and a sketch that disagrees beyond float32 noise catches the serving peer. Infer receipts need no
+ * neighbour's corroboration: only the requester records them (peers cannot post them), as it receives the work.
  */
-import { unitKey, type SignedReceipt, type WorkReceipt } from './receipt.ts';
+import { inferUnitKey, isInferenceKind, unitKey, type SignedReceipt, type WorkReceipt } from './receipt.ts';
+import { sketchesAgree } from './sketch.ts';
 
 export type AuditResult = 'match' | 'mismatch' | 'input-mismatch' | 'unmatched';
 
@@ -30,6 +35,8 @@ export interface PeerVerdict {
   /** FLOPs of corroborated train receipts. */
   trainFlops: number;
   auditFlops: number;
+  /** FLOPs of inference hops served (infer receipts). */
+  inferFlops: number;
   /** Train receipts no neighbouring stage's receipt corroborates (not credited). */
   unconfirmed: number;
   /** Verified FLOPs: what the peer is credited (0 when caught). */
@@ -48,7 +55,11 @@ export interface EpochJudgement {
 /** `stages`: the model's stage count (a one-stage model has no neighbour to corroborate). */
 export function judgeEpoch(receipts: readonly WorkReceipt[], stages: number): EpochJudgement {
   const train = new Map<string, WorkReceipt>();
-  for (const r of receipts) if (r.kind === 'train' && !train.has(unitKey(r))) train.set(unitKey(r), r);
+  const served = new Map<string, WorkReceipt>();
+  for (const r of receipts) {
+    if (r.kind === 'train' && !train.has(unitKey(r))) train.set(unitKey(r), r);
+    if (r.kind === 'infer' && !served.has(inferUnitKey(r))) served.set(inferUnitKey(r), r);
+  }
   const corroborated = (r: WorkReceipt): boolean => {
     if (stages === 1) return true;
     if (r.stage > 0) return train.get(unitKey({ ...r, stage: r.stage - 1 }))?.outputHash === r.inputHash;
@@ -57,7 +68,7 @@ export function judgeEpoch(receipts: readonly WorkReceipt[], stages: number): Ep
   const verdicts = new Map<string, PeerVerdict>();
   const of = (peerId: string) => {
     let v = verdicts.get(peerId);
-    if (!v) verdicts.set(peerId, (v = { peerId, caught: false, trainFlops: 0, auditFlops: 0, unconfirmed: 0, credited: 0, receipts: 0, passed: 0, failed: 0 }));
+    if (!v) verdicts.set(peerId, (v = { peerId, caught: false, trainFlops: 0, auditFlops: 0, inferFlops: 0, unconfirmed: 0, credited: 0, receipts: 0, passed: 0, failed: 0 }));
     return v;
   };
   const audits: AuditOutcome[] = [];
@@ -70,12 +81,18 @@ export function judgeEpoch(receipts: readonly WorkReceipt[], stages: number): Ep
       else v.unconfirmed++;
       continue;
     }
-    const unit = unitKey(r);
-    const t = train.get(unit);
+    if (r.kind === 'infer') {
+      v.inferFlops += r.flops;
+      continue;
+    }
+    const inference = isInferenceKind(r.kind);
+    const unit = inference ? inferUnitKey(r) : unitKey(r);
+    const t = (inference ? served : train).get(unit);
+    const same = (a: WorkReceipt, b: WorkReceipt) => (inference ? sketchesAgree(a.sketch ?? [], b.sketch ?? []) : a.outputHash === b.outputHash);
     let result: AuditResult;
     if (!t || t.peerId === r.peerId) result = 'unmatched';
     else if (t.inputHash !== r.inputHash) result = 'input-mismatch';
-    else result = t.outputHash === r.outputHash ? 'match' : 'mismatch';
+    else result = same(t, r) ? 'match' : 'mismatch';
     audits.push({ unit, auditor: r.peerId, audited: t && t.peerId !== r.peerId ? t.peerId : null, result });
     if (result === 'match' || result === 'mismatch') {
       comparedAudits.add(r);
@@ -88,7 +105,7 @@ export function judgeEpoch(receipts: readonly WorkReceipt[], stages: number): Ep
     }
   }
   for (const r of comparedAudits) of(r.peerId).auditFlops += r.flops;
-  for (const v of verdicts.values()) v.credited = v.caught ? 0 : v.trainFlops + v.auditFlops;
+  for (const v of verdicts.values()) v.credited = v.caught ? 0 : v.trainFlops + v.auditFlops + v.inferFlops;
   return { verdicts: [...verdicts.values()].sort((a, b) => (a.peerId < b.peerId ? -1 : 1)), audits };
 }
 

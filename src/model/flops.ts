@@ -23,6 +23,21 @@ export function stageForwardFlops(cfg: ModelConfig, spec: StageSpec, seq: number
   return blocks + (spec.hasHead ? 2 * seq * cfg.dModel * cfg.vocab : 0);
 }
 
+/**
+ * Forward FLOPs of a stage over `t` new positions of a sequence that already holds `past` cached positions
+ * (inference with a KV cache): the linear layers see t rows, position past + i attends over past + i + 1 keys,
+ * and the head, on the last stage, projects `headRows` rows (1 when decoding: only the last position is sampled).
+ * With past = 0 and headRows = t it is stageForwardFlops(cfg, spec, t).
+ */
+export function stageIncrementalFlops(cfg: ModelConfig, spec: StageSpec, t: number, past: number, headRows = 1): number {
+  const C = cfg.dModel;
+  const H = mlpWidth(cfg);
+  const linear = 2 * t * (C * 3 * C + C * C + C * H + H * C);
+  const attention = 2 * 2 * C * (t * past + (t * (t + 1)) / 2);
+  const blocks = (spec.endLayer - spec.firstLayer) * (linear + attention);
+  return blocks + (spec.hasHead ? 2 * headRows * cfg.dModel * cfg.vocab : 0);
+}
+
 /** Training FLOPs (forward + backward) of a stage for `batch` sequences of `seq` tokens. */
 export function stageTrainingFlops(cfg: ModelConfig, spec: StageSpec, batch: number, seq: number): number {
   return 3 * batch * stageForwardFlops(cfg, spec, seq);

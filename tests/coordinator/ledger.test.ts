@@ -13,6 +13,8 @@ import { bindingTypedData, signBindingAsPeer } from '../../src/ledger/binding.ts
 import { receiptFlops } from '../../src/ledger/flops.ts';
 import { signReceipt, type WorkReceipt } from '../../src/ledger/receipt.ts';
 import { splitStages } from '../../src/model/stages.ts';
+import { stageIncrementalFlops } from '../../src/model/flops.ts';
+import { bytesOf, hopReceipt } from '../../src/infer/hop-receipt.ts';
 import { memoryLog, tempDir, tinyConfig } from './fixtures.ts';
 
 /** The ledger over HTTP against a real anvil: receipts in, forgeries out, bindings, settlement, a claim on chain. */
@@ -32,6 +34,8 @@ describe('contribution ledger (coordinator + anvil)', () => {
     return { status: res.status, json: (await res.json()) as any };
   }
   const H = (c: string) => '0x' + c.repeat(64);
+  /** A 3-token prompt's hop through a stage (the head projects its last row). */
+  const inferFlops = (stage: number) => stageIncrementalFlops(tinyConfig, specs[stage], 3, 0, 1);
   const receipt = (p: { id: string; stage: number }, step: number, micro: number, over: Partial<WorkReceipt> = {}): WorkReceipt => ({
     model: model.id, round: 1, stage: p.stage, replica: 0, replicas: 1, step, micro, kind: 'train',
     flops: receiptFlops(tinyConfig, specs[p.stage], model.batch, tinyConfig.context, 'train'),
@@ -95,6 +99,21 @@ describe('contribution ledger (coordinator + anvil)', () => {
     expect((await call('POST', `/api/models/nope/receipts`, { receipts: good })).status).toBe(404);
   });
 
+  it('records inference hop receipts the requester checked; peers cannot post them, wrong FLOPs and replays are refused', async () => {
+    const hop = (p: (typeof peers)[number], unit: number, over: Partial<WorkReceipt> = {}) => hopReceipt(p.key, {
+      model: model.id, round: 1, stage: p.stage, replica: 0, replicas: 1, step: 1, peerId: p.id,
+    }, { unit, audit: false, flops: inferFlops(p.stage), input: bytesOf(Int32Array.of(1, 2, 3)), output: Float32Array.of(0.5, -1, 2), ...over });
+    const [a, b] = peers;
+    const ra = await hop(a, 7);
+    expect((await coord.ledger.recordInference(model.id, ra, inferFlops(0))).micro).toBe(7);
+    await coord.ledger.recordInference(model.id, await hop(b, 7), inferFlops(1));
+    await expect(coord.ledger.recordInference(model.id, ra, inferFlops(0))).rejects.toThrow(/duplicate/);
+    await expect(coord.ledger.recordInference(model.id, await hop(a, 8), inferFlops(0) + 1)).rejects.toThrow(/claims \d+ FLOPs; this unit computes/);
+    await expect(coord.ledger.recordInference(model.id, { ...(await hop(a, 9)), sketch: [1, 2, 3, 4, 5, 6, 7, 8] }, inferFlops(0))).rejects.toThrow(/signature is not this peer/);
+    const posted = await call('POST', `/api/models/${model.id}/receipts`, { receipts: [await hop(a, 10)] });
+    expect(posted.json.rejected[0].reason).toMatch(/recorded by the inference requester/);
+  });
+
   it('binds each peer to a wallet with EIP-712 + the peer signature; replays, expired and forged bindings are refused', async () => {
     const sign = async (p: (typeof peers)[number], w: (typeof wallets)[number], nonce: bigint, expiry: bigint, signer = w) => {
       const m = { peerId: p.id, wallet: w.address, nonce, expiry };
@@ -133,7 +152,8 @@ describe('contribution ledger (coordinator + anvil)', () => {
     expect(settled.status).toBe(201);
     const e = settled.json;
     expect(e).toMatchObject({ epoch: 1, throughStep: 1, status: 'challenge', wallets: 2 });
-    const perPeer = (p: (typeof peers)[number]) => 4 * receiptFlops(tinyConfig, specs[p.stage], model.batch, tinyConfig.context, 'train');
+    // Four train units each, plus the one inference hop each served (recorded above, step 1).
+    const perPeer = (p: (typeof peers)[number]) => 4 * receiptFlops(tinyConfig, specs[p.stage], model.batch, tinyConfig.context, 'train') + inferFlops(p.stage);
     expect(e.leaves).toEqual(expect.arrayContaining([
       { wallet: wallets[0].address, shares: String(perPeer(peers[0])) },
       { wallet: wallets[1].address, shares: String(perPeer(peers[1])) },
@@ -159,6 +179,7 @@ describe('contribution ledger (coordinator + anvil)', () => {
     expect(await claimedOf(c, addrs, wallets[0].address)).toBe(BigInt(perPeer(peers[0])));
     // The published receipts are what the leaves came from.
     const rs = (await call('GET', `${path}/1/receipts`)).json.receipts;
-    expect(rs).toHaveLength(8);
+    expect(rs).toHaveLength(10);
+    expect(rs.filter((r: { kind: string; sketch?: number[] }) => r.kind === 'infer' && r.sketch?.length === 8)).toHaveLength(2);
   });
 });

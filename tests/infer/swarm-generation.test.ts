@@ -8,6 +8,7 @@ import type { Coordinator } from '../../src/coordinator/index.ts';
 import type { InferenceBackend } from '../../src/infer/backend.ts';
 import type { SwarmInference } from '../../src/infer/swarm-backend.ts';
 import { greedy } from '../../src/infer/sample.ts';
+import { judgeEpoch } from '../../src/ledger/verdict.ts';
 import { StageInference } from '../../src/infer/stage-infer.ts';
 import { Stage } from '../../src/model/stage.ts';
 import { splitStages } from '../../src/model/stages.ts';
@@ -15,13 +16,14 @@ import { defaultRecipe, recipeModel, type RecipeOptions } from '../../src/train/
 import { testGpu } from '../gpu-fixture.ts';
 
 /**
- * SLOW (~1 min): generation through the swarm. Two `npm run worker` processes hold the two stages of a model
- * (seeded weights, no training: --until-step 0 --stay) and serve `/tessera/infer/1.0.0`; the coordinator's
- * backend walks a prompt through them with KV caches. Greedy tokens equal the same weights' generation in one
- * process; a holder that dies mid-generation is replaced by its replica.
+ * SLOW (~1 min): generation through the swarm. Five `npm run worker` processes hold the four stages of a model
+ * (one stage twice; seeded weights, no training: --until-step 0 --stay) and serve `/tessera/infer/1.0.0`; the
+ * coordinator's backend walks a prompt through them with KV caches. Greedy tokens equal the same weights'
+ * generation in one process; every hop is receipted into the ledger, the replicated stage's hops are replayed
+ * on its replica (audit share 1) and judged equal by sketch; a holder that dies mid-generation is replaced.
  */
 const root = new URL('../../', import.meta.url).pathname;
-const recipe: RecipeOptions = { ...defaultRecipe(true), vocab: 1024, dModel: 32, heads: 2, context: 32, stages: 2, blocks: 1, micro: 2, batch: 1, seed: 3 };
+const recipe: RecipeOptions = { ...defaultRecipe(true), vocab: 1024, dModel: 32, heads: 2, context: 32, stages: 4, blocks: 1, micro: 2, batch: 1, seed: 3 };
 const MODEL = 'infer-test';
 const PROMPT = [17, 250, 3, 99, 512];
 const N = 8;
@@ -29,7 +31,7 @@ const N = 8;
 async function inProcess(): Promise<number[]> {
   const gpu = await testGpu();
   const cfg = recipeModel(recipe);
-  const stages = splitStages(cfg, 2).map((spec) => new StageInference(Stage.create(gpu, cfg, spec), { maxSessions: 1 }));
+  const stages = splitStages(cfg, 4).map((spec) => new StageInference(Stage.create(gpu, cfg, spec), { maxSessions: 1 }));
   const out: number[] = [];
   let input: number[] = PROMPT;
   for (let i = 0; i < N; i++) {
@@ -60,6 +62,8 @@ describe('inference through the swarm (slow)', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
+  const countKind = (kind: string) => Number((coord!.store.connection.prepare('SELECT COUNT(*) AS n FROM receipts WHERE kind = ?').get(kind) as { n: number }).n);
+
   function worker(i: number, logs: string[]): Promise<void> {
     const child = spawn(join(root, 'node_modules/.bin/node'), [
       '--import', './scripts/register.ts', 'src/cli/worker.ts', '--coordinator', coord!.url, '--key', join(dir, `w${i}.key`),
@@ -77,16 +81,16 @@ describe('inference through the swarm (slow)', () => {
     });
   }
 
-  it('greedy generation through two stage holders equals one process; a dead holder is replaced by its replica', async () => {
-    coord = await startCoordinator({ dbPath: join(dir, 'c.db'), heartbeatMs: 1000, registerDefault: false });
+  it('greedy generation through four stage holders equals one process; hops are receipted and audited; a dead holder is replaced by its replica', async () => {
+    coord = await startCoordinator({ dbPath: join(dir, 'c.db'), heartbeatMs: 1000, registerDefault: false, inferenceAuditFraction: 1 });
     const res = await fetch(`${coord.url}/api/models`, {
       method: 'POST', headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ id: MODEL, name: 'inference test', config: recipeModel(recipe), layout: [1, 1], codec: 'none', microBatches: recipe.micro, batch: recipe.batch, pricePer1kTokens: 0 }),
+      body: JSON.stringify({ id: MODEL, name: 'inference test', config: recipeModel(recipe), layout: [1, 1, 1, 1], codec: 'none', microBatches: recipe.micro, batch: recipe.batch, pricePer1kTokens: 0 }),
     });
     expect(res.status).toBe(201);
     const logs: string[] = [];
-    // Three holders: one stage gets a replica, for the failover below.
-    await Promise.all([worker(1, logs), worker(2, logs), worker(3, logs)]);
+    // Five holders: one stage gets a replica, for the audits and the failover below.
+    await Promise.all([1, 2, 3, 4, 5].map((i) => worker(i, logs)));
     const expected = await inProcess();
     const backend = (coord as unknown as { inference: InferenceBackend }).inference;
     const seen: number[] = [];
@@ -97,6 +101,30 @@ describe('inference through the swarm (slow)', () => {
     // onToken can stop it early.
     const short = await backend.generate({ modelId: MODEL, prompt: Int32Array.from(PROMPT), maxTokens: N, sampling: { temperature: 0 }, signal: new AbortController().signal }, (t) => t === expected[2]);
     expect(short).toEqual({ tokens: expected.slice(0, 3), finish: 'stop' });
+
+    // Receipts: one per hop (N + 3 tokens' worth of rounds × 4 stages), each checked against the bytes and
+    // stored; the replicated stage's hops were replayed on its replica and every replay agrees by sketch.
+    const swarm = backend as SwarmInference;
+    for (let i = 0; i < 100 && (swarm.stats.receipts < 4 * (N + 3) || swarm.stats.auditHops > countKind('infer-audit')); i++) await new Promise((r) => setTimeout(r, 100));
+    expect(swarm.stats.receiptsRefused, logs.join('')).toBe(0);
+    expect(countKind('infer')).toBe(4 * (N + 3));
+    expect(countKind('infer-audit')).toBe(N + 3);
+    const receipts = (coord.store.connection.prepare('SELECT * FROM receipts').all() as Array<Record<string, unknown>>).map((r) => ({
+      model: String(r.model_id), round: Number(r.round), stage: Number(r.stage), replica: Number(r.replica), replicas: Number(r.replicas), step: Number(r.step),
+      micro: Number(r.micro), kind: String(r.kind) as 'infer', flops: Number(r.flops), inputHash: String(r.input_hash), outputHash: String(r.output_hash), peerId: String(r.peer_id),
+      sketch: JSON.parse(String(r.sketch)) as number[],
+    }));
+    const judged = judgeEpoch(receipts, 4);
+    expect(judged.audits.length).toBe(N + 3);
+    expect(judged.audits.every((a) => a.result === 'match'), JSON.stringify(judged.audits.slice(0, 3))).toBe(true);
+    expect(judged.verdicts.length).toBe(5);
+    for (const v of judged.verdicts) {
+      expect(v.caught).toBe(false);
+      expect(v.credited).toBeGreaterThan(0);
+    }
+    // Prefill hops cost more than decode hops: the receipts carry the exact incremental FLOPs.
+    const byStage0 = receipts.filter((r) => r.stage === 0 && r.kind === 'infer').map((r) => r.flops).sort((a, b) => b - a);
+    expect(byStage0[0]).toBeGreaterThan(byStage0[byStage0.length - 1]);
 
     // Kill replica 0 of the replicated stage: the next generation fails over to replica 1 and still equals one process.
     let assignments = coord.store.listAssignments(MODEL);

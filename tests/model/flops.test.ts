@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { stageTrainingFlops, trainingFlopsPerToken } from '../../src/model/flops.ts';
+import { stageForwardFlops, stageIncrementalFlops, stageTrainingFlops, trainingFlopsPerToken } from '../../src/model/flops.ts';
 import { splitStages } from '../../src/model/stages.ts';
 
 describe('FLOP counts', () => {
@@ -19,6 +19,16 @@ describe('FLOP counts', () => {
     for (const n of [1, 2, 3]) {
       const parts = splitStages(cfg, n).map((s) => stageTrainingFlops(cfg, s, 2, 4));
       expect(parts.reduce((a, b) => a + b, 0)).toBe(whole);
+    }
+  });
+
+  it('incremental (KV-cached) forwards: a prompt equals the full forward, and prompt + decode steps add up to it', () => {
+    for (const spec of splitStages(cfg, 2)) {
+      expect(stageIncrementalFlops(cfg, spec, 4, 0, 4)).toBe(stageForwardFlops(cfg, spec, 4));
+      // Prefill of 2 then two single-token decodes covers the same keys as one pass over 4; the head only
+      // projects the rows that were asked for (here every row, as the full pass does).
+      const pieces = stageIncrementalFlops(cfg, spec, 2, 0, 2) + stageIncrementalFlops(cfg, spec, 1, 2, 1) + stageIncrementalFlops(cfg, spec, 1, 3, 1);
+      expect(pieces).toBe(stageForwardFlops(cfg, spec, 4));
     }
   });
 });
