@@ -3,9 +3,18 @@
  * proxies /api and /v1). Shapes follow src/coordinator/API.md and the issue-8 contract (topology, throughput,
  * verification, teams, leaderboards, credits). Errors carry the coordinator's reason and code.
  */
-import { ApiError } from './holder/api.ts';
 
-export { ApiError };
+/** An answer other than 2xx, with the coordinator's reason and code when it gave one. */
+export class ApiError extends Error {
+  status: number;
+  code?: string;
+  constructor(message: string, status: number, code?: string) {
+    super(message);
+    this.name = 'ApiError';
+    this.status = status;
+    this.code = code;
+  }
+}
 
 export interface ModelConfigInput {
   vocab: number;

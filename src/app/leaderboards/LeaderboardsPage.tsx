@@ -2,7 +2,7 @@ import { QueryClientProvider, useQuery } from '@tanstack/react-query';
 import { useEffect } from 'react';
 import { api, type LeaderboardBy, type LeaderboardRow } from '../coordinator-api.ts';
 import { formatCount, formatFlopRate, formatFlops, shortId } from '../format.ts';
-import { explainError } from '../holder/errors.ts';
+import { explainError } from '../errors.ts';
 import { queryClient } from '../query.ts';
 import { ModelPicker, useModels } from '../models.tsx';
 import { useHashParam } from '../route.ts';

@@ -1,7 +1,7 @@
 import { useMutation, useQueryClient } from '@tanstack/react-query';
 import { useId, useRef, useState, type FormEvent, type ReactNode } from 'react';
 import { ApiError, api, type ModelDetail } from '../coordinator-api.ts';
-import { explainError } from '../holder/errors.ts';
+import { explainError } from '../errors.ts';
 import { checkDraft, CODECS, DEFAULT_DRAFT, fieldOfError, VOCABS, type DraftErrors, type ProposalDraft } from './proposal.ts';
 
 type Key = keyof ProposalDraft;

@@ -2,7 +2,7 @@ import { QueryClientProvider } from '@tanstack/react-query';
 import { useEffect } from 'react';
 import type { ModelSummary } from '../coordinator-api.ts';
 import { formatCount } from '../format.ts';
-import { explainError } from '../holder/errors.ts';
+import { explainError } from '../errors.ts';
 import { ModelPicker, useModels } from '../models.tsx';
 import { queryClient } from '../query.ts';
 import { useHashParam } from '../route.ts';

@@ -1,7 +1,7 @@
 import { useQuery } from '@tanstack/react-query';
 import { api } from '../coordinator-api.ts';
 import { formatCount, formatPercent, shortId } from '../format.ts';
-import { explainError } from '../holder/errors.ts';
+import { explainError } from '../errors.ts';
 
 /** Per settled epoch: work units receipted, the share a replica recomputed, mismatches found and who was caught. */
 export function VerificationCard({ modelId }: { modelId: string }) {

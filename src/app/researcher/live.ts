@@ -5,7 +5,7 @@
  */
 import { useEffect, useState } from 'react';
 import { api, type MetricRecord, type ThroughputPoint, type Topology } from '../coordinator-api.ts';
-import { explainError } from '../holder/errors.ts';
+import { explainError } from '../errors.ts';
 import { mergeMetrics, mergeThroughput } from './shape.ts';
 
 export interface LiveState {

@@ -1,6 +1,9 @@
+import { QueryClientProvider } from '@tanstack/react-query';
 import type { ReactNode } from 'react';
 import { formatBytes, formatCount } from '../format.ts';
+import { queryClient } from '../query.ts';
 import { isActive, useVolunteerStore, type StageInfo, type VolunteerState, type VolunteerStatus } from './store.ts';
+import { CreditsCard, SettingsCard, TeamsCard, VisibilityCard } from './VolunteerCards.tsx';
 
 const LABELS: Record<VolunteerStatus, string> = {
   idle: 'Not joined',
@@ -111,36 +114,42 @@ export function VolunteerPage() {
         activations from the stage before it, sends its own to the next, and passes gradients back, peer to peer over
         WebRTC. The coordinator only picks the stage and relays the first handshake.
       </p>
-      <div className="grid grid-single">
-        <section className="card" data-testid="volunteer" aria-labelledby="vol-title">
-          <div className="card-head">
-            <h2 id="vol-title">This tab</h2>
-            <span className={pillClass(s.status)} data-testid="vol-status" data-status={s.status}>
-              {LABELS[s.status]}
-            </span>
-          </div>
-          <p role="status" aria-live="polite" data-testid="vol-detail">
-            {s.detail}
-          </p>
-          {s.error && (
-            <p className="notice notice-error notice-detail" role="alert" data-testid="vol-error">
-              {s.error}
+      <QueryClientProvider client={queryClient}>
+        <div className="grid grid-single">
+          <section className="card" data-testid="volunteer" aria-labelledby="vol-title">
+            <div className="card-head">
+              <h2 id="vol-title">This tab</h2>
+              <span className={pillClass(s.status)} data-testid="vol-status" data-status={s.status}>
+                {LABELS[s.status]}
+              </span>
+            </div>
+            <p role="status" aria-live="polite" data-testid="vol-detail">
+              {s.detail}
             </p>
-          )}
-          <Controls s={s} />
-          <Stats s={s} />
-        </section>
-        {s.log.length > 0 && (
-          <section className="card" aria-labelledby="vol-log-title">
-            <h2 id="vol-log-title">Activity</h2>
-            <ol className="log" data-testid="vol-log">
-              {s.log.map((line, i) => (
-                <li key={i}>{line}</li>
-              ))}
-            </ol>
+            {s.error && (
+              <p className="notice notice-error notice-detail" role="alert" data-testid="vol-error">
+                {s.error}
+              </p>
+            )}
+            <Controls s={s} />
+            <Stats s={s} />
           </section>
-        )}
-      </div>
+          <SettingsCard />
+          <CreditsCard />
+          <TeamsCard />
+          <VisibilityCard />
+          {s.log.length > 0 && (
+            <section className="card" aria-labelledby="vol-log-title">
+              <h2 id="vol-log-title">Activity</h2>
+              <ol className="log" data-testid="vol-log">
+                {s.log.map((line, i) => (
+                  <li key={i}>{line}</li>
+                ))}
+              </ol>
+            </section>
+          )}
+        </div>
+      </QueryClientProvider>
     </>
   );
 }

@@ -45,17 +45,37 @@ export function pauseHook(worker: SwarmWorker): PauseHook | undefined {
   return typeof w.pause === 'function' && typeof w.resume === 'function' ? (w as PauseHook) : undefined;
 }
 
-/** A CoordinatorClient that also hands every join/heartbeat answer to the page. */
+/** Optional SwarmWorker hooks for the GPU-use cap and inference's share of GPU turns (src/gpu/gpu-turns.ts). */
+export interface TuningHooks {
+  setDutyCycle?(d: number): void;
+  setInferencePriority?(p: number): void;
+}
+
+export function tuningHooks(worker: SwarmWorker): TuningHooks {
+  const w = worker as unknown as TuningHooks;
+  return {
+    setDutyCycle: typeof w.setDutyCycle === 'function' ? (d) => w.setDutyCycle!(d) : undefined,
+    setInferencePriority: typeof w.setInferencePriority === 'function' ? (p) => w.setInferencePriority!(p) : undefined,
+  };
+}
+
+/**
+ * A CoordinatorClient that also hands every join/heartbeat answer to the page, and asks for the volunteer's
+ * chosen model on every join (the first and any after being declared gone); none means "where most needed".
+ */
 class WatchedClient extends CoordinatorClient {
   private readonly onAnswer: (a: JoinAnswer) => void;
+  private readonly preferModel: string | undefined;
 
-  constructor(url: string, onAnswer: (a: JoinAnswer) => void) {
+  constructor(url: string, onAnswer: (a: JoinAnswer) => void, preferModel?: string) {
     super(url);
     this.onAnswer = onAnswer;
+    this.preferModel = preferModel;
   }
 
   override async join(...args: Parameters<CoordinatorClient['join']>): Promise<JoinAnswer> {
-    const a = await super.join(...args);
+    const [peerId, tokensPerSecond, kind, preferModel] = args;
+    const a = await super.join(peerId, tokensPerSecond, kind, preferModel ?? this.preferModel);
     this.onAnswer(a);
     return a;
   }
@@ -82,8 +102,8 @@ export interface Session {
   close(): Promise<void>;
 }
 
-export async function startSession(gpu: Gpu, speed: Speed, events: SessionEvents, origin = location.origin): Promise<Session> {
-  const client = new WatchedClient(origin, (a) => events.answer(a));
+export async function startSession(gpu: Gpu, speed: Speed, events: SessionEvents, origin = location.origin, preferModel?: string): Promise<Session> {
+  const client = new WatchedClient(origin, (a) => events.answer(a), preferModel);
   const health = await client.health();
   const relayAddr = health.relay?.multiaddrs[0];
   if (!relayAddr) throw new NetError(`the coordinator at ${origin} runs no relay, so peers cannot signal WebRTC through it`);

@@ -2,7 +2,8 @@ import { create } from 'zustand';
 import type { JoinAnswer } from '../../net/coordinator-client.ts';
 import type { WorkerStep } from '../../net/swarm-worker.ts';
 import { readyGpu, takeLock } from './prerequisites.ts';
-import type { PauseHook, Session, Speed } from './session.ts';
+import type { PauseHook, Session, Speed, TuningHooks } from './session.ts';
+import { holdReason, useVolunteerSettings, watchDevice, type DeviceState } from './settings.ts';
 
 /**
  * The Volunteer page's state: this tab as one peer of the swarm. Life cycle:
@@ -53,6 +54,12 @@ export interface VolunteerState {
   peers: number;
   /** False when this build's SwarmWorker cannot pause (it lacks the pause/resume hook). */
   canPause: boolean;
+  /** Which of the GPU-use settings this build's worker applies (optional hooks, see session.ts). */
+  canTune: { dutyCycle: boolean; inferenceShare: boolean };
+  /** Why the tab paused itself (hidden, on battery), while it did; a pause by the volunteer has none. */
+  heldFor?: string;
+  /** Visibility and power source, as last seen while a session ran. */
+  device?: DeviceState;
   log: string[];
   join(): Promise<void>;
   pause(): void;
@@ -70,6 +77,9 @@ export const isActive = (s: VolunteerStatus) => ACTIVE.includes(s);
 interface Current {
   session?: Session;
   pause?: PauseHook;
+  tuning?: TuningHooks;
+  /** Stops the visibility/battery and settings watchers. */
+  unwatch?: () => void;
   releaseLock: () => void;
 }
 let current: Current | undefined;
@@ -92,7 +102,7 @@ class Abandoned extends Error {
   }
 }
 
-const fresh = { stepsDone: 0, lastStep: undefined, loss: undefined, tokensPerSecond: undefined, bytesSent: 0, bytesReceived: 0, peers: 0, error: undefined, assignment: undefined };
+const fresh = { heldFor: undefined, stepsDone: 0, lastStep: undefined, loss: undefined, tokensPerSecond: undefined, bytesSent: 0, bytesReceived: 0, peers: 0, error: undefined, assignment: undefined };
 
 export const useVolunteerStore = create<VolunteerState>()((set, get) => {
   let lastLine = '';
@@ -119,12 +129,51 @@ export const useVolunteerStore = create<VolunteerState>()((set, get) => {
       tokensPerSecond: s.ms > 0 ? perStep / (s.ms / 1000) : undefined,
     }));
     // A step that lands while leaving (or already paused) changes the numbers, not what the tab is doing.
-    if (status === 'pausing') set({ status: 'paused', detail: `Paused after step ${s.step + 1}. This tab still holds its stage; the rest of its pipeline waits for it.` });
-    else if (status === 'training' || status === 'connecting') set({ status: 'training', detail: `Training: step ${s.step + 1} done.` });
+    if (status === 'pausing') {
+      const why = get().heldFor;
+      set({ status: 'paused', detail: `Paused after step ${s.step + 1}${why ? ` because ${why}` : ''}. This tab still holds its stage; the rest of its pipeline waits for it.` });
+    } else if (status === 'training' || status === 'connecting') {
+      set({ status: 'training', detail: `Training: step ${s.step + 1} done.` });
+      checkHold();
+    }
+  }
+
+  /**
+   * The volunteer's "pause when hidden / on battery" settings: pause after the step in flight while a reason
+   * holds, resume when none does — but never undo a pause the volunteer made by hand.
+   */
+  function checkHold(): void {
+    const c = current;
+    const device = get().device;
+    if (!c?.pause || !device) return;
+    const why = holdReason(device, useVolunteerSettings.getState());
+    const { status, heldFor } = get();
+    if (why && status === 'training') {
+      c.pause.pause();
+      set({ status: 'pausing', heldFor: why, detail: `Pausing after the step in flight: ${why} (see Settings).` });
+    } else if (!why && heldFor && (status === 'paused' || status === 'pausing')) {
+      c.pause.resume();
+      set({ status: 'training', heldFor: undefined, detail: 'Resumed: training the next step…' });
+    }
+  }
+
+  /** Applies the GPU-use cap and the inference share to the worker now and whenever the volunteer moves them. */
+  function tune(c: Current): () => void {
+    const apply = () => {
+      const st = useVolunteerSettings.getState();
+      c.tuning?.setDutyCycle?.(st.dutyCycle);
+      c.tuning?.setInferencePriority?.(st.inferenceShare);
+    };
+    apply();
+    return useVolunteerSettings.subscribe((st, prev) => {
+      if (st.dutyCycle !== prev.dutyCycle || st.inferenceShare !== prev.inferenceShare) apply();
+      if (st.pauseWhenHidden !== prev.pauseWhenHidden || st.pauseOnBattery !== prev.pauseOnBattery) checkHold();
+    });
   }
 
   /** Ends `c` (leaves, stops the peer, frees the lock) and shows why, unless a newer join replaced it. */
   async function finish(c: Current, error?: unknown): Promise<void> {
+    c.unwatch?.();
     try {
       await c.session?.close();
     } catch (e) {
@@ -146,7 +195,7 @@ export const useVolunteerStore = create<VolunteerState>()((set, get) => {
     c.releaseLock = await takeLock();
     check();
     const gpu = await readyGpu();
-    const { startSession, tabSpeed, pauseHook } = await import('./session.ts');
+    const { startSession, tabSpeed, pauseHook, tuningHooks } = await import('./session.ts');
     check();
     set({ detail: gpu.adapter.isSoftware ? 'Software GPU: using a fixed, modest speed estimate.' : 'Timing this GPU on the reference workload…' });
     const speed = await tabSpeed(gpu);
@@ -169,12 +218,23 @@ export const useVolunteerStore = create<VolunteerState>()((set, get) => {
         }
       },
       log: (line) => live() && say(line),
-    });
+    }, location.origin, useVolunteerSettings.getState().preferModel ?? undefined);
     c.session = session;
     c.pause = pauseHook(session.worker);
+    c.tuning = tuningHooks(session.worker);
+    const stopTuning = tune(c);
+    const stopWatching = watchDevice((device) => {
+      if (!live()) return;
+      set({ device });
+      checkHold();
+    });
+    c.unwatch = () => {
+      stopTuning();
+      stopWatching();
+    };
     session.done.then(() => finish(c), (e) => finish(c, e));
     check();
-    set({ peerId: session.peerId, canPause: c.pause !== undefined });
+    set({ peerId: session.peerId, canPause: c.pause !== undefined, canTune: { dutyCycle: !!c.tuning.setDutyCycle, inferenceShare: !!c.tuning.setInferencePriority } });
     if (get().status === 'starting') set({ status: 'waiting', detail: 'Asking the coordinator for a stage…' });
   }
 
@@ -183,6 +243,7 @@ export const useVolunteerStore = create<VolunteerState>()((set, get) => {
     detail: 'Not volunteering.',
     ...fresh,
     canPause: false,
+    canTune: { dutyCycle: false, inferenceShare: false },
     log: [],
 
     async join() {
@@ -201,14 +262,15 @@ export const useVolunteerStore = create<VolunteerState>()((set, get) => {
     pause() {
       if (get().status !== 'training' || !current?.pause) return;
       current.pause.pause();
-      set({ status: 'pausing', detail: 'Pausing after the step in flight…' });
+      set({ status: 'pausing', heldFor: undefined, detail: 'Pausing after the step in flight…' });
     },
 
     resume() {
       const s = get().status;
       if ((s !== 'paused' && s !== 'pausing') || !current?.pause) return;
       current.pause.resume();
-      set({ status: 'training', detail: 'Resumed: training the next step…' });
+      // The volunteer's own resume wins over an automatic hold until the next change of visibility or power.
+      set({ status: 'training', heldFor: undefined, detail: 'Resumed: training the next step…' });
     },
 
     async leave() {
