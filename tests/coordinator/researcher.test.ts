@@ -218,7 +218,8 @@ describe('coordinator: researcher data', () => {
 
 /** Server-sent events of a response body, awaited by name. */
 function readEvents(body: ReadableStream<Uint8Array>) {
-  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+  const reader = body.getReader();
+  const decoder = new TextDecoder();
   const queue: Array<{ event: string; data: any }> = [];
   let buffer = '';
   return {
@@ -228,7 +229,7 @@ function readEvents(body: ReadableStream<Uint8Array>) {
         if (i >= 0) return queue.splice(0, i + 1)[i].data;
         const { value, done } = await reader.read();
         if (done) throw new Error(`stream ended before a ${name} event`);
-        buffer += value;
+        buffer += decoder.decode(value, { stream: true });
         let cut;
         while ((cut = buffer.indexOf('\n\n')) >= 0) {
           const block = buffer.slice(0, cut);
