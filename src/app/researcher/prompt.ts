@@ -51,16 +51,16 @@ export function explainPromptError(status: number, message: string): string {
   return `The coordinator answered ${status}: ${message}`;
 }
 
-// One signing fetch per wallet: its nonce clock only moves forward, which the coordinator requires per address.
-const fetchers = new Map<string, typeof fetch>();
+// One signing fetch per wallet (and underlying fetch): its nonce clock only moves forward, which the
+// coordinator requires per address, even for two requests within one millisecond.
+const fetchers = new WeakMap<typeof fetch, Map<string, typeof fetch>>();
 
 function fetcherFor(signer: MessageSigner, base: typeof fetch): typeof fetch {
+  let perWallet = fetchers.get(base);
+  if (!perWallet) fetchers.set(base, (perWallet = new Map()));
   const key = signer.address.toLowerCase();
-  let f = fetchers.get(key);
-  if (!f || base !== fetch) {
-    f = signedFetch(signer, base);
-    if (base === fetch) fetchers.set(key, f);
-  }
+  let f = perWallet.get(key);
+  if (!f) perWallet.set(key, (f = signedFetch(signer, base)));
   return f;
 }
 
