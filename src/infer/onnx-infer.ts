@@ -5,7 +5,9 @@
  *   inputs   ids int32 [1, t] (stage 0) | x float32 [1, t, dModel]
  *            pos int64 [t]: the positions of the new rows, P..P+t−1 (wpe rows at stage 0; causal-mask rows)
  *            past_k_l, past_v_l float32 [1, heads, P, headDim] for each layer l of the stage (P may be 0)
- *   outputs  y [1, t, dModel] | logits [1, t, vocab] (or [1, 1, vocab], the last row, with lastLogitsOnly)
+ *            logits_from int64 [1] (last stage): −r, to compute the logits of the last r new rows only (sampling
+ *            needs the last one; scoring all t): the head's cost then grows with r, not t
+ *   outputs  y [1, t, dModel] | logits [1, r, vocab]
  *            present_k_l, present_v_l [1, heads, P+t, headDim]: past and new, the next step's past
  *
  * Attention of layer l: keys and values are Concat(past, new) along positions; the mask of new row i is row
@@ -23,11 +25,6 @@ import {
   addStageWeights, blockOps, causalMask, GraphBuilder, headOp, int, ints, message, ONNX_STAGE_OPSET, onnxStageIO, OnnxRuntimeError,
   openOnnxSession, type OnnxStageRunnerOptions,
 } from './onnx-stage.ts';
-
-export interface OnnxCachedExportOptions {
-  /** Last stage: logits of the last new row only, [1, 1, vocab] (what sampling needs; the head's cost then does not grow with t). */
-  lastLogitsOnly?: boolean;
-}
 
 /** Graph input/output names of a stage's cached graph. */
 export interface OnnxCachedIO {
@@ -52,7 +49,7 @@ export function onnxCachedIO(spec: StageSpec): OnnxCachedIO {
 }
 
 /** The ONNX model (structured) of `spec`'s KV-cached forward with `weights` (names and shapes of stageParamSpecs). */
-export function stageCachedOnnxModel(cfg: ModelConfig, spec: StageSpec, weights: ReadonlyMap<string, Float32Array>, opts: OnnxCachedExportOptions = {}): OnnxModel {
+export function stageCachedOnnxModel(cfg: ModelConfig, spec: StageSpec, weights: ReadonlyMap<string, Float32Array>): OnnxModel {
   validateConfig(cfg);
   if (spec.endLayer < spec.firstLayer) throw new ArgumentError(`onnx export: stage ${spec.index} has layers [${spec.firstLayer}, ${spec.endLayer})`);
   const C = cfg.dModel;
@@ -105,7 +102,7 @@ export function stageCachedOnnxModel(cfg: ModelConfig, spec: StageSpec, weights:
   }
 
   if (spec.hasHead) {
-    if (opts.lastLogitsOnly) x = g.op('Slice', [x, g.i64('last', [-1]), g.i64('end', [Number.MAX_SAFE_INTEGER]), g.i64('axis1b', [1])], [], 'last_row');
+    x = g.op('Slice', [x, 'logits_from', g.i64('end', [Number.MAX_SAFE_INTEGER]), g.i64('axis1b', [1])], [], 'logit_rows');
     x = headOp(g, P, x);
   }
   g.nodes.push({ op: 'Identity', inputs: [x], outputs: [io.output], name: 'output' });
@@ -117,8 +114,9 @@ export function stageCachedOnnxModel(cfg: ModelConfig, spec: StageSpec, weights:
   ];
   // pos feeds the embedding (stage 0) and the mask (blocks); a stage with neither (head only) does not take it.
   if (spec.hasEmbedding || spec.endLayer > spec.firstLayer) inputs.push({ name: 'pos', dtype: ONNX_DTYPE.INT64, dims: ['t'] });
+  if (spec.hasHead) inputs.push({ name: 'logits_from', dtype: ONNX_DTYPE.INT64, dims: [1] });
   io.pastK.forEach((k, i) => inputs.push(kv(k, 'past'), kv(io.pastV[i], 'past')));
-  const outs: OnnxValueInfo[] = [{ name: io.output, dtype: ONNX_DTYPE.FLOAT, dims: [1, spec.hasHead && opts.lastLogitsOnly ? 1 : 't', spec.hasHead ? cfg.vocab : C] }];
+  const outs: OnnxValueInfo[] = [{ name: io.output, dtype: ONNX_DTYPE.FLOAT, dims: [1, spec.hasHead ? 'rows' : 't', spec.hasHead ? cfg.vocab : C] }];
   io.presentK.forEach((k, i) => outs.push(kv(k, 'total'), kv(io.presentV[i], 'total')));
   return {
     opset: ONNX_STAGE_OPSET,
@@ -129,8 +127,8 @@ export function stageCachedOnnxModel(cfg: ModelConfig, spec: StageSpec, weights:
 }
 
 /** Serialized KV-cached ONNX model of a stage with the given weights. */
-export function exportStageCachedOnnx(cfg: ModelConfig, spec: StageSpec, weights: ReadonlyMap<string, Float32Array>, opts?: OnnxCachedExportOptions): Uint8Array {
-  return encodeOnnxModel(stageCachedOnnxModel(cfg, spec, weights, opts));
+export function exportStageCachedOnnx(cfg: ModelConfig, spec: StageSpec, weights: ReadonlyMap<string, Float32Array>): Uint8Array {
+  return encodeOnnxModel(stageCachedOnnxModel(cfg, spec, weights));
 }
 
 export interface OnnxCachedRunnerOptions extends Pick<OnnxStageRunnerOptions, 'executionProviders' | 'numThreads'> {
@@ -143,7 +141,7 @@ export interface OnnxCachedRunnerOptions extends Pick<OnnxStageRunnerOptions, 'e
 }
 
 export interface OnnxCachedStep {
-  /** y [t, dModel], or at the last stage the last row's logits [vocab]. */
+  /** y [t, dModel], or at the last stage the logits [rows, vocab] of the last `logitRows` new rows. */
   output: Float32Array;
   /** present_k_l, present_v_l per layer (k then v), the session's past for its next step. The caller owns them. */
   present: ort.Tensor[];
@@ -175,7 +173,7 @@ export class OnnxCachedRunner {
   }
 
   static async create(cfg: ModelConfig, spec: StageSpec, weights: ReadonlyMap<string, Float32Array>, step: number, opts: OnnxCachedRunnerOptions = {}): Promise<OnnxCachedRunner> {
-    const bytes = exportStageCachedOnnx(cfg, spec, weights, { lastLogitsOnly: true });
+    const bytes = exportStageCachedOnnx(cfg, spec, weights);
     const io = onnxCachedIO(spec);
     const onDevice = Object.fromEntries([...io.presentK, ...io.presentV].map((n) => [n, 'gpu-buffer' as const]));
     const { session, ep } = await openOnnxSession(bytes, opts, `onnx cached stage ${spec.index}`, (ep) =>
@@ -190,14 +188,21 @@ export class OnnxCachedRunner {
     return this.io.pastK.flatMap(() => [0, 1].map(() => new ort.Tensor('float32', new Float32Array(0), [1, heads, 0, dModel / heads])));
   }
 
-  /** Runs t new positions start..start+t−1 after `past` (k, v per layer, each [1, heads, start, headDim]). */
-  async run(input: Int32Array | Float32Array, start: number, past: readonly ort.Tensor[]): Promise<OnnxCachedStep> {
+  /**
+   * Runs t new positions start..start+t−1 after `past` (k, v per layer, each [1, heads, start, headDim]); at the
+   * last stage, the logits of the last `logitRows` (1..t) of them.
+   */
+  async run(input: Int32Array | Float32Array, start: number, past: readonly ort.Tensor[], logitRows = 1): Promise<OnnxCachedStep> {
     const { cfg, spec, io } = this;
     const t = spec.hasEmbedding ? input.length : input.length / cfg.dModel;
     if (past.length !== 2 * io.pastK.length) throw new ArgumentError(`onnx cached stage ${spec.index}: ${past.length} past tensors for ${io.pastK.length} layers`);
     const feeds: Record<string, ort.Tensor> = {
       [io.input]: spec.hasEmbedding ? new ort.Tensor('int32', input as Int32Array, [1, t]) : new ort.Tensor('float32', input as Float32Array, [1, t, cfg.dModel]),
     };
+    if (spec.hasHead) {
+      if (!(Number.isInteger(logitRows) && logitRows >= 1 && logitRows <= t)) throw new ArgumentError(`onnx cached stage ${spec.index}: logits of ${logitRows} rows of ${t}`);
+      feeds.logits_from = new ort.Tensor('int64', BigInt64Array.of(BigInt(-logitRows)), [1]);
+    }
     if (this.session.inputNames.includes('pos')) feeds.pos = new ort.Tensor('int64', BigInt64Array.from({ length: t }, (_, i) => BigInt(start + i)), [t]);
     io.pastK.forEach((k, i) => {
       feeds[k] = past[2 * i];

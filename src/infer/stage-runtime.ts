@@ -18,7 +18,7 @@ export type StageRuntimeName = 'wgsl' | 'onnx-wasm' | 'onnx-webgpu';
 export interface StageRuntimeStep {
   /** Activations [t, dModel] of the new rows, for the next stage (not on the last stage). */
   output?: Float32Array;
-  /** Last stage: logits [vocab] of the last new row. */
+  /** Last stage: logits [vocab] of the last new row, or [t, vocab] of every new row with `{ logits: 'all' }`. */
   logits?: Float32Array;
   /** Positions of the new rows: [start, start + t). */
   start: number;
@@ -33,7 +33,7 @@ export interface StageRuntime {
    * the session is opened if new (or continued: a prompt in chunks); without, it must be open (decode).
    * Bad input (wrong kind or shape, ids out of range, non-finite activations) is refused before anything runs.
    */
-  step(session: string, input: Int32Array | Float32Array, create: boolean): Promise<StageRuntimeStep>;
+  step(session: string, input: Int32Array | Float32Array, create: boolean, opts?: StepOptions): Promise<StageRuntimeStep>;
   has(session: string): boolean;
   /** Drops a session's cache; false if it had none. */
   end(session: string): boolean;
@@ -41,6 +41,11 @@ export interface StageRuntime {
 }
 
 export type StageRuntimeOptions = StageInferenceOptions;
+
+export interface StepOptions {
+  /** Last stage: 'last' (default) for the last new row's logits (sampling), 'all' for every new row's (scoring). */
+  logits?: 'last' | 'all';
+}
 
 /** New positions in `input` after checking it fits `stage` (the same rules for both runtimes). */
 export function checkStageInput(stage: Stage, input: Int32Array | Float32Array): number {
@@ -68,14 +73,17 @@ export class WgslRuntime implements StageRuntime {
     this.inference = new StageInference(stage, opts);
   }
 
-  async step(session: string, input: Int32Array | Float32Array, create: boolean): Promise<StageRuntimeStep> {
+  async step(session: string, input: Int32Array | Float32Array, create: boolean, opts: StepOptions = {}): Promise<StageRuntimeStep> {
     const { stage } = this.inference;
     checkStageInput(stage, input);
-    const r = create ? this.inference.prefill(session, input, { logits: 'last' }) : this.inference.decode(session, input);
+    const all = opts.logits === 'all';
+    // decode() gives the last row's logits only: a scoring step of an open session runs as prefill() (which continues it).
+    if (!create && !this.has(session)) throw new UnknownSessionError(`session ${JSON.stringify(session)} has no KV cache on this stage (never prefilled, ended, or evicted): prefill it again`);
+    const r = create || all ? this.inference.prefill(session, input, { logits: all ? 'all' : 'last' }) : this.inference.decode(session, input);
     const out = (r.output ?? r.logits)!;
     try {
       const data = (await stage.gpu.read(out)) as Float32Array;
-      return r.logits ? { logits: data.subarray(data.length - stage.cfg.vocab), start: r.start, length: r.length } : { output: data, start: r.start, length: r.length };
+      return r.logits ? { logits: all ? data : data.subarray(data.length - stage.cfg.vocab), start: r.start, length: r.length } : { output: data, start: r.start, length: r.length };
     } finally {
       stage.gpu.release(out);
     }
@@ -174,8 +182,8 @@ export class OnnxRuntime implements StageRuntime {
     return this.kv.get(session)?.version.runner.step;
   }
 
-  step(session: string, input: Int32Array | Float32Array, create: boolean): Promise<StageRuntimeStep> {
-    const run = this.queue.then(() => this.run(session, input, create));
+  step(session: string, input: Int32Array | Float32Array, create: boolean, opts: StepOptions = {}): Promise<StageRuntimeStep> {
+    const run = this.queue.then(() => this.run(session, input, create, opts.logits === 'all'));
     this.queue = run.catch(() => {});
     return run;
   }
@@ -205,7 +213,7 @@ export class OnnxRuntime implements StageRuntime {
     void this.queue.then(() => runner.release()).catch(() => {});
   }
 
-  private async run(id: string, input: Int32Array | Float32Array, create: boolean): Promise<StageRuntimeStep> {
+  private async run(id: string, input: Int32Array | Float32Array, create: boolean, allLogits: boolean): Promise<StageRuntimeStep> {
     if (this.destroyed) throw new ArgumentError(`onnx runtime of stage ${this.stage.spec.index} was destroyed`);
     const t = checkStageInput(this.stage, input);
     const open = this.kv.get(id);
@@ -221,7 +229,7 @@ export class OnnxRuntime implements StageRuntime {
     let r;
     entry.busy = true;
     try {
-      r = await entry.version.runner.run(input, start, entry.past);
+      r = await entry.version.runner.run(input, start, entry.past, allLogits ? t : 1);
     } catch (e) {
       entry.busy = false;
       if (!open) this.end(id); // a new session that failed leaves nothing behind; an open one keeps its cache

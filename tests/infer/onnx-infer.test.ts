@@ -81,6 +81,29 @@ describe('KV-cached ONNX stage (wasm EP) agrees with WGSL StageInference', () =>
     for (const s of stages) s.destroy();
   });
 
+  it("logits of every new row with { logits: 'all' } (scoring), on a new and on an open session", async () => {
+    const gpu = await testGpu();
+    const stages = buildStages(gpu, 2);
+    const results: Comparison[] = [];
+    const runtimes: StageRuntime[][] = [stages.map((s) => new WgslRuntime(s, OPTS)), await Promise.all(stages.map((s) => OnnxRuntime.create(s, OPTS)))];
+    const logits: Float32Array[][] = [];
+    for (const [first, last] of runtimes) {
+      const got: Float32Array[] = [];
+      for (const [ids, create] of [[PROMPT, true], [[4, 8], false]] as const) {
+        const y = await first.step('score', Int32Array.from(ids), create);
+        const r = await last.step('score', y.output!, create, { logits: 'all' });
+        expect(r.logits!.length).toBe(ids.length * CFG.vocab);
+        got.push(r.logits!);
+      }
+      await expect(last.step('nope', new Float32Array(CFG.dModel), false, { logits: 'all' })).rejects.toThrow(UnknownSessionError);
+      logits.push(got);
+    }
+    for (let k = 0; k < 2; k++) results.push(compare(`all-row logits, step ${k}`, logits[1][k], logits[0][k], TOL));
+    expectAllPass(results);
+    for (const r of runtimes.flat()) r.destroy();
+    for (const s of stages) s.destroy();
+  });
+
   it('stages without blocks: embedding only, head only', async () => {
     const gpu = await testGpu();
     for (const layout of [[0, 4], [4, 0]]) {
