@@ -1,8 +1,9 @@
 /**
  * Credits as volunteer-computing users know them (BOINC, Folding@home): verified credit is what settled epochs
  * granted (FLOPs of work that passed settlement's checks, src/ledger/verdict.ts); pending is what accepted
- * receipts of the open epoch claim; the recent average credit (RAC) is verified credit per day, exponentially
- * decayed with a half-life of 7 days, so it shows what a volunteer does lately rather than ever. A volunteer is
+ * receipts of the open epoch claim; the recent average credit (RAC) is BOINC's — verified credit per day,
+ * exponentially decayed with a half-life of 7 days, so it shows what a volunteer does lately rather than ever —
+ * expressed per second (credit per day ÷ 86,400): a FLOP/s figure comparable with a device's speed. A volunteer is
  * a wallet (all the peers bound to it) or, unbound, a peer; a team adds up its members.
  */
 import { BadRequestError, NotFoundError } from './errors.ts';
@@ -13,7 +14,6 @@ import { PEER_ID, string } from './validate.ts';
 type Row = Record<string, unknown>;
 
 export const RAC_HALF_LIFE_MS = 7 * 24 * 3600 * 1000;
-const DAY_MS = 24 * 3600 * 1000;
 
 /** One grant of verified credit: `flops` at time `at` (an epoch's close). */
 export interface Grant {
@@ -22,13 +22,14 @@ export interface Grant {
 }
 
 /**
- * BOINC's recent average credit in closed form: Σ flops · (ln 2 / H) · 2^(−age / H), per day. A volunteer
- * granting r FLOPs a day for long has RAC → r; after stopping, it halves every 7 days.
+ * BOINC's recent average credit in closed form, in FLOP/s: Σ flops · (ln 2 / H) · 2^(−age / H) with H in
+ * seconds. A volunteer whose work is verified at r FLOP/s for long has RAC → r; after stopping, it halves
+ * every 7 days.
  */
 export function recentAverage(grants: readonly Grant[], now: number, halfLifeMs = RAC_HALF_LIFE_MS): number {
   let sum = 0;
   for (const g of grants) sum += g.flops * Math.pow(2, -Math.max(0, now - g.at) / halfLifeMs);
-  return (sum * Math.LN2 * DAY_MS) / halfLifeMs;
+  return (sum * Math.LN2 * 1000) / halfLifeMs;
 }
 
 interface Tally {

@@ -10,21 +10,24 @@ import { memoryLog, tempDir, tinyConfig } from './fixtures.ts';
 
 const DAY = 24 * 3600 * 1000;
 
-describe('recent average credit (BOINC-style, half-life 7 days)', () => {
-  it('one grant is worth flops · ln2 / 7 per day when fresh, and halves every 7 days', () => {
+const WEEK_S = 7 * 24 * 3600;
+
+describe('recent average credit (BOINC-style, half-life 7 days, in FLOP/s)', () => {
+  it('one grant is worth flops · ln2 / (7 days in s) when fresh, and halves every 7 days', () => {
     const now = 100 * DAY;
-    expect(recentAverage([{ flops: 7000, at: now }], now)).toBeCloseTo(1000 * Math.LN2, 9);
+    expect(recentAverage([{ flops: WEEK_S * 1000, at: now }], now)).toBeCloseTo(1000 * Math.LN2, 9);
     const fresh = recentAverage([{ flops: 1e12, at: now }], now);
     expect(recentAverage([{ flops: 1e12, at: now }], now + RAC_HALF_LIFE_MS) / fresh).toBeCloseTo(0.5, 12);
     expect(recentAverage([{ flops: 1e12, at: now }], now + 3 * RAC_HALF_LIFE_MS) / fresh).toBeCloseTo(0.125, 12);
     expect(recentAverage([], now)).toBe(0);
   });
 
-  it('a volunteer granting r a day for long averages about r a day (within the daily discretisation)', () => {
+  it('a volunteer verified at r FLOP/s for long averages about r FLOP/s (within the daily discretisation)', () => {
     const now = 400 * DAY;
-    const grants = Array.from({ length: 400 }, (_, d) => ({ flops: 5e9, at: d * DAY }));
+    const r = 5e9;
+    const grants = Array.from({ length: 400 }, (_, d) => ({ flops: r * 86_400, at: d * DAY }));
     // Σ r·2^(−k/7)·ln2/7 over whole days = r · (ln2/7) / (1 − 2^(−1/7)) ≈ 1.0503 r: the continuous rate, sampled daily.
-    expect(recentAverage(grants, now - DAY) / 5e9).toBeCloseTo(Math.LN2 / 7 / (1 - Math.pow(2, -1 / 7)), 6);
+    expect(recentAverage(grants, now - DAY) / r).toBeCloseTo(Math.LN2 / 7 / (1 - Math.pow(2, -1 / 7)), 6);
   });
 });
 
@@ -165,7 +168,7 @@ describe('coordinator: teams, leaderboards and credits', () => {
   it("a peer's own credits: per model verified, pending and recent average, with its wallet and team", async () => {
     const r = await get(`/api/peers/${p2}/credits`);
     expect(r.status).toBe(200);
-    expect(r.json).toEqual({ peerId: p2, wallet, team: { id: teams.Blue, name: 'Blue' }, models: [{ modelId, verifiedFlops: '1000', pendingFlops: '0', recentAverage: expect.closeTo((1000 * Math.LN2) / 7, 9) }] });
+    expect(r.json).toEqual({ peerId: p2, wallet, team: { id: teams.Blue, name: 'Blue' }, models: [{ modelId, verifiedFlops: '1000', pendingFlops: '0', recentAverage: expect.closeTo((1000 * Math.LN2) / WEEK_S, 12) }] });
     expect((await get(`/api/peers/${p1}/credits`)).json.models[0]).toMatchObject({ verifiedFlops: '3000', pendingFlops: '500' });
     expect((await get('/api/peers/never-seen/credits')).status).toBe(404);
     expect((await get('/api/peers/bad%20id/credits')).status).toBe(400);
