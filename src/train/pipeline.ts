@@ -1,5 +1,6 @@
 import { ArgumentError, ShapeError, type Gpu, type Tensor } from '../gpu/index.ts';
 import type { Codec } from '../compress/codec.ts';
+import type { GpuTurns } from '../gpu/gpu-turns.ts';
 import { validateConfig, type ModelConfig } from '../model/config.ts';
 import { NonFiniteGradientError, Stage } from '../model/stage.ts';
 import { splitStages } from '../model/stages.ts';
@@ -33,6 +34,8 @@ export interface PipelineOptions {
    * their squared gradient norm, so the clip equals the unsplit model's.
    */
   clipNorm?: number;
+  /** The device's turns (one GPU: every worker's units take turns on it, with whatever else shares it). */
+  turns?: GpuTurns;
   /** Per-worker additions to the runner options (audits, work reports, fault injection). */
   worker?: (stage: number, replica: number) => Partial<RunnerOptions>;
 }
@@ -94,7 +97,7 @@ export class Pipeline {
     if (opts.codecs && opts.codecs.length !== specs.length - 1) throw new ArgumentError(`need ${specs.length - 1} codecs, got ${opts.codecs.length}`);
     const network = opts.network ?? new InMemoryNetwork();
     const topology = { model: opts.modelName ?? 'model', stages: specs.length, replicas };
-    const runnerOpts = { adam: opts.adam, codecs: opts.codecs, afterStep: opts.afterStep, timeoutMs: opts.timeoutMs, clipNorm: opts.clipNorm };
+    const runnerOpts = { adam: opts.adam, codecs: opts.codecs, afterStep: opts.afterStep, timeoutMs: opts.timeoutMs, clipNorm: opts.clipNorm, turns: opts.turns };
     const workers = specs.map((spec) =>
       Array.from({ length: replicas[spec.index] }, (_, r) =>
         new StageRunner(Stage.create(gpu, opts.model, spec, opts.weights), r, network.endpoint(workerId(spec.index, r)), topology, { ...runnerOpts, ...opts.worker?.(spec.index, r) })),

@@ -1,4 +1,5 @@
 import type { Codec } from '../compress/codec.ts';
+import type { GpuTurns } from '../gpu/gpu-turns.ts';
 import { ShapeError, type Tensor } from '../gpu/index.ts';
 import { NonFiniteGradientError, type Stage, type WeightSet } from '../model/stage.ts';
 import type { AdamWConfig } from '../ops/adamw.ts';
@@ -51,6 +52,13 @@ export interface RunnerOptions {
    * consistently: it hashes and sends the corrupted value, as a cheater would.
    */
   corrupt?: (step: number, micro: number) => boolean;
+  /**
+   * The device's turns, shared with whatever else uses it (inference requests; in one process, the other
+   * stages): each unit of this worker's GPU work — a micro-batch forward or backward with its read-back, an
+   * audit recompute, the parts of the optimizer update — runs as one 'train' turn. Waits for frames happen
+   * between turns, never inside one. Default: the worker uses the device whenever it is ready to.
+   */
+  turns?: GpuTurns;
 }
 
 export interface AsyncOptions {
@@ -110,6 +118,9 @@ export interface RunContext {
   /** Called once this runner has applied (or refused) step k's update. */
   onUpdate?: (k: number, r: RunnerStep) => void;
 }
+
+/** One unit of GPU work (see StageRunner.turn). */
+type Turn = <T>(f: () => Promise<T> | T) => Promise<T>;
 
 /** A NaN or Inf arrived at a stage boundary: the step is refused, nothing reached the GPU. */
 export class NonFiniteTensorError extends Error {
@@ -179,15 +190,10 @@ export class StageRunner {
     let version = 0;
     const recv = (k: number, m: number, kind: 'act' | 'grad' | 'audit' | 'auditlist') =>
       this.transport.receive(base + k, m, kind, { timeoutMs: this.opts.timeoutMs, signal, forgetBefore: base + version - 1 });
-    const timed = async <T>(f: () => Promise<T> | T): Promise<T> => {
-      const t = performance.now();
-      try {
-        return await f();
-      } finally {
-        this.busyMs += performance.now() - t;
-      }
-    };
-    const span = (op: OpSpan['op'], step: number, micro: number | undefined, startMs: number) =>
+    const turn = this.turn(signal);
+    /** Where the current unit's compute began (its turn's start: the wait for the device is not compute). */
+    let unitStart = 0;
+    const span = (op: OpSpan['op'], step: number, micro: number | undefined, startMs = unitStart) =>
       ctx.opts.trace?.push({ stage: s, replica: this.replica, op, step, micro, startMs, endMs: performance.now() });
     const auditing = this.auditing(ctx);
     /** Per step: the micro-batches duplicated to each replica of the next stage. */
@@ -246,15 +252,15 @@ export class StageRunner {
         const { step: k, micro: m, delay } = op;
         const mb = steps[k][m];
         const frameIn = s > 0 ? await recv(k, m, 'act') : undefined;
-        const input = frameIn && land(frameIn, k, m, 'act', this.codec(s - 1));
-        let weights: WeightSet | undefined;
-        if (delay > 0) {
-          weights = stashes.get(delay) ?? this.stage.weightSet(lookAhead ? delay : 0);
-          stashes.set(delay, weights);
-          local[k].maxDelay = Math.max(local[k].maxDelay, delay);
-        }
-        const t0 = performance.now();
-        const out = await timed(async () => {
+        const sent = await turn(async () => {
+          unitStart = performance.now();
+          const input = frameIn && land(frameIn, k, m, 'act', this.codec(s - 1));
+          let weights: WeightSet | undefined;
+          if (delay > 0) {
+            weights = stashes.get(delay) ?? this.stage.weightSet(lookAhead ? delay : 0);
+            stashes.set(delay, weights);
+            local[k].maxDelay = Math.max(local[k].maxDelay, delay);
+          }
           const r = this.stage.forward({ id: microId(k, m, steps), batch, seq, ids: mb.ids, targets: mb.targets, input }, weights);
           if (r.loss) {
             const loss = (await gpu.read(r.loss))[0];
@@ -262,34 +268,50 @@ export class StageRunner {
             local[k].losses.set(m, this.opts.corrupt?.(base + k, m) ? loss + 0.5 : loss);
             gpu.release(r.loss, r.logits);
           }
-          return r.output;
+          return r.output ? ship(r.output, k, m, 'act', s + 1, this.codec(s)) : undefined;
         });
-        const sent = out ? await timed(() => ship(out, k, m, 'act', s + 1, this.codec(s))) : undefined;
         this.opts.onWork?.({ step: base + k, micro: m, kind: 'train', inputHash: inputHash(k, m, frameIn), outputHash: sent ? hashBytes(sent) : hashLoss(local[k].losses.get(m)!) });
         if (m === lastOwn[k]) sendAuditLists(k);
-        span('F', k, m, t0);
+        span('F', k, m);
       } else if (op.op === 'B') {
         const { step: k, micro: m } = op;
-        const grad = s < N - 1 ? land(await recv(k, m, 'grad'), k, m, 'grad', this.codec(s)) : undefined;
-        const t0 = performance.now();
-        const dx = await timed(async () => {
-          const r = this.stage.backward(microId(k, m, steps), grad, 1 / steps[k].length);
+        const frameIn = s < N - 1 ? await recv(k, m, 'grad') : undefined;
+        await turn(async () => {
+          unitStart = performance.now();
+          const grad = frameIn && land(frameIn, k, m, 'grad', this.codec(s));
+          const dx = this.stage.backward(microId(k, m, steps), grad, 1 / steps[k].length);
           await gpu.sync();
-          return r;
+          if (dx) await ship(dx, k, m, 'grad', s - 1, this.codec(s - 1));
         });
-        if (dx) await timed(() => ship(dx, k, m, 'grad', s - 1, this.codec(s - 1)));
-        span('B', k, m, t0);
+        span('B', k, m);
       } else {
         const k = op.step;
         if (lastOwn[k] === undefined) sendAuditLists(k);
-        if (auditing) await timed(() => this.audit(k, ctx, recv, encode, inputHash));
-        await this.update(k, local[k], ctx, lookAhead, timed, (t0) => span('U', k, undefined, t0));
+        if (auditing) await this.audit(k, ctx, recv, encode, inputHash, turn);
+        await this.update(k, local[k], ctx, lookAhead, turn, (t0) => span('U', k, undefined, t0));
         ctx.onUpdate?.(k, local[k]);
         stashes = new Map();
         version++;
       }
     }
     await Promise.all(sends);
+  }
+
+  /**
+   * Runs one unit of GPU work, counted in busyMs: as a 'train' turn of the shared device when the runner has
+   * one (a turn still queued when the run aborts is dropped), else at once.
+   */
+  private turn(signal: AbortSignal): Turn {
+    const measured = async <T>(f: () => Promise<T> | T): Promise<T> => {
+      const t = performance.now();
+      try {
+        return await f();
+      } finally {
+        this.busyMs += performance.now() - t;
+      }
+    };
+    const turns = this.opts.turns;
+    return turns ? (f) => turns.run('train', () => measured(f), { signal }) : measured;
   }
 
   /** Whether this run verifies by recomputation: synchronous (replicas share weights until the update) with a fraction > 0. */
@@ -305,7 +327,7 @@ export class StageRunner {
   private async audit(
     k: number, ctx: RunContext, recv: (k: number, m: number, kind: 'audit' | 'auditlist') => Promise<Frame>,
     encode: (t: Tensor, k: number, m: number, kind: 'act', codec: Codec | undefined) => Promise<Uint8Array>,
-    inputHash: (k: number, m: number, f: Frame | undefined) => string,
+    inputHash: (k: number, m: number, f: Frame | undefined) => string, turn: Turn,
   ): Promise<void> {
     const s = this.s;
     const R = this.topology.replicas[s];
@@ -343,33 +365,39 @@ export class StageRunner {
       }
       // An id no training micro-batch uses; discarded at once (an audit has no backward).
       const id = -1 - m;
-      const r = this.stage.forward({ id, batch, seq, ids: mb.ids, targets: mb.targets, input: x });
-      let outputHash: string;
-      if (r.loss) {
-        outputHash = hashLoss((await gpu.read(r.loss))[0]);
-        gpu.release(r.loss, r.logits, r.output);
-      } else {
-        outputHash = hashBytes(await encode(r.output!, k, m, 'act', this.codec(s)));
-      }
-      this.stage.discard(id);
+      const outputHash = await turn(async () => {
+        const r = this.stage.forward({ id, batch, seq, ids: mb.ids, targets: mb.targets, input: x });
+        let hash: string;
+        if (r.loss) {
+          hash = hashLoss((await gpu.read(r.loss))[0]);
+          gpu.release(r.loss, r.logits, r.output);
+        } else {
+          hash = hashBytes(await encode(r.output!, k, m, 'act', this.codec(s)));
+        }
+        this.stage.discard(id);
+        return hash;
+      });
       this.opts.onWork?.({ step: base + k, micro: m, kind: 'audit', inputHash: inputHash(k, m, frame), outputHash });
     }
   }
 
   /** Update U(k): replica all-reduce, clipping, AdamW, the afterStep hook. */
   private async update(
-    k: number, result: RunnerStep, ctx: RunContext, remember: boolean, timed: <T>(f: () => Promise<T> | T) => Promise<T>, span: (startMs: number) => void,
+    k: number, result: RunnerStep, ctx: RunContext, remember: boolean, turn: Turn, span: (startMs: number) => void,
   ): Promise<void> {
     const { gpu } = this.stage;
     const frameStep = ctx.base + k;
-    if (this.topology.replicas[this.s] > 1) await this.allReduce(frameStep, ctx.signal);
+    if (this.topology.replicas[this.s] > 1) await this.allReduce(frameStep, ctx.signal, turn);
     const synchronous = ctx.opts.staleness === 0;
     const clip = this.opts.clipNorm;
     let scale: Tensor | undefined;
     if (synchronous || clip) {
-      const n = gradNorm(gpu, this.stage.grads());
-      const sq = (await gpu.read(n))[0] ** 2;
-      gpu.release(n);
+      const sq = await turn(async () => {
+        const n = gradNorm(gpu, this.stage.grads());
+        const x = (await gpu.read(n))[0] ** 2;
+        gpu.release(n);
+        return x;
+      });
       await this.sendNorm(frameStep, sq);
       let norm: number;
       if (synchronous) {
@@ -392,8 +420,9 @@ export class StageRunner {
       }
       if (clip && norm > clip) scale = gpu.upload([clip / (norm + 1e-6)], [1]);
     }
-    const t0 = performance.now();
-    await timed(async () => {
+    let t0 = 0;
+    await turn(async () => {
+      t0 = performance.now();
       if (remember) this.stage.rememberWeights();
       const adam = ctx.opts.lr ? { ...this.opts.adam, lr: ctx.opts.lr(k) } : this.opts.adam;
       try {
@@ -443,11 +472,11 @@ export class StageRunner {
    * Sums the gradients of the replicas of this stage: every replica sends its gradients to every other one
    * and adds all contributions in replica order, so every replica ends with bit-identical gradients.
    */
-  private async allReduce(step: number, signal: AbortSignal): Promise<void> {
+  private async allReduce(step: number, signal: AbortSignal, turn: Turn): Promise<void> {
     const { gpu } = this.stage;
     const s = this.s;
     const R = this.topology.replicas[s];
-    const grads = await this.stage.readGrads();
+    const grads = await turn(() => this.stage.readGrads());
     const names = [...grads.keys()];
     const total = names.reduce((a, n) => a + grads.get(n)!.length, 0);
     const flat = new Float32Array(total);
@@ -472,11 +501,13 @@ export class StageRunner {
       }
       for (let i = 0; i < total; i++) sum[i] += part[i];
     }
-    at = 0;
-    for (const n of names) {
-      const slot = this.stage.slots.get(n)!;
-      gpu.write(slot.grad, sum.subarray(at, at + slot.grad.size));
-      at += slot.grad.size;
-    }
+    await turn(() => {
+      at = 0;
+      for (const n of names) {
+        const slot = this.stage.slots.get(n)!;
+        gpu.write(slot.grad, sum.subarray(at, at + slot.grad.size));
+        at += slot.grad.size;
+      }
+    });
   }
 }
