@@ -6,3 +6,6 @@ export { REFERENCE_CONFIG, REFERENCE_FLOPS_PER_TOKEN, stagesOf, type StageInfo }
 export { Store, SCHEMA_VERSION } from './store.ts';
 export * from './errors.ts';
 export * from './types.ts';
+export { Validation, heldOutBatch, type EvaluateFn, type EvaluationOptions } from './evaluation.ts';
+export { recentAverage, RAC_HALF_LIFE_MS } from './credits.ts';
+export { teamJoinMessage } from './teams.ts';
