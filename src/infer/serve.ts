@@ -20,7 +20,7 @@ import { ShapeError } from '../gpu/index.ts';
 import type { Stage } from '../model/stage.ts';
 import { abortOn, StreamReader, withTimeout, writeBytes, writeJson } from '../net/stream-io.ts';
 import { Sampler, type SamplingOptions } from './sample.ts';
-import { StageInference } from './stage-infer.ts';
+import { chooseRuntime, type RuntimeMeasurement, type RuntimeMode, type StageRuntime, type StageRuntimeName } from './stage-runtime.ts';
 
 export const INFER_PROTOCOL = '/tessera/infer/1.0.0';
 const MAX_REQUEST_JSON = 256 * 1024;
@@ -46,17 +46,34 @@ export type InferReply = { ok: true; length: number; rows?: number; token?: numb
 /** What this peer holds now (null: nothing to serve), and where it sits (for receipts). */
 export type HeldForInference = () => { modelId: string; stage: Stage; round?: number; replica?: number; replicas?: number } | null;
 
+/** The runtime serving the held stage, and why (InferenceServer.stats.runtime). */
+export interface ServingRuntime {
+  stage: number;
+  name: StageRuntimeName;
+  mode: RuntimeMode;
+  reason: string;
+  /** With mode 'auto': both runtimes' figures on this device. */
+  measured?: RuntimeMeasurement[];
+}
+
 export class InferenceServer {
-  readonly stats = { served: 0, refused: 0 };
+  readonly stats: { served: number; refused: number; runtime?: ServingRuntime } = { served: 0, refused: 0 };
   private readonly node: Libp2p;
   private readonly held: HeldForInference;
   private readonly log: (line: string) => void;
   private readonly key?: PrivateKey;
-  private engine?: { stage: Stage; inference: StageInference };
+  private engine?: { stage: Stage; runtime: Promise<StageRuntime> };
+  private readonly runtimeMode: RuntimeMode;
+  private watch?: ReturnType<typeof setInterval>;
   private readonly samplers = new Map<string, Sampler>();
 
-  /** `key`: this peer's libp2p key, to sign hop receipts (none: hops are served unreceipted). */
-  constructor(o: { node: Libp2p; held: HeldForInference; log?: (line: string) => void; key?: PrivateKey }) {
+  /**
+   * `key`: this peer's libp2p key, to sign hop receipts (none: hops are served unreceipted). `runtime`: how the
+   * held stage runs (stage-runtime.ts); 'auto' (default) measures WGSL and onnxruntime-web on this device
+   * whenever the held stage changes and serves with the faster (stats.runtime says which, and why).
+   */
+  constructor(o: { node: Libp2p; held: HeldForInference; log?: (line: string) => void; key?: PrivateKey; runtime?: RuntimeMode }) {
+    this.runtimeMode = o.runtime ?? 'auto';
     this.node = o.node;
     this.held = o.held;
     this.log = o.log ?? (() => {});
@@ -65,23 +82,36 @@ export class InferenceServer {
 
   async start(): Promise<void> {
     await this.node.handle(INFER_PROTOCOL, (stream, connection) => this.serve(stream, connection));
+    // Choose the runtime as soon as a stage is held, not on the first request (measuring takes a moment).
+    this.watch = setInterval(() => {
+      const held = this.held();
+      if (held) this.runtime(held.stage).catch(() => {});
+    }, 3000);
+    (this.watch as { unref?: () => void }).unref?.();
   }
 
   async stop(): Promise<void> {
+    clearInterval(this.watch);
     await this.node.unhandle(INFER_PROTOCOL);
-    this.engine?.inference.destroy();
+    this.engine?.runtime.then((r) => r.destroy()).catch(() => {});
     this.engine = undefined;
   }
 
-  /** The KV-cache engine of the stage held now (a new stage — a move — starts with empty caches). */
-  private inference(stage: Stage): StageInference {
+  /** The runtime of the stage held now, with its KV caches (a new stage — a move — starts with empty caches). */
+  private runtime(stage: Stage): Promise<StageRuntime> {
     if (this.engine?.stage !== stage) {
-      this.engine?.inference.destroy();
+      this.engine?.runtime.then((r) => r.destroy()).catch(() => {});
       this.samplers.clear();
+      const where = `stage ${stage.spec.index}/${stage.spec.count}`;
       // Sessions of a generation stay evictable only after 60 s idle: decode steps come every few ms.
-      this.engine = { stage, inference: new StageInference(stage, { maxSessions: 16, evictableAfterMs: 60_000, idleTimeoutMs: 300_000, onEvict: (s) => this.samplers.delete(s) }) };
+      const chosen = chooseRuntime(stage, this.runtimeMode, { maxSessions: 16, evictableAfterMs: 60_000, idleTimeoutMs: 300_000, onEvict: (s) => this.samplers.delete(s) }).then((c) => {
+        if (this.engine?.stage === stage) this.stats.runtime = { stage: stage.spec.index, name: c.runtime.name, mode: this.runtimeMode, reason: c.reason, measured: c.measured };
+        this.log(`inference runtime for ${where}: ${c.runtime.name} (${c.reason})`);
+        return c.runtime;
+      });
+      this.engine = { stage, runtime: chosen };
     }
-    return this.engine.inference;
+    return this.engine.runtime;
   }
 
   private async serve(stream: Stream, connection: Connection): Promise<void> {
@@ -99,7 +129,7 @@ export class InferenceServer {
           throw new ShapeError(`this peer does not hold stage ${req.stage} of ${req.model}`);
         }
         const { stage } = held;
-        const engine = this.inference(stage);
+        const engine = await this.runtime(stage);
         if (req.end) {
           engine.end(req.session);
           this.samplers.delete(req.session);
@@ -114,18 +144,16 @@ export class InferenceServer {
             if (!req.rows) throw new ShapeError(`stage ${req.stage} takes activations (rows)`);
             if (req.rows > stage.cfg.context) throw new ShapeError(`${req.rows} rows exceed the context of ${stage.cfg.context}`);
             const bytes = await reader.read(req.rows * C * 4, 'activations');
-            input = new Float32Array(bytes.slice().buffer);
-            const bad = input.findIndex((v) => !Number.isFinite(v));
-            if (bad >= 0) throw new ShapeError(`activation ${bad} is ${input[bad]}: refused`);
+            input = new Float32Array(bytes.slice().buffer); // non-finite activations are refused by the runtime
           }
-          const known = engine.session(req.session) !== undefined;
+          const known = engine.has(req.session);
           const scoring = stage.spec.hasHead && req.targets !== undefined;
           if (scoring && req.targets!.length !== input.length / (stage.spec.hasEmbedding ? 1 : C)) throw new ShapeError(`${req.targets!.length} targets for ${input.length / (stage.spec.hasEmbedding ? 1 : C)} positions`);
-          const r = known && !scoring && input.length === (stage.spec.hasEmbedding ? 1 : C) ? engine.decode(req.session, input) : engine.prefill(req.session, input, { logits: scoring ? 'all' : 'last' });
+          const decode = known && !scoring && input.length === (stage.spec.hasEmbedding ? 1 : C);
+          const r = await engine.step(req.session, input, !decode, { logits: scoring ? 'all' : 'last' });
           let output: Float32Array;
           if (stage.spec.hasHead) {
-            const logits = (await stage.gpu.read(r.logits!)) as Float32Array;
-            stage.gpu.release(r.logits);
+            const logits = r.logits!;
             const V = stage.cfg.vocab;
             if (scoring) {
               reply = { ok: true, length: r.length, loss: meanCrossEntropy(logits, req.targets!, V) };
@@ -137,8 +165,7 @@ export class InferenceServer {
               reply = { ok: true, length: r.length, token: sampler.next(output) };
             }
           } else {
-            output = (await stage.gpu.read(r.output!)) as Float32Array;
-            stage.gpu.release(r.output);
+            output = r.output!;
             payload = new Uint8Array(output.buffer, output.byteOffset, output.byteLength);
             reply = { ok: true, length: r.length, rows: output.length / C };
           }

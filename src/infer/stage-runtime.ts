@@ -361,3 +361,45 @@ export async function measureRuntimes(stage: Stage, opts: MeasureOptions = {}): 
   const best = results.reduce((a, b) => (b.totalMs < a.totalMs ? b : a));
   return { results, chosen: best.name };
 }
+
+// ---- the choice a server makes ------------------------------------------------------------------------
+
+/** 'auto': measure both on this device and serve with the faster; 'wgsl' / 'onnx': that one (ONNX falls back to WGSL if ORT cannot load). */
+export type RuntimeMode = 'auto' | 'wgsl' | 'onnx';
+
+export interface ChosenRuntime {
+  runtime: StageRuntime;
+  /** Why: the measurement, the mode, or ORT's failure. */
+  reason: string;
+  measured?: RuntimeMeasurement[];
+}
+
+function describeMeasurement(m: RuntimeMeasurement): string {
+  return `${m.name} TTFT ${m.ttftMs.toFixed(1)} ms, ${m.tokensPerSecond.toFixed(0)} tokens/s`;
+}
+
+/**
+ * The runtime a holder serves `stage` with. ORT's failure to load (no provider, a graph it rejects) or to
+ * run the measurement leaves WGSL serving, with the reason; it never stops the holder from serving.
+ */
+export async function chooseRuntime(stage: Stage, mode: RuntimeMode, opts: OnnxRuntimeOptions & { measure?: Omit<MeasureOptions, 'runtimes'> }): Promise<ChosenRuntime> {
+  const { measure, ...runtimeOpts } = opts;
+  if (mode === 'wgsl') return { runtime: new WgslRuntime(stage, runtimeOpts), reason: 'set to wgsl' };
+  let onnx: OnnxRuntime;
+  try {
+    onnx = await OnnxRuntime.create(stage, runtimeOpts);
+  } catch (e) {
+    return { runtime: new WgslRuntime(stage, runtimeOpts), reason: `onnxruntime-web could not load the stage (${(e as Error).message}): WGSL serves` };
+  }
+  if (mode === 'onnx') return { runtime: onnx, reason: 'set to onnx' };
+  const wgsl = new WgslRuntime(stage, runtimeOpts);
+  try {
+    const m = await measureRuntimes(stage, { ...measure, runtimes: [wgsl, onnx] });
+    const [keep, drop] = m.chosen === wgsl.name ? [wgsl, onnx] : [onnx, wgsl];
+    drop.destroy();
+    return { runtime: keep, reason: `measured: ${m.results.map(describeMeasurement).join('; ')}`, measured: m.results };
+  } catch (e) {
+    onnx.destroy();
+    return { runtime: wgsl, reason: `measuring failed (${(e as Error).message}): WGSL serves` };
+  }
+}
