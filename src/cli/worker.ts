@@ -11,7 +11,9 @@
  * process SIGKILLs itself the moment it has applied step N's update, before reporting it), --audit-fraction F
  * (share of forwards a sibling recomputes; every worker of a swarm must use the same, default 0.1),
  * --corrupt-share F (fault injection for the malicious-worker test: corrupt this share of its own outputs),
- * --stay (once the step target is reached, keep the stage and serve inference until stopped).
+ * --stay (once the step target is reached, keep the stage and serve inference until stopped), --inference-priority P
+ * (share of the device's turns inference gets while training waits too, 0..1, default 0.5), --duty-cycle D (GPU-use
+ * cap: share of wall time the device computes, (0, 1], default 1).
  * Between training steps the worker serves inference for its stage over /tessera/infer/1.0.0 (src/infer/serve.ts).
  * Every unit of work is receipted: signed with the peer key and posted to the coordinator's ledger.
  * The worker rides out pipeline changes (peers vanishing, joining or moving): see src/net/swarm-worker.ts.
@@ -34,10 +36,11 @@ const { values } = parseArgs({
   options: {
     coordinator: { type: 'string' }, key: { type: 'string' }, steps: { type: 'string' }, 'until-step': { type: 'string' }, 'tokens-per-second': { type: 'string' }, 'timeout-ms': { type: 'string' },
     'crash-after-update': { type: 'string' }, 'audit-fraction': { type: 'string' }, 'corrupt-share': { type: 'string' }, stay: { type: 'boolean' },
+    'inference-priority': { type: 'string' }, 'duty-cycle': { type: 'string' },
   },
 });
 /** A share in [0, 1] option. */
-function share(name: 'audit-fraction' | 'corrupt-share', dflt: number): number {
+function share(name: 'audit-fraction' | 'corrupt-share' | 'inference-priority' | 'duty-cycle', dflt: number): number {
   const raw = values[name];
   const x = raw === undefined ? dflt : Number(raw);
   if (!(x >= 0 && x <= 1)) throw new Error(`--${name} must be a number in [0, 1], not "${raw}"`);
@@ -45,6 +48,9 @@ function share(name: 'audit-fraction' | 'corrupt-share', dflt: number): number {
 }
 const auditFraction = share('audit-fraction', AUDIT_FRACTION);
 const corruptShare = share('corrupt-share', 0);
+const inferencePriority = share('inference-priority', 0.5);
+const dutyCycle = share('duty-cycle', 1);
+if (dutyCycle === 0) throw new Error('--duty-cycle must be above 0 (a device that never computes cannot train)');
 /** A non-negative integer option, or undefined when absent. */
 function count(name: 'steps' | 'until-step' | 'tokens-per-second' | 'timeout-ms' | 'crash-after-update'): number | undefined {
   const raw = values[name];
@@ -76,7 +82,7 @@ say(`[worker ${node.peerId.toString().slice(-6)}] ${gpu.adapter.description || g
 const worker = new SwarmWorker({
   gpu, node, client, relayAddr, kind: 'node', tokensPerSecond,
   loadCorpus,
-  maxSteps, untilStep, timeoutMs,
+  maxSteps, untilStep, timeoutMs, inferencePriority, dutyCycle,
   audit: { fraction: auditFraction, coin: secretCoin(crypto.getRandomValues(new Uint8Array(32))) },
   onWork: (w, c) => reporter.add(w, c),
   corrupt: corruptShare > 0 ? (step, micro) => cheat(step, micro, 9) < corruptShare : undefined,

@@ -24,6 +24,7 @@
 import type { Libp2p } from 'libp2p';
 import type { CodecName } from '../compress/index.ts';
 import { BatchSampler } from '../data/batches.ts';
+import { checkDutyCycle, checkInferenceShare, GpuTurns } from '../gpu/gpu-turns.ts';
 import type { Gpu } from '../gpu/index.ts';
 import type { StageCheckpoint } from '../model/checkpoint.ts';
 import type { ModelConfig } from '../model/config.ts';
@@ -73,6 +74,10 @@ export interface SwarmWorkerOptions {
   onWork?: (w: WorkDone, c: WorkContext) => void;
   /** Fault injection (malicious-worker tests only): see RunnerOptions.corrupt. */
   corrupt?: (step: number, micro: number) => boolean;
+  /** Share of the device's turns inference gets while training also waits, in [0, 1] (default 0.5; see GpuTurns). */
+  inferencePriority?: number;
+  /** GPU-use cap: share of wall time the device may compute, in (0, 1] (default 1). */
+  dutyCycle?: number;
 }
 
 /** Share of forwards recomputed by a sibling replica in a swarm (its cost: about a third of that in extra compute). */
@@ -193,9 +198,17 @@ export class SwarmWorker {
   private firstStep?: number;
   private paused = false;
   private unpause?: () => void;
+  /** A training step is in flight (pause() lets it finish before the device's turns stop). */
+  private stepping = false;
+  /**
+   * This peer's device: training units take turns on it with inference requests (hand the same GpuTurns to
+   * the InferenceServer), under the inference priority and the duty cycle.
+   */
+  readonly turns: GpuTurns;
 
   constructor(opts: SwarmWorkerOptions) {
     this.opts = opts;
+    this.turns = new GpuTurns({ inferenceShare: opts.inferencePriority ?? 0.5, dutyCycle: opts.dutyCycle ?? 1 });
     this.audit = opts.audit ?? defaultAudit();
     this.peerId = opts.node.peerId.toString();
   }
@@ -491,7 +504,7 @@ export class SwarmWorker {
     const work: WorkContext = { model: a.modelId, round: resume.epoch, spec, replica: me.replica, replicas: replicas[a.stage], cfg: held.stage.cfg, batch: o.batch, seq: o.context };
     const runner = new StageRunner(held.stage, me.replica, transport, topology, {
       adam: recipeAdam(o), codecs: bounds.codecs, afterStep: bounds.afterStep, timeoutMs: this.opts.timeoutMs ?? 60_000, clipNorm: o.clip > 0 ? o.clip : undefined,
-      audit: this.audit, onWork: this.opts.onWork && ((w) => this.opts.onWork!(w, work)), corrupt: this.opts.corrupt,
+      audit: this.audit, onWork: this.opts.onWork && ((w) => this.opts.onWork!(w, work)), corrupt: this.opts.corrupt, turns: this.turns,
     });
     const epoch: Epoch = { a, layout, epoch: resume.epoch, tag, o, replica: me.replica, replicas, directory, workerOf, held, runner, transport, sampler };
     this.current = epoch;
@@ -572,6 +585,7 @@ export class SwarmWorker {
     const lossSends = new Set<Promise<void>>();
     let firstOfEpoch = true;
     while (!this.stopped && held.step < end) {
+      if (this.paused && !this.stopped) this.turns.pause();
       while (this.paused && !this.stopped) await abortable(new Promise<void>((r) => (this.unpause = r)), signal);
       if (this.stopped) break;
       const step = held.step;
@@ -579,6 +593,7 @@ export class SwarmWorker {
       const micro = recipeMicroBatches(c.sampler, o, step);
       held.begin();
       let own = new Map<number, number>();
+      this.stepping = true;
       try {
         await runner.run({
           base: step, steps: [micro], batch: o.batch, seq: o.context, signal,
@@ -607,6 +622,8 @@ export class SwarmWorker {
         if (held.step > step) this.log(`step ${step}: update applied, then the step failed (${(e as Error).message}); kept unless the others roll back`);
         this.step = held.step;
         throw e;
+      } finally {
+        this.stepping = false;
       }
       if (held.step !== step + 1) throw new Error(`stage ${held.index}: step ${step} ended without its update`);
       this.step = held.step;
@@ -666,12 +683,26 @@ export class SwarmWorker {
    */
   pause(): void {
     this.paused = true;
+    // The device stops too (inference included: a hidden tab or a laptop on battery computes nothing), at once
+    // between steps, else once the step in flight has finished.
+    if (!this.stepping) this.turns.pause();
   }
 
   resume(): void {
     this.paused = false;
+    this.turns.resume();
     this.unpause?.();
     this.unpause = undefined;
+  }
+
+  /** GPU-use cap in (0, 1]: from the next turn on, the device rests t·(1 − d)/d ms after a turn of t ms. */
+  setDutyCycle(d: number): void {
+    this.turns.dutyCycle = checkDutyCycle(d);
+  }
+
+  /** Share of the device's turns inference gets while training also waits, in [0, 1]. */
+  setInferencePriority(p: number): void {
+    this.turns.inferenceShare = checkInferenceShare(p);
   }
 
   stop(): void {
