@@ -14,6 +14,8 @@
  * --stay (once the step target is reached, keep the stage and serve inference until stopped), --inference-priority P
  * (share of the device's turns inference gets while training waits too, 0..1, default 0.5), --duty-cycle D (GPU-use
  * cap: share of wall time the device computes, (0, 1], default 1).
+ * --infer-runtime auto|wgsl|onnx (how the held stage serves inference: 'auto', the default, measures our WGSL kernels
+ * and onnxruntime-web on this device and serves with the faster; src/infer/stage-runtime.ts).
  * Between training steps the worker serves inference for its stage over /tessera/infer/1.0.0 (src/infer/serve.ts).
  * Every unit of work is receipted: signed with the peer key and posted to the coordinator's ledger.
  * The worker rides out pipeline changes (peers vanishing, joining or moving): see src/net/swarm-worker.ts.
@@ -34,6 +36,7 @@ import { measureThroughput } from '../train/throughput.ts';
 
 const { values } = parseArgs({
   options: {
+    'infer-runtime': { type: 'string' },
     coordinator: { type: 'string' }, key: { type: 'string' }, steps: { type: 'string' }, 'until-step': { type: 'string' }, 'tokens-per-second': { type: 'string' }, 'timeout-ms': { type: 'string' },
     'crash-after-update': { type: 'string' }, 'audit-fraction': { type: 'string' }, 'corrupt-share': { type: 'string' }, stay: { type: 'boolean' },
     'inference-priority': { type: 'string' }, 'duty-cycle': { type: 'string' },
@@ -64,6 +67,8 @@ const untilStep = count('until-step');
 const timeoutMs = count('timeout-ms');
 const givenSpeed = count('tokens-per-second');
 const crashAfter = count('crash-after-update');
+const inferRuntime = values['infer-runtime'] ?? 'auto';
+if (inferRuntime !== 'auto' && inferRuntime !== 'wgsl' && inferRuntime !== 'onnx') throw new Error(`--infer-runtime must be auto, wgsl or onnx, not "${inferRuntime}"`);
 const client = new CoordinatorClient(values.coordinator ?? 'http://127.0.0.1:8787');
 const health = await client.health();
 const relayAddr = health.relay?.multiaddrs[0];
@@ -94,7 +99,7 @@ const worker = new SwarmWorker({
   onStep: (s) => say(`[worker ${node.peerId.toString().slice(-6)}] step ${s.step}${s.loss === undefined ? '' : `  loss ${s.loss.toFixed(4)}`}  ${s.ms.toFixed(0)} ms  sent ${formatBytes(s.bytesSent)}  received ${formatBytes(s.bytesReceived)}`),
 });
 // Inference with the stage's current weights, between training steps (and after them with --stay).
-const inference = new InferenceServer({ node, held: () => worker.heldStage(), log: (l) => say(`[worker ${node.peerId.toString().slice(-6)}] ${l}`) });
+const inference = new InferenceServer({ node, held: () => worker.heldStage(), runtime: inferRuntime, log: (l) => say(`[worker ${node.peerId.toString().slice(-6)}] ${l}`) });
 await inference.start();
 const shutdown = async () => {
   await inference.stop();
