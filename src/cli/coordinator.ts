@@ -62,7 +62,7 @@ export async function startCoordinator(o: {
   });
   // Inference requests walk through the stage holders over the relay's connections to them; each hop's receipt
   // goes into the ledger like training work (a tenth of generations also replayed on a replica: audits).
-  coord.setInferenceBackend(new SwarmInference({
+  const swarm = new SwarmInference({
     node: relay,
     log: (l) => console.log(`[coordinator] ${l}`),
     auditFraction: o.inferenceAuditFraction,
@@ -70,7 +70,16 @@ export async function startCoordinator(o: {
     onReceipt: async (modelId, receipt, flops) => {
       await coord.ledger.recordInference(modelId, receipt, flops);
     },
-  }));
+  });
+  coord.setInferenceBackend(swarm);
+  // Validation loss through the same holders: one forward per held-out sequence, averaged.
+  coord.setEvaluator(async (modelId, ids, targets, signal) => {
+    const T = coord.store.getModel(modelId)?.config.context ?? ids.length;
+    let total = 0;
+    const rows = Math.ceil(ids.length / T);
+    for (let r = 0; r < rows; r++) total += await swarm.evaluate(modelId, ids.subarray(r * T, (r + 1) * T), targets.subarray(r * T, (r + 1) * T), signal);
+    return total / rows;
+  });
   if ((o.registerDefault ?? true) && coord.store.listModels().length === 0) {
     const r = defaultRecipe(true);
     const res = await fetch(`${coord.url}/api/models`, {

@@ -99,7 +99,7 @@ const worker = new SwarmWorker({
   onStep: (s) => say(`[worker ${node.peerId.toString().slice(-6)}] step ${s.step}${s.loss === undefined ? '' : `  loss ${s.loss.toFixed(4)}`}  ${s.ms.toFixed(0)} ms  sent ${formatBytes(s.bytesSent)}  received ${formatBytes(s.bytesReceived)}`),
 });
 // Inference with the stage's current weights, between training steps (and after them with --stay).
-const inference = new InferenceServer({ node, held: () => worker.heldStage(), runtime: inferRuntime, log: (l) => say(`[worker ${node.peerId.toString().slice(-6)}] ${l}`) });
+const inference = new InferenceServer({ node, held: () => worker.heldStage(), runtime: inferRuntime, key: privateKey, log: (l) => say(`[worker ${node.peerId.toString().slice(-6)}] ${l}`) });
 await inference.start();
 const shutdown = async () => {
   await inference.stop();

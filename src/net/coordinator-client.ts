@@ -62,12 +62,24 @@ export class CoordinatorClient {
     this.url = url.replace(/\/$/, '');
   }
 
+  /**
+   * One request. A request that never reached an answer (connection refused or reset: a coordinator restarting or
+   * starved for CPU) is tried again, 3 times in all with growing pauses; an answer, even an error, is final.
+   */
   private async call<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
-    const res = await fetch(`${this.url}${path}`, {
-      method,
-      headers: body === undefined ? undefined : { 'content-type': 'application/json' },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
+    let res: Response | undefined;
+    for (let attempt = 1; !res; attempt++) {
+      try {
+        res = await fetch(`${this.url}${path}`, {
+          method,
+          headers: body === undefined ? undefined : { 'content-type': 'application/json' },
+          body: body === undefined ? undefined : JSON.stringify(body),
+        });
+      } catch (e) {
+        if (attempt >= 3) throw new Error(`${method} ${path}: the coordinator at ${this.url} did not answer (${(e as Error).message}, ${attempt} tries)`);
+        await new Promise((r) => setTimeout(r, 250 * attempt));
+      }
+    }
     const text = await res.text();
     let json: unknown;
     try {

@@ -228,10 +228,10 @@ export class SwarmWorker {
     this.heartbeat = setInterval(() => void this.beat(), this.heartbeatMs);
   }
 
-  /** The stage this worker trains now, for serving inference with its current weights (null between configurations). */
-  heldStage(): { modelId: string; stage: Stage } | null {
+  /** The stage this worker holds now and where it sits (round, replica): what it serves inference for. */
+  heldStage(): { modelId: string; stage: Stage; round: number; replica: number; replicas: number } | null {
     const c = this.current;
-    return c && !this.stopped ? { modelId: c.a.modelId, stage: c.held.stage } : null;
+    return c && !this.stopped ? { modelId: c.a.modelId, stage: c.held.stage, round: c.epoch, replica: c.replica, replicas: c.replicas[c.a.stage] } : null;
   }
 
   get state(): { phase: Phase; epoch: number; stage?: number } {

@@ -28,7 +28,20 @@ const MODEL = 'infer-test';
 const PROMPT = [17, 250, 3, 99, 512];
 const N = 8;
 
-async function inProcess(): Promise<number[]> {
+const TARGETS = [250, 3, 99, 512, 7];
+
+/** Float64 mean cross-entropy of rows of logits [t, V] against targets (the validation loss, by hand). */
+function crossEntropy(logits: Float32Array, targets: number[], V: number): number {
+  let total = 0;
+  targets.forEach((y, i) => {
+    const row = Array.from(logits.subarray(i * V, (i + 1) * V));
+    const max = Math.max(...row);
+    total += Math.log(row.reduce((a, v) => a + Math.exp(v - max), 0)) + max - row[y];
+  });
+  return total / targets.length;
+}
+
+async function inProcess(): Promise<{ tokens: number[]; loss: number }> {
   const gpu = await testGpu();
   const cfg = recipeModel(recipe);
   const stages = splitStages(cfg, 4).map((spec) => new StageInference(Stage.create(gpu, cfg, spec), { maxSessions: 1 }));
@@ -45,11 +58,20 @@ async function inProcess(): Promise<number[]> {
     out.push(greedy(logits.subarray(logits.length - cfg.vocab)));
     input = [out[out.length - 1]];
   }
+  // The validation loss of PROMPT → TARGETS: every position's logits, in a fresh session.
+  let v: unknown = Int32Array.from(PROMPT);
+  for (const s of stages) {
+    const r = s.prefill('val', v as Int32Array, { logits: 'all' });
+    v = r.output ?? r.logits;
+  }
+  const all = (await gpu.read(v as never)) as Float32Array;
+  gpu.release(v as never);
+  const loss = crossEntropy(all, TARGETS, cfg.vocab);
   for (const s of stages) {
     s.destroy();
     s.stage.destroy();
   }
-  return out;
+  return { tokens: out, loss };
 }
 
 describe('inference through the swarm (slow)', () => {
@@ -91,13 +113,18 @@ describe('inference through the swarm (slow)', () => {
     const logs: string[] = [];
     // Five holders: one stage gets a replica, for the audits and the failover below.
     await Promise.all([1, 2, 3, 4, 5].map((i) => worker(i, logs)));
-    const expected = await inProcess();
+    const reference = await inProcess();
+    const expected = reference.tokens;
     const backend = (coord as unknown as { inference: InferenceBackend }).inference;
     const seen: number[] = [];
     const out = await backend.generate({ modelId: MODEL, prompt: Int32Array.from(PROMPT), maxTokens: N, sampling: { temperature: 0 }, signal: new AbortController().signal }, (t) => void seen.push(t));
     expect(out.tokens, logs.join('')).toEqual(expected);
     expect(seen).toEqual(expected);
     expect(out.finish).toBe('length');
+    // The coordinator's validation loss through the holders equals the in-process one (float32 logits, float64 sums).
+    const loss = await (backend as SwarmInference).evaluate(MODEL, Int32Array.from(PROMPT), Int32Array.from(TARGETS));
+    expect(Math.abs(loss - reference.loss)).toBeLessThan(1e-4);
+    expect(loss).toBeGreaterThan(Math.log(recipe.vocab) - 1); // an untrained model: near-uniform predictions
     // onToken can stop it early.
     const short = await backend.generate({ modelId: MODEL, prompt: Int32Array.from(PROMPT), maxTokens: N, sampling: { temperature: 0 }, signal: new AbortController().signal }, (t) => t === expected[2]);
     expect(short).toEqual({ tokens: expected.slice(0, 3), finish: 'stop' });
