@@ -106,6 +106,8 @@ export interface Topology {
 
 export interface VerificationEpoch {
   epoch: number;
+  /** 'pending': the open epoch, judged now as settlement would judge it. */
+  status?: 'settled' | 'pending';
   units: number;
   audited: number;
   mismatches: number;

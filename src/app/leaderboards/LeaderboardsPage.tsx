@@ -6,6 +6,7 @@ import { explainError } from '../errors.ts';
 import { queryClient } from '../query.ts';
 import { ModelPicker, useModels } from '../models.tsx';
 import { useHashParam } from '../route.ts';
+import { ScrollTable } from '../components/ScrollTable.tsx';
 
 export function LeaderboardsPage() {
   return (
@@ -65,7 +66,7 @@ function Board({ modelId, by, title }: { modelId: string; by: LeaderboardBy; tit
 
 function BoardTable({ rows, by, modelId }: { rows: LeaderboardRow[]; by: LeaderboardBy; modelId: string }) {
   return (
-    <div className="table-wrap">
+    <ScrollTable label={`${by === 'team' ? 'Teams' : 'Volunteers'} leaderboard`}>
       <table className="results" data-testid={`board-${by}-table`}>
         <caption className="sr-only">{`${by === 'team' ? 'Teams' : 'Volunteers'} of ${modelId} by verified work`}</caption>
         <thead>
@@ -93,6 +94,6 @@ function BoardTable({ rows, by, modelId }: { rows: LeaderboardRow[]; by: Leaderb
           ))}
         </tbody>
       </table>
-    </div>
+    </ScrollTable>
   );
 }

@@ -1,9 +1,10 @@
-import { Handle, Position, ReactFlow, type NodeProps, type NodeTypes } from '@xyflow/react';
+import { Handle, Position, ReactFlow, type Edge, type NodeProps, type NodeTypes, type ReactFlowInstance } from '@xyflow/react';
 import '@xyflow/react/dist/style.css';
-import { useMemo } from 'react';
+import { useEffect, useMemo, useRef } from 'react';
 import type { Topology } from '../coordinator-api.ts';
 import { formatCount, formatTokensPerSecond, shortId } from '../format.ts';
-import { codecRows, HEADER_HEIGHT, linkLabel, ROW_HEIGHT, stageLabel, topologyGraph, topologySummary, type PeerNodeData, type StageHeaderData } from './shape.ts';
+import { codecRows, HEADER_HEIGHT, linkLabel, ROW_HEIGHT, stageLabel, topologyGraph, topologySummary, type PeerNodeData, type StageHeaderData, type TopologyNode } from './shape.ts';
+import { ScrollTable } from '../components/ScrollTable.tsx';
 
 // Handles only anchor the edges: nobody draws new links here.
 const hidden = { opacity: 0, pointerEvents: 'none' as const };
@@ -33,6 +34,8 @@ function PeerNode({ data }: NodeProps & { data: PeerNodeData }) {
   );
 }
 
+const FIT = { padding: 0.08 };
+
 const NODE_TYPES: NodeTypes = { stage: StageNode as NodeTypes[string], peer: PeerNode as NodeTypes[string] };
 
 /**
@@ -42,6 +45,22 @@ const NODE_TYPES: NodeTypes = { stage: StageNode as NodeTypes[string], peer: Pee
  */
 export function TopologyCard({ topology }: { topology?: Topology }) {
   const graph = useMemo(() => (topology ? topologyGraph(topology) : undefined), [topology]);
+  const flow = useRef<ReactFlowInstance<TopologyNode, Edge> | null>(null);
+  const box = useRef<HTMLDivElement>(null);
+  const hasGraph = graph !== undefined;
+  // fitView only fits once, at start: refit when the box changes size (phone ⇄ desktop, rotation) and when
+  // peers come and go.
+  useEffect(() => {
+    const el = box.current;
+    if (!el) return;
+    const ro = new ResizeObserver(() => void flow.current?.fitView(FIT));
+    ro.observe(el);
+    return () => ro.disconnect();
+  }, [hasGraph]);
+  useEffect(() => {
+    const t = requestAnimationFrame(() => void flow.current?.fitView(FIT));
+    return () => cancelAnimationFrame(t);
+  }, [graph]);
   if (!topology || !graph) return <p className="muted" role="status">Reading the topology…</p>;
   const rows = Math.max(1, ...topology.stages.map((s) => s.peers.length));
   const height = Math.min(560, HEADER_HEIGHT + rows * ROW_HEIGHT + 40);
@@ -55,14 +74,17 @@ export function TopologyCard({ topology }: { topology?: Topology }) {
     <>
       <p className="muted small" data-testid="topo-summary">{topologySummary(topology)}</p>
       <figure className="topo-figure">
-        <div className="topo-box" style={{ height }} role="img" aria-label={`Topology diagram: ${topologySummary(topology)}`} data-testid="topo-diagram">
+        <div ref={box} className="topo-box" style={{ height }} role="img" aria-label={`Topology diagram: ${topologySummary(topology)}`} data-testid="topo-diagram">
           <ReactFlow
             key={`${topology.stages.length}:${rows}`}
             nodes={graph.nodes}
             edges={graph.edges}
             nodeTypes={NODE_TYPES}
             fitView
-            fitViewOptions={{ padding: 0.08 }}
+            fitViewOptions={FIT}
+            onInit={(i) => {
+              flow.current = i;
+            }}
             minZoom={0.2}
             nodesDraggable={false}
             nodesConnectable={false}
@@ -77,7 +99,7 @@ export function TopologyCard({ topology }: { topology?: Topology }) {
         <figcaption className="muted small">Solid links carry activations and gradients between stages; dashed ones keep replicas of a stage in sync.</figcaption>
       </figure>
       <h3>Peers</h3>
-      <div className="table-wrap">
+      <ScrollTable label="Peers per stage">
         <table className="results" data-testid="topo-peers">
           <caption className="sr-only">Peers per stage</caption>
           <thead>
@@ -112,11 +134,11 @@ export function TopologyCard({ topology }: { topology?: Topology }) {
             )}
           </tbody>
         </table>
-      </div>
+      </ScrollTable>
       {topology.links.length > 0 && (
         <>
           <h3>Links</h3>
-          <div className="table-wrap">
+          <ScrollTable label="Measured links">
             <table className="results" data-testid="topo-links">
               <caption className="sr-only">Measured links between peers</caption>
               <thead>
@@ -138,14 +160,14 @@ export function TopologyCard({ topology }: { topology?: Topology }) {
                 ))}
               </tbody>
             </table>
-          </div>
+          </ScrollTable>
         </>
       )}
       <h3>Codec at each boundary</h3>
       {codec.length === 0 ? (
         <p className="muted">One stage: no boundary, nothing crosses the network.</p>
       ) : (
-        <div className="table-wrap">
+        <ScrollTable label="Codec at each boundary">
           <table className="results" data-testid="topo-codec">
             <caption className="sr-only">Bytes per token over each stage boundary, measured and uncompressed</caption>
             <thead>
@@ -169,7 +191,7 @@ export function TopologyCard({ topology }: { topology?: Topology }) {
               ))}
             </tbody>
           </table>
-        </div>
+        </ScrollTable>
       )}
     </>
   );

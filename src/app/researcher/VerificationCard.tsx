@@ -2,6 +2,7 @@ import { useQuery } from '@tanstack/react-query';
 import { api } from '../coordinator-api.ts';
 import { formatCount, formatPercent, shortId } from '../format.ts';
 import { explainError } from '../errors.ts';
+import { ScrollTable } from '../components/ScrollTable.tsx';
 
 /** Per settled epoch: work units receipted, the share a replica recomputed, mismatches found and who was caught. */
 export function VerificationCard({ modelId }: { modelId: string }) {
@@ -20,9 +21,9 @@ export function VerificationCard({ modelId }: { modelId: string }) {
       )}
       {q.data &&
         (q.data.epochs.length === 0 ? (
-          <p className="muted">No epoch has been settled yet.</p>
+          <p className="muted">No work has been receipted yet.</p>
         ) : (
-          <div className="table-wrap">
+          <ScrollTable label="Verification per epoch">
             <table className="results" data-testid="research-verification-table">
               <caption className="sr-only">Verification per epoch for {modelId}</caption>
               <thead>
@@ -38,7 +39,10 @@ export function VerificationCard({ modelId }: { modelId: string }) {
               <tbody>
                 {[...q.data.epochs].sort((a, b) => b.epoch - a.epoch).map((e) => (
                   <tr key={e.epoch}>
-                    <th scope="row">{e.epoch}</th>
+                    <th scope="row">
+                      {e.epoch}
+                      {e.status === 'pending' && <span className="muted"> (open)</span>}
+                    </th>
                     <td className="num">{formatCount(e.units)}</td>
                     <td className="num">{formatCount(e.audited)}</td>
                     <td className="num">{formatPercent(e.share)}</td>
@@ -58,7 +62,7 @@ export function VerificationCard({ modelId }: { modelId: string }) {
                 </tr>
               </tfoot>
             </table>
-          </div>
+          </ScrollTable>
         ))}
     </section>
   );

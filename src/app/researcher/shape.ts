@@ -4,7 +4,7 @@
  * every rule is unit-tested (tests/app/researcher.test.ts).
  */
 import type { Edge, Node } from '@xyflow/react';
-import { formatRate, formatTokensPerSecond, shortId } from '../format.ts';
+import { formatRate, formatTokensPerSecond } from '../format.ts';
 import type { Boundary, MetricRecord, ThroughputPoint, Topology, TopologyPeer, TopologyStage } from '../coordinator-api.ts';
 
 /** How many records a chart keeps: a long run's early steps fall off the left, the database keeps them all. */
@@ -58,7 +58,8 @@ export function recentThroughput(points: readonly ThroughputPoint[], n = 10): nu
 
 // ---- topology ----
 
-export const COLUMN_WIDTH = 230;
+/** Room between columns for a link's label (nodes are 190 px wide, see .topo-peer). */
+export const COLUMN_WIDTH = 340;
 export const ROW_HEIGHT = 110;
 export const HEADER_HEIGHT = 60;
 
@@ -88,8 +89,9 @@ export function linkLabel(bytesPerSecond: number, rttMs: number | null): string 
   return rttMs === null || !Number.isFinite(rttMs) ? formatRate(bytesPerSecond) : `${formatRate(bytesPerSecond)} · ${Math.round(rttMs)} ms`;
 }
 
+/** Every Ed25519 peer id starts "12D3KooW": the tail is what tells peers apart in a small box. */
 function peerLabel(p: TopologyPeer): string {
-  return `${p.kind === 'browser' ? 'Browser' : 'Node'} ${shortId(p.peerId)}`;
+  return `${p.kind === 'browser' ? 'Browser' : 'Node'} ${p.peerId.length > 12 ? `…${p.peerId.slice(-8)}` : p.peerId}`;
 }
 
 /**

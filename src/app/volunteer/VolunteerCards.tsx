@@ -4,7 +4,7 @@
  */
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { useEffect, useId, useState, type FormEvent } from 'react';
-import { api } from '../coordinator-api.ts';
+import { api, ApiError, type PeerCredits } from '../coordinator-api.ts';
 import { formatCount, formatFlopRate, formatFlops, formatPercent } from '../format.ts';
 import { explainError } from '../errors.ts';
 import { useHolderPeer } from '../holder/store.ts';
@@ -12,6 +12,7 @@ import { useModels } from '../models.tsx';
 import { DUTY_MIN, holdReason, useVolunteerSettings } from './settings.ts';
 import { isActive, useVolunteerStore } from './store.ts';
 import { signTeamJoin } from './teams.ts';
+import { ScrollTable } from '../components/ScrollTable.tsx';
 
 const MOST_NEEDED = '';
 
@@ -89,7 +90,7 @@ export function SettingsCard() {
 /** This peer's credit per model: verified (settled), pending, recent average. Polled. */
 export function CreditsCard() {
   const peerId = usePeerId();
-  const q = useQuery({ queryKey: ['swarm', 'credits', peerId], queryFn: () => api.credits(peerId!), enabled: !!peerId, refetchInterval: 15_000 });
+  const q = useCredits(peerId);
   const id = useId();
   return (
     <section className="card" aria-labelledby={`${id}-title`} data-testid="vol-credits">
@@ -107,7 +108,7 @@ export function CreditsCard() {
         (q.data.models.length === 0 ? (
           <p className="muted" data-testid="vol-credits-none">No credit yet: join the swarm and train a step.</p>
         ) : (
-          <div className="table-wrap">
+          <ScrollTable label="Credit per model">
             <table className="results" data-testid="vol-credits-table">
               <caption className="sr-only">Credit of this peer per model</caption>
               <thead>
@@ -129,10 +130,30 @@ export function CreditsCard() {
                 ))}
               </tbody>
             </table>
-          </div>
+          </ScrollTable>
         ))}
     </section>
   );
+}
+
+/**
+ * This peer's credit and team, polled. A peer that never joined the swarm or a team is 404 to the coordinator:
+ * for this page that is simply "nothing yet", not an error (and not worth a retry).
+ */
+function useCredits(peerId: string | undefined) {
+  return useQuery({
+    queryKey: ['swarm', 'credits', peerId],
+    queryFn: async (): Promise<PeerCredits> => {
+      try {
+        return await api.credits(peerId!);
+      } catch (e) {
+        if (e instanceof ApiError && e.status === 404) return { peerId: peerId!, wallet: null, team: null, models: [] };
+        throw e;
+      }
+    },
+    enabled: !!peerId,
+    refetchInterval: 15_000,
+  });
 }
 
 /** The tab's peer id: the running session's, else the stored identity's (so credit shows before joining). */
@@ -150,7 +171,7 @@ export function TeamsCard() {
   const peerId = usePeerId();
   const queryClient = useQueryClient();
   const teams = useQuery({ queryKey: ['swarm', 'teams'], queryFn: () => api.teams(), refetchInterval: 30_000 });
-  const credits = useQuery({ queryKey: ['swarm', 'credits', peerId], queryFn: () => api.credits(peerId!), enabled: !!peerId, refetchInterval: 15_000 });
+  const credits = useCredits(peerId);
   const mine = credits.data?.team ?? null;
   const [name, setName] = useState('');
   const [status, setStatus] = useState('');
@@ -198,7 +219,7 @@ export function TeamsCard() {
         </p>
       )}
       {teams.data && teams.data.length > 0 && (
-        <div className="table-wrap">
+        <ScrollTable label="Teams">
           <table className="results" data-testid="vol-teams-table">
             <caption className="sr-only">Teams</caption>
             <thead>
@@ -226,7 +247,7 @@ export function TeamsCard() {
               ))}
             </tbody>
           </table>
-        </div>
+        </ScrollTable>
       )}
       <form className="controls" onSubmit={submit}>
         <label htmlFor={`${id}-name`}>New team</label>

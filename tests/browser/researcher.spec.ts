@@ -1,0 +1,184 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import AxeBuilder from '@axe-core/playwright';
+import { expect, test, type Page, type TestInfo } from '@playwright/test';
+import { CHROMIUM_ARGS } from '../../playwright.config.ts';
+import { DESKTOP, PHONE, expectNoHorizontalOverflow, shoot, stopProcess, watchConsole } from './helpers.ts';
+import { STEPS, TEAM_NAME, type ResearchFixture } from './researcher-fixture.ts';
+
+/**
+ * The Researcher, Leaderboards and Volunteer views against a real coordinator (tests/browser/researcher-server.ts:
+ * a 2-stage model held by three peers, 20 steps, measured links, receipts, a team): the loss curve and its live
+ * updates over SSE, the topology diagram with every peer and labelled links, the codec table, a model proposed
+ * through the form (a refusal shown at its field first), the leaderboards; every view scanned by axe at phone
+ * and desktop widths (no serious or critical violations), without horizontal overflow or console errors, and
+ * screenshotted.
+ */
+
+// These pages need no GPU: leave WebGPU off so the GPU page's self-test (started by main.tsx) ends at once.
+test.use({ launchOptions: { executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS.filter((a) => !/webgpu|swiftshader|Vulkan/i.test(a)) } });
+
+const NODE = 'node_modules/.bin/node';
+
+function startServer(args: string[], logs: string[]): { child: ChildProcess; ready: Promise<ResearchFixture> } {
+  const child = spawn(NODE, ['--import', './scripts/register.ts', 'tests/browser/researcher-server.ts', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const keep = (d: Buffer) => logs.push(...String(d).split('\n').filter(Boolean));
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
+  const ready = new Promise<ResearchFixture>((resolve, reject) => {
+    child.stdout!.on('data', (d: Buffer) => {
+      const line = String(d).split('\n').find((l) => l.startsWith('READY '));
+      if (line) resolve(JSON.parse(line.slice('READY '.length)) as ResearchFixture);
+    });
+    child.once('exit', (code) => reject(new Error(`researcher-server exited with ${code}:\n${logs.join('\n')}`)));
+  });
+  return { child, ready };
+}
+
+/** axe over the whole page: serious and critical violations fail, with what and where. */
+async function scan(page: Page, info: TestInfo, name: string): Promise<void> {
+  const result = await new AxeBuilder({ page }).withTags(['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice']).analyze();
+  await info.attach(`axe-${name}.json`, { body: JSON.stringify(result.violations, null, 2), contentType: 'application/json' });
+  const bad = result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+  expect(bad.map((v) => `${v.id} (${v.impact}): ${v.help} — ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(' | ')}`), `axe on ${name}`).toEqual([]);
+}
+
+/** Every width: no overflow, the scan, a screenshot. */
+async function checkViews(page: Page, info: TestInfo, name: string, ready: () => Promise<void>): Promise<void> {
+  for (const [label, size] of [['desktop', DESKTOP], ['phone', PHONE]] as const) {
+    await page.setViewportSize(size);
+    await ready();
+    await expectNoHorizontalOverflow(page);
+    await scan(page, info, `${name}-${label}`);
+    await shoot(page, info, `${name}-${label}`);
+  }
+}
+
+const json = async <T,>(url: string, init?: RequestInit): Promise<T> => (await fetch(url, init)).json() as Promise<T>;
+
+test('the Researcher page shows live training, the topology and proposes a model; Leaderboards and Volunteer views pass axe at both widths', async ({ page }, info) => {
+  test.setTimeout(180_000);
+  const dir = mkdtempSync(join(tmpdir(), 'tessera-research-'));
+  const logs: string[] = [];
+  let server: ChildProcess | undefined;
+  try {
+    const s = startServer(['--db', join(dir, 'coordinator.db')], logs);
+    server = s.child;
+    const fx = await s.ready;
+    await page.setViewportSize(DESKTOP);
+    const errors = watchConsole(page);
+    // HTTP refusals the browser logs as "Failed to load resource": only the ones this test provokes on purpose
+    // (a taken model id) or that mean "nothing yet" (credit of a tab that never joined) are allowed.
+    const refusals: string[] = [];
+    page.on('response', (r) => {
+      if (r.status() >= 400) refusals.push(`${r.status()} ${r.request().method()} ${new URL(r.url()).pathname}`);
+    });
+
+    // ---- Researcher: history from the database, then live over SSE ----
+    await page.goto(`${fx.app}/#/researcher`);
+    await expect(page.getByRole('heading', { level: 1, name: 'Researcher' })).toBeVisible();
+    await expect(page.getByRole('link', { name: 'Researcher' })).toHaveAttribute('aria-current', 'page');
+    await expect(page.getByTestId('research-stream')).toHaveAttribute('data-stream', 'live');
+    await expect(page).toHaveURL(new RegExp(`#/researcher\\?model=${fx.modelId}$`));
+    const last = STEPS - 1;
+    await expect(page.getByTestId('research-loss-caption')).toContainText(`training ${(6.9 - last * 0.12).toFixed(4)} at step ${last}, validation ${(7 - last * 0.1).toFixed(4)} at step ${last}`);
+    await expect(page.getByTestId('research-loss').locator('.recharts-line')).toHaveCount(2);
+    await expect(page.getByTestId('research-throughput-caption')).toContainText('tok/s over the last 10 steps');
+
+    // A step reported now arrives without a reload (the SSE stream), as does its tokens/s point.
+    await json(`${fx.coordinator}/api/models/${fx.modelId}/metrics`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ step: STEPS, loss: 1.2345, tokens: 32 }) });
+    await expect(page.getByTestId('research-loss-caption')).toContainText(`training 1.2345 at step ${STEPS}`);
+
+    // Topology: a column per stage, every peer a node, links labelled with bandwidth and RTT.
+    const diagram = page.getByTestId('topo-diagram');
+    await expect(diagram.locator('.react-flow__node-stage')).toHaveCount(2);
+    await expect(diagram.locator('.react-flow__node-peer')).toHaveCount(fx.peers.length);
+    for (const p of fx.peers) await expect(diagram.locator(`.react-flow__node[data-id="${p.id}"]`)).toContainText(`replica ${p.replica + 1}`);
+    await expect(diagram.locator('.react-flow__edge')).toHaveCount(3); // stage 1 → two replicas, and their sync link
+    await expect(diagram.locator('.react-flow__edge-text').first()).toHaveText(/kB\/s · 10 ms$/);
+    await expect(page.getByTestId('topo-peers').locator('tbody tr')).toHaveCount(fx.peers.length);
+    await expect(page.getByTestId('topo-peers')).toContainText(TEAM_NAME);
+    await expect(page.getByTestId('topo-codec').locator('tbody tr')).toHaveCount(1);
+    await expect(page.getByTestId('topo-codec')).toContainText('Stage 1 → 2');
+    // The open epoch, judged as settlement would: the 8 receipted units (stage 1's two replicas split the micro-batches).
+    const epochRow = page.getByTestId('research-verification-table').locator('tbody tr');
+    await expect(epochRow).toHaveCount(1);
+    await expect(epochRow.locator('th')).toHaveText('1 (open)');
+    await expect(epochRow.locator('td').first()).toHaveText('8');
+    await expect(page.getByTestId('prompt-no-chain')).toBeVisible();
+
+    // At each width the diagram refits: every node inside the diagram's box.
+    await checkViews(page, info, 'researcher', async () => {
+      await expect(diagram.locator('.react-flow__node-peer').first()).toBeVisible();
+      await expect
+        .poll(() =>
+          diagram.evaluate((box) => {
+            const b = box.getBoundingClientRect();
+            return [...box.querySelectorAll('.react-flow__node')].filter((n) => {
+              const r = n.getBoundingClientRect();
+              return r.left < b.left - 1 || r.right > b.right + 1 || r.top < b.top - 1 || r.bottom > b.bottom + 1;
+            }).length;
+          }),
+        )
+        .toBe(0);
+    });
+    await page.setViewportSize(DESKTOP);
+
+    // ---- Propose a model: a bad layout is shown at its field, a taken id comes back from the coordinator ----
+    const form = page.getByTestId('research-propose');
+    await form.getByLabel('Name', { exact: true }).fill('Proposed in the browser');
+    await form.getByLabel('Id (optional)').fill(fx.modelId);
+    await form.getByLabel('Layers per stage').fill('2, 1');
+    await form.getByRole('button', { name: 'Propose model' }).click();
+    await expect(form.getByTestId('propose-error-layout')).toHaveText("the stages' layers add up to 3, not 4");
+    await expect(form.getByLabel('Layers per stage')).toBeFocused();
+    await form.getByLabel('Layers per stage').fill('2, 2');
+    await form.getByRole('button', { name: 'Propose model' }).click();
+    await expect(form.getByTestId('propose-error-id')).toContainText(fx.modelId);
+    await form.getByLabel('Id (optional)').fill('browser-proposed');
+    await form.getByLabel('Layers per stage').press('Enter');
+    await expect(form.getByTestId('propose-status')).toContainText('Registered Proposed in the browser as browser-proposed');
+    const registered = await json<{ model: { layout: number[]; codec: string; config: { layers: number } } }>(`${fx.coordinator}/api/models/browser-proposed`);
+    expect(registered.model).toMatchObject({ layout: [2, 2], codec: 'int8', config: { layers: 4 } });
+    // The page follows the new model: picker, URL and an empty chart waiting for its first step.
+    await expect(page.getByTestId('model-picker')).toHaveValue('browser-proposed');
+    await expect(page).toHaveURL(/#\/researcher\?model=browser-proposed$/);
+    await expect(page.getByTestId('research-loss-caption')).toContainText('No loss reported for browser-proposed yet');
+    await shoot(page, info, 'researcher-proposed-desktop');
+
+    // ---- Leaderboards ----
+    await page.goto(`${fx.app}/#/leaderboards?model=${fx.modelId}`);
+    await expect(page.getByRole('heading', { level: 1, name: 'Leaderboards' })).toBeVisible();
+    const volunteers = page.getByTestId('board-volunteer-table');
+    await expect(volunteers.locator('tbody tr')).toHaveCount(fx.peers.length);
+    await expect(volunteers).toContainText(TEAM_NAME);
+    await expect(volunteers.locator('tbody tr').first().locator('td').nth(2)).toHaveText(/FLOP$/);
+    await expect(page.getByTestId('board-team-table')).toContainText(TEAM_NAME);
+    await checkViews(page, info, 'leaderboards', async () => {
+      await expect(volunteers).toBeVisible();
+    });
+
+    // ---- Volunteer (not joined): settings, teams, what a peer sees ----
+    await page.setViewportSize(DESKTOP);
+    await page.goto(`${fx.app}/#/volunteer`);
+    await expect(page.getByRole('heading', { level: 1, name: 'Volunteer' })).toBeVisible();
+    await expect(page.getByTestId('vol-prefer').locator('option')).toHaveCount(3); // where most needed + 2 models
+    await expect(page.getByTestId('vol-teams-table')).toContainText(TEAM_NAME);
+    await expect(page.getByTestId('vol-visibility')).toContainText('never sees other stages’ weights');
+    await checkViews(page, info, 'volunteer', async () => {
+      await expect(page.getByTestId('vol-teams-table')).toBeVisible();
+    });
+
+    const expected = (r: string) => r === '409 POST /api/models' || /^404 GET \/api\/peers\/[^/]+\/credits$/.test(r);
+    expect(refusals.filter((r) => !expected(r))).toEqual([]);
+    expect(refusals).toContain('409 POST /api/models');
+    expect(errors.filter((e) => !/Failed to load resource: the server responded with a status of (404|409)/.test(e))).toEqual([]);
+    expect(errors.length).toBe(refusals.length);
+  } finally {
+    await stopProcess(server);
+    rmSync(dir, { recursive: true, force: true });
+    if (test.info().status !== test.info().expectedStatus) console.log(logs.slice(-40).join('\n'));
+  }
+});
