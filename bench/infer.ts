@@ -2,8 +2,12 @@
  * `npm run bench:infer`: inference speed.
  *  1. Generation through the swarm (a coordinator and two `npm run worker` processes holding the two stages,
  *     over /tessera/infer/1.0.0) against the same model generating in this process with the same kernels and
- *     KV caches: time to first token and tokens/s, greedy, same prompt; the token lists must agree.
+ *     KV caches: time to first token and tokens/s, greedy, same prompt; the token lists must agree. The workers
+ *     serve with WGSL (--infer-runtime wgsl) so both sides run the same kernels; ORT's serving is part 3.
  *  2. One stage's forward on onnxruntime-web (wasm EP in Node) against our WGSL forward on the same machine.
+ *  3. Serving one stage with KV caches: time to first token (the prompt's prefill) and decode tokens/s of the
+ *     WGSL runtime (StageInference) and the ORT runtime (the KV-cached ONNX graph), as measureRuntimes times
+ *     them when a holder chooses (src/infer/stage-runtime.ts), with more tokens and rounds.
  * Writes bench/results/infer.{json,md}. Options: --tokens=N (default 24).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -16,6 +20,7 @@ import { Gpu, type Tensor } from '../src/gpu/index.ts';
 import type { InferenceBackend } from '../src/infer/backend.ts';
 import { greedy } from '../src/infer/sample.ts';
 import { StageInference, type StageStepResult } from '../src/infer/stage-infer.ts';
+import { measureRuntimes, type RuntimeChoice } from '../src/infer/stage-runtime.ts';
 import { Stage } from '../src/model/stage.ts';
 import { splitStages } from '../src/model/stages.ts';
 import { defaultRecipe, recipeModel, type RecipeOptions } from '../src/train/recipe.ts';
@@ -63,7 +68,7 @@ async function inProcess(gpu: Gpu): Promise<Timing> {
 async function throughSwarm(): Promise<Timing & { hops: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'tessera-bench-infer-'));
   const children: ChildProcess[] = [];
-  const coord = await startCoordinator({ dbPath: join(dir, 'c.db'), heartbeatMs: 1000, registerDefault: false });
+  const coord = await startCoordinator({ dbPath: join(dir, 'c.db'), heartbeatMs: 2000, registerDefault: false });
   try {
     const res = await fetch(`${coord.url}/api/models`, {
       method: 'POST', headers: { 'content-type': 'application/json' },
@@ -71,7 +76,7 @@ async function throughSwarm(): Promise<Timing & { hops: number }> {
     });
     if (!res.ok) throw new Error(`registering the model: ${await res.text()}`);
     await Promise.all([1, 2].map((i) => new Promise<void>((ready, fail) => {
-      const child = spawn(join(root, 'node_modules/.bin/node'), ['--import', './scripts/register.ts', 'src/cli/worker.ts', '--coordinator', coord.url, '--key', join(dir, `w${i}.key`), '--until-step', '0', '--stay', '--tokens-per-second', '100'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(join(root, 'node_modules/.bin/node'), ['--import', './scripts/register.ts', 'src/cli/worker.ts', '--coordinator', coord.url, '--key', join(dir, `w${i}.key`), '--until-step', '0', '--stay', '--tokens-per-second', '100', '--infer-runtime', 'wgsl'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
       children.push(child);
       let out = '';
       const keep = (d: Buffer) => {
@@ -113,6 +118,14 @@ const swarm = await throughSwarm();
 console.log(`[bench] swarm: TTFT ${swarm.ttftMs.toFixed(0)} ms, ${swarm.tokensPerSecond.toFixed(1)} tokens/s`);
 const same = JSON.stringify(local.tokens) === JSON.stringify(swarm.tokens);
 const runtimes = await compareStageRuntimes(gpu, cfg, { stages: 2, log: (l) => console.log(`[bench] ${l}`) });
+const serving: Array<RuntimeChoice & { stage: number }> = [];
+for (const spec of splitStages(cfg, 2)) {
+  const stage = Stage.create(gpu, cfg, spec);
+  const m = await measureRuntimes(stage, { promptTokens: PROMPT.length, decodeTokens: TOKENS, rounds: 5 });
+  stage.destroy();
+  console.log(`[bench] serving stage ${spec.index}/2: ${m.results.map((r) => `${r.name} TTFT ${r.ttftMs.toFixed(2)} ms, ${r.tokensPerSecond.toFixed(0)} tokens/s`).join('; ')} → ${m.chosen}`);
+  serving.push({ stage: spec.index, ...m });
+}
 gpu.destroy();
 
 const commit = gitCommit(root) ?? '';
@@ -127,10 +140,15 @@ const md = [
   '', `Same tokens: ${same ? 'yes' : 'NO'}. The swarm made ${swarm.hops} stream round trips for ${TOKENS} tokens (one per stage per token through the coordinator's relay connections, plus one per stage to end the session); its two worker processes share this machine's 2 cores with the coordinator.`, '',
   '### One stage: onnxruntime-web (wasm) vs our WGSL', '',
   stageRuntimeTable(runtimes), '',
+  '### Serving one stage with KV caches: WGSL vs onnxruntime-web (wasm), as a holder measures them', '',
+  table(['stage', 'runtime', 'time to first token (ms)', 'decode tokens/s', 'prompt + decode (ms)', 'relative error vs WGSL', 'chosen'], serving.flatMap((s) => s.results.map((r) => [
+    `${s.stage}/2`, r.name, r.ttftMs.toFixed(2), r.tokensPerSecond.toFixed(0), r.totalMs.toFixed(1), r.relativeError.toExponential(1), r.name === s.chosen ? 'yes' : '',
+  ])), ['l', 'l', 'r', 'r', 'r', 'r', 'l']),
+  '', `Per stage: a ${PROMPT.length}-token prompt, then ${TOKENS} single-token steps, host input in and host output out (the last stage gives the last row's logits); medians of 5 rounds after a warm-up, the runtimes alternating. A holder runs the same measurement (smaller) when its stage changes and serves with the one that took least.`, '',
 ];
 const text = md.join('\n');
 console.log(`\n${text}`);
 mkdirSync(join(root, 'bench/results'), { recursive: true });
-writeFileSync(join(root, 'bench/results/infer.json'), JSON.stringify({ date: new Date().toISOString(), commit, device, model: cfg, prompt: PROMPT.length, tokens: TOKENS, inProcess: local, swarm, sameTokens: same, stageRuntimes: runtimes }, null, 2) + '\n');
+writeFileSync(join(root, 'bench/results/infer.json'), JSON.stringify({ date: new Date().toISOString(), commit, device, model: cfg, prompt: PROMPT.length, tokens: TOKENS, inProcess: local, swarm, sameTokens: same, stageRuntimes: runtimes, stageServing: serving }, null, 2) + '\n');
 writeFileSync(join(root, 'bench/results/infer.md'), text + '\n');
 if (!same) process.exitCode = 1;

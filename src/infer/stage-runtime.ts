@@ -286,6 +286,11 @@ export interface RuntimeMeasurement {
   tokensPerSecond: number;
   /** Prefill plus all decode steps: what the choice minimises. Median over rounds. */
   totalMs: number;
+  /**
+   * max |Δ| of its outputs (the prompt's and every decode step's) against the first runtime's on the same
+   * inputs, over max(1, max |first's|): float32 noise (~1e-6) when both compute the same function.
+   */
+  relativeError: number;
 }
 
 export interface MeasureOptions {
@@ -306,6 +311,22 @@ export interface RuntimeChoice {
   /** The runtime with the least totalMs. */
   chosen: StageRuntimeName;
 }
+
+function relativeError(a: Float32Array[], ref: Float32Array[]): number {
+  let diff = 0;
+  let scale = 1;
+  ref.forEach((r, k) => {
+    if (a[k].length !== r.length) diff = Infinity;
+    for (let j = 0; j < r.length; j++) {
+      diff = Math.max(diff, Math.abs(a[k][j] - r[j]));
+      scale = Math.max(scale, Math.abs(r[j]));
+    }
+  });
+  return Number.isNaN(diff) ? Infinity : diff / scale;
+}
+
+/** A runtime further than this from WGSL (relativeError) is not chosen: float32 orderings differ by ~1e-6. */
+export const RUNTIME_AGREEMENT = 1e-3;
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -334,6 +355,7 @@ export async function measureRuntimes(stage: Stage, opts: MeasureOptions = {}): 
   const prompt = inputOf(promptTokens);
   const steps = Array.from({ length: decodeTokens }, () => inputOf(1));
   const times = runtimes.map(() => ({ ttft: [] as number[], tps: [] as number[], total: [] as number[] }));
+  const outputs: Float32Array[][] = runtimes.map(() => []);
   let n = 0;
   try {
     for (let round = 0; round <= rounds; round++) {
@@ -343,12 +365,17 @@ export async function measureRuntimes(stage: Stage, opts: MeasureOptions = {}): 
         const rt = runtimes[i];
         const session = `measure-${rt.name}-${n++}`;
         const t0 = performance.now();
-        await rt.step(session, prompt, true);
+        const first = await rt.step(session, prompt, true);
         const t1 = performance.now();
-        for (const x of steps) await rt.step(session, x, false);
+        const rest: StageRuntimeStep[] = [];
+        for (const x of steps) rest.push(await rt.step(session, x, false));
         const t2 = performance.now();
         rt.end(session);
-        if (round === 0) continue; // warm-up: pipelines compile, ORT plans its first runs
+        if (round === 0) {
+          // Warm-up: pipelines compile, ORT plans its first runs; its outputs are compared.
+          outputs[i] = [first, ...rest].map((r) => (r.output ?? r.logits)!);
+          continue;
+        }
         times[i].ttft.push(t1 - t0);
         times[i].tps.push(decodeTokens / ((t2 - t1) / 1000));
         times[i].total.push(t2 - t0);
@@ -357,7 +384,9 @@ export async function measureRuntimes(stage: Stage, opts: MeasureOptions = {}): 
   } finally {
     if (owned) for (const rt of runtimes) rt.destroy();
   }
-  const results = runtimes.map((rt, i) => ({ name: rt.name, ttftMs: median(times[i].ttft), tokensPerSecond: median(times[i].tps), totalMs: median(times[i].total) }));
+  const results = runtimes.map((rt, i) => ({
+    name: rt.name, ttftMs: median(times[i].ttft), tokensPerSecond: median(times[i].tps), totalMs: median(times[i].total), relativeError: relativeError(outputs[i], outputs[0]),
+  }));
   const best = results.reduce((a, b) => (b.totalMs < a.totalMs ? b : a));
   return { results, chosen: best.name };
 }
@@ -374,8 +403,8 @@ export interface ChosenRuntime {
   measured?: RuntimeMeasurement[];
 }
 
-function describeMeasurement(m: RuntimeMeasurement): string {
-  return `${m.name} TTFT ${m.ttftMs.toFixed(1)} ms, ${m.tokensPerSecond.toFixed(0)} tokens/s`;
+function describeMeasurement(m: RuntimeMeasurement, i: number): string {
+  return `${m.name} TTFT ${m.ttftMs.toFixed(1)} ms, ${m.tokensPerSecond.toFixed(0)} tokens/s${i > 0 ? `, relative error ${m.relativeError.toExponential(1)}` : ''}`;
 }
 
 /**
@@ -395,6 +424,11 @@ export async function chooseRuntime(stage: Stage, mode: RuntimeMode, opts: OnnxR
   const wgsl = new WgslRuntime(stage, runtimeOpts);
   try {
     const m = await measureRuntimes(stage, { ...measure, runtimes: [wgsl, onnx] });
+    const error = m.results[1].relativeError;
+    if (!(error <= RUNTIME_AGREEMENT)) {
+      onnx.destroy();
+      return { runtime: wgsl, reason: `${onnx.name} disagrees with WGSL on this device (relative error ${error.toExponential(1)} > ${RUNTIME_AGREEMENT}): WGSL serves`, measured: m.results };
+    }
     const [keep, drop] = m.chosen === wgsl.name ? [wgsl, onnx] : [onnx, wgsl];
     drop.destroy();
     return { runtime: keep, reason: `measured: ${m.results.map(describeMeasurement).join('; ')}`, measured: m.results };

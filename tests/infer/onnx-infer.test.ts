@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { ContextLengthError, UnknownSessionError } from '../../src/infer/kv-cache.ts';
 import { stageCachedOnnxModel } from '../../src/infer/onnx-infer.ts';
 import { greedy } from '../../src/infer/sample.ts';
-import { measureRuntimes, OnnxRuntime, WgslRuntime, type StageRuntime, type StageRuntimeStep } from '../../src/infer/stage-runtime.ts';
+import { measureRuntimes, OnnxRuntime, RUNTIME_AGREEMENT, WgslRuntime, type StageRuntime, type StageRuntimeStep } from '../../src/infer/stage-runtime.ts';
 import { splitStages } from '../../src/model/stages.ts';
 import { Stage } from '../../src/model/stage.ts';
 import { compare, type Comparison } from '../../src/ops/compare.ts';
@@ -193,6 +193,9 @@ describe('measureRuntimes', () => {
       for (const v of [r.ttftMs, r.tokensPerSecond, r.totalMs]) expect(Number.isFinite(v) && v > 0).toBe(true);
     }
     expect(m.chosen).toBe(m.results.reduce((a, b) => (b.totalMs < a.totalMs ? b : a)).name);
+    // The outputs on the same inputs are compared too: ORT agrees with WGSL to float32 noise.
+    expect(m.results[0].relativeError).toBe(0);
+    expect(m.results[1].relativeError).toBeLessThan(1e-5);
 
     // A runtime made slow on purpose (the real WGSL one, delayed 30 ms a step) loses to the real ONNX one.
     const onnx = await OnnxRuntime.create(stage, OPTS);
@@ -208,6 +211,17 @@ describe('measureRuntimes', () => {
     expect(forced.chosen).toBe('onnx-wasm');
     expect(forced.results[0].totalMs).toBeGreaterThan(3 * 30);
     expect(onnx.has('measure-onnx-wasm-1')).toBe(false); // measurement sessions are ended
+
+    // A runtime that computes something else (logits off by 0.1) is seen to disagree.
+    const wrong: StageRuntime = {
+      name: 'onnx-wasm', has: (s) => onnx.has(s), end: (s) => onnx.end(s), destroy: () => {},
+      step: async (s, x, c) => {
+        const r = await onnx.step(s, x, c);
+        return { ...r, logits: r.logits!.map((v) => v + 0.1) };
+      },
+    };
+    const off = await measureRuntimes(stage, { promptTokens: 4, decodeTokens: 2, runtimes: [wgsl, wrong] });
+    expect(off.results[1].relativeError).toBeGreaterThan(RUNTIME_AGREEMENT);
     onnx.destroy();
     wgsl.destroy();
     stage.destroy();
