@@ -6,8 +6,10 @@
  * (or the reverse). Here every unit of GPU work asks for a turn and only one turn runs at a time.
  *
  * Priority: `inferenceShare` p ∈ [0, 1] is the share of turns inference gets while both classes wait
- * (stride scheduling: a class's pass advances by 1/weight per turn and the lowest pass goes next; a class
- * that was idle re-enters no lower than the other's pass, so idleness earns no burst of saved-up turns). p = 1: inference always
+ * (stride scheduling: a class's pass advances by 1/weight per turn and the lowest pass goes next, ties to the
+ * class that did not run last; a class that was idle re-enters at the virtual time — the pass of the latest
+ * turn — so idleness earns no burst of saved-up turns, while a requester that always has its next request
+ * queued by the time the device is free, as a decode loop does, keeps its full share). p = 1: inference always
  * first; p = 0: inference only when no training turn waits.
  *
  * GPU-use cap: `dutyCycle` d ∈ (0, 1]. After a turn that took t ms the device rests t·(1 − d)/d ms before the
@@ -66,8 +68,6 @@ interface Waiting {
 /** The next macrotask: lets the continuations of the turn that just ended queue their next turns first. */
 const nextTask: (f: () => void) => void = typeof setImmediate === 'function' ? (f) => setImmediate(f) : (f) => setTimeout(f, 0);
 
-const other = (k: TurnKind): TurnKind => (k === 'train' ? 'infer' : 'train');
-
 const emptyStats = (): TurnStats => ({ turns: 0, failed: 0, busyMs: 0, waitMs: 0, maxWaitMs: 0 });
 
 export function checkInferenceShare(p: number): number {
@@ -86,8 +86,10 @@ export class GpuTurns {
   private share: number;
   private duty: number;
   private readonly queues: Record<TurnKind, Waiting[]> = { train: [], infer: [] };
-  /** Stride-scheduling passes: a class's pass advances by 1/weight per turn it gets. */
+  /** Stride-scheduling passes (a class's pass advances by 1/weight per turn it gets) and the virtual time (the pass the latest turn started at). */
   private readonly pass: Record<TurnKind, number> = { train: 0, infer: 0 };
+  private virtualTime = 0;
+  private lastKind: TurnKind | undefined;
   private running: TurnKind | undefined;
   private scheduled: ReturnType<typeof setTimeout> | 'task' | undefined;
   private isPaused = false;
@@ -107,7 +109,7 @@ export class GpuTurns {
   set inferenceShare(p: number) {
     this.share = checkInferenceShare(p);
     // New weights: both classes start level, from now.
-    this.pass.train = this.pass.infer = Math.max(this.pass.train, this.pass.infer);
+    this.pass.train = this.pass.infer = this.virtualTime;
   }
 
   get dutyCycle(): number {
@@ -169,8 +171,8 @@ export class GpuTurns {
         reject(new TurnAbortedError(kind, signal!.reason));
       };
       signal?.addEventListener('abort', onAbort, { once: true });
-      // A class that was idle re-enters level with the other: having had nothing to run earns no credit.
-      if (queue.length === 0 && this.running !== kind) this.pass[kind] = Math.max(this.pass[kind], this.pass[other(kind)]);
+      // A class that was idle re-enters at the virtual time: having had nothing to run earns no credit.
+      if (queue.length === 0 && this.running !== kind) this.pass[kind] = Math.max(this.pass[kind], this.virtualTime);
       queue.push(w);
       this.pump();
     });
@@ -212,7 +214,8 @@ export class GpuTurns {
       this.scheduled = undefined;
       this.startNext();
     };
-    if (delay > 0) this.scheduled = setTimeout(go, delay);
+    // Timers count whole milliseconds and may truncate: round up so the rest is never shorter than asked.
+    if (delay > 0) this.scheduled = setTimeout(go, Math.ceil(delay));
     else {
       this.scheduled = 'task';
       nextTask(go);
@@ -225,6 +228,8 @@ export class GpuTurns {
     if (!kind) return;
     const w = this.queues[kind].shift()!;
     this.running = kind;
+    this.lastKind = kind;
+    this.virtualTime = this.pass[kind];
     const weight = kind === 'infer' ? this.share : 1 - this.share;
     if (weight > 0) this.pass[kind] += 1 / weight;
     w.start();
@@ -237,7 +242,9 @@ export class GpuTurns {
     if (!train || !infer) return train ? 'train' : infer ? 'infer' : undefined;
     if (this.share >= 1) return 'infer';
     if (this.share <= 0) return 'train';
-    // Ties (within rounding of the summed strides) go to inference: its requests are the latency-sensitive ones.
-    return this.pass.infer <= this.pass.train + 1e-9 * Math.max(1, this.pass.train) ? 'infer' : 'train';
+    const gap = this.pass.infer - this.pass.train;
+    // A tie (within rounding of the summed strides) goes to the class that did not run last, else to inference.
+    if (Math.abs(gap) <= 1e-9 * Math.max(1, Math.abs(this.pass.train))) return this.lastKind === 'infer' ? 'train' : 'infer';
+    return gap < 0 ? 'infer' : 'train';
   }
 }
