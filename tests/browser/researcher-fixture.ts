@@ -2,7 +2,7 @@
 export const RESEARCH_MODEL = {
   id: 'research-test',
   name: 'Research test (2 stages)',
-  config: { vocab: 1024, dModel: 16, heads: 2, layers: 2, context: 8 },
+  config: { vocab: 1024, dModel: 16, heads: 2, layers: 2, context: 32 },
   layout: [1, 1],
   codec: 'int8',
   microBatches: 2,
@@ -19,4 +19,10 @@ export interface ResearchFixture {
   modelId: string;
   peers: Array<{ id: string; stage: number; replica: number }>;
   teamId: string;
+  /** With --chain: where anvil listens. */
+  rpcUrl?: string;
+  chainId?: number;
 }
+
+/** Token ids the --chain stack's stand-in generator emits, in order. */
+export const STAND_IN_TOKENS = [300, 301, 302, 303, 304, 305, 306, 307, 308, 309, 310, 311];

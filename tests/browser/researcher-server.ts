@@ -2,13 +2,17 @@
  * Test stack for tests/browser/researcher.spec.ts, run as its own process (the coordinator imports model code
  * with WGSL, so it needs `node --import ./scripts/register.ts`):
  *
- *   node --import ./scripts/register.ts tests/browser/researcher-server.ts --db <file>
+ *   node --import ./scripts/register.ts tests/browser/researcher-server.ts --db <file> [--chain]
  *
  * A real coordinator (no chain) with one 2-stage model held by three peers (a replica on one stage) with real
  * Ed25519 keys: 20 recorded steps with training loss and a validation loss every 5, two rounds of heartbeats
  * reporting link counters (so links have rates), signed receipts for two steps (pending credit on the
  * leaderboards), and a team one peer joined with its key. Serves the built app (dist/) with /api and /v1
  * proxied to the coordinator, as `npm start` does. Prints one line `READY {…}`; stops on SIGTERM.
+ *
+ * With --chain: also a real anvil with Tessera deployed (the inference escrow included), the coordinator settling
+ * on it, and paid inference served by a stand-in generator (STAND_IN_TOKENS, one every 40 ms) — this stack tests
+ * the prompt box (signing, payment, streaming); generation by stage holders is tested in tests/infer.
  */
 import { parseArgs } from 'node:util';
 import { generateKeyPair } from '@libp2p/crypto/keys';
@@ -16,12 +20,16 @@ import type { PrivateKey } from '@libp2p/interface';
 import { peerIdFromPrivateKey } from '@libp2p/peer-id';
 import { preview } from 'vite';
 import { signTeamJoin } from '../../src/app/volunteer/teams.ts';
+import { privateKeyToAccount } from 'viem/accounts';
+import { ANVIL_KEYS, startAnvil, type Anvil } from '../../src/chain/anvil.ts';
+import { deployTessera } from '../../src/chain/deploy.ts';
 import { Coordinator } from '../../src/coordinator/coordinator.ts';
+import type { InferenceBackend } from '../../src/infer/backend.ts';
 import { receiptFlops } from '../../src/ledger/flops.ts';
 import { signReceipt, type WorkReceipt } from '../../src/ledger/receipt.ts';
 import { splitStages } from '../../src/model/stages.ts';
 import { freePort } from './free-port.ts';
-import { RESEARCH_MODEL, STEPS, TEAM_NAME, type ResearchFixture } from './researcher-fixture.ts';
+import { RESEARCH_MODEL, STAND_IN_TOKENS, STEPS, TEAM_NAME, type ResearchFixture } from './researcher-fixture.ts';
 
 async function call(base: string, method: string, path: string, body?: unknown): Promise<any> {
   const res = await fetch(base + path, { method, headers: { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
@@ -32,10 +40,31 @@ async function call(base: string, method: string, path: string, body?: unknown):
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** Emits STAND_IN_TOKENS in order, one every 40 ms (so the page visibly streams), up to max tokens. */
+const standIn: InferenceBackend = {
+  async generate(req, onToken) {
+    const tokens: number[] = [];
+    for (const t of STAND_IN_TOKENS.slice(0, req.maxTokens)) {
+      await sleep(40);
+      if (req.signal.aborted) break;
+      tokens.push(t);
+      if (onToken(t)) return { tokens, finish: 'stop' };
+    }
+    return { tokens, finish: 'length' };
+  },
+};
+
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { db: { type: 'string' } } });
+  const { values } = parseArgs({ options: { db: { type: 'string' }, chain: { type: 'boolean' } } });
   if (!values.db) throw new Error('--db <file> is required');
-  const coord = await Coordinator.start({ dbPath: values.db, heartbeatMs: 600_000 });
+  let anvil: Anvil | undefined;
+  let chain;
+  if (values.chain) {
+    anvil = await startAnvil();
+    const deployment = await deployTessera({ rpcUrl: anvil.rpcUrl, chainId: anvil.chainId, deployerKey: ANVIL_KEYS[0], settlerAddress: privateKeyToAccount(ANVIL_KEYS[1]).address, challengeDelaySeconds: 600 });
+    chain = { deployment, settlerKey: ANVIL_KEYS[1], ownerKey: ANVIL_KEYS[0] };
+  }
+  const coord = await Coordinator.start({ dbPath: values.db, heartbeatMs: 600_000, ...(chain ? { chain, inference: standIn } : {}) });
   const api = coord.url;
   const m = RESEARCH_MODEL;
   await call(api, 'POST', '/api/models', m);
@@ -105,13 +134,15 @@ async function main(): Promise<void> {
     root: new URL('../../', import.meta.url).pathname, logLevel: 'warn',
     preview: { host: '127.0.0.1', port, strictPort: true, open: false, proxy: { '/api': { target: api }, '/v1': { target: api } } },
   });
+  // The chain first: the spec SIGKILLs this process if stopping takes over 5 s, and anvil must not outlive it.
   const stop = async () => {
+    await anvil?.stop();
     await Promise.race([Promise.all([server.close(), coord.stop()]), new Promise((r) => setTimeout(r, 3000))]);
     process.exit(0);
   };
   process.on('SIGTERM', () => void stop());
   process.on('SIGINT', () => void stop());
-  const fx: ResearchFixture = { app: `http://127.0.0.1:${port}`, coordinator: api, modelId: m.id, peers: peers.map(({ id, stage, replica }) => ({ id, stage, replica })), teamId: team.id };
+  const fx: ResearchFixture = { app: `http://127.0.0.1:${port}`, coordinator: api, modelId: m.id, peers: peers.map(({ id, stage, replica }) => ({ id, stage, replica })), teamId: team.id, rpcUrl: anvil?.rpcUrl, chainId: anvil?.chainId };
   console.log(`READY ${JSON.stringify(fx)}`);
 }
 

@@ -6,7 +6,7 @@ import AxeBuilder from '@axe-core/playwright';
 import { expect, test, type Page, type TestInfo } from '@playwright/test';
 import { CHROMIUM_ARGS } from '../../playwright.config.ts';
 import { DESKTOP, PHONE, expectNoHorizontalOverflow, shoot, stopProcess, watchConsole } from './helpers.ts';
-import { STEPS, TEAM_NAME, type ResearchFixture } from './researcher-fixture.ts';
+import { STAND_IN_TOKENS, STEPS, TEAM_NAME, type ResearchFixture } from './researcher-fixture.ts';
 
 /**
  * The Researcher, Leaderboards and Volunteer views against a real coordinator (tests/browser/researcher-server.ts:
@@ -54,6 +54,32 @@ async function checkViews(page: Page, info: TestInfo, name: string, ready: () =>
     await scan(page, info, `${name}-${label}`);
     await shoot(page, info, `${name}-${label}`);
   }
+}
+
+/**
+ * A MetaMask-like window.ethereum on the right chain with one anvil dev account; everything but the account and
+ * chain questions goes to anvil, which signs (personal_sign) and sends for its unlocked accounts.
+ */
+async function injectWallet(page: Page, o: { rpcUrl: string; chainId: number; account: string }): Promise<void> {
+  await page.addInitScript((o) => {
+    let id = 0;
+    const w = window as unknown as { __walletCalls: string[]; ethereum: unknown };
+    w.__walletCalls = [];
+    w.ethereum = {
+      async request({ method, params }: { method: string; params?: unknown[] }) {
+        w.__walletCalls.push(method);
+        if (method === 'eth_requestAccounts' || method === 'eth_accounts') return [o.account];
+        if (method === 'eth_chainId') return `0x${o.chainId.toString(16)}`;
+        if (method === 'wallet_requestPermissions' || method === 'wallet_revokePermissions') return [];
+        const res = await fetch(o.rpcUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ jsonrpc: '2.0', id: ++id, method, params: params ?? [] }) });
+        const j = (await res.json()) as { result?: unknown; error?: { code: number; message: string } };
+        if (j.error) throw Object.assign(new Error(j.error.message), { code: j.error.code });
+        return j.result;
+      },
+      on() {},
+      removeListener() {},
+    };
+  }, o);
 }
 
 const json = async <T,>(url: string, init?: RequestInit): Promise<T> => (await fetch(url, init)).json() as Promise<T>;
@@ -176,6 +202,81 @@ test('the Researcher page shows live training, the topology and proposes a model
     expect(refusals).toContain('409 POST /api/models');
     expect(errors.filter((e) => !/Failed to load resource: the server responded with a status of (404|409)/.test(e))).toEqual([]);
     expect(errors.length).toBe(refusals.length);
+  } finally {
+    await stopProcess(server);
+    rmSync(dir, { recursive: true, force: true });
+    if (test.info().status !== test.info().expectedStatus) console.log(logs.slice(-40).join('\n'));
+  }
+});
+
+test('the prompt box: a 402 before any deposit, a deposit from the wallet, then a signed prompt streams token by token and is metered exactly', async ({ page }, info) => {
+  test.setTimeout(180_000);
+  const dir = mkdtempSync(join(tmpdir(), 'tessera-prompt-'));
+  const logs: string[] = [];
+  let server: ChildProcess | undefined;
+  // anvil dev account 5: pays for prompts.
+  const PAYER = '0x9965507D1a55bcC2695C58ba16FB37d819B0A4dc';
+  try {
+    const s = startServer(['--db', join(dir, 'coordinator.db'), '--chain'], logs);
+    server = s.child;
+    const fx = await s.ready;
+    await injectWallet(page, { rpcUrl: fx.rpcUrl!, chainId: fx.chainId!, account: PAYER });
+    await page.setViewportSize(DESKTOP);
+    const errors = watchConsole(page);
+    const refusals: string[] = [];
+    page.on('response', (r) => {
+      if (r.status() >= 400) refusals.push(`${r.status()} ${r.request().method()} ${new URL(r.url()).pathname}`);
+    });
+    await page.goto(`${fx.app}/#/researcher`);
+    const card = page.getByTestId('research-prompt');
+    await card.getByRole('button', { name: 'Connect wallet' }).click();
+    await expect(card.getByTestId('prompt-available')).toHaveText('0 ETH');
+
+    // Nothing deposited: the coordinator answers 402 before running anything, and the page says so.
+    const form = card.locator('form.prompt-form');
+    await form.getByLabel('Prompt', { exact: true }).fill('The jury said');
+    await form.getByLabel('Max tokens').fill('8');
+    await form.getByRole('button', { name: 'Send' }).click();
+    await expect(card.getByTestId('prompt-error')).toContainText('Your balance does not cover this request');
+    await expect(card.getByTestId('prompt-output')).toHaveText('');
+
+    // Deposit through the wallet (a real transaction on anvil); the balance follows.
+    await card.getByLabel('Amount (ETH)').fill('0.01');
+    await card.getByRole('button', { name: 'Deposit' }).click();
+    await expect(card.getByTestId('prompt-deposit-status')).toHaveText('Deposited 0.01 ETH into the inference escrow.', { timeout: 30_000 });
+    await expect(card.getByTestId('prompt-available')).toHaveText('0.01 ETH');
+
+    // Record every change of the output, to see it grow token by token rather than arrive at once.
+    await card.getByTestId('prompt-output').evaluate((el) => {
+      const seen: string[] = [];
+      (window as unknown as { __outputs: string[] }).__outputs = seen;
+      new MutationObserver(() => seen.push(el.textContent ?? '')).observe(el, { childList: true, subtree: true, characterData: true });
+    });
+    await form.getByRole('button', { name: 'Send' }).click();
+    await expect(card.getByTestId('prompt-status')).toContainText('Done · ', { timeout: 30_000 });
+    await expect(card.getByTestId('prompt-error')).toHaveCount(0);
+    const status = (await card.getByTestId('prompt-status').textContent())!;
+    const [, promptTokens, generated] = /Done · (\d+) prompt \+ (\d+) generated tokens/.exec(status)!;
+    expect(Number(generated)).toBe(8);
+    const outputs = await page.evaluate(() => (window as unknown as { __outputs: string[] }).__outputs);
+    const growth = [...new Set(outputs.map((o) => o.length))];
+    expect(growth.length, `output lengths seen: ${growth.join(', ')}`).toBeGreaterThanOrEqual(4);
+    const final = (await card.getByTestId('prompt-output').textContent())!;
+    expect(final.startsWith('The jury said')).toBe(true);
+    expect(final.length).toBeGreaterThan('The jury said'.length);
+    expect(STAND_IN_TOKENS.length).toBeGreaterThanOrEqual(8);
+    // The wallet signed the request (personal_sign), and the request was metered exactly: tokens × price.
+    expect(await page.evaluate(() => (window as unknown as { __walletCalls: string[] }).__walletCalls)).toContain('personal_sign');
+    const payer = await json<{ uncharged: string }>(`${fx.coordinator}/api/payers/${PAYER}`);
+    const weiPerToken = 2n * 10n ** 11n; // 0.0002 ETH per 1,000 tokens
+    expect(BigInt(payer.uncharged)).toBe(BigInt(Number(promptTokens) + 8) * weiPerToken);
+    await expect(card.getByTestId('prompt-uncharged')).toHaveText(`${Number(payer.uncharged) / 1e18} ETH`, { timeout: 20_000 });
+    await checkViews(page, info, 'researcher-prompt', async () => {
+      await expect(card.getByTestId('prompt-output')).toBeVisible();
+    });
+
+    expect(refusals).toEqual(['402 POST /v1/completions']);
+    expect(errors.filter((e) => !/Failed to load resource: the server responded with a status of 402/.test(e))).toEqual([]);
   } finally {
     await stopProcess(server);
     rmSync(dir, { recursive: true, force: true });
