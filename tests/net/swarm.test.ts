@@ -12,7 +12,8 @@ import { testGpu } from '../gpu-fixture.ts';
 /**
  * SLOW (~1–2 min): the whole swarm for real. A coordinator (relay + API + SQLite) and two `npm run worker`
  * processes, each on its own Dawn device, train a 2-stage model over direct WebRTC; the losses the last stage
- * reports equal those of the same recipe trained in one process.
+ * reports equal those of the same recipe trained in one process. One worker runs under a 50 % duty cycle, the
+ * other with inference priority 0.9: the device settings change when work runs, never what it computes.
  */
 const root = new URL('../../', import.meta.url).pathname;
 const recipe: RecipeOptions = { ...defaultRecipe(true), vocab: 1024, dModel: 32, heads: 2, context: 32, stages: 2, blocks: 1, micro: 2, batch: 2, seed: 1 };
@@ -40,6 +41,7 @@ describe('swarm (slow)', () => {
       const child = spawn(join(root, 'node_modules/.bin/node'), [
         '--import', './scripts/register.ts', 'src/cli/worker.ts', '--coordinator', coord!.url, '--key', join(dir, `w${i}.key`),
         '--steps', String(STEPS), '--tokens-per-second', String(100 * i),
+        ...(i === 1 ? ['--duty-cycle', '0.5'] : ['--inference-priority', '0.9']),
       ], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
       children.push(child);
       child.stdout!.on('data', (d) => logs.push(String(d)));
