@@ -196,6 +196,37 @@ test('the Researcher page shows live training, the topology and proposes a model
     await checkViews(page, info, 'volunteer', async () => {
       await expect(page.getByTestId('vol-teams-table')).toBeVisible();
     });
+    await page.setViewportSize(DESKTOP);
+
+    // Teams from the tab: create one (signed by the tab's peer key), then move to another.
+    const teams = page.getByTestId('vol-teams');
+    await teams.getByLabel('New team').fill('Tab team');
+    await teams.getByLabel('New team').press('Enter');
+    await expect(teams.getByTestId('vol-team-status')).toHaveText('Created Tab team and joined it.');
+    await expect(teams.getByTestId('vol-team')).toHaveText('This tab is in Tab team.');
+    await teams.getByRole('button', { name: `Join ${TEAM_NAME}` }).click();
+    await expect(teams.getByTestId('vol-team')).toHaveText(`This tab is in ${TEAM_NAME}.`);
+    const members = Object.fromEntries((await json<{ teams: Array<{ name: string; members: number }> }>(`${fx.coordinator}/api/teams`)).teams.map((t) => [t.name, t.members]));
+    expect(members).toEqual({ [TEAM_NAME]: 2, 'Tab team': 0 });
+
+    // Settings are keyboard-operable and survive a reload (localStorage).
+    const duty = page.getByTestId('vol-duty');
+    await duty.focus();
+    for (let i = 0; i < 5; i++) await page.keyboard.press('ArrowLeft');
+    await expect(page.getByText('GPU use: at most 50% of the time')).toBeVisible();
+    await page.getByTestId('vol-pause-hidden').press('Space');
+    await page.getByTestId('vol-prefer').selectOption('browser-proposed');
+    await page.reload();
+    await expect(page.getByTestId('vol-duty')).toHaveValue('50');
+    await expect(page.getByTestId('vol-pause-hidden')).not.toBeChecked();
+    await expect(page.getByTestId('vol-prefer')).toHaveValue('browser-proposed');
+
+    // The GPU page (no WebGPU in this browser): its notice passes the same scan.
+    await page.goto(`${fx.app}/#/`);
+    await expect(page.getByRole('heading', { level: 1, name: 'Your GPU' })).toBeVisible();
+    await checkViews(page, info, 'gpu', async () => {
+      await expect(page.locator('main[data-phase]')).not.toHaveAttribute('data-phase', /^(idle|detecting)$/);
+    });
 
     const expected = (r: string) => r === '409 POST /api/models' || /^404 GET \/api\/peers\/[^/]+\/credits$/.test(r);
     expect(refusals.filter((r) => !expected(r))).toEqual([]);
