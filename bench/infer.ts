@@ -142,7 +142,7 @@ const md = [
   stageRuntimeTable(runtimes), '',
   '### Serving one stage with KV caches: WGSL vs onnxruntime-web (wasm), as a holder measures them', '',
   table(['stage', 'runtime', 'time to first token (ms)', 'decode tokens/s', 'prompt + decode (ms)', 'relative error vs WGSL', 'chosen'], serving.flatMap((s) => s.results.map((r) => [
-    `${s.stage}/2`, r.name, r.ttftMs.toFixed(2), r.tokensPerSecond.toFixed(0), r.totalMs.toFixed(1), r.relativeError.toExponential(1), r.name === s.chosen ? 'yes' : '',
+    `${s.stage}/2`, r.name, r.ttftMs.toFixed(2), r.tokensPerSecond.toFixed(0), r.totalMs.toFixed(1), r.relativeError?.toExponential(1) ?? 'not compared', r.name === s.chosen ? 'yes' : '',
   ])), ['l', 'l', 'r', 'r', 'r', 'r', 'l']),
   '', `Per stage: a ${PROMPT.length}-token prompt, then ${TOKENS} single-token steps, host input in and host output out (the last stage gives the last row's logits); medians of 5 rounds after a warm-up, the runtimes alternating. A holder runs the same measurement (smaller) when its stage changes and serves with the one that took least.`, '',
 ];

@@ -222,6 +222,12 @@ describe('measureRuntimes', () => {
     };
     const off = await measureRuntimes(stage, { promptTokens: 4, decodeTokens: 2, runtimes: [wgsl, wrong] });
     expect(off.results[1].relativeError).toBeGreaterThan(RUNTIME_AGREEMENT);
+
+    // Training steps landing during every try (stage.step moves): outputs of different weights are not compared.
+    const training: StageRuntime = { ...slow, step: (s, x, c) => ((stage.step += 1), wgsl.step(s, x, c)) };
+    const moving = await measureRuntimes(stage, { promptTokens: 4, decodeTokens: 2, runtimes: [training, onnx] });
+    expect(moving.results.map((r) => r.relativeError)).toEqual([undefined, undefined]);
+    expect(moving.results.every((r) => r.totalMs > 0)).toBe(true);
     onnx.destroy();
     wgsl.destroy();
     stage.destroy();
