@@ -1,0 +1,141 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { generateKeyPair, privateKeyToProtobuf } from '@libp2p/crypto/keys';
+import { peerIdFromPrivateKey } from '@libp2p/peer-id';
+import { expect, test } from '@playwright/test';
+import { CHROMIUM_ARGS } from '../../playwright.config.ts';
+import { DESKTOP, stopProcess as stop, storeTabKey } from './helpers.ts';
+
+/**
+ * A tab that holds a stage serves `/tessera/infer/1.0.0`: a coordinator (tests/browser/swarm-server.ts) and one
+ * `npm run worker` process hold the two stages of a model with the tab; the tab, having measured our WGSL
+ * kernels against onnxruntime-web on its WebGPU EP (SwiftShader here), serves its stage with the one it chose.
+ * A third peer — a Node process running SwarmInference, the coordinator's own inference client — generates
+ * greedy tokens through the tab and the worker over direct WebRTC.
+ */
+
+// As in volunteer.spec.ts: real host candidates, so Node peers reach the tab over the machine's interface.
+test.use({ launchOptions: { executablePath: '/usr/bin/chromium', args: [...CHROMIUM_ARGS, '--disable-features=WebRtcHideLocalIpsWithMdns'] } });
+test.setTimeout(240_000);
+
+const NODE = 'node_modules/.bin/node';
+const N = 6;
+
+interface Fixture {
+  coordinator: string;
+  app: string;
+  modelId: string;
+}
+
+function start(args: string[], logs: string[], name: string, env: Record<string, string> = {}): ChildProcess {
+  const child = spawn(NODE, ['--import', './scripts/register.ts', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  const keep = (d: Buffer) => logs.push(...String(d).split('\n').filter(Boolean).map((l) => `[${name}] ${l}`));
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
+  return child;
+}
+
+/** The first stdout line of `child` starting with `prefix`, parsed as JSON. */
+function line<T>(child: ChildProcess, prefix: string, logs: string[]): Promise<T> {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      out += String(d);
+      const found = out.split('\n').find((l) => l.startsWith(prefix));
+      if (found) resolve(JSON.parse(found.slice(prefix.length)) as T);
+    });
+    child.once('exit', (code) => reject(new Error(`process exited with ${code} before "${prefix}":\n${logs.slice(-60).join('\n')}`)));
+  });
+}
+
+/** Two identities, the worker's peer id sorting after the tab's (the dialing-order workaround of volunteer.spec.ts). */
+async function orderedKeys(): Promise<{ tab: Uint8Array; worker: Uint8Array; tabId: string }> {
+  const [x, y] = [await generateKeyPair('Ed25519'), await generateKeyPair('Ed25519')];
+  const [lo, hi] = peerIdFromPrivateKey(x).toString() < peerIdFromPrivateKey(y).toString() ? [x, y] : [y, x];
+  return { tab: privateKeyToProtobuf(lo), worker: privateKeyToProtobuf(hi), tabId: peerIdFromPrivateKey(lo).toString() };
+}
+
+/** The requester, run by Node with our loader: dials both holders over WebRTC and generates through them. */
+const REQUESTER = `
+import { createPeer, dialWebRTC, waitForRelayAddress } from './src/net/node.ts';
+import { SwarmInference } from './src/infer/swarm-backend.ts';
+const job = JSON.parse(process.env.INFER_JOB);
+const node = await createPeer({ relayAddr: job.relay });
+await waitForRelayAddress(node);
+for (const h of job.stages.flat()) await dialWebRTC(node, job.relay, h, 30000);
+const backend = new SwarmInference({ node, auditFraction: 0, timeoutMs: 120000, log: (l) => console.log(l), holders: () => ({ dModel: job.dModel, stages: job.stages }) });
+const t0 = performance.now();
+const out = await backend.generate({ modelId: job.model, prompt: Int32Array.from(job.prompt), maxTokens: job.tokens, sampling: { temperature: 0 }, signal: AbortSignal.timeout(180000) }, () => {});
+console.log('RESULT ' + JSON.stringify({ ...out, ms: performance.now() - t0, hops: backend.stats.hops }));
+await node.stop();
+process.exit(0);
+`;
+
+const json = async <T,>(url: string): Promise<T> => (await fetch(url)).json() as Promise<T>;
+
+test('a tab holding a stage measures both runtimes and serves /tessera/infer/1.0.0 to a Node requester', async ({ page }) => {
+  const dir = mkdtempSync(join(tmpdir(), 'tessera-infer-tab-'));
+  const logs: string[] = [];
+  const children: ChildProcess[] = [];
+  try {
+    const server = start(['tests/browser/swarm-server.ts', '--db', join(dir, 'coordinator.db')], logs, 'server');
+    children.push(server);
+    const fx = await line<Fixture>(server, 'READY ', logs);
+    const keys = await orderedKeys();
+    writeFileSync(join(dir, 'worker.key'), keys.worker, { mode: 0o600 });
+    children.push(start(['src/cli/worker.ts', '--coordinator', fx.coordinator, '--key', join(dir, 'worker.key'), '--tokens-per-second', '1000'], logs, 'worker'));
+
+    await page.setViewportSize(DESKTOP);
+    await page.goto(`${fx.app}/`);
+    await storeTabKey(page, keys.tab);
+    await page.getByRole('link', { name: 'Volunteer' }).click();
+    await page.getByRole('button', { name: 'Join the swarm' }).click();
+    await expect(page.getByTestId('vol-model')).toHaveText(fx.modelId, { timeout: 30_000 });
+
+    // Once it holds a stage the tab measures WGSL against onnxruntime-web on WebGPU and says which serves.
+    const activity = page.getByTestId('vol-log');
+    await expect(activity).toContainText('inference runtime for stage', { timeout: 150_000 });
+    const choice = (await activity.innerText()).split('\n').find((l) => l.includes('inference runtime for stage'))!;
+    console.log(`tab: ${choice}`);
+    // ORT loaded on the WebGPU EP in the tab and ran the KV-cached graph; its outputs agreed with WGSL's on the
+    // same inputs (unless the tab trained a step during every try, which makes them incomparable).
+    const agreed = /measured: wgsl TTFT [\d.]+ ms, \d+ tokens\/s; onnx-webgpu TTFT [\d.]+ ms, \d+ tokens\/s, relative error ([\d.]+e[-+]\d+)\)$/.exec(choice);
+    const untested = /measured: wgsl TTFT [\d.]+ ms, \d+ tokens\/s; onnx-webgpu TTFT [\d.]+ ms, \d+ tokens\/s, not compared: the stage trained during each try\)$/.test(choice);
+    expect(agreed || untested, choice).toBeTruthy();
+    if (agreed) expect(Number(agreed[1])).toBeLessThanOrEqual(1e-3);
+    expect(choice).toMatch(/: (wgsl|onnx-webgpu) \(measured/);
+
+    // Serve once the pipeline is settled: the tab has trained a step in its epoch (between epochs it holds nothing).
+    await page.waitForFunction(() => (window.__tesseraVolunteer?.stepsDone ?? 0) >= 1 || window.__tesseraVolunteer?.status === 'error', null, { timeout: 120_000 });
+    expect((await page.evaluate(() => window.__tesseraVolunteer))?.error).toBeUndefined();
+
+    // Who holds what, from the coordinator.
+    const { peers } = await json<{ peers: Array<{ peerId: string; status: string; assignments: Array<{ modelId: string; stage: number }> }> }>(`${fx.coordinator}/api/peers`);
+    const alive = peers.filter((p) => p.status === 'alive' && p.assignments.some((a) => a.modelId === fx.modelId));
+    expect(alive.map((p) => p.peerId)).toContain(keys.tabId);
+    const stages: string[][] = [[], []];
+    for (const p of alive) for (const a of p.assignments) stages[a.stage].push(p.peerId);
+    expect(stages.map((s) => s.length)).toEqual([1, 1]);
+    const { relay } = await json<{ relay: { multiaddrs: string[] } }>(`${fx.coordinator}/api/health`);
+
+    const requester = start(['--input-type=module', '-e', REQUESTER], logs, 'requester', {
+      INFER_JOB: JSON.stringify({ relay: relay.multiaddrs[0], stages, dModel: 32, model: fx.modelId, prompt: [17, 250, 3, 99, 512], tokens: N }),
+    });
+    children.push(requester);
+    const result = await line<{ tokens: number[]; finish: string; ms: number; hops: number }>(requester, 'RESULT ', logs).catch(async (e: Error) => {
+      throw new Error(`${e.message}\n[tab]\n${await activity.innerText()}`);
+    });
+    console.log(`generated through the tab and the worker: ${JSON.stringify(result)}`);
+    expect(result.tokens).toHaveLength(N);
+    for (const t of result.tokens) expect(Number.isInteger(t) && t >= 0 && t < 1024).toBe(true);
+    expect(result.finish).toBe('length');
+    expect(logs.filter((l) => l.startsWith('[requester]') && /failed|retrying/.test(l)), logs.join('\n')).toEqual([]);
+    // The tab logged no refused request.
+    expect(await activity.innerText()).not.toContain('inference request from');
+  } finally {
+    for (const c of children.reverse()) await stop(c);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
