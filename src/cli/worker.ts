@@ -30,6 +30,7 @@ import { createPeer, waitForRelayAddress } from '../net/node.ts';
 import { AUDIT_FRACTION, SwarmWorker } from '../net/swarm-worker.ts';
 import { ReceiptReporter } from '../ledger/reporter.ts';
 import { InferenceServer } from '../infer/serve.ts';
+import { wireTapToFiles } from '../net/wire-tap-files.ts';
 import { secretCoin } from '../train/work.ts';
 import { formatBytes } from '../train/progress.ts';
 import { measureThroughput } from '../train/throughput.ts';
@@ -77,6 +78,9 @@ const gpu = await Gpu.create();
 const privateKey = await loadOrCreateKey(resolve(values.key ?? '.tessera/worker.key'));
 const node = await createPeer({ relayAddr, privateKey });
 await waitForRelayAddress(node);
+// Diagnostics (tests/infer/no-weights-leak.test.ts): every byte received, and the held stage's weights at each step.
+const tapDir = process.env.TESSERA_WIRE_TAP;
+const snapshot = tapDir ? wireTapToFiles(node, tapDir) : undefined;
 const say = (s: string) => console.log(s);
 const reporter = new ReceiptReporter({ key: privateKey, peerId: node.peerId.toString(), coordinatorUrl: client.url, log: (l) => say(`[worker ${node.peerId.toString().slice(-6)}] ${l}`) });
 reporter.start();
@@ -92,6 +96,7 @@ const worker = new SwarmWorker({
   onWork: (w, c) => reporter.add(w, c),
   corrupt: corruptShare > 0 ? (step, micro) => cheat(step, micro, 9) < corruptShare : undefined,
   onUpdateApplied: (step) => {
+    snapshot?.(worker.heldStage());
     if (step !== crashAfter) return;
     console.log(`[worker ${node.peerId.toString().slice(-6)}] --crash-after-update ${step}: killing this process (SIGKILL) right after the update`);
     process.kill(process.pid, 'SIGKILL');
@@ -99,7 +104,8 @@ const worker = new SwarmWorker({
   onStep: (s) => say(`[worker ${node.peerId.toString().slice(-6)}] step ${s.step}${s.loss === undefined ? '' : `  loss ${s.loss.toFixed(4)}`}  ${s.ms.toFixed(0)} ms  sent ${formatBytes(s.bytesSent)}  received ${formatBytes(s.bytesReceived)}`),
 });
 // Inference with the stage's current weights, between training steps (and after them with --stay).
-const inference = new InferenceServer({ node, held: () => worker.heldStage(), runtime: inferRuntime, key: privateKey, log: (l) => say(`[worker ${node.peerId.toString().slice(-6)}] ${l}`) });
+if (snapshot) setInterval(() => snapshot(worker.heldStage()), 300).unref();
+const inference = new InferenceServer({ node, held: () => worker.heldStage(), runtime: inferRuntime, key: privateKey, turns: worker.turns, log: (l) => say(`[worker ${node.peerId.toString().slice(-6)}] ${l}`) });
 await inference.start();
 const shutdown = async () => {
   await inference.stop();

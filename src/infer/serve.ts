@@ -15,6 +15,7 @@
 import type { Connection, Libp2p, PrivateKey, Stream } from '@libp2p/interface';
 import type { SignedReceipt } from '../ledger/receipt.ts';
 import { stageIncrementalFlops } from '../model/flops.ts';
+import type { GpuTurns } from '../gpu/gpu-turns.ts';
 import { bytesOf, hopReceipt } from './hop-receipt.ts';
 import { ShapeError } from '../gpu/index.ts';
 import type { Stage } from '../model/stage.ts';
@@ -62,6 +63,8 @@ export class InferenceServer {
   private readonly held: HeldForInference;
   private readonly log: (line: string) => void;
   private readonly key?: PrivateKey;
+  /** The device's turns, shared with training (src/gpu/gpu-turns.ts): each request's compute is one 'infer' turn. */
+  private readonly turns?: GpuTurns;
   private engine?: { stage: Stage; runtime: Promise<StageRuntime> };
   private readonly runtimeMode: RuntimeMode;
   private watch?: ReturnType<typeof setInterval>;
@@ -70,10 +73,13 @@ export class InferenceServer {
   /**
    * `key`: this peer's libp2p key, to sign hop receipts (none: hops are served unreceipted). `runtime`: how the
    * held stage runs (stage-runtime.ts); 'auto' (default) measures WGSL and onnxruntime-web on this device
-   * whenever the held stage changes and serves with the faster (stats.runtime says which, and why).
+   * whenever the held stage changes and serves with the faster (stats.runtime says which, and why). `turns`:
+   * the device's arbiter shared with training (the worker's), so the inference/training priority and the
+   * GPU-use cap apply to inference too; a paused peer refuses at once, so the requester moves to a replica.
    */
-  constructor(o: { node: Libp2p; held: HeldForInference; log?: (line: string) => void; key?: PrivateKey; runtime?: RuntimeMode }) {
+  constructor(o: { node: Libp2p; held: HeldForInference; log?: (line: string) => void; key?: PrivateKey; runtime?: RuntimeMode; turns?: GpuTurns }) {
     this.runtimeMode = o.runtime ?? 'auto';
+    this.turns = o.turns;
     this.node = o.node;
     this.held = o.held;
     this.log = o.log ?? (() => {});
@@ -150,7 +156,10 @@ export class InferenceServer {
           const scoring = stage.spec.hasHead && req.targets !== undefined;
           if (scoring && req.targets!.length !== input.length / (stage.spec.hasEmbedding ? 1 : C)) throw new ShapeError(`${req.targets!.length} targets for ${input.length / (stage.spec.hasEmbedding ? 1 : C)} positions`);
           const decode = known && !scoring && input.length === (stage.spec.hasEmbedding ? 1 : C);
-          const r = await engine.step(req.session, input, !decode, { logits: scoring ? 'all' : 'last' });
+          if (this.turns?.paused) throw new Error('this peer is paused (its volunteer paused it): ask a replica');
+          const step = () => engine.step(req.session, input, !decode, { logits: scoring ? 'all' : 'last' });
+          // Only the compute and its read-back hold the device's turn, never the stream I/O around it.
+          const r = this.turns ? await this.turns.run('infer', step, { signal }) : await step();
           let output: Float32Array;
           if (stage.spec.hasHead) {
             const logits = r.logits!;

@@ -18,6 +18,12 @@ export class WireError extends Error {
 
 type Chunk = { subarray(): Uint8Array };
 
+/** Sees every chunk any StreamReader receives (wire-tap.ts; null: none). */
+let readerTap: ((bytes: Uint8Array) => void) | null = null;
+export function setReaderTap(tap: ((bytes: Uint8Array) => void) | null): void {
+  readerTap = tap;
+}
+
 /**
  * Reads exact byte counts from a stream (chunks arrive in whatever sizes the transport chose). It listens to the
  * stream's events rather than iterating it: libp2p 3's iterator attaches its listeners only on the first
@@ -44,6 +50,7 @@ export class StreamReader {
 
   private readonly onMessage = (e: Event) => {
     const bytes = (e as unknown as { data: Chunk }).data.subarray();
+    readerTap?.(bytes);
     this.chunks.push(bytes);
     this.queued += bytes.length;
     this.bytesRead += bytes.length;

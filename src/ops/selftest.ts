@@ -10,6 +10,7 @@ import { checkAdamW } from './adamw.check.ts';
 import { checkGradClip } from './gradclip.check.ts';
 import { checkMatmul } from './matmul.check.ts';
 import { checkAttention } from './attention.check.ts';
+import { checkAttentionDecode } from './attention-decode.check.ts';
 
 /**
  * Every op's kernel check, in the order the self-test runs them. The app runs these ('small') on the
@@ -26,6 +27,7 @@ export const OP_CHECKS: Array<[string, OpCheck]> = [
   ['gradclip', checkGradClip],
   ['matmul', checkMatmul],
   ['attention', checkAttention],
+  ['attention-decode', checkAttentionDecode],
 ];
 
 export interface SelfTestReport {

@@ -154,7 +154,7 @@ export async function startSession(gpu: Gpu, speed: Speed, events: SessionEvents
     })());
   gpu.onLost(() => worker.stop());
   // The tab also serves inference for the stage it holds (its current weights, between training steps).
-  const inference = new InferenceServer({ node, held: () => worker.heldStage(), key: privateKey, log: (line) => events.log(line) });
+  const inference = new InferenceServer({ node, held: () => worker.heldStage(), key: privateKey, turns: worker.turns, log: (line) => events.log(line) });
   await inference.start();
   return { peerId, worker, done: worker.run(), close };
 }
