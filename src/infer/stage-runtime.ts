@@ -410,6 +410,10 @@ export interface ChosenRuntime {
   /** Why: the measurement, the mode, or ORT's failure. */
   reason: string;
   measured?: RuntimeMeasurement[];
+  /** With 'auto': how long exporting the stage and opening ORT's session took. */
+  exportMs?: number;
+  /** With 'auto': the stage trained during the choice, so ORT's export was counted per generation. */
+  training?: boolean;
 }
 
 function describeMeasurement(m: RuntimeMeasurement, i: number): string {
@@ -418,19 +422,24 @@ function describeMeasurement(m: RuntimeMeasurement, i: number): string {
 }
 
 /**
- * The runtime a holder serves `stage` with. ORT's failure to load (no provider, a graph it rejects) or to
- * run the measurement leaves WGSL serving, with the reason; it never stops the holder from serving.
+ * The runtime a holder serves `stage` with. With 'auto', the one whose measured prompt + decode took least,
+ * ORT's export time added when the stage trained meanwhile (each new generation would then re-export); an ORT
+ * that disagrees with WGSL is never chosen. ORT's failure to load (no provider, a graph it rejects) or to run
+ * the measurement leaves WGSL serving, with the reason; it never stops the holder from serving.
  */
 export async function chooseRuntime(stage: Stage, mode: RuntimeMode, opts: OnnxRuntimeOptions & { measure?: Omit<MeasureOptions, 'runtimes'> }): Promise<ChosenRuntime> {
   const { measure, ...runtimeOpts } = opts;
   if (mode === 'wgsl') return { runtime: new WgslRuntime(stage, runtimeOpts), reason: 'set to wgsl' };
   let onnx: OnnxRuntime;
+  const step = stage.step;
+  const t0 = performance.now();
   try {
     onnx = await OnnxRuntime.create(stage, runtimeOpts);
   } catch (e) {
     return { runtime: new WgslRuntime(stage, runtimeOpts), reason: `onnxruntime-web could not load the stage (${(e as Error).message}): WGSL serves` };
   }
   if (mode === 'onnx') return { runtime: onnx, reason: 'set to onnx' };
+  const exportMs = performance.now() - t0;
   const wgsl = new WgslRuntime(stage, runtimeOpts);
   try {
     const m = await measureRuntimes(stage, { ...measure, runtimes: [wgsl, onnx] });
@@ -439,9 +448,15 @@ export async function chooseRuntime(stage: Stage, mode: RuntimeMode, opts: OnnxR
       onnx.destroy();
       return { runtime: wgsl, reason: `${onnx.name} disagrees with WGSL on this device (relative error ${error.toExponential(1)} > ${RUNTIME_AGREEMENT}): WGSL serves`, measured: m.results };
     }
-    const [keep, drop] = m.chosen === wgsl.name ? [wgsl, onnx] : [onnx, wgsl];
+    // A stage that trains while it serves gets a new export for nearly every new session (generation): then the
+    // export counts against ORT once per measured session.
+    const training = stage.step !== step;
+    const [w, o] = m.results;
+    const onnxMs = o.totalMs + (training ? exportMs : 0);
+    const [keep, drop] = onnxMs < w.totalMs ? [onnx, wgsl] : [wgsl, onnx];
     drop.destroy();
-    return { runtime: keep, reason: `measured: ${m.results.map(describeMeasurement).join('; ')}`, measured: m.results };
+    const exported = `ORT export ${exportMs.toFixed(0)} ms${training ? ', counted per generation: the stage is training' : ''}`;
+    return { runtime: keep, reason: `measured: ${m.results.map(describeMeasurement).join('; ')}; ${exported}`, measured: m.results, exportMs, training };
   } catch (e) {
     onnx.destroy();
     return { runtime: wgsl, reason: `measuring failed (${(e as Error).message}): WGSL serves` };

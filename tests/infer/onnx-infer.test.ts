@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { ContextLengthError, UnknownSessionError } from '../../src/infer/kv-cache.ts';
 import { stageCachedOnnxModel } from '../../src/infer/onnx-infer.ts';
 import { greedy } from '../../src/infer/sample.ts';
-import { measureRuntimes, OnnxRuntime, RUNTIME_AGREEMENT, WgslRuntime, type StageRuntime, type StageRuntimeStep } from '../../src/infer/stage-runtime.ts';
+import { chooseRuntime, measureRuntimes, OnnxRuntime, RUNTIME_AGREEMENT, WgslRuntime, type StageRuntime, type StageRuntimeStep } from '../../src/infer/stage-runtime.ts';
 import { splitStages } from '../../src/model/stages.ts';
 import { Stage } from '../../src/model/stage.ts';
 import { compare, type Comparison } from '../../src/ops/compare.ts';
@@ -230,6 +230,36 @@ describe('measureRuntimes', () => {
     expect(moving.results.every((r) => r.totalMs > 0)).toBe(true);
     onnx.destroy();
     wgsl.destroy();
+    stage.destroy();
+  });
+});
+
+describe('chooseRuntime', () => {
+  it("serves with the mode's runtime, or with 'auto' the faster one, counting ORT's export while the stage trains", async () => {
+    const gpu = await testGpu();
+    const [, spec] = splitStages(CFG, 2);
+    const stage = Stage.create(gpu, CFG, spec, modelWeights(CFG));
+    const fixed = await Promise.all((['wgsl', 'onnx'] as const).map((mode) => chooseRuntime(stage, mode, OPTS)));
+    expect(fixed.map((c) => [c.runtime.name, c.reason])).toEqual([['wgsl', 'set to wgsl'], ['onnx-wasm', 'set to onnx']]);
+    for (const c of fixed) c.runtime.destroy();
+
+    const idle = await chooseRuntime(stage, 'auto', { ...OPTS, measure: { promptTokens: 8, decodeTokens: 4 } });
+    expect(idle.training).toBe(false);
+    expect(idle.exportMs).toBeGreaterThan(0);
+    expect(idle.reason).toMatch(/^measured: wgsl TTFT [\d.]+ ms, \d+ tokens\/s; onnx-wasm TTFT [\d.]+ ms, \d+ tokens\/s, relative error [\d.]+e-\d+; ORT export \d+ ms$/);
+    const [w, o] = idle.measured!;
+    expect(idle.runtime.name).toBe(o.totalMs < w.totalMs ? 'onnx-wasm' : 'wgsl');
+    idle.runtime.destroy();
+
+    // Training steps land while it chooses: ORT's export is counted against it.
+    const trainer = setInterval(() => stage.step++, 5);
+    const busy = await chooseRuntime(stage, 'auto', { ...OPTS, measure: { promptTokens: 8, decodeTokens: 4 } });
+    clearInterval(trainer);
+    expect(busy.training).toBe(true);
+    expect(busy.reason).toContain('counted per generation: the stage is training');
+    const [bw, bo] = busy.measured!;
+    expect(busy.runtime.name).toBe(bo.totalMs + busy.exportMs! < bw.totalMs ? 'onnx-wasm' : 'wgsl');
+    busy.runtime.destroy();
     stage.destroy();
   });
 });
