@@ -192,6 +192,8 @@ export interface SwarmApi {
   propose(p: ModelProposal): Promise<ModelDetail>;
   leaderboard(id: string, by: LeaderboardBy): Promise<Leaderboard>;
   credits(peerId: string): Promise<PeerCredits>;
+  /** Ids of every peer that ever joined (GET /api/peers). */
+  peers(): Promise<string[]>;
   teams(): Promise<Team[]>;
   createTeam(name: string): Promise<Team>;
   joinTeam(teamId: string, body: TeamJoin): Promise<{ teamId: string; peerId: string }>;
@@ -236,6 +238,7 @@ export function swarmApi(fetcher: typeof fetch = (...a) => fetch(...a), base = '
     propose: async (p) => (await call<{ model: ModelDetail }>('/api/models', post(p))).model,
     leaderboard: (id, by) => call<Leaderboard>(`/api/models/${enc(id)}/leaderboard?by=${by}`),
     credits: (peerId) => call<PeerCredits>(`/api/peers/${enc(peerId)}/credits`),
+    peers: async () => (await call<{ peers: Array<{ peerId: string }> }>('/api/peers')).peers.map((p) => p.peerId),
     teams: async () => (await call<{ teams: Team[] }>('/api/teams')).teams,
     async createTeam(name) {
       const t = await call<Omit<Team, 'members'>>('/api/teams', post({ name }));

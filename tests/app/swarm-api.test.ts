@@ -63,6 +63,7 @@ describe('app ↔ coordinator (issue 8 routes)', () => {
     const { nodes } = topologyGraph(topo);
     expect(nodes.filter((n) => n.type === 'stage')).toHaveLength(4);
     expect(nodes.filter((n) => n.type === 'peer').map((n) => n.id).sort()).toEqual(peers);
+    expect((await api.peers()).sort()).toEqual(peers);
     expect(topo.boundaries.map((b) => [b.after, b.codec, b.rawBytesPerToken])).toEqual([[0, 'int8', 512], [1, 'int8', 512], [2, 'int8', 512]]);
     const v = await api.verification(modelId);
     expect(v).toMatchObject({ modelId, epochs: [] });

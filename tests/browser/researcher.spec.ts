@@ -1,11 +1,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { generateKeyPair, privateKeyToProtobuf } from '@libp2p/crypto/keys';
+import { peerIdFromPrivateKey } from '@libp2p/peer-id';
 import AxeBuilder from '@axe-core/playwright';
-import { expect, test, type Page, type TestInfo } from '@playwright/test';
+import { chromium, expect, test, type Page, type TestInfo } from '@playwright/test';
 import { CHROMIUM_ARGS } from '../../playwright.config.ts';
-import { DESKTOP, PHONE, expectNoHorizontalOverflow, shoot, stopProcess, watchConsole } from './helpers.ts';
+import { DESKTOP, PHONE, expectNoHorizontalOverflow, shoot, stopProcess, storeTabKey, watchConsole } from './helpers.ts';
 import { STAND_IN_TOKENS, STEPS, TEAM_NAME, type ResearchFixture } from './researcher-fixture.ts';
 
 /**
@@ -18,7 +20,9 @@ import { STAND_IN_TOKENS, STEPS, TEAM_NAME, type ResearchFixture } from './resea
  */
 
 // These pages need no GPU: leave WebGPU off so the GPU page's self-test (started by main.tsx) ends at once.
-test.use({ launchOptions: { executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS.filter((a) => !/webgpu|swiftshader|Vulkan/i.test(a)) } });
+// (The last test, where a tab trains, launches its own browser with SwiftShader WebGPU.)
+const NO_GPU = { launchOptions: { executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS.filter((a) => !/webgpu|swiftshader|Vulkan/i.test(a)) } };
+test.use(NO_GPU);
 
 const NODE = 'node_modules/.bin/node';
 
@@ -84,6 +88,7 @@ async function injectWallet(page: Page, o: { rpcUrl: string; chainId: number; ac
 
 const json = async <T,>(url: string, init?: RequestInit): Promise<T> => (await fetch(url, init)).json() as Promise<T>;
 
+
 test('the Researcher page shows live training, the topology and proposes a model; Leaderboards and Volunteer views pass axe at both widths', async ({ page }, info) => {
   test.setTimeout(180_000);
   const dir = mkdtempSync(join(tmpdir(), 'tessera-research-'));
@@ -95,8 +100,8 @@ test('the Researcher page shows live training, the topology and proposes a model
     const fx = await s.ready;
     await page.setViewportSize(DESKTOP);
     const errors = watchConsole(page);
-    // HTTP refusals the browser logs as "Failed to load resource": only the ones this test provokes on purpose
-    // (a taken model id) or that mean "nothing yet" (credit of a tab that never joined) are allowed.
+    // HTTP refusals the browser logs as "Failed to load resource": only the one this test provokes on purpose
+    // (a taken model id) is allowed.
     const refusals: string[] = [];
     page.on('response', (r) => {
       if (r.status() >= 400) refusals.push(`${r.status()} ${r.request().method()} ${new URL(r.url()).pathname}`);
@@ -228,11 +233,8 @@ test('the Researcher page shows live training, the topology and proposes a model
       await expect(page.locator('main[data-phase]')).not.toHaveAttribute('data-phase', /^(idle|detecting)$/);
     });
 
-    const expected = (r: string) => r === '409 POST /api/models' || /^404 GET \/api\/peers\/[^/]+\/credits$/.test(r);
-    expect(refusals.filter((r) => !expected(r))).toEqual([]);
-    expect(refusals).toContain('409 POST /api/models');
-    expect(errors.filter((e) => !/Failed to load resource: the server responded with a status of (404|409)/.test(e))).toEqual([]);
-    expect(errors.length).toBe(refusals.length);
+    expect(refusals).toEqual(['409 POST /api/models']);
+    expect(errors).toEqual(['console.error: Failed to load resource: the server responded with a status of 409 (Conflict)']);
   } finally {
     await stopProcess(server);
     rmSync(dir, { recursive: true, force: true });
@@ -312,5 +314,106 @@ test('the prompt box: a 402 before any deposit, a deposit from the wallet, then 
     await stopProcess(server);
     rmSync(dir, { recursive: true, force: true });
     if (test.info().status !== test.info().expectedStatus) console.log(logs.slice(-40).join('\n'));
+  }
+});
+
+/** Two identities such that the Node worker's peer id sorts after the tab's (see volunteer.spec.ts's orderedKeys: a workaround for a dial race). */
+async function orderedKeys(): Promise<{ tab: Uint8Array; worker: Uint8Array }> {
+  const [x, y] = [await generateKeyPair('Ed25519'), await generateKeyPair('Ed25519')];
+  const [lo, hi] = peerIdFromPrivateKey(x).toString() < peerIdFromPrivateKey(y).toString() ? [x, y] : [y, x];
+  return { tab: privateKeyToProtobuf(lo), worker: privateKeyToProtobuf(hi) };
+}
+
+function spawnLogged(args: string[], logs: string[], name: string): ChildProcess {
+  const child = spawn(NODE, ['--import', './scripts/register.ts', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const keep = (d: Buffer) => logs.push(...String(d).split('\n').filter(Boolean).map((l) => `[${name}] ${l}`));
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
+  return child;
+}
+
+test('a volunteer tab asks for its chosen model, pauses itself while hidden and resumes when shown; the Researcher page shows it in the topology', async ({}, info) => {
+  test.setTimeout(240_000);
+  // This one trains: its own browser, with WebGPU on SwiftShader as playwright.config.ts sets it up.
+  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS, headless: true });
+  const page = await browser.newPage();
+  const dir = mkdtempSync(join(tmpdir(), 'tessera-research-vol-'));
+  const logs: string[] = [];
+  let server: ChildProcess | undefined;
+  let worker: ChildProcess | undefined;
+  try {
+    server = spawnLogged(['tests/browser/swarm-server.ts', '--db', join(dir, 'coordinator.db')], logs, 'server');
+    const fx = await new Promise<{ coordinator: string; app: string; modelId: string }>((resolve, reject) => {
+      server!.stdout!.on('data', (d: Buffer) => {
+        const line = String(d).split('\n').find((l) => l.startsWith('READY '));
+        if (line) resolve(JSON.parse(line.slice('READY '.length)));
+      });
+      server!.once('exit', (code) => reject(new Error(`swarm-server exited with ${code}:\n${logs.join('\n')}`)));
+    });
+    const keys = await orderedKeys();
+    writeFileSync(join(dir, 'worker.key'), keys.worker, { mode: 0o600 });
+    worker = spawnLogged(['src/cli/worker.ts', '--coordinator', fx.coordinator, '--key', join(dir, 'worker.key'), '--tokens-per-second', '1000'], logs, 'worker');
+
+    await page.setViewportSize(DESKTOP);
+    const errors = watchConsole(page);
+    const refusals: string[] = [];
+    page.on('response', (r) => {
+      if (r.status() >= 400) refusals.push(`${r.status()} ${r.request().method()} ${new URL(r.url()).pathname}`);
+    });
+    await page.goto(`${fx.app}/#/volunteer`);
+    await storeTabKey(page, keys.tab);
+    await page.getByTestId('vol-prefer').selectOption(fx.modelId);
+    await page.getByRole('button', { name: 'Join the swarm' }).click();
+    await page.waitForFunction(() => (window.__tesseraVolunteer?.stepsDone ?? 0) >= 1 || window.__tesseraVolunteer?.status === 'error', null, { timeout: 120_000 });
+    const hook = (await page.evaluate(() => window.__tesseraVolunteer))!;
+    expect(hook.error, logs.slice(-30).join('\n')).toBeUndefined();
+    // The join asked for the chosen model.
+    const { peers } = await json<{ peers: Array<{ peerId: string; preferModel: string | null }> }>(`${fx.coordinator}/api/peers`);
+    expect(peers.find((p) => p.peerId === hook.peerId)?.preferModel).toBe(fx.modelId);
+
+    // Hidden (the browser's visibilitychange): the tab finishes its step and holds; shown again, it trains on.
+    const setVisibility = (state: 'hidden' | 'visible') =>
+      page.evaluate((state) => {
+        Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => state });
+        document.dispatchEvent(new Event('visibilitychange'));
+      }, state);
+    // ("Paused" once the step in flight lands; a step aborted by a re-layout never lands, so "Pausing" may stay.)
+    await setVisibility('hidden');
+    await expect(page.getByTestId('vol-status')).toHaveText(/^Paus(ing|ed)$/);
+    await expect(page.getByTestId('vol-detail')).toContainText('this tab is hidden');
+    // Wait for the step in flight to land (then the page says Paused); if none lands within a minute, none will.
+    await page.waitForFunction(() => window.__tesseraVolunteer!.status === 'paused', null, { timeout: 60_000 }).catch(() => {});
+    const held = await page.evaluate(() => window.__tesseraVolunteer!.stepsDone);
+    await page.waitForTimeout(5000);
+    expect(await page.evaluate(() => window.__tesseraVolunteer!.stepsDone), 'steps while hidden').toBe(held);
+    await setVisibility('visible');
+    await expect(page.getByTestId('vol-status')).toHaveText('Training');
+    await page.waitForFunction((n) => window.__tesseraVolunteer!.stepsDone > n, held, { timeout: 60_000 });
+
+    // The Researcher page, while the session goes on: this tab is a browser node of the diagram, the loss is live.
+    await page.getByRole('link', { name: 'Researcher' }).click();
+    await expect(page.getByTestId('research-stream')).toHaveAttribute('data-stream', 'live');
+    const node = page.getByTestId('topo-diagram').locator(`.react-flow__node[data-id="${hook.peerId}"]`);
+    await expect(node).toContainText('Browser');
+    await expect(page.getByTestId('research-loss-caption')).toContainText(/training \d+\.\d{4} at step \d+/, { timeout: 60_000 });
+    await shoot(page, info, 'researcher-live-swarm');
+    await page.getByRole('link', { name: 'Volunteer' }).click();
+    await page.getByRole('button', { name: 'Leave' }).click();
+    await expect(page.getByTestId('vol-status')).toHaveText('Stopped', { timeout: 30_000 });
+    // A tab whose main thread compiles SwiftShader kernels for seconds can miss heartbeats on this shared machine:
+    // the coordinator declares it gone, its next heartbeat gets 409 and the worker joins again, as designed.
+    const unexpected = refusals.filter((r) => r !== '409 POST /api/peers/heartbeat');
+    expect(unexpected).toEqual([]);
+    expect(errors.filter((e) => !/status of 409 \(Conflict\)/.test(e)), `refused requests: ${refusals.join(', ')}`).toEqual([]);
+  } catch (e) {
+    const tabLog = await page.getByTestId('vol-log').innerText().catch(() => '(no activity log)');
+    console.log(`[tab]\n${tabLog}\n${logs.slice(-80).join('\n')}`);
+    throw e;
+  } finally {
+    await browser.close();
+    await stopProcess(worker);
+    await stopProcess(server);
+    rmSync(dir, { recursive: true, force: true });
+    if (test.info().status !== test.info().expectedStatus) console.log(logs.slice(-60).join('\n'));
   }
 });

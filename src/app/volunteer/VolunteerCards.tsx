@@ -136,18 +136,39 @@ export function CreditsCard() {
   );
 }
 
+const KNOWN_KEY = 'tessera-known-peer';
+
 /**
- * This peer's credit and team, polled. A peer that never joined the swarm or a team is 404 to the coordinator:
- * for this page that is simply "nothing yet", not an error (and not worth a retry).
+ * Whether the coordinator knows this peer (it joined the swarm once, or a team): only then is there credit to
+ * ask for — asking about a stranger is a 404, which the browser would log as an error on every first visit.
+ * Known from GET /api/peers (every peer that ever joined), or remembered after a team join from this tab.
+ */
+function useKnownPeer(peerId: string | undefined): boolean {
+  const remembered = !!peerId && localStorage.getItem(KNOWN_KEY) === peerId;
+  const joinedNow = useVolunteerStore((s) => s.peerId === peerId && isActive(s.status));
+  const peers = useQuery({ queryKey: ['swarm', 'peers'], queryFn: () => api.peers(), enabled: !!peerId && !remembered && !joinedNow, refetchInterval: 30_000 });
+  return !!peerId && (remembered || joinedNow || !!peers.data?.includes(peerId));
+}
+
+export function rememberKnownPeer(peerId: string): void {
+  localStorage.setItem(KNOWN_KEY, peerId);
+}
+
+/**
+ * This peer's credit and team, polled once the coordinator knows the peer; before that, "nothing yet". (A 404
+ * still reads as nothing: the coordinator may have lost a peer that was never placed.)
  */
 function useCredits(peerId: string | undefined) {
+  const known = useKnownPeer(peerId);
+  const none = (): PeerCredits => ({ peerId: peerId!, wallet: null, team: null, models: [] });
   return useQuery({
-    queryKey: ['swarm', 'credits', peerId],
+    queryKey: ['swarm', 'credits', peerId, known],
     queryFn: async (): Promise<PeerCredits> => {
+      if (!known) return none();
       try {
         return await api.credits(peerId!);
       } catch (e) {
-        if (e instanceof ApiError && e.status === 404) return { peerId: peerId!, wallet: null, team: null, models: [] };
+        if (e instanceof ApiError && e.status === 404) return none();
         throw e;
       }
     },
@@ -182,6 +203,7 @@ export function TeamsCard() {
       return api.joinTeam(teamId, await signTeamJoin(peer.key, peerId, teamId));
     },
     onSuccess: async (r) => {
+      rememberKnownPeer(r.peerId);
       setStatus(`Joined ${teams.data?.find((t) => t.id === r.teamId)?.name ?? r.teamId}.`);
       await queryClient.invalidateQueries({ queryKey: ['swarm'] });
     },
