@@ -46,7 +46,7 @@ const toReceipt = (r: Row): StoredReceipt => ({
   id: Number(r.id), epoch: r.epoch === null ? null : Number(r.epoch), model: String(r.model_id), round: Number(r.round), stage: Number(r.stage),
   replica: Number(r.replica), replicas: Number(r.replicas), step: Number(r.step), micro: Number(r.micro), kind: String(r.kind) as SignedReceipt['kind'],
   flops: Number(r.flops), inputHash: String(r.input_hash), outputHash: String(r.output_hash), peerId: String(r.peer_id), signature: String(r.signature),
-  ...(r.sketch === null || r.sketch === undefined ? {} : { sketch: JSON.parse(String(r.sketch)) as number[] }),
+  ...(r.sketch === null || r.sketch === undefined ? {} : { sketch: JSON.parse(String(r.sketch)) as number[], sessionStep: Number(r.session_step) }),
 });
 
 const toEpoch = (r: Row): EpochRow => ({
@@ -77,10 +77,10 @@ export class LedgerStore {
   insertReceipt(r: SignedReceipt, at: number): 'ok' | 'duplicate' {
     const res = this.db
       .prepare(
-        `INSERT INTO receipts (model_id, round, stage, replica, replicas, step, micro, kind, flops, input_hash, output_hash, peer_id, signature, at, sketch)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+        `INSERT INTO receipts (model_id, round, stage, replica, replicas, step, micro, kind, flops, input_hash, output_hash, peer_id, signature, at, sketch, session_step)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
       )
-      .run(r.model, r.round, r.stage, r.replica, r.replicas, r.step, r.micro, r.kind, r.flops, r.inputHash, r.outputHash, r.peerId, r.signature, at, r.sketch ? JSON.stringify(r.sketch) : null);
+      .run(r.model, r.round, r.stage, r.replica, r.replicas, r.step, r.micro, r.kind, r.flops, r.inputHash, r.outputHash, r.peerId, r.signature, at, r.sketch ? JSON.stringify(r.sketch) : null, r.sessionStep ?? null);
     return Number(res.changes) === 1 ? 'ok' : 'duplicate';
   }
 

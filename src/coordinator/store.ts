@@ -144,7 +144,8 @@ const MIGRATIONS: readonly string[] = [
      model_id TEXT NOT NULL REFERENCES models(id), boundary INTEGER NOT NULL, bytes INTEGER NOT NULL, since INTEGER NOT NULL, at INTEGER NOT NULL,
      PRIMARY KEY (model_id, boundary)
    );`,
-  // 5: inference receipts (src/ledger/receipt.ts kinds infer, infer-audit) with their output sketch. SQLite cannot
+  // 5: inference receipts (src/ledger/receipt.ts kinds infer, infer-audit) with their output sketch and session
+  // weights step. SQLite cannot
   // widen a CHECK: the table is rebuilt with its rows, ids and indexes.
   `CREATE TABLE receipts_v5 (
      id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -155,7 +156,7 @@ const MIGRATIONS: readonly string[] = [
      kind TEXT NOT NULL CHECK (kind IN ('train', 'audit', 'infer', 'infer-audit')),
      flops INTEGER NOT NULL, input_hash TEXT NOT NULL, output_hash TEXT NOT NULL,
      peer_id TEXT NOT NULL, signature TEXT NOT NULL, at INTEGER NOT NULL,
-     sketch TEXT,
+     sketch TEXT, session_step INTEGER,
      UNIQUE (model_id, round, stage, step, micro, kind, peer_id)
    );
    INSERT INTO receipts_v5 (id, model_id, epoch, round, stage, replica, replicas, step, micro, kind, flops, input_hash, output_hash, peer_id, signature, at)

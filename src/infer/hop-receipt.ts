@@ -17,8 +17,10 @@ export interface HopContext {
   stage: number;
   replica: number;
   replicas: number;
-  /** The stage's optimizer step (whose weights served the hop). */
+  /** The optimizer step of the weights that served the hop. */
   step: number;
+  /** The step of the weights the session's cache began with. */
+  sessionStep: number;
   peerId: string;
 }
 
@@ -40,7 +42,7 @@ export function hopReceipt(key: PrivateKey, c: HopContext, w: HopWork): Promise<
     model: c.model, round: c.round, stage: c.stage, replica: c.replica, replicas: c.replicas, step: c.step, micro: w.unit,
     kind: w.audit ? ('infer-audit' as const) : ('infer' as const), flops: w.flops, inputHash: hashBytes(w.input), outputHash: hashBytes(bytesOf(w.output)), peerId: c.peerId,
   };
-  return signReceipt(key, { ...r, sketch: sketchOf(w.output, inferUnitKey(r)) });
+  return signReceipt(key, { ...r, sketch: sketchOf(w.output, inferUnitKey(r)), sessionStep: c.sessionStep });
 }
 
 /**

@@ -181,7 +181,7 @@ export class InferenceServer {
           if (req.unit !== undefined && this.key && !scoring) {
             const t = r.length - r.start;
             reply.receipt = await hopReceipt(this.key, {
-              model: req.model, round: held.round ?? 0, stage: req.stage, replica: held.replica ?? 0, replicas: held.replicas ?? 1, step: stage.step, peerId: this.node.peerId.toString(),
+              model: req.model, round: held.round ?? 0, stage: req.stage, replica: held.replica ?? 0, replicas: held.replicas ?? 1, step: r.weightsStep, sessionStep: r.sessionStep, peerId: this.node.peerId.toString(),
             }, { unit: req.unit, audit: req.audit === true, flops: stageIncrementalFlops(stage.cfg, stage.spec, t, r.start, 1), input: bytesOf(input), output });
           }
           this.stats.served++;

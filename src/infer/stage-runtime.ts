@@ -24,6 +24,10 @@ export interface StageRuntimeStep {
   start: number;
   /** Positions the session holds now. */
   length: number;
+  /** The optimizer step of the weights this step computed with. */
+  weightsStep: number;
+  /** The optimizer step of the weights the session's first positions were computed with (its oldest cache). */
+  sessionStep: number;
 }
 
 export interface StageRuntime {
@@ -79,11 +83,14 @@ export class WgslRuntime implements StageRuntime {
     const all = opts.logits === 'all';
     // decode() gives the last row's logits only: a scoring step of an open session runs as prefill() (which continues it).
     if (!create && !this.has(session)) throw new UnknownSessionError(`session ${JSON.stringify(session)} has no KV cache on this stage (never prefilled, ended, or evicted): prefill it again`);
+    // WGSL computes with the stage's live weights; the cache keeps what earlier steps computed.
+    const weightsStep = stage.step;
     const r = create || all ? this.inference.prefill(session, input, { logits: all ? 'all' : 'last' }) : this.inference.decode(session, input);
     const out = (r.output ?? r.logits)!;
+    const steps = { weightsStep, sessionStep: this.inference.session(session)?.weightsStep ?? weightsStep };
     try {
       const data = (await stage.gpu.read(out)) as Float32Array;
-      return r.logits ? { logits: all ? data : data.subarray(data.length - stage.cfg.vocab), start: r.start, length: r.length } : { output: data, start: r.start, length: r.length };
+      return r.logits ? { logits: all ? data : data.subarray(data.length - stage.cfg.vocab), start: r.start, length: r.length, ...steps } : { output: data, start: r.start, length: r.length, ...steps };
     } finally {
       stage.gpu.release(out);
     }
@@ -245,7 +252,9 @@ export class OnnxRuntime implements StageRuntime {
       throw new UnknownSessionError(`session ${JSON.stringify(id)} was ended while its step ran`);
     }
     this.book.commit(s, t);
-    const result = { start, length: s.length };
+    // A session runs on one export throughout: its weights are the export's.
+    const step = entry.version.runner.step;
+    const result = { start, length: s.length, weightsStep: step, sessionStep: step };
     return this.stage.spec.hasHead ? { ...result, logits: r.output } : { ...result, output: r.output };
   }
 

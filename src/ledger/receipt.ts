@@ -43,6 +43,11 @@ export interface WorkReceipt {
   peerId: string;
   /** Inference kinds only: the output's sketch (sketch.ts), for comparison with a tolerance. */
   sketch?: number[];
+  /**
+   * Inference kinds only: the step of the weights the session's cache began with (`step` is this hop's). Two
+   * replicas' hops compute the same thing only when both held one step's weights throughout the session.
+   */
+  sessionStep?: number;
 }
 
 export interface SignedReceipt extends WorkReceipt {
@@ -67,7 +72,7 @@ const DOMAIN = 'tessera-receipt-v1\n';
 /** The signed bytes: a domain tag and the fields in a fixed order (no JSON key-order ambiguity); the sketch last, when there is one. */
 export function receiptBytes(r: WorkReceipt): Uint8Array {
   const fields: unknown[] = FIELDS.map((f) => r[f]);
-  if (r.sketch) fields.push(r.sketch);
+  if (r.sketch) fields.push(r.sketch, r.sessionStep ?? null);
   return new TextEncoder().encode(DOMAIN + JSON.stringify(fields));
 }
 
@@ -89,7 +94,10 @@ export async function verifyReceiptSignature(r: SignedReceipt): Promise<boolean>
 
 const pick = (r: WorkReceipt): WorkReceipt => {
   const out = Object.fromEntries(FIELDS.map((f) => [f, r[f]])) as unknown as WorkReceipt;
-  if (r.sketch) out.sketch = [...r.sketch];
+  if (r.sketch) {
+    out.sketch = [...r.sketch];
+    out.sessionStep = r.sessionStep;
+  }
   return out;
 };
 
@@ -97,7 +105,7 @@ const pick = (r: WorkReceipt): WorkReceipt => {
 export function parseReceipt(v: unknown): SignedReceipt {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ReceiptError('a receipt must be a JSON object');
   const o = v as Record<string, unknown>;
-  const extra = Object.keys(o).filter((k) => k !== 'signature' && k !== 'sketch' && !(FIELDS as readonly string[]).includes(k));
+  const extra = Object.keys(o).filter((k) => k !== 'signature' && k !== 'sketch' && k !== 'sessionStep' && !(FIELDS as readonly string[]).includes(k));
   if (extra.length > 0) throw new ReceiptError(`unknown receipt field(s): ${extra.slice(0, 5).join(', ')}`);
   const str = (k: string, re: RegExp) => {
     if (typeof o[k] !== 'string' || !re.test(o[k] as string)) throw new ReceiptError(`receipt ${k} must match ${re}, got ${JSON.stringify(o[k])?.slice(0, 80)}`);
@@ -130,9 +138,11 @@ export function parseReceipt(v: unknown): SignedReceipt {
     if (!Array.isArray(sk) || sk.length !== SKETCH_SIZE || !sk.every((x) => typeof x === 'number' && Number.isFinite(x))) {
       throw new ReceiptError(`an ${r.kind} receipt needs a sketch of ${SKETCH_SIZE} finite numbers`);
     }
-    return { ...r, sketch: [...(sk as number[])] };
+    const ss = o.sessionStep;
+    if (typeof ss !== 'number' || !Number.isSafeInteger(ss) || ss < 0 || ss > r.step) throw new ReceiptError(`an ${r.kind} receipt needs its session's weights step, an integer in [0, step ${r.step}]`);
+    return { ...r, sketch: [...(sk as number[])], sessionStep: ss };
   }
-  if (o.sketch !== undefined) throw new ReceiptError(`a ${r.kind} receipt has no sketch`);
+  if (o.sketch !== undefined || o.sessionStep !== undefined) throw new ReceiptError(`a ${r.kind} receipt has no sketch or session step`);
   // A train receipt is the owner's micro-batch; an audit is a sibling's (never its own: that checks nothing).
   const owner = r.micro % r.replicas;
   if (r.kind === 'train' && owner !== r.replica) throw new ReceiptError(`micro-batch ${r.micro} belongs to replica ${owner}, not ${r.replica}`);

@@ -12,13 +12,15 @@
  * Credits = FLOPs of the receipts of peers not caught: their corroborated train work, plus audits that compared.
  *
  * Inference hops are judged the same way, by unit (the requester's hop number): an infer-audit with the same
- * input hash and a sketch that disagrees beyond float32 noise catches the serving peer. Infer receipts need no
+ * input hash and a sketch that disagrees beyond float32 noise catches the serving peer — compared only when
+ * both ran on the same step's weights for their whole session (else 'stale': training moved the weights). Infer receipts need no
  * neighbour's corroboration: only the requester records them (peers cannot post them), as it receives the work.
  */
 import { inferUnitKey, isInferenceKind, unitKey, type SignedReceipt, type WorkReceipt } from './receipt.ts';
 import { sketchesAgree } from './sketch.ts';
 
-export type AuditResult = 'match' | 'mismatch' | 'input-mismatch' | 'unmatched';
+/** stale: an inference replay whose weights differ from the served hop's (a training step fell between): not comparable. */
+export type AuditResult = 'match' | 'mismatch' | 'input-mismatch' | 'unmatched' | 'stale';
 
 export interface AuditOutcome {
   unit: string;
@@ -92,6 +94,7 @@ export function judgeEpoch(receipts: readonly WorkReceipt[], stages: number): Ep
     let result: AuditResult;
     if (!t || t.peerId === r.peerId) result = 'unmatched';
     else if (t.inputHash !== r.inputHash) result = 'input-mismatch';
+    else if (inference && !sameWeights(t, r)) result = 'stale';
     else result = same(t, r) ? 'match' : 'mismatch';
     audits.push({ unit, auditor: r.peerId, audited: t && t.peerId !== r.peerId ? t.peerId : null, result });
     if (result === 'match' || result === 'mismatch') {
@@ -107,6 +110,11 @@ export function judgeEpoch(receipts: readonly WorkReceipt[], stages: number): Ep
   for (const r of comparedAudits) of(r.peerId).auditFlops += r.flops;
   for (const v of verdicts.values()) v.credited = v.caught ? 0 : v.trainFlops + v.auditFlops + v.inferFlops;
   return { verdicts: [...verdicts.values()].sort((a, b) => (a.peerId < b.peerId ? -1 : 1)), audits };
+}
+
+/** Both hops ran on one step's weights throughout their sessions, the same step. */
+function sameWeights(a: WorkReceipt, b: WorkReceipt): boolean {
+  return a.step === b.step && a.sessionStep === a.step && b.sessionStep === b.step;
 }
 
 /** Receipts in a canonical order (what settlement publishes and verification re-reads). */

@@ -101,7 +101,7 @@ describe('contribution ledger (coordinator + anvil)', () => {
 
   it('records inference hop receipts the requester checked; peers cannot post them, wrong FLOPs and replays are refused', async () => {
     const hop = (p: (typeof peers)[number], unit: number, over: Partial<WorkReceipt> = {}) => hopReceipt(p.key, {
-      model: model.id, round: 1, stage: p.stage, replica: 0, replicas: 1, step: 1, peerId: p.id,
+      model: model.id, round: 1, stage: p.stage, replica: 0, replicas: 1, step: 1, sessionStep: 1, peerId: p.id,
     }, { unit, audit: false, flops: inferFlops(p.stage), input: bytesOf(Int32Array.of(1, 2, 3)), output: Float32Array.of(0.5, -1, 2), ...over });
     const [a, b] = peers;
     const ra = await hop(a, 7);

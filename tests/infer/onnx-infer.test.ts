@@ -252,10 +252,20 @@ describe('chooseRuntime', () => {
     idle.runtime.destroy();
 
     // Training steps land while it chooses: ORT's export is counted against it.
-    const trainer = setInterval(() => stage.step++, 5);
-    const busy = await chooseRuntime(stage, 'auto', { ...OPTS, measure: { promptTokens: 8, decodeTokens: 4 } });
-    clearInterval(trainer);
-    expect(busy.training).toBe(true);
+    // (A step lands after each WGSL step of the measurement, not during the export: deterministic under load.)
+    const wgslStep = WgslRuntime.prototype.step;
+    WgslRuntime.prototype.step = async function (this: WgslRuntime, ...args: Parameters<WgslRuntime['step']>) {
+      const r = await wgslStep.apply(this, args);
+      stage.step++;
+      return r;
+    };
+    let busy: Awaited<ReturnType<typeof chooseRuntime>>;
+    try {
+      busy = await chooseRuntime(stage, 'auto', { ...OPTS, measure: { promptTokens: 8, decodeTokens: 4 } });
+    } finally {
+      WgslRuntime.prototype.step = wgslStep;
+    }
+    expect(busy.training, busy.reason).toBe(true);
     expect(busy.reason).toContain('counted per generation: the stage is training');
     const [bw, bo] = busy.measured!;
     expect(busy.runtime.name).toBe(bo.totalMs + busy.exportMs! < bw.totalMs ? 'onnx-wasm' : 'wgsl');

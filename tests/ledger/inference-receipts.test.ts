@@ -15,7 +15,7 @@ describe('inference receipts', () => {
   const input = bytesOf(rng.f32(4096));
   let keys: PrivateKey[];
   let ids: string[];
-  const ctx = (i: number, replica: number): HopContext => ({ model: 'm', round: 2, stage: 1, replica, replicas: 2, step: 5, peerId: ids[i] });
+  const ctx = (i: number, replica: number, step = 5, sessionStep = step): HopContext => ({ model: 'm', round: 2, stage: 1, replica, replicas: 2, step, sessionStep, peerId: ids[i] });
 
   beforeAll(async () => {
     keys = await Promise.all([0, 1, 2].map(() => generateKeyPair('Ed25519')));
@@ -73,6 +73,9 @@ describe('inference receipts', () => {
     const { sketch: _s, ...bare } = r;
     expect(() => parseReceipt(bare)).toThrow(/needs a sketch of 8 finite numbers/);
     expect(() => parseReceipt({ ...r, sketch: [1, 2, NaN, 4, 5, 6, 7, 8] })).toThrow(/needs a sketch/);
+    expect(() => parseReceipt({ ...r, sessionStep: 6 })).toThrow(/session's weights step, an integer in \[0, step 5\]/);
+    const { sessionStep: _ss, ...noStep } = r;
+    expect(() => parseReceipt(noStep)).toThrow(/session's weights step/);
     expect(() => parseReceipt({ ...r, kind: 'train', micro: 0, replica: 0 })).toThrow(/a train receipt has no sketch/);
   });
 
@@ -92,6 +95,11 @@ describe('inference receipts', () => {
     expect(v[ids[2]]).toMatchObject({ caught: true, failed: 1, credited: 0 });
     expect(v[ids[1]]).toMatchObject({ caught: false, auditFlops: 200, credited: 200 });
     expect(j.audits.map((a) => a.result)).toEqual(['match', 'mismatch', 'unmatched']);
+    // Replays on other weights than the served hop's (a training step between them, or within either session) are not compared.
+    const later = await hopReceipt(keys[1], ctx(1, 1, 6), { unit: 2, audit: true, flops: 100, input, output });
+    const mixed = await hopReceipt(keys[1], ctx(1, 1, 5, 4), { unit: 2, audit: true, flops: 100, input, output });
+    expect(judgeEpoch([receipts[2], later, mixed], 4).audits.map((a) => a.result)).toEqual(['stale', 'stale']);
+    expect(judgeEpoch([receipts[2], later, mixed], 4).verdicts.find((x) => x.peerId === ids[2])!.caught).toBe(false);
     // A replay fed different input bytes says nothing about the server.
     const other = await hopReceipt(keys[1], ctx(1, 1), { unit: 1, audit: true, flops: 100, input: bytesOf(Float32Array.of(9)), output: wrong });
     expect(judgeEpoch([receipts[0], other], 4).audits[0].result).toBe('input-mismatch');
