@@ -7,22 +7,11 @@
  */
 import type { PrivateKey } from '@libp2p/interface';
 import { hashBytes } from '../train/work.ts';
-import { inferUnitKey, signReceipt, type SignedReceipt } from '../ledger/receipt.ts';
+import { inferUnitKey, signReceipt, type SignedReceipt, type WorkReceipt } from '../ledger/receipt.ts';
 import { sketchOf } from '../ledger/sketch.ts';
 
-/** Who served a hop, and where it sat in the swarm. */
-export interface HopContext {
-  model: string;
-  round: number;
-  stage: number;
-  replica: number;
-  replicas: number;
-  /** The optimizer step of the weights that served the hop. */
-  step: number;
-  /** The step of the weights the session's cache began with. */
-  sessionStep: number;
-  peerId: string;
-}
+/** Who served a hop and where it sat in the swarm (`step`: the weights that served it; `sessionStep`: its session's first). */
+export type HopContext = Pick<WorkReceipt, 'model' | 'round' | 'stage' | 'replica' | 'replicas' | 'step' | 'peerId'> & { sessionStep: number };
 
 export interface HopWork {
   /** The requester's number for this hop (the same for its audit replay). */

@@ -139,7 +139,7 @@ describe('inference through the swarm (slow)', () => {
     const receipts = (coord.store.connection.prepare('SELECT * FROM receipts').all() as Array<Record<string, unknown>>).map((r) => ({
       model: String(r.model_id), round: Number(r.round), stage: Number(r.stage), replica: Number(r.replica), replicas: Number(r.replicas), step: Number(r.step),
       micro: Number(r.micro), kind: String(r.kind) as 'infer', flops: Number(r.flops), inputHash: String(r.input_hash), outputHash: String(r.output_hash), peerId: String(r.peer_id),
-      sketch: JSON.parse(String(r.sketch)) as number[],
+      sketch: JSON.parse(String(r.sketch)) as number[], sessionStep: Number(r.session_step),
     }));
     const judged = judgeEpoch(receipts, 4);
     expect(judged.audits.length).toBe(N + 3);
