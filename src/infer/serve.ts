@@ -25,6 +25,8 @@ import { chooseRuntime, type RuntimeMeasurement, type RuntimeMode, type StageRun
 
 export const INFER_PROTOCOL = '/tessera/infer/1.0.0';
 const MAX_REQUEST_JSON = 256 * 1024;
+/** A held stage's runtime is chosen this long after it is first held, if no request chose it before. */
+const CHOOSE_AFTER_MS = 30_000;
 
 export interface InferRequest {
   model: string;
@@ -88,10 +90,15 @@ export class InferenceServer {
 
   async start(): Promise<void> {
     await this.node.handle(INFER_PROTOCOL, (stream, connection) => this.serve(stream, connection));
-    // Choose the runtime as soon as a stage is held, not on the first request (measuring takes a moment).
+    // Choose the runtime before the first request (measuring takes a moment), but only once the stage has been
+    // held for a while: right after a move the worker is busy fetching weights, connecting and loading data, and
+    // seconds of compiling and measuring then would stall its heartbeats. A request before that chooses at once.
+    let seen: { stage: Stage; since: number } | undefined;
     this.watch = setInterval(() => {
       const held = this.held();
-      if (held) this.runtime(held.stage).catch(() => {});
+      if (!held) return;
+      if (seen?.stage !== held.stage) seen = { stage: held.stage, since: Date.now() };
+      else if (Date.now() - seen.since >= CHOOSE_AFTER_MS) this.runtime(held.stage).catch(() => {});
     }, 3000);
     (this.watch as { unref?: () => void }).unref?.();
   }
