@@ -14,9 +14,10 @@ import { STAND_IN_TOKENS, STEPS, TEAM_NAME, type ResearchFixture } from './resea
  * The Researcher, Leaderboards and Volunteer views against a real coordinator (tests/browser/researcher-server.ts:
  * a 2-stage model held by three peers, 20 steps, measured links, receipts, a team): the loss curve and its live
  * updates over SSE, the topology diagram with every peer and labelled links, the codec table, a model proposed
- * through the form (a refusal shown at its field first), the leaderboards; every view scanned by axe at phone
- * and desktop widths (no serious or critical violations), without horizontal overflow or console errors, and
- * screenshotted.
+ * through the form (a refusal shown at its field first), the leaderboards, teams and settings from the tab; every
+ * view scanned by axe at phone and desktop widths (no serious or critical violations), without horizontal
+ * overflow or console errors, and screenshotted. Then the prompt box on anvil (deposit, signed streaming prompt,
+ * exact metering), and a training tab (swarm-server + a Node worker) pausing itself while hidden.
  */
 
 // These pages need no GPU: leave WebGPU off so the GPU page's self-test (started by main.tsx) ends at once.
@@ -363,10 +364,14 @@ test('a volunteer tab asks for its chosen model, pauses itself while hidden and 
     await page.goto(`${fx.app}/#/volunteer`);
     await storeTabKey(page, keys.tab);
     await page.getByTestId('vol-prefer').selectOption(fx.modelId);
+    await page.getByTestId('vol-duty').fill('70');
     await page.getByRole('button', { name: 'Join the swarm' }).click();
     await page.waitForFunction(() => (window.__tesseraVolunteer?.stepsDone ?? 0) >= 1 || window.__tesseraVolunteer?.status === 'error', null, { timeout: 120_000 });
     const hook = (await page.evaluate(() => window.__tesseraVolunteer))!;
     expect(hook.error, logs.slice(-30).join('\n')).toBeUndefined();
+    // This build's worker takes the GPU-use cap (the page says so when one cannot).
+    await expect(page.getByText('GPU use: at most 70% of the time')).toBeVisible();
+    await expect(page.getByText('cannot cap its GPU use yet')).toHaveCount(0);
     // The join asked for the chosen model.
     const { peers } = await json<{ peers: Array<{ peerId: string; preferModel: string | null }> }>(`${fx.coordinator}/api/peers`);
     expect(peers.find((p) => p.peerId === hook.peerId)?.preferModel).toBe(fx.modelId);
