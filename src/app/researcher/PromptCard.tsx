@@ -1,5 +1,5 @@
 import { useQuery } from '@tanstack/react-query';
-import { useId, useMemo, useRef, useState, type FormEvent } from 'react';
+import { useId, useMemo, useRef, useState, type FormEvent, type ReactNode } from 'react';
 import { parseEther, type Address, type Chain } from 'viem';
 import { useConfig, useConnection, WagmiProvider } from 'wagmi';
 import { signMessage, writeContract } from 'wagmi/actions';
@@ -24,7 +24,7 @@ export function PromptCard({ models, modelId }: { models: ModelSummary[]; modelI
   const d = info.data;
   const key = d ? `${d.chainId} ${d.rpcUrl}` : '';
   const wagmi = useMemo(() => (d ? holderWagmiConfig(d) : undefined), [key]);
-  let body;
+  let body: ReactNode;
   if (info.isPending) body = <p className="muted" role="status">Reading the chain settings…</p>;
   else if (info.error)
     body = (
