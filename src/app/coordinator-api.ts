@@ -3,18 +3,10 @@
  * proxies /api and /v1). Shapes follow src/coordinator/API.md and the issue-8 contract (topology, throughput,
  * verification, teams, leaderboards, credits). Errors carry the coordinator's reason and code.
  */
+import { ApiError, jsonClient } from './http.ts';
 
-/** An answer other than 2xx, with the coordinator's reason and code when it gave one. */
-export class ApiError extends Error {
-  status: number;
-  code?: string;
-  constructor(message: string, status: number, code?: string) {
-    super(message);
-    this.name = 'ApiError';
-    this.status = status;
-    this.code = code;
-  }
-}
+/** Re-exported: callers of this client catch its errors. */
+export { ApiError };
 
 export interface ModelConfigInput {
   vocab: number;
@@ -204,19 +196,7 @@ const enc = encodeURIComponent;
 
 /** `fetcher` and `base` are for tests; the pages use the global fetch, same origin. */
 export function swarmApi(fetcher: typeof fetch = (...a) => fetch(...a), base = ''): SwarmApi {
-  async function call<T>(path: string, init?: RequestInit): Promise<T> {
-    let res: Response;
-    try {
-      res = await fetcher(`${base}${path}`, init);
-    } catch (e) {
-      throw new ApiError(`cannot reach the coordinator (${(e as Error).message})`, 0);
-    }
-    const body = (await res.json().catch(() => undefined)) as (T & { error?: string; code?: string }) | undefined;
-    if (!res.ok) throw new ApiError(body?.error ?? `${path} answered ${res.status}`, res.status, body?.code);
-    if (body === undefined) throw new ApiError(`${path} answered with no JSON`, res.status);
-    return body;
-  }
-  const post = (body: unknown): RequestInit => ({ method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const { call, post } = jsonClient(fetcher, base);
   return {
     models: async () => (await call<{ models: ModelSummary[] }>('/api/models')).models,
     model: async (id) => (await call<{ model: ModelDetail }>(`/api/models/${enc(id)}`)).model,

@@ -2,9 +2,13 @@
  * The coordinator's ledger API as the Holder page sees it (same origin: the app proxies /api). Responses are
  * checked where a wrong shape would show wrong money (decimal strings, addresses); everything else is trusted.
  */
+import { ApiError, jsonClient } from '../http.ts';
 import { getAddress, isAddress, type Address, type Hex } from 'viem';
 import { parseDeployment, type Deployment } from '../../chain/deployment.ts';
 import type { SignedBinding } from '../../ledger/binding.ts';
+
+/** Re-exported: callers of this client catch its errors. */
+export { ApiError };
 
 export type EpochStatus = 'pending-chain' | 'challenge' | 'claimable' | 'revoked';
 
@@ -54,18 +58,6 @@ export interface Binding {
   at: number;
 }
 
-/** An answer other than 2xx, with the coordinator's reason and code when it gave one. */
-export class ApiError extends Error {
-  status: number;
-  code?: string;
-  constructor(message: string, status: number, code?: string) {
-    super(message);
-    this.name = 'ApiError';
-    this.status = status;
-    this.code = code;
-  }
-}
-
 const DECIMAL = /^\d+$/;
 
 function decimal(v: unknown, what: string): string {
@@ -107,19 +99,7 @@ export interface HolderApi {
 
 /** `fetcher` and `base` are for tests; the page uses the global fetch, same origin. */
 export function holderApi(fetcher: typeof fetch = (...a) => fetch(...a), base = ''): HolderApi {
-  async function call<T>(path: string, init?: RequestInit): Promise<T> {
-    let res: Response;
-    try {
-      res = await fetcher(`${base}${path}`, init);
-    } catch (e) {
-      throw new ApiError(`cannot reach the coordinator (${(e as Error).message})`, 0);
-    }
-    const body = (await res.json().catch(() => undefined)) as (T & { error?: string; code?: string }) | undefined;
-    if (!res.ok) throw new ApiError(body?.error ?? `${path} answered ${res.status}`, res.status, body?.code);
-    if (body === undefined) throw new ApiError(`${path} answered with no JSON`, res.status);
-    return body;
-  }
-  const post = (body: unknown): RequestInit => ({ method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const { call, post } = jsonClient(fetcher, base);
   return {
     async chain() {
       const { chain } = await call<{ chain: unknown }>('/api/chain');
