@@ -1,10 +1,26 @@
 import { useQuery } from '@tanstack/react-query';
-import { useId } from 'react';
+import { useEffect, useId } from 'react';
 import { api, type ModelSummary } from './coordinator-api.ts';
+import { useHashParam } from './route.ts';
 
 /** The registered models (GET /api/models), refreshed as volunteers come and go. */
 export function useModels() {
   return useQuery({ queryKey: ['swarm', 'models'], queryFn: () => api.models(), refetchInterval: 10_000 });
+}
+
+/**
+ * The models and the one the page shows: the URL's `?model=` when it names a registered model, else the first
+ * (written back to the URL so a reload or a shared link shows the same).
+ */
+export function useChosenModel() {
+  const models = useModels();
+  const [chosen, choose] = useHashParam('model');
+  const list = models.data ?? [];
+  const selected = list.find((m) => m.id === chosen) ?? list[0];
+  useEffect(() => {
+    if (selected && selected.id !== chosen) choose(selected.id);
+  }, [selected?.id, chosen]);
+  return { models, list, selected, choose };
 }
 
 /** A labelled model select; the pages keep the choice in the URL (#/researcher?model=…). */

@@ -1,11 +1,9 @@
 import { QueryClientProvider, useQuery } from '@tanstack/react-query';
-import { useEffect } from 'react';
 import { api, type LeaderboardBy, type LeaderboardRow } from '../coordinator-api.ts';
 import { formatCount, formatFlopRate, formatFlops, shortId } from '../format.ts';
 import { explainError } from '../errors.ts';
 import { queryClient } from '../query.ts';
-import { ModelPicker, useModels } from '../models.tsx';
-import { useHashParam } from '../route.ts';
+import { ModelPicker, useChosenModel } from '../models.tsx';
 import { ScrollTable } from '../components/ScrollTable.tsx';
 
 export function LeaderboardsPage() {
@@ -23,13 +21,7 @@ export function LeaderboardsPage() {
 }
 
 function Boards() {
-  const models = useModels();
-  const [chosen, choose] = useHashParam('model');
-  const list = models.data ?? [];
-  const selected = list.find((m) => m.id === chosen) ?? list[0];
-  useEffect(() => {
-    if (selected && selected.id !== chosen) choose(selected.id);
-  }, [selected?.id, chosen]);
+  const { models, list, selected, choose } = useChosenModel();
   if (models.error)
     return (
       <p className="notice notice-error notice-detail" role="alert">

@@ -1,11 +1,9 @@
 import { QueryClientProvider } from '@tanstack/react-query';
-import { useEffect } from 'react';
 import type { ModelSummary } from '../coordinator-api.ts';
 import { formatCount } from '../format.ts';
 import { explainError } from '../errors.ts';
-import { ModelPicker, useModels } from '../models.tsx';
+import { ModelPicker, useChosenModel } from '../models.tsx';
 import { queryClient } from '../query.ts';
-import { useHashParam } from '../route.ts';
 import { LiveCharts } from './LiveCharts.tsx';
 import { useLive } from './live.ts';
 import { PromptCard } from './PromptCard.tsx';
@@ -28,13 +26,7 @@ export function ResearcherPage() {
 }
 
 function Research() {
-  const models = useModels();
-  const [chosen, choose] = useHashParam('model');
-  const list = models.data ?? [];
-  const selected = list.find((m) => m.id === chosen) ?? list[0];
-  useEffect(() => {
-    if (selected && selected.id !== chosen) choose(selected.id);
-  }, [selected?.id, chosen]);
+  const { models, list, selected, choose } = useChosenModel();
   return (
     <div className="grid grid-single research">
       {models.error && (
