@@ -26,7 +26,7 @@ import { chooseRuntime, type RuntimeMeasurement, type RuntimeMode, type StageRun
 export const INFER_PROTOCOL = '/tessera/infer/1.0.0';
 const MAX_REQUEST_JSON = 256 * 1024;
 /** A held stage's runtime is chosen this long after it is first held, if no request chose it before. */
-const CHOOSE_AFTER_MS = 30_000;
+const CHOOSE_AFTER_MS = 120_000;
 
 export interface InferRequest {
   model: string;
