@@ -1,4 +1,5 @@
 import { Bar, CartesianGrid, ComposedChart, Legend, Line, ResponsiveContainer, Tooltip, XAxis, YAxis } from 'recharts';
+import { ScrollTable } from '../components/ScrollTable.tsx';
 import type { ClaimProof, EpochEntry } from './api.ts';
 import { chartData, epochState, formatGflop, formatShares, formatWhen, type ChainFacts } from './shares.ts';
 
@@ -36,7 +37,7 @@ export function EarningsChart({ modelId, epochs, claim, chain }: { modelId: stri
           </figcaption>
         </figure>
       )}
-      <div className="table-wrap">
+      <ScrollTable label={`Shares per epoch for ${modelId}`}>
         <table className="results holder-epochs" data-testid="holder-epochs">
           <caption className="sr-only">Shares per epoch for {modelId}</caption>
           <thead>
@@ -64,7 +65,7 @@ export function EarningsChart({ modelId, epochs, claim, chain }: { modelId: stri
             })}
           </tbody>
         </table>
-      </div>
+      </ScrollTable>
     </>
   );
 }

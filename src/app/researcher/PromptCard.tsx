@@ -58,17 +58,20 @@ export function PromptCard({ models, modelId }: { models: ModelSummary[]; modelI
 function Connected({ d, chain, models, modelId }: { d: Deployment; chain: Chain; models: ModelSummary[]; modelId?: string }) {
   const conn = useConnection();
   const ready = conn.status === 'connected' && conn.chainId === chain.id && !!conn.address;
+  // wagmi passes through a reconnect for a moment now and then (seen as a prompt finished streaming): the form
+  // stays mounted (hidden while not ready) so its answer survives; another account gets a fresh form.
+  const [account, setAccount] = useState<Address>();
+  if (ready && conn.address !== account) setAccount(conn.address);
   return (
     <div className="prompt-inner">
       <WalletCard chain={chain} />
-      {ready ? (
-        <>
-          <Balance d={d} account={conn.address!} chainId={chain.id} />
-          <PromptForm account={conn.address!} models={models} modelId={modelId} />
-        </>
-      ) : (
-        <p className="muted">Connect your wallet (on {chain.name}) to see your balance and send prompts.</p>
+      {account && (
+        <div key={account} className="prompt-inner" style={ready ? undefined : { display: 'none' }}>
+          <Balance d={d} account={account} chainId={chain.id} />
+          <PromptForm account={account} models={models} modelId={modelId} />
+        </div>
       )}
+      {!ready && <p className="muted">Connect your wallet (on {chain.name}) to see your balance and send prompts.</p>}
     </div>
   );
 }
