@@ -3,15 +3,18 @@
  * Tessera's services in order and prints where to open it. Ctrl-C stops them in reverse order.
  *
  * Services, in order (each gets the URLs of those started before it): the chain (anvil from @foundry-rs/anvil
- * with Tessera's contracts, state in .tessera/; or TESSERA_RPC_URL's, see src/chain/local.ts), the coordinator (libp2p relay + HTTP API
- * over SQLite in .tessera/, registering the default model on a fresh database), the app server (proxying
+ * with Tessera's contracts, state in .tessera/ or TESSERA_STATE_DIR; or TESSERA_RPC_URL's, see src/chain/local.ts), the coordinator (libp2p relay + HTTP API
+ * over SQLite in the same directory, registering the default model on a fresh database), the app server (proxying
  * /api to the coordinator, so the tab talks to it same-origin), and local Node workers that train the
  * default model; a tab that opens the app can join as one more peer.
  *
  * Environment: PORT (app port, default 5173; the next free port is used when it is taken),
  * TESSERA_COORDINATOR_PORT (default 8787, next free if taken), TESSERA_WORKERS (local workers, default 4),
  * TESSERA_CHAIN_PORT (anvil, default 8545), TESSERA_EPOCH_SECONDS (settlement period, default 120),
- * TESSERA_NO_OPEN=1 (do not open a browser).
+ * TESSERA_NO_OPEN=1 (do not open a browser), TESSERA_STATE_DIR (where the chain, database, admin token and worker
+ * keys live, default .tessera/ in the repository: a test gives each run a fresh one), TESSERA_NO_BUILD=1 (serve the
+ * dist/ already built instead of building it first), TESSERA_WORKER_TOKENS_PER_SECOND (the local workers' speed,
+ * passed as --tokens-per-second so they skip their measurement).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
@@ -22,6 +25,8 @@ import { setupChain, type ChainSetup } from '../src/chain/local.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const HOST = '127.0.0.1';
+/** Chain state, coordinator database, admin token and worker keys. */
+const STATE = resolve(process.env.TESSERA_STATE_DIR || join(ROOT, '.tessera'));
 
 interface Running {
   /** Where to reach it, if it is a server. */
@@ -75,7 +80,7 @@ let chainSetup: ChainSetup | undefined;
 const chain: Service = {
   name: 'chain',
   async start() {
-    chainSetup = await setupChain(join(ROOT, '.tessera'), { port: await freePort(envInt('TESSERA_CHAIN_PORT', 8545)) });
+    chainSetup = await setupChain(STATE, { port: await freePort(envInt('TESSERA_CHAIN_PORT', 8545)) });
     const d = chainSetup.deployment;
     log(`chain ${d.rpcUrl} (id ${d.chainId}): registry ${d.registry}, payment token ${d.paymentToken}`);
     return { url: d.rpcUrl, stop: async () => void (await chainSetup?.anvil?.stop()) };
@@ -88,7 +93,7 @@ const coordinator: Service = {
   async start() {
     const port = await freePort(envInt('TESSERA_COORDINATOR_PORT', 8787));
     const coord = await startCoordinator({
-      host: HOST, port, dbPath: join(ROOT, '.tessera/coordinator.db'), chain: chainSetup, settleEveryMs: epochSeconds() * 1000, adminToken: adminToken(join(ROOT, '.tessera')),
+      host: HOST, port, dbPath: join(STATE, 'coordinator.db'), chain: chainSetup, settleEveryMs: epochSeconds() * 1000, adminToken: adminToken(STATE),
     });
     log(`relay at ${coord.relay?.multiaddrs.join(' ')}`);
     return { url: coord.url, stop: () => coord.stop() };
@@ -100,9 +105,10 @@ const workers: Service = {
   name: 'workers',
   async start(urls) {
     const n = envInt('TESSERA_WORKERS', 4);
+    const speed = process.env.TESSERA_WORKER_TOKENS_PER_SECOND ? ['--tokens-per-second', String(envInt('TESSERA_WORKER_TOKENS_PER_SECOND', 0))] : [];
     const children: ChildProcess[] = [];
     for (let i = 1; i <= n; i++) {
-      const child = spawn(process.execPath, ['--import', './scripts/register.ts', 'src/cli/worker.ts', '--coordinator', urls.coordinator, '--key', join(ROOT, `.tessera/worker-${i}.key`)], {
+      const child = spawn(process.execPath, ['--import', './scripts/register.ts', 'src/cli/worker.ts', '--coordinator', urls.coordinator, '--key', join(STATE, `worker-${i}.key`), ...speed], {
         cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'],
       });
       const prefix = (d: Buffer) => {
@@ -202,7 +208,8 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => void stopAll(0));
 
   try {
-    await buildApp();
+    if (process.env.TESSERA_NO_BUILD === '1') log('serving the dist/ already built (TESSERA_NO_BUILD=1)');
+    else await buildApp();
     const urls: Record<string, string> = {};
     for (const s of SERVICES) {
       const service = await s.start(urls);

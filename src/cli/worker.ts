@@ -14,6 +14,8 @@
  * --stay (once the step target is reached, keep the stage and serve inference until stopped), --inference-priority P
  * (share of the device's turns inference gets while training waits too, 0..1, default 0.5), --duty-cycle D (GPU-use
  * cap: share of wall time the device computes, (0, 1], default 1).
+ * --model <id> (ask the coordinator for this model's stages, as a tab's "choose a model" does; without it the worker
+ * goes where most needed; an unknown id is refused at the join).
  * --infer-runtime auto|wgsl|onnx (how the held stage serves inference: 'auto', the default, measures our WGSL kernels
  * and onnxruntime-web on this device and serves with the faster; src/infer/stage-runtime.ts).
  * Between training steps the worker serves inference for its stage over /tessera/infer/1.0.0 (src/infer/serve.ts).
@@ -24,7 +26,7 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadCorpus } from '../data/brown-node.ts';
 import { Gpu } from '../gpu/index.ts';
-import { CoordinatorClient } from '../net/coordinator-client.ts';
+import { CoordinatorClient, type JoinAnswer } from '../net/coordinator-client.ts';
 import { loadOrCreateKey } from '../net/identity-node.ts';
 import { createPeer, waitForRelayAddress } from '../net/node.ts';
 import { AUDIT_FRACTION, SwarmWorker } from '../net/swarm-worker.ts';
@@ -37,7 +39,7 @@ import { measureThroughput } from '../train/throughput.ts';
 
 const { values } = parseArgs({
   options: {
-    'infer-runtime': { type: 'string' },
+    'infer-runtime': { type: 'string' }, model: { type: 'string' },
     coordinator: { type: 'string' }, key: { type: 'string' }, steps: { type: 'string' }, 'until-step': { type: 'string' }, 'tokens-per-second': { type: 'string' }, 'timeout-ms': { type: 'string' },
     'crash-after-update': { type: 'string' }, 'audit-fraction': { type: 'string' }, 'corrupt-share': { type: 'string' }, stay: { type: 'boolean' },
     'inference-priority': { type: 'string' }, 'duty-cycle': { type: 'string' },
@@ -70,7 +72,20 @@ const givenSpeed = count('tokens-per-second');
 const crashAfter = count('crash-after-update');
 const inferRuntime = values['infer-runtime'] ?? 'auto';
 if (inferRuntime !== 'auto' && inferRuntime !== 'wgsl' && inferRuntime !== 'onnx') throw new Error(`--infer-runtime must be auto, wgsl or onnx, not "${inferRuntime}"`);
-const client = new CoordinatorClient(values.coordinator ?? 'http://127.0.0.1:8787');
+/** A client whose every join (the first, and re-joins after the coordinator dropped this peer) asks for one model. */
+class PreferringClient extends CoordinatorClient {
+  readonly preferModel: string;
+  constructor(url: string, preferModel: string) {
+    super(url);
+    this.preferModel = preferModel;
+  }
+  override join(peerId: string, tokensPerSecond: number, kind: 'node' | 'browser', preferModel?: string): Promise<JoinAnswer> {
+    return super.join(peerId, tokensPerSecond, kind, preferModel ?? this.preferModel);
+  }
+}
+const coordinatorUrl = values.coordinator ?? 'http://127.0.0.1:8787';
+if (values.model === '') throw new Error('--model needs a model id (see GET /api/models)');
+const client = values.model ? new PreferringClient(coordinatorUrl, values.model) : new CoordinatorClient(coordinatorUrl);
 const health = await client.health();
 const relayAddr = health.relay?.multiaddrs[0];
 if (!relayAddr) throw new Error(`the coordinator at ${client.url} runs no relay`);
