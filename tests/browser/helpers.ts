@@ -1,6 +1,8 @@
 import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { expect, type Page, type TestInfo } from '@playwright/test';
+import { generateKeyPair, privateKeyToProtobuf } from '@libp2p/crypto/keys';
+import { peerIdFromPrivateKey } from '@libp2p/peer-id';
 import type { SelfTestHook } from '../../src/app/test-hooks.ts';
 
 export const DESKTOP = { width: 1280, height: 900 };
@@ -100,4 +102,50 @@ export async function stopProcess(child: ChildProcess | undefined): Promise<void
   const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
   await exited;
   clearTimeout(timer);
+}
+
+/**
+ * `n` identities (protobuf private keys) sorted by peer id: give the tab the first, so the Node workers' ids sort
+ * after it and they dial the tab.
+ * WORKAROUND for a race in SwarmWorker (src/net/swarm-worker.ts at the time of writing): the larger id dials as
+ * soon as its own stage is ready, and a tab with the corpus already cached is often ready before the Node worker
+ * has registered /tessera/tensor/1.0.0; its first frame then fails protocol selection ("na") and the step times
+ * out after 60 s. Remove once workers wait until their pipeline peers are ready.
+ */
+export async function orderedKeys(n: number): Promise<Array<{ key: Uint8Array; id: string }>> {
+  const keys = await Promise.all(Array.from({ length: n }, () => generateKeyPair('Ed25519')));
+  return keys.map((k) => ({ key: privateKeyToProtobuf(k), id: peerIdFromPrivateKey(k).toString() })).sort((a, b) => (a.id < b.id ? -1 : 1));
+}
+
+/** Two ordered identities: the tab's, then a worker's. */
+export async function tabAndWorkerKeys(): Promise<{ tab: Uint8Array; worker: Uint8Array; tabId: string }> {
+  const [tab, worker] = await orderedKeys(2);
+  return { tab: tab.key, worker: worker.key, tabId: tab.id };
+}
+
+/**
+ * A MetaMask-like window.ethereum on anvil's chain with one unlocked dev account: the account and chain questions
+ * are answered here, everything else (personal_sign, eth_sendTransaction, reads) goes to anvil, which signs and
+ * sends. `window.__walletCalls` lists the methods the page asked for. Must be added before the page loads.
+ */
+export async function injectAnvilWallet(page: Page, o: { rpcUrl: string; chainId: number; account: string }): Promise<void> {
+  await page.addInitScript((o) => {
+    let id = 0;
+    const w = window as unknown as { __walletCalls: string[]; ethereum: unknown };
+    w.__walletCalls = [];
+    w.ethereum = {
+      async request({ method, params }: { method: string; params?: unknown[] }) {
+        w.__walletCalls.push(method);
+        if (method === 'eth_requestAccounts' || method === 'eth_accounts') return [o.account];
+        if (method === 'eth_chainId') return `0x${o.chainId.toString(16)}`;
+        if (method === 'wallet_requestPermissions' || method === 'wallet_revokePermissions') return [];
+        const res = await fetch(o.rpcUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ jsonrpc: '2.0', id: ++id, method, params: params ?? [] }) });
+        const j = (await res.json()) as { result?: unknown; error?: { code: number; message: string } };
+        if (j.error) throw Object.assign(new Error(j.error.message), { code: j.error.code });
+        return j.result;
+      },
+      on() {},
+      removeListener() {},
+    };
+  }, o);
 }

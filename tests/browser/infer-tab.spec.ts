@@ -2,11 +2,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { generateKeyPair, privateKeyToProtobuf } from '@libp2p/crypto/keys';
-import { peerIdFromPrivateKey } from '@libp2p/peer-id';
 import { expect, test } from '@playwright/test';
 import { CHROMIUM_ARGS } from '../../playwright.config.ts';
-import { DESKTOP, stopProcess as stop, storeTabKey } from './helpers.ts';
+import { DESKTOP, stopProcess as stop, storeTabKey, tabAndWorkerKeys } from './helpers.ts';
 
 /**
  * A tab that holds a stage serves `/tessera/infer/1.0.0`: a coordinator (tests/browser/swarm-server.ts) and one
@@ -50,12 +48,6 @@ function line<T>(child: ChildProcess, prefix: string, logs: string[]): Promise<T
   });
 }
 
-/** Two identities, the worker's peer id sorting after the tab's (the dialing-order workaround of volunteer.spec.ts). */
-async function orderedKeys(): Promise<{ tab: Uint8Array; worker: Uint8Array; tabId: string }> {
-  const [x, y] = [await generateKeyPair('Ed25519'), await generateKeyPair('Ed25519')];
-  const [lo, hi] = peerIdFromPrivateKey(x).toString() < peerIdFromPrivateKey(y).toString() ? [x, y] : [y, x];
-  return { tab: privateKeyToProtobuf(lo), worker: privateKeyToProtobuf(hi), tabId: peerIdFromPrivateKey(lo).toString() };
-}
 
 /** The requester, run by Node with our loader: dials both holders over WebRTC and generates through them. */
 const REQUESTER = `
@@ -83,7 +75,7 @@ test('a tab holding a stage measures both runtimes and serves /tessera/infer/1.0
     const server = start(['tests/browser/swarm-server.ts', '--db', join(dir, 'coordinator.db')], logs, 'server');
     children.push(server);
     const fx = await line<Fixture>(server, 'READY ', logs);
-    const keys = await orderedKeys();
+    const keys = await tabAndWorkerKeys();
     writeFileSync(join(dir, 'worker.key'), keys.worker, { mode: 0o600 });
     children.push(start(['src/cli/worker.ts', '--coordinator', fx.coordinator, '--key', join(dir, 'worker.key'), '--tokens-per-second', '1000'], logs, 'worker'));
 

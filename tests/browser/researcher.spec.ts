@@ -2,12 +2,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { generateKeyPair, privateKeyToProtobuf } from '@libp2p/crypto/keys';
-import { peerIdFromPrivateKey } from '@libp2p/peer-id';
 import AxeBuilder from '@axe-core/playwright';
 import { chromium, expect, test, type Page, type TestInfo } from '@playwright/test';
 import { CHROMIUM_ARGS } from '../../playwright.config.ts';
-import { DESKTOP, PHONE, expectNoHorizontalOverflow, shoot, stopProcess, storeTabKey, watchConsole } from './helpers.ts';
+import { DESKTOP, PHONE, expectNoHorizontalOverflow, injectAnvilWallet, shoot, stopProcess, storeTabKey, tabAndWorkerKeys, watchConsole } from './helpers.ts';
 import { STAND_IN_TOKENS, STEPS, TEAM_NAME, type ResearchFixture } from './researcher-fixture.ts';
 
 /**
@@ -59,32 +57,6 @@ async function checkViews(page: Page, info: TestInfo, name: string, ready: () =>
     await scan(page, info, `${name}-${label}`);
     await shoot(page, info, `${name}-${label}`);
   }
-}
-
-/**
- * A MetaMask-like window.ethereum on the right chain with one anvil dev account; everything but the account and
- * chain questions goes to anvil, which signs (personal_sign) and sends for its unlocked accounts.
- */
-async function injectWallet(page: Page, o: { rpcUrl: string; chainId: number; account: string }): Promise<void> {
-  await page.addInitScript((o) => {
-    let id = 0;
-    const w = window as unknown as { __walletCalls: string[]; ethereum: unknown };
-    w.__walletCalls = [];
-    w.ethereum = {
-      async request({ method, params }: { method: string; params?: unknown[] }) {
-        w.__walletCalls.push(method);
-        if (method === 'eth_requestAccounts' || method === 'eth_accounts') return [o.account];
-        if (method === 'eth_chainId') return `0x${o.chainId.toString(16)}`;
-        if (method === 'wallet_requestPermissions' || method === 'wallet_revokePermissions') return [];
-        const res = await fetch(o.rpcUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ jsonrpc: '2.0', id: ++id, method, params: params ?? [] }) });
-        const j = (await res.json()) as { result?: unknown; error?: { code: number; message: string } };
-        if (j.error) throw Object.assign(new Error(j.error.message), { code: j.error.code });
-        return j.result;
-      },
-      on() {},
-      removeListener() {},
-    };
-  }, o);
 }
 
 const json = async <T,>(url: string, init?: RequestInit): Promise<T> => (await fetch(url, init)).json() as Promise<T>;
@@ -254,7 +226,7 @@ test('the prompt box: a 402 before any deposit, a deposit from the wallet, then 
     const s = startServer(['--db', join(dir, 'coordinator.db'), '--chain'], logs);
     server = s.child;
     const fx = await s.ready;
-    await injectWallet(page, { rpcUrl: fx.rpcUrl!, chainId: fx.chainId!, account: PAYER });
+    await injectAnvilWallet(page, { rpcUrl: fx.rpcUrl!, chainId: fx.chainId!, account: PAYER });
     await page.setViewportSize(DESKTOP);
     const errors = watchConsole(page);
     const refusals: string[] = [];
@@ -318,12 +290,6 @@ test('the prompt box: a 402 before any deposit, a deposit from the wallet, then 
   }
 });
 
-/** Two identities such that the Node worker's peer id sorts after the tab's (see volunteer.spec.ts's orderedKeys: a workaround for a dial race). */
-async function orderedKeys(): Promise<{ tab: Uint8Array; worker: Uint8Array }> {
-  const [x, y] = [await generateKeyPair('Ed25519'), await generateKeyPair('Ed25519')];
-  const [lo, hi] = peerIdFromPrivateKey(x).toString() < peerIdFromPrivateKey(y).toString() ? [x, y] : [y, x];
-  return { tab: privateKeyToProtobuf(lo), worker: privateKeyToProtobuf(hi) };
-}
 
 function spawnLogged(args: string[], logs: string[], name: string): ChildProcess {
   const child = spawn(NODE, ['--import', './scripts/register.ts', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -351,7 +317,7 @@ test('a volunteer tab asks for its chosen model, pauses itself while hidden and 
       });
       server!.once('exit', (code) => reject(new Error(`swarm-server exited with ${code}:\n${logs.join('\n')}`)));
     });
-    const keys = await orderedKeys();
+    const keys = await tabAndWorkerKeys();
     writeFileSync(join(dir, 'worker.key'), keys.worker, { mode: 0o600 });
     worker = spawnLogged(['src/cli/worker.ts', '--coordinator', fx.coordinator, '--key', join(dir, 'worker.key'), '--tokens-per-second', '1000'], logs, 'worker');
 

@@ -8,9 +8,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys';
+import { privateKeyFromProtobuf } from '@libp2p/crypto/keys';
 import { peerIdFromPrivateKey } from '@libp2p/peer-id';
 import { freePort } from './free-port.ts';
+import { orderedKeys } from './helpers.ts';
 
 const NODE = 'node_modules/.bin/node';
 
@@ -57,21 +58,12 @@ async function stopGroup(child: ChildProcess): Promise<void> {
   signal('SIGKILL');
 }
 
-/**
- * Keys for the tab and the stack's workers, the tab's peer id sorting first: the workaround for the dial race
- * described in tests/browser/volunteer.spec.ts (orderedKeys).
- */
-async function orderedKeys(n: number): Promise<Uint8Array[]> {
-  const keys = await Promise.all(Array.from({ length: n }, () => generateKeyPair('Ed25519')));
-  keys.sort((a, b) => (peerIdFromPrivateKey(a).toString() < peerIdFromPrivateKey(b).toString() ? -1 : 1));
-  return keys.map((k) => privateKeyToProtobuf(k));
-}
-
 export async function startTourStack(o: { workers: number; epochSeconds: number }): Promise<TourStack> {
   const dir = mkdtempSync(join(tmpdir(), 'tessera-tour-'));
   const logs: string[] = [];
   const children: ChildProcess[] = [];
-  const [tabKey, ...workerKeys] = await orderedKeys(o.workers + 1);
+  // The tab's peer id sorts first (the dial-race workaround of helpers.ts's orderedKeys).
+  const [tabKey, ...workerKeys] = (await orderedKeys(o.workers + 1)).map((k) => k.key);
   workerKeys.forEach((k, i) => writeFileSync(join(dir, `worker-${i + 1}.key`), k, { mode: 0o600 }));
   const stop = async () => {
     await Promise.all(children.reverse().map(stopGroup));

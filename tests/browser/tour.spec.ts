@@ -5,7 +5,7 @@ import { CHROMIUM_ARGS } from '../../playwright.config.ts';
 import { RevenueVaultAbi, TestTokenAbi } from '../../src/chain/artifacts.ts';
 import { ANVIL_KEYS } from '../../src/chain/anvil.ts';
 import { chainClients } from '../../src/chain/client.ts';
-import { DESKTOP, PHONE, expectNoHorizontalOverflow, storeTabKey, watchConsole } from './helpers.ts';
+import { DESKTOP, PHONE, expectNoHorizontalOverflow, injectAnvilWallet, storeTabKey, watchConsole } from './helpers.ts';
 import { startTourStack, type TourStack } from './tour-stack.ts';
 
 /**
@@ -52,29 +52,6 @@ test.afterEach(async ({}, info) => {
   stack = undefined;
 });
 
-/** A MetaMask-like window.ethereum on anvil's chain with one unlocked dev account; anvil signs and sends. */
-async function injectWallet(page: Page, o: { rpcUrl: string; chainId: number; account: string }): Promise<void> {
-  await page.addInitScript((o) => {
-    let id = 0;
-    const w = window as unknown as { __walletCalls: string[]; ethereum: unknown };
-    w.__walletCalls = [];
-    w.ethereum = {
-      async request({ method, params }: { method: string; params?: unknown[] }) {
-        w.__walletCalls.push(method);
-        if (method === 'eth_requestAccounts' || method === 'eth_accounts') return [o.account];
-        if (method === 'eth_chainId') return `0x${o.chainId.toString(16)}`;
-        if (method === 'wallet_requestPermissions' || method === 'wallet_revokePermissions') return [];
-        const res = await fetch(o.rpcUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ jsonrpc: '2.0', id: ++id, method, params: params ?? [] }) });
-        const j = (await res.json()) as { result?: unknown; error?: { code: number; message: string } };
-        if (j.error) throw Object.assign(new Error(j.error.message), { code: j.error.code });
-        return j.result;
-      },
-      on() {},
-      removeListener() {},
-    };
-  }, o);
-}
-
 async function rpc(url: string, method: string, params: unknown[] = []): Promise<unknown> {
   const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ jsonrpc: '2.0', id: 1, method, params }) });
   return ((await res.json()) as { result: unknown }).result;
@@ -119,7 +96,7 @@ test('the tour: a tab trains, the Researcher sees it, a proposed model trains, a
   const s = stack;
   const t0 = Date.now();
   const mark = (what: string) => info.annotations.push({ type: 'timing', description: `${what} at ${((Date.now() - t0) / 1000).toFixed(0)} s` });
-  await injectWallet(page, { rpcUrl: s.rpcUrl, chainId: s.chainId, account: WALLET });
+  await injectAnvilWallet(page, { rpcUrl: s.rpcUrl, chainId: s.chainId, account: WALLET });
   await page.setViewportSize(DESKTOP);
   const errors = watchConsole(page);
   const refusals: string[] = [];

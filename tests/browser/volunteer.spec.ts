@@ -2,11 +2,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys';
+import { privateKeyFromProtobuf } from '@libp2p/crypto/keys';
 import { peerIdFromPrivateKey } from '@libp2p/peer-id';
 import { expect, test } from '@playwright/test';
 import { CHROMIUM_ARGS } from '../../playwright.config.ts';
-import { DESKTOP, PHONE, expectNoHorizontalOverflow, shoot, stopProcess as stop, storeTabKey, watchConsole } from './helpers.ts';
+import { DESKTOP, PHONE, expectNoHorizontalOverflow, shoot, stopProcess as stop, storeTabKey, tabAndWorkerKeys, watchConsole } from './helpers.ts';
 
 /**
  * The Volunteer page for real: a coordinator (relay + API, tests/browser/swarm-server.ts, which also serves the
@@ -44,18 +44,6 @@ function ready(child: ChildProcess, logs: string[]): Promise<Fixture> {
   });
 }
 
-/**
- * Two identities such that the Node worker's peer id sorts after the tab's, so the worker dials the tab.
- * WORKAROUND for a race in SwarmWorker (src/net/swarm-worker.ts at the time of writing): the larger id dials as
- * soon as its own stage is ready, and a tab with the corpus already cached is often ready before the Node worker
- * has registered /tessera/tensor/1.0.0; its first frame then fails protocol selection ("na") and the step times
- * out after 60 s. Remove once workers wait until their pipeline peers are ready.
- */
-async function orderedKeys(): Promise<{ tab: Uint8Array; worker: Uint8Array }> {
-  const [x, y] = [await generateKeyPair('Ed25519'), await generateKeyPair('Ed25519')];
-  const [lo, hi] = peerIdFromPrivateKey(x).toString() < peerIdFromPrivateKey(y).toString() ? [x, y] : [y, x];
-  return { tab: privateKeyToProtobuf(lo), worker: privateKeyToProtobuf(hi) };
-}
 
 const json = async <T,>(url: string): Promise<T> => (await fetch(url)).json() as Promise<T>;
 
@@ -67,7 +55,7 @@ test('a tab joins the swarm with one click and trains a stage with a Node worker
   try {
     server = start(['tests/browser/swarm-server.ts', '--db', join(dir, 'coordinator.db')], logs, 'server');
     const fx = await ready(server, logs);
-    const keys = await orderedKeys();
+    const keys = await tabAndWorkerKeys();
     writeFileSync(join(dir, 'worker.key'), keys.worker, { mode: 0o600 });
     worker = start(['src/cli/worker.ts', '--coordinator', fx.coordinator, '--key', join(dir, 'worker.key'), '--tokens-per-second', '1000'], logs, 'worker');
 
