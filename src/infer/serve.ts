@@ -21,7 +21,7 @@ import { ShapeError } from '../gpu/index.ts';
 import type { Stage } from '../model/stage.ts';
 import { abortOn, StreamReader, withTimeout, writeBytes, writeJson } from '../net/stream-io.ts';
 import { Sampler, type SamplingOptions } from './sample.ts';
-import { chooseRuntime, type RuntimeMeasurement, type RuntimeMode, type StageRuntime, type StageRuntimeName } from './stage-runtime.ts';
+import { chooseRuntime, WgslRuntime, type RuntimeMeasurement, type RuntimeMode, type StageRuntime, type StageRuntimeName, type StageRuntimeOptions } from './stage-runtime.ts';
 
 export const INFER_PROTOCOL = '/tessera/infer/1.0.0';
 const MAX_REQUEST_JSON = 256 * 1024;
@@ -67,7 +67,7 @@ export class InferenceServer {
   private readonly key?: PrivateKey;
   /** The device's turns, shared with training (src/gpu/gpu-turns.ts): each request's compute is one 'infer' turn. */
   private readonly turns?: GpuTurns;
-  private engine?: { stage: Stage; runtime: Promise<StageRuntime> };
+  private engine?: Engine;
   private readonly runtimeMode: RuntimeMode;
   private watch?: ReturnType<typeof setInterval>;
   private readonly samplers = new Map<string, Sampler>();
@@ -90,15 +90,16 @@ export class InferenceServer {
 
   async start(): Promise<void> {
     await this.node.handle(INFER_PROTOCOL, (stream, connection) => this.serve(stream, connection));
-    // Choose the runtime before the first request (measuring takes a moment), but only once the stage has been
-    // held for a while: right after a move the worker is busy fetching weights, connecting and loading data, and
-    // seconds of compiling and measuring then would stall its heartbeats. A request before that chooses at once.
+    // Choose the runtime in the background (measuring takes a moment), once the stage has been held for a while:
+    // right after a move the worker is busy fetching weights, connecting and loading data, and seconds of
+    // compiling and measuring then would stall its heartbeats. A request before that is served by WGSL at once and
+    // starts the choice.
     let seen: { stage: Stage; since: number } | undefined;
     this.watch = setInterval(() => {
       const held = this.held();
       if (!held) return;
       if (seen?.stage !== held.stage) seen = { stage: held.stage, since: Date.now() };
-      else if (Date.now() - seen.since >= CHOOSE_AFTER_MS) this.runtime(held.stage).catch(() => {});
+      else if (Date.now() - seen.since >= CHOOSE_AFTER_MS) this.choose(this.engineFor(held.stage));
     }, 3000);
     (this.watch as { unref?: () => void }).unref?.();
   }
@@ -106,25 +107,49 @@ export class InferenceServer {
   async stop(): Promise<void> {
     clearInterval(this.watch);
     await this.node.unhandle(INFER_PROTOCOL);
-    this.engine?.runtime.then((r) => r.destroy()).catch(() => {});
+    this.engine?.destroy();
     this.engine = undefined;
   }
 
-  /** The runtime of the stage held now, with its KV caches (a new stage — a move — starts with empty caches). */
-  private runtime(stage: Stage): Promise<StageRuntime> {
+  /** The serving state of the stage held now (a new stage — a move — starts with empty caches). */
+  private engineFor(stage: Stage): Engine {
     if (this.engine?.stage !== stage) {
-      this.engine?.runtime.then((r) => r.destroy()).catch(() => {});
+      this.engine?.destroy();
       this.samplers.clear();
-      const where = `stage ${stage.spec.index}/${stage.spec.count}`;
-      // Sessions of a generation stay evictable only after 60 s idle: decode steps come every few ms.
-      const chosen = chooseRuntime(stage, this.runtimeMode, { maxSessions: 16, evictableAfterMs: 60_000, idleTimeoutMs: 300_000, onEvict: (s) => this.samplers.delete(s) }).then((c) => {
-        if (this.engine?.stage === stage) this.stats.runtime = { stage: stage.spec.index, name: c.runtime.name, mode: this.runtimeMode, reason: c.reason, measured: c.measured };
-        this.log(`inference runtime for ${where}: ${c.runtime.name} (${c.reason})`);
-        return c.runtime;
+      this.engine = new Engine(stage, {
+        // Sessions of a generation stay evictable only after 60 s idle: decode steps come every few ms.
+        maxSessions: 16, evictableAfterMs: 60_000, idleTimeoutMs: 300_000,
+        onEvict: (s) => {
+          this.samplers.delete(s);
+          this.engine?.sessions.delete(s);
+        },
       });
-      this.engine = { stage, runtime: chosen };
+      // Set to one runtime: nothing to measure. 'onnx' is chosen before serving (requests wait for it).
+      if (this.runtimeMode !== 'auto') this.choose(this.engine);
     }
-    return this.engine.runtime;
+    return this.engine;
+  }
+
+  /** Starts choosing the engine's runtime (once); new sessions go to the chosen one when it is ready. */
+  private choose(engine: Engine): Promise<void> {
+    engine.choosing ??= chooseRuntime(engine.stage, this.runtimeMode, engine.options).then((c) => {
+      if (this.engine !== engine) return c.runtime.destroy();
+      engine.chosen = c.runtime;
+      this.stats.runtime = { stage: engine.stage.spec.index, name: c.runtime.name, mode: this.runtimeMode, reason: c.reason, measured: c.measured };
+      this.log(`inference runtime for stage ${engine.stage.spec.index}/${engine.stage.spec.count}: ${c.runtime.name} (${c.reason})`);
+    }, (e) => this.log(`choosing the inference runtime failed (${(e as Error).message}): WGSL serves`));
+    return engine.choosing;
+  }
+
+  /** The runtime serving `session`: the one it opened on, else (a new session) the chosen one, or WGSL until then. */
+  private async runtimeFor(engine: Engine, session: string): Promise<StageRuntime> {
+    const open = engine.sessions.get(session);
+    if (open?.has(session)) return open;
+    if (this.runtimeMode === 'onnx') await this.choose(engine);
+    else if (!engine.chosen) void this.choose(engine);
+    const runtime = engine.chosen ?? engine.wgsl();
+    engine.sessions.set(session, runtime);
+    return runtime;
   }
 
   private async serve(stream: Stream, connection: Connection): Promise<void> {
@@ -142,9 +167,11 @@ export class InferenceServer {
           throw new ShapeError(`this peer does not hold stage ${req.stage} of ${req.model}`);
         }
         const { stage } = held;
-        const engine = await this.runtime(stage);
+        const serving = this.engineFor(stage);
+        const engine = await this.runtimeFor(serving, req.session);
         if (req.end) {
           engine.end(req.session);
+          serving.sessions.delete(req.session);
           this.samplers.delete(req.session);
           reply = { ok: true, length: 0 };
         } else {
@@ -238,4 +265,34 @@ export function meanCrossEntropy(logits: Float32Array, targets: readonly number[
     total += Math.log(sum) + max - row[y];
   }
   return total / targets.length;
+}
+
+/**
+ * What serves one held stage: a WGSL runtime from the first request, the measured choice once it is ready, and
+ * which runtime each open session lives on (a session stays where its KV cache is).
+ */
+class Engine {
+  readonly stage: Stage;
+  readonly options: StageRuntimeOptions;
+  readonly sessions = new Map<string, StageRuntime>();
+  chosen?: StageRuntime;
+  choosing?: Promise<void>;
+  private first?: WgslRuntime;
+
+  constructor(stage: Stage, options: StageRuntimeOptions) {
+    this.stage = stage;
+    this.options = options;
+  }
+
+  /** The WGSL runtime that serves until the choice is made (made on first use). */
+  wgsl(): StageRuntime {
+    return (this.first ??= new WgslRuntime(this.stage, this.options));
+  }
+
+  destroy(): void {
+    this.first?.destroy();
+    if (this.chosen !== this.first) this.chosen?.destroy();
+    // A choice still being measured is destroyed when it lands (InferenceServer.choose checks the engine).
+    this.sessions.clear();
+  }
 }

@@ -139,7 +139,8 @@ export function parseReceipt(v: unknown): SignedReceipt {
       throw new ReceiptError(`an ${r.kind} receipt needs a sketch of ${SKETCH_SIZE} finite numbers`);
     }
     const ss = o.sessionStep;
-    if (typeof ss !== 'number' || !Number.isSafeInteger(ss) || ss < 0 || ss > r.step) throw new ReceiptError(`an ${r.kind} receipt needs its session's weights step, an integer in [0, step ${r.step}]`);
+    // (It may exceed step: a rolled-back swarm resumes at an earlier step while a session's cache is newer.)
+    if (typeof ss !== 'number' || !Number.isSafeInteger(ss) || ss < 0) throw new ReceiptError(`an ${r.kind} receipt needs its session's weights step, an integer ≥ 0`);
     return { ...r, sketch: [...(sk as number[])], sessionStep: ss };
   }
   if (o.sketch !== undefined || o.sessionStep !== undefined) throw new ReceiptError(`a ${r.kind} receipt has no sketch or session step`);

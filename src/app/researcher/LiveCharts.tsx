@@ -4,6 +4,8 @@ import type { LiveState } from './live.ts';
 import { latest, lossSeries, recentThroughput } from './shape.ts';
 
 const AXIS = '#8a99ab';
+/** Tooltip values in the body text colour: the series colours on the tooltip's white fail contrast (axe). */
+const TOOLTIP_TEXT = { color: '#1f2933' };
 const tick = (v: number) => (Math.abs(v) >= 100 ? v.toFixed(0) : Number(v.toPrecision(3)).toString());
 
 /**
@@ -26,7 +28,7 @@ export function LiveCharts({ modelId, live }: { modelId: string; live: LiveState
                 <CartesianGrid strokeDasharray="3 3" stroke={AXIS} strokeOpacity={0.35} />
                 <XAxis dataKey="step" type="number" domain={['dataMin', 'dataMax']} tickLine={false} stroke={AXIS} fontSize={12} allowDecimals={false} />
                 <YAxis tickFormatter={tick} width={44} stroke={AXIS} fontSize={12} domain={['auto', 'auto']} />
-                <Tooltip formatter={(v) => Number(v).toFixed(4)} labelFormatter={(l) => `Step ${l}`} />
+                <Tooltip formatter={(v) => Number(v).toFixed(4)} labelFormatter={(l) => `Step ${l}`} itemStyle={TOOLTIP_TEXT} />
                 <Legend wrapperStyle={{ fontSize: 13 }} />
                 <Line dataKey="train" name="Training loss" stroke="#0e9aa7" strokeWidth={2} dot={false} isAnimationActive={false} connectNulls />
                 {hasVal && <Line dataKey="val" name="Validation loss" stroke="#f59e0b" strokeWidth={2} dot={{ r: 3 }} isAnimationActive={false} connectNulls />}
@@ -50,7 +52,7 @@ export function LiveCharts({ modelId, live }: { modelId: string; live: LiveState
                 <CartesianGrid strokeDasharray="3 3" stroke={AXIS} strokeOpacity={0.35} />
                 <XAxis dataKey="step" type="number" domain={['dataMin', 'dataMax']} tickLine={false} stroke={AXIS} fontSize={12} allowDecimals={false} />
                 <YAxis tickFormatter={tick} width={52} stroke={AXIS} fontSize={12} />
-                <Tooltip formatter={(v) => formatTokensPerSecond(Number(v))} labelFormatter={(l) => `Step ${l}`} />
+                <Tooltip formatter={(v) => formatTokensPerSecond(Number(v))} labelFormatter={(l) => `Step ${l}`} itemStyle={TOOLTIP_TEXT} />
                 <Line dataKey="tokensPerSecond" name="Tokens/s" stroke="#6366f1" strokeWidth={2} dot={false} isAnimationActive={false} />
               </LineChart>
             </ResponsiveContainer>
