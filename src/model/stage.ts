@@ -324,10 +324,15 @@ export class Stage {
     if (c.head) this.gpu.release(c.head.x, c.head.lnf.y, c.head.lnf.mean, c.head.lnf.rstd, c.head.dlogits);
   }
 
+  /**
+   * Every parameter, read back. All the copies are queued in one synchronous pass (Gpu.read queues its copy
+   * before it awaits), so the result is one consistent snapshot even while the stage trains: an update queued
+   * later lands after all of them (one per slot awaited in turn let updates land between slots).
+   */
   async readParams(): Promise<Map<string, Float32Array>> {
-    const out = new Map<string, Float32Array>();
-    for (const [name, s] of this.slots) out.set(name, (await this.gpu.read(s.param)) as Float32Array);
-    return out;
+    const slots = [...this.slots];
+    const values = await Promise.all(slots.map(([, s]) => this.gpu.read(s.param) as Promise<Float32Array>));
+    return new Map(slots.map(([name], i) => [name, values[i]]));
   }
 
   async readGrads(): Promise<Map<string, Float32Array>> {

@@ -34,6 +34,14 @@ export class NetError extends Error {
   }
 }
 
+/**
+ * Concurrent ping streams per connection. libp2p's default is 1, but two pingers share a connection: the
+ * connection monitor (which closes a connection whose ping fails) and the link meter's RTT probe (link-meter.ts).
+ * With one slot, the monitor's ping failed with "Too many outbound protocol streams" and took the connection —
+ * and a step's tensor stream — down with it.
+ */
+const PING_LIMITS = { maxOutboundStreams: 4, maxInboundStreams: 4 };
+
 export interface RelayOptions {
   host?: string;
   port?: number;
@@ -55,7 +63,7 @@ export async function createRelay(opts: RelayOptions = {}): Promise<Libp2p> {
     streamMuxers: [yamux()],
     services: {
       identify: identify(),
-      ping: ping(),
+      ping: ping(PING_LIMITS),
       relay: circuitRelayServer({
         reservations: { maxReservations: opts.maxReservations ?? 1024, reservationTtl: opts.reservationTtl ?? 60_000 },
       }),
@@ -80,7 +88,7 @@ export async function createPeer(opts: PeerOptions): Promise<Libp2p> {
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     connectionGater: opts.browser ? { denyDialMultiaddr: () => false } : undefined,
-    services: { identify: identify(), ping: ping() },
+    services: { identify: identify(), ping: ping(PING_LIMITS) },
   });
   try {
     await node.dial(multiaddr(opts.relayAddr), { signal: AbortSignal.timeout(10_000) });
