@@ -7,6 +7,10 @@ import { ApiError, jsonClient } from './http.ts';
 
 /** Re-exported: callers of this client catch its errors. */
 export { ApiError };
+// The wire shapes the coordinator answers with, as it declares them (type-only: nothing of the server is bundled).
+import type { MetricRecord, ThroughputPoint } from '../coordinator/types.ts';
+import type { LeaderboardRow } from '../coordinator/credits.ts';
+export type { LeaderboardRow, MetricRecord, ThroughputPoint };
 
 export interface ModelConfigInput {
   vocab: number;
@@ -36,21 +40,6 @@ export interface ModelDetail extends ModelSummary {
   config: ModelConfigInput;
   layout: number[];
   steps: { running: number; done: number; failed: number };
-}
-
-export interface MetricRecord {
-  id: number;
-  modelId: string;
-  step: number;
-  kind: 'train' | 'val';
-  value: number;
-  at: number;
-}
-
-export interface ThroughputPoint {
-  step: number;
-  at: number;
-  tokensPerSecond: number;
 }
 
 export interface TopologyPeer {
@@ -122,17 +111,6 @@ export interface Team {
 
 export type LeaderboardBy = 'volunteer' | 'team';
 
-export interface LeaderboardRow {
-  rank: number;
-  id: string;
-  name: string;
-  team: string | null;
-  /** FLOPs as decimal strings: they outgrow 2^53. */
-  verifiedFlops: string;
-  pendingFlops: string;
-  recentAverage: number;
-  peers: number;
-}
 
 export interface Leaderboard {
   modelId: string;
