@@ -103,7 +103,7 @@ describe('no weights leak beyond the stage a peer holds (slow)', () => {
       log(...a);
     };
     try {
-      coord = await startCoordinator({ dbPath: join(dir, 'c.db'), heartbeatMs: 1000, registerDefault: false, inferenceAuditFraction: 1 });
+      coord = await startCoordinator({ dbPath: join(dir, 'c.db'), heartbeatMs: 2000, registerDefault: false, inferenceAuditFraction: 1 });
       const res = await fetch(`${coord.url}/api/models`, {
         method: 'POST', headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ id: MODEL, name: 'leak test', config: recipeModel(recipe), layout: [1, 1], codec: 'none', microBatches: recipe.micro, batch: recipe.batch, pricePer1kTokens: 0 }),

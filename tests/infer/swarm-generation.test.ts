@@ -104,7 +104,7 @@ describe('inference through the swarm (slow)', () => {
   }
 
   it('greedy generation through four stage holders equals one process; hops are receipted and audited; a dead holder is replaced by its replica', async () => {
-    coord = await startCoordinator({ dbPath: join(dir, 'c.db'), heartbeatMs: 1000, registerDefault: false, inferenceAuditFraction: 1 });
+    coord = await startCoordinator({ dbPath: join(dir, 'c.db'), heartbeatMs: 2000, registerDefault: false, inferenceAuditFraction: 1 });
     const res = await fetch(`${coord.url}/api/models`, {
       method: 'POST', headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ id: MODEL, name: 'inference test', config: recipeModel(recipe), layout: [1, 1, 1, 1], codec: 'none', microBatches: recipe.micro, batch: recipe.batch, pricePer1kTokens: 0 }),
