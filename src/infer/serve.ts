@@ -15,6 +15,7 @@
 import type { Connection, Libp2p, PrivateKey, Stream } from '@libp2p/interface';
 import type { SignedReceipt } from '../ledger/receipt.ts';
 import { stageIncrementalFlops } from '../model/flops.ts';
+import { crossEntropyRef } from '../ops/crossentropy.ref.ts';
 import type { GpuTurns } from '../gpu/gpu-turns.ts';
 import { bytesOf, hopReceipt } from './hop-receipt.ts';
 import { ShapeError } from '../gpu/index.ts';
@@ -186,10 +187,10 @@ export class InferenceServer {
             const bytes = await reader.read(req.rows * C * 4, 'activations');
             input = new Float32Array(bytes.slice().buffer); // non-finite activations are refused by the runtime
           }
-          const known = engine.has(req.session);
+          const positions = stage.spec.hasEmbedding ? input.length : input.length / C;
           const scoring = stage.spec.hasHead && req.targets !== undefined;
-          if (scoring && req.targets!.length !== input.length / (stage.spec.hasEmbedding ? 1 : C)) throw new ShapeError(`${req.targets!.length} targets for ${input.length / (stage.spec.hasEmbedding ? 1 : C)} positions`);
-          const decode = known && !scoring && input.length === (stage.spec.hasEmbedding ? 1 : C);
+          if (scoring && req.targets!.length !== positions) throw new ShapeError(`${req.targets!.length} targets for ${positions} positions`);
+          const decode = engine.has(req.session) && !scoring && positions === 1;
           if (this.turns?.paused) throw new Error('this peer is paused (its volunteer paused it): ask a replica');
           const step = () => engine.step(req.session, input, !decode, { logits: scoring ? 'all' : 'last' });
           // Only the compute and its read-back hold the device's turn, never the stream I/O around it.
@@ -199,7 +200,8 @@ export class InferenceServer {
             const logits = r.logits!;
             const V = stage.cfg.vocab;
             if (scoring) {
-              reply = { ok: true, length: r.length, loss: meanCrossEntropy(logits, req.targets!, V) };
+              // The float64 reference the kernels are checked against (a target outside the vocabulary is refused).
+              reply = { ok: true, length: r.length, loss: crossEntropyRef(logits, req.targets!, positions, V).loss };
               output = logits;
             } else {
               let sampler = this.samplers.get(req.session);
@@ -249,22 +251,6 @@ function parse(v: unknown): InferRequest {
   if (o.audit !== undefined && typeof o.audit !== 'boolean') throw new ShapeError('audit must be a boolean');
   if (o.targets !== undefined && (!Array.isArray(o.targets) || o.targets.length === 0 || !o.targets.every((x) => Number.isInteger(x) && x >= 0))) throw new ShapeError('targets must be a non-empty array of token ids');
   return o as unknown as InferRequest;
-}
-
-/** Mean cross-entropy (float64) of `targets` under logits [t, V]; a target outside the vocabulary is refused. */
-export function meanCrossEntropy(logits: Float32Array, targets: readonly number[], V: number): number {
-  let total = 0;
-  for (let i = 0; i < targets.length; i++) {
-    const row = logits.subarray(i * V, (i + 1) * V);
-    const y = targets[i];
-    if (y >= V) throw new ShapeError(`target ${y} at position ${i} is outside [0, ${V})`);
-    let max = -Infinity;
-    for (let j = 0; j < V; j++) max = Math.max(max, row[j]);
-    let sum = 0;
-    for (let j = 0; j < V; j++) sum += Math.exp(row[j] - max);
-    total += Math.log(sum) + max - row[y];
-  }
-  return total / targets.length;
 }
 
 /**

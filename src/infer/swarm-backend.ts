@@ -79,24 +79,16 @@ export class SwarmInference implements InferenceBackend {
         let input: number[] = [...req.prompt, ...tokens];
         let past = 0;
         while (tokens.length < req.maxTokens) {
-          let x: { rows: number; payload: Uint8Array } | undefined;
-          let token: number | undefined;
-          for (let s = 0; s < route.length; s++) {
-            hop = s;
-            req.signal.throwIfAborted();
-            const hopReq: InferRequest = {
-              model: req.modelId, stage: s, session, unit: newUnit(), ...(s === 0 ? { ids: input } : { rows: x!.rows }),
-              ...(s === route.length - 1 ? { sampling: req.sampling } : {}),
-            };
-            const sent = s === 0 ? undefined : x!.payload;
-            const r = await this.call(route[s], hopReq, sent, plan.dModel);
-            void this.record(plan, hopReq, r, sent, input.length, past, false);
-            audits.replay(s, hopReq, sent, input.length, past);
-            if (s === route.length - 1) token = r.token;
-            else x = { rows: r.rows!, payload: r.payload! };
-          }
+          const t = input.length;
+          const { token } = await this.pass(route, plan.dModel, { model: req.modelId, session }, input, { sampling: req.sampling }, {
+            unit: true, signal: req.signal, at: (s) => (hop = s),
+            done: (hopReq, sent, r) => {
+              void this.record(plan, hopReq, r, sent, t, past, false);
+              audits.replay(hopReq.stage, hopReq, sent, t, past);
+            },
+          });
           if (token === undefined) throw new Error('the last stage answered without a token');
-          past += input.length;
+          past += t;
           tokens.push(token);
           this.stats.tokens++;
           if (onToken(token) === true) return await this.finish(route, req.modelId, session, tokens, 'stop', audits);
@@ -125,23 +117,34 @@ export class SwarmInference implements InferenceBackend {
     const route = plan.stages.map((h, s) => h[0] ?? this.noHolder(s));
     const session = `eval-${crypto.randomUUID()}`;
     try {
-      let x: { rows: number; payload: Uint8Array } | undefined;
-      for (let s = 0; s < route.length; s++) {
-        signal?.throwIfAborted();
-        const last = s === route.length - 1;
-        const r = await this.call(route[s], {
-          model: modelId, stage: s, session, ...(s === 0 ? { ids: [...ids] } : { rows: x!.rows }), ...(last ? { targets: [...targets] } : {}),
-        }, s === 0 ? undefined : x!.payload, plan.dModel);
-        if (last) {
-          if (typeof r.loss !== 'number' || !Number.isFinite(r.loss)) throw new Error(`the last stage answered no finite loss (${r.loss})`);
-          return r.loss;
-        }
-        x = { rows: r.rows!, payload: r.payload! };
-      }
-      throw new Error('unreachable: a model has at least one stage');
+      const r = await this.pass(route, plan.dModel, { model: modelId, session }, [...ids], { targets: [...targets] }, { signal });
+      if (typeof r.loss !== 'number' || !Number.isFinite(r.loss)) throw new Error(`the last stage answered no finite loss (${r.loss})`);
+      return r.loss;
     } finally {
       void this.endAll(route, modelId, session);
     }
+  }
+
+  /**
+   * One forward of `ids` through `route`: token ids into stage 0, each stage's activations into the next, `last`
+   * added to the last stage's request; answers what the last stage answered. `at` learns which hop is under way
+   * (failover), `done` sees each hop's request, the bytes sent with it and its answer; with `unit` each hop is
+   * numbered for a receipt.
+   */
+  private async pass(
+    route: readonly string[], dModel: number, base: Pick<InferRequest, 'model' | 'session'>, ids: number[], last: Partial<InferRequest>,
+    o: { unit?: boolean; signal?: AbortSignal; at?: (stage: number) => void; done?: (req: InferRequest, sent: Uint8Array | undefined, r: HopAnswer) => void } = {},
+  ): Promise<HopAnswer> {
+    let x: HopAnswer | undefined;
+    for (let s = 0; s < route.length; s++) {
+      o.at?.(s);
+      o.signal?.throwIfAborted();
+      const req: InferRequest = { ...base, stage: s, ...(o.unit ? { unit: newUnit() } : {}), ...(s === 0 ? { ids } : { rows: x!.rows }), ...(s === route.length - 1 ? last : {}) };
+      const sent = s === 0 ? undefined : x!.payload;
+      x = await this.call(route[s], req, sent, dModel);
+      o.done?.(req, sent, x);
+    }
+    return x!;
   }
 
   /** Checks a hop's receipt against its bytes and hands it on (best effort: the hop's result stands either way). */

@@ -9,6 +9,8 @@ import type { InferenceBackend } from '../../src/infer/backend.ts';
 import type { SwarmInference } from '../../src/infer/swarm-backend.ts';
 import { greedy } from '../../src/infer/sample.ts';
 import { judgeEpoch } from '../../src/ledger/verdict.ts';
+import { LedgerStore } from '../../src/coordinator/ledger-store.ts';
+import { crossEntropyRef } from '../../src/ops/crossentropy.ref.ts';
 import { StageInference } from '../../src/infer/stage-infer.ts';
 import { Stage } from '../../src/model/stage.ts';
 import { splitStages } from '../../src/model/stages.ts';
@@ -29,17 +31,6 @@ const PROMPT = [17, 250, 3, 99, 512];
 const N = 8;
 
 const TARGETS = [250, 3, 99, 512, 7];
-
-/** Float64 mean cross-entropy of rows of logits [t, V] against targets (the validation loss, by hand). */
-function crossEntropy(logits: Float32Array, targets: number[], V: number): number {
-  let total = 0;
-  targets.forEach((y, i) => {
-    const row = Array.from(logits.subarray(i * V, (i + 1) * V));
-    const max = Math.max(...row);
-    total += Math.log(row.reduce((a, v) => a + Math.exp(v - max), 0)) + max - row[y];
-  });
-  return total / targets.length;
-}
 
 async function inProcess(): Promise<{ tokens: number[]; loss: number }> {
   const gpu = await testGpu();
@@ -66,7 +57,7 @@ async function inProcess(): Promise<{ tokens: number[]; loss: number }> {
   }
   const all = (await gpu.read(v as never)) as Float32Array;
   gpu.release(v as never);
-  const loss = crossEntropy(all, TARGETS, cfg.vocab);
+  const loss = crossEntropyRef(all, TARGETS, TARGETS.length, cfg.vocab).loss; // the float64 reference, checked by finite differences
   for (const s of stages) {
     s.destroy();
     s.stage.destroy();
@@ -136,11 +127,7 @@ describe('inference through the swarm (slow)', () => {
     expect(swarm.stats.receiptsRefused, logs.join('')).toBe(0);
     expect(countKind('infer')).toBe(4 * (N + 3));
     expect(countKind('infer-audit')).toBe(N + 3);
-    const receipts = (coord.store.connection.prepare('SELECT * FROM receipts').all() as Array<Record<string, unknown>>).map((r) => ({
-      model: String(r.model_id), round: Number(r.round), stage: Number(r.stage), replica: Number(r.replica), replicas: Number(r.replicas), step: Number(r.step),
-      micro: Number(r.micro), kind: String(r.kind) as 'infer', flops: Number(r.flops), inputHash: String(r.input_hash), outputHash: String(r.output_hash), peerId: String(r.peer_id),
-      sketch: JSON.parse(String(r.sketch)) as number[], sessionStep: Number(r.session_step),
-    }));
+    const receipts = new LedgerStore(coord.store).unsettledReceipts(MODEL, Number.MAX_SAFE_INTEGER);
     const judged = judgeEpoch(receipts, 4);
     expect(judged.audits.length).toBe(N + 3);
     expect(judged.audits.every((a) => a.result === 'match'), JSON.stringify(judged.audits.slice(0, 3))).toBe(true);
