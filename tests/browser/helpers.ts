@@ -18,6 +18,18 @@ export function watchConsole(page: Page): string[] {
   return errors;
 }
 
+/**
+ * HTTP answers of 400 and up the page received, as "STATUS METHOD /path", from the moment it is called: the
+ * browser logs each as "Failed to load resource", so a test says which refusals it provoked on purpose.
+ */
+export function watchRefusals(page: Page): string[] {
+  const refusals: string[] = [];
+  page.on('response', (r) => {
+    if (r.status() >= 400) refusals.push(`${r.status()} ${r.request().method()} ${new URL(r.url()).pathname}`);
+  });
+  return refusals;
+}
+
 /** Full-page screenshot to test-results/screenshots/<name>.png, also attached to the test's report. */
 export async function shoot(page: Page, info: TestInfo, name: string): Promise<void> {
   mkdirSync('test-results/screenshots', { recursive: true });

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import AxeBuilder from '@axe-core/playwright';
 import { chromium, expect, test, type Page, type TestInfo } from '@playwright/test';
 import { CHROMIUM_ARGS } from '../../playwright.config.ts';
-import { DESKTOP, PHONE, expectNoHorizontalOverflow, injectAnvilWallet, shoot, stopProcess, storeTabKey, tabAndWorkerKeys, watchConsole } from './helpers.ts';
+import { DESKTOP, PHONE, expectNoHorizontalOverflow, injectAnvilWallet, shoot, stopProcess, storeTabKey, tabAndWorkerKeys, watchConsole, watchRefusals } from './helpers.ts';
 import { STAND_IN_TOKENS, STEPS, TEAM_NAME, type ResearchFixture } from './researcher-fixture.ts';
 
 /**
@@ -75,10 +75,7 @@ test('the Researcher page shows live training, the topology and proposes a model
     const errors = watchConsole(page);
     // HTTP refusals the browser logs as "Failed to load resource": only the one this test provokes on purpose
     // (a taken model id) is allowed.
-    const refusals: string[] = [];
-    page.on('response', (r) => {
-      if (r.status() >= 400) refusals.push(`${r.status()} ${r.request().method()} ${new URL(r.url()).pathname}`);
-    });
+    const refusals = watchRefusals(page);
 
     // ---- Researcher: history from the database, then live over SSE ----
     await page.goto(`${fx.app}/#/researcher`);
@@ -229,10 +226,7 @@ test('the prompt box: a 402 before any deposit, a deposit from the wallet, then 
     await injectAnvilWallet(page, { rpcUrl: fx.rpcUrl!, chainId: fx.chainId!, account: PAYER });
     await page.setViewportSize(DESKTOP);
     const errors = watchConsole(page);
-    const refusals: string[] = [];
-    page.on('response', (r) => {
-      if (r.status() >= 400) refusals.push(`${r.status()} ${r.request().method()} ${new URL(r.url()).pathname}`);
-    });
+    const refusals = watchRefusals(page);
     await page.goto(`${fx.app}/#/researcher`);
     const card = page.getByTestId('research-prompt');
     await card.getByRole('button', { name: 'Connect wallet' }).click();
@@ -323,10 +317,7 @@ test('a volunteer tab asks for its chosen model, pauses itself while hidden and 
 
     await page.setViewportSize(DESKTOP);
     const errors = watchConsole(page);
-    const refusals: string[] = [];
-    page.on('response', (r) => {
-      if (r.status() >= 400) refusals.push(`${r.status()} ${r.request().method()} ${new URL(r.url()).pathname}`);
-    });
+    const refusals = watchRefusals(page);
     await page.goto(`${fx.app}/#/volunteer`);
     await storeTabKey(page, keys.tab);
     await page.getByTestId('vol-prefer').selectOption(fx.modelId);

@@ -5,7 +5,7 @@ import { CHROMIUM_ARGS } from '../../playwright.config.ts';
 import { RevenueVaultAbi, TestTokenAbi } from '../../src/chain/artifacts.ts';
 import { ANVIL_KEYS } from '../../src/chain/anvil.ts';
 import { chainClients } from '../../src/chain/client.ts';
-import { DESKTOP, PHONE, expectNoHorizontalOverflow, injectAnvilWallet, storeTabKey, watchConsole } from './helpers.ts';
+import { DESKTOP, PHONE, expectNoHorizontalOverflow, injectAnvilWallet, storeTabKey, watchConsole, watchRefusals } from './helpers.ts';
 import { startTourStack, type TourStack } from './tour-stack.ts';
 
 /**
@@ -99,10 +99,7 @@ test('the tour: a tab trains, the Researcher sees it, a proposed model trains, a
   await injectAnvilWallet(page, { rpcUrl: s.rpcUrl, chainId: s.chainId, account: WALLET });
   await page.setViewportSize(DESKTOP);
   const errors = watchConsole(page);
-  const refusals: string[] = [];
-  page.on('response', (r) => {
-    if (r.status() >= 400) refusals.push(`${r.status()} ${r.request().method()} ${new URL(r.url()).pathname}`);
-  });
+  const refusals = watchRefusals(page);
 
   // ---- 1. The Volunteer tab joins and trains a stage of the default model. ----
   await page.goto(`${s.app}/#/volunteer`);
