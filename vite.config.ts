@@ -14,7 +14,14 @@ export default defineConfig({
   plugins: [react()],
   // 127.0.0.1 is a secure context (WebGPU needs one) and is not reachable from other machines.
   // /api goes to the coordinator (npm start proxies it the same way), so the tab talks to it same-origin.
-  server: { host: '127.0.0.1', headers: ISOLATION_HEADERS, proxy: { '/api': process.env.TESSERA_COORDINATOR ?? 'http://127.0.0.1:8787', '/v1': process.env.TESSERA_COORDINATOR ?? 'http://127.0.0.1:8787' } },
+  server: {
+    host: '127.0.0.1',
+    headers: ISOLATION_HEADERS,
+    proxy: {
+      '/api': process.env.TESSERA_COORDINATOR ?? 'http://127.0.0.1:8787',
+      '/v1': process.env.TESSERA_COORDINATOR ?? 'http://127.0.0.1:8787',
+    },
+  },
   preview: { host: '127.0.0.1', headers: ISOLATION_HEADERS },
   build: {
     target: 'es2023',

@@ -44,15 +44,65 @@ export function matmulCases(): MatmulCase[] {
   for (const d of D_MODELS) {
     const h = 4 * d;
     out.push(
-      { id: `up-${d}`, group: 'transformer', tier: 1, M: T, K: d, N: h, transA: false, transB: false, label: `FFN up     X[${T}×${d}]·W[${d}×${h}]` },
-      { id: `down-${d}`, group: 'transformer', tier: 1, M: T, K: h, N: d, transA: false, transB: false, label: `FFN down   H[${T}×${h}]·W[${h}×${d}]` },
+      {
+        id: `up-${d}`,
+        group: 'transformer',
+        tier: 1,
+        M: T,
+        K: d,
+        N: h,
+        transA: false,
+        transB: false,
+        label: `FFN up     X[${T}×${d}]·W[${d}×${h}]`,
+      },
+      {
+        id: `down-${d}`,
+        group: 'transformer',
+        tier: 1,
+        M: T,
+        K: h,
+        N: d,
+        transA: false,
+        transB: false,
+        label: `FFN down   H[${T}×${h}]·W[${h}×${d}]`,
+      },
       // Backward of FFN up: dX = dY·Wᵀ and dW = Xᵀ·dY, the transposed forms training runs every step.
-      { id: `dx-${d}`, group: 'transformer', tier: d <= 512 ? 2 : 3, M: T, K: h, N: d, transA: false, transB: true, label: `FFN up dX  dY[${T}×${h}]·Wᵀ, W[${d}×${h}]` },
-      { id: `dw-${d}`, group: 'transformer', tier: d <= 512 ? 2 : 3, M: d, K: T, N: h, transA: true, transB: false, label: `FFN up dW  Xᵀ·dY, X[${T}×${d}], dY[${T}×${h}]` },
+      {
+        id: `dx-${d}`,
+        group: 'transformer',
+        tier: d <= 512 ? 2 : 3,
+        M: T,
+        K: h,
+        N: d,
+        transA: false,
+        transB: true,
+        label: `FFN up dX  dY[${T}×${h}]·Wᵀ, W[${d}×${h}]`,
+      },
+      {
+        id: `dw-${d}`,
+        group: 'transformer',
+        tier: d <= 512 ? 2 : 3,
+        M: d,
+        K: T,
+        N: h,
+        transA: true,
+        transB: false,
+        label: `FFN up dW  Xᵀ·dY, X[${T}×${d}], dY[${T}×${h}]`,
+      },
     );
   }
   for (const n of SQUARES) {
-    out.push({ id: `sq-${n}`, group: 'square', tier: n <= 1024 ? 1 : 2, M: n, N: n, K: n, transA: false, transB: false, label: `square     ${n}×${n}·${n}×${n}` });
+    out.push({
+      id: `sq-${n}`,
+      group: 'square',
+      tier: n <= 1024 ? 1 : 2,
+      M: n,
+      N: n,
+      K: n,
+      transA: false,
+      transB: false,
+      label: `square     ${n}×${n}·${n}×${n}`,
+    });
   }
   return out;
 }
@@ -88,11 +138,39 @@ export interface Budget {
   maxRepeats: number;
 }
 
-export const BROWSER_BUDGET: Budget = { perCaseS: 40, secondaryPerCaseS: 5, repeatS: 1.5, matmulS: 260, attentionS: 40, memoryOnlyS: 12, warmup: 1, minRepeats: 3, maxRepeats: 30 };
-export const NODE_BUDGET: Budget = { perCaseS: 20, secondaryPerCaseS: 5, repeatS: 1.5, matmulS: 130, attentionS: 60, memoryOnlyS: 40, warmup: 1, minRepeats: 3, maxRepeats: 30 };
+export const BROWSER_BUDGET: Budget = {
+  perCaseS: 40,
+  secondaryPerCaseS: 5,
+  repeatS: 1.5,
+  matmulS: 260,
+  attentionS: 40,
+  memoryOnlyS: 12,
+  warmup: 1,
+  minRepeats: 3,
+  maxRepeats: 30,
+};
+export const NODE_BUDGET: Budget = {
+  perCaseS: 20,
+  secondaryPerCaseS: 5,
+  repeatS: 1.5,
+  matmulS: 130,
+  attentionS: 60,
+  memoryOnlyS: 40,
+  warmup: 1,
+  minRepeats: 3,
+  maxRepeats: 30,
+};
 
 export function scaleBudget(b: Budget, k: number): Budget {
-  return { ...b, perCaseS: b.perCaseS * k, secondaryPerCaseS: b.secondaryPerCaseS * k, repeatS: b.repeatS * k, matmulS: b.matmulS * k, attentionS: b.attentionS * k, memoryOnlyS: b.memoryOnlyS * k };
+  return {
+    ...b,
+    perCaseS: b.perCaseS * k,
+    secondaryPerCaseS: b.secondaryPerCaseS * k,
+    repeatS: b.repeatS * k,
+    matmulS: b.matmulS * k,
+    attentionS: b.attentionS * k,
+    memoryOnlyS: b.memoryOnlyS * k,
+  };
 }
 
 export interface Skip {
@@ -106,16 +184,28 @@ export interface Skip {
  * Decides whether an implementation runs a case, from its last measured rate (GFLOP/s) and what is left of
  * the sweep budget. Returns a reason when it does not.
  */
-export function planOrSkip(flops: number, rateGflops: number | undefined, b: Budget, sweepLeftS: number, secondary = false): { estS?: number; skip?: string } {
+export function planOrSkip(
+  flops: number,
+  rateGflops: number | undefined,
+  b: Budget,
+  sweepLeftS: number,
+  secondary = false,
+): { estS?: number; skip?: string } {
   if (rateGflops === undefined || !(rateGflops > 0)) return {};
   const estS = flops / (rateGflops * 1e9);
   const need = estS * (b.warmup + b.minRepeats);
   const perCase = secondary ? b.secondaryPerCaseS : b.perCaseS;
   if (need > perCase) {
-    return { estS, skip: `est. ${fmtS(estS)}/run at ${rateGflops.toFixed(2)} GFLOP/s × ${b.warmup + b.minRepeats} runs > ${perCase} s ${secondary ? 'budget for variants not picked for this shape' : 'per-case budget'}` };
+    return {
+      estS,
+      skip: `est. ${fmtS(estS)}/run at ${rateGflops.toFixed(2)} GFLOP/s × ${b.warmup + b.minRepeats} runs > ${perCase} s ${secondary ? 'budget for variants not picked for this shape' : 'per-case budget'}`,
+    };
   }
   if (need > sweepLeftS) {
-    return { estS, skip: `est. ${fmtS(need)} for ${b.warmup + b.minRepeats} runs > ${fmtS(Math.max(0, sweepLeftS))} left of the sweep budget` };
+    return {
+      estS,
+      skip: `est. ${fmtS(need)} for ${b.warmup + b.minRepeats} runs > ${fmtS(Math.max(0, sweepLeftS))} left of the sweep budget`,
+    };
   }
   return { estS };
 }
@@ -128,7 +218,9 @@ export function fmtS(s: number): string {
  * Rate (GFLOP/s) to predict the next, larger size from: the median over the largest size measured so far
  * (rates grow with size on the adapters seen, and the median keeps one odd shape from steering it).
  */
-export function estimateRate(history: ReadonlyArray<{ flops: number; gflops: number }> | undefined): number | undefined {
+export function estimateRate(
+  history: ReadonlyArray<{ flops: number; gflops: number }> | undefined,
+): number | undefined {
   if (!history?.length) return undefined;
   const top = Math.max(...history.map((h) => h.flops));
   return median(history.filter((h) => h.flops === top).map((h) => h.gflops));
@@ -166,8 +258,13 @@ export interface Sample {
 export function summarize(msList: number[], flops: number, source: string, backend: string, wall?: number[]): Sample {
   const ms = median(msList);
   const s: Sample = {
-    ms, minMs: Math.min(...msList), maxMs: Math.max(...msList), repeats: msList.length,
-    gflops: flops / (ms * 1e6), source, backend,
+    ms,
+    minMs: Math.min(...msList),
+    maxMs: Math.max(...msList),
+    repeats: msList.length,
+    gflops: flops / (ms * 1e6),
+    source,
+    backend,
   };
   if (wall?.length) {
     s.wallMs = median(wall);
@@ -248,7 +345,8 @@ export function computeRatios(r: MatmulResult): void {
   // ORT is timed by wall clock only: compare against our wall-clock figure for the same runs.
   if (ort) ratios.ort = ratioOf(ours.wallGflops ?? ours.gflops, ort.gflops);
   const tfjs = r.impls.tfjs;
-  if (tfjs) ratios.tfjs = ratioOf(tfjs.source.includes('wall') ? (ours.wallGflops ?? ours.gflops) : ours.gflops, tfjs.gflops);
+  if (tfjs)
+    ratios.tfjs = ratioOf(tfjs.source.includes('wall') ? (ours.wallGflops ?? ours.gflops) : ours.gflops, tfjs.gflops);
   const peers = [ratios.ort, ratios.tfjs].filter((x): x is number => x !== undefined);
   if (peers.length) ratios.bestPeer = Math.min(...peers);
   r.ratios = ratios;

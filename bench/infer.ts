@@ -29,7 +29,18 @@ import { gitCommit, table } from './table.ts';
 
 const root = resolve(import.meta.dirname, '..');
 const TOKENS = Number(process.argv.find((a) => a.startsWith('--tokens='))?.split('=')[1] ?? 24);
-const recipe: RecipeOptions = { ...defaultRecipe(true), vocab: 1024, dModel: 64, heads: 4, context: 128, stages: 2, blocks: 2, micro: 2, batch: 1, seed: 7 };
+const recipe: RecipeOptions = {
+  ...defaultRecipe(true),
+  vocab: 1024,
+  dModel: 64,
+  heads: 4,
+  context: 128,
+  stages: 2,
+  blocks: 2,
+  micro: 2,
+  batch: 1,
+  seed: 7,
+};
 const cfg = recipeModel(recipe);
 const PROMPT = Array.from({ length: 32 }, (_, i) => (i * 37 + 11) % cfg.vocab);
 
@@ -40,7 +51,9 @@ interface Timing {
 }
 
 async function inProcess(gpu: Gpu): Promise<Timing> {
-  const stages = splitStages(cfg, 2).map((spec) => new StageInference(Stage.create(gpu, cfg, spec), { maxSessions: 1 }));
+  const stages = splitStages(cfg, 2).map(
+    (spec) => new StageInference(Stage.create(gpu, cfg, spec), { maxSessions: 1 }),
+  );
   const t0 = performance.now();
   let first = 0;
   const tokens: number[] = [];
@@ -71,29 +84,72 @@ async function throughSwarm(): Promise<Timing & { hops: number }> {
   const coord = await startCoordinator({ dbPath: join(dir, 'c.db'), heartbeatMs: 2000, registerDefault: false });
   try {
     const res = await fetch(`${coord.url}/api/models`, {
-      method: 'POST', headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ id: 'bench-infer', name: 'bench', config: cfg, layout: [recipe.blocks, recipe.blocks], codec: 'none', microBatches: 2, batch: 1, pricePer1kTokens: 0 }),
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        id: 'bench-infer',
+        name: 'bench',
+        config: cfg,
+        layout: [recipe.blocks, recipe.blocks],
+        codec: 'none',
+        microBatches: 2,
+        batch: 1,
+        pricePer1kTokens: 0,
+      }),
     });
     if (!res.ok) throw new Error(`registering the model: ${await res.text()}`);
-    await Promise.all([1, 2].map((i) => new Promise<void>((ready, fail) => {
-      const child = spawn(join(root, 'node_modules/.bin/node'), ['--import', './scripts/register.ts', 'src/cli/worker.ts', '--coordinator', coord.url, '--key', join(dir, `w${i}.key`), '--until-step', '0', '--stay', '--tokens-per-second', '100', '--infer-runtime', 'wgsl'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
-      children.push(child);
-      let out = '';
-      const keep = (d: Buffer) => {
-        out += d;
-        if (out.includes('serving inference until stopped')) ready();
-      };
-      child.stdout!.on('data', keep);
-      child.stderr!.on('data', keep);
-      child.on('exit', (code) => fail(new Error(`worker ${i} exited (${code}):\n${out.slice(-2000)}`)));
-    })));
+    await Promise.all(
+      [1, 2].map(
+        (i) =>
+          new Promise<void>((ready, fail) => {
+            const child = spawn(
+              join(root, 'node_modules/.bin/node'),
+              [
+                '--import',
+                './scripts/register.ts',
+                'src/cli/worker.ts',
+                '--coordinator',
+                coord.url,
+                '--key',
+                join(dir, `w${i}.key`),
+                '--until-step',
+                '0',
+                '--stay',
+                '--tokens-per-second',
+                '100',
+                '--infer-runtime',
+                'wgsl',
+              ],
+              { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] },
+            );
+            children.push(child);
+            let out = '';
+            const keep = (d: Buffer) => {
+              out += d;
+              if (out.includes('serving inference until stopped')) ready();
+            };
+            child.stdout!.on('data', keep);
+            child.stderr!.on('data', keep);
+            child.on('exit', (code) => fail(new Error(`worker ${i} exited (${code}):\n${out.slice(-2000)}`)));
+          }),
+      ),
+    );
     const backend = (coord as unknown as { inference: InferenceBackend & { stats: { hops: number } } }).inference;
     const run = async () => {
       const t0 = performance.now();
       let first = 0;
-      const out = await backend.generate({ modelId: 'bench-infer', prompt: Int32Array.from(PROMPT), maxTokens: TOKENS, sampling: { temperature: 0 }, signal: new AbortController().signal }, () => {
-        if (!first) first = performance.now();
-      });
+      const out = await backend.generate(
+        {
+          modelId: 'bench-infer',
+          prompt: Int32Array.from(PROMPT),
+          maxTokens: TOKENS,
+          sampling: { temperature: 0 },
+          signal: new AbortController().signal,
+        },
+        () => {
+          if (!first) first = performance.now();
+        },
+      );
       const end = performance.now();
       return { ttftMs: first - t0, tokensPerSecond: (TOKENS - 1) / ((end - first) / 1000), tokens: out.tokens };
     };
@@ -110,7 +166,9 @@ async function throughSwarm(): Promise<Timing & { hops: number }> {
 
 const gpu = await Gpu.create();
 const device = adapterLabel(gpu.adapter);
-console.log(`[bench] device ${device}; model d_model ${cfg.dModel}, ${cfg.layers} layers, vocab ${cfg.vocab}; prompt ${PROMPT.length} tokens, ${TOKENS} generated`);
+console.log(
+  `[bench] device ${device}; model d_model ${cfg.dModel}, ${cfg.layers} layers, vocab ${cfg.vocab}; prompt ${PROMPT.length} tokens, ${TOKENS} generated`,
+);
 await inProcess(gpu); // warm-up
 const local = await inProcess(gpu);
 console.log(`[bench] in-process: TTFT ${local.ttftMs.toFixed(0)} ms, ${local.tokensPerSecond.toFixed(1)} tokens/s`);
@@ -123,32 +181,91 @@ for (const spec of splitStages(cfg, 2)) {
   const stage = Stage.create(gpu, cfg, spec);
   const m = await measureRuntimes(stage, { promptTokens: PROMPT.length, decodeTokens: TOKENS, rounds: 5 });
   stage.destroy();
-  console.log(`[bench] serving stage ${spec.index}/2: ${m.results.map((r) => `${r.name} TTFT ${r.ttftMs.toFixed(2)} ms, ${r.tokensPerSecond.toFixed(0)} tokens/s`).join('; ')} → ${m.chosen}`);
+  console.log(
+    `[bench] serving stage ${spec.index}/2: ${m.results.map((r) => `${r.name} TTFT ${r.ttftMs.toFixed(2)} ms, ${r.tokensPerSecond.toFixed(0)} tokens/s`).join('; ')} → ${m.chosen}`,
+  );
   serving.push({ stage: spec.index, ...m });
 }
 gpu.destroy();
 
 const commit = gitCommit(root) ?? '';
 const md = [
-  '## Inference', '',
-  `Generated by \`npm run bench:infer\` on ${new Date().toISOString().slice(0, 10)}${commit ? ` at ${commit}` : ''}; device: ${device}. Model: d_model ${cfg.dModel}, ${cfg.layers} layers in 2 stages, vocab ${cfg.vocab}; greedy, ${PROMPT.length}-token prompt, ${TOKENS} tokens.`, '',
-  '### Generation', '',
-  table(['where', 'time to first token (ms)', 'tokens/s', 'vs in-process'], [
-    ['in one process (KV caches, same kernels)', local.ttftMs.toFixed(0), local.tokensPerSecond.toFixed(1), '1.00×'],
-    ['through the swarm (2 worker processes, coordinator-driven hops)', swarm.ttftMs.toFixed(0), swarm.tokensPerSecond.toFixed(1), `${(swarm.tokensPerSecond / local.tokensPerSecond).toFixed(2)}×`],
-  ]),
-  '', `Same tokens: ${same ? 'yes' : 'NO'}. The swarm made ${swarm.hops} stream round trips for ${TOKENS} tokens (one per stage per token through the coordinator's relay connections, plus one per stage to end the session); its two worker processes share this machine's 2 cores with the coordinator.`, '',
-  '### One stage: onnxruntime-web (wasm) vs our WGSL', '',
-  stageRuntimeTable(runtimes), '',
-  '### Serving one stage with KV caches: WGSL vs onnxruntime-web (wasm), as a holder measures them', '',
-  table(['stage', 'runtime', 'time to first token (ms)', 'decode tokens/s', 'prompt + decode (ms)', 'relative error vs WGSL', 'chosen'], serving.flatMap((s) => s.results.map((r) => [
-    `${s.stage}/2`, r.name, r.ttftMs.toFixed(2), r.tokensPerSecond.toFixed(0), r.totalMs.toFixed(1), r.relativeError?.toExponential(1) ?? 'not compared', r.name === s.chosen ? 'yes' : '',
-  ])), ['l', 'l', 'r', 'r', 'r', 'r', 'l']),
-  '', `Per stage: a ${PROMPT.length}-token prompt, then ${TOKENS} single-token steps, host input in and host output out (the last stage gives the last row's logits); medians of 5 rounds after a warm-up, the runtimes alternating. A holder runs the same measurement (smaller) when its stage changes and serves with the one that took least.`, '',
+  '## Inference',
+  '',
+  `Generated by \`npm run bench:infer\` on ${new Date().toISOString().slice(0, 10)}${commit ? ` at ${commit}` : ''}; device: ${device}. Model: d_model ${cfg.dModel}, ${cfg.layers} layers in 2 stages, vocab ${cfg.vocab}; greedy, ${PROMPT.length}-token prompt, ${TOKENS} tokens.`,
+  '',
+  '### Generation',
+  '',
+  table(
+    ['where', 'time to first token (ms)', 'tokens/s', 'vs in-process'],
+    [
+      ['in one process (KV caches, same kernels)', local.ttftMs.toFixed(0), local.tokensPerSecond.toFixed(1), '1.00×'],
+      [
+        'through the swarm (2 worker processes, coordinator-driven hops)',
+        swarm.ttftMs.toFixed(0),
+        swarm.tokensPerSecond.toFixed(1),
+        `${(swarm.tokensPerSecond / local.tokensPerSecond).toFixed(2)}×`,
+      ],
+    ],
+  ),
+  '',
+  `Same tokens: ${same ? 'yes' : 'NO'}. The swarm made ${swarm.hops} stream round trips for ${TOKENS} tokens (one per stage per token through the coordinator's relay connections, plus one per stage to end the session); its two worker processes share this machine's 2 cores with the coordinator.`,
+  '',
+  '### One stage: onnxruntime-web (wasm) vs our WGSL',
+  '',
+  stageRuntimeTable(runtimes),
+  '',
+  '### Serving one stage with KV caches: WGSL vs onnxruntime-web (wasm), as a holder measures them',
+  '',
+  table(
+    [
+      'stage',
+      'runtime',
+      'time to first token (ms)',
+      'decode tokens/s',
+      'prompt + decode (ms)',
+      'relative error vs WGSL',
+      'chosen',
+    ],
+    serving.flatMap((s) =>
+      s.results.map((r) => [
+        `${s.stage}/2`,
+        r.name,
+        r.ttftMs.toFixed(2),
+        r.tokensPerSecond.toFixed(0),
+        r.totalMs.toFixed(1),
+        r.relativeError?.toExponential(1) ?? 'not compared',
+        r.name === s.chosen ? 'yes' : '',
+      ]),
+    ),
+    ['l', 'l', 'r', 'r', 'r', 'r', 'l'],
+  ),
+  '',
+  `Per stage: a ${PROMPT.length}-token prompt, then ${TOKENS} single-token steps, host input in and host output out (the last stage gives the last row's logits); medians of 5 rounds after a warm-up, the runtimes alternating. A holder runs the same measurement (smaller) when its stage changes and serves with the one that took least.`,
+  '',
 ];
 const text = md.join('\n');
 console.log(`\n${text}`);
 mkdirSync(join(root, 'bench/results'), { recursive: true });
-writeFileSync(join(root, 'bench/results/infer.json'), JSON.stringify({ date: new Date().toISOString(), commit, device, model: cfg, prompt: PROMPT.length, tokens: TOKENS, inProcess: local, swarm, sameTokens: same, stageRuntimes: runtimes, stageServing: serving }, null, 2) + '\n');
+writeFileSync(
+  join(root, 'bench/results/infer.json'),
+  JSON.stringify(
+    {
+      date: new Date().toISOString(),
+      commit,
+      device,
+      model: cfg,
+      prompt: PROMPT.length,
+      tokens: TOKENS,
+      inProcess: local,
+      swarm,
+      sameTokens: same,
+      stageRuntimes: runtimes,
+      stageServing: serving,
+    },
+    null,
+    2,
+  ) + '\n',
+);
 writeFileSync(join(root, 'bench/results/infer.md'), text + '\n');
 if (!same) process.exitCode = 1;

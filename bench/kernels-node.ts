@@ -7,10 +7,12 @@ import { Gpu } from '../src/gpu/index.ts';
 import { NODE_BUDGET, scaleBudget } from './cases.ts';
 import { runBench } from './run.ts';
 
-const args = new Map(process.argv.slice(2).map((a) => {
-  const [k, ...v] = a.replace(/^--/, '').split('=');
-  return [k, v.join('=')] as const;
-}));
+const args = new Map(
+  process.argv.slice(2).map((a) => {
+    const [k, ...v] = a.replace(/^--/, '').split('=');
+    return [k, v.join('=')] as const;
+  }),
+);
 const out = args.get('out') ?? 'bench/results/node.tmp.json';
 const scale = Number(args.get('scale') ?? 1);
 const only = args.get('only') ? new RegExp(args.get('only')!) : undefined;
@@ -25,9 +27,16 @@ const dawnVersion = (() => {
   }
 })();
 const log = (line: string) => console.log(`  [node] ${line}`);
-log(`adapter: ${gpu.adapter.vendor} · ${gpu.adapter.description || gpu.adapter.device || gpu.adapter.architecture}${gpu.adapter.isSoftware ? ' (software)' : ''}; timestamp-query ${gpu.device.features.has('timestamp-query') ? 'yes' : 'no'}`);
+log(
+  `adapter: ${gpu.adapter.vendor} · ${gpu.adapter.description || gpu.adapter.device || gpu.adapter.architecture}${gpu.adapter.isSoftware ? ' (software)' : ''}; timestamp-query ${gpu.device.features.has('timestamp-query') ? 'yes' : 'no'}`,
+);
 const result = await runBench({
-  env: 'node', gpu, budget: scaleBudget(NODE_BUDGET, scale), log, parts, filter: only ? (id) => only.test(id) : undefined,
+  env: 'node',
+  gpu,
+  budget: scaleBudget(NODE_BUDGET, scale),
+  log,
+  parts,
+  filter: only ? (id) => only.test(id) : undefined,
   runtime: `Node ${process.version}, ${dawnVersion}, VK_ICD_FILENAMES=${process.env.VK_ICD_FILENAMES ?? '(default)'}`,
   peers: [],
 });

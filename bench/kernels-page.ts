@@ -29,11 +29,21 @@ async function main(): Promise<void> {
   const only = q.get('only') ? new RegExp(q.get('only')!) : undefined;
   log(`crossOriginIsolated=${globalThis.crossOriginIsolated}, ${navigator.userAgent}`);
   const gpu = await Gpu.create();
-  log(`adapter: ${gpu.adapter.vendor} · ${gpu.adapter.description || gpu.adapter.device || gpu.adapter.architecture}${gpu.adapter.isSoftware ? ' (software)' : ''}; timestamp-query ${gpu.device.features.has('timestamp-query') ? 'yes' : 'no'}`);
+  log(
+    `adapter: ${gpu.adapter.vendor} · ${gpu.adapter.description || gpu.adapter.device || gpu.adapter.architecture}${gpu.adapter.isSoftware ? ' (software)' : ''}; timestamp-query ${gpu.device.features.has('timestamp-query') ? 'yes' : 'no'}`,
+  );
   const peers = parts.includes('matmul') ? [await ortImpl(log), await tfjsPeer(log)] : [];
-  for (const p of peers) log(`peer ${p.impl.id}: ${p.info.version} on ${p.info.backend}; timing: ${p.info.timing}${p.info.note ? ` (${p.info.note})` : ''}`);
+  for (const p of peers)
+    log(
+      `peer ${p.impl.id}: ${p.info.version} on ${p.info.backend}; timing: ${p.info.timing}${p.info.note ? ` (${p.info.note})` : ''}`,
+    );
   const result: EnvResult = await runBench({
-    env: 'browser', gpu, budget: scaleBudget(BROWSER_BUDGET, scale), log, peers, parts,
+    env: 'browser',
+    gpu,
+    budget: scaleBudget(BROWSER_BUDGET, scale),
+    log,
+    peers,
+    parts,
     filter: only ? (id) => only.test(id) : undefined,
     runtime: navigator.userAgent,
   });

@@ -77,7 +77,14 @@ export function buildMatmulModel(s: MatmulModelSpec): Uint8Array {
     str(4, transposed ? 'Gemm' : 'MatMul'),
     ...(transposed ? [intAttr('transA', s.transA ? 1 : 0), intAttr('transB', s.transB ? 1 : 0)] : []),
   );
-  const graph = msg(7, node, str(2, 'bench'), tensorInfo(11, 'A', a), tensorInfo(11, 'B', b), tensorInfo(12, 'Y', [s.M, s.N]));
+  const graph = msg(
+    7,
+    node,
+    str(2, 'bench'),
+    tensorInfo(11, 'A', a),
+    tensorInfo(11, 'B', b),
+    tensorInfo(12, 'Y', [s.M, s.N]),
+  );
   return concat([
     int(1, 8), // ir_version
     str(2, 'tessera-bench'),

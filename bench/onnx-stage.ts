@@ -77,10 +77,17 @@ function maxAbsDiff(a: Float32Array, b: Float32Array): number {
 }
 
 /** Times ORT vs WGSL forward of each chosen stage of `cfg` (seeded initial weights) at each shape. */
-export async function compareStageRuntimes(gpu: Gpu, cfg: ModelConfig, opts: CompareStageRuntimesOptions = {}): Promise<StageRuntimeRow[]> {
+export async function compareStageRuntimes(
+  gpu: Gpu,
+  cfg: ModelConfig,
+  opts: CompareStageRuntimesOptions = {},
+): Promise<StageRuntimeRow[]> {
   const specs = splitStages(cfg, opts.stages ?? 2);
   const chosen = opts.stageIndices ?? specs.map((s) => s.index);
-  const shapes = opts.shapes ?? [{ batch: 1, seq: Math.min(32, cfg.context) }, { batch: 4, seq: cfg.context }];
+  const shapes = opts.shapes ?? [
+    { batch: 1, seq: Math.min(32, cfg.context) },
+    { batch: 4, seq: cfg.context },
+  ];
   const warmup = opts.warmup ?? 2;
   const repeats = opts.repeats ?? 7;
   const log = opts.log ?? (() => {});
@@ -91,7 +98,10 @@ export async function compareStageRuntimes(gpu: Gpu, cfg: ModelConfig, opts: Com
     const spec = specs[index];
     if (!spec) throw new RangeError(`compareStageRuntimes: no stage ${index} of ${specs.length}`);
     const stage = Stage.create(gpu, cfg, spec);
-    const runner = await OnnxStageRunner.fromStage(stage, { executionProviders: opts.executionProviders, numThreads: opts.numThreads });
+    const runner = await OnnxStageRunner.fromStage(stage, {
+      executionProviders: opts.executionProviders,
+      numThreads: opts.numThreads,
+    });
     try {
       for (const { batch, seq } of shapes) {
         const n = batch * seq;
@@ -133,14 +143,30 @@ export async function compareStageRuntimes(gpu: Gpu, cfg: ModelConfig, opts: Com
         const wgslMs = median(tw);
         const ortMs = median(to);
         const row: StageRuntimeRow = {
-          stage: index, stages: specs.length, layers: spec.endLayer - spec.firstLayer, embedding: spec.hasEmbedding, head: spec.hasHead,
-          batch, seq, gflop: (batch * stageForwardFlops(cfg, spec, seq)) / 1e9,
-          wgslDevice: adapterLabel(gpu.adapter), ortEp: runner.executionProvider, ortThreads: opts.numThreads,
-          wgslMs, wgslMinMs: Math.min(...tw), ortMs, ortMinMs: Math.min(...to),
-          ortSpeedup: wgslMs / ortMs, faster: ortMs < wgslMs ? 'onnx' : 'wgsl',
-          maxAbsErr: maxAbsDiff(a, b), warmup, repeats,
+          stage: index,
+          stages: specs.length,
+          layers: spec.endLayer - spec.firstLayer,
+          embedding: spec.hasEmbedding,
+          head: spec.hasHead,
+          batch,
+          seq,
+          gflop: (batch * stageForwardFlops(cfg, spec, seq)) / 1e9,
+          wgslDevice: adapterLabel(gpu.adapter),
+          ortEp: runner.executionProvider,
+          ortThreads: opts.numThreads,
+          wgslMs,
+          wgslMinMs: Math.min(...tw),
+          ortMs,
+          ortMinMs: Math.min(...to),
+          ortSpeedup: wgslMs / ortMs,
+          faster: ortMs < wgslMs ? 'onnx' : 'wgsl',
+          maxAbsErr: maxAbsDiff(a, b),
+          warmup,
+          repeats,
         };
-        log(`stage ${index}/${specs.length} b${batch}×t${seq}: WGSL ${wgslMs.toFixed(2)} ms, ORT(${row.ortEp}) ${ortMs.toFixed(2)} ms, max |Δ| ${row.maxAbsErr.toExponential(1)}`);
+        log(
+          `stage ${index}/${specs.length} b${batch}×t${seq}: WGSL ${wgslMs.toFixed(2)} ms, ORT(${row.ortEp}) ${ortMs.toFixed(2)} ms, max |Δ| ${row.maxAbsErr.toExponential(1)}`,
+        );
         rows.push(row);
       }
     } finally {
@@ -153,12 +179,21 @@ export async function compareStageRuntimes(gpu: Gpu, cfg: ModelConfig, opts: Com
 
 /** Markdown table of the rows (bench/table.ts style). */
 export function stageRuntimeTable(rows: readonly StageRuntimeRow[]): string {
-  const what = (r: StageRuntimeRow) => [r.embedding ? 'emb' : '', `${r.layers} blk`, r.head ? 'head' : ''].filter(Boolean).join('+');
+  const what = (r: StageRuntimeRow) =>
+    [r.embedding ? 'emb' : '', `${r.layers} blk`, r.head ? 'head' : ''].filter(Boolean).join('+');
   return table(
     ['stage', 'holds', 'batch×seq', 'GFLOP', 'WGSL ms', 'ORT ms', 'ORT EP', 'WGSL/ORT', 'faster', 'max |Δ|'],
     rows.map((r) => [
-      `${r.stage}/${r.stages}`, what(r), `${r.batch}×${r.seq}`, r.gflop.toFixed(3), r.wgslMs.toFixed(2), r.ortMs.toFixed(2),
-      r.ortEp, `${r.ortSpeedup.toFixed(2)}×`, r.faster === 'onnx' ? 'ORT' : 'WGSL', r.maxAbsErr.toExponential(1),
+      `${r.stage}/${r.stages}`,
+      what(r),
+      `${r.batch}×${r.seq}`,
+      r.gflop.toFixed(3),
+      r.wgslMs.toFixed(2),
+      r.ortMs.toFixed(2),
+      r.ortEp,
+      `${r.ortSpeedup.toFixed(2)}×`,
+      r.faster === 'onnx' ? 'ORT' : 'WGSL',
+      r.maxAbsErr.toExponential(1),
     ]),
     ['l', 'l', 'r'],
   );

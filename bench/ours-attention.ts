@@ -9,7 +9,8 @@ import type { AttentionRunner } from './sweep.ts';
 export function oursAttention(gpu: Gpu): AttentionRunner {
   return {
     source: timingSource(gpu),
-    flops: (c: AttentionCase, backward: boolean) => attentionFlops({ batch: c.batch, seq: c.seq, heads: c.heads, channels: c.channels }, backward),
+    flops: (c: AttentionCase, backward: boolean) =>
+      attentionFlops({ batch: c.batch, seq: c.seq, heads: c.heads, channels: c.channels }, backward),
     async create(c: AttentionCase) {
       const dims = { batch: c.batch, seq: c.seq, heads: c.heads };
       const rows = c.batch * c.seq;
@@ -58,4 +59,3 @@ export function oursAttention(gpu: Gpu): AttentionRunner {
     },
   };
 }
-

@@ -45,7 +45,12 @@ export function oursChosen(gpu: Gpu): (c: MatmulCase) => string {
 export function adapterLite(gpu: Gpu): AdapterInfoLite {
   const a = gpu.adapter;
   return {
-    vendor: a.vendor, architecture: a.architecture, device: a.device, description: a.description,
-    isSoftware: a.isSoftware, runtime: a.runtime, timestampQuery: gpu.device.features.has('timestamp-query'),
+    vendor: a.vendor,
+    architecture: a.architecture,
+    device: a.device,
+    description: a.description,
+    isSoftware: a.isSoftware,
+    runtime: a.runtime,
+    timestampQuery: gpu.device.features.has('timestamp-query'),
   };
 }

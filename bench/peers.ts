@@ -86,7 +86,10 @@ function ortWasm(): MatmulImpl {
     backend: 'wasm',
     source: `wall-clock around session.run (wasm EP, ${ort.env.wasm.numThreads ?? 'default'} thread(s), CPU tensors)`,
     async create(c: MatmulCase, a: Float32Array, b: Float32Array): Promise<Instance> {
-      const session = await ort.InferenceSession.create(buildMatmulModel(c), { executionProviders: ['wasm'], graphOptimizationLevel: 'all' });
+      const session = await ort.InferenceSession.create(buildMatmulModel(c), {
+        executionProviders: ['wasm'],
+        graphOptimizationLevel: 'all',
+      });
       const shapes = operandShapes(c);
       const A = new ort.Tensor('float32', a, shapes.a);
       const B = new ort.Tensor('float32', b, shapes.b);
@@ -112,15 +115,23 @@ export async function ortImpl(log: Log): Promise<{ impl: MatmulImpl; info: PeerI
   ort.env.logLevel = 'error';
   try {
     const probe = ortWebgpu();
-    const inst = await probe.create({ id: 'probe', group: 'square', tier: 1, label: 'probe', M: 8, N: 8, K: 8, transA: false, transB: false },
-      new Float32Array(64).fill(1), new Float32Array(64).fill(1));
+    const inst = await probe.create(
+      { id: 'probe', group: 'square', tier: 1, label: 'probe', M: 8, N: 8, K: 8, transA: false, transB: false },
+      new Float32Array(64).fill(1),
+      new Float32Array(64).fill(1),
+    );
     await inst.run();
     const y = await inst.output!();
     await inst.dispose();
     if (y[0] !== 8) throw new Error(`probe MatMul gave ${y[0]} instead of 8`);
     const device = (await ort.env.webgpu.device) as GPUDevice;
-    const ts = device.features.has('timestamp-query') ? 'its device has timestamp-query, but the native EP exposes it only through session profiling files, so' : 'no timestamp-query on its device, so';
-    return { impl: probe, info: { backend: 'webgpu', timing: probe.source, version, note: `${ts} timed by wall clock` } };
+    const ts = device.features.has('timestamp-query')
+      ? 'its device has timestamp-query, but the native EP exposes it only through session profiling files, so'
+      : 'no timestamp-query on its device, so';
+    return {
+      impl: probe,
+      info: { backend: 'webgpu', timing: probe.source, version, note: `${ts} timed by wall clock` },
+    };
   } catch (e) {
     log(`onnxruntime-web WebGPU EP unavailable on this adapter (${errText(e)}); falling back to its wasm EP`);
     const impl = ortWasm();
@@ -188,7 +199,13 @@ export async function tfjsPeer(log: Log): Promise<{ impl: MatmulImpl; info: Peer
       const run = impl.create.bind(impl);
       impl.create = async (c, a, b) => {
         const inst = await run(c, a, b);
-        return { ...inst, run: async () => { const r = await inst.run(); return { ms: r.wallMs!, wallMs: r.wallMs }; } };
+        return {
+          ...inst,
+          run: async () => {
+            const r = await inst.run();
+            return { ms: r.wallMs!, wallMs: r.wallMs };
+          },
+        };
       };
     }
     return { impl, info: { backend: 'webgpu', timing: impl.source, version, note } };
@@ -197,6 +214,14 @@ export async function tfjsPeer(log: Log): Promise<{ impl: MatmulImpl; info: Peer
     await import('@tensorflow/tfjs-backend-cpu');
     await tf.setBackend('cpu');
     const impl = tfjsImpl('cpu');
-    return { impl, info: { backend: 'cpu', timing: impl.source, version, note: `WebGPU backend failed: ${errText(e)}; tfjs-backend-wasm is not installed` } };
+    return {
+      impl,
+      info: {
+        backend: 'cpu',
+        timing: impl.source,
+        version,
+        note: `WebGPU backend failed: ${errText(e)}; tfjs-backend-wasm is not installed`,
+      },
+    };
   }
 }

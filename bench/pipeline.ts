@@ -32,10 +32,12 @@ import { gitCommit, table } from './table.ts';
 import { trainAndEvaluate, type TrainRow } from './train-run.ts';
 
 const root = resolve(import.meta.dirname, '..');
-const args = new Map(process.argv.slice(2).map((a) => {
-  const [k, ...v] = a.replace(/^--/, '').split('=');
-  return [k, v.join('=')] as const;
-}));
+const args = new Map(
+  process.argv.slice(2).map((a) => {
+    const [k, ...v] = a.replace(/^--/, '').split('=');
+    return [k, v.join('=')] as const;
+  }),
+);
 const trainSteps = Number(args.get('steps') ?? 100);
 const parts = new Set((args.get('only') ?? 'A,B,C').split(','));
 const LINK: LinkShape = { bitsPerSecond: 80e6, latencyMs: 50 };
@@ -46,8 +48,15 @@ const gpu = await Gpu.create();
 const software = gpu.adapter.isSoftware;
 const device = adapterLabel(gpu.adapter);
 // The smallest shipped vocabulary keeps the head from dominating the last stage's cost (and the runtime).
-const base: RecipeOptions = { ...defaultRecipe(software), vocab: 1024, steps: trainSteps, warmup: Math.min(100, Math.ceil(trainSteps / 10)) };
-say(`device: ${device}; model ${base.stages * base.blocks} blocks, dModel ${base.dModel}, context ${base.context}, vocab ${base.vocab}, ${base.batch} sequences per micro-batch`);
+const base: RecipeOptions = {
+  ...defaultRecipe(software),
+  vocab: 1024,
+  steps: trainSteps,
+  warmup: Math.min(100, Math.ceil(trainSteps / 10)),
+};
+say(
+  `device: ${device}; model ${base.stages * base.blocks} blocks, dModel ${base.dModel}, context ${base.context}, vocab ${base.vocab}, ${base.batch} sequences per micro-batch`,
+);
 const corpus: Corpus = await loadCorpus(base.vocab);
 
 // ---- A. throughput ----
@@ -75,11 +84,17 @@ async function profile(o: RecipeOptions): Promise<ThroughputRow['costsMs']> {
   const run = TrainingRun.create(gpu, { ...o, micro: 1 }, corpus, { timeoutMs: 3_600_000 });
   await run.pipeline.trainAsync([run.microBatches(0)], o.batch, o.context, { staleness: 0, correction: 'none' });
   const trace: OpSpan[] = [];
-  await run.pipeline.trainAsync([1, 2, 3, 4, 5, 6, 7, 8, 9].map((k) => run.microBatches(k)), o.batch, o.context, { staleness: 0, correction: 'none', trace });
+  await run.pipeline.trainAsync(
+    [1, 2, 3, 4, 5, 6, 7, 8, 9].map((k) => run.microBatches(k)),
+    o.batch,
+    o.context,
+    { staleness: 0, correction: 'none', trace },
+  );
   run.destroy();
   const costs = { F: [] as number[], B: [] as number[], U: [] as number[] };
   for (let s = 0; s < o.stages; s++) {
-    for (const op of ['F', 'B', 'U'] as const) costs[op].push(median(trace.filter((t) => t.stage === s && t.op === op).map((t) => t.endMs - t.startMs)));
+    for (const op of ['F', 'B', 'U'] as const)
+      costs[op].push(median(trace.filter((t) => t.stage === s && t.op === op).map((t) => t.endMs - t.startMs)));
   }
   return costs;
 }
@@ -98,7 +113,14 @@ async function throughput(): Promise<ThroughputRow[]> {
   const rows: ThroughputRow[] = [];
   const profiles = new Map<string, ThroughputRow['costsMs']>();
   for (const c of configs) {
-    const o: RecipeOptions = { ...base, micro: M, stages: c.stages, blocks: (base.stages * base.blocks) / c.stages, codec: c.codec, link: c.link };
+    const o: RecipeOptions = {
+      ...base,
+      micro: M,
+      stages: c.stages,
+      blocks: (base.stages * base.blocks) / c.stages,
+      codec: c.codec,
+      link: c.link,
+    };
     const key = `${c.stages}:${c.codec}`;
     if (!profiles.has(key)) profiles.set(key, await profile({ ...o, link: undefined }));
     const costs = profiles.get(key)!;
@@ -106,34 +128,64 @@ async function throughput(): Promise<ThroughputRow[]> {
     // A first step compiles the shaders: not timed.
     await run.pipeline.trainAsync([run.microBatches(0)], o.batch, o.context, { staleness: 0, correction: 'none' });
     const data = Array.from({ length: steps }, (_, k) => run.microBatches(1 + k));
-    const r = await run.pipeline.trainAsync(data, o.batch, o.context, { staleness: c.staleness, correction: 'nesterov' });
+    const r = await run.pipeline.trainAsync(data, o.batch, o.context, {
+      staleness: c.staleness,
+      correction: 'nesterov',
+    });
     const rowsPerMicro = o.batch * o.context;
     const bpt = run.bytesPerToken;
     // As the in-memory network counts a frame: payload, the micro-batch's token ids and a 128-byte header.
     const frameBytes = bpt.map((b) => rowsPerMicro * (b + 4) + 128);
     const replaySteps = 20;
-    const replay = replaySchedule({ stages: c.stages, microBatches: M, steps: replaySteps, staleness: c.staleness, costs, frameBytes, link: c.link });
+    const replay = replaySchedule({
+      stages: c.stages,
+      microBatches: M,
+      steps: replaySteps,
+      staleness: c.staleness,
+      costs,
+      frameBytes,
+      link: c.link,
+    });
     const row: ThroughputRow = {
-      name: c.name, stages: c.stages, codec: c.codec, staleness: c.staleness, microBatches: M, bytesPerToken: bpt[0] ?? 0,
+      name: c.name,
+      stages: c.stages,
+      codec: c.codec,
+      staleness: c.staleness,
+      microBatches: M,
+      bytesPerToken: bpt[0] ?? 0,
       measuredTokensPerSecond: r.tokens / (r.ms / 1000),
       replayTokensPerSecond: (replaySteps * M * rowsPerMicro) / (replay.ms / 1000),
-      replayBubble: replay.bubble, idealBubble: idealBubble(c.stages, M), replayUtilization: replay.utilization, costsMs: costs,
+      replayBubble: replay.bubble,
+      idealBubble: idealBubble(c.stages, M),
+      replayUtilization: replay.utilization,
+      costsMs: costs,
     };
     rows.push(row);
-    say(`A ${c.name}: measured ${row.measuredTokensPerSecond.toFixed(0)} tok/s (one shared device); replayed on ${c.stages} devices ${row.replayTokensPerSecond.toFixed(0)} tok/s, bubble ${(100 * replay.bubble).toFixed(1)}% (ideal ${(100 * row.idealBubble).toFixed(1)}%) [${formatDuration((performance.now() - t0) / 1000)}]`);
+    say(
+      `A ${c.name}: measured ${row.measuredTokensPerSecond.toFixed(0)} tok/s (one shared device); replayed on ${c.stages} devices ${row.replayTokensPerSecond.toFixed(0)} tok/s, bubble ${(100 * replay.bubble).toFixed(1)}% (ideal ${(100 * row.idealBubble).toFixed(1)}%) [${formatDuration((performance.now() - t0) / 1000)}]`,
+    );
     run.destroy();
   }
   return rows;
 }
 
 // ---- B and C. training runs ----
-const train = (name: string, o: RecipeOptions, staleness: number, correction: 'nesterov' | 'none') => trainAndEvaluate(gpu, corpus, name, o, staleness, correction, t0);
+const train = (name: string, o: RecipeOptions, staleness: number, correction: 'nesterov' | 'none') =>
+  trainAndEvaluate(gpu, corpus, name, o, staleness, correction, t0);
 
 async function compression(): Promise<TrainRow[]> {
   const rows: TrainRow[] = [];
   const kSmall = Math.max(1, Math.floor(base.dModel / 16));
-  for (const [codec, k] of [['none', base.k], ['int8', base.k], ['subspace', base.k], ['subspace+int8', base.k], ['subspace+int8', kSmall]] as Array<[CodecName, number]>) {
-    rows.push(await train(`B ${codec}${codec.startsWith('subspace') ? ` k=${k}` : ''}`, { ...base, codec, k }, 0, 'none'));
+  for (const [codec, k] of [
+    ['none', base.k],
+    ['int8', base.k],
+    ['subspace', base.k],
+    ['subspace+int8', base.k],
+    ['subspace+int8', kSmall],
+  ] as Array<[CodecName, number]>) {
+    rows.push(
+      await train(`B ${codec}${codec.startsWith('subspace') ? ` k=${k}` : ''}`, { ...base, codec, k }, 0, 'none'),
+    );
   }
   return rows;
 }
@@ -154,44 +206,98 @@ const previousFile = join(root, 'bench/results/pipeline.json');
 const previous = existsSync(previousFile) ? JSON.parse(readFileSync(previousFile, 'utf8')) : {};
 const A: ThroughputRow[] = parts.has('A') ? await throughput() : (previous.throughput ?? []);
 const B: TrainRow[] = parts.has('B') ? await compression() : (previous.compression ?? []);
-const C: TrainRow[] = parts.has('C') ? await asyncRuns(B[0]?.lr === base.lr && B[0]?.steps === base.steps ? B[0] : undefined) : (previous.async ?? []);
+const C: TrainRow[] = parts.has('C')
+  ? await asyncRuns(B[0]?.lr === base.lr && B[0]?.steps === base.steps ? B[0] : undefined)
+  : (previous.async ?? []);
 
 // ---- report ----
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 const md: string[] = ['## Pipeline benchmark', ''];
 const commit = gitCommit(root) ?? '';
-if (parts.size < 3) md.push(`Parts ${[...parts].sort().join(', ')} measured in this run; the others are from the run of ${String(previous.date ?? '?').slice(0, 16)}.`, '');
-md.push(`Generated by \`npm run bench:pipeline\` on ${new Date().toISOString().slice(0, 10)}${commit ? ` at ${commit}` : ''}; device: ${device}; ${cpus().length} CPU cores. Model: ${base.stages * base.blocks} blocks, dModel ${base.dModel}, context ${base.context}, vocab ${base.vocab}; Brown corpus.`, '');
+if (parts.size < 3)
+  md.push(
+    `Parts ${[...parts].sort().join(', ')} measured in this run; the others are from the run of ${String(previous.date ?? '?').slice(0, 16)}.`,
+    '',
+  );
+md.push(
+  `Generated by \`npm run bench:pipeline\` on ${new Date().toISOString().slice(0, 10)}${commit ? ` at ${commit}` : ''}; device: ${device}; ${cpus().length} CPU cores. Model: ${base.stages * base.blocks} blocks, dModel ${base.dModel}, context ${base.context}, vocab ${base.vocab}; Brown corpus.`,
+  '',
+);
 if (A.length) {
   const one = A[0];
-  md.push(`### A. Throughput (${A[0].microBatches} micro-batches of ${base.batch}×${base.context} tokens per step; links 80 Mb/s, 50 ms)`, '');
-  md.push('"measured": this process, all stages sharing one device. "replayed": the same schedule with the op times measured here, each stage on its own device (4 peers), frames on the shaped links.', '');
-  md.push(table(
-    ['configuration', 'B/token/boundary', 'measured tok/s', 'replayed tok/s', 'vs 1 stage', 'bubble (replayed)', '1F1B ideal'],
-    A.map((r) => [r.name, r.bytesPerToken ? r.bytesPerToken.toFixed(0) : '–', r.measuredTokensPerSecond.toFixed(0), r.replayTokensPerSecond.toFixed(0),
-      `${(r.replayTokensPerSecond / one.replayTokensPerSecond).toFixed(2)}×`, r.stages > 1 ? pct(r.replayBubble) : '–', r.stages > 1 ? (r.staleness ? '(no flush)' : pct(r.idealBubble)) : '–']),
-    ['l'],
-  ), '');
+  md.push(
+    `### A. Throughput (${A[0].microBatches} micro-batches of ${base.batch}×${base.context} tokens per step; links 80 Mb/s, 50 ms)`,
+    '',
+  );
+  md.push(
+    '"measured": this process, all stages sharing one device. "replayed": the same schedule with the op times measured here, each stage on its own device (4 peers), frames on the shaped links.',
+    '',
+  );
+  md.push(
+    table(
+      [
+        'configuration',
+        'B/token/boundary',
+        'measured tok/s',
+        'replayed tok/s',
+        'vs 1 stage',
+        'bubble (replayed)',
+        '1F1B ideal',
+      ],
+      A.map((r) => [
+        r.name,
+        r.bytesPerToken ? r.bytesPerToken.toFixed(0) : '–',
+        r.measuredTokensPerSecond.toFixed(0),
+        r.replayTokensPerSecond.toFixed(0),
+        `${(r.replayTokensPerSecond / one.replayTokensPerSecond).toFixed(2)}×`,
+        r.stages > 1 ? pct(r.replayBubble) : '–',
+        r.stages > 1 ? (r.staleness ? '(no flush)' : pct(r.idealBubble)) : '–',
+      ]),
+      ['l'],
+    ),
+    '',
+  );
 }
 if (B.length) {
   const none = B[0];
   md.push(`### B. Compression (${none.steps} synchronous steps, ${none.tokens} tokens, same seed and batches)`, '');
-  md.push(table(
-    ['codec', 'B/token/boundary', 'fewer bytes', 'val loss', 'vs none', 'val bits/byte'],
-    B.map((r) => [`${r.codec}${r.k ? ` (k=${r.k})` : ''}`, r.bytesPerToken.toFixed(1), `${r.compression.toFixed(1)}×`, r.valLoss.toFixed(4), `${(100 * (r.valLoss / none.valLoss - 1)).toFixed(2)}%`, r.valBpb.toFixed(3)]),
-    ['l'],
-  ), '', `Unigram baseline: ${none.unigramBpb.toFixed(3)} bits/byte. Bytes per token count the payload; the token ids travel too in this engine (4 B/token) although every peer can rebuild them from the seed.`, '');
+  md.push(
+    table(
+      ['codec', 'B/token/boundary', 'fewer bytes', 'val loss', 'vs none', 'val bits/byte'],
+      B.map((r) => [
+        `${r.codec}${r.k ? ` (k=${r.k})` : ''}`,
+        r.bytesPerToken.toFixed(1),
+        `${r.compression.toFixed(1)}×`,
+        r.valLoss.toFixed(4),
+        `${(100 * (r.valLoss / none.valLoss - 1)).toFixed(2)}%`,
+        r.valBpb.toFixed(3),
+      ]),
+      ['l'],
+    ),
+    '',
+    `Unigram baseline: ${none.unigramBpb.toFixed(3)} bits/byte. Bytes per token count the payload; the token ids travel too in this engine (4 B/token) although every peer can rebuild them from the seed.`,
+    '',
+  );
 }
 if (C.length) {
   md.push(`### C. Asynchronous training at equal tokens (${C[0].tokens} tokens, staleness 1)`, '');
-  md.push(table(
-    ['peak lr', 'mode', 'val loss', 'vs sync', 'val bits/byte'],
-    C.map((r, i) => {
-      const sync = C[i - (i % 3)];
-      return [r.lr.toPrecision(2), r.staleness ? (r.correction === 'nesterov' ? 'async, Nesterov look-ahead' : 'async, no correction') : 'sync', r.valLoss.toFixed(4), `${(100 * (r.valLoss / sync.valLoss - 1)).toFixed(2)}%`, r.valBpb.toFixed(3)];
-    }),
-    ['l', 'l'],
-  ), '');
+  md.push(
+    table(
+      ['peak lr', 'mode', 'val loss', 'vs sync', 'val bits/byte'],
+      C.map((r, i) => {
+        const sync = C[i - (i % 3)];
+        return [
+          r.lr.toPrecision(2),
+          r.staleness ? (r.correction === 'nesterov' ? 'async, Nesterov look-ahead' : 'async, no correction') : 'sync',
+          r.valLoss.toFixed(4),
+          `${(100 * (r.valLoss / sync.valLoss - 1)).toFixed(2)}%`,
+          r.valBpb.toFixed(3),
+        ];
+      }),
+      ['l', 'l'],
+    ),
+    '',
+  );
 }
 const text = md.join('\n');
 console.log(`\n${text}`);
@@ -200,17 +306,44 @@ mkdirSync(dir, { recursive: true });
 const partial = trainSteps !== 100;
 const suffix = partial ? '.tmp' : '';
 const ran = [...parts].sort().join(',');
-writeFileSync(join(dir, `pipeline.json${suffix}`), JSON.stringify({ date: new Date().toISOString(), commit, device, model: base, parts: ran, throughput: A, compression: B, async: C }, null, 2) + '\n');
+writeFileSync(
+  join(dir, `pipeline.json${suffix}`),
+  JSON.stringify(
+    {
+      date: new Date().toISOString(),
+      commit,
+      device,
+      model: base,
+      parts: ran,
+      throughput: A,
+      compression: B,
+      async: C,
+    },
+    null,
+    2,
+  ) + '\n',
+);
 writeFileSync(join(dir, `pipeline.md${suffix}`), text + '\n');
 const palette = ['#4e79a7', '#f28e2b', '#e15759', '#76b7b2', '#59a14f', '#edc948', '#b07aa1', '#ff9da7'];
 const curves = [...B, ...C.filter((r) => r.staleness > 0 || r.lr !== base.lr)];
 if (curves.length) {
-  writeFileSync(join(dir, `pipeline-loss.svg${suffix}`), lineChartSvg({
-    title: 'Validation loss by codec and pipeline mode (Brown corpus)', xLabel: 'optimizer step', yLabel: 'validation cross-entropy (nats/token)',
-    series: curves.map((r, i) => ({ name: r.name.replace(/^[BC] /, ''), points: r.curve, color: palette[i % palette.length], markers: true })),
-    hlines: [{ y: unigram(corpus.train, base.vocab, []).entropy, label: 'unigram entropy', color: '#999' }],
-  }));
+  writeFileSync(
+    join(dir, `pipeline-loss.svg${suffix}`),
+    lineChartSvg({
+      title: 'Validation loss by codec and pipeline mode (Brown corpus)',
+      xLabel: 'optimizer step',
+      yLabel: 'validation cross-entropy (nats/token)',
+      series: curves.map((r, i) => ({
+        name: r.name.replace(/^[BC] /, ''),
+        points: r.curve,
+        color: palette[i % palette.length],
+        markers: true,
+      })),
+      hlines: [{ y: unigram(corpus.train, base.vocab, []).entropy, label: 'unigram entropy', color: '#999' }],
+    }),
+  );
 }
-say(`wrote bench/results/pipeline.{json,md}${suffix}${curves.length ? ', pipeline-loss.svg' + suffix : ''} in ${formatDuration((performance.now() - t0) / 1000)}`);
+say(
+  `wrote bench/results/pipeline.{json,md}${suffix}${curves.length ? ', pipeline-loss.svg' + suffix : ''} in ${formatDuration((performance.now() - t0) / 1000)}`,
+);
 gpu.destroy();
-

@@ -37,15 +37,32 @@ export async function runBench(o: BenchOptions): Promise<EnvResult> {
     elapsedS: 0,
     errors: [],
   };
-  const ctx: SweepContext = { env: o.env, budget: o.budget, log: o.log, skipped: result.skipped, errors: result.errors, chosen: oursChosen(o.gpu) };
+  const ctx: SweepContext = {
+    env: o.env,
+    budget: o.budget,
+    log: o.log,
+    skipped: result.skipped,
+    errors: result.errors,
+    chosen: oursChosen(o.gpu),
+  };
   if (parts.includes('matmul')) {
-    o.log(`matmul: ours (register, tiled, naive)${o.peers.map((p) => `, ${p.impl.id} (${p.info.backend})`).join('')}; budget ${o.budget.perCaseS} s per implementation per case, ${o.budget.matmulS} s in all`);
+    o.log(
+      `matmul: ours (register, tiled, naive)${o.peers.map((p) => `, ${p.impl.id} (${p.info.backend})`).join('')}; budget ${o.budget.perCaseS} s per implementation per case, ${o.budget.matmulS} s in all`,
+    );
     const impls = [...oursMatmulImpls(o.gpu), ...o.peers.map((p) => p.impl)];
-    result.matmul = await matmulSweep(ctx, impls, matmulCases().filter((c) => keep(c.id)));
+    result.matmul = await matmulSweep(
+      ctx,
+      impls,
+      matmulCases().filter((c) => keep(c.id)),
+    );
   }
   if (parts.includes('attention')) {
     o.log(`attention forward + backward (ours), budget ${o.budget.attentionS} s`);
-    result.attention = await attentionSweep(ctx, oursAttention(o.gpu), attentionCases().filter((c) => keep(c.id)));
+    result.attention = await attentionSweep(
+      ctx,
+      oursAttention(o.gpu),
+      attentionCases().filter((c) => keep(c.id)),
+    );
   }
   result.elapsedS = (performance.now() - t0) / 1000;
   return result;

@@ -5,8 +5,20 @@
  * implementation's rate on the previous, smaller case) exceeds the budget are skipped and listed.
  */
 import {
-  computeRatios, estimateRate, executionOrder, fmtS, matmulFlopsOf, planOrSkip, summarize,
-  type AttentionCase, type AttentionResult, type Budget, type ImplId, type MatmulCase, type MatmulResult, type Skip,
+  computeRatios,
+  estimateRate,
+  executionOrder,
+  fmtS,
+  matmulFlopsOf,
+  planOrSkip,
+  summarize,
+  type AttentionCase,
+  type AttentionResult,
+  type Budget,
+  type ImplId,
+  type MatmulCase,
+  type MatmulResult,
+  type Skip,
 } from './cases.ts';
 import { Rng } from '../src/ops/rng.ts';
 import { mib } from './table.ts';
@@ -49,7 +61,8 @@ function sampledReference(c: MatmulCase, a: Float32Array, b: Float32Array, count
     const i = rng.int(c.M);
     const j = rng.int(c.N);
     let acc = 0;
-    for (let k = 0; k < c.K; k++) acc += a[c.transA ? k * c.M + i : i * c.K + k] * b[c.transB ? j * c.K + k : k * c.N + j];
+    for (let k = 0; k < c.K; k++)
+      acc += a[c.transA ? k * c.M + i : i * c.K + k] * b[c.transB ? j * c.K + k : k * c.N + j];
     out.push([i * c.N + j, acc]);
   }
   return out;
@@ -95,7 +108,11 @@ export function progressLine(i: number, n: number, text: string): string {
   return `[${'#'.repeat(filled)}${'.'.repeat(w - filled)}] ${String(i).padStart(2)}/${n} ${text}`;
 }
 
-export async function matmulSweep(ctx: SweepContext, impls: MatmulImpl[], cases: MatmulCase[]): Promise<MatmulResult[]> {
+export async function matmulSweep(
+  ctx: SweepContext,
+  impls: MatmulImpl[],
+  cases: MatmulCase[],
+): Promise<MatmulResult[]> {
   const { budget: b, log } = ctx;
   const history = new Map<string, Array<{ flops: number; gflops: number }>>();
   const measuredIn = new Set<string>();
@@ -116,15 +133,31 @@ export async function matmulSweep(ctx: SweepContext, impls: MatmulImpl[], cases:
     const cells: string[] = [];
     // The sweep budget is checked per case for all implementations together, so a case is either compared
     // in full or not at all; the per-case budget then drops the implementations too slow for this size.
-    const secondary = (impl: MatmulImpl) => impl.id.startsWith('ours:') && impl.id !== `ours:${r.chosen}` && measuredIn.has(`${impl.id}/${c.group}`);
-    const plans = impls.map((impl) => planOrSkip(flops, estimateRate(history.get(impl.id)), b, Infinity, secondary(impl)));
-    const caseNeedS = plans.reduce((n, p) => n + (p.skip || p.estS === undefined ? 0 : p.estS * (b.warmup + b.minRepeats)), 0);
+    const secondary = (impl: MatmulImpl) =>
+      impl.id.startsWith('ours:') && impl.id !== `ours:${r.chosen}` && measuredIn.has(`${impl.id}/${c.group}`);
+    const plans = impls.map((impl) =>
+      planOrSkip(flops, estimateRate(history.get(impl.id)), b, Infinity, secondary(impl)),
+    );
+    const caseNeedS = plans.reduce(
+      (n, p) => n + (p.skip || p.estS === undefined ? 0 : p.estS * (b.warmup + b.minRepeats)),
+      0,
+    );
     const leftS = b.matmulS - (now() - t0) / 1000;
-    const sweepSkip = caseNeedS > 0 && caseNeedS > leftS ? `est. ${fmtS(caseNeedS)} for this case > ${fmtS(Math.max(0, leftS))} left of the ${b.matmulS} s sweep budget` : undefined;
+    const sweepSkip =
+      caseNeedS > 0 && caseNeedS > leftS
+        ? `est. ${fmtS(caseNeedS)} for this case > ${fmtS(Math.max(0, leftS))} left of the ${b.matmulS} s sweep budget`
+        : undefined;
     if (sweepSkip) ctx.skipped.push({ env: ctx.env, case: c.id, impl: 'all', reason: sweepSkip });
     // Create and warm up every implementation that fits, then time them in interleaved rounds (rotating
     // the order each round) so that load from other processes hits all of them alike.
-    let live: Array<{ impl: MatmulImpl; inst: Instance; ms: number[]; wall: number[]; out?: Float32Array; failed?: boolean }> = [];
+    let live: Array<{
+      impl: MatmulImpl;
+      inst: Instance;
+      ms: number[];
+      wall: number[];
+      out?: Float32Array;
+      failed?: boolean;
+    }> = [];
     const fail = (impl: MatmulImpl, e: unknown) => {
       const why = e instanceof Error ? e.message : String(e);
       ctx.errors.push(`${impl.id} on ${c.id}: ${why}`);
@@ -169,7 +202,13 @@ export async function matmulSweep(ctx: SweepContext, impls: MatmulImpl[], cases:
     }
     const ref64 = live.some((e) => e.out) ? sampledReference(c, a, bm, 256) : [];
     for (const e of live) {
-      const sample = summarize(e.ms, flops, e.impl.source, e.impl.backend, e.wall.length === e.ms.length ? e.wall : undefined);
+      const sample = summarize(
+        e.ms,
+        flops,
+        e.impl.source,
+        e.impl.backend,
+        e.wall.length === e.ms.length ? e.wall : undefined,
+      );
       if (e.out) {
         sample.refErr = sampledError(e.out, ref64);
         if (!reference) reference = e.out;
@@ -182,14 +221,22 @@ export async function matmulSweep(ctx: SweepContext, impls: MatmulImpl[], cases:
     }
     for (const impl of impls) {
       const smp = r.impls[impl.id];
-      cells.push(`${impl.id} ${smp ? smp.gflops.toFixed(2) : sweepSkip ? '' : ctx.skipped.some((x) => x.case === c.id && x.impl === implLabel(impl) && x.reason.startsWith('failed')) ? 'FAILED' : 'skipped'}`);
+      cells.push(
+        `${impl.id} ${smp ? smp.gflops.toFixed(2) : sweepSkip ? '' : ctx.skipped.some((x) => x.case === c.id && x.impl === implLabel(impl) && x.reason.startsWith('failed')) ? 'FAILED' : 'skipped'}`,
+      );
     }
     // 'ours' is the variant the selector picks; it was measured as that variant.
     const chosenSample = r.chosen ? r.impls[`ours:${r.chosen}` as ImplId] : undefined;
     if (chosenSample) r.impls.ours = chosenSample;
     computeRatios(r);
     const ratio = r.ratios.bestPeer !== undefined ? `  ours/best peer ${r.ratios.bestPeer.toFixed(2)}×` : '';
-    log(progressLine(ci + 1, order.length, `${c.id} (${(flops / 1e9).toFixed(2)} GFLOP, ${fmtS((now() - t0) / 1000)}): ${sweepSkip ? `skipped (${sweepSkip})` : `${cells.join(', ')} GFLOP/s${ratio}`}`));
+    log(
+      progressLine(
+        ci + 1,
+        order.length,
+        `${c.id} (${(flops / 1e9).toFixed(2)} GFLOP, ${fmtS((now() - t0) / 1000)}): ${sweepSkip ? `skipped (${sweepSkip})` : `${cells.join(', ')} GFLOP/s${ratio}`}`,
+      ),
+    );
   }
   return results;
 }
@@ -211,7 +258,11 @@ export interface AttentionRunner {
   source: string;
 }
 
-export async function attentionSweep(ctx: SweepContext, runner: AttentionRunner, cases: AttentionCase[]): Promise<AttentionResult[]> {
+export async function attentionSweep(
+  ctx: SweepContext,
+  runner: AttentionRunner,
+  cases: AttentionCase[],
+): Promise<AttentionResult[]> {
   const { budget: b, log } = ctx;
   let t0 = now();
   let rate: number | undefined;
@@ -224,7 +275,8 @@ export async function attentionSweep(ctx: SweepContext, runner: AttentionRunner,
     const left = b.attentionS - (now() - t0) / 1000;
     const plan = planOrSkip(fwdFlops + bwdFlops, rate, b, left);
     // Too slow to time properly: one run still shows how memory grows, if it fits.
-    const memoryOnly = plan.skip !== undefined && plan.estS !== undefined && plan.estS <= b.memoryOnlyS && plan.estS <= left;
+    const memoryOnly =
+      plan.skip !== undefined && plan.estS !== undefined && plan.estS <= b.memoryOnlyS && plan.estS <= left;
     if ((plan.skip && !memoryOnly) || left <= 0) {
       r.skipped = plan.skip ?? 'sweep budget used up';
       ctx.skipped.push({ env: ctx.env, case: c.id, impl: 'ours attention fwd+bwd', reason: r.skipped });
@@ -243,13 +295,21 @@ export async function attentionSweep(ctx: SweepContext, runner: AttentionRunner,
       // The first run compiles the pipelines (minutes for a cold shader cache on CPU drivers): not counted.
       if (ci === 0) {
         t0 += warmMs;
-        log(`attention: first run (pipeline compilation included) ${fmtS(warmMs / 1000)}, not counted in the sweep budget`);
+        log(
+          `attention: first run (pipeline compilation included) ${fmtS(warmMs / 1000)}, not counted in the sweep budget`,
+        );
       }
       if (memoryOnly) {
         r.memoryOnlyMs = warmMs;
         r.skipped = `timing: ${plan.skip}; one memory-measuring run instead (${fmtS(warmMs / 1000)} wall, cold)`;
         ctx.skipped.push({ env: ctx.env, case: c.id, impl: 'ours attention fwd+bwd (timing only)', reason: r.skipped });
-        log(progressLine(ci + 1, cases.length, `attention T=${c.seq}: memory only (${fmtS(warmMs / 1000)}), largest buffer ${mib(r.largestBuffer)}, peak extra ${mib(r.peakExtraBytes)} (T×T scores would be ${mib(r.scoreMatrixBytes)})`));
+        log(
+          progressLine(
+            ci + 1,
+            cases.length,
+            `attention T=${c.seq}: memory only (${fmtS(warmMs / 1000)}), largest buffer ${mib(r.largestBuffer)}, peak extra ${mib(r.peakExtraBytes)} (T×T scores would be ${mib(r.scoreMatrixBytes)})`,
+          ),
+        );
         continue;
       }
       const fwd: number[] = [];
@@ -270,8 +330,13 @@ export async function attentionSweep(ctx: SweepContext, runner: AttentionRunner,
       r.bwd = summarize(bwd, bwdFlops, runner.source, 'webgpu');
       r.total = summarize(tot, fwdFlops + bwdFlops, runner.source, 'webgpu');
       rate = r.total.gflops;
-      log(progressLine(ci + 1, cases.length,
-        `attention T=${c.seq} (${fmtS((now() - t0) / 1000)}): fwd ${r.fwd.ms.toFixed(1)} ms, bwd ${r.bwd.ms.toFixed(1)} ms, ${r.total.gflops.toFixed(2)} GFLOP/s, largest buffer ${mib(r.largestBuffer)}, peak extra ${mib(r.peakExtraBytes)} (T×T scores would be ${mib(r.scoreMatrixBytes)})`));
+      log(
+        progressLine(
+          ci + 1,
+          cases.length,
+          `attention T=${c.seq} (${fmtS((now() - t0) / 1000)}): fwd ${r.fwd.ms.toFixed(1)} ms, bwd ${r.bwd.ms.toFixed(1)} ms, ${r.total.gflops.toFixed(2)} GFLOP/s, largest buffer ${mib(r.largestBuffer)}, peak extra ${mib(r.peakExtraBytes)} (T×T scores would be ${mib(r.scoreMatrixBytes)})`,
+        ),
+      );
     } catch (e) {
       r.skipped = `failed: ${(e as Error).message ?? e}`;
       ctx.errors.push(`attention T=${c.seq}: ${(e as Error).message ?? e}`);

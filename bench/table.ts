@@ -22,12 +22,13 @@ export function table(headers: string[], rows: string[][], align?: Array<'l' | '
   return [line(headers), rule, ...rows.map(line)].join('\n');
 }
 
-const g = (x?: number) => (x === undefined ? '–' : x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x >= 1 ? x.toFixed(2) : x.toFixed(3));
+const g = (x?: number) =>
+  x === undefined ? '–' : x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x >= 1 ? x.toFixed(2) : x.toFixed(3);
 const ratio = (x?: number) => (x === undefined ? '–' : `${x.toFixed(2)}×`);
 
 function cell(s: Sample | undefined, skipped: boolean, wall = false): string {
   if (!s) return skipped ? 'skip' : '–';
-  const v = wall ? s.wallGflops ?? s.gflops : s.gflops;
+  const v = wall ? (s.wallGflops ?? s.gflops) : s.gflops;
   const bad = (s.relErr ?? 0) > 1e-3 || (s.refErr ?? 0) > 1e-3 ? ' ✗' : '';
   return `${g(v)}${bad}`;
 }
@@ -57,7 +58,8 @@ function worstErr(e: EnvResult): string {
 
 function matmulTable(e: EnvResult): string {
   const peers = Object.entries(e.peers);
-  const isSkipped = (r: MatmulResult, impl: string) => e.skipped.some((s) => s.case === r.id && (s.impl === 'all' || s.impl.startsWith(impl)));
+  const isSkipped = (r: MatmulResult, impl: string) =>
+    e.skipped.some((s) => s.case === r.id && (s.impl === 'all' || s.impl.startsWith(impl)));
   const headers = ['case', 'GFLOP', 'ours', 'variant', 'register', 'tiled', 'naive'];
   for (const [id, p] of peers) headers.push(`${id === 'ort' ? 'ORT' : id} (${p.backend})`);
   if (peers.length) headers.push('ours wall');
@@ -86,11 +88,26 @@ function matmulTable(e: EnvResult): string {
 }
 
 function attentionTable(e: EnvResult): string {
-  const headers = ['T', 'fwd ms', 'bwd ms', 'fwd GFLOP/s', 'bwd GFLOP/s', 'fwd+bwd GFLOP/s', 'largest buffer', 'peak extra', 'peak extra / T', 'one T×T score matrix'];
+  const headers = [
+    'T',
+    'fwd ms',
+    'bwd ms',
+    'fwd GFLOP/s',
+    'bwd GFLOP/s',
+    'fwd+bwd GFLOP/s',
+    'largest buffer',
+    'peak extra',
+    'peak extra / T',
+    'one T×T score matrix',
+  ];
   const rows = e.attention.map((r: AttentionResult) => [
     String(r.seq),
     r.fwd ? r.fwd.ms.toFixed(1) : r.memoryOnlyMs !== undefined ? 'mem only' : 'skip',
-    r.bwd ? r.bwd.ms.toFixed(1) : r.memoryOnlyMs !== undefined ? `(${(r.memoryOnlyMs / 1000).toFixed(1)} s cold)` : 'skip',
+    r.bwd
+      ? r.bwd.ms.toFixed(1)
+      : r.memoryOnlyMs !== undefined
+        ? `(${(r.memoryOnlyMs / 1000).toFixed(1)} s cold)`
+        : 'skip',
     g(r.fwd?.gflops),
     g(r.bwd?.gflops),
     g(r.total?.gflops),
@@ -109,26 +126,39 @@ export function envSection(e: EnvResult): string {
   out.push(`### ${where} — ${adapterName(e)}`);
   out.push('');
   out.push(`- Runtime: ${e.runtime}`);
-  out.push(`- Ours: ${e.ourTimingSource}; warm-up ${e.budget.warmup}, then ${e.budget.minRepeats}–${e.budget.maxRepeats} timed repeats (as many as fit in ${e.budget.repeatS} s); medians. A size is skipped for an implementation when warm-up + ${e.budget.minRepeats} runs, estimated from its median rate at the largest size it ran so far, would exceed ${e.budget.perCaseS} s (${e.budget.secondaryPerCaseS} s for our variants the selector does not pick, after their first case per group), or the sweep's budget (${e.budget.matmulS} s matmul, ${e.budget.attentionS} s attention) would run out.`);
-  for (const [id, p] of Object.entries(e.peers)) out.push(`- ${id === 'ort' ? 'ORT' : id}: ${p.version}, **${p.backend}** backend; ${p.timing}${p.note ? ` — ${p.note}` : ''}.`);
-  out.push('- Per case, every implementation is created and warmed up, then timed in interleaved rounds (rotating order), so load from other processes falls on all of them alike; inputs are the same seeded uniform(-1, 1) matrices for all, and each output is checked against ours.');
+  out.push(
+    `- Ours: ${e.ourTimingSource}; warm-up ${e.budget.warmup}, then ${e.budget.minRepeats}–${e.budget.maxRepeats} timed repeats (as many as fit in ${e.budget.repeatS} s); medians. A size is skipped for an implementation when warm-up + ${e.budget.minRepeats} runs, estimated from its median rate at the largest size it ran so far, would exceed ${e.budget.perCaseS} s (${e.budget.secondaryPerCaseS} s for our variants the selector does not pick, after their first case per group), or the sweep's budget (${e.budget.matmulS} s matmul, ${e.budget.attentionS} s attention) would run out.`,
+  );
+  for (const [id, p] of Object.entries(e.peers))
+    out.push(
+      `- ${id === 'ort' ? 'ORT' : id}: ${p.version}, **${p.backend}** backend; ${p.timing}${p.note ? ` — ${p.note}` : ''}.`,
+    );
+  out.push(
+    '- Per case, every implementation is created and warmed up, then timed in interleaved rounds (rotating order), so load from other processes falls on all of them alike; inputs are the same seeded uniform(-1, 1) matrices for all, and each output is checked against ours.',
+  );
   out.push(`- Elapsed ${e.elapsedS.toFixed(0)} s.`);
   if (e.matmul.length) {
     out.push('');
-    out.push(`Matmul, GFLOP/s (higher is better). "ours" = the variant chooseMatmulVariant picks (column "variant"), by GPU timestamps; ratios > 1 mean ours is faster.${Object.keys(e.peers).length ? ' ours/ORT compares wall clock with wall clock ("ours wall": sync, dispatch, wait, timestamp readback), ours/tfjs compares GPU timestamps with tfjs kernelMs.' : ''} "skip" = over the time budget (listed below); every output is checked against a float64 reference at 256 positions and against ours (✗ = relative error > 1e-3; worst seen: ${worstErr(e)}).`);
+    out.push(
+      `Matmul, GFLOP/s (higher is better). "ours" = the variant chooseMatmulVariant picks (column "variant"), by GPU timestamps; ratios > 1 mean ours is faster.${Object.keys(e.peers).length ? ' ours/ORT compares wall clock with wall clock ("ours wall": sync, dispatch, wait, timestamp readback), ours/tfjs compares GPU timestamps with tfjs kernelMs.' : ''} "skip" = over the time budget (listed below); every output is checked against a float64 reference at 256 positions and against ours (✗ = relative error > 1e-3; worst seen: ${worstErr(e)}).`,
+    );
     out.push('');
     out.push(matmulTable(e));
     const tr = e.matmul.filter((r) => r.group === 'transformer' && r.ratios.bestPeer !== undefined);
     if (tr.length) {
       const worst = tr.reduce((a, b) => (a.ratios.bestPeer! <= b.ratios.bestPeer! ? a : b));
       out.push('');
-      out.push(`Transformer-shaped cases: ours / best peer ranges ${Math.min(...tr.map((r) => r.ratios.bestPeer!)).toFixed(2)}× – ${Math.max(...tr.map((r) => r.ratios.bestPeer!)).toFixed(2)}× over ${tr.length} measured case(s) (lowest: ${worst.id}).`);
+      out.push(
+        `Transformer-shaped cases: ours / best peer ranges ${Math.min(...tr.map((r) => r.ratios.bestPeer!)).toFixed(2)}× – ${Math.max(...tr.map((r) => r.ratios.bestPeer!)).toFixed(2)}× over ${tr.length} measured case(s) (lowest: ${worst.id}).`,
+      );
     }
   }
   if (e.attention.length) {
     const a0 = e.attention[0];
     out.push('');
-    out.push(`Causal attention forward + backward (ours, FlashAttention-2 style), batch ${a0.batch}, ${a0.heads} heads, d_model ${a0.channels}. Memory from the buffer pool during one forward + backward (inputs qkv and dOut excluded; pool bucket sizes): it grows linearly in T, while a T×T score matrix (last column) would grow quadratically.`);
+    out.push(
+      `Causal attention forward + backward (ours, FlashAttention-2 style), batch ${a0.batch}, ${a0.heads} heads, d_model ${a0.channels}. Memory from the buffer pool during one forward + backward (inputs qkv and dOut excluded; pool bucket sizes): it grows linearly in T, while a T×T score matrix (last column) would grow quadratically.`,
+    );
     out.push('');
     out.push(attentionTable(e));
   }
@@ -149,8 +179,16 @@ export function envSection(e: EnvResult): string {
 export function markdownReport(envs: EnvResult[], meta?: ReportMeta): string {
   const out: string[] = ['## Kernel benchmark', ''];
   if (meta) {
-    out.push(`Generated by \`npm run bench:kernels\` on ${meta.date}${meta.commit ? ` at commit ${meta.commit}` : ''}${meta.host ? ` (${meta.host})` : ''}. Figures are single runs on a shared machine: compare ratios measured in the same run rather than absolute numbers.`);
-    if (meta.versions) out.push('', `Versions: ${Object.entries(meta.versions).map(([k, v]) => `${k} ${v}`).join(', ')}.`);
+    out.push(
+      `Generated by \`npm run bench:kernels\` on ${meta.date}${meta.commit ? ` at commit ${meta.commit}` : ''}${meta.host ? ` (${meta.host})` : ''}. Figures are single runs on a shared machine: compare ratios measured in the same run rather than absolute numbers.`,
+    );
+    if (meta.versions)
+      out.push(
+        '',
+        `Versions: ${Object.entries(meta.versions)
+          .map(([k, v]) => `${k} ${v}`)
+          .join(', ')}.`,
+      );
     out.push('');
   }
   for (const e of envs) out.push(envSection(e), '');

@@ -6,7 +6,9 @@ import type { Gpu } from '../src/gpu/index.ts';
 import type { RunTiming } from './sweep.ts';
 
 export function timingSource(gpu: Gpu): string {
-  return gpu.timer.source === 'gpu-timestamps' ? 'GPU timestamps (gpu.time)' : 'wall-clock to onSubmittedWorkDone (no timestamp-query)';
+  return gpu.timer.source === 'gpu-timestamps'
+    ? 'GPU timestamps (gpu.time)'
+    : 'wall-clock to onSubmittedWorkDone (no timestamp-query)';
 }
 
 /** Runs `fn` under gpu.time() and also measures the wall clock around it (sync included). */

@@ -26,7 +26,13 @@ export interface TrainRow {
 
 /** Trains a recipe for o.steps steps (evaluating 4 times on the way) and reports the validation loss. */
 export async function trainAndEvaluate(
-  gpu: Gpu, corpus: Corpus, name: string, o: RecipeOptions, staleness: number, correction: 'nesterov' | 'none', t0 = performance.now(),
+  gpu: Gpu,
+  corpus: Corpus,
+  name: string,
+  o: RecipeOptions,
+  staleness: number,
+  correction: 'nesterov' | 'none',
+  t0 = performance.now(),
 ): Promise<TrainRow> {
   const run = TrainingRun.create(gpu, o, corpus, { timeoutMs: 3_600_000 });
   const bar = new ProgressBar({ plainEvery: 25 });
@@ -43,10 +49,19 @@ export async function trainAndEvaluate(
     const from = done;
     const data = Array.from({ length: until - from }, (_, i) => run.microBatches(from + i));
     await run.pipeline.trainAsync(data, o.batch, o.context, {
-      staleness, correction, lr: (k) => learningRate(from + k, o),
+      staleness,
+      correction,
+      lr: (k) => learningRate(from + k, o),
       onStep: (r) => {
         loss = r.loss;
-        bar.update({ step: from + r.step + 1, total: o.steps, loss, valLoss: val.loss, valBpb: val.bpb, elapsed: (performance.now() - started) / 1000 });
+        bar.update({
+          step: from + r.step + 1,
+          total: o.steps,
+          loss,
+          valLoss: val.loss,
+          valBpb: val.bpb,
+          elapsed: (performance.now() - started) / 1000,
+        });
       },
     });
     done = until;
@@ -56,11 +71,25 @@ export async function trainAndEvaluate(
   bar.done();
   const bpt = run.bytesPerToken[0] ?? 4 * o.dModel; // one stage: nothing crosses a boundary
   const row: TrainRow = {
-    name, codec: o.codec, k: o.codec.startsWith('subspace') ? o.k : undefined, staleness, correction: staleness ? correction : undefined, lr: o.lr,
-    bytesPerToken: bpt, compression: (4 * o.dModel) / bpt, steps: o.steps, tokens: o.steps * run.tokensPerStep,
-    valLoss: val.loss, valBpb: val.bpb, unigramBpb: run.validation.unigramBpb, curve, seconds: (performance.now() - started) / 1000,
+    name,
+    codec: o.codec,
+    k: o.codec.startsWith('subspace') ? o.k : undefined,
+    staleness,
+    correction: staleness ? correction : undefined,
+    lr: o.lr,
+    bytesPerToken: bpt,
+    compression: (4 * o.dModel) / bpt,
+    steps: o.steps,
+    tokens: o.steps * run.tokensPerStep,
+    valLoss: val.loss,
+    valBpb: val.bpb,
+    unigramBpb: run.validation.unigramBpb,
+    curve,
+    seconds: (performance.now() - started) / 1000,
   };
-  say(`${name}: val loss ${val.loss.toFixed(4)} (${val.bpb.toFixed(3)} bpb) after ${o.steps} steps, ${bpt.toFixed(1)} B/token (${row.compression.toFixed(1)}×) [${formatDuration((performance.now() - t0) / 1000)}]`);
+  say(
+    `${name}: val loss ${val.loss.toFixed(4)} (${val.bpb.toFixed(3)} bpb) after ${o.steps} steps, ${bpt.toFixed(1)} B/token (${row.compression.toFixed(1)}×) [${formatDuration((performance.now() - t0) / 1000)}]`,
+  );
   run.destroy();
   return row;
 }

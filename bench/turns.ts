@@ -28,10 +28,12 @@ import { median } from './cases.ts';
 import { gitCommit, table } from './table.ts';
 
 const root = resolve(import.meta.dirname, '..');
-const args = new Map(process.argv.slice(2).map((a) => {
-  const [k, ...v] = a.replace(/^--/, '').split('=');
-  return [k, v.join('=')] as const;
-}));
+const args = new Map(
+  process.argv.slice(2).map((a) => {
+    const [k, ...v] = a.replace(/^--/, '').split('=');
+    return [k, v.join('=')] as const;
+  }),
+);
 const STEPS = Number(args.get('steps') ?? 3);
 const SECONDS = Number(args.get('seconds') ?? 2);
 const ROUNDS = Number(args.get('rounds') ?? 3);
@@ -44,7 +46,9 @@ const cfg = recipeModel(recipe);
 const corpus = await loadCorpus(recipe.vocab);
 const sampler = new BatchSampler(corpus.train, { seed: recipe.seed, batchSize: recipe.batch, seq: recipe.context });
 const PROMPT = Array.from(corpus.val.subarray(0, 16));
-say(`device ${device}; model d_model ${cfg.dModel}, ${cfg.layers} layers in 2 stages, context ${cfg.context}, vocab ${cfg.vocab}; ${recipe.micro} micro-batches of ${recipe.batch}×${recipe.context} per step`);
+say(
+  `device ${device}; model d_model ${cfg.dModel}, ${cfg.layers} layers in 2 stages, context ${cfg.context}, vocab ${cfg.vocab}; ${recipe.micro} micro-batches of ${recipe.batch}×${recipe.context} per step`,
+);
 
 interface Scenario {
   name: string;
@@ -82,12 +86,19 @@ const scenarios: Scenario[] = [
   { name: 'both, share 0.5, duty cycle 0.5', train: true, infer: true, share: 0.5, duty: 0.5 },
 ];
 
-const percentile = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))];
+const percentile = (xs: number[], p: number) =>
+  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))];
 
 let stepIndex = 0;
 let sessionCount = 0;
 const turns = new GpuTurns();
-const pipeline = Pipeline.create(gpu, { model: cfg, stages: 2, adam: recipeAdam(recipe), clipNorm: recipe.clip, turns });
+const pipeline = Pipeline.create(gpu, {
+  model: cfg,
+  stages: 2,
+  adam: recipeAdam(recipe),
+  clipNorm: recipe.clip,
+  turns,
+});
 const engines = pipeline.stages.map((st) => new StageInference(st, { maxSessions: 2 }));
 
 /** One token through both stages: one turn per stage, each ending with its output on the host. */
@@ -146,7 +157,10 @@ async function runScenario(sc: Scenario): Promise<Sample> {
   const generating = sc.infer ? requester() : Promise.resolve();
   let trainMs = 0;
   if (sc.train) {
-    for (let k = 0; k < STEPS; k++) trainMs += (await pipeline.trainStep(recipeMicroBatches(sampler, recipe, stepIndex++), recipe.batch, recipe.context)).ms;
+    for (let k = 0; k < STEPS; k++)
+      trainMs += (
+        await pipeline.trainStep(recipeMicroBatches(sampler, recipe, stepIndex++), recipe.batch, recipe.context)
+      ).ms;
   } else {
     await new Promise((r) => setTimeout(r, SECONDS * 1000));
   }
@@ -154,11 +168,18 @@ async function runScenario(sc: Scenario): Promise<Sample> {
   await generating;
   const s = turns.stats;
   return {
-    trainMs, steps: sc.train ? STEPS : 0, wallMs: performance.now() - t0, latencies,
-    inferTurns: s.infer.turns - before.infer.turns, trainTurns: s.train.turns - before.train.turns,
-    inferWaitMs: s.infer.waitMs - before.infer.waitMs, trainWaitMs: s.train.waitMs - before.train.waitMs,
-    busyMs: s.infer.busyMs + s.train.busyMs - before.infer.busyMs - before.train.busyMs, restMs: s.restMs - before.restMs,
-    trainBusyMs: s.train.busyMs - before.train.busyMs, inferBusyMs: s.infer.busyMs - before.infer.busyMs,
+    trainMs,
+    steps: sc.train ? STEPS : 0,
+    wallMs: performance.now() - t0,
+    latencies,
+    inferTurns: s.infer.turns - before.infer.turns,
+    trainTurns: s.train.turns - before.train.turns,
+    inferWaitMs: s.infer.waitMs - before.infer.waitMs,
+    trainWaitMs: s.train.waitMs - before.train.waitMs,
+    busyMs: s.infer.busyMs + s.train.busyMs - before.infer.busyMs - before.train.busyMs,
+    restMs: s.restMs - before.restMs,
+    trainBusyMs: s.train.busyMs - before.train.busyMs,
+    inferBusyMs: s.infer.busyMs - before.infer.busyMs,
   };
 }
 
@@ -172,7 +193,9 @@ for (let round = 0; round < ROUNDS; round++) {
   for (const [i, sc] of scenarios.entries()) {
     const x = await runScenario(sc);
     samples[i].push(x);
-    say(`round ${round + 1}/${ROUNDS} ${sc.name}: ${x.steps ? `${(x.trainMs / x.steps).toFixed(0)} ms/step` : ''} ${x.latencies.length ? `${x.latencies.length} tokens, p50 ${median(x.latencies).toFixed(1)} ms` : ''}`);
+    say(
+      `round ${round + 1}/${ROUNDS} ${sc.name}: ${x.steps ? `${(x.trainMs / x.steps).toFixed(0)} ms/step` : ''} ${x.latencies.length ? `${x.latencies.length} tokens, p50 ${median(x.latencies).toFixed(1)} ms` : ''}`,
+    );
   }
 }
 for (const e of engines) e.destroy();
@@ -187,15 +210,21 @@ const rows: Row[] = scenarios.map((sc, i) => {
   const inferTurns = sum((x) => x.inferTurns);
   const trainTurns = sum((x) => x.trainTurns);
   return {
-    ...sc, tokens: latencies.length, inferTurnShare: inferTurns / Math.max(1, inferTurns + trainTurns),
+    ...sc,
+    tokens: latencies.length,
+    inferTurnShare: inferTurns / Math.max(1, inferTurns + trainTurns),
     trainTokensPerSecond: sc.train ? (sum((x) => x.steps) * tokensPerStep) / (sum((x) => x.trainMs) / 1000) : undefined,
     stepMs: sc.train ? sum((x) => x.trainMs) / sum((x) => x.steps) : undefined,
     generatedTokensPerSecond: sc.infer ? latencies.length / (sum((x) => x.wallMs) / 1000) : undefined,
-    latencyMs: latencies.length ? { p50: median(latencies), p95: percentile(latencies, 0.95), max: Math.max(...latencies) } : undefined,
+    latencyMs: latencies.length
+      ? { p50: median(latencies), p95: percentile(latencies, 0.95), max: Math.max(...latencies) }
+      : undefined,
     inferWaitMs: inferTurns ? sum((x) => x.inferWaitMs) / inferTurns : undefined,
     trainWaitMs: trainTurns ? sum((x) => x.trainWaitMs) / trainTurns : undefined,
-    busyShare: sum((x) => x.busyMs) / sum((x) => x.wallMs), restShare: sum((x) => x.restMs) / sum((x) => x.wallMs),
-    trainTurnMs: trainTurns ? sum((x) => x.trainBusyMs) / trainTurns : undefined, inferTurnMs: inferTurns ? sum((x) => x.inferBusyMs) / inferTurns : undefined,
+    busyShare: sum((x) => x.busyMs) / sum((x) => x.wallMs),
+    restShare: sum((x) => x.restMs) / sum((x) => x.wallMs),
+    trainTurnMs: trainTurns ? sum((x) => x.trainBusyMs) / trainTurns : undefined,
+    inferTurnMs: inferTurns ? sum((x) => x.inferBusyMs) / inferTurns : undefined,
   };
 });
 
@@ -203,18 +232,66 @@ const f = (x: number | undefined, d = 0) => (x === undefined ? '–' : x.toFixed
 const alone = rows[0].trainTokensPerSecond!;
 const commit = gitCommit(root) ?? '';
 const md = [
-  '## One device, training and inference (GpuTurns)', '',
+  '## One device, training and inference (GpuTurns)',
+  '',
   `Generated by \`npm run bench:turns\` on ${new Date().toISOString().slice(0, 10)}${commit ? ` at ${commit}` : ''}; device: ${device}.`,
   `Model d_model ${cfg.dModel}, ${cfg.layers} layers in 2 stages, context ${cfg.context}, vocab ${cfg.vocab}. Training: ${STEPS} steps of ${recipe.micro}×${recipe.batch}×${recipe.context} tokens per scenario and round, ${ROUNDS} interleaved rounds pooled.`,
-  `Inference: one requester generating greedily without pause (16-token prompt, then one token at a time to the context, then a new session); a token is one turn per stage. Latency: decode tokens, request to logits on the host. Inference alone runs ${SECONDS} s per round.`, '',
-  table(['scenario', 'training tokens/s', 'vs alone', 'step ms', 'generated tokens/s', 'token p50 ms', 'p95 ms', 'max ms', 'inference share of turns', 'training turn ms', 'inference turn ms', 'device busy', 'resting'], rows.map((r) => [
-    r.name, f(r.trainTokensPerSecond), r.trainTokensPerSecond ? `${(r.trainTokensPerSecond / alone).toFixed(2)}×` : '–', f(r.stepMs),
-    f(r.generatedTokensPerSecond, 1), f(r.latencyMs?.p50, 1), f(r.latencyMs?.p95, 1), f(r.latencyMs?.max, 1), r.train && r.infer ? r.inferTurnShare.toFixed(2) : '–', f(r.trainTurnMs, 1), f(r.inferTurnMs, 1),
-    `${(100 * r.busyShare).toFixed(0)} %`, `${(100 * r.restShare).toFixed(0)} %`,
-  ]), ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r']), '',
+  `Inference: one requester generating greedily without pause (16-token prompt, then one token at a time to the context, then a new session); a token is one turn per stage. Latency: decode tokens, request to logits on the host. Inference alone runs ${SECONDS} s per round.`,
+  '',
+  table(
+    [
+      'scenario',
+      'training tokens/s',
+      'vs alone',
+      'step ms',
+      'generated tokens/s',
+      'token p50 ms',
+      'p95 ms',
+      'max ms',
+      'inference share of turns',
+      'training turn ms',
+      'inference turn ms',
+      'device busy',
+      'resting',
+    ],
+    rows.map((r) => [
+      r.name,
+      f(r.trainTokensPerSecond),
+      r.trainTokensPerSecond ? `${(r.trainTokensPerSecond / alone).toFixed(2)}×` : '–',
+      f(r.stepMs),
+      f(r.generatedTokensPerSecond, 1),
+      f(r.latencyMs?.p50, 1),
+      f(r.latencyMs?.p95, 1),
+      f(r.latencyMs?.max, 1),
+      r.train && r.infer ? r.inferTurnShare.toFixed(2) : '–',
+      f(r.trainTurnMs, 1),
+      f(r.inferTurnMs, 1),
+      `${(100 * r.busyShare).toFixed(0)} %`,
+      `${(100 * r.restShare).toFixed(0)} %`,
+    ]),
+    ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
+  ),
+  '',
 ];
 const text = md.join('\n');
 console.log(`\n${text}`);
 mkdirSync(join(root, 'bench/results'), { recursive: true });
-writeFileSync(join(root, 'bench/results/turns.json'), JSON.stringify({ date: new Date().toISOString(), commit, device, model: cfg, recipe, steps: STEPS, rounds: ROUNDS, seconds: SECONDS, rows }, null, 2) + '\n');
+writeFileSync(
+  join(root, 'bench/results/turns.json'),
+  JSON.stringify(
+    {
+      date: new Date().toISOString(),
+      commit,
+      device,
+      model: cfg,
+      recipe,
+      steps: STEPS,
+      rounds: ROUNDS,
+      seconds: SECONDS,
+      rows,
+    },
+    null,
+    2,
+  ) + '\n',
+);
 writeFileSync(join(root, 'bench/results/turns.md'), text + '\n');

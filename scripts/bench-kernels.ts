@@ -20,13 +20,18 @@ import { gitCommit, markdownReport, type ReportMeta } from '../bench/table.ts';
 
 const root = resolve(import.meta.dirname, '..');
 process.chdir(root);
-const args = new Map(process.argv.slice(2).map((a) => {
-  const [k, ...v] = a.replace(/^--/, '').split('=');
-  return [k, v.join('=')] as const;
-}));
+const args = new Map(
+  process.argv.slice(2).map((a) => {
+    const [k, ...v] = a.replace(/^--/, '').split('=');
+    return [k, v.join('=')] as const;
+  }),
+);
 const scale = args.get('scale') ?? '1';
 const partial = args.has('only') || args.has('parts') || args.has('node-only') || args.has('browser-only');
-const passOn = [`--scale=${scale}`, ...(['only', 'parts'] as const).filter((k) => args.has(k)).map((k) => `--${k}=${args.get(k)}`)];
+const passOn = [
+  `--scale=${scale}`,
+  ...(['only', 'parts'] as const).filter((k) => args.has(k)).map((k) => `--${k}=${args.get(k)}`),
+];
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const DIST = join(root, 'node_modules/.cache/tessera-bench');
 const RESULTS = join(root, 'bench/results');
@@ -51,11 +56,18 @@ async function runNode(): Promise<EnvResult | undefined> {
   say(`Node: WGSL kernels on Dawn (${elapsed()})`);
   mkdirSync(RESULTS, { recursive: true });
   const out = join(RESULTS, 'node.tmp');
-  const child = spawn(process.execPath, ['--import', './scripts/register.ts', 'bench/kernels-node.ts', `--out=${out}`, ...passOn], { stdio: 'inherit' });
-  const kill = setTimeout(() => {
-    say('Node benchmark still running after its time limit: stopping it');
-    child.kill('SIGTERM');
-  }, 15 * 60_000 * Number(scale));
+  const child = spawn(
+    process.execPath,
+    ['--import', './scripts/register.ts', 'bench/kernels-node.ts', `--out=${out}`, ...passOn],
+    { stdio: 'inherit' },
+  );
+  const kill = setTimeout(
+    () => {
+      say('Node benchmark still running after its time limit: stopping it');
+      child.kill('SIGTERM');
+    },
+    15 * 60_000 * Number(scale),
+  );
   const code = await new Promise<number | null>((res) => child.on('exit', res));
   clearTimeout(kill);
   if (code !== 0 || !existsSync(out)) {
@@ -68,8 +80,14 @@ async function runNode(): Promise<EnvResult | undefined> {
 // ---- 2. Browser ------------------------------------------------------------------------------------
 
 const MIME: Record<string, string> = {
-  '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.mjs': 'text/javascript', '.wasm': 'application/wasm',
-  '.css': 'text/css', '.json': 'application/json', '.map': 'application/json', '.svg': 'image/svg+xml',
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript',
+  '.mjs': 'text/javascript',
+  '.wasm': 'application/wasm',
+  '.css': 'text/css',
+  '.json': 'application/json',
+  '.map': 'application/json',
+  '.svg': 'image/svg+xml',
 };
 
 /** A static server for the build, cross-origin isolated (COOP/COEP) so onnxruntime-web may use threads. */
@@ -90,16 +108,22 @@ function serve(dir: string): Promise<{ server: Server; url: string }> {
     });
     res.end(readFileSync(file));
   });
-  return new Promise((res) => server.listen(0, '127.0.0.1', () => {
-    const addr = server.address();
-    res({ server, url: `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}` });
-  }));
+  return new Promise((res) =>
+    server.listen(0, '127.0.0.1', () => {
+      const addr = server.address();
+      res({ server, url: `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}` });
+    }),
+  );
 }
 
 async function runBrowser(): Promise<{ result?: EnvResult; chromium?: string }> {
   if (!args.has('no-build')) {
     say(`Browser: building bench/ with Vite (${elapsed()})`);
-    const build = spawnSync(join(root, 'node_modules/.bin/vite'), ['build', '--config', 'bench/vite.config.ts', '--logLevel', 'warn'], { stdio: 'inherit' });
+    const build = spawnSync(
+      join(root, 'node_modules/.bin/vite'),
+      ['build', '--config', 'bench/vite.config.ts', '--logLevel', 'warn'],
+      { stdio: 'inherit' },
+    );
     if (build.status !== 0) {
       say('Vite build of bench/ failed');
       return {};
@@ -113,9 +137,17 @@ async function runBrowser(): Promise<{ result?: EnvResult; chromium?: string }> 
   const browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: [
-      '--no-sandbox', '--headless=new', '--enable-unsafe-webgpu', '--enable-unsafe-swiftshader', '--use-webgpu-adapter=swiftshader',
-      '--enable-features=Vulkan', '--enable-webgpu-developer-features', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--no-first-run',
+      '--no-sandbox',
+      '--headless=new',
+      '--enable-unsafe-webgpu',
+      '--enable-unsafe-swiftshader',
+      '--use-webgpu-adapter=swiftshader',
+      '--enable-features=Vulkan',
+      '--enable-webgpu-developer-features',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--no-first-run',
     ],
   });
   const chromiumVersion = browser.version();
@@ -128,10 +160,15 @@ async function runBrowser(): Promise<{ result?: EnvResult; chromium?: string }> 
     await page.exposeFunction('benchResult', (json: string) => done(json));
     page.on('pageerror', (e) => console.log(`  [browser] page error: ${e.message}`));
     page.on('console', (m) => {
-      if (m.type() === 'error' || m.type() === 'warning') console.log(`  [browser:${m.type()}] ${m.text().slice(0, 400)}`);
+      if (m.type() === 'error' || m.type() === 'warning')
+        console.log(`  [browser:${m.type()}] ${m.text().slice(0, 400)}`);
     });
     page.on('crash', () => done(JSON.stringify({ fatal: 'page crashed' })));
-    const q = new URLSearchParams({ scale, ...(args.has('only') ? { only: args.get('only')! } : {}), ...(args.has('parts') ? { parts: args.get('parts')! } : {}) });
+    const q = new URLSearchParams({
+      scale,
+      ...(args.has('only') ? { only: args.get('only')! } : {}),
+      ...(args.has('parts') ? { parts: args.get('parts')! } : {}),
+    });
     await page.goto(`${url}/kernels.html?${q}`);
     // Generous: the page's own budgets end it well before this unless something hangs (e.g. a lost device).
     const limitMs = 20 * 60_000 * Number(scale);
@@ -153,7 +190,9 @@ async function runBrowser(): Promise<{ result?: EnvResult; chromium?: string }> 
 
 if (args.has('report-only')) {
   // Re-renders kernels.md from kernels.json (e.g. after a change to bench/table.ts), without measuring.
-  const saved = JSON.parse(readFileSync(join(RESULTS, 'kernels.json'), 'utf8')) as ReportMeta & { environments: EnvResult[] };
+  const saved = JSON.parse(readFileSync(join(RESULTS, 'kernels.json'), 'utf8')) as ReportMeta & {
+    environments: EnvResult[];
+  };
   const { environments, ...savedMeta } = saved;
   writeFileSync(join(RESULTS, 'kernels.md'), markdownReport(environments, savedMeta));
   say('rewrote bench/results/kernels.md from kernels.json');

@@ -10,6 +10,8 @@ const contracts = compileContracts();
 const path = join(repoRoot, 'src/chain/artifacts.ts');
 writeFileSync(path, renderArtifacts(contracts));
 for (const [name, c] of Object.entries(contracts)) {
-  console.log(`${name.padEnd(18)} runtime ${String((c.deployedBytecode.length - 2) / 2).padStart(6)} bytes (limit 24576)`);
+  console.log(
+    `${name.padEnd(18)} runtime ${String((c.deployedBytecode.length - 2) / 2).padStart(6)} bytes (limit 24576)`,
+  );
 }
 console.log(`wrote ${path}`);

@@ -47,7 +47,8 @@ function requestedPort(): number {
   const raw = process.env.PORT;
   if (raw === undefined || raw === '') return 5173;
   const port = Number(raw);
-  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`PORT must be a port number (1–65535), not "${raw}"`);
+  if (!Number.isInteger(port) || port < 1 || port > 65535)
+    throw new Error(`PORT must be a port number (1–65535), not "${raw}"`);
   return port;
 }
 
@@ -93,7 +94,12 @@ const coordinator: Service = {
   async start() {
     const port = await freePort(envInt('TESSERA_COORDINATOR_PORT', 8787));
     const coord = await startCoordinator({
-      host: HOST, port, dbPath: join(STATE, 'coordinator.db'), chain: chainSetup, settleEveryMs: epochSeconds() * 1000, adminToken: adminToken(STATE),
+      host: HOST,
+      port,
+      dbPath: join(STATE, 'coordinator.db'),
+      chain: chainSetup,
+      settleEveryMs: epochSeconds() * 1000,
+      adminToken: adminToken(STATE),
     });
     log(`relay at ${coord.relay?.multiaddrs.join(' ')}`);
     return { url: coord.url, stop: () => coord.stop() };
@@ -105,14 +111,31 @@ const workers: Service = {
   name: 'workers',
   async start(urls) {
     const n = envInt('TESSERA_WORKERS', 4);
-    const speed = process.env.TESSERA_WORKER_TOKENS_PER_SECOND ? ['--tokens-per-second', String(envInt('TESSERA_WORKER_TOKENS_PER_SECOND', 0))] : [];
+    const speed = process.env.TESSERA_WORKER_TOKENS_PER_SECOND
+      ? ['--tokens-per-second', String(envInt('TESSERA_WORKER_TOKENS_PER_SECOND', 0))]
+      : [];
     const children: ChildProcess[] = [];
     for (let i = 1; i <= n; i++) {
-      const child = spawn(process.execPath, ['--import', './scripts/register.ts', 'src/cli/worker.ts', '--coordinator', urls.coordinator, '--key', join(STATE, `worker-${i}.key`), ...speed], {
-        cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'],
-      });
+      const child = spawn(
+        process.execPath,
+        [
+          '--import',
+          './scripts/register.ts',
+          'src/cli/worker.ts',
+          '--coordinator',
+          urls.coordinator,
+          '--key',
+          join(STATE, `worker-${i}.key`),
+          ...speed,
+        ],
+        {
+          cwd: ROOT,
+          stdio: ['ignore', 'pipe', 'pipe'],
+        },
+      );
       const prefix = (d: Buffer) => {
-        for (const line of String(d).split('\n')) if (line.trim() && !line.startsWith('Warning: max')) console.log(`[worker-${i}] ${line}`);
+        for (const line of String(d).split('\n'))
+          if (line.trim() && !line.startsWith('Warning: max')) console.log(`[worker-${i}] ${line}`);
       };
       child.stdout!.on('data', prefix);
       child.stderr!.on('data', prefix);
@@ -121,12 +144,17 @@ const workers: Service = {
     if (n) log(`started ${n} local worker(s); they measure their speed, then join (about a minute on a CPU adapter)`);
     return {
       stop: async () => {
-        await Promise.all(children.map((c) => new Promise<void>((done) => {
-          if (c.exitCode !== null) return done();
-          c.once('exit', () => done());
-          c.kill('SIGTERM');
-          setTimeout(() => c.kill('SIGKILL'), 5000).unref();
-        })));
+        await Promise.all(
+          children.map(
+            (c) =>
+              new Promise<void>((done) => {
+                if (c.exitCode !== null) return done();
+                c.once('exit', () => done());
+                c.kill('SIGTERM');
+                setTimeout(() => c.kill('SIGKILL'), 5000).unref();
+              }),
+          ),
+        );
       },
     };
   },
@@ -140,8 +168,17 @@ const appServer: Service = {
     const port = await freePort(wanted);
     if (port !== wanted) log(`port ${wanted} is busy; using ${port}`);
     const server = await preview({
-      root: ROOT, logLevel: 'warn',
-      preview: { host: HOST, port, strictPort: true, open: false, proxy: urls.coordinator ? { '/api': { target: urls.coordinator }, '/v1': { target: urls.coordinator } } : undefined },
+      root: ROOT,
+      logLevel: 'warn',
+      preview: {
+        host: HOST,
+        port,
+        strictPort: true,
+        open: false,
+        proxy: urls.coordinator
+          ? { '/api': { target: urls.coordinator }, '/v1': { target: urls.coordinator } }
+          : undefined,
+      },
     });
     return {
       url: `http://${HOST}:${port}/`,
@@ -171,7 +208,12 @@ function banner(url: string): void {
 /** Opens the URL in the desktop's browser when there is a desktop; on a headless machine just prints it. */
 function openBrowser(url: string): void {
   if (process.env.TESSERA_NO_OPEN === '1') return;
-  const opener = process.platform === 'darwin' ? 'open' : process.env.DISPLAY || process.env.WAYLAND_DISPLAY ? 'xdg-open' : undefined;
+  const opener =
+    process.platform === 'darwin'
+      ? 'open'
+      : process.env.DISPLAY || process.env.WAYLAND_DISPLAY
+        ? 'xdg-open'
+        : undefined;
   if (!opener) return;
   try {
     const child = spawn(opener, [url], { detached: true, stdio: 'ignore' });

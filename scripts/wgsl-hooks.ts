@@ -4,14 +4,22 @@
  */
 import { readFile } from 'node:fs/promises';
 
-interface LoadResult { format: string; source: string; shortCircuit: boolean }
+interface LoadResult {
+  format: string;
+  source: string;
+  shortCircuit: boolean;
+}
 type NextLoad = (url: string, context: unknown) => Promise<unknown>;
 
 export async function load(url: string, context: unknown, nextLoad: NextLoad): Promise<unknown> {
   const u = new URL(url);
   if (u.protocol === 'file:' && u.pathname.endsWith('.wgsl')) {
     const text = await readFile(u, 'utf8');
-    const result: LoadResult = { format: 'module', source: `export default ${JSON.stringify(text)};`, shortCircuit: true };
+    const result: LoadResult = {
+      format: 'module',
+      source: `export default ${JSON.stringify(text)};`,
+      shortCircuit: true,
+    };
     return result;
   }
   return nextLoad(url, context);

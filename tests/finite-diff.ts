@@ -7,7 +7,12 @@ import { compare, type Comparison, type Tolerance } from '../src/ops/compare.ts'
  */
 export const FD_TOL: Tolerance = { atol: 1e-7, rtol: 1e-6 };
 
-export function numericGradient(loss: (x: Float64Array) => number, x: Float64Array, indices: number[], h = 1e-5): Float64Array {
+export function numericGradient(
+  loss: (x: Float64Array) => number,
+  x: Float64Array,
+  indices: number[],
+  h = 1e-5,
+): Float64Array {
   const out = new Float64Array(indices.length);
   indices.forEach((i, k) => {
     const v = x[i];
@@ -35,7 +40,12 @@ export function checkGradient(
 ): Comparison {
   const idx = sampleIndices(x.length, samples);
   const numeric = numericGradient(loss, x, idx);
-  return compare(name, idx.map((i) => analytic[i]), numeric, tol);
+  return compare(
+    name,
+    idx.map((i) => analytic[i]),
+    numeric,
+    tol,
+  );
 }
 
 /** A fixed random projection turns a vector output into a scalar loss: L = Σ w_i·y_i, so dL/dy = w. */

@@ -9,8 +9,12 @@ import { VolunteerPage } from './volunteer/VolunteerPage.tsx';
 
 // wagmi, viem and recharts load only when someone opens the Holder page.
 const HolderPage = lazy(() => import('./holder/HolderPage.tsx').then((m) => ({ default: m.HolderPage })));
-const ResearcherPage = lazy(() => import('./researcher/ResearcherPage.tsx').then((m) => ({ default: m.ResearcherPage })));
-const LeaderboardsPage = lazy(() => import('./leaderboards/LeaderboardsPage.tsx').then((m) => ({ default: m.LeaderboardsPage })));
+const ResearcherPage = lazy(() =>
+  import('./researcher/ResearcherPage.tsx').then((m) => ({ default: m.ResearcherPage })),
+);
+const LeaderboardsPage = lazy(() =>
+  import('./leaderboards/LeaderboardsPage.tsx').then((m) => ({ default: m.LeaderboardsPage })),
+);
 
 function Loading({ what }: { what: string }) {
   return (
@@ -80,8 +84,8 @@ export function App() {
             Tessera
           </span>
           <p className="tagline">
-            Volunteers train one pipeline stage of an open language model in their browser tab, and earn ownership shares
-            of that model for the verified work.
+            Volunteers train one pipeline stage of an open language model in their browser tab, and earn ownership
+            shares of that model for the verified work.
           </p>
         </div>
       </header>

@@ -111,7 +111,6 @@ export interface Team {
 
 export type LeaderboardBy = 'volunteer' | 'team';
 
-
 export interface Leaderboard {
   modelId: string;
   by: LeaderboardBy;
@@ -183,14 +182,17 @@ export function swarmApi(fetcher: typeof fetch = (...a) => fetch(...a), base = '
       const all: MetricRecord[] = [];
       let since = 0;
       for (let page = 0; page < 50; page++) {
-        const r = await call<{ metrics: MetricRecord[]; next: number }>(`/api/models/${enc(id)}/metrics?since=${since}&limit=1000`);
+        const r = await call<{ metrics: MetricRecord[]; next: number }>(
+          `/api/models/${enc(id)}/metrics?since=${since}&limit=1000`,
+        );
         all.push(...r.metrics);
         if (r.metrics.length < 1000 || r.next <= since) break;
         since = r.next;
       }
       return all;
     },
-    throughput: async (id) => (await call<{ points: ThroughputPoint[] }>(`/api/models/${enc(id)}/throughput?limit=1000`)).points,
+    throughput: async (id) =>
+      (await call<{ points: ThroughputPoint[] }>(`/api/models/${enc(id)}/throughput?limit=1000`)).points,
     topology: (id) => call<Topology>(`/api/models/${enc(id)}/topology`),
     verification: (id) => call<Verification>(`/api/models/${enc(id)}/verification`),
     propose: async (p) => (await call<{ model: ModelDetail }>('/api/models', post(p))).model,

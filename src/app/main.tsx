@@ -23,7 +23,18 @@ useAppStore.subscribe(publish);
 
 function publishVolunteer(s: VolunteerState): void {
   const { status, detail, error, peerId, assignment, stepsDone, lastStep, peers, bytesSent, bytesReceived } = s;
-  window.__tesseraVolunteer = { status, detail, error, peerId, assignment, stepsDone, lastStep, peers, bytesSent, bytesReceived };
+  window.__tesseraVolunteer = {
+    status,
+    detail,
+    error,
+    peerId,
+    assignment,
+    stepsDone,
+    lastStep,
+    peers,
+    bytesSent,
+    bytesReceived,
+  };
 }
 publishVolunteer(useVolunteerStore.getState());
 useVolunteerStore.subscribe(publishVolunteer);

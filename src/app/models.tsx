@@ -24,7 +24,17 @@ export function useChosenModel() {
 }
 
 /** A labelled model select; the pages keep the choice in the URL (#/researcher?model=…). */
-export function ModelPicker({ models, value, onChange, label = 'Model' }: { models: ModelSummary[]; value?: string; onChange: (id: string) => void; label?: string }) {
+export function ModelPicker({
+  models,
+  value,
+  onChange,
+  label = 'Model',
+}: {
+  models: ModelSummary[];
+  value?: string;
+  onChange: (id: string) => void;
+  label?: string;
+}) {
   const id = useId();
   return (
     <div className="model-picker">

@@ -1,4 +1,10 @@
-import { DeviceLostError, GpuValidationError, LimitError, TesseraGpuError, WebGpuUnavailableError } from '../gpu/index.ts';
+import {
+  DeviceLostError,
+  GpuValidationError,
+  LimitError,
+  TesseraGpuError,
+  WebGpuUnavailableError,
+} from '../gpu/index.ts';
 
 /** Something a person can act on: what happened, in their words, and what to do about it. */
 export interface Problem {
@@ -22,7 +28,7 @@ const ADVICE: Record<Exclude<Problem['kind'], 'unavailable'>, { title: string; a
   limit: {
     title: 'A kernel needs more than your GPU allows',
     advice:
-      'Tessera sizes its kernels to each device\'s limits, so this is a bug on our side. Meanwhile, try the latest Chrome or Edge, ' +
+      "Tessera sizes its kernels to each device's limits, so this is a bug on our side. Meanwhile, try the latest Chrome or Edge, " +
       `or another device. ${REPORT}`,
   },
   validation: {
@@ -58,6 +64,12 @@ export function explainError(e: unknown): Problem {
 export function explainOpError(text: string): Problem {
   const name = /^(\w+):/.exec(text)?.[1] ?? '';
   const kind: Exclude<Problem['kind'], 'unavailable'> =
-    name === 'DeviceLostError' ? 'device-lost' : name === 'LimitError' ? 'limit' : name === 'GpuValidationError' ? 'validation' : 'unknown';
+    name === 'DeviceLostError'
+      ? 'device-lost'
+      : name === 'LimitError'
+        ? 'limit'
+        : name === 'GpuValidationError'
+          ? 'validation'
+          : 'unknown';
   return { kind, title: ADVICE[kind].title, message: text, advice: ADVICE[kind].advice };
 }

@@ -47,7 +47,11 @@ export class SseParser {
         this.event = '';
         return undefined;
       }
-      const e: SseEvent = { event: this.event || 'message', data: this.data.join('\n'), ...(this.id !== undefined ? { id: this.id } : {}) };
+      const e: SseEvent = {
+        event: this.event || 'message',
+        data: this.data.join('\n'),
+        ...(this.id !== undefined ? { id: this.id } : {}),
+      };
       this.data = [];
       this.event = '';
       return e;

@@ -50,7 +50,13 @@ export const useAppStore = create<AppState>()((set, get) => ({
   async connect() {
     if (get().phase === 'detecting') return;
     const old = get().gpu;
-    set((s) => ({ phase: 'detecting', gpu: undefined, adapter: undefined, problem: undefined, selfTest: idleSelfTest(s.selfTest.runId + 1) }));
+    set((s) => ({
+      phase: 'detecting',
+      gpu: undefined,
+      adapter: undefined,
+      problem: undefined,
+      selfTest: idleSelfTest(s.selfTest.runId + 1),
+    }));
     if (old && !old.isLost) old.destroy();
     let gpu: Gpu;
     try {
@@ -65,7 +71,8 @@ export const useAppStore = create<AppState>()((set, get) => ({
       set((s) => ({
         phase: 'lost',
         problem: explainError(new DeviceLostError(reason)),
-        selfTest: s.selfTest.status === 'running' ? { ...s.selfTest, status: 'aborted', current: undefined } : s.selfTest,
+        selfTest:
+          s.selfTest.status === 'running' ? { ...s.selfTest, status: 'aborted', current: undefined } : s.selfTest,
       }));
     });
     set({ phase: 'ready', gpu, adapter: gpu.adapter });
@@ -77,24 +84,47 @@ export const useAppStore = create<AppState>()((set, get) => ({
     if (!gpu || gpu.isLost || selfTest.status === 'running') return;
     const runId = selfTest.runId + 1;
     const stale = () => get().selfTest.runId !== runId || get().gpu !== gpu;
-    set({ selfTest: { status: 'running', done: 0, total: OP_CHECKS.length, current: OP_CHECKS[0]?.[0], reports: [], ms: 0, runId } });
+    set({
+      selfTest: {
+        status: 'running',
+        done: 0,
+        total: OP_CHECKS.length,
+        current: OP_CHECKS[0]?.[0],
+        reports: [],
+        ms: 0,
+        runId,
+      },
+    });
     const t0 = performance.now();
     let reports: SelfTestReport[];
     try {
       reports = await runSelfTest(gpu, 'small', (done, total, report) => {
         if (stale()) return;
         set((s) => ({
-          selfTest: { ...s.selfTest, done, total, current: OP_CHECKS[done]?.[0], reports: [...s.selfTest.reports, report] },
+          selfTest: {
+            ...s.selfTest,
+            done,
+            total,
+            current: OP_CHECKS[done]?.[0],
+            reports: [...s.selfTest.reports, report],
+          },
         }));
       });
     } catch (e) {
       // runSelfTest reports each op's failure itself; this is only reached if the harness breaks.
-      if (!stale()) set({ phase: 'error', problem: explainError(e), selfTest: { ...get().selfTest, status: 'aborted', current: undefined } });
+      if (!stale())
+        set({
+          phase: 'error',
+          problem: explainError(e),
+          selfTest: { ...get().selfTest, status: 'aborted', current: undefined },
+        });
       return;
     }
     if (stale()) return;
     const ms = performance.now() - t0;
     const status: SelfTestStatus = gpu.isLost ? 'aborted' : 'done';
-    set((s) => ({ selfTest: { ...s.selfTest, status, reports, ms, current: undefined, passed: selfTestPassed(reports) } }));
+    set((s) => ({
+      selfTest: { ...s.selfTest, status, reports, ms, current: undefined, passed: selfTestPassed(reports) },
+    }));
   },
 }));

@@ -48,10 +48,12 @@ export async function startAnvil(opts: AnvilOptions = {}): Promise<Anvil> {
   // A parent that exits without stop() (an uncaught error, process.exit) must not leave the node running.
   const orphanGuard = () => child.kill('SIGKILL');
   process.once('exit', orphanGuard);
-  const exited = new Promise<void>((res) => child.once('exit', () => {
-    process.off('exit', orphanGuard);
-    res();
-  }));
+  const exited = new Promise<void>((res) =>
+    child.once('exit', () => {
+      process.off('exit', orphanGuard);
+      res();
+    }),
+  );
   let output = '';
   const port = await new Promise<number>((res, rej) => {
     const onData = (d: Buffer) => {
@@ -65,7 +67,9 @@ export async function startAnvil(opts: AnvilOptions = {}): Promise<Anvil> {
     child.stdout!.on('data', onData);
     child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
     child.once('error', (e) => rej(new Error(`anvil failed to start: ${e.message}`)));
-    child.once('exit', (code) => rej(new Error(`anvil exited (code ${code}) before listening:\n${output.slice(-2000)}`)));
+    child.once('exit', (code) =>
+      rej(new Error(`anvil exited (code ${code}) before listening:\n${output.slice(-2000)}`)),
+    );
   });
   // Keep draining stdout so a chatty node never blocks on a full pipe.
   child.stdout!.resume();
@@ -90,7 +94,8 @@ async function waitForChain(rpcUrl: string, chainId: number): Promise<void> {
       });
       const { result } = (await r.json()) as { result?: string };
       if (result !== undefined && Number(result) === chainId) return;
-      if (result !== undefined) throw new Error(`anvil at ${rpcUrl} reports chain id ${Number(result)}, expected ${chainId}`);
+      if (result !== undefined)
+        throw new Error(`anvil at ${rpcUrl} reports chain id ${Number(result)}, expected ${chainId}`);
     } catch (e) {
       if (e instanceof Error && e.message.startsWith('anvil at')) throw e;
       if (Date.now() > deadline) throw new Error(`anvil at ${rpcUrl} did not answer eth_chainId within 15 s`);

@@ -4,13 +4,30 @@
  * before anything is sent), then sent, and resolves with the mined receipt.
  */
 import {
-  BaseError, ContractFunctionRevertedError, createPublicClient, createWalletClient, defineChain, http,
-  type Abi, type Account, type Address, type Chain, type Hex, type HttpTransport, type PublicClient,
-  type TransactionReceipt, type WalletClient,
+  BaseError,
+  ContractFunctionRevertedError,
+  createPublicClient,
+  createWalletClient,
+  defineChain,
+  http,
+  type Abi,
+  type Account,
+  type Address,
+  type Chain,
+  type Hex,
+  type HttpTransport,
+  type PublicClient,
+  type TransactionReceipt,
+  type WalletClient,
 } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
 import {
-  EpochDistributorAbi, InferenceEscrowAbi, ModelRegistryAbi, RevenueVaultAbi, ShareTokenAbi, TestTokenAbi,
+  EpochDistributorAbi,
+  InferenceEscrowAbi,
+  ModelRegistryAbi,
+  RevenueVaultAbi,
+  ShareTokenAbi,
+  TestTokenAbi,
 } from './artifacts.ts';
 import type { ModelAddresses } from './deployment.ts';
 
@@ -61,8 +78,16 @@ export class ChainWriteError extends Error {
 /** Every custom error of every Tessera contract (incl. OZ's), so a revert bubbling up from a callee decodes too. */
 const ALL_ERRORS: Abi = (() => {
   const seen = new Map<string, Abi[number]>();
-  for (const abi of [ModelRegistryAbi, EpochDistributorAbi, RevenueVaultAbi, ShareTokenAbi, TestTokenAbi, InferenceEscrowAbi] as readonly Abi[]) {
-    for (const item of abi) if (item.type === 'error') seen.set(`${item.name}(${item.inputs.map((i) => i.type).join(',')})`, item);
+  for (const abi of [
+    ModelRegistryAbi,
+    EpochDistributorAbi,
+    RevenueVaultAbi,
+    ShareTokenAbi,
+    TestTokenAbi,
+    InferenceEscrowAbi,
+  ] as readonly Abi[]) {
+    for (const item of abi)
+      if (item.type === 'error') seen.set(`${item.name}(${item.inputs.map((i) => i.type).join(',')})`, item);
   }
   return [...seen.values()];
 })();
@@ -85,27 +110,52 @@ function revertError(functionName: string, e: unknown): ChainWriteError {
 
 /** Simulates, sends and waits for the receipt; throws ChainWriteError with the revert reason on failure. */
 export async function sendWrite(c: ChainClients, req: WriteRequest): Promise<TransactionReceipt> {
-  if (!c.walletClient || !c.account) throw new Error(`${req.functionName}: no key given to chainClients, cannot send transactions`);
+  if (!c.walletClient || !c.account)
+    throw new Error(`${req.functionName}: no key given to chainClients, cannot send transactions`);
   const params = { ...req, abi: [...req.abi, ...ALL_ERRORS], account: c.account, chain: c.chain };
   let hash: Hex;
   try {
     // viem's generics need a literal ABI; these requests are built from the typed artifacts below.
-    const { request } = await c.publicClient.simulateContract(params as Parameters<typeof c.publicClient.simulateContract>[0]);
+    const { request } = await c.publicClient.simulateContract(
+      params as Parameters<typeof c.publicClient.simulateContract>[0],
+    );
     hash = await c.walletClient.writeContract(request as Parameters<typeof c.walletClient.writeContract>[0]);
   } catch (e) {
     throw revertError(req.functionName, e);
   }
   const receipt = await c.publicClient.waitForTransactionReceipt({ hash });
-  if (receipt.status !== 'success') throw new ChainWriteError(req.functionName, `${req.functionName} reverted on chain (tx ${hash})`, undefined, undefined, hash);
+  if (receipt.status !== 'success')
+    throw new ChainWriteError(
+      req.functionName,
+      `${req.functionName} reverted on chain (tx ${hash})`,
+      undefined,
+      undefined,
+      hash,
+    );
   return receipt;
 }
 
-export function postRoot(c: ChainClients, model: ModelAddresses, epoch: bigint, root: Hex): Promise<TransactionReceipt> {
-  return sendWrite(c, { address: model.distributor, abi: EpochDistributorAbi, functionName: 'postRoot', args: [epoch, root] });
+export function postRoot(
+  c: ChainClients,
+  model: ModelAddresses,
+  epoch: bigint,
+  root: Hex,
+): Promise<TransactionReceipt> {
+  return sendWrite(c, {
+    address: model.distributor,
+    abi: EpochDistributorAbi,
+    functionName: 'postRoot',
+    args: [epoch, root],
+  });
 }
 
 export function revokeRoot(c: ChainClients, model: ModelAddresses, epoch: bigint): Promise<TransactionReceipt> {
-  return sendWrite(c, { address: model.distributor, abi: EpochDistributorAbi, functionName: 'revokeRoot', args: [epoch] });
+  return sendWrite(c, {
+    address: model.distributor,
+    abi: EpochDistributorAbi,
+    functionName: 'revokeRoot',
+    args: [epoch],
+  });
 }
 
 export type RootInfo = { root: Hex; postedAt: bigint; revoked: boolean; claimableAt: bigint; claimable: boolean };
@@ -122,7 +172,11 @@ export async function readRoot(c: ChainClients, model: ModelAddresses, epoch: bi
 }
 
 export function latestEpochOf(c: ChainClients, model: ModelAddresses): Promise<bigint> {
-  return c.publicClient.readContract({ address: model.distributor, abi: EpochDistributorAbi, functionName: 'latestEpoch' });
+  return c.publicClient.readContract({
+    address: model.distributor,
+    abi: EpochDistributorAbi,
+    functionName: 'latestEpoch',
+  });
 }
 
 export type ShareClaim = { epoch: bigint; account: Address; cumulativeShares: bigint; proof: readonly Hex[] };
@@ -130,7 +184,9 @@ export type ShareClaim = { epoch: bigint; account: Address; cumulativeShares: bi
 /** Mints `cumulativeShares - claimedOf(account)` to the account; the sender may be anyone. */
 export function claimShares(c: ChainClients, model: ModelAddresses, claim: ShareClaim): Promise<TransactionReceipt> {
   return sendWrite(c, {
-    address: model.distributor, abi: EpochDistributorAbi, functionName: 'claim',
+    address: model.distributor,
+    abi: EpochDistributorAbi,
+    functionName: 'claim',
     args: [claim.epoch, claim.account, claim.cumulativeShares, claim.proof],
   });
 }
@@ -140,17 +196,40 @@ export function depositEth(c: ChainClients, model: ModelAddresses, amountWei: bi
 }
 
 /** Approves the vault for `amount` of its payment token when the allowance is short, then deposits. */
-export async function depositToken(c: ChainClients, model: ModelAddresses, amount: bigint): Promise<TransactionReceipt> {
-  const paymentToken = await c.publicClient.readContract({ address: model.vault, abi: RevenueVaultAbi, functionName: 'paymentToken' });
+export async function depositToken(
+  c: ChainClients,
+  model: ModelAddresses,
+  amount: bigint,
+): Promise<TransactionReceipt> {
+  const paymentToken = await c.publicClient.readContract({
+    address: model.vault,
+    abi: RevenueVaultAbi,
+    functionName: 'paymentToken',
+  });
   const owner = c.account?.address;
   if (!owner) throw new Error('depositToken: no key given to chainClients, cannot send transactions');
-  const allowance = await c.publicClient.readContract({ address: paymentToken, abi: TestTokenAbi, functionName: 'allowance', args: [owner, model.vault] });
-  if (allowance < amount) await sendWrite(c, { address: paymentToken, abi: TestTokenAbi, functionName: 'approve', args: [model.vault, amount] });
+  const allowance = await c.publicClient.readContract({
+    address: paymentToken,
+    abi: TestTokenAbi,
+    functionName: 'allowance',
+    args: [owner, model.vault],
+  });
+  if (allowance < amount)
+    await sendWrite(c, {
+      address: paymentToken,
+      abi: TestTokenAbi,
+      functionName: 'approve',
+      args: [model.vault, amount],
+    });
   return sendWrite(c, { address: model.vault, abi: RevenueVaultAbi, functionName: 'depositToken', args: [amount] });
 }
 
 /** What `account` can withdraw now: ETH in wei and payment token in its base units. */
-export async function withdrawableOf(c: ChainClients, model: ModelAddresses, account: Address): Promise<{ eth: bigint; token: bigint }> {
+export async function withdrawableOf(
+  c: ChainClients,
+  model: ModelAddresses,
+  account: Address,
+): Promise<{ eth: bigint; token: bigint }> {
   const v = { address: model.vault, abi: RevenueVaultAbi } as const;
   const [eth, token] = await Promise.all([
     c.publicClient.readContract({ ...v, functionName: 'withdrawableEth', args: [account] }),
@@ -168,11 +247,21 @@ export function withdrawToken(c: ChainClients, model: ModelAddresses): Promise<T
 }
 
 export function shareBalance(c: ChainClients, model: ModelAddresses, account: Address): Promise<bigint> {
-  return c.publicClient.readContract({ address: model.token, abi: ShareTokenAbi, functionName: 'balanceOf', args: [account] });
+  return c.publicClient.readContract({
+    address: model.token,
+    abi: ShareTokenAbi,
+    functionName: 'balanceOf',
+    args: [account],
+  });
 }
 
 export function claimedOf(c: ChainClients, model: ModelAddresses, account: Address): Promise<bigint> {
-  return c.publicClient.readContract({ address: model.distributor, abi: EpochDistributorAbi, functionName: 'claimed', args: [account] });
+  return c.publicClient.readContract({
+    address: model.distributor,
+    abi: EpochDistributorAbi,
+    functionName: 'claimed',
+    args: [account],
+  });
 }
 
 // Inference escrow: requesters' deposits, charged by the settlement key into model vaults.
@@ -182,7 +271,11 @@ export function escrowDeposit(c: ChainClients, escrow: Address, amountWei: bigin
 }
 
 /** A requester's balance in the escrow and the part it announced to withdraw (unavailable for new requests). */
-export async function escrowAccount(c: ChainClients, escrow: Address, payer: Address): Promise<{ balance: bigint; pendingWithdrawal: bigint; unlockAt: bigint }> {
+export async function escrowAccount(
+  c: ChainClients,
+  escrow: Address,
+  payer: Address,
+): Promise<{ balance: bigint; pendingWithdrawal: bigint; unlockAt: bigint }> {
   const e = { address: escrow, abi: InferenceEscrowAbi } as const;
   const [balance, pendingWithdrawal, unlockAt] = await Promise.all([
     c.publicClient.readContract({ ...e, functionName: 'balanceOf', args: [payer] }),
@@ -193,8 +286,20 @@ export async function escrowAccount(c: ChainClients, escrow: Address, payer: Add
 }
 
 /** Settlement key only: moves `amount` of `payer`'s deposit into `vault` as revenue. */
-export function escrowCharge(c: ChainClients, escrow: Address, payer: Address, vault: Address, amount: bigint, usage: Hex): Promise<TransactionReceipt> {
-  return sendWrite(c, { address: escrow, abi: InferenceEscrowAbi, functionName: 'charge', args: [payer, vault, amount, usage] });
+export function escrowCharge(
+  c: ChainClients,
+  escrow: Address,
+  payer: Address,
+  vault: Address,
+  amount: bigint,
+  usage: Hex,
+): Promise<TransactionReceipt> {
+  return sendWrite(c, {
+    address: escrow,
+    abi: InferenceEscrowAbi,
+    functionName: 'charge',
+    args: [payer, vault, amount, usage],
+  });
 }
 
 export function escrowRequestWithdrawal(c: ChainClients, escrow: Address, amount: bigint): Promise<TransactionReceipt> {

@@ -46,7 +46,10 @@ function findImport(path: string): { contents: string } | { error: string } {
 
 type SolcOutput = {
   errors?: Array<{ severity: string; formattedMessage: string }>;
-  contracts?: Record<string, Record<string, { abi: Abi; evm: { bytecode: { object: string }; deployedBytecode: { object: string } } }>>;
+  contracts?: Record<
+    string,
+    Record<string, { abi: Abi; evm: { bytecode: { object: string }; deployedBytecode: { object: string } } }>
+  >;
 };
 
 /**
@@ -68,14 +71,21 @@ export function compileContracts(sources: string[] = contractSources()): Record<
   const out = JSON.parse(solc.compile(JSON.stringify(input), { import: findImport })) as SolcOutput;
   const errors = (out.errors ?? []).filter((e) => e.severity === 'error');
   if (errors.length > 0) {
-    throw new Error(`solc: ${errors.length} error(s) compiling contracts:\n${errors.map((e) => e.formattedMessage).join('\n')}`);
+    throw new Error(
+      `solc: ${errors.length} error(s) compiling contracts:\n${errors.map((e) => e.formattedMessage).join('\n')}`,
+    );
   }
   const result: Record<string, CompiledContract> = {};
   for (const source of sources) {
     for (const [name, c] of Object.entries(out.contracts?.[source] ?? {})) {
       if (c.evm.bytecode.object.length === 0) continue;
       if (result[name]) throw new Error(`two contracts named ${name} (${result[name].source}, ${source})`);
-      result[name] = { abi: c.abi, bytecode: `0x${c.evm.bytecode.object}`, deployedBytecode: `0x${c.evm.deployedBytecode.object}`, source };
+      result[name] = {
+        abi: c.abi,
+        bytecode: `0x${c.evm.bytecode.object}`,
+        deployedBytecode: `0x${c.evm.deployedBytecode.object}`,
+        source,
+      };
     }
   }
   return result;

@@ -2,7 +2,14 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { getAddress, type Abi, type Address, type Hex } from 'viem';
-import { InferenceEscrowAbi, InferenceEscrowBytecode, ModelRegistryAbi, ModelRegistryBytecode, TestTokenAbi, TestTokenBytecode } from './artifacts.ts';
+import {
+  InferenceEscrowAbi,
+  InferenceEscrowBytecode,
+  ModelRegistryAbi,
+  ModelRegistryBytecode,
+  TestTokenAbi,
+  TestTokenBytecode,
+} from './artifacts.ts';
 import { chainClients, sendWrite, type ChainClients } from './client.ts';
 import { parseDeployment, type Deployment, type ModelAddresses } from './deployment.ts';
 
@@ -28,9 +35,20 @@ export type DeployOptions = {
 };
 
 /** Deploys a contract and waits for it to be mined; returns its address and block. */
-export async function deployContract(c: ChainClients, abi: Abi, bytecode: Hex, args: readonly unknown[] = []): Promise<{ address: Address; blockNumber: bigint }> {
+export async function deployContract(
+  c: ChainClients,
+  abi: Abi,
+  bytecode: Hex,
+  args: readonly unknown[] = [],
+): Promise<{ address: Address; blockNumber: bigint }> {
   if (!c.walletClient || !c.account) throw new Error('deployContract: no key given to chainClients');
-  const hash = await c.walletClient.deployContract({ abi, bytecode, args, account: c.account, chain: c.chain } as Parameters<typeof c.walletClient.deployContract>[0]);
+  const hash = await c.walletClient.deployContract({
+    abi,
+    bytecode,
+    args,
+    account: c.account,
+    chain: c.chain,
+  } as Parameters<typeof c.walletClient.deployContract>[0]);
   const receipt = await c.publicClient.waitForTransactionReceipt({ hash });
   if (receipt.status !== 'success' || !receipt.contractAddress) throw new Error(`deployment reverted (tx ${hash})`);
   return { address: getAddress(receipt.contractAddress), blockNumber: receipt.blockNumber };
@@ -58,7 +76,8 @@ export async function deployTessera(opts: DeployOptions): Promise<Deployment> {
 
 /** The InferenceEscrow: requesters' deposits, charged by `settler` into model vaults, withdrawn after a delay. */
 export async function deployEscrow(c: ChainClients, settler: Address, withdrawDelaySeconds: number): Promise<Address> {
-  return (await deployContract(c, InferenceEscrowAbi, InferenceEscrowBytecode, [settler, BigInt(withdrawDelaySeconds)])).address;
+  return (await deployContract(c, InferenceEscrowAbi, InferenceEscrowBytecode, [settler, BigInt(withdrawDelaySeconds)]))
+    .address;
 }
 
 export type RegisterOptions = ModelSpec & { settler?: Address; challengeDelay?: number };
@@ -67,17 +86,29 @@ export type RegisterOptions = ModelSpec & { settler?: Address; challengeDelay?: 
  * `registry.registerModel(...)` from the owner's key with the deployment's payment token; settler and delay
  * default to those recorded by deployTessera. Records the new addresses in `deployment.models` and returns them.
  */
-export async function registerModelOnChain(deployment: Deployment, key: Hex, m: RegisterOptions): Promise<ModelAddresses> {
+export async function registerModelOnChain(
+  deployment: Deployment,
+  key: Hex,
+  m: RegisterOptions,
+): Promise<ModelAddresses> {
   const settler = m.settler ?? deployment.settler;
   const delay = m.challengeDelay ?? deployment.challengeDelaySeconds;
-  if (!settler || delay === undefined) throw new Error(`registerModelOnChain(${m.modelId}): settler and challengeDelay are needed (the deployment records none)`);
+  if (!settler || delay === undefined)
+    throw new Error(
+      `registerModelOnChain(${m.modelId}): settler and challengeDelay are needed (the deployment records none)`,
+    );
   const c = chainClients(deployment.rpcUrl, deployment.chainId, key);
   await sendWrite(c, {
-    address: deployment.registry, abi: ModelRegistryAbi, functionName: 'registerModel',
+    address: deployment.registry,
+    abi: ModelRegistryAbi,
+    functionName: 'registerModel',
     args: [m.modelId, m.name, m.symbol, settler, BigInt(delay), deployment.paymentToken],
   });
   const [token, vault, distributor] = await c.publicClient.readContract({
-    address: deployment.registry, abi: ModelRegistryAbi, functionName: 'model', args: [m.modelId],
+    address: deployment.registry,
+    abi: ModelRegistryAbi,
+    functionName: 'model',
+    args: [m.modelId],
   });
   const model = { token, vault, distributor };
   deployment.models[m.modelId] = model;

@@ -24,15 +24,26 @@ export function parseDeployment(json: unknown, source = 'deployment'): Deploymen
     throw new Error(`malformed ${source}: ${what}`);
   };
   const obj = (v: unknown, what: string) =>
-    (typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : fail(`${what} is not an object`));
-  const addr = (v: unknown, what: string): Address => (typeof v === 'string' && isAddress(v, { strict: false }) ? getAddress(v) : fail(`${what} is not an address (${JSON.stringify(v)})`));
+    typeof v === 'object' && v !== null && !Array.isArray(v)
+      ? (v as Record<string, unknown>)
+      : fail(`${what} is not an object`);
+  const addr = (v: unknown, what: string): Address =>
+    typeof v === 'string' && isAddress(v, { strict: false })
+      ? getAddress(v)
+      : fail(`${what} is not an address (${JSON.stringify(v)})`);
   const d = obj(json, 'top level');
-  if (typeof d.rpcUrl !== 'string' || !/^https?:\/\//.test(d.rpcUrl)) fail(`rpcUrl is not an http(s) URL (${JSON.stringify(d.rpcUrl)})`);
-  if (!Number.isSafeInteger(d.chainId) || (d.chainId as number) <= 0) fail(`chainId is not a positive integer (${JSON.stringify(d.chainId)})`);
+  if (typeof d.rpcUrl !== 'string' || !/^https?:\/\//.test(d.rpcUrl))
+    fail(`rpcUrl is not an http(s) URL (${JSON.stringify(d.rpcUrl)})`);
+  if (!Number.isSafeInteger(d.chainId) || (d.chainId as number) <= 0)
+    fail(`chainId is not a positive integer (${JSON.stringify(d.chainId)})`);
   const models: Record<string, ModelAddresses> = {};
   for (const [id, m] of Object.entries(obj(d.models, 'models'))) {
     const mm = obj(m, `models.${id}`);
-    models[id] = { token: addr(mm.token, `models.${id}.token`), vault: addr(mm.vault, `models.${id}.vault`), distributor: addr(mm.distributor, `models.${id}.distributor`) };
+    models[id] = {
+      token: addr(mm.token, `models.${id}.token`),
+      vault: addr(mm.vault, `models.${id}.vault`),
+      distributor: addr(mm.distributor, `models.${id}.distributor`),
+    };
   }
   const out: Deployment = {
     rpcUrl: d.rpcUrl as string,
@@ -43,12 +54,14 @@ export function parseDeployment(json: unknown, source = 'deployment'): Deploymen
   };
   if (d.settler !== undefined) out.settler = addr(d.settler, 'settler');
   if (d.challengeDelaySeconds !== undefined) {
-    if (!Number.isSafeInteger(d.challengeDelaySeconds) || (d.challengeDelaySeconds as number) < 0) fail('challengeDelaySeconds is not a non-negative integer');
+    if (!Number.isSafeInteger(d.challengeDelaySeconds) || (d.challengeDelaySeconds as number) < 0)
+      fail('challengeDelaySeconds is not a non-negative integer');
     out.challengeDelaySeconds = d.challengeDelaySeconds as number;
   }
   if (d.escrow !== undefined) out.escrow = addr(d.escrow, 'escrow');
   if (d.deployBlock !== undefined) {
-    if (!Number.isSafeInteger(d.deployBlock) || (d.deployBlock as number) < 0) fail('deployBlock is not a non-negative integer');
+    if (!Number.isSafeInteger(d.deployBlock) || (d.deployBlock as number) < 0)
+      fail('deployBlock is not a non-negative integer');
     out.deployBlock = d.deployBlock as number;
   }
   return out;

@@ -40,19 +40,31 @@ async function hasCode(rpcUrl: string, address: Hex): Promise<boolean> {
   return !!code && code !== '0x';
 }
 
-export async function setupChain(dir: string, opts: { port?: number; challengeSeconds?: number } = {}): Promise<ChainSetup> {
+export async function setupChain(
+  dir: string,
+  opts: { port?: number; challengeSeconds?: number } = {},
+): Promise<ChainSetup> {
   const deploymentPath = process.env.TESSERA_DEPLOYMENT || join(dir, 'deployment.json');
   const rpcUrl = process.env.TESSERA_RPC_URL;
   if (rpcUrl) {
     const chainId = Number(process.env.TESSERA_CHAIN_ID);
-    if (!Number.isSafeInteger(chainId) || chainId <= 0) throw new Error('TESSERA_CHAIN_ID must be the chain id of TESSERA_RPC_URL');
+    if (!Number.isSafeInteger(chainId) || chainId <= 0)
+      throw new Error('TESSERA_CHAIN_ID must be the chain id of TESSERA_RPC_URL');
     const settlerKey = key('TESSERA_SETTLER_KEY');
     if (!settlerKey) throw new Error('TESSERA_SETTLER_KEY must hold the settlement key when TESSERA_RPC_URL is set');
     const ownerKey = key('TESSERA_DEPLOYER_KEY');
-    if (existsSync(deploymentPath)) return { deployment: readDeployment(deploymentPath), deploymentPath, settlerKey, ownerKey };
-    if (!ownerKey) throw new Error(`no deployment at ${deploymentPath}: set TESSERA_DEPLOYMENT to one, or TESSERA_DEPLOYER_KEY to deploy`);
+    if (existsSync(deploymentPath))
+      return { deployment: readDeployment(deploymentPath), deploymentPath, settlerKey, ownerKey };
+    if (!ownerKey)
+      throw new Error(
+        `no deployment at ${deploymentPath}: set TESSERA_DEPLOYMENT to one, or TESSERA_DEPLOYER_KEY to deploy`,
+      );
     const deployment = await deployTessera({
-      rpcUrl, chainId, deployerKey: ownerKey, settlerAddress: privateKeyToAccount(settlerKey).address, challengeDelaySeconds: opts.challengeSeconds ?? 24 * 3600,
+      rpcUrl,
+      chainId,
+      deployerKey: ownerKey,
+      settlerAddress: privateKeyToAccount(settlerKey).address,
+      challengeDelaySeconds: opts.challengeSeconds ?? 24 * 3600,
     });
     writeDeployment(deploymentPath, deployment);
     return { deployment, deploymentPath, settlerKey, ownerKey };
@@ -69,15 +81,23 @@ export async function setupChain(dir: string, opts: { port?: number; challengeSe
         const deployment = { ...d, rpcUrl: anvil.rpcUrl };
         // A deployment from before inference payments: add the escrow once.
         if (!deployment.escrow) {
-          deployment.escrow = await deployEscrow(chainClients(anvil.rpcUrl, anvil.chainId, ownerKey), privateKeyToAccount(settlerKey).address, LOCAL_ESCROW_DELAY_SECONDS);
+          deployment.escrow = await deployEscrow(
+            chainClients(anvil.rpcUrl, anvil.chainId, ownerKey),
+            privateKeyToAccount(settlerKey).address,
+            LOCAL_ESCROW_DELAY_SECONDS,
+          );
           writeDeployment(deploymentPath, deployment);
         }
         return { deployment, deploymentPath, settlerKey, ownerKey, anvil };
       }
     }
     const deployment = await deployTessera({
-      rpcUrl: anvil.rpcUrl, chainId: anvil.chainId, deployerKey: ownerKey, settlerAddress: privateKeyToAccount(settlerKey).address,
-      challengeDelaySeconds: opts.challengeSeconds ?? LOCAL_CHALLENGE_SECONDS, escrowWithdrawDelaySeconds: LOCAL_ESCROW_DELAY_SECONDS,
+      rpcUrl: anvil.rpcUrl,
+      chainId: anvil.chainId,
+      deployerKey: ownerKey,
+      settlerAddress: privateKeyToAccount(settlerKey).address,
+      challengeDelaySeconds: opts.challengeSeconds ?? LOCAL_CHALLENGE_SECONDS,
+      escrowWithdrawDelaySeconds: LOCAL_ESCROW_DELAY_SECONDS,
     });
     writeDeployment(deploymentPath, deployment);
     return { deployment, deploymentPath, settlerKey, ownerKey, anvil };

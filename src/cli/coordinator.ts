@@ -39,26 +39,53 @@ export function servingPlan(coord: Coordinator, modelId: string): ServingPlan | 
   const m = coord.store.getModel(modelId);
   if (!m) return null;
   const alive = new Set(coord.store.listPeers('alive').map((p) => p.peerId));
-  const held = coord.store.listAssignments(modelId).filter((a) => alive.has(a.peerId)).sort((a, b) => a.replica - b.replica);
+  const held = coord.store
+    .listAssignments(modelId)
+    .filter((a) => alive.has(a.peerId))
+    .sort((a, b) => a.replica - b.replica);
   const stages: string[][] = m.layout.map(() => []);
   for (const a of held) stages[a.stage].push(a.peerId);
   const specs = splitStages(m.config, m.layout.length, m.layout);
-  return { dModel: m.config.dModel, stages, hopFlops: (stage, t, past) => stageIncrementalFlops(m.config, specs[stage], t, past, 1) };
+  return {
+    dModel: m.config.dModel,
+    stages,
+    hopFlops: (stage, t, past) => stageIncrementalFlops(m.config, specs[stage], t, past, 1),
+  };
 }
 
 export async function startCoordinator(o: {
-  host?: string; port?: number; relayPort?: number; dbPath: string; heartbeatMs?: number; corsOrigins?: string[]; registerDefault?: boolean;
-  chain?: ChainSetup; settleEveryMs?: number; adminToken?: string; banAfter?: number;
+  host?: string;
+  port?: number;
+  relayPort?: number;
+  dbPath: string;
+  heartbeatMs?: number;
+  corsOrigins?: string[];
+  registerDefault?: boolean;
+  chain?: ChainSetup;
+  settleEveryMs?: number;
+  adminToken?: string;
+  banAfter?: number;
   /** Share of generations whose hops are replayed on a replica (default 0.1). */
   inferenceAuditFraction?: number;
 }): Promise<Coordinator> {
   if (o.dbPath !== ':memory:') mkdirSync(dirname(o.dbPath), { recursive: true });
   const relay = await createRelay({ host: o.host ?? '127.0.0.1', port: o.relayPort ?? 0 });
   const coord = await Coordinator.start({
-    dbPath: o.dbPath, host: o.host, port: o.port ?? 0, heartbeatMs: o.heartbeatMs, corsOrigins: o.corsOrigins,
+    dbPath: o.dbPath,
+    host: o.host,
+    port: o.port ?? 0,
+    heartbeatMs: o.heartbeatMs,
+    corsOrigins: o.corsOrigins,
     relay: { multiaddrs: relay.getMultiaddrs().map((m) => m.toString()), stop: () => relay.stop() },
-    chain: o.chain && { deployment: o.chain.deployment, settlerKey: o.chain.settlerKey, ownerKey: o.chain.ownerKey, deploymentPath: o.chain.deploymentPath },
-    settleEveryMs: o.settleEveryMs, adminToken: o.adminToken, banAfter: o.banAfter,
+    chain: o.chain && {
+      deployment: o.chain.deployment,
+      settlerKey: o.chain.settlerKey,
+      ownerKey: o.chain.ownerKey,
+      deploymentPath: o.chain.deploymentPath,
+    },
+    settleEveryMs: o.settleEveryMs,
+    adminToken: o.adminToken,
+    banAfter: o.banAfter,
   });
   // Inference requests walk through the stage holders over the relay's connections to them; each hop's receipt
   // goes into the ledger like training work (a tenth of generations also replayed on a replica: audits).
@@ -77,16 +104,29 @@ export async function startCoordinator(o: {
     const T = coord.store.getModel(modelId)?.config.context ?? ids.length;
     let total = 0;
     const rows = Math.ceil(ids.length / T);
-    for (let r = 0; r < rows; r++) total += await swarm.evaluate(modelId, ids.subarray(r * T, (r + 1) * T), targets.subarray(r * T, (r + 1) * T), signal);
+    for (let r = 0; r < rows; r++)
+      total += await swarm.evaluate(
+        modelId,
+        ids.subarray(r * T, (r + 1) * T),
+        targets.subarray(r * T, (r + 1) * T),
+        signal,
+      );
     return total / rows;
   });
   if ((o.registerDefault ?? true) && coord.store.listModels().length === 0) {
     const r = defaultRecipe(true);
     const res = await fetch(`${coord.url}/api/models`, {
-      method: 'POST', headers: { 'content-type': 'application/json' },
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
       body: JSON.stringify({
-        id: DEFAULT_MODEL_ID, name: 'Brown tiny (4 stages)', config: recipeModel(r), layout: Array(r.stages).fill(r.blocks),
-        codec: r.codec, microBatches: r.micro, batch: r.batch, pricePer1kTokens: 0.01,
+        id: DEFAULT_MODEL_ID,
+        name: 'Brown tiny (4 stages)',
+        config: recipeModel(r),
+        layout: Array(r.stages).fill(r.blocks),
+        codec: r.codec,
+        microBatches: r.micro,
+        batch: r.batch,
+        pricePer1kTokens: 0.01,
       }),
     });
     if (!res.ok) throw new Error(`registering the default model failed: ${await res.text()}`);
@@ -97,7 +137,11 @@ export async function startCoordinator(o: {
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
-      host: { type: 'string' }, port: { type: 'string' }, 'relay-port': { type: 'string' }, db: { type: 'string' }, 'heartbeat-ms': { type: 'string' },
+      host: { type: 'string' },
+      port: { type: 'string' },
+      'relay-port': { type: 'string' },
+      db: { type: 'string' },
+      'heartbeat-ms': { type: 'string' },
       'no-chain': { type: 'boolean' },
     },
   });
@@ -105,11 +149,19 @@ async function main(): Promise<void> {
   const dir = dirname(dbPath);
   const chain = values['no-chain'] ? undefined : await setupChain(dir);
   const coord = await startCoordinator({
-    host: values.host, port: Number(values.port ?? 8787), relayPort: Number(values['relay-port'] ?? 0),
-    dbPath, heartbeatMs: values['heartbeat-ms'] ? Number(values['heartbeat-ms']) : undefined, corsOrigins: ['*'],
-    chain, settleEveryMs: epochSeconds() * 1000, adminToken: adminToken(dir),
+    host: values.host,
+    port: Number(values.port ?? 8787),
+    relayPort: Number(values['relay-port'] ?? 0),
+    dbPath,
+    heartbeatMs: values['heartbeat-ms'] ? Number(values['heartbeat-ms']) : undefined,
+    corsOrigins: ['*'],
+    chain,
+    settleEveryMs: epochSeconds() * 1000,
+    adminToken: adminToken(dir),
   });
-  console.log(`[coordinator] API ${coord.url}  relay ${coord.relay?.multiaddrs.join(' ')}${chain ? `  chain ${chain.deployment.rpcUrl} (id ${chain.deployment.chainId})` : ''}`);
+  console.log(
+    `[coordinator] API ${coord.url}  relay ${coord.relay?.multiaddrs.join(' ')}${chain ? `  chain ${chain.deployment.rpcUrl} (id ${chain.deployment.chainId})` : ''}`,
+  );
   const stop = async () => {
     await coord.stop();
     await chain?.anvil?.stop();

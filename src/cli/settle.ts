@@ -13,7 +13,14 @@ import { formatUnits } from 'viem';
 import { table } from '../../bench/table.ts';
 import { DEFAULT_MODEL_ID } from './coordinator.ts';
 
-const { values } = parseArgs({ options: { model: { type: 'string' }, epoch: { type: 'string' }, coordinator: { type: 'string' }, 'token-file': { type: 'string' } } });
+const { values } = parseArgs({
+  options: {
+    model: { type: 'string' },
+    epoch: { type: 'string' },
+    coordinator: { type: 'string' },
+    'token-file': { type: 'string' },
+  },
+});
 const url = values.coordinator ?? 'http://127.0.0.1:8787';
 const model = values.model ?? DEFAULT_MODEL_ID;
 const tokenFile = resolve(values['token-file'] ?? '.tessera/admin-token');
@@ -21,13 +28,19 @@ let token: string;
 try {
   token = readFileSync(tokenFile, 'utf8').trim();
 } catch (e) {
-  console.error(`settle: cannot read the admin token ${tokenFile} (${(e as Error).message}); the coordinator writes it on start`);
+  console.error(
+    `settle: cannot read the admin token ${tokenFile} (${(e as Error).message}); the coordinator writes it on start`,
+  );
   process.exit(2);
 }
 const body = values.epoch === undefined ? {} : { epoch: Number(values.epoch) };
 let res: Response;
 try {
-  res = await fetch(`${url}/api/models/${encodeURIComponent(model)}/epochs`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: JSON.stringify(body) });
+  res = await fetch(`${url}/api/models/${encodeURIComponent(model)}/epochs`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+    body: JSON.stringify(body),
+  });
 } catch (e) {
   console.error(`settle: coordinator at ${url} unreachable: ${(e as Error).message}`);
   process.exit(2);
@@ -39,13 +52,28 @@ if (!res.ok) {
 }
 const prev = new Map<string, bigint>();
 if (e.epoch > 1) {
-  const before = (await (await fetch(`${url}/api/models/${encodeURIComponent(model)}/epochs/${e.epoch - 1}`)).json()) as any;
+  const before = (await (
+    await fetch(`${url}/api/models/${encodeURIComponent(model)}/epochs/${e.epoch - 1}`)
+  ).json()) as any;
   for (const l of before.leaves ?? []) prev.set(l.wallet, BigInt(l.shares));
 }
-console.log(`epoch ${e.epoch} of ${model} settled through step ${e.throughStep}: ${Object.entries(e.auditCounts).map(([k, v]) => `${v} audit(s) ${k}`).join(', ') || 'no audits'}${e.caught.length ? `; caught: ${e.caught.join(', ')}` : ''}`);
-console.log(table(['wallet', 'new since the last root', 'cumulative shares'], e.leaves.map((l: { wallet: string; shares: string }) => [
-  l.wallet, formatUnits(BigInt(l.shares) - (prev.get(l.wallet) ?? 0n), 18), formatUnits(BigInt(l.shares), 18),
-])));
+console.log(
+  `epoch ${e.epoch} of ${model} settled through step ${e.throughStep}: ${
+    Object.entries(e.auditCounts)
+      .map(([k, v]) => `${v} audit(s) ${k}`)
+      .join(', ') || 'no audits'
+  }${e.caught.length ? `; caught: ${e.caught.join(', ')}` : ''}`,
+);
+console.log(
+  table(
+    ['wallet', 'new since the last root', 'cumulative shares'],
+    e.leaves.map((l: { wallet: string; shares: string }) => [
+      l.wallet,
+      formatUnits(BigInt(l.shares) - (prev.get(l.wallet) ?? 0n), 18),
+      formatUnits(BigInt(l.shares), 18),
+    ]),
+  ),
+);
 console.log(`root ${e.root ?? '(none: no bound wallet has credits yet)'}`);
 if (e.txHash) console.log(`posted in ${e.txHash}; claimable from ${new Date(e.claimableAt * 1000).toISOString()}`);
 else if (e.root) console.log(`not on chain yet${e.chainError ? `: ${e.chainError}` : ''} (the coordinator retries)`);

@@ -90,11 +90,30 @@ function parseOptions(argv: string[], software: boolean): Options | undefined {
     args: argv,
     strict: true,
     options: {
-      stages: { type: 'string' }, blocks: { type: 'string' }, 'd-model': { type: 'string' }, heads: { type: 'string' },
-      context: { type: 'string' }, vocab: { type: 'string' }, batch: { type: 'string' }, micro: { type: 'string' },
-      seed: { type: 'string' }, steps: { type: 'string' }, lr: { type: 'string' }, warmup: { type: 'string' },
-      'weight-decay': { type: 'string' }, beta2: { type: 'string' }, clip: { type: 'string' }, async: { type: 'string' }, correction: { type: 'string' }, codec: { type: 'string' }, k: { type: 'string' }, tail: { type: 'string' },
-      link: { type: 'string' }, 'eval-every': { type: 'string' }, 'eval-batches': { type: 'string' }, out: { type: 'string' },
+      stages: { type: 'string' },
+      blocks: { type: 'string' },
+      'd-model': { type: 'string' },
+      heads: { type: 'string' },
+      context: { type: 'string' },
+      vocab: { type: 'string' },
+      batch: { type: 'string' },
+      micro: { type: 'string' },
+      seed: { type: 'string' },
+      steps: { type: 'string' },
+      lr: { type: 'string' },
+      warmup: { type: 'string' },
+      'weight-decay': { type: 'string' },
+      beta2: { type: 'string' },
+      clip: { type: 'string' },
+      async: { type: 'string' },
+      correction: { type: 'string' },
+      codec: { type: 'string' },
+      k: { type: 'string' },
+      tail: { type: 'string' },
+      link: { type: 'string' },
+      'eval-every': { type: 'string' },
+      'eval-batches': { type: 'string' },
+      out: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -115,11 +134,13 @@ function parseOptions(argv: string[], software: boolean): Options | undefined {
   const dModel = int('d-model', values['d-model'], d.dModel);
   const steps = int('steps', values.steps, d.steps);
   const codec = (values.codec ?? 'none') as CodecName;
-  if (!CODEC_NAMES.includes(codec)) throw new UsageError(`--codec must be one of ${CODEC_NAMES.join(', ')}, got '${values.codec}'`);
+  if (!CODEC_NAMES.includes(codec))
+    throw new UsageError(`--codec must be one of ${CODEC_NAMES.join(', ')}, got '${values.codec}'`);
   const k = int('k', values.k, Math.max(1, Math.floor(dModel / 4)));
   if (k > dModel) throw new UsageError(`--k ${k} exceeds --d-model ${dModel}`);
   const correction = values.correction ?? 'nesterov';
-  if (correction !== 'nesterov' && correction !== 'none') throw new UsageError(`--correction must be nesterov or none, got '${correction}'`);
+  if (correction !== 'nesterov' && correction !== 'none')
+    throw new UsageError(`--correction must be nesterov or none, got '${correction}'`);
   const stamp = new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19);
   return {
     stages: int('stages', values.stages, d.stages),
@@ -151,7 +172,8 @@ function parseOptions(argv: string[], software: boolean): Options | undefined {
 }
 
 /** CSV/log number: '' when there is none (not evaluated, step refused), NaN/Infinity spelled out. */
-const fmtNum = (x: number | undefined, digits = 4): string => (x === undefined ? '' : Number.isFinite(x) ? x.toFixed(digits) : String(x));
+const fmtNum = (x: number | undefined, digits = 4): string =>
+  x === undefined ? '' : Number.isFinite(x) ? x.toFixed(digits) : String(x);
 
 async function main(): Promise<number> {
   const argv = process.argv.slice(2);
@@ -188,13 +210,24 @@ async function main(): Promise<number> {
   // In-process links: a silent stage is a slow one (a software adapter compiling its first kernels), not a lost peer.
   const run = TrainingRun.create(gpu, o, corpus, { timeoutMs: 3_600_000 });
   const { pipeline, validation: val, cfg } = run;
-  say(`[tessera] data: Brown corpus, ${corpus.train.length} train / ${corpus.val.length} val tokens (vocab ${o.vocab}, ${run.sampler.batchesPerEpoch} batches per epoch); validation: ${val.micro.length} × ${o.batch} × ${o.context} tokens = ${val.bytes} bytes`);
-  say(`[tessera] unigram baseline: entropy ${val.unigramNats.toFixed(3)} nats/token = ${val.unigramBpb.toFixed(3)} bits/byte (its cross-entropy on the validation batches: ${val.unigramValBpb.toFixed(3)} bpb)`);
+  say(
+    `[tessera] data: Brown corpus, ${corpus.train.length} train / ${corpus.val.length} val tokens (vocab ${o.vocab}, ${run.sampler.batchesPerEpoch} batches per epoch); validation: ${val.micro.length} × ${o.batch} × ${o.context} tokens = ${val.bytes} bytes`,
+  );
+  say(
+    `[tessera] unigram baseline: entropy ${val.unigramNats.toFixed(3)} nats/token = ${val.unigramBpb.toFixed(3)} bits/byte (its cross-entropy on the validation batches: ${val.unigramValBpb.toFixed(3)} bpb)`,
+  );
   const counts = run.paramCounts;
-  say(`[tessera] model: ${o.stages} stages × ${o.blocks} block(s), dModel ${o.dModel}, ${o.heads} heads, context ${o.context}, vocab ${o.vocab}; parameters per stage [${counts.map((c) => `${(c / 1e3).toFixed(0)}k`).join(', ')}] = ${(counts.reduce((a, b) => a + b, 0) / 1e6).toFixed(2)}M`);
+  say(
+    `[tessera] model: ${o.stages} stages × ${o.blocks} block(s), dModel ${o.dModel}, ${o.heads} heads, context ${o.context}, vocab ${o.vocab}; parameters per stage [${counts.map((c) => `${(c / 1e3).toFixed(0)}k`).join(', ')}] = ${(counts.reduce((a, b) => a + b, 0) / 1e6).toFixed(2)}M`,
+  );
   const perToken = run.bytesPerToken;
-  const mode = o.staleness > 0 ? `asynchronous 1F1B (staleness ≤ ${o.staleness}, ${o.correction === 'nesterov' ? 'Nesterov look-ahead' : 'no correction'})` : `1F1B (ideal bubble ${(100 * idealBubble(o.stages, o.micro)).toFixed(0)}%)`;
-  say(`[tessera] training: ${o.steps} steps × ${o.micro} micro-batches × ${o.batch} × ${o.context} = ${run.tokensPerStep} tokens/step, ${mode}, AdamW lr ${o.lr} (warm-up ${o.warmup}, cosine), codec ${o.codec}${o.tail ? ` (last ${o.tail} boundaries none)` : ''}${run.codecs ? ` = [${perToken.map((b) => b.toFixed(1)).join(', ')}] bytes/token vs ${4 * o.dModel}` : ''}${o.link ? `, links ${o.linkText}` : ''}`);
+  const mode =
+    o.staleness > 0
+      ? `asynchronous 1F1B (staleness ≤ ${o.staleness}, ${o.correction === 'nesterov' ? 'Nesterov look-ahead' : 'no correction'})`
+      : `1F1B (ideal bubble ${(100 * idealBubble(o.stages, o.micro)).toFixed(0)}%)`;
+  say(
+    `[tessera] training: ${o.steps} steps × ${o.micro} micro-batches × ${o.batch} × ${o.context} = ${run.tokensPerStep} tokens/step, ${mode}, AdamW lr ${o.lr} (warm-up ${o.warmup}, cosine), codec ${o.codec}${o.tail ? ` (last ${o.tail} boundaries none)` : ''}${run.codecs ? ` = [${perToken.map((b) => b.toFixed(1)).join(', ')}] bytes/token vs ${4 * o.dModel}` : ''}${o.link ? `, links ${o.linkText}` : ''}`,
+  );
   say(`[tessera] output: ${out}`);
 
   // ---- outputs ----
@@ -238,8 +271,15 @@ async function main(): Promise<number> {
     valPts.push([step, valLoss]);
   };
   const state = (step: number) => ({
-    step, total: o.steps, loss: lastLoss, valLoss, valBpb, refused,
-    tokensPerSecond: trainMs > 0 ? tokens / (trainMs / 1000) : undefined, bytes, elapsed: (performance.now() - t0) / 1000,
+    step,
+    total: o.steps,
+    loss: lastLoss,
+    valLoss,
+    valBpb,
+    refused,
+    tokensPerSecond: trainMs > 0 ? tokens / (trainMs / 1000) : undefined,
+    bytes,
+    elapsed: (performance.now() - t0) / 1000,
   });
   await evaluate(0);
   appendFileSync(csvPath, `0,,${fmtNum(valLoss)},${fmtNum(valBpb)},0,0.0,0\n`);
@@ -256,10 +296,15 @@ async function main(): Promise<number> {
       if (recent.length > 10) recent.shift();
     }
     const secs = (performance.now() - t0) / 1000;
-    appendFileSync(csvPath, `${step},${fmtNum(loss)},${evalNow ? fmtNum(valLoss) : ''},${evalNow ? fmtNum(valBpb) : ''},${tokens},${secs.toFixed(1)},${bytes}\n`);
+    appendFileSync(
+      csvPath,
+      `${step},${fmtNum(loss)},${evalNow ? fmtNum(valLoss) : ''},${evalNow ? fmtNum(valBpb) : ''},${tokens},${secs.toFixed(1)},${bytes}\n`,
+    );
     if (evalNow) {
       writeChart();
-      bar.log(`step ${step}: train loss ${loss === undefined ? '(refused)' : fmtNum(loss)}  val loss ${fmtNum(valLoss)} (${fmtNum(valBpb, 3)} bpb; unigram ${val.unigramBpb.toFixed(3)})`);
+      bar.log(
+        `step ${step}: train loss ${loss === undefined ? '(refused)' : fmtNum(loss)}  val loss ${fmtNum(valLoss)} (${fmtNum(valBpb, 3)} bpb; unigram ${val.unigramBpb.toFixed(3)})`,
+      );
     }
     bar.update(state(step), evalNow);
   };
@@ -297,7 +342,12 @@ async function main(): Promise<number> {
           if (step < until) record(step, r.loss, false);
           else finalLoss = r.loss;
         };
-        await pipeline.trainAsync(chunk, o.batch, o.context, { staleness: o.staleness, correction: o.correction, lr: (k) => learningRate(from + k, o), onStep });
+        await pipeline.trainAsync(chunk, o.batch, o.context, {
+          staleness: o.staleness,
+          correction: o.correction,
+          lr: (k) => learningRate(from + k, o),
+          onStep,
+        });
         done = until;
         await evaluate(done);
         record(done, finalLoss, true);
@@ -333,18 +383,42 @@ async function main(): Promise<number> {
   const elapsed = (performance.now() - t0) / 1000;
   const finalTrain = recent.length ? recent.reduce((a, b) => a + b, 0) / recent.length : NaN;
   const summary = {
-    device, software, model: cfg, stages: o.stages, blocksPerStage: o.blocks, microBatches: o.micro, batch: o.batch,
-    steps: done, refused, lr: o.lr, warmup: o.warmup, staleness: o.staleness, correction: o.staleness ? o.correction : undefined,
-    codec: o.codec, k: isSubspaceCodec(o.codec) ? o.k : undefined, tail: o.tail, link: o.linkText ?? null,
-    tokens, seconds: elapsed, trainSeconds: trainMs / 1000, tokensPerSecond: tokens / (trainMs / 1000), bytesOnWire: bytes,
+    device,
+    software,
+    model: cfg,
+    stages: o.stages,
+    blocksPerStage: o.blocks,
+    microBatches: o.micro,
+    batch: o.batch,
+    steps: done,
+    refused,
+    lr: o.lr,
+    warmup: o.warmup,
+    staleness: o.staleness,
+    correction: o.staleness ? o.correction : undefined,
+    codec: o.codec,
+    k: isSubspaceCodec(o.codec) ? o.k : undefined,
+    tail: o.tail,
+    link: o.linkText ?? null,
+    tokens,
+    seconds: elapsed,
+    trainSeconds: trainMs / 1000,
+    tokensPerSecond: tokens / (trainMs / 1000),
+    bytesOnWire: bytes,
     bytesPerTokenPerBoundary: perToken,
-    finalTrainLoss: finalTrain, finalValLoss: valLoss, finalValBpb: valBpb,
+    finalTrainLoss: finalTrain,
+    finalValLoss: valLoss,
+    finalValBpb: valBpb,
     unigram: { entropyNats: val.unigramNats, entropyBpb: val.unigramBpb, valCrossEntropyBpb: val.unigramValBpb },
     validation: { batches: val.micro.length, tokens: val.tokens, bytes: val.bytes },
   };
   writeFileSync(join(out, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
-  say(`[tessera] ${done} steps (${refused} refused) in ${formatDuration(elapsed)}: ${tokens} tokens at ${summary.tokensPerSecond.toFixed(0)} tokens/s (training time), ${formatBytes(bytes)} between stages`);
-  say(`[tessera] final train loss ${fmtNum(finalTrain)} (mean of last ${recent.length} steps), validation loss ${fmtNum(valLoss)} = ${fmtNum(valBpb, 3)} bits/byte; unigram baseline ${val.unigramBpb.toFixed(3)} bits/byte (entropy ${val.unigramNats.toFixed(3)} nats/token)`);
+  say(
+    `[tessera] ${done} steps (${refused} refused) in ${formatDuration(elapsed)}: ${tokens} tokens at ${summary.tokensPerSecond.toFixed(0)} tokens/s (training time), ${formatBytes(bytes)} between stages`,
+  );
+  say(
+    `[tessera] final train loss ${fmtNum(finalTrain)} (mean of last ${recent.length} steps), validation loss ${fmtNum(valLoss)} = ${fmtNum(valBpb, 3)} bits/byte; unigram baseline ${val.unigramBpb.toFixed(3)} bits/byte (entropy ${val.unigramNats.toFixed(3)} nats/token)`,
+  );
   say(`[tessera] wrote ${csvPath}, ${join(out, 'loss.svg')}, ${join(out, 'summary.json')}`);
   for (const f of files) say(`[tessera] wrote ${f}`);
   run.destroy();
@@ -361,7 +435,9 @@ main().then(
     }
     // Typed errors (a config beyond the device's limits, a missing tokenizer) explain themselves; others need the stack.
     const typed = e instanceof TesseraGpuError || e instanceof VocabSizeError;
-    process.stderr.write(`[tessera] train failed: ${e instanceof Error ? (typed ? `${e.name}: ${e.message}` : (e.stack ?? e.message)) : String(e)}\n`);
+    process.stderr.write(
+      `[tessera] train failed: ${e instanceof Error ? (typed ? `${e.name}: ${e.message}` : (e.stack ?? e.message)) : String(e)}\n`,
+    );
     process.exit(1);
   },
 );

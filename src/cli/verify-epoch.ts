@@ -12,7 +12,10 @@ import type { SignedReceipt } from '../ledger/receipt.ts';
 import { ProgressBar } from '../train/progress.ts';
 import { DEFAULT_MODEL_ID } from './coordinator.ts';
 
-const { values, positionals } = parseArgs({ allowPositionals: true, options: { model: { type: 'string' }, coordinator: { type: 'string' }, rpc: { type: 'string' } } });
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: { model: { type: 'string' }, coordinator: { type: 'string' }, rpc: { type: 'string' } },
+});
 const n = Number(positionals[0]);
 if (!Number.isSafeInteger(n) || n < 1) {
   console.error('usage: npm run verify-epoch -- <epoch ≥ 1> [--model id] [--coordinator url] [--rpc url]');
@@ -58,8 +61,13 @@ try {
   console.log(`  published root   ${epoch.root}`);
   console.log(`  on-chain root    ${onChain === null ? '(no chain)' : zero.test(onChain) ? '(not posted)' : onChain}`);
   for (const p of mine.problems) console.log(`  problem: ${p}`);
-  const ok = mine.problems.length === 0 && mine.root === epoch.root && (onChain === null ? epoch.root === null : onChain === epoch.root);
-  console.log(ok ? 'OK: the root follows from the published receipts and bindings' : 'MISMATCH: do not trust this epoch');
+  const ok =
+    mine.problems.length === 0 &&
+    mine.root === epoch.root &&
+    (onChain === null ? epoch.root === null : onChain === epoch.root);
+  console.log(
+    ok ? 'OK: the root follows from the published receipts and bindings' : 'MISMATCH: do not trust this epoch',
+  );
   process.exit(ok ? 0 : 1);
 } catch (e) {
   console.error(`verify-epoch: ${(e as Error).message}`);

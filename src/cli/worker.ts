@@ -39,10 +39,20 @@ import { measureThroughput } from '../train/throughput.ts';
 
 const { values } = parseArgs({
   options: {
-    'infer-runtime': { type: 'string' }, model: { type: 'string' },
-    coordinator: { type: 'string' }, key: { type: 'string' }, steps: { type: 'string' }, 'until-step': { type: 'string' }, 'tokens-per-second': { type: 'string' }, 'timeout-ms': { type: 'string' },
-    'crash-after-update': { type: 'string' }, 'audit-fraction': { type: 'string' }, 'corrupt-share': { type: 'string' }, stay: { type: 'boolean' },
-    'inference-priority': { type: 'string' }, 'duty-cycle': { type: 'string' },
+    'infer-runtime': { type: 'string' },
+    model: { type: 'string' },
+    coordinator: { type: 'string' },
+    key: { type: 'string' },
+    steps: { type: 'string' },
+    'until-step': { type: 'string' },
+    'tokens-per-second': { type: 'string' },
+    'timeout-ms': { type: 'string' },
+    'crash-after-update': { type: 'string' },
+    'audit-fraction': { type: 'string' },
+    'corrupt-share': { type: 'string' },
+    stay: { type: 'boolean' },
+    'inference-priority': { type: 'string' },
+    'duty-cycle': { type: 'string' },
   },
 });
 /** A share in [0, 1] option. */
@@ -58,7 +68,9 @@ const inferencePriority = share('inference-priority', 0.5);
 const dutyCycle = share('duty-cycle', 1);
 if (dutyCycle === 0) throw new Error('--duty-cycle must be above 0 (a device that never computes cannot train)');
 /** A non-negative integer option, or undefined when absent. */
-function count(name: 'steps' | 'until-step' | 'tokens-per-second' | 'timeout-ms' | 'crash-after-update'): number | undefined {
+function count(
+  name: 'steps' | 'until-step' | 'tokens-per-second' | 'timeout-ms' | 'crash-after-update',
+): number | undefined {
   const raw = values[name];
   if (raw === undefined) return undefined;
   const n = Number(raw);
@@ -71,7 +83,8 @@ const timeoutMs = count('timeout-ms');
 const givenSpeed = count('tokens-per-second');
 const crashAfter = count('crash-after-update');
 const inferRuntime = values['infer-runtime'] ?? 'auto';
-if (inferRuntime !== 'auto' && inferRuntime !== 'wgsl' && inferRuntime !== 'onnx') throw new Error(`--infer-runtime must be auto, wgsl or onnx, not "${inferRuntime}"`);
+if (inferRuntime !== 'auto' && inferRuntime !== 'wgsl' && inferRuntime !== 'onnx')
+  throw new Error(`--infer-runtime must be auto, wgsl or onnx, not "${inferRuntime}"`);
 /** A client whose every join (the first, and re-joins after the coordinator dropped this peer) asks for one model. */
 class PreferringClient extends CoordinatorClient {
   readonly preferModel: string;
@@ -79,13 +92,20 @@ class PreferringClient extends CoordinatorClient {
     super(url);
     this.preferModel = preferModel;
   }
-  override join(peerId: string, tokensPerSecond: number, kind: 'node' | 'browser', preferModel?: string): Promise<JoinAnswer> {
+  override join(
+    peerId: string,
+    tokensPerSecond: number,
+    kind: 'node' | 'browser',
+    preferModel?: string,
+  ): Promise<JoinAnswer> {
     return super.join(peerId, tokensPerSecond, kind, preferModel ?? this.preferModel);
   }
 }
 const coordinatorUrl = values.coordinator ?? 'http://127.0.0.1:8787';
 if (values.model === '') throw new Error('--model needs a model id (see GET /api/models)');
-const client = values.model ? new PreferringClient(coordinatorUrl, values.model) : new CoordinatorClient(coordinatorUrl);
+const client = values.model
+  ? new PreferringClient(coordinatorUrl, values.model)
+  : new CoordinatorClient(coordinatorUrl);
 const health = await client.health();
 const relayAddr = health.relay?.multiaddrs[0];
 if (!relayAddr) throw new Error(`the coordinator at ${client.url} runs no relay`);
@@ -97,30 +117,58 @@ await waitForRelayAddress(node);
 const tapDir = process.env.TESSERA_WIRE_TAP;
 const snapshot = tapDir ? wireTapToFiles(node, tapDir) : undefined;
 const say = (s: string) => console.log(s);
-const reporter = new ReceiptReporter({ key: privateKey, peerId: node.peerId.toString(), coordinatorUrl: client.url, log: (l) => say(`[worker ${node.peerId.toString().slice(-6)}] ${l}`) });
+const reporter = new ReceiptReporter({
+  key: privateKey,
+  peerId: node.peerId.toString(),
+  coordinatorUrl: client.url,
+  log: (l) => say(`[worker ${node.peerId.toString().slice(-6)}] ${l}`),
+});
 reporter.start();
 // The cheater's own coin: which outputs it corrupts is as unpredictable to the auditors as their picks are to it.
 const cheat = secretCoin(crypto.getRandomValues(new Uint8Array(32)));
 const tokensPerSecond = givenSpeed ?? (await measureThroughput(gpu));
-say(`[worker ${node.peerId.toString().slice(-6)}] ${gpu.adapter.description || gpu.adapter.vendor} · ${tokensPerSecond.toFixed(0)} reference tokens/s · relay ${relayAddr}`);
+say(
+  `[worker ${node.peerId.toString().slice(-6)}] ${gpu.adapter.description || gpu.adapter.vendor} · ${tokensPerSecond.toFixed(0)} reference tokens/s · relay ${relayAddr}`,
+);
 const worker = new SwarmWorker({
-  gpu, node, client, relayAddr, kind: 'node', tokensPerSecond,
+  gpu,
+  node,
+  client,
+  relayAddr,
+  kind: 'node',
+  tokensPerSecond,
   loadCorpus,
-  maxSteps, untilStep, timeoutMs, inferencePriority, dutyCycle,
+  maxSteps,
+  untilStep,
+  timeoutMs,
+  inferencePriority,
+  dutyCycle,
   audit: { fraction: auditFraction, coin: secretCoin(crypto.getRandomValues(new Uint8Array(32))) },
   onWork: (w, c) => reporter.add(w, c),
   corrupt: corruptShare > 0 ? (step, micro) => cheat(step, micro, 9) < corruptShare : undefined,
   onUpdateApplied: (step) => {
     snapshot?.(worker.heldStage());
     if (step !== crashAfter) return;
-    console.log(`[worker ${node.peerId.toString().slice(-6)}] --crash-after-update ${step}: killing this process (SIGKILL) right after the update`);
+    console.log(
+      `[worker ${node.peerId.toString().slice(-6)}] --crash-after-update ${step}: killing this process (SIGKILL) right after the update`,
+    );
     process.kill(process.pid, 'SIGKILL');
   },
-  onStep: (s) => say(`[worker ${node.peerId.toString().slice(-6)}] step ${s.step}${s.loss === undefined ? '' : `  loss ${s.loss.toFixed(4)}`}  ${s.ms.toFixed(0)} ms  sent ${formatBytes(s.bytesSent)}  received ${formatBytes(s.bytesReceived)}`),
+  onStep: (s) =>
+    say(
+      `[worker ${node.peerId.toString().slice(-6)}] step ${s.step}${s.loss === undefined ? '' : `  loss ${s.loss.toFixed(4)}`}  ${s.ms.toFixed(0)} ms  sent ${formatBytes(s.bytesSent)}  received ${formatBytes(s.bytesReceived)}`,
+    ),
 });
 // Inference with the stage's current weights, between training steps (and after them with --stay).
 if (snapshot) setInterval(() => snapshot(worker.heldStage()), 300).unref();
-const inference = new InferenceServer({ node, held: () => worker.heldStage(), runtime: inferRuntime, key: privateKey, turns: worker.turns, log: (l) => say(`[worker ${node.peerId.toString().slice(-6)}] ${l}`) });
+const inference = new InferenceServer({
+  node,
+  held: () => worker.heldStage(),
+  runtime: inferRuntime,
+  key: privateKey,
+  turns: worker.turns,
+  log: (l) => say(`[worker ${node.peerId.toString().slice(-6)}] ${l}`),
+});
 await inference.start();
 const shutdown = async () => {
   await inference.stop();

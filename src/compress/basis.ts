@@ -35,10 +35,14 @@ export class SubspaceBasis {
     const { seed, k, vocab, width } = p;
     const embedStd = p.embedStd ?? 0.02;
     if (!Number.isInteger(seed)) throw new CodecError(`subspace basis: seed must be an integer, got ${seed}`);
-    if (!Number.isInteger(width) || width < 1) throw new CodecError(`subspace basis: width must be a positive integer, got ${width}`);
-    if (!Number.isInteger(k) || k < 1 || k > width) throw new CodecError(`subspace basis: k must be an integer in [1, ${width}], got ${k}`);
-    if (!Number.isInteger(vocab) || vocab < 1) throw new CodecError(`subspace basis: vocab must be a positive integer, got ${vocab}`);
-    if (!(Number.isFinite(embedStd) && embedStd >= 0)) throw new CodecError(`subspace basis: embedStd must be finite and ≥ 0, got ${embedStd}`);
+    if (!Number.isInteger(width) || width < 1)
+      throw new CodecError(`subspace basis: width must be a positive integer, got ${width}`);
+    if (!Number.isInteger(k) || k < 1 || k > width)
+      throw new CodecError(`subspace basis: k must be an integer in [1, ${width}], got ${k}`);
+    if (!Number.isInteger(vocab) || vocab < 1)
+      throw new CodecError(`subspace basis: vocab must be a positive integer, got ${vocab}`);
+    if (!(Number.isFinite(embedStd) && embedStd >= 0))
+      throw new CodecError(`subspace basis: embedStd must be finite and ≥ 0, got ${embedStd}`);
     this.seed = seed;
     this.k = k;
     this.vocab = vocab;
@@ -90,7 +94,14 @@ export class SubspaceBasis {
  * sum in the same order.
  */
 export function projectCoefficients(
-  U: Float64Array, x: ArrayLike<number>, off: number, C: number, k: number, c: Float64Array, e: ArrayLike<number> | undefined, eOff = 0,
+  U: Float64Array,
+  x: ArrayLike<number>,
+  off: number,
+  C: number,
+  k: number,
+  c: Float64Array,
+  e: ArrayLike<number> | undefined,
+  eOff = 0,
 ): void {
   c.fill(0);
   for (let i = 0; i < C; i++) {

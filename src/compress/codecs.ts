@@ -18,36 +18,50 @@ export const CODEC_NAMES: readonly CodecName[] = ['none', 'int8', 'subspace', 's
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 function checkShape(name: string, shape: readonly [number, number]): [number, number] {
-  if (!Array.isArray(shape) || shape.length !== 2 || !shape.every((d) => Number.isInteger(d) && d >= 0) || shape[1] < 1) {
+  if (
+    !Array.isArray(shape) ||
+    shape.length !== 2 ||
+    !shape.every((d) => Number.isInteger(d) && d >= 0) ||
+    shape[1] < 1
+  ) {
     throw new CodecError(`${name}: shape must be [rows ≥ 0, width ≥ 1] integers, got [${String(shape)}]`);
   }
   return [shape[0], shape[1]];
 }
 
 function checkKind(name: string, ctx: CodecContext): void {
-  if (!ctx || (ctx.kind !== 'act' && ctx.kind !== 'grad')) throw new CodecError(`${name}: context kind must be 'act' or 'grad', got ${String(ctx?.kind)}`);
+  if (!ctx || (ctx.kind !== 'act' && ctx.kind !== 'grad'))
+    throw new CodecError(`${name}: context kind must be 'act' or 'grad', got ${String(ctx?.kind)}`);
 }
 
 /** Validates an input tensor: a Float32Array of rows·width finite values. */
 function checkInput(name: string, x: Float32Array, rows: number, width: number): void {
-  if (!(x instanceof Float32Array)) throw new CodecError(`${name}: input must be a Float32Array, got ${Object.prototype.toString.call(x)}`);
-  if (x.length !== rows * width) throw new CodecError(`${name}: ${x.length} values for shape [${rows}, ${width}] (want ${rows * width})`);
+  if (!(x instanceof Float32Array))
+    throw new CodecError(`${name}: input must be a Float32Array, got ${Object.prototype.toString.call(x)}`);
+  if (x.length !== rows * width)
+    throw new CodecError(`${name}: ${x.length} values for shape [${rows}, ${width}] (want ${rows * width})`);
   for (let i = 0; i < x.length; i++) {
     if (!Number.isFinite(x[i])) {
-      throw new CodecError(`${name}: non-finite value ${x[i]} at row ${Math.floor(i / width)}, column ${i % width}: refusing to encode`);
+      throw new CodecError(
+        `${name}: non-finite value ${x[i]} at row ${Math.floor(i / width)}, column ${i % width}: refusing to encode`,
+      );
     }
   }
 }
 
 function checkBytes(name: string, bytes: Uint8Array, want: number, rows: number, width: number): void {
-  if (!(bytes instanceof Uint8Array)) throw new CodecError(`${name}: payload must be a Uint8Array, got ${Object.prototype.toString.call(bytes)}`);
+  if (!(bytes instanceof Uint8Array))
+    throw new CodecError(`${name}: payload must be a Uint8Array, got ${Object.prototype.toString.call(bytes)}`);
   if (bytes.length !== want) {
-    throw new CodecError(`${name}: payload of ${bytes.length} bytes for shape [${rows}, ${width}] (want ${want}): truncated or malformed`);
+    throw new CodecError(
+      `${name}: payload of ${bytes.length} bytes for shape [${rows}, ${width}] (want ${want}): truncated or malformed`,
+    );
   }
 }
 
 function checkWidthArg(name: string, width: number): void {
-  if (!Number.isInteger(width) || width < 1) throw new CodecError(`${name}: width must be a positive integer, got ${width}`);
+  if (!Number.isInteger(width) || width < 1)
+    throw new CodecError(`${name}: width must be a positive integer, got ${width}`);
 }
 
 function f32ToBytes(x: Float32Array): Uint8Array {
@@ -73,7 +87,10 @@ function bytesToF32(bytes: Uint8Array, off: number, n: number): Float32Array {
 
 function checkFiniteOutput(name: string, y: Float32Array, width: number): void {
   for (let i = 0; i < y.length; i++) {
-    if (!Number.isFinite(y[i])) throw new CodecError(`${name}: payload decodes to ${y[i]} at row ${Math.floor(i / width)}, column ${i % width}: malformed`);
+    if (!Number.isFinite(y[i]))
+      throw new CodecError(
+        `${name}: payload decodes to ${y[i]} at row ${Math.floor(i / width)}, column ${i % width}: malformed`,
+      );
   }
 }
 
@@ -145,11 +162,17 @@ export class Int8Codec implements Codec {
     const y = new Float32Array(rows * width);
     for (let r = 0; r < rows; r++) {
       const s = scales[r];
-      if (!(s >= 0 && s <= MAX_SCALE)) throw new CodecError(`${this.name}: row ${r} has scale ${s} (must be finite, ≥ 0 and ≤ ${MAX_SCALE}): malformed`);
+      if (!(s >= 0 && s <= MAX_SCALE))
+        throw new CodecError(
+          `${this.name}: row ${r} has scale ${s} (must be finite, ≥ 0 and ≤ ${MAX_SCALE}): malformed`,
+        );
       const o = r * width;
       for (let i = 0; i < width; i++) {
         const v = q[o + i];
-        if (v === -128) throw new CodecError(`${this.name}: row ${r}, column ${i} holds −128, which the encoder never writes: malformed`);
+        if (v === -128)
+          throw new CodecError(
+            `${this.name}: row ${r}, column ${i} holds −128, which the encoder never writes: malformed`,
+          );
         y[o + i] = v * s;
       }
     }
@@ -207,7 +230,8 @@ export class SubspaceCodec implements ReducingCodec {
 
   private checkWidth(width: number): void {
     checkWidthArg(this.name, width);
-    if (width !== this.basis.width) throw new CodecError(`${this.name}: the basis is for width ${this.basis.width}, got width ${width}`);
+    if (width !== this.basis.width)
+      throw new CodecError(`${this.name}: the basis is for width ${this.basis.width}, got width ${width}`);
   }
 
   /** The token ids of an activation tensor: one per row, each a valid row of E_fixed. */
@@ -218,7 +242,8 @@ export class SubspaceCodec implements ReducingCodec {
     if (ids.length !== rows) throw new CodecError(`${this.name}: ${ids.length} token ids for ${rows} rows`);
     const V = this.basis.vocab;
     for (let r = 0; r < rows; r++) {
-      if (!(ids[r] >= 0 && ids[r] < V)) throw new CodecError(`${this.name}: token id ${ids[r]} at row ${r} is outside [0, ${V})`);
+      if (!(ids[r] >= 0 && ids[r] < V))
+        throw new CodecError(`${this.name}: token id ${ids[r]} at row ${r} is outside [0, ${V})`);
     }
     return ids;
   }
@@ -348,11 +373,16 @@ function basisParams(name: string, p: CodecParams): BasisParams {
 /** The codec called `name` (see CODEC_NAMES); subspace codecs share one cached SubspaceBasis per parameter set. */
 export function makeCodec(name: string, p: CodecParams = {}): Codec {
   switch (name) {
-    case 'none': return new NoneCodec();
-    case 'int8': return new Int8Codec();
-    case 'subspace': return new SubspaceCodec(makeBasis(basisParams(name, p)));
-    case 'subspace+int8': return stack(new SubspaceCodec(makeBasis(basisParams(name, p))), new Int8Codec());
-    default: throw new CodecError(`unknown codec '${name}' (known: ${CODEC_NAMES.join(', ')})`);
+    case 'none':
+      return new NoneCodec();
+    case 'int8':
+      return new Int8Codec();
+    case 'subspace':
+      return new SubspaceCodec(makeBasis(basisParams(name, p)));
+    case 'subspace+int8':
+      return stack(new SubspaceCodec(makeBasis(basisParams(name, p))), new Int8Codec());
+    default:
+      throw new CodecError(`unknown codec '${name}' (known: ${CODEC_NAMES.join(', ')})`);
   }
 }
 

@@ -64,7 +64,8 @@ export function releaseSubspaceGpu(gpu: Gpu, basis: SubspaceBasis): void {
 
 function checkStage(stage: Stage, basis: SubspaceBasis): void {
   const C = stage.cfg.dModel;
-  if (basis.width !== C) throw new ShapeError(`subspace: basis width ${basis.width} does not match the model's dModel ${C}`);
+  if (basis.width !== C)
+    throw new ShapeError(`subspace: basis width ${basis.width} does not match the model's dModel ${C}`);
   if (stage.spec.hasEmbedding && basis.vocab !== stage.cfg.vocab) {
     throw new ShapeError(`subspace: basis vocab ${basis.vocab} does not match the model's vocab ${stage.cfg.vocab}`);
   }
@@ -123,7 +124,11 @@ export function subspaceInit(gpu: Gpu, stage: Stage, basis: SubspaceBasis): void
  * in float64: ~1e-7 right after a projection, large after an unprojected AdamW step. A diagnostic for tests and
  * for an engine that wants to assert the invariant (reads parameters back: not for every step).
  */
-export async function subspaceDrift(gpu: Gpu, stage: Stage, basis: SubspaceBasis): Promise<{ max: number; by: Record<string, number> }> {
+export async function subspaceDrift(
+  gpu: Gpu,
+  stage: Stage,
+  basis: SubspaceBasis,
+): Promise<{ max: number; by: Record<string, number> }> {
   checkStage(stage, basis);
   const { U, E, k, width: C } = basis;
   const by: Record<string, number> = {};
@@ -170,12 +175,16 @@ export interface BoundaryPlan {
 }
 
 function checkPlan(numBoundaries: number, plan: BoundaryPlan): void {
-  if (!Number.isInteger(numBoundaries) || numBoundaries < 0) throw new ArgumentError(`boundary plan: numBoundaries must be an integer ≥ 0, got ${numBoundaries}`);
-  if (!CODEC_NAMES.includes(plan.codec)) throw new ArgumentError(`boundary plan: unknown codec '${plan.codec}' (known: ${CODEC_NAMES.join(', ')})`);
+  if (!Number.isInteger(numBoundaries) || numBoundaries < 0)
+    throw new ArgumentError(`boundary plan: numBoundaries must be an integer ≥ 0, got ${numBoundaries}`);
+  if (!CODEC_NAMES.includes(plan.codec))
+    throw new ArgumentError(`boundary plan: unknown codec '${plan.codec}' (known: ${CODEC_NAMES.join(', ')})`);
   const tail = plan.uncompressedTail ?? 0;
-  if (!Number.isInteger(tail) || tail < 0) throw new ArgumentError(`boundary plan: uncompressedTail must be an integer ≥ 0, got ${tail}`);
+  if (!Number.isInteger(tail) || tail < 0)
+    throw new ArgumentError(`boundary plan: uncompressedTail must be an integer ≥ 0, got ${tail}`);
   const tc = plan.tailCodec ?? 'none';
-  if (!CODEC_NAMES.includes(tc) || isSubspaceCodec(tc)) throw new ArgumentError(`boundary plan: tailCodec must be 'none' or 'int8', got '${tc}'`);
+  if (!CODEC_NAMES.includes(tc) || isSubspaceCodec(tc))
+    throw new ArgumentError(`boundary plan: tailCodec must be 'none' or 'int8', got '${tc}'`);
 }
 
 /**
@@ -188,7 +197,7 @@ export function codecForBoundary(boundary: number, numBoundaries: number, plan: 
   if (!Number.isInteger(boundary) || boundary < 0 || boundary >= numBoundaries) {
     throw new ArgumentError(`boundary ${boundary} is outside [0, ${numBoundaries})`);
   }
-  return boundary < numBoundaries - (plan.uncompressedTail ?? 0) ? plan.codec : plan.tailCodec ?? 'none';
+  return boundary < numBoundaries - (plan.uncompressedTail ?? 0) ? plan.codec : (plan.tailCodec ?? 'none');
 }
 
 /**

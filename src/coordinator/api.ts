@@ -1,5 +1,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { BadRequestError, CoordinatorError, MethodNotAllowedError, NotFoundError, PayloadTooLargeError } from './errors.ts';
+import {
+  BadRequestError,
+  CoordinatorError,
+  MethodNotAllowedError,
+  NotFoundError,
+  PayloadTooLargeError,
+} from './errors.ts';
 import { CorpusData } from './corpus-data.ts';
 import type { Credits } from './credits.ts';
 import type { LiveHub } from './live.ts';
@@ -42,7 +48,12 @@ type Answer =
   | { status?: number; json: unknown }
   | { bytes: Uint8Array; type: string }
   | { stream: (req: IncomingMessage, res: ServerResponse, headers: Record<string, string>) => void };
-type Handler = (ctx: { params: string[]; query: URLSearchParams; body: unknown; headers: IncomingMessage['headers'] }) => Answer | Promise<Answer>;
+type Handler = (ctx: {
+  params: string[];
+  query: URLSearchParams;
+  body: unknown;
+  headers: IncomingMessage['headers'];
+}) => Answer | Promise<Answer>;
 
 interface Route {
   method: 'GET' | 'POST';
@@ -55,12 +66,21 @@ function routes(svc: CoordinatorService, corpus: CorpusData, opts: ApiOptions): 
   const limit = (q: URLSearchParams) => queryInt(q.get('limit'), 'limit', 1000, 1000);
   const { ledger, settlement } = opts;
   const admin = (headers: IncomingMessage['headers']) => {
-    if (!opts.adminToken || headers.authorization !== `Bearer ${opts.adminToken}`) throw new UnauthorizedError('closing an epoch needs the admin token (Authorization: Bearer …)');
+    if (!opts.adminToken || headers.authorization !== `Bearer ${opts.adminToken}`)
+      throw new UnauthorizedError('closing an epoch needs the admin token (Authorization: Bearer …)');
   };
   const epochNo = (raw: string) => queryInt(raw, 'epoch', 0);
   return [
-    { method: 'POST', pattern: /^\/api\/models\/([^/]+)\/receipts$/, handler: async ({ params, body }) => ({ json: await ledger.submitReceipts(params[0], body) }) },
-    { method: 'GET', pattern: /^\/api\/models\/([^/]+)\/epochs$/, handler: ({ params }) => ({ json: ledger.epochs(params[0]) }) },
+    {
+      method: 'POST',
+      pattern: /^\/api\/models\/([^/]+)\/receipts$/,
+      handler: async ({ params, body }) => ({ json: await ledger.submitReceipts(params[0], body) }),
+    },
+    {
+      method: 'GET',
+      pattern: /^\/api\/models\/([^/]+)\/epochs$/,
+      handler: ({ params }) => ({ json: ledger.epochs(params[0]) }),
+    },
     {
       method: 'POST',
       pattern: /^\/api\/models\/([^/]+)\/epochs$/,
@@ -72,11 +92,17 @@ function routes(svc: CoordinatorService, corpus: CorpusData, opts: ApiOptions): 
         return { status: 201, json: ledger.epoch(params[0], e.epoch) };
       },
     },
-    { method: 'GET', pattern: /^\/api\/models\/([^/]+)\/epochs\/(\d+)$/, handler: ({ params }) => ({ json: ledger.epoch(params[0], epochNo(params[1])) }) },
+    {
+      method: 'GET',
+      pattern: /^\/api\/models\/([^/]+)\/epochs\/(\d+)$/,
+      handler: ({ params }) => ({ json: ledger.epoch(params[0], epochNo(params[1])) }),
+    },
     {
       method: 'GET',
       pattern: /^\/api\/models\/([^/]+)\/epochs\/(\d+)\/receipts$/,
-      handler: ({ params, query }) => ({ json: ledger.epochReceipts(params[0], epochNo(params[1]), since(query), limit(query)) }),
+      handler: ({ params, query }) => ({
+        json: ledger.epochReceipts(params[0], epochNo(params[1]), since(query), limit(query)),
+      }),
     },
     { method: 'GET', pattern: /^\/api\/chain$/, handler: () => ({ json: ledger.chainView() }) },
     {
@@ -86,29 +112,88 @@ function routes(svc: CoordinatorService, corpus: CorpusData, opts: ApiOptions): 
         if (!opts.payments) throw new NotFoundError('this coordinator serves no paid inference');
         const payer = ledger.nonce(params[0]).wallet;
         const a = await opts.payments.available(payer);
-        return { json: { payer, deposit: a.deposit.toString(), uncharged: a.uncharged.toString(), inFlight: a.inFlight.toString(), available: a.available.toString(), usage: opts.payments.usageOf(payer) } };
+        return {
+          json: {
+            payer,
+            deposit: a.deposit.toString(),
+            uncharged: a.uncharged.toString(),
+            inFlight: a.inFlight.toString(),
+            available: a.available.toString(),
+            usage: opts.payments.usageOf(payer),
+          },
+        };
       },
     },
-    { method: 'POST', pattern: /^\/api\/bindings$/, handler: async ({ body }) => ({ status: 201, json: await ledger.bind(body) }) },
-    { method: 'GET', pattern: /^\/api\/peers\/([^/]+)\/binding$/, handler: ({ params }) => ({ json: ledger.bindingOf(params[0]) }) },
-    { method: 'GET', pattern: /^\/api\/wallets\/([^/]+)\/nonce$/, handler: ({ params }) => ({ json: ledger.nonce(params[0]) }) },
-    { method: 'GET', pattern: /^\/api\/wallets\/([^/]+)$/, handler: ({ params }) => ({ json: ledger.wallet(params[0]) }) },
-    { method: 'GET', pattern: /^\/api\/models\/([^/]+)\/live$/, handler: ({ params }) => ({ stream: (req, res, headers) => opts.live.open(params[0], req, res, headers) }) },
+    {
+      method: 'POST',
+      pattern: /^\/api\/bindings$/,
+      handler: async ({ body }) => ({ status: 201, json: await ledger.bind(body) }),
+    },
+    {
+      method: 'GET',
+      pattern: /^\/api\/peers\/([^/]+)\/binding$/,
+      handler: ({ params }) => ({ json: ledger.bindingOf(params[0]) }),
+    },
+    {
+      method: 'GET',
+      pattern: /^\/api\/wallets\/([^/]+)\/nonce$/,
+      handler: ({ params }) => ({ json: ledger.nonce(params[0]) }),
+    },
+    {
+      method: 'GET',
+      pattern: /^\/api\/wallets\/([^/]+)$/,
+      handler: ({ params }) => ({ json: ledger.wallet(params[0]) }),
+    },
+    {
+      method: 'GET',
+      pattern: /^\/api\/models\/([^/]+)\/live$/,
+      handler: ({ params }) => ({ stream: (req, res, headers) => opts.live.open(params[0], req, res, headers) }),
+    },
     {
       method: 'GET',
       pattern: /^\/api\/models\/([^/]+)\/throughput$/,
-      handler: ({ params, query }) => ({ json: svc.throughput(params[0], query.get('since') === null ? null : since(query), limit(query)) }),
+      handler: ({ params, query }) => ({
+        json: svc.throughput(params[0], query.get('since') === null ? null : since(query), limit(query)),
+      }),
     },
-    { method: 'GET', pattern: /^\/api\/models\/([^/]+)\/topology$/, handler: ({ params }) => ({ json: svc.topology(params[0]) }) },
-    { method: 'GET', pattern: /^\/api\/models\/([^/]+)\/verification$/, handler: ({ params }) => ({ json: opts.verification(params[0]) }) },
-    { method: 'GET', pattern: /^\/api\/models\/([^/]+)\/leaderboard$/, handler: ({ params, query }) => ({ json: opts.credits.leaderboard(params[0], query.get('by')) }) },
-    { method: 'GET', pattern: /^\/api\/peers\/([^/]+)\/credits$/, handler: ({ params }) => ({ json: opts.credits.peer(params[0]) }) },
+    {
+      method: 'GET',
+      pattern: /^\/api\/models\/([^/]+)\/topology$/,
+      handler: ({ params }) => ({ json: svc.topology(params[0]) }),
+    },
+    {
+      method: 'GET',
+      pattern: /^\/api\/models\/([^/]+)\/verification$/,
+      handler: ({ params }) => ({ json: opts.verification(params[0]) }),
+    },
+    {
+      method: 'GET',
+      pattern: /^\/api\/models\/([^/]+)\/leaderboard$/,
+      handler: ({ params, query }) => ({ json: opts.credits.leaderboard(params[0], query.get('by')) }),
+    },
+    {
+      method: 'GET',
+      pattern: /^\/api\/peers\/([^/]+)\/credits$/,
+      handler: ({ params }) => ({ json: opts.credits.peer(params[0]) }),
+    },
     { method: 'GET', pattern: /^\/api\/teams$/, handler: () => ({ json: opts.teams.list() }) },
-    { method: 'POST', pattern: /^\/api\/teams$/, handler: ({ body }) => ({ status: 201, json: opts.teams.create(body) }) },
-    { method: 'POST', pattern: /^\/api\/teams\/([^/]+)\/members$/, handler: async ({ params, body }) => ({ status: 201, json: await opts.teams.join(params[0], body) }) },
+    {
+      method: 'POST',
+      pattern: /^\/api\/teams$/,
+      handler: ({ body }) => ({ status: 201, json: opts.teams.create(body) }),
+    },
+    {
+      method: 'POST',
+      pattern: /^\/api\/teams\/([^/]+)\/members$/,
+      handler: async ({ params, body }) => ({ status: 201, json: await opts.teams.join(params[0], body) }),
+    },
     { method: 'GET', pattern: /^\/api\/health$/, handler: () => ({ json: svc.health() }) },
     { method: 'GET', pattern: /^\/api\/models$/, handler: () => ({ json: svc.listModels() }) },
-    { method: 'POST', pattern: /^\/api\/models$/, handler: ({ body }) => ({ status: 201, json: svc.registerModel(body) }) },
+    {
+      method: 'POST',
+      pattern: /^\/api\/models$/,
+      handler: ({ body }) => ({ status: 201, json: svc.registerModel(body) }),
+    },
     { method: 'GET', pattern: /^\/api\/models\/([^/]+)$/, handler: ({ params }) => ({ json: svc.model(params[0]) }) },
     {
       method: 'POST',
@@ -118,21 +203,35 @@ function routes(svc: CoordinatorService, corpus: CorpusData, opts: ApiOptions): 
         return { status: r.duplicate ? 200 : 201, json: r };
       },
     },
-    { method: 'GET', pattern: /^\/api\/models\/([^/]+)\/metrics$/, handler: ({ params, query }) => ({ json: svc.metrics(params[0], since(query), limit(query)) }) },
+    {
+      method: 'GET',
+      pattern: /^\/api\/models\/([^/]+)\/metrics$/,
+      handler: ({ params, query }) => ({ json: svc.metrics(params[0], since(query), limit(query)) }),
+    },
     { method: 'POST', pattern: /^\/api\/peers\/join$/, handler: ({ body }) => ({ json: svc.join(body) }) },
     { method: 'POST', pattern: /^\/api\/peers\/heartbeat$/, handler: ({ body }) => ({ json: svc.heartbeat(body) }) },
     { method: 'POST', pattern: /^\/api\/peers\/leave$/, handler: ({ body }) => ({ json: svc.leave(body) }) },
     { method: 'GET', pattern: /^\/api\/peers$/, handler: () => ({ json: svc.listPeers() }) },
-    { method: 'GET', pattern: /^\/api\/events$/, handler: ({ query }) => ({ json: svc.events(since(query), limit(query)) }) },
+    {
+      method: 'GET',
+      pattern: /^\/api\/events$/,
+      handler: ({ query }) => ({ json: svc.events(since(query), limit(query)) }),
+    },
     {
       method: 'GET',
       pattern: /^\/api\/data\/brown\/([^/]+)\/tokenizer\.json$/,
-      handler: async ({ params }) => ({ bytes: await corpus.tokenizer(params[0]), type: 'application/json; charset=utf-8' }),
+      handler: async ({ params }) => ({
+        bytes: await corpus.tokenizer(params[0]),
+        type: 'application/json; charset=utf-8',
+      }),
     },
     {
       method: 'GET',
       pattern: /^\/api\/data\/brown\/([^/]+)\/(?!tokenizer\.json$)([^/]+)$/,
-      handler: async ({ params }) => ({ bytes: await corpus.tokens(params[0], params[1]), type: 'application/octet-stream' }),
+      handler: async ({ params }) => ({
+        bytes: await corpus.tokens(params[0], params[1]),
+        type: 'application/octet-stream',
+      }),
     },
   ];
 }
@@ -140,7 +239,8 @@ function routes(svc: CoordinatorService, corpus: CorpusData, opts: ApiOptions): 
 /** Reads the body, refusing more than `max` bytes (by Content-Length up front, else while streaming). */
 function readBody(req: IncomingMessage, max: number): Promise<Buffer> {
   const declared = Number(req.headers['content-length']);
-  if (Number.isFinite(declared) && declared > max) return Promise.reject(new PayloadTooLargeError(`body of ${declared} bytes exceeds the ${max}-byte limit`));
+  if (Number.isFinite(declared) && declared > max)
+    return Promise.reject(new PayloadTooLargeError(`body of ${declared} bytes exceeds the ${max}-byte limit`));
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -171,20 +271,35 @@ function parseJson(raw: Buffer): unknown {
 
 function send(res: ServerResponse, status: number, json: unknown, extra: Record<string, string> = {}): void {
   const body = JSON.stringify(json);
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body), ...extra });
+  res.writeHead(status, {
+    'content-type': 'application/json; charset=utf-8',
+    'cache-control': 'no-store',
+    'content-length': Buffer.byteLength(body),
+    ...extra,
+  });
   res.end(body);
 }
 
 function sendBytes(res: ServerResponse, bytes: Uint8Array, type: string, extra: Record<string, string>): void {
-  res.writeHead(200, { 'content-type': type, 'cache-control': 'no-store', 'content-length': bytes.byteLength, ...extra });
+  res.writeHead(200, {
+    'content-type': type,
+    'cache-control': 'no-store',
+    'content-length': bytes.byteLength,
+    ...extra,
+  });
   res.end(bytes);
 }
 
 /** The request handler: routes, answers JSON, and turns every failure into a logged error answer. */
-export function createApiHandler(svc: CoordinatorService, opts: ApiOptions): (req: IncomingMessage, res: ServerResponse) => void {
+export function createApiHandler(
+  svc: CoordinatorService,
+  opts: ApiOptions,
+): (req: IncomingMessage, res: ServerResponse) => void {
   const table = routes(svc, opts.corpus ?? new CorpusData(), opts);
   return (req, res) => {
-    void handle(req, res).catch((e) => opts.log('error', `unhandled failure answering ${req.method} ${req.url}: ${(e as Error).stack ?? e}`));
+    void handle(req, res).catch((e) =>
+      opts.log('error', `unhandled failure answering ${req.method} ${req.url}: ${(e as Error).stack ?? e}`),
+    );
   };
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -193,7 +308,12 @@ export function createApiHandler(svc: CoordinatorService, opts: ApiOptions): (re
     const cors = corsHeaders(req.headers.origin, opts.corsOrigins);
     try {
       if (method === 'OPTIONS') {
-        res.writeHead(204, { ...cors, 'access-control-allow-methods': 'GET, POST', 'access-control-allow-headers': 'content-type, authorization, x-tessera-address, x-tessera-nonce, x-tessera-signature' });
+        res.writeHead(204, {
+          ...cors,
+          'access-control-allow-methods': 'GET, POST',
+          'access-control-allow-headers':
+            'content-type, authorization, x-tessera-address, x-tessera-nonce, x-tessera-signature',
+        });
         res.end();
         return;
       }
@@ -206,7 +326,8 @@ export function createApiHandler(svc: CoordinatorService, opts: ApiOptions): (re
       const matching = table.filter((r) => r.pattern.test(url.pathname));
       if (matching.length === 0) throw new NotFoundError(`no route ${url.pathname}`);
       const route = matching.find((r) => r.method === method);
-      if (!route) throw new MethodNotAllowedError(`${method} ${url.pathname}: use ${matching.map((r) => r.method).join(' or ')}`);
+      if (!route)
+        throw new MethodNotAllowedError(`${method} ${url.pathname}: use ${matching.map((r) => r.method).join(' or ')}`);
       const params = url.pathname.match(route.pattern)!.slice(1).map(decode);
       const body = method === 'POST' ? parseJson(await readBody(req, opts.maxBodyBytes)) : undefined;
       const out = await route.handler({ params, query: url.searchParams, body, headers: req.headers });
@@ -217,7 +338,11 @@ export function createApiHandler(svc: CoordinatorService, opts: ApiOptions): (re
       const known = e instanceof CoordinatorError;
       const status = known ? e.status : 500;
       const message = known ? e.message : `internal error: ${(e as Error).message}`;
-      opts.log(status >= 500 ? 'error' : 'warn', `${method} ${url.pathname} → ${status}: ${message}`, known ? undefined : { stack: (e as Error).stack });
+      opts.log(
+        status >= 500 ? 'error' : 'warn',
+        `${method} ${url.pathname} → ${status}: ${message}`,
+        known ? undefined : { stack: (e as Error).stack },
+      );
       if (res.headersSent) {
         res.destroy();
         return;

@@ -64,7 +64,11 @@ const EPS = 1e-9;
 const TRADE_LIMIT = 48;
 
 /** Capacity of each stage of `model` under `assignments` (peers not in `speeds` count as 0). */
-export function stageCapacities(model: AssignModel, assignments: readonly Placement[], speeds: ReadonlyMap<string, number>): number[] {
+export function stageCapacities(
+  model: AssignModel,
+  assignments: readonly Placement[],
+  speeds: ReadonlyMap<string, number>,
+): number[] {
   const sums = model.stageCosts.map(() => 0);
   for (const a of assignments) {
     if (a.modelId === model.id && a.stage >= 0 && a.stage < sums.length) sums[a.stage] += speeds.get(a.peerId) ?? 0;
@@ -73,7 +77,11 @@ export function stageCapacities(model: AssignModel, assignments: readonly Placem
 }
 
 /** The capacity the model's pipeline runs at: its slowest stage's (0 when a stage has no peer). */
-export function bottleneckCapacity(model: AssignModel, assignments: readonly Placement[], speeds: ReadonlyMap<string, number>): number {
+export function bottleneckCapacity(
+  model: AssignModel,
+  assignments: readonly Placement[],
+  speeds: ReadonlyMap<string, number>,
+): number {
   return Math.min(...stageCapacities(model, assignments, speeds));
 }
 
@@ -113,7 +121,11 @@ class Plan {
     this.modelById = new Map(models.map((m) => [m.id, m]));
     this.speed = speed;
     this.prefer = prefer;
-    for (const m of models) this.members.set(m.id, m.stageCosts.map(() => []));
+    for (const m of models)
+      this.members.set(
+        m.id,
+        m.stageCosts.map(() => []),
+      );
   }
 
   place(peer: string, spot: Spot): void {
@@ -164,16 +176,23 @@ class Plan {
     const caps = this.caps(modelId);
     const costs = this.modelById.get(modelId)!.stageCosts;
     let best = 0;
-    for (let s = 1; s < caps.length; s++) if (caps[s] < caps[best] || (caps[s] === caps[best] && costs[s] > costs[best])) best = s;
+    for (let s = 1; s < caps.length; s++)
+      if (caps[s] < caps[best] || (caps[s] === caps[best] && costs[s] > costs[best])) best = s;
     return best;
   }
 }
 
 /** Assigns alive peers to model stages, keeping `current` where it is good enough. Pure and deterministic. */
-export function assign(models: readonly AssignModel[], peers: readonly AssignPeer[], current: readonly Placement[], opts: AssignOptions = {}): AssignResult {
+export function assign(
+  models: readonly AssignModel[],
+  peers: readonly AssignPeer[],
+  current: readonly Placement[],
+  opts: AssignOptions = {},
+): AssignResult {
   const minGain = opts.minGain ?? 0.2;
   for (const m of models) {
-    if (m.stageCosts.some((c) => !(Number.isFinite(c) && c > 0))) throw new RangeError(`model ${m.id}: stage costs must be finite and positive, got [${m.stageCosts}]`);
+    if (m.stageCosts.some((c) => !(Number.isFinite(c) && c > 0)))
+      throw new RangeError(`model ${m.id}: stage costs must be finite and positive, got [${m.stageCosts}]`);
   }
   const usable = peers.filter((p) => p.alive && Number.isFinite(p.tokensPerSecond) && p.tokensPerSecond > 0);
   const speed = new Map(usable.map((p) => [p.id, p.tokensPerSecond]));
@@ -192,14 +211,17 @@ export function assign(models: readonly AssignModel[], peers: readonly AssignPee
   for (const [peer, a] of origin) {
     const model = plan.modelById.get(a.modelId);
     const wants = prefer.get(peer);
-    if (!speed.has(peer) || !model || !Number.isInteger(a.stage) || a.stage < 0 || a.stage >= model.stageCosts.length) continue;
+    if (!speed.has(peer) || !model || !Number.isInteger(a.stage) || a.stage < 0 || a.stage >= model.stageCosts.length)
+      continue;
     if (wants && wants !== a.modelId && plan.modelById.has(wants)) continue;
     plan.place(peer, { modelId: a.modelId, stage: a.stage });
     plan.anchored.add(peer);
   }
 
   // 2. Place free peers, fastest first, each where it is most needed (LPT-style greedy).
-  const free = usable.filter((p) => !plan.where.has(p.id)).sort((a, b) => b.tokensPerSecond - a.tokensPerSecond || (a.id < b.id ? -1 : 1));
+  const free = usable
+    .filter((p) => !plan.where.has(p.id))
+    .sort((a, b) => b.tokensPerSecond - a.tokensPerSecond || (a.id < b.id ? -1 : 1));
   if (plan.models.length > 0) {
     for (const p of free) {
       const wants = prefer.get(p.id);
@@ -250,12 +272,15 @@ function coverWithinModels(plan: Plan): void {
  */
 function coverAcrossModels(plan: Plan): void {
   const eligible = (modelId: string, list: string[]) => list.filter((p) => plan.prefer.get(p) !== modelId);
-  const needy = plan.models.filter((m) => plan.uncovered(m.id).length > 0).sort((a, b) => plan.uncovered(a.id).length - plan.uncovered(b.id).length);
+  const needy = plan.models
+    .filter((m) => plan.uncovered(m.id).length > 0)
+    .sort((a, b) => plan.uncovered(a.id).length - plan.uncovered(b.id).length);
   for (const m of needy) {
     const others = plan.models.filter((o) => o.id !== m.id);
     const open = plan.uncovered(m.id);
     let spare = 0;
-    for (const o of others) for (const list of plan.members.get(o.id)!) spare += Math.min(eligible(o.id, list).length, list.length - 1);
+    for (const o of others)
+      for (const list of plan.members.get(o.id)!) spare += Math.min(eligible(o.id, list).length, list.length - 1);
     if (spare < open.length) continue;
     for (const target of open) {
       let best: { peer: string; loss: number } | null = null;
@@ -319,7 +344,10 @@ function snapshot(plan: Plan, modelId: string): string[][] {
 }
 
 function restore(plan: Plan, modelId: string, snap: string[][]): void {
-  plan.members.set(modelId, snap.map((list) => [...list]));
+  plan.members.set(
+    modelId,
+    snap.map((list) => [...list]),
+  );
   snap.forEach((list, stage) => list.forEach((p) => plan.where.set(p, { modelId, stage })));
 }
 
@@ -337,7 +365,8 @@ function localSearch(plan: Plan, modelId: string, movable: (peer: string) => boo
     if (!(Math.min(...caps) > 0)) return; // uncovered stages stay so; nothing to balance until they are covered
     let best: { caps: number[]; apply: () => void } | null = null;
     const consider = (next: number[], apply: () => void) => {
-      if (compareCapacities(next, caps) > 0 && (!best || compareCapacities(next, best.caps) > 0)) best = { caps: next, apply };
+      if (compareCapacities(next, caps) > 0 && (!best || compareCapacities(next, best.caps) > 0))
+        best = { caps: next, apply };
     };
     for (let s = 0; s < stages.length; s++) {
       for (const p of stages[s]) {
@@ -409,7 +438,9 @@ function finish(plan: Plan, origin: Map<string, Placement>, models: readonly Ass
       const replicaOf = new Map<string, number>();
       const stayed = (p: string) => {
         const o = origin.get(p);
-        return o && o.modelId === m.id && o.stage === stage && Number.isInteger(o.replica) && o.replica >= 0 ? o.replica : null;
+        return o && o.modelId === m.id && o.stage === stage && Number.isInteger(o.replica) && o.replica >= 0
+          ? o.replica
+          : null;
       };
       for (const p of [...list].sort()) {
         const r = stayed(p);
@@ -429,15 +460,19 @@ function finish(plan: Plan, origin: Map<string, Placement>, models: readonly Ass
     }
   }
   const order = new Map(models.map((m, i) => [m.id, i]));
-  assignments.sort((a, b) => order.get(a.modelId)! - order.get(b.modelId)! || a.stage - b.stage || a.replica - b.replica);
+  assignments.sort(
+    (a, b) => order.get(a.modelId)! - order.get(b.modelId)! || a.stage - b.stage || a.replica - b.replica,
+  );
 
   const final = new Map(assignments.map((a) => [a.peerId, a]));
   const moves: Move[] = [];
   for (const [peerId, from] of origin) {
     const to = final.get(peerId) ?? null;
     if (!to) moves.push({ peerId, from, to: null, reason: 'leave' });
-    else if (to.modelId !== from.modelId || to.stage !== from.stage) moves.push({ peerId, from, to, reason: plan.coverers.has(peerId) ? 'cover' : 'rebalance' });
+    else if (to.modelId !== from.modelId || to.stage !== from.stage)
+      moves.push({ peerId, from, to, reason: plan.coverers.has(peerId) ? 'cover' : 'rebalance' });
   }
-  for (const a of assignments) if (!origin.has(a.peerId)) moves.push({ peerId: a.peerId, from: null, to: a, reason: 'join' });
+  for (const a of assignments)
+    if (!origin.has(a.peerId)) moves.push({ peerId: a.peerId, from: null, to: a, reason: 'join' });
   return { assignments, moves };
 }

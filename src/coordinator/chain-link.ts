@@ -37,20 +37,38 @@ export class ChainLink implements RootPoster {
 
   info(): ChainInfo {
     const d = this.o.deployment;
-    return { rpcUrl: d.rpcUrl, chainId: d.chainId, registry: d.registry, paymentToken: d.paymentToken, escrow: d.escrow, models: { ...d.models } };
+    return {
+      rpcUrl: d.rpcUrl,
+      chainId: d.chainId,
+      registry: d.registry,
+      paymentToken: d.paymentToken,
+      escrow: d.escrow,
+      models: { ...d.models },
+    };
   }
 
   /** Registers the model on chain unless it is there (needs the owner key). Idempotent, one attempt at a time. */
   ensureModel(modelId: string, name: string): Promise<void> {
     if (this.o.deployment.models[modelId]) return Promise.resolve();
     const { ownerKey, deployment, deploymentPath, log } = this.o;
-    if (!ownerKey) return Promise.reject(new Error(`model ${modelId} is not registered on chain and this coordinator holds no registry owner key`));
+    if (!ownerKey)
+      return Promise.reject(
+        new Error(`model ${modelId} is not registered on chain and this coordinator holds no registry owner key`),
+      );
     let p = this.registering.get(modelId);
     if (!p) {
-      const symbol = 'T' + modelId.replace(/[^a-z0-9]/g, '').slice(0, 7).toUpperCase();
+      const symbol =
+        'T' +
+        modelId
+          .replace(/[^a-z0-9]/g, '')
+          .slice(0, 7)
+          .toUpperCase();
       p = registerModelOnChain(deployment, ownerKey, { modelId, name: `Tessera ${name}`, symbol }).then((m) => {
         if (deploymentPath) writeDeployment(deploymentPath, deployment);
-        log('info', `model ${modelId} registered on chain: token ${m.token}, vault ${m.vault}, distributor ${m.distributor}`);
+        log(
+          'info',
+          `model ${modelId} registered on chain: token ${m.token}, vault ${m.vault}, distributor ${m.distributor}`,
+        );
       });
       p = p.finally(() => this.registering.delete(modelId));
       this.registering.set(modelId, p);
@@ -71,10 +89,15 @@ export class ChainLink implements RootPoster {
     const { escrow } = this.o.deployment;
     if (!escrow) throw new Error('this deployment has no inference escrow');
     if (!this.o.deployment.models[modelId]) await this.ensureModel(modelId, modelId);
-    return (await escrowCharge(this.settler, escrow, payer, this.o.deployment.models[modelId].vault, amount, usage)).transactionHash;
+    return (await escrowCharge(this.settler, escrow, payer, this.o.deployment.models[modelId].vault, amount, usage))
+      .transactionHash;
   }
 
-  async postRoot(modelId: string, epoch: number, root: `0x${string}`): Promise<{ txHash: string; claimableAt: number }> {
+  async postRoot(
+    modelId: string,
+    epoch: number,
+    root: `0x${string}`,
+  ): Promise<{ txHash: string; claimableAt: number }> {
     if (!this.o.deployment.models[modelId]) await this.ensureModel(modelId, modelId);
     const m = this.o.deployment.models[modelId];
     const receipt = await postRoot(this.settler, m, BigInt(epoch), root);

@@ -85,8 +85,16 @@ export class Coordinator {
   private stopped = false;
 
   private constructor(
-    url: string, store: Store, membership: Membership, service: CoordinatorService, relay: RelayHandle | null, server: Server,
-    ledger: LedgerService, settlement: Settlement, chain: ChainLink | null, payments: Payments,
+    url: string,
+    store: Store,
+    membership: Membership,
+    service: CoordinatorService,
+    relay: RelayHandle | null,
+    server: Server,
+    ledger: LedgerService,
+    settlement: Settlement,
+    chain: ChainLink | null,
+    payments: Payments,
   ) {
     this.payments = payments;
     this.url = url;
@@ -124,18 +132,52 @@ export class Coordinator {
       });
       const chain = opts.chain ? new ChainLink({ ...opts.chain, log }) : null;
       const ledgerStore = new LedgerStore(store);
-      const ledger = new LedgerService({ store, ledger: ledgerStore, now, log, chainId: opts.chain?.deployment.chainId ?? 31337, chain: () => chain?.info() ?? null });
-      const settlement = new Settlement({ store, ledger: ledgerStore, now, log, poster: chain, banAfter: opts.banAfter });
-      service.onModelRegistered = (m) => void chain?.ensureModel(m.id, m.name).catch((e) => log('error', `registering ${m.id} on chain: ${(e as Error).message}`));
+      const ledger = new LedgerService({
+        store,
+        ledger: ledgerStore,
+        now,
+        log,
+        chainId: opts.chain?.deployment.chainId ?? 31337,
+        chain: () => chain?.info() ?? null,
+      });
+      const settlement = new Settlement({
+        store,
+        ledger: ledgerStore,
+        now,
+        log,
+        poster: chain,
+        banAfter: opts.banAfter,
+      });
+      service.onModelRegistered = (m) =>
+        void chain
+          ?.ensureModel(m.id, m.name)
+          .catch((e) => log('error', `registering ${m.id} on chain: ${(e as Error).message}`));
       for (const m of store.listModels()) service.onModelRegistered(m);
       const payments = new Payments({ store, chain, log, now });
       let self: Coordinator | undefined;
-      const openai = new OpenAiApi({ store, payments, log, now, backend: () => self?.inference ?? opts.inference ?? null });
+      const openai = new OpenAiApi({
+        store,
+        payments,
+        log,
+        now,
+        backend: () => self?.inference ?? opts.inference ?? null,
+      });
       // The Researcher and Volunteer views: credits, live streams, validation loss.
-      const live = new LiveHub({ source: { snapshot: (id) => service.liveSnapshot(id), topology: (id) => service.topology(id) }, log, maxClients: opts.maxLiveClients });
+      const live = new LiveHub({
+        source: { snapshot: (id) => service.liveSnapshot(id), topology: (id) => service.topology(id) },
+        log,
+        maxClients: opts.maxLiveClients,
+      });
       const corpus = new CorpusData();
       const validation = new Validation(
-        { store, evaluate: () => self?.evaluate ?? opts.evaluate ?? null, valSplit: (vocab) => corpus.tokens(String(vocab), 'val'), record: (id, step, loss) => service.reportMetric(id, { step, loss, kind: 'val' }), now, log },
+        {
+          store,
+          evaluate: () => self?.evaluate ?? opts.evaluate ?? null,
+          valSplit: (vocab) => corpus.tokens(String(vocab), 'val'),
+          record: (id, step, loss) => service.reportMetric(id, { step, loss, kind: 'val' }),
+          now,
+          log,
+        },
         opts.evaluation,
       );
       service.onMetric((m, step) => {
@@ -145,10 +187,23 @@ export class Coordinator {
         if (point) live.throughput(m.modelId, point);
         validation.onTrainStep(m.modelId, step.step);
       });
-      const server = createServer(createApiHandler(service, {
-        maxBodyBytes: opts.maxBodyBytes ?? 64 * 1024, log, corsOrigins: opts.corsOrigins ?? [], ledger, settlement, adminToken: opts.adminToken, openai, payments,
-        corpus, teams, credits: new Credits({ store, teams, now }), live, verification: (id) => verificationView(store, ledgerStore, id),
-      }));
+      const server = createServer(
+        createApiHandler(service, {
+          maxBodyBytes: opts.maxBodyBytes ?? 64 * 1024,
+          log,
+          corsOrigins: opts.corsOrigins ?? [],
+          ledger,
+          settlement,
+          adminToken: opts.adminToken,
+          openai,
+          payments,
+          corpus,
+          teams,
+          credits: new Credits({ store, teams, now }),
+          live,
+          verification: (id) => verificationView(store, ledgerStore, id),
+        }),
+      );
       server.on('clientError', (err, socket) => {
         log('warn', `malformed HTTP request: ${err.message}`);
         if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');

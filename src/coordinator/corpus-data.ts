@@ -14,14 +14,17 @@ export const CORPUS_SPLITS: readonly Split[] = ['train', 'val'];
 export function shippedVocab(segment: string): number {
   const vocab = /^\d{1,6}$/.test(segment) ? Number(segment) : NaN;
   if (!(SHIPPED_VOCABS as readonly number[]).includes(vocab)) {
-    throw new NotFoundError(`no Brown tokenizer for vocabulary ${JSON.stringify(segment.slice(0, 40))} (shipped: ${SHIPPED_VOCABS.join(', ')})`);
+    throw new NotFoundError(
+      `no Brown tokenizer for vocabulary ${JSON.stringify(segment.slice(0, 40))} (shipped: ${SHIPPED_VOCABS.join(', ')})`,
+    );
   }
   return vocab;
 }
 
 function split(segment: string): Split {
   const s = CORPUS_SPLITS.find((x) => x === segment);
-  if (!s) throw new NotFoundError(`no split ${JSON.stringify(segment.slice(0, 40))} (splits: ${CORPUS_SPLITS.join(', ')})`);
+  if (!s)
+    throw new NotFoundError(`no split ${JSON.stringify(segment.slice(0, 40))} (splits: ${CORPUS_SPLITS.join(', ')})`);
   return s;
 }
 

@@ -76,7 +76,9 @@ export class Credits {
       return t;
     };
     const credits = this.db
-      .prepare('SELECT c.peer_id, c.flops, e.closed_at FROM credits c JOIN epochs e ON e.model_id = c.model_id AND e.epoch = c.epoch WHERE c.model_id = ? AND c.caught = 0')
+      .prepare(
+        'SELECT c.peer_id, c.flops, e.closed_at FROM credits c JOIN epochs e ON e.model_id = c.model_id AND e.epoch = c.epoch WHERE c.model_id = ? AND c.caught = 0',
+      )
       .all(modelId) as Row[];
     for (const r of credits) {
       const f = BigInt(String(r.flops));
@@ -85,7 +87,11 @@ export class Credits {
       t.verified += f;
       t.grants.push({ flops: Number(f), at: Number(r.closed_at) });
     }
-    const pending = this.db.prepare('SELECT peer_id, CAST(SUM(flops) AS TEXT) AS f FROM receipts WHERE model_id = ? AND epoch IS NULL GROUP BY peer_id').all(modelId) as Row[];
+    const pending = this.db
+      .prepare(
+        'SELECT peer_id, CAST(SUM(flops) AS TEXT) AS f FROM receipts WHERE model_id = ? AND epoch IS NULL GROUP BY peer_id',
+      )
+      .all(modelId) as Row[];
     for (const r of pending) of(String(r.peer_id)).pending += BigInt(String(r.f));
     return out;
   }
@@ -95,14 +101,20 @@ export class Credits {
   }
 
   private bindings(): Map<string, string> {
-    return new Map((this.db.prepare('SELECT peer_id, wallet FROM bindings').all() as Row[]).map((r) => [String(r.peer_id), String(r.wallet)]));
+    return new Map(
+      (this.db.prepare('SELECT peer_id, wallet FROM bindings').all() as Row[]).map((r) => [
+        String(r.peer_id),
+        String(r.wallet),
+      ]),
+    );
   }
 
   /** GET /api/models/:id/leaderboard?by=volunteer|team */
   leaderboard(modelId: string, byRaw: string | null) {
     this.modelOr404(modelId);
     const by = byRaw === null || byRaw === '' ? 'volunteer' : byRaw;
-    if (by !== 'volunteer' && by !== 'team') throw new BadRequestError(`query parameter by must be volunteer or team, got ${JSON.stringify(by.slice(0, 40))}`);
+    if (by !== 'volunteer' && by !== 'team')
+      throw new BadRequestError(`query parameter by must be volunteer or team, got ${JSON.stringify(by.slice(0, 40))}`);
     const tallies = this.tallies(modelId);
     const members = this.teams.memberships();
     const now = this.now();
@@ -119,7 +131,12 @@ export class Credits {
         const key = wallets.get(peer) ?? peer;
         byKey.set(key, [...(byKey.get(key) ?? []), peer]);
       }
-      groups = [...byKey].map(([id, peers]) => ({ id, name: shortId(id), team: peers.map((p) => members.get(p)).find((t) => t) ?? null, peers }));
+      groups = [...byKey].map(([id, peers]) => ({
+        id,
+        name: shortId(id),
+        team: peers.map((p) => members.get(p)).find((t) => t) ?? null,
+        peers,
+      }));
     }
     const rows = groups.map((g) => {
       let verified = 0n;
@@ -132,15 +149,38 @@ export class Credits {
         pending += t.pending;
         grants.push(...t.grants);
       }
-      return { id: g.id, name: g.name, team: g.team?.name ?? null, verified, pending, recentAverage: recentAverage(grants, now), peers: g.peers.length };
+      return {
+        id: g.id,
+        name: g.name,
+        team: g.team?.name ?? null,
+        verified,
+        pending,
+        recentAverage: recentAverage(grants, now),
+        peers: g.peers.length,
+      };
     });
-    rows.sort((a, b) => (a.verified !== b.verified ? (a.verified > b.verified ? -1 : 1) : b.recentAverage - a.recentAverage || (a.id < b.id ? -1 : 1)));
+    rows.sort((a, b) =>
+      a.verified !== b.verified
+        ? a.verified > b.verified
+          ? -1
+          : 1
+        : b.recentAverage - a.recentAverage || (a.id < b.id ? -1 : 1),
+    );
     return {
       modelId,
       by,
-      rows: rows.map((r, i): LeaderboardRow => ({
-        rank: i + 1, id: r.id, name: r.name, team: r.team, verifiedFlops: r.verified.toString(), pendingFlops: r.pending.toString(), recentAverage: r.recentAverage, peers: r.peers,
-      })),
+      rows: rows.map(
+        (r, i): LeaderboardRow => ({
+          rank: i + 1,
+          id: r.id,
+          name: r.name,
+          team: r.team,
+          verifiedFlops: r.verified.toString(),
+          pendingFlops: r.pending.toString(),
+          recentAverage: r.recentAverage,
+          peers: r.peers,
+        }),
+      ),
     };
   }
 
@@ -148,14 +188,22 @@ export class Credits {
   peer(peerIdRaw: string) {
     const peerId = string(peerIdRaw, 'peerId', PEER_ID, 128);
     const team = this.teams.teamOf(peerId);
-    if (!this.store.getPeer(peerId) && !team) throw new NotFoundError(`unknown peer ${peerId}: it never joined the swarm or a team`);
+    if (!this.store.getPeer(peerId) && !team)
+      throw new NotFoundError(`unknown peer ${peerId}: it never joined the swarm or a team`);
     const wallet = this.bindings().get(peerId) ?? null;
     const holds = new Set(this.store.assignmentsOf(peerId).map((a) => a.modelId));
     const now = this.now();
     const models = this.store.listModels().flatMap((m) => {
       const t = this.tallies(m.id).get(peerId);
       if (!t && !holds.has(m.id)) return [];
-      return [{ modelId: m.id, verifiedFlops: (t?.verified ?? 0n).toString(), pendingFlops: (t?.pending ?? 0n).toString(), recentAverage: recentAverage(t?.grants ?? [], now) }];
+      return [
+        {
+          modelId: m.id,
+          verifiedFlops: (t?.verified ?? 0n).toString(),
+          pendingFlops: (t?.pending ?? 0n).toString(),
+          recentAverage: recentAverage(t?.grants ?? [], now),
+        },
+      ];
     });
     return { peerId, wallet, team, models };
   }

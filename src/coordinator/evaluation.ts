@@ -14,7 +14,12 @@ import type { Logger, ModelRecord } from './types.ts';
  * Mean cross-entropy (nats/token) of the model's current weights on `ids` → `targets`, both row-major
  * [sequences, context] (row r predicts targets[r·context + j] from ids[r·context .. r·context + j]).
  */
-export type EvaluateFn = (modelId: string, ids: Int32Array, targets: Int32Array, signal: AbortSignal) => Promise<number>;
+export type EvaluateFn = (
+  modelId: string,
+  ids: Int32Array,
+  targets: Int32Array,
+  signal: AbortSignal,
+) => Promise<number>;
 
 export interface EvaluationOptions {
   /** Evaluate every this many model steps (default 10). */
@@ -43,7 +48,8 @@ export interface ValidationDeps {
 export function heldOutBatch(tokens: Uint8Array, context: number, n: number): { ids: Int32Array; targets: Int32Array } {
   const view = new DataView(tokens.buffer, tokens.byteOffset, tokens.byteLength);
   const length = Math.floor(tokens.byteLength / 2);
-  if (length < context + 1) throw new RangeError(`the split has ${length} tokens, fewer than one sequence of ${context + 1}`);
+  if (length < context + 1)
+    throw new RangeError(`the split has ${length} tokens, fewer than one sequence of ${context + 1}`);
   const ids = new Int32Array(n * context);
   const targets = new Int32Array(n * context);
   const span = length - context - 1;
@@ -80,17 +86,24 @@ export class Validation {
     this.minIntervalMs = opts.minIntervalMs ?? 20_000;
     this.sequences = opts.sequences ?? 8;
     this.timeoutMs = opts.timeoutMs ?? 60_000;
-    for (const [name, v] of [['everySteps', this.everySteps], ['sequences', this.sequences]] as const) {
-      if (!Number.isInteger(v) || v < 1) throw new RangeError(`evaluation.${name} must be a positive integer, got ${v}`);
+    for (const [name, v] of [
+      ['everySteps', this.everySteps],
+      ['sequences', this.sequences],
+    ] as const) {
+      if (!Number.isInteger(v) || v < 1)
+        throw new RangeError(`evaluation.${name} must be a positive integer, got ${v}`);
     }
-    if (!(this.minIntervalMs >= 0) || !(this.timeoutMs > 0)) throw new RangeError('evaluation.minIntervalMs must be ≥ 0 and timeoutMs > 0');
+    if (!(this.minIntervalMs >= 0) || !(this.timeoutMs > 0))
+      throw new RangeError('evaluation.minIntervalMs must be ≥ 0 and timeoutMs > 0');
   }
 
   private state(modelId: string): ModelState {
     let s = this.models.get(modelId);
     if (!s) {
       // After a restart, count from the last validation already recorded.
-      const r = this.d.store.connection.prepare("SELECT MAX(step) AS s FROM metrics WHERE model_id = ? AND kind = 'val'").get(modelId) as { s: number | null };
+      const r = this.d.store.connection
+        .prepare("SELECT MAX(step) AS s FROM metrics WHERE model_id = ? AND kind = 'val'")
+        .get(modelId) as { s: number | null };
       this.models.set(modelId, (s = { lastStep: r.s === null ? -1 : Number(r.s), lastAt: -Infinity, running: null }));
     }
     return s;
@@ -102,7 +115,8 @@ export class Validation {
     const evaluate = this.d.evaluate();
     if (!evaluate) return;
     const s = this.state(modelId);
-    if (s.running || s.unusable || step - s.lastStep < this.everySteps || this.d.now() - s.lastAt < this.minIntervalMs) return;
+    if (s.running || s.unusable || step - s.lastStep < this.everySteps || this.d.now() - s.lastAt < this.minIntervalMs)
+      return;
     const model = this.d.store.getModel(modelId);
     if (!model || !this.complete(model)) return;
     s.lastStep = step;
@@ -124,19 +138,31 @@ export class Validation {
       if (e instanceof NotFoundError || e instanceof RangeError) {
         s.unusable = e.message;
         this.d.log('info', `validation of ${model.id} is off: ${s.unusable}`);
-      } else this.d.log('warn', `validation of ${model.id}: reading the held-out split failed: ${(e as Error).message}`);
+      } else
+        this.d.log('warn', `validation of ${model.id}: reading the held-out split failed: ${(e as Error).message}`);
       return;
     }
     const t0 = this.d.now();
     try {
-      const loss = await evaluate(model.id, batch.ids, batch.targets, AbortSignal.any([this.stopped.signal, AbortSignal.timeout(this.timeoutMs)]));
+      const loss = await evaluate(
+        model.id,
+        batch.ids,
+        batch.targets,
+        AbortSignal.any([this.stopped.signal, AbortSignal.timeout(this.timeoutMs)]),
+      );
       if (!Number.isFinite(loss)) throw new Error(`evaluate returned ${loss}, not a finite loss`);
       if (this.stopped.signal.aborted) return;
       this.d.record(model.id, step, loss);
-      this.d.log('info', `validation loss of ${model.id} at step ${step}: ${loss.toFixed(4)} (${this.sequences} held-out sequences, ${this.d.now() - t0} ms)`);
+      this.d.log(
+        'info',
+        `validation loss of ${model.id} at step ${step}: ${loss.toFixed(4)} (${this.sequences} held-out sequences, ${this.d.now() - t0} ms)`,
+      );
     } catch (e) {
       if (this.stopped.signal.aborted) return;
-      this.d.log('warn', `validation of ${model.id} at step ${step} failed (will try again in ${this.everySteps} steps): ${(e as Error).message}`);
+      this.d.log(
+        'warn',
+        `validation of ${model.id} at step ${step} failed (will try again in ${this.everySteps} steps): ${(e as Error).message}`,
+      );
     }
   }
 

@@ -1,6 +1,14 @@
 export { Coordinator, type CoordinatorOptions, type RelayHandle } from './coordinator.ts';
 export { assign, bottleneckCapacity, compareCapacities, stageCapacities } from './assignment.ts';
-export type { AssignModel, AssignOptions, AssignPeer, AssignResult, Move, MoveReason, Placement } from './assignment.ts';
+export type {
+  AssignModel,
+  AssignOptions,
+  AssignPeer,
+  AssignResult,
+  Move,
+  MoveReason,
+  Placement,
+} from './assignment.ts';
 export { Membership, type JoinRequest, type MembershipOptions } from './membership.ts';
 export { REFERENCE_CONFIG, REFERENCE_FLOPS_PER_TOKEN, stagesOf, type StageInfo } from './registry.ts';
 export { Store, SCHEMA_VERSION } from './store.ts';

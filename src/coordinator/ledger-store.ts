@@ -43,23 +43,50 @@ export interface Reputation {
 }
 
 const toReceipt = (r: Row): StoredReceipt => ({
-  id: Number(r.id), epoch: r.epoch === null ? null : Number(r.epoch), model: String(r.model_id), round: Number(r.round), stage: Number(r.stage),
-  replica: Number(r.replica), replicas: Number(r.replicas), step: Number(r.step), micro: Number(r.micro), kind: String(r.kind) as SignedReceipt['kind'],
-  flops: Number(r.flops), inputHash: String(r.input_hash), outputHash: String(r.output_hash), peerId: String(r.peer_id), signature: String(r.signature),
-  ...(r.sketch === null || r.sketch === undefined ? {} : { sketch: JSON.parse(String(r.sketch)) as number[], sessionStep: Number(r.session_step) }),
+  id: Number(r.id),
+  epoch: r.epoch === null ? null : Number(r.epoch),
+  model: String(r.model_id),
+  round: Number(r.round),
+  stage: Number(r.stage),
+  replica: Number(r.replica),
+  replicas: Number(r.replicas),
+  step: Number(r.step),
+  micro: Number(r.micro),
+  kind: String(r.kind) as SignedReceipt['kind'],
+  flops: Number(r.flops),
+  inputHash: String(r.input_hash),
+  outputHash: String(r.output_hash),
+  peerId: String(r.peer_id),
+  signature: String(r.signature),
+  ...(r.sketch === null || r.sketch === undefined
+    ? {}
+    : { sketch: JSON.parse(String(r.sketch)) as number[], sessionStep: Number(r.session_step) }),
 });
 
 const toEpoch = (r: Row): EpochRow => ({
-  modelId: String(r.model_id), epoch: Number(r.epoch), closedAt: Number(r.closed_at), throughStep: Number(r.through_step),
-  root: r.root === null ? null : String(r.root), leaves: JSON.parse(String(r.leaves)), verdicts: JSON.parse(String(r.verdicts)),
-  audits: JSON.parse(String(r.audits)), bindings: JSON.parse(String(r.bindings)), txHash: r.tx_hash === null ? null : String(r.tx_hash),
-  postedAt: r.posted_at === null ? null : Number(r.posted_at), claimableAt: r.claimable_at === null ? null : Number(r.claimable_at),
+  modelId: String(r.model_id),
+  epoch: Number(r.epoch),
+  closedAt: Number(r.closed_at),
+  throughStep: Number(r.through_step),
+  root: r.root === null ? null : String(r.root),
+  leaves: JSON.parse(String(r.leaves)),
+  verdicts: JSON.parse(String(r.verdicts)),
+  audits: JSON.parse(String(r.audits)),
+  bindings: JSON.parse(String(r.bindings)),
+  txHash: r.tx_hash === null ? null : String(r.tx_hash),
+  postedAt: r.posted_at === null ? null : Number(r.posted_at),
+  claimableAt: r.claimable_at === null ? null : Number(r.claimable_at),
   chainError: r.chain_error === null ? null : String(r.chain_error),
 });
 
 const toBinding = (r: Row): BindingRow => ({
-  peerId: String(r.peer_id), wallet: String(r.wallet), nonce: String(r.nonce), expiry: String(r.expiry),
-  walletSignature: String(r.wallet_signature), peerSignature: String(r.peer_signature), at: Number(r.at),
+  peerId: String(r.peer_id),
+  wallet: String(r.wallet),
+  nonce: String(r.nonce),
+  expiry: String(r.expiry),
+  walletSignature: String(r.wallet_signature),
+  peerSignature: String(r.peer_signature),
+  at: Number(r.at),
 });
 
 export class LedgerStore {
@@ -80,37 +107,70 @@ export class LedgerStore {
         `INSERT INTO receipts (model_id, round, stage, replica, replicas, step, micro, kind, flops, input_hash, output_hash, peer_id, signature, at, sketch, session_step)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
       )
-      .run(r.model, r.round, r.stage, r.replica, r.replicas, r.step, r.micro, r.kind, r.flops, r.inputHash, r.outputHash, r.peerId, r.signature, at, r.sketch ? JSON.stringify(r.sketch) : null, r.sessionStep ?? null);
+      .run(
+        r.model,
+        r.round,
+        r.stage,
+        r.replica,
+        r.replicas,
+        r.step,
+        r.micro,
+        r.kind,
+        r.flops,
+        r.inputHash,
+        r.outputHash,
+        r.peerId,
+        r.signature,
+        at,
+        r.sketch ? JSON.stringify(r.sketch) : null,
+        r.sessionStep ?? null,
+      );
     return Number(res.changes) === 1 ? 'ok' : 'duplicate';
   }
 
   /** Receipts not settled yet with step ≤ throughStep (what closing an epoch takes). */
   unsettledReceipts(modelId: string, throughStep: number): StoredReceipt[] {
-    return (this.db.prepare('SELECT * FROM receipts WHERE model_id = ? AND epoch IS NULL AND step <= ? ORDER BY id').all(modelId, throughStep) as Row[]).map(toReceipt);
+    return (
+      this.db
+        .prepare('SELECT * FROM receipts WHERE model_id = ? AND epoch IS NULL AND step <= ? ORDER BY id')
+        .all(modelId, throughStep) as Row[]
+    ).map(toReceipt);
   }
 
   assignEpoch(modelId: string, epoch: number, throughStep: number): void {
-    this.db.prepare('UPDATE receipts SET epoch = ? WHERE model_id = ? AND epoch IS NULL AND step <= ?').run(epoch, modelId, throughStep);
+    this.db
+      .prepare('UPDATE receipts SET epoch = ? WHERE model_id = ? AND epoch IS NULL AND step <= ?')
+      .run(epoch, modelId, throughStep);
   }
 
   epochReceipts(modelId: string, epoch: number, afterId = 0, limit = 1000): StoredReceipt[] {
-    return (this.db.prepare('SELECT * FROM receipts WHERE model_id = ? AND epoch = ? AND id > ? ORDER BY id LIMIT ?').all(modelId, epoch, afterId, limit) as Row[]).map(toReceipt);
+    return (
+      this.db
+        .prepare('SELECT * FROM receipts WHERE model_id = ? AND epoch = ? AND id > ? ORDER BY id LIMIT ?')
+        .all(modelId, epoch, afterId, limit) as Row[]
+    ).map(toReceipt);
   }
 
   /** FLOPs claimed in receipts not settled yet, per peer (pending: not verified). */
   pendingFlops(modelId: string): Map<string, number> {
-    const rows = this.db.prepare('SELECT peer_id, SUM(flops) AS f FROM receipts WHERE model_id = ? AND epoch IS NULL GROUP BY peer_id').all(modelId) as Row[];
+    const rows = this.db
+      .prepare('SELECT peer_id, SUM(flops) AS f FROM receipts WHERE model_id = ? AND epoch IS NULL GROUP BY peer_id')
+      .all(modelId) as Row[];
     return new Map(rows.map((r) => [String(r.peer_id), Number(r.f)]));
   }
 
   countReceipts(modelId: string): { settled: number; pending: number } {
-    const r = this.db.prepare('SELECT SUM(epoch IS NOT NULL) AS s, SUM(epoch IS NULL) AS p FROM receipts WHERE model_id = ?').get(modelId) as Row;
+    const r = this.db
+      .prepare('SELECT SUM(epoch IS NOT NULL) AS s, SUM(epoch IS NULL) AS p FROM receipts WHERE model_id = ?')
+      .get(modelId) as Row;
     return { settled: Number(r.s ?? 0), pending: Number(r.p ?? 0) };
   }
 
   /** The highest step recorded done for the model (−1: none). */
   lastDoneStep(modelId: string): number {
-    const r = this.db.prepare("SELECT MAX(step) AS s FROM steps WHERE model_id = ? AND status = 'done'").get(modelId) as Row;
+    const r = this.db
+      .prepare("SELECT MAX(step) AS s FROM steps WHERE model_id = ? AND status = 'done'")
+      .get(modelId) as Row;
     return r.s === null ? -1 : Number(r.s);
   }
 
@@ -118,45 +178,77 @@ export class LedgerStore {
 
   insertEpoch(e: Omit<EpochRow, 'txHash' | 'postedAt' | 'claimableAt' | 'chainError'>): void {
     this.db
-      .prepare('INSERT INTO epochs (model_id, epoch, closed_at, through_step, root, leaves, verdicts, audits, bindings) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
-      .run(e.modelId, e.epoch, e.closedAt, e.throughStep, e.root, JSON.stringify(e.leaves), JSON.stringify(e.verdicts), JSON.stringify(e.audits), JSON.stringify(e.bindings));
+      .prepare(
+        'INSERT INTO epochs (model_id, epoch, closed_at, through_step, root, leaves, verdicts, audits, bindings) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      )
+      .run(
+        e.modelId,
+        e.epoch,
+        e.closedAt,
+        e.throughStep,
+        e.root,
+        JSON.stringify(e.leaves),
+        JSON.stringify(e.verdicts),
+        JSON.stringify(e.audits),
+        JSON.stringify(e.bindings),
+      );
   }
 
   markPosted(modelId: string, epoch: number, txHash: string, postedAt: number, claimableAt: number): void {
-    this.db.prepare('UPDATE epochs SET tx_hash = ?, posted_at = ?, claimable_at = ?, chain_error = NULL WHERE model_id = ? AND epoch = ?').run(txHash, postedAt, claimableAt, modelId, epoch);
+    this.db
+      .prepare(
+        'UPDATE epochs SET tx_hash = ?, posted_at = ?, claimable_at = ?, chain_error = NULL WHERE model_id = ? AND epoch = ?',
+      )
+      .run(txHash, postedAt, claimableAt, modelId, epoch);
   }
 
   markChainError(modelId: string, epoch: number, error: string): void {
-    this.db.prepare('UPDATE epochs SET chain_error = ? WHERE model_id = ? AND epoch = ?').run(error.slice(0, 500), modelId, epoch);
+    this.db
+      .prepare('UPDATE epochs SET chain_error = ? WHERE model_id = ? AND epoch = ?')
+      .run(error.slice(0, 500), modelId, epoch);
   }
 
   getEpoch(modelId: string, epoch: number): EpochRow | undefined {
-    const r = this.db.prepare('SELECT * FROM epochs WHERE model_id = ? AND epoch = ?').get(modelId, epoch) as Row | undefined;
+    const r = this.db.prepare('SELECT * FROM epochs WHERE model_id = ? AND epoch = ?').get(modelId, epoch) as
+      | Row
+      | undefined;
     return r && toEpoch(r);
   }
 
   listEpochs(modelId: string): EpochRow[] {
-    return (this.db.prepare('SELECT * FROM epochs WHERE model_id = ? ORDER BY epoch').all(modelId) as Row[]).map(toEpoch);
+    return (this.db.prepare('SELECT * FROM epochs WHERE model_id = ? ORDER BY epoch').all(modelId) as Row[]).map(
+      toEpoch,
+    );
   }
 
   lastEpoch(modelId: string): EpochRow | undefined {
-    const r = this.db.prepare('SELECT * FROM epochs WHERE model_id = ? ORDER BY epoch DESC LIMIT 1').get(modelId) as Row | undefined;
+    const r = this.db.prepare('SELECT * FROM epochs WHERE model_id = ? ORDER BY epoch DESC LIMIT 1').get(modelId) as
+      | Row
+      | undefined;
     return r && toEpoch(r);
   }
 
   /** Epochs with a root that never reached the chain (retried by the settlement timer). */
   unposted(): EpochRow[] {
-    return (this.db.prepare('SELECT * FROM epochs WHERE root IS NOT NULL AND tx_hash IS NULL ORDER BY model_id, epoch').all() as Row[]).map(toEpoch);
+    return (
+      this.db
+        .prepare('SELECT * FROM epochs WHERE root IS NOT NULL AND tx_hash IS NULL ORDER BY model_id, epoch')
+        .all() as Row[]
+    ).map(toEpoch);
   }
 
   insertCredit(modelId: string, epoch: number, peerId: string, flops: bigint, caught: boolean): void {
-    this.db.prepare('INSERT INTO credits (model_id, epoch, peer_id, flops, caught) VALUES (?, ?, ?, ?, ?)').run(modelId, epoch, peerId, flops.toString(), caught ? 1 : 0);
+    this.db
+      .prepare('INSERT INTO credits (model_id, epoch, peer_id, flops, caught) VALUES (?, ?, ?, ?, ?)')
+      .run(modelId, epoch, peerId, flops.toString(), caught ? 1 : 0);
   }
 
   /** Credits per settled epoch (index = epoch − 1), as cumulativeShares() takes them. */
   creditsByEpoch(modelId: string, throughEpoch: number): Map<string, bigint>[] {
     const out = Array.from({ length: throughEpoch }, () => new Map<string, bigint>());
-    const rows = this.db.prepare('SELECT epoch, peer_id, flops FROM credits WHERE model_id = ? AND epoch <= ?').all(modelId, throughEpoch) as Row[];
+    const rows = this.db
+      .prepare('SELECT epoch, peer_id, flops FROM credits WHERE model_id = ? AND epoch <= ?')
+      .all(modelId, throughEpoch) as Row[];
     for (const r of rows) out[Number(r.epoch) - 1].set(String(r.peer_id), BigInt(String(r.flops)));
     return out;
   }
@@ -173,12 +265,19 @@ export class LedgerStore {
   }
 
   allBindings(): Map<string, string> {
-    return new Map((this.db.prepare('SELECT peer_id, wallet FROM bindings').all() as Row[]).map((r) => [String(r.peer_id), String(r.wallet)]));
+    return new Map(
+      (this.db.prepare('SELECT peer_id, wallet FROM bindings').all() as Row[]).map((r) => [
+        String(r.peer_id),
+        String(r.wallet),
+      ]),
+    );
   }
 
   insertBinding(b: BindingRow): void {
     this.db
-      .prepare('INSERT INTO bindings (peer_id, wallet, nonce, expiry, wallet_signature, peer_signature, at) VALUES (?, ?, ?, ?, ?, ?, ?)')
+      .prepare(
+        'INSERT INTO bindings (peer_id, wallet, nonce, expiry, wallet_signature, peer_signature, at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      )
       .run(b.peerId, b.wallet, b.nonce, b.expiry, b.walletSignature, b.peerSignature, b.at);
   }
 
@@ -189,37 +288,59 @@ export class LedgerStore {
   }
 
   useNonce(wallet: string, nonce: number): void {
-    this.db.prepare('INSERT INTO wallet_nonces (wallet, used) VALUES (?, ?) ON CONFLICT (wallet) DO UPDATE SET used = excluded.used').run(wallet, nonce);
+    this.db
+      .prepare(
+        'INSERT INTO wallet_nonces (wallet, used) VALUES (?, ?) ON CONFLICT (wallet) DO UPDATE SET used = excluded.used',
+      )
+      .run(wallet, nonce);
   }
 
   // Reputations.
 
   reputation(peerId: string): Reputation | undefined {
     const r = this.db.prepare('SELECT * FROM reputations WHERE peer_id = ?').get(peerId) as Row | undefined;
-    return r && { peerId, strikes: Number(r.strikes), banned: Number(r.banned) === 1, reason: r.reason === null ? null : String(r.reason), at: Number(r.at) };
+    return (
+      r && {
+        peerId,
+        strikes: Number(r.strikes),
+        banned: Number(r.banned) === 1,
+        reason: r.reason === null ? null : String(r.reason),
+        at: Number(r.at),
+      }
+    );
   }
 
   strike(peerId: string, reason: string, banAfter: number, at: number): Reputation {
     const strikes = (this.reputation(peerId)?.strikes ?? 0) + 1;
     const banned = strikes >= banAfter;
     this.db
-      .prepare('INSERT INTO reputations (peer_id, strikes, banned, reason, at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (peer_id) DO UPDATE SET strikes = excluded.strikes, banned = excluded.banned, reason = excluded.reason, at = excluded.at')
+      .prepare(
+        'INSERT INTO reputations (peer_id, strikes, banned, reason, at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (peer_id) DO UPDATE SET strikes = excluded.strikes, banned = excluded.banned, reason = excluded.reason, at = excluded.at',
+      )
       .run(peerId, strikes, banned ? 1 : 0, reason, at);
     return { peerId, strikes, banned, reason, at };
   }
 
   bannedPeers(): Set<string> {
-    return new Set((this.db.prepare('SELECT peer_id FROM reputations WHERE banned = 1').all() as Row[]).map((r) => String(r.peer_id)));
+    return new Set(
+      (this.db.prepare('SELECT peer_id FROM reputations WHERE banned = 1').all() as Row[]).map((r) =>
+        String(r.peer_id),
+      ),
+    );
   }
 
   /** The most replicas the stage ever had (highest replica index held + 1). */
   replicasEver(modelId: string, stage: number): number {
-    const r = this.db.prepare('SELECT MAX(replica) AS r FROM assignment_held WHERE model_id = ? AND stage = ?').get(modelId, stage) as Row;
+    const r = this.db
+      .prepare('SELECT MAX(replica) AS r FROM assignment_held WHERE model_id = ? AND stage = ?')
+      .get(modelId, stage) as Row;
     return r.r === null ? 0 : Number(r.r) + 1;
   }
 
   /** Whether the peer ever held (model, stage, replica). */
   held(modelId: string, stage: number, replica: number, peerId: string): boolean {
-    return !!this.db.prepare('SELECT 1 FROM assignment_held WHERE model_id = ? AND stage = ? AND replica = ? AND peer_id = ?').get(modelId, stage, replica, peerId);
+    return !!this.db
+      .prepare('SELECT 1 FROM assignment_held WHERE model_id = ? AND stage = ? AND replica = ? AND peer_id = ?')
+      .get(modelId, stage, replica, peerId);
   }
 }

@@ -9,7 +9,13 @@ import { getAddress, isAddress } from 'viem';
 import type { Deployment } from '../chain/deployment.ts';
 import { BindingError, verifyBinding } from '../ledger/binding.ts';
 import { receiptFlops } from '../ledger/flops.ts';
-import { isInferenceKind, parseReceipt, ReceiptError, verifyReceiptSignature, type SignedReceipt } from '../ledger/receipt.ts';
+import {
+  isInferenceKind,
+  parseReceipt,
+  ReceiptError,
+  verifyReceiptSignature,
+  type SignedReceipt,
+} from '../ledger/receipt.ts';
 import { proofFor, shareTree } from '../ledger/shares.ts';
 import { splitStages, type StageSpec } from '../model/stages.ts';
 import { BadRequestError, ConflictError, NotFoundError, UnauthorizedError } from './errors.ts';
@@ -73,21 +79,30 @@ export class LedgerService {
    * signature, not banned, a stage it held, its replica count, its FLOPs (`flops`: what this unit computes),
    * an unsettled step not ahead of the swarm, not a duplicate.
    */
-  private async accept(model: ModelRecord, r: SignedReceipt, c: ReturnType<LedgerService['receiptContext']>, flops: (spec: StageSpec) => number): Promise<void> {
+  private async accept(
+    model: ModelRecord,
+    r: SignedReceipt,
+    c: ReturnType<LedgerService['receiptContext']>,
+    flops: (spec: StageSpec) => number,
+  ): Promise<void> {
     const { ledger } = this.o;
     const refuse = (why: string): never => {
-      throw new ReceiptError(`${r.kind} receipt of ${r.peerId} for stage ${r.stage} step ${r.step} unit ${r.micro}: ${why}`);
+      throw new ReceiptError(
+        `${r.kind} receipt of ${r.peerId} for stage ${r.stage} step ${r.step} unit ${r.micro}: ${why}`,
+      );
     };
     if (r.model !== model.id) refuse(`names model ${r.model}, posted to ${model.id}`);
     if (!(await verifyReceiptSignature(r))) refuse('the signature is not this peer’s');
     if (c.banned.has(r.peerId)) refuse('the peer is banned after failed audits');
     const spec = c.specs[r.stage] ?? refuse(`model ${model.id} has ${c.specs.length} stages`);
-    if (!ledger.held(model.id, r.stage, r.replica, r.peerId)) refuse(`the peer never held stage ${r.stage} replica ${r.replica}`);
+    if (!ledger.held(model.id, r.stage, r.replica, r.peerId))
+      refuse(`the peer never held stage ${r.stage} replica ${r.replica}`);
     // Claiming fewer replicas than the stage has would make a sibling's micro-batches look like one's own;
     // more than it ever had is nonsense. (After peers leave, the count drops: earlier receipts stay valid.)
     const now = c.replicasNow[r.stage];
     const ever = c.replicasEver[r.stage];
-    if (r.replicas < now || r.replicas > ever) refuse(`claims ${r.replicas} replicas; the stage has ${now} now and never had more than ${ever}`);
+    if (r.replicas < now || r.replicas > ever)
+      refuse(`claims ${r.replicas} replicas; the stage has ${now} now and never had more than ${ever}`);
     const expected = flops(spec);
     if (r.flops !== expected) refuse(`claims ${r.flops} FLOPs; this unit computes ${expected}`);
     if (r.step <= c.settled) refuse(`step ${r.step} is already settled (through step ${c.settled})`);
@@ -110,8 +125,11 @@ export class LedgerService {
       try {
         const r = parseReceipt(o.receipts[i]);
         // Inference hops are receipted by whoever requested them, as it receives them (recordInference).
-        if (isInferenceKind(r.kind)) throw new ReceiptError(`${r.kind} receipts are recorded by the inference requester, not posted by peers`);
-        await this.accept(model, r, c, (spec) => receiptFlops(model.config, spec, model.batch, model.config.context, r.kind));
+        if (isInferenceKind(r.kind))
+          throw new ReceiptError(`${r.kind} receipts are recorded by the inference requester, not posted by peers`);
+        await this.accept(model, r, c, (spec) =>
+          receiptFlops(model.config, spec, model.batch, model.config.context, r.kind),
+        );
         accepted++;
       } catch (e) {
         if (!(e instanceof ReceiptError)) throw e;
@@ -138,7 +156,12 @@ export class LedgerService {
   /** The nonce a wallet's next binding must use. */
   nonce(wallet: string) {
     const w = address(wallet);
-    return { wallet: w, nonce: String(this.o.ledger.usedNonce(w) + 1), chainId: this.o.chainId, maxExpirySeconds: MAX_BINDING_SECONDS };
+    return {
+      wallet: w,
+      nonce: String(this.o.ledger.usedNonce(w) + 1),
+      chainId: this.o.chainId,
+      maxExpirySeconds: MAX_BINDING_SECONDS,
+    };
   }
 
   /** Binds a peer to a wallet (both signatures, the wallet's next nonce, an expiry within a day). Permanent. */
@@ -146,8 +169,11 @@ export class LedgerService {
     const o = object(body, 'binding');
     onlyKeys(o, 'binding', ['peerId', 'wallet', 'nonce', 'expiry', 'walletSignature', 'peerSignature']);
     const b = {
-      peerId: string(o.peerId, 'peerId', PEER_ID, 128), wallet: string(o.wallet, 'wallet', undefined, 42), nonce: string(o.nonce, 'nonce', /^\d+$/, 30),
-      expiry: string(o.expiry, 'expiry', /^\d+$/, 20), walletSignature: string(o.walletSignature, 'walletSignature', undefined, 140),
+      peerId: string(o.peerId, 'peerId', PEER_ID, 128),
+      wallet: string(o.wallet, 'wallet', undefined, 42),
+      nonce: string(o.nonce, 'nonce', /^\d+$/, 30),
+      expiry: string(o.expiry, 'expiry', /^\d+$/, 20),
+      walletSignature: string(o.walletSignature, 'walletSignature', undefined, 140),
       peerSignature: string(o.peerSignature, 'peerSignature', undefined, 140),
     };
     const nowS = Math.floor(this.o.now() / 1000);
@@ -159,19 +185,37 @@ export class LedgerService {
       this.o.log('warn', `binding of ${b.peerId} refused: ${e.message}`);
       throw new UnauthorizedError(e.message);
     }
-    if (m.expiry > BigInt(nowS + MAX_BINDING_SECONDS)) throw new BadRequestError(`expiry is more than ${MAX_BINDING_SECONDS} s away`);
+    if (m.expiry > BigInt(nowS + MAX_BINDING_SECONDS))
+      throw new BadRequestError(`expiry is more than ${MAX_BINDING_SECONDS} s away`);
     const { ledger, store } = this.o;
     const at = this.o.now();
     const binding = store.transaction(() => {
       const expected = ledger.usedNonce(m.wallet) + 1;
-      if (m.nonce !== BigInt(expected)) throw new ConflictError(`nonce ${m.nonce} is not this wallet's next (${expected}): it was used already or skipped (replay?)`);
+      if (m.nonce !== BigInt(expected))
+        throw new ConflictError(
+          `nonce ${m.nonce} is not this wallet's next (${expected}): it was used already or skipped (replay?)`,
+        );
       const prior = ledger.getBinding(m.peerId);
-      if (prior) throw new ConflictError(`peer ${m.peerId} is already bound to ${prior.wallet}; bindings are permanent`);
+      if (prior)
+        throw new ConflictError(`peer ${m.peerId} is already bound to ${prior.wallet}; bindings are permanent`);
       const mine = store.assignmentsOf(m.peerId);
-      const others = ledger.bindingsOf(m.wallet).flatMap((x) => store.assignmentsOf(x.peerId).map((a) => ({ ...a, peerId: x.peerId })));
+      const others = ledger
+        .bindingsOf(m.wallet)
+        .flatMap((x) => store.assignmentsOf(x.peerId).map((a) => ({ ...a, peerId: x.peerId })));
       const clash = mine.length > 0 && others[0];
-      if (clash) throw new ConflictError(`wallet ${m.wallet} already holds stage ${clash.stage} of ${clash.modelId} with peer ${clash.peerId}; one wallet holds one stage at a time`);
-      const row = { peerId: m.peerId, wallet: m.wallet, nonce: b.nonce, expiry: b.expiry, walletSignature: b.walletSignature, peerSignature: b.peerSignature, at };
+      if (clash)
+        throw new ConflictError(
+          `wallet ${m.wallet} already holds stage ${clash.stage} of ${clash.modelId} with peer ${clash.peerId}; one wallet holds one stage at a time`,
+        );
+      const row = {
+        peerId: m.peerId,
+        wallet: m.wallet,
+        nonce: b.nonce,
+        expiry: b.expiry,
+        walletSignature: b.walletSignature,
+        peerSignature: b.peerSignature,
+        at,
+      };
       ledger.insertBinding(row);
       ledger.useNonce(m.wallet, expected);
       store.logEvent('bind', { peerId: m.peerId, wallet: m.wallet }, at);
@@ -197,21 +241,45 @@ export class LedgerService {
       const pending = ledger.pendingFlops(model.id);
       const epochs = ledger.listEpochs(model.id);
       let before = 0n;
-      const mine: Array<{ epoch: number; shares: string; cumulative: string; status: string; claimableAt: number | null; root: string | null }> = [];
+      const mine: Array<{
+        epoch: number;
+        shares: string;
+        cumulative: string;
+        status: string;
+        claimableAt: number | null;
+        root: string | null;
+      }> = [];
       // Claim with the newest claimable root; while none is, show the newest posted one and when it opens.
       let claimFrom: EpochRow | undefined;
       for (const e of epochs) {
         const leaf = e.leaves.find((l) => l.wallet === w);
         if (!leaf) continue;
         const cumulative = BigInt(leaf.shares);
-        mine.push({ epoch: e.epoch, shares: (cumulative - before).toString(), cumulative: leaf.shares, status: epochStatus(e, nowS), claimableAt: e.claimableAt, root: e.root });
+        mine.push({
+          epoch: e.epoch,
+          shares: (cumulative - before).toString(),
+          cumulative: leaf.shares,
+          status: epochStatus(e, nowS),
+          claimableAt: e.claimableAt,
+          root: e.root,
+        });
         before = cumulative;
-        if (e.txHash && (epochStatus(e, nowS) === 'claimable' || !claimFrom || claimFrom.claimableAt! > nowS)) claimFrom = e;
+        if (e.txHash && (epochStatus(e, nowS) === 'claimable' || !claimFrom || claimFrom.claimableAt! > nowS))
+          claimFrom = e;
       }
       // One tree, for the epoch chosen (building one per epoch was wasted work).
-      const p = claimFrom && proofFor(shareTree(claimFrom.leaves as Array<{ wallet: `0x${string}`; shares: string }>), w)!;
-      const claim = claimFrom && p ? { epoch: claimFrom.epoch, cumulative: p.shares, proof: p.proof, claimableAt: claimFrom.claimableAt } : null;
-      return { modelId: model.id, pendingFlops: peers.reduce((a, p) => a + (pending.get(p) ?? 0), 0), epochs: mine, claim };
+      const p =
+        claimFrom && proofFor(shareTree(claimFrom.leaves as Array<{ wallet: `0x${string}`; shares: string }>), w)!;
+      const claim =
+        claimFrom && p
+          ? { epoch: claimFrom.epoch, cumulative: p.shares, proof: p.proof, claimableAt: claimFrom.claimableAt }
+          : null;
+      return {
+        modelId: model.id,
+        pendingFlops: peers.reduce((a, p) => a + (pending.get(p) ?? 0), 0),
+        epochs: mine,
+        claim,
+      };
     });
     return { wallet: w, peers, models };
   }
@@ -219,7 +287,11 @@ export class LedgerService {
   epochs(modelId: string) {
     this.model(modelId);
     const nowS = Math.floor(this.o.now() / 1000);
-    return { modelId, pending: this.o.ledger.countReceipts(modelId).pending, epochs: this.o.ledger.listEpochs(modelId).map((e) => epochSummary(e, nowS)) };
+    return {
+      modelId,
+      pending: this.o.ledger.countReceipts(modelId).pending,
+      epochs: this.o.ledger.listEpochs(modelId).map((e) => epochSummary(e, nowS)),
+    };
   }
 
   /** Everything needed to recompute an epoch's root: leaves, verdicts, audits, the bindings (with signatures). */
@@ -227,7 +299,13 @@ export class LedgerService {
     this.model(modelId);
     const e = this.o.ledger.getEpoch(modelId, n);
     if (!e) throw new NotFoundError(`model ${modelId} has no settled epoch ${n}`);
-    return { ...epochSummary(e, Math.floor(this.o.now() / 1000)), leaves: e.leaves, verdicts: e.verdicts, audits: e.audits, bindings: e.bindings };
+    return {
+      ...epochSummary(e, Math.floor(this.o.now() / 1000)),
+      leaves: e.leaves,
+      verdicts: e.verdicts,
+      audits: e.audits,
+      bindings: e.bindings,
+    };
   }
 
   epochReceipts(modelId: string, n: number, after: number, limit: number) {
@@ -256,9 +334,21 @@ export function epochStatus(e: EpochRow, nowS: number): 'pending-chain' | 'chall
 function epochSummary(e: EpochRow, nowS: number) {
   const verdicts = e.verdicts as Array<{ peerId: string; caught: boolean; credited: number }>;
   return {
-    epoch: e.epoch, closedAt: e.closedAt, throughStep: e.throughStep, root: e.root, txHash: e.txHash, postedAt: e.postedAt, claimableAt: e.claimableAt,
-    chainError: e.chainError, status: epochStatus(e, nowS), wallets: e.leaves.length,
-    credited: verdicts.reduce((a, v) => a + v.credited, 0), caught: verdicts.filter((v) => v.caught).map((v) => v.peerId),
-    auditCounts: (e.audits as Array<{ result: string }>).reduce<Record<string, number>>((a, x) => ({ ...a, [x.result]: (a[x.result] ?? 0) + 1 }), {}),
+    epoch: e.epoch,
+    closedAt: e.closedAt,
+    throughStep: e.throughStep,
+    root: e.root,
+    txHash: e.txHash,
+    postedAt: e.postedAt,
+    claimableAt: e.claimableAt,
+    chainError: e.chainError,
+    status: epochStatus(e, nowS),
+    wallets: e.leaves.length,
+    credited: verdicts.reduce((a, v) => a + v.credited, 0),
+    caught: verdicts.filter((v) => v.caught).map((v) => v.peerId),
+    auditCounts: (e.audits as Array<{ result: string }>).reduce<Record<string, number>>(
+      (a, x) => ({ ...a, [x.result]: (a[x.result] ?? 0) + 1 }),
+      {},
+    ),
   };
 }

@@ -46,7 +46,8 @@ export interface BoundaryView {
 
 /** The `links` field of a heartbeat: at most 64 entries, one per peer, counters as non-negative integers. */
 export function parseLinks(v: unknown, self: string): LinkReport[] {
-  if (!Array.isArray(v)) throw new BadRequestError('links must be an array of { peerId, bytesSent, bytesReceived, rttMs }');
+  if (!Array.isArray(v))
+    throw new BadRequestError('links must be an array of { peerId, bytesSent, bytesReceived, rttMs }');
   if (v.length > MAX_LINKS) throw new BadRequestError(`links: at most ${MAX_LINKS} entries, got ${v.length}`);
   const seen = new Set<string>();
   return v.map((raw, i) => {
@@ -57,8 +58,14 @@ export function parseLinks(v: unknown, self: string): LinkReport[] {
     if (seen.has(peerId)) throw new BadRequestError(`links[${i}]: peer ${peerId} is listed twice`);
     seen.add(peerId);
     const rttMs = o.rttMs === undefined || o.rttMs === null ? null : finite(o.rttMs, `links[${i}].rttMs`, 0);
-    if (rttMs !== null && rttMs > 600_000) throw new BadRequestError(`links[${i}].rttMs must be at most 600000, got ${rttMs}`);
-    return { peerId, bytesSent: integer(o.bytesSent, `links[${i}].bytesSent`, 0), bytesReceived: integer(o.bytesReceived, `links[${i}].bytesReceived`, 0), rttMs };
+    if (rttMs !== null && rttMs > 600_000)
+      throw new BadRequestError(`links[${i}].rttMs must be at most 600000, got ${rttMs}`);
+    return {
+      peerId,
+      bytesSent: integer(o.bytesSent, `links[${i}].bytesSent`, 0),
+      bytesReceived: integer(o.bytesReceived, `links[${i}].bytesReceived`, 0),
+      rttMs,
+    };
   });
 }
 
@@ -108,7 +115,8 @@ export class Links {
         }
         upsert.run(mine.modelId, reporter, l.peerId, kind, l.bytesSent, l.bytesReceived, rate, l.rttMs, at);
         // Adjacent stages: this link crosses boundary min(stage, stage'). The first report only sets the baseline.
-        if (Math.abs(stage - mine.stage) === 1) traffic.run(mine.modelId, Math.min(stage, mine.stage), old ? delta : 0, at, at);
+        if (Math.abs(stage - mine.stage) === 1)
+          traffic.run(mine.modelId, Math.min(stage, mine.stage), old ? delta : 0, at, at);
       }
     });
   }
@@ -116,21 +124,32 @@ export class Links {
   /** The model's links whose two ends both hold a stage of it now. */
   linksOf(modelId: string): LinkView[] {
     const holders = new Set(this.store.listAssignments(modelId).map((a) => a.peerId));
-    const rows = this.db.prepare('SELECT * FROM links WHERE model_id = ? ORDER BY from_peer, to_peer').all(modelId) as Row[];
+    const rows = this.db
+      .prepare('SELECT * FROM links WHERE model_id = ? ORDER BY from_peer, to_peer')
+      .all(modelId) as Row[];
     return rows
       .filter((r) => holders.has(String(r.from_peer)) && holders.has(String(r.to_peer)))
       .map((r) => ({
-        from: String(r.from_peer), to: String(r.to_peer), kind: String(r.kind) as LinkKind, bytesPerSecond: Number(r.bytes_per_second ?? 0),
-        rttMs: r.rtt_ms === null ? null : Number(r.rtt_ms), at: Number(r.at),
+        from: String(r.from_peer),
+        to: String(r.to_peer),
+        kind: String(r.kind) as LinkKind,
+        bytesPerSecond: Number(r.bytes_per_second ?? 0),
+        rttMs: r.rtt_ms === null ? null : Number(r.rtt_ms),
+        at: Number(r.at),
       }));
   }
 
   /** Each boundary's codec and its measured bytes per token (bytes since the first report ÷ tokens of steps finished since). */
   boundaries(modelId: string, stages: number, dModel: number, codec: string): BoundaryView[] {
     const rows = new Map(
-      (this.db.prepare('SELECT * FROM boundary_traffic WHERE model_id = ?').all(modelId) as Row[]).map((r) => [Number(r.boundary), r]),
+      (this.db.prepare('SELECT * FROM boundary_traffic WHERE model_id = ?').all(modelId) as Row[]).map((r) => [
+        Number(r.boundary),
+        r,
+      ]),
     );
-    const tokens = this.db.prepare("SELECT SUM(tokens) AS t FROM steps WHERE model_id = ? AND status = 'done' AND finished_at > ? AND finished_at <= ?");
+    const tokens = this.db.prepare(
+      "SELECT SUM(tokens) AS t FROM steps WHERE model_id = ? AND status = 'done' AND finished_at > ? AND finished_at <= ?",
+    );
     return Array.from({ length: Math.max(0, stages - 1) }, (_, after) => {
       const r = rows.get(after);
       let bytesPerToken: number | null = null;

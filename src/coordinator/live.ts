@@ -55,7 +55,13 @@ export class LiveHub {
     const max = this.o.maxClients ?? 100;
     if (this.clients.size >= max) throw new UnavailableError(`too many live streams open (${max}); try again later`);
     const topology = JSON.stringify(this.o.source.topology(modelId));
-    res.writeHead(200, { ...headers, 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+    res.writeHead(200, {
+      ...headers,
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-store',
+      connection: 'keep-alive',
+      'x-accel-buffering': 'no',
+    });
     const client: Client = { modelId, res, topology };
     this.clients.add(client);
     const drop = () => this.drop(client);
@@ -130,7 +136,10 @@ export class LiveHub {
   private send(c: Client, text: string): void {
     if (!this.clients.has(c)) return;
     if (c.res.writableLength > MAX_QUEUED_BYTES) {
-      this.o.log('warn', `live stream of ${c.modelId}: the client reads too slowly (over ${MAX_QUEUED_BYTES} bytes queued); closing it`);
+      this.o.log(
+        'warn',
+        `live stream of ${c.modelId}: the client reads too slowly (over ${MAX_QUEUED_BYTES} bytes queued); closing it`,
+      );
       this.drop(c);
       c.res.destroy();
       return;

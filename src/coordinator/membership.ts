@@ -52,7 +52,11 @@ export class Membership {
       const before = this.store.getPeer(req.peerId);
       const peer = this.store.upsertPeer({ ...req, at });
       const kind = !before ? 'join' : before.status === 'gone' ? 'rejoin' : 'join-again';
-      this.store.logEvent(kind, { peerId: req.peerId, kind: req.kind, tokensPerSecond: req.tokensPerSecond, preferModel: req.preferModel }, at);
+      this.store.logEvent(
+        kind,
+        { peerId: req.peerId, kind: req.kind, tokensPerSecond: req.tokensPerSecond, preferModel: req.preferModel },
+        at,
+      );
       this.log?.('info', `peer ${req.peerId} ${kind} (${req.kind}, ${req.tokensPerSecond} tokens/s)`);
       rebalance(this.store, at, `${kind} of ${req.peerId}`, this.log);
       return peer;
@@ -64,9 +68,14 @@ export class Membership {
     const at = this.now();
     const peer = this.store.getPeer(peerId);
     if (!peer) throw new NotFoundError(`unknown peer ${peerId}: join first (POST /api/peers/join)`);
-    if (peer.status === 'gone') throw new ConflictError(`peer ${peerId} was declared gone (silent for over ${this.timeoutMs} ms, or it left): join again`);
+    if (peer.status === 'gone')
+      throw new ConflictError(
+        `peer ${peerId} was declared gone (silent for over ${this.timeoutMs} ms, or it left): join again`,
+      );
     // Throughput is stored only when it moved by over 10% (so slow drift adds up to one reassignment, not none).
-    const changed = tokensPerSecond !== undefined && Math.abs(tokensPerSecond - peer.tokensPerSecond) > SPEED_CHANGE * peer.tokensPerSecond;
+    const changed =
+      tokensPerSecond !== undefined &&
+      Math.abs(tokensPerSecond - peer.tokensPerSecond) > SPEED_CHANGE * peer.tokensPerSecond;
     this.store.touchPeer(peerId, at, changed ? tokensPerSecond : undefined);
     if (changed) rebalance(this.store, at, `new throughput of ${peerId}`, this.log);
     return this.store.getPeer(peerId)!;
@@ -105,13 +114,16 @@ export class Membership {
   /** Sweeps every half heartbeat, so a dead peer is noticed within 3.5 heartbeats. */
   start(): void {
     if (this.timer) return;
-    this.timer = setInterval(() => {
-      try {
-        this.sweep();
-      } catch (e) {
-        this.log?.('error', `membership sweep failed: ${(e as Error).message}`);
-      }
-    }, Math.max(5, this.heartbeatMs / 2));
+    this.timer = setInterval(
+      () => {
+        try {
+          this.sweep();
+        } catch (e) {
+          this.log?.('error', `membership sweep failed: ${(e as Error).message}`);
+        }
+      },
+      Math.max(5, this.heartbeatMs / 2),
+    );
     this.timer.unref();
   }
 

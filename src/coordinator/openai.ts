@@ -66,7 +66,10 @@ export class OpenAiApi {
       if (res.headersSent) {
         sse(res, { error: { message, type: known ? e.code : 'internal', code: status } });
         res.end();
-      } else json(res, status, { error: { message, type: known ? e.code : 'internal', param: null, code: known ? e.code : 'internal' } });
+      } else
+        json(res, status, {
+          error: { message, type: known ? e.code : 'internal', param: null, code: known ? e.code : 'internal' },
+        });
     }
   }
 
@@ -78,8 +81,13 @@ export class OpenAiApi {
 
   private modelView(m: ModelRecord) {
     return {
-      id: m.id, object: 'model', created: Math.floor(m.createdAt / 1000), owned_by: 'tessera',
-      name: m.name, context_length: m.config.context, price: { eth_per_1k_tokens: m.pricePer1kTokens, wei_per_1k_tokens: weiPerKiloToken(m).toString() },
+      id: m.id,
+      object: 'model',
+      created: Math.floor(m.createdAt / 1000),
+      owned_by: 'tessera',
+      name: m.name,
+      context_length: m.config.context,
+      price: { eth_per_1k_tokens: m.pricePer1kTokens, wei_per_1k_tokens: weiPerKiloToken(m).toString() },
     };
   }
 
@@ -87,7 +95,13 @@ export class OpenAiApi {
     return { object: 'list', data: this.o.store.listModels().map((m) => this.modelView(m)) };
   }
 
-  private async complete(req: IncomingMessage, res: ServerResponse, path: string, raw: Buffer, chat: boolean): Promise<void> {
+  private async complete(
+    req: IncomingMessage,
+    res: ServerResponse,
+    path: string,
+    raw: Buffer,
+    chat: boolean,
+  ): Promise<void> {
     let payer: Address;
     let nonce: bigint;
     try {
@@ -104,7 +118,9 @@ export class OpenAiApi {
     const maxTokens = int(body.max_tokens ?? body.max_completion_tokens, 'max_tokens', 16, 1, model.config.context);
     if (prompt.length === 0) throw new BadRequestError('prompt: empty after tokenization');
     if (prompt.length + maxTokens > model.config.context) {
-      throw new BadRequestError(`prompt of ${prompt.length} tokens + max_tokens ${maxTokens} exceeds the context of ${model.config.context} tokens of ${model.id}`);
+      throw new BadRequestError(
+        `prompt of ${prompt.length} tokens + max_tokens ${maxTokens} exceeds the context of ${model.config.context} tokens of ${model.id}`,
+      );
     }
     if (body.n !== undefined && body.n !== 1) throw new BadRequestError('n: only 1 completion per request');
     const sampling: SamplingOptions = {
@@ -115,7 +131,10 @@ export class OpenAiApi {
     };
     const stops = stopList(body.stop);
     const stream = body.stream === true;
-    const includeUsage = stream && typeof body.stream_options === 'object' && (body.stream_options as { include_usage?: unknown })?.include_usage === true;
+    const includeUsage =
+      stream &&
+      typeof body.stream_options === 'object' &&
+      (body.stream_options as { include_usage?: unknown })?.include_usage === true;
     const backend = this.o.backend();
     if (!backend) throw new UnavailableError(`no stage holders serve inference for ${model.id} right now`);
     this.o.payments.useNonce(payer, nonce);
@@ -129,33 +148,80 @@ export class OpenAiApi {
     const ended = (t: string) => (chat && TURN.test(t)) || stops.some((s) => t.includes(s));
     try {
       if (stream) {
-        res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', connection: 'keep-alive' });
+        res.writeHead(200, {
+          'content-type': 'text/event-stream; charset=utf-8',
+          'cache-control': 'no-store',
+          connection: 'keep-alive',
+        });
         if (chat) sse(res, chunk(id, created, model.id, chat, { role: 'assistant', content: '' }, null));
       }
       // A token that ends the turn (or hits a stop string) is not sent: generation stops before it.
-      const out = await backend.generate({ modelId: model.id, prompt, maxTokens, sampling, signal: ctl.signal }, (t) => {
-        const next = tok.decode([...emitted, t]);
-        if (ended(next)) return true;
-        emitted.push(t);
-        const piece = next.slice(text.length);
-        text = next;
-        if (stream && piece) sse(res, chunk(id, created, model.id, chat, chat ? { content: piece } : piece, null));
-        return false;
-      });
+      const out = await backend.generate(
+        { modelId: model.id, prompt, maxTokens, sampling, signal: ctl.signal },
+        (t) => {
+          const next = tok.decode([...emitted, t]);
+          if (ended(next)) return true;
+          emitted.push(t);
+          const piece = next.slice(text.length);
+          text = next;
+          if (stream && piece) sse(res, chunk(id, created, model.id, chat, chat ? { content: piece } : piece, null));
+          return false;
+        },
+      );
       const finish = out.finish;
       // Billed: every token the stages computed, the refused stop token included (it cost the same work).
-      const usage = { prompt_tokens: prompt.length, completion_tokens: out.tokens.length, total_tokens: prompt.length + out.tokens.length };
-      this.o.payments.commit(hold, { requestId: id, payer, modelId: model.id, promptTokens: usage.prompt_tokens, completionTokens: usage.completion_tokens, cost: costOf(model, usage.total_tokens) });
+      const usage = {
+        prompt_tokens: prompt.length,
+        completion_tokens: out.tokens.length,
+        total_tokens: prompt.length + out.tokens.length,
+      };
+      this.o.payments.commit(hold, {
+        requestId: id,
+        payer,
+        modelId: model.id,
+        promptTokens: usage.prompt_tokens,
+        completionTokens: usage.completion_tokens,
+        cost: costOf(model, usage.total_tokens),
+      });
       const finalText = tok.decode(emitted);
       if (stream) {
         sse(res, chunk(id, created, model.id, chat, chat ? {} : '', finish));
-        if (includeUsage) sse(res, { id, object: chat ? 'chat.completion.chunk' : 'text_completion', created, model: model.id, choices: [], usage });
+        if (includeUsage)
+          sse(res, {
+            id,
+            object: chat ? 'chat.completion.chunk' : 'text_completion',
+            created,
+            model: model.id,
+            choices: [],
+            usage,
+          });
         res.write('data: [DONE]\n\n');
         res.end();
       } else if (chat) {
-        json(res, 200, { id, object: 'chat.completion', created, model: model.id, choices: [{ index: 0, message: { role: 'assistant', content: finalText, refusal: null }, logprobs: null, finish_reason: finish }], usage });
+        json(res, 200, {
+          id,
+          object: 'chat.completion',
+          created,
+          model: model.id,
+          choices: [
+            {
+              index: 0,
+              message: { role: 'assistant', content: finalText, refusal: null },
+              logprobs: null,
+              finish_reason: finish,
+            },
+          ],
+          usage,
+        });
       } else {
-        json(res, 200, { id, object: 'text_completion', created, model: model.id, choices: [{ index: 0, text: finalText, logprobs: null, finish_reason: finish }], usage });
+        json(res, 200, {
+          id,
+          object: 'text_completion',
+          created,
+          model: model.id,
+          choices: [{ index: 0, text: finalText, logprobs: null, finish_reason: finish }],
+          usage,
+        });
       }
     } catch (e) {
       // A failed request costs nothing.
@@ -166,15 +232,38 @@ export class OpenAiApi {
   }
 }
 
-function chunk(id: string, created: number, model: string, chat: boolean, piece: string | Record<string, string>, finish: string | null) {
+function chunk(
+  id: string,
+  created: number,
+  model: string,
+  chat: boolean,
+  piece: string | Record<string, string>,
+  finish: string | null,
+) {
   return chat
-    ? { id, object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta: piece, logprobs: null, finish_reason: finish }] }
-    : { id, object: 'text_completion', created, model, choices: [{ index: 0, text: piece, logprobs: null, finish_reason: finish }] };
+    ? {
+        id,
+        object: 'chat.completion.chunk',
+        created,
+        model,
+        choices: [{ index: 0, delta: piece, logprobs: null, finish_reason: finish }],
+      }
+    : {
+        id,
+        object: 'text_completion',
+        created,
+        model,
+        choices: [{ index: 0, text: piece, logprobs: null, finish_reason: finish }],
+      };
 }
 
 function json(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(text) });
+  res.writeHead(status, {
+    'content-type': 'application/json; charset=utf-8',
+    'cache-control': 'no-store',
+    'content-length': Buffer.byteLength(text),
+  });
   res.end(text);
 }
 
@@ -189,7 +278,8 @@ function parseBody(raw: Buffer): Record<string, unknown> {
   } catch (e) {
     throw new BadRequestError(`malformed JSON: ${(e as Error).message}`);
   }
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new BadRequestError('the body must be a JSON object');
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    throw new BadRequestError('the body must be a JSON object');
   return v as Record<string, unknown>;
 }
 
@@ -201,7 +291,8 @@ function str(v: unknown, name: string, allowEmpty = false): string {
 
 function num(v: unknown, name: string, dflt: number, min: number, max: number): number {
   if (v === undefined || v === null) return dflt;
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) throw new BadRequestError(`${name} must be a number in [${min}, ${max}]`);
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max)
+    throw new BadRequestError(`${name} must be a number in [${min}, ${max}]`);
   return v;
 }
 
@@ -214,13 +305,15 @@ function int(v: unknown, name: string, dflt: number, min: number, max: number): 
 function stopList(v: unknown): string[] {
   if (v === undefined || v === null) return [];
   const list = typeof v === 'string' ? [v] : v;
-  if (!Array.isArray(list) || list.length > 4 || list.some((s) => typeof s !== 'string' || s === '')) throw new BadRequestError('stop must be a string or up to 4 non-empty strings');
+  if (!Array.isArray(list) || list.length > 4 || list.some((s) => typeof s !== 'string' || s === ''))
+    throw new BadRequestError('stop must be a string or up to 4 non-empty strings');
   return list as string[];
 }
 
 /** Messages → the documented plain-text chat format. */
 export function chatPrompt(messages: unknown): string {
-  if (!Array.isArray(messages) || messages.length === 0) throw new BadRequestError('messages must be a non-empty array');
+  if (!Array.isArray(messages) || messages.length === 0)
+    throw new BadRequestError('messages must be a non-empty array');
   const lines = messages.map((m, i) => {
     const o = m as { role?: unknown; content?: unknown };
     const role = typeof o?.role === 'string' ? CHAT_ROLES[o.role] : undefined;

@@ -60,18 +60,29 @@ export class Payments {
   useNonce(payer: Address, nonce: bigint): void {
     this.store.transaction(() => {
       const r = this.db.prepare('SELECT last FROM request_nonces WHERE payer = ?').get(payer) as Row | undefined;
-      if (r && nonce <= BigInt(String(r.last))) throw new UnauthorizedError(`nonce ${nonce} is not above ${r.last}, the last one ${payer} used (replayed request?)`);
-      this.db.prepare('INSERT INTO request_nonces (payer, last) VALUES (?, ?) ON CONFLICT (payer) DO UPDATE SET last = excluded.last').run(payer, nonce.toString());
+      if (r && nonce <= BigInt(String(r.last)))
+        throw new UnauthorizedError(
+          `nonce ${nonce} is not above ${r.last}, the last one ${payer} used (replayed request?)`,
+        );
+      this.db
+        .prepare(
+          'INSERT INTO request_nonces (payer, last) VALUES (?, ?) ON CONFLICT (payer) DO UPDATE SET last = excluded.last',
+        )
+        .run(payer, nonce.toString());
     });
   }
 
   private uncharged(payer: Address): bigint {
-    const rows = this.db.prepare('SELECT cost_wei FROM usage WHERE payer = ? AND charge_tx IS NULL').all(payer) as Row[];
+    const rows = this.db
+      .prepare('SELECT cost_wei FROM usage WHERE payer = ? AND charge_tx IS NULL')
+      .all(payer) as Row[];
     return rows.reduce((a, r) => a + BigInt(String(r.cost_wei)), 0n);
   }
 
   /** What the requester can still spend. */
-  async available(payer: Address): Promise<{ deposit: bigint; uncharged: bigint; inFlight: bigint; available: bigint }> {
+  async available(
+    payer: Address,
+  ): Promise<{ deposit: bigint; uncharged: bigint; inFlight: bigint; available: bigint }> {
     if (!this.chain) throw new UnavailableError('no chain is configured: paid inference needs the escrow');
     let deposit: bigint;
     try {
@@ -89,7 +100,9 @@ export class Payments {
   async hold(payer: Address, amount: bigint): Promise<Hold> {
     const a = await this.available(payer);
     if (a.available < amount) {
-      throw new PaymentRequiredError(`this request may cost up to ${amount} wei; ${payer} has ${a.available} available (deposit ${a.deposit}, metered ${a.uncharged}, in flight ${a.inFlight}): deposit to the escrow`);
+      throw new PaymentRequiredError(
+        `this request may cost up to ${amount} wei; ${payer} has ${a.available} available (deposit ${a.deposit}, metered ${a.uncharged}, in flight ${a.inFlight}): deposit to the escrow`,
+      );
     }
     this.held.set(payer, (this.held.get(payer) ?? 0n) + amount);
     return { payer, amount };
@@ -105,16 +118,25 @@ export class Payments {
   commit(h: Hold, u: UsageRecord): void {
     if (u.cost > h.amount) throw new Error(`usage ${u.cost} exceeds the hold ${h.amount}`);
     this.db
-      .prepare('INSERT INTO usage (request_id, payer, model_id, prompt_tokens, completion_tokens, cost_wei, at) VALUES (?, ?, ?, ?, ?, ?, ?)')
+      .prepare(
+        'INSERT INTO usage (request_id, payer, model_id, prompt_tokens, completion_tokens, cost_wei, at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      )
       .run(u.requestId, u.payer, u.modelId, u.promptTokens, u.completionTokens, u.cost.toString(), this.now());
     this.release(h);
   }
 
   /** Usage of a requester (newest first). */
   usageOf(payer: Address, limit = 100) {
-    return (this.db.prepare('SELECT * FROM usage WHERE payer = ? ORDER BY id DESC LIMIT ?').all(payer, limit) as Row[]).map((r) => ({
-      requestId: String(r.request_id), modelId: String(r.model_id), promptTokens: Number(r.prompt_tokens), completionTokens: Number(r.completion_tokens),
-      costWei: String(r.cost_wei), at: Number(r.at), chargeTx: r.charge_tx === null ? null : String(r.charge_tx),
+    return (
+      this.db.prepare('SELECT * FROM usage WHERE payer = ? ORDER BY id DESC LIMIT ?').all(payer, limit) as Row[]
+    ).map((r) => ({
+      requestId: String(r.request_id),
+      modelId: String(r.model_id),
+      promptTokens: Number(r.prompt_tokens),
+      completionTokens: Number(r.completion_tokens),
+      costWei: String(r.cost_wei),
+      at: Number(r.at),
+      chargeTx: r.charge_tx === null ? null : String(r.charge_tx),
     }));
   }
 
@@ -125,12 +147,16 @@ export class Payments {
   async chargeUsage(): Promise<number> {
     if (!this.chain) return 0;
     const groups = this.db
-      .prepare('SELECT payer, model_id, GROUP_CONCAT(id) AS ids, GROUP_CONCAT(cost_wei) AS costs FROM usage WHERE charge_tx IS NULL GROUP BY payer, model_id')
+      .prepare(
+        'SELECT payer, model_id, GROUP_CONCAT(id) AS ids, GROUP_CONCAT(cost_wei) AS costs FROM usage WHERE charge_tx IS NULL GROUP BY payer, model_id',
+      )
       .all() as Row[];
     let charged = 0;
     for (const g of groups) {
       const ids = String(g.ids).split(',').map(Number);
-      const total = String(g.costs).split(',').reduce((a, c) => a + BigInt(c), 0n);
+      const total = String(g.costs)
+        .split(',')
+        .reduce((a, c) => a + BigInt(c), 0n);
       const payer = String(g.payer) as Address;
       const modelId = String(g.model_id);
       try {
@@ -141,7 +167,10 @@ export class Payments {
         charged += ids.length;
         this.log('info', `charged ${total} wei of ${payer} for ${ids.length} request(s) to ${modelId} (${tx})`);
       } catch (e) {
-        this.log('error', `charging ${payer} for ${modelId} failed, will retry: ${(e as Error).message.split('\n')[0]}`);
+        this.log(
+          'error',
+          `charging ${payer} for ${modelId} failed, will retry: ${(e as Error).message.split('\n')[0]}`,
+        );
       }
     }
     return charged;

@@ -12,17 +12,22 @@ export function rebalance(store: Store, at: number, cause: string, log?: Logger)
   const moves = store.transaction(() => {
     const models = store.listModels().map(toAssignModel);
     const current = store.listAssignments();
-    const excluded = excludedPeers(store, current.map((a) => a.peerId));
+    const excluded = excludedPeers(
+      store,
+      current.map((a) => a.peerId),
+    );
     const peers = store
       .listPeers('alive')
       .filter((p) => !excluded.has(p.peerId))
       .map((p) => ({ id: p.peerId, tokensPerSecond: p.tokensPerSecond, alive: true, preferModel: p.preferModel }));
     const { assignments, moves } = assign(models, peers, current);
     store.replaceAssignments(assignments, at);
-    for (const m of moves) store.logEvent('assign', { cause, peerId: m.peerId, reason: m.reason, from: m.from, to: m.to }, at);
+    for (const m of moves)
+      store.logEvent('assign', { cause, peerId: m.peerId, reason: m.reason, from: m.from, to: m.to }, at);
     return moves;
   });
-  if (moves.length > 0) log?.('info', `assignment after ${cause}: ${moves.length} move(s)`, { moves: moves.map(describe) });
+  if (moves.length > 0)
+    log?.('info', `assignment after ${cause}: ${moves.length} move(s)`, { moves: moves.map(describe) });
   return moves;
 }
 
@@ -45,7 +50,8 @@ function excludedPeers(store: Store, assigned: readonly string[]): Set<string> {
     byWallet.set(wallet, [...(byWallet.get(wallet) ?? []), peer]);
   }
   for (const peers of byWallet.values()) {
-    const keep = peers.find((p) => holding.has(p)) ?? peers.sort((a, b) => ledger.getBinding(a)!.at - ledger.getBinding(b)!.at)[0];
+    const keep =
+      peers.find((p) => holding.has(p)) ?? peers.sort((a, b) => ledger.getBinding(a)!.at - ledger.getBinding(b)!.at)[0];
     for (const p of peers) if (p !== keep) out.add(p);
   }
   return out;

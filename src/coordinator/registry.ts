@@ -68,7 +68,10 @@ function parseLayout(v: unknown, cfg: ModelConfig): number[] {
     throw new BadRequestError((e as Error).message);
   }
   const idle = stages.find((s) => !(s.flopsPerToken > 0));
-  if (idle) throw new BadRequestError(`layout [${layout}]: stage ${idle.index} has no layers and no head, so no work for its peers`);
+  if (idle)
+    throw new BadRequestError(
+      `layout [${layout}]: stage ${idle.index} has no layers and no head, so no work for its peers`,
+    );
   return layout;
 }
 
@@ -80,7 +83,8 @@ export function parseModelInput(body: unknown, at: number): ModelRecord {
   const config = parseConfig(o.config);
   const layout = parseLayout(o.layout, config);
   const codec = string(o.codec, 'codec');
-  if (!(CODEC_NAMES as readonly string[]).includes(codec)) throw new BadRequestError(`codec must be one of ${CODEC_NAMES.join(', ')}, got ${JSON.stringify(codec)}`);
+  if (!(CODEC_NAMES as readonly string[]).includes(codec))
+    throw new BadRequestError(`codec must be one of ${CODEC_NAMES.join(', ')}, got ${JSON.stringify(codec)}`);
   const id = o.id === undefined ? slug(name) : string(o.id, 'id', MODEL_ID, 64);
   return {
     id,
@@ -96,6 +100,11 @@ export function parseModelInput(body: unknown, at: number): ModelRecord {
 }
 
 function slug(name: string): string {
-  const base = name.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 48) || 'model';
+  const base =
+    name
+      .toLowerCase()
+      .replace(/[^a-z0-9]+/g, '-')
+      .replace(/^-+|-+$/g, '')
+      .slice(0, 48) || 'model';
   return `${base}-${randomBytes(3).toString('hex')}`;
 }

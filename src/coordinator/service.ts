@@ -6,7 +6,14 @@ import { rebalance } from './placement.ts';
 import { parseModelInput } from './registry.ts';
 import type { Store } from './store.ts';
 import type { Teams } from './teams.ts';
-import { METRIC_KINDS, PEER_KINDS, type Logger, type MetricRecord, type ModelRecord, type StepRecord } from './types.ts';
+import {
+  METRIC_KINDS,
+  PEER_KINDS,
+  type Logger,
+  type MetricRecord,
+  type ModelRecord,
+  type StepRecord,
+} from './types.ts';
 import { finite, integer, object, oneOf, onlyKeys, PEER_ID, string } from './validate.ts';
 import { assignmentView, modelDetail, modelSummary, peerView, topologyView } from './views.ts';
 
@@ -78,7 +85,9 @@ export class CoordinatorService {
   }
 
   listModels() {
-    return { models: this.o.store.listModels().map((m) => modelSummary(this.o.store, m, this.o.referenceFlopsPerToken)) };
+    return {
+      models: this.o.store.listModels().map((m) => modelSummary(this.o.store, m, this.o.referenceFlopsPerToken)),
+    };
   }
 
   registerModel(body: unknown) {
@@ -105,7 +114,8 @@ export class CoordinatorService {
     const peerId = string(o.peerId, 'peerId', PEER_ID, 128);
     const kind = oneOf(o.kind, 'kind', PEER_KINDS);
     const tokensPerSecond = finite(o.tokensPerSecond, 'tokensPerSecond', 0, true);
-    const preferModel = o.preferModel === undefined || o.preferModel === null ? null : string(o.preferModel, 'preferModel');
+    const preferModel =
+      o.preferModel === undefined || o.preferModel === null ? null : string(o.preferModel, 'preferModel');
     if (preferModel !== null) this.modelOr404(preferModel);
     this.o.membership.join({ peerId, kind, tokensPerSecond, preferModel });
     return this.answer(peerId);
@@ -123,7 +133,8 @@ export class CoordinatorService {
       const keys = Object.keys(stats);
       if (keys.length > 32) throw new BadRequestError(`stats: at most 32 fields, got ${keys.length}`);
       for (const k of keys) clean[k] = finite(stats[k], `stats.${k}`);
-      if (stats.tokensPerSecond !== undefined) tokensPerSecond = finite(stats.tokensPerSecond, 'stats.tokensPerSecond', 0, true);
+      if (stats.tokensPerSecond !== undefined)
+        tokensPerSecond = finite(stats.tokensPerSecond, 'stats.tokensPerSecond', 0, true);
       this.o.membership.heartbeat(peerId, tokensPerSecond);
       this.stats.set(peerId, clean);
     } else {
@@ -162,15 +173,24 @@ export class CoordinatorService {
     const tokens = o.tokens === undefined ? null : integer(o.tokens, 'tokens', 0);
     if (o.peerId !== undefined) {
       const peerId = string(o.peerId, 'peerId', PEER_ID, 128);
-      if (!store.assignmentsOf(peerId).some((a) => a.modelId === modelId)) throw new ForbiddenError(`peer ${peerId} holds no stage of model ${modelId}`);
+      if (!store.assignmentsOf(peerId).some((a) => a.modelId === modelId))
+        throw new ForbiddenError(`peer ${peerId} holds no stage of model ${modelId}`);
     }
     const at = this.o.now();
     if (kind === 'val' || status === 'done') {
       const loss = finite(o.loss, 'loss');
       const out = store.transaction(() => {
         const prior = store.getStep(modelId, step);
-        if (kind === 'train' && prior?.status === 'done') return { step: prior, metric: store.addMetric({ modelId, step, kind, value: prior.loss ?? loss, at }).metric, duplicate: true };
-        const record = kind === 'train' ? store.recordStep({ modelId, step, status: 'done', loss, tokens, at }) : store.getStep(modelId, step) ?? null;
+        if (kind === 'train' && prior?.status === 'done')
+          return {
+            step: prior,
+            metric: store.addMetric({ modelId, step, kind, value: prior.loss ?? loss, at }).metric,
+            duplicate: true,
+          };
+        const record =
+          kind === 'train'
+            ? store.recordStep({ modelId, step, status: 'done', loss, tokens, at })
+            : (store.getStep(modelId, step) ?? null);
         const { metric, duplicate } = store.addMetric({ modelId, step, kind, value: loss, at });
         return { step: record, metric, duplicate };
       });
@@ -179,8 +199,15 @@ export class CoordinatorService {
     }
     return store.transaction(() => {
       const prior = store.getStep(modelId, step);
-      if (prior?.status === 'done') throw new ConflictError(`step ${step} of model ${modelId} is already done: a '${status}' report cannot undo it`);
-      return { step: store.recordStep({ modelId, step, status, tokens, at }), metric: null, duplicate: prior?.status === status };
+      if (prior?.status === 'done')
+        throw new ConflictError(
+          `step ${step} of model ${modelId} is already done: a '${status}' report cannot undo it`,
+        );
+      return {
+        step: store.recordStep({ modelId, step, status, tokens, at }),
+        metric: null,
+        duplicate: prior?.status === status,
+      };
     });
   }
 
@@ -188,7 +215,12 @@ export class CoordinatorService {
     const { store } = this.o;
     this.modelOr404(modelId);
     const metrics = store.listMetrics(modelId, since, Math.min(limit, LIST_LIMIT));
-    return { modelId, metrics, next: metrics.length > 0 ? metrics[metrics.length - 1].id : since, steps: store.countSteps(modelId) };
+    return {
+      modelId,
+      metrics,
+      next: metrics.length > 0 ? metrics[metrics.length - 1].id : since,
+      steps: store.countSteps(modelId),
+    };
   }
 
   /** GET /api/models/:id/throughput: tokens/s per done step (the latest `limit` without `since`). */
@@ -199,7 +231,13 @@ export class CoordinatorService {
 
   /** GET /api/models/:id/topology: stages × peers (with teams), measured links, each boundary's codec and bytes per token. */
   topology(modelId: string) {
-    return topologyView(this.o.store, this.modelOr404(modelId), this.o.referenceFlopsPerToken, this.links, this.o.teams.memberships());
+    return topologyView(
+      this.o.store,
+      this.modelOr404(modelId),
+      this.o.referenceFlopsPerToken,
+      this.links,
+      this.o.teams.memberships(),
+    );
   }
 
   /** What a live stream starts with: the last 500 metrics and throughput points. */
@@ -223,7 +261,9 @@ export class CoordinatorService {
     const rep = new LedgerStore(store).reputation(peerId);
     const reason = rep?.banned
       ? `banned from assignment: ${rep.reason}`
-      : store.listModels().length === 0 ? 'no model is registered yet' : 'no stage needs this peer now (or its wallet already holds one)';
+      : store.listModels().length === 0
+        ? 'no model is registered yet'
+        : 'no stage needs this peer now (or its wallet already holds one)';
     return { ...base, status: 'wait' as const, reason, retryMs: membership.heartbeatMs };
   }
 

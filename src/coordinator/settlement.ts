@@ -56,32 +56,68 @@ export class Settlement {
     const row = store.transaction(() => {
       const last = ledger.lastEpoch(modelId);
       const epoch = (last?.epoch ?? 0) + 1;
-      if (expected !== undefined && expected !== epoch) throw new ConflictError(`unknown epoch ${expected}: the next epoch of ${modelId} to close is ${epoch}`);
+      if (expected !== undefined && expected !== epoch)
+        throw new ConflictError(`unknown epoch ${expected}: the next epoch of ${modelId} to close is ${epoch}`);
       const throughStep = ledger.lastDoneStep(modelId) - 1;
-      if (throughStep <= (last?.throughStep ?? -1)) throw new ConflictError(`nothing to settle for ${modelId}: no step finished since epoch ${last?.epoch ?? 0} (through step ${last?.throughStep ?? -1})`);
+      if (throughStep <= (last?.throughStep ?? -1))
+        throw new ConflictError(
+          `nothing to settle for ${modelId}: no step finished since epoch ${last?.epoch ?? 0} (through step ${last?.throughStep ?? -1})`,
+        );
       const receipts = sortReceipts(ledger.unsettledReceipts(modelId, throughStep));
       const judged = judgeEpoch(receipts, model.layout.length);
       for (const v of judged.verdicts) {
         ledger.insertCredit(modelId, epoch, v.peerId, BigInt(v.credited), v.caught);
         if (v.caught) {
-          const rep = ledger.strike(v.peerId, `caught in epoch ${epoch} of ${modelId}: ${v.failed} audit(s) failed`, this.o.banAfter ?? 2, at);
-          store.logEvent('caught', { modelId, epoch, peerId: v.peerId, failed: v.failed, strikes: rep.strikes, banned: rep.banned }, at);
-          log('warn', `peer ${v.peerId} caught in epoch ${epoch} of ${modelId}: receipts void, strike ${rep.strikes}${rep.banned ? ', banned' : ''}`);
+          const rep = ledger.strike(
+            v.peerId,
+            `caught in epoch ${epoch} of ${modelId}: ${v.failed} audit(s) failed`,
+            this.o.banAfter ?? 2,
+            at,
+          );
+          store.logEvent(
+            'caught',
+            { modelId, epoch, peerId: v.peerId, failed: v.failed, strikes: rep.strikes, banned: rep.banned },
+            at,
+          );
+          log(
+            'warn',
+            `peer ${v.peerId} caught in epoch ${epoch} of ${modelId}: receipts void, strike ${rep.strikes}${rep.banned ? ', banned' : ''}`,
+          );
         }
       }
       const credits = ledger.creditsByEpoch(modelId, epoch);
       const all = ledger.allBindings();
       const earners = new Set(credits.flatMap((c) => [...c.keys()]));
-      const bindings = [...earners].filter((p) => all.has(p)).sort().map((p) => ledger.getBinding(p)!);
+      const bindings = [...earners]
+        .filter((p) => all.has(p))
+        .sort()
+        .map((p) => ledger.getBinding(p)!);
       const leaves = cumulativeShares(credits, new Map(bindings.map((b) => [b.peerId, b.wallet])));
       const root = leaves.length > 0 ? shareTree(leaves).root : null;
-      ledger.insertEpoch({ modelId, epoch, closedAt: at, throughStep, root, leaves, verdicts: judged.verdicts, audits: judged.audits, bindings });
+      ledger.insertEpoch({
+        modelId,
+        epoch,
+        closedAt: at,
+        throughStep,
+        root,
+        leaves,
+        verdicts: judged.verdicts,
+        audits: judged.audits,
+        bindings,
+      });
       ledger.assignEpoch(modelId, epoch, throughStep);
-      store.logEvent('epoch', { modelId, epoch, throughStep, receipts: receipts.length, wallets: leaves.length, root }, at);
+      store.logEvent(
+        'epoch',
+        { modelId, epoch, throughStep, receipts: receipts.length, wallets: leaves.length, root },
+        at,
+      );
       if (judged.verdicts.some((v) => v.caught)) rebalance(store, at, `audits of epoch ${epoch}`, log);
       return ledger.getEpoch(modelId, epoch)!;
     });
-    log('info', `epoch ${row.epoch} of ${modelId} settled through step ${row.throughStep}: ${row.leaves.length} wallet(s), root ${row.root ?? '(none: no bound wallet earned)'}`);
+    log(
+      'info',
+      `epoch ${row.epoch} of ${modelId} settled through step ${row.throughStep}: ${row.leaves.length} wallet(s), root ${row.root ?? '(none: no bound wallet earned)'}`,
+    );
     if (row.root) await this.post(row);
     return ledger.getEpoch(modelId, row.epoch)!;
   }
@@ -92,10 +128,16 @@ export class Settlement {
     try {
       const { txHash, claimableAt } = await poster.postRoot(e.modelId, e.epoch, e.root as `0x${string}`);
       ledger.markPosted(e.modelId, e.epoch, txHash, this.o.now(), claimableAt);
-      log('info', `epoch ${e.epoch} of ${e.modelId}: root posted (${txHash}), claimable at ${new Date(claimableAt * 1000).toISOString()}`);
+      log(
+        'info',
+        `epoch ${e.epoch} of ${e.modelId}: root posted (${txHash}), claimable at ${new Date(claimableAt * 1000).toISOString()}`,
+      );
     } catch (err) {
       ledger.markChainError(e.modelId, e.epoch, (err as Error).message);
-      log('error', `epoch ${e.epoch} of ${e.modelId}: posting the root failed, will retry: ${(err as Error).message.split('\n')[0]}`);
+      log(
+        'error',
+        `epoch ${e.epoch} of ${e.modelId}: posting the root failed, will retry: ${(err as Error).message.split('\n')[0]}`,
+      );
     }
   }
 
@@ -110,13 +152,18 @@ export class Settlement {
   /** Every `everyMs`: retries unposted roots, then closes an epoch for each model with newly finished steps. */
   start(everyMs: number): void {
     this.timer ??= setInterval(() => {
-      this.running = this.running.then(async () => {
-        await this.postPending();
-        for (const m of this.o.store.listModels()) {
-          const last = this.o.ledger.lastEpoch(m.id);
-          if (this.o.ledger.lastDoneStep(m.id) - 1 > (last?.throughStep ?? -1)) await this.closeNow(m.id).catch((e) => this.o.log('warn', `timer settlement of ${m.id}: ${(e as Error).message}`));
-        }
-      }).catch((e) => this.o.log('error', `settlement timer: ${(e as Error).message}`));
+      this.running = this.running
+        .then(async () => {
+          await this.postPending();
+          for (const m of this.o.store.listModels()) {
+            const last = this.o.ledger.lastEpoch(m.id);
+            if (this.o.ledger.lastDoneStep(m.id) - 1 > (last?.throughStep ?? -1))
+              await this.closeNow(m.id).catch((e) =>
+                this.o.log('warn', `timer settlement of ${m.id}: ${(e as Error).message}`),
+              );
+          }
+        })
+        .catch((e) => this.o.log('error', `settlement timer: ${(e as Error).message}`));
     }, everyMs);
   }
 

@@ -1,8 +1,17 @@
 import { DatabaseSync } from 'node:sqlite';
 import { StoreError } from './errors.ts';
 import type {
-  AssignmentRecord, EventRecord, MetricKind, MetricRecord, ModelRecord, PeerKind, PeerRecord, PeerStatus, StepRecord,
-  StepStatus, ThroughputPoint,
+  AssignmentRecord,
+  EventRecord,
+  MetricKind,
+  MetricRecord,
+  ModelRecord,
+  PeerKind,
+  PeerRecord,
+  PeerStatus,
+  StepRecord,
+  StepStatus,
+  ThroughputPoint,
 } from './types.ts';
 
 /**
@@ -232,7 +241,12 @@ const toMetric = (r: Row): MetricRecord => ({
   at: num(r.at),
 });
 
-const toEvent = (r: Row): EventRecord => ({ id: num(r.id), at: num(r.at), kind: String(r.kind), detail: parseJson(r.detail, `event ${r.id}`) });
+const toEvent = (r: Row): EventRecord => ({
+  id: num(r.id),
+  at: num(r.at),
+  kind: String(r.kind),
+  detail: parseJson(r.detail, `event ${r.id}`),
+});
 
 export interface JoinInput {
   peerId: string;
@@ -272,7 +286,9 @@ export class Store {
   static open(path: string): Store {
     const db = new DatabaseSync(path);
     try {
-      db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;');
+      db.exec(
+        'PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;',
+      );
       const store = new Store(path, db);
       store.migrate();
       return store;
@@ -298,10 +314,13 @@ export class Store {
 
   private migrate(): void {
     this.db.exec('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)');
-    if (!this.db.prepare('SELECT version FROM schema_version').get()) this.db.prepare('INSERT INTO schema_version (version) VALUES (0)').run();
+    if (!this.db.prepare('SELECT version FROM schema_version').get())
+      this.db.prepare('INSERT INTO schema_version (version) VALUES (0)').run();
     const from = this.schemaVersion();
     if (from > SCHEMA_VERSION) {
-      throw new StoreError(`database ${this.path} has schema version ${from}, newer than this coordinator's ${SCHEMA_VERSION}: upgrade the coordinator`);
+      throw new StoreError(
+        `database ${this.path} has schema version ${from}, newer than this coordinator's ${SCHEMA_VERSION}: upgrade the coordinator`,
+      );
     }
     for (let v = from; v < SCHEMA_VERSION; v++) {
       this.transaction(() => {
@@ -337,7 +356,17 @@ export class Store {
         `INSERT INTO models (id, name, config, layout, codec, micro_batches, batch, price_per_1k_tokens, created_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
       )
-      .run(m.id, m.name, JSON.stringify(m.config), JSON.stringify(m.layout), m.codec, m.microBatches, m.batch, m.pricePer1kTokens, m.createdAt);
+      .run(
+        m.id,
+        m.name,
+        JSON.stringify(m.config),
+        JSON.stringify(m.layout),
+        m.codec,
+        m.microBatches,
+        m.batch,
+        m.pricePer1kTokens,
+        m.createdAt,
+      );
     return Number(r.changes) === 1;
   }
 
@@ -380,8 +409,12 @@ export class Store {
 
   /** A heartbeat: last_seen, and the throughput when the peer measured a new one. */
   touchPeer(peerId: string, at: number, tokensPerSecond?: number): void {
-    if (tokensPerSecond === undefined) this.db.prepare('UPDATE peers SET last_seen = ? WHERE peer_id = ?').run(at, peerId);
-    else this.db.prepare('UPDATE peers SET last_seen = ?, tokens_per_second = ? WHERE peer_id = ?').run(at, tokensPerSecond, peerId);
+    if (tokensPerSecond === undefined)
+      this.db.prepare('UPDATE peers SET last_seen = ? WHERE peer_id = ?').run(at, peerId);
+    else
+      this.db
+        .prepare('UPDATE peers SET last_seen = ?, tokens_per_second = ? WHERE peer_id = ?')
+        .run(at, tokensPerSecond, peerId);
   }
 
   /** After a restart: alive peers get a fresh grace period instead of being declared gone for our downtime. */
@@ -407,7 +440,9 @@ export class Store {
   }
 
   assignmentsOf(peerId: string): AssignmentRecord[] {
-    return (this.db.prepare('SELECT * FROM assignments WHERE peer_id = ? ORDER BY model_id').all(peerId) as Row[]).map(toAssignment);
+    return (this.db.prepare('SELECT * FROM assignments WHERE peer_id = ? ORDER BY model_id').all(peerId) as Row[]).map(
+      toAssignment,
+    );
   }
 
   /** Replaces all assignments by `next`; rows that stay the same keep their `since`. */
@@ -416,8 +451,12 @@ export class Store {
     this.transaction(() => {
       const old = new Map(this.listAssignments().map((a) => [key(a), a]));
       this.db.exec('DELETE FROM assignments');
-      const insert = this.db.prepare('INSERT INTO assignments (model_id, stage, replica, peer_id, since) VALUES (?, ?, ?, ?, ?)');
-      const held = this.db.prepare('INSERT OR IGNORE INTO assignment_held (model_id, stage, replica, peer_id, first_at) VALUES (?, ?, ?, ?, ?)');
+      const insert = this.db.prepare(
+        'INSERT INTO assignments (model_id, stage, replica, peer_id, since) VALUES (?, ?, ?, ?, ?)',
+      );
+      const held = this.db.prepare(
+        'INSERT OR IGNORE INTO assignment_held (model_id, stage, replica, peer_id, first_at) VALUES (?, ?, ?, ?, ?)',
+      );
       for (const a of next) {
         insert.run(a.modelId, a.stage, a.replica, a.peerId, old.get(key(a))?.since ?? at);
         held.run(a.modelId, a.stage, a.replica, a.peerId, at);
@@ -441,18 +480,24 @@ export class Store {
   }
 
   getStep(modelId: string, step: number): StepRecord | undefined {
-    const r = this.db.prepare('SELECT * FROM steps WHERE model_id = ? AND step = ?').get(modelId, step) as Row | undefined;
+    const r = this.db.prepare('SELECT * FROM steps WHERE model_id = ? AND step = ?').get(modelId, step) as
+      | Row
+      | undefined;
     return r && toStep(r);
   }
 
   listSteps(modelId: string, afterStep = -1, limit = 1000): StepRecord[] {
-    const rows = this.db.prepare('SELECT * FROM steps WHERE model_id = ? AND step > ? ORDER BY step LIMIT ?').all(modelId, afterStep, limit);
+    const rows = this.db
+      .prepare('SELECT * FROM steps WHERE model_id = ? AND step > ? ORDER BY step LIMIT ?')
+      .all(modelId, afterStep, limit);
     return (rows as Row[]).map(toStep);
   }
 
   countSteps(modelId: string): Record<StepStatus, number> {
     const out: Record<StepStatus, number> = { running: 0, done: 0, failed: 0 };
-    for (const r of this.db.prepare('SELECT status, count(*) AS n FROM steps WHERE model_id = ? GROUP BY status').all(modelId) as Row[]) {
+    for (const r of this.db
+      .prepare('SELECT status, count(*) AS n FROM steps WHERE model_id = ? GROUP BY status')
+      .all(modelId) as Row[]) {
       out[String(r.status) as StepStatus] = num(r.n);
     }
     return out;
@@ -465,13 +510,17 @@ export class Store {
     const r = this.db
       .prepare('INSERT INTO metrics (model_id, step, kind, value, at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING')
       .run(m.modelId, m.step, m.kind, m.value, m.at);
-    const row = this.db.prepare('SELECT * FROM metrics WHERE model_id = ? AND step = ? AND kind = ?').get(m.modelId, m.step, m.kind) as Row;
+    const row = this.db
+      .prepare('SELECT * FROM metrics WHERE model_id = ? AND step = ? AND kind = ?')
+      .get(m.modelId, m.step, m.kind) as Row;
     return { metric: toMetric(row), duplicate: Number(r.changes) === 0 };
   }
 
   /** Metrics of a model with id > sinceId, oldest first. */
   listMetrics(modelId: string, sinceId = 0, limit = 1000): MetricRecord[] {
-    const rows = this.db.prepare('SELECT * FROM metrics WHERE model_id = ? AND id > ? ORDER BY id LIMIT ?').all(modelId, sinceId, limit);
+    const rows = this.db
+      .prepare('SELECT * FROM metrics WHERE model_id = ? AND id > ? ORDER BY id LIMIT ?')
+      .all(modelId, sinceId, limit);
     return (rows as Row[]).map(toMetric);
   }
 
@@ -485,8 +534,13 @@ export class Store {
                    FROM steps WHERE model_id = ? AND status = 'done'`;
     const rows = (
       afterStep === null
-        ? this.db.prepare(`SELECT * FROM (${timed}) ORDER BY step DESC LIMIT ?`).all(modelId, limit + 1).reverse()
-        : this.db.prepare(`SELECT * FROM (${timed}) WHERE step > ? ORDER BY step LIMIT ?`).all(modelId, afterStep, limit)
+        ? this.db
+            .prepare(`SELECT * FROM (${timed}) ORDER BY step DESC LIMIT ?`)
+            .all(modelId, limit + 1)
+            .reverse()
+        : this.db
+            .prepare(`SELECT * FROM (${timed}) WHERE step > ? ORDER BY step LIMIT ?`)
+            .all(modelId, afterStep, limit)
     ) as Row[];
     const out: ThroughputPoint[] = [];
     for (const r of rows) {
@@ -500,18 +554,26 @@ export class Store {
 
   /** The newest `n` metrics of a model, oldest first. */
   latestMetrics(modelId: string, n: number): MetricRecord[] {
-    return (this.db.prepare('SELECT * FROM metrics WHERE model_id = ? ORDER BY id DESC LIMIT ?').all(modelId, n) as Row[]).map(toMetric).reverse();
+    return (
+      this.db.prepare('SELECT * FROM metrics WHERE model_id = ? ORDER BY id DESC LIMIT ?').all(modelId, n) as Row[]
+    )
+      .map(toMetric)
+      .reverse();
   }
 
   // Events.
 
   logEvent(kind: string, detail: Record<string, unknown>, at: number): EventRecord {
-    const r = this.db.prepare('INSERT INTO events (at, kind, detail) VALUES (?, ?, ?)').run(at, kind, JSON.stringify(detail));
+    const r = this.db
+      .prepare('INSERT INTO events (at, kind, detail) VALUES (?, ?, ?)')
+      .run(at, kind, JSON.stringify(detail));
     return { id: Number(r.lastInsertRowid), at, kind, detail };
   }
 
   /** Events with id > sinceId, oldest first. */
   listEvents(sinceId = 0, limit = 1000): EventRecord[] {
-    return (this.db.prepare('SELECT * FROM events WHERE id > ? ORDER BY id LIMIT ?').all(sinceId, limit) as Row[]).map(toEvent);
+    return (this.db.prepare('SELECT * FROM events WHERE id > ? ORDER BY id LIMIT ?').all(sinceId, limit) as Row[]).map(
+      toEvent,
+    );
   }
 }

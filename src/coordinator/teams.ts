@@ -51,15 +51,24 @@ export class Teams {
     const o = object(body, 'team');
     onlyKeys(o, 'team', ['name']);
     const name = string(o.name, 'name', undefined, 200).trim().replace(/\s+/g, ' ');
-    if (name.length === 0 || name.length > MAX_NAME) throw new BadRequestError(`name must have 1 to ${MAX_NAME} characters besides spaces, got ${name.length}`);
+    if (name.length === 0 || name.length > MAX_NAME)
+      throw new BadRequestError(`name must have 1 to ${MAX_NAME} characters besides spaces, got ${name.length}`);
     if (/\p{Cc}/u.test(name)) throw new BadRequestError('name must not contain control characters');
-    const base = name.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 40) || 'team';
+    const base =
+      name
+        .toLowerCase()
+        .replace(/[^a-z0-9]+/g, '-')
+        .replace(/^-+|-+$/g, '')
+        .slice(0, 40) || 'team';
     const id = `${base}-${randomBytes(3).toString('hex')}`;
     const at = this.now();
     this.store.transaction(() => {
       const taken = this.db.prepare('SELECT id FROM teams WHERE name_key = ?').get(nameKey(name)) as Row | undefined;
-      if (taken) throw new ConflictError(`a team named ${JSON.stringify(name)} exists already (${taken.id}): join it instead`);
-      this.db.prepare('INSERT INTO teams (id, name, name_key, created_at) VALUES (?, ?, ?, ?)').run(id, name, nameKey(name), at);
+      if (taken)
+        throw new ConflictError(`a team named ${JSON.stringify(name)} exists already (${taken.id}): join it instead`);
+      this.db
+        .prepare('INSERT INTO teams (id, name, name_key, created_at) VALUES (?, ?, ?, ?)')
+        .run(id, name, nameKey(name), at);
       this.store.logEvent('team', { teamId: id, name }, at);
     });
     this.log('info', `team ${id} (${name}) created`);
@@ -68,9 +77,18 @@ export class Teams {
 
   list(): { teams: Array<{ id: string; name: string; members: number; createdAt: number }> } {
     const rows = this.db
-      .prepare('SELECT t.id, t.name, t.created_at, COUNT(m.peer_id) AS members FROM teams t LEFT JOIN team_members m ON m.team_id = t.id GROUP BY t.id ORDER BY t.created_at, t.rowid')
+      .prepare(
+        'SELECT t.id, t.name, t.created_at, COUNT(m.peer_id) AS members FROM teams t LEFT JOIN team_members m ON m.team_id = t.id GROUP BY t.id ORDER BY t.created_at, t.rowid',
+      )
       .all() as Row[];
-    return { teams: rows.map((r) => ({ id: String(r.id), name: String(r.name), members: Number(r.members), createdAt: Number(r.created_at) })) };
+    return {
+      teams: rows.map((r) => ({
+        id: String(r.id),
+        name: String(r.name),
+        members: Number(r.members),
+        createdAt: Number(r.created_at),
+      })),
+    };
   }
 
   get(teamId: string): TeamRef | undefined {
@@ -79,18 +97,24 @@ export class Teams {
   }
 
   teamOf(peerId: string): TeamRef | null {
-    const r = this.db.prepare('SELECT t.id, t.name FROM team_members m JOIN teams t ON t.id = m.team_id WHERE m.peer_id = ?').get(peerId) as Row | undefined;
+    const r = this.db
+      .prepare('SELECT t.id, t.name FROM team_members m JOIN teams t ON t.id = m.team_id WHERE m.peer_id = ?')
+      .get(peerId) as Row | undefined;
     return r ? { id: String(r.id), name: String(r.name) } : null;
   }
 
   /** Every member's team (one query for the leaderboards and the topology). */
   memberships(): Map<string, TeamRef> {
-    const rows = this.db.prepare('SELECT m.peer_id, t.id, t.name FROM team_members m JOIN teams t ON t.id = m.team_id').all() as Row[];
+    const rows = this.db
+      .prepare('SELECT m.peer_id, t.id, t.name FROM team_members m JOIN teams t ON t.id = m.team_id')
+      .all() as Row[];
     return new Map(rows.map((r) => [String(r.peer_id), { id: String(r.id), name: String(r.name) }]));
   }
 
   all(): Array<TeamRef & { createdAt: number }> {
-    return (this.db.prepare('SELECT id, name, created_at FROM teams ORDER BY created_at, rowid').all() as Row[]).map((r) => ({ id: String(r.id), name: String(r.name), createdAt: Number(r.created_at) }));
+    return (this.db.prepare('SELECT id, name, created_at FROM teams ORDER BY created_at, rowid').all() as Row[]).map(
+      (r) => ({ id: String(r.id), name: String(r.name), createdAt: Number(r.created_at) }),
+    );
   }
 
   /**
@@ -112,17 +136,21 @@ export class Teams {
     } catch (e) {
       throw new BadRequestError(`peerId ${peerId} is not a libp2p peer id: ${(e as Error).message}`);
     }
-    if (!key || key.type !== 'Ed25519') throw new BadRequestError(`peerId ${peerId} does not embed an Ed25519 key to check the signature with`);
+    if (!key || key.type !== 'Ed25519')
+      throw new BadRequestError(`peerId ${peerId} does not embed an Ed25519 key to check the signature with`);
     const sig = Buffer.from(signature, 'base64');
     let ok = false;
     try {
-      ok = sig.length === 64 && (await key.verify(new TextEncoder().encode(teamJoinMessage(teamId, peerId, nonce)), sig));
+      ok =
+        sig.length === 64 && (await key.verify(new TextEncoder().encode(teamJoinMessage(teamId, peerId, nonce)), sig));
     } catch {
       ok = false;
     }
     if (!ok) {
       this.log('warn', `team join of ${peerId} to ${teamId} refused: the signature is not this peer's`);
-      throw new UnauthorizedError(`the signature is not ${peerId}'s over ${JSON.stringify(teamJoinMessage(teamId, peerId, nonce))}`);
+      throw new UnauthorizedError(
+        `the signature is not ${peerId}'s over ${JSON.stringify(teamJoinMessage(teamId, peerId, nonce))}`,
+      );
     }
     const at = this.now();
     const from = this.store.transaction(() => {
@@ -131,7 +159,9 @@ export class Teams {
       this.db.prepare('INSERT INTO team_nonces (peer_id, nonce, at) VALUES (?, ?, ?)').run(peerId, nonce, at);
       const prior = this.teamOf(peerId);
       this.db
-        .prepare('INSERT INTO team_members (peer_id, team_id, joined_at) VALUES (?, ?, ?) ON CONFLICT (peer_id) DO UPDATE SET team_id = excluded.team_id, joined_at = excluded.joined_at')
+        .prepare(
+          'INSERT INTO team_members (peer_id, team_id, joined_at) VALUES (?, ?, ?) ON CONFLICT (peer_id) DO UPDATE SET team_id = excluded.team_id, joined_at = excluded.joined_at',
+        )
         .run(peerId, teamId, at);
       this.store.logEvent('team-join', { peerId, teamId, from: prior?.id ?? null }, at);
       return prior;

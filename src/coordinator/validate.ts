@@ -8,12 +8,20 @@ import { BadRequestError } from './errors.ts';
 export type Json = Record<string, unknown>;
 
 const show = (v: unknown): string => {
-  const s = typeof v === 'string' ? JSON.stringify(v) : typeof v === 'object' && v !== null ? (Array.isArray(v) ? 'an array' : 'an object') : String(v);
+  const s =
+    typeof v === 'string'
+      ? JSON.stringify(v)
+      : typeof v === 'object' && v !== null
+        ? Array.isArray(v)
+          ? 'an array'
+          : 'an object'
+        : String(v);
   return s.length > 60 ? s.slice(0, 57) + '...' : s;
 };
 
 export function object(v: unknown, name: string): Json {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new BadRequestError(`${name} must be a JSON object, got ${show(v)}`);
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    throw new BadRequestError(`${name} must be a JSON object, got ${show(v)}`);
   return v as Json;
 }
 
@@ -41,20 +49,25 @@ export function string(v: unknown, name: string, pattern?: RegExp, maxLength = 2
 }
 
 export function oneOf<T extends string>(v: unknown, name: string, allowed: readonly T[]): T {
-  if (typeof v !== 'string' || !allowed.includes(v as T)) throw new BadRequestError(`${name} must be one of ${allowed.join(', ')}, got ${show(v)}`);
+  if (typeof v !== 'string' || !allowed.includes(v as T))
+    throw new BadRequestError(`${name} must be one of ${allowed.join(', ')}, got ${show(v)}`);
   return v as T;
 }
 
 /** Rejects fields the endpoint does not know, so a typo ("tokenPerSecond") is an error rather than ignored. */
 export function onlyKeys(o: Json, name: string, allowed: readonly string[]): void {
   const extra = Object.keys(o).filter((k) => !allowed.includes(k));
-  if (extra.length > 0) throw new BadRequestError(`${name}: unknown field${extra.length > 1 ? 's' : ''} ${extra.join(', ')} (allowed: ${allowed.join(', ')})`);
+  if (extra.length > 0)
+    throw new BadRequestError(
+      `${name}: unknown field${extra.length > 1 ? 's' : ''} ${extra.join(', ')} (allowed: ${allowed.join(', ')})`,
+    );
 }
 
 /** A `?since=` style query parameter: absent → fallback, else a non-negative integer. */
 export function queryInt(v: string | null, name: string, fallback: number, max = Number.MAX_SAFE_INTEGER): number {
   if (v === null || v === '') return fallback;
-  if (!/^\d+$/.test(v)) throw new BadRequestError(`query parameter ${name} must be a non-negative integer, got ${show(v)}`);
+  if (!/^\d+$/.test(v))
+    throw new BadRequestError(`query parameter ${name} must be a non-negative integer, got ${show(v)}`);
   return integer(Number(v), `query parameter ${name}`, 0, max);
 }
 

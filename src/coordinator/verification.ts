@@ -23,7 +23,10 @@ export interface VerificationEpoch {
 }
 
 /** Units compared (distinct), and those where some comparison found a different output. */
-function auditFigures(audits: ReadonlyArray<Pick<AuditOutcome, 'unit' | 'result'>>): { audited: number; mismatches: number } {
+function auditFigures(audits: ReadonlyArray<Pick<AuditOutcome, 'unit' | 'result'>>): {
+  audited: number;
+  mismatches: number;
+} {
   const compared = new Set<string>();
   const bad = new Set<string>();
   for (const a of audits) {
@@ -38,29 +41,57 @@ export function verificationView(store: Store, ledger: LedgerStore, modelId: str
   if (!model) throw new NotFoundError(`unknown model ${JSON.stringify(modelId.slice(0, 80))}`);
   const db = store.connection;
   const units = new Map<number | null, number>();
-  for (const r of db.prepare("SELECT epoch, COUNT(*) AS n FROM receipts WHERE model_id = ? AND kind = 'train' GROUP BY epoch").all(modelId) as Row[]) {
+  for (const r of db
+    .prepare("SELECT epoch, COUNT(*) AS n FROM receipts WHERE model_id = ? AND kind = 'train' GROUP BY epoch")
+    .all(modelId) as Row[]) {
     units.set(r.epoch === null ? null : Number(r.epoch), Number(r.n));
   }
   const epochs: VerificationEpoch[] = ledger.listEpochs(modelId).map((e) => {
     const n = units.get(e.epoch) ?? 0;
     const f = auditFigures(e.audits as AuditOutcome[]);
-    const caught = (e.verdicts as Array<{ peerId: string; caught: boolean }>).filter((v) => v.caught).map((v) => v.peerId);
+    const caught = (e.verdicts as Array<{ peerId: string; caught: boolean }>)
+      .filter((v) => v.caught)
+      .map((v) => v.peerId);
     return { epoch: e.epoch, status: 'settled', units: n, ...f, caught, share: n > 0 ? f.audited / n : 0 };
   });
   // The open epoch: receipts not settled yet, judged as settlement would judge them now.
-  const open = (db.prepare("SELECT * FROM receipts WHERE model_id = ? AND epoch IS NULL AND kind IN ('train', 'audit') ORDER BY id").all(modelId) as Row[]).map(
+  const open = (
+    db
+      .prepare("SELECT * FROM receipts WHERE model_id = ? AND epoch IS NULL AND kind IN ('train', 'audit') ORDER BY id")
+      .all(modelId) as Row[]
+  ).map(
     (r): SignedReceipt => ({
-      model: String(r.model_id), round: Number(r.round), stage: Number(r.stage), replica: Number(r.replica), replicas: Number(r.replicas), step: Number(r.step),
-      micro: Number(r.micro), kind: String(r.kind) as SignedReceipt['kind'], flops: Number(r.flops), inputHash: String(r.input_hash), outputHash: String(r.output_hash),
-      peerId: String(r.peer_id), signature: String(r.signature),
+      model: String(r.model_id),
+      round: Number(r.round),
+      stage: Number(r.stage),
+      replica: Number(r.replica),
+      replicas: Number(r.replicas),
+      step: Number(r.step),
+      micro: Number(r.micro),
+      kind: String(r.kind) as SignedReceipt['kind'],
+      flops: Number(r.flops),
+      inputHash: String(r.input_hash),
+      outputHash: String(r.output_hash),
+      peerId: String(r.peer_id),
+      signature: String(r.signature),
     }),
   );
   if (open.length > 0) {
     const judged = judgeEpoch(open, model.layout.length);
     const n = units.get(null) ?? 0;
     const f = auditFigures(judged.audits);
-    epochs.push({ epoch: (epochs.at(-1)?.epoch ?? 0) + 1, status: 'pending', units: n, ...f, caught: judged.verdicts.filter((v) => v.caught).map((v) => v.peerId), share: n > 0 ? f.audited / n : 0 });
+    epochs.push({
+      epoch: (epochs.at(-1)?.epoch ?? 0) + 1,
+      status: 'pending',
+      units: n,
+      ...f,
+      caught: judged.verdicts.filter((v) => v.caught).map((v) => v.peerId),
+      share: n > 0 ? f.audited / n : 0,
+    });
   }
-  const totals = epochs.reduce((t, e) => ({ units: t.units + e.units, audited: t.audited + e.audited, mismatches: t.mismatches + e.mismatches }), { units: 0, audited: 0, mismatches: 0 });
+  const totals = epochs.reduce(
+    (t, e) => ({ units: t.units + e.units, audited: t.audited + e.audited, mismatches: t.mismatches + e.mismatches }),
+    { units: 0, audited: 0, mismatches: 0 },
+  );
   return { modelId, epochs, totals: { ...totals, share: totals.units > 0 ? totals.audited / totals.units : 0 } };
 }

@@ -27,7 +27,13 @@ export function stageViews(store: Store, model: ModelRecord, referenceFlopsPerTo
   return stagesOf(model).map((s) => {
     const list = (byStage.get(s.index) ?? []).map((a) => {
       const p = peers.get(a.peerId);
-      return { peerId: a.peerId, replica: a.replica, kind: p?.kind ?? 'node', tokensPerSecond: p?.tokensPerSecond ?? 0, since: a.since };
+      return {
+        peerId: a.peerId,
+        replica: a.replica,
+        kind: p?.kind ?? 'node',
+        tokensPerSecond: p?.tokensPerSecond ?? 0,
+        since: a.since,
+      };
     });
     const speed = list.reduce((t, p) => t + p.tokensPerSecond, 0);
     return {
@@ -78,7 +84,8 @@ export function assignmentView(store: Store, a: AssignmentRecord) {
   const model = store.getModel(a.modelId)!;
   const spec = stagesOf(model)[a.stage];
   const pipeline = model.layout.map((_, stage) => ({ stage, peers: [] as Array<{ peerId: string; replica: number }> }));
-  for (const x of store.listAssignments(model.id)) pipeline[x.stage]?.peers.push({ peerId: x.peerId, replica: x.replica });
+  for (const x of store.listAssignments(model.id))
+    pipeline[x.stage]?.peers.push({ peerId: x.peerId, replica: x.replica });
   return {
     modelId: a.modelId,
     stage: a.stage,
@@ -100,16 +107,34 @@ export function assignmentView(store: Store, a: AssignmentRecord) {
 export function peerView(store: Store, p: PeerRecord, stats: Record<string, number> | undefined) {
   return {
     ...p,
-    assignments: store.assignmentsOf(p.peerId).map((a) => ({ modelId: a.modelId, stage: a.stage, replica: a.replica, since: a.since })),
+    assignments: store
+      .assignmentsOf(p.peerId)
+      .map((a) => ({ modelId: a.modelId, stage: a.stage, replica: a.replica, since: a.since })),
     stats: stats ?? null,
   };
 }
 
 /** The Researcher page's diagram: stages × peers (kind, replica, speed, team), measured links, boundaries. */
-export function topologyView(store: Store, model: ModelRecord, referenceFlopsPerToken: number, links: Links, teams: Map<string, TeamRef>) {
+export function topologyView(
+  store: Store,
+  model: ModelRecord,
+  referenceFlopsPerToken: number,
+  links: Links,
+  teams: Map<string, TeamRef>,
+) {
   const stages = stageViews(store, model, referenceFlopsPerToken).map((s) => ({
-    index: s.index, firstLayer: s.firstLayer, endLayer: s.endLayer, hasEmbedding: s.hasEmbedding, hasHead: s.hasHead,
-    peers: s.peers.map((p) => ({ peerId: p.peerId, replica: p.replica, kind: p.kind, tokensPerSecond: p.tokensPerSecond, team: teams.get(p.peerId)?.name ?? null })),
+    index: s.index,
+    firstLayer: s.firstLayer,
+    endLayer: s.endLayer,
+    hasEmbedding: s.hasEmbedding,
+    hasHead: s.hasHead,
+    peers: s.peers.map((p) => ({
+      peerId: p.peerId,
+      replica: p.replica,
+      kind: p.kind,
+      tokensPerSecond: p.tokensPerSecond,
+      team: teams.get(p.peerId)?.name ?? null,
+    })),
   }));
   return {
     modelId: model.id,

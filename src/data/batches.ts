@@ -58,7 +58,8 @@ export function epochSeed(seed: number, epoch: number): number {
 }
 
 function checkU32(name: string, v: number): void {
-  if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new BatchError(`${name} must be an integer in 0…2^32−1, got ${v}`);
+  if (!Number.isInteger(v) || v < 0 || v > 0xffffffff)
+    throw new BatchError(`${name} must be an integer in 0…2^32−1, got ${v}`);
 }
 
 function checkPositive(name: string, v: number): void {
@@ -99,7 +100,9 @@ export class BatchSampler {
     checkPositive('seq', spec.seq);
     const n = stream.length;
     if (n < 2 * spec.seq) {
-      throw new BatchError(`seq ${spec.seq} is too long for a stream of ${n} tokens (need at least 2·seq = ${2 * spec.seq})`);
+      throw new BatchError(
+        `seq ${spec.seq} is too long for a stream of ${n} tokens (need at least 2·seq = ${2 * spec.seq})`,
+      );
     }
     this.stream = stream;
     this.seed = spec.seed;
@@ -108,7 +111,9 @@ export class BatchSampler {
     this.windows = Math.floor(n / spec.seq) - 1;
     this.batchesPerEpoch = Math.floor(this.windows / spec.batchSize);
     if (this.batchesPerEpoch < 1) {
-      throw new BatchError(`batchSize ${spec.batchSize} needs ${spec.batchSize} windows of ${spec.seq} tokens; the stream of ${n} tokens has ${this.windows}`);
+      throw new BatchError(
+        `batchSize ${spec.batchSize} needs ${spec.batchSize} windows of ${spec.seq} tokens; the stream of ${n} tokens has ${this.windows}`,
+      );
     }
   }
 
@@ -135,7 +140,9 @@ export class BatchSampler {
   /** Stream offsets of the rows of batch `index` of `epoch`. */
   starts(epoch: number, index: number): Int32Array {
     if (!Number.isInteger(index) || index < 0 || index >= this.batchesPerEpoch) {
-      throw new BatchError(`batch index must be an integer in 0…${this.batchesPerEpoch - 1} (batches per epoch), got ${index}`);
+      throw new BatchError(
+        `batch index must be an integer in 0…${this.batchesPerEpoch - 1} (batches per epoch), got ${index}`,
+      );
     }
     const { shift, perm } = this.epochOrder(epoch);
     const out = new Int32Array(this.batchSize);
@@ -162,17 +169,22 @@ export function getBatch(stream: TokenStream, spec: BatchSpec & { epoch: number;
 }
 
 /** The fixed evaluation batches of a (validation) stream: see the algorithm above. */
-export function validationBatches(stream: TokenStream, spec: { batchSize: number; seq: number; maxBatches?: number }): Batch[] {
+export function validationBatches(
+  stream: TokenStream,
+  spec: { batchSize: number; seq: number; maxBatches?: number },
+): Batch[] {
   checkPositive('batchSize', spec.batchSize);
   checkPositive('seq', spec.seq);
   if (spec.maxBatches !== undefined) checkPositive('maxBatches', spec.maxBatches);
   const { batchSize: B, seq: T } = spec;
   const n = stream.length;
-  if (n < T + 1) throw new BatchError(`seq ${T} is too long for a stream of ${n} tokens (need at least seq + 1 = ${T + 1})`);
+  if (n < T + 1)
+    throw new BatchError(`seq ${T} is too long for a stream of ${n} tokens (need at least seq + 1 = ${T + 1})`);
   const wv = Math.floor((n - 1) / T);
   let count = Math.min(wv, (spec.maxBatches ?? Infinity) * B);
   count -= count % B;
-  if (count < B) throw new BatchError(`batchSize ${B} needs ${B} windows of ${T} tokens; the stream of ${n} tokens has ${wv}`);
+  if (count < B)
+    throw new BatchError(`batchSize ${B} needs ${B} windows of ${T} tokens; the stream of ${n} tokens has ${wv}`);
   const out: Batch[] = [];
   const starts = new Int32Array(B);
   for (let j0 = 0; j0 < count; j0 += B) {

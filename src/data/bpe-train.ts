@@ -53,7 +53,11 @@ export function trainTokenizer(texts: Iterable<string>, vocabSize: number, optio
 // Pair keys a·K + b; ids stay below MAX_VOCAB = K.
 const K = MAX_VOCAB;
 
-export function trainFromCounts(wordCounts: ReadonlyMap<string, number>, vocabSize: number, options: TrainOptions = {}): Tokenizer {
+export function trainFromCounts(
+  wordCounts: ReadonlyMap<string, number>,
+  vocabSize: number,
+  options: TrainOptions = {},
+): Tokenizer {
   checkVocabSize(vocabSize);
   const minFrequency = options.minFrequency ?? 2;
   const tokens: string[] = BYTE_TO_UNICODE.slice();

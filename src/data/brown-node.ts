@@ -62,7 +62,10 @@ export async function encodeCorpus(tok: Tokenizer, split: Split): Promise<Int32A
   const key = `${tok.fingerprint}:${split}`;
   let ids = encodedCache.get(key);
   if (!ids) {
-    ids = await encodeDocumentsAsync(tok, (await loadSplit(split)).map((d) => d.text));
+    ids = await encodeDocumentsAsync(
+      tok,
+      (await loadSplit(split)).map((d) => d.text),
+    );
     encodedCache.set(key, ids);
   }
   return ids;

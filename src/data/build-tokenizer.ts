@@ -92,7 +92,9 @@ async function main(): Promise<void> {
 
   if (statsPath) {
     const pkg = JSON.parse(readFileSync(join(brownDir(), 'package.json'), 'utf8')) as { version: string };
-    const prev = existsSync(statsPath) ? (JSON.parse(readFileSync(statsPath, 'utf8')) as { tokenizers?: TokenizerStats[] }) : {};
+    const prev = existsSync(statsPath)
+      ? (JSON.parse(readFileSync(statsPath, 'utf8')) as { tokenizers?: TokenizerStats[] })
+      : {};
     const byVocab = new Map<number, TokenizerStats>((prev.tokenizers ?? []).map((t) => [t.vocabSize, t]));
     for (const r of results) byVocab.set(r.vocabSize, r);
     const stats = {

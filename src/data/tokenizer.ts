@@ -172,13 +172,16 @@ export class Tokenizer {
     this.addPrefixSpace = parts.addPrefixSpace ?? false;
     this.specials = new Map();
     for (const id of specialIds) {
-      if (!Number.isInteger(id) || id < 0 || id >= n) throw new TokenizerFormatError(`special token id ${id} outside the vocabulary`);
+      if (!Number.isInteger(id) || id < 0 || id >= n)
+        throw new TokenizerFormatError(`special token id ${id} outside the vocabulary`);
       this.specials.set(tokens[id], id);
     }
     const eot = this.specials.get(EOT);
     if (eot === undefined) throw new TokenizerFormatError(`tokenizer has no special token ${EOT}`);
     this.eotId = eot;
-    const escaped = [...this.specials.keys()].sort((a, b) => b.length - a.length).map((s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
+    const escaped = [...this.specials.keys()]
+      .sort((a, b) => b.length - a.length)
+      .map((s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
     this.specialSplit = new RegExp(`(${escaped.join('|')})`);
 
     this.tokenIds = new Map();
@@ -187,7 +190,10 @@ export class Tokenizer {
     for (let id = 0; id < n; id++) {
       const t = tokens[id];
       if (typeof t !== 'string' || t.length === 0) throw new TokenizerFormatError(`id ${id} has no token`);
-      if (this.tokenIds.has(t)) throw new TokenizerFormatError(`token ${JSON.stringify(t)} appears twice (ids ${this.tokenIds.get(t)} and ${id})`);
+      if (this.tokenIds.has(t))
+        throw new TokenizerFormatError(
+          `token ${JSON.stringify(t)} appears twice (ids ${this.tokenIds.get(t)} and ${id})`,
+        );
       this.tokenIds.set(t, id);
       if (specialIdSet.has(id)) {
         this.tokenBytes[id] = utf8Encoder.encode(t);
@@ -196,7 +202,10 @@ export class Tokenizer {
       const bytes = new Uint8Array(t.length);
       for (let i = 0; i < t.length; i++) {
         const b = UNICODE_TO_BYTE.get(t[i]);
-        if (b === undefined) throw new TokenizerFormatError(`token ${JSON.stringify(t)} (id ${id}) is not byte-level: ${JSON.stringify(t[i])}`);
+        if (b === undefined)
+          throw new TokenizerFormatError(
+            `token ${JSON.stringify(t)} (id ${id}) is not byte-level: ${JSON.stringify(t[i])}`,
+          );
         bytes[i] = b;
       }
       this.tokenBytes[id] = bytes;
@@ -204,7 +213,8 @@ export class Tokenizer {
     this.byteIds = new Int32Array(256);
     for (let b = 0; b < 256; b++) {
       const id = this.tokenIds.get(BYTE_TO_UNICODE[b]);
-      if (id === undefined) throw new TokenizerFormatError(`byte 0x${b.toString(16)} has no token: not every text could be encoded`);
+      if (id === undefined)
+        throw new TokenizerFormatError(`byte 0x${b.toString(16)} has no token: not every text could be encoded`);
       this.byteIds[b] = id;
     }
 
@@ -216,7 +226,9 @@ export class Tokenizer {
       const b = this.tokenIds.get(y);
       const c = this.tokenIds.get(x + y);
       if (a === undefined || b === undefined || c === undefined) {
-        throw new TokenizerFormatError(`merge ${rank} "${x} ${y}": ${a === undefined ? x : b === undefined ? y : x + y} is not in the vocabulary`);
+        throw new TokenizerFormatError(
+          `merge ${rank} "${x} ${y}": ${a === undefined ? x : b === undefined ? y : x + y} is not in the vocabulary`,
+        );
       }
       const key = a * n + b;
       // A repeated merge keeps its first (lowest) rank, as Hugging Face does.
@@ -230,22 +242,36 @@ export class Tokenizer {
     const j = (typeof json === 'string' ? parseJson(json) : json) as Partial<TokenizerJson> | null;
     if (!j || typeof j !== 'object') throw new TokenizerFormatError('tokenizer.json: not an object');
     const model = j.model as Partial<TokenizerJson['model']> | undefined;
-    if (!model || model.type !== 'BPE') throw new TokenizerFormatError(`tokenizer.json: model.type must be "BPE", got ${JSON.stringify(model?.type)}`);
-    if (!model.vocab || typeof model.vocab !== 'object') throw new TokenizerFormatError('tokenizer.json: model.vocab missing');
+    if (!model || model.type !== 'BPE')
+      throw new TokenizerFormatError(`tokenizer.json: model.type must be "BPE", got ${JSON.stringify(model?.type)}`);
+    if (!model.vocab || typeof model.vocab !== 'object')
+      throw new TokenizerFormatError('tokenizer.json: model.vocab missing');
     if (!Array.isArray(model.merges)) throw new TokenizerFormatError('tokenizer.json: model.merges missing');
-    const pre = j.pre_tokenizer as { type?: string; add_prefix_space?: boolean; use_regex?: boolean } | null | undefined;
+    const pre = j.pre_tokenizer as
+      | { type?: string; add_prefix_space?: boolean; use_regex?: boolean }
+      | null
+      | undefined;
     if (!pre || pre.type !== 'ByteLevel' || pre.use_regex === false) {
-      throw new TokenizerFormatError(`tokenizer.json: pre_tokenizer must be ByteLevel with use_regex, got ${JSON.stringify(pre?.type ?? pre)}`);
+      throw new TokenizerFormatError(
+        `tokenizer.json: pre_tokenizer must be ByteLevel with use_regex, got ${JSON.stringify(pre?.type ?? pre)}`,
+      );
     }
     const dec = j.decoder as { type?: string } | null | undefined;
-    if (!dec || dec.type !== 'ByteLevel') throw new TokenizerFormatError(`tokenizer.json: decoder must be ByteLevel, got ${JSON.stringify(dec?.type ?? dec)}`);
+    if (!dec || dec.type !== 'ByteLevel')
+      throw new TokenizerFormatError(
+        `tokenizer.json: decoder must be ByteLevel, got ${JSON.stringify(dec?.type ?? dec)}`,
+      );
     if (j.normalizer) throw new TokenizerFormatError('tokenizer.json: normalizers are not supported');
 
     const tokens: string[] = [];
     const put = (t: string, id: unknown): void => {
-      if (!Number.isInteger(id) || (id as number) < 0 || (id as number) >= MAX_VOCAB) throw new TokenizerFormatError(`tokenizer.json: bad id ${JSON.stringify(id)} for ${JSON.stringify(t)}`);
+      if (!Number.isInteger(id) || (id as number) < 0 || (id as number) >= MAX_VOCAB)
+        throw new TokenizerFormatError(`tokenizer.json: bad id ${JSON.stringify(id)} for ${JSON.stringify(t)}`);
       const prev = tokens[id as number];
-      if (prev !== undefined && prev !== t) throw new TokenizerFormatError(`tokenizer.json: id ${id} is both ${JSON.stringify(prev)} and ${JSON.stringify(t)}`);
+      if (prev !== undefined && prev !== t)
+        throw new TokenizerFormatError(
+          `tokenizer.json: id ${id} is both ${JSON.stringify(prev)} and ${JSON.stringify(t)}`,
+        );
       tokens[id as number] = t;
     };
     for (const [t, id] of Object.entries(model.vocab)) put(t, id);
@@ -256,7 +282,8 @@ export class Tokenizer {
       if (a.special) specialIds.push(a.id);
     }
     for (let id = 0; id < tokens.length; id++) {
-      if (tokens[id] === undefined) throw new TokenizerFormatError(`tokenizer.json: ids are not contiguous (no token has id ${id})`);
+      if (tokens[id] === undefined)
+        throw new TokenizerFormatError(`tokenizer.json: ids are not contiguous (no token has id ${id})`);
     }
     const merges = model.merges.map((m: unknown, i: number): [string, string] => {
       const pair = typeof m === 'string' ? m.split(' ') : m;
@@ -275,7 +302,15 @@ export class Tokenizer {
       const t = this.tokens[id];
       vocab[t] = id;
       if (this.specials.get(t) === id) {
-        added.push({ id, content: t, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
+        added.push({
+          id,
+          content: t,
+          single_word: false,
+          lstrip: false,
+          rstrip: false,
+          normalized: false,
+          special: true,
+        });
       }
     }
     const byteLevel = { ...BYTE_LEVEL, add_prefix_space: this.addPrefixSpace };
@@ -549,7 +584,10 @@ export async function encodeDocumentsAsync(tok: Tokenizer, texts: readonly strin
 }
 
 /** Mean UTF-8 bytes per token of the documents (separators excluded from both counts). */
-export function bytesPerToken(tok: Tokenizer, texts: readonly string[]): { bytes: number; tokens: number; bytesPerToken: number } {
+export function bytesPerToken(
+  tok: Tokenizer,
+  texts: readonly string[],
+): { bytes: number; tokens: number; bytesPerToken: number } {
   let bytes = 0;
   let tokens = 0;
   for (const t of texts) {

@@ -25,7 +25,10 @@ export async function acquireGpuSource(): Promise<GpuSource> {
   const isBrowser = typeof window !== 'undefined' && typeof document !== 'undefined';
   if (isBrowser) {
     if (!nav?.gpu) {
-      const why = globalThis.isSecureContext === false ? 'this page is not a secure context' : 'this browser does not expose navigator.gpu';
+      const why =
+        globalThis.isSecureContext === false
+          ? 'this page is not a secure context'
+          : 'this browser does not expose navigator.gpu';
       throw new WebGpuUnavailableError(`WebGPU is not available: ${why}.`, BROWSER_ADVICE);
     }
     return { gpu: nav.gpu, runtime: 'browser' };
@@ -40,10 +43,14 @@ export async function acquireGpuSource(): Promise<GpuSource> {
       const name = 'webgpu';
       mod = await import(/* @vite-ignore */ name);
     } catch (e) {
-      throw new WebGpuUnavailableError(`The npm package "webgpu" (Dawn) could not be loaded: ${(e as Error).message}`, NODE_ADVICE);
+      throw new WebGpuUnavailableError(
+        `The npm package "webgpu" (Dawn) could not be loaded: ${(e as Error).message}`,
+        NODE_ADVICE,
+      );
     }
     // Dawn's classes (GPUBufferUsage, ...) must be globals, as they are in a browser.
-    for (const [k, v] of Object.entries(mod.globals)) if (!(k in globalThis)) (globalThis as Record<string, unknown>)[k] = v;
+    for (const [k, v] of Object.entries(mod.globals))
+      if (!(k in globalThis)) (globalThis as Record<string, unknown>)[k] = v;
     dawn = mod.create([]);
   }
   return { gpu: dawn, runtime: 'dawn' };

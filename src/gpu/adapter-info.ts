@@ -31,7 +31,16 @@ export function summarizeAdapter(adapter: GPUAdapter, runtime: 'browser' | 'dawn
     const v = (adapter.limits as unknown as Record<string, number | undefined>)[key];
     if (typeof v === 'number') limits[key] = v;
   }
-  return { vendor, architecture, device, description, runtime, isSoftware, features: [...adapter.features].sort(), limits };
+  return {
+    vendor,
+    architecture,
+    device,
+    description,
+    runtime,
+    isSoftware,
+    features: [...adapter.features].sort(),
+    limits,
+  };
 }
 
 /** Limits the kernels read (and that the app shows). */

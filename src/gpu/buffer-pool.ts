@@ -26,7 +26,14 @@ export function bucketSize(bytes: number): number {
 export class BufferPool {
   private readonly free = new Map<string, GPUBuffer[]>();
   private readonly sizes = new WeakMap<GPUBuffer, number>();
-  readonly stats: PoolStats = { liveBytes: 0, peakLiveBytes: 0, largestBuffer: 0, allocatedBytes: 0, created: 0, reused: 0 };
+  readonly stats: PoolStats = {
+    liveBytes: 0,
+    peakLiveBytes: 0,
+    largestBuffer: 0,
+    allocatedBytes: 0,
+    created: 0,
+    reused: 0,
+  };
 
   private readonly device: GPUDevice;
   constructor(device: GPUDevice) {

@@ -44,7 +44,10 @@ export class LimitError extends TesseraGpuError {
 /** The device was lost (driver reset, tab backgrounded too long, destroy()). Create a new Gpu. */
 export class DeviceLostError extends TesseraGpuError {
   constructor(reason: string) {
-    super('device-lost', `GPU device lost: ${reason.replace(/[.\s]+$/, '')}. Reload the page (or restart the worker) to get a new device.`);
+    super(
+      'device-lost',
+      `GPU device lost: ${reason.replace(/[.\s]+$/, '')}. Reload the page (or restart the worker) to get a new device.`,
+    );
   }
 }
 

@@ -66,23 +66,30 @@ interface Waiting {
 }
 
 /** The next macrotask: lets the continuations of the turn that just ended queue their next turns first. */
-const nextTask: (f: () => void) => void = typeof setImmediate === 'function' ? (f) => setImmediate(f) : (f) => setTimeout(f, 0);
+const nextTask: (f: () => void) => void =
+  typeof setImmediate === 'function' ? (f) => setImmediate(f) : (f) => setTimeout(f, 0);
 
 const emptyStats = (): TurnStats => ({ turns: 0, failed: 0, busyMs: 0, waitMs: 0, maxWaitMs: 0 });
 
 export function checkInferenceShare(p: number): number {
-  if (!(typeof p === 'number' && p >= 0 && p <= 1)) throw new ArgumentError(`inference share must be a number in [0, 1], got ${p}`);
+  if (!(typeof p === 'number' && p >= 0 && p <= 1))
+    throw new ArgumentError(`inference share must be a number in [0, 1], got ${p}`);
   return p;
 }
 
 export function checkDutyCycle(d: number): number {
-  if (!(typeof d === 'number' && d > 0 && d <= 1)) throw new ArgumentError(`duty cycle must be a number in (0, 1], got ${d}`);
+  if (!(typeof d === 'number' && d > 0 && d <= 1))
+    throw new ArgumentError(`duty cycle must be a number in (0, 1], got ${d}`);
   return d;
 }
 
 export class GpuTurns {
   /** Per class, live; plus the total rest the duty cycle imposed. */
-  readonly stats: { train: TurnStats; infer: TurnStats; restMs: number } = { train: emptyStats(), infer: emptyStats(), restMs: 0 };
+  readonly stats: { train: TurnStats; infer: TurnStats; restMs: number } = {
+    train: emptyStats(),
+    infer: emptyStats(),
+    restMs: 0,
+  };
   private share: number;
   private duty: number;
   private readonly queues: Record<TurnKind, Waiting[]> = { train: [], infer: [] };
@@ -152,13 +159,15 @@ export class GpuTurns {
 
   /** Runs `fn` as one turn of class `kind` once the device is this class's; resolves or rejects as fn does. */
   run<T>(kind: TurnKind, fn: () => Promise<T> | T, opts: RunTurnOptions = {}): Promise<T> {
-    if (kind !== 'train' && kind !== 'infer') return Promise.reject(new ArgumentError(`turn kind must be 'train' or 'infer', got ${String(kind)}`));
+    if (kind !== 'train' && kind !== 'infer')
+      return Promise.reject(new ArgumentError(`turn kind must be 'train' or 'infer', got ${String(kind)}`));
     const { signal } = opts;
     if (signal?.aborted) return Promise.reject(new TurnAbortedError(kind, signal.reason));
     return new Promise<T>((resolve, reject) => {
       const queue = this.queues[kind];
       const w: Waiting = {
-        kind, queuedAt: performance.now(),
+        kind,
+        queuedAt: performance.now(),
         start: () => {
           signal?.removeEventListener('abort', onAbort);
           void this.execute(w, fn).then(resolve, reject);
@@ -244,7 +253,8 @@ export class GpuTurns {
     if (this.share <= 0) return 'train';
     const gap = this.pass.infer - this.pass.train;
     // A tie (within rounding of the summed strides) goes to the class that did not run last, else to inference.
-    if (Math.abs(gap) <= 1e-9 * Math.max(1, Math.abs(this.pass.train))) return this.lastKind === 'infer' ? 'train' : 'infer';
+    if (Math.abs(gap) <= 1e-9 * Math.max(1, Math.abs(this.pass.train)))
+      return this.lastKind === 'infer' ? 'train' : 'infer';
     return gap < 0 ? 'infer' : 'train';
   }
 }

@@ -150,7 +150,9 @@ export class Gpu {
     const arr = Array.isArray(data) ? typedArrayFor(dt, new ArrayBuffer(data.length * 4)) : (data as HostArray);
     if (Array.isArray(data)) arr.set(data);
     if (arr.length !== numel(shape)) {
-      throw new ShapeError(`upload: ${arr.length} values do not fill shape [${shape.join(', ')}] (${numel(shape)} elements)`);
+      throw new ShapeError(
+        `upload: ${arr.length} values do not fill shape [${shape.join(', ')}] (${numel(shape)} elements)`,
+      );
     }
     const t = this.empty(shape, dt, label);
     this.write(t, arr);
@@ -205,11 +207,15 @@ export class Gpu {
     const [x, y = 1, z = 1] = d.workgroups;
     const maxWg = this.limits.maxComputeWorkgroupsPerDimension;
     if (x > maxWg || y > maxWg || z > maxWg) {
-      throw new LimitError(`${d.label ?? d.entry}: ${x}×${y}×${z} workgroups exceeds this device's ${maxWg} per dimension`);
+      throw new LimitError(
+        `${d.label ?? d.entry}: ${x}×${y}×${z} workgroups exceeds this device's ${maxWg} per dimension`,
+      );
     }
     const storageCount = Object.keys(d.buffers).length;
     if (storageCount > this.limits.maxStorageBuffersPerShaderStage) {
-      throw new LimitError(`${d.label ?? d.entry}: needs ${storageCount} storage buffers, device allows ${this.limits.maxStorageBuffersPerShaderStage}`);
+      throw new LimitError(
+        `${d.label ?? d.entry}: needs ${storageCount} storage buffers, device allows ${this.limits.maxStorageBuffersPerShaderStage}`,
+      );
     }
     if (x === 0 || y === 0 || z === 0) return;
     const pipeline = this.pipelines.get(d.shader, d.entry, d.constants, d.label);
@@ -229,7 +235,10 @@ export class Gpu {
       entries.push({ binding: Number(binding), resource: { buffer, size } });
     }
     const bindGroup = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
-    const pass = this.commandEncoder().beginComputePass({ label: d.label ?? d.entry, timestampWrites: this.timer.passWrites() });
+    const pass = this.commandEncoder().beginComputePass({
+      label: d.label ?? d.entry,
+      timestampWrites: this.timer.passWrites(),
+    });
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bindGroup);
     pass.dispatchWorkgroups(x, y, z);
@@ -245,9 +254,12 @@ export class Gpu {
     const { srcOffset = 0, dstOffset = 0, count = src.size - srcOffset } = opts;
     const ok = [srcOffset, dstOffset, count].every((v) => Number.isInteger(v) && v >= 0);
     if (!ok || srcOffset + count > src.size || dstOffset + count > dst.size) {
-      throw new ShapeError(`copy: ${count} elements from [${srcOffset}] of ${src.size} into [${dstOffset}] of ${dst.size} is out of bounds`);
+      throw new ShapeError(
+        `copy: ${count} elements from [${srcOffset}] of ${src.size} into [${dstOffset}] of ${dst.size} is out of bounds`,
+      );
     }
-    if (count > 0) this.commandEncoder().copyBufferToBuffer(src.buffer, srcOffset * 4, dst.buffer, dstOffset * 4, count * 4);
+    if (count > 0)
+      this.commandEncoder().copyBufferToBuffer(src.buffer, srcOffset * 4, dst.buffer, dstOffset * 4, count * 4);
   }
 
   /** Submits pending work. */

@@ -11,7 +11,8 @@ export function packParams(params: readonly Param[]): ArrayBuffer {
     if (type === 'f32') view.setFloat32(i * 4, value, true);
     else if (type === 'i32') view.setInt32(i * 4, value, true);
     else {
-      if (!Number.isInteger(value) || value < 0 || value > 0xffffffff) throw new RangeError(`u32 param ${i} out of range: ${value}`);
+      if (!Number.isInteger(value) || value < 0 || value > 0xffffffff)
+        throw new RangeError(`u32 param ${i} out of range: ${value}`);
       view.setUint32(i * 4, value, true);
     }
   });

@@ -21,7 +21,10 @@ export class PipelineCache {
       mod = { module: this.device.createShaderModule({ code, label }), id: this.modules.size };
       this.modules.set(code, mod);
     }
-    const consts = Object.keys(constants).sort().map((k) => `${k}=${constants[k]}`).join(',');
+    const consts = Object.keys(constants)
+      .sort()
+      .map((k) => `${k}=${constants[k]}`)
+      .join(',');
     const key = `${mod.id}|${entryPoint}|${consts}`;
     let pipeline = this.pipelines.get(key);
     if (!pipeline) {

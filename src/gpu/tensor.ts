@@ -47,7 +47,8 @@ export function typedArrayFor(dtype: DType, data: ArrayBuffer): Float32Array | I
 }
 
 export function expectFinite(value: number, what: string): void {
-  if (typeof value !== 'number' || !Number.isFinite(value)) throw new ArgumentError(`${what} must be a finite number, got ${value}`);
+  if (typeof value !== 'number' || !Number.isFinite(value))
+    throw new ArgumentError(`${what} must be a finite number, got ${value}`);
 }
 
 /** Throws unless all the named tensors use different buffers. */
@@ -56,7 +57,8 @@ export function expectDistinct(what: string, ...named: Array<[string, Tensor | u
     for (let j = i + 1; j < named.length; j++) {
       const [ni, ti] = named[i];
       const [nj, tj] = named[j];
-      if (ti && tj && ti.buffer === tj.buffer) throw new ArgumentError(`${what}: ${ni} and ${nj} must be distinct tensors`);
+      if (ti && tj && ti.buffer === tj.buffer)
+        throw new ArgumentError(`${what}: ${ni} and ${nj} must be distinct tensors`);
     }
   }
 }

@@ -50,7 +50,10 @@ export class PassTimer {
   encodeResolve(encoder: GPUCommandEncoder): GPUBuffer | undefined {
     if (this.source !== 'gpu-timestamps' || this.next === 0 || !this.querySet) return undefined;
     const bytes = this.next * 16;
-    this.resolveBuf ??= this.device.createBuffer({ size: CAPACITY * 16, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
+    this.resolveBuf ??= this.device.createBuffer({
+      size: CAPACITY * 16,
+      usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+    });
     const staging = this.device.createBuffer({ size: bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
     encoder.resolveQuerySet(this.querySet, 0, this.next * 2, this.resolveBuf, 0);
     encoder.copyBufferToBuffer(this.resolveBuf, 0, staging, 0, bytes);
@@ -73,4 +76,3 @@ export class PassTimer {
     return { ms: Number(last - first) / 1e6, passes, source: 'gpu-timestamps' };
   }
 }
-

@@ -11,7 +11,9 @@ import { inferUnitKey, signReceipt, type SignedReceipt, type WorkReceipt } from 
 import { sketchOf } from '../ledger/sketch.ts';
 
 /** Who served a hop and where it sat in the swarm (`step`: the weights that served it; `sessionStep`: its session's first). */
-export type HopContext = Pick<WorkReceipt, 'model' | 'round' | 'stage' | 'replica' | 'replicas' | 'step' | 'peerId'> & { sessionStep: number };
+export type HopContext = Pick<WorkReceipt, 'model' | 'round' | 'stage' | 'replica' | 'replicas' | 'step' | 'peerId'> & {
+  sessionStep: number;
+};
 
 export interface HopWork {
   /** The requester's number for this hop (the same for its audit replay). */
@@ -24,12 +26,23 @@ export interface HopWork {
   output: Float32Array;
 }
 
-export const bytesOf = (a: Int32Array | Float32Array): Uint8Array => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+export const bytesOf = (a: Int32Array | Float32Array): Uint8Array =>
+  new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 
 export function hopReceipt(key: PrivateKey, c: HopContext, w: HopWork): Promise<SignedReceipt> {
   const r = {
-    model: c.model, round: c.round, stage: c.stage, replica: c.replica, replicas: c.replicas, step: c.step, micro: w.unit,
-    kind: w.audit ? ('infer-audit' as const) : ('infer' as const), flops: w.flops, inputHash: hashBytes(w.input), outputHash: hashBytes(bytesOf(w.output)), peerId: c.peerId,
+    model: c.model,
+    round: c.round,
+    stage: c.stage,
+    replica: c.replica,
+    replicas: c.replicas,
+    step: c.step,
+    micro: w.unit,
+    kind: w.audit ? ('infer-audit' as const) : ('infer' as const),
+    flops: w.flops,
+    inputHash: hashBytes(w.input),
+    outputHash: hashBytes(bytesOf(w.output)),
+    peerId: c.peerId,
   };
   return signReceipt(key, { ...r, sketch: sketchOf(w.output, inferUnitKey(r)), sessionStep: c.sessionStep });
 }
@@ -39,8 +52,12 @@ export function hopReceipt(key: PrivateKey, c: HopContext, w: HopWork): Promise<
  * sent and, where it received the output (all stages but the last), that output's hash and sketch. Returns the
  * reason it fails, or null. (The signature, stage and step are the ledger's to check.)
  */
-export function checkHopReceipt(r: SignedReceipt, expect: { model: string; stage: number; unit: number; audit: boolean; input: Uint8Array; output?: Float32Array }): string | null {
-  if (r.model !== expect.model || r.stage !== expect.stage || r.micro !== expect.unit) return `receipt is for ${r.model} stage ${r.stage} unit ${r.micro}, not the hop asked for`;
+export function checkHopReceipt(
+  r: SignedReceipt,
+  expect: { model: string; stage: number; unit: number; audit: boolean; input: Uint8Array; output?: Float32Array },
+): string | null {
+  if (r.model !== expect.model || r.stage !== expect.stage || r.micro !== expect.unit)
+    return `receipt is for ${r.model} stage ${r.stage} unit ${r.micro}, not the hop asked for`;
   if (r.kind !== (expect.audit ? 'infer-audit' : 'infer')) return `receipt kind ${r.kind} does not match the request`;
   if (r.inputHash !== hashBytes(expect.input)) return 'receipt input hash is not of the bytes sent';
   if (expect.output) {

@@ -80,11 +80,16 @@ export class KvCache {
   private evictions = 0;
 
   constructor(gpu: Gpu, shape: { layers: number; channels: number }, opts: KvCacheOptions) {
-    for (const [k, v] of [['maxSessions', opts.maxSessions], ['maxTokensPerSession', opts.maxTokensPerSession], ['channels', shape.channels]] as const) {
+    for (const [k, v] of [
+      ['maxSessions', opts.maxSessions],
+      ['maxTokensPerSession', opts.maxTokensPerSession],
+      ['channels', shape.channels],
+    ] as const) {
       if (!Number.isInteger(v) || v < 1) throw new ArgumentError(`KvCache: ${k} must be a positive integer, got ${v}`);
     }
     // A stage may own no blocks (only the embeddings or the head): it still tracks positions.
-    if (!Number.isInteger(shape.layers) || shape.layers < 0) throw new ArgumentError(`KvCache: layers must be a non-negative integer, got ${shape.layers}`);
+    if (!Number.isInteger(shape.layers) || shape.layers < 0)
+      throw new ArgumentError(`KvCache: layers must be a non-negative integer, got ${shape.layers}`);
     for (const k of ['evictableAfterMs', 'idleTimeoutMs', 'initialTokens'] as const) {
       const v = opts[k];
       if (v !== undefined && !(v >= 0)) throw new ArgumentError(`KvCache: ${k} must be ≥ 0, got ${v}`);
@@ -93,7 +98,11 @@ export class KvCache {
     this.layers = shape.layers;
     this.channels = shape.channels;
     this.opts = {
-      evictableAfterMs: 0, idleTimeoutMs: Infinity, initialTokens: 64, now: () => Date.now(), ...opts,
+      evictableAfterMs: 0,
+      idleTimeoutMs: Infinity,
+      initialTokens: 64,
+      now: () => Date.now(),
+      ...opts,
     };
   }
 
@@ -124,10 +133,15 @@ export class KvCache {
     if (!Number.isInteger(t) || t < 1) throw new ArgumentError(`KvCache: ${t} new positions (need at least 1)`);
     const max = this.opts.maxTokensPerSession;
     let s = this.sessions.get(id);
-    if (!s && !create) throw new UnknownSessionError(`session ${JSON.stringify(id)} has no KV cache on this stage (never prefilled, ended, or evicted): prefill it again`);
+    if (!s && !create)
+      throw new UnknownSessionError(
+        `session ${JSON.stringify(id)} has no KV cache on this stage (never prefilled, ended, or evicted): prefill it again`,
+      );
     const length = s?.length ?? 0;
     if (length + t > max) {
-      throw new ContextLengthError(`session ${JSON.stringify(id)}: ${length} cached + ${t} new positions exceed the ${max} a session may hold`);
+      throw new ContextLengthError(
+        `session ${JSON.stringify(id)}: ${length} cached + ${t} new positions exceed the ${max} a session may hold`,
+      );
     }
     if (!s) {
       this.sweep();
@@ -179,7 +193,13 @@ export class KvCache {
       rows += s.capacity;
     }
     const maxBytes = this.opts.maxSessions * this.opts.maxTokensPerSession * this.bytesPerToken;
-    return { sessions: this.sessions.size, tokens, bytes: rows * this.bytesPerToken, maxBytes, evictions: this.evictions };
+    return {
+      sessions: this.sessions.size,
+      tokens,
+      bytes: rows * this.bytesPerToken,
+      maxBytes,
+      evictions: this.evictions,
+    };
   }
 
   destroy(): void {

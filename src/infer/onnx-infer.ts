@@ -22,8 +22,19 @@ import { validateConfig, type ModelConfig } from '../model/config.ts';
 import type { StageSpec } from '../model/stages.ts';
 import { encodeOnnxModel, ONNX_DTYPE, type OnnxModel, type OnnxValueInfo } from './onnx-proto.ts';
 import {
-  addStageWeights, blockOps, causalMask, GraphBuilder, headOp, int, ints, message, ONNX_STAGE_OPSET, onnxStageIO, OnnxRuntimeError,
-  openOnnxSession, type OnnxStageRunnerOptions,
+  addStageWeights,
+  blockOps,
+  causalMask,
+  GraphBuilder,
+  headOp,
+  int,
+  ints,
+  message,
+  ONNX_STAGE_OPSET,
+  onnxStageIO,
+  OnnxRuntimeError,
+  openOnnxSession,
+  type OnnxStageRunnerOptions,
 } from './onnx-stage.ts';
 
 /** Graph input/output names of a stage's cached graph. */
@@ -49,9 +60,14 @@ export function onnxCachedIO(spec: StageSpec): OnnxCachedIO {
 }
 
 /** The ONNX model (structured) of `spec`'s KV-cached forward with `weights` (names and shapes of stageParamSpecs). */
-export function stageCachedOnnxModel(cfg: ModelConfig, spec: StageSpec, weights: ReadonlyMap<string, Float32Array>): OnnxModel {
+export function stageCachedOnnxModel(
+  cfg: ModelConfig,
+  spec: StageSpec,
+  weights: ReadonlyMap<string, Float32Array>,
+): OnnxModel {
   validateConfig(cfg);
-  if (spec.endLayer < spec.firstLayer) throw new ArgumentError(`onnx export: stage ${spec.index} has layers [${spec.firstLayer}, ${spec.endLayer})`);
+  if (spec.endLayer < spec.firstLayer)
+    throw new ArgumentError(`onnx export: stage ${spec.index} has layers [${spec.firstLayer}, ${spec.endLayer})`);
   const C = cfg.dModel;
   const H = cfg.heads;
   const D = C / H;
@@ -75,7 +91,12 @@ export function stageCachedOnnxModel(cfg: ModelConfig, spec: StageSpec, weights:
     const { ln, linear, mlp } = blockOps(g, P);
     // Rows pos[i] of the causal mask [t, context], cut below to the P+t keys (known once the first layer's
     // keys are concatenated): key j is masked iff j > pos[i].
-    const maskRows = g.op('Gather', [g.init('causal_mask', [cfg.context, cfg.context], causalMask(cfg.context)), 'pos'], [int('axis', 0)], 'mask_rows');
+    const maskRows = g.op(
+      'Gather',
+      [g.init('causal_mask', [cfg.context, cfg.context], causalMask(cfg.context)), 'pos'],
+      [int('axis', 0)],
+      'mask_rows',
+    );
     let mask: string | undefined;
     for (let l = spec.firstLayer; l < spec.endLayer; l++) {
       const i = l - spec.firstLayer;
@@ -102,7 +123,12 @@ export function stageCachedOnnxModel(cfg: ModelConfig, spec: StageSpec, weights:
   }
 
   if (spec.hasHead) {
-    x = g.op('Slice', [x, 'logits_from', g.i64('end', [Number.MAX_SAFE_INTEGER]), g.i64('axis1b', [1])], [], 'logit_rows');
+    x = g.op(
+      'Slice',
+      [x, 'logits_from', g.i64('end', [Number.MAX_SAFE_INTEGER]), g.i64('axis1b', [1])],
+      [],
+      'logit_rows',
+    );
     x = headOp(g, P, x);
   }
   g.nodes.push({ op: 'Identity', inputs: [x], outputs: [io.output], name: 'output' });
@@ -110,24 +136,39 @@ export function stageCachedOnnxModel(cfg: ModelConfig, spec: StageSpec, weights:
 
   const kv = (name: string, len: string): OnnxValueInfo => ({ name, dtype: ONNX_DTYPE.FLOAT, dims: [1, H, len, D] });
   const inputs: OnnxValueInfo[] = [
-    spec.hasEmbedding ? { name: 'ids', dtype: ONNX_DTYPE.INT32, dims: [1, 't'] } : { name: 'x', dtype: ONNX_DTYPE.FLOAT, dims: [1, 't', C] },
+    spec.hasEmbedding
+      ? { name: 'ids', dtype: ONNX_DTYPE.INT32, dims: [1, 't'] }
+      : { name: 'x', dtype: ONNX_DTYPE.FLOAT, dims: [1, 't', C] },
   ];
   // pos feeds the embedding (stage 0) and the mask (blocks); a stage with neither (head only) does not take it.
-  if (spec.hasEmbedding || spec.endLayer > spec.firstLayer) inputs.push({ name: 'pos', dtype: ONNX_DTYPE.INT64, dims: ['t'] });
+  if (spec.hasEmbedding || spec.endLayer > spec.firstLayer)
+    inputs.push({ name: 'pos', dtype: ONNX_DTYPE.INT64, dims: ['t'] });
   if (spec.hasHead) inputs.push({ name: 'logits_from', dtype: ONNX_DTYPE.INT64, dims: [1] });
   io.pastK.forEach((k, i) => inputs.push(kv(k, 'past'), kv(io.pastV[i], 'past')));
-  const outs: OnnxValueInfo[] = [{ name: io.output, dtype: ONNX_DTYPE.FLOAT, dims: [1, spec.hasHead ? 'rows' : 't', spec.hasHead ? cfg.vocab : C] }];
+  const outs: OnnxValueInfo[] = [
+    { name: io.output, dtype: ONNX_DTYPE.FLOAT, dims: [1, spec.hasHead ? 'rows' : 't', spec.hasHead ? cfg.vocab : C] },
+  ];
   io.presentK.forEach((k, i) => outs.push(kv(k, 'total'), kv(io.presentV[i], 'total')));
   return {
     opset: ONNX_STAGE_OPSET,
     producer: 'tessera',
     docString: `stage ${spec.index}/${spec.count}, KV-cached: layers [${spec.firstLayer}, ${spec.endLayer})${spec.hasEmbedding ? ', embedding' : ''}${spec.hasHead ? ', head' : ''}`,
-    graph: { name: `tessera_stage_${spec.index}_cached`, nodes: g.nodes, initializers: g.initializers, inputs, outputs: outs },
+    graph: {
+      name: `tessera_stage_${spec.index}_cached`,
+      nodes: g.nodes,
+      initializers: g.initializers,
+      inputs,
+      outputs: outs,
+    },
   };
 }
 
 /** Serialized KV-cached ONNX model of a stage with the given weights. */
-export function exportStageCachedOnnx(cfg: ModelConfig, spec: StageSpec, weights: ReadonlyMap<string, Float32Array>): Uint8Array {
+export function exportStageCachedOnnx(
+  cfg: ModelConfig,
+  spec: StageSpec,
+  weights: ReadonlyMap<string, Float32Array>,
+): Uint8Array {
   return encodeOnnxModel(stageCachedOnnxModel(cfg, spec, weights));
 }
 
@@ -162,7 +203,14 @@ export class OnnxCachedRunner {
   readonly io: OnnxCachedIO;
   private readonly session: ort.InferenceSession;
 
-  private constructor(cfg: ModelConfig, spec: StageSpec, session: ort.InferenceSession, ep: string, step: number, modelBytes: number) {
+  private constructor(
+    cfg: ModelConfig,
+    spec: StageSpec,
+    session: ort.InferenceSession,
+    ep: string,
+    step: number,
+    modelBytes: number,
+  ) {
     this.cfg = cfg;
     this.spec = spec;
     this.session = session;
@@ -172,7 +220,13 @@ export class OnnxCachedRunner {
     this.io = onnxCachedIO(spec);
   }
 
-  static async create(cfg: ModelConfig, spec: StageSpec, weights: ReadonlyMap<string, Float32Array>, step: number, opts: OnnxCachedRunnerOptions = {}): Promise<OnnxCachedRunner> {
+  static async create(
+    cfg: ModelConfig,
+    spec: StageSpec,
+    weights: ReadonlyMap<string, Float32Array>,
+    step: number,
+    opts: OnnxCachedRunnerOptions = {},
+  ): Promise<OnnxCachedRunner> {
     const bytes = exportStageCachedOnnx(cfg, spec, weights);
     const io = onnxCachedIO(spec);
     const onDevice = Object.fromEntries([...io.presentK, ...io.presentV].map((n) => [n, 'gpu-buffer' as const]));
@@ -185,25 +239,43 @@ export class OnnxCachedRunner {
   /** The past of a new session: [1, heads, 0, headDim] per layer, k then v. */
   emptyPast(): ort.Tensor[] {
     const { heads, dModel } = this.cfg;
-    return this.io.pastK.flatMap(() => [0, 1].map(() => new ort.Tensor('float32', new Float32Array(0), [1, heads, 0, dModel / heads])));
+    return this.io.pastK.flatMap(() =>
+      [0, 1].map(() => new ort.Tensor('float32', new Float32Array(0), [1, heads, 0, dModel / heads])),
+    );
   }
 
   /**
    * Runs t new positions start..start+t−1 after `past` (k, v per layer, each [1, heads, start, headDim]); at the
    * last stage, the logits of the last `logitRows` (1..t) of them.
    */
-  async run(input: Int32Array | Float32Array, start: number, past: readonly ort.Tensor[], logitRows = 1): Promise<OnnxCachedStep> {
+  async run(
+    input: Int32Array | Float32Array,
+    start: number,
+    past: readonly ort.Tensor[],
+    logitRows = 1,
+  ): Promise<OnnxCachedStep> {
     const { cfg, spec, io } = this;
     const t = spec.hasEmbedding ? input.length : input.length / cfg.dModel;
-    if (past.length !== 2 * io.pastK.length) throw new ArgumentError(`onnx cached stage ${spec.index}: ${past.length} past tensors for ${io.pastK.length} layers`);
+    if (past.length !== 2 * io.pastK.length)
+      throw new ArgumentError(
+        `onnx cached stage ${spec.index}: ${past.length} past tensors for ${io.pastK.length} layers`,
+      );
     const feeds: Record<string, ort.Tensor> = {
-      [io.input]: spec.hasEmbedding ? new ort.Tensor('int32', input as Int32Array, [1, t]) : new ort.Tensor('float32', input as Float32Array, [1, t, cfg.dModel]),
+      [io.input]: spec.hasEmbedding
+        ? new ort.Tensor('int32', input as Int32Array, [1, t])
+        : new ort.Tensor('float32', input as Float32Array, [1, t, cfg.dModel]),
     };
     if (spec.hasHead) {
-      if (!(Number.isInteger(logitRows) && logitRows >= 1 && logitRows <= t)) throw new ArgumentError(`onnx cached stage ${spec.index}: logits of ${logitRows} rows of ${t}`);
+      if (!(Number.isInteger(logitRows) && logitRows >= 1 && logitRows <= t))
+        throw new ArgumentError(`onnx cached stage ${spec.index}: logits of ${logitRows} rows of ${t}`);
       feeds.logits_from = new ort.Tensor('int64', BigInt64Array.of(BigInt(-logitRows)), [1]);
     }
-    if (this.session.inputNames.includes('pos')) feeds.pos = new ort.Tensor('int64', BigInt64Array.from({ length: t }, (_, i) => BigInt(start + i)), [t]);
+    if (this.session.inputNames.includes('pos'))
+      feeds.pos = new ort.Tensor(
+        'int64',
+        BigInt64Array.from({ length: t }, (_, i) => BigInt(start + i)),
+        [t],
+      );
     io.pastK.forEach((k, i) => {
       feeds[k] = past[2 * i];
       feeds[io.pastV[i]] = past[2 * i + 1];
@@ -212,12 +284,15 @@ export class OnnxCachedRunner {
     try {
       out = await this.session.run(feeds);
     } catch (e) {
-      throw new OnnxRuntimeError(`onnx cached stage ${spec.index}: onnxruntime-web (${this.executionProvider}) failed: ${message(e)}`);
+      throw new OnnxRuntimeError(
+        `onnx cached stage ${spec.index}: onnxruntime-web (${this.executionProvider}) failed: ${message(e)}`,
+      );
     }
     const present = io.presentK.flatMap((k, i) => [out[k], out[io.presentV[i]]]);
     const y = out[io.output];
     const data = await y.getData(true);
-    if (!(data instanceof Float32Array)) throw new OnnxRuntimeError(`onnx cached stage ${spec.index}: expected float32 output, got ${y.type}`);
+    if (!(data instanceof Float32Array))
+      throw new OnnxRuntimeError(`onnx cached stage ${spec.index}: expected float32 output, got ${y.type}`);
     return { output: data, present };
   }
 

@@ -84,7 +84,8 @@ class Message {
 
 /** Base-128 varint of an unsigned 64-bit value; negative int64s become their 10-byte two's complement. */
 export function encodeVarint(value: number | bigint): Uint8Array {
-  if (typeof value === 'number' && !Number.isSafeInteger(value)) throw new RangeError(`varint: ${value} is not a safe integer`);
+  if (typeof value === 'number' && !Number.isSafeInteger(value))
+    throw new RangeError(`varint: ${value} is not a safe integer`);
   let v = BigInt.asUintN(64, BigInt(value));
   const out: number[] = [];
   do {
@@ -169,10 +170,18 @@ function attributeProto(a: OnnxAttribute): Message {
   const m = new Message();
   stringField(m, 1, a.name);
   switch (a.kind) {
-    case 'float': floatField(m, 2, a.value); break; // f
-    case 'int': varintField(m, 3, a.value); break; // i
-    case 'tensor': messageField(m, 5, tensorProto(a.value)); break; // t
-    case 'ints': for (const v of a.value) varintField(m, 8, v); break; // ints
+    case 'float':
+      floatField(m, 2, a.value);
+      break; // f
+    case 'int':
+      varintField(m, 3, a.value);
+      break; // i
+    case 'tensor':
+      messageField(m, 5, tensorProto(a.value));
+      break; // t
+    case 'ints':
+      for (const v of a.value) varintField(m, 8, v);
+      break; // ints
   }
   varintField(m, 20, ATTR_TYPE[a.kind]); // type
   return m;
@@ -194,7 +203,8 @@ function valueInfoProto(v: OnnxValueInfo): Message {
   const shape = new Message();
   for (const d of v.dims) {
     const dim = new Message();
-    if (typeof d === 'number') varintField(dim, 1, d); // dim_value
+    if (typeof d === 'number')
+      varintField(dim, 1, d); // dim_value
     else stringField(dim, 2, d); // dim_param
     messageField(shape, 1, dim);
   }

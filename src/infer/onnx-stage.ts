@@ -25,7 +25,14 @@ import { stageParamSpecs } from '../model/params.ts';
 import type { Stage } from '../model/stage.ts';
 import type { StageSpec } from '../model/stages.ts';
 import { LAYERNORM_EPS } from '../ops/layernorm.ts';
-import { encodeOnnxModel, ONNX_DTYPE, type OnnxAttribute, type OnnxModel, type OnnxNode, type OnnxTensor } from './onnx-proto.ts';
+import {
+  encodeOnnxModel,
+  ONNX_DTYPE,
+  type OnnxAttribute,
+  type OnnxModel,
+  type OnnxNode,
+  type OnnxTensor,
+} from './onnx-proto.ts';
 
 export const ONNX_STAGE_OPSET = 17;
 /** Added to masked (future) attention scores: exp underflows to exactly 0, and unlike −∞ it cannot make NaN. */
@@ -64,7 +71,13 @@ export class GraphBuilder {
   op(op: string, inputs: readonly string[], attributes: OnnxAttribute[] = [], hint = op.toLowerCase()): string {
     return this.opN(op, inputs, 1, attributes, hint)[0];
   }
-  opN(op: string, inputs: readonly string[], outputs: number, attributes: OnnxAttribute[] = [], hint = op.toLowerCase()): string[] {
+  opN(
+    op: string,
+    inputs: readonly string[],
+    outputs: number,
+    attributes: OnnxAttribute[] = [],
+    hint = op.toLowerCase(),
+  ): string[] {
     const id = this.n++;
     const outs = Array.from({ length: outputs }, (_, k) => `${hint}_${id}${outputs > 1 ? `_${k}` : ''}`);
     this.nodes.push({ op, inputs, outputs: outs, name: `${hint}_${id}`, attributes });
@@ -80,13 +93,21 @@ export const ints = (name: string, value: number[]): OnnxAttribute => ({ name, k
  * Adds `spec`'s weights as initializers and returns the value name of each. Throws ShapeError when a weight is
  * missing or has the wrong size.
  */
-export function addStageWeights(g: GraphBuilder, cfg: ModelConfig, spec: StageSpec, weights: ReadonlyMap<string, Float32Array>): (name: string) => string {
+export function addStageWeights(
+  g: GraphBuilder,
+  cfg: ModelConfig,
+  spec: StageSpec,
+  weights: ReadonlyMap<string, Float32Array>,
+): (name: string) => string {
   const W = new Map<string, string>();
   for (const ps of stageParamSpecs(cfg, spec)) {
     const data = weights.get(ps.name);
     const n = ps.shape.reduce((a, b) => a * b, 1);
     if (!data) throw new ShapeError(`onnx export of stage ${spec.index}: weight ${ps.name} is missing`);
-    if (data.length !== n) throw new ShapeError(`onnx export of stage ${spec.index}: weight ${ps.name} has ${data.length} values for shape [${ps.shape}]`);
+    if (data.length !== n)
+      throw new ShapeError(
+        `onnx export of stage ${spec.index}: weight ${ps.name} has ${data.length} values for shape [${ps.shape}]`,
+      );
     W.set(ps.name, g.init(ps.name, ps.shape, data));
   }
   return (name) => W.get(name)!;
@@ -105,7 +126,8 @@ export interface BlockOps {
 export function blockOps(g: GraphBuilder, P: (name: string) => string): BlockOps {
   const k1 = g.scalar('gelu_k1', GELU_K1);
   const twoK0 = g.scalar('gelu_2k0', 2 * GELU_K0);
-  const ln = (v: string, w: string, b: string) => g.op('LayerNormalization', [v, P(w), P(b)], [int('axis', -1), float('epsilon', LAYERNORM_EPS)], 'ln');
+  const ln = (v: string, w: string, b: string) =>
+    g.op('LayerNormalization', [v, P(w), P(b)], [int('axis', -1), float('epsilon', LAYERNORM_EPS)], 'ln');
   const linear = (v: string, w: string, b: string) => g.op('Add', [g.op('MatMul', [v, P(w)]), P(b)], [], 'linear');
   const mlp = (x1: string, l: number) => {
     const h = `h.${l}`;
@@ -128,7 +150,12 @@ export function causalMask(context: number): Float32Array {
 
 /** logits = LNf(x)·head.w. */
 export function headOp(g: GraphBuilder, P: (name: string) => string, x: string): string {
-  const lnf = g.op('LayerNormalization', [x, P('lnf.w'), P('lnf.b')], [int('axis', -1), float('epsilon', LAYERNORM_EPS)], 'lnf');
+  const lnf = g.op(
+    'LayerNormalization',
+    [x, P('lnf.w'), P('lnf.b')],
+    [int('axis', -1), float('epsilon', LAYERNORM_EPS)],
+    'lnf',
+  );
   return g.op('MatMul', [lnf, P('head.w')], [], 'head');
 }
 
@@ -136,11 +163,18 @@ export function headOp(g: GraphBuilder, P: (name: string) => string, x: string):
  * The ONNX model (structured, not yet encoded) of `spec`'s forward with `weights` (names and shapes of
  * stageParamSpecs). Throws ShapeError when a weight is missing or has the wrong size.
  */
-export function stageOnnxModel(cfg: ModelConfig, spec: StageSpec, weights: ReadonlyMap<string, Float32Array>, opts: OnnxStageExportOptions = {}): OnnxModel {
+export function stageOnnxModel(
+  cfg: ModelConfig,
+  spec: StageSpec,
+  weights: ReadonlyMap<string, Float32Array>,
+  opts: OnnxStageExportOptions = {},
+): OnnxModel {
   validateConfig(cfg);
   const { batch, seq } = opts;
-  if (batch !== undefined && !(Number.isInteger(batch) && batch >= 1)) throw new ArgumentError(`onnx export: batch must be a positive integer, got ${batch}`);
-  if (seq !== undefined && !(Number.isInteger(seq) && seq >= 1 && seq <= cfg.context)) throw new ArgumentError(`onnx export: seq must be an integer in 1..${cfg.context}, got ${seq}`);
+  if (batch !== undefined && !(Number.isInteger(batch) && batch >= 1))
+    throw new ArgumentError(`onnx export: batch must be a positive integer, got ${batch}`);
+  if (seq !== undefined && !(Number.isInteger(seq) && seq >= 1 && seq <= cfg.context))
+    throw new ArgumentError(`onnx export: seq must be an integer in 1..${cfg.context}, got ${seq}`);
   const C = cfg.dModel;
   const H = cfg.heads;
   const D = C / H;
@@ -164,7 +198,12 @@ export function stageOnnxModel(cfg: ModelConfig, spec: StageSpec, weights: Reado
     const L = cfg.context;
     const mask = causalMask(L);
     const TT = g.op('Concat', [T, T], [int('axis', 0)], 'mask_ends');
-    const causal = g.op('Slice', [g.init('causal_mask', [L, L], mask), g.i64('zeros2', [0, 0]), TT, g.i64('axes01', [0, 1])], [], 'mask');
+    const causal = g.op(
+      'Slice',
+      [g.init('causal_mask', [L, L], mask), g.i64('zeros2', [0, 0]), TT, g.i64('axes01', [0, 1])],
+      [],
+      'mask',
+    );
     const split = g.i64('qkv_split', [C, C, C]);
     const heads = g.i64('to_heads', [0, 0, H, D]);
     const merged = g.i64('from_heads', [0, 0, C]);
@@ -174,7 +213,8 @@ export function stageOnnxModel(cfg: ModelConfig, spec: StageSpec, weights: Reado
       const h = `h.${l}`;
       const qkv = linear(ln(x, `${h}.ln1.w`, `${h}.ln1.b`), `${h}.attn.qkv.w`, `${h}.attn.qkv.b`);
       const [q, k, v] = g.opN('Split', [qkv, split], 3, [int('axis', -1)]);
-      const toHeads = (t: string, perm: number[]) => g.op('Transpose', [g.op('Reshape', [t, heads])], [ints('perm', perm)]);
+      const toHeads = (t: string, perm: number[]) =>
+        g.op('Transpose', [g.op('Reshape', [t, heads])], [ints('perm', perm)]);
       const qh = toHeads(g.op('Mul', [q, scale], [], 'q_scaled'), [0, 2, 1, 3]); // [B, H, T, D]
       const kt = toHeads(k, [0, 2, 3, 1]); // [B, H, D, T]
       const vh = toHeads(v, [0, 2, 1, 3]); // [B, H, T, D]
@@ -201,14 +241,23 @@ export function stageOnnxModel(cfg: ModelConfig, spec: StageSpec, weights: Reado
       name: `tessera_stage_${spec.index}`,
       nodes: g.nodes,
       initializers: g.initializers,
-      inputs: [spec.hasEmbedding ? { name: 'ids', dtype: ONNX_DTYPE.INT32, dims: [B, S] } : { name: 'x', dtype: ONNX_DTYPE.FLOAT, dims: [B, S, C] }],
+      inputs: [
+        spec.hasEmbedding
+          ? { name: 'ids', dtype: ONNX_DTYPE.INT32, dims: [B, S] }
+          : { name: 'x', dtype: ONNX_DTYPE.FLOAT, dims: [B, S, C] },
+      ],
       outputs: [{ name: io.output, dtype: ONNX_DTYPE.FLOAT, dims: [B, S, spec.hasHead ? cfg.vocab : C] }],
     },
   };
 }
 
 /** Serialized ONNX model of a stage with the given weights. */
-export function exportStageOnnx(cfg: ModelConfig, spec: StageSpec, weights: ReadonlyMap<string, Float32Array>, opts?: OnnxStageExportOptions): Uint8Array {
+export function exportStageOnnx(
+  cfg: ModelConfig,
+  spec: StageSpec,
+  weights: ReadonlyMap<string, Float32Array>,
+  opts?: OnnxStageExportOptions,
+): Uint8Array {
   return encodeOnnxModel(stageOnnxModel(cfg, spec, weights, opts));
 }
 
@@ -272,7 +321,12 @@ export async function openOnnxSession(
   const failures: string[] = [];
   for (const ep of eps) {
     try {
-      const session = await ort.InferenceSession.create(bytes, { graphOptimizationLevel: 'all', logSeverityLevel: 3, ...sessionOptions(ep), executionProviders: [ep] });
+      const session = await ort.InferenceSession.create(bytes, {
+        graphOptimizationLevel: 'all',
+        logSeverityLevel: 3,
+        ...sessionOptions(ep),
+        executionProviders: [ep],
+      });
       return { session, ep };
     } catch (e) {
       failures.push(`${ep}: ${message(e)}`);
@@ -297,7 +351,15 @@ export class OnnxStageRunner {
   private readonly session: ort.InferenceSession;
   private readonly fixed: OnnxStageExportOptions;
 
-  private constructor(cfg: ModelConfig, spec: StageSpec, session: ort.InferenceSession, ep: string, fixed: OnnxStageExportOptions, modelBytes: number, step?: number) {
+  private constructor(
+    cfg: ModelConfig,
+    spec: StageSpec,
+    session: ort.InferenceSession,
+    ep: string,
+    fixed: OnnxStageExportOptions,
+    modelBytes: number,
+    step?: number,
+  ) {
     this.cfg = cfg;
     this.spec = spec;
     this.session = session;
@@ -308,7 +370,13 @@ export class OnnxStageRunner {
   }
 
   /** Exports `weights` for `spec` and opens a session on the first execution provider that works. */
-  static async create(cfg: ModelConfig, spec: StageSpec, weights: ReadonlyMap<string, Float32Array>, opts: OnnxStageRunnerOptions = {}, step?: number): Promise<OnnxStageRunner> {
+  static async create(
+    cfg: ModelConfig,
+    spec: StageSpec,
+    weights: ReadonlyMap<string, Float32Array>,
+    opts: OnnxStageRunnerOptions = {},
+    step?: number,
+  ): Promise<OnnxStageRunner> {
     const fixed = { batch: opts.batch, seq: opts.seq };
     const bytes = exportStageOnnx(cfg, spec, weights, fixed);
     const { session, ep } = await openOnnxSession(bytes, opts, `onnx stage ${spec.index}`);
@@ -329,23 +397,38 @@ export class OnnxStageRunner {
     const { cfg, spec } = this;
     const { batch, seq } = mb;
     const where = `onnx stage ${spec.index}`;
-    if (!Number.isInteger(batch) || batch < 1) throw new ShapeError(`${where}: batch must be a positive integer, got ${batch}`);
-    if (!Number.isInteger(seq) || seq < 1 || seq > cfg.context) throw new ShapeError(`${where}: seq must be an integer in 1..${cfg.context} (the context), got ${seq}`);
-    if (this.fixed.batch !== undefined && batch !== this.fixed.batch) throw new ShapeError(`${where}: exported for batch ${this.fixed.batch}, got ${batch}`);
-    if (this.fixed.seq !== undefined && seq !== this.fixed.seq) throw new ShapeError(`${where}: exported for seq ${this.fixed.seq}, got ${seq}`);
+    if (!Number.isInteger(batch) || batch < 1)
+      throw new ShapeError(`${where}: batch must be a positive integer, got ${batch}`);
+    if (!Number.isInteger(seq) || seq < 1 || seq > cfg.context)
+      throw new ShapeError(`${where}: seq must be an integer in 1..${cfg.context} (the context), got ${seq}`);
+    if (this.fixed.batch !== undefined && batch !== this.fixed.batch)
+      throw new ShapeError(`${where}: exported for batch ${this.fixed.batch}, got ${batch}`);
+    if (this.fixed.seq !== undefined && seq !== this.fixed.seq)
+      throw new ShapeError(`${where}: exported for seq ${this.fixed.seq}, got ${seq}`);
     const rows = batch * seq;
     let feed: ort.Tensor;
     if (spec.hasEmbedding) {
       if (mb.input) throw new ShapeError(`${where} embeds token ids: pass ids, not activations`);
-      if (!(mb.ids instanceof Int32Array)) throw new ShapeError(`${where} needs token ids as an Int32Array of ${rows}, got ${mb.ids === undefined ? 'none' : typeof mb.ids}`);
-      if (mb.ids.length !== rows) throw new ShapeError(`${where} needs ${rows} token ids (batch ${batch} × seq ${seq}), got ${mb.ids.length}`);
+      if (!(mb.ids instanceof Int32Array))
+        throw new ShapeError(
+          `${where} needs token ids as an Int32Array of ${rows}, got ${mb.ids === undefined ? 'none' : typeof mb.ids}`,
+        );
+      if (mb.ids.length !== rows)
+        throw new ShapeError(`${where} needs ${rows} token ids (batch ${batch} × seq ${seq}), got ${mb.ids.length}`);
       const bad = mb.ids.findIndex((t) => t < 0 || t >= cfg.vocab);
-      if (bad >= 0) throw new TokenRangeError(`${where}: token id ${mb.ids[bad]} at position ${bad} is outside [0, ${cfg.vocab})`);
+      if (bad >= 0)
+        throw new TokenRangeError(`${where}: token id ${mb.ids[bad]} at position ${bad} is outside [0, ${cfg.vocab})`);
       feed = new ort.Tensor('int32', mb.ids, [batch, seq]);
     } else {
       if (mb.ids) throw new ShapeError(`${where} takes activations from the previous stage, not token ids`);
-      if (!(mb.input instanceof Float32Array)) throw new ShapeError(`${where} needs input activations as a Float32Array of ${rows}×${cfg.dModel}, got ${mb.input === undefined ? 'none' : typeof mb.input}`);
-      if (mb.input.length !== rows * cfg.dModel) throw new ShapeError(`${where}: input must be [${rows}, ${cfg.dModel}] (${rows * cfg.dModel} values), got ${mb.input.length}`);
+      if (!(mb.input instanceof Float32Array))
+        throw new ShapeError(
+          `${where} needs input activations as a Float32Array of ${rows}×${cfg.dModel}, got ${mb.input === undefined ? 'none' : typeof mb.input}`,
+        );
+      if (mb.input.length !== rows * cfg.dModel)
+        throw new ShapeError(
+          `${where}: input must be [${rows}, ${cfg.dModel}] (${rows * cfg.dModel} values), got ${mb.input.length}`,
+        );
       feed = new ort.Tensor('float32', mb.input, [batch, seq, cfg.dModel]);
     }
     const io = onnxStageIO(spec);
@@ -356,7 +439,8 @@ export class OnnxStageRunner {
       throw new OnnxRuntimeError(`${where}: onnxruntime-web (${this.executionProvider}) failed: ${message(e)}`);
     }
     const data = await out.getData(true);
-    if (!(data instanceof Float32Array)) throw new OnnxRuntimeError(`${where}: expected float32 output, got ${out.type}`);
+    if (!(data instanceof Float32Array))
+      throw new OnnxRuntimeError(`${where}: expected float32 output, got ${out.type}`);
     return data;
   }
 

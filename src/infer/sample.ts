@@ -26,8 +26,10 @@ export interface Candidates {
 
 function validate(opts: SamplingOptions): void {
   const { temperature = 1, topK = 0, topP = 1 } = opts;
-  if (!(temperature >= 0) || !Number.isFinite(temperature)) throw new ArgumentError(`sampling: temperature must be a finite number ≥ 0, got ${temperature}`);
-  if (!Number.isInteger(topK) || topK < 0) throw new ArgumentError(`sampling: topK must be an integer ≥ 0, got ${topK}`);
+  if (!(temperature >= 0) || !Number.isFinite(temperature))
+    throw new ArgumentError(`sampling: temperature must be a finite number ≥ 0, got ${temperature}`);
+  if (!Number.isInteger(topK) || topK < 0)
+    throw new ArgumentError(`sampling: topK must be an integer ≥ 0, got ${topK}`);
   if (!(topP > 0 && topP <= 1)) throw new ArgumentError(`sampling: topP must be in (0, 1], got ${topP}`);
 }
 
@@ -110,7 +112,8 @@ export class Sampler {
   constructor(opts: SamplingOptions = {}) {
     validate(opts);
     const seed = opts.seed ?? Math.floor(Math.random() * 2 ** 32);
-    if (!Number.isInteger(seed) || seed < 0 || seed >= 2 ** 32) throw new ArgumentError(`sampling: seed must be an integer in [0, 2³²), got ${seed}`);
+    if (!Number.isInteger(seed) || seed < 0 || seed >= 2 ** 32)
+      throw new ArgumentError(`sampling: seed must be an integer in [0, 2³²), got ${seed}`);
     this.opts = { ...opts };
     this.seed = seed;
     this.rng = new Rng(seed);

@@ -22,7 +22,15 @@ import { ShapeError } from '../gpu/index.ts';
 import type { Stage } from '../model/stage.ts';
 import { abortOn, StreamReader, withTimeout, writeBytes, writeJson } from '../net/stream-io.ts';
 import { Sampler, type SamplingOptions } from './sample.ts';
-import { chooseRuntime, WgslRuntime, type RuntimeMeasurement, type RuntimeMode, type StageRuntime, type StageRuntimeName, type StageRuntimeOptions } from './stage-runtime.ts';
+import {
+  chooseRuntime,
+  WgslRuntime,
+  type RuntimeMeasurement,
+  type RuntimeMode,
+  type StageRuntime,
+  type StageRuntimeName,
+  type StageRuntimeOptions,
+} from './stage-runtime.ts';
 
 export const INFER_PROTOCOL = '/tessera/infer/1.0.0';
 const MAX_REQUEST_JSON = 256 * 1024;
@@ -45,10 +53,18 @@ export interface InferRequest {
   targets?: number[];
 }
 
-export type InferReply = { ok: true; length: number; rows?: number; token?: number; loss?: number; receipt?: SignedReceipt } | { ok: false; error: string };
+export type InferReply =
+  | { ok: true; length: number; rows?: number; token?: number; loss?: number; receipt?: SignedReceipt }
+  | { ok: false; error: string };
 
 /** What this peer holds now (null: nothing to serve), and where it sits (for receipts). */
-export type HeldForInference = () => { modelId: string; stage: Stage; round?: number; replica?: number; replicas?: number } | null;
+export type HeldForInference = () => {
+  modelId: string;
+  stage: Stage;
+  round?: number;
+  replica?: number;
+  replicas?: number;
+} | null;
 
 /** The runtime serving the held stage, and why (InferenceServer.stats.runtime). */
 export interface ServingRuntime {
@@ -80,7 +96,14 @@ export class InferenceServer {
    * the device's arbiter shared with training (the worker's), so the inference/training priority and the
    * GPU-use cap apply to inference too; a paused peer refuses at once, so the requester moves to a replica.
    */
-  constructor(o: { node: Libp2p; held: HeldForInference; log?: (line: string) => void; key?: PrivateKey; runtime?: RuntimeMode; turns?: GpuTurns }) {
+  constructor(o: {
+    node: Libp2p;
+    held: HeldForInference;
+    log?: (line: string) => void;
+    key?: PrivateKey;
+    runtime?: RuntimeMode;
+    turns?: GpuTurns;
+  }) {
     this.runtimeMode = o.runtime ?? 'auto';
     this.turns = o.turns;
     this.node = o.node;
@@ -119,7 +142,9 @@ export class InferenceServer {
       this.samplers.clear();
       this.engine = new Engine(stage, {
         // Sessions of a generation stay evictable only after 60 s idle: decode steps come every few ms.
-        maxSessions: 16, evictableAfterMs: 60_000, idleTimeoutMs: 300_000,
+        maxSessions: 16,
+        evictableAfterMs: 60_000,
+        idleTimeoutMs: 300_000,
         onEvict: (s) => {
           this.samplers.delete(s);
           this.engine?.sessions.delete(s);
@@ -133,12 +158,23 @@ export class InferenceServer {
 
   /** Starts choosing the engine's runtime (once); new sessions go to the chosen one when it is ready. */
   private choose(engine: Engine): Promise<void> {
-    engine.choosing ??= chooseRuntime(engine.stage, this.runtimeMode, engine.options).then((c) => {
-      if (this.engine !== engine) return c.runtime.destroy();
-      engine.chosen = c.runtime;
-      this.stats.runtime = { stage: engine.stage.spec.index, name: c.runtime.name, mode: this.runtimeMode, reason: c.reason, measured: c.measured };
-      this.log(`inference runtime for stage ${engine.stage.spec.index}/${engine.stage.spec.count}: ${c.runtime.name} (${c.reason})`);
-    }, (e) => this.log(`choosing the inference runtime failed (${(e as Error).message}): WGSL serves`));
+    engine.choosing ??= chooseRuntime(engine.stage, this.runtimeMode, engine.options).then(
+      (c) => {
+        if (this.engine !== engine) return c.runtime.destroy();
+        engine.chosen = c.runtime;
+        this.stats.runtime = {
+          stage: engine.stage.spec.index,
+          name: c.runtime.name,
+          mode: this.runtimeMode,
+          reason: c.reason,
+          measured: c.measured,
+        };
+        this.log(
+          `inference runtime for stage ${engine.stage.spec.index}/${engine.stage.spec.count}: ${c.runtime.name} (${c.reason})`,
+        );
+      },
+      (e) => this.log(`choosing the inference runtime failed (${(e as Error).message}): WGSL serves`),
+    );
     return engine.choosing;
   }
 
@@ -183,13 +219,15 @@ export class InferenceServer {
             input = Int32Array.from(req.ids);
           } else {
             if (!req.rows) throw new ShapeError(`stage ${req.stage} takes activations (rows)`);
-            if (req.rows > stage.cfg.context) throw new ShapeError(`${req.rows} rows exceed the context of ${stage.cfg.context}`);
+            if (req.rows > stage.cfg.context)
+              throw new ShapeError(`${req.rows} rows exceed the context of ${stage.cfg.context}`);
             const bytes = await reader.read(req.rows * C * 4, 'activations');
             input = new Float32Array(bytes.slice().buffer); // non-finite activations are refused by the runtime
           }
           const positions = stage.spec.hasEmbedding ? input.length : input.length / C;
           const scoring = stage.spec.hasHead && req.targets !== undefined;
-          if (scoring && req.targets!.length !== positions) throw new ShapeError(`${req.targets!.length} targets for ${positions} positions`);
+          if (scoring && req.targets!.length !== positions)
+            throw new ShapeError(`${req.targets!.length} targets for ${positions} positions`);
           const decode = engine.has(req.session) && !scoring && positions === 1;
           if (this.turns?.paused) throw new Error('this peer is paused (its volunteer paused it): ask a replica');
           const step = () => engine.step(req.session, input, !decode, { logits: scoring ? 'all' : 'last' });
@@ -216,9 +254,26 @@ export class InferenceServer {
           }
           if (req.unit !== undefined && this.key && !scoring) {
             const t = r.length - r.start;
-            reply.receipt = await hopReceipt(this.key, {
-              model: req.model, round: held.round ?? 0, stage: req.stage, replica: held.replica ?? 0, replicas: held.replicas ?? 1, step: r.weightsStep, sessionStep: r.sessionStep, peerId: this.node.peerId.toString(),
-            }, { unit: req.unit, audit: req.audit === true, flops: stageIncrementalFlops(stage.cfg, stage.spec, t, r.start, 1), input: bytesOf(input), output });
+            reply.receipt = await hopReceipt(
+              this.key,
+              {
+                model: req.model,
+                round: held.round ?? 0,
+                stage: req.stage,
+                replica: held.replica ?? 0,
+                replicas: held.replicas ?? 1,
+                step: r.weightsStep,
+                sessionStep: r.sessionStep,
+                peerId: this.node.peerId.toString(),
+              },
+              {
+                unit: req.unit,
+                audit: req.audit === true,
+                flops: stageIncrementalFlops(stage.cfg, stage.spec, t, r.start, 1),
+                input: bytesOf(input),
+                output,
+              },
+            );
           }
           this.stats.served++;
         }
@@ -241,15 +296,31 @@ export class InferenceServer {
 }
 
 function parse(v: unknown): InferRequest {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ShapeError('inference request is not a JSON object');
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    throw new ShapeError('inference request is not a JSON object');
   const o = v as Record<string, unknown>;
-  if (typeof o.model !== 'string' || typeof o.session !== 'string' || o.session.length > 100) throw new ShapeError('inference request needs model and session strings');
-  if (!Number.isInteger(o.stage) || (o.stage as number) < 0) throw new ShapeError('inference request stage must be an integer ≥ 0');
-  if (o.ids !== undefined && (!Array.isArray(o.ids) || o.ids.length === 0 || o.ids.length > 1_000_000 || !o.ids.every((x) => Number.isInteger(x)))) throw new ShapeError('ids must be a non-empty array of integers');
-  if (o.rows !== undefined && (!Number.isInteger(o.rows) || (o.rows as number) < 1)) throw new ShapeError('rows must be a positive integer');
-  if (o.unit !== undefined && (!Number.isSafeInteger(o.unit) || (o.unit as number) < 0)) throw new ShapeError('unit must be a non-negative integer');
+  if (typeof o.model !== 'string' || typeof o.session !== 'string' || o.session.length > 100)
+    throw new ShapeError('inference request needs model and session strings');
+  if (!Number.isInteger(o.stage) || (o.stage as number) < 0)
+    throw new ShapeError('inference request stage must be an integer ≥ 0');
+  if (
+    o.ids !== undefined &&
+    (!Array.isArray(o.ids) ||
+      o.ids.length === 0 ||
+      o.ids.length > 1_000_000 ||
+      !o.ids.every((x) => Number.isInteger(x)))
+  )
+    throw new ShapeError('ids must be a non-empty array of integers');
+  if (o.rows !== undefined && (!Number.isInteger(o.rows) || (o.rows as number) < 1))
+    throw new ShapeError('rows must be a positive integer');
+  if (o.unit !== undefined && (!Number.isSafeInteger(o.unit) || (o.unit as number) < 0))
+    throw new ShapeError('unit must be a non-negative integer');
   if (o.audit !== undefined && typeof o.audit !== 'boolean') throw new ShapeError('audit must be a boolean');
-  if (o.targets !== undefined && (!Array.isArray(o.targets) || o.targets.length === 0 || !o.targets.every((x) => Number.isInteger(x) && x >= 0))) throw new ShapeError('targets must be a non-empty array of token ids');
+  if (
+    o.targets !== undefined &&
+    (!Array.isArray(o.targets) || o.targets.length === 0 || !o.targets.every((x) => Number.isInteger(x) && x >= 0))
+  )
+    throw new ShapeError('targets must be a non-empty array of token ids');
   return o as unknown as InferRequest;
 }
 

@@ -55,9 +55,14 @@ export class StageInference {
   constructor(stage: Stage, opts: StageInferenceOptions) {
     const { context } = stage.cfg;
     const max = opts.maxTokensPerSession ?? context;
-    if (max > context) throw new ArgumentError(`StageInference: maxTokensPerSession ${max} exceeds the model's context ${context}`);
+    if (max > context)
+      throw new ArgumentError(`StageInference: maxTokensPerSession ${max} exceeds the model's context ${context}`);
     this.stage = stage;
-    this.cache = new KvCache(stage.gpu, { layers: stage.spec.endLayer - stage.spec.firstLayer, channels: stage.cfg.dModel }, { ...opts, maxTokensPerSession: max });
+    this.cache = new KvCache(
+      stage.gpu,
+      { layers: stage.spec.endLayer - stage.spec.firstLayer, channels: stage.cfg.dModel },
+      { ...opts, maxTokensPerSession: max },
+    );
   }
 
   /** Runs the prompt (or its next chunk) of `session`, opening it if new. Last stage: logits of every new position, or only the last with `{ logits: 'last' }`. */
@@ -161,22 +166,30 @@ export class StageInference {
   private validate(input: StageInput): number {
     const { cfg, spec } = this.stage;
     if (spec.hasEmbedding) {
-      if (isTensor(input) || input instanceof Float32Array) throw new ShapeError('stage 0 takes token ids (Int32Array or number[]), not activations');
+      if (isTensor(input) || input instanceof Float32Array)
+        throw new ShapeError('stage 0 takes token ids (Int32Array or number[]), not activations');
       if (input.length < 1) throw new ShapeError('stage 0: no token ids');
       for (let i = 0; i < input.length; i++) {
         const id = input[i];
-        if (!Number.isInteger(id) || id < 0 || id >= cfg.vocab) throw new TokenRangeError(`token id ${id} at position ${i} is outside [0, ${cfg.vocab})`);
+        if (!Number.isInteger(id) || id < 0 || id >= cfg.vocab)
+          throw new TokenRangeError(`token id ${id} at position ${i} is outside [0, ${cfg.vocab})`);
       }
       return input.length;
     }
     if (isTensor(input)) {
       if (input.dtype !== 'f32' || input.shape.length !== 2 || input.shape[1] !== cfg.dModel) {
-        throw new ShapeError(`stage ${spec.index}: input must be f32 [t, ${cfg.dModel}], got ${input.dtype} [${input.shape}]`);
+        throw new ShapeError(
+          `stage ${spec.index}: input must be f32 [t, ${cfg.dModel}], got ${input.dtype} [${input.shape}]`,
+        );
       }
       return input.shape[0];
     }
-    if (!(input instanceof Float32Array)) throw new ShapeError(`stage ${spec.index} takes activations [t, ${cfg.dModel}] (Tensor or Float32Array), not token ids`);
-    if (input.length < 1 || input.length % cfg.dModel !== 0) throw new ShapeError(`stage ${spec.index}: ${input.length} activations are not t rows of ${cfg.dModel}`);
+    if (!(input instanceof Float32Array))
+      throw new ShapeError(
+        `stage ${spec.index} takes activations [t, ${cfg.dModel}] (Tensor or Float32Array), not token ids`,
+      );
+    if (input.length < 1 || input.length % cfg.dModel !== 0)
+      throw new ShapeError(`stage ${spec.index}: ${input.length} activations are not t rows of ${cfg.dModel}`);
     return input.length / cfg.dModel;
   }
 }

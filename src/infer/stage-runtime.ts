@@ -37,7 +37,12 @@ export interface StageRuntime {
    * the session is opened if new (or continued: a prompt in chunks); without, it must be open (decode).
    * Bad input (wrong kind or shape, ids out of range, non-finite activations) is refused before anything runs.
    */
-  step(session: string, input: Int32Array | Float32Array, create: boolean, opts?: StepOptions): Promise<StageRuntimeStep>;
+  step(
+    session: string,
+    input: Int32Array | Float32Array,
+    create: boolean,
+    opts?: StepOptions,
+  ): Promise<StageRuntimeStep>;
   has(session: string): boolean;
   /** Drops a session's cache; false if it had none. */
   end(session: string): boolean;
@@ -61,8 +66,10 @@ export function checkStageInput(stage: Stage, input: Int32Array | Float32Array):
     if (bad >= 0) throw new TokenRangeError(`token id ${input[bad]} at position ${bad} is outside [0, ${cfg.vocab})`);
     return input.length;
   }
-  if (!(input instanceof Float32Array)) throw new ShapeError(`stage ${spec.index} takes activations [t, ${cfg.dModel}] (Float32Array), not token ids`);
-  if (input.length < 1 || input.length % cfg.dModel !== 0) throw new ShapeError(`stage ${spec.index}: ${input.length} activations are not t rows of ${cfg.dModel}`);
+  if (!(input instanceof Float32Array))
+    throw new ShapeError(`stage ${spec.index} takes activations [t, ${cfg.dModel}] (Float32Array), not token ids`);
+  if (input.length < 1 || input.length % cfg.dModel !== 0)
+    throw new ShapeError(`stage ${spec.index}: ${input.length} activations are not t rows of ${cfg.dModel}`);
   const bad = input.findIndex((v) => !Number.isFinite(v));
   if (bad >= 0) throw new ShapeError(`stage ${spec.index}: activation ${bad} is ${input[bad]}: refused`);
   return input.length / cfg.dModel;
@@ -77,20 +84,38 @@ export class WgslRuntime implements StageRuntime {
     this.inference = new StageInference(stage, opts);
   }
 
-  async step(session: string, input: Int32Array | Float32Array, create: boolean, opts: StepOptions = {}): Promise<StageRuntimeStep> {
+  async step(
+    session: string,
+    input: Int32Array | Float32Array,
+    create: boolean,
+    opts: StepOptions = {},
+  ): Promise<StageRuntimeStep> {
     const { stage } = this.inference;
     checkStageInput(stage, input);
     const all = opts.logits === 'all';
     // decode() gives the last row's logits only: a scoring step of an open session runs as prefill() (which continues it).
-    if (!create && !this.has(session)) throw new UnknownSessionError(`session ${JSON.stringify(session)} has no KV cache on this stage (never prefilled, ended, or evicted): prefill it again`);
+    if (!create && !this.has(session))
+      throw new UnknownSessionError(
+        `session ${JSON.stringify(session)} has no KV cache on this stage (never prefilled, ended, or evicted): prefill it again`,
+      );
     // WGSL computes with the stage's live weights; the cache keeps what earlier steps computed.
     const weightsStep = stage.step;
-    const r = create || all ? this.inference.prefill(session, input, { logits: all ? 'all' : 'last' }) : this.inference.decode(session, input);
+    const r =
+      create || all
+        ? this.inference.prefill(session, input, { logits: all ? 'all' : 'last' })
+        : this.inference.decode(session, input);
     const out = (r.output ?? r.logits)!;
     const steps = { weightsStep, sessionStep: this.inference.session(session)?.weightsStep ?? weightsStep };
     try {
       const data = (await stage.gpu.read(out)) as Float32Array;
-      return r.logits ? { logits: all ? data : data.subarray(data.length - stage.cfg.vocab), start: r.start, length: r.length, ...steps } : { output: data, start: r.start, length: r.length, ...steps };
+      return r.logits
+        ? {
+            logits: all ? data : data.subarray(data.length - stage.cfg.vocab),
+            start: r.start,
+            length: r.length,
+            ...steps,
+          }
+        : { output: data, start: r.start, length: r.length, ...steps };
     } finally {
       stage.gpu.release(out);
     }
@@ -160,15 +185,22 @@ export class OnnxRuntime implements StageRuntime {
     this.name = runner.executionProvider === 'webgpu' ? 'onnx-webgpu' : 'onnx-wasm';
     this.current = { runner, sessions: 0 };
     const max = opts.maxTokensPerSession ?? stage.cfg.context;
-    if (max > stage.cfg.context) throw new ArgumentError(`OnnxRuntime: maxTokensPerSession ${max} exceeds the model's context ${stage.cfg.context}`);
-    this.book = new KvCache(stage.gpu, { layers: 0, channels: stage.cfg.dModel }, {
-      ...opts,
-      maxTokensPerSession: max,
-      onEvict: (id, reason) => {
-        this.drop(id);
-        opts.onEvict?.(id, reason);
+    if (max > stage.cfg.context)
+      throw new ArgumentError(
+        `OnnxRuntime: maxTokensPerSession ${max} exceeds the model's context ${stage.cfg.context}`,
+      );
+    this.book = new KvCache(
+      stage.gpu,
+      { layers: 0, channels: stage.cfg.dModel },
+      {
+        ...opts,
+        maxTokensPerSession: max,
+        onEvict: (id, reason) => {
+          this.drop(id);
+          opts.onEvict?.(id, reason);
+        },
       },
-    });
+    );
   }
 
   /** Exports the stage's current weights and opens an ORT session on the first execution provider that loads it. */
@@ -187,7 +219,12 @@ export class OnnxRuntime implements StageRuntime {
     return this.kv.get(session)?.version.runner.step;
   }
 
-  step(session: string, input: Int32Array | Float32Array, create: boolean, opts: StepOptions = {}): Promise<StageRuntimeStep> {
+  step(
+    session: string,
+    input: Int32Array | Float32Array,
+    create: boolean,
+    opts: StepOptions = {},
+  ): Promise<StageRuntimeStep> {
     const run = this.queue.then(() => this.run(session, input, create, opts.logits === 'all'));
     this.queue = run.catch(() => {});
     return run;
@@ -218,14 +255,27 @@ export class OnnxRuntime implements StageRuntime {
     void this.queue.then(() => runner.release()).catch(() => {});
   }
 
-  private async run(id: string, input: Int32Array | Float32Array, create: boolean, allLogits: boolean): Promise<StageRuntimeStep> {
+  private async run(
+    id: string,
+    input: Int32Array | Float32Array,
+    create: boolean,
+    allLogits: boolean,
+  ): Promise<StageRuntimeStep> {
     if (this.destroyed) throw new ArgumentError(`onnx runtime of stage ${this.stage.spec.index} was destroyed`);
     const t = checkStageInput(this.stage, input);
     const open = this.kv.get(id);
-    if (!open && !create) throw new UnknownSessionError(`session ${JSON.stringify(id)} has no KV cache on this stage (never prefilled, ended, or evicted): prefill it again`);
+    if (!open && !create)
+      throw new UnknownSessionError(
+        `session ${JSON.stringify(id)} has no KV cache on this stage (never prefilled, ended, or evicted): prefill it again`,
+      );
     if (!open && this.stage.step !== this.current.runner.step) await this.reexport();
     const s = this.book.reserve(id, t, create); // may evict (and drop) others; throws when the session is full
-    const entry: SessionKv = open ?? { version: this.current, past: this.current.runner.emptyPast(), busy: false, ended: false };
+    const entry: SessionKv = open ?? {
+      version: this.current,
+      past: this.current.runner.emptyPast(),
+      busy: false,
+      ended: false,
+    };
     if (!open) {
       entry.version.sessions++;
       this.kv.set(id, entry);
@@ -237,7 +287,8 @@ export class OnnxRuntime implements StageRuntime {
       r = await entry.version.runner.run(input, start, entry.past, allLogits ? t : 1);
     } catch (e) {
       entry.busy = false;
-      if (!open) this.end(id); // a new session that failed leaves nothing behind; an open one keeps its cache
+      if (!open)
+        this.end(id); // a new session that failed leaves nothing behind; an open one keeps its cache
       else if (entry.ended) this.release(entry);
       throw e;
     }
@@ -279,7 +330,8 @@ export class OnnxRuntime implements StageRuntime {
   private release(entry: SessionKv): void {
     for (const p of entry.past) p.dispose();
     entry.past = [];
-    if (--entry.version.sessions === 0 && entry.version !== this.current) void entry.version.runner.release().catch(() => {});
+    if (--entry.version.sessions === 0 && entry.version !== this.current)
+      void entry.version.runner.release().catch(() => {});
   }
 }
 
@@ -352,15 +404,25 @@ export async function measureRuntimes(stage: Stage, opts: MeasureOptions = {}): 
   const decodeTokens = opts.decodeTokens ?? 8;
   const rounds = opts.rounds ?? 2;
   const promptTokens = Math.min(opts.promptTokens ?? 16, stage.cfg.context - decodeTokens);
-  if (!(Number.isInteger(decodeTokens) && decodeTokens >= 1)) throw new ArgumentError(`measureRuntimes: decodeTokens must be a positive integer, got ${decodeTokens}`);
-  if (!(Number.isInteger(promptTokens) && promptTokens >= 1)) throw new ArgumentError(`measureRuntimes: promptTokens must be a positive integer within the context less decodeTokens, got ${promptTokens}`);
-  if (!(Number.isInteger(rounds) && rounds >= 1)) throw new ArgumentError(`measureRuntimes: rounds must be a positive integer, got ${rounds}`);
+  if (!(Number.isInteger(decodeTokens) && decodeTokens >= 1))
+    throw new ArgumentError(`measureRuntimes: decodeTokens must be a positive integer, got ${decodeTokens}`);
+  if (!(Number.isInteger(promptTokens) && promptTokens >= 1))
+    throw new ArgumentError(
+      `measureRuntimes: promptTokens must be a positive integer within the context less decodeTokens, got ${promptTokens}`,
+    );
+  if (!(Number.isInteger(rounds) && rounds >= 1))
+    throw new ArgumentError(`measureRuntimes: rounds must be a positive integer, got ${rounds}`);
   const owned = !opts.runtimes;
-  const runtimes = opts.runtimes ?? [new WgslRuntime(stage, { maxSessions: 1 }), await OnnxRuntime.create(stage, { maxSessions: 1, ...opts.onnx })];
+  const runtimes = opts.runtimes ?? [
+    new WgslRuntime(stage, { maxSessions: 1 }),
+    await OnnxRuntime.create(stage, { maxSessions: 1, ...opts.onnx }),
+  ];
   const rng = new Rng(stage.spec.index + 1);
   const { cfg, spec } = stage;
   const inputOf = (n: number): Int32Array | Float32Array =>
-    spec.hasEmbedding ? Int32Array.from({ length: n }, () => rng.int(cfg.vocab)) : Float32Array.from({ length: n * cfg.dModel }, () => rng.normal());
+    spec.hasEmbedding
+      ? Int32Array.from({ length: n }, () => rng.int(cfg.vocab))
+      : Float32Array.from({ length: n * cfg.dModel }, () => rng.normal());
   const prompt = inputOf(promptTokens);
   const steps = Array.from({ length: decodeTokens }, () => inputOf(1));
   const times = runtimes.map(() => ({ ttft: [] as number[], tps: [] as number[], total: [] as number[] }));
@@ -401,7 +463,11 @@ export async function measureRuntimes(stage: Stage, opts: MeasureOptions = {}): 
     if (owned) for (const rt of runtimes) rt.destroy();
   }
   const results = runtimes.map((rt, i) => ({
-    name: rt.name, ttftMs: median(times[i].ttft), tokensPerSecond: median(times[i].tps), totalMs: median(times[i].total), relativeError: outputs && relativeError(outputs[i], outputs[0]),
+    name: rt.name,
+    ttftMs: median(times[i].ttft),
+    tokensPerSecond: median(times[i].tps),
+    totalMs: median(times[i].total),
+    relativeError: outputs && relativeError(outputs[i], outputs[0]),
   }));
   const best = results.reduce((a, b) => (b.totalMs < a.totalMs ? b : a));
   return { results, chosen: best.name };
@@ -424,7 +490,10 @@ export interface ChosenRuntime {
 }
 
 function describeMeasurement(m: RuntimeMeasurement, i: number): string {
-  const error = m.relativeError === undefined ? 'not compared: the stage trained during each try' : `relative error ${m.relativeError.toExponential(1)}`;
+  const error =
+    m.relativeError === undefined
+      ? 'not compared: the stage trained during each try'
+      : `relative error ${m.relativeError.toExponential(1)}`;
   return `${m.name} TTFT ${m.ttftMs.toFixed(1)} ms, ${m.tokensPerSecond.toFixed(0)} tokens/s${i > 0 ? `, ${error}` : ''}`;
 }
 
@@ -434,7 +503,11 @@ function describeMeasurement(m: RuntimeMeasurement, i: number): string {
  * that disagrees with WGSL is never chosen. ORT's failure to load (no provider, a graph it rejects) or to run
  * the measurement leaves WGSL serving, with the reason; it never stops the holder from serving.
  */
-export async function chooseRuntime(stage: Stage, mode: RuntimeMode, opts: OnnxRuntimeOptions & { measure?: Omit<MeasureOptions, 'runtimes'> }): Promise<ChosenRuntime> {
+export async function chooseRuntime(
+  stage: Stage,
+  mode: RuntimeMode,
+  opts: OnnxRuntimeOptions & { measure?: Omit<MeasureOptions, 'runtimes'> },
+): Promise<ChosenRuntime> {
   const { measure, ...runtimeOpts } = opts;
   if (mode === 'wgsl') return { runtime: new WgslRuntime(stage, runtimeOpts), reason: 'set to wgsl' };
   let onnx: OnnxRuntime;
@@ -443,7 +516,10 @@ export async function chooseRuntime(stage: Stage, mode: RuntimeMode, opts: OnnxR
   try {
     onnx = await OnnxRuntime.create(stage, runtimeOpts);
   } catch (e) {
-    return { runtime: new WgslRuntime(stage, runtimeOpts), reason: `onnxruntime-web could not load the stage (${(e as Error).message}): WGSL serves` };
+    return {
+      runtime: new WgslRuntime(stage, runtimeOpts),
+      reason: `onnxruntime-web could not load the stage (${(e as Error).message}): WGSL serves`,
+    };
   }
   if (mode === 'onnx') return { runtime: onnx, reason: 'set to onnx' };
   const exportMs = performance.now() - t0;
@@ -453,7 +529,11 @@ export async function chooseRuntime(stage: Stage, mode: RuntimeMode, opts: OnnxR
     const error = m.results[1].relativeError;
     if (error !== undefined && !(error <= RUNTIME_AGREEMENT)) {
       onnx.destroy();
-      return { runtime: wgsl, reason: `${onnx.name} disagrees with WGSL on this device (relative error ${error.toExponential(1)} > ${RUNTIME_AGREEMENT}): WGSL serves`, measured: m.results };
+      return {
+        runtime: wgsl,
+        reason: `${onnx.name} disagrees with WGSL on this device (relative error ${error.toExponential(1)} > ${RUNTIME_AGREEMENT}): WGSL serves`,
+        measured: m.results,
+      };
     }
     // A stage that trains while it serves gets a new export for nearly every new session (generation): then the
     // export counts against ORT once per measured session.
@@ -463,7 +543,13 @@ export async function chooseRuntime(stage: Stage, mode: RuntimeMode, opts: OnnxR
     const [keep, drop] = onnxMs < w.totalMs ? [onnx, wgsl] : [wgsl, onnx];
     drop.destroy();
     const exported = `ORT export ${exportMs.toFixed(0)} ms${training ? ', counted per generation: the stage is training' : ''}`;
-    return { runtime: keep, reason: `measured: ${m.results.map(describeMeasurement).join('; ')}; ${exported}`, measured: m.results, exportMs, training };
+    return {
+      runtime: keep,
+      reason: `measured: ${m.results.map(describeMeasurement).join('; ')}; ${exported}`,
+      measured: m.results,
+      exportMs,
+      training,
+    };
   } catch (e) {
     onnx.destroy();
     return { runtime: wgsl, reason: `measuring failed (${(e as Error).message}): WGSL serves` };

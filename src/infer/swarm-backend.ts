@@ -54,7 +54,16 @@ function newUnit(): number {
 }
 
 export class SwarmInference implements InferenceBackend {
-  readonly stats = { generations: 0, tokens: 0, hops: 0, retries: 0, receipts: 0, receiptsRefused: 0, auditHops: 0, auditFailures: 0 };
+  readonly stats = {
+    generations: 0,
+    tokens: 0,
+    hops: 0,
+    retries: 0,
+    receipts: 0,
+    receiptsRefused: 0,
+    auditHops: 0,
+    auditFailures: 0,
+  };
   private readonly o: SwarmBackendOptions;
 
   constructor(o: SwarmBackendOptions) {
@@ -72,7 +81,15 @@ export class SwarmInference implements InferenceBackend {
     for (let attempt = 0; ; attempt++) {
       const route = plan.stages.map((h, s) => h.find((p) => !failed.has(p)) ?? this.noHolder(s));
       const session = `${crypto.randomUUID()}`;
-      const audits = new ShadowRuns(this, req.modelId, session, plan, route, this.o.auditFraction ?? 0.1, this.o.coin ?? Math.random);
+      const audits = new ShadowRuns(
+        this,
+        req.modelId,
+        session,
+        plan,
+        route,
+        this.o.auditFraction ?? 0.1,
+        this.o.coin ?? Math.random,
+      );
       let hop = -1;
       try {
         // The sequence so far: the prompt, plus what was generated before a holder failed.
@@ -80,13 +97,22 @@ export class SwarmInference implements InferenceBackend {
         let past = 0;
         while (tokens.length < req.maxTokens) {
           const t = input.length;
-          const { token } = await this.pass(route, plan.dModel, { model: req.modelId, session }, input, { sampling: req.sampling }, {
-            unit: true, signal: req.signal, at: (s) => (hop = s),
-            done: (hopReq, sent, r) => {
-              void this.record(plan, hopReq, r, sent, t, past, false);
-              audits.replay(hopReq.stage, hopReq, sent, t, past);
+          const { token } = await this.pass(
+            route,
+            plan.dModel,
+            { model: req.modelId, session },
+            input,
+            { sampling: req.sampling },
+            {
+              unit: true,
+              signal: req.signal,
+              at: (s) => (hop = s),
+              done: (hopReq, sent, r) => {
+                void this.record(plan, hopReq, r, sent, t, past, false);
+                audits.replay(hopReq.stage, hopReq, sent, t, past);
+              },
             },
-          });
+          );
           if (token === undefined) throw new Error('the last stage answered without a token');
           past += t;
           tokens.push(token);
@@ -100,7 +126,9 @@ export class SwarmInference implements InferenceBackend {
         if (req.signal.aborted || attempt >= (this.o.retries ?? 2) || hop < 0) throw e;
         failed.add(route[hop]);
         this.stats.retries++;
-        this.o.log?.(`inference: stage ${hop} holder ${route[hop].slice(-6)} failed (${(e as Error).message}); retrying on a replica`);
+        this.o.log?.(
+          `inference: stage ${hop} holder ${route[hop].slice(-6)} failed (${(e as Error).message}); retrying on a replica`,
+        );
         void this.endAll(route, req.modelId, session);
       }
     }
@@ -113,12 +141,21 @@ export class SwarmInference implements InferenceBackend {
   async evaluate(modelId: string, ids: Int32Array, targets: Int32Array, signal?: AbortSignal): Promise<number> {
     const plan = this.o.holders(modelId);
     if (!plan) throw new Error(`model ${modelId} is not served`);
-    if (ids.length !== targets.length || ids.length === 0) throw new Error(`evaluate: ${ids.length} ids and ${targets.length} targets`);
+    if (ids.length !== targets.length || ids.length === 0)
+      throw new Error(`evaluate: ${ids.length} ids and ${targets.length} targets`);
     const route = plan.stages.map((h, s) => h[0] ?? this.noHolder(s));
     const session = `eval-${crypto.randomUUID()}`;
     try {
-      const r = await this.pass(route, plan.dModel, { model: modelId, session }, [...ids], { targets: [...targets] }, { signal });
-      if (typeof r.loss !== 'number' || !Number.isFinite(r.loss)) throw new Error(`the last stage answered no finite loss (${r.loss})`);
+      const r = await this.pass(
+        route,
+        plan.dModel,
+        { model: modelId, session },
+        [...ids],
+        { targets: [...targets] },
+        { signal },
+      );
+      if (typeof r.loss !== 'number' || !Number.isFinite(r.loss))
+        throw new Error(`the last stage answered no finite loss (${r.loss})`);
       return r.loss;
     } finally {
       void this.endAll(route, modelId, session);
@@ -132,14 +169,29 @@ export class SwarmInference implements InferenceBackend {
    * numbered for a receipt.
    */
   private async pass(
-    route: readonly string[], dModel: number, base: Pick<InferRequest, 'model' | 'session'>, ids: number[], last: Partial<InferRequest>,
-    o: { unit?: boolean; signal?: AbortSignal; at?: (stage: number) => void; done?: (req: InferRequest, sent: Uint8Array | undefined, r: HopAnswer) => void } = {},
+    route: readonly string[],
+    dModel: number,
+    base: Pick<InferRequest, 'model' | 'session'>,
+    ids: number[],
+    last: Partial<InferRequest>,
+    o: {
+      unit?: boolean;
+      signal?: AbortSignal;
+      at?: (stage: number) => void;
+      done?: (req: InferRequest, sent: Uint8Array | undefined, r: HopAnswer) => void;
+    } = {},
   ): Promise<HopAnswer> {
     let x: HopAnswer | undefined;
     for (let s = 0; s < route.length; s++) {
       o.at?.(s);
       o.signal?.throwIfAborted();
-      const req: InferRequest = { ...base, stage: s, ...(o.unit ? { unit: newUnit() } : {}), ...(s === 0 ? { ids } : { rows: x!.rows }), ...(s === route.length - 1 ? last : {}) };
+      const req: InferRequest = {
+        ...base,
+        stage: s,
+        ...(o.unit ? { unit: newUnit() } : {}),
+        ...(s === 0 ? { ids } : { rows: x!.rows }),
+        ...(s === route.length - 1 ? last : {}),
+      };
       const sent = s === 0 ? undefined : x!.payload;
       x = await this.call(route[s], req, sent, dModel);
       o.done?.(req, sent, x);
@@ -148,12 +200,23 @@ export class SwarmInference implements InferenceBackend {
   }
 
   /** Checks a hop's receipt against its bytes and hands it on (best effort: the hop's result stands either way). */
-  async record(plan: ServingPlan, req: InferRequest, r: HopAnswer, sent: Uint8Array | undefined, t: number, past: number, audit: boolean): Promise<void> {
+  async record(
+    plan: ServingPlan,
+    req: InferRequest,
+    r: HopAnswer,
+    sent: Uint8Array | undefined,
+    t: number,
+    past: number,
+    audit: boolean,
+  ): Promise<void> {
     if (!this.o.onReceipt || req.unit === undefined) return;
     const why = !r.receipt
       ? 'no receipt'
       : checkHopReceipt(r.receipt, {
-          model: req.model, stage: req.stage, unit: req.unit, audit,
+          model: req.model,
+          stage: req.stage,
+          unit: req.unit,
+          audit,
           input: sent ?? bytesOf(Int32Array.from(req.ids ?? [])),
           output: r.payload && new Float32Array(r.payload.slice().buffer),
         });
@@ -173,7 +236,14 @@ export class SwarmInference implements InferenceBackend {
     throw new Error(`stage ${stage} has no working holder left`);
   }
 
-  private async finish(route: string[], model: string, session: string, tokens: number[], finish: Generated['finish'], audits: ShadowRuns): Promise<Generated> {
+  private async finish(
+    route: string[],
+    model: string,
+    session: string,
+    tokens: number[],
+    finish: Generated['finish'],
+    audits: ShadowRuns,
+  ): Promise<Generated> {
     void this.endAll(route, model, session);
     void audits.end();
     return { tokens, finish };
@@ -196,11 +266,13 @@ export class SwarmInference implements InferenceBackend {
       await stream.close({ signal });
       const reply = (await reader.readJson(64 * 1024, 'inference reply')) as InferReply;
       if (!reply || typeof reply !== 'object') throw new Error(`${peer.slice(-6)} sent a reply that is not an object`);
-      if (!reply.ok) throw new Error(`${peer.slice(-6)} refused: ${String((reply as { error?: unknown }).error).slice(0, 300)}`);
+      if (!reply.ok)
+        throw new Error(`${peer.slice(-6)} refused: ${String((reply as { error?: unknown }).error).slice(0, 300)}`);
       if (req.end) return {};
       const receipt = reply.receipt;
       if (reply.rows !== undefined) {
-        if (!Number.isInteger(reply.rows) || reply.rows < 1) throw new Error(`${peer.slice(-6)} announced ${reply.rows} rows`);
+        if (!Number.isInteger(reply.rows) || reply.rows < 1)
+          throw new Error(`${peer.slice(-6)} announced ${reply.rows} rows`);
         return { rows: reply.rows, payload: await reader.read(reply.rows * dModel * 4, 'activations'), receipt };
       }
       if (req.targets) {
@@ -226,14 +298,26 @@ class ShadowRuns {
   private readonly model: string;
   private readonly plan: ServingPlan;
 
-  constructor(swarm: SwarmInference, model: string, session: string, plan: ServingPlan, route: readonly string[], fraction: number, coin: () => number) {
+  constructor(
+    swarm: SwarmInference,
+    model: string,
+    session: string,
+    plan: ServingPlan,
+    route: readonly string[],
+    fraction: number,
+    coin: () => number,
+  ) {
     this.swarm = swarm;
     this.model = model;
     this.plan = plan;
     route.forEach((served, s) => {
       const others = plan.stages[s].filter((p) => p !== served);
       if (others.length === 0 || !(coin() < fraction)) return;
-      this.chains.set(s, { peer: others[Math.floor(coin() * others.length) % others.length], session: `${session}/audit-${s}`, done: Promise.resolve() });
+      this.chains.set(s, {
+        peer: others[Math.floor(coin() * others.length) % others.length],
+        session: `${session}/audit-${s}`,
+        done: Promise.resolve(),
+      });
     });
   }
 
@@ -241,24 +325,30 @@ class ShadowRuns {
     const c = this.chains.get(stage);
     if (!c) return;
     const shadow: InferRequest = { ...req, session: c.session, audit: true };
-    c.done = c.done.then(async () => {
-      try {
-        this.swarm.stats.auditHops++;
-        const r = await this.swarm.call(c.peer, shadow, sent, this.plan.dModel);
-        await this.swarm.record(this.plan, shadow, r, sent, t, past, true);
-      } catch (e) {
-        this.swarm.stats.auditFailures++;
-        this.chains.delete(stage); // its cache is out of step now: stop replaying this stage
-        throw e;
-      }
-    }).catch(() => {});
+    c.done = c.done
+      .then(async () => {
+        try {
+          this.swarm.stats.auditHops++;
+          const r = await this.swarm.call(c.peer, shadow, sent, this.plan.dModel);
+          await this.swarm.record(this.plan, shadow, r, sent, t, past, true);
+        } catch (e) {
+          this.swarm.stats.auditFailures++;
+          this.chains.delete(stage); // its cache is out of step now: stop replaying this stage
+          throw e;
+        }
+      })
+      .catch(() => {});
   }
 
   /** Frees the shadow sessions once their replays are done. */
   async end(): Promise<void> {
-    await Promise.all([...this.chains.entries()].map(async ([stage, c]) => {
-      await c.done;
-      await this.swarm.call(c.peer, { model: this.model, stage, session: c.session, end: true }, undefined, 0).catch(() => {});
-    }));
+    await Promise.all(
+      [...this.chains.entries()].map(async ([stage, c]) => {
+        await c.done;
+        await this.swarm
+          .call(c.peer, { model: this.model, stage, session: c.session, end: true }, undefined, 0)
+          .catch(() => {});
+      }),
+    );
   }
 }

@@ -64,19 +64,30 @@ export class BindingError extends Error {
  * with the reason. (The nonce's freshness is the coordinator's to check: it knows which it issued.)
  */
 export async function verifyBinding(b: SignedBinding, chainId: number, nowSeconds: number): Promise<BindingMessage> {
-  if (typeof b.wallet !== 'string' || !isAddress(b.wallet)) throw new BindingError(`wallet ${JSON.stringify(b.wallet)} is not an address`);
-  if (!/^\d{1,30}$/.test(String(b.nonce)) || !/^\d{1,20}$/.test(String(b.expiry))) throw new BindingError('nonce and expiry must be decimal integers');
-  const m: BindingMessage = { peerId: b.peerId, wallet: getAddress(b.wallet), nonce: BigInt(b.nonce), expiry: BigInt(b.expiry) };
-  if (m.expiry <= BigInt(Math.floor(nowSeconds))) throw new BindingError(`binding expired at ${m.expiry} (now ${Math.floor(nowSeconds)})`);
-  if (!/^0x[0-9a-fA-F]{130}$/.test(b.walletSignature)) throw new BindingError('walletSignature must be a 65-byte 0x hex signature');
-  if (!/^0x[0-9a-f]{128}$/.test(b.peerSignature)) throw new BindingError('peerSignature must be a 64-byte 0x hex Ed25519 signature');
+  if (typeof b.wallet !== 'string' || !isAddress(b.wallet))
+    throw new BindingError(`wallet ${JSON.stringify(b.wallet)} is not an address`);
+  if (!/^\d{1,30}$/.test(String(b.nonce)) || !/^\d{1,20}$/.test(String(b.expiry)))
+    throw new BindingError('nonce and expiry must be decimal integers');
+  const m: BindingMessage = {
+    peerId: b.peerId,
+    wallet: getAddress(b.wallet),
+    nonce: BigInt(b.nonce),
+    expiry: BigInt(b.expiry),
+  };
+  if (m.expiry <= BigInt(Math.floor(nowSeconds)))
+    throw new BindingError(`binding expired at ${m.expiry} (now ${Math.floor(nowSeconds)})`);
+  if (!/^0x[0-9a-fA-F]{130}$/.test(b.walletSignature))
+    throw new BindingError('walletSignature must be a 65-byte 0x hex signature');
+  if (!/^0x[0-9a-f]{128}$/.test(b.peerSignature))
+    throw new BindingError('peerSignature must be a 64-byte 0x hex Ed25519 signature');
   let signer: string;
   try {
     signer = await recoverTypedDataAddress({ ...bindingTypedData(chainId, m), signature: b.walletSignature as Hex });
   } catch (e) {
     throw new BindingError(`wallet signature does not recover: ${(e as Error).message.split('\n')[0]}`);
   }
-  if (getAddress(signer) !== m.wallet) throw new BindingError(`wallet signature is by ${signer}, not ${m.wallet} (wrong key, chain id or message)`);
+  if (getAddress(signer) !== m.wallet)
+    throw new BindingError(`wallet signature is by ${signer}, not ${m.wallet} (wrong key, chain id or message)`);
   let peerOk = false;
   try {
     const key = peerIdFromString(m.peerId).publicKey;

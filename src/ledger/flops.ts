@@ -19,7 +19,17 @@ export interface ReceiptContext extends WorkContext {
 
 export function receiptFor(w: WorkDone, c: ReceiptContext): WorkReceipt {
   return {
-    model: c.model, round: c.round, stage: c.spec.index, replica: c.replica, replicas: c.replicas, step: w.step, micro: w.micro, kind: w.kind,
-    flops: receiptFlops(c.cfg, c.spec, c.batch, c.seq, w.kind), inputHash: w.inputHash, outputHash: w.outputHash, peerId: c.peerId,
+    model: c.model,
+    round: c.round,
+    stage: c.spec.index,
+    replica: c.replica,
+    replicas: c.replicas,
+    step: w.step,
+    micro: w.micro,
+    kind: w.kind,
+    flops: receiptFlops(c.cfg, c.spec, c.batch, c.seq, w.kind),
+    inputHash: w.inputHash,
+    outputHash: w.outputHash,
+    peerId: c.peerId,
   };
 }

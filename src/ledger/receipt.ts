@@ -62,7 +62,20 @@ export class ReceiptError extends Error {
   }
 }
 
-const FIELDS = ['model', 'round', 'stage', 'replica', 'replicas', 'step', 'micro', 'kind', 'flops', 'inputHash', 'outputHash', 'peerId'] as const;
+const FIELDS = [
+  'model',
+  'round',
+  'stage',
+  'replica',
+  'replicas',
+  'step',
+  'micro',
+  'kind',
+  'flops',
+  'inputHash',
+  'outputHash',
+  'peerId',
+] as const;
 const HASH = /^0x[0-9a-f]{64}$/;
 const MODEL = /^[a-z0-9][a-z0-9-]{0,63}$/;
 const PEER = /^[1-9A-HJ-NP-Za-km-z]{40,128}$/;
@@ -103,20 +116,26 @@ const pick = (r: WorkReceipt): WorkReceipt => {
 
 /** Validates an untrusted JSON receipt's shape (not its signature or its claim); throws ReceiptError with the reason. */
 export function parseReceipt(v: unknown): SignedReceipt {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ReceiptError('a receipt must be a JSON object');
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    throw new ReceiptError('a receipt must be a JSON object');
   const o = v as Record<string, unknown>;
-  const extra = Object.keys(o).filter((k) => k !== 'signature' && k !== 'sketch' && k !== 'sessionStep' && !(FIELDS as readonly string[]).includes(k));
+  const extra = Object.keys(o).filter(
+    (k) => k !== 'signature' && k !== 'sketch' && k !== 'sessionStep' && !(FIELDS as readonly string[]).includes(k),
+  );
   if (extra.length > 0) throw new ReceiptError(`unknown receipt field(s): ${extra.slice(0, 5).join(', ')}`);
   const str = (k: string, re: RegExp) => {
-    if (typeof o[k] !== 'string' || !re.test(o[k] as string)) throw new ReceiptError(`receipt ${k} must match ${re}, got ${JSON.stringify(o[k])?.slice(0, 80)}`);
+    if (typeof o[k] !== 'string' || !re.test(o[k] as string))
+      throw new ReceiptError(`receipt ${k} must match ${re}, got ${JSON.stringify(o[k])?.slice(0, 80)}`);
     return o[k] as string;
   };
   const int = (k: string, min: number) => {
-    if (typeof o[k] !== 'number' || !Number.isSafeInteger(o[k]) || (o[k] as number) < min) throw new ReceiptError(`receipt ${k} must be an integer ≥ ${min}, got ${JSON.stringify(o[k])}`);
+    if (typeof o[k] !== 'number' || !Number.isSafeInteger(o[k]) || (o[k] as number) < min)
+      throw new ReceiptError(`receipt ${k} must be an integer ≥ ${min}, got ${JSON.stringify(o[k])}`);
     return o[k] as number;
   };
   const kind = o.kind;
-  if (!(RECEIPT_KINDS as readonly unknown[]).includes(kind)) throw new ReceiptError(`receipt kind must be one of ${RECEIPT_KINDS.join(', ')}, got ${JSON.stringify(kind)}`);
+  if (!(RECEIPT_KINDS as readonly unknown[]).includes(kind))
+    throw new ReceiptError(`receipt kind must be one of ${RECEIPT_KINDS.join(', ')}, got ${JSON.stringify(kind)}`);
   const r: SignedReceipt = {
     model: str('model', MODEL),
     round: int('round', 0),
@@ -135,19 +154,27 @@ export function parseReceipt(v: unknown): SignedReceipt {
   if (r.replica >= r.replicas) throw new ReceiptError(`receipt replica ${r.replica} of only ${r.replicas}`);
   if (isInferenceKind(r.kind)) {
     const sk = o.sketch;
-    if (!Array.isArray(sk) || sk.length !== SKETCH_SIZE || !sk.every((x) => typeof x === 'number' && Number.isFinite(x))) {
+    if (
+      !Array.isArray(sk) ||
+      sk.length !== SKETCH_SIZE ||
+      !sk.every((x) => typeof x === 'number' && Number.isFinite(x))
+    ) {
       throw new ReceiptError(`an ${r.kind} receipt needs a sketch of ${SKETCH_SIZE} finite numbers`);
     }
     const ss = o.sessionStep;
     // (It may exceed step: a rolled-back swarm resumes at an earlier step while a session's cache is newer.)
-    if (typeof ss !== 'number' || !Number.isSafeInteger(ss) || ss < 0) throw new ReceiptError(`an ${r.kind} receipt needs its session's weights step, an integer ≥ 0`);
+    if (typeof ss !== 'number' || !Number.isSafeInteger(ss) || ss < 0)
+      throw new ReceiptError(`an ${r.kind} receipt needs its session's weights step, an integer ≥ 0`);
     return { ...r, sketch: [...(sk as number[])], sessionStep: ss };
   }
-  if (o.sketch !== undefined || o.sessionStep !== undefined) throw new ReceiptError(`a ${r.kind} receipt has no sketch or session step`);
+  if (o.sketch !== undefined || o.sessionStep !== undefined)
+    throw new ReceiptError(`a ${r.kind} receipt has no sketch or session step`);
   // A train receipt is the owner's micro-batch; an audit is a sibling's (never its own: that checks nothing).
   const owner = r.micro % r.replicas;
-  if (r.kind === 'train' && owner !== r.replica) throw new ReceiptError(`micro-batch ${r.micro} belongs to replica ${owner}, not ${r.replica}`);
-  if (r.kind === 'audit' && owner === r.replica) throw new ReceiptError(`replica ${r.replica} cannot audit its own micro-batch ${r.micro}`);
+  if (r.kind === 'train' && owner !== r.replica)
+    throw new ReceiptError(`micro-batch ${r.micro} belongs to replica ${owner}, not ${r.replica}`);
+  if (r.kind === 'audit' && owner === r.replica)
+    throw new ReceiptError(`replica ${r.replica} cannot audit its own micro-batch ${r.micro}`);
   return r;
 }
 

@@ -23,7 +23,12 @@ export interface Recomputed {
   problems: string[];
 }
 
-export async function recomputeEpoch(stages: number, receiptsByEpoch: SignedReceipt[][], bindings: PublishedBinding[], chainId: number): Promise<Recomputed> {
+export async function recomputeEpoch(
+  stages: number,
+  receiptsByEpoch: SignedReceipt[][],
+  bindings: PublishedBinding[],
+  chainId: number,
+): Promise<Recomputed> {
   const problems: string[] = [];
   const credits: Map<string, bigint>[] = [];
   let count = 0;
@@ -31,7 +36,10 @@ export async function recomputeEpoch(stages: number, receiptsByEpoch: SignedRece
     const good: SignedReceipt[] = [];
     for (const r of receiptsByEpoch[e]) {
       if (await verifyReceiptSignature(r)) good.push(r);
-      else problems.push(`epoch ${e + 1}: receipt of ${r.peerId} for stage ${r.stage} step ${r.step} micro-batch ${r.micro} has a bad signature`);
+      else
+        problems.push(
+          `epoch ${e + 1}: receipt of ${r.peerId} for stage ${r.stage} step ${r.step} micro-batch ${r.micro} has a bad signature`,
+        );
     }
     count += good.length;
     const { verdicts } = judgeEpoch(sortReceipts(good), stages);

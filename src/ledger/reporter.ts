@@ -60,17 +60,25 @@ export class ReceiptReporter {
         let res: Response;
         try {
           res = await f(`${this.o.coordinatorUrl}/api/models/${encodeURIComponent(model)}/receipts`, {
-            method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ receipts }),
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify({ receipts }),
           });
         } catch (e) {
-          this.o.log?.(`receipts: coordinator unreachable (${(e as Error).message}); ${this.queue.length} kept for later`);
+          this.o.log?.(
+            `receipts: coordinator unreachable (${(e as Error).message}); ${this.queue.length} kept for later`,
+          );
           return;
         }
         if (res.status >= 500) {
           this.o.log?.(`receipts: coordinator answered ${res.status}; ${this.queue.length} kept for later`);
           return;
         }
-        const body = (await res.json().catch(() => ({}))) as { accepted?: number; rejected?: Array<{ reason: string }>; error?: string };
+        const body = (await res.json().catch(() => ({}))) as {
+          accepted?: number;
+          rejected?: Array<{ reason: string }>;
+          error?: string;
+        };
         if (!res.ok) {
           this.stats.rejected += rs.length;
           this.o.log?.(`receipts: ${rs.length} refused (${res.status}): ${body.error ?? 'no reason given'}`);

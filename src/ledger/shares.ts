@@ -23,7 +23,10 @@ export const LEAF_ENCODING = ['address', 'uint256'];
  * a wallet's total never shrinks; credits of a peer bound later are counted from the first settlement after
  * its binding. Wallets with nothing are left out.
  */
-export function cumulativeShares(creditsPerEpoch: ReadonlyArray<ReadonlyMap<string, bigint>>, bindings: ReadonlyMap<string, string>): ShareLeaf[] {
+export function cumulativeShares(
+  creditsPerEpoch: ReadonlyArray<ReadonlyMap<string, bigint>>,
+  bindings: ReadonlyMap<string, string>,
+): ShareLeaf[] {
   const total = new Map<Address, bigint>();
   for (const credits of creditsPerEpoch) {
     for (const [peer, flops] of credits) {
@@ -33,16 +36,24 @@ export function cumulativeShares(creditsPerEpoch: ReadonlyArray<ReadonlyMap<stri
       total.set(w, (total.get(w) ?? 0n) + flops);
     }
   }
-  return [...total].sort(([a], [b]) => (a.toLowerCase() < b.toLowerCase() ? -1 : 1)).map(([wallet, s]) => ({ wallet, shares: s.toString() }));
+  return [...total]
+    .sort(([a], [b]) => (a.toLowerCase() < b.toLowerCase() ? -1 : 1))
+    .map(([wallet, s]) => ({ wallet, shares: s.toString() }));
 }
 
 export function shareTree(leaves: readonly ShareLeaf[]): StandardMerkleTree<[string, string]> {
   if (leaves.length === 0) throw new RangeError('no wallet has shares: nothing to settle');
-  return StandardMerkleTree.of(leaves.map((l) => [l.wallet, l.shares] as [string, string]), LEAF_ENCODING);
+  return StandardMerkleTree.of(
+    leaves.map((l) => [l.wallet, l.shares] as [string, string]),
+    LEAF_ENCODING,
+  );
 }
 
 /** The proof of `wallet`'s leaf, or undefined when it has none. */
-export function proofFor(tree: StandardMerkleTree<[string, string]>, wallet: string): { shares: string; proof: string[] } | undefined {
+export function proofFor(
+  tree: StandardMerkleTree<[string, string]>,
+  wallet: string,
+): { shares: string; proof: string[] } | undefined {
   const w = getAddress(wallet);
   for (const [i, v] of tree.entries()) {
     if (getAddress(v[0]) === w) return { shares: v[1], proof: tree.getProof(i) };

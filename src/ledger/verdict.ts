@@ -70,7 +70,22 @@ export function judgeEpoch(receipts: readonly WorkReceipt[], stages: number): Ep
   const verdicts = new Map<string, PeerVerdict>();
   const of = (peerId: string) => {
     let v = verdicts.get(peerId);
-    if (!v) verdicts.set(peerId, (v = { peerId, caught: false, trainFlops: 0, auditFlops: 0, inferFlops: 0, unconfirmed: 0, credited: 0, receipts: 0, passed: 0, failed: 0 }));
+    if (!v)
+      verdicts.set(
+        peerId,
+        (v = {
+          peerId,
+          caught: false,
+          trainFlops: 0,
+          auditFlops: 0,
+          inferFlops: 0,
+          unconfirmed: 0,
+          credited: 0,
+          receipts: 0,
+          passed: 0,
+          failed: 0,
+        }),
+      );
     return v;
   };
   const audits: AuditOutcome[] = [];
@@ -90,7 +105,8 @@ export function judgeEpoch(receipts: readonly WorkReceipt[], stages: number): Ep
     const inference = isInferenceKind(r.kind);
     const unit = inference ? inferUnitKey(r) : unitKey(r);
     const t = (inference ? served : train).get(unit);
-    const same = (a: WorkReceipt, b: WorkReceipt) => (inference ? sketchesAgree(a.sketch ?? [], b.sketch ?? []) : a.outputHash === b.outputHash);
+    const same = (a: WorkReceipt, b: WorkReceipt) =>
+      inference ? sketchesAgree(a.sketch ?? [], b.sketch ?? []) : a.outputHash === b.outputHash;
     let result: AuditResult;
     if (!t || t.peerId === r.peerId) result = 'unmatched';
     else if (t.inputHash !== r.inputHash) result = 'input-mismatch';

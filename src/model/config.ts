@@ -22,14 +22,19 @@ export function mlpWidth(cfg: ModelConfig): number {
 /** Throws a clear error when the config is malformed or cannot run within the device's limits. */
 export function validateConfig(cfg: ModelConfig, limits?: { maxStorageBufferBindingSize: number }): void {
   for (const k of ['vocab', 'dModel', 'heads', 'layers', 'context'] as const) {
-    if (!Number.isInteger(cfg[k]) || cfg[k] < 1) throw new ArgumentError(`model config: ${k} must be a positive integer, got ${cfg[k]}`);
+    if (!Number.isInteger(cfg[k]) || cfg[k] < 1)
+      throw new ArgumentError(`model config: ${k} must be a positive integer, got ${cfg[k]}`);
   }
-  if (cfg.dModel % cfg.heads !== 0) throw new ArgumentError(`model config: dModel ${cfg.dModel} is not divisible by heads ${cfg.heads}`);
-  if (cfg.dModel / cfg.heads > MAX_HEAD_DIM) throw new LimitError(`model config: head dim ${cfg.dModel / cfg.heads} exceeds the kernels' ${MAX_HEAD_DIM}`);
+  if (cfg.dModel % cfg.heads !== 0)
+    throw new ArgumentError(`model config: dModel ${cfg.dModel} is not divisible by heads ${cfg.heads}`);
+  if (cfg.dModel / cfg.heads > MAX_HEAD_DIM)
+    throw new LimitError(`model config: head dim ${cfg.dModel / cfg.heads} exceeds the kernels' ${MAX_HEAD_DIM}`);
   if (limits) {
     const biggest = 4 * Math.max(cfg.vocab * cfg.dModel, cfg.dModel * mlpWidth(cfg), cfg.context * cfg.dModel);
     if (biggest > limits.maxStorageBufferBindingSize) {
-      throw new LimitError(`model config: a ${biggest}-byte weight exceeds this device's ${limits.maxStorageBufferBindingSize}-byte storage binding`);
+      throw new LimitError(
+        `model config: a ${biggest}-byte weight exceeds this device's ${limits.maxStorageBufferBindingSize}-byte storage binding`,
+      );
     }
   }
 }

@@ -29,7 +29,13 @@ export function stageForwardFlops(cfg: ModelConfig, spec: StageSpec, seq: number
  * and the head, on the last stage, projects `headRows` rows (1 when decoding: only the last position is sampled).
  * With past = 0 and headRows = t it is stageForwardFlops(cfg, spec, t).
  */
-export function stageIncrementalFlops(cfg: ModelConfig, spec: StageSpec, t: number, past: number, headRows = 1): number {
+export function stageIncrementalFlops(
+  cfg: ModelConfig,
+  spec: StageSpec,
+  t: number,
+  past: number,
+  headRows = 1,
+): number {
   const C = cfg.dModel;
   const H = mlpWidth(cfg);
   const linear = 2 * t * (C * 3 * C + C * C + C * H + H * C);
@@ -45,6 +51,13 @@ export function stageTrainingFlops(cfg: ModelConfig, spec: StageSpec, batch: num
 
 /** Training FLOPs per token of the whole model at sequence length `seq`. */
 export function trainingFlopsPerToken(cfg: ModelConfig, seq = cfg.context): number {
-  const whole: StageSpec = { index: 0, count: 1, firstLayer: 0, endLayer: cfg.layers, hasEmbedding: true, hasHead: true };
+  const whole: StageSpec = {
+    index: 0,
+    count: 1,
+    firstLayer: 0,
+    endLayer: cfg.layers,
+    hasEmbedding: true,
+    hasHead: true,
+  };
   return stageTrainingFlops(cfg, whole, 1, seq) / seq;
 }

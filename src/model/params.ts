@@ -20,17 +20,28 @@ export function blockParamSpecs(cfg: ModelConfig, layer: number): ParamSpec[] {
   const C = cfg.dModel;
   const F = mlpWidth(cfg);
   const p = `h.${layer}`;
-  const w = (name: string, shape: number[], std = 0.02): ParamSpec => ({ name, shape, decay: true, init: { kind: 'normal', std } });
+  const w = (name: string, shape: number[], std = 0.02): ParamSpec => ({
+    name,
+    shape,
+    decay: true,
+    init: { kind: 'normal', std },
+  });
   const zeros = (name: string, n: number): ParamSpec => ({ name, shape: [n], decay: false, init: { kind: 'zeros' } });
   const ones = (name: string, n: number): ParamSpec => ({ name, shape: [n], decay: false, init: { kind: 'ones' } });
   const residualStd = 0.02 / Math.sqrt(2 * cfg.layers);
   return [
-    ones(`${p}.ln1.w`, C), zeros(`${p}.ln1.b`, C),
-    w(`${p}.attn.qkv.w`, [C, 3 * C]), zeros(`${p}.attn.qkv.b`, 3 * C),
-    w(`${p}.attn.proj.w`, [C, C], residualStd), zeros(`${p}.attn.proj.b`, C),
-    ones(`${p}.ln2.w`, C), zeros(`${p}.ln2.b`, C),
-    w(`${p}.mlp.fc.w`, [C, F]), zeros(`${p}.mlp.fc.b`, F),
-    w(`${p}.mlp.proj.w`, [F, C], residualStd), zeros(`${p}.mlp.proj.b`, C),
+    ones(`${p}.ln1.w`, C),
+    zeros(`${p}.ln1.b`, C),
+    w(`${p}.attn.qkv.w`, [C, 3 * C]),
+    zeros(`${p}.attn.qkv.b`, 3 * C),
+    w(`${p}.attn.proj.w`, [C, C], residualStd),
+    zeros(`${p}.attn.proj.b`, C),
+    ones(`${p}.ln2.w`, C),
+    zeros(`${p}.ln2.b`, C),
+    w(`${p}.mlp.fc.w`, [C, F]),
+    zeros(`${p}.mlp.fc.b`, F),
+    w(`${p}.mlp.proj.w`, [F, C], residualStd),
+    zeros(`${p}.mlp.proj.b`, C),
   ];
 }
 

@@ -30,13 +30,17 @@ export async function sha256Hex(bytes: Uint8Array): Promise<string> {
 }
 
 /** Serialises tensors (in the given order) with metadata; adds `sha256` of the data section. */
-export async function serializeSafetensors(tensors: Map<string, NamedTensor> | Record<string, NamedTensor>, metadata: Record<string, string> = {}): Promise<Uint8Array> {
+export async function serializeSafetensors(
+  tensors: Map<string, NamedTensor> | Record<string, NamedTensor>,
+  metadata: Record<string, string> = {},
+): Promise<Uint8Array> {
   const entries = tensors instanceof Map ? [...tensors] : Object.entries(tensors);
   let offset = 0;
   const header: Record<string, unknown> = {};
   for (const [name, t] of entries) {
     const n = t.shape.reduce((a, b) => a * b, 1);
-    if (n !== t.data.length) throw new SafetensorsError(`${name}: shape [${t.shape}] holds ${n} values, data has ${t.data.length}`);
+    if (n !== t.data.length)
+      throw new SafetensorsError(`${name}: shape [${t.shape}] holds ${n} values, data has ${t.data.length}`);
     const dtype = DTYPE_OF(t.data);
     header[name] = { dtype, shape: t.shape, data_offsets: [offset, offset + t.data.byteLength] };
     offset += t.data.byteLength;
@@ -67,7 +71,8 @@ export interface ParsedSafetensors {
 export async function parseSafetensors(bytes: Uint8Array): Promise<ParsedSafetensors> {
   if (bytes.length < 8) throw new SafetensorsError(`file too short (${bytes.length} bytes)`);
   const headerLen = Number(new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true));
-  if (headerLen > MAX_HEADER || 8 + headerLen > bytes.length) throw new SafetensorsError(`header length ${headerLen} is invalid for a ${bytes.length}-byte file`);
+  if (headerLen > MAX_HEADER || 8 + headerLen > bytes.length)
+    throw new SafetensorsError(`header length ${headerLen} is invalid for a ${bytes.length}-byte file`);
   let header: Record<string, unknown>;
   try {
     header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + headerLen)));
@@ -78,7 +83,8 @@ export async function parseSafetensors(bytes: Uint8Array): Promise<ParsedSafeten
   const metadata = (header.__metadata__ ?? {}) as Record<string, string>;
   if (metadata.sha256 !== undefined) {
     const actual = await sha256Hex(data);
-    if (actual !== metadata.sha256) throw new SafetensorsError(`content hash mismatch: header says ${metadata.sha256}, data hashes to ${actual}`);
+    if (actual !== metadata.sha256)
+      throw new SafetensorsError(`content hash mismatch: header says ${metadata.sha256}, data hashes to ${actual}`);
   }
   const tensors = new Map<string, NamedTensor>();
   let covered = 0;
@@ -89,16 +95,27 @@ export async function parseSafetensors(bytes: Uint8Array): Promise<ParsedSafeten
     if (!(dtype in BYTES)) throw new SafetensorsError(`${name}: unsupported dtype ${info.dtype}`);
     const shape = info.shape;
     const offs = info.data_offsets;
-    if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0)) throw new SafetensorsError(`${name}: bad shape ${JSON.stringify(shape)}`);
-    if (!Array.isArray(offs) || offs.length !== 2 || !offs.every((o) => Number.isInteger(o) && o >= 0)) throw new SafetensorsError(`${name}: bad data_offsets`);
+    if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0))
+      throw new SafetensorsError(`${name}: bad shape ${JSON.stringify(shape)}`);
+    if (!Array.isArray(offs) || offs.length !== 2 || !offs.every((o) => Number.isInteger(o) && o >= 0))
+      throw new SafetensorsError(`${name}: bad data_offsets`);
     const [begin, end] = offs as [number, number];
     const n = (shape as number[]).reduce((a, b) => a * b, 1);
     if (end < begin || end > data.length || end - begin !== n * BYTES[dtype]) {
-      throw new SafetensorsError(`${name}: data_offsets [${begin}, ${end}] do not match shape [${shape}] of ${dtype} within ${data.length} data bytes`);
+      throw new SafetensorsError(
+        `${name}: data_offsets [${begin}, ${end}] do not match shape [${shape}] of ${dtype} within ${data.length} data bytes`,
+      );
     }
     covered += end - begin;
     const copy = data.slice(begin, end).buffer; // aligned copy for the typed array
-    const arr = dtype === 'F32' ? new Float32Array(copy) : dtype === 'F64' ? new Float64Array(copy) : dtype === 'I32' ? new Int32Array(copy) : new Uint32Array(copy);
+    const arr =
+      dtype === 'F32'
+        ? new Float32Array(copy)
+        : dtype === 'F64'
+          ? new Float64Array(copy)
+          : dtype === 'I32'
+            ? new Int32Array(copy)
+            : new Uint32Array(copy);
     tensors.set(name, { shape: shape as number[], data: arr });
   }
   if (covered !== data.length) throw new SafetensorsError(`tensors cover ${covered} of ${data.length} data bytes`);

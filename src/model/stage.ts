@@ -41,10 +41,33 @@ interface Slot {
   v: Tensor;
 }
 
-interface LnOut { y: Tensor; mean: Tensor; rstd: Tensor }
-interface BlockCache { x: Tensor; ln1: LnOut; qkv: Tensor; att: Tensor; lse: Tensor; x1: Tensor; ln2: LnOut; fc: Tensor; g: Tensor }
-interface HeadCache { x: Tensor; lnf: LnOut; dlogits: Tensor }
-interface Cache { mb: MicroBatch; blocks: BlockCache[]; head?: HeadCache; weights?: WeightSet }
+interface LnOut {
+  y: Tensor;
+  mean: Tensor;
+  rstd: Tensor;
+}
+interface BlockCache {
+  x: Tensor;
+  ln1: LnOut;
+  qkv: Tensor;
+  att: Tensor;
+  lse: Tensor;
+  x1: Tensor;
+  ln2: LnOut;
+  fc: Tensor;
+  g: Tensor;
+}
+interface HeadCache {
+  x: Tensor;
+  lnf: LnOut;
+  dlogits: Tensor;
+}
+interface Cache {
+  mb: MicroBatch;
+  blocks: BlockCache[];
+  head?: HeadCache;
+  weights?: WeightSet;
+}
 
 /**
  * Weights a forward ran with that are not the stage's live ones (asynchronous training): kept until the
@@ -117,13 +140,18 @@ export class Stage {
   forward(mb: MicroBatch, weights?: WeightSet): { output?: Tensor; loss?: Tensor; logits?: Tensor } {
     const { gpu, cfg, spec } = this;
     if (this.caches.has(mb.id)) throw new ShapeError(`stage ${spec.index}: micro-batch ${mb.id} is already in flight`);
-    if (weights && weights.tensors.size !== this.slots.size) throw new ShapeError(`stage ${spec.index}: weight set holds ${weights.tensors.size} of ${this.slots.size} tensors (already released?)`);
+    if (weights && weights.tensors.size !== this.slots.size)
+      throw new ShapeError(
+        `stage ${spec.index}: weight set holds ${weights.tensors.size} of ${this.slots.size} tensors (already released?)`,
+      );
     const P = (name: string): Tensor => this.p(name, weights);
     const rows = mb.batch * mb.seq;
-    if (mb.seq > cfg.context) throw new ShapeError(`stage ${spec.index}: seq ${mb.seq} exceeds the context ${cfg.context}`);
+    if (mb.seq > cfg.context)
+      throw new ShapeError(`stage ${spec.index}: seq ${mb.seq} exceeds the context ${cfg.context}`);
     let x: Tensor;
     if (spec.hasEmbedding) {
-      if (!mb.ids || mb.ids.length !== rows) throw new ShapeError(`stage 0 needs ${rows} token ids, got ${mb.ids?.length ?? 'none'}`);
+      if (!mb.ids || mb.ids.length !== rows)
+        throw new ShapeError(`stage 0 needs ${rows} token ids, got ${mb.ids?.length ?? 'none'}`);
       const ids = gpu.upload(mb.ids, [rows], 'i32', 'ids');
       x = embedding(gpu, ids, P('wte'), P('wpe'), { batch: mb.batch, seq: mb.seq });
       gpu.release(ids);
@@ -154,7 +182,8 @@ export class Stage {
     }
     this.caches.set(mb.id, cache);
     if (!spec.hasHead) return { output: x };
-    if (!mb.targets || mb.targets.length !== rows) throw new ShapeError(`the last stage needs ${rows} targets, got ${mb.targets?.length ?? 'none'}`);
+    if (!mb.targets || mb.targets.length !== rows)
+      throw new ShapeError(`the last stage needs ${rows} targets, got ${mb.targets?.length ?? 'none'}`);
     const lnf = layernorm(gpu, x, P('lnf.w'), P('lnf.b'));
     const logits = matmul(gpu, lnf.y, P('head.w'));
     const targets = gpu.upload(mb.targets, [rows], 'i32', 'targets');
@@ -172,7 +201,8 @@ export class Stage {
   backward(id: number, gradOutput?: Tensor, lossScale = 1): Tensor | undefined {
     const { gpu, spec, cfg } = this;
     const cache = this.caches.get(id);
-    if (!cache) throw new ShapeError(`stage ${spec.index}: backward for micro-batch ${id}, which has no forward in flight`);
+    if (!cache)
+      throw new ShapeError(`stage ${spec.index}: backward for micro-batch ${id}, which has no forward in flight`);
     this.caches.delete(id);
     const { mb, weights } = cache;
     const P = (name: string): Tensor => this.p(name, weights);
@@ -195,7 +225,9 @@ export class Stage {
       gpu.release(dlogits, dlnf, lnf.y, lnf.mean, lnf.rstd, xHead);
     } else {
       if (!gradOutput || gradOutput.shape[0] !== rows || gradOutput.shape[1] !== cfg.dModel) {
-        throw new ShapeError(`stage ${spec.index}: output gradient must be [${rows}, ${cfg.dModel}], got [${gradOutput?.shape ?? 'none'}]`);
+        throw new ShapeError(
+          `stage ${spec.index}: output gradient must be [${rows}, ${cfg.dModel}], got [${gradOutput?.shape ?? 'none'}]`,
+        );
       }
       dx = gradOutput;
     }
@@ -204,9 +236,13 @@ export class Stage {
       const h = `h.${l}`;
       const c = cache.blocks[l - spec.firstLayer];
       // MLP: x2 = x1 + proj(gelu(fc(ln2(x1))))
-      const mp = linearBackward(gpu, c.g, P(`${h}.mlp.proj.w`), dx, { accumulate: { dw: this.g(`${h}.mlp.proj.w`), db: this.g(`${h}.mlp.proj.b`) } });
+      const mp = linearBackward(gpu, c.g, P(`${h}.mlp.proj.w`), dx, {
+        accumulate: { dw: this.g(`${h}.mlp.proj.w`), db: this.g(`${h}.mlp.proj.b`) },
+      });
       const dfc = geluBackward(gpu, c.fc, mp.dx);
-      const fc = linearBackward(gpu, c.ln2.y, P(`${h}.mlp.fc.w`), dfc, { accumulate: { dw: this.g(`${h}.mlp.fc.w`), db: this.g(`${h}.mlp.fc.b`) } });
+      const fc = linearBackward(gpu, c.ln2.y, P(`${h}.mlp.fc.w`), dfc, {
+        accumulate: { dw: this.g(`${h}.mlp.fc.w`), db: this.g(`${h}.mlp.fc.b`) },
+      });
       const ln2 = layernormBackward(gpu, c.x1, P(`${h}.ln2.w`), c.ln2.mean, c.ln2.rstd, fc.dx);
       this.accumulate(`${h}.ln2.w`, ln2.dgamma);
       this.accumulate(`${h}.ln2.b`, ln2.dbeta);
@@ -214,9 +250,13 @@ export class Stage {
       const dx1 = ln2.dx;
       gpu.release(mp.dx, dfc, fc.dx, dx, c.g, c.fc, c.ln2.y, c.ln2.mean, c.ln2.rstd, c.x1);
       // Attention: x1 = x + proj(attn(qkv(ln1(x))))
-      const pj = linearBackward(gpu, c.att, P(`${h}.attn.proj.w`), dx1, { accumulate: { dw: this.g(`${h}.attn.proj.w`), db: this.g(`${h}.attn.proj.b`) } });
+      const pj = linearBackward(gpu, c.att, P(`${h}.attn.proj.w`), dx1, {
+        accumulate: { dw: this.g(`${h}.attn.proj.w`), db: this.g(`${h}.attn.proj.b`) },
+      });
       const dqkv = attentionBackward(gpu, c.qkv, c.att, pj.dx, c.lse, dims);
-      const qkv = linearBackward(gpu, c.ln1.y, P(`${h}.attn.qkv.w`), dqkv, { accumulate: { dw: this.g(`${h}.attn.qkv.w`), db: this.g(`${h}.attn.qkv.b`) } });
+      const qkv = linearBackward(gpu, c.ln1.y, P(`${h}.attn.qkv.w`), dqkv, {
+        accumulate: { dw: this.g(`${h}.attn.qkv.w`), db: this.g(`${h}.attn.qkv.b`) },
+      });
       const ln1 = layernormBackward(gpu, c.x, P(`${h}.ln1.w`), c.ln1.mean, c.ln1.rstd, qkv.dx);
       this.accumulate(`${h}.ln1.w`, ln1.dgamma);
       this.accumulate(`${h}.ln1.b`, ln1.dbeta);
@@ -271,7 +311,13 @@ export class Stage {
     }
     this.step++;
     for (const s of this.slots.values()) {
-      adamwStep(this.gpu, { param: s.param, grad: s.grad, m: s.m, v: s.v, decay: s.spec.decay }, adam, this.step, gradScale);
+      adamwStep(
+        this.gpu,
+        { param: s.param, grad: s.grad, m: s.m, v: s.v, decay: s.spec.decay },
+        adam,
+        this.step,
+        gradScale,
+      );
     }
     this.zeroGrads();
   }
@@ -301,7 +347,9 @@ export class Stage {
   /** Keeps a copy of the live weights as w_prev for look-ahead (call before each update). */
   rememberWeights(): void {
     const { gpu } = this;
-    this.previous ??= new Map([...this.slots].map(([name, s]) => [name, gpu.empty(s.param.shape, 'f32', `prev.${name}`)]));
+    this.previous ??= new Map(
+      [...this.slots].map(([name, s]) => [name, gpu.empty(s.param.shape, 'f32', `prev.${name}`)]),
+    );
     for (const [name, s] of this.slots) gpu.copy(s.param, this.previous.get(name)!);
   }
 
@@ -319,7 +367,21 @@ export class Stage {
     this.caches.delete(id);
     this.releaseWeights(c.weights);
     for (const b of c.blocks) {
-      this.gpu.release(b.x, b.ln1.y, b.ln1.mean, b.ln1.rstd, b.qkv, b.att, b.lse, b.x1, b.ln2.y, b.ln2.mean, b.ln2.rstd, b.fc, b.g);
+      this.gpu.release(
+        b.x,
+        b.ln1.y,
+        b.ln1.mean,
+        b.ln1.rstd,
+        b.qkv,
+        b.att,
+        b.lse,
+        b.x1,
+        b.ln2.y,
+        b.ln2.mean,
+        b.ln2.rstd,
+        b.fc,
+        b.g,
+      );
     }
     if (c.head) this.gpu.release(c.head.x, c.head.lnf.y, c.head.lnf.mean, c.head.lnf.rstd, c.head.dlogits);
   }

@@ -24,8 +24,21 @@ export interface Assignment {
 }
 
 export type JoinAnswer =
-  | { status: 'assigned'; peerId: string; heartbeatMs: number; relay: { multiaddrs: string[] } | null; assignment: Assignment }
-  | { status: 'wait'; peerId: string; heartbeatMs: number; relay: { multiaddrs: string[] } | null; reason: string; retryMs: number };
+  | {
+      status: 'assigned';
+      peerId: string;
+      heartbeatMs: number;
+      relay: { multiaddrs: string[] } | null;
+      assignment: Assignment;
+    }
+  | {
+      status: 'wait';
+      peerId: string;
+      heartbeatMs: number;
+      relay: { multiaddrs: string[] } | null;
+      reason: string;
+      retryMs: number;
+    };
 
 export interface ModelDetail {
   id: string;
@@ -76,7 +89,10 @@ export class CoordinatorClient {
           body: body === undefined ? undefined : JSON.stringify(body),
         });
       } catch (e) {
-        if (attempt >= 3) throw new Error(`${method} ${path}: the coordinator at ${this.url} did not answer (${(e as Error).message}, ${attempt} tries)`);
+        if (attempt >= 3)
+          throw new Error(
+            `${method} ${path}: the coordinator at ${this.url} did not answer (${(e as Error).message}, ${attempt} tries)`,
+          );
         await new Promise((r) => setTimeout(r, 250 * attempt));
       }
     }
@@ -87,7 +103,11 @@ export class CoordinatorClient {
     } catch {
       throw new CoordinatorError(res.status, `${method} ${path}: answer is not JSON (${text.slice(0, 80)})`);
     }
-    if (!res.ok) throw new CoordinatorError(res.status, `${method} ${path}: ${(json as { error?: string }).error ?? res.statusText}`);
+    if (!res.ok)
+      throw new CoordinatorError(
+        res.status,
+        `${method} ${path}: ${(json as { error?: string }).error ?? res.statusText}`,
+      );
     return json as T;
   }
 
@@ -96,12 +116,21 @@ export class CoordinatorClient {
   }
 
   join(peerId: string, tokensPerSecond: number, kind: 'node' | 'browser', preferModel?: string): Promise<JoinAnswer> {
-    return this.call('POST', '/api/peers/join', { peerId, kind, tokensPerSecond, ...(preferModel ? { preferModel } : {}) });
+    return this.call('POST', '/api/peers/join', {
+      peerId,
+      kind,
+      tokensPerSecond,
+      ...(preferModel ? { preferModel } : {}),
+    });
   }
 
   /** `links`: per connected peer, tensor bytes sent to / received from it and the round trip (at most 64). */
   heartbeat(peerId: string, stats?: Record<string, number>, links?: LinkReport[]): Promise<JoinAnswer> {
-    return this.call('POST', '/api/peers/heartbeat', { peerId, ...(stats ? { stats } : {}), ...(links && links.length > 0 ? { links: links.slice(0, 64) } : {}) });
+    return this.call('POST', '/api/peers/heartbeat', {
+      peerId,
+      ...(stats ? { stats } : {}),
+      ...(links && links.length > 0 ? { links: links.slice(0, 64) } : {}),
+    });
   }
 
   leave(peerId: string): Promise<unknown> {
@@ -112,11 +141,17 @@ export class CoordinatorClient {
     return this.call('GET', `/api/models/${encodeURIComponent(id)}`);
   }
 
-  reportStep(modelId: string, r: { step: number; loss: number; tokens?: number; kind?: 'train' | 'val'; peerId?: string }): Promise<unknown> {
+  reportStep(
+    modelId: string,
+    r: { step: number; loss: number; tokens?: number; kind?: 'train' | 'val'; peerId?: string },
+  ): Promise<unknown> {
     return this.call('POST', `/api/models/${encodeURIComponent(modelId)}/metrics`, r);
   }
 
-  metrics(modelId: string, since = 0): Promise<{ metrics: Array<{ step: number; kind: string; value: number }>; next: number }> {
+  metrics(
+    modelId: string,
+    since = 0,
+  ): Promise<{ metrics: Array<{ step: number; kind: string; value: number }>; next: number }> {
     return this.call('GET', `/api/models/${encodeURIComponent(modelId)}/metrics?since=${since}`);
   }
 }

@@ -70,15 +70,37 @@ export const MAX_AUDIT_LIST = 1024;
  * whole model's parameter count, a safe upper bound for any split), norm one float64. Ids: one per row.
  */
 export function frameLimitsFor(cfg: ModelConfig, batch: number, stages = 1, own?: StageSpec): FrameLimits {
-  for (const [k, v] of [['batch', batch], ['stages', stages], ['dModel', cfg.dModel], ['context', cfg.context]] as const) {
-    if (!Number.isSafeInteger(v) || v < 1) throw new FrameError(`frame limits: ${k} must be a positive integer, got ${v}`);
+  for (const [k, v] of [
+    ['batch', batch],
+    ['stages', stages],
+    ['dModel', cfg.dModel],
+    ['context', cfg.context],
+  ] as const) {
+    if (!Number.isSafeInteger(v) || v < 1)
+      throw new FrameError(`frame limits: ${k} must be a positive integer, got ${v}`);
   }
   const rows = batch * cfg.context;
   const boundary = rows * Math.max(4 * cfg.dModel, 4 + cfg.dModel);
-  const stageParams = Math.max(...(own ? [own] : splitStages(cfg, stages)).map((s) => stageParamSpecs(cfg, s).reduce((a, p) => a + p.shape.reduce((x, y) => x * y, 1), 0)));
+  const stageParams = Math.max(
+    ...(own ? [own] : splitStages(cfg, stages)).map((s) =>
+      stageParamSpecs(cfg, s).reduce((a, p) => a + p.shape.reduce((x, y) => x * y, 1), 0),
+    ),
+  );
   // An audit is a copy of an act frame; an audit list names at most MAX_AUDIT_LIST micro-batches of one step.
-  const byKind: Record<FrameKind, number> = { act: boundary, grad: boundary, gradsync: 4 * stageParams, norm: 8, audit: boundary, auditlist: 4 * MAX_AUDIT_LIST };
-  return { maxHeaderBytes: DEFAULT_MAX_HEADER_BYTES, maxPayloadBytes: Math.max(...Object.values(byKind)), maxPayloadBytesByKind: byKind, maxIds: rows };
+  const byKind: Record<FrameKind, number> = {
+    act: boundary,
+    grad: boundary,
+    gradsync: 4 * stageParams,
+    norm: 8,
+    audit: boundary,
+    auditlist: 4 * MAX_AUDIT_LIST,
+  };
+  return {
+    maxHeaderBytes: DEFAULT_MAX_HEADER_BYTES,
+    maxPayloadBytes: Math.max(...Object.values(byKind)),
+    maxPayloadBytesByKind: byKind,
+    maxIds: rows,
+  };
 }
 
 function isCount(v: unknown): v is number {
@@ -90,7 +112,9 @@ export function validateHeader(h: unknown, limits: FrameLimits): FrameHeader {
   if (typeof h !== 'object' || h === null || Array.isArray(h)) throw new FrameError('header is not a JSON object');
   const o = h as Record<string, unknown>;
   if (typeof o.model !== 'string' || o.model.length === 0 || o.model.length > MAX_MODEL_NAME) {
-    throw new FrameError(`header field model must be a non-empty string of at most ${MAX_MODEL_NAME} characters, got ${describe(o.model)}`);
+    throw new FrameError(
+      `header field model must be a non-empty string of at most ${MAX_MODEL_NAME} characters, got ${describe(o.model)}`,
+    );
   }
   for (const k of ['fromStage', 'fromReplica', 'step', 'micro', 'payloadBytes', 'idsCount'] as const) {
     if (!isCount(o[k])) throw new FrameError(`header field ${k} must be a non-negative integer, got ${describe(o[k])}`);
@@ -102,19 +126,35 @@ export function validateHeader(h: unknown, limits: FrameLimits): FrameHeader {
   if (o.dtype !== 'f32') throw new FrameError(`header field dtype must be 'f32', got ${describe(o.dtype)}`);
   const s = o.shape;
   // An audit list may be empty ([1, 0]); every other tensor has both dimensions positive.
-  if (!Array.isArray(s) || s.length !== 2 || !s.every((d, i) => isCount(d) && (d > 0 || (i === 1 && kind === 'auditlist')))) {
+  if (
+    !Array.isArray(s) ||
+    s.length !== 2 ||
+    !s.every((d, i) => isCount(d) && (d > 0 || (i === 1 && kind === 'auditlist')))
+  ) {
     throw new FrameError(`header field shape must be two positive integers, got ${describe(s)}`);
   }
-  if (typeof o.codec !== 'string' || !CODEC_NAME.test(o.codec)) throw new FrameError(`header field codec must be a codec name, got ${describe(o.codec)}`);
-  if (!isCount(o.checksum) || o.checksum > 0xffffffff) throw new FrameError(`header field checksum must be an unsigned 32-bit integer, got ${describe(o.checksum)}`);
+  if (typeof o.codec !== 'string' || !CODEC_NAME.test(o.codec))
+    throw new FrameError(`header field codec must be a codec name, got ${describe(o.codec)}`);
+  if (!isCount(o.checksum) || o.checksum > 0xffffffff)
+    throw new FrameError(`header field checksum must be an unsigned 32-bit integer, got ${describe(o.checksum)}`);
   const payloadBytes = o.payloadBytes as number;
   const cap = Math.min(limits.maxPayloadBytes, limits.maxPayloadBytesByKind?.[kind] ?? Infinity);
   if (payloadBytes > cap) throw new FrameError(`${kind} payload of ${payloadBytes} bytes exceeds the limit of ${cap}`);
   const maxIds = limits.maxIds ?? Math.floor(limits.maxPayloadBytes / 4);
   if ((o.idsCount as number) > maxIds) throw new FrameError(`${o.idsCount} token ids exceed the limit of ${maxIds}`);
   return {
-    model: o.model, fromStage: o.fromStage as number, fromReplica: o.fromReplica as number, step: o.step as number, micro: o.micro as number,
-    kind, dtype: 'f32', shape: [s[0], s[1]], codec: o.codec, payloadBytes, idsCount: o.idsCount as number, checksum: o.checksum,
+    model: o.model,
+    fromStage: o.fromStage as number,
+    fromReplica: o.fromReplica as number,
+    step: o.step as number,
+    micro: o.micro as number,
+    kind,
+    dtype: 'f32',
+    shape: [s[0], s[1]],
+    codec: o.codec,
+    payloadBytes,
+    idsCount: o.idsCount as number,
+    checksum: o.checksum,
   };
 }
 
@@ -138,11 +178,24 @@ function idsBytes(ids: Int32Array): Uint8Array {
 export function encodeFrame(frame: Frame): Uint8Array {
   const ids = frame.ids && frame.ids.length > 0 ? idsBytes(frame.ids) : new Uint8Array(0);
   const header = {
-    model: frame.model, fromStage: frame.fromStage, fromReplica: frame.fromReplica, step: frame.step, micro: frame.micro,
-    kind: frame.kind, dtype: 'f32', shape: frame.shape, codec: frame.codec, payloadBytes: frame.payload.byteLength,
-    idsCount: ids.byteLength / 4, checksum: crc32(ids, crc32(frame.payload)),
+    model: frame.model,
+    fromStage: frame.fromStage,
+    fromReplica: frame.fromReplica,
+    step: frame.step,
+    micro: frame.micro,
+    kind: frame.kind,
+    dtype: 'f32',
+    shape: frame.shape,
+    codec: frame.codec,
+    payloadBytes: frame.payload.byteLength,
+    idsCount: ids.byteLength / 4,
+    checksum: crc32(ids, crc32(frame.payload)),
   };
-  validateHeader(header, { maxHeaderBytes: DEFAULT_MAX_HEADER_BYTES, maxPayloadBytes: Number.MAX_SAFE_INTEGER, maxIds: Number.MAX_SAFE_INTEGER });
+  validateHeader(header, {
+    maxHeaderBytes: DEFAULT_MAX_HEADER_BYTES,
+    maxPayloadBytes: Number.MAX_SAFE_INTEGER,
+    maxIds: Number.MAX_SAFE_INTEGER,
+  });
   const json = new TextEncoder().encode(JSON.stringify(header));
   const out = new Uint8Array(4 + json.length + frame.payload.byteLength + ids.byteLength);
   new DataView(out.buffer).setUint32(0, json.length, false);
@@ -231,7 +284,8 @@ export class FrameDecoder {
   private readLength(bytes: Uint8Array): void {
     const n = new DataView(bytes.buffer, bytes.byteOffset, 4).getUint32(0, false);
     if (n === 0) throw new FrameError('empty header');
-    if (n > this.limits.maxHeaderBytes) throw new FrameError(`header of ${n} bytes exceeds the limit of ${this.limits.maxHeaderBytes}`);
+    if (n > this.limits.maxHeaderBytes)
+      throw new FrameError(`header of ${n} bytes exceeds the limit of ${this.limits.maxHeaderBytes}`);
     this.headerLength = n;
   }
 
@@ -277,8 +331,19 @@ export class FrameDecoder {
     this.ids = new Uint8Array(0);
     this.bodyFilled = 0;
     const sum = crc32(ids, crc32(payload));
-    if (sum !== h.checksum) throw new FrameError(`checksum mismatch (header ${h.checksum}, body ${sum}): corrupted ${h.kind} frame`);
-    const frame: Frame = { model: h.model, fromStage: h.fromStage, fromReplica: h.fromReplica, step: h.step, micro: h.micro, kind: h.kind, shape: h.shape, codec: h.codec, payload };
+    if (sum !== h.checksum)
+      throw new FrameError(`checksum mismatch (header ${h.checksum}, body ${sum}): corrupted ${h.kind} frame`);
+    const frame: Frame = {
+      model: h.model,
+      fromStage: h.fromStage,
+      fromReplica: h.fromReplica,
+      step: h.step,
+      micro: h.micro,
+      kind: h.kind,
+      shape: h.shape,
+      codec: h.codec,
+      payload,
+    };
     if (h.idsCount > 0) frame.ids = decodeIds(ids);
     return frame;
   }

@@ -64,7 +64,14 @@ export class HeldStage {
   private allocate(): CopySet {
     const { gpu } = this.stage;
     return new Map(
-      [...this.stage.slots].map(([name, s]) => [name, { param: gpu.empty(s.param.shape, 'f32', `copy.${name}`), m: gpu.empty(s.m.shape, 'f32', `copy.m.${name}`), v: gpu.empty(s.v.shape, 'f32', `copy.v.${name}`) }]),
+      [...this.stage.slots].map(([name, s]) => [
+        name,
+        {
+          param: gpu.empty(s.param.shape, 'f32', `copy.${name}`),
+          m: gpu.empty(s.m.shape, 'f32', `copy.m.${name}`),
+          v: gpu.empty(s.v.shape, 'f32', `copy.v.${name}`),
+        },
+      ]),
     );
   }
 
@@ -99,7 +106,8 @@ export class HeldStage {
 
   /** Undoes the last update: weights, moments and optimizer step return to the backup. */
   rollback(): void {
-    if (!this.hasBackup) throw new Error(`stage ${this.index}: no copy from before step ${this.step - 1}'s update to roll back to`);
+    if (!this.hasBackup)
+      throw new Error(`stage ${this.index}: no copy from before step ${this.step - 1}'s update to roll back to`);
     const { gpu } = this.stage;
     const b = this.backup!;
     for (const [name, s] of this.stage.slots) {

@@ -13,13 +13,16 @@ export async function loadOrCreateKey(path: string): Promise<PrivateKey> {
   try {
     bytes = await readFile(path);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new NetError(`cannot read peer key ${path}: ${(e as Error).message}`);
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT')
+      throw new NetError(`cannot read peer key ${path}: ${(e as Error).message}`);
   }
   if (bytes) {
     try {
       return privateKeyFromProtobuf(bytes);
     } catch (e) {
-      throw new NetError(`peer key ${path} is not a libp2p private key (${(e as Error).message}); move it away to create a new identity`);
+      throw new NetError(
+        `peer key ${path} is not a libp2p private key (${(e as Error).message}); move it away to create a new identity`,
+      );
     }
   }
   const key = await generateKeyPair('Ed25519');

@@ -6,7 +6,16 @@
  */
 import type { Libp2p, PeerId, Stream, Connection } from '@libp2p/interface';
 import { peerIdFromString } from '@libp2p/peer-id';
-import { frameBytes, Mailbox, TransportError, type Frame, type FrameKind, type ReceiveOptions, type Transport, type TransportStats } from '../train/transport.ts';
+import {
+  frameBytes,
+  Mailbox,
+  TransportError,
+  type Frame,
+  type FrameKind,
+  type ReceiveOptions,
+  type Transport,
+  type TransportStats,
+} from '../train/transport.ts';
 import { encodeFrame, FrameDecoder, FrameError, TENSOR_PROTOCOL, type FrameLimits } from './frame-codec.ts';
 
 /** Chromium closes a data channel on a message over 256 KiB; 64 KiB keeps well clear and still amortises calls. */
@@ -50,7 +59,14 @@ const quiet: NetLogger = { info: () => {}, warn: (m) => console.warn(m) };
 
 export class NetTransport implements Transport {
   readonly id: string;
-  readonly stats: NetTransportStats = { bytesSent: 0, bytesReceived: 0, framesSent: 0, framesReceived: 0, framesRejected: 0, framesDuplicate: 0 };
+  readonly stats: NetTransportStats = {
+    bytesSent: 0,
+    bytesReceived: 0,
+    framesSent: 0,
+    framesReceived: 0,
+    framesRejected: 0,
+    framesDuplicate: 0,
+  };
   /** Frame bytes sent to and accepted from each peer (by peer id): the link measurements heartbeats report. */
   readonly peerStats = new Map<string, { bytesSent: number; bytesReceived: number }>();
   private readonly opts: NetTransportOptions;
@@ -93,7 +109,15 @@ export class NetTransport implements Transport {
   }
 
   async receive(step: number, micro: number, kind: FrameKind, opts: ReceiveOptions = {}): Promise<Frame> {
-    const f = await this.box.take(step, micro, kind, opts.timeoutMs ?? 120_000, this.id, opts.signal, opts.forgetBefore);
+    const f = await this.box.take(
+      step,
+      micro,
+      kind,
+      opts.timeoutMs ?? 120_000,
+      this.id,
+      opts.signal,
+      opts.forgetBefore,
+    );
     this.stats.bytesReceived += frameBytes(f);
     this.stats.framesReceived++;
     return f;
@@ -102,7 +126,8 @@ export class NetTransport implements Transport {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    if (this.started) this.opts.node.unhandle(TENSOR_PROTOCOL).catch((e: Error) => this.log.warn(`${this.id}: unhandle: ${e.message}`));
+    if (this.started)
+      this.opts.node.unhandle(TENSOR_PROTOCOL).catch((e: Error) => this.log.warn(`${this.id}: unhandle: ${e.message}`));
     for (const link of this.out.values()) {
       const s = link.stream;
       if (s) s.close().catch(() => s.abort(new TransportError('transport closed')));
@@ -114,12 +139,15 @@ export class NetTransport implements Transport {
 
   private peerOf(to: string): PeerId {
     const p = this.opts.resolve(to);
-    if (p === undefined || p === null || p === '') throw new TransportError(`${this.id}: no peer known for worker ${to}`);
+    if (p === undefined || p === null || p === '')
+      throw new TransportError(`${this.id}: no peer known for worker ${to}`);
     if (typeof p !== 'string') return p;
     try {
       return peerIdFromString(p);
     } catch (e) {
-      throw new TransportError(`${this.id}: worker ${to} resolves to ${JSON.stringify(p)}, not a peer id (${(e as Error).message})`);
+      throw new TransportError(
+        `${this.id}: worker ${to} resolves to ${JSON.stringify(p)}, not a peer id (${(e as Error).message})`,
+      );
     }
   }
 
@@ -135,7 +163,8 @@ export class NetTransport implements Transport {
       } catch (e) {
         if (link.stream === stream) link.stream = undefined;
         if (stream.status === 'open') stream.abort(e as Error);
-        if (attempt >= 1 || this.closed) throw new TransportError(`${this.id}: sending to ${to} (${peer.toString()}) failed: ${(e as Error).message}`);
+        if (attempt >= 1 || this.closed)
+          throw new TransportError(`${this.id}: sending to ${to} (${peer.toString()}) failed: ${(e as Error).message}`);
         this.log.info(`${this.id}: stream to ${to} broke (${(e as Error).message}); retrying on a new stream`);
       }
     }
@@ -145,18 +174,27 @@ export class NetTransport implements Transport {
     const s = link.stream;
     if (s && s.status === 'open' && s.writeStatus === 'writable') return s;
     // Prefer an open connection without relay limits (the direct WebRTC one) over whatever dialProtocol picks.
-    const conn: Connection | undefined = this.opts.node.getConnections(peer).find((c) => c.status === 'open' && c.limits === undefined);
+    const conn: Connection | undefined = this.opts.node
+      .getConnections(peer)
+      .find((c) => c.status === 'open' && c.limits === undefined);
     let stream: Stream | undefined;
     // A peer that is connected but still loading its stage has not registered the protocol yet ("protocol
     // selection failed"): retry with backoff for a while rather than failing the step.
     const deadline = Date.now() + PROTOCOL_WAIT_MS;
     for (let wait = 100; !stream; wait = Math.min(2000, wait * 2)) {
       try {
-        stream = conn && conn.status === 'open' ? await conn.newStream(TENSOR_PROTOCOL) : await this.opts.node.dialProtocol(peer, TENSOR_PROTOCOL);
+        stream =
+          conn && conn.status === 'open'
+            ? await conn.newStream(TENSOR_PROTOCOL)
+            : await this.opts.node.dialProtocol(peer, TENSOR_PROTOCOL);
       } catch (e) {
-        const unsupported = /protocol selection failed|not supported|UnsupportedProtocol/i.test(`${(e as Error).name} ${(e as Error).message}`);
+        const unsupported = /protocol selection failed|not supported|UnsupportedProtocol/i.test(
+          `${(e as Error).name} ${(e as Error).message}`,
+        );
         if (!unsupported || this.closed || Date.now() + wait > deadline) {
-          throw new TransportError(`${this.id}: cannot open ${TENSOR_PROTOCOL} to ${to} (${peer.toString()}): ${(e as Error).message}`);
+          throw new TransportError(
+            `${this.id}: cannot open ${TENSOR_PROTOCOL} to ${to} (${peer.toString()}): ${(e as Error).message}`,
+          );
         }
         await new Promise((r) => setTimeout(r, wait));
       }
@@ -214,7 +252,9 @@ export class NetTransport implements Transport {
       this.opts.check(f, from);
     } catch (e) {
       this.stats.framesRejected++;
-      this.log.warn(`${this.id}: refused a ${f.kind} frame (step ${f.step}, micro ${f.micro}) from ${from}: ${e instanceof FrameError ? e.reason : (e as Error).message}`);
+      this.log.warn(
+        `${this.id}: refused a ${f.kind} frame (step ${f.step}, micro ${f.micro}) from ${from}: ${e instanceof FrameError ? e.reason : (e as Error).message}`,
+      );
       return;
     }
     if (!this.box.put(f)) {

@@ -118,7 +118,11 @@ export function waitForRelayAddress(node: Libp2p, timeoutMs = 10_000): Promise<M
     };
     const timer = setTimeout(() => {
       done();
-      reject(new NetError(`no relay reservation within ${timeoutMs} ms (is the relay running, with free reservation slots?)`));
+      reject(
+        new NetError(
+          `no relay reservation within ${timeoutMs} ms (is the relay running, with free reservation slots?)`,
+        ),
+      );
     }, timeoutMs);
     node.addEventListener('self:peer:update', check);
   });
@@ -137,7 +141,12 @@ export function isDirectWebRTC(conn: Connection): boolean {
  * Dials `peerId` over WebRTC, signalled through the relay; retries once (the first cold dial occasionally
  * times out). Throws NetError unless the result is a direct WebRTC connection.
  */
-export async function dialWebRTC(node: Libp2p, relayAddr: string, peerId: PeerId | string, timeoutMs = 10_000): Promise<Connection> {
+export async function dialWebRTC(
+  node: Libp2p,
+  relayAddr: string,
+  peerId: PeerId | string,
+  timeoutMs = 10_000,
+): Promise<Connection> {
   const addr = multiaddr(`${relayAddr}/p2p-circuit/webrtc/p2p/${peerId.toString()}`);
   let conn: Connection;
   try {
@@ -146,11 +155,15 @@ export async function dialWebRTC(node: Libp2p, relayAddr: string, peerId: PeerId
     try {
       conn = await node.dial(addr, { signal: AbortSignal.timeout(timeoutMs) });
     } catch (second) {
-      throw new NetError(`WebRTC dial to ${peerId.toString()} via ${relayAddr} failed twice: ${(first as Error).message}; then ${(second as Error).message}`);
+      throw new NetError(
+        `WebRTC dial to ${peerId.toString()} via ${relayAddr} failed twice: ${(first as Error).message}; then ${(second as Error).message}`,
+      );
     }
   }
   if (!isDirectWebRTC(conn)) {
-    throw new NetError(`connection to ${peerId.toString()} is not direct WebRTC (remote address ${conn.remoteAddr.toString()}, limits ${JSON.stringify(conn.limits ?? null)})`);
+    throw new NetError(
+      `connection to ${peerId.toString()} is not direct WebRTC (remote address ${conn.remoteAddr.toString()}, limits ${JSON.stringify(conn.limits ?? null)})`,
+    );
   }
   return conn;
 }

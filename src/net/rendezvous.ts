@@ -68,7 +68,8 @@ export interface Rendezvous {
  */
 export async function connectAll(r: Rendezvous): Promise<void> {
   const { node, relayAddr, members, signal } = r;
-  const direct = (p: string) => node.getConnections().some((c) => c.remotePeer.toString() === p && c.status === 'open' && c.limits === undefined);
+  const direct = (p: string) =>
+    node.getConnections().some((c) => c.remotePeer.toString() === p && c.status === 'open' && c.limits === undefined);
   const dialling = new Set<string>();
   const deadline = Date.now() + 60_000;
   for (;;) {
@@ -100,7 +101,11 @@ async function ask(r: Rendezvous, peer: string, req: StatusRequest): Promise<Syn
  * for, when it is a later epoch than `epoch` (this worker's last): it was decided from statuses that included
  * this worker's. `model` names the model in the requests.
  */
-export async function collectStatuses(r: Rendezvous, model: string, epoch: number): Promise<{ statuses: Map<string, SyncStatus>; adopt?: Resume }> {
+export async function collectStatuses(
+  r: Rendezvous,
+  model: string,
+  epoch: number,
+): Promise<{ statuses: Map<string, SyncStatus>; adopt?: Resume }> {
   const statuses = new Map<string, SyncStatus>();
   const req: StatusRequest = { type: 'status', model, layout: r.layout, phase: 'paused', epoch };
   const deadline = Date.now() + 120_000;
@@ -118,7 +123,11 @@ export async function collectStatuses(r: Rendezvous, model: string, epoch: numbe
     });
     if (adopt) return { statuses, adopt };
     if (statuses.size === r.members.length) return { statuses };
-    const missing = () => r.members.filter((p) => !statuses.has(p)).map(short).join(', ');
+    const missing = () =>
+      r.members
+        .filter((p) => !statuses.has(p))
+        .map(short)
+        .join(', ');
     if (Date.now() > deadline) throw new Error(`no status from ${missing()} within 120 s`);
     if (round === 20) r.log(`waiting for ${missing()} to pause in this layout`);
     await sleep(150, r.signal);
@@ -136,10 +145,16 @@ export async function awaitReady(r: Rendezvous, model: string, epoch: number): P
     if (left >= 0) throw new Reconfigure(`${short(pending[left])} left epoch ${epoch} before it started`);
     pending = pending.filter((_, i) => {
       const st = answers[i];
-      return !(st && st.layout === r.layout && (st.phase === 'ready' || st.phase === 'training') && st.resume?.epoch === epoch);
+      return !(
+        st &&
+        st.layout === r.layout &&
+        (st.phase === 'ready' || st.phase === 'training') &&
+        st.resume?.epoch === epoch
+      );
     });
     if (!pending.length) return;
-    if (Date.now() > deadline) throw new Error(`${pending.map(short).join(', ')} not ready for epoch ${epoch} within 120 s`);
+    if (Date.now() > deadline)
+      throw new Error(`${pending.map(short).join(', ')} not ready for epoch ${epoch} within 120 s`);
     await sleep(100, r.signal);
   }
 }

@@ -34,16 +34,16 @@ export interface MemberView {
 
 export type ResumePlan =
   | {
-    kind: 'resume';
-    /** Training step every stage stands at before the pipeline goes on. */
-    step: number;
-    /** Epoch of the new configuration (frames are tagged with it, so nothing from an earlier one is taken). */
-    epoch: number;
-    /** No peer held any state: every stage starts from the seeded initialisation at `step`. */
-    fresh: boolean;
-    /** Per stage: peers holding it at (or able to roll back to) `step`, best first. */
-    sources: Map<number, string[]>;
-  }
+      kind: 'resume';
+      /** Training step every stage stands at before the pipeline goes on. */
+      step: number;
+      /** Epoch of the new configuration (frames are tagged with it, so nothing from an earlier one is taken). */
+      epoch: number;
+      /** No peer held any state: every stage starts from the seeded initialisation at `step`. */
+      fresh: boolean;
+      /** Per stage: peers holding it at (or able to roll back to) `step`, best first. */
+      sources: Map<number, string[]>;
+    }
   | { kind: 'lost'; stages: number[]; epoch: number; reason: string };
 
 /** Steps a held state can stand at: its step, one back if it kept the backup, the last stage capped by `reported`. */
@@ -57,23 +57,44 @@ export function planResume(members: readonly MemberView[], stages: number): Resu
   const holders: Array<{ peerId: string; stage: number; reach: number[]; exact: number }> = [];
   for (const m of members) {
     for (const h of m.status.held) {
-      if (h.stage < stages) holders.push({ peerId: m.peerId, stage: h.stage, reach: reachable(h, stages, m.status.reported), exact: h.step });
+      if (h.stage < stages)
+        holders.push({
+          peerId: m.peerId,
+          stage: h.stage,
+          reach: reachable(h, stages, m.status.reported),
+          exact: h.step,
+        });
     }
   }
   if (holders.length === 0) {
     const step = Math.max(0, ...members.map((m) => m.status.reported));
     return { kind: 'resume', step, epoch, fresh: true, sources: new Map() };
   }
-  const perStage = Array.from({ length: stages }, (_, s) => new Set(holders.filter((h) => h.stage === s).flatMap((h) => h.reach)));
+  const perStage = Array.from(
+    { length: stages },
+    (_, s) => new Set(holders.filter((h) => h.stage === s).flatMap((h) => h.reach)),
+  );
   const missing = perStage.flatMap((set, s) => (holders.some((h) => h.stage === s) ? [] : [s]));
   if (missing.length) {
-    return { kind: 'lost', stages: missing, epoch, reason: `no peer of the new pipeline holds stage${missing.length > 1 ? 's' : ''} ${missing.join(', ')}: its last holder left and no replica held it` };
+    return {
+      kind: 'lost',
+      stages: missing,
+      epoch,
+      reason: `no peer of the new pipeline holds stage${missing.length > 1 ? 's' : ''} ${missing.join(', ')}: its last holder left and no replica held it`,
+    };
   }
   const common = [...perStage[0]].filter((step) => perStage.every((set) => set.has(step)));
   if (common.length === 0) {
-    const what = perStage.map((set, s) => `stage ${s} at ${[...set].sort((a, b) => a - b).join('/') || 'nothing reportable'}`).join(', ');
+    const what = perStage
+      .map((set, s) => `stage ${s} at ${[...set].sort((a, b) => a - b).join('/') || 'nothing reportable'}`)
+      .join(', ');
     const behind = perStage.map((set, s) => ({ s, top: Math.max(-1, ...set) })).sort((a, b) => a.top - b.top)[0].s;
-    return { kind: 'lost', stages: [behind], epoch, reason: `the stages' states cannot be brought to one step (${what})` };
+    return {
+      kind: 'lost',
+      stages: [behind],
+      epoch,
+      reason: `the stages' states cannot be brought to one step (${what})`,
+    };
   }
   const step = Math.max(...common);
   const sources = new Map<number, string[]>();
@@ -81,13 +102,18 @@ export function planResume(members: readonly MemberView[], stages: number): Resu
     const ok = holders.filter((h) => h.stage === s && h.reach.includes(step));
     // Holders already at the step first (nothing to undo), then by peer id so every asker tries them in one order.
     ok.sort((a, b) => Number(b.exact === step) - Number(a.exact === step) || (a.peerId < b.peerId ? -1 : 1));
-    sources.set(s, ok.map((h) => h.peerId));
+    sources.set(
+      s,
+      ok.map((h) => h.peerId),
+    );
   }
   return { kind: 'resume', step, epoch, fresh: false, sources };
 }
 
 /** Every worker of one pipeline derives the same key from its assignment: model, stage count and each stage's peers in replica order. */
 export function layoutKey(a: Pick<Assignment, 'modelId' | 'stages' | 'pipeline'>): string {
-  const stages = [...a.pipeline].sort((x, y) => x.stage - y.stage).map((st) => [st.stage, [...st.peers].sort((x, y) => x.replica - y.replica).map((p) => p.peerId)]);
+  const stages = [...a.pipeline]
+    .sort((x, y) => x.stage - y.stage)
+    .map((st) => [st.stage, [...st.peers].sort((x, y) => x.replica - y.replica).map((p) => p.peerId)]);
   return JSON.stringify([a.modelId, a.stages, stages]);
 }

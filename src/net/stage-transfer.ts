@@ -59,7 +59,11 @@ export interface StageSource {
   /** The stage `peerId` is assigned in `model` in the assignment this holder last saw (undefined: none). */
   assignedStage(model: string, peerId: string): number | undefined;
   /** The checkpoint of `stage` at training step `step`, or why not. */
-  checkpoint(model: string, stage: number, step: number): Promise<Uint8Array | { code: 'not-held' | 'not-ready'; error: string }>;
+  checkpoint(
+    model: string,
+    stage: number,
+    step: number,
+  ): Promise<Uint8Array | { code: 'not-held' | 'not-ready'; error: string }>;
 }
 
 export interface TransferLogger {
@@ -84,10 +88,13 @@ export function maxCheckpointBytes(cfg: ModelConfig, spec: StageSpec): number {
 
 function parseRequest(raw: unknown): StageRequest {
   const o = raw as Record<string, unknown>;
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new WireError('request is not a JSON object');
-  if (typeof o.model !== 'string' || o.model.length === 0 || o.model.length > 256) throw new WireError('request.model must be a non-empty string of at most 256 characters');
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+    throw new WireError('request is not a JSON object');
+  if (typeof o.model !== 'string' || o.model.length === 0 || o.model.length > 256)
+    throw new WireError('request.model must be a non-empty string of at most 256 characters');
   for (const k of ['stage', 'step'] as const) {
-    if (typeof o[k] !== 'number' || !Number.isSafeInteger(o[k]) || (o[k] as number) < 0) throw new WireError(`request.${k} must be a non-negative integer`);
+    if (typeof o[k] !== 'number' || !Number.isSafeInteger(o[k]) || (o[k] as number) < 0)
+      throw new WireError(`request.${k} must be a non-negative integer`);
   }
   return { model: o.model, stage: o.stage as number, step: o.step as number };
 }
@@ -102,7 +109,13 @@ export class StageServer {
   private readonly timeoutMs: number;
   private started = false;
 
-  constructor(opts: { node: Libp2p; source: StageSource; log?: TransferLogger; chunkBytes?: number; timeoutMs?: number }) {
+  constructor(opts: {
+    node: Libp2p;
+    source: StageSource;
+    log?: TransferLogger;
+    chunkBytes?: number;
+    timeoutMs?: number;
+  }) {
     this.node = opts.node;
     this.source = opts.source;
     this.log = opts.log ?? { info: () => {}, warn: (m) => console.warn(m) };
@@ -142,18 +155,34 @@ export class StageServer {
       }
       const assigned = this.source.assignedStage(req.model, from);
       if (assigned !== req.stage) {
-        return await refuse('not-assigned', `${from} asked for stage ${req.stage} of ${req.model} but is assigned ${assigned === undefined ? 'no stage of it' : `stage ${assigned}`}`);
+        return await refuse(
+          'not-assigned',
+          `${from} asked for stage ${req.stage} of ${req.model} but is assigned ${assigned === undefined ? 'no stage of it' : `stage ${assigned}`}`,
+        );
       }
       const got = await this.source.checkpoint(req.model, req.stage, req.step);
       if (!(got instanceof Uint8Array)) return await refuse(got.code, got.error);
       const sha256 = await sha256Hex(got);
-      await writeJson(stream, { ok: true, model: req.model, stage: req.stage, step: req.step, bytes: got.length, sha256 } satisfies StageReply, signal);
+      await writeJson(
+        stream,
+        {
+          ok: true,
+          model: req.model,
+          stage: req.stage,
+          step: req.step,
+          bytes: got.length,
+          sha256,
+        } satisfies StageReply,
+        signal,
+      );
       const largest = await writeBytes(stream, got, signal, this.chunkBytes);
       await stream.close({ signal });
       this.stats.served++;
       this.stats.bytesSent += got.length;
       this.stats.largestChunk = Math.max(this.stats.largestChunk, largest);
-      this.log.info(`stage transfer: served stage ${req.stage} of ${req.model} at step ${req.step} to ${from}: ${got.length} bytes, sha256 ${sha256}`);
+      this.log.info(
+        `stage transfer: served stage ${req.stage} of ${req.model} at step ${req.step} to ${from}: ${got.length} bytes, sha256 ${sha256}`,
+      );
     } catch (e) {
       this.log.warn(`stage transfer to ${from} failed: ${(e as Error).message}`);
       stream.abort(e as Error);
@@ -180,9 +209,17 @@ export interface FetchedStage {
  * with problem 'checkpoint', the CheckpointError that readCheckpoint raised.
  */
 export async function fetchStage(
-  node: Libp2p, holder: PeerId | string, req: StageRequest, expect: { cfg: ModelConfig; spec: StageSpec }, opts: { signal?: AbortSignal; timeoutMs?: number } = {},
+  node: Libp2p,
+  holder: PeerId | string,
+  req: StageRequest,
+  expect: { cfg: ModelConfig; spec: StageSpec },
+  opts: { signal?: AbortSignal; timeoutMs?: number } = {},
 ): Promise<FetchedStage> {
-  if (expect.spec.index !== req.stage) throw new StageTransferError('bad-request', `asking for stage ${req.stage} while expecting stage ${expect.spec.index}`);
+  if (expect.spec.index !== req.stage)
+    throw new StageTransferError(
+      'bad-request',
+      `asking for stage ${req.stage} while expecting stage ${expect.spec.index}`,
+    );
   const signal = withTimeout(opts.timeoutMs ?? 120_000, opts.signal);
   const from = holder.toString();
   let stream: Stream;
@@ -197,25 +234,32 @@ export async function fetchStage(
     await writeJson(stream, req, signal);
     await stream.close({ signal });
     const reply = (await reader.readJson(MAX_REPLY_BYTES, 'stage reply')) as Partial<Record<string, unknown>>;
-    if (typeof reply !== 'object' || reply === null) throw new StageTransferError('protocol', `${from} sent a reply that is not an object`);
+    if (typeof reply !== 'object' || reply === null)
+      throw new StageTransferError('protocol', `${from} sent a reply that is not an object`);
     if (reply.ok === false) {
       const codes: RefusalCode[] = ['bad-request', 'not-assigned', 'not-held', 'not-ready', 'internal'];
       const code = codes.includes(reply.code as RefusalCode) ? (reply.code as RefusalCode) : 'internal';
       throw new StageTransferError(code, `${from} refused: ${String(reply.error ?? 'no reason').slice(0, 300)}`);
     }
     if (reply.ok !== true || reply.model !== req.model || reply.stage !== req.stage || reply.step !== req.step) {
-      throw new StageTransferError('protocol', `${from} answered for ${String(reply.model)} stage ${String(reply.stage)} step ${String(reply.step)}, not what was asked`);
+      throw new StageTransferError(
+        'protocol',
+        `${from} answered for ${String(reply.model)} stage ${String(reply.stage)} step ${String(reply.step)}, not what was asked`,
+      );
     }
     const limit = maxCheckpointBytes(expect.cfg, expect.spec);
     const n = reply.bytes;
     if (typeof n !== 'number' || !Number.isSafeInteger(n) || n <= 0 || n > limit) {
       throw new StageTransferError('size', `${from} announced ${String(n)} bytes; stage ${req.stage} fits in ${limit}`);
     }
-    if (typeof reply.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(reply.sha256)) throw new StageTransferError('protocol', `${from} sent no valid sha256`);
+    if (typeof reply.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(reply.sha256))
+      throw new StageTransferError('protocol', `${from} sent no valid sha256`);
     const bytes = await reader.read(n, `stage ${req.stage} checkpoint`);
-    if (!(await reader.atEnd())) throw new StageTransferError('size', `${from} sent more than the ${n} bytes it announced`);
+    if (!(await reader.atEnd()))
+      throw new StageTransferError('size', `${from} sent more than the ${n} bytes it announced`);
     const sha256 = await sha256Hex(bytes);
-    if (sha256 !== reply.sha256) throw new StageTransferError('hash', `the bytes from ${from} hash to ${sha256}, the reply said ${reply.sha256}`);
+    if (sha256 !== reply.sha256)
+      throw new StageTransferError('hash', `the bytes from ${from} hash to ${sha256}, the reply said ${reply.sha256}`);
     let checkpoint: StageCheckpoint;
     try {
       checkpoint = await readCheckpoint(bytes, expect);

@@ -78,8 +78,10 @@ export class StreamReader {
 
   private async waitFor(n: number, what: string): Promise<void> {
     while (this.queued < n) {
-      if (this.error) throw new WireError(`${what}: stream failed after ${this.queued} of ${n} bytes: ${this.error.message}`);
-      if (this.ended || this.stream.readableEnded) throw new WireError(`stream ended after ${this.queued} of ${n} bytes of ${what}`);
+      if (this.error)
+        throw new WireError(`${what}: stream failed after ${this.queued} of ${n} bytes: ${this.error.message}`);
+      if (this.ended || this.stream.readableEnded)
+        throw new WireError(`stream ended after ${this.queued} of ${n} bytes of ${what}`);
       await new Promise<void>((r) => (this.wake = r));
       this.wake = undefined;
     }
@@ -128,7 +130,12 @@ export class StreamReader {
 }
 
 /** Writes bytes in chunks of at most `chunkBytes`, waiting for the stream to drain whenever it asks to. Returns the largest chunk written. */
-export async function writeBytes(stream: Stream, bytes: Uint8Array, signal?: AbortSignal, chunkBytes = MAX_CHUNK_BYTES): Promise<number> {
+export async function writeBytes(
+  stream: Stream,
+  bytes: Uint8Array,
+  signal?: AbortSignal,
+  chunkBytes = MAX_CHUNK_BYTES,
+): Promise<number> {
   const size = Math.max(1, Math.min(chunkBytes, MAX_CHUNK_BYTES));
   let largest = 0;
   for (let at = 0; at < bytes.length; at += size) {
@@ -161,9 +168,16 @@ export function withTimeout(timeoutMs: number, signal?: AbortSignal): AbortSigna
  * A stream for `protocol` to `peer`, over an open connection without relay limits (the direct WebRTC one)
  * when there is one: bulk bytes must not cross the relay, whose circuits are limited to signalling.
  */
-export async function openStream(node: Libp2p, peer: PeerId | string, protocol: string, signal: AbortSignal): Promise<Stream> {
+export async function openStream(
+  node: Libp2p,
+  peer: PeerId | string,
+  protocol: string,
+  signal: AbortSignal,
+): Promise<Stream> {
   const id = typeof peer === 'string' ? peerIdFromString(peer) : peer;
-  const conn: Connection | undefined = node.getConnections(id).find((c) => c.status === 'open' && c.limits === undefined);
+  const conn: Connection | undefined = node
+    .getConnections(id)
+    .find((c) => c.status === 'open' && c.limits === undefined);
   try {
     return conn ? await conn.newStream(protocol, { signal }) : await node.dialProtocol(id, protocol, { signal });
   } catch (e) {
@@ -173,7 +187,8 @@ export async function openStream(node: Libp2p, peer: PeerId | string, protocol: 
 
 /** Makes the stream fail (and so every pending read or drain wait) when `signal` aborts. */
 export function abortOn(stream: Stream, signal: AbortSignal): () => void {
-  const onAbort = () => stream.abort(new WireError(`aborted: ${String(signal.reason?.message ?? signal.reason ?? 'no reason')}`));
+  const onAbort = () =>
+    stream.abort(new WireError(`aborted: ${String(signal.reason?.message ?? signal.reason ?? 'no reason')}`));
   if (signal.aborted) onAbort();
   else signal.addEventListener('abort', onAbort, { once: true });
   return () => signal.removeEventListener('abort', onAbort);

@@ -81,21 +81,27 @@ const isInt = (v: unknown, min = 0): v is number => typeof v === 'number' && Num
 const isText = (v: unknown, max: number): v is string => typeof v === 'string' && v.length <= max;
 
 function parseRequest(raw: unknown): SyncRequest {
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new WireError('request is not a JSON object');
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+    throw new WireError('request is not a JSON object');
   const o = raw as Record<string, unknown>;
-  if (!isText(o.model, 256) || o.model.length === 0) throw new WireError('model must be a non-empty string of at most 256 characters');
+  if (!isText(o.model, 256) || o.model.length === 0)
+    throw new WireError('model must be a non-empty string of at most 256 characters');
   if (o.type === 'status') {
     if (!isText(o.layout, 200_000)) throw new WireError('status.layout must be a string');
-    if (!(PHASES as readonly unknown[]).includes(o.phase)) throw new WireError(`status.phase must be one of ${PHASES.join(', ')}`);
+    if (!(PHASES as readonly unknown[]).includes(o.phase))
+      throw new WireError(`status.phase must be one of ${PHASES.join(', ')}`);
     if (!isInt(o.epoch)) throw new WireError('status.epoch must be a non-negative integer');
     return { type: 'status', model: o.model, layout: o.layout, phase: o.phase as Phase, epoch: o.epoch };
   }
   if (o.type === 'losses') {
-    if (!isInt(o.epoch) || !isInt(o.step)) throw new WireError('losses.epoch and losses.step must be non-negative integers');
-    if (!Array.isArray(o.losses) || o.losses.length === 0 || o.losses.length > 4096) throw new WireError('losses.losses must hold 1–4096 entries');
+    if (!isInt(o.epoch) || !isInt(o.step))
+      throw new WireError('losses.epoch and losses.step must be non-negative integers');
+    if (!Array.isArray(o.losses) || o.losses.length === 0 || o.losses.length > 4096)
+      throw new WireError('losses.losses must hold 1–4096 entries');
     const losses: Array<[number, number]> = [];
     for (const e of o.losses) {
-      if (!Array.isArray(e) || e.length !== 2 || !isInt(e[0]) || typeof e[1] !== 'number' || !Number.isFinite(e[1])) throw new WireError('each loss must be [micro-batch, finite number]');
+      if (!Array.isArray(e) || e.length !== 2 || !isInt(e[0]) || typeof e[1] !== 'number' || !Number.isFinite(e[1]))
+        throw new WireError('each loss must be [micro-batch, finite number]');
       losses.push([e[0], e[1]]);
     }
     return { type: 'losses', model: o.model, epoch: o.epoch, step: o.step, losses };
@@ -109,18 +115,21 @@ export function parseStatus(raw: unknown): SyncStatus {
   const o = raw as Record<string, unknown>;
   if (!isText(o.layout, 200_000)) throw new WireError('status.layout must be a string');
   if (!(PHASES as readonly unknown[]).includes(o.phase)) throw new WireError('status.phase is not a phase');
-  if (!isInt(o.epoch) || !isInt(o.reported)) throw new WireError('status.epoch and status.reported must be non-negative integers');
+  if (!isInt(o.epoch) || !isInt(o.reported))
+    throw new WireError('status.epoch and status.reported must be non-negative integers');
   if (!Array.isArray(o.held) || o.held.length > 4) throw new WireError('status.held must list at most 4 stage states');
   const held: HeldInfo[] = [];
   for (const h of o.held as unknown[]) {
     const x = h as Record<string, unknown>;
-    if (typeof h !== 'object' || h === null || !isInt(x.stage) || !isInt(x.step) || typeof x.backup !== 'boolean') throw new WireError('status.held entries must be { stage, step, backup }');
+    if (typeof h !== 'object' || h === null || !isInt(x.stage) || !isInt(x.step) || typeof x.backup !== 'boolean')
+      throw new WireError('status.held entries must be { stage, step, backup }');
     held.push({ stage: x.stage, step: x.step, backup: x.backup });
   }
   let resume: SyncStatus['resume'];
   if (o.resume !== undefined) {
     const r = o.resume as Record<string, unknown>;
-    if (typeof r !== 'object' || r === null || !isInt(r.step) || !isInt(r.epoch, 1) || typeof r.fresh !== 'boolean') throw new WireError('status.resume must be { step, epoch ≥ 1, fresh }');
+    if (typeof r !== 'object' || r === null || !isInt(r.step) || !isInt(r.epoch, 1) || typeof r.fresh !== 'boolean')
+      throw new WireError('status.resume must be { step, epoch ≥ 1, fresh }');
     resume = { step: r.step, epoch: r.epoch, fresh: r.fresh };
   }
   return { layout: o.layout, phase: o.phase as Phase, epoch: o.epoch, held, reported: o.reported, resume };
@@ -202,11 +211,21 @@ async function call(node: Libp2p, peer: PeerId | string, req: SyncRequest, signa
   }
 }
 
-export async function queryStatus(node: Libp2p, peer: PeerId | string, req: StatusRequest, opts: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<SyncStatus> {
+export async function queryStatus(
+  node: Libp2p,
+  peer: PeerId | string,
+  req: StatusRequest,
+  opts: { signal?: AbortSignal; timeoutMs?: number } = {},
+): Promise<SyncStatus> {
   return parseStatus(await call(node, peer, req, withTimeout(opts.timeoutMs ?? 5000, opts.signal)));
 }
 
-export async function sendLosses(node: Libp2p, peer: PeerId | string, req: LossesRequest, opts: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<void> {
+export async function sendLosses(
+  node: Libp2p,
+  peer: PeerId | string,
+  req: LossesRequest,
+  opts: { signal?: AbortSignal; timeoutMs?: number } = {},
+): Promise<void> {
   await call(node, peer, req, withTimeout(opts.timeoutMs ?? 10_000, opts.signal));
 }
 
@@ -243,7 +262,11 @@ export class LossInbox {
       };
       const timer = setTimeout(() => {
         done();
-        reject(new WireError(`losses of step ${step}: only ${this.steps.get(step)?.size ?? 0} of ${count} micro-batches within ${timeoutMs} ms`));
+        reject(
+          new WireError(
+            `losses of step ${step}: only ${this.steps.get(step)?.size ?? 0} of ${count} micro-batches within ${timeoutMs} ms`,
+          ),
+        );
       }, timeoutMs);
       if (signal.aborted) return onAbort();
       signal.addEventListener('abort', onAbort, { once: true });

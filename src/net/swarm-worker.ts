@@ -31,7 +31,15 @@ import type { ModelConfig } from '../model/config.ts';
 import { sha256Hex } from '../model/safetensors.ts';
 import { Stage } from '../model/stage.ts';
 import type { StageSpec } from '../model/stages.ts';
-import { defaultRecipe, learningRate, recipeAdam, recipeBoundaries, recipeMicroBatches, type Corpus, type RecipeOptions } from '../train/recipe.ts';
+import {
+  defaultRecipe,
+  learningRate,
+  recipeAdam,
+  recipeBoundaries,
+  recipeMicroBatches,
+  type Corpus,
+  type RecipeOptions,
+} from '../train/recipe.ts';
 import { StageRunner, workerId, type Topology } from '../train/stage-runner.ts';
 import type { Frame } from '../train/transport.ts';
 import { secretCoin, type AuditOptions, type WorkContext, type WorkDone } from '../train/work.ts';
@@ -41,10 +49,29 @@ import { FrameError, frameLimitsFor } from './frame-codec.ts';
 import { HeldStage } from './held-stage.ts';
 import { LinkMeter } from './link-meter.ts';
 import { NetTransport, type NetTransportOptions } from './net-transport.ts';
-import { abortable, awaitReady, collectStatuses, connectAll, Reconfigure, short, sleep, type Rendezvous } from './rendezvous.ts';
+import {
+  abortable,
+  awaitReady,
+  collectStatuses,
+  connectAll,
+  Reconfigure,
+  short,
+  sleep,
+  type Rendezvous,
+} from './rendezvous.ts';
 import { layoutKey, planResume, type MemberView } from './resume.ts';
 import { fetchStage, StageServer } from './stage-transfer.ts';
-import { LossInbox, sendLosses, SyncServer, type HeldInfo, type LossesRequest, type Phase, type Resume, type StatusRequest, type SyncStatus } from './swarm-sync.ts';
+import {
+  LossInbox,
+  sendLosses,
+  SyncServer,
+  type HeldInfo,
+  type LossesRequest,
+  type Phase,
+  type Resume,
+  type StatusRequest,
+  type SyncStatus,
+} from './swarm-sync.ts';
 
 export interface SwarmWorkerOptions {
   gpu: Gpu;
@@ -139,7 +166,9 @@ class EpochTransport extends NetTransport {
 
 /** Every stage of the model has at least one holder. */
 function complete(a: Assignment): boolean {
-  return Array.from({ length: a.stages }, (_, s) => s).every((s) => a.pipeline.some((p) => p.stage === s && p.peers.length > 0));
+  return Array.from({ length: a.stages }, (_, s) => s).every((s) =>
+    a.pipeline.some((p) => p.stage === s && p.peers.length > 0),
+  );
 }
 
 /** Workers number replicas densely (the coordinator's replica numbers may have gaps) in replica order. */
@@ -155,7 +184,14 @@ function directoryOf(a: Assignment): { directory: Map<string, string>; replicas:
 }
 
 function specOf(a: Assignment): StageSpec {
-  return { index: a.stage, count: a.stages, firstLayer: a.firstLayer, endLayer: a.endLayer, hasEmbedding: a.stage === 0, hasHead: a.stage === a.stages - 1 };
+  return {
+    index: a.stage,
+    count: a.stages,
+    firstLayer: a.firstLayer,
+    endLayer: a.endLayer,
+    hasEmbedding: a.stage === 0,
+    hasHead: a.stage === a.stages - 1,
+  };
 }
 
 /** A stage rebuilt from a checkpoint that readCheckpoint already verified. */
@@ -231,7 +267,15 @@ export class SwarmWorker {
   /** The stage this worker holds now and where it sits (round, replica): what it serves inference for. */
   heldStage(): { modelId: string; stage: Stage; round: number; replica: number; replicas: number } | null {
     const c = this.current;
-    return c && !this.stopped ? { modelId: c.a.modelId, stage: c.held.stage, round: c.epoch, replica: c.replica, replicas: c.replicas[c.a.stage] } : null;
+    return c && !this.stopped
+      ? {
+          modelId: c.a.modelId,
+          stage: c.held.stage,
+          round: c.epoch,
+          replica: c.replica,
+          replicas: c.replicas[c.a.stage],
+        }
+      : null;
   }
 
   get state(): { phase: Phase; epoch: number; stage?: number } {
@@ -254,17 +298,28 @@ export class SwarmWorker {
       const layout = answer.status === 'assigned' && complete(answer.assignment) ? layoutKey(answer.assignment) : '';
       if (layout && layout === previous) break;
       if (answer.status === 'wait') this.log(`waiting: ${answer.reason}`);
-      else if (!layout) this.log(`stage ${answer.assignment.stage} of ${answer.assignment.modelId}: waiting for holders of the other stages`);
+      else if (!layout)
+        this.log(
+          `stage ${answer.assignment.stage} of ${answer.assignment.modelId}: waiting for holders of the other stages`,
+        );
       previous = layout;
       await sleep(answer.heartbeatMs);
       answer = await this.heartbeatOnce();
     }
     this.latest = answer;
     if (answer.status === 'assigned') await this.loadCorpus(answer.assignment.config.vocab);
-    this.sync = new SyncServer({ node: this.opts.node, handler: { status: (from, req) => this.statusFor(from, req), losses: (from, req) => this.takeLosses(from, req) }, log: (m) => this.log(`warning: ${m}`) });
+    this.sync = new SyncServer({
+      node: this.opts.node,
+      handler: { status: (from, req) => this.statusFor(from, req), losses: (from, req) => this.takeLosses(from, req) },
+      log: (m) => this.log(`warning: ${m}`),
+    });
     this.stages = new StageServer({
-      node: this.opts.node, log: { info: (m) => this.log(m), warn: (m) => this.log(`warning: ${m}`) },
-      source: { assignedStage: (model, peer) => this.assignedStage(model, peer), checkpoint: (model, stage, step) => this.serveCheckpoint(model, stage, step) },
+      node: this.opts.node,
+      log: { info: (m) => this.log(m), warn: (m) => this.log(`warning: ${m}`) },
+      source: {
+        assignedStage: (model, peer) => this.assignedStage(model, peer),
+        checkpoint: (model, stage, step) => this.serveCheckpoint(model, stage, step),
+      },
     });
     await this.sync.start();
     await this.stages.start();
@@ -283,7 +338,11 @@ export class SwarmWorker {
       const answer = this.latest!;
       if (answer.status !== 'assigned' || !complete(answer.assignment)) {
         this.enterIdle(answer.status === 'assigned' ? layoutKey(answer.assignment) : 'wait');
-        this.log(answer.status === 'wait' ? `waiting: ${answer.reason}` : `stage ${answer.assignment.stage} of ${answer.assignment.modelId}: waiting for holders of the other stages`);
+        this.log(
+          answer.status === 'wait'
+            ? `waiting: ${answer.reason}`
+            : `stage ${answer.assignment.stage} of ${answer.assignment.modelId}: waiting for holders of the other stages`,
+        );
         await this.untilLayoutChanges(this.layout);
         continue;
       }
@@ -316,7 +375,12 @@ export class SwarmWorker {
   /** A heartbeat; a peer the coordinator declared gone (409) joins again and keeps its stage state. */
   private async heartbeatOnce(): Promise<JoinAnswer> {
     const t = this.current?.transport.stats;
-    const stats = { step: this.step, epoch: this.epoch, bytesSent: t?.bytesSent ?? 0, bytesReceived: t?.bytesReceived ?? 0 };
+    const stats = {
+      step: this.step,
+      epoch: this.epoch,
+      bytesSent: t?.bytesSent ?? 0,
+      bytesReceived: t?.bytesReceived ?? 0,
+    };
     // Per-peer bytes and round trips: the coordinator's measured links (Researcher topology, bytes per token).
     const links = (this.linkMeter ??= new LinkMeter(this.opts.node)).reports(this.current?.transport.peerStats);
     try {
@@ -339,7 +403,11 @@ export class SwarmWorker {
     this.latest = a;
     const key = a.status === 'assigned' ? layoutKey(a.assignment) : 'wait';
     if (this.layout && key !== this.layout && !this.phaseCtl.signal.aborted) {
-      const gone = this.current ? [...this.current.directory.values()].filter((p) => a.status !== 'assigned' || !a.assignment.pipeline.some((s) => s.peers.some((x) => x.peerId === p))) : [];
+      const gone = this.current
+        ? [...this.current.directory.values()].filter(
+            (p) => a.status !== 'assigned' || !a.assignment.pipeline.some((s) => s.peers.some((x) => x.peerId === p)),
+          )
+        : [];
       this.phaseCtl.abort(new Reconfigure(gone.length ? `${gone.map(short).join(', ')} left it` : 'new layout'));
     }
   }
@@ -356,11 +424,21 @@ export class SwarmWorker {
     // a member counts: anyone else asking must not be able to stall training.)
     const mine = this.phase === 'ready' || this.phase === 'training';
     const member = this.current?.workerOf.has(from) ?? false;
-    if (mine && member && req.layout === this.layout && req.phase === 'paused' && req.epoch >= this.epoch && !this.phaseCtl.signal.aborted) {
+    if (
+      mine &&
+      member &&
+      req.layout === this.layout &&
+      req.phase === 'paused' &&
+      req.epoch >= this.epoch &&
+      !this.phaseCtl.signal.aborted
+    ) {
       this.phaseCtl.abort(new Reconfigure(`${short(from)} left epoch ${this.epoch}`));
     }
     return {
-      layout: this.layout, phase: this.phase, epoch: this.epoch, reported: this.announced.reported,
+      layout: this.layout,
+      phase: this.phase,
+      epoch: this.epoch,
+      reported: this.announced.reported,
       held: this.phase === 'paused' ? this.announced.held : this.holdings.map((h) => h.info),
       resume: mine ? this.resumeAt : undefined,
     };
@@ -369,14 +447,17 @@ export class SwarmWorker {
   private takeLosses(from: string, req: LossesRequest): void {
     const c = this.current;
     if (!c || (this.phase !== 'training' && this.phase !== 'ready')) throw new Error('not training');
-    if (req.model !== c.tag || req.epoch !== c.epoch) throw new Error(`losses for ${req.model} epoch ${req.epoch}, this worker trains ${c.tag}`);
+    if (req.model !== c.tag || req.epoch !== c.epoch)
+      throw new Error(`losses for ${req.model} epoch ${req.epoch}, this worker trains ${c.tag}`);
     const last = c.a.stages - 1;
     if (c.a.stage !== last || c.replica !== 0) throw new Error('this worker does not report losses');
     const w = c.workerOf.get(from);
     if (!w || w.stage !== last || w.replica === 0) throw new Error(`${from} is not a replica of the last stage`);
-    if (req.step < c.held.step - 1 || req.step > c.held.step + 1) throw new Error(`step ${req.step} is outside [${c.held.step - 1}, ${c.held.step + 1}]`);
+    if (req.step < c.held.step - 1 || req.step > c.held.step + 1)
+      throw new Error(`step ${req.step} is outside [${c.held.step - 1}, ${c.held.step + 1}]`);
     const R = c.replicas[last];
-    for (const [m] of req.losses) if (m >= c.o.micro || m % R !== w.replica) throw new Error(`micro-batch ${m} is not replica ${w.replica}'s`);
+    for (const [m] of req.losses)
+      if (m >= c.o.micro || m % R !== w.replica) throw new Error(`micro-batch ${m} is not replica ${w.replica}'s`);
     this.losses.put(req.step, req.losses);
   }
 
@@ -390,7 +471,11 @@ export class SwarmWorker {
   private async serveCheckpoint(model: string, stage: number, step: number) {
     const h = this.holdingsModel === model ? this.holdings.find((x) => x.index === stage) : undefined;
     if (!h) return { code: 'not-held' as const, error: `this peer holds no state of stage ${stage} of ${model}` };
-    if (this.phase === 'training' || h.step !== step) return { code: 'not-ready' as const, error: `stage ${stage} stands at step ${h.step}${this.phase === 'training' ? ' and is training' : ''}, not ${step}` };
+    if (this.phase === 'training' || h.step !== step)
+      return {
+        code: 'not-ready' as const,
+        error: `stage ${stage} stands at step ${h.step}${this.phase === 'training' ? ' and is training' : ''}, not ${step}`,
+      };
     return h.checkpoint();
   }
 
@@ -407,8 +492,17 @@ export class SwarmWorker {
   private recipeOf(a: Assignment): RecipeOptions {
     const cfg = a.config;
     return {
-      ...defaultRecipe(this.opts.gpu.adapter.isSoftware), vocab: cfg.vocab, dModel: cfg.dModel, heads: cfg.heads, context: cfg.context,
-      stages: a.stages, blocks: a.endLayer - a.firstLayer, micro: a.microBatches, batch: a.batch, seed: cfg.seed ?? 1, codec: a.codec as CodecName,
+      ...defaultRecipe(this.opts.gpu.adapter.isSoftware),
+      vocab: cfg.vocab,
+      dModel: cfg.dModel,
+      heads: cfg.heads,
+      context: cfg.context,
+      stages: a.stages,
+      blocks: a.endLayer - a.firstLayer,
+      micro: a.microBatches,
+      batch: a.batch,
+      seed: cfg.seed ?? 1,
+      codec: a.codec as CodecName,
       k: Math.max(1, Math.floor(cfg.dModel / 4)),
     };
   }
@@ -447,12 +541,27 @@ export class SwarmWorker {
     const o = this.recipeOf(a);
     const spec = specOf(a);
     const { directory, replicas } = directoryOf(a);
-    const workerOf = new Map([...directory].map(([id, peer]) => [peer, { stage: Number(id.slice(1).split('r')[0]), replica: Number(id.split('r')[1]) }]));
+    const workerOf = new Map(
+      [...directory].map(([id, peer]) => [
+        peer,
+        { stage: Number(id.slice(1).split('r')[0]), replica: Number(id.split('r')[1]) },
+      ]),
+    );
     const me = workerOf.get(this.peerId);
     if (!me) throw new Error(`assignment for ${a.modelId} does not list this peer`);
     const members = [...workerOf.keys()].filter((p) => p !== this.peerId);
-    this.log(`stage ${a.stage} (replica ${me.replica}) of ${a.modelId}: layers ${a.firstLayer}–${a.endLayer - 1}, ${a.stages} stages, replicas [${replicas}], codec ${a.codec}; holding ${this.announced.held.map((h) => `stage ${h.stage}@${h.step}${h.backup ? '+backup' : ''}`).join(', ') || 'nothing'}`);
-    const meet: Rendezvous = { node: this.opts.node, relayAddr: this.opts.relayAddr, self: this.peerId, members, layout, signal, log: (m) => this.log(m) };
+    this.log(
+      `stage ${a.stage} (replica ${me.replica}) of ${a.modelId}: layers ${a.firstLayer}–${a.endLayer - 1}, ${a.stages} stages, replicas [${replicas}], codec ${a.codec}; holding ${this.announced.held.map((h) => `stage ${h.stage}@${h.step}${h.backup ? '+backup' : ''}`).join(', ') || 'nothing'}`,
+    );
+    const meet: Rendezvous = {
+      node: this.opts.node,
+      relayAddr: this.opts.relayAddr,
+      self: this.peerId,
+      members,
+      layout,
+      signal,
+      log: (m) => this.log(m),
+    };
     await connectAll(meet);
 
     const found = await collectStatuses(meet, a.modelId, this.epoch);
@@ -460,20 +569,35 @@ export class SwarmWorker {
     let sources: string[];
     if (found.adopt) {
       resume = found.adopt;
-      sources = [...found.statuses].filter(([, st]) => st.held.some((h) => h.stage === a.stage)).map(([p]) => p).sort();
+      sources = [...found.statuses]
+        .filter(([, st]) => st.held.some((h) => h.stage === a.stage))
+        .map(([p]) => p)
+        .sort();
       this.log(`resuming as the others decided: step ${resume.step}, epoch ${resume.epoch}`);
     } else {
-      const views: MemberView[] = [...found.statuses].map(([peerId, status]) => ({ peerId, stage: workerOf.get(peerId)!.stage, status }));
-      views.push({ peerId: this.peerId, stage: a.stage, status: { held: this.announced.held, reported, epoch: this.epoch } });
+      const views: MemberView[] = [...found.statuses].map(([peerId, status]) => ({
+        peerId,
+        stage: workerOf.get(peerId)!.stage,
+        status,
+      }));
+      views.push({
+        peerId: this.peerId,
+        stage: a.stage,
+        status: { held: this.announced.held, reported, epoch: this.epoch },
+      });
       const plan = planResume(views, a.stages);
       if (plan.kind === 'lost') {
-        this.log(`STAGE LOST: ${plan.reason}. Model ${a.modelId} cannot train until a peer holding stage ${plan.stages.join(', ')} at a matching step joins; waiting for the pipeline to change`);
+        this.log(
+          `STAGE LOST: ${plan.reason}. Model ${a.modelId} cannot train until a peer holding stage ${plan.stages.join(', ')} at a matching step joins; waiting for the pipeline to change`,
+        );
         await abortable(new Promise(() => {}), signal);
         return undefined;
       }
       resume = { step: plan.step, epoch: plan.epoch, fresh: plan.fresh };
       sources = plan.sources.get(a.stage) ?? [];
-      this.log(`resume at step ${resume.step}, epoch ${resume.epoch}${plan.fresh ? ' (no peer holds this model: seeded initialisation)' : ''}`);
+      this.log(
+        `resume at step ${resume.step}, epoch ${resume.epoch}${plan.fresh ? ' (no peer holds this model: seeded initialisation)' : ''}`,
+      );
     }
 
     // Bring every state this worker holds to the resume step: undo an update applied past it, drop what cannot get there.
@@ -484,12 +608,22 @@ export class SwarmWorker {
         this.holdings.splice(this.holdings.indexOf(h), 1);
       } else if (h.step !== resume.step) {
         h.rollback();
-        this.log(`rolled back stage ${h.index} from step ${resume.step + 1} to ${resume.step}: the update of step ${resume.step} is undone and will be recomputed`);
+        this.log(
+          `rolled back stage ${h.index} from step ${resume.step + 1} to ${resume.step}: the update of step ${resume.step} is undone and will be recomputed`,
+        );
       }
     }
     let held = this.holdings.find((h) => h.index === a.stage);
     if (!held) {
-      held = resume.fresh ? this.seeded(a, o, spec, resume.step) : await this.fetch(a, spec, resume.step, sources.filter((p) => p !== this.peerId), signal);
+      held = resume.fresh
+        ? this.seeded(a, o, spec, resume.step)
+        : await this.fetch(
+            a,
+            spec,
+            resume.step,
+            sources.filter((p) => p !== this.peerId),
+            signal,
+          );
       this.holdings.push(held);
     }
 
@@ -501,12 +635,42 @@ export class SwarmWorker {
     const transport = this.transportFor(a, o, tag, me.replica, replicas, codecs, directory, held, signal);
     await transport.start();
     const topology: Topology = { model: tag, stages: a.stages, replicas };
-    const work: WorkContext = { model: a.modelId, round: resume.epoch, spec, replica: me.replica, replicas: replicas[a.stage], cfg: held.stage.cfg, batch: o.batch, seq: o.context };
+    const work: WorkContext = {
+      model: a.modelId,
+      round: resume.epoch,
+      spec,
+      replica: me.replica,
+      replicas: replicas[a.stage],
+      cfg: held.stage.cfg,
+      batch: o.batch,
+      seq: o.context,
+    };
     const runner = new StageRunner(held.stage, me.replica, transport, topology, {
-      adam: recipeAdam(o), codecs: bounds.codecs, afterStep: bounds.afterStep, timeoutMs: this.opts.timeoutMs ?? 60_000, clipNorm: o.clip > 0 ? o.clip : undefined,
-      audit: this.audit, onWork: this.opts.onWork && ((w) => this.opts.onWork!(w, work)), corrupt: this.opts.corrupt, turns: this.turns,
+      adam: recipeAdam(o),
+      codecs: bounds.codecs,
+      afterStep: bounds.afterStep,
+      timeoutMs: this.opts.timeoutMs ?? 60_000,
+      clipNorm: o.clip > 0 ? o.clip : undefined,
+      audit: this.audit,
+      onWork: this.opts.onWork && ((w) => this.opts.onWork!(w, work)),
+      corrupt: this.opts.corrupt,
+      turns: this.turns,
     });
-    const epoch: Epoch = { a, layout, epoch: resume.epoch, tag, o, replica: me.replica, replicas, directory, workerOf, held, runner, transport, sampler };
+    const epoch: Epoch = {
+      a,
+      layout,
+      epoch: resume.epoch,
+      tag,
+      o,
+      replica: me.replica,
+      replicas,
+      directory,
+      workerOf,
+      held,
+      runner,
+      transport,
+      sampler,
+    };
     this.current = epoch;
     this.step = held.step;
     this.epoch = resume.epoch;
@@ -525,17 +689,31 @@ export class SwarmWorker {
   }
 
   /** The stage's checkpoint at `step` from one of `sources`, verified, on this worker's GPU. */
-  private async fetch(a: Assignment, spec: StageSpec, step: number, sources: string[], signal: AbortSignal): Promise<HeldStage> {
+  private async fetch(
+    a: Assignment,
+    spec: StageSpec,
+    step: number,
+    sources: string[],
+    signal: AbortSignal,
+  ): Promise<HeldStage> {
     if (!sources.length) throw new Error(`no peer of the pipeline holds stage ${a.stage} to fetch it from`);
     const deadline = Date.now() + 120_000;
     for (;;) {
       for (const peer of sources) {
         try {
-          const got = await fetchStage(this.opts.node, peer, { model: a.modelId, stage: a.stage, step }, { cfg: a.config, spec }, { signal, timeoutMs: 60_000 });
+          const got = await fetchStage(
+            this.opts.node,
+            peer,
+            { model: a.modelId, stage: a.stage, step },
+            { cfg: a.config, spec },
+            { signal, timeoutMs: 60_000 },
+          );
           const held = new HeldStage(stageFrom(this.opts.gpu, a.config, got.checkpoint), step);
           // Serialising what landed on this GPU gives the holder's file back byte for byte if nothing was lost on the way.
           const resaved = await sha256Hex(await held.checkpoint());
-          this.log(`loaded stage ${a.stage} at step ${step} from ${short(peer)}: ${got.bytes.length} bytes, sha256 ${got.sha256}; re-saved here sha256 ${resaved}${resaved === got.sha256 ? '' : ' (DIFFERS)'}`);
+          this.log(
+            `loaded stage ${a.stage} at step ${step} from ${short(peer)}: ${got.bytes.length} bytes, sha256 ${got.sha256}; re-saved here sha256 ${resaved}${resaved === got.sha256 ? '' : ' (DIFFERS)'}`,
+          );
           return held;
         } catch (e) {
           if (signal.aborted) throw new Reconfigure(String(signal.reason?.message ?? signal.reason));
@@ -548,28 +726,52 @@ export class SwarmWorker {
   }
 
   private transportFor(
-    a: Assignment, o: RecipeOptions, tag: string, replica: number, replicas: number[], codecs: string[], directory: Map<string, string>, held: HeldStage, signal: AbortSignal,
+    a: Assignment,
+    o: RecipeOptions,
+    tag: string,
+    replica: number,
+    replicas: number[],
+    codecs: string[],
+    directory: Map<string, string>,
+    held: HeldStage,
+    signal: AbortSignal,
   ): NetTransport {
     const rows = o.batch * o.context;
-    return new EpochTransport({
-      node: this.opts.node, id: workerId(a.stage, replica),
-      resolve: (id) => {
-        const p = directory.get(id);
-        if (!p) throw new FrameError(`no worker ${id} in this pipeline`);
-        return p;
+    return new EpochTransport(
+      {
+        node: this.opts.node,
+        id: workerId(a.stage, replica),
+        resolve: (id) => {
+          const p = directory.get(id);
+          if (!p) throw new FrameError(`no worker ${id} in this pipeline`);
+          return p;
+        },
+        limits: frameLimitsFor(a.config, o.batch, a.stages, specOf(a)),
+        check: (frame: Frame, fromPeer: string) => {
+          checkFrame(frame, {
+            model: tag,
+            stages: a.stages,
+            replicas,
+            self: { stage: a.stage, replica },
+            rows,
+            width: a.config.dModel,
+            codecs,
+            minStep: held.step - 1,
+            maxStep: held.step + 2,
+            microBatches: o.micro,
+            vocab: a.config.vocab,
+          });
+          // The header names a worker; the connection proves which peer sent it.
+          const expected = directory.get(workerId(frame.fromStage, frame.fromReplica));
+          if (expected !== fromPeer)
+            throw new FrameError(
+              `frame claims to come from ${workerId(frame.fromStage, frame.fromReplica)} (${expected}) but came from ${fromPeer}`,
+            );
+        },
+        log: { info: (m) => this.log(m), warn: (m) => this.log(`warning: ${m}`) },
       },
-      limits: frameLimitsFor(a.config, o.batch, a.stages, specOf(a)),
-      check: (frame: Frame, fromPeer: string) => {
-        checkFrame(frame, {
-          model: tag, stages: a.stages, replicas, self: { stage: a.stage, replica }, rows, width: a.config.dModel, codecs,
-          minStep: held.step - 1, maxStep: held.step + 2, microBatches: o.micro, vocab: a.config.vocab,
-        });
-        // The header names a worker; the connection proves which peer sent it.
-        const expected = directory.get(workerId(frame.fromStage, frame.fromReplica));
-        if (expected !== fromPeer) throw new FrameError(`frame claims to come from ${workerId(frame.fromStage, frame.fromReplica)} (${expected}) but came from ${fromPeer}`);
-      },
-      log: { info: (m) => this.log(m), warn: (m) => this.log(`warning: ${m}`) },
-    }, signal);
+      signal,
+    );
   }
 
   // ---- training -----------------------------------------------------------------------------------
@@ -581,7 +783,10 @@ export class SwarmWorker {
     const reporter = last && c.replica === 0;
     const reporterPeer = c.directory.get(workerId(a.stages - 1, 0))!;
     this.firstStep ??= held.step;
-    const end = Math.min(this.opts.untilStep ?? Infinity, this.opts.maxSteps === undefined ? Infinity : this.firstStep + this.opts.maxSteps);
+    const end = Math.min(
+      this.opts.untilStep ?? Infinity,
+      this.opts.maxSteps === undefined ? Infinity : this.firstStep + this.opts.maxSteps,
+    );
     const lossSends = new Set<Promise<void>>();
     let firstOfEpoch = true;
     while (!this.stopped && held.step < end) {
@@ -596,7 +801,11 @@ export class SwarmWorker {
       this.stepping = true;
       try {
         await runner.run({
-          base: step, steps: [micro], batch: o.batch, seq: o.context, signal,
+          base: step,
+          steps: [micro],
+          batch: o.batch,
+          seq: o.context,
+          signal,
           opts: { staleness: 0, correction: 'none', lr: () => learningRate(step, o) },
           onUpdate: (_k, r) => {
             held.commit();
@@ -619,7 +828,10 @@ export class SwarmWorker {
         const begun = held.optimizerStepAtBegin;
         if (begun !== undefined && held.stage.step !== begun) held.commit();
         else held.abandon();
-        if (held.step > step) this.log(`step ${step}: update applied, then the step failed (${(e as Error).message}); kept unless the others roll back`);
+        if (held.step > step)
+          this.log(
+            `step ${step}: update applied, then the step failed (${(e as Error).message}); kept unless the others roll back`,
+          );
         this.step = held.step;
         throw e;
       } finally {
@@ -630,7 +842,9 @@ export class SwarmWorker {
       let loss: number | undefined;
       if (reporter) {
         const all = new Map(own);
-        if (all.size < o.micro) for (const [m, x] of await this.losses.take(step, o.micro - own.size, signal, this.opts.timeoutMs ?? 60_000)) all.set(m, x);
+        if (all.size < o.micro)
+          for (const [m, x] of await this.losses.take(step, o.micro - own.size, signal, this.opts.timeoutMs ?? 60_000))
+            all.set(m, x);
         let sum = 0;
         for (let m = 0; m < o.micro; m++) sum += all.get(m)!;
         loss = sum / o.micro;
@@ -646,7 +860,13 @@ export class SwarmWorker {
         firstOfEpoch = false;
       }
       const t = c.transport.stats;
-      this.opts.onStep?.({ step, loss, ms: performance.now() - t0, bytesSent: t.bytesSent, bytesReceived: t.bytesReceived });
+      this.opts.onStep?.({
+        step,
+        loss,
+        ms: performance.now() - t0,
+        bytesSent: t.bytesSent,
+        bytesReceived: t.bytesReceived,
+      });
     }
     // The reporter needs this worker's last losses before it can record the last step.
     await Promise.all(lossSends);
@@ -658,15 +878,21 @@ export class SwarmWorker {
     for (let attempt = 0; ; attempt++) {
       try {
         if (Number.isFinite(loss)) {
-          const r = (await this.opts.client.reportStep(modelId, { step, loss, tokens, peerId: this.peerId })) as { duplicate?: boolean; step?: { loss?: number } };
+          const r = (await this.opts.client.reportStep(modelId, { step, loss, tokens, peerId: this.peerId })) as {
+            duplicate?: boolean;
+            step?: { loss?: number };
+          };
           if (r.duplicate) this.log(`step ${step} was already recorded (loss ${r.step?.loss}; recomputed ${loss})`);
           return;
         }
         // The API records a failed step without a loss; the client only knows done steps, so this goes by hand.
         const res = await fetch(`${this.opts.client.url}/api/models/${encodeURIComponent(modelId)}/metrics`, {
-          method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ step, status: 'failed', peerId: this.peerId }),
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ step, status: 'failed', peerId: this.peerId }),
         });
-        if (!res.ok && res.status !== 409) throw new Error(`recording step ${step} as failed: ${res.status} ${await res.text()}`);
+        if (!res.ok && res.status !== 409)
+          throw new Error(`recording step ${step} as failed: ${res.status} ${await res.text()}`);
         this.log(`step ${step} has a non-finite loss (${loss}); recorded as failed`);
         return;
       } catch (e) {

@@ -21,14 +21,16 @@ export function wireTapToFiles(node: Libp2p, dir: string): (held: { stage: Stage
     if (written.has(name)) return;
     written.add(name);
     // Reads are queued after the update that set this step, so they see exactly its weights.
-    void Promise.all([...stage.slots.values()].map((s) => stage.gpu.read(s.param) as Promise<Float32Array>)).then((parts) => {
-      const all = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
-      let o = 0;
-      for (const p of parts) {
-        all.set(p, o);
-        o += p.length;
-      }
-      writeFileSync(join(dir, name), new Uint8Array(all.buffer));
-    }).catch(() => written.delete(name));
+    void Promise.all([...stage.slots.values()].map((s) => stage.gpu.read(s.param) as Promise<Float32Array>))
+      .then((parts) => {
+        const all = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+        let o = 0;
+        for (const p of parts) {
+          all.set(p, o);
+          o += p.length;
+        }
+        writeFileSync(join(dir, name), new Uint8Array(all.buffer));
+      })
+      .catch(() => written.delete(name));
   };
 }

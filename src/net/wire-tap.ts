@@ -14,7 +14,9 @@ export function installWireTap(node: Libp2p, sink: WireSink): void {
   node.handle = ((protocols: string | string[], handler: StreamHandler, opts?: unknown) => {
     const name = Array.isArray(protocols) ? protocols.join(',') : protocols;
     const tapped: StreamHandler = (stream: Stream, connection) => {
-      stream.addEventListener('message', (e) => sink(name, (e as unknown as { data: { subarray(): Uint8Array } }).data.subarray()));
+      stream.addEventListener('message', (e) =>
+        sink(name, (e as unknown as { data: { subarray(): Uint8Array } }).data.subarray()),
+      );
       return handler(stream, connection);
     };
     return handle(protocols, tapped, opts as never);

@@ -25,7 +25,10 @@ export async function checkAdamW(gpu: Gpu, size: CheckSize): Promise<Comparison[
   const out: Comparison[] = [];
   for (const shape of shapes) {
     const n = shape[0] * (shape[1] ?? 1);
-    for (const [decay, scale] of [[true, undefined], [false, 0.37]] as const) {
+    for (const [decay, scale] of [
+      [true, undefined],
+      [false, 0.37],
+    ] as const) {
       const name = `${shapeName(shape)} decay=${decay}${scale === undefined ? '' : ` gradScale=${scale}`}`;
       const w0 = rng.f32(n);
       const param = gpu.upload(w0, shape);

@@ -1,5 +1,13 @@
 import shader from '../../shaders/adamw.wgsl?raw';
-import { ArgumentError, expectDistinct, expectDType, expectFinite, expectShape, type Gpu, type Tensor } from '../gpu/index.ts';
+import {
+  ArgumentError,
+  expectDistinct,
+  expectDType,
+  expectFinite,
+  expectShape,
+  type Gpu,
+  type Tensor,
+} from '../gpu/index.ts';
 import { elementwiseWorkgroup, grid1d } from './grid.ts';
 
 export interface AdamWConfig {
@@ -31,7 +39,8 @@ function validateConfig(cfg: AdamWConfig, step: number): void {
   for (const k of ['beta1', 'beta2'] as const) {
     if (!(cfg[k] >= 0 && cfg[k] < 1)) throw new ArgumentError(`adamwStep ${k} must be in [0, 1), got ${cfg[k]}`);
   }
-  if (!Number.isInteger(step) || step < 1) throw new ArgumentError(`adamwStep step must be an integer ≥ 1 (1-based), got ${step}`);
+  if (!Number.isInteger(step) || step < 1)
+    throw new ArgumentError(`adamwStep step must be an integer ≥ 1 (1-based), got ${step}`);
 }
 
 /**
@@ -56,7 +65,10 @@ export function adamwStep(gpu: Gpu, p: AdamWParam, cfg: AdamWConfig, step: numbe
   const WG = elementwiseWorkgroup(gpu);
   const n = p.param.size;
   gpu.dispatch({
-    shader, entry: gradScale ? 'step_scaled' : 'step', constants: { WG }, label: 'adamw.step',
+    shader,
+    entry: gradScale ? 'step_scaled' : 'step',
+    constants: { WG },
+    label: 'adamw.step',
     params: [
       ['u32', n],
       ['f32', cfg.lr],
@@ -69,7 +81,9 @@ export function adamwStep(gpu: Gpu, p: AdamWParam, cfg: AdamWConfig, step: numbe
       ['f32', 1 / (1 - cfg.beta1 ** step)],
       ['f32', 1 / (1 - cfg.beta2 ** step)],
     ],
-    buffers: gradScale ? { 1: p.param, 2: p.grad, 3: p.m, 4: p.v, 5: gradScale } : { 1: p.param, 2: p.grad, 3: p.m, 4: p.v },
+    buffers: gradScale
+      ? { 1: p.param, 2: p.grad, 3: p.m, 4: p.v, 5: gradScale }
+      : { 1: p.param, 2: p.grad, 3: p.m, 4: p.v },
     workgroups: grid1d(gpu, n, WG),
   });
 }

@@ -10,20 +10,27 @@ import { Rng } from './rng.ts';
 export type DecodeShape = [number, number, number, number];
 
 const FULL: DecodeShape[] = [
-  [1, 0, 1, 8],      // a single key
-  [2, 0, 7, 16],     // a first prefill chunk: plain causal attention
-  [2, 13, 1, 16],    // one decode token
-  [3, 40, 5, 8],     // a later prefill chunk
-  [2, 70, 1, 6],     // D not a multiple of 4
-  [4, 100, 1, 32],   // long enough for several splits by default
+  [1, 0, 1, 8], // a single key
+  [2, 0, 7, 16], // a first prefill chunk: plain causal attention
+  [2, 13, 1, 16], // one decode token
+  [3, 40, 5, 8], // a later prefill chunk
+  [2, 70, 1, 6], // D not a multiple of 4
+  [4, 100, 1, 32], // long enough for several splits by default
 ];
-const SMALL: DecodeShape[] = [[1, 0, 1, 8], [2, 9, 3, 8], [2, 40, 1, 8]];
+const SMALL: DecodeShape[] = [
+  [1, 0, 1, 8],
+  [2, 9, 3, 8],
+  [2, 40, 1, 8],
+];
 
 /** Plans the default does not reach on small shapes: many short splits, some wholly masked for early rows. */
 const FORCED: DecodeOptions[] = [{ keysPerSplit: 7 }, { keysPerSplit: 1 }];
 
 /** Seeded inputs: the cached rows and the new rows' qkv in [−2, 2] (softmax far from uniform). */
-export function attentionDecodeInputs(shape: DecodeShape, seed: number): { pastKv: Float32Array; qkv: Float32Array; C: number } {
+export function attentionDecodeInputs(
+  shape: DecodeShape,
+  seed: number,
+): { pastKv: Float32Array; qkv: Float32Array; C: number } {
   const [H, past, t, D] = shape;
   const C = H * D;
   const rng = new Rng(seed);

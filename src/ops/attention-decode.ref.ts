@@ -13,13 +13,17 @@ export interface AttentionDecodeRefDims {
 }
 
 export function attentionDecodeRef(
-  pastKv: ArrayLike<number>, qkv: ArrayLike<number>, dims: AttentionDecodeRefDims,
+  pastKv: ArrayLike<number>,
+  qkv: ArrayLike<number>,
+  dims: AttentionDecodeRefDims,
 ): { out: Float64Array; lse: Float64Array; kv: Float64Array } {
   const { heads: H, past, channels: C } = dims;
   const D = C / H;
   const t = qkv.length / (3 * C);
   if (!Number.isInteger(D) || !Number.isInteger(t) || pastKv.length < past * 2 * C) {
-    throw new Error(`attentionDecodeRef: qkv of ${qkv.length} values, cache of ${pastKv.length}, do not fit C ${C}, heads ${H}, past ${past}`);
+    throw new Error(
+      `attentionDecodeRef: qkv of ${qkv.length} values, cache of ${pastKv.length}, do not fit C ${C}, heads ${H}, past ${past}`,
+    );
   }
   const L = past + t;
   const kv = new Float64Array(L * 2 * C);

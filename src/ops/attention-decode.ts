@@ -39,7 +39,12 @@ const TARGET_SOFTWARE = 64;
 const MIN_KEYS_PER_SPLIT = 32;
 
 /** Picks the workgroup size and the key splits from the device limits and the shape, at run time. */
-export function chooseDecodePlan(gpu: Gpu, t: number, dims: DecodeDims & { headDim: number }, opts: DecodeOptions = {}): DecodePlan {
+export function chooseDecodePlan(
+  gpu: Gpu,
+  t: number,
+  dims: DecodeDims & { headDim: number },
+  opts: DecodeOptions = {},
+): DecodePlan {
   const lim = gpu.limits;
   const soft = gpu.adapter.isSoftware;
   const workgroup = Math.min(soft ? 16 : 64, lim.maxComputeInvocationsPerWorkgroup, lim.maxComputeWorkgroupSizeX);
@@ -47,34 +52,47 @@ export function chooseDecodePlan(gpu: Gpu, t: number, dims: DecodeDims & { headD
   const rows = dims.heads * t;
   let keysPerSplit: number;
   if (opts.keysPerSplit !== undefined) {
-    if (!Number.isInteger(opts.keysPerSplit) || opts.keysPerSplit < 1) throw new ShapeError(`attentionDecode: keysPerSplit must be a positive integer, got ${opts.keysPerSplit}`);
+    if (!Number.isInteger(opts.keysPerSplit) || opts.keysPerSplit < 1)
+      throw new ShapeError(`attentionDecode: keysPerSplit must be a positive integer, got ${opts.keysPerSplit}`);
     keysPerSplit = opts.keysPerSplit;
   } else {
     const want = Math.ceil((soft ? TARGET_SOFTWARE : TARGET_GPU) / rows);
     keysPerSplit = Math.ceil(keys / Math.max(1, Math.min(want, Math.floor(keys / MIN_KEYS_PER_SPLIT))));
   }
   // The partials [rows·splits, D] must fit one storage binding.
-  const maxSplits = Math.max(1, Math.floor(Math.min(lim.maxStorageBufferBindingSize, lim.maxBufferSize) / (4 * rows * dims.headDim)));
+  const maxSplits = Math.max(
+    1,
+    Math.floor(Math.min(lim.maxStorageBufferBindingSize, lim.maxBufferSize) / (4 * rows * dims.headDim)),
+  );
   keysPerSplit = Math.max(keysPerSplit, Math.ceil(keys / maxSplits));
   const splits = Math.ceil(keys / keysPerSplit);
   return { workgroup, splits, keysPerSplit };
 }
 
-interface Resolved { t: number; H: number; C: number; D: number; past: number }
+interface Resolved {
+  t: number;
+  H: number;
+  C: number;
+  D: number;
+  past: number;
+}
 
 function resolve(qkv: Tensor, kv: Tensor, dims: DecodeDims, what: string): Resolved {
   const { heads: H, past } = dims;
   if (!Number.isInteger(H) || H < 1) throw new ShapeError(`${what}: heads must be a positive integer, got ${H}`);
-  if (!Number.isInteger(past) || past < 0) throw new ShapeError(`${what}: past must be a non-negative integer, got ${past}`);
+  if (!Number.isInteger(past) || past < 0)
+    throw new ShapeError(`${what}: past must be a non-negative integer, got ${past}`);
   expectDType(qkv, 'f32', `${what} qkv`);
   expectDType(kv, 'f32', `${what} kv`);
   const [t, cols] = expectRank(qkv, 2, `${what} qkv`);
-  if (cols % (3 * H) !== 0) throw new ShapeError(`${what}: qkv has ${cols} columns, not divisible by 3·heads = ${3 * H}`);
+  if (cols % (3 * H) !== 0)
+    throw new ShapeError(`${what}: qkv has ${cols} columns, not divisible by 3·heads = ${3 * H}`);
   const C = cols / 3;
   const D = C / H;
   if (D > MAX_HEAD_DIM) throw new ShapeError(`${what}: head dim ${D} exceeds the kernels' maximum of ${MAX_HEAD_DIM}`);
   const [cap, kvCols] = expectRank(kv, 2, `${what} kv`);
-  if (kvCols !== 2 * C) throw new ShapeError(`${what}: kv must have 2·C = ${2 * C} columns (k | v), got [${kv.shape.join(', ')}]`);
+  if (kvCols !== 2 * C)
+    throw new ShapeError(`${what}: kv must have 2·C = ${2 * C} columns (k | v), got [${kv.shape.join(', ')}]`);
   if (past + t > cap) throw new ShapeError(`${what}: past ${past} + ${t} new rows exceed the cache's ${cap} rows`);
   return { t, H, C, D, past };
 }
@@ -84,8 +102,13 @@ export function kvAppend(gpu: Gpu, qkv: Tensor, kv: Tensor, dims: DecodeDims): v
   const r = resolve(qkv, kv, dims, 'kvAppend');
   const WG = Math.min(64, gpu.limits.maxComputeInvocationsPerWorkgroup, gpu.limits.maxComputeWorkgroupSizeX);
   gpu.dispatch({
-    shader, entry: 'append', constants: { WG, DH: r.D }, label: 'attentionDecode.append',
-    params: params(r, 1, 1), buffers: { 1: qkv, 2: kv }, workgroups: grid1d(gpu, r.t * 2 * r.C, WG),
+    shader,
+    entry: 'append',
+    constants: { WG, DH: r.D },
+    label: 'attentionDecode.append',
+    params: params(r, 1, 1),
+    buffers: { 1: qkv, 2: kv },
+    workgroups: grid1d(gpu, r.t * 2 * r.C, WG),
   });
 }
 
@@ -94,7 +117,13 @@ export function kvAppend(gpu: Gpu, qkv: Tensor, kv: Tensor, dims: DecodeDims): v
  * [0, past + t) of kv, row i seeing positions ≤ past + i. The new rows' keys must already be in the cache
  * (kvAppend); only the q part of qkv is read here.
  */
-export function attentionDecode(gpu: Gpu, qkv: Tensor, kv: Tensor, dims: DecodeDims, opts: DecodeOptions = {}): { out: Tensor; lse: Tensor } {
+export function attentionDecode(
+  gpu: Gpu,
+  qkv: Tensor,
+  kv: Tensor,
+  dims: DecodeDims,
+  opts: DecodeOptions = {},
+): { out: Tensor; lse: Tensor } {
   const r = resolve(qkv, kv, dims, 'attentionDecode');
   const plan = chooseDecodePlan(gpu, r.t, { ...dims, headDim: r.D }, opts);
   const WG = plan.workgroup;
@@ -104,21 +133,39 @@ export function attentionDecode(gpu: Gpu, qkv: Tensor, kv: Tensor, dims: DecodeD
   const ml = gpu.empty([parts, 2], 'f32', 'attentionDecode.ml');
   const pacc = gpu.empty([parts, r.D], 'f32', 'attentionDecode.partials');
   gpu.dispatch({
-    shader, entry: 'partial', constants, params: par, label: 'attentionDecode.partial',
-    buffers: { 1: qkv, 2: kv, 3: ml, 4: pacc }, workgroups: grid1d(gpu, parts, WG),
+    shader,
+    entry: 'partial',
+    constants,
+    params: par,
+    label: 'attentionDecode.partial',
+    buffers: { 1: qkv, 2: kv, 3: ml, 4: pacc },
+    workgroups: grid1d(gpu, parts, WG),
   });
   const out = gpu.empty([r.t, r.C], 'f32', 'attentionDecode.out');
   const lse = gpu.empty([r.H * r.t], 'f32', 'attentionDecode.lse');
   gpu.dispatch({
-    shader, entry: 'combine', constants, params: par, label: 'attentionDecode.combine',
-    buffers: { 3: ml, 4: pacc, 5: out, 6: lse }, workgroups: grid1d(gpu, r.H * r.t * Math.ceil(r.D / 4), WG),
+    shader,
+    entry: 'combine',
+    constants,
+    params: par,
+    label: 'attentionDecode.combine',
+    buffers: { 3: ml, 4: pacc, 5: out, 6: lse },
+    workgroups: grid1d(gpu, r.H * r.t * Math.ceil(r.D / 4), WG),
   });
   gpu.release(ml, pacc);
   return { out, lse };
 }
 
 function params(r: Resolved, splits: number, keysPerSplit: number): Param[] {
-  return [['u32', r.t], ['u32', r.past], ['u32', r.H], ['u32', r.C], ['u32', splits], ['u32', keysPerSplit], ['f32', 1 / Math.sqrt(r.D)]];
+  return [
+    ['u32', r.t],
+    ['u32', r.past],
+    ['u32', r.H],
+    ['u32', r.C],
+    ['u32', splits],
+    ['u32', keysPerSplit],
+    ['f32', 1 / Math.sqrt(r.D)],
+  ];
 }
 
 /** Matrix-product FLOPs of t rows over a cache (QKᵀ and PV for each visible (query, key) pair), as attentionFlops counts them. */

@@ -1,7 +1,13 @@
 import type { Gpu } from '../gpu/index.ts';
 import { expectClose, type CheckSize } from './check-kit.ts';
 import type { Comparison, Tolerance } from './compare.ts';
-import { attention, attentionBackward, chooseAttentionPlan, type AttentionDims, type AttentionOptions } from './attention.ts';
+import {
+  attention,
+  attentionBackward,
+  chooseAttentionPlan,
+  type AttentionDims,
+  type AttentionOptions,
+} from './attention.ts';
 import { attentionBackwardRef, attentionRef } from './attention.ref.ts';
 import { Rng } from './rng.ts';
 
@@ -16,14 +22,14 @@ export const ATTENTION_TOL: Tolerance = { atol: 2e-5, rtol: 2e-4 };
 type Shape = [number, number, number, number];
 
 const FULL: Shape[] = [
-  [1, 1, 1, 8],      // T = 1: a single key
+  [1, 1, 1, 8], // T = 1: a single key
   [2, 7, 2, 16],
-  [3, 45, 3, 8],     // T not a multiple of any block or tile
-  [1, 130, 4, 16],   // several blocks and tiles
+  [3, 45, 3, 8], // T not a multiple of any block or tile
+  [1, 130, 4, 16], // several blocks and tiles
   [2, 130, 2, 8],
   [2, 45, 1, 64],
   [1, 130, 2, 64],
-  [2, 9, 2, 6],      // D not a multiple of 4
+  [2, 9, 2, 6], // D not a multiple of 4
 ];
 
 /**
@@ -35,9 +41,18 @@ const OTHER_PLANS: AttentionOptions[] = [
   { variant: 'rows' },
   { variant: 'tiled', rows: 64, rowsPerInvocation: 1, workgroupStorage: 16384 },
 ];
-const OTHER_SHAPES: Shape[] = [[1, 1, 1, 8], [3, 45, 3, 8], [2, 130, 2, 8], [2, 9, 2, 6]];
+const OTHER_SHAPES: Shape[] = [
+  [1, 1, 1, 8],
+  [3, 45, 3, 8],
+  [2, 130, 2, 8],
+  [2, 9, 2, 6],
+];
 
-const SMALL: Shape[] = [[1, 1, 1, 8], [2, 7, 2, 8], [1, 13, 2, 16]];
+const SMALL: Shape[] = [
+  [1, 1, 1, 8],
+  [2, 7, 2, 8],
+  [1, 13, 2, 16],
+];
 
 function shapeLabel([B, T, H, D]: Shape): string {
   return `B=${B} T=${T} H=${H} D=${D}`;
@@ -49,7 +64,10 @@ function planLabel(gpu: Gpu, D: number, T: number, opts: AttentionOptions): stri
 }
 
 /** Seeded inputs for one shape: qkv in [−2, 2] (scaled scores of a few units, so softmax is far from uniform). */
-export function attentionInputs(shape: Shape, seed: number): { qkv: Float32Array; dout: Float32Array; dims: AttentionDims } {
+export function attentionInputs(
+  shape: Shape,
+  seed: number,
+): { qkv: Float32Array; dout: Float32Array; dims: AttentionDims } {
   const [B, T, H, D] = shape;
   const rng = new Rng(seed);
   const C = H * D;
@@ -98,7 +116,11 @@ export interface AttentionMemory {
  * Runs forward + backward once and reports what it allocated, from the buffer pool's statistics. Inputs
  * are allocated before the measurement; everything is released afterwards.
  */
-export async function attentionMemory(gpu: Gpu, dims: AttentionDims & { channels: number }, opts: AttentionOptions = {}): Promise<AttentionMemory> {
+export async function attentionMemory(
+  gpu: Gpu,
+  dims: AttentionDims & { channels: number },
+  opts: AttentionOptions = {},
+): Promise<AttentionMemory> {
   const rows = dims.batch * dims.seq;
   const rng = new Rng(5);
   const qkv = gpu.upload(rng.f32(rows * 3 * dims.channels), [rows, 3 * dims.channels]);

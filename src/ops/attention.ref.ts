@@ -24,7 +24,8 @@ interface Layout {
 function layout(qkvLength: number, dims: AttentionRefDims): Layout {
   const { batch: B, seq: T, heads: H } = dims;
   const C = qkvLength / (B * T * 3);
-  if (!Number.isInteger(C) || C % H !== 0) throw new Error(`attentionRef: ${qkvLength} values do not fit [${B}·${T}, 3·C] with C divisible by ${H}`);
+  if (!Number.isInteger(C) || C % H !== 0)
+    throw new Error(`attentionRef: ${qkvLength} values do not fit [${B}·${T}, 3·C] with C divisible by ${H}`);
   const D = C / H;
   return { B, T, H, C, D, scale: 1 / Math.sqrt(D) };
 }
@@ -35,7 +36,12 @@ function at(L: Layout, part: number, b: number, t: number, h: number, d: number)
 }
 
 /** Causal softmax probabilities P[i][j] (j ≤ i) of one (b, h), and each row's log-sum-exp. */
-function probabilities(qkv: ArrayLike<number>, L: Layout, b: number, h: number): { P: Float64Array[]; lse: Float64Array } {
+function probabilities(
+  qkv: ArrayLike<number>,
+  L: Layout,
+  b: number,
+  h: number,
+): { P: Float64Array[]; lse: Float64Array } {
   const P: Float64Array[] = [];
   const lse = new Float64Array(L.T);
   for (let i = 0; i < L.T; i++) {
@@ -78,7 +84,11 @@ export function attentionRef(qkv: ArrayLike<number>, dims: AttentionRefDims): { 
  * dqkv for upstream gradient dout ([B·T, C]). With S = scale·QKᵀ (causal), P = softmax(S), O = PV:
  * dV = Pᵀ dO, dP = dO Vᵀ, dS = P ∘ (dP − rowsum(dP ∘ P)), dQ = scale·dS K, dK = scale·dSᵀ Q.
  */
-export function attentionBackwardRef(qkv: ArrayLike<number>, dout: ArrayLike<number>, dims: AttentionRefDims): Float64Array {
+export function attentionBackwardRef(
+  qkv: ArrayLike<number>,
+  dout: ArrayLike<number>,
+  dims: AttentionRefDims,
+): Float64Array {
   const L = layout(qkv.length, dims);
   const dqkv = new Float64Array(qkv.length);
   const dO = (b: number, t: number, h: number, d: number) => dout[(b * L.T + t) * L.C + h * L.D + d];

@@ -1,5 +1,14 @@
 import shader from '../../shaders/attention.wgsl?raw';
-import { expectDType, expectRank, expectShape, LimitError, ShapeError, type Gpu, type Param, type Tensor } from '../gpu/index.ts';
+import {
+  expectDType,
+  expectRank,
+  expectShape,
+  LimitError,
+  ShapeError,
+  type Gpu,
+  type Param,
+  type Tensor,
+} from '../gpu/index.ts';
 import { grid1d } from './grid.ts';
 
 /**
@@ -58,7 +67,12 @@ const MAXR = 8;
  * are costlier). GPUs get the classic layout: 64 invocations, one row each, K/V tiles in workgroup memory
  * as tall (≤ 64 keys) as maxComputeWorkgroupStorageSize allows; short sequences get smaller workgroups.
  */
-export function chooseAttentionPlan(gpu: Gpu, headDim: number, opts: AttentionOptions = {}, seq = Infinity): AttentionPlan {
+export function chooseAttentionPlan(
+  gpu: Gpu,
+  headDim: number,
+  opts: AttentionOptions = {},
+  seq = Infinity,
+): AttentionPlan {
   const a = gpu.adapter;
   const swiftshader = /swiftshader/i.test(`${a.vendor} ${a.architecture} ${a.device} ${a.description}`);
   const variant = opts.variant ?? (a.isSoftware && swiftshader ? 'rows' : 'tiled');
@@ -72,9 +86,12 @@ export function chooseAttentionPlan(gpu: Gpu, headDim: number, opts: AttentionOp
   const rows = Math.min(maxInv, opts.rows ?? (a.isSoftware ? 16 : gpuRows));
   if (variant === 'rows') return { variant, rows, rowsPerInvocation, keyBlock: Math.max(1, opts.keyBlock ?? 32) };
   const budget = Math.min(opts.workgroupStorage ?? Infinity, lim.maxComputeWorkgroupStorageSize);
-  const perKey = 2 * d4 * 16 + 2 * 4;   // K and V (or Q and dO) rows as vec4, plus lse and delta
+  const perKey = 2 * d4 * 16 + 2 * 4; // K and V (or Q and dO) rows as vec4, plus lse and delta
   const fit = Math.floor(budget / perKey);
-  if (fit < 1) throw new LimitError(`attention: head dim ${headDim} needs ${perKey} bytes of workgroup memory, the device has ${budget}`);
+  if (fit < 1)
+    throw new LimitError(
+      `attention: head dim ${headDim} needs ${perKey} bytes of workgroup memory, the device has ${budget}`,
+    );
   const keyBlock = Math.max(1, Math.min(fit, 64, opts.keyBlock ?? 64));
   return { variant, rows, rowsPerInvocation, keyBlock };
 }
@@ -89,13 +106,18 @@ interface Resolved {
 
 function resolve(qkv: Tensor, dims: AttentionDims, what: string): Resolved {
   const { batch: B, seq: T, heads: H } = dims;
-  for (const [k, v] of [['batch', B], ['seq', T], ['heads', H]] as const) {
+  for (const [k, v] of [
+    ['batch', B],
+    ['seq', T],
+    ['heads', H],
+  ] as const) {
     if (!Number.isInteger(v) || v < 1) throw new ShapeError(`${what}: ${k} must be a positive integer, got ${v}`);
   }
   expectDType(qkv, 'f32', `${what} qkv`);
   const [rowsN, cols] = expectRank(qkv, 2, `${what} qkv`);
   if (rowsN !== B * T) throw new ShapeError(`${what}: qkv has ${rowsN} rows, batch·seq = ${B}·${T} = ${B * T}`);
-  if (cols % (3 * H) !== 0) throw new ShapeError(`${what}: qkv has ${cols} columns, not divisible by 3·heads = ${3 * H}`);
+  if (cols % (3 * H) !== 0)
+    throw new ShapeError(`${what}: qkv has ${cols} columns, not divisible by 3·heads = ${3 * H}`);
   const C = cols / 3;
   const D = C / H;
   if (D > MAX_HEAD_DIM) throw new ShapeError(`${what}: head dim ${D} exceeds the kernels' maximum of ${MAX_HEAD_DIM}`);
@@ -106,30 +128,58 @@ function setup(gpu: Gpu, r: Resolved, opts: AttentionOptions) {
   const plan = chooseAttentionPlan(gpu, r.D, opts, r.T);
   const nblk = Math.ceil(r.T / (plan.rows * plan.rowsPerInvocation));
   const constants = {
-    WG: plan.rows, RPI: plan.rowsPerInvocation, DH: r.D, KB: plan.keyBlock, TILED: plan.variant === 'tiled' ? 1 : 0,
+    WG: plan.rows,
+    RPI: plan.rowsPerInvocation,
+    DH: r.D,
+    KB: plan.keyBlock,
+    TILED: plan.variant === 'tiled' ? 1 : 0,
   };
-  const params: Param[] = [['u32', r.T], ['u32', r.H], ['u32', r.C], ['u32', nblk], ['u32', r.B * r.H], ['f32', 1 / Math.sqrt(r.D)], ['u32', plan.rowsPerInvocation]];
+  const params: Param[] = [
+    ['u32', r.T],
+    ['u32', r.H],
+    ['u32', r.C],
+    ['u32', nblk],
+    ['u32', r.B * r.H],
+    ['f32', 1 / Math.sqrt(r.D)],
+    ['u32', plan.rowsPerInvocation],
+  ];
   const workgroups = grid1d(gpu, r.B * r.H * nblk, 1);
   const rowWorkgroups = grid1d(gpu, r.B * r.H * r.T, plan.rows);
   return { plan, constants, params, workgroups, rowWorkgroups };
 }
 
 /** Forward: out [B·T, C] and lse [B·H·T] (log-sum-exp of the scaled scores of each query row, index (b·H + h)·T + t). */
-export function attention(gpu: Gpu, qkv: Tensor, dims: AttentionDims, opts: AttentionOptions = {}): { out: Tensor; lse: Tensor } {
+export function attention(
+  gpu: Gpu,
+  qkv: Tensor,
+  dims: AttentionDims,
+  opts: AttentionOptions = {},
+): { out: Tensor; lse: Tensor } {
   const r = resolve(qkv, dims, 'attention');
   const { plan, constants, params, workgroups } = setup(gpu, r, opts);
   const out = gpu.empty([r.B * r.T, r.C], 'f32', 'attention.out');
   const lse = gpu.empty([r.B * r.H * r.T], 'f32', 'attention.lse');
   gpu.dispatch({
-    shader, entry: 'forward', constants, params, label: `attention.forward.${plan.variant}`,
-    buffers: { 1: qkv, 2: out, 3: lse }, workgroups,
+    shader,
+    entry: 'forward',
+    constants,
+    params,
+    label: `attention.forward.${plan.variant}`,
+    buffers: { 1: qkv, 2: out, 3: lse },
+    workgroups,
   });
   return { out, lse };
 }
 
 /** Backward: dqkv [B·T, 3C] from the forward's inputs and outputs and the upstream gradient dout [B·T, C]. */
 export function attentionBackward(
-  gpu: Gpu, qkv: Tensor, out: Tensor, dout: Tensor, lse: Tensor, dims: AttentionDims, opts: AttentionOptions = {},
+  gpu: Gpu,
+  qkv: Tensor,
+  out: Tensor,
+  dout: Tensor,
+  lse: Tensor,
+  dims: AttentionDims,
+  opts: AttentionOptions = {},
 ): Tensor {
   const r = resolve(qkv, dims, 'attentionBackward');
   expectDType(out, 'f32', 'attentionBackward out');
@@ -137,15 +187,21 @@ export function attentionBackward(
   expectDType(lse, 'f32', 'attentionBackward lse');
   expectShape(out, [r.B * r.T, r.C], 'attentionBackward out');
   expectShape(dout, [r.B * r.T, r.C], 'attentionBackward dout');
-  if (lse.size !== r.B * r.H * r.T) throw new ShapeError(`attentionBackward: lse has ${lse.size} elements, B·H·T = ${r.B * r.H * r.T}`);
+  if (lse.size !== r.B * r.H * r.T)
+    throw new ShapeError(`attentionBackward: lse has ${lse.size} elements, B·H·T = ${r.B * r.H * r.T}`);
   const { plan, constants, params, workgroups, rowWorkgroups } = setup(gpu, r, opts);
   const delta = gpu.empty([r.B * r.H * r.T], 'f32', 'attention.delta');
   const dqkv = gpu.empty([r.B * r.T, 3 * r.C], 'f32', 'attention.dqkv');
   const v = plan.variant;
   // delta needs only these constants; passing no others lets every plan share its pipeline.
   gpu.dispatch({
-    shader, entry: 'backward_delta', constants: { WG: plan.rows, DH: r.D }, params, label: 'attention.delta',
-    buffers: { 4: out, 5: dout, 6: delta }, workgroups: rowWorkgroups,
+    shader,
+    entry: 'backward_delta',
+    constants: { WG: plan.rows, DH: r.D },
+    params,
+    label: 'attention.delta',
+    buffers: { 4: out, 5: dout, 6: delta },
+    workgroups: rowWorkgroups,
   });
   const buffers = { 1: qkv, 2: dqkv, 3: lse, 5: dout, 6: delta };
   gpu.dispatch({ shader, entry: 'backward_dq', constants, params, label: `attention.dq.${v}`, buffers, workgroups });

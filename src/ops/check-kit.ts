@@ -14,7 +14,13 @@ export type OpCheck = (gpu: Gpu, size: CheckSize) => Promise<Comparison[]>;
 export const ELEMENTWISE_TOL: Tolerance = { atol: 1e-6, rtol: 1e-5 };
 
 /** Reads `t` back, compares it with `want`, and releases it. */
-export async function expectClose(gpu: Gpu, name: string, t: Tensor, want: ArrayLike<number>, tol: Tolerance): Promise<Comparison> {
+export async function expectClose(
+  gpu: Gpu,
+  name: string,
+  t: Tensor,
+  want: ArrayLike<number>,
+  tol: Tolerance,
+): Promise<Comparison> {
   const got = await gpu.read(t);
   gpu.release(t);
   return compare(name, got, want, tol);

@@ -57,13 +57,25 @@ export function compare(
       if (firstMismatches.length < maxReported) firstMismatches.push({ index: i, got: g, want: w });
     }
   }
-  return { name, pass: mismatchCount === 0, count: n, maxAbsErr, worstIndex: worst, mismatchCount, firstMismatches, tolerance };
+  return {
+    name,
+    pass: mismatchCount === 0,
+    count: n,
+    maxAbsErr,
+    worstIndex: worst,
+    mismatchCount,
+    firstMismatches,
+    tolerance,
+  };
 }
 
 export function describe(c: Comparison): string {
-  const head = `${c.name}: ${c.pass ? 'ok' : 'FAIL'} (${c.count} values, max |err| ${c.maxAbsErr.toExponential(2)}, ` +
+  const head =
+    `${c.name}: ${c.pass ? 'ok' : 'FAIL'} (${c.count} values, max |err| ${c.maxAbsErr.toExponential(2)}, ` +
     `tol ${c.tolerance.atol}+${c.tolerance.rtol}·|ref|)`;
   if (c.pass) return head;
-  const lines = c.firstMismatches.map((m) => `  [${m.index}] got ${m.got} want ${m.want} (|err| ${Math.abs(m.got - m.want).toExponential(2)})`);
+  const lines = c.firstMismatches.map(
+    (m) => `  [${m.index}] got ${m.got} want ${m.want} (|err| ${Math.abs(m.got - m.want).toExponential(2)})`,
+  );
   return [`${head}: ${c.mismatchCount} mismatches; first:`, ...lines].join('\n');
 }

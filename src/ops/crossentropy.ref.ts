@@ -11,7 +11,13 @@ export interface CrossEntropyRefOut {
 }
 
 /** logits [n, v] row-major; targets [n] in [0, v) or equal to ignoreIndex. */
-export function crossEntropyRef(logits: ArrayLike<number>, targets: ArrayLike<number>, n: number, v: number, ignoreIndex = -1): CrossEntropyRefOut {
+export function crossEntropyRef(
+  logits: ArrayLike<number>,
+  targets: ArrayLike<number>,
+  n: number,
+  v: number,
+  ignoreIndex = -1,
+): CrossEntropyRefOut {
   const losses = new Float64Array(n);
   const dlogits = new Float64Array(n * v);
   let count = 0;

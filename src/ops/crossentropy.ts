@@ -1,5 +1,13 @@
 import shader from '../../shaders/crossentropy.wgsl?raw';
-import { ArgumentError, expectDType, expectRank, expectShape, type Gpu, type Param, type Tensor } from '../gpu/index.ts';
+import {
+  ArgumentError,
+  expectDType,
+  expectRank,
+  expectShape,
+  type Gpu,
+  type Param,
+  type Tensor,
+} from '../gpu/index.ts';
 import { grid1d } from './grid.ts';
 import { rowWorkgroup } from './layernorm.ts';
 
@@ -19,7 +27,10 @@ export interface CrossEntropyResult {
  * loaders validate token ids on the host.
  */
 export function crossEntropy(
-  gpu: Gpu, logits: Tensor, targets: Tensor, opts: { ignoreIndex?: number; withGrad?: boolean } = {},
+  gpu: Gpu,
+  logits: Tensor,
+  targets: Tensor,
+  opts: { ignoreIndex?: number; withGrad?: boolean } = {},
 ): CrossEntropyResult {
   const ignoreIndex = opts.ignoreIndex ?? -1;
   const withGrad = opts.withGrad ?? true;
@@ -30,12 +41,21 @@ export function crossEntropy(
   if (!Number.isInteger(ignoreIndex) || ignoreIndex < -(2 ** 31) || ignoreIndex >= 2 ** 31) {
     throw new ArgumentError(`crossEntropy: ignoreIndex must be a 32-bit integer, got ${ignoreIndex}`);
   }
-  const params: Param[] = [['u32', n], ['u32', v], ['i32', ignoreIndex]];
+  const params: Param[] = [
+    ['u32', n],
+    ['u32', v],
+    ['i32', ignoreIndex],
+  ];
   const WG = rowWorkgroup(gpu, 256); // single-workgroup reductions over N
   const count = gpu.empty([1], 'u32', 'crossentropy.count');
   gpu.dispatch({
-    shader, entry: 'count', constants: { WG }, label: 'crossentropy.count',
-    params, buffers: { 2: targets, 3: count }, workgroups: [1],
+    shader,
+    entry: 'count',
+    constants: { WG },
+    label: 'crossentropy.count',
+    params,
+    buffers: { 2: targets, 3: count },
+    workgroups: [1],
   });
   const losses = gpu.empty([n], 'f32', 'crossentropy.losses');
   const rowWG = rowWorkgroup(gpu, v);
@@ -43,19 +63,34 @@ export function crossEntropy(
   if (withGrad) {
     dlogits = gpu.empty([n, v], 'f32', 'crossentropy.dlogits');
     gpu.dispatch({
-      shader, entry: 'fused', constants: { WG: rowWG }, label: 'crossentropy.fused',
-      params, buffers: { 1: logits, 2: targets, 4: count, 5: losses, 8: dlogits }, workgroups: grid1d(gpu, n, 1),
+      shader,
+      entry: 'fused',
+      constants: { WG: rowWG },
+      label: 'crossentropy.fused',
+      params,
+      buffers: { 1: logits, 2: targets, 4: count, 5: losses, 8: dlogits },
+      workgroups: grid1d(gpu, n, 1),
     });
   } else {
     gpu.dispatch({
-      shader, entry: 'forward', constants: { WG: rowWG }, label: 'crossentropy.forward',
-      params, buffers: { 1: logits, 2: targets, 5: losses }, workgroups: grid1d(gpu, n, 1),
+      shader,
+      entry: 'forward',
+      constants: { WG: rowWG },
+      label: 'crossentropy.forward',
+      params,
+      buffers: { 1: logits, 2: targets, 5: losses },
+      workgroups: grid1d(gpu, n, 1),
     });
   }
   const loss = gpu.empty([1], 'f32', 'crossentropy.loss');
   gpu.dispatch({
-    shader, entry: 'mean', constants: { WG }, label: 'crossentropy.mean',
-    params, buffers: { 4: count, 6: losses, 7: loss }, workgroups: [1],
+    shader,
+    entry: 'mean',
+    constants: { WG },
+    label: 'crossentropy.mean',
+    params,
+    buffers: { 4: count, 6: losses, 7: loss },
+    workgroups: [1],
   });
   gpu.release(count);
   return dlogits ? { losses, loss, dlogits } : { losses, loss };

@@ -20,14 +20,15 @@ interface Case {
 
 export async function checkEmbedding(gpu: Gpu, size: CheckSize): Promise<Comparison[]> {
   const rng = new Rng(47);
-  const cases: Case[] = size === 'small'
-    ? [{ batch: 2, seq: 5, tmax: 7, vocab: 11, c: 6, hot: 0.3 }]
-    : [
-      { batch: 1, seq: 1, tmax: 1, vocab: 37, c: 1, hot: 0 },
-      { batch: 3, seq: 15, tmax: 16, vocab: 37, c: 65, hot: 0.2 }, // 45×65; 45 ids over 37 tokens repeat
-      { batch: 4, seq: 129, tmax: 130, vocab: 5003, c: 67, hot: 0.5 },
-      { batch: 2, seq: 9, tmax: 9, vocab: 50257, c: 16, hot: 0 }, // GPT-2 vocabulary, mostly unused tokens
-    ];
+  const cases: Case[] =
+    size === 'small'
+      ? [{ batch: 2, seq: 5, tmax: 7, vocab: 11, c: 6, hot: 0.3 }]
+      : [
+          { batch: 1, seq: 1, tmax: 1, vocab: 37, c: 1, hot: 0 },
+          { batch: 3, seq: 15, tmax: 16, vocab: 37, c: 65, hot: 0.2 }, // 45×65; 45 ids over 37 tokens repeat
+          { batch: 4, seq: 129, tmax: 130, vocab: 5003, c: 67, hot: 0.5 },
+          { batch: 2, seq: 9, tmax: 9, vocab: 50257, c: 16, hot: 0 }, // GPT-2 vocabulary, mostly unused tokens
+        ];
   const out: Comparison[] = [];
   for (const k of cases) {
     const n = k.batch * k.seq;
@@ -42,7 +43,15 @@ export async function checkEmbedding(gpu: Gpu, size: CheckSize): Promise<Compari
     const wpeT = gpu.upload(wpe, [k.tmax, k.c]);
     const dxT = gpu.upload(dx, [n, k.c]);
     const dims = { batch: k.batch, seq: k.seq };
-    out.push(await expectClose(gpu, `embedding.forward ${name}`, embedding(gpu, idsT, wteT, wpeT, dims), embeddingRef(ids, wte, wpe, k.batch, k.seq, k.c), ELEMENTWISE_TOL));
+    out.push(
+      await expectClose(
+        gpu,
+        `embedding.forward ${name}`,
+        embedding(gpu, idsT, wteT, wpeT, dims),
+        embeddingRef(ids, wte, wpe, k.batch, k.seq, k.c),
+        ELEMENTWISE_TOL,
+      ),
+    );
     const ref = embeddingBackwardRef(dx, ids, k.vocab, k.batch, k.seq, k.c);
     const { dwte, dwpe } = embeddingBackward(gpu, dxT, ids, k.vocab, dims);
     out.push(await expectClose(gpu, `embedding.backward dwte ${name}`, dwte, ref.dwte, EMBEDDING_GRAD_TOL));

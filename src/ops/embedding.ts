@@ -1,5 +1,14 @@
 import shader from '../../shaders/embedding.wgsl?raw';
-import { expectDType, expectRank, expectShape, ShapeError, TokenRangeError, type Gpu, type Param, type Tensor } from '../gpu/index.ts';
+import {
+  expectDType,
+  expectRank,
+  expectShape,
+  ShapeError,
+  TokenRangeError,
+  type Gpu,
+  type Param,
+  type Tensor,
+} from '../gpu/index.ts';
 import { elementwiseWorkgroup, grid1d } from './grid.ts';
 
 export interface EmbeddingDims {
@@ -26,7 +35,9 @@ export function embedding(gpu: Gpu, ids: Tensor, wte: Tensor, wpe: Tensor, dims:
   expectDType(wte, 'f32', 'embedding wte');
   expectDType(wpe, 'f32', 'embedding wpe');
   if (ids.size !== n || ids.shape.length > 2) {
-    throw new ShapeError(`embedding ids must have shape [${n}] or [${dims.batch}, ${dims.seq}], got [${ids.shape.join(', ')}]`);
+    throw new ShapeError(
+      `embedding ids must have shape [${n}] or [${dims.batch}, ${dims.seq}], got [${ids.shape.join(', ')}]`,
+    );
   }
   const [v, c] = expectRank(wte, 2, 'embedding wte');
   const [tmax] = expectShape(wpe, [-1, c], 'embedding wpe');
@@ -34,8 +45,13 @@ export function embedding(gpu: Gpu, ids: Tensor, wte: Tensor, wpe: Tensor, dims:
   const x = gpu.empty([n, c], 'f32', 'embedding.x');
   const WG = elementwiseWorkgroup(gpu);
   gpu.dispatch({
-    shader, entry: 'forward', constants: { WG }, label: 'embedding.forward',
-    params: params(n, dims, c, v), buffers: { 1: ids, 2: wte, 3: wpe, 4: x }, workgroups: grid1d(gpu, n * c, WG),
+    shader,
+    entry: 'forward',
+    constants: { WG },
+    label: 'embedding.forward',
+    params: params(n, dims, c, v),
+    buffers: { 1: ids, 2: wte, 3: wpe, 4: x },
+    workgroups: grid1d(gpu, n * c, WG),
   });
   return x;
 }
@@ -64,13 +80,21 @@ export function tokenPositionsCsr(ids: Int32Array, vocab: number): { offsets: Ui
  * `ids` is the host copy of the forward's ids (checked against [0, vocab): TokenRangeError).
  * dwpe covers positions 0..seq−1 only; the caller adds it into rows [0, seq) of wpe's gradient.
  */
-export function embeddingBackward(gpu: Gpu, dx: Tensor, ids: Int32Array, vocab: number, dims: EmbeddingDims): { dwte: Tensor; dwpe: Tensor } {
+export function embeddingBackward(
+  gpu: Gpu,
+  dx: Tensor,
+  ids: Int32Array,
+  vocab: number,
+  dims: EmbeddingDims,
+): { dwte: Tensor; dwpe: Tensor } {
   const n = checkDims(dims, 'embeddingBackward');
   expectDType(dx, 'f32', 'embeddingBackward dx');
   const [, c] = expectShape(dx, [n, -1], 'embeddingBackward dx');
   if (!(ids instanceof Int32Array)) throw new ShapeError('embeddingBackward: ids must be an Int32Array');
-  if (ids.length !== n) throw new ShapeError(`embeddingBackward: ${ids.length} ids for batch ${dims.batch} × seq ${dims.seq}`);
-  if (!Number.isInteger(vocab) || vocab <= 0) throw new ShapeError(`embeddingBackward: vocab must be a positive integer, got ${vocab}`);
+  if (ids.length !== n)
+    throw new ShapeError(`embeddingBackward: ${ids.length} ids for batch ${dims.batch} × seq ${dims.seq}`);
+  if (!Number.isInteger(vocab) || vocab <= 0)
+    throw new ShapeError(`embeddingBackward: vocab must be a positive integer, got ${vocab}`);
   const { offsets, positions } = tokenPositionsCsr(ids, vocab);
   const off = gpu.upload(offsets, [vocab + 1], 'u32', 'embedding.offsets');
   const pos = gpu.upload(positions, [n], 'u32', 'embedding.positions');
@@ -78,18 +102,34 @@ export function embeddingBackward(gpu: Gpu, dx: Tensor, ids: Int32Array, vocab: 
   const WG = elementwiseWorkgroup(gpu);
   const dwte = gpu.empty([vocab, c], 'f32', 'embedding.dwte');
   gpu.dispatch({
-    shader, entry: 'backward_wte', constants: { WG }, label: 'embedding.backward_wte',
-    params: par, buffers: { 4: dwte, 5: dx, 6: off, 7: pos }, workgroups: grid1d(gpu, vocab * c, WG),
+    shader,
+    entry: 'backward_wte',
+    constants: { WG },
+    label: 'embedding.backward_wte',
+    params: par,
+    buffers: { 4: dwte, 5: dx, 6: off, 7: pos },
+    workgroups: grid1d(gpu, vocab * c, WG),
   });
   const dwpe = gpu.empty([dims.seq, c], 'f32', 'embedding.dwpe');
   gpu.dispatch({
-    shader, entry: 'backward_wpe', constants: { WG }, label: 'embedding.backward_wpe',
-    params: par, buffers: { 4: dwpe, 5: dx }, workgroups: grid1d(gpu, dims.seq * c, WG),
+    shader,
+    entry: 'backward_wpe',
+    constants: { WG },
+    label: 'embedding.backward_wpe',
+    params: par,
+    buffers: { 4: dwpe, 5: dx },
+    workgroups: grid1d(gpu, dims.seq * c, WG),
   });
   gpu.release(off, pos);
   return { dwte, dwpe };
 }
 
 function params(n: number, dims: EmbeddingDims, c: number, v: number): Param[] {
-  return [['u32', n], ['u32', dims.seq], ['u32', c], ['u32', v], ['u32', dims.batch]];
+  return [
+    ['u32', n],
+    ['u32', dims.seq],
+    ['u32', c],
+    ['u32', v],
+    ['u32', dims.batch],
+  ];
 }

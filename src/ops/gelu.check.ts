@@ -16,7 +16,15 @@ export async function checkGelu(gpu: Gpu, size: CheckSize): Promise<Comparison[]
     const xt = gpu.upload(x, shape);
     const dyt = gpu.upload(dy, shape);
     out.push(await expectClose(gpu, `gelu.forward ${shapeName(shape)}`, gelu(gpu, xt), geluRef(x), ELEMENTWISE_TOL));
-    out.push(await expectClose(gpu, `gelu.backward ${shapeName(shape)}`, geluBackward(gpu, xt, dyt), geluBackwardRef(x, dy), ELEMENTWISE_TOL));
+    out.push(
+      await expectClose(
+        gpu,
+        `gelu.backward ${shapeName(shape)}`,
+        geluBackward(gpu, xt, dyt),
+        geluBackwardRef(x, dy),
+        ELEMENTWISE_TOL,
+      ),
+    );
     gpu.release(xt, dyt);
   }
   return out;

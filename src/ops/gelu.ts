@@ -7,8 +7,13 @@ export function gelu(gpu: Gpu, x: Tensor): Tensor {
   const y = gpu.empty(x.shape, 'f32', 'gelu.y');
   const WG = elementwiseWorkgroup(gpu);
   gpu.dispatch({
-    shader, entry: 'forward', constants: { WG }, label: 'gelu.forward',
-    params: [['u32', x.size]], buffers: { 1: x, 2: y }, workgroups: grid1d(gpu, x.size, WG),
+    shader,
+    entry: 'forward',
+    constants: { WG },
+    label: 'gelu.forward',
+    params: [['u32', x.size]],
+    buffers: { 1: x, 2: y },
+    workgroups: grid1d(gpu, x.size, WG),
   });
   return y;
 }
@@ -20,8 +25,13 @@ export function geluBackward(gpu: Gpu, x: Tensor, dy: Tensor): Tensor {
   const dx = gpu.empty(x.shape, 'f32', 'gelu.dx');
   const WG = elementwiseWorkgroup(gpu);
   gpu.dispatch({
-    shader, entry: 'backward', constants: { WG }, label: 'gelu.backward',
-    params: [['u32', x.size]], buffers: { 1: x, 2: dx, 3: dy }, workgroups: grid1d(gpu, x.size, WG),
+    shader,
+    entry: 'backward',
+    constants: { WG },
+    label: 'gelu.backward',
+    params: [['u32', x.size]],
+    buffers: { 1: x, 2: dx, 3: dy },
+    workgroups: grid1d(gpu, x.size, WG),
   });
   return dx;
 }

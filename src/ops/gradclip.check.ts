@@ -29,7 +29,15 @@ export async function checkGradClip(gpu: Gpu, size: CheckSize): Promise<Comparis
     // Materialise the clipped gradient of one tensor with the GPU's own scale.
     const k = 1 % grads.length;
     scaleInPlace(gpu, grads[k], scale);
-    out.push(await expectClose(gpu, `scaleInPlace ${shapeName(shapes[k])} by ${label} scale`, grads[k], scaleRef(host[k], s), ELEMENTWISE_TOL));
+    out.push(
+      await expectClose(
+        gpu,
+        `scaleInPlace ${shapeName(shapes[k])} by ${label} scale`,
+        grads[k],
+        scaleRef(host[k], s),
+        ELEMENTWISE_TOL,
+      ),
+    );
     grads[k] = gpu.upload(host[k], shapes[k]);
     gpu.release(scale);
   }

@@ -1,5 +1,14 @@
 import shader from '../../shaders/gradclip.wgsl?raw';
-import { ArgumentError, expectDistinct, expectDType, expectFinite, expectShape, ShapeError, type Gpu, type Tensor } from '../gpu/index.ts';
+import {
+  ArgumentError,
+  expectDistinct,
+  expectDType,
+  expectFinite,
+  expectShape,
+  ShapeError,
+  type Gpu,
+  type Tensor,
+} from '../gpu/index.ts';
 import { elementwiseWorkgroup, grid1d } from './grid.ts';
 
 /**
@@ -23,7 +32,11 @@ function reduceWorkgroup(gpu: Gpu): number {
 }
 
 /** Sums of squares of every tensor, per workgroup, into one partials buffer (caller releases it). */
-function partialSums(gpu: Gpu, grads: readonly Tensor[], what: string): { partials: Tensor; count: number; WG: number } {
+function partialSums(
+  gpu: Gpu,
+  grads: readonly Tensor[],
+  what: string,
+): { partials: Tensor; count: number; WG: number } {
   if (grads.length === 0) throw new ShapeError(`${what}: needs at least one gradient tensor`);
   grads.forEach((g, i) => expectDType(g, 'f32', `${what} grads[${i}]`));
   const WG = reduceWorkgroup(gpu);
@@ -34,9 +47,17 @@ function partialSums(gpu: Gpu, grads: readonly Tensor[], what: string): { partia
   let base = 0;
   grads.forEach((g, i) => {
     gpu.dispatch({
-      shader, entry: 'partial', constants: { WG, ITEMS }, label: `${what}.partial`,
-      params: [['u32', g.size], ['u32', base], ['u32', groups[i]]],
-      buffers: { 1: g, 2: partials }, workgroups: grid1d(gpu, groups[i], 1),
+      shader,
+      entry: 'partial',
+      constants: { WG, ITEMS },
+      label: `${what}.partial`,
+      params: [
+        ['u32', g.size],
+        ['u32', base],
+        ['u32', groups[i]],
+      ],
+      buffers: { 1: g, 2: partials },
+      workgroups: grid1d(gpu, groups[i], 1),
     });
     base += groups[i];
   });
@@ -48,8 +69,16 @@ export function gradNorm(gpu: Gpu, grads: Tensor[]): Tensor {
   const { partials, count, WG } = partialSums(gpu, grads, 'gradNorm');
   const norm = gpu.empty([1], 'f32', 'gradNorm.norm');
   gpu.dispatch({
-    shader, entry: 'finalize', constants: { WG }, label: 'gradNorm.finalize',
-    params: [['u32', count], ['f32', 0]], buffers: { 1: partials, 2: norm }, workgroups: [1],
+    shader,
+    entry: 'finalize',
+    constants: { WG },
+    label: 'gradNorm.finalize',
+    params: [
+      ['u32', count],
+      ['f32', 0],
+    ],
+    buffers: { 1: partials, 2: norm },
+    workgroups: [1],
   });
   gpu.release(partials);
   return norm;
@@ -67,8 +96,16 @@ export function clipGradNorm(gpu: Gpu, grads: Tensor[], maxNorm: number): { norm
   const norm = gpu.empty([1], 'f32', 'clipGradNorm.norm');
   const scale = gpu.empty([1], 'f32', 'clipGradNorm.scale');
   gpu.dispatch({
-    shader, entry: 'finalize_clip', constants: { WG }, label: 'clipGradNorm.finalize',
-    params: [['u32', count], ['f32', maxNorm]], buffers: { 1: partials, 2: norm, 3: scale }, workgroups: [1],
+    shader,
+    entry: 'finalize_clip',
+    constants: { WG },
+    label: 'clipGradNorm.finalize',
+    params: [
+      ['u32', count],
+      ['f32', maxNorm],
+    ],
+    buffers: { 1: partials, 2: norm, 3: scale },
+    workgroups: [1],
   });
   gpu.release(partials);
   return { norm, scale };
@@ -82,7 +119,12 @@ export function scaleInPlace(gpu: Gpu, t: Tensor, scale: Tensor): void {
   expectDistinct('scaleInPlace', ['t', t], ['scale', scale]);
   const WG = elementwiseWorkgroup(gpu);
   gpu.dispatch({
-    shader, entry: 'scale_in_place', constants: { WG }, label: 'scaleInPlace',
-    params: [['u32', t.size]], buffers: { 1: t, 2: scale }, workgroups: grid1d(gpu, t.size, WG),
+    shader,
+    entry: 'scale_in_place',
+    constants: { WG },
+    label: 'scaleInPlace',
+    params: [['u32', t.size]],
+    buffers: { 1: t, 2: scale },
+    workgroups: grid1d(gpu, t.size, WG),
   });
 }

@@ -17,7 +17,19 @@ export async function checkLayernorm(gpu: Gpu, size: CheckSize): Promise<Compari
   const rng = new Rng(23);
   // [N, C]: one row; odd sizes; C = 2; N spanning several 64-row chunks of the dγ/dβ reduction and not a
   // multiple of the workgroup; GPT-2's C = 768 (wider than one workgroup); more rows than one grid dimension.
-  const shapes = size === 'small' ? [[5, 24], [1, 3]] : [[1, 16], [45, 65], [130, 2], [257, 768], [70001, 3]];
+  const shapes =
+    size === 'small'
+      ? [
+          [5, 24],
+          [1, 3],
+        ]
+      : [
+          [1, 16],
+          [45, 65],
+          [130, 2],
+          [257, 768],
+          [70001, 3],
+        ];
   const out: Comparison[] = [];
   for (const [n, c] of shapes) {
     // Rows with an offset and spread so mean ≠ 0 and var ≠ 1 matter. Very narrow rows are alternately

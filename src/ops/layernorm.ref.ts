@@ -7,7 +7,14 @@ export interface LayerNormRefOut {
 }
 
 /** x is [n, c] row-major; gamma, beta [c]. */
-export function layernormRef(x: ArrayLike<number>, gamma: ArrayLike<number>, beta: ArrayLike<number>, n: number, c: number, eps = 1e-5): LayerNormRefOut {
+export function layernormRef(
+  x: ArrayLike<number>,
+  gamma: ArrayLike<number>,
+  beta: ArrayLike<number>,
+  n: number,
+  c: number,
+  eps = 1e-5,
+): LayerNormRefOut {
   const y = new Float64Array(n * c);
   const mean = new Float64Array(n);
   const rstd = new Float64Array(n);
@@ -30,7 +37,12 @@ export function layernormRef(x: ArrayLike<number>, gamma: ArrayLike<number>, bet
  *   dx = rstd·(dn − mean_row(dn) − x̂·mean_row(dn·x̂)),  dγ = Σ_rows dy·x̂,  dβ = Σ_rows dy.
  */
 export function layernormBackwardRef(
-  x: ArrayLike<number>, gamma: ArrayLike<number>, dy: ArrayLike<number>, n: number, c: number, eps = 1e-5,
+  x: ArrayLike<number>,
+  gamma: ArrayLike<number>,
+  dy: ArrayLike<number>,
+  n: number,
+  c: number,
+  eps = 1e-5,
 ): { dx: Float64Array; dgamma: Float64Array; dbeta: Float64Array } {
   const zeros = new Float64Array(c);
   const { mean, rstd } = layernormRef(x, gamma, zeros, n, c, eps);

@@ -17,7 +17,12 @@ export function matmulTolerance(K: number): Tolerance {
   return { atol: 4e-6 * Math.sqrt(K), rtol: 1e-4 };
 }
 
-const TRANSPOSES: Array<[boolean, boolean]> = [[false, false], [true, false], [false, true], [true, true]];
+const TRANSPOSES: Array<[boolean, boolean]> = [
+  [false, false],
+  [true, false],
+  [false, true],
+  [true, true],
+];
 
 function opName(transA: boolean, transB: boolean): string {
   return `${transA ? 'Aᵀ' : 'A'}·${transB ? 'Bᵀ' : 'B'}`;
@@ -29,13 +34,28 @@ export async function checkMatmul(gpu: Gpu, size: CheckSize): Promise<Comparison
   // tiled kernel's fast path). full: odd sizes below and above one tile, M = 1, N = 1, K = 1, N not a
   // multiple of 4 (the register kernel's scalar path), tile multiples (fast path), a K that is not a
   // multiple of the tiled kernel's 16-deep slab, and a larger case spanning many workgroups.
-  const shapes: Array<[number, number, number]> = size === 'small'
-    ? [[5, 7, 9], [1, 6, 4], [64, 64, 16]]
-    : [[45, 65, 37], [1, 70, 33], [17, 19, 1], [33, 1, 40], [66, 7, 129], [64, 128, 64], [128, 64, 48], [256, 384, 320]];
+  const shapes: Array<[number, number, number]> =
+    size === 'small'
+      ? [
+          [5, 7, 9],
+          [1, 6, 4],
+          [64, 64, 16],
+        ]
+      : [
+          [45, 65, 37],
+          [1, 70, 33],
+          [17, 19, 1],
+          [33, 1, 40],
+          [66, 7, 129],
+          [64, 128, 64],
+          [128, 64, 48],
+          [256, 384, 320],
+        ];
   // The self-test ('small') checks what can run on this adapter: on CPU drivers the selector never picks
   // 'tiled', and its two pipelines take ~2 s each to compile on SwiftShader (10× the others); Node's 'full'
   // check covers it on lavapipe.
-  const variants = size === 'small' && gpu.adapter.isSoftware ? MATMUL_VARIANTS.filter((v) => v !== 'tiled') : MATMUL_VARIANTS;
+  const variants =
+    size === 'small' && gpu.adapter.isSoftware ? MATMUL_VARIANTS.filter((v) => v !== 'tiled') : MATMUL_VARIANTS;
   const out: Comparison[] = [];
   for (const [M, N, K] of shapes) {
     const big = M * N * K > 4e6;
@@ -57,7 +77,15 @@ export async function checkMatmul(gpu: Gpu, size: CheckSize): Promise<Comparison
         out.push(await expectClose(gpu, name, matmul(gpu, At, Bt, { transA, transB, variant }), plain, tol));
         if (both) {
           const acc = gpu.upload(c0, [M, N]);
-          out.push(await expectClose(gpu, `${name} +bias +=C`, matmul(gpu, At, Bt, { transA, transB, bias: biasT, accumulate: acc, variant }), both, tol));
+          out.push(
+            await expectClose(
+              gpu,
+              `${name} +bias +=C`,
+              matmul(gpu, At, Bt, { transA, transB, bias: biasT, accumulate: acc, variant }),
+              both,
+              tol,
+            ),
+          );
         }
       }
       gpu.release(At, Bt);
@@ -83,17 +111,41 @@ async function checkEpilogues(gpu: Gpu, rng: Rng, variants: readonly MatmulVaria
   const tol = matmulTolerance(K);
   const out: Comparison[] = [];
   for (const variant of variants) {
-    out.push(await expectClose(gpu, `matmul.${variant} +bias [M=${M} N=${N} K=${K}]`, matmul(gpu, At, Bt, { bias: biasT, variant }), matmulRef(a, b, M, N, K, { bias }), tol));
+    out.push(
+      await expectClose(
+        gpu,
+        `matmul.${variant} +bias [M=${M} N=${N} K=${K}]`,
+        matmul(gpu, At, Bt, { bias: biasT, variant }),
+        matmulRef(a, b, M, N, K, { bias }),
+        tol,
+      ),
+    );
     const acc = gpu.upload(c0, [M, N]);
     const got = matmul(gpu, At, Bt, { accumulate: acc, variant });
-    out.push(await expectClose(gpu, `matmul.${variant} +=C [M=${M} N=${N} K=${K}]`, got, matmulRef(a, b, M, N, K, { accumulate: c0 }), tol));
+    out.push(
+      await expectClose(
+        gpu,
+        `matmul.${variant} +=C [M=${M} N=${N} K=${K}]`,
+        got,
+        matmulRef(a, b, M, N, K, { accumulate: c0 }),
+        tol,
+      ),
+    );
   }
   gpu.release(At, Bt, biasT);
   return out;
 }
 
 async function checkBiasGrad(gpu: Gpu, rng: Rng, size: CheckSize): Promise<Comparison[]> {
-  const shapes = size === 'small' ? [[6, 5]] : [[45, 65], [1, 7], [300, 3], [512, 256]];
+  const shapes =
+    size === 'small'
+      ? [[6, 5]]
+      : [
+          [45, 65],
+          [1, 7],
+          [300, 3],
+          [512, 256],
+        ];
   const out: Comparison[] = [];
   for (const [M, N] of shapes) {
     const dy = rng.f32(M * N);
@@ -103,7 +155,15 @@ async function checkBiasGrad(gpu: Gpu, rng: Rng, size: CheckSize): Promise<Compa
     const want = biasGradRef(dy, M, N);
     out.push(await expectClose(gpu, `matmul.biasGrad [${M}×${N}]`, biasGrad(gpu, dyT), want, tol));
     const acc = gpu.upload(prev, [N]);
-    out.push(await expectClose(gpu, `matmul.biasGrad +=db [${M}×${N}]`, biasGrad(gpu, dyT, { accumulate: acc }), want.map((v, i) => v + prev[i]), tol));
+    out.push(
+      await expectClose(
+        gpu,
+        `matmul.biasGrad +=db [${M}×${N}]`,
+        biasGrad(gpu, dyT, { accumulate: acc }),
+        want.map((v, i) => v + prev[i]),
+        tol,
+      ),
+    );
     gpu.release(dyT);
   }
   return out;
@@ -118,10 +178,23 @@ async function checkLinear(gpu: Gpu, rng: Rng, size: CheckSize): Promise<Compari
   const dy = rng.f32(M * N);
   const dw0 = rng.f32(K * N);
   const db0 = rng.f32(N);
-  const [xt, wt, bt, dyt] = [gpu.upload(x, [M, K]), gpu.upload(w, [K, N]), gpu.upload(bias, [N]), gpu.upload(dy, [M, N])];
+  const [xt, wt, bt, dyt] = [
+    gpu.upload(x, [M, K]),
+    gpu.upload(w, [K, N]),
+    gpu.upload(bias, [N]),
+    gpu.upload(dy, [M, N]),
+  ];
   const name = `[M=${M} K=${K} N=${N}]`;
   const out: Comparison[] = [];
-  out.push(await expectClose(gpu, `linearForward ${name}`, linearForward(gpu, xt, wt, bt), linearForwardRef(x, w, bias, M, K, N), matmulTolerance(K)));
+  out.push(
+    await expectClose(
+      gpu,
+      `linearForward ${name}`,
+      linearForward(gpu, xt, wt, bt),
+      linearForwardRef(x, w, bias, M, K, N),
+      matmulTolerance(K),
+    ),
+  );
   const ref = linearBackwardRef(x, w, dy, M, K, N);
   const g = linearBackward(gpu, xt, wt, dyt);
   out.push(await expectClose(gpu, `linearBackward dx ${name}`, g.dx, ref.dx, matmulTolerance(N)));
@@ -130,8 +203,24 @@ async function checkLinear(gpu: Gpu, rng: Rng, size: CheckSize): Promise<Compari
   const acc: { dw: Tensor; db: Tensor } = { dw: gpu.upload(dw0, [K, N]), db: gpu.upload(db0, [N]) };
   const ga = linearBackward(gpu, xt, wt, dyt, { accumulate: acc });
   gpu.release(ga.dx);
-  out.push(await expectClose(gpu, `linearBackward dw += ${name}`, ga.dw, ref.dw.map((v, i) => v + dw0[i]), matmulTolerance(M)));
-  out.push(await expectClose(gpu, `linearBackward db += ${name}`, ga.db, ref.db.map((v, i) => v + db0[i]), matmulTolerance(M)));
+  out.push(
+    await expectClose(
+      gpu,
+      `linearBackward dw += ${name}`,
+      ga.dw,
+      ref.dw.map((v, i) => v + dw0[i]),
+      matmulTolerance(M),
+    ),
+  );
+  out.push(
+    await expectClose(
+      gpu,
+      `linearBackward db += ${name}`,
+      ga.db,
+      ref.db.map((v, i) => v + db0[i]),
+      matmulTolerance(M),
+    ),
+  );
   gpu.release(xt, wt, bt, dyt);
   return out;
 }

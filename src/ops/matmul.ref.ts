@@ -15,7 +15,12 @@ export interface MatmulRefOptions {
 }
 
 export function matmulRef(
-  a: ArrayLike<number>, b: ArrayLike<number>, M: number, N: number, K: number, opts: MatmulRefOptions = {},
+  a: ArrayLike<number>,
+  b: ArrayLike<number>,
+  M: number,
+  N: number,
+  K: number,
+  opts: MatmulRefOptions = {},
 ): Float64Array {
   const { transA = false, transB = false, bias, accumulate } = opts;
   const c = new Float64Array(M * N);
@@ -44,7 +49,12 @@ export function biasGradRef(dy: ArrayLike<number>, M: number, N: number): Float6
 
 /** y[M,N] = x[M,K]·W[K,N] + b[N] (W stored [in, out], GPT-2's convention). */
 export function linearForwardRef(
-  x: ArrayLike<number>, w: ArrayLike<number>, b: ArrayLike<number> | undefined, M: number, K: number, N: number,
+  x: ArrayLike<number>,
+  w: ArrayLike<number>,
+  b: ArrayLike<number> | undefined,
+  M: number,
+  K: number,
+  N: number,
 ): Float64Array {
   return matmulRef(x, w, M, N, K, { bias: b });
 }
@@ -54,7 +64,12 @@ export function linearForwardRef(
  * (y[m,n] = Σ_k x[m,k]·W[k,n] + b[n], so ∂L/∂x[m,k] = Σ_n dy[m,n]·W[k,n] and ∂L/∂W[k,n] = Σ_m x[m,k]·dy[m,n].)
  */
 export function linearBackwardRef(
-  x: ArrayLike<number>, w: ArrayLike<number>, dy: ArrayLike<number>, M: number, K: number, N: number,
+  x: ArrayLike<number>,
+  w: ArrayLike<number>,
+  dy: ArrayLike<number>,
+  M: number,
+  K: number,
+  N: number,
 ): { dx: Float64Array; dw: Float64Array; db: Float64Array } {
   return {
     dx: matmulRef(dy, w, M, K, N, { transB: true }),

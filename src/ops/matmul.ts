@@ -2,7 +2,14 @@ import tiledShader from '../../shaders/matmul.wgsl?raw';
 import naiveShader from '../../shaders/matmul-naive.wgsl?raw';
 import registerShader from '../../shaders/matmul-register.wgsl?raw';
 import {
-  ArgumentError, expectDType, expectRank, expectShape, LimitError, ShapeError, type Gpu, type Tensor,
+  ArgumentError,
+  expectDType,
+  expectRank,
+  expectShape,
+  LimitError,
+  ShapeError,
+  type Gpu,
+  type Tensor,
 } from '../gpu/index.ts';
 import type { Param } from '../gpu/index.ts';
 import { grid1d } from './grid.ts';
@@ -41,7 +48,14 @@ export function matmulFlops(M: number, N: number, K: number): number {
  * workgroup memory; for matrix-vector-like shapes (M or N below 16) most of its 64×64 tile would be idle,
  * and one invocation per output is better.
  */
-export function chooseMatmulVariant(gpu: Gpu, M: number, N: number, K: number, transA: boolean, transB: boolean): MatmulVariant {
+export function chooseMatmulVariant(
+  gpu: Gpu,
+  M: number,
+  N: number,
+  K: number,
+  transA: boolean,
+  transB: boolean,
+): MatmulVariant {
   void K;
   void transA;
   void transB;
@@ -49,7 +63,11 @@ export function chooseMatmulVariant(gpu: Gpu, M: number, N: number, K: number, t
   return M < 16 || N < 16 ? 'naive' : 'tiled';
 }
 
-interface Dims { M: number; N: number; K: number }
+interface Dims {
+  M: number;
+  N: number;
+  K: number;
+}
 
 function matmulDims(a: Tensor, b: Tensor, transA: boolean, transB: boolean): Dims {
   expectDType(a, 'f32', 'matmul A');
@@ -70,32 +88,53 @@ function matmulDims(a: Tensor, b: Tensor, transA: boolean, transB: boolean): Dim
 /** Row blocks past the per-dimension limit fold into z; kernels recover the block as wid.y + wid.z·num_workgroups.y. */
 function grid2d(gpu: Gpu, what: string, colBlocks: number, rowBlocks: number): [number, number, number] {
   const max = gpu.limits.maxComputeWorkgroupsPerDimension;
-  if (colBlocks > max) throw new LimitError(`${what}: ${colBlocks} column blocks exceed this device's ${max} workgroups per dimension`);
+  if (colBlocks > max)
+    throw new LimitError(`${what}: ${colBlocks} column blocks exceed this device's ${max} workgroups per dimension`);
   const z = Math.ceil(rowBlocks / max);
   if (z > max) throw new LimitError(`${what}: ${rowBlocks} row blocks exceed this device's ${max}² workgroups`);
   return [colBlocks, Math.ceil(rowBlocks / z), z];
 }
 
-interface TileConfig { TM: number; TN: number; TK: number }
+interface TileConfig {
+  TM: number;
+  TN: number;
+  TK: number;
+}
 
 /** The largest tile whose invocations and workgroup memory fit this device (64×64×16: 256 invocations, 8 KiB). */
 export function tiledConfig(gpu: Gpu): TileConfig {
   const l = gpu.limits;
-  for (const c of [{ TM: 64, TN: 64, TK: 16 }, { TM: 32, TN: 32, TK: 16 }, { TM: 16, TN: 16, TK: 8 }]) {
+  for (const c of [
+    { TM: 64, TN: 64, TK: 16 },
+    { TM: 32, TN: 32, TK: 16 },
+    { TM: 16, TN: 16, TK: 8 },
+  ]) {
     const threads = (c.TM / 4) * (c.TN / 4);
     const bytes = 4 * c.TK * (c.TM + c.TN);
-    if (threads <= l.maxComputeInvocationsPerWorkgroup && c.TN / 4 <= l.maxComputeWorkgroupSizeX &&
-        c.TM / 4 <= l.maxComputeWorkgroupSizeY && bytes <= l.maxComputeWorkgroupStorageSize) return c;
+    if (
+      threads <= l.maxComputeInvocationsPerWorkgroup &&
+      c.TN / 4 <= l.maxComputeWorkgroupSizeX &&
+      c.TM / 4 <= l.maxComputeWorkgroupSizeY &&
+      bytes <= l.maxComputeWorkgroupStorageSize
+    )
+      return c;
   }
-  throw new LimitError(`matmul: this device cannot run even a 16×16 tile (limits ${JSON.stringify({
-    invocations: l.maxComputeInvocationsPerWorkgroup, storage: l.maxComputeWorkgroupStorageSize,
-  })})`);
+  throw new LimitError(
+    `matmul: this device cannot run even a 16×16 tile (limits ${JSON.stringify({
+      invocations: l.maxComputeInvocationsPerWorkgroup,
+      storage: l.maxComputeWorkgroupStorageSize,
+    })})`,
+  );
 }
 
 /** A 2-D workgroup shape of at most wx×wy that the device allows (halving the larger side until it fits). */
 function workgroup2d(gpu: Gpu, wx: number, wy: number): [number, number] {
   const l = gpu.limits;
-  while (wx * wy > l.maxComputeInvocationsPerWorkgroup || wx > l.maxComputeWorkgroupSizeX || wy > l.maxComputeWorkgroupSizeY) {
+  while (
+    wx * wy > l.maxComputeInvocationsPerWorkgroup ||
+    wx > l.maxComputeWorkgroupSizeX ||
+    wy > l.maxComputeWorkgroupSizeY
+  ) {
     if (wx >= wy && wx > 1) wx /= 2;
     else if (wy > 1) wy /= 2;
     else break;
@@ -125,7 +164,15 @@ function registerShape(gpu: Gpu, M: number, N: number): { WG: number; wx: number
  * divisibility each entry point requires).
  */
 function registerEntry(
-  a: Tensor, b: Tensor, biasT: Tensor, out: Tensor, M: number, N: number, K: number, transA: boolean, transB: boolean,
+  a: Tensor,
+  b: Tensor,
+  biasT: Tensor,
+  out: Tensor,
+  M: number,
+  N: number,
+  K: number,
+  transA: boolean,
+  transB: boolean,
 ): { entry: string; buffers: Record<number, Tensor> } {
   if (!transB && N % 4 === 0) {
     return transA && M % 4 === 0
@@ -140,7 +187,8 @@ export function matmul(gpu: Gpu, a: Tensor, b: Tensor, opts: MatmulOptions = {})
   const { transA = false, transB = false, bias, accumulate } = opts;
   const { M, N, K } = matmulDims(a, b, transA, transB);
   const variant = opts.variant ?? chooseMatmulVariant(gpu, M, N, K, transA, transB);
-  if (!MATMUL_VARIANTS.includes(variant)) throw new ArgumentError(`matmul: unknown variant '${String(variant)}' (use ${MATMUL_VARIANTS.join(', ')})`);
+  if (!MATMUL_VARIANTS.includes(variant))
+    throw new ArgumentError(`matmul: unknown variant '${String(variant)}' (use ${MATMUL_VARIANTS.join(', ')})`);
   if (bias) {
     expectDType(bias, 'f32', 'matmul bias');
     expectShape(bias, [N], 'matmul bias');
@@ -148,15 +196,24 @@ export function matmul(gpu: Gpu, a: Tensor, b: Tensor, opts: MatmulOptions = {})
   if (accumulate) {
     expectDType(accumulate, 'f32', 'matmul accumulate');
     expectShape(accumulate, [M, N], 'matmul accumulate');
-    for (const [t, what] of [[a, 'A'], [b, 'B'], [bias, 'bias']] as const) {
-      if (t && t.buffer === accumulate.buffer) throw new ArgumentError(`matmul: the accumulate tensor is also ${what}; it must be a separate tensor`);
+    for (const [t, what] of [
+      [a, 'A'],
+      [b, 'B'],
+      [bias, 'bias'],
+    ] as const) {
+      if (t && t.buffer === accumulate.buffer)
+        throw new ArgumentError(`matmul: the accumulate tensor is also ${what}; it must be a separate tensor`);
     }
   }
   const out = accumulate ?? gpu.empty([M, N], 'f32', 'matmul.out');
   const params: Param[] = [
-    ['u32', M], ['u32', N], ['u32', K],
-    ['u32', transA ? 1 : K], ['u32', transA ? M : 1], // op(A)[m,k] = a[m·sam + k·sak]
-    ['u32', transB ? 1 : N], ['u32', transB ? K : 1], // op(B)[k,n] = b[k·sbk + n·sbn]
+    ['u32', M],
+    ['u32', N],
+    ['u32', K],
+    ['u32', transA ? 1 : K],
+    ['u32', transA ? M : 1], // op(A)[m,k] = a[m·sam + k·sak]
+    ['u32', transB ? 1 : N],
+    ['u32', transB ? K : 1], // op(B)[k,n] = b[k·sbk + n·sbn]
     ['u32', (bias ? 1 : 0) | (accumulate ? 2 : 0)],
     ['u32', 0], // wx: the register kernel's workgroup shape, set below
   ];
@@ -168,19 +225,37 @@ export function matmul(gpu: Gpu, a: Tensor, b: Tensor, opts: MatmulOptions = {})
     const { WG, wx } = registerShape(gpu, M, N);
     const workgroups = grid2d(gpu, label, Math.ceil(N / (16 * wx)), Math.ceil(M / (8 * (WG / wx))));
     const { entry, buffers } = registerEntry(a, b, biasT, out, M, N, K, transA, transB);
-    gpu.dispatch({ shader: registerShader, entry, constants: { WG }, label, params: [...params.slice(0, 8), ['u32', wx]], workgroups, buffers });
+    gpu.dispatch({
+      shader: registerShader,
+      entry,
+      constants: { WG },
+      label,
+      params: [...params.slice(0, 8), ['u32', wx]],
+      workgroups,
+      buffers,
+    });
   } else if (variant === 'tiled') {
     const { TM, TN, TK } = tiledConfig(gpu);
     const FAST = M % TM === 0 && N % TN === 0 && K % TK === 0 ? 1 : 0;
     gpu.dispatch({
-      shader: tiledShader, entry: 'main', constants: { TM, TN, TK, FAST }, label, params,
-      buffers: { 1: a, 2: b, 3: biasT, 4: out }, workgroups: grid2d(gpu, label, Math.ceil(N / TN), Math.ceil(M / TM)),
+      shader: tiledShader,
+      entry: 'main',
+      constants: { TM, TN, TK, FAST },
+      label,
+      params,
+      buffers: { 1: a, 2: b, 3: biasT, 4: out },
+      workgroups: grid2d(gpu, label, Math.ceil(N / TN), Math.ceil(M / TM)),
     });
   } else {
     const [WX, WY] = workgroup2d(gpu, 16, 16);
     gpu.dispatch({
-      shader: naiveShader, entry: 'main', constants: { WX, WY }, label, params,
-      buffers: { 1: a, 2: b, 3: biasT, 4: out }, workgroups: grid2d(gpu, label, Math.ceil(N / WX), Math.ceil(M / WY)),
+      shader: naiveShader,
+      entry: 'main',
+      constants: { WX, WY },
+      label,
+      params,
+      buffers: { 1: a, 2: b, 3: biasT, 4: out },
+      workgroups: grid2d(gpu, label, Math.ceil(N / WX), Math.ceil(M / WY)),
     });
   }
   return out;
@@ -197,14 +272,29 @@ export function biasGrad(gpu: Gpu, dy: Tensor, opts: { accumulate?: Tensor } = {
   if (acc) {
     expectDType(acc, 'f32', 'biasGrad accumulate');
     expectShape(acc, [N], 'biasGrad accumulate');
-    if (acc.buffer === dy.buffer) throw new ArgumentError('biasGrad: the accumulate tensor is also dy; it must be a separate tensor');
+    if (acc.buffer === dy.buffer)
+      throw new ArgumentError('biasGrad: the accumulate tensor is also dy; it must be a separate tensor');
   }
   const db = acc ?? gpu.empty([N], 'f32', 'matmul.db');
   const BG_WG = Math.min(64, gpu.limits.maxComputeInvocationsPerWorkgroup, gpu.limits.maxComputeWorkgroupSizeX);
   gpu.dispatch({
-    shader: tiledShader, entry: 'bias_grad', constants: { BG_WG }, label: 'matmul.biasGrad',
-    params: [['u32', M], ['u32', N], ['u32', 0], ['u32', 0], ['u32', 0], ['u32', 0], ['u32', 0], ['u32', acc ? 2 : 0], ['u32', 0]],
-    buffers: { 1: dy, 4: db }, workgroups: grid1d(gpu, N, BG_WG),
+    shader: tiledShader,
+    entry: 'bias_grad',
+    constants: { BG_WG },
+    label: 'matmul.biasGrad',
+    params: [
+      ['u32', M],
+      ['u32', N],
+      ['u32', 0],
+      ['u32', 0],
+      ['u32', 0],
+      ['u32', 0],
+      ['u32', 0],
+      ['u32', acc ? 2 : 0],
+      ['u32', 0],
+    ],
+    buffers: { 1: dy, 4: db },
+    workgroups: grid1d(gpu, N, BG_WG),
   });
   return db;
 }
@@ -220,7 +310,11 @@ export function linearForward(gpu: Gpu, x: Tensor, w: Tensor, b?: Tensor): Tenso
  * micro-batches) and returned; otherwise fresh tensors are returned (db always: without accumulate.db it is new).
  */
 export function linearBackward(
-  gpu: Gpu, x: Tensor, w: Tensor, dy: Tensor, opts: { accumulate?: { dw: Tensor; db?: Tensor } } = {},
+  gpu: Gpu,
+  x: Tensor,
+  w: Tensor,
+  dy: Tensor,
+  opts: { accumulate?: { dw: Tensor; db?: Tensor } } = {},
 ): { dx: Tensor; dw: Tensor; db: Tensor } {
   expectRank(x, 2, 'linearBackward x');
   expectRank(w, 2, 'linearBackward w');

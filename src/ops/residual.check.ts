@@ -17,7 +17,9 @@ export async function checkResidual(gpu: Gpu, size: CheckSize): Promise<Comparis
     const dy = rng.f32(n);
     const at = gpu.upload(a, shape);
     const bt = gpu.upload(b, shape);
-    out.push(await expectClose(gpu, `residual.add ${name}`, residualAdd(gpu, at, bt), residualAddRef(a, b), ELEMENTWISE_TOL));
+    out.push(
+      await expectClose(gpu, `residual.add ${name}`, residualAdd(gpu, at, bt), residualAddRef(a, b), ELEMENTWISE_TOL),
+    );
 
     // da and db are dy itself: read each but release dy only once.
     const dyt = gpu.upload(dy, shape);
@@ -30,12 +32,22 @@ export async function checkResidual(gpu: Gpu, size: CheckSize): Promise<Comparis
     const s = 0.37;
     addInPlace(gpu, at, bt, s);
     addInPlace(gpu, at, dyt, s);
-    out.push(await expectClose(gpu, `residual.addInPlace ${name}`, at, addInPlaceRef(addInPlaceRef(a, b, s), dy, s), ELEMENTWISE_TOL));
+    out.push(
+      await expectClose(
+        gpu,
+        `residual.addInPlace ${name}`,
+        at,
+        addInPlaceRef(addInPlaceRef(a, b, s), dy, s),
+        ELEMENTWISE_TOL,
+      ),
+    );
 
     // x aliasing acc takes the one-binding path.
     const ct = gpu.upload(a, shape);
     addInPlace(gpu, ct, ct, -0.5);
-    out.push(await expectClose(gpu, `residual.addInPlace self ${name}`, ct, addInPlaceRef(a, a, -0.5), ELEMENTWISE_TOL));
+    out.push(
+      await expectClose(gpu, `residual.addInPlace self ${name}`, ct, addInPlaceRef(a, a, -0.5), ELEMENTWISE_TOL),
+    );
     gpu.release(bt, dyt);
   }
   return out;

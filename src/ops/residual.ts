@@ -10,8 +10,13 @@ export function residualAdd(gpu: Gpu, a: Tensor, b: Tensor): Tensor {
   const y = gpu.empty(a.shape, 'f32', 'residual.y');
   const WG = elementwiseWorkgroup(gpu);
   gpu.dispatch({
-    shader, entry: 'add', constants: { WG }, label: 'residual.add',
-    params: [['u32', a.size]], buffers: { 1: a, 2: b, 3: y }, workgroups: grid1d(gpu, a.size, WG),
+    shader,
+    entry: 'add',
+    constants: { WG },
+    label: 'residual.add',
+    params: [['u32', a.size]],
+    buffers: { 1: a, 2: b, 3: y },
+    workgroups: grid1d(gpu, a.size, WG),
   });
   return y;
 }
@@ -28,8 +33,15 @@ export function addInPlace(gpu: Gpu, acc: Tensor, x: Tensor, scale = 1): void {
   const WG = elementwiseWorkgroup(gpu);
   const self = acc.buffer === x.buffer;
   gpu.dispatch({
-    shader, entry: self ? 'add_scaled_self' : 'add_scaled', constants: { WG }, label: 'residual.addInPlace',
-    params: [['u32', acc.size], ['f32', scale]], buffers: self ? { 1: acc } : { 1: acc, 2: x },
+    shader,
+    entry: self ? 'add_scaled_self' : 'add_scaled',
+    constants: { WG },
+    label: 'residual.addInPlace',
+    params: [
+      ['u32', acc.size],
+      ['f32', scale],
+    ],
+    buffers: self ? { 1: acc } : { 1: acc, 2: x },
     workgroups: grid1d(gpu, acc.size, WG),
   });
 }

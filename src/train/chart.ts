@@ -49,7 +49,9 @@ export function niceTicks(lo: number, hi: number, target = 6): number[] {
   const mag = 10 ** Math.floor(Math.log10(raw));
   // The 1-2-5 step whose tick count comes closest to the target.
   const count = (s: number) => Math.floor(hi / s + 1e-9) - Math.ceil(lo / s - 1e-9) + 1;
-  const step = [1, 2, 5, 10].map((m) => m * mag).reduce((best, s) => (Math.abs(count(s) - target) < Math.abs(count(best) - target) ? s : best));
+  const step = [1, 2, 5, 10]
+    .map((m) => m * mag)
+    .reduce((best, s) => (Math.abs(count(s) - target) < Math.abs(count(best) - target) ? s : best));
   const first = Math.ceil(lo / step - 1e-9);
   const last = Math.floor(hi / step + 1e-9);
   const ticks: number[] = [];
@@ -101,10 +103,17 @@ export function lineChartSvg(opts: ChartOptions): string {
   const py = (y: number) => m.top + (1 - (y - y0) / (y1 - y0)) * ph;
   const n = (v: number) => v.toFixed(1);
   const out: string[] = [];
-  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`);
+  out.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
+  );
   out.push(`<rect width="${W}" height="${H}" fill="#ffffff"/>`);
-  if (opts.title) out.push(`<text x="${W / 2}" y="24" text-anchor="middle" font-size="15" font-weight="bold">${escapeXml(opts.title)}</text>`);
-  out.push(`<defs><clipPath id="plot"><rect x="${m.left}" y="${m.top}" width="${pw}" height="${ph}"/></clipPath></defs>`);
+  if (opts.title)
+    out.push(
+      `<text x="${W / 2}" y="24" text-anchor="middle" font-size="15" font-weight="bold">${escapeXml(opts.title)}</text>`,
+    );
+  out.push(
+    `<defs><clipPath id="plot"><rect x="${m.left}" y="${m.top}" width="${pw}" height="${ph}"/></clipPath></defs>`,
+  );
   for (const t of yt) {
     out.push(`<line x1="${m.left}" x2="${m.left + pw}" y1="${n(py(t))}" y2="${n(py(t))}" stroke="#e5e5e5"/>`);
     out.push(`<text x="${m.left - 6}" y="${n(py(t) + 4)}" text-anchor="end" fill="#333">${fmt(t)}</text>`);
@@ -114,17 +123,26 @@ export function lineChartSvg(opts: ChartOptions): string {
     out.push(`<text x="${n(px(t))}" y="${m.top + ph + 16}" text-anchor="middle" fill="#333">${fmt(t)}</text>`);
   }
   out.push(`<rect x="${m.left}" y="${m.top}" width="${pw}" height="${ph}" fill="none" stroke="#888"/>`);
-  if (opts.xLabel) out.push(`<text x="${m.left + pw / 2}" y="${H - 12}" text-anchor="middle">${escapeXml(opts.xLabel)}</text>`);
-  if (opts.yLabel) out.push(`<text transform="translate(16 ${m.top + ph / 2}) rotate(-90)" text-anchor="middle">${escapeXml(opts.yLabel)}</text>`);
+  if (opts.xLabel)
+    out.push(`<text x="${m.left + pw / 2}" y="${H - 12}" text-anchor="middle">${escapeXml(opts.xLabel)}</text>`);
+  if (opts.yLabel)
+    out.push(
+      `<text transform="translate(16 ${m.top + ph / 2}) rotate(-90)" text-anchor="middle">${escapeXml(opts.yLabel)}</text>`,
+    );
   out.push('<g clip-path="url(#plot)">');
   for (const h of hlines) {
-    out.push(`<line x1="${m.left}" x2="${m.left + pw}" y1="${n(py(h.y))}" y2="${n(py(h.y))}" stroke="${escapeXml(h.color)}" stroke-width="1.5" stroke-dasharray="6 4"/>`);
+    out.push(
+      `<line x1="${m.left}" x2="${m.left + pw}" y1="${n(py(h.y))}" y2="${n(py(h.y))}" stroke="${escapeXml(h.color)}" stroke-width="1.5" stroke-dasharray="6 4"/>`,
+    );
   }
   for (const s of opts.series) {
     const color = escapeXml(s.color);
     let run: string[] = [];
     const flush = () => {
-      if (run.length > 1) out.push(`<polyline fill="none" stroke="${color}" stroke-width="1.6"${s.dash ? ` stroke-dasharray="${escapeXml(s.dash)}"` : ''} points="${run.join(' ')}"/>`);
+      if (run.length > 1)
+        out.push(
+          `<polyline fill="none" stroke="${color}" stroke-width="1.6"${s.dash ? ` stroke-dasharray="${escapeXml(s.dash)}"` : ''} points="${run.join(' ')}"/>`,
+        );
       run = [];
     };
     for (const [x, y] of s.points) {
@@ -147,10 +165,14 @@ export function lineChartSvg(opts: ChartOptions): string {
     const lw = Math.max(...items.map((i) => i.label.length)) * 6.6 + 40;
     const lx = m.left + pw - lw - 8;
     const ly = m.top + 8;
-    out.push(`<rect x="${n(lx)}" y="${ly}" width="${n(lw)}" height="${items.length * 18 + 8}" fill="#ffffff" fill-opacity="0.85" stroke="#ccc"/>`);
+    out.push(
+      `<rect x="${n(lx)}" y="${ly}" width="${n(lw)}" height="${items.length * 18 + 8}" fill="#ffffff" fill-opacity="0.85" stroke="#ccc"/>`,
+    );
     items.forEach((it, i) => {
       const y = ly + 16 + i * 18;
-      out.push(`<line x1="${n(lx + 8)}" x2="${n(lx + 30)}" y1="${y - 4}" y2="${y - 4}" stroke="${escapeXml(it.color)}" stroke-width="2"${it.dash ? ` stroke-dasharray="${escapeXml(it.dash)}"` : ''}/>`);
+      out.push(
+        `<line x1="${n(lx + 8)}" x2="${n(lx + 30)}" y1="${y - 4}" y2="${y - 4}" stroke="${escapeXml(it.color)}" stroke-width="2"${it.dash ? ` stroke-dasharray="${escapeXml(it.dash)}"` : ''}/>`,
+      );
       out.push(`<text x="${n(lx + 36)}" y="${y}">${escapeXml(it.label)}</text>`);
     });
   }

@@ -1,4 +1,13 @@
-import { frameBytes, Mailbox, TransportError, type Frame, type FrameKind, type ReceiveOptions, type Transport, type TransportStats } from './transport.ts';
+import {
+  frameBytes,
+  Mailbox,
+  TransportError,
+  type Frame,
+  type FrameKind,
+  type ReceiveOptions,
+  type Transport,
+  type TransportStats,
+} from './transport.ts';
 
 /** A home-connection-like link: bandwidth in bits per second, one-way latency in milliseconds. */
 export interface LinkShape {

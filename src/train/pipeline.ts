@@ -6,10 +6,26 @@ import { NonFiniteGradientError, Stage } from '../model/stage.ts';
 import { splitStages } from '../model/stages.ts';
 import type { AdamWConfig } from '../ops/adamw.ts';
 import { InMemoryNetwork } from './memory-transport.ts';
-import { microId, StageRunner, workerId, type AsyncOptions, type AsyncStepResult, type MicroBatchData, type RunnerOptions, type RunnerStep } from './stage-runner.ts';
+import {
+  microId,
+  StageRunner,
+  workerId,
+  type AsyncOptions,
+  type AsyncStepResult,
+  type MicroBatchData,
+  type RunnerOptions,
+  type RunnerStep,
+} from './stage-runner.ts';
 import { TransportError } from './transport.ts';
 
-export { NonFiniteTensorError, workerId, type AsyncOptions, type AsyncStepResult, type MicroBatchData, type OpSpan } from './stage-runner.ts';
+export {
+  NonFiniteTensorError,
+  workerId,
+  type AsyncOptions,
+  type AsyncStepResult,
+  type MicroBatchData,
+  type OpSpan,
+} from './stage-runner.ts';
 
 export interface PipelineOptions {
   model: ModelConfig;
@@ -94,13 +110,30 @@ export class Pipeline {
     if (replicas.length !== specs.length || replicas.some((r) => !Number.isInteger(r) || r < 1)) {
       throw new ArgumentError(`replicas [${replicas}] must give a positive count for each of ${specs.length} stages`);
     }
-    if (opts.codecs && opts.codecs.length !== specs.length - 1) throw new ArgumentError(`need ${specs.length - 1} codecs, got ${opts.codecs.length}`);
+    if (opts.codecs && opts.codecs.length !== specs.length - 1)
+      throw new ArgumentError(`need ${specs.length - 1} codecs, got ${opts.codecs.length}`);
     const network = opts.network ?? new InMemoryNetwork();
     const topology = { model: opts.modelName ?? 'model', stages: specs.length, replicas };
-    const runnerOpts = { adam: opts.adam, codecs: opts.codecs, afterStep: opts.afterStep, timeoutMs: opts.timeoutMs, clipNorm: opts.clipNorm, turns: opts.turns };
+    const runnerOpts = {
+      adam: opts.adam,
+      codecs: opts.codecs,
+      afterStep: opts.afterStep,
+      timeoutMs: opts.timeoutMs,
+      clipNorm: opts.clipNorm,
+      turns: opts.turns,
+    };
     const workers = specs.map((spec) =>
-      Array.from({ length: replicas[spec.index] }, (_, r) =>
-        new StageRunner(Stage.create(gpu, opts.model, spec, opts.weights), r, network.endpoint(workerId(spec.index, r)), topology, { ...runnerOpts, ...opts.worker?.(spec.index, r) })),
+      Array.from(
+        { length: replicas[spec.index] },
+        (_, r) =>
+          new StageRunner(
+            Stage.create(gpu, opts.model, spec, opts.weights),
+            r,
+            network.endpoint(workerId(spec.index, r)),
+            topology,
+            { ...runnerOpts, ...opts.worker?.(spec.index, r) },
+          ),
+      ),
     );
     return new Pipeline(gpu, opts, workers, network);
   }
@@ -122,7 +155,15 @@ export class Pipeline {
     const run = await this.run([micro], batch, seq, { staleness: 0, correction: 'none' });
     const [r] = run.steps;
     if (r.refused.length) throw new NonFiniteGradientError(r.gradNorm ?? NaN);
-    return { loss: r.loss, losses: r.losses, ms: run.ms, tokens: run.tokens, bytes: run.bytes, busy: run.busy, gradNorm: r.gradNorm };
+    return {
+      loss: r.loss,
+      losses: r.losses,
+      ms: run.ms,
+      tokens: run.tokens,
+      bytes: run.bytes,
+      busy: run.busy,
+      gradNorm: r.gradNorm,
+    };
   }
 
   /**
@@ -140,19 +181,33 @@ export class Pipeline {
     return this.run(steps, batch, seq, opts);
   }
 
-  private async run(steps: MicroBatchData[][], batch: number, seq: number, opts: AsyncOptions): Promise<AsyncRunResult> {
-    if (steps.length < 1 || steps.some((m) => m.length < 1)) throw new ArgumentError('training needs at least one step of at least one micro-batch');
+  private async run(
+    steps: MicroBatchData[][],
+    batch: number,
+    seq: number,
+    opts: AsyncOptions,
+  ): Promise<AsyncRunResult> {
+    if (steps.length < 1 || steps.some((m) => m.length < 1))
+      throw new ArgumentError('training needs at least one step of at least one micro-batch');
     for (const micro of steps) {
       for (const mb of micro) {
-        if (mb.ids.length !== batch * seq || mb.targets.length !== batch * seq) throw new ShapeError(`micro-batch must hold ${batch}×${seq} ids and targets`);
+        if (mb.ids.length !== batch * seq || mb.targets.length !== batch * seq)
+          throw new ShapeError(`micro-batch must hold ${batch}×${seq} ids and targets`);
       }
     }
-    if (!Number.isInteger(opts.staleness) || opts.staleness < 0) throw new ArgumentError(`staleness must be an integer ≥ 0, got ${opts.staleness}`);
+    if (!Number.isInteger(opts.staleness) || opts.staleness < 0)
+      throw new ArgumentError(`staleness must be an integer ≥ 0, got ${opts.staleness}`);
     const base = this.round;
     this.round += steps.length;
     const abort = new AbortController();
     const all = this.workers.flat();
-    const results: AsyncStepResult[] = steps.map((micro, k) => ({ step: k, loss: NaN, losses: new Array<number>(micro.length).fill(NaN), maxDelay: 0, refused: [] }));
+    const results: AsyncStepResult[] = steps.map((micro, k) => ({
+      step: k,
+      loss: NaN,
+      losses: new Array<number>(micro.length).fill(NaN),
+      maxDelay: 0,
+      refused: [],
+    }));
     const updated = steps.map(() => 0);
     // Merge what each worker saw of step k; once every worker has updated, the step is done.
     const onUpdate = (w: StageRunner) => (k: number, r: RunnerStep) => {
@@ -182,17 +237,23 @@ export class Pipeline {
     if (failure) {
       // Drop in-flight activations and the gradients of unfinished steps; applied updates stay.
       for (const w of all) {
-        for (let k = 0; k < steps.length; k++) for (let m = 0; m < steps[k].length; m++) w.stage.discard(microId(k, m, steps));
+        for (let k = 0; k < steps.length; k++)
+          for (let m = 0; m < steps[k].length; m++) w.stage.discard(microId(k, m, steps));
         w.stage.zeroGrads();
       }
       this.step += steps.filter((_, k) => complete(k)).length;
-      const root = settled.map((r) => (r.status === 'rejected' ? r.reason : undefined)).find((e) => e && !(e instanceof TransportError && /aborted/.test(e.message)));
+      const root = settled
+        .map((r) => (r.status === 'rejected' ? r.reason : undefined))
+        .find((e) => e && !(e instanceof TransportError && /aborted/.test(e.message)));
       throw root ?? failure.reason;
     }
     this.step += steps.filter((_, k) => complete(k)).length;
     const ms = performance.now() - t0;
     return {
-      steps: results, ms, tokens: steps.reduce((a, m) => a + m.length, 0) * batch * seq, bytes: this.bytesSent() - sent0,
+      steps: results,
+      ms,
+      tokens: steps.reduce((a, m) => a + m.length, 0) * batch * seq,
+      bytes: this.bytesSent() - sent0,
       busy: new Map(all.map((w) => [w.id, w.busyMs / ms])),
     };
   }
@@ -223,7 +284,12 @@ export class Pipeline {
           const codec = this.codec(st.spec.index);
           const host = (await gpu.read(r.output)) as Float32Array;
           gpu.release(r.output);
-          const back = codec ? codec.decode(codec.encode(host, [rows, C], { ids: micro[m].ids, kind: 'act' }), [rows, C], { ids: micro[m].ids, kind: 'act' }) : host;
+          const back = codec
+            ? codec.decode(codec.encode(host, [rows, C], { ids: micro[m].ids, kind: 'act' }), [rows, C], {
+                ids: micro[m].ids,
+                kind: 'act',
+              })
+            : host;
           input = gpu.upload(back, [rows, C]);
         }
       }

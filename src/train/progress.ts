@@ -52,7 +52,8 @@ function formatRate(n: number): string {
 export function statusText(p: ProgressState): string {
   const parts: string[] = [];
   if (p.loss !== undefined) parts.push(`loss ${Number.isFinite(p.loss) ? p.loss.toFixed(3) : p.loss}`);
-  if (p.valLoss !== undefined) parts.push(`val ${p.valLoss.toFixed(3)}${p.valBpb !== undefined ? ` (${p.valBpb.toFixed(3)} bpb)` : ''}`);
+  if (p.valLoss !== undefined)
+    parts.push(`val ${p.valLoss.toFixed(3)}${p.valBpb !== undefined ? ` (${p.valBpb.toFixed(3)} bpb)` : ''}`);
   if (p.tokensPerSecond !== undefined) parts.push(`${formatRate(p.tokensPerSecond)} tok/s`);
   if (p.bytes !== undefined) parts.push(`${formatBytes(p.bytes)} sent`);
   if (p.refused) parts.push(`${p.refused} refused`);

@@ -6,8 +6,16 @@
  * Browser-safe: token streams and the tokenizer come from the caller.
  */
 import {
-  boundaryCodecs, isSubspaceCodec, makeBasis, stageNeedsSubspace, subspaceInit, subspaceProject,
-  type BoundaryPlan, type Codec, type CodecName, type SubspaceBasis,
+  boundaryCodecs,
+  isSubspaceCodec,
+  makeBasis,
+  stageNeedsSubspace,
+  subspaceInit,
+  subspaceProject,
+  type BoundaryPlan,
+  type Codec,
+  type CodecName,
+  type SubspaceBasis,
 } from '../compress/index.ts';
 import { BatchSampler, validationBatches, type Batch } from '../data/batches.ts';
 import type { Corpus } from '../data/corpus.ts';
@@ -50,19 +58,32 @@ export interface RecipeOptions {
   evalBatches: number;
 }
 
-
 /** Defaults sized to the device: a software adapter trains a small model that learns within minutes. */
 export function defaultRecipe(software: boolean): RecipeOptions {
   const dModel = software ? 64 : 256;
   const steps = software ? 200 : 2000;
   return {
-    stages: 4, blocks: software ? 1 : 2, dModel, heads: 4, context: software ? 64 : 128,
+    stages: 4,
+    blocks: software ? 1 : 2,
+    dModel,
+    heads: 4,
+    context: software ? 64 : 128,
     // The software budget's vocabulary is bench:vocab's choice (best validation bits/byte at equal training
     // FLOPs); the GPU default has not been measured (no GPU was available) and stays at 2048.
     vocab: software ? 4096 : 2048,
-    batch: software ? 4 : 8, micro: software ? 4 : 8, seed: 1, steps, lr: software ? 3e-3 : 1e-3,
-    warmup: Math.min(100, Math.ceil(steps / 10)), weightDecay: 0.1, beta2: 0.95, clip: 1, codec: 'none',
-    k: Math.max(1, Math.floor(dModel / 4)), tail: 0, evalBatches: 8,
+    batch: software ? 4 : 8,
+    micro: software ? 4 : 8,
+    seed: 1,
+    steps,
+    lr: software ? 3e-3 : 1e-3,
+    warmup: Math.min(100, Math.ceil(steps / 10)),
+    weightDecay: 0.1,
+    beta2: 0.95,
+    clip: 1,
+    codec: 'none',
+    k: Math.max(1, Math.floor(dModel / 4)),
+    tail: 0,
+    evalBatches: 8,
   };
 }
 
@@ -90,7 +111,14 @@ const toMicro = (b: Batch): MicroBatchData => ({ ids: b.ids, targets: b.targets 
 
 /** The model a recipe trains. */
 export function recipeModel(o: RecipeOptions): ModelConfig {
-  return { vocab: o.vocab, dModel: o.dModel, heads: o.heads, layers: o.stages * o.blocks, context: o.context, seed: o.seed };
+  return {
+    vocab: o.vocab,
+    dModel: o.dModel,
+    heads: o.heads,
+    layers: o.stages * o.blocks,
+    context: o.context,
+    seed: o.seed,
+  };
 }
 
 export function recipeAdam(o: RecipeOptions): AdamWConfig {
@@ -116,9 +144,17 @@ export function recipeBoundaries(gpu: Gpu, o: RecipeOptions): Boundaries {
   const needs = Array.from({ length: o.stages }, (_, s) => o.codec !== 'none' && stageNeedsSubspace(s, o.stages, plan));
   const basis = isSubspaceCodec(o.codec) ? makeBasis(codecParams) : undefined;
   return {
-    codecs, basis, needs,
-    afterStep: basis ? (stage: Stage) => { if (needs[stage.spec.index]) subspaceProject(gpu, stage, basis); } : undefined,
-    init: (stage: Stage) => { if (basis && needs[stage.spec.index]) subspaceInit(gpu, stage, basis); },
+    codecs,
+    basis,
+    needs,
+    afterStep: basis
+      ? (stage: Stage) => {
+          if (needs[stage.spec.index]) subspaceProject(gpu, stage, basis);
+        }
+      : undefined,
+    init: (stage: Stage) => {
+      if (basis && needs[stage.spec.index]) subspaceInit(gpu, stage, basis);
+    },
   };
 }
 
@@ -152,7 +188,17 @@ export class TrainingRun {
   /** The live optimiser settings: the engine reads them at each update; lr follows the schedule. */
   readonly adam: AdamWConfig;
 
-  private constructor(o: RecipeOptions, cfg: ModelConfig, pipeline: Pipeline, network: InMemoryNetwork, sampler: BatchSampler, validation: Validation, adam: AdamWConfig, codecs?: Codec[], basis?: SubspaceBasis) {
+  private constructor(
+    o: RecipeOptions,
+    cfg: ModelConfig,
+    pipeline: Pipeline,
+    network: InMemoryNetwork,
+    sampler: BatchSampler,
+    validation: Validation,
+    adam: AdamWConfig,
+    codecs?: Codec[],
+    basis?: SubspaceBasis,
+  ) {
     this.o = o;
     this.cfg = cfg;
     this.pipeline = pipeline;
@@ -171,18 +217,33 @@ export class TrainingRun {
     const valBatches = validationBatches(corpus.val, { batchSize: o.batch, seq: o.context, maxBatches: o.evalBatches });
     const tokens = valBatches.length * o.batch * o.context;
     const bytes = valBatches.reduce((a, b) => a + corpus.tokenizer.countBytes(b.targets), 0);
-    const uni = unigram(corpus.train, o.vocab, valBatches.map((b) => b.targets));
+    const uni = unigram(
+      corpus.train,
+      o.vocab,
+      valBatches.map((b) => b.targets),
+    );
     const validation: Validation = {
-      micro: valBatches.map(toMicro), tokens, bytes, unigramNats: uni.entropy,
-      unigramBpb: bitsPerByte(uni.entropy * tokens, bytes), unigramValBpb: bitsPerByte(uni.valNats, bytes),
+      micro: valBatches.map(toMicro),
+      tokens,
+      bytes,
+      unigramNats: uni.entropy,
+      unigramBpb: bitsPerByte(uni.entropy * tokens, bytes),
+      unigramValBpb: bitsPerByte(uni.valNats, bytes),
     };
     const adam = recipeAdam(o);
     const b = recipeBoundaries(gpu, o);
     const link = o.link;
     const network = new InMemoryNetwork(link ? () => link : undefined);
     const pipeline = Pipeline.create(gpu, {
-      model: cfg, stages: o.stages, adam, codecs: b.codecs, network, modelName: 'brown', clipNorm: o.clip > 0 ? o.clip : undefined,
-      timeoutMs: opts.timeoutMs, afterStep: b.afterStep,
+      model: cfg,
+      stages: o.stages,
+      adam,
+      codecs: b.codecs,
+      network,
+      modelName: 'brown',
+      clipNorm: o.clip > 0 ? o.clip : undefined,
+      timeoutMs: opts.timeoutMs,
+      afterStep: b.afterStep,
     });
     for (const ws of pipeline.workers) for (const w of ws) b.init(w.stage);
     return new TrainingRun(o, cfg, pipeline, network, sampler, validation, adam, b.codecs, b.basis);
@@ -199,12 +260,17 @@ export class TrainingRun {
 
   /** Parameters per stage. */
   get paramCounts(): number[] {
-    return this.pipeline.stages.map((s) => stageParamSpecs(this.cfg, s.spec).reduce((a, p) => a + p.shape.reduce((x, y) => x * y, 1), 0));
+    return this.pipeline.stages.map((s) =>
+      stageParamSpecs(this.cfg, s.spec).reduce((a, p) => a + p.shape.reduce((x, y) => x * y, 1), 0),
+    );
   }
 
   /** Activation bytes per token crossing each boundary (forward; gradients cost the same backward). */
   get bytesPerToken(): number[] {
-    return Array.from({ length: this.o.stages - 1 }, (_, b) => this.codecs?.[b].bytesPerToken(this.o.dModel, 'act') ?? 4 * this.o.dModel);
+    return Array.from(
+      { length: this.o.stages - 1 },
+      (_, b) => this.codecs?.[b].bytesPerToken(this.o.dModel, 'act') ?? 4 * this.o.dModel,
+    );
   }
 
   /** Validation loss (nats/token) and bits per byte on the fixed validation batches. */

@@ -30,7 +30,12 @@ export function idealBubble(numStages: number, microBatches: number): number {
 
 /** One operation of a stage in the asynchronous schedule: forward/backward of (step, micro), or an update. */
 export type AsyncOp =
-  | { op: 'F'; step: number; micro: number; /** Optimizer steps this forward's weights lag behind its step. */ delay: number }
+  | {
+      op: 'F';
+      step: number;
+      micro: number /** Optimizer steps this forward's weights lag behind its step. */;
+      delay: number;
+    }
   | { op: 'B'; step: number; micro: number }
   | { op: 'U'; step: number };
 
@@ -44,8 +49,14 @@ export type AsyncOp =
  *
  * `micros[k]` lists the micro-batches of step k this worker serves (a replica serves a subset).
  */
-export function asyncOneFOneB(stage: number, numStages: number, micros: readonly (readonly number[])[], staleness: number): AsyncOp[] {
-  if (!Number.isInteger(staleness) || staleness < 0) throw new RangeError(`staleness must be an integer ≥ 0, got ${staleness}`);
+export function asyncOneFOneB(
+  stage: number,
+  numStages: number,
+  micros: readonly (readonly number[])[],
+  staleness: number,
+): AsyncOp[] {
+  if (!Number.isInteger(staleness) || staleness < 0)
+    throw new RangeError(`staleness must be an integer ≥ 0, got ${staleness}`);
   const items = micros.flatMap((ms, step) => ms.map((micro) => ({ step, micro })));
   const pending = micros.map((ms) => ms.length);
   const limit = numStages - stage;

@@ -137,7 +137,8 @@ const firstNonFinite = (a: Float32Array): number => {
 };
 
 /** A stage-local id for micro-batch m of step k, unique within a run. */
-export const microId = (k: number, m: number, steps: MicroBatchData[][]): number => k * Math.max(...steps.map((x) => x.length)) + m;
+export const microId = (k: number, m: number, steps: MicroBatchData[][]): number =>
+  k * Math.max(...steps.map((x) => x.length)) + m;
 
 export class StageRunner {
   readonly stage: Stage;
@@ -189,7 +190,11 @@ export class StageRunner {
     this.busyMs = 0;
     let version = 0;
     const recv = (k: number, m: number, kind: 'act' | 'grad' | 'audit' | 'auditlist') =>
-      this.transport.receive(base + k, m, kind, { timeoutMs: this.opts.timeoutMs, signal, forgetBefore: base + version - 1 });
+      this.transport.receive(base + k, m, kind, {
+        timeoutMs: this.opts.timeoutMs,
+        signal,
+        forgetBefore: base + version - 1,
+      });
     const turn = this.turn(signal);
     /** Where the current unit's compute began (its turn's start: the wait for the device is not compute). */
     let unitStart = 0;
@@ -197,20 +202,43 @@ export class StageRunner {
       ctx.opts.trace?.push({ stage: s, replica: this.replica, op, step, micro, startMs, endMs: performance.now() });
     const auditing = this.auditing(ctx);
     /** Per step: the micro-batches duplicated to each replica of the next stage. */
-    const duplicated = steps.map(() => Array.from({ length: this.topology.replicas[s + 1] ?? 0 }, () => [] as number[]));
+    const duplicated = steps.map(() =>
+      Array.from({ length: this.topology.replicas[s + 1] ?? 0 }, () => [] as number[]),
+    );
     const encode = async (t: Tensor, k: number, m: number, kind: 'act' | 'grad', codec: Codec | undefined) => {
       const host = (await gpu.read(t)) as Float32Array;
       gpu.release(t);
-      if (kind === 'act' && m % this.topology.replicas[s] === this.replica && this.opts.corrupt?.(base + k, m)) for (let i = 0; i < host.length; i += 7) host[i] += 0.5;
+      if (kind === 'act' && m % this.topology.replicas[s] === this.replica && this.opts.corrupt?.(base + k, m))
+        for (let i = 0; i < host.length; i += 7) host[i] += 0.5;
       const bad = firstNonFinite(host);
       if (bad >= 0) throw new NonFiniteTensorError(`stage ${s} ${kind} output, micro-batch ${m}`, bad, host[bad]);
       const ids = steps[k][m].ids;
-      return codec ? codec.encode(host, [rows, C], { ids, kind }) : new Uint8Array(host.buffer, host.byteOffset, host.byteLength);
+      return codec
+        ? codec.encode(host, [rows, C], { ids, kind })
+        : new Uint8Array(host.buffer, host.byteOffset, host.byteLength);
     };
-    const ship = async (t: Tensor, k: number, m: number, kind: 'act' | 'grad', toStage: number, codec: Codec | undefined) => {
+    const ship = async (
+      t: Tensor,
+      k: number,
+      m: number,
+      kind: 'act' | 'grad',
+      toStage: number,
+      codec: Codec | undefined,
+    ) => {
       const payload = await encode(t, k, m, kind, codec);
       const ids = steps[k][m].ids;
-      const frame: Frame = { model: this.topology.model, fromStage: s, fromReplica: this.replica, step: base + k, micro: m, kind, shape: [rows, C], codec: codec?.name ?? 'none', payload, ids };
+      const frame: Frame = {
+        model: this.topology.model,
+        fromStage: s,
+        fromReplica: this.replica,
+        step: base + k,
+        micro: m,
+        kind,
+        shape: [rows, C],
+        codec: codec?.name ?? 'none',
+        payload,
+        ids,
+      };
       const R = this.topology.replicas[toStage];
       sends.push(this.transport.send(workerId(toStage, m % R), frame));
       if (kind === 'act' && auditing && R > 1 && this.opts.audit!.coin(base + k, m, 0) < this.opts.audit!.fraction) {
@@ -226,19 +254,34 @@ export class StageRunner {
       if (!auditing || s === N - 1 || this.topology.replicas[s + 1] < 2) return;
       duplicated[k].forEach((list, r) => {
         const frame: Frame = {
-          model: this.topology.model, fromStage: s, fromReplica: this.replica, step: base + k, micro: this.replica, kind: 'auditlist',
-          shape: [1, list.length], codec: 'none', payload: new Uint8Array(new Float32Array(list).buffer),
+          model: this.topology.model,
+          fromStage: s,
+          fromReplica: this.replica,
+          step: base + k,
+          micro: this.replica,
+          kind: 'auditlist',
+          shape: [1, list.length],
+          codec: 'none',
+          payload: new Uint8Array(new Float32Array(list).buffer),
         };
         sends.push(this.transport.send(workerId(s + 1, r), frame));
       });
     };
-    const inputHash = (k: number, m: number, f: Frame | undefined) => (f ? hashBytes(f.payload) : hashIds(steps[k][m].ids));
+    const inputHash = (k: number, m: number, f: Frame | undefined) =>
+      f ? hashBytes(f.payload) : hashIds(steps[k][m].ids);
     const land = (f: Frame, k: number, m: number, kind: 'act' | 'grad', codec: Codec | undefined): Tensor => {
-      if (f.shape[0] !== rows || f.shape[1] !== C) throw new ShapeError(`stage ${s}: ${kind} frame shape [${f.shape}] for micro-batch ${m}, expected [${rows}, ${C}]`);
-      if ((codec?.name ?? 'none') !== f.codec) throw new ShapeError(`stage ${s}: frame codec ${f.codec}, expected ${codec?.name ?? 'none'}`);
+      if (f.shape[0] !== rows || f.shape[1] !== C)
+        throw new ShapeError(
+          `stage ${s}: ${kind} frame shape [${f.shape}] for micro-batch ${m}, expected [${rows}, ${C}]`,
+        );
+      if ((codec?.name ?? 'none') !== f.codec)
+        throw new ShapeError(`stage ${s}: frame codec ${f.codec}, expected ${codec?.name ?? 'none'}`);
       const ids = steps[k][m].ids;
-      const host = codec ? codec.decode(f.payload, [rows, C], { ids, kind }) : new Float32Array(f.payload.slice().buffer, 0, rows * C);
-      if (host.length !== rows * C) throw new ShapeError(`stage ${s}: ${kind} payload holds ${host.length} values, expected ${rows * C}`);
+      const host = codec
+        ? codec.decode(f.payload, [rows, C], { ids, kind })
+        : new Float32Array(f.payload.slice().buffer, 0, rows * C);
+      if (host.length !== rows * C)
+        throw new ShapeError(`stage ${s}: ${kind} payload holds ${host.length} values, expected ${rows * C}`);
       const bad = firstNonFinite(host);
       if (bad >= 0) throw new NonFiniteTensorError(`stage ${s} received ${kind}, micro-batch ${m}`, bad, host[bad]);
       return gpu.upload(host, [rows, C]);
@@ -261,7 +304,10 @@ export class StageRunner {
             stashes.set(delay, weights);
             local[k].maxDelay = Math.max(local[k].maxDelay, delay);
           }
-          const r = this.stage.forward({ id: microId(k, m, steps), batch, seq, ids: mb.ids, targets: mb.targets, input }, weights);
+          const r = this.stage.forward(
+            { id: microId(k, m, steps), batch, seq, ids: mb.ids, targets: mb.targets, input },
+            weights,
+          );
           if (r.loss) {
             const loss = (await gpu.read(r.loss))[0];
             // A cheating last stage has no activation to corrupt: it reports a wrong loss.
@@ -270,7 +316,13 @@ export class StageRunner {
           }
           return r.output ? ship(r.output, k, m, 'act', s + 1, this.codec(s)) : undefined;
         });
-        this.opts.onWork?.({ step: base + k, micro: m, kind: 'train', inputHash: inputHash(k, m, frameIn), outputHash: sent ? hashBytes(sent) : hashLoss(local[k].losses.get(m)!) });
+        this.opts.onWork?.({
+          step: base + k,
+          micro: m,
+          kind: 'train',
+          inputHash: inputHash(k, m, frameIn),
+          outputHash: sent ? hashBytes(sent) : hashLoss(local[k].losses.get(m)!),
+        });
         if (m === lastOwn[k]) sendAuditLists(k);
         span('F', k, m);
       } else if (op.op === 'B') {
@@ -325,9 +377,12 @@ export class StageRunner {
    * own coin picks from replica r − 1 — and report each output hash as audit work.
    */
   private async audit(
-    k: number, ctx: RunContext, recv: (k: number, m: number, kind: 'audit' | 'auditlist') => Promise<Frame>,
+    k: number,
+    ctx: RunContext,
+    recv: (k: number, m: number, kind: 'audit' | 'auditlist') => Promise<Frame>,
     encode: (t: Tensor, k: number, m: number, kind: 'act', codec: Codec | undefined) => Promise<Uint8Array>,
-    inputHash: (k: number, m: number, f: Frame | undefined) => string, turn: Turn,
+    inputHash: (k: number, m: number, f: Frame | undefined) => string,
+    turn: Turn,
   ): Promise<void> {
     const s = this.s;
     const R = this.topology.replicas[s];
@@ -342,9 +397,11 @@ export class StageRunner {
     } else {
       for (let u = 0; u < this.topology.replicas[s - 1]; u++) {
         const list = await recv(k, u, 'auditlist');
-        if (list.payload.byteLength !== 4 * list.shape[1]) throw new ShapeError(`stage ${s}: audit list from replica ${u} of stage ${s - 1} is malformed`);
+        if (list.payload.byteLength !== 4 * list.shape[1])
+          throw new ShapeError(`stage ${s}: audit list from replica ${u} of stage ${s - 1} is malformed`);
         for (const m of new Float32Array(list.payload.slice().buffer)) {
-          if (!Number.isInteger(m) || m < 0 || m >= steps[k].length || m % R === this.replica) throw new ShapeError(`stage ${s}: audit list names micro-batch ${m}, not a sibling's`);
+          if (!Number.isInteger(m) || m < 0 || m >= steps[k].length || m % R === this.replica)
+            throw new ShapeError(`stage ${s}: audit list names micro-batch ${m}, not a sibling's`);
           todo.push({ m, frame: await recv(k, m, 'audit') });
         }
       }
@@ -357,8 +414,13 @@ export class StageRunner {
       let x: Tensor | undefined;
       if (frame) {
         const codec = this.codec(s - 1);
-        if (frame.shape[0] !== rows || frame.shape[1] !== C || frame.codec !== (codec?.name ?? 'none')) throw new ShapeError(`stage ${s}: audit frame for micro-batch ${m} has shape [${frame.shape}] codec ${frame.codec}`);
-        const host = codec ? codec.decode(frame.payload, [rows, C], { ids: mb.ids, kind: 'act' }) : new Float32Array(frame.payload.slice().buffer, 0, rows * C);
+        if (frame.shape[0] !== rows || frame.shape[1] !== C || frame.codec !== (codec?.name ?? 'none'))
+          throw new ShapeError(
+            `stage ${s}: audit frame for micro-batch ${m} has shape [${frame.shape}] codec ${frame.codec}`,
+          );
+        const host = codec
+          ? codec.decode(frame.payload, [rows, C], { ids: mb.ids, kind: 'act' })
+          : new Float32Array(frame.payload.slice().buffer, 0, rows * C);
         const bad = firstNonFinite(host);
         if (bad >= 0) throw new NonFiniteTensorError(`stage ${s} audit input, micro-batch ${m}`, bad, host[bad]);
         x = gpu.upload(host, [rows, C]);
@@ -383,7 +445,12 @@ export class StageRunner {
 
   /** Update U(k): replica all-reduce, clipping, AdamW, the afterStep hook. */
   private async update(
-    k: number, result: RunnerStep, ctx: RunContext, remember: boolean, turn: Turn, span: (startMs: number) => void,
+    k: number,
+    result: RunnerStep,
+    ctx: RunContext,
+    remember: boolean,
+    turn: Turn,
+    span: (startMs: number) => void,
   ): Promise<void> {
     const { gpu } = this.stage;
     const frameStep = ctx.base + k;
@@ -445,9 +512,19 @@ export class StageRunner {
     const s = this.s;
     if (this.replica !== 0 || stages === 1) return;
     const frame: Frame = {
-      model, fromStage: s, fromReplica: 0, step, micro: s, kind: 'norm', shape: [1, 1], codec: 'f64', payload: new Uint8Array(new Float64Array([sq]).buffer),
+      model,
+      fromStage: s,
+      fromReplica: 0,
+      step,
+      micro: s,
+      kind: 'norm',
+      shape: [1, 1],
+      codec: 'f64',
+      payload: new Uint8Array(new Float64Array([sq]).buffer),
     };
-    const to = Array.from({ length: stages }, (_, t) => t).filter((t) => t !== s).flatMap((t) => Array.from({ length: replicas[t] }, (_, r) => workerId(t, r)));
+    const to = Array.from({ length: stages }, (_, t) => t)
+      .filter((t) => t !== s)
+      .flatMap((t) => Array.from({ length: replicas[t] }, (_, r) => workerId(t, r)));
     await Promise.all(to.map((id) => this.transport.send(id, frame)));
   }
 
@@ -461,7 +538,10 @@ export class StageRunner {
       if (t === this.s) total += own;
       else {
         const f = await this.transport.receive(step, t, 'norm', { timeoutMs: this.opts.timeoutMs, signal });
-        if (f.payload.byteLength !== 8) throw new ShapeError(`stage ${this.s}: norm frame from stage ${t} holds ${f.payload.byteLength} bytes, expected 8`);
+        if (f.payload.byteLength !== 8)
+          throw new ShapeError(
+            `stage ${this.s}: norm frame from stage ${t} holds ${f.payload.byteLength} bytes, expected 8`,
+          );
         total += new Float64Array(f.payload.slice().buffer)[0];
       }
     }
@@ -486,8 +566,15 @@ export class StageRunner {
       at += grads.get(n)!.length;
     }
     const frame: Frame = {
-      model: this.topology.model, fromStage: s, fromReplica: this.replica, step, micro: this.replica, kind: 'gradsync',
-      shape: [1, total], codec: 'none', payload: new Uint8Array(flat.buffer),
+      model: this.topology.model,
+      fromStage: s,
+      fromReplica: this.replica,
+      step,
+      micro: this.replica,
+      kind: 'gradsync',
+      shape: [1, total],
+      codec: 'none',
+      payload: new Uint8Array(flat.buffer),
     };
     const others = Array.from({ length: R }, (_, r) => r).filter((r) => r !== this.replica);
     await Promise.all(others.map((r) => this.transport.send(workerId(s, r), frame)));
@@ -496,7 +583,10 @@ export class StageRunner {
       let part = flat;
       if (r !== this.replica) {
         const f = await this.transport.receive(step, r, 'gradsync', { timeoutMs: this.opts.timeoutMs, signal });
-        if (f.shape[1] !== total || f.payload.byteLength !== 4 * total) throw new ShapeError(`stage ${s}: gradient sync from replica ${r} has ${f.shape[1]} values, expected ${total}`);
+        if (f.shape[1] !== total || f.payload.byteLength !== 4 * total)
+          throw new ShapeError(
+            `stage ${s}: gradient sync from replica ${r} has ${f.shape[1]} values, expected ${total}`,
+          );
         part = new Float32Array(f.payload.slice().buffer);
       }
       for (let i = 0; i < total; i++) sum[i] += part[i];

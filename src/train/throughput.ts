@@ -20,7 +20,11 @@ export async function measureThroughput(gpu: Gpu, steps = 2): Promise<number> {
     const ids = new Int32Array(batch * cfg.context).map(() => rng.int(cfg.vocab));
     return { ids, targets: ids.map((x) => (x + 1) % cfg.vocab) };
   };
-  const p = Pipeline.create(gpu, { model: cfg, stages: 1, adam: { lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0 } });
+  const p = Pipeline.create(gpu, {
+    model: cfg,
+    stages: 1,
+    adam: { lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0 },
+  });
   try {
     await p.trainStep([micro()], batch, cfg.context);
     const t0 = performance.now();

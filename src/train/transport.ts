@@ -86,7 +86,15 @@ export class Mailbox {
     return true;
   }
 
-  take(step: number, micro: number, kind: FrameKind, timeoutMs: number, who: string, signal?: AbortSignal, forgetBefore = step - 1): Promise<Frame> {
+  take(
+    step: number,
+    micro: number,
+    kind: FrameKind,
+    timeoutMs: number,
+    who: string,
+    signal?: AbortSignal,
+    forgetBefore = step - 1,
+  ): Promise<Frame> {
     this.forgetBefore(forgetBefore);
     const key = frameKey(step, micro, kind);
     const ready = this.frames.get(key);

@@ -1,12 +1,36 @@
 import { describe, expect, it } from 'vitest';
 import { routeOf } from '../../src/app/route.ts';
 import type { EpochEntry, WalletModel } from '../../src/app/holder/api.ts';
-import { chartData, chartScale, epochState, flopsToUnits, formatGflop, formatShares, formatToken, formatWhen, shortAddress, summarize } from '../../src/app/holder/shares.ts';
+import {
+  chartData,
+  chartScale,
+  epochState,
+  flopsToUnits,
+  formatGflop,
+  formatShares,
+  formatToken,
+  formatWhen,
+  shortAddress,
+  summarize,
+} from '../../src/app/holder/shares.ts';
 
 const E18 = 10n ** 18n;
 
-function epoch(n: number, shares: bigint, cumulative: bigint, status: EpochEntry['status'], claimableAt: number | null = null): EpochEntry {
-  return { epoch: n, shares: String(shares), cumulative: String(cumulative), status, claimableAt, root: `0x${'ab'.repeat(32)}` };
+function epoch(
+  n: number,
+  shares: bigint,
+  cumulative: bigint,
+  status: EpochEntry['status'],
+  claimableAt: number | null = null,
+): EpochEntry {
+  return {
+    epoch: n,
+    shares: String(shares),
+    cumulative: String(cumulative),
+    status,
+    claimableAt,
+    root: `0x${'ab'.repeat(32)}`,
+  };
 }
 
 function model(over: Partial<WalletModel>): WalletModel {
@@ -14,12 +38,22 @@ function model(over: Partial<WalletModel>): WalletModel {
 }
 
 describe('holder share summary', () => {
-  const epochs = [epoch(1, 5n * E18, 5n * E18, 'claimable', 100), epoch(2, 3n * E18, 8n * E18, 'claimable', 200), epoch(3, 2n * E18, 10n * E18, 'challenge', 900)];
+  const epochs = [
+    epoch(1, 5n * E18, 5n * E18, 'claimable', 100),
+    epoch(2, 3n * E18, 8n * E18, 'claimable', 200),
+    epoch(3, 2n * E18, 10n * E18, 'challenge', 900),
+  ];
   const claim = { epoch: 2, cumulative: String(8n * E18), proof: [] };
 
   it('claimable is the claim’s cumulative minus what is already claimed, when the chain says its epoch is claimable', () => {
     const s = summarize(model({ epochs, claim, pendingFlops: 1234 }), { claimed: 5n * E18, claimEpochClaimable: true });
-    expect(s).toEqual({ pending: 1234n, claimable: 3n * E18, claimed: 5n * E18, waiting: 2n * E18, waitingOpensAt: 900 });
+    expect(s).toEqual({
+      pending: 1234n,
+      claimable: 3n * E18,
+      claimed: 5n * E18,
+      waiting: 2n * E18,
+      waitingOpensAt: 900,
+    });
   });
 
   it('nothing is claimable while the chain still holds the epoch in its challenge window: it all waits', () => {
@@ -57,17 +91,31 @@ describe('holder epoch state', () => {
   const claim = { epoch: 1, cumulative: '5', proof: [] };
 
   it('follows the chain over the coordinator’s clock', () => {
-    expect(epochState(e1, claim, { claimed: 0n, claimEpochClaimable: false })).toEqual({ label: 'Challenge window', opensAt: 700 });
-    expect(epochState(e1, claim, { claimed: 0n, claimEpochClaimable: true })).toEqual({ label: 'Claimable', opensAt: null });
-    expect(epochState(e2, claim, { claimed: 0n, claimEpochClaimable: true })).toEqual({ label: 'Challenge window', opensAt: 900 });
-    expect(epochState({ ...e1, status: 'claimable' }, claim, { claimed: 0n, claimEpochClaimable: false }).label).toBe('Challenge window');
+    expect(epochState(e1, claim, { claimed: 0n, claimEpochClaimable: false })).toEqual({
+      label: 'Challenge window',
+      opensAt: 700,
+    });
+    expect(epochState(e1, claim, { claimed: 0n, claimEpochClaimable: true })).toEqual({
+      label: 'Claimable',
+      opensAt: null,
+    });
+    expect(epochState(e2, claim, { claimed: 0n, claimEpochClaimable: true })).toEqual({
+      label: 'Challenge window',
+      opensAt: 900,
+    });
+    expect(epochState({ ...e1, status: 'claimable' }, claim, { claimed: 0n, claimEpochClaimable: false }).label).toBe(
+      'Challenge window',
+    );
   });
 
   it('marks what is claimed, and revoked epochs as revoked', () => {
     expect(epochState(e1, claim, { claimed: 5n, claimEpochClaimable: true }).label).toBe('Claimed');
     expect(epochState(e2, claim, { claimed: 5n, claimEpochClaimable: true }).label).toBe('Challenge window');
     expect(epochState({ ...e2, status: 'revoked' }, claim, { claimed: 8n }).label).toBe('Revoked');
-    expect(epochState(epoch(3, 1n, 9n, 'pending-chain'), null, undefined)).toEqual({ label: 'Settled, root not on chain yet', opensAt: null });
+    expect(epochState(epoch(3, 1n, 9n, 'pending-chain'), null, undefined)).toEqual({
+      label: 'Settled, root not on chain yet',
+      opensAt: null,
+    });
   });
 });
 

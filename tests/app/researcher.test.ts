@@ -5,8 +5,24 @@ import { describe, expect, it } from 'vitest';
 import type { MetricRecord, Topology } from '../../src/app/coordinator-api.ts';
 import { formatFlopRate, formatFlops, formatPercent, formatRate, formatTokensPerSecond } from '../../src/app/format.ts';
 import { checkDraft, DEFAULT_DRAFT, fieldOfError, parseLayout } from '../../src/app/researcher/proposal.ts';
-import { completionBody, explainPromptError, PromptError, streamCompletion, type PromptPiece } from '../../src/app/researcher/prompt.ts';
-import { codecRows, COLUMN_WIDTH, linkLabel, lossSeries, mergeMetrics, mergeThroughput, recentThroughput, topologyGraph, topologySummary } from '../../src/app/researcher/shape.ts';
+import {
+  completionBody,
+  explainPromptError,
+  PromptError,
+  streamCompletion,
+  type PromptPiece,
+} from '../../src/app/researcher/prompt.ts';
+import {
+  codecRows,
+  COLUMN_WIDTH,
+  linkLabel,
+  lossSeries,
+  mergeMetrics,
+  mergeThroughput,
+  recentThroughput,
+  topologyGraph,
+  topologySummary,
+} from '../../src/app/researcher/shape.ts';
 import { hashParam, routeOf, withHashParam } from '../../src/app/route.ts';
 import { readSse, SseParser } from '../../src/app/sse.ts';
 import { holdReason } from '../../src/app/volunteer/settings.ts';
@@ -14,7 +30,14 @@ import { signTeamJoin, teamJoinMessage } from '../../src/app/volunteer/teams.ts'
 import { teamJoinMessage as coordinatorTeamJoinMessage } from '../../src/coordinator/teams.ts';
 import { verifyRequest } from '../../src/ledger/request-auth.ts';
 
-const metric = (id: number, step: number, kind: 'train' | 'val', value: number): MetricRecord => ({ id, modelId: 'm', step, kind, value, at: 1000 + id });
+const metric = (id: number, step: number, kind: 'train' | 'val', value: number): MetricRecord => ({
+  id,
+  modelId: 'm',
+  step,
+  kind,
+  value,
+  at: 1000 + id,
+});
 
 function stream(chunks: Array<string | Uint8Array>): ReadableStream<Uint8Array> {
   const enc = new TextEncoder();
@@ -28,7 +51,8 @@ function stream(chunks: Array<string | Uint8Array>): ReadableStream<Uint8Array> 
 
 describe('server-sent events', () => {
   it('parses events split anywhere, CRLF split across chunks included', () => {
-    const text = 'event: snapshot\r\ndata: {"a":1}\r\n\r\n: keep-alive\n\ndata: line one\ndata:line two\n\nevent: metric\ndata: 3\n\n';
+    const text =
+      'event: snapshot\r\ndata: {"a":1}\r\n\r\n: keep-alive\n\ndata: line one\ndata:line two\n\nevent: metric\ndata: 3\n\n';
     for (let cut = 0; cut <= text.length; cut++) {
       const p = new SseParser();
       const events = [...p.push(text.slice(0, cut)), ...p.push(text.slice(cut))];
@@ -59,13 +83,31 @@ describe('server-sent events', () => {
 
 describe('live training charts', () => {
   it('keeps one record per step and kind (a re-sent one replaces it), in step order, capped', () => {
-    const a = mergeMetrics([metric(1, 0, 'train', 3), metric(2, 1, 'train', 2.9)], [metric(3, 1, 'train', 2.8), metric(4, 1, 'val', 3.1), metric(5, 2, 'train', NaN)]);
-    expect(a.map((m) => [m.step, m.kind, m.value])).toEqual([[0, 'train', 3], [1, 'train', 2.8], [1, 'val', 3.1]]);
-    expect(mergeMetrics([], [metric(1, 5, 'train', 1), metric(2, 3, 'train', 1), metric(3, 9, 'train', 1)], 2).map((m) => m.step)).toEqual([5, 9]);
+    const a = mergeMetrics(
+      [metric(1, 0, 'train', 3), metric(2, 1, 'train', 2.9)],
+      [metric(3, 1, 'train', 2.8), metric(4, 1, 'val', 3.1), metric(5, 2, 'train', NaN)],
+    );
+    expect(a.map((m) => [m.step, m.kind, m.value])).toEqual([
+      [0, 'train', 3],
+      [1, 'train', 2.8],
+      [1, 'val', 3.1],
+    ]);
+    expect(
+      mergeMetrics([], [metric(1, 5, 'train', 1), metric(2, 3, 'train', 1), metric(3, 9, 'train', 1)], 2).map(
+        (m) => m.step,
+      ),
+    ).toEqual([5, 9]);
   });
 
   it('puts training and validation loss of a step on one point', () => {
-    expect(lossSeries([metric(1, 0, 'train', 3), metric(2, 1, 'train', 2.5), metric(3, 1, 'val', 2.7), metric(4, 4, 'val', 2.2)])).toEqual([
+    expect(
+      lossSeries([
+        metric(1, 0, 'train', 3),
+        metric(2, 1, 'train', 2.5),
+        metric(3, 1, 'val', 2.7),
+        metric(4, 4, 'val', 2.2),
+      ]),
+    ).toEqual([
       { step: 0, train: 3 },
       { step: 1, train: 2.5, val: 2.7 },
       { step: 4, val: 2.2 },
@@ -73,8 +115,18 @@ describe('live training charts', () => {
   });
 
   it('orders throughput by step, drops bad figures and averages the recent ones', () => {
-    const p = mergeThroughput([{ step: 2, at: 2, tokensPerSecond: 300 }], [{ step: 1, at: 1, tokensPerSecond: 100 }, { step: 3, at: 3, tokensPerSecond: -1 }, { step: 2, at: 4, tokensPerSecond: 200 }]);
-    expect(p).toEqual([{ step: 1, at: 1, tokensPerSecond: 100 }, { step: 2, at: 4, tokensPerSecond: 200 }]);
+    const p = mergeThroughput(
+      [{ step: 2, at: 2, tokensPerSecond: 300 }],
+      [
+        { step: 1, at: 1, tokensPerSecond: 100 },
+        { step: 3, at: 3, tokensPerSecond: -1 },
+        { step: 2, at: 4, tokensPerSecond: 200 },
+      ],
+    );
+    expect(p).toEqual([
+      { step: 1, at: 1, tokensPerSecond: 100 },
+      { step: 2, at: 4, tokensPerSecond: 200 },
+    ]);
     expect(recentThroughput(p)).toBe(150);
     expect(recentThroughput(p, 1)).toBe(200);
     expect(recentThroughput([])).toBeUndefined();
@@ -84,8 +136,25 @@ describe('live training charts', () => {
 const TOPOLOGY: Topology = {
   modelId: 'm',
   stages: [
-    { index: 0, firstLayer: 0, endLayer: 2, hasEmbedding: true, hasHead: false, peers: [{ peerId: 'A1', replica: 1, kind: 'node', tokensPerSecond: 90, team: null }, { peerId: 'A0', replica: 0, kind: 'browser', tokensPerSecond: 50, team: 'red' }] },
-    { index: 1, firstLayer: 2, endLayer: 3, hasEmbedding: false, hasHead: true, peers: [{ peerId: 'B0', replica: 0, kind: 'node', tokensPerSecond: 1234.5, team: null }] },
+    {
+      index: 0,
+      firstLayer: 0,
+      endLayer: 2,
+      hasEmbedding: true,
+      hasHead: false,
+      peers: [
+        { peerId: 'A1', replica: 1, kind: 'node', tokensPerSecond: 90, team: null },
+        { peerId: 'A0', replica: 0, kind: 'browser', tokensPerSecond: 50, team: 'red' },
+      ],
+    },
+    {
+      index: 1,
+      firstLayer: 2,
+      endLayer: 3,
+      hasEmbedding: false,
+      hasHead: true,
+      peers: [{ peerId: 'B0', replica: 0, kind: 'node', tokensPerSecond: 1234.5, team: null }],
+    },
     { index: 2, firstLayer: 3, endLayer: 4, hasEmbedding: false, hasHead: true, peers: [] },
   ],
   links: [
@@ -130,7 +199,7 @@ describe('topology diagram', () => {
     expect(topologySummary(TOPOLOGY)).toBe('3 stages, 3 peers, 4 measured links; stage 3 has no holder.');
   });
 
-  it('lists each boundary\'s codec with measured against raw bytes per token', () => {
+  it("lists each boundary's codec with measured against raw bytes per token", () => {
     expect(codecRows(TOPOLOGY.boundaries)).toEqual([
       { boundary: 'Stage 1 → 2', codec: 'int8', measured: 130, raw: 512, ratio: 512 / 130 },
       { boundary: 'Stage 2 → 3', codec: 'int8', measured: null, raw: 512, ratio: null },
@@ -143,12 +212,29 @@ describe('model proposal form', () => {
     const { proposal, errors } = checkDraft({ ...DEFAULT_DRAFT, name: ' Tiny four ' });
     expect(errors).toEqual({});
     expect(proposal).toEqual({
-      name: 'Tiny four', config: { vocab: 1024, dModel: 64, heads: 4, layers: 4, context: 64 }, layout: [1, 1, 1, 1], codec: 'int8', microBatches: 4, batch: 2, pricePer1kTokens: 0.0001,
+      name: 'Tiny four',
+      config: { vocab: 1024, dModel: 64, heads: 4, layers: 4, context: 64 },
+      layout: [1, 1, 1, 1],
+      codec: 'int8',
+      microBatches: 4,
+      batch: 2,
+      pricePer1kTokens: 0.0001,
     });
   });
 
   it('names each wrong field with the reason', () => {
-    const { proposal, errors } = checkDraft({ ...DEFAULT_DRAFT, name: '', id: 'Bad Id', heads: '5', layout: '2, 1', dModel: '64', codec: 'zip', batch: '0', pricePer1kTokens: '-1', context: '1.5' });
+    const { proposal, errors } = checkDraft({
+      ...DEFAULT_DRAFT,
+      name: '',
+      id: 'Bad Id',
+      heads: '5',
+      layout: '2, 1',
+      dModel: '64',
+      codec: 'zip',
+      batch: '0',
+      pricePer1kTokens: '-1',
+      context: '1.5',
+    });
     expect(proposal).toBeUndefined();
     expect(errors).toEqual({
       name: 'give the model a name',
@@ -160,7 +246,9 @@ describe('model proposal form', () => {
       pricePer1kTokens: 'a price in ETH, 0 or more',
       context: 'must be a whole number',
     });
-    expect(checkDraft({ ...DEFAULT_DRAFT, name: 'x', layout: '2 0 2' }).errors.layout).toBe('every stage needs at least one layer');
+    expect(checkDraft({ ...DEFAULT_DRAFT, name: 'x', layout: '2 0 2' }).errors.layout).toBe(
+      'every stage needs at least one layer',
+    );
     expect(parseLayout('1,,2 3')).toEqual([1, 2, 3]);
     expect(parseLayout('1, x')).toBeUndefined();
   });
@@ -180,38 +268,77 @@ describe('prompt box', () => {
     const seen: Array<{ url: string; method: string; headers: Record<string, string>; body: Uint8Array }> = [];
     const f = (async (input: RequestInfo | URL, init?: RequestInit) => {
       const req = new Request(input, init);
-      seen.push({ url: req.url, method: req.method, headers: Object.fromEntries(req.headers), body: new Uint8Array(await req.arrayBuffer()) });
+      seen.push({
+        url: req.url,
+        method: req.method,
+        headers: Object.fromEntries(req.headers),
+        body: new Uint8Array(await req.arrayBuffer()),
+      });
       return answer();
     }) as typeof fetch;
     return { f, seen };
   }
 
-  const chunk = (text: string, finish: string | null = null) => `data: ${JSON.stringify({ object: 'text_completion', choices: [{ index: 0, text, finish_reason: finish }] })}\n\n`;
+  const chunk = (text: string, finish: string | null = null) =>
+    `data: ${JSON.stringify({ object: 'text_completion', choices: [{ index: 0, text, finish_reason: finish }] })}\n\n`;
 
   it('signs the request as request-auth specifies and streams the tokens, usage and finish', async () => {
-    const sse = [chunk(' the'), chunk(' grand'), chunk('', 'length'), `data: ${JSON.stringify({ choices: [], usage: { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5 } })}\n\n`, 'data: [DONE]\n\n'];
-    const { f, seen } = fakeFetch(() => new Response(stream(sse), { status: 200, headers: { 'content-type': 'text/event-stream' } }));
+    const sse = [
+      chunk(' the'),
+      chunk(' grand'),
+      chunk('', 'length'),
+      `data: ${JSON.stringify({ choices: [], usage: { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5 } })}\n\n`,
+      'data: [DONE]\n\n',
+    ];
+    const { f, seen } = fakeFetch(
+      () => new Response(stream(sse), { status: 200, headers: { 'content-type': 'text/event-stream' } }),
+    );
     const pieces: PromptPiece[] = [];
-    for await (const p of streamCompletion({ model: 'tiny', prompt: 'The jury said', maxTokens: 2, temperature: 0 }, account, { url: 'http://coord.test/v1/completions', fetcher: f })) pieces.push(p);
-    expect(pieces).toEqual([{ text: ' the' }, { text: ' grand' }, { finish: 'length' }, { usage: { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5 } }]);
+    for await (const p of streamCompletion(
+      { model: 'tiny', prompt: 'The jury said', maxTokens: 2, temperature: 0 },
+      account,
+      { url: 'http://coord.test/v1/completions', fetcher: f },
+    ))
+      pieces.push(p);
+    expect(pieces).toEqual([
+      { text: ' the' },
+      { text: ' grand' },
+      { finish: 'length' },
+      { usage: { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5 } },
+    ]);
     const [req] = seen;
     expect(req.method).toBe('POST');
-    expect(JSON.parse(new TextDecoder().decode(req.body))).toEqual(completionBody({ model: 'tiny', prompt: 'The jury said', maxTokens: 2, temperature: 0 }));
+    expect(JSON.parse(new TextDecoder().decode(req.body))).toEqual(
+      completionBody({ model: 'tiny', prompt: 'The jury said', maxTokens: 2, temperature: 0 }),
+    );
     expect(JSON.parse(new TextDecoder().decode(req.body))).toMatchObject({ stream: true, max_tokens: 2 });
     // The coordinator's own check accepts it, for this path and body only.
-    await expect(verifyRequest(req.headers, 'POST', '/v1/completions', req.body)).resolves.toMatchObject({ address: account.address });
+    await expect(verifyRequest(req.headers, 'POST', '/v1/completions', req.body)).resolves.toMatchObject({
+      address: account.address,
+    });
     await expect(verifyRequest(req.headers, 'POST', '/v1/chat/completions', req.body)).rejects.toThrow(/signed by/);
   });
 
   it('explains 402 and other refusals in words, and a stream cut before [DONE]', async () => {
-    const refused = fakeFetch(() => Response.json({ error: { message: 'this request may cost up to 5 wei; 0x… has 0 available', type: 'insufficient_quota' } }, { status: 402 }));
+    const refused = fakeFetch(() =>
+      Response.json(
+        { error: { message: 'this request may cost up to 5 wei; 0x… has 0 available', type: 'insufficient_quota' } },
+        { status: 402 },
+      ),
+    );
     const run = async (f: typeof fetch) => {
-      for await (const _ of streamCompletion({ model: 'tiny', prompt: 'x', maxTokens: 1, temperature: 1 }, account, { url: 'http://coord.test/v1/completions', fetcher: f })) void _;
+      for await (const _ of streamCompletion({ model: 'tiny', prompt: 'x', maxTokens: 1, temperature: 1 }, account, {
+        url: 'http://coord.test/v1/completions',
+        fetcher: f,
+      }))
+        void _;
     };
     const e = await run(refused.f).catch((x) => x);
     expect(e).toBeInstanceOf(PromptError);
     expect(e.status).toBe(402);
-    expect(e.message).toMatch(/^Your balance does not cover this request: this request may cost up to 5 wei.*Deposit more/);
+    expect(e.message).toMatch(
+      /^Your balance does not cover this request: this request may cost up to 5 wei.*Deposit more/,
+    );
     const cut = fakeFetch(() => new Response(stream([chunk('a')]), { status: 200 }));
     await expect(run(cut.f)).rejects.toThrow(/ended before \[DONE\]/);
     expect(explainPromptError(503, 'no holders')).toMatch(/nothing was charged/);
@@ -219,7 +346,12 @@ describe('prompt box', () => {
 
   it('gives every request of a wallet a larger nonce than the last', async () => {
     const { f, seen } = fakeFetch(() => new Response(stream(['data: [DONE]\n\n']), { status: 200 }));
-    for (let i = 0; i < 3; i++) for await (const _ of streamCompletion({ model: 'm', prompt: 'p', maxTokens: 1, temperature: 1 }, account, { url: 'http://coord.test/v1/completions', fetcher: f })) void _;
+    for (let i = 0; i < 3; i++)
+      for await (const _ of streamCompletion({ model: 'm', prompt: 'p', maxTokens: 1, temperature: 1 }, account, {
+        url: 'http://coord.test/v1/completions',
+        fetcher: f,
+      }))
+        void _;
     const nonces = seen.map((s) => BigInt(s.headers['x-tessera-nonce']));
     expect(nonces[1] > nonces[0] && nonces[2] > nonces[1]).toBe(true);
   });
@@ -231,8 +363,12 @@ describe('volunteer helpers', () => {
     expect(holdReason({ hidden: true, onBattery: false }, on)).toBe('this tab is hidden');
     expect(holdReason({ hidden: false, onBattery: true }, on)).toBe('this device is running on battery');
     expect(holdReason({ hidden: false, onBattery: undefined }, on)).toBeUndefined();
-    expect(holdReason({ hidden: true, onBattery: true }, { pauseWhenHidden: false, pauseOnBattery: false })).toBeUndefined();
-    expect(holdReason({ hidden: true, onBattery: true }, { pauseWhenHidden: false, pauseOnBattery: true })).toBe('this device is running on battery');
+    expect(
+      holdReason({ hidden: true, onBattery: true }, { pauseWhenHidden: false, pauseOnBattery: false }),
+    ).toBeUndefined();
+    expect(holdReason({ hidden: true, onBattery: true }, { pauseWhenHidden: false, pauseOnBattery: true })).toBe(
+      'this device is running on battery',
+    );
   });
 
   it('signs a team join with the peer key over the message the coordinator checks', async () => {
@@ -242,8 +378,12 @@ describe('volunteer helpers', () => {
     expect(teamJoinMessage('red-team', peerId, 'n0nce')).toBe(coordinatorTeamJoinMessage('red-team', peerId, 'n0nce'));
     const pub = peerIdFromString(peerId).publicKey!;
     const sig = Uint8Array.from(Buffer.from(body.signature, 'base64'));
-    expect(await pub.verify(new TextEncoder().encode(coordinatorTeamJoinMessage('red-team', peerId, 'n0nce')), sig)).toBe(true);
-    expect(await pub.verify(new TextEncoder().encode(coordinatorTeamJoinMessage('blue-team', peerId, 'n0nce')), sig)).toBe(false);
+    expect(
+      await pub.verify(new TextEncoder().encode(coordinatorTeamJoinMessage('red-team', peerId, 'n0nce')), sig),
+    ).toBe(true);
+    expect(
+      await pub.verify(new TextEncoder().encode(coordinatorTeamJoinMessage('blue-team', peerId, 'n0nce')), sig),
+    ).toBe(false);
     expect((await signTeamJoin(key, peerId, 'red-team')).nonce).toMatch(/^[0-9a-f]{32}$/);
   });
 });

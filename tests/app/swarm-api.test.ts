@@ -26,7 +26,7 @@ describe('app ↔ coordinator (issue 8 routes)', () => {
     await coord.stop();
   });
 
-  it('proposes the form\'s default model, which then lists with its layout and codec', async () => {
+  it("proposes the form's default model, which then lists with its layout and codec", async () => {
     const { proposal } = checkDraft({ ...DEFAULT_DRAFT, name: 'Form default', id: 'form-default' });
     const m = await api.propose(proposal!);
     modelId = m.id;
@@ -36,11 +36,18 @@ describe('app ↔ coordinator (issue 8 routes)', () => {
   });
 
   it('shows a refusal at the field it names, and a taken id as a conflict', async () => {
-    const bad = await api.propose({ ...checkDraft({ ...DEFAULT_DRAFT, name: 'x' }).proposal!, config: { vocab: 1024, dModel: 64, heads: 5, layers: 4, context: 64 } }).catch((e) => e);
+    const bad = await api
+      .propose({
+        ...checkDraft({ ...DEFAULT_DRAFT, name: 'x' }).proposal!,
+        config: { vocab: 1024, dModel: 64, heads: 5, layers: 4, context: 64 },
+      })
+      .catch((e) => e);
     expect(bad).toBeInstanceOf(ApiError);
     expect(bad.status).toBe(400);
     expect(fieldOfError(bad.message)).toMatch(/heads|dModel/);
-    const taken = await api.propose(checkDraft({ ...DEFAULT_DRAFT, name: 'again', id: 'form-default' }).proposal!).catch((e) => e);
+    const taken = await api
+      .propose(checkDraft({ ...DEFAULT_DRAFT, name: 'again', id: 'form-default' }).proposal!)
+      .catch((e) => e);
     expect(taken.status).toBe(409);
   });
 
@@ -48,23 +55,46 @@ describe('app ↔ coordinator (issue 8 routes)', () => {
     const peers = [];
     for (let i = 0; i < 4; i++) {
       const id = `peer-${i}`;
-      const r = await fetch(`${coord.url}/api/peers/join`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ peerId: id, kind: i % 2 ? 'browser' : 'node', tokensPerSecond: 50 + i }) });
+      const r = await fetch(`${coord.url}/api/peers/join`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ peerId: id, kind: i % 2 ? 'browser' : 'node', tokensPerSecond: 50 + i }),
+      });
       expect(r.status).toBe(200);
       peers.push(id);
     }
-    for (const [step, loss] of [[0, 3.5], [1, 3.2]] as const) {
-      const r = await fetch(`${coord.url}/api/models/${modelId}/metrics`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ step, loss, tokens: 512 }) });
+    for (const [step, loss] of [
+      [0, 3.5],
+      [1, 3.2],
+    ] as const) {
+      const r = await fetch(`${coord.url}/api/models/${modelId}/metrics`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ step, loss, tokens: 512 }),
+      });
       expect(r.ok).toBe(true);
     }
     const metrics = await api.metrics(modelId);
-    expect(lossSeries(mergeMetrics([], metrics))).toEqual([{ step: 0, train: 3.5 }, { step: 1, train: 3.2 }]);
+    expect(lossSeries(mergeMetrics([], metrics))).toEqual([
+      { step: 0, train: 3.5 },
+      { step: 1, train: 3.2 },
+    ]);
     expect(Array.isArray(await api.throughput(modelId))).toBe(true);
     const topo = await api.topology(modelId);
     const { nodes } = topologyGraph(topo);
     expect(nodes.filter((n) => n.type === 'stage')).toHaveLength(4);
-    expect(nodes.filter((n) => n.type === 'peer').map((n) => n.id).sort()).toEqual(peers);
+    expect(
+      nodes
+        .filter((n) => n.type === 'peer')
+        .map((n) => n.id)
+        .sort(),
+    ).toEqual(peers);
     expect((await api.peers()).sort()).toEqual(peers);
-    expect(topo.boundaries.map((b) => [b.after, b.codec, b.rawBytesPerToken])).toEqual([[0, 'int8', 512], [1, 'int8', 512], [2, 'int8', 512]]);
+    expect(topo.boundaries.map((b) => [b.after, b.codec, b.rawBytesPerToken])).toEqual([
+      [0, 'int8', 512],
+      [1, 'int8', 512],
+      [2, 'int8', 512],
+    ]);
     const v = await api.verification(modelId);
     expect(v).toMatchObject({ modelId, epochs: [] });
   });
@@ -76,7 +106,8 @@ describe('app ↔ coordinator (issue 8 routes)', () => {
     const seen: string[] = [];
     for await (const e of readSse(res.body!, ctl.signal)) {
       seen.push(e.event);
-      if (e.event === 'snapshot') expect(JSON.parse(e.data).metrics.map((m: { step: number }) => m.step)).toEqual([0, 1]);
+      if (e.event === 'snapshot')
+        expect(JSON.parse(e.data).metrics.map((m: { step: number }) => m.step)).toEqual([0, 1]);
       if (e.event === 'topology') break;
     }
     ctl.abort();

@@ -9,8 +9,12 @@ describe('volunteer tab helpers', () => {
   });
 
   it('refuses a stream cut mid-token or holding an id outside the vocabulary, naming where', () => {
-    expect(() => decodeTokenStream(new Uint8Array(3).buffer, 1024, 'train')).toThrow(/train: 3 bytes is not a whole number of Uint16 tokens/);
-    expect(() => decodeTokenStream(Uint8Array.of(5, 0, 0x00, 0x04).buffer, 1024, 'val')).toThrow(/val: token 1024 at position 1 is outside the 1024-token vocabulary/);
+    expect(() => decodeTokenStream(new Uint8Array(3).buffer, 1024, 'train')).toThrow(
+      /train: 3 bytes is not a whole number of Uint16 tokens/,
+    );
+    expect(() => decodeTokenStream(Uint8Array.of(5, 0, 0x00, 0x04).buffer, 1024, 'val')).toThrow(
+      /val: token 1024 at position 1 is outside the 1024-token vocabulary/,
+    );
   });
 
   it('maps the URL hash to a page, the GPU page by default', () => {

@@ -18,7 +18,9 @@ import {
  * state at desktop and phone width go to test-results/screenshots/.
  */
 
-test('shows the SwiftShader adapter and its limits, and every kernel check passes, without console errors', async ({ page }, info) => {
+test('shows the SwiftShader adapter and its limits, and every kernel check passes, without console errors', async ({
+  page,
+}, info) => {
   await page.setViewportSize(DESKTOP);
   const errors = watchConsole(page);
   await page.goto('/');
@@ -42,9 +44,13 @@ test('shows the SwiftShader adapter and its limits, and every kernel check passe
   await expect(page.locator('[data-limit="maxStorageBuffersPerShaderStage"] dd')).toHaveText(String(actual.buffers));
   await expect(page.getByTestId('features')).toContainText('timestamp-query');
 
-  await page.waitForFunction(() => window.__tesseraSelfTest?.status === 'done' || window.__tesseraSelfTest?.status === 'aborted', null, {
-    timeout: 100_000,
-  });
+  await page.waitForFunction(
+    () => window.__tesseraSelfTest?.status === 'done' || window.__tesseraSelfTest?.status === 'aborted',
+    null,
+    {
+      timeout: 100_000,
+    },
+  );
   const hook = await selfTestHook(page);
   expect(hook.status).toBe('done');
   expect(hook.adapter?.isSoftware).toBe(true);
@@ -64,7 +70,9 @@ test('shows the SwiftShader adapter and its limits, and every kernel check passe
     else for (const c of report.results) if (!c.pass) failures.push(`${op}: ${describeComparison(c)}`);
   }
   const summary = hook.reports.map((r) => `${r.op} ${Math.round(r.ms)} ms (${r.results.length} checks)`).join(', ');
-  console.log(`self-test on ${hook.adapter?.description || hook.adapter?.architecture}: ${summary}; total ${Math.round(hook.ms)} ms`);
+  console.log(
+    `self-test on ${hook.adapter?.description || hook.adapter?.architecture}: ${summary}; total ${Math.round(hook.ms)} ms`,
+  );
   expect(failures, `kernel checks failed in Chromium:\n${failures.join('\n')}`).toEqual([]);
   expect(hook.passed).toBe(true);
 
@@ -90,7 +98,9 @@ test('shows the SwiftShader adapter and its limits, and every kernel check passe
   expect(errors, errors.join('\n')).toEqual([]);
 });
 
-test('while the self-test runs it shows progress; a lost device is explained and Reconnect (by keyboard) recovers', async ({ page }, info) => {
+test('while the self-test runs it shows progress; a lost device is explained and Reconnect (by keyboard) recovers', async ({
+  page,
+}, info) => {
   await installGpuGate(page);
   await page.setViewportSize(DESKTOP);
   const errors = watchConsole(page);
@@ -139,7 +149,10 @@ test('without WebGPU the page says which browser and flag to use, and does not c
     delete (Navigator.prototype as { gpu?: unknown }).gpu;
   });
   const errors = watchConsole(page);
-  for (const [name, size] of [['desktop', DESKTOP], ['phone', PHONE]] as const) {
+  for (const [name, size] of [
+    ['desktop', DESKTOP],
+    ['phone', PHONE],
+  ] as const) {
     await page.setViewportSize(size);
     await page.goto('/');
     const problem = page.getByTestId('problem');
@@ -201,7 +214,9 @@ test('a kernel that returns a wrong value is shown as failed, with its first mis
   expect(bad.mismatchCount).toBe(1);
   expect(bad.firstMismatches[0].index).toBe(1);
 
-  await expect(page.getByTestId('verdict')).toContainText(`1 of ${hook.reports.length} kernels failed (${failing[0].op})`);
+  await expect(page.getByTestId('verdict')).toContainText(
+    `1 of ${hook.reports.length} kernels failed (${failing[0].op})`,
+  );
   const op = page.locator(`tbody.op[data-op="${failing[0].op}"]`);
   await expect(op).toHaveAttribute('data-state', 'fail');
   await expect(op.locator('.op-toggle')).toHaveAttribute('aria-expanded', 'true');

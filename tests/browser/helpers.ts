@@ -45,10 +45,16 @@ export async function expectNoHorizontalOverflow(page: Page): Promise<void> {
     const culprits = [...document.querySelectorAll('body *')]
       .filter((el) => el.getBoundingClientRect().right > vw + 0.5 && !el.closest('.table-wrap'))
       .slice(0, 5)
-      .map((el) => `${el.tagName.toLowerCase()}.${(el as HTMLElement).className} right=${Math.round(el.getBoundingClientRect().right)}`);
+      .map(
+        (el) =>
+          `${el.tagName.toLowerCase()}.${(el as HTMLElement).className} right=${Math.round(el.getBoundingClientRect().right)}`,
+      );
     return { scroll: document.documentElement.scrollWidth, client: vw, culprits };
   });
-  expect(scroll, `page is ${scroll}px wide in a ${client}px viewport; widest: ${culprits.join(', ')}`).toBeLessThanOrEqual(client);
+  expect(
+    scroll,
+    `page is ${scroll}px wide in a ${client}px viewport; widest: ${culprits.join(', ')}`,
+  ).toBeLessThanOrEqual(client);
 }
 
 export async function selfTestHook(page: Page): Promise<SelfTestHook> {
@@ -82,7 +88,10 @@ export async function installGpuGate(page: Page): Promise<void> {
       return mapAsync.apply(this, args);
     };
     const requestDevice = GPUAdapter.prototype.requestDevice;
-    GPUAdapter.prototype.requestDevice = async function (this: GPUAdapter, ...args: Parameters<GPUAdapter['requestDevice']>) {
+    GPUAdapter.prototype.requestDevice = async function (
+      this: GPUAdapter,
+      ...args: Parameters<GPUAdapter['requestDevice']>
+    ) {
       const device = await requestDevice.apply(this, args);
       w.__devices.push(device);
       return device;
@@ -96,14 +105,19 @@ export async function releaseGpuReads(page: Page): Promise<void> {
 
 /** Stores the tab's key where src/net/identity-browser.ts looks for it (the page must be on the app's origin). */
 export async function storeTabKey(page: Page, key: Uint8Array): Promise<void> {
-  await page.evaluate(async (bytes) => {
-    const open = indexedDB.open('tessera-identity', 1);
-    open.onupgradeneeded = () => open.result.createObjectStore('keys');
-    const db = await new Promise<IDBDatabase>((ok, fail) => ((open.onsuccess = () => ok(open.result)), (open.onerror = () => fail(open.error))));
-    const put = db.transaction('keys', 'readwrite').objectStore('keys').put(Uint8Array.from(bytes), 'peer-key');
-    await new Promise((ok, fail) => ((put.onsuccess = ok), (put.onerror = () => fail(put.error))));
-    db.close();
-  }, [...key]);
+  await page.evaluate(
+    async (bytes) => {
+      const open = indexedDB.open('tessera-identity', 1);
+      open.onupgradeneeded = () => open.result.createObjectStore('keys');
+      const db = await new Promise<IDBDatabase>(
+        (ok, fail) => ((open.onsuccess = () => ok(open.result)), (open.onerror = () => fail(open.error))),
+      );
+      const put = db.transaction('keys', 'readwrite').objectStore('keys').put(Uint8Array.from(bytes), 'peer-key');
+      await new Promise((ok, fail) => ((put.onsuccess = ok), (put.onerror = () => fail(put.error))));
+      db.close();
+    },
+    [...key],
+  );
 }
 
 /** Stops a test server process: SIGTERM (it cleans up), SIGKILL after 5 s. */
@@ -126,7 +140,9 @@ export async function stopProcess(child: ChildProcess | undefined): Promise<void
  */
 export async function orderedKeys(n: number): Promise<Array<{ key: Uint8Array; id: string }>> {
   const keys = await Promise.all(Array.from({ length: n }, () => generateKeyPair('Ed25519')));
-  return keys.map((k) => ({ key: privateKeyToProtobuf(k), id: peerIdFromPrivateKey(k).toString() })).sort((a, b) => (a.id < b.id ? -1 : 1));
+  return keys
+    .map((k) => ({ key: privateKeyToProtobuf(k), id: peerIdFromPrivateKey(k).toString() }))
+    .sort((a, b) => (a.id < b.id ? -1 : 1));
 }
 
 /** Two ordered identities: the tab's, then a worker's. */
@@ -140,7 +156,10 @@ export async function tabAndWorkerKeys(): Promise<{ tab: Uint8Array; worker: Uin
  * are answered here, everything else (personal_sign, eth_sendTransaction, reads) goes to anvil, which signs and
  * sends. `window.__walletCalls` lists the methods the page asked for. Must be added before the page loads.
  */
-export async function injectAnvilWallet(page: Page, o: { rpcUrl: string; chainId: number; account: string }): Promise<void> {
+export async function injectAnvilWallet(
+  page: Page,
+  o: { rpcUrl: string; chainId: number; account: string },
+): Promise<void> {
   await page.addInitScript((o) => {
     let id = 0;
     const w = window as unknown as { __walletCalls: string[]; ethereum: unknown };
@@ -151,7 +170,11 @@ export async function injectAnvilWallet(page: Page, o: { rpcUrl: string; chainId
         if (method === 'eth_requestAccounts' || method === 'eth_accounts') return [o.account];
         if (method === 'eth_chainId') return `0x${o.chainId.toString(16)}`;
         if (method === 'wallet_requestPermissions' || method === 'wallet_revokePermissions') return [];
-        const res = await fetch(o.rpcUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ jsonrpc: '2.0', id: ++id, method, params: params ?? [] }) });
+        const res = await fetch(o.rpcUrl, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ jsonrpc: '2.0', id: ++id, method, params: params ?? [] }),
+        });
         const j = (await res.json()) as { result?: unknown; error?: { code: number; message: string } };
         if (j.error) throw Object.assign(new Error(j.error.message), { code: j.error.code });
         return j.result;

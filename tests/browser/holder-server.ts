@@ -55,7 +55,11 @@ export interface HolderFixture {
 }
 
 async function call(base: string, method: string, path: string, body?: unknown): Promise<any> {
-  const res = await fetch(base + path, { method, headers: { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
+  const res = await fetch(base + path, {
+    method,
+    headers: { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
   const json = await res.json();
   if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(json)}`);
   return json;
@@ -68,11 +72,16 @@ async function main(): Promise<void> {
 
   const anvil = await startAnvil();
   const deployment = await deployTessera({
-    rpcUrl: anvil.rpcUrl, chainId: anvil.chainId, deployerKey: ANVIL_KEYS[0],
-    settlerAddress: privateKeyToAccount(ANVIL_KEYS[1]).address, challengeDelaySeconds: CHALLENGE_DELAY,
+    rpcUrl: anvil.rpcUrl,
+    chainId: anvil.chainId,
+    deployerKey: ANVIL_KEYS[0],
+    settlerAddress: privateKeyToAccount(ANVIL_KEYS[1]).address,
+    challengeDelaySeconds: CHALLENGE_DELAY,
   });
   const coord = await Coordinator.start({
-    dbPath: values.db, heartbeatMs: 600_000, adminToken: ADMIN_TOKEN,
+    dbPath: values.db,
+    heartbeatMs: 600_000,
+    adminToken: ADMIN_TOKEN,
     chain: { deployment, settlerKey: ANVIL_KEYS[1], ownerKey: ANVIL_KEYS[0] },
   });
   const api = coord.url;
@@ -98,13 +107,18 @@ async function main(): Promise<void> {
   const expiry = BigInt(Math.floor(Date.now() / 1000) + 600);
   const msg = { peerId: other.id, wallet: otherWallet.address, nonce: 1n, expiry };
   await call(api, 'POST', '/api/bindings', {
-    peerId: other.id, wallet: otherWallet.address, nonce: '1', expiry: String(expiry),
-    walletSignature: await otherWallet.signTypedData(bindingTypedData(anvil.chainId, msg)), peerSignature: await signBindingAsPeer(other.key, anvil.chainId, msg),
+    peerId: other.id,
+    wallet: otherWallet.address,
+    nonce: '1',
+    expiry: String(expiry),
+    walletSignature: await otherWallet.signTypedData(bindingTypedData(anvil.chainId, msg)),
+    peerSignature: await signBindingAsPeer(other.key, anvil.chainId, msg),
   });
 
   // Steps 0–2 recorded; steps 0 and 1 receipted by both stages with hashes that chain (stage 0's output is
   // stage 1's input), so the epoch's verdict credits both peers.
-  for (let step = 0; step < 3; step++) await call(api, 'POST', `/api/models/${m.id}/metrics`, { step, loss: 3 - step / 10 });
+  for (let step = 0; step < 3; step++)
+    await call(api, 'POST', `/api/models/${m.id}/metrics`, { step, loss: 3 - step / 10 });
   const specs = splitStages(m.config, 2, m.layout);
   const H = (c: string) => '0x' + c.repeat(64);
   const receipts = [];
@@ -113,9 +127,18 @@ async function main(): Promise<void> {
       for (const micro of [0, 1]) {
         const link = H(((step * 2 + micro) % 10).toString());
         const r: WorkReceipt = {
-          model: m.id, round: 1, stage: p.stage, replica: 0, replicas: 1, step, micro, kind: 'train',
+          model: m.id,
+          round: 1,
+          stage: p.stage,
+          replica: 0,
+          replicas: 1,
+          step,
+          micro,
+          kind: 'train',
           flops: receiptFlops(m.config, specs[p.stage], m.batch, m.config.context, 'train'),
-          inputHash: p.stage === 0 ? H('0') : link, outputHash: p.stage === 0 ? link : H('f'), peerId: p.id,
+          inputHash: p.stage === 0 ? H('0') : link,
+          outputHash: p.stage === 0 ? link : H('f'),
+          peerId: p.id,
         };
         receipts.push(await signReceipt(p.key, r));
       }
@@ -126,7 +149,8 @@ async function main(): Promise<void> {
 
   const port = await freePort();
   const server = await preview({
-    root: new URL('../../', import.meta.url).pathname, logLevel: 'warn',
+    root: new URL('../../', import.meta.url).pathname,
+    logLevel: 'warn',
     preview: { host: '127.0.0.1', port, strictPort: true, open: false, proxy: { '/api': { target: api } } },
   });
   // The chain first: the spec SIGKILLs this process if stopping takes over 5 s, and anvil must not outlive it.
@@ -138,8 +162,16 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => void stop());
   process.on('SIGINT', () => void stop());
   const fx: HolderFixture = {
-    app: `http://127.0.0.1:${port}`, coordinator: api, rpcUrl: anvil.rpcUrl, chainId: anvil.chainId, modelId: m.id, adminToken: ADMIN_TOKEN,
-    challengeDelay: CHALLENGE_DELAY, tabPeerId: tab.id, otherPeerId: other.id, otherWallet: otherWallet.address,
+    app: `http://127.0.0.1:${port}`,
+    coordinator: api,
+    rpcUrl: anvil.rpcUrl,
+    chainId: anvil.chainId,
+    modelId: m.id,
+    adminToken: ADMIN_TOKEN,
+    challengeDelay: CHALLENGE_DELAY,
+    tabPeerId: tab.id,
+    otherPeerId: other.id,
+    otherWallet: otherWallet.address,
   };
   console.log(`READY ${JSON.stringify(fx)}`);
 }

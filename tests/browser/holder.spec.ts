@@ -9,7 +9,15 @@ import { CHROMIUM_ARGS } from '../../playwright.config.ts';
 import { RevenueVaultAbi, TestTokenAbi } from '../../src/chain/artifacts.ts';
 import { chainClients, claimShares, depositEth, depositToken, sendWrite } from '../../src/chain/client.ts';
 import type { HolderFixture } from './holder-server.ts';
-import { DESKTOP, PHONE, expectNoHorizontalOverflow, shoot, stopProcess as stop, storeTabKey, watchConsole } from './helpers.ts';
+import {
+  DESKTOP,
+  PHONE,
+  expectNoHorizontalOverflow,
+  shoot,
+  stopProcess as stop,
+  storeTabKey,
+  watchConsole,
+} from './helpers.ts';
 
 /**
  * The Holder page against a real stack (tests/browser/holder-server.ts: anvil + Tessera contracts + a
@@ -19,7 +27,12 @@ import { DESKTOP, PHONE, expectNoHorizontalOverflow, shoot, stopProcess as stop,
  */
 
 // This page needs no GPU: leave WebGPU off so the GPU page's self-test (started by main.tsx) ends at once.
-test.use({ launchOptions: { executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS.filter((a) => !/webgpu|swiftshader|Vulkan/i.test(a)) } });
+test.use({
+  launchOptions: {
+    executablePath: '/usr/bin/chromium',
+    args: CHROMIUM_ARGS.filter((a) => !/webgpu|swiftshader|Vulkan/i.test(a)),
+  },
+});
 
 const NODE = 'node_modules/.bin/node';
 // anvil dev accounts: 2 is the holder in the tab, 3 the other peer's wallet (holder-server), 4 pays revenue.
@@ -28,13 +41,17 @@ const OTHER_KEY = '0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b
 const PAYER_KEY = '0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a' as const;
 
 function startServer(args: string[], logs: string[]): { child: ChildProcess; ready: Promise<HolderFixture> } {
-  const child = spawn(NODE, ['--import', './scripts/register.ts', 'tests/browser/holder-server.ts', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(NODE, ['--import', './scripts/register.ts', 'tests/browser/holder-server.ts', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const keep = (d: Buffer) => logs.push(...String(d).split('\n').filter(Boolean));
   child.stdout!.on('data', keep);
   child.stderr!.on('data', keep);
   const ready = new Promise<HolderFixture>((resolve, reject) => {
     child.stdout!.on('data', (d: Buffer) => {
-      const line = String(d).split('\n').find((l) => l.startsWith('READY '));
+      const line = String(d)
+        .split('\n')
+        .find((l) => l.startsWith('READY '));
       if (line) resolve(JSON.parse(line.slice('READY '.length)) as HolderFixture);
     });
     child.once('exit', (code) => reject(new Error(`holder-server exited with ${code}:\n${logs.join('\n')}`)));
@@ -79,7 +96,11 @@ async function injectWallet(page: Page, o: { rpcUrl: string; chainId: number; ac
             return [];
         }
         if (current !== o.chainId && /^eth_(send|sign)/.test(method)) throw fail(4901, `wallet is on chain ${current}`);
-        const res = await fetch(o.rpcUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ jsonrpc: '2.0', id: ++id, method, params: params ?? [] }) });
+        const res = await fetch(o.rpcUrl, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ jsonrpc: '2.0', id: ++id, method, params: params ?? [] }),
+        });
         const j = (await res.json()) as { result?: unknown; error?: { code: number; message: string; data?: unknown } };
         if (j.error) throw Object.assign(fail(j.error.code, j.error.message), { data: j.error.data });
         return j.result;
@@ -96,13 +117,19 @@ async function injectWallet(page: Page, o: { rpcUrl: string; chainId: number; ac
 }
 
 async function rpc(url: string, method: string, params: unknown[] = []): Promise<unknown> {
-  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ jsonrpc: '2.0', id: 1, method, params }) });
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method, params }),
+  });
   return ((await res.json()) as { result: unknown }).result;
 }
 
-const json = async <T,>(url: string, init?: RequestInit): Promise<T> => (await fetch(url, init)).json() as Promise<T>;
+const json = async <T>(url: string, init?: RequestInit): Promise<T> => (await fetch(url, init)).json() as Promise<T>;
 
-test('a holder connects, links the tab, claims exactly the settled shares and withdraws exactly its revenue', async ({ page }, info) => {
+test('a holder connects, links the tab, claims exactly the settled shares and withdraws exactly its revenue', async ({
+  page,
+}, info) => {
   test.setTimeout(180_000);
   const dir = mkdtempSync(join(tmpdir(), 'tessera-holder-'));
   const logs: string[] = [];
@@ -114,7 +141,12 @@ test('a holder connects, links the tab, claims exactly the settled shares and wi
     const s = startServer(['--db', join(dir, 'coordinator.db'), '--tab-key', join(dir, 'tab.key')], logs);
     server = s.child;
     const fx = await s.ready;
-    const { chain } = await json<{ chain: { models: Record<string, { token: Address; vault: Address; distributor: Address }>; paymentToken: Address } }>(`${fx.coordinator}/api/chain`);
+    const { chain } = await json<{
+      chain: {
+        models: Record<string, { token: Address; vault: Address; distributor: Address }>;
+        paymentToken: Address;
+      };
+    }>(`${fx.coordinator}/api/chain`);
     const addrs = chain.models[fx.modelId];
 
     await injectWallet(page, { rpcUrl: fx.rpcUrl, chainId: fx.chainId, account: HOLDER });
@@ -142,27 +174,46 @@ test('a holder connects, links the tab, claims exactly the settled shares and wi
     await expect(link.getByTestId('holder-peer-id')).toHaveText(fx.tabPeerId);
     await expect(link.getByTestId('holder-link-state')).toHaveText('Not linked');
     await link.getByRole('button', { name: 'Link this tab’s peer' }).click();
-    await expect(link.getByTestId('holder-link-status')).toHaveText('Linked: this tab’s verified work is now credited to your wallet.');
+    await expect(link.getByTestId('holder-link-status')).toHaveText(
+      'Linked: this tab’s verified work is now credited to your wallet.',
+    );
     await expect(link.getByTestId('holder-link-state')).toHaveText('Linked');
-    expect((await json<{ binding: { wallet: string } }>(`${fx.coordinator}/api/peers/${fx.tabPeerId}/binding`)).binding.wallet).toBe(HOLDER);
-    expect(await page.evaluate(() => (window as unknown as { __walletCalls: string[] }).__walletCalls)).toContain('eth_signTypedData_v4');
+    expect(
+      (await json<{ binding: { wallet: string } }>(`${fx.coordinator}/api/peers/${fx.tabPeerId}/binding`)).binding
+        .wallet,
+    ).toBe(HOLDER);
+    expect(await page.evaluate(() => (window as unknown as { __walletCalls: string[] }).__walletCalls)).toContain(
+      'eth_signTypedData_v4',
+    );
 
     // Before settlement the tab's receipted work is pending: the ledger's figure, exactly.
     const card = page.getByTestId(`holder-model-${fx.modelId}`);
-    const before = await json<{ models: Array<{ modelId: string; pendingFlops: number }> }>(`${fx.coordinator}/api/wallets/${HOLDER}`);
+    const before = await json<{ models: Array<{ modelId: string; pendingFlops: number }> }>(
+      `${fx.coordinator}/api/wallets/${HOLDER}`,
+    );
     const pendingFlops = before.models.find((m) => m.modelId === fx.modelId)!.pendingFlops;
     expect(pendingFlops).toBeGreaterThan(0);
-    await expect(card.getByTestId('h-pending').locator('.holder-amount')).toHaveText(formatUnits(BigInt(pendingFlops), 18), { timeout: 30_000 });
+    await expect(card.getByTestId('h-pending').locator('.holder-amount')).toHaveText(
+      formatUnits(BigInt(pendingFlops), 18),
+      { timeout: 30_000 },
+    );
 
     // Settle the epoch: root on chain, challenge window open, so the shares wait and Claim stays off.
-    const closed = await json<{ epoch: number; status: string; leaves: Array<{ wallet: string; shares: string }> }>(`${fx.coordinator}/api/models/${fx.modelId}/epochs`, {
-      method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${fx.adminToken}` }, body: '{}',
-    });
+    const closed = await json<{ epoch: number; status: string; leaves: Array<{ wallet: string; shares: string }> }>(
+      `${fx.coordinator}/api/models/${fx.modelId}/epochs`,
+      {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${fx.adminToken}` },
+        body: '{}',
+      },
+    );
     expect(closed).toMatchObject({ epoch: 1, status: 'challenge' });
     const mine = BigInt(closed.leaves.find((l) => l.wallet === HOLDER)!.shares);
     const theirs = BigInt(closed.leaves.find((l) => l.wallet === fx.otherWallet)!.shares);
     expect(mine).toBe(BigInt(pendingFlops));
-    await expect(card.getByTestId('h-waiting').locator('.holder-amount')).toHaveText(formatUnits(mine, 18), { timeout: 30_000 });
+    await expect(card.getByTestId('h-waiting').locator('.holder-amount')).toHaveText(formatUnits(mine, 18), {
+      timeout: 30_000,
+    });
     await expect(card.getByTestId('h-waiting')).toContainText('Challenge window: claimable in 10 min');
     await expect(card.getByTestId('h-claimable').locator('.holder-amount')).toHaveText('0');
     await expect(card.getByRole('button', { name: /^Claim/ })).toBeDisabled();
@@ -172,23 +223,36 @@ test('a holder connects, links the tab, claims exactly the settled shares and wi
     // The window passes on chain; the page sees the epoch claimable (the chain decides, not the wall clock).
     await rpc(fx.rpcUrl, 'evm_increaseTime', [fx.challengeDelay + 1]);
     await rpc(fx.rpcUrl, 'evm_mine');
-    await expect(card.getByTestId('h-claimable').locator('.holder-amount')).toHaveText(formatUnits(mine, 18), { timeout: 30_000 });
+    await expect(card.getByTestId('h-claimable').locator('.holder-amount')).toHaveText(formatUnits(mine, 18), {
+      timeout: 30_000,
+    });
     await expect(card.getByTestId('h-waiting').locator('.holder-amount')).toHaveText('0');
     await expect(card.locator('[data-epoch="1"] td').last()).toHaveText('Claimable');
     await shoot(page, info, 'holder-claimable');
 
     // The other holder claims from Node, so the vault splits revenue between two holders.
     const other = chainClients(fx.rpcUrl, fx.chainId, OTHER_KEY);
-    const theirView = await json<{ models: Array<{ modelId: string; claim: { epoch: number; cumulative: string; proof: `0x${string}`[] } }> }>(`${fx.coordinator}/api/wallets/${fx.otherWallet}`);
+    const theirView = await json<{
+      models: Array<{ modelId: string; claim: { epoch: number; cumulative: string; proof: `0x${string}`[] } }>;
+    }>(`${fx.coordinator}/api/wallets/${fx.otherWallet}`);
     const theirClaim = theirView.models.find((m) => m.modelId === fx.modelId)!.claim;
-    await claimShares(other, addrs, { epoch: BigInt(theirClaim.epoch), account: fx.otherWallet as Address, cumulativeShares: BigInt(theirClaim.cumulative), proof: theirClaim.proof });
+    await claimShares(other, addrs, {
+      epoch: BigInt(theirClaim.epoch),
+      account: fx.otherWallet as Address,
+      cumulativeShares: BigInt(theirClaim.cumulative),
+      proof: theirClaim.proof,
+    });
 
     // Claim in the page: the balance rises by exactly the ledger's shares.
     const pub = other.publicClient;
-    const balanceOf = (a: Address, token: Address) => pub.readContract({ address: token, abi: TestTokenAbi, functionName: 'balanceOf', args: [a] });
+    const balanceOf = (a: Address, token: Address) =>
+      pub.readContract({ address: token, abi: TestTokenAbi, functionName: 'balanceOf', args: [a] });
     expect(await balanceOf(HOLDER, addrs.token)).toBe(0n);
     await card.getByRole('button', { name: `Claim ${formatUnits(mine, 18)} shares` }).click();
-    await expect(card.getByTestId('holder-tx-status')).toHaveText(`Claimed ${formatUnits(mine, 18)} shares (epoch 1).`, { timeout: 30_000 });
+    await expect(card.getByTestId('holder-tx-status')).toHaveText(
+      `Claimed ${formatUnits(mine, 18)} shares (epoch 1).`,
+      { timeout: 30_000 },
+    );
     expect(await balanceOf(HOLDER, addrs.token)).toBe(mine);
     await expect(card.getByTestId('h-balance').locator('.holder-amount')).toHaveText(formatUnits(mine, 18));
     await expect(card.getByTestId('h-claimed').locator('.holder-amount')).toHaveText(formatUnits(mine, 18));
@@ -201,17 +265,28 @@ test('a holder connects, links the tab, claims exactly the settled shares and wi
     const payer = chainClients(fx.rpcUrl, fx.chainId, PAYER_KEY);
     const [ethPerShare, tokPerShare] = [1000n, 3n];
     await depositEth(payer, addrs, supply * ethPerShare);
-    await sendWrite(payer, { address: chain.paymentToken, abi: TestTokenAbi, functionName: 'mint', args: [payer.account!.address, supply * tokPerShare] });
+    await sendWrite(payer, {
+      address: chain.paymentToken,
+      abi: TestTokenAbi,
+      functionName: 'mint',
+      args: [payer.account!.address, supply * tokPerShare],
+    });
     await depositToken(payer, addrs, supply * tokPerShare);
     const [ethDue, tokDue] = [mine * ethPerShare, mine * tokPerShare];
-    await expect(card.getByTestId('h-wd-eth').locator('.holder-amount')).toHaveText(formatEther(ethDue), { timeout: 30_000 });
+    await expect(card.getByTestId('h-wd-eth').locator('.holder-amount')).toHaveText(formatEther(ethDue), {
+      timeout: 30_000,
+    });
     await expect(card.getByTestId('h-wd-token').locator('.holder-amount')).toHaveText(formatUnits(tokDue, 6));
     await expect(card.getByTestId('h-wd-token')).toContainText('TUSD');
-    await expect(card.getByTestId('h-deposited')).toHaveText(`${formatEther(supply * ethPerShare)} ETH · ${formatUnits(supply * tokPerShare, 6)} TUSD`);
+    await expect(card.getByTestId('h-deposited')).toHaveText(
+      `${formatEther(supply * ethPerShare)} ETH · ${formatUnits(supply * tokPerShare, 6)} TUSD`,
+    );
 
     await page.setViewportSize(PHONE);
     // recharts redraws at the new width on its next ResizeObserver callback.
-    await expect.poll(() => page.evaluate(() => document.querySelector('.recharts-surface')!.getBoundingClientRect().width)).toBeLessThan(PHONE.width);
+    await expect
+      .poll(() => page.evaluate(() => document.querySelector('.recharts-surface')!.getBoundingClientRect().width))
+      .toBeLessThan(PHONE.width);
     await expectNoHorizontalOverflow(page);
     await shoot(page, info, 'holder-revenue-phone');
     await page.setViewportSize(DESKTOP);
@@ -220,16 +295,28 @@ test('a holder connects, links the tab, claims exactly the settled shares and wi
     const ethBefore = await pub.getBalance({ address: HOLDER });
     const tokBefore = await balanceOf(HOLDER, chain.paymentToken);
     await card.getByRole('button', { name: 'Withdraw ETH' }).click();
-    await expect(card.getByTestId('holder-tx-status')).toHaveText(`Withdrew ${formatEther(ethDue)} ETH.`, { timeout: 30_000 });
+    await expect(card.getByTestId('holder-tx-status')).toHaveText(`Withdrew ${formatEther(ethDue)} ETH.`, {
+      timeout: 30_000,
+    });
     await card.getByRole('button', { name: 'Withdraw TUSD' }).click();
-    await expect(card.getByTestId('holder-tx-status')).toHaveText(`Withdrew ${formatUnits(tokDue, 6)} TUSD.`, { timeout: 30_000 });
+    await expect(card.getByTestId('holder-tx-status')).toHaveText(`Withdrew ${formatUnits(tokDue, 6)} TUSD.`, {
+      timeout: 30_000,
+    });
     // Exactly its part: the vault's events, the token balance, and the ETH balance net of the gas paid.
-    const withdrawn = await pub.getContractEvents({ address: addrs.vault, abi: RevenueVaultAbi, eventName: 'Withdrawn', args: { to: HOLDER }, fromBlock: 0n });
+    const withdrawn = await pub.getContractEvents({
+      address: addrs.vault,
+      abi: RevenueVaultAbi,
+      eventName: 'Withdrawn',
+      args: { to: HOLDER },
+      fromBlock: 0n,
+    });
     expect(withdrawn.map((e) => e.args.amount)).toEqual([ethDue, tokDue]);
-    const fees = await Promise.all(withdrawn.map(async (e) => {
-      const r = await pub.getTransactionReceipt({ hash: e.transactionHash });
-      return r.gasUsed * r.effectiveGasPrice;
-    }));
+    const fees = await Promise.all(
+      withdrawn.map(async (e) => {
+        const r = await pub.getTransactionReceipt({ hash: e.transactionHash });
+        return r.gasUsed * r.effectiveGasPrice;
+      }),
+    );
     expect(await pub.getBalance({ address: HOLDER })).toBe(ethBefore + ethDue - fees[0] - fees[1]);
     expect(await balanceOf(HOLDER, chain.paymentToken)).toBe(tokBefore + tokDue);
     await expect(card.getByTestId('h-wd-eth').locator('.holder-amount')).toHaveText('0');

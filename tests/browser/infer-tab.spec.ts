@@ -15,7 +15,12 @@ import { DESKTOP, stopProcess as stop, storeTabKey, tabAndWorkerKeys } from './h
  */
 
 // As in volunteer.spec.ts: real host candidates, so Node peers reach the tab over the machine's interface.
-test.use({ launchOptions: { executablePath: '/usr/bin/chromium', args: [...CHROMIUM_ARGS, '--disable-features=WebRtcHideLocalIpsWithMdns'] } });
+test.use({
+  launchOptions: {
+    executablePath: '/usr/bin/chromium',
+    args: [...CHROMIUM_ARGS, '--disable-features=WebRtcHideLocalIpsWithMdns'],
+  },
+});
 test.setTimeout(240_000);
 
 const NODE = 'node_modules/.bin/node';
@@ -28,8 +33,17 @@ interface Fixture {
 }
 
 function start(args: string[], logs: string[], name: string, env: Record<string, string> = {}): ChildProcess {
-  const child = spawn(NODE, ['--import', './scripts/register.ts', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
-  const keep = (d: Buffer) => logs.push(...String(d).split('\n').filter(Boolean).map((l) => `[${name}] ${l}`));
+  const child = spawn(NODE, ['--import', './scripts/register.ts', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
+  });
+  const keep = (d: Buffer) =>
+    logs.push(
+      ...String(d)
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => `[${name}] ${l}`),
+    );
   child.stdout!.on('data', keep);
   child.stderr!.on('data', keep);
   return child;
@@ -44,10 +58,11 @@ function line<T>(child: ChildProcess, prefix: string, logs: string[]): Promise<T
       const found = out.split('\n').find((l) => l.startsWith(prefix));
       if (found) resolve(JSON.parse(found.slice(prefix.length)) as T);
     });
-    child.once('exit', (code) => reject(new Error(`process exited with ${code} before "${prefix}":\n${logs.slice(-60).join('\n')}`)));
+    child.once('exit', (code) =>
+      reject(new Error(`process exited with ${code} before "${prefix}":\n${logs.slice(-60).join('\n')}`)),
+    );
   });
 }
-
 
 /** The requester, run by Node with our loader: dials both holders over WebRTC and generates through them. */
 const REQUESTER = `
@@ -65,9 +80,11 @@ await node.stop();
 process.exit(0);
 `;
 
-const json = async <T,>(url: string): Promise<T> => (await fetch(url)).json() as Promise<T>;
+const json = async <T>(url: string): Promise<T> => (await fetch(url)).json() as Promise<T>;
 
-test('a tab holding a stage measures both runtimes and serves /tessera/infer/1.0.0 to a Node requester', async ({ page }) => {
+test('a tab holding a stage measures both runtimes and serves /tessera/infer/1.0.0 to a Node requester', async ({
+  page,
+}) => {
   const dir = mkdtempSync(join(tmpdir(), 'tessera-infer-tab-'));
   const logs: string[] = [];
   const children: ChildProcess[] = [];
@@ -77,7 +94,21 @@ test('a tab holding a stage measures both runtimes and serves /tessera/infer/1.0
     const fx = await line<Fixture>(server, 'READY ', logs);
     const keys = await tabAndWorkerKeys();
     writeFileSync(join(dir, 'worker.key'), keys.worker, { mode: 0o600 });
-    children.push(start(['src/cli/worker.ts', '--coordinator', fx.coordinator, '--key', join(dir, 'worker.key'), '--tokens-per-second', '1000'], logs, 'worker'));
+    children.push(
+      start(
+        [
+          'src/cli/worker.ts',
+          '--coordinator',
+          fx.coordinator,
+          '--key',
+          join(dir, 'worker.key'),
+          '--tokens-per-second',
+          '1000',
+        ],
+        logs,
+        'worker',
+      ),
+    );
 
     await page.setViewportSize(DESKTOP);
     await page.goto(`${fx.app}/`);
@@ -88,11 +119,17 @@ test('a tab holding a stage measures both runtimes and serves /tessera/infer/1.0
 
     const activity = page.getByTestId('vol-log');
     // Serve once the pipeline is settled: the tab has trained a step in its epoch (between epochs it holds nothing).
-    await page.waitForFunction(() => (window.__tesseraVolunteer?.stepsDone ?? 0) >= 1 || window.__tesseraVolunteer?.status === 'error', null, { timeout: 120_000 });
+    await page.waitForFunction(
+      () => (window.__tesseraVolunteer?.stepsDone ?? 0) >= 1 || window.__tesseraVolunteer?.status === 'error',
+      null,
+      { timeout: 120_000 },
+    );
     expect((await page.evaluate(() => window.__tesseraVolunteer))?.error).toBeUndefined();
 
     // Who holds what, from the coordinator.
-    const { peers } = await json<{ peers: Array<{ peerId: string; status: string; assignments: Array<{ modelId: string; stage: number }> }> }>(`${fx.coordinator}/api/peers`);
+    const { peers } = await json<{
+      peers: Array<{ peerId: string; status: string; assignments: Array<{ modelId: string; stage: number }> }>;
+    }>(`${fx.coordinator}/api/peers`);
     const alive = peers.filter((p) => p.status === 'alive' && p.assignments.some((a) => a.modelId === fx.modelId));
     expect(alive.map((p) => p.peerId)).toContain(keys.tabId);
     const stages: string[][] = [[], []];
@@ -101,10 +138,21 @@ test('a tab holding a stage measures both runtimes and serves /tessera/infer/1.0
     const { relay } = await json<{ relay: { multiaddrs: string[] } }>(`${fx.coordinator}/api/health`);
 
     const requester = start(['--input-type=module', '-e', REQUESTER], logs, 'requester', {
-      INFER_JOB: JSON.stringify({ relay: relay.multiaddrs[0], stages, dModel: 32, model: fx.modelId, prompt: [17, 250, 3, 99, 512], tokens: N }),
+      INFER_JOB: JSON.stringify({
+        relay: relay.multiaddrs[0],
+        stages,
+        dModel: 32,
+        model: fx.modelId,
+        prompt: [17, 250, 3, 99, 512],
+        tokens: N,
+      }),
     });
     children.push(requester);
-    const result = await line<{ tokens: number[]; finish: string; ms: number; hops: number }>(requester, 'RESULT ', logs).catch(async (e: Error) => {
+    const result = await line<{ tokens: number[]; finish: string; ms: number; hops: number }>(
+      requester,
+      'RESULT ',
+      logs,
+    ).catch(async (e: Error) => {
       throw new Error(`${e.message}\n[tab]\n${await activity.innerText()}`);
     });
     console.log(`generated through the tab and the worker: ${JSON.stringify(result)}`);
@@ -115,8 +163,14 @@ test('a tab holding a stage measures both runtimes and serves /tessera/infer/1.0
     console.log(`tab: ${choice}`);
     // ORT loaded on the WebGPU EP in the tab and ran the KV-cached graph; its outputs agreed with WGSL's on the
     // same inputs (unless the tab trained a step during every try, which makes them incomparable).
-    const agreed = /measured: wgsl TTFT [\d.]+ ms, \d+ tokens\/s; onnx-webgpu TTFT [\d.]+ ms, \d+ tokens\/s, relative error ([\d.]+e[-+]\d+); ORT export \d+ ms/.exec(choice);
-    const untested = /measured: wgsl TTFT [\d.]+ ms, \d+ tokens\/s; onnx-webgpu TTFT [\d.]+ ms, \d+ tokens\/s, not compared: the stage trained during each try; ORT export \d+ ms/.test(choice);
+    const agreed =
+      /measured: wgsl TTFT [\d.]+ ms, \d+ tokens\/s; onnx-webgpu TTFT [\d.]+ ms, \d+ tokens\/s, relative error ([\d.]+e[-+]\d+); ORT export \d+ ms/.exec(
+        choice,
+      );
+    const untested =
+      /measured: wgsl TTFT [\d.]+ ms, \d+ tokens\/s; onnx-webgpu TTFT [\d.]+ ms, \d+ tokens\/s, not compared: the stage trained during each try; ORT export \d+ ms/.test(
+        choice,
+      );
     expect(agreed || untested, choice).toBeTruthy();
     if (agreed) expect(Number(agreed[1])).toBeLessThanOrEqual(1e-3);
     expect(choice).toMatch(/: (wgsl|onnx-webgpu) \(measured/);
@@ -124,7 +178,10 @@ test('a tab holding a stage measures both runtimes and serves /tessera/infer/1.0
     expect(result.tokens).toHaveLength(N);
     for (const t of result.tokens) expect(Number.isInteger(t) && t >= 0 && t < 1024).toBe(true);
     expect(result.finish).toBe('length');
-    expect(logs.filter((l) => l.startsWith('[requester]') && /failed|retrying/.test(l)), logs.join('\n')).toEqual([]);
+    expect(
+      logs.filter((l) => l.startsWith('[requester]') && /failed|retrying/.test(l)),
+      logs.join('\n'),
+    ).toEqual([]);
     // The tab logged no refused request.
     expect(await activity.innerText()).not.toContain('inference request from');
   } finally {

@@ -32,7 +32,11 @@ import { freePort } from './free-port.ts';
 import { RESEARCH_MODEL, STAND_IN_TOKENS, STEPS, TEAM_NAME, type ResearchFixture } from './researcher-fixture.ts';
 
 async function call(base: string, method: string, path: string, body?: unknown): Promise<any> {
-  const res = await fetch(base + path, { method, headers: { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
+  const res = await fetch(base + path, {
+    method,
+    headers: { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
   const json = await res.json();
   if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(json)}`);
   return json;
@@ -61,10 +65,20 @@ async function main(): Promise<void> {
   let chain;
   if (values.chain) {
     anvil = await startAnvil();
-    const deployment = await deployTessera({ rpcUrl: anvil.rpcUrl, chainId: anvil.chainId, deployerKey: ANVIL_KEYS[0], settlerAddress: privateKeyToAccount(ANVIL_KEYS[1]).address, challengeDelaySeconds: 600 });
+    const deployment = await deployTessera({
+      rpcUrl: anvil.rpcUrl,
+      chainId: anvil.chainId,
+      deployerKey: ANVIL_KEYS[0],
+      settlerAddress: privateKeyToAccount(ANVIL_KEYS[1]).address,
+      challengeDelaySeconds: 600,
+    });
     chain = { deployment, settlerKey: ANVIL_KEYS[1], ownerKey: ANVIL_KEYS[0] };
   }
-  const coord = await Coordinator.start({ dbPath: values.db, heartbeatMs: 600_000, ...(chain ? { chain, inference: standIn } : {}) });
+  const coord = await Coordinator.start({
+    dbPath: values.db,
+    heartbeatMs: 600_000,
+    ...(chain ? { chain, inference: standIn } : {}),
+  });
   const api = coord.url;
   const m = RESEARCH_MODEL;
   await call(api, 'POST', '/api/models', m);
@@ -92,14 +106,21 @@ async function main(): Promise<void> {
   for (let step = 0; step < STEPS; step++) {
     await call(api, 'POST', `/api/models/${m.id}/metrics`, { step, status: 'running' });
     await sleep(15);
-    await call(api, 'POST', `/api/models/${m.id}/metrics`, { step, loss: 6.9 - step * 0.12, tokens: m.microBatches * m.batch * m.config.context });
-    if (step % 5 === 4) await call(api, 'POST', `/api/models/${m.id}/metrics`, { step, loss: 7 - step * 0.1, kind: 'val' });
+    await call(api, 'POST', `/api/models/${m.id}/metrics`, {
+      step,
+      loss: 6.9 - step * 0.12,
+      tokens: m.microBatches * m.batch * m.config.context,
+    });
+    if (step % 5 === 4)
+      await call(api, 'POST', `/api/models/${m.id}/metrics`, { step, loss: 7 - step * 0.1, kind: 'val' });
   }
 
   // Two heartbeats per peer, a second apart, with growing counters to every other peer: rates and RTTs.
   for (const round of [1, 2]) {
     for (const p of peers) {
-      const links = peers.filter((q) => q !== p).map((q) => ({ peerId: q.id, bytesSent: round * 200_000, bytesReceived: round * 150_000, rttMs: 8 + round }));
+      const links = peers
+        .filter((q) => q !== p)
+        .map((q) => ({ peerId: q.id, bytesSent: round * 200_000, bytesReceived: round * 150_000, rttMs: 8 + round }));
       await call(api, 'POST', '/api/peers/heartbeat', { peerId: p.id, links });
     }
     if (round === 1) await sleep(1100);
@@ -115,9 +136,18 @@ async function main(): Promise<void> {
       for (let micro = p.replica; micro < m.microBatches; micro += replicas(p.stage)) {
         const link = H(((step * 2 + micro) % 10).toString());
         const r: WorkReceipt = {
-          model: m.id, round: 1, stage: p.stage, replica: p.replica, replicas: replicas(p.stage), step, micro, kind: 'train',
+          model: m.id,
+          round: 1,
+          stage: p.stage,
+          replica: p.replica,
+          replicas: replicas(p.stage),
+          step,
+          micro,
+          kind: 'train',
           flops: receiptFlops(m.config, specs[p.stage], m.batch, m.config.context, 'train'),
-          inputHash: p.stage === 0 ? H('0') : link, outputHash: p.stage === 0 ? link : H('f'), peerId: p.id,
+          inputHash: p.stage === 0 ? H('0') : link,
+          outputHash: p.stage === 0 ? link : H('f'),
+          peerId: p.id,
         };
         receipts.push(await signReceipt(p.key, r));
       }
@@ -131,8 +161,15 @@ async function main(): Promise<void> {
 
   const port = await freePort();
   const server = await preview({
-    root: new URL('../../', import.meta.url).pathname, logLevel: 'warn',
-    preview: { host: '127.0.0.1', port, strictPort: true, open: false, proxy: { '/api': { target: api }, '/v1': { target: api } } },
+    root: new URL('../../', import.meta.url).pathname,
+    logLevel: 'warn',
+    preview: {
+      host: '127.0.0.1',
+      port,
+      strictPort: true,
+      open: false,
+      proxy: { '/api': { target: api }, '/v1': { target: api } },
+    },
   });
   // The chain first: the spec SIGKILLs this process if stopping takes over 5 s, and anvil must not outlive it.
   const stop = async () => {
@@ -142,7 +179,15 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => void stop());
   process.on('SIGINT', () => void stop());
-  const fx: ResearchFixture = { app: `http://127.0.0.1:${port}`, coordinator: api, modelId: m.id, peers: peers.map(({ id, stage, replica }) => ({ id, stage, replica })), teamId: team.id, rpcUrl: anvil?.rpcUrl, chainId: anvil?.chainId };
+  const fx: ResearchFixture = {
+    app: `http://127.0.0.1:${port}`,
+    coordinator: api,
+    modelId: m.id,
+    peers: peers.map(({ id, stage, replica }) => ({ id, stage, replica })),
+    teamId: team.id,
+    rpcUrl: anvil?.rpcUrl,
+    chainId: anvil?.chainId,
+  };
   console.log(`READY ${JSON.stringify(fx)}`);
 }
 

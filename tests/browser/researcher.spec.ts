@@ -5,7 +5,18 @@ import { join } from 'node:path';
 import AxeBuilder from '@axe-core/playwright';
 import { chromium, expect, test, type Page, type TestInfo } from '@playwright/test';
 import { CHROMIUM_ARGS } from '../../playwright.config.ts';
-import { DESKTOP, PHONE, expectNoHorizontalOverflow, injectAnvilWallet, shoot, stopProcess, storeTabKey, tabAndWorkerKeys, watchConsole, watchRefusals } from './helpers.ts';
+import {
+  DESKTOP,
+  PHONE,
+  expectNoHorizontalOverflow,
+  injectAnvilWallet,
+  shoot,
+  stopProcess,
+  storeTabKey,
+  tabAndWorkerKeys,
+  watchConsole,
+  watchRefusals,
+} from './helpers.ts';
 import { STAND_IN_TOKENS, STEPS, TEAM_NAME, type ResearchFixture } from './researcher-fixture.ts';
 
 /**
@@ -20,19 +31,28 @@ import { STAND_IN_TOKENS, STEPS, TEAM_NAME, type ResearchFixture } from './resea
 
 // These pages need no GPU: leave WebGPU off so the GPU page's self-test (started by main.tsx) ends at once.
 // (The last test, where a tab trains, launches its own browser with SwiftShader WebGPU.)
-const NO_GPU = { launchOptions: { executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS.filter((a) => !/webgpu|swiftshader|Vulkan/i.test(a)) } };
+const NO_GPU = {
+  launchOptions: {
+    executablePath: '/usr/bin/chromium',
+    args: CHROMIUM_ARGS.filter((a) => !/webgpu|swiftshader|Vulkan/i.test(a)),
+  },
+};
 test.use(NO_GPU);
 
 const NODE = 'node_modules/.bin/node';
 
 function startServer(args: string[], logs: string[]): { child: ChildProcess; ready: Promise<ResearchFixture> } {
-  const child = spawn(NODE, ['--import', './scripts/register.ts', 'tests/browser/researcher-server.ts', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(NODE, ['--import', './scripts/register.ts', 'tests/browser/researcher-server.ts', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const keep = (d: Buffer) => logs.push(...String(d).split('\n').filter(Boolean));
   child.stdout!.on('data', keep);
   child.stderr!.on('data', keep);
   const ready = new Promise<ResearchFixture>((resolve, reject) => {
     child.stdout!.on('data', (d: Buffer) => {
-      const line = String(d).split('\n').find((l) => l.startsWith('READY '));
+      const line = String(d)
+        .split('\n')
+        .find((l) => l.startsWith('READY '));
       if (line) resolve(JSON.parse(line.slice('READY '.length)) as ResearchFixture);
     });
     child.once('exit', (code) => reject(new Error(`researcher-server exited with ${code}:\n${logs.join('\n')}`)));
@@ -42,15 +62,32 @@ function startServer(args: string[], logs: string[]): { child: ChildProcess; rea
 
 /** axe over the whole page: serious and critical violations fail, with what and where. */
 async function scan(page: Page, info: TestInfo, name: string): Promise<void> {
-  const result = await new AxeBuilder({ page }).withTags(['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice']).analyze();
-  await info.attach(`axe-${name}.json`, { body: JSON.stringify(result.violations, null, 2), contentType: 'application/json' });
+  const result = await new AxeBuilder({ page })
+    .withTags(['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice'])
+    .analyze();
+  await info.attach(`axe-${name}.json`, {
+    body: JSON.stringify(result.violations, null, 2),
+    contentType: 'application/json',
+  });
   const bad = result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
-  expect(bad.map((v) => `${v.id} (${v.impact}): ${v.help} — ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(' | ')}`), `axe on ${name}`).toEqual([]);
+  expect(
+    bad.map(
+      (v) =>
+        `${v.id} (${v.impact}): ${v.help} — ${v.nodes
+          .slice(0, 3)
+          .map((n) => n.target.join(' '))
+          .join(' | ')}`,
+    ),
+    `axe on ${name}`,
+  ).toEqual([]);
 }
 
 /** Every width: no overflow, the scan, a screenshot. */
 async function checkViews(page: Page, info: TestInfo, name: string, ready: () => Promise<void>): Promise<void> {
-  for (const [label, size] of [['desktop', DESKTOP], ['phone', PHONE]] as const) {
+  for (const [label, size] of [
+    ['desktop', DESKTOP],
+    ['phone', PHONE],
+  ] as const) {
     await page.setViewportSize(size);
     await ready();
     await expectNoHorizontalOverflow(page);
@@ -59,10 +96,11 @@ async function checkViews(page: Page, info: TestInfo, name: string, ready: () =>
   }
 }
 
-const json = async <T,>(url: string, init?: RequestInit): Promise<T> => (await fetch(url, init)).json() as Promise<T>;
+const json = async <T>(url: string, init?: RequestInit): Promise<T> => (await fetch(url, init)).json() as Promise<T>;
 
-
-test('the Researcher page shows live training, the topology and proposes a model; Leaderboards and Volunteer views pass axe at both widths', async ({ page }, info) => {
+test('the Researcher page shows live training, the topology and proposes a model; Leaderboards and Volunteer views pass axe at both widths', async ({
+  page,
+}, info) => {
   test.setTimeout(180_000);
   const dir = mkdtempSync(join(tmpdir(), 'tessera-research-'));
   const logs: string[] = [];
@@ -84,19 +122,26 @@ test('the Researcher page shows live training, the topology and proposes a model
     await expect(page.getByTestId('research-stream')).toHaveAttribute('data-stream', 'live');
     await expect(page).toHaveURL(new RegExp(`#/researcher\\?model=${fx.modelId}$`));
     const last = STEPS - 1;
-    await expect(page.getByTestId('research-loss-caption')).toContainText(`training ${(6.9 - last * 0.12).toFixed(4)} at step ${last}, validation ${(7 - last * 0.1).toFixed(4)} at step ${last}`);
+    await expect(page.getByTestId('research-loss-caption')).toContainText(
+      `training ${(6.9 - last * 0.12).toFixed(4)} at step ${last}, validation ${(7 - last * 0.1).toFixed(4)} at step ${last}`,
+    );
     await expect(page.getByTestId('research-loss').locator('.recharts-line')).toHaveCount(2);
     await expect(page.getByTestId('research-throughput-caption')).toContainText('tok/s over the last 10 steps');
 
     // A step reported now arrives without a reload (the SSE stream), as does its tokens/s point.
-    await json(`${fx.coordinator}/api/models/${fx.modelId}/metrics`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ step: STEPS, loss: 1.2345, tokens: 32 }) });
+    await json(`${fx.coordinator}/api/models/${fx.modelId}/metrics`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ step: STEPS, loss: 1.2345, tokens: 32 }),
+    });
     await expect(page.getByTestId('research-loss-caption')).toContainText(`training 1.2345 at step ${STEPS}`);
 
     // Topology: a column per stage, every peer a node, links labelled with bandwidth and RTT.
     const diagram = page.getByTestId('topo-diagram');
     await expect(diagram.locator('.react-flow__node-stage')).toHaveCount(2);
     await expect(diagram.locator('.react-flow__node-peer')).toHaveCount(fx.peers.length);
-    for (const p of fx.peers) await expect(diagram.locator(`.react-flow__node[data-id="${p.id}"]`)).toContainText(`replica ${p.replica + 1}`);
+    for (const p of fx.peers)
+      await expect(diagram.locator(`.react-flow__node[data-id="${p.id}"]`)).toContainText(`replica ${p.replica + 1}`);
     await expect(diagram.locator('.react-flow__edge')).toHaveCount(3); // stage 1 → two replicas, and their sync link
     await expect(diagram.locator('.react-flow__edge-text').first()).toHaveText(/kB\/s · 10 ms$/);
     await expect(page.getByTestId('topo-peers').locator('tbody tr')).toHaveCount(fx.peers.length);
@@ -140,8 +185,12 @@ test('the Researcher page shows live training, the topology and proposes a model
     await expect(form.getByTestId('propose-error-id')).toContainText(fx.modelId);
     await form.getByLabel('Id (optional)').fill('browser-proposed');
     await form.getByLabel('Layers per stage').press('Enter');
-    await expect(form.getByTestId('propose-status')).toContainText('Registered Proposed in the browser as browser-proposed');
-    const registered = await json<{ model: { layout: number[]; codec: string; config: { layers: number } } }>(`${fx.coordinator}/api/models/browser-proposed`);
+    await expect(form.getByTestId('propose-status')).toContainText(
+      'Registered Proposed in the browser as browser-proposed',
+    );
+    const registered = await json<{ model: { layout: number[]; codec: string; config: { layers: number } } }>(
+      `${fx.coordinator}/api/models/browser-proposed`,
+    );
     expect(registered.model).toMatchObject({ layout: [2, 2], codec: 'int8', config: { layers: 4 } });
     // The page follows the new model: picker, URL and an empty chart waiting for its first step.
     await expect(page.getByTestId('model-picker')).toHaveValue('browser-proposed');
@@ -181,7 +230,11 @@ test('the Researcher page shows live training, the topology and proposes a model
     await expect(teams.getByTestId('vol-team')).toHaveText('This tab is in Tab team.');
     await teams.getByRole('button', { name: `Join ${TEAM_NAME}` }).click();
     await expect(teams.getByTestId('vol-team')).toHaveText(`This tab is in ${TEAM_NAME}.`);
-    const members = Object.fromEntries((await json<{ teams: Array<{ name: string; members: number }> }>(`${fx.coordinator}/api/teams`)).teams.map((t) => [t.name, t.members]));
+    const members = Object.fromEntries(
+      (await json<{ teams: Array<{ name: string; members: number }> }>(`${fx.coordinator}/api/teams`)).teams.map(
+        (t) => [t.name, t.members],
+      ),
+    );
     expect(members).toEqual({ [TEAM_NAME]: 2, 'Tab team': 0 });
 
     // Settings are keyboard-operable and survive a reload (localStorage).
@@ -204,7 +257,9 @@ test('the Researcher page shows live training, the topology and proposes a model
     });
 
     expect(refusals).toEqual(['409 POST /api/models']);
-    expect(errors).toEqual(['console.error: Failed to load resource: the server responded with a status of 409 (Conflict)']);
+    expect(errors).toEqual([
+      'console.error: Failed to load resource: the server responded with a status of 409 (Conflict)',
+    ]);
   } finally {
     await stopProcess(server);
     rmSync(dir, { recursive: true, force: true });
@@ -212,7 +267,9 @@ test('the Researcher page shows live training, the topology and proposes a model
   }
 });
 
-test('the prompt box: a 402 before any deposit, a deposit from the wallet, then a signed prompt streams token by token and is metered exactly', async ({ page }, info) => {
+test('the prompt box: a 402 before any deposit, a deposit from the wallet, then a signed prompt streams token by token and is metered exactly', async ({
+  page,
+}, info) => {
   test.setTimeout(180_000);
   const dir = mkdtempSync(join(tmpdir(), 'tessera-prompt-'));
   const logs: string[] = [];
@@ -243,14 +300,21 @@ test('the prompt box: a 402 before any deposit, a deposit from the wallet, then 
     // Deposit through the wallet (a real transaction on anvil); the balance follows.
     await card.getByLabel('Amount (ETH)').fill('0.01');
     await card.getByRole('button', { name: 'Deposit' }).click();
-    await expect(card.getByTestId('prompt-deposit-status')).toHaveText('Deposited 0.01 ETH into the inference escrow.', { timeout: 30_000 });
+    await expect(card.getByTestId('prompt-deposit-status')).toHaveText(
+      'Deposited 0.01 ETH into the inference escrow.',
+      { timeout: 30_000 },
+    );
     await expect(card.getByTestId('prompt-available')).toHaveText('0.01 ETH');
 
     // Record every change of the output, to see it grow token by token rather than arrive at once.
     await card.getByTestId('prompt-output').evaluate((el) => {
       const seen: string[] = [];
       (window as unknown as { __outputs: string[] }).__outputs = seen;
-      new MutationObserver(() => seen.push(el.textContent ?? '')).observe(el, { childList: true, subtree: true, characterData: true });
+      new MutationObserver(() => seen.push(el.textContent ?? '')).observe(el, {
+        childList: true,
+        subtree: true,
+        characterData: true,
+      });
     });
     await form.getByRole('button', { name: 'Send' }).click();
     await expect(card.getByTestId('prompt-status')).toContainText('Done · ', { timeout: 30_000 });
@@ -266,17 +330,23 @@ test('the prompt box: a 402 before any deposit, a deposit from the wallet, then 
     expect(final.length).toBeGreaterThan('The jury said'.length);
     expect(STAND_IN_TOKENS.length).toBeGreaterThanOrEqual(8);
     // The wallet signed the request (personal_sign), and the request was metered exactly: tokens × price.
-    expect(await page.evaluate(() => (window as unknown as { __walletCalls: string[] }).__walletCalls)).toContain('personal_sign');
+    expect(await page.evaluate(() => (window as unknown as { __walletCalls: string[] }).__walletCalls)).toContain(
+      'personal_sign',
+    );
     const payer = await json<{ uncharged: string }>(`${fx.coordinator}/api/payers/${PAYER}`);
     const weiPerToken = 2n * 10n ** 11n; // 0.0002 ETH per 1,000 tokens
     expect(BigInt(payer.uncharged)).toBe(BigInt(Number(promptTokens) + 8) * weiPerToken);
-    await expect(card.getByTestId('prompt-uncharged')).toHaveText(`${Number(payer.uncharged) / 1e18} ETH`, { timeout: 20_000 });
+    await expect(card.getByTestId('prompt-uncharged')).toHaveText(`${Number(payer.uncharged) / 1e18} ETH`, {
+      timeout: 20_000,
+    });
     await checkViews(page, info, 'researcher-prompt', async () => {
       await expect(card.getByTestId('prompt-output')).toBeVisible();
     });
 
     expect(refusals).toEqual(['402 POST /v1/completions']);
-    expect(errors.filter((e) => !/Failed to load resource: the server responded with a status of 402/.test(e))).toEqual([]);
+    expect(errors.filter((e) => !/Failed to load resource: the server responded with a status of 402/.test(e))).toEqual(
+      [],
+    );
   } finally {
     await stopProcess(server);
     rmSync(dir, { recursive: true, force: true });
@@ -284,10 +354,15 @@ test('the prompt box: a 402 before any deposit, a deposit from the wallet, then 
   }
 });
 
-
 function spawnLogged(args: string[], logs: string[], name: string): ChildProcess {
   const child = spawn(NODE, ['--import', './scripts/register.ts', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const keep = (d: Buffer) => logs.push(...String(d).split('\n').filter(Boolean).map((l) => `[${name}] ${l}`));
+  const keep = (d: Buffer) =>
+    logs.push(
+      ...String(d)
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => `[${name}] ${l}`),
+    );
   child.stdout!.on('data', keep);
   child.stderr!.on('data', keep);
   return child;
@@ -306,14 +381,28 @@ test('a volunteer tab asks for its chosen model, pauses itself while hidden and 
     server = spawnLogged(['tests/browser/swarm-server.ts', '--db', join(dir, 'coordinator.db')], logs, 'server');
     const fx = await new Promise<{ coordinator: string; app: string; modelId: string }>((resolve, reject) => {
       server!.stdout!.on('data', (d: Buffer) => {
-        const line = String(d).split('\n').find((l) => l.startsWith('READY '));
+        const line = String(d)
+          .split('\n')
+          .find((l) => l.startsWith('READY '));
         if (line) resolve(JSON.parse(line.slice('READY '.length)));
       });
       server!.once('exit', (code) => reject(new Error(`swarm-server exited with ${code}:\n${logs.join('\n')}`)));
     });
     const keys = await tabAndWorkerKeys();
     writeFileSync(join(dir, 'worker.key'), keys.worker, { mode: 0o600 });
-    worker = spawnLogged(['src/cli/worker.ts', '--coordinator', fx.coordinator, '--key', join(dir, 'worker.key'), '--tokens-per-second', '1000'], logs, 'worker');
+    worker = spawnLogged(
+      [
+        'src/cli/worker.ts',
+        '--coordinator',
+        fx.coordinator,
+        '--key',
+        join(dir, 'worker.key'),
+        '--tokens-per-second',
+        '1000',
+      ],
+      logs,
+      'worker',
+    );
 
     await page.setViewportSize(DESKTOP);
     const errors = watchConsole(page);
@@ -323,14 +412,20 @@ test('a volunteer tab asks for its chosen model, pauses itself while hidden and 
     await page.getByTestId('vol-prefer').selectOption(fx.modelId);
     await page.getByTestId('vol-duty').fill('70');
     await page.getByRole('button', { name: 'Join the swarm' }).click();
-    await page.waitForFunction(() => (window.__tesseraVolunteer?.stepsDone ?? 0) >= 1 || window.__tesseraVolunteer?.status === 'error', null, { timeout: 120_000 });
+    await page.waitForFunction(
+      () => (window.__tesseraVolunteer?.stepsDone ?? 0) >= 1 || window.__tesseraVolunteer?.status === 'error',
+      null,
+      { timeout: 120_000 },
+    );
     const hook = (await page.evaluate(() => window.__tesseraVolunteer))!;
     expect(hook.error, logs.slice(-30).join('\n')).toBeUndefined();
     // This build's worker takes the GPU-use cap (the page says so when one cannot).
     await expect(page.getByText('GPU use: at most 70% of the time')).toBeVisible();
     await expect(page.getByText('cannot cap its GPU use yet')).toHaveCount(0);
     // The join asked for the chosen model.
-    const { peers } = await json<{ peers: Array<{ peerId: string; preferModel: string | null }> }>(`${fx.coordinator}/api/peers`);
+    const { peers } = await json<{ peers: Array<{ peerId: string; preferModel: string | null }> }>(
+      `${fx.coordinator}/api/peers`,
+    );
     expect(peers.find((p) => p.peerId === hook.peerId)?.preferModel).toBe(fx.modelId);
 
     // Hidden (the browser's visibilitychange): the tab finishes its step and holds; shown again, it trains on.
@@ -344,7 +439,9 @@ test('a volunteer tab asks for its chosen model, pauses itself while hidden and 
     await expect(page.getByTestId('vol-status')).toHaveText(/^Paus(ing|ed)$/);
     await expect(page.getByTestId('vol-detail')).toContainText('this tab is hidden');
     // Wait for the step in flight to land (then the page says Paused); if none lands within a minute, none will.
-    await page.waitForFunction(() => window.__tesseraVolunteer!.status === 'paused', null, { timeout: 60_000 }).catch(() => {});
+    await page
+      .waitForFunction(() => window.__tesseraVolunteer!.status === 'paused', null, { timeout: 60_000 })
+      .catch(() => {});
     const held = await page.evaluate(() => window.__tesseraVolunteer!.stepsDone);
     await page.waitForTimeout(5000);
     expect(await page.evaluate(() => window.__tesseraVolunteer!.stepsDone), 'steps while hidden').toBe(held);
@@ -357,7 +454,9 @@ test('a volunteer tab asks for its chosen model, pauses itself while hidden and 
     await expect(page.getByTestId('research-stream')).toHaveAttribute('data-stream', 'live');
     const node = page.getByTestId('topo-diagram').locator(`.react-flow__node[data-id="${hook.peerId}"]`);
     await expect(node).toContainText('Browser');
-    await expect(page.getByTestId('research-loss-caption')).toContainText(/training \d+\.\d{4} at step \d+/, { timeout: 60_000 });
+    await expect(page.getByTestId('research-loss-caption')).toContainText(/training \d+\.\d{4} at step \d+/, {
+      timeout: 60_000,
+    });
     await shoot(page, info, 'researcher-live-swarm');
     await page.getByRole('link', { name: 'Volunteer' }).click();
     await page.getByRole('button', { name: 'Leave' }).click();
@@ -366,9 +465,15 @@ test('a volunteer tab asks for its chosen model, pauses itself while hidden and 
     // the coordinator declares it gone, its next heartbeat gets 409 and the worker joins again, as designed.
     const unexpected = refusals.filter((r) => r !== '409 POST /api/peers/heartbeat');
     expect(unexpected).toEqual([]);
-    expect(errors.filter((e) => !/status of 409 \(Conflict\)/.test(e)), `refused requests: ${refusals.join(', ')}`).toEqual([]);
+    expect(
+      errors.filter((e) => !/status of 409 \(Conflict\)/.test(e)),
+      `refused requests: ${refusals.join(', ')}`,
+    ).toEqual([]);
   } catch (e) {
-    const tabLog = await page.getByTestId('vol-log').innerText().catch(() => '(no activity log)');
+    const tabLog = await page
+      .getByTestId('vol-log')
+      .innerText()
+      .catch(() => '(no activity log)');
     console.log(`[tab]\n${tabLog}\n${logs.slice(-80).join('\n')}`);
     throw e;
   } finally {

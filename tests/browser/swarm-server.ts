@@ -28,12 +28,18 @@ async function main(): Promise<void> {
   const { values } = parseArgs({ options: { db: { type: 'string' } } });
   if (!values.db) throw new Error('--db <file> is required');
   const coord = await startCoordinator({ dbPath: values.db, registerDefault: false });
-  const res = await fetch(`${coord.url}/api/models`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(SWARM_MODEL) });
+  const res = await fetch(`${coord.url}/api/models`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(SWARM_MODEL),
+  });
   if (res.status !== 201) throw new Error(`registering the test model failed: ${res.status} ${await res.text()}`);
-  for (const part of ['tokenizer.json', 'train', 'val']) await (await fetch(`${coord.url}/api/data/brown/1024/${part}`)).arrayBuffer();
+  for (const part of ['tokenizer.json', 'train', 'val'])
+    await (await fetch(`${coord.url}/api/data/brown/1024/${part}`)).arrayBuffer();
   const port = await freePort();
   const server = await preview({
-    root: new URL('../../', import.meta.url).pathname, logLevel: 'warn',
+    root: new URL('../../', import.meta.url).pathname,
+    logLevel: 'warn',
     preview: { host: '127.0.0.1', port, strictPort: true, open: false, proxy: { '/api': { target: coord.url } } },
   });
   const stop = async () => {
@@ -43,7 +49,9 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => void stop());
   process.on('SIGINT', () => void stop());
-  console.log(`READY ${JSON.stringify({ coordinator: coord.url, app: `http://127.0.0.1:${port}`, modelId: SWARM_MODEL.id })}`);
+  console.log(
+    `READY ${JSON.stringify({ coordinator: coord.url, app: `http://127.0.0.1:${port}`, modelId: SWARM_MODEL.id })}`,
+  );
 }
 
 await main();

@@ -33,8 +33,18 @@ export interface TourStack {
 
 /** A child in its own process group, its output kept in `logs` with a prefix. */
 function spawnGroup(args: string[], env: NodeJS.ProcessEnv, logs: string[], name: string): ChildProcess {
-  const child = spawn(NODE, ['--import', './scripts/register.ts', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env }, detached: true });
-  const keep = (d: Buffer) => logs.push(...String(d).split('\n').filter((l) => l.trim() && !l.startsWith('Warning: max')).map((l) => `[${name}] ${l}`));
+  const child = spawn(NODE, ['--import', './scripts/register.ts', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
+    detached: true,
+  });
+  const keep = (d: Buffer) =>
+    logs.push(
+      ...String(d)
+        .split('\n')
+        .filter((l) => l.trim() && !l.startsWith('Warning: max'))
+        .map((l) => `[${name}] ${l}`),
+    );
   child.stdout!.on('data', keep);
   child.stderr!.on('data', keep);
   return child;
@@ -49,7 +59,10 @@ async function stopGroup(child: ChildProcess): Promise<void> {
       // The group is gone already.
     }
   };
-  const exited = child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : new Promise<void>((r) => child.once('exit', () => r()));
+  const exited =
+    child.exitCode !== null || child.signalCode !== null
+      ? Promise.resolve()
+      : new Promise<void>((r) => child.once('exit', () => r()));
   signal('SIGTERM');
   const timer = setTimeout(() => signal('SIGKILL'), 15_000);
   await exited;
@@ -71,32 +84,58 @@ export async function startTourStack(o: { workers: number; epochSeconds: number 
   };
   try {
     const env = {
-      TESSERA_STATE_DIR: dir, TESSERA_NO_BUILD: '1', TESSERA_NO_OPEN: '1', TESSERA_WORKERS: String(o.workers), TESSERA_EPOCH_SECONDS: String(o.epochSeconds),
+      TESSERA_STATE_DIR: dir,
+      TESSERA_NO_BUILD: '1',
+      TESSERA_NO_OPEN: '1',
+      TESSERA_WORKERS: String(o.workers),
+      TESSERA_EPOCH_SECONDS: String(o.epochSeconds),
       // A fixed speed: the workers skip their minute-long measurement (every stage gets one peer either way).
       TESSERA_WORKER_TOKENS_PER_SECOND: '100',
-      PORT: String(await freePort()), TESSERA_COORDINATOR_PORT: String(await freePort()), TESSERA_CHAIN_PORT: String(await freePort()),
+      PORT: String(await freePort()),
+      TESSERA_COORDINATOR_PORT: String(await freePort()),
+      TESSERA_CHAIN_PORT: String(await freePort()),
     };
     const start = spawnGroup(['scripts/start.ts'], env, logs, 'start');
     children.push(start);
-    const urls = await new Promise<{ app: string; coordinator: string; rpcUrl: string; chainId: number }>((resolve, reject) => {
-      const found: Record<string, string> = {};
-      start.stdout!.on('data', (d: Buffer) => {
-        for (const line of String(d).split('\n')) {
-          const m = /^\[tessera\] (app|coordinator) at (\S+)/.exec(line) ?? /^\[tessera\] (chain) (http\S+) \(id (\d+)\)/.exec(line);
-          if (m) found[m[1]] = m[2].replace(/\/$/, '');
-          if (m?.[1] === 'chain') found.chainId = m[3];
-          if (/^\[tessera\] started \d+ local worker/.test(line)) {
-            resolve({ app: found.app, coordinator: found.coordinator, rpcUrl: found.chain, chainId: Number(found.chainId) });
+    const urls = await new Promise<{ app: string; coordinator: string; rpcUrl: string; chainId: number }>(
+      (resolve, reject) => {
+        const found: Record<string, string> = {};
+        start.stdout!.on('data', (d: Buffer) => {
+          for (const line of String(d).split('\n')) {
+            const m =
+              /^\[tessera\] (app|coordinator) at (\S+)/.exec(line) ??
+              /^\[tessera\] (chain) (http\S+) \(id (\d+)\)/.exec(line);
+            if (m) found[m[1]] = m[2].replace(/\/$/, '');
+            if (m?.[1] === 'chain') found.chainId = m[3];
+            if (/^\[tessera\] started \d+ local worker/.test(line)) {
+              resolve({
+                app: found.app,
+                coordinator: found.coordinator,
+                rpcUrl: found.chain,
+                chainId: Number(found.chainId),
+              });
+            }
           }
-        }
-      });
-      start.once('exit', (code) => reject(new Error(`npm start exited with ${code}:\n${logs.join('\n')}`)));
-    });
-    if (!urls.app || !urls.coordinator || !urls.rpcUrl) throw new Error(`npm start did not print every URL: ${JSON.stringify(urls)}\n${logs.join('\n')}`);
+        });
+        start.once('exit', (code) => reject(new Error(`npm start exited with ${code}:\n${logs.join('\n')}`)));
+      },
+    );
+    if (!urls.app || !urls.coordinator || !urls.rpcUrl)
+      throw new Error(`npm start did not print every URL: ${JSON.stringify(urls)}\n${logs.join('\n')}`);
     return {
-      ...urls, tabKey, tabPeerId: peerIdFromPrivateKey(privateKeyFromProtobuf(tabKey)).toString(), dir, logs, stop,
+      ...urls,
+      tabKey,
+      tabPeerId: peerIdFromPrivateKey(privateKeyFromProtobuf(tabKey)).toString(),
+      dir,
+      logs,
+      stop,
       worker(name, args) {
-        const child = spawnGroup(['src/cli/worker.ts', '--coordinator', urls.coordinator, '--key', join(dir, `${name}.key`), ...args], {}, logs, name);
+        const child = spawnGroup(
+          ['src/cli/worker.ts', '--coordinator', urls.coordinator, '--key', join(dir, `${name}.key`), ...args],
+          {},
+          logs,
+          name,
+        );
         children.push(child);
         return child;
       },

@@ -5,7 +5,15 @@ import { CHROMIUM_ARGS } from '../../playwright.config.ts';
 import { RevenueVaultAbi, TestTokenAbi } from '../../src/chain/artifacts.ts';
 import { ANVIL_KEYS } from '../../src/chain/anvil.ts';
 import { chainClients } from '../../src/chain/client.ts';
-import { DESKTOP, PHONE, expectNoHorizontalOverflow, injectAnvilWallet, storeTabKey, watchConsole, watchRefusals } from './helpers.ts';
+import {
+  DESKTOP,
+  PHONE,
+  expectNoHorizontalOverflow,
+  injectAnvilWallet,
+  storeTabKey,
+  watchConsole,
+  watchRefusals,
+} from './helpers.ts';
 import { startTourStack, type TourStack } from './tour-stack.ts';
 
 /**
@@ -24,7 +32,12 @@ import { startTourStack, type TourStack } from './tour-stack.ts';
  */
 
 // WebRTC to the Node workers: Chromium must offer real host candidates (see volunteer.spec.ts).
-test.use({ launchOptions: { executablePath: '/usr/bin/chromium', args: [...CHROMIUM_ARGS, '--disable-features=WebRtcHideLocalIpsWithMdns'] } });
+test.use({
+  launchOptions: {
+    executablePath: '/usr/bin/chromium',
+    args: [...CHROMIUM_ARGS, '--disable-features=WebRtcHideLocalIpsWithMdns'],
+  },
+});
 
 const DEFAULT_MODEL = 'brown-tiny';
 const EPOCH_SECONDS = 20;
@@ -33,7 +46,20 @@ const CHALLENGE_SECONDS = 60;
 /** anvil dev account 2: pays for the prompt and holds the tab's shares. */
 const WALLET = getAddress('0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC');
 /** What the tour proposes: small, so two more Node workers can train it beside the default model. */
-const PROPOSED = { id: 'tour-proposed', name: 'Tour proposal', vocab: '1024', dModel: '32', heads: '2', layers: '2', context: '32', layout: '1, 1', codec: 'none', microBatches: '2', batch: '1', pricePer1kTokens: '0.0001' };
+const PROPOSED = {
+  id: 'tour-proposed',
+  name: 'Tour proposal',
+  vocab: '1024',
+  dModel: '32',
+  heads: '2',
+  layers: '2',
+  context: '32',
+  layout: '1, 1',
+  codec: 'none',
+  microBatches: '2',
+  batch: '1',
+  pricePer1kTokens: '0.0001',
+};
 const VIEWS = [
   ['gpu', '#/', 'Your GPU'],
   ['volunteer', '#/volunteer', 'Volunteer'],
@@ -47,17 +73,27 @@ let stack: TourStack | undefined;
 test.afterEach(async ({}, info) => {
   if (stack) await info.attach('stack.log', { body: stack.logs.join('\n'), contentType: 'text/plain' });
   // On failure, the stack's last words without the per-step chatter.
-  if (info.status !== info.expectedStatus && stack) console.log(stack.logs.filter((l) => !/\] step \d+ |receipt refused/.test(l)).slice(-100).join('\n'));
+  if (info.status !== info.expectedStatus && stack)
+    console.log(
+      stack.logs
+        .filter((l) => !/\] step \d+ |receipt refused/.test(l))
+        .slice(-100)
+        .join('\n'),
+    );
   await stack?.stop();
   stack = undefined;
 });
 
 async function rpc(url: string, method: string, params: unknown[] = []): Promise<unknown> {
-  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ jsonrpc: '2.0', id: 1, method, params }) });
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method, params }),
+  });
   return ((await res.json()) as { result: unknown }).result;
 }
 
-const json = async <T,>(url: string): Promise<T> => (await fetch(url)).json() as Promise<T>;
+const json = async <T>(url: string): Promise<T> => (await fetch(url)).json() as Promise<T>;
 
 /** The SPA's own navigation (no reload: the tab keeps training while the tour moves between views). */
 async function go(page: Page, hash: string, heading: string): Promise<void> {
@@ -74,10 +110,24 @@ async function shoot(page: Page, info: TestInfo, name: string): Promise<void> {
 
 /** axe over the whole page: serious and critical violations fail, with what and where. */
 async function scan(page: Page, info: TestInfo, name: string): Promise<void> {
-  const result = await new AxeBuilder({ page }).withTags(['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice']).analyze();
-  await info.attach(`axe-${name}.json`, { body: JSON.stringify(result.violations, null, 2), contentType: 'application/json' });
+  const result = await new AxeBuilder({ page })
+    .withTags(['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice'])
+    .analyze();
+  await info.attach(`axe-${name}.json`, {
+    body: JSON.stringify(result.violations, null, 2),
+    contentType: 'application/json',
+  });
   const bad = result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
-  expect(bad.map((v) => `${v.id} (${v.impact}): ${v.help} — ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(' | ')}`), `axe on ${name}`).toEqual([]);
+  expect(
+    bad.map(
+      (v) =>
+        `${v.id} (${v.impact}): ${v.help} — ${v.nodes
+          .slice(0, 3)
+          .map((n) => n.target.join(' '))
+          .join(' | ')}`,
+    ),
+    `axe on ${name}`,
+  ).toEqual([]);
 }
 
 /** The number in a `.holder-amount` inside a holder field. */
@@ -90,12 +140,15 @@ async function captionLoss(page: Page): Promise<[number, number] | undefined> {
   return m ? [Number(m[1]), Number(m[2].replace(/,/g, ''))] : undefined;
 }
 
-test('the tour: a tab trains, the Researcher sees it, a proposed model trains, a paid prompt streams, a holder claims and withdraws; every view at two widths', async ({ page }, info) => {
+test('the tour: a tab trains, the Researcher sees it, a proposed model trains, a paid prompt streams, a holder claims and withdraws; every view at two widths', async ({
+  page,
+}, info) => {
   test.setTimeout(600_000);
   stack = await startTourStack({ workers: 3, epochSeconds: EPOCH_SECONDS });
   const s = stack;
   const t0 = Date.now();
-  const mark = (what: string) => info.annotations.push({ type: 'timing', description: `${what} at ${((Date.now() - t0) / 1000).toFixed(0)} s` });
+  const mark = (what: string) =>
+    info.annotations.push({ type: 'timing', description: `${what} at ${((Date.now() - t0) / 1000).toFixed(0)} s` });
   await injectAnvilWallet(page, { rpcUrl: s.rpcUrl, chainId: s.chainId, account: WALLET });
   await page.setViewportSize(DESKTOP);
   const errors = watchConsole(page);
@@ -108,7 +161,11 @@ test('the tour: a tab trains, the Researcher sees it, a proposed model trains, a
   await page.getByTestId('vol-prefer').selectOption(DEFAULT_MODEL);
   await page.getByRole('button', { name: 'Join the swarm' }).click();
   await expect(page.getByTestId('vol-model')).toHaveText(DEFAULT_MODEL, { timeout: 60_000 });
-  await page.waitForFunction(() => (window.__tesseraVolunteer?.stepsDone ?? 0) >= 2 || window.__tesseraVolunteer?.status === 'error', null, { timeout: 240_000 });
+  await page.waitForFunction(
+    () => (window.__tesseraVolunteer?.stepsDone ?? 0) >= 2 || window.__tesseraVolunteer?.status === 'error',
+    null,
+    { timeout: 240_000 },
+  );
   const hook = (await page.evaluate(() => window.__tesseraVolunteer))!;
   expect(hook.error, `${JSON.stringify(hook)}\n${s.logs.slice(-40).join('\n')}`).toBeUndefined();
   expect(hook.peerId).toBe(s.tabPeerId);
@@ -126,17 +183,22 @@ test('the tour: a tab trains, the Researcher sees it, a proposed model trains, a
   const node = page.getByTestId('topo-diagram').locator(`.react-flow__node[data-id="${s.tabPeerId}"]`);
   await expect(node).toContainText('Browser');
   await expect(page.getByTestId('topo-peers')).toContainText(s.tabPeerId.slice(-6));
-  const { metrics } = await json<{ metrics: Array<{ step: number; kind: string; value: number }> }>(`${s.coordinator}/api/models/${DEFAULT_MODEL}/metrics`);
+  const { metrics } = await json<{ metrics: Array<{ step: number; kind: string; value: number }> }>(
+    `${s.coordinator}/api/models/${DEFAULT_MODEL}/metrics`,
+  );
   const first = metrics.filter((m) => m.kind === 'train').sort((a, b) => a.step - b.step)[0];
   expect(first.step).toBe(0);
   // New steps arrive over the stream while the page is open, and their loss is below the first step's.
   const seen = await captionLoss(page);
   expect(seen, 'the caption shows a training loss').toBeDefined();
   await expect
-    .poll(async () => {
-      const now = await captionLoss(page);
-      return now !== undefined && now[1] > seen![1] && now[0] < first.value;
-    }, { timeout: 180_000, message: `a step after ${seen![1]} with a loss below step 0's ${first.value}` })
+    .poll(
+      async () => {
+        const now = await captionLoss(page);
+        return now !== undefined && now[1] > seen![1] && now[0] < first.value;
+      },
+      { timeout: 180_000, message: `a step after ${seen![1]} with a loss below step 0's ${first.value}` },
+    )
     .toBe(true);
   // The chart draws one point per step so far (recharts' line path: one segment per point after the first).
   const points = await page.getByTestId('research-loss').locator('.recharts-line-curve').first().getAttribute('d');
@@ -152,9 +214,16 @@ test('the tour: a tab trains, the Researcher sees it, a proposed model trains, a
   }
   await form.getByRole('button', { name: 'Propose model' }).click();
   await expect(form.getByTestId('propose-status')).toContainText(`Registered ${PROPOSED.name} as ${PROPOSED.id}`);
-  for (const name of ['proposed-1', 'proposed-2']) s.worker(name, ['--model', PROPOSED.id, '--tokens-per-second', '100']);
+  for (const name of ['proposed-1', 'proposed-2'])
+    s.worker(name, ['--model', PROPOSED.id, '--tokens-per-second', '100']);
   // The tab keeps its stage of the default model (it asked for it).
-  expect((await json<{ peers: Array<{ peerId: string; assignments: Array<{ modelId: string }> }> }>(`${s.coordinator}/api/peers`)).peers.find((p) => p.peerId === s.tabPeerId)?.assignments[0]?.modelId).toBe(DEFAULT_MODEL);
+  expect(
+    (
+      await json<{ peers: Array<{ peerId: string; assignments: Array<{ modelId: string }> }> }>(
+        `${s.coordinator}/api/peers`,
+      )
+    ).peers.find((p) => p.peerId === s.tabPeerId)?.assignments[0]?.modelId,
+  ).toBe(DEFAULT_MODEL);
   mark('model proposed');
 
   // ---- 4. A paid prompt streams tokens from the swarm (default model, the tab holds one of its stages). ----
@@ -164,7 +233,9 @@ test('the tour: a tab trains, the Researcher sees it, a proposed model trains, a
   await expect(card.getByTestId('prompt-available')).toHaveText('0 ETH');
   await card.getByLabel('Amount (ETH)').fill('0.01');
   await card.getByRole('button', { name: 'Deposit' }).click();
-  await expect(card.getByTestId('prompt-deposit-status')).toHaveText('Deposited 0.01 ETH into the inference escrow.', { timeout: 60_000 });
+  await expect(card.getByTestId('prompt-deposit-status')).toHaveText('Deposited 0.01 ETH into the inference escrow.', {
+    timeout: 60_000,
+  });
   await expect(card.getByTestId('prompt-available')).toHaveText('0.01 ETH');
   const prompt = card.locator('form.prompt-form');
   await prompt.getByLabel('Model', { exact: true }).selectOption(DEFAULT_MODEL);
@@ -172,9 +243,16 @@ test('the tour: a tab trains, the Researcher sees it, a proposed model trains, a
   await prompt.getByLabel('Max tokens').fill('8');
   await card.getByTestId('prompt-output').evaluate((el) => {
     const w = window as unknown as { __outputs: string[] };
-    new MutationObserver(() => w.__outputs.push(el.textContent ?? '')).observe(el, { childList: true, subtree: true, characterData: true });
+    new MutationObserver(() => w.__outputs.push(el.textContent ?? '')).observe(el, {
+      childList: true,
+      subtree: true,
+      characterData: true,
+    });
   });
-  const outcome = async () => ((await card.getByTestId('prompt-error').count()) ? `error: ${await card.getByTestId('prompt-error').textContent()}` : await card.getByTestId('prompt-status').textContent());
+  const outcome = async () =>
+    (await card.getByTestId('prompt-error').count())
+      ? `error: ${await card.getByTestId('prompt-error').textContent()}`
+      : await card.getByTestId('prompt-status').textContent();
   // A stage holder's first inference request makes it measure its runtimes (WGSL against onnxruntime-web); on a
   // loaded machine a SwiftShader tab can miss the hop's deadline (or be re-placed after missing heartbeats). That
   // must fail cleanly — a 503 that charges nothing — and a prompt after the swarm's next step then streams.
@@ -192,11 +270,21 @@ test('the tour: a tab trains, the Researcher sees it, a proposed model trains, a
     const done = await page.evaluate(() => window.__tesseraVolunteer!.stepsDone);
     await page.waitForFunction((n) => window.__tesseraVolunteer!.stepsDone > n, done, { timeout: 120_000 });
   }
-  const [, promptTokens, generated] = /Done · (\d+) prompt \+ (\d+) generated tokens/.exec((await card.getByTestId('prompt-status').textContent())!)!;
+  const [, promptTokens, generated] = /Done · (\d+) prompt \+ (\d+) generated tokens/.exec(
+    (await card.getByTestId('prompt-status').textContent())!,
+  )!;
   expect(Number(generated)).toBeGreaterThanOrEqual(1);
-  const growth = [...new Set((await page.evaluate(() => (window as unknown as { __outputs: string[] }).__outputs)).map((o) => o.length))];
-  expect(growth.length, `output lengths seen: ${growth.join(', ')}`).toBeGreaterThanOrEqual(Math.min(3, Number(generated)));
-  expect(await page.evaluate(() => (window as unknown as { __walletCalls: string[] }).__walletCalls)).toContain('personal_sign');
+  const growth = [
+    ...new Set(
+      (await page.evaluate(() => (window as unknown as { __outputs: string[] }).__outputs)).map((o) => o.length),
+    ),
+  ];
+  expect(growth.length, `output lengths seen: ${growth.join(', ')}`).toBeGreaterThanOrEqual(
+    Math.min(3, Number(generated)),
+  );
+  expect(await page.evaluate(() => (window as unknown as { __walletCalls: string[] }).__walletCalls)).toContain(
+    'personal_sign',
+  );
   // Metered at the model's price (0.01 ETH per 1,000 tokens = 1e13 wei a token), not yet charged on chain.
   const cost = BigInt(Number(promptTokens) + Number(generated)) * 10n ** 13n;
   expect(BigInt((await json<{ uncharged: string }>(`${s.coordinator}/api/payers/${WALLET}`)).uncharged)).toBe(cost);
@@ -205,10 +293,22 @@ test('the tour: a tab trains, the Researcher sees it, a proposed model trains, a
   // ---- 3, continued: the proposed model's pipeline trains (its steps advance on the Researcher page). ----
   await page.getByTestId('model-picker').selectOption(PROPOSED.id);
   await expect(page).toHaveURL(new RegExp(`model=${PROPOSED.id}$`));
-  await expect.poll(async () => (await captionLoss(page))?.[1] ?? -1, { timeout: 240_000, message: `${PROPOSED.id} reaches step 1` }).toBeGreaterThanOrEqual(1);
+  await expect
+    .poll(async () => (await captionLoss(page))?.[1] ?? -1, {
+      timeout: 240_000,
+      message: `${PROPOSED.id} reaches step 1`,
+    })
+    .toBeGreaterThanOrEqual(1);
   const proposedStep = (await captionLoss(page))![1];
-  await expect.poll(async () => (await captionLoss(page))?.[1] ?? -1, { timeout: 120_000, message: `${PROPOSED.id} goes past step ${proposedStep}` }).toBeGreaterThan(proposedStep);
-  const topology = await json<{ stages: Array<{ peers: Array<{ peerId: string }> }> }>(`${s.coordinator}/api/models/${PROPOSED.id}/topology`);
+  await expect
+    .poll(async () => (await captionLoss(page))?.[1] ?? -1, {
+      timeout: 120_000,
+      message: `${PROPOSED.id} goes past step ${proposedStep}`,
+    })
+    .toBeGreaterThan(proposedStep);
+  const topology = await json<{ stages: Array<{ peers: Array<{ peerId: string }> }> }>(
+    `${s.coordinator}/api/models/${PROPOSED.id}/topology`,
+  );
   expect(topology.stages.map((st) => st.peers.length)).toEqual([1, 1]);
   mark('proposed model trained');
 
@@ -229,29 +329,53 @@ test('the tour: a tab trains, the Researcher sees it, a proposed model trains, a
   await rpc(s.rpcUrl, 'evm_mine');
   await expect(amountOf(holderCard.getByTestId('h-claimable'))).not.toHaveText('0', { timeout: 60_000 });
   const pub = chainClients(s.rpcUrl, s.chainId, ANVIL_KEYS[2]).publicClient;
-  const { chain } = await json<{ chain: { models: Record<string, { token: Address; vault: Address }> } }>(`${s.coordinator}/api/chain`);
+  const { chain } = await json<{ chain: { models: Record<string, { token: Address; vault: Address }> } }>(
+    `${s.coordinator}/api/chain`,
+  );
   const addrs = chain.models[DEFAULT_MODEL];
-  const sharesOf = () => pub.readContract({ address: addrs.token, abi: TestTokenAbi, functionName: 'balanceOf', args: [WALLET] });
+  const sharesOf = () =>
+    pub.readContract({ address: addrs.token, abi: TestTokenAbi, functionName: 'balanceOf', args: [WALLET] });
   expect(await sharesOf()).toBe(0n);
   await holderCard.getByRole('button', { name: /^Claim [\d.]+ shares$/ }).click();
-  await expect(holderCard.getByTestId('holder-tx-status')).toHaveText(/^Claimed [\d.]+ shares \(epoch \d+\)\.$/, { timeout: 60_000 });
-  const claimed = /^Claimed ([\d.]+) shares/.exec((await holderCard.getByTestId('holder-tx-status').textContent())!)![1];
+  await expect(holderCard.getByTestId('holder-tx-status')).toHaveText(/^Claimed [\d.]+ shares \(epoch \d+\)\.$/, {
+    timeout: 60_000,
+  });
+  const claimed = /^Claimed ([\d.]+) shares/.exec(
+    (await holderCard.getByTestId('holder-tx-status').textContent())!,
+  )![1];
   expect(await sharesOf()).toBe(parseUnits(claimed, 18));
   await expect(amountOf(holderCard.getByTestId('h-balance'))).toHaveText(claimed);
 
   // Now that shares exist, the next charge moves the prompt's metered cost from the escrow into the vault;
   // this wallet holds every share, so all of it is its to withdraw.
   await expect(amountOf(holderCard.getByTestId('h-wd-eth'))).not.toHaveText('0', { timeout: 90_000 });
-  const deposited = await pub.readContract({ address: addrs.vault, abi: RevenueVaultAbi, functionName: 'totalEthDeposited' });
+  const deposited = await pub.readContract({
+    address: addrs.vault,
+    abi: RevenueVaultAbi,
+    functionName: 'totalEthDeposited',
+  });
   expect(deposited).toBe(cost);
   await expect(holderCard.getByTestId('h-deposited')).toContainText(`${Number(cost) / 1e18} ETH`);
   const due = (await amountOf(holderCard.getByTestId('h-wd-eth')).textContent())!;
-  expect(parseEther(due)).toBe(await pub.readContract({ address: addrs.vault, abi: RevenueVaultAbi, functionName: 'withdrawableEth', args: [WALLET] }));
+  expect(parseEther(due)).toBe(
+    await pub.readContract({
+      address: addrs.vault,
+      abi: RevenueVaultAbi,
+      functionName: 'withdrawableEth',
+      args: [WALLET],
+    }),
+  );
   expect(cost - parseEther(due)).toBeLessThanOrEqual(1n); // fixed-point per-share rounding, at most a wei
   const ethBefore = await pub.getBalance({ address: WALLET });
   await holderCard.getByRole('button', { name: 'Withdraw ETH' }).click();
   await expect(holderCard.getByTestId('holder-tx-status')).toHaveText(`Withdrew ${due} ETH.`, { timeout: 60_000 });
-  const withdrawn = await pub.getContractEvents({ address: addrs.vault, abi: RevenueVaultAbi, eventName: 'Withdrawn', args: { to: WALLET }, fromBlock: 0n });
+  const withdrawn = await pub.getContractEvents({
+    address: addrs.vault,
+    abi: RevenueVaultAbi,
+    eventName: 'Withdrawn',
+    args: { to: WALLET },
+    fromBlock: 0n,
+  });
   expect(withdrawn.map((e) => e.args.amount)).toEqual([parseEther(due)]);
   const r = await pub.getTransactionReceipt({ hash: withdrawn[0].transactionHash });
   expect(await pub.getBalance({ address: WALLET })).toBe(ethBefore + parseEther(due) - r.gasUsed * r.effectiveGasPrice);
@@ -261,16 +385,26 @@ test('the tour: a tab trains, the Researcher sees it, a proposed model trains, a
   // ---- 6. Every view at both widths: screenshot, axe, no overflow; the tab still trains throughout. ----
   for (const [name, hash, heading] of VIEWS) {
     await go(page, hash, heading);
-    for (const [label, size] of [['desktop', DESKTOP], ['phone', PHONE]] as const) {
+    for (const [label, size] of [
+      ['desktop', DESKTOP],
+      ['phone', PHONE],
+    ] as const) {
       await page.setViewportSize(size);
       // The page at rest: no hover tooltip from wherever the last click left the pointer.
       await page.mouse.move(0, 0);
       if (name === 'researcher') await expect(page.getByTestId('topo-diagram')).toBeVisible();
-      if (name === 'gpu') await expect(page.locator('main[data-phase]')).not.toHaveAttribute('data-phase', /^(idle|detecting)$/);
+      if (name === 'gpu')
+        await expect(page.locator('main[data-phase]')).not.toHaveAttribute('data-phase', /^(idle|detecting)$/);
       await expectNoHorizontalOverflow(page);
       // Table scrollers become focusable regions once their ResizeObserver has seen the new width.
       await expect
-        .poll(() => page.evaluate(() => [...document.querySelectorAll('.table-wrap')].every((el) => el.scrollWidth <= el.clientWidth + 1 || el.hasAttribute('tabindex'))))
+        .poll(() =>
+          page.evaluate(() =>
+            [...document.querySelectorAll('.table-wrap')].every(
+              (el) => el.scrollWidth <= el.clientWidth + 1 || el.hasAttribute('tabindex'),
+            ),
+          ),
+        )
         .toBe(true);
       await scan(page, info, `${name}-${label}`);
       await shoot(page, info, `${name}-${label}`);

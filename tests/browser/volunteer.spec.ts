@@ -6,7 +6,16 @@ import { privateKeyFromProtobuf } from '@libp2p/crypto/keys';
 import { peerIdFromPrivateKey } from '@libp2p/peer-id';
 import { expect, test } from '@playwright/test';
 import { CHROMIUM_ARGS } from '../../playwright.config.ts';
-import { DESKTOP, PHONE, expectNoHorizontalOverflow, shoot, stopProcess as stop, storeTabKey, tabAndWorkerKeys, watchConsole } from './helpers.ts';
+import {
+  DESKTOP,
+  PHONE,
+  expectNoHorizontalOverflow,
+  shoot,
+  stopProcess as stop,
+  storeTabKey,
+  tabAndWorkerKeys,
+  watchConsole,
+} from './helpers.ts';
 
 /**
  * The Volunteer page for real: a coordinator (relay + API, tests/browser/swarm-server.ts, which also serves the
@@ -16,7 +25,12 @@ import { DESKTOP, PHONE, expectNoHorizontalOverflow, shoot, stopProcess as stop,
 
 // Chromium hides host candidates behind mDNS names this machine cannot resolve, and never offers 127.0.0.1:
 // with real IPs the tab reaches the Node worker over the machine's non-loopback interface.
-test.use({ launchOptions: { executablePath: '/usr/bin/chromium', args: [...CHROMIUM_ARGS, '--disable-features=WebRtcHideLocalIpsWithMdns'] } });
+test.use({
+  launchOptions: {
+    executablePath: '/usr/bin/chromium',
+    args: [...CHROMIUM_ARGS, '--disable-features=WebRtcHideLocalIpsWithMdns'],
+  },
+});
 
 const NODE = 'node_modules/.bin/node';
 
@@ -28,7 +42,13 @@ interface Fixture {
 
 function start(args: string[], logs: string[], name: string): ChildProcess {
   const child = spawn(NODE, ['--import', './scripts/register.ts', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const keep = (d: Buffer) => logs.push(...String(d).split('\n').filter(Boolean).map((l) => `[${name}] ${l}`));
+  const keep = (d: Buffer) =>
+    logs.push(
+      ...String(d)
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => `[${name}] ${l}`),
+    );
   child.stdout!.on('data', keep);
   child.stderr!.on('data', keep);
   return child;
@@ -37,17 +57,20 @@ function start(args: string[], logs: string[], name: string): ChildProcess {
 function ready(child: ChildProcess, logs: string[]): Promise<Fixture> {
   return new Promise((resolve, reject) => {
     child.stdout!.on('data', (d: Buffer) => {
-      const line = String(d).split('\n').find((l) => l.startsWith('READY '));
+      const line = String(d)
+        .split('\n')
+        .find((l) => l.startsWith('READY '));
       if (line) resolve(JSON.parse(line.slice('READY '.length)) as Fixture);
     });
     child.once('exit', (code) => reject(new Error(`swarm-server exited with ${code}:\n${logs.join('\n')}`)));
   });
 }
 
+const json = async <T>(url: string): Promise<T> => (await fetch(url)).json() as Promise<T>;
 
-const json = async <T,>(url: string): Promise<T> => (await fetch(url)).json() as Promise<T>;
-
-test('a tab joins the swarm with one click and trains a stage with a Node worker over WebRTC', async ({ page }, info) => {
+test('a tab joins the swarm with one click and trains a stage with a Node worker over WebRTC', async ({
+  page,
+}, info) => {
   const dir = mkdtempSync(join(tmpdir(), 'tessera-volunteer-'));
   const logs: string[] = [];
   let server: ChildProcess | undefined;
@@ -57,7 +80,19 @@ test('a tab joins the swarm with one click and trains a stage with a Node worker
     const fx = await ready(server, logs);
     const keys = await tabAndWorkerKeys();
     writeFileSync(join(dir, 'worker.key'), keys.worker, { mode: 0o600 });
-    worker = start(['src/cli/worker.ts', '--coordinator', fx.coordinator, '--key', join(dir, 'worker.key'), '--tokens-per-second', '1000'], logs, 'worker');
+    worker = start(
+      [
+        'src/cli/worker.ts',
+        '--coordinator',
+        fx.coordinator,
+        '--key',
+        join(dir, 'worker.key'),
+        '--tokens-per-second',
+        '1000',
+      ],
+      logs,
+      'worker',
+    );
 
     await page.setViewportSize(DESKTOP);
     const errors = watchConsole(page);
@@ -78,9 +113,16 @@ test('a tab joins the swarm with one click and trains a stage with a Node worker
     await expect(page.getByTestId('vol-speed')).toContainText('fixed, modest estimate');
 
     // Two steps done by this tab (the first compiles the kernels on SwiftShader).
-    await page.waitForFunction(() => (window.__tesseraVolunteer?.stepsDone ?? 0) >= 2 || window.__tesseraVolunteer?.status === 'error', null, { timeout: 90_000 });
+    await page.waitForFunction(
+      () => (window.__tesseraVolunteer?.stepsDone ?? 0) >= 2 || window.__tesseraVolunteer?.status === 'error',
+      null,
+      { timeout: 90_000 },
+    );
     const hook = (await page.evaluate(() => window.__tesseraVolunteer))!;
-    const tabLog = await page.getByTestId('vol-log').innerText().catch(() => '(no activity log)');
+    const tabLog = await page
+      .getByTestId('vol-log')
+      .innerText()
+      .catch(() => '(no activity log)');
     expect(hook.error, `${JSON.stringify(hook)}\n[tab]\n${tabLog}\n${logs.join('\n')}`).toBeUndefined();
     expect(hook.status).toBe('training');
     expect(hook.peers).toBe(1);
@@ -97,27 +139,48 @@ test('a tab joins the swarm with one click and trains a stage with a Node worker
     await page.setViewportSize(DESKTOP);
 
     // The coordinator saw the tab as a browser peer holding the stage, and recorded the steps it trained.
-    const { peers } = await json<{ peers: Array<{ peerId: string; kind: string; status: string; assignments: Array<{ modelId: string; stage: number }> }> }>(`${fx.coordinator}/api/peers`);
+    const { peers } = await json<{
+      peers: Array<{
+        peerId: string;
+        kind: string;
+        status: string;
+        assignments: Array<{ modelId: string; stage: number }>;
+      }>;
+    }>(`${fx.coordinator}/api/peers`);
     expect(hook.peerId).toBe(peerIdFromPrivateKey(privateKeyFromProtobuf(keys.tab)).toString());
     const tab = peers.find((p) => p.peerId === hook.peerId);
-    expect(tab).toMatchObject({ kind: 'browser', status: 'alive', assignments: [{ modelId: fx.modelId, stage: hook.assignment!.stage }] });
+    expect(tab).toMatchObject({
+      kind: 'browser',
+      status: 'alive',
+      assignments: [{ modelId: fx.modelId, stage: hook.assignment!.stage }],
+    });
     expect(peers.filter((p) => p.kind === 'node' && p.status === 'alive')).toHaveLength(1);
     const trained = [hook.lastStep! - 1, hook.lastStep!];
     await expect
-      .poll(async () => {
-        const m = await json<{ metrics: Array<{ step: number; kind: string; value: number }> }>(`${fx.coordinator}/api/models/${fx.modelId}/metrics`);
-        return trained.every((step) => m.metrics.some((x) => x.kind === 'train' && x.step === step && Number.isFinite(x.value) && x.value > 0));
-      }, { timeout: 20_000, message: `train metrics for steps ${trained.join(', ')}` })
+      .poll(
+        async () => {
+          const m = await json<{ metrics: Array<{ step: number; kind: string; value: number }> }>(
+            `${fx.coordinator}/api/models/${fx.modelId}/metrics`,
+          );
+          return trained.every((step) =>
+            m.metrics.some((x) => x.kind === 'train' && x.step === step && Number.isFinite(x.value) && x.value > 0),
+          );
+        },
+        { timeout: 20_000, message: `train metrics for steps ${trained.join(', ')}` },
+      )
       .toBe(true);
 
     // Pausing holds the tab between steps when its worker can; otherwise the page says why it cannot.
     const pause = page.getByRole('button', { name: 'Pause' });
     const canPause = await page.evaluate(() => document.querySelector('#pause-note') === null);
-    info.annotations.push({ type: 'pause', description: canPause ? 'paused and resumed' : 'not available in this build (Pause disabled)' });
+    info.annotations.push({
+      type: 'pause',
+      description: canPause ? 'paused and resumed' : 'not available in this build (Pause disabled)',
+    });
     if (canPause) {
       await pause.click();
       await expect(page.getByTestId('vol-status')).toHaveText('Paused', { timeout: 30_000 });
-      const held = (await page.evaluate(() => window.__tesseraVolunteer!.stepsDone));
+      const held = await page.evaluate(() => window.__tesseraVolunteer!.stepsDone);
       await page.waitForTimeout(3000);
       expect(await page.evaluate(() => window.__tesseraVolunteer!.stepsDone)).toBe(held);
       await page.getByRole('button', { name: 'Resume' }).click();

@@ -16,7 +16,9 @@ describe('anvil + deploy', () => {
   it('ANVIL_KEYS are the dev mnemonic accounts 0..9', () => {
     const mnemonic = 'test test test test test test test test test test test junk';
     expect(ANVIL_KEYS).toHaveLength(10);
-    ANVIL_KEYS.forEach((k, i) => expect(privateKeyToAccount(k).address).toBe(mnemonicToAccount(mnemonic, { addressIndex: i }).address));
+    ANVIL_KEYS.forEach((k, i) =>
+      expect(privateKeyToAccount(k).address).toBe(mnemonicToAccount(mnemonic, { addressIndex: i }).address),
+    );
   });
 
   it('deploys on a fresh anvil, registers a model, and the chain survives a restart with --state', async () => {
@@ -24,8 +26,11 @@ describe('anvil + deploy', () => {
     const a = await startAnvil({ statePath, chainId: 31337 });
     expect(a.rpcUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     const d = await deployTessera({
-      rpcUrl: a.rpcUrl, chainId: a.chainId, deployerKey: ANVIL_KEYS[0],
-      settlerAddress: privateKeyToAccount(ANVIL_KEYS[1]).address, challengeDelaySeconds: 60,
+      rpcUrl: a.rpcUrl,
+      chainId: a.chainId,
+      deployerKey: ANVIL_KEYS[0],
+      settlerAddress: privateKeyToAccount(ANVIL_KEYS[1]).address,
+      challengeDelaySeconds: 60,
       models: [{ modelId: 'tiny-shakespeare', name: 'Tiny Shakespeare shares', symbol: 'TSH' }],
     });
     expect(Object.keys(d.models)).toEqual(['tiny-shakespeare']);
@@ -37,7 +42,9 @@ describe('anvil + deploy', () => {
     const b = await startAnvil({ statePath, port: Number(new URL(a.rpcUrl).port) });
     try {
       const c = chainClients(b.rpcUrl, b.chainId);
-      expect(await c.publicClient.readContract({ address: d.registry, abi: ModelRegistryAbi, functionName: 'modelIds' })).toEqual(['tiny-shakespeare']);
+      expect(
+        await c.publicClient.readContract({ address: d.registry, abi: ModelRegistryAbi, functionName: 'modelIds' }),
+      ).toEqual(['tiny-shakespeare']);
     } finally {
       await b.stop();
     }
@@ -45,7 +52,10 @@ describe('anvil + deploy', () => {
 
   it('readDeployment names what is wrong with a malformed file', () => {
     const file = join(dir, 'bad.json');
-    writeFileSync(file, '{"rpcUrl": "http://x", "chainId": 1, "registry": "0x12", "paymentToken": "0x0000000000000000000000000000000000000001", "models": {}}');
+    writeFileSync(
+      file,
+      '{"rpcUrl": "http://x", "chainId": 1, "registry": "0x12", "paymentToken": "0x0000000000000000000000000000000000000001", "models": {}}',
+    );
     expect(() => readDeployment(file)).toThrow(/malformed deployment .*bad\.json: registry is not an address/);
     writeFileSync(file, '{not json');
     expect(() => readDeployment(file)).toThrow(/not JSON/);

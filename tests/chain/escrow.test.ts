@@ -1,7 +1,12 @@
 import { createPublicClient, http, parseEther, type Hex } from 'viem';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  escrowAccount, escrowCharge, escrowDeposit, escrowRequestWithdrawal, escrowWithdraw, withdrawableOf,
+  escrowAccount,
+  escrowCharge,
+  escrowDeposit,
+  escrowRequestWithdrawal,
+  escrowWithdraw,
+  withdrawableOf,
 } from '../../src/chain/client.ts';
 import { addressOf, chainFixture, expectRevert, soleHolder, type ChainFixture } from './fixtures.ts';
 import { ANVIL_KEYS } from '../../src/chain/anvil.ts';
@@ -32,7 +37,10 @@ describe('InferenceEscrow', () => {
     expect((await withdrawableOf(fx.as(2), model, holder)).eth).toBe((1000n * ((12345n * M) / 1000n)) / M);
     // Only the settlement key charges, and never more than the balance.
     await expectRevert(escrowCharge(fx.as(3), escrow, payer.account!.address, model.vault, 1n, usage), 'NotSettler');
-    await expectRevert(escrowCharge(fx.as(1), escrow, payer.account!.address, model.vault, parseEther('2'), usage), 'InsufficientBalance');
+    await expectRevert(
+      escrowCharge(fx.as(1), escrow, payer.account!.address, model.vault, parseEther('2'), usage),
+      'InsufficientBalance',
+    );
   });
 
   it('a withdrawal waits out the announced delay and is capped by later charges', async () => {

@@ -26,8 +26,11 @@ let modelCount = 0;
 export async function chainFixture(): Promise<ChainFixture> {
   const anvil = await startAnvil();
   const deployment = await deployTessera({
-    rpcUrl: anvil.rpcUrl, chainId: anvil.chainId, deployerKey: OWNER_KEY,
-    settlerAddress: addressOf(SETTLER_KEY), challengeDelaySeconds: 3600,
+    rpcUrl: anvil.rpcUrl,
+    chainId: anvil.chainId,
+    deployerKey: OWNER_KEY,
+    settlerAddress: addressOf(SETTLER_KEY),
+    challengeDelaySeconds: 3600,
   });
   const clients = new Map<number, ChainClients>();
   const test = createTestClient({ mode: 'anvil', transport: http(anvil.rpcUrl) });
@@ -40,7 +43,12 @@ export async function chainFixture(): Promise<ChainFixture> {
     },
     newModel(challengeDelay = 3600) {
       const n = ++modelCount;
-      return registerModelOnChain(deployment, OWNER_KEY, { modelId: `model-${n}`, name: `Model ${n} shares`, symbol: `M${n}`, challengeDelay });
+      return registerModelOnChain(deployment, OWNER_KEY, {
+        modelId: `model-${n}`,
+        name: `Model ${n} shares`,
+        symbol: `M${n}`,
+        challengeDelay,
+      });
     },
     async advance(seconds) {
       await test.increaseTime({ seconds });
@@ -51,7 +59,10 @@ export async function chainFixture(): Promise<ChainFixture> {
 
 /** A settlement epoch: StandardMerkleTree over (account, cumulative shares), as the coordinator builds it. */
 export function shareTree(entries: Array<[Address, bigint]>) {
-  const tree = StandardMerkleTree.of(entries.map(([a, s]) => [a, s.toString()]), ['address', 'uint256']);
+  const tree = StandardMerkleTree.of(
+    entries.map(([a, s]) => [a, s.toString()]),
+    ['address', 'uint256'],
+  );
   return {
     root: tree.root as Hex,
     proof: (account: Address) => tree.getProof(entries.findIndex(([a]) => a === account)) as Hex[],
@@ -63,7 +74,12 @@ export function shareTree(entries: Array<[Address, bigint]>) {
  * Epoch 1 of `model` gives `shares` to one account, which claims them (`settler` must be the model's settler,
  * `holder` the account's clients; the model needs a zero challenge delay): a vault that can take revenue.
  */
-export async function soleHolder(settler: ChainClients, holder: ChainClients, model: ModelAddresses, shares: bigint): Promise<void> {
+export async function soleHolder(
+  settler: ChainClients,
+  holder: ChainClients,
+  model: ModelAddresses,
+  shares: bigint,
+): Promise<void> {
   const account = holder.account!.address;
   const tree = shareTree([[account, shares]]);
   await postRoot(settler, model, 1n, tree.root);

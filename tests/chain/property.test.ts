@@ -3,7 +3,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ANVIL_KEYS } from '../../src/chain/anvil.ts';
 import { RevenueVaultAbi, ShareTokenAbi, TestTokenAbi } from '../../src/chain/artifacts.ts';
 import {
-  claimShares, depositEth, depositToken, postRoot, sendWrite, withdrawEth, withdrawToken, type ChainClients,
+  claimShares,
+  depositEth,
+  depositToken,
+  postRoot,
+  sendWrite,
+  withdrawEth,
+  withdrawToken,
+  type ChainClients,
 } from '../../src/chain/client.ts';
 import type { ModelAddresses } from '../../src/chain/deploy.ts';
 import { addressOf, chainFixture, expectRevert, shareTree, type ChainFixture } from './fixtures.ts';
@@ -80,7 +87,12 @@ describe('RevenueVault accounting (property)', () => {
   beforeAll(async () => {
     f = await chainFixture();
     const dep = f.as(DEPOSITOR);
-    await sendWrite(dep, { address: f.deployment.paymentToken, abi: TestTokenAbi, functionName: 'mint', args: [dep.account!.address, 2n ** 200n] });
+    await sendWrite(dep, {
+      address: f.deployment.paymentToken,
+      abi: TestTokenAbi,
+      functionName: 'mint',
+      args: [dep.account!.address, 2n ** 200n],
+    });
   });
   afterAll(() => f?.anvil.stop());
 
@@ -89,7 +101,12 @@ describe('RevenueVault accounting (property)', () => {
       const r = rng(run + 1);
       const m = await f.newModel(0);
       const dep = f.as(DEPOSITOR);
-      await sendWrite(dep, { address: f.deployment.paymentToken, abi: TestTokenAbi, functionName: 'approve', args: [m.vault, maxUint256] });
+      await sendWrite(dep, {
+        address: f.deployment.paymentToken,
+        abi: TestTokenAbi,
+        functionName: 'approve',
+        args: [m.vault, maxUint256],
+      });
       const read = dep.publicClient;
       const bal = new Array<bigint>(HOLDERS).fill(0n);
       const entitled = new Array<bigint>(HOLDERS).fill(0n);
@@ -107,19 +124,34 @@ describe('RevenueVault accounting (property)', () => {
         const good = [...Array(HOLDERS).keys()].filter(ok);
         return good.length > 0 && r.next() < 0.85 ? good[r.int(0, good.length - 1)] : r.int(0, HOLDERS - 1);
       };
-      const WEIGHTS = [['settle', 2], ['claim', 3], ['transfer', 3], ['depositEth', 2], ['depositToken', 2], ['withdrawEth', 2], ['withdrawToken', 2]] as const;
+      const WEIGHTS = [
+        ['settle', 2],
+        ['claim', 3],
+        ['transfer', 3],
+        ['depositEth', 2],
+        ['depositToken', 2],
+        ['withdrawEth', 2],
+        ['withdrawToken', 2],
+      ] as const;
       const pickKind = () => {
-        let x = r.int(1, WEIGHTS.reduce((s, [, w]) => s + w, 0));
+        let x = r.int(
+          1,
+          WEIGHTS.reduce((s, [, w]) => s + w, 0),
+        );
         for (const [k, w] of WEIGHTS) if ((x -= w) <= 0) return k;
         throw new Error('unreachable');
       };
 
       const act = async () => {
         const kind = pickKind();
-        const h = kind === 'claim' ? pickWhere((i) => entitled[i] > claimed[i])
-          : kind === 'withdrawEth' ? pickWhere((i) => eth.withdrawable(i, bal[i]) > 0n)
-          : kind === 'withdrawToken' ? pickWhere((i) => tok.withdrawable(i, bal[i]) > 0n)
-          : pickWhere((i) => bal[i] > 0n);
+        const h =
+          kind === 'claim'
+            ? pickWhere((i) => entitled[i] > claimed[i])
+            : kind === 'withdrawEth'
+              ? pickWhere((i) => eth.withdrawable(i, bal[i]) > 0n)
+              : kind === 'withdrawToken'
+                ? pickWhere((i) => tok.withdrawable(i, bal[i]) > 0n)
+                : pickWhere((i) => bal[i] > 0n);
         const c: ChainClients = f.as(holderIdx[h]);
         if (kind === 'settle') {
           // Settlement: some holders earn more; a new cumulative root.
@@ -131,7 +163,8 @@ describe('RevenueVault accounting (property)', () => {
           // Claim (submitted by someone else) for h against the latest root.
           if (!tree) return;
           const claim = { epoch, account: holders[h], cumulativeShares: entitled[h], proof: tree.proof(holders[h]) };
-          if (entitled[h] === claimed[h]) return void (await expectRevert(claimShares(dep, m, claim), 'NothingToClaim'));
+          if (entitled[h] === claimed[h])
+            return void (await expectRevert(claimShares(dep, m, claim), 'NothingToClaim'));
           const amount = entitled[h] - claimed[h];
           await claimShares(dep, m, claim);
           claimed[h] = entitled[h];
@@ -142,8 +175,14 @@ describe('RevenueVault accounting (property)', () => {
         } else if (kind === 'transfer') {
           const to = r.int(0, HOLDERS - 1);
           const pick = r.int(0, 3);
-          const amount = bal[h] === 0n ? 0n : pick === 0 ? bal[h] : pick === 1 ? 1n : pick === 2 ? 0n : r.big(70) % (bal[h] + 1n);
-          await sendWrite(c, { address: m.token, abi: ShareTokenAbi, functionName: 'transfer', args: [holders[to], amount] });
+          const amount =
+            bal[h] === 0n ? 0n : pick === 0 ? bal[h] : pick === 1 ? 1n : pick === 2 ? 0n : r.big(70) % (bal[h] + 1n);
+          await sendWrite(c, {
+            address: m.token,
+            abi: ShareTokenAbi,
+            functionName: 'transfer',
+            args: [holders[to], amount],
+          });
           for (const b of [eth, tok]) b.move(h, to, amount);
           bal[h] -= amount;
           bal[to] += amount;
@@ -170,7 +209,13 @@ describe('RevenueVault accounting (property)', () => {
           log.push(`withdraw ${isEth ? 'eth' : 'token'} ${h} ${w}`);
         }
       };
-      const tokenBalance = (a: Address) => read.readContract({ address: f.deployment.paymentToken, abi: TestTokenAbi, functionName: 'balanceOf', args: [a] });
+      const tokenBalance = (a: Address) =>
+        read.readContract({
+          address: f.deployment.paymentToken,
+          abi: TestTokenAbi,
+          functionName: 'balanceOf',
+          args: [a],
+        });
 
       const check = async (step: number) => {
         const where = `seed ${run + 1} step ${step}: ${log.slice(-3).join('; ')}`;
@@ -184,7 +229,10 @@ describe('RevenueVault accounting (property)', () => {
           expect(onchain[h].eth, `${where}: withdrawable ETH of ${h}`).toBe(eth.withdrawable(h, bal[h]));
           expect(onchain[h].token, `${where}: withdrawable token of ${h}`).toBe(tok.withdrawable(h, bal[h]));
         }
-        for (const [book, held, key] of [[eth, vaultEth, 'eth'], [tok, vaultTok, 'token']] as const) {
+        for (const [book, held, key] of [
+          [eth, vaultEth, 'eth'],
+          [tok, vaultTok, 'token'],
+        ] as const) {
           const owed = onchain.reduce((s, x) => s + x[key], 0n);
           const dust = held - owed;
           // Conservation: withdrawn + withdrawable + dust == deposited, with 0 <= dust <= holders.
@@ -201,7 +249,9 @@ describe('RevenueVault accounting (property)', () => {
       // The runs must actually exercise the accounting, not just revert.
       expect(eth.deposits + tok.deposits, log.join('\n')).toBeGreaterThan(2);
       expect(eth.withdrawnTotal + tok.withdrawnTotal).toBeGreaterThan(0n);
-      console.log(`seed ${run + 1}: ${eth.deposits} ETH + ${tok.deposits} token deposits, supply ${supply}, max dust ${maxDust} wei`);
+      console.log(
+        `seed ${run + 1}: ${eth.deposits} ETH + ${tok.deposits} token deposits, supply ${supply}, max dust ${maxDust} wei`,
+      );
     });
   }
 });

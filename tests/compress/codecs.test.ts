@@ -162,7 +162,10 @@ describe('round trips', () => {
         let max = 0;
         for (let j = 0; j < k; j++) max = Math.max(max, Math.abs(c[r * k + j]));
         const scale = max / 127;
-        for (let j = 0; j < k; j++) expect(Math.abs(cy[r * k + j] - c[r * k + j])).toBeLessThanOrEqual(scale / 2 * (1 + 1e-5) + 1e-6 * max + 1e-30);
+        for (let j = 0; j < k; j++)
+          expect(Math.abs(cy[r * k + j] - c[r * k + j])).toBeLessThanOrEqual(
+            (scale / 2) * (1 + 1e-5) + 1e-6 * max + 1e-30,
+          );
       }
       // and y is E_fixed + span(U) (or span(U)) exactly, so encoding it again is lossless up to int8 of c
       expect(sub.offSubspace(y, [rows, C], ctx)).toBeLessThan(1e-5);
@@ -188,7 +191,10 @@ describe('bytes per token', () => {
     }
     console.log(`[compress] C=128 k=8 — ${report.join('; ')}`);
     // With C = 1024 (a GPT-2-small-sized stream) the same k gives 4096/12 ≈ 341×.
-    expect(makeCodec('none').bytesPerToken(1024, 'act') / makeCodec('subspace+int8', { ...p, width: 1024 }).bytesPerToken(1024, 'act')).toBeGreaterThan(100);
+    expect(
+      makeCodec('none').bytesPerToken(1024, 'act') /
+        makeCodec('subspace+int8', { ...p, width: 1024 }).bytesPerToken(1024, 'act'),
+    ).toBeGreaterThan(100);
   });
 });
 
@@ -204,7 +210,8 @@ describe('bad input', () => {
       for (const bad of [NaN, Infinity, -Infinity]) {
         const x = new Float32Array(rows * C).fill(0.5);
         x[2 * C + 5] = bad;
-        for (const kind of ['act', 'grad'] as const) expectCodecError(() => c.encode(x, [rows, C], { ids, kind }), /non-finite value .* row 2, column 5/);
+        for (const kind of ['act', 'grad'] as const)
+          expectCodecError(() => c.encode(x, [rows, C], { ids, kind }), /non-finite value .* row 2, column 5/);
       }
     }
   });
@@ -227,7 +234,10 @@ describe('bad input', () => {
     expectCodecError(() => makeCodec('zstd'), /unknown codec 'zstd'/);
     expectCodecError(() => makeCodec('subspace', { seed: 1, k: 4, width: 16 }), /needs vocab/);
     // Gradients do not need token ids.
-    const g = sub.decode(sub.encode(x, [rows, C], { ids: new Int32Array(0), kind: 'grad' }), [rows, C], { ids: new Int32Array(0), kind: 'grad' });
+    const g = sub.decode(sub.encode(x, [rows, C], { ids: new Int32Array(0), kind: 'grad' }), [rows, C], {
+      ids: new Int32Array(0),
+      kind: 'grad',
+    });
     expect(g.length).toBe(rows * C);
   });
 
@@ -236,7 +246,10 @@ describe('bad input', () => {
     const x = rng.f32(rows * C);
     for (const c of codecs) {
       const bytes = c.encode(x, [rows, C], act(ids));
-      expectCodecError(() => c.decode(bytes.subarray(0, bytes.length - 1), [rows, C], act(ids)), /truncated or malformed/);
+      expectCodecError(
+        () => c.decode(bytes.subarray(0, bytes.length - 1), [rows, C], act(ids)),
+        /truncated or malformed/,
+      );
       expectCodecError(() => c.decode(new Uint8Array(0), [rows, C], act(ids)), /truncated or malformed/);
       const padded = new Uint8Array(bytes.length + 4);
       padded.set(bytes);

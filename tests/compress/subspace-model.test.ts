@@ -3,7 +3,13 @@ import { makeBasis } from '../../src/compress/basis.ts';
 import { type CodecContext } from '../../src/compress/codec.ts';
 import { makeCodec, type SubspaceCodec } from '../../src/compress/codecs.ts';
 import {
-  boundaryCodecs, codecForBoundary, projectedParams, stageNeedsSubspace, subspaceDrift, subspaceInit, subspaceProject,
+  boundaryCodecs,
+  codecForBoundary,
+  projectedParams,
+  stageNeedsSubspace,
+  subspaceDrift,
+  subspaceInit,
+  subspaceProject,
 } from '../../src/compress/subspace-model.ts';
 import { ArgumentError, type Gpu } from '../../src/gpu/index.ts';
 import type { ModelConfig } from '../../src/model/config.ts';
@@ -55,7 +61,14 @@ async function roundTrip(gpu: Gpu, s0: Stage, codec: SubspaceCodec, id: number, 
  * One training step through both stages with the subspace codec on the boundary (activations forward,
  * gradients backward), as the pipeline engine runs it. Returns the loss.
  */
-async function trainStep(gpu: Gpu, s0: Stage, s1: Stage, codec: SubspaceCodec, id: number, project: boolean): Promise<number> {
+async function trainStep(
+  gpu: Gpu,
+  s0: Stage,
+  s1: Stage,
+  codec: SubspaceCodec,
+  id: number,
+  project: boolean,
+): Promise<number> {
   const { ids, targets } = batch(100); // one fixed batch: the loss must fall
   const out = s0.forward({ id, batch: B, seq: T, ids }).output!;
   const h = (await gpu.read(out)) as Float32Array;
@@ -151,7 +164,9 @@ describe('subspace-constrained model', () => {
     const y = stacked.decode(stacked.encode(h1, [rows, C], ctx), [rows, C], ctx);
     const stackedRel = relErr(y, h1);
     expect(stackedRel).toBeLessThan(0.05);
-    console.log(`[compress] 3 stages: stage-1 output off-subspace ${off.toExponential(2)}, subspace rel ${rel.toExponential(2)}, subspace+int8 rel ${stackedRel.toExponential(2)}`);
+    console.log(
+      `[compress] 3 stages: stage-1 output off-subspace ${off.toExponential(2)}, subspace rel ${rel.toExponential(2)}, subspace+int8 rel ${stackedRel.toExponential(2)}`,
+    );
     gpu.release(out1);
     s0.destroy();
     s1.destroy();
@@ -191,11 +206,12 @@ describe('subspace-constrained model', () => {
     const rightP = (x: Float32Array) => {
       const n = x.length / C;
       const y = new Float64Array(x.length);
-      for (let r0 = 0; r0 < n; r0++) for (let i = 0; i < C; i++) {
-        let s = 0;
-        for (let j = 0; j < C; j++) s += x[r0 * C + j] * P[j * C + i];
-        y[r0 * C + i] = s;
-      }
+      for (let r0 = 0; r0 < n; r0++)
+        for (let i = 0; i < C; i++) {
+          let s = 0;
+          for (let j = 0; j < C; j++) s += x[r0 * C + j] * P[j * C + i];
+          y[r0 * C + i] = s;
+        }
       return y;
     };
     const writes = new Set(projectedParams(s0));

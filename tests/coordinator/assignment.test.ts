@@ -1,6 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import {
-  assign, bottleneckCapacity, stageCapacities, type AssignModel, type AssignPeer, type Placement,
+  assign,
+  bottleneckCapacity,
+  stageCapacities,
+  type AssignModel,
+  type AssignPeer,
+  type Placement,
 } from '../../src/coordinator/assignment.ts';
 import { Rng } from '../../src/ops/rng.ts';
 
@@ -12,7 +17,10 @@ function rng(seed: number) {
 }
 
 function randomModels(r: ReturnType<typeof rng>, count: number, maxStages: number): AssignModel[] {
-  return Array.from({ length: count }, (_, i) => ({ id: `m${i}`, stageCosts: Array.from({ length: r.int(1, maxStages) }, () => r.int(1, 6)) }));
+  return Array.from({ length: count }, (_, i) => ({
+    id: `m${i}`,
+    stageCosts: Array.from({ length: r.int(1, maxStages) }, () => r.int(1, 6)),
+  }));
 }
 
 function randomPeers(r: ReturnType<typeof rng>, count: number, prefix = 'p'): AssignPeer[] {
@@ -40,7 +48,8 @@ function checkInvariants(models: AssignModel[], peers: AssignPeer[], out: Placem
   if (models.length > 0) expect(seen.size).toBe(alive.size);
 }
 
-const uncovered = (m: AssignModel, out: Placement[]) => m.stageCosts.filter((_, s) => !out.some((a) => a.modelId === m.id && a.stage === s)).length;
+const uncovered = (m: AssignModel, out: Placement[]) =>
+  m.stageCosts.filter((_, s) => !out.some((a) => a.modelId === m.id && a.stage === s)).length;
 
 /** The best bottleneck over every assignment of the peers to the model's stages (tiny cases only). */
 function bruteForceBottleneck(model: AssignModel, peers: AssignPeer[]): number {
@@ -68,10 +77,12 @@ describe('stage assignment (properties)', () => {
       const stages = models.reduce((t, m) => t + m.stageCosts.length, 0);
       const peers = randomPeers(r, stages + r.int(0, 5));
       // A random, possibly lopsided, current assignment; then some peers die.
-      const current: Placement[] = peers.filter(() => r.next() < 0.7).map((p) => {
-        const m = models[r.int(0, models.length - 1)];
-        return { modelId: m.id, stage: r.int(0, m.stageCosts.length - 1), replica: r.int(0, 3), peerId: p.id };
-      });
+      const current: Placement[] = peers
+        .filter(() => r.next() < 0.7)
+        .map((p) => {
+          const m = models[r.int(0, models.length - 1)];
+          return { modelId: m.id, stage: r.int(0, m.stageCosts.length - 1), replica: r.int(0, 3), peerId: p.id };
+        });
       for (const p of peers) if (r.next() < 0.2) p.alive = false;
       const out = assign(models, peers, current).assignments;
       checkInvariants(models, peers, out);
@@ -90,7 +101,10 @@ describe('stage assignment (properties)', () => {
       const peers = randomPeers(r, r.int(smallest, total - 1));
       const out = assign(models, peers, []).assignments;
       checkInvariants(models, peers, out);
-      expect(models.some((m) => uncovered(m, out) === 0), `seed ${seed}`).toBe(true);
+      expect(
+        models.some((m) => uncovered(m, out) === 0),
+        `seed ${seed}`,
+      ).toBe(true);
     }
   });
 
@@ -148,7 +162,12 @@ describe('stage assignment (properties)', () => {
       const peers = randomPeers(r, model.stageCosts.length + r.int(0, 5));
       // A lopsided assignment that covers every stage: the first S peers one per stage, the rest piled on one.
       const pile = r.int(0, model.stageCosts.length - 1);
-      const current = peers.map((p, i) => ({ modelId: model.id, stage: i < model.stageCosts.length ? i : pile, replica: i, peerId: p.id }));
+      const current = peers.map((p, i) => ({
+        modelId: model.id,
+        stage: i < model.stageCosts.length ? i : pile,
+        replica: i,
+        peerId: p.id,
+      }));
       // Throughput drifts a little since then.
       const now = peers.map((p) => ({ ...p, tokensPerSecond: p.tokensPerSecond * (0.95 + 0.1 * r.next()) }));
       const out = assign([model], now, current);
@@ -223,7 +242,10 @@ describe('stage assignment (properties)', () => {
   });
 
   it('never places one peer twice, even when the current assignment does', () => {
-    const models = [{ id: 'a', stageCosts: [1, 1] }, { id: 'b', stageCosts: [2] }];
+    const models = [
+      { id: 'a', stageCosts: [1, 1] },
+      { id: 'b', stageCosts: [2] },
+    ];
     const peers = randomPeers(rng(3), 4);
     const current = [
       { modelId: 'a', stage: 0, replica: 0, peerId: 'p0' },
@@ -236,21 +258,34 @@ describe('stage assignment (properties)', () => {
   });
 
   it('honours a preferred model, and otherwise sends a newcomer where the bottleneck is worst', () => {
-    const models = [{ id: 'small', stageCosts: [1, 1] }, { id: 'big', stageCosts: [4, 4] }];
+    const models = [
+      { id: 'small', stageCosts: [1, 1] },
+      { id: 'big', stageCosts: [4, 4] },
+    ];
     const peers: AssignPeer[] = [0, 1, 2, 3].map((i) => ({ id: `p${i}`, tokensPerSecond: 10, alive: true }));
     const base = assign(models, peers, []).assignments;
     // Each model runs on two equal peers (the same training FLOP/s): a newcomer joins without moving anyone.
     const fresh = assign(models, [...peers, { id: 'new', tokensPerSecond: 10, alive: true }], base);
-    expect(fresh.moves).toEqual([{ peerId: 'new', from: null, to: expect.objectContaining({ peerId: 'new' }), reason: 'join' }]);
+    expect(fresh.moves).toEqual([
+      { peerId: 'new', from: null, to: expect.objectContaining({ peerId: 'new' }), reason: 'join' },
+    ]);
 
-    const slowSmall = peers.map((p) => (base.find((a) => a.peerId === p.id)!.modelId === 'small' ? { ...p, tokensPerSecond: 1 } : p));
+    const slowSmall = peers.map((p) =>
+      base.find((a) => a.peerId === p.id)!.modelId === 'small' ? { ...p, tokensPerSecond: 1 } : p,
+    );
     const toSmall = assign(models, [...slowSmall, { id: 'new', tokensPerSecond: 10, alive: true }], base);
     expect(toSmall.assignments.find((a) => a.peerId === 'new')!.modelId).toBe('small');
-    const slowBig = peers.map((p) => (base.find((a) => a.peerId === p.id)!.modelId === 'big' ? { ...p, tokensPerSecond: 1 } : p));
+    const slowBig = peers.map((p) =>
+      base.find((a) => a.peerId === p.id)!.modelId === 'big' ? { ...p, tokensPerSecond: 1 } : p,
+    );
     const toBig = assign(models, [...slowBig, { id: 'new', tokensPerSecond: 10, alive: true }], base);
     expect(toBig.assignments.find((a) => a.peerId === 'new')!.modelId).toBe('big');
 
-    const wants = assign(models, [...slowSmall, { id: 'new', tokensPerSecond: 10, alive: true, preferModel: 'big' }], base);
+    const wants = assign(
+      models,
+      [...slowSmall, { id: 'new', tokensPerSecond: 10, alive: true, preferModel: 'big' }],
+      base,
+    );
     expect(wants.assignments.find((a) => a.peerId === 'new')!.modelId).toBe('big');
   });
 

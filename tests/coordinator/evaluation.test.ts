@@ -27,12 +27,25 @@ describe('Validation (fake evaluate)', () => {
   let store: Store;
   afterEach(() => store?.close());
 
-  function setup(opts: { evaluate?: EvaluateFn | null; valSplit?: (vocab: number) => Promise<Uint8Array>; minIntervalMs?: number } = {}) {
+  function setup(
+    opts: {
+      evaluate?: EvaluateFn | null;
+      valSplit?: (vocab: number) => Promise<Uint8Array>;
+      minIntervalMs?: number;
+    } = {},
+  ) {
     store = Store.open(':memory:');
     const model = tinyModel('m', [2, 2]);
     store.insertModel(model);
-    for (const p of ['a', 'b']) store.upsertPeer({ peerId: p, kind: 'node', tokensPerSecond: 10, preferModel: null, at: 0 });
-    store.replaceAssignments([{ modelId: 'm', stage: 0, replica: 0, peerId: 'a' }, { modelId: 'm', stage: 1, replica: 0, peerId: 'b' }], 0);
+    for (const p of ['a', 'b'])
+      store.upsertPeer({ peerId: p, kind: 'node', tokensPerSecond: 10, preferModel: null, at: 0 });
+    store.replaceAssignments(
+      [
+        { modelId: 'm', stage: 0, replica: 0, peerId: 'a' },
+        { modelId: 'm', stage: 1, replica: 0, peerId: 'b' },
+      ],
+      0,
+    );
     let clock = 0;
     const calls: Array<{ modelId: string; ids: number[]; targets: number[]; signal: AbortSignal }> = [];
     const recorded: Array<[string, number, number]> = [];
@@ -53,7 +66,15 @@ describe('Validation (fake evaluate)', () => {
       },
       { everySteps: 10, minIntervalMs: opts.minIntervalMs ?? 20_000, sequences: 2 },
     );
-    return { v, calls, recorded, logs, model, tick: (ms: number) => (clock += ms), answerWith: (f: () => Promise<number>) => (answer = f) };
+    return {
+      v,
+      calls,
+      recorded,
+      logs,
+      model,
+      tick: (ms: number) => (clock += ms),
+      answerWith: (f: () => Promise<number>) => (answer = f),
+    };
   }
 
   it('evaluates every 10 steps and at most every 20 s, on the same held-out sequences each time', async () => {
@@ -109,7 +130,10 @@ describe('Validation (fake evaluate)', () => {
     await v.idle();
     expect(recorded).toEqual([['m', 29, 3.25]]);
     const warns = logs.lines.filter((l) => l.level === 'warn').map((l) => l.message);
-    expect(warns).toEqual([expect.stringMatching(/step 9 failed.*stage 1 holder unreachable/), expect.stringMatching(/step 19 failed.*not a finite loss/)]);
+    expect(warns).toEqual([
+      expect.stringMatching(/step 9 failed.*stage 1 holder unreachable/),
+      expect.stringMatching(/step 19 failed.*not a finite loss/),
+    ]);
   });
 
   it('a vocabulary with no shipped corpus turns validation off for the model, said once', async () => {
@@ -126,12 +150,19 @@ describe('Validation (fake evaluate)', () => {
     v.onTrainStep('m', 19);
     await v.idle();
     expect([reads, calls.length]).toEqual([1, 0]);
-    expect(logs.lines).toEqual([{ level: 'info', message: expect.stringMatching(/validation of m is off: no Brown tokenizer/) }]);
+    expect(logs.lines).toEqual([
+      { level: 'info', message: expect.stringMatching(/validation of m is off: no Brown tokenizer/) },
+    ]);
   });
 
   it('stop() aborts the evaluation in flight and nothing is recorded', async () => {
     const { v, calls, recorded, answerWith } = setup();
-    answerWith(() => new Promise<number>((_, reject) => calls[0].signal.addEventListener('abort', () => reject(calls[0].signal.reason))));
+    answerWith(
+      () =>
+        new Promise<number>((_, reject) =>
+          calls[0].signal.addEventListener('abort', () => reject(calls[0].signal.reason)),
+        ),
+    );
     v.onTrainStep('m', 9);
     await new Promise((r) => setTimeout(r, 10));
     expect(calls.length).toBe(1);
@@ -157,7 +188,9 @@ describe('Coordinator validation wiring', () => {
   it('records val metrics from the real held-out split through the evaluate it was given', async () => {
     const seen: Int32Array[] = [];
     const coord = await Coordinator.start({
-      dbPath: ':memory:', heartbeatMs: 600_000, log: memoryLog().log,
+      dbPath: ':memory:',
+      heartbeatMs: 600_000,
+      log: memoryLog().log,
       evaluate: async (_m, ids, targets) => {
         seen.push(ids);
         // Targets are the next tokens of the same sequences.
@@ -167,8 +200,24 @@ describe('Coordinator validation wiring', () => {
       evaluation: { everySteps: 5, minIntervalMs: 0, sequences: 3 },
     });
     try {
-      const post = (path: string, body: unknown) => fetch(coord.url + path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-      const reg = await (await post('/api/models', { id: 'v', name: 'v', config: { vocab: 1024, dModel: 16, heads: 2, layers: 2, context: 8 }, layout: [2], codec: 'none', microBatches: 1, batch: 1, pricePer1kTokens: 0 })).json();
+      const post = (path: string, body: unknown) =>
+        fetch(coord.url + path, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(body),
+        });
+      const reg = await (
+        await post('/api/models', {
+          id: 'v',
+          name: 'v',
+          config: { vocab: 1024, dModel: 16, heads: 2, layers: 2, context: 8 },
+          layout: [2],
+          codec: 'none',
+          microBatches: 1,
+          batch: 1,
+          pricePer1kTokens: 0,
+        })
+      ).json();
       expect(reg.model.id).toBe('v');
       await post('/api/peers/join', { peerId: 'only', kind: 'node', tokensPerSecond: 5 });
       for (let step = 0; step < 10; step++) {
@@ -178,8 +227,13 @@ describe('Coordinator validation wiring', () => {
       }
       for (let i = 0; i < 200 && seen.length < 2; i++) await new Promise((r) => setTimeout(r, 50));
       for (let i = 0; i < 20; i++) await new Promise((r) => setTimeout(r, 10));
-      const metrics = (await (await fetch(`${coord.url}/api/models/v/metrics`)).json()).metrics.filter((m: any) => m.kind === 'val');
-      expect(metrics.map((m: any) => [m.step, m.value])).toEqual([[4, 3.9], [9, 3.8]]);
+      const metrics = (await (await fetch(`${coord.url}/api/models/v/metrics`)).json()).metrics.filter(
+        (m: any) => m.kind === 'val',
+      );
+      expect(metrics.map((m: any) => [m.step, m.value])).toEqual([
+        [4, 3.9],
+        [9, 3.8],
+      ]);
       expect(seen[0].length).toBe(3 * 8);
       expect(seen[0].every((id) => id >= 0 && id < 1024)).toBe(true);
       expect([...seen[1]]).toEqual([...seen[0]]);

@@ -12,7 +12,17 @@ export function tempDir(): { dir: string; cleanup: () => void } {
 export const tinyConfig = { vocab: 32, dModel: 16, heads: 2, layers: 4, context: 8 };
 
 export function tinyModel(id: string, layout = [1, 1, 1, 1], at = 1000): ModelRecord {
-  return { id, name: `model ${id}`, config: { ...tinyConfig }, layout, codec: 'none', microBatches: 4, batch: 2, pricePer1kTokens: 0.5, createdAt: at };
+  return {
+    id,
+    name: `model ${id}`,
+    config: { ...tinyConfig },
+    layout,
+    codec: 'none',
+    microBatches: 4,
+    batch: 2,
+    pricePer1kTokens: 0.5,
+    createdAt: at,
+  };
 }
 
 /** A logger that keeps lines for assertions instead of printing them. */

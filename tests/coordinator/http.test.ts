@@ -18,10 +18,18 @@ describe('coordinator HTTP API', () => {
       dbPath,
       heartbeatMs: 200,
       log: logs.log,
-      relay: async () => ({ multiaddrs: ['/ip4/127.0.0.1/tcp/4011/ws/p2p/12D3KooWRelay'], stop: () => void relayStopped++ }),
+      relay: async () => ({
+        multiaddrs: ['/ip4/127.0.0.1/tcp/4011/ws/p2p/12D3KooWRelay'],
+        stop: () => void relayStopped++,
+      }),
     });
 
-  async function call(method: string, path: string, body?: unknown, raw?: string): Promise<{ status: number; json: any }> {
+  async function call(
+    method: string,
+    path: string,
+    body?: unknown,
+    raw?: string,
+  ): Promise<{ status: number; json: any }> {
     const res = await fetch(coord.url + path, {
       method,
       headers: body !== undefined || raw !== undefined ? { 'content-type': 'application/json' } : {},
@@ -60,7 +68,13 @@ describe('coordinator HTTP API', () => {
   it('answers health with the relay addresses it was given', async () => {
     const { status, json } = await get('/api/health');
     expect(status).toBe(200);
-    expect(json).toMatchObject({ ok: true, models: 0, peersAlive: 0, heartbeatMs: 200, relay: { multiaddrs: ['/ip4/127.0.0.1/tcp/4011/ws/p2p/12D3KooWRelay'] } });
+    expect(json).toMatchObject({
+      ok: true,
+      models: 0,
+      peersAlive: 0,
+      heartbeatMs: 200,
+      relay: { multiaddrs: ['/ip4/127.0.0.1/tcp/4011/ws/p2p/12D3KooWRelay'] },
+    });
     expect(coord.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
   });
 
@@ -76,7 +90,12 @@ describe('coordinator HTTP API', () => {
     expect(status).toBe(201);
     modelId = json.model.id;
     expect(modelId).toMatch(/^tiny-four-stage-[0-9a-f]{6}$/);
-    expect(json.model.stages.map((s: any) => [s.firstLayer, s.endLayer])).toEqual([[0, 1], [1, 2], [2, 3], [3, 4]]);
+    expect(json.model.stages.map((s: any) => [s.firstLayer, s.endLayer])).toEqual([
+      [0, 1],
+      [1, 2],
+      [2, 3],
+      [3, 4],
+    ]);
     // The last stage also runs the head, so it costs more per token than a middle one.
     expect(json.model.stages[3].flopsPerToken).toBeGreaterThan(json.model.stages[1].flopsPerToken);
     const list = await get('/api/models');
@@ -98,7 +117,9 @@ describe('coordinator HTTP API', () => {
     expect(held).toEqual(peers.map(([p]) => p).sort());
     // The heartbeat answer carries the whole pipeline, as the model view does.
     const hb = await post('/api/peers/heartbeat', { peerId: 'peer-a', stats: { tokensPerSecond: 50, bytesSent: 10 } });
-    expect(hb.json.assignment.pipeline.map((s: any) => s.peers.length)).toEqual(json.model.stages.map((s: any) => s.peers.length));
+    expect(hb.json.assignment.pipeline.map((s: any) => s.peers.length)).toEqual(
+      json.model.stages.map((s: any) => s.peers.length),
+    );
   });
 
   it('a peer that stops heartbeating is declared gone and its stage is taken over; a moved peer learns it', async () => {
@@ -108,7 +129,8 @@ describe('coordinator HTTP API', () => {
     const alive = peers.map(([p]) => p).filter((p) => p !== victim);
     const answers = new Map<string, any>();
     const beat = setInterval(() => {
-      for (const peerId of alive) void post('/api/peers/heartbeat', { peerId }).then((r) => answers.set(peerId, r.json));
+      for (const peerId of alive)
+        void post('/api/peers/heartbeat', { peerId }).then((r) => answers.set(peerId, r.json));
     }, 30);
     let after: any;
     try {
@@ -140,7 +162,12 @@ describe('coordinator HTTP API', () => {
 
   it('records step metrics once per step and serves them with a cursor', async () => {
     for (let step = 0; step < 5; step++) {
-      const r = await post(`/api/models/${modelId}/metrics`, { step, loss: 5 - step * 0.5, tokens: 64, peerId: 'peer-a' });
+      const r = await post(`/api/models/${modelId}/metrics`, {
+        step,
+        loss: 5 - step * 0.5,
+        tokens: 64,
+        peerId: 'peer-a',
+      });
       expect(r.status).toBe(201);
     }
     const replay = await post(`/api/models/${modelId}/metrics`, { step: 2, loss: 99, tokens: 64 });
@@ -150,7 +177,12 @@ describe('coordinator HTTP API', () => {
     expect(val.status).toBe(201);
     const all = await get(`/api/models/${modelId}/metrics`);
     expect(all.json.metrics.map((m: any) => [m.step, m.kind, m.value])).toEqual([
-      [0, 'train', 5], [1, 'train', 4.5], [2, 'train', 4], [3, 'train', 3.5], [4, 'train', 3], [4, 'val', 3.5],
+      [0, 'train', 5],
+      [1, 'train', 4.5],
+      [2, 'train', 4],
+      [3, 'train', 3.5],
+      [4, 'train', 3],
+      [4, 'val', 3.5],
     ]);
     expect(all.json.steps).toEqual({ running: 0, done: 5, failed: 0 });
     const later = await get(`/api/models/${modelId}/metrics?since=${all.json.metrics[3].id}`);
@@ -182,13 +214,33 @@ describe('coordinator HTTP API', () => {
       [post(`/api/models/${modelId}/metrics`, { step: 3, status: 'failed' }), 409, /already done/],
       [get(`/api/models/${modelId}/metrics?since=abc`), 400, /since must be a non-negative integer/],
       [post('/api/peers/join', { peerId: 'x y', kind: 'node', tokensPerSecond: 1 }), 400, /peerId/],
-      [post('/api/peers/join', { peerId: 'p9', kind: 'phone', tokensPerSecond: 1 }), 400, /kind must be one of node, browser/],
-      [post('/api/peers/join', { peerId: 'p9', kind: 'node', tokensPerSecond: 0 }), 400, /tokensPerSecond must be a finite number > 0/],
-      [post('/api/peers/join', { peerId: 'p9', kind: 'node', tokensPerSecond: 1, preferModel: 'nope' }), 404, /unknown model/],
+      [
+        post('/api/peers/join', { peerId: 'p9', kind: 'phone', tokensPerSecond: 1 }),
+        400,
+        /kind must be one of node, browser/,
+      ],
+      [
+        post('/api/peers/join', { peerId: 'p9', kind: 'node', tokensPerSecond: 0 }),
+        400,
+        /tokensPerSecond must be a finite number > 0/,
+      ],
+      [
+        post('/api/peers/join', { peerId: 'p9', kind: 'node', tokensPerSecond: 1, preferModel: 'nope' }),
+        404,
+        /unknown model/,
+      ],
       [post('/api/peers/heartbeat', { peerId: 'never-joined' }), 404, /unknown peer never-joined: join first/],
-      [post('/api/peers/heartbeat', { peerId: 'peer-a', stats: { tokensPerSecond: 'fast' } }), 400, /stats.tokensPerSecond/],
+      [
+        post('/api/peers/heartbeat', { peerId: 'peer-a', stats: { tokensPerSecond: 'fast' } }),
+        400,
+        /stats.tokensPerSecond/,
+      ],
       [post('/api/peers/leave', {}), 400, /peerId must be a non-empty string/],
-      [call('POST', '/api/peers/join', undefined, JSON.stringify({ peerId: 'big', pad: 'x'.repeat(70_000) })), 413, /exceeds the 65536-byte limit/],
+      [
+        call('POST', '/api/peers/join', undefined, JSON.stringify({ peerId: 'big', pad: 'x'.repeat(70_000) })),
+        413,
+        /exceeds the 65536-byte limit/,
+      ],
       [get('/api/nothing-here'), 404, /no route/],
       [call('DELETE', '/api/models'), 405, /use GET or POST/],
       [get('/api/models/%E0%A4%A'), 400, /malformed path segment/],
@@ -222,7 +274,9 @@ describe('coordinator HTTP API', () => {
     await coord.stop();
     expect(relayStopped).toBe(1);
     coord = await start();
-    expect((await get('/api/models')).json.models.map((m: any) => [m.id, m.name, m.stages])).toEqual(models.map((m: any) => [m.id, m.name, m.stages]));
+    expect((await get('/api/models')).json.models.map((m: any) => [m.id, m.name, m.stages])).toEqual(
+      models.map((m: any) => [m.id, m.name, m.stages]),
+    );
     expect((await get(`/api/models/${modelId}`)).json.model.config).toEqual(tinyConfig);
     expect((await get(`/api/models/${modelId}/metrics`)).json.metrics).toEqual(metrics);
     expect((await get('/api/peers')).json.peers.map((p: any) => [p.peerId, p.status, p.joinedAt])).toEqual(peersBefore);

@@ -24,34 +24,67 @@ describe('contribution ledger (coordinator + anvil)', () => {
   const ADMIN = 'test-admin-token';
   let anvil: Anvil;
   let coord: Coordinator;
-  const model = { id: 'ledger-tiny', name: 'Ledger tiny', config: tinyConfig, layout: [2, 2], codec: 'none', microBatches: 2, batch: 2, pricePer1kTokens: 0.5 };
+  const model = {
+    id: 'ledger-tiny',
+    name: 'Ledger tiny',
+    config: tinyConfig,
+    layout: [2, 2],
+    codec: 'none',
+    microBatches: 2,
+    batch: 2,
+    pricePer1kTokens: 0.5,
+  };
   const specs = splitStages(tinyConfig, 2, [2, 2]);
   const peers: Array<{ key: PrivateKey; id: string; stage: number }> = [];
   const wallets = [privateKeyToAccount(ANVIL_KEYS[2]), privateKeyToAccount(ANVIL_KEYS[3])];
 
   async function call(method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
-    const res = await fetch(coord.url + path, { method, headers: { 'content-type': 'application/json', ...headers }, body: body === undefined ? undefined : JSON.stringify(body) });
+    const res = await fetch(coord.url + path, {
+      method,
+      headers: { 'content-type': 'application/json', ...headers },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
     return { status: res.status, json: (await res.json()) as any };
   }
   const H = (c: string) => '0x' + c.repeat(64);
   /** A 3-token prompt's hop through a stage (the head projects its last row). */
   const inferFlops = (stage: number) => stageIncrementalFlops(tinyConfig, specs[stage], 3, 0, 1);
-  const receipt = (p: { id: string; stage: number }, step: number, micro: number, over: Partial<WorkReceipt> = {}): WorkReceipt => ({
-    model: model.id, round: 1, stage: p.stage, replica: 0, replicas: 1, step, micro, kind: 'train',
+  const receipt = (
+    p: { id: string; stage: number },
+    step: number,
+    micro: number,
+    over: Partial<WorkReceipt> = {},
+  ): WorkReceipt => ({
+    model: model.id,
+    round: 1,
+    stage: p.stage,
+    replica: 0,
+    replicas: 1,
+    step,
+    micro,
+    kind: 'train',
     flops: receiptFlops(tinyConfig, specs[p.stage], model.batch, tinyConfig.context, 'train'),
     // Stage 0's output is stage 1's input: the hashes chain so the verdict corroborates both.
     inputHash: p.stage === 0 ? H('0') : H(((step * 2 + micro) % 10).toString()),
     outputHash: p.stage === 0 ? H(((step * 2 + micro) % 10).toString()) : H('f'),
-    peerId: p.id, ...over,
+    peerId: p.id,
+    ...over,
   });
 
   beforeAll(async () => {
     anvil = await startAnvil();
     const deployment = await deployTessera({
-      rpcUrl: anvil.rpcUrl, chainId: anvil.chainId, deployerKey: ANVIL_KEYS[0], settlerAddress: privateKeyToAccount(ANVIL_KEYS[1]).address, challengeDelaySeconds: 600,
+      rpcUrl: anvil.rpcUrl,
+      chainId: anvil.chainId,
+      deployerKey: ANVIL_KEYS[0],
+      settlerAddress: privateKeyToAccount(ANVIL_KEYS[1]).address,
+      challengeDelaySeconds: 600,
     });
     coord = await Coordinator.start({
-      dbPath: join(tmp.dir, 'c.db'), heartbeatMs: 60_000, log: logs.log, adminToken: ADMIN,
+      dbPath: join(tmp.dir, 'c.db'),
+      heartbeatMs: 60_000,
+      log: logs.log,
+      adminToken: ADMIN,
       chain: { deployment, settlerKey: ANVIL_KEYS[1], ownerKey: ANVIL_KEYS[0] },
     });
     expect((await call('POST', '/api/models', model)).status).toBe(201);
@@ -63,7 +96,8 @@ describe('contribution ledger (coordinator + anvil)', () => {
     }
     expect(peers.map((p) => p.stage).sort()).toEqual([0, 1]);
     peers.sort((a, b) => a.stage - b.stage);
-    for (let step = 0; step < 3; step++) expect((await call('POST', `/api/models/${model.id}/metrics`, { step, loss: 3 - step / 10 })).status).toBe(201);
+    for (let step = 0; step < 3; step++)
+      expect((await call('POST', `/api/models/${model.id}/metrics`, { step, loss: 3 - step / 10 })).status).toBe(201);
   });
   afterAll(async () => {
     await coord?.stop();
@@ -92,41 +126,89 @@ describe('contribution ledger (coordinator + anvil)', () => {
     const bad = await call('POST', `/api/models/${model.id}/receipts`, { receipts: forged });
     expect(bad.json.accepted).toBe(0);
     const reasons = bad.json.rejected.map((r: { reason: string }) => r.reason);
-    const expected = [/signature is not this peer/, /signature is not this peer/, /claims 1000000000000 FLOPs; this unit computes \d+/, /duplicate/, /never held stage 1/, /ahead of the swarm/, /names model other/, /unknown receipt field/];
+    const expected = [
+      /signature is not this peer/,
+      /signature is not this peer/,
+      /claims 1000000000000 FLOPs; this unit computes \d+/,
+      /duplicate/,
+      /never held stage 1/,
+      /ahead of the swarm/,
+      /names model other/,
+      /unknown receipt field/,
+    ];
     expected.forEach((re, i) => expect(reasons[i]).toMatch(re));
-    expect(logs.lines.filter((l) => l.level === 'warn' && /receipt refused/.test(l.message)).length).toBe(forged.length);
+    expect(logs.lines.filter((l) => l.level === 'warn' && /receipt refused/.test(l.message)).length).toBe(
+      forged.length,
+    );
     expect((await call('POST', `/api/models/${model.id}/receipts`, { receipts: [] })).status).toBe(400);
     expect((await call('POST', `/api/models/nope/receipts`, { receipts: good })).status).toBe(404);
   });
 
   it('records inference hop receipts the requester checked; peers cannot post them, wrong FLOPs and replays are refused', async () => {
-    const hop = (p: (typeof peers)[number], unit: number, over: Partial<WorkReceipt> = {}) => hopReceipt(p.key, {
-      model: model.id, round: 1, stage: p.stage, replica: 0, replicas: 1, step: 1, sessionStep: 1, peerId: p.id,
-    }, { unit, audit: false, flops: inferFlops(p.stage), input: bytesOf(Int32Array.of(1, 2, 3)), output: Float32Array.of(0.5, -1, 2), ...over });
+    const hop = (p: (typeof peers)[number], unit: number, over: Partial<WorkReceipt> = {}) =>
+      hopReceipt(
+        p.key,
+        {
+          model: model.id,
+          round: 1,
+          stage: p.stage,
+          replica: 0,
+          replicas: 1,
+          step: 1,
+          sessionStep: 1,
+          peerId: p.id,
+        },
+        {
+          unit,
+          audit: false,
+          flops: inferFlops(p.stage),
+          input: bytesOf(Int32Array.of(1, 2, 3)),
+          output: Float32Array.of(0.5, -1, 2),
+          ...over,
+        },
+      );
     const [a, b] = peers;
     const ra = await hop(a, 7);
     expect((await coord.ledger.recordInference(model.id, ra, inferFlops(0))).micro).toBe(7);
     await coord.ledger.recordInference(model.id, await hop(b, 7), inferFlops(1));
     await expect(coord.ledger.recordInference(model.id, ra, inferFlops(0))).rejects.toThrow(/duplicate/);
-    await expect(coord.ledger.recordInference(model.id, await hop(a, 8), inferFlops(0) + 1)).rejects.toThrow(/claims \d+ FLOPs; this unit computes/);
-    await expect(coord.ledger.recordInference(model.id, { ...(await hop(a, 9)), sketch: [1, 2, 3, 4, 5, 6, 7, 8] }, inferFlops(0))).rejects.toThrow(/signature is not this peer/);
+    await expect(coord.ledger.recordInference(model.id, await hop(a, 8), inferFlops(0) + 1)).rejects.toThrow(
+      /claims \d+ FLOPs; this unit computes/,
+    );
+    await expect(
+      coord.ledger.recordInference(model.id, { ...(await hop(a, 9)), sketch: [1, 2, 3, 4, 5, 6, 7, 8] }, inferFlops(0)),
+    ).rejects.toThrow(/signature is not this peer/);
     const posted = await call('POST', `/api/models/${model.id}/receipts`, { receipts: [await hop(a, 10)] });
     expect(posted.json.rejected[0].reason).toMatch(/recorded by the inference requester/);
   });
 
   it('binds each peer to a wallet with EIP-712 + the peer signature; replays, expired and forged bindings are refused', async () => {
-    const sign = async (p: (typeof peers)[number], w: (typeof wallets)[number], nonce: bigint, expiry: bigint, signer = w) => {
+    const sign = async (
+      p: (typeof peers)[number],
+      w: (typeof wallets)[number],
+      nonce: bigint,
+      expiry: bigint,
+      signer = w,
+    ) => {
       const m = { peerId: p.id, wallet: w.address, nonce, expiry };
       return {
-        peerId: p.id, wallet: w.address, nonce: String(nonce), expiry: String(expiry),
-        walletSignature: await signer.signTypedData(bindingTypedData(anvil.chainId, m)), peerSignature: await signBindingAsPeer(p.key, anvil.chainId, m),
+        peerId: p.id,
+        wallet: w.address,
+        nonce: String(nonce),
+        expiry: String(expiry),
+        walletSignature: await signer.signTypedData(bindingTypedData(anvil.chainId, m)),
+        peerSignature: await signBindingAsPeer(p.key, anvil.chainId, m),
       };
     };
     const soon = BigInt(Math.floor(Date.now() / 1000) + 300);
     const n = await call('GET', `/api/wallets/${wallets[0].address}/nonce`);
     expect(n.json).toMatchObject({ nonce: '1', chainId: anvil.chainId });
-    expect((await call('POST', '/api/bindings', await sign(peers[0], wallets[0], 1n, soon, wallets[1]))).status).toBe(401); // wrong wallet key
-    expect((await call('POST', '/api/bindings', await sign(peers[0], wallets[0], 1n, 100n))).json.error).toMatch(/expired/);
+    expect((await call('POST', '/api/bindings', await sign(peers[0], wallets[0], 1n, soon, wallets[1]))).status).toBe(
+      401,
+    ); // wrong wallet key
+    expect((await call('POST', '/api/bindings', await sign(peers[0], wallets[0], 1n, 100n))).json.error).toMatch(
+      /expired/,
+    );
     const first = await sign(peers[0], wallets[0], 1n, soon);
     const bound = await call('POST', '/api/bindings', first);
     expect(bound.status).toBe(201);
@@ -153,33 +235,52 @@ describe('contribution ledger (coordinator + anvil)', () => {
     const e = settled.json;
     expect(e).toMatchObject({ epoch: 1, throughStep: 1, status: 'challenge', wallets: 2 });
     // Four train units each, plus the one inference hop each served (recorded above, step 1).
-    const perPeer = (p: (typeof peers)[number]) => 4 * receiptFlops(tinyConfig, specs[p.stage], model.batch, tinyConfig.context, 'train') + inferFlops(p.stage);
-    expect(e.leaves).toEqual(expect.arrayContaining([
-      { wallet: wallets[0].address, shares: String(perPeer(peers[0])) },
-      { wallet: wallets[1].address, shares: String(perPeer(peers[1])) },
-    ]));
+    const perPeer = (p: (typeof peers)[number]) =>
+      4 * receiptFlops(tinyConfig, specs[p.stage], model.batch, tinyConfig.context, 'train') + inferFlops(p.stage);
+    expect(e.leaves).toEqual(
+      expect.arrayContaining([
+        { wallet: wallets[0].address, shares: String(perPeer(peers[0])) },
+        { wallet: wallets[1].address, shares: String(perPeer(peers[1])) },
+      ]),
+    );
     const deployment = coord.chain!.info();
     const c = chainClients(anvil.rpcUrl, anvil.chainId, ANVIL_KEYS[2]);
     const addrs = deployment.models[model.id];
     expect((await readRoot(c, addrs, 1n)).root).toBe(e.root);
     // Nothing new to settle; a receipt for a settled step is refused.
     expect((await call('POST', path, {}, { authorization: `Bearer ${ADMIN}` })).status).toBe(409);
-    const late = await call('POST', `/api/models/${model.id}/receipts`, { receipts: [await signReceipt(peers[0].key, receipt(peers[0], 1, 0, { round: 2 }))] });
+    const late = await call('POST', `/api/models/${model.id}/receipts`, {
+      receipts: [await signReceipt(peers[0].key, receipt(peers[0], 1, 0, { round: 2 }))],
+    });
     expect(late.json.rejected[0].reason).toMatch(/already settled/);
 
     const view = (await call('GET', `/api/wallets/${wallets[0].address}`)).json;
     const mine = view.models.find((m: { modelId: string }) => m.modelId === model.id);
     expect(mine.claim).toMatchObject({ epoch: 1, cumulative: String(perPeer(peers[0])) });
-    await expect(claimShares(c, addrs, { epoch: 1n, account: wallets[0].address, cumulativeShares: BigInt(mine.claim.cumulative), proof: mine.claim.proof })).rejects.toThrow(/NotClaimable/);
+    await expect(
+      claimShares(c, addrs, {
+        epoch: 1n,
+        account: wallets[0].address,
+        cumulativeShares: BigInt(mine.claim.cumulative),
+        proof: mine.claim.proof,
+      }),
+    ).rejects.toThrow(/NotClaimable/);
     const test = createTestClient({ mode: 'anvil', transport: http(anvil.rpcUrl) });
     await test.increaseTime({ seconds: 601 });
     await test.mine({ blocks: 1 });
-    await claimShares(c, addrs, { epoch: 1n, account: wallets[0].address, cumulativeShares: BigInt(mine.claim.cumulative), proof: mine.claim.proof });
+    await claimShares(c, addrs, {
+      epoch: 1n,
+      account: wallets[0].address,
+      cumulativeShares: BigInt(mine.claim.cumulative),
+      proof: mine.claim.proof,
+    });
     expect(await shareBalance(c, addrs, wallets[0].address)).toBe(BigInt(perPeer(peers[0])));
     expect(await claimedOf(c, addrs, wallets[0].address)).toBe(BigInt(perPeer(peers[0])));
     // The published receipts are what the leaves came from.
     const rs = (await call('GET', `${path}/1/receipts`)).json.receipts;
     expect(rs).toHaveLength(10);
-    expect(rs.filter((r: { kind: string; sketch?: number[] }) => r.kind === 'infer' && r.sketch?.length === 8)).toHaveLength(2);
+    expect(
+      rs.filter((r: { kind: string; sketch?: number[] }) => r.kind === 'infer' && r.sketch?.length === 8),
+    ).toHaveLength(2);
   });
 });

@@ -26,7 +26,12 @@ describe('membership: heartbeats, gone peers, rejoin', () => {
   });
 
   const join4 = () => {
-    for (const [peerId, tps] of [['a', 100], ['b', 60], ['c', 40], ['d', 30]] as const) {
+    for (const [peerId, tps] of [
+      ['a', 100],
+      ['b', 60],
+      ['c', 40],
+      ['d', 30],
+    ] as const) {
       members.join({ peerId, kind: 'node', tokensPerSecond: tps, preferModel: null });
     }
   };
@@ -37,13 +42,20 @@ describe('membership: heartbeats, gone peers, rejoin', () => {
     join4();
     expect(stagesCovered()).toBe(3);
     expect(store.listAssignments('m')).toHaveLength(4);
-    expect(store.listEvents().filter((e) => e.kind === 'join').map((e) => e.detail.peerId)).toEqual(['a', 'b', 'c', 'd']);
+    expect(
+      store
+        .listEvents()
+        .filter((e) => e.kind === 'join')
+        .map((e) => e.detail.peerId),
+    ).toEqual(['a', 'b', 'c', 'd']);
   });
 
   it('a peer silent for more than 3 heartbeats is gone, logged, and its stage taken over', () => {
     join4();
     // The victim: a peer alone on its stage (so the stage must be covered by someone else).
-    const lonely = store.listAssignments('m').find((a) => store.listAssignments('m').filter((b) => b.stage === a.stage).length === 1)!;
+    const lonely = store
+      .listAssignments('m')
+      .find((a) => store.listAssignments('m').filter((b) => b.stage === a.stage).length === 1)!;
     const others = ['a', 'b', 'c', 'd'].filter((p) => p !== lonely.peerId);
     clock = 2000;
     for (const p of others) members.heartbeat(p);
@@ -76,7 +88,12 @@ describe('membership: heartbeats, gone peers, rejoin', () => {
     members.join({ peerId: 'd', kind: 'node', tokensPerSecond: 30, preferModel: null });
     expect(store.getPeer('d')).toMatchObject({ status: 'alive', joinedAt: 0, lastSeen: 13_500 });
     expect(stageOf('d')).toBeDefined();
-    expect(store.listEvents().filter((e) => e.kind === 'rejoin').map((e) => e.detail.peerId)).toEqual(['d']);
+    expect(
+      store
+        .listEvents()
+        .filter((e) => e.kind === 'rejoin')
+        .map((e) => e.detail.peerId),
+    ).toEqual(['d']);
     expect(members.heartbeat('d').status).toBe('alive');
   });
 
@@ -112,7 +129,8 @@ describe('membership: heartbeats, gone peers, rejoin', () => {
       live.heartbeat('z');
     }, 10);
     try {
-      while (store.getPeer('x')!.status === 'alive' && Date.now() - t0 < 2000) await new Promise((r) => setTimeout(r, 5));
+      while (store.getPeer('x')!.status === 'alive' && Date.now() - t0 < 2000)
+        await new Promise((r) => setTimeout(r, 5));
     } finally {
       clearInterval(beat);
       live.stop();

@@ -48,19 +48,58 @@ describe('OpenAI-compatible inference API (coordinator + anvil + openai client)'
   let anvil: Anvil;
   let coord: Coordinator;
   let client: OpenAI;
-  const model = { id: 'inf-tiny', name: 'Inference tiny', config: { vocab: VOCAB, dModel: 16, heads: 2, layers: 2, context: 64 }, layout: [1, 1], codec: 'none', microBatches: 2, batch: 1, pricePer1kTokens: PRICE_ETH_PER_1K };
-  const available = async () => BigInt((await (await fetch(`${coord.url}/api/payers/${payer.address}`)).json()).available);
+  const model = {
+    id: 'inf-tiny',
+    name: 'Inference tiny',
+    config: { vocab: VOCAB, dModel: 16, heads: 2, layers: 2, context: 64 },
+    layout: [1, 1],
+    codec: 'none',
+    microBatches: 2,
+    batch: 1,
+    pricePer1kTokens: PRICE_ETH_PER_1K,
+  };
+  const available = async () =>
+    BigInt((await (await fetch(`${coord.url}/api/payers/${payer.address}`)).json()).available);
 
   beforeAll(async () => {
     anvil = await startAnvil();
-    const deployment = await deployTessera({ rpcUrl: anvil.rpcUrl, chainId: anvil.chainId, deployerKey: ANVIL_KEYS[0], settlerAddress: privateKeyToAccount(ANVIL_KEYS[1]).address, challengeDelaySeconds: 0 });
-    coord = await Coordinator.start({ dbPath: join(tmp.dir, 'c.db'), log: logs.log, inference: backend, chain: { deployment, settlerKey: ANVIL_KEYS[1], ownerKey: ANVIL_KEYS[0] } });
-    expect((await fetch(`${coord.url}/api/models`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(model) })).status).toBe(201);
+    const deployment = await deployTessera({
+      rpcUrl: anvil.rpcUrl,
+      chainId: anvil.chainId,
+      deployerKey: ANVIL_KEYS[0],
+      settlerAddress: privateKeyToAccount(ANVIL_KEYS[1]).address,
+      challengeDelaySeconds: 0,
+    });
+    coord = await Coordinator.start({
+      dbPath: join(tmp.dir, 'c.db'),
+      log: logs.log,
+      inference: backend,
+      chain: { deployment, settlerKey: ANVIL_KEYS[1], ownerKey: ANVIL_KEYS[0] },
+    });
+    expect(
+      (
+        await fetch(`${coord.url}/api/models`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(model),
+        })
+      ).status,
+    ).toBe(201);
     // Revenue needs share holders: one epoch gives the holder all 1000 shares.
     await coord.chain!.ensureModel(model.id, model.name);
-    await soleHolder(chainClients(anvil.rpcUrl, anvil.chainId, ANVIL_KEYS[1]), chainClients(anvil.rpcUrl, anvil.chainId, ANVIL_KEYS[2]), coord.chain!.info().models[model.id], 1000n);
+    await soleHolder(
+      chainClients(anvil.rpcUrl, anvil.chainId, ANVIL_KEYS[1]),
+      chainClients(anvil.rpcUrl, anvil.chainId, ANVIL_KEYS[2]),
+      coord.chain!.info().models[model.id],
+      1000n,
+    );
     await escrowDeposit(chainClients(anvil.rpcUrl, anvil.chainId, ANVIL_KEYS[5]), deployment.escrow!, 10n ** 17n);
-    client = new OpenAI({ baseURL: `${coord.url}/v1`, apiKey: 'unused: requests are signed', fetch: signedFetch(payer), maxRetries: 0 });
+    client = new OpenAI({
+      baseURL: `${coord.url}/v1`,
+      apiKey: 'unused: requests are signed',
+      fetch: signedFetch(payer),
+      maxRetries: 0,
+    });
   });
   afterAll(async () => {
     await coord?.stop();
@@ -70,7 +109,10 @@ describe('OpenAI-compatible inference API (coordinator + anvil + openai client)'
 
   it('lists models with their price', async () => {
     const list = await client.models.list();
-    const m = list.data.find((x) => x.id === model.id) as unknown as { price: { wei_per_1k_tokens: string }; context_length: number };
+    const m = list.data.find((x) => x.id === model.id) as unknown as {
+      price: { wei_per_1k_tokens: string };
+      context_length: number;
+    };
     expect(m.price.wei_per_1k_tokens).toBe(String(1000n * WEI_PER_TOKEN));
     expect(m.context_length).toBe(64);
   });
@@ -89,8 +131,17 @@ describe('OpenAI-compatible inference API (coordinator + anvil + openai client)'
   });
 
   it('streams chat completions as server-sent events whose pieces add up to the answer, with usage at the end', async () => {
-    const messages = [{ role: 'system' as const, content: 'Be brief.' }, { role: 'user' as const, content: 'Who won?' }];
-    const stream = await client.chat.completions.create({ model: model.id, messages, max_tokens: 4, stream: true, stream_options: { include_usage: true } });
+    const messages = [
+      { role: 'system' as const, content: 'Be brief.' },
+      { role: 'user' as const, content: 'Who won?' },
+    ];
+    const stream = await client.chat.completions.create({
+      model: model.id,
+      messages,
+      max_tokens: 4,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
     let text = '';
     let usage: OpenAI.CompletionUsage | undefined;
     let finish: string | null = null;
@@ -108,11 +159,15 @@ describe('OpenAI-compatible inference API (coordinator + anvil + openai client)'
   it('402 without enough deposit, and a failed generation costs nothing', async () => {
     const broke = new OpenAI({ baseURL: `${coord.url}/v1`, apiKey: 'x', fetch: signedFetch(poor), maxRetries: 0 });
     const calls = backend.calls;
-    await expect(broke.completions.create({ model: model.id, prompt: 'Hello', max_tokens: 3 })).rejects.toMatchObject({ status: 402 });
+    await expect(broke.completions.create({ model: model.id, prompt: 'Hello', max_tokens: 3 })).rejects.toMatchObject({
+      status: 402,
+    });
     expect(backend.calls).toBe(calls); // nothing ran
     const before = await available();
     backend.fail = true;
-    await expect(client.completions.create({ model: model.id, prompt: 'Hello', max_tokens: 3 })).rejects.toMatchObject({ status: 503 });
+    await expect(client.completions.create({ model: model.id, prompt: 'Hello', max_tokens: 3 })).rejects.toMatchObject({
+      status: 503,
+    });
     backend.fail = false;
     expect(await available()).toBe(before);
   });
@@ -121,18 +176,37 @@ describe('OpenAI-compatible inference API (coordinator + anvil + openai client)'
     const url = `${coord.url}/v1/completions`;
     const body = new TextEncoder().encode(JSON.stringify({ model: model.id, prompt: 'Hi', max_tokens: 1 }));
     expect((await fetch(url, { method: 'POST', body })).status).toBe(401);
-    const headers = { 'content-type': 'application/json', ...(await signRequest(payer, 'POST', '/v1/completions', body, 10n ** 18n)) };
+    const headers = {
+      'content-type': 'application/json',
+      ...(await signRequest(payer, 'POST', '/v1/completions', body, 10n ** 18n)),
+    };
     expect((await fetch(url, { method: 'POST', body, headers })).status).toBe(200);
     const replay = await fetch(url, { method: 'POST', body, headers });
     expect(replay.status).toBe(401);
     expect((await replay.json()).error.message).toMatch(/replayed/);
     // Another body under the same signature: the signer does not recover.
     const other = new TextEncoder().encode(JSON.stringify({ model: model.id, prompt: 'Hi there', max_tokens: 1 }));
-    expect((await fetch(url, { method: 'POST', body: other, headers: { ...headers, 'x-tessera-nonce': String(10n ** 18n + 5n) } })).status).toBe(401);
-    await expect(client.completions.create({ model: 'nope', prompt: 'Hi', max_tokens: 1 })).rejects.toMatchObject({ status: 404 });
-    await expect(client.completions.create({ model: model.id, prompt: 'word '.repeat(80), max_tokens: 8 })).rejects.toMatchObject({ status: 400, message: expect.stringMatching(/exceeds the context of 64/) });
+    expect(
+      (
+        await fetch(url, {
+          method: 'POST',
+          body: other,
+          headers: { ...headers, 'x-tessera-nonce': String(10n ** 18n + 5n) },
+        })
+      ).status,
+    ).toBe(401);
+    await expect(client.completions.create({ model: 'nope', prompt: 'Hi', max_tokens: 1 })).rejects.toMatchObject({
+      status: 404,
+    });
+    await expect(
+      client.completions.create({ model: model.id, prompt: 'word '.repeat(80), max_tokens: 8 }),
+    ).rejects.toMatchObject({ status: 400, message: expect.stringMatching(/exceeds the context of 64/) });
     const bad = new TextEncoder().encode('{"model": ');
-    const r = await signedFetch(payer)(url, { method: 'POST', body: bad, headers: { 'content-type': 'application/json' } });
+    const r = await signedFetch(payer)(url, {
+      method: 'POST',
+      body: bad,
+      headers: { 'content-type': 'application/json' },
+    });
     expect(r.status).toBe(400);
     expect((await r.json()).error.message).toMatch(/malformed JSON/);
   });

@@ -18,9 +18,14 @@ describe('coordinator: researcher data', () => {
   /** Peer on stage 0, stage 1, and a replica (the third peer), as the assignment placed them. */
   let s0: string, s1: string, replica: string, replicaStage: number;
 
-  const start = () => Coordinator.start({ dbPath, heartbeatMs: 600_000, log: logs.log, now: () => clock, maxLiveClients: 2 });
+  const start = () =>
+    Coordinator.start({ dbPath, heartbeatMs: 600_000, log: logs.log, now: () => clock, maxLiveClients: 2 });
   async function call(method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> {
-    const res = await fetch(coord.url + path, { method, headers: body === undefined ? {} : { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
+    const res = await fetch(coord.url + path, {
+      method,
+      headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
     return { status: res.status, json: await res.json() };
   }
   const post = (path: string, body: unknown) => call('POST', path, body);
@@ -29,11 +34,25 @@ describe('coordinator: researcher data', () => {
 
   beforeAll(async () => {
     coord = await start();
-    const reg = await post('/api/models', { name: 'Two stages', config: tinyConfig, layout: [2, 2], codec: 'int8', microBatches: 2, batch: 2, pricePer1kTokens: 0 });
+    const reg = await post('/api/models', {
+      name: 'Two stages',
+      config: tinyConfig,
+      layout: [2, 2],
+      codec: 'int8',
+      microBatches: 2,
+      batch: 2,
+      pricePer1kTokens: 0,
+    });
     expect(reg.status).toBe(201);
     modelId = reg.json.model.id;
-    for (const [peerId, tps] of [['peer-a', 50], ['peer-b', 40], ['peer-c', 30]] as const) {
-      expect((await post('/api/peers/join', { peerId, kind: 'node', tokensPerSecond: tps })).json.status).toBe('assigned');
+    for (const [peerId, tps] of [
+      ['peer-a', 50],
+      ['peer-b', 40],
+      ['peer-c', 30],
+    ] as const) {
+      expect((await post('/api/peers/join', { peerId, kind: 'node', tokensPerSecond: tps })).json.status).toBe(
+        'assigned',
+      );
     }
     const stages = (await get(`/api/models/${modelId}/topology`)).json.stages;
     s0 = stages[0].peers[0].peerId;
@@ -51,11 +70,21 @@ describe('coordinator: researcher data', () => {
     const { status, json } = await get(`/api/models/${modelId}/topology`);
     expect(status).toBe(200);
     expect(json.modelId).toBe(modelId);
-    expect(json.stages.map((s: any) => [s.index, s.firstLayer, s.endLayer, s.hasEmbedding, s.hasHead])).toEqual([[0, 0, 2, true, false], [1, 2, 4, false, true]]);
-    expect(json.stages.flatMap((s: any) => s.peers).map((p: any) => p.peerId).sort()).toEqual(['peer-a', 'peer-b', 'peer-c']);
+    expect(json.stages.map((s: any) => [s.index, s.firstLayer, s.endLayer, s.hasEmbedding, s.hasHead])).toEqual([
+      [0, 0, 2, true, false],
+      [1, 2, 4, false, true],
+    ]);
+    expect(
+      json.stages
+        .flatMap((s: any) => s.peers)
+        .map((p: any) => p.peerId)
+        .sort(),
+    ).toEqual(['peer-a', 'peer-b', 'peer-c']);
     expect(json.stages[0].peers[0]).toMatchObject({ replica: 0, kind: 'node', team: null });
     expect(json.links).toEqual([]);
-    expect(json.boundaries).toEqual([{ after: 0, codec: 'int8', bytesPerToken: null, rawBytesPerToken: tinyConfig.dModel * 4 * 2 }]);
+    expect(json.boundaries).toEqual([
+      { after: 0, codec: 'int8', bytesPerToken: null, rawBytesPerToken: tinyConfig.dModel * 4 * 2 },
+    ]);
   });
 
   it('two heartbeats make a link rate; bytes over the boundary per token of the steps between; a counter reset is not negative', async () => {
@@ -70,7 +99,14 @@ describe('coordinator: researcher data', () => {
     let topo = (await get(`/api/models/${modelId}/topology`)).json;
     const link = (from: string, to: string) => topo.links.find((l: any) => l.from === from && l.to === to);
     // s0 → s1: 4000 bytes in 2 s; s1 → s0: 2000 bytes in 2 s. A report without rttMs keeps the last one measured.
-    expect(link(s0, s1)).toEqual({ from: s0, to: s1, kind: 'pipeline', bytesPerSecond: 2000, rttMs: 14, at: t0 + 2000 });
+    expect(link(s0, s1)).toEqual({
+      from: s0,
+      to: s1,
+      kind: 'pipeline',
+      bytesPerSecond: 2000,
+      rttMs: 14,
+      at: t0 + 2000,
+    });
     expect(link(s1, s0)).toMatchObject({ kind: 'pipeline', bytesPerSecond: 1000, rttMs: 11 });
     // 6000 bytes crossed the boundary (activations + gradients) while step 0 trained 100 tokens.
     expect(topo.boundaries[0].bytesPerToken).toBe(60);
@@ -87,7 +123,12 @@ describe('coordinator: researcher data', () => {
     clock += 1000;
     await beat(replica, [{ peerId: sibling, bytesSent: 1010, bytesReceived: 10, rttMs: 3 }]);
     const topo = (await get(`/api/models/${modelId}/topology`)).json;
-    expect(topo.links.find((l: any) => l.from === replica)).toMatchObject({ to: sibling, kind: 'sync', bytesPerSecond: 1000, rttMs: 3 });
+    expect(topo.links.find((l: any) => l.from === replica)).toMatchObject({
+      to: sibling,
+      kind: 'sync',
+      bytesPerSecond: 1000,
+      rttMs: 3,
+    });
   });
 
   it('refuses malformed links with a reason, and ignores peers outside the model', async () => {
@@ -105,10 +146,19 @@ describe('coordinator: researcher data', () => {
     }
     const many = Array.from({ length: 65 }, (_, i) => ({ peerId: `p${i}`, bytesSent: 0, bytesReceived: 0 }));
     expect((await beat(s0, many)).json.error).toMatch(/at most 64/);
-    expect((await beat(s0, [{ peerId: s1, bytesSent: 1, bytesReceived: 0 }, { peerId: s1, bytesSent: 2, bytesReceived: 0 }])).json.error).toMatch(/listed twice/);
+    expect(
+      (
+        await beat(s0, [
+          { peerId: s1, bytesSent: 1, bytesReceived: 0 },
+          { peerId: s1, bytesSent: 2, bytesReceived: 0 },
+        ])
+      ).json.error,
+    ).toMatch(/listed twice/);
     const stranger = await beat(s0, [{ peerId: 'not-in-the-swarm', bytesSent: 5, bytesReceived: 5 }]);
     expect(stranger.status).toBe(200);
-    expect((await get(`/api/models/${modelId}/topology`)).json.links.some((l: any) => l.to === 'not-in-the-swarm')).toBe(false);
+    expect(
+      (await get(`/api/models/${modelId}/topology`)).json.links.some((l: any) => l.to === 'not-in-the-swarm'),
+    ).toBe(false);
   });
 
   it('throughput: tokens over the time since the previous step, or since the step was reported running', async () => {
@@ -144,11 +194,24 @@ describe('coordinator: researcher data', () => {
     const replicas = (stage: number) => (stage === replicaStage ? 2 : 1);
     const other = replicaStage === 0 ? s0 : s1;
     const train = (stage: number, step: number, micro: number, peer: string) =>
-      insert.run(modelId, stage, peer === replica ? 1 : 0, replicas(stage), step, micro, 'train', stage === 0 ? `in${step}${micro}` : `act${step}${micro}`, stage === 0 ? `act${step}${micro}` : `loss${step}${micro}`, peer, clock);
-    for (const step of [0, 1]) for (const micro of [0, 1]) {
-      train(0, step, micro, s0);
-      train(1, step, micro, s1);
-    }
+      insert.run(
+        modelId,
+        stage,
+        peer === replica ? 1 : 0,
+        replicas(stage),
+        step,
+        micro,
+        'train',
+        stage === 0 ? `in${step}${micro}` : `act${step}${micro}`,
+        stage === 0 ? `act${step}${micro}` : `loss${step}${micro}`,
+        peer,
+        clock,
+      );
+    for (const step of [0, 1])
+      for (const micro of [0, 1]) {
+        train(0, step, micro, s0);
+        train(1, step, micro, s1);
+      }
     // The replica recomputes two of its sibling's units: one agrees, one does not.
     const input = (micro: number) => (replicaStage === 0 ? `in0${micro}` : `act0${micro}`);
     const output = (micro: number) => (replicaStage === 0 ? `act0${micro}` : `loss0${micro}`);
@@ -174,7 +237,11 @@ describe('coordinator: researcher data', () => {
     expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
     const events = readEvents(res.body!);
     const snapshot = await events.next('snapshot');
-    expect(snapshot.metrics.map((m: any) => [m.step, m.kind])).toEqual([[0, 'train'], [1, 'train'], [2, 'train']]);
+    expect(snapshot.metrics.map((m: any) => [m.step, m.kind])).toEqual([
+      [0, 'train'],
+      [1, 'train'],
+      [2, 'train'],
+    ]);
     expect(snapshot.throughput.map((p: any) => p.step)).toEqual([1, 2]);
     expect((await events.next('topology')).modelId).toBe(modelId);
     clock += 500;

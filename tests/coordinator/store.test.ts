@@ -20,8 +20,12 @@ describe('coordinator store (node:sqlite)', () => {
     s.close();
     const raw = new DatabaseSync(path);
     expect((raw.prepare('PRAGMA journal_mode').get() as { journal_mode: string }).journal_mode).toBe('wal');
-    const tables = (raw.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as Array<{ name: string }>).map((r) => r.name);
-    expect(tables).toEqual(expect.arrayContaining(['assignments', 'events', 'metrics', 'models', 'peers', 'schema_version', 'steps']));
+    const tables = (
+      raw.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as Array<{ name: string }>
+    ).map((r) => r.name);
+    expect(tables).toEqual(
+      expect.arrayContaining(['assignments', 'events', 'metrics', 'models', 'peers', 'schema_version', 'steps']),
+    );
     raw.close();
     // Reopening applies nothing twice (a second CREATE TABLE would throw).
     const again = Store.open(path);
@@ -58,7 +62,13 @@ describe('coordinator store (node:sqlite)', () => {
     s.touchPeer('p2', 21, 60);
     expect(s.getPeer('p1')).toMatchObject({ lastSeen: 20, tokensPerSecond: 100, status: 'alive', joinedAt: 10 });
     expect(s.getPeer('p2')).toMatchObject({ lastSeen: 21, tokensPerSecond: 60, kind: 'browser', preferModel: 'm' });
-    s.replaceAssignments([{ modelId: 'm', stage: 0, replica: 0, peerId: 'p1' }, { modelId: 'm', stage: 1, replica: 0, peerId: 'p2' }], 30);
+    s.replaceAssignments(
+      [
+        { modelId: 'm', stage: 0, replica: 0, peerId: 'p1' },
+        { modelId: 'm', stage: 1, replica: 0, peerId: 'p2' },
+      ],
+      30,
+    );
     s.markPeerGone('p1');
     expect(s.getPeer('p1')!.status).toBe('gone');
     expect(s.assignmentsOf('p1')).toEqual([]);
@@ -71,15 +81,31 @@ describe('coordinator store (node:sqlite)', () => {
   it('assignments: replaced atomically, unchanged rows keep `since`, one stage per peer per model enforced', () => {
     const s = Store.open(path);
     s.insertModel(tinyModel('m'));
-    for (const p of ['a', 'b', 'c']) s.upsertPeer({ peerId: p, kind: 'node', tokensPerSecond: 1, preferModel: null, at: 0 });
-    s.replaceAssignments([{ modelId: 'm', stage: 0, replica: 0, peerId: 'a' }, { modelId: 'm', stage: 1, replica: 0, peerId: 'b' }], 100);
-    s.replaceAssignments([{ modelId: 'm', stage: 0, replica: 0, peerId: 'a' }, { modelId: 'm', stage: 1, replica: 0, peerId: 'c' }], 200);
+    for (const p of ['a', 'b', 'c'])
+      s.upsertPeer({ peerId: p, kind: 'node', tokensPerSecond: 1, preferModel: null, at: 0 });
+    s.replaceAssignments(
+      [
+        { modelId: 'm', stage: 0, replica: 0, peerId: 'a' },
+        { modelId: 'm', stage: 1, replica: 0, peerId: 'b' },
+      ],
+      100,
+    );
+    s.replaceAssignments(
+      [
+        { modelId: 'm', stage: 0, replica: 0, peerId: 'a' },
+        { modelId: 'm', stage: 1, replica: 0, peerId: 'c' },
+      ],
+      200,
+    );
     expect(s.listAssignments('m')).toEqual([
       { modelId: 'm', stage: 0, replica: 0, peerId: 'a', since: 100 },
       { modelId: 'm', stage: 1, replica: 0, peerId: 'c', since: 200 },
     ]);
     // The same peer on two stages of one model violates UNIQUE (model_id, peer_id): nothing changes.
-    const twice = [{ modelId: 'm', stage: 0, replica: 0, peerId: 'a' }, { modelId: 'm', stage: 2, replica: 0, peerId: 'a' }];
+    const twice = [
+      { modelId: 'm', stage: 0, replica: 0, peerId: 'a' },
+      { modelId: 'm', stage: 2, replica: 0, peerId: 'a' },
+    ];
     expect(() => s.replaceAssignments(twice, 300)).toThrow();
     expect(s.listAssignments('m').map((a) => a.peerId)).toEqual(['a', 'c']);
     s.close();
@@ -100,7 +126,10 @@ describe('coordinator store (node:sqlite)', () => {
     const replay = s.addMetric({ modelId: 'm', step: 1, kind: 'train', value: 99, at: 10 });
     expect(replay).toEqual({ metric: first.metric, duplicate: true });
     const val = s.addMetric({ modelId: 'm', step: 1, kind: 'val', value: 3.7, at: 11 }).metric;
-    expect(s.listMetrics('m').map((x) => [x.kind, x.value])).toEqual([['train', 3.5], ['val', 3.7]]);
+    expect(s.listMetrics('m').map((x) => [x.kind, x.value])).toEqual([
+      ['train', 3.5],
+      ['val', 3.7],
+    ]);
     expect(s.listMetrics('m', first.metric.id)).toEqual([val]);
     s.close();
   });

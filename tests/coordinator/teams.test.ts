@@ -46,24 +46,47 @@ describe('coordinator: teams, leaderboards and credits', () => {
 
   const start = () => Coordinator.start({ dbPath, heartbeatMs: 600_000, log: logs.log, now: () => T });
   async function call(method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> {
-    const res = await fetch(coord.url + path, { method, headers: body === undefined ? {} : { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
+    const res = await fetch(coord.url + path, {
+      method,
+      headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
     return { status: res.status, json: await res.json() };
   }
   const post = (path: string, body: unknown) => call('POST', path, body);
   const get = (path: string) => call('GET', path);
   async function signedJoin(key: PrivateKey, teamId: string, nonce: string, signedTeam = teamId) {
     const peerId = peerIdFromPrivateKey(key).toString();
-    const signature = Buffer.from(await key.sign(new TextEncoder().encode(teamJoinMessage(signedTeam, peerId, nonce)))).toString('base64');
+    const signature = Buffer.from(
+      await key.sign(new TextEncoder().encode(teamJoinMessage(signedTeam, peerId, nonce))),
+    ).toString('base64');
     return { peerId, nonce, signature };
   }
 
   beforeAll(async () => {
-    [k1, k2, stranger] = await Promise.all([generateKeyPair('Ed25519'), generateKeyPair('Ed25519'), generateKeyPair('Ed25519')]);
+    [k1, k2, stranger] = await Promise.all([
+      generateKeyPair('Ed25519'),
+      generateKeyPair('Ed25519'),
+      generateKeyPair('Ed25519'),
+    ]);
     p1 = peerIdFromPrivateKey(k1).toString();
     p2 = peerIdFromPrivateKey(k2).toString();
     coord = await start();
-    modelId = (await post('/api/models', { name: 'One stage', config: tinyConfig, layout: [4], codec: 'none', microBatches: 1, batch: 1, pricePer1kTokens: 0 })).json.model.id;
-    for (const p of [p1, p2]) expect((await post('/api/peers/join', { peerId: p, kind: 'browser', tokensPerSecond: 10 })).json.status).toBe('assigned');
+    modelId = (
+      await post('/api/models', {
+        name: 'One stage',
+        config: tinyConfig,
+        layout: [4],
+        codec: 'none',
+        microBatches: 1,
+        batch: 1,
+        pricePer1kTokens: 0,
+      })
+    ).json.model.id;
+    for (const p of [p1, p2])
+      expect((await post('/api/peers/join', { peerId: p, kind: 'browser', tokensPerSecond: 10 })).json.status).toBe(
+        'assigned',
+      );
   });
   afterAll(async () => {
     await coord.stop();
@@ -74,7 +97,11 @@ describe('coordinator: teams, leaderboards and credits', () => {
     for (const name of ['Red', 'Blue', 'Empty']) {
       const r = await post('/api/teams', { name });
       expect(r.status).toBe(201);
-      expect(r.json).toEqual({ id: expect.stringMatching(new RegExp(`^${name.toLowerCase()}-[0-9a-f]{6}$`)), name, createdAt: T });
+      expect(r.json).toEqual({
+        id: expect.stringMatching(new RegExp(`^${name.toLowerCase()}-[0-9a-f]{6}$`)),
+        name,
+        createdAt: T,
+      });
       teams[name] = r.json.id;
     }
     const cases: Array<[unknown, number, RegExp]> = [
@@ -87,9 +114,17 @@ describe('coordinator: teams, leaderboards and credits', () => {
     ];
     for (const [body, status, reason] of cases) {
       const r = await post('/api/teams', body);
-      expect([r.status, r.json.error, r.json.code]).toEqual([status, expect.stringMatching(reason), expect.any(String)]);
+      expect([r.status, r.json.error, r.json.code]).toEqual([
+        status,
+        expect.stringMatching(reason),
+        expect.any(String),
+      ]);
     }
-    expect((await get('/api/teams')).json.teams.map((t: any) => [t.name, t.members])).toEqual([['Red', 0], ['Blue', 0], ['Empty', 0]]);
+    expect((await get('/api/teams')).json.teams.map((t: any) => [t.name, t.members])).toEqual([
+      ['Red', 0],
+      ['Blue', 0],
+      ['Empty', 0],
+    ]);
   });
 
   it('a peer joins a team with its key; forged, misdirected and replayed joins are refused; joining another team moves it', async () => {
@@ -102,7 +137,10 @@ describe('coordinator: teams, leaderboards and credits', () => {
     const forged = { ...(await signedJoin(stranger, teams.Red, 'n2')), peerId: p1 };
     expect((await post(`/api/teams/${teams.Red}/members`, forged)).status).toBe(401);
     // A join signed for Blue, posted to Red.
-    const misdirected = await post(`/api/teams/${teams.Red}/members`, await signedJoin(k1, teams.Red, 'n3', teams.Blue));
+    const misdirected = await post(
+      `/api/teams/${teams.Red}/members`,
+      await signedJoin(k1, teams.Red, 'n3', teams.Blue),
+    );
     expect([misdirected.status, misdirected.json.error]).toEqual([401, expect.stringMatching(/signature is not/)]);
     const bad: Array<[string, unknown, number, RegExp]> = [
       ['nope-123', await signedJoin(k1, 'nope-123', 'n4'), 404, /unknown team/],
@@ -116,10 +154,18 @@ describe('coordinator: teams, leaderboards and credits', () => {
       expect([r.status, r.json.error]).toEqual([status, expect.stringMatching(reason)]);
     }
     // Refused joins changed nothing; a fresh nonce moves p1 to Red.
-    expect((await get('/api/teams')).json.teams.map((t: any) => [t.name, t.members])).toEqual([['Red', 0], ['Blue', 1], ['Empty', 0]]);
+    expect((await get('/api/teams')).json.teams.map((t: any) => [t.name, t.members])).toEqual([
+      ['Red', 0],
+      ['Blue', 1],
+      ['Empty', 0],
+    ]);
     expect((await post(`/api/teams/${teams.Red}/members`, await signedJoin(k1, teams.Red, 'n9'))).status).toBe(201);
     expect((await post(`/api/teams/${teams.Blue}/members`, await signedJoin(k2, teams.Blue, 'n1'))).status).toBe(201);
-    expect((await get('/api/teams')).json.teams.map((t: any) => [t.name, t.members])).toEqual([['Red', 1], ['Blue', 1], ['Empty', 0]]);
+    expect((await get('/api/teams')).json.teams.map((t: any) => [t.name, t.members])).toEqual([
+      ['Red', 1],
+      ['Blue', 1],
+      ['Empty', 0],
+    ]);
     const topo = (await get(`/api/models/${modelId}/topology`)).json;
     const team = Object.fromEntries(topo.stages[0].peers.map((p: any) => [p.peerId, p.team]));
     expect(team).toEqual({ [p1]: 'Red', [p2]: 'Blue' });
@@ -127,31 +173,81 @@ describe('coordinator: teams, leaderboards and credits', () => {
 
   it('leaderboards: verified FLOPs first (exact beyond 2^53), then the recent average; wallets gather their peers; teams add up members', async () => {
     const db = coord.store.connection;
-    const epoch = db.prepare(`INSERT INTO epochs (model_id, epoch, closed_at, through_step, root, leaves, verdicts, audits, bindings) VALUES (?, ?, ?, 0, NULL, '[]', '[]', '[]', '[]')`);
+    const epoch = db.prepare(
+      `INSERT INTO epochs (model_id, epoch, closed_at, through_step, root, leaves, verdicts, audits, bindings) VALUES (?, ?, ?, 0, NULL, '[]', '[]', '[]', '[]')`,
+    );
     const credit = db.prepare('INSERT INTO credits (model_id, epoch, peer_id, flops, caught) VALUES (?, ?, ?, ?, 0)');
-    [[1, T - 70 * DAY], [2, T - 14 * DAY], [3, T - 7 * DAY], [4, T]].forEach(([n, at]) => epoch.run(modelId, n, at));
+    [
+      [1, T - 70 * DAY],
+      [2, T - 14 * DAY],
+      [3, T - 7 * DAY],
+      [4, T],
+    ].forEach(([n, at]) => epoch.run(modelId, n, at));
     credit.run(modelId, 1, 'peer-five', '90071992547409930');
     credit.run(modelId, 2, p1, '1000');
     credit.run(modelId, 2, 'peer-four', '3000');
     credit.run(modelId, 3, 'peer-three', '2000');
     credit.run(modelId, 4, p1, '2000');
     credit.run(modelId, 4, p2, '1000');
-    for (const p of [p2, 'peer-three']) db.prepare("INSERT INTO bindings (peer_id, wallet, nonce, expiry, wallet_signature, peer_signature, at) VALUES (?, ?, '1', '1', '0x', '0x', ?)").run(p, wallet, T);
+    for (const p of [p2, 'peer-three'])
+      db.prepare(
+        "INSERT INTO bindings (peer_id, wallet, nonce, expiry, wallet_signature, peer_signature, at) VALUES (?, ?, '1', '1', '0x', '0x', ?)",
+      ).run(p, wallet, T);
     db.prepare(
       `INSERT INTO receipts (model_id, round, stage, replica, replicas, step, micro, kind, flops, input_hash, output_hash, peer_id, signature, at)
        VALUES (?, 0, 0, 0, 1, 9, 0, 'train', 500, '0x1', '0x2', ?, '0x00', ?)`,
     ).run(modelId, p1, T);
-    const rac = (...g: Array<[number, number]>) => recentAverage(g.map(([flops, ageDays]) => ({ flops, at: T - ageDays * DAY })), T);
+    const rac = (...g: Array<[number, number]>) =>
+      recentAverage(
+        g.map(([flops, ageDays]) => ({ flops, at: T - ageDays * DAY })),
+        T,
+      );
 
     const { status, json } = await get(`/api/models/${modelId}/leaderboard?by=volunteer`);
     expect(status).toBe(200);
     expect(json).toMatchObject({ modelId, by: 'volunteer' });
     // Three volunteers tie at 3000 verified: the recent average orders them (p1's credit is the most recent).
     expect(json.rows).toEqual([
-      { rank: 1, id: 'peer-five', name: 'peer-five', team: null, verifiedFlops: '90071992547409930', pendingFlops: '0', recentAverage: rac([90071992547409930, 70]), peers: 1 },
-      { rank: 2, id: p1, name: `${p1.slice(0, 6)}…${p1.slice(-4)}`, team: 'Red', verifiedFlops: '3000', pendingFlops: '500', recentAverage: rac([1000, 14], [2000, 0]), peers: 1 },
-      { rank: 3, id: wallet, name: '0x1111…1111', team: 'Blue', verifiedFlops: '3000', pendingFlops: '0', recentAverage: rac([1000, 0], [2000, 7]), peers: 2 },
-      { rank: 4, id: 'peer-four', name: 'peer-four', team: null, verifiedFlops: '3000', pendingFlops: '0', recentAverage: rac([3000, 14]), peers: 1 },
+      {
+        rank: 1,
+        id: 'peer-five',
+        name: 'peer-five',
+        team: null,
+        verifiedFlops: '90071992547409930',
+        pendingFlops: '0',
+        recentAverage: rac([90071992547409930, 70]),
+        peers: 1,
+      },
+      {
+        rank: 2,
+        id: p1,
+        name: `${p1.slice(0, 6)}…${p1.slice(-4)}`,
+        team: 'Red',
+        verifiedFlops: '3000',
+        pendingFlops: '500',
+        recentAverage: rac([1000, 14], [2000, 0]),
+        peers: 1,
+      },
+      {
+        rank: 3,
+        id: wallet,
+        name: '0x1111…1111',
+        team: 'Blue',
+        verifiedFlops: '3000',
+        pendingFlops: '0',
+        recentAverage: rac([1000, 0], [2000, 7]),
+        peers: 2,
+      },
+      {
+        rank: 4,
+        id: 'peer-four',
+        name: 'peer-four',
+        team: null,
+        verifiedFlops: '3000',
+        pendingFlops: '0',
+        recentAverage: rac([3000, 14]),
+        peers: 1,
+      },
     ]);
     const byTeam = (await get(`/api/models/${modelId}/leaderboard?by=team`)).json;
     expect(byTeam.rows.map((r: any) => [r.rank, r.name, r.verifiedFlops, r.pendingFlops, r.peers])).toEqual([
@@ -168,8 +264,23 @@ describe('coordinator: teams, leaderboards and credits', () => {
   it("a peer's own credits: per model verified, pending and recent average, with its wallet and team", async () => {
     const r = await get(`/api/peers/${p2}/credits`);
     expect(r.status).toBe(200);
-    expect(r.json).toEqual({ peerId: p2, wallet, team: { id: teams.Blue, name: 'Blue' }, models: [{ modelId, verifiedFlops: '1000', pendingFlops: '0', recentAverage: expect.closeTo((1000 * Math.LN2) / WEEK_S, 12) }] });
-    expect((await get(`/api/peers/${p1}/credits`)).json.models[0]).toMatchObject({ verifiedFlops: '3000', pendingFlops: '500' });
+    expect(r.json).toEqual({
+      peerId: p2,
+      wallet,
+      team: { id: teams.Blue, name: 'Blue' },
+      models: [
+        {
+          modelId,
+          verifiedFlops: '1000',
+          pendingFlops: '0',
+          recentAverage: expect.closeTo((1000 * Math.LN2) / WEEK_S, 12),
+        },
+      ],
+    });
+    expect((await get(`/api/peers/${p1}/credits`)).json.models[0]).toMatchObject({
+      verifiedFlops: '3000',
+      pendingFlops: '500',
+    });
     expect((await get('/api/peers/never-seen/credits')).status).toBe(404);
     expect((await get('/api/peers/bad%20id/credits')).status).toBe(400);
   });
@@ -177,7 +288,11 @@ describe('coordinator: teams, leaderboards and credits', () => {
   it('a restart keeps teams, memberships and used nonces', async () => {
     await coord.stop();
     coord = await start();
-    expect((await get('/api/teams')).json.teams.map((t: any) => [t.id, t.members])).toEqual([[teams.Red, 1], [teams.Blue, 1], [teams.Empty, 0]]);
+    expect((await get('/api/teams')).json.teams.map((t: any) => [t.id, t.members])).toEqual([
+      [teams.Red, 1],
+      [teams.Blue, 1],
+      [teams.Empty, 0],
+    ]);
     expect((await get(`/api/peers/${p1}/credits`)).json.team).toEqual({ id: teams.Red, name: 'Red' });
     expect((await post(`/api/teams/${teams.Red}/members`, await signedJoin(k1, teams.Red, 'n9'))).status).toBe(409);
   });

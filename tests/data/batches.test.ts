@@ -48,7 +48,9 @@ describe('deterministic batches', () => {
       expect(rows(b)).toEqual(referenceStarts(n, seed, epoch, index, B, T));
     }
     // Pinned values: a change of the algorithm shows up here, not in a peer's diverging run.
-    expect(rows(getBatch(arange(1000), { seed: 42, epoch: 0, index: 0, batchSize: 4, seq: 8 }))).toEqual(referenceStarts(1000, 42, 0, 0, 4, 8));
+    expect(rows(getBatch(arange(1000), { seed: 42, epoch: 0, index: 0, batchSize: 4, seq: 8 }))).toEqual(
+      referenceStarts(1000, 42, 0, 0, 4, 8),
+    );
     expect(referenceStarts(1000, 42, 0, 0, 4, 8)).toEqual([809, 65, 633, 465]);
   });
 
@@ -57,7 +59,12 @@ describe('deterministic batches', () => {
     const spec = { seed: 99, batchSize: 8, seq: 64 };
     const a = new BatchSampler(stream, spec);
     const b = new BatchSampler(stream, spec);
-    for (const [e, k] of [[0, 0], [0, 5], [2, 3], [0, 0]]) {
+    for (const [e, k] of [
+      [0, 0],
+      [0, 5],
+      [2, 3],
+      [0, 0],
+    ]) {
       expect(a.batch(e, k)).toEqual(b.batch(e, k));
       expect(a.batch(e, k)).toEqual(getBatch(stream, { ...spec, epoch: e, index: k }));
     }
@@ -123,7 +130,11 @@ describe('deterministic batches', () => {
       ['batch size 0', () => new BatchSampler(s, { seed: 1, batchSize: 0, seq: 4 }), /batchSize/],
       ['too few windows', () => new BatchSampler(s, { seed: 1, batchSize: 30, seq: 4 }), /needs 30 windows/],
       ['negative seed', () => new BatchSampler(s, { seed: -1, batchSize: 1, seq: 4 }), /seed/],
-      ['negative batch index', () => getBatch(s, { seed: 1, epoch: 0, index: -1, batchSize: 2, seq: 4 }), /batch index/],
+      [
+        'negative batch index',
+        () => getBatch(s, { seed: 1, epoch: 0, index: -1, batchSize: 2, seq: 4 }),
+        /batch index/,
+      ],
       ['batch index past the epoch', () => getBatch(s, { seed: 1, epoch: 0, index: 12, batchSize: 2, seq: 4 }), /0…11/],
       ['fractional index', () => getBatch(s, { seed: 1, epoch: 0, index: 0.5, batchSize: 2, seq: 4 }), /batch index/],
       ['negative epoch', () => getBatch(s, { seed: 1, epoch: -1, index: 0, batchSize: 2, seq: 4 }), /epoch/],

@@ -2,30 +2,66 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { brownDir, DATA_DIR, loadBrownNode } from '../../src/data/brown-node.ts';
-import { brownDocumentText, detokenize, loadBrown, splitBrown, splitStats, stripTags, VAL_EVERY } from '../../src/data/corpus.ts';
+import {
+  brownDocumentText,
+  detokenize,
+  loadBrown,
+  splitBrown,
+  splitStats,
+  stripTags,
+  VAL_EVERY,
+} from '../../src/data/corpus.ts';
 import { CorpusError } from '../../src/data/errors.ts';
 
 const raw = (name: string): string => readFileSync(join(brownDir(), name), 'utf8');
 
 describe('Brown corpus text', () => {
   it('strips tags at the last slash, keeping slashes inside words', () => {
-    const firstLine = raw('ca01').split('\n').find((l) => l.trim() !== '')!;
+    const firstLine = raw('ca01')
+      .split('\n')
+      .find((l) => l.trim() !== '')!;
     const words = stripTags(firstLine);
     expect(words.slice(0, 6)).toEqual(['The', 'Fulton', 'County', 'Grand', 'Jury', 'said']);
     expect(words).toContain("Atlanta's");
     expect(words).toContain('``');
     expect(words.every((w) => !/\/[a-z]/.test(w))).toBe(true);
-    expect(stripTags("1/2/cd and/or/cc //in 1/4''/nn Input/Output/jj-tl")).toEqual(['1/2', 'and/or', '/', "1/4''", 'Input/Output']);
+    expect(stripTags("1/2/cd and/or/cc //in 1/4''/nn Input/Output/jj-tl")).toEqual([
+      '1/2',
+      'and/or',
+      '/',
+      "1/4''",
+      'Input/Output',
+    ]);
   });
 
   it('detokenizes a real sentence: quotes, punctuation, no space before commas', () => {
-    const firstLine = raw('ca01').split('\n').find((l) => l.trim() !== '')!;
+    const firstLine = raw('ca01')
+      .split('\n')
+      .find((l) => l.trim() !== '')!;
     expect(detokenize(stripTags(firstLine))).toBe(
       'The Fulton County Grand Jury said Friday an investigation of Atlanta\'s recent primary election produced "no evidence" that any irregularities took place.',
     );
-    expect(detokenize(['(', 'see', 'Fig.', '26', ')', ',', 'he', 'said', '--', 'twice', ';', 'more', "'", 'pro', "'", 'letters', '?'])).toBe(
-      "(see Fig. 26), he said--twice; more 'pro' letters?",
-    );
+    expect(
+      detokenize([
+        '(',
+        'see',
+        'Fig.',
+        '26',
+        ')',
+        ',',
+        'he',
+        'said',
+        '--',
+        'twice',
+        ';',
+        'more',
+        "'",
+        'pro',
+        "'",
+        'letters',
+        '?',
+      ]),
+    ).toBe("(see Fig. 26), he said--twice; more 'pro' letters?");
   });
 
   it('fixes the corpus quirks: doubled ; ? !, "Jr. .", punctuation after closing quotes, headlines', () => {
@@ -37,12 +73,19 @@ describe('Brown corpus text', () => {
       'no/rb ./.',
       '',
       '',
-      '\t``/`` I/ppss saw/vbd your/pp$ fire/nn \'\'/\'\' ,/, she/pps said/vbd ./.',
+      "\t``/`` I/ppss saw/vbd your/pp$ fire/nn ''/'' ,/, she/pps said/vbd ./.",
       'Merger/nn-hl proposed/vbn-hl',
-      'However/rb ,/, ``/`` no/rb \'\'/\'\' ./.',
+      "However/rb ,/, ``/`` no/rb ''/'' ./.",
     ].join('\n');
     const { text, words } = brownDocumentText(doc);
-    expect(text).toBe(['Won by Ivan Allen Jr. Is it? Yes; no.', '"I saw your fire," she said.', 'Merger proposed', 'However, "no."'].join('\n'));
+    expect(text).toBe(
+      [
+        'Won by Ivan Allen Jr. Is it? Yes; no.',
+        '"I saw your fire," she said.',
+        'Merger proposed',
+        'However, "no."',
+      ].join('\n'),
+    );
     expect(words).toBe(33);
   });
 

@@ -3,7 +3,14 @@ import { describe, expect, it } from 'vitest';
 import { trainFromCounts, trainTokenizer } from '../../src/data/bpe-train.ts';
 import { encodeCorpus, loadSplit, loadTokenizer, tokenizerPath } from '../../src/data/brown-node.ts';
 import { TokenizerFormatError, VocabSizeError } from '../../src/data/errors.ts';
-import { BYTE_TO_UNICODE, bitsPerByte, EOT, pretokenize, Tokenizer, type TokenizerJson } from '../../src/data/tokenizer.ts';
+import {
+  BYTE_TO_UNICODE,
+  bitsPerByte,
+  EOT,
+  pretokenize,
+  Tokenizer,
+  type TokenizerJson,
+} from '../../src/data/tokenizer.ts';
 import { Rng } from '../../src/ops/rng.ts';
 
 const utf8 = new TextEncoder();
@@ -38,7 +45,17 @@ describe('byte-level BPE', () => {
   });
 
   it('pre-tokenizes with the GPT-2 regex', () => {
-    expect(pretokenize("Hello world's  test\n123 ok?!")).toEqual(['Hello', ' world', "'s", ' ', ' test', '\n', '123', ' ok', '?!']);
+    expect(pretokenize("Hello world's  test\n123 ok?!")).toEqual([
+      'Hello',
+      ' world',
+      "'s",
+      ' ',
+      ' test',
+      '\n',
+      '123',
+      ' ok',
+      '?!',
+    ]);
   });
 
   it('learns the expected first merges on a hand-countable corpus', () => {
@@ -55,7 +72,13 @@ describe('byte-level BPE', () => {
     expect(tok.eotId).toBe(tok.vocabSize - 1);
     expect(Array.from(tok.encode(' lowest newest')).map((i) => tok.token(i))).toEqual(['Ġlow', 'est', 'Ġnewest']);
     // Word counts in, same result.
-    const counts = new Map([['low', 1], [' low', 4], [' lower', 2], [' newest', 6], [' widest', 3]]);
+    const counts = new Map([
+      ['low', 1],
+      [' low', 4],
+      [' lower', 2],
+      [' newest', 6],
+      [' widest', 3],
+    ]);
     expect(trainFromCounts(counts, 300).merges).toEqual(tok.merges);
   });
 
@@ -67,7 +90,17 @@ describe('byte-level BPE', () => {
       expect(tok.countBytes(ids)).toBe(utf8.encode(d.text).length);
     }
     const rng = new Rng(7);
-    const samples = ['', ' ', '\n\n\t ', '\0\x01\x7f', 'naïve café — “quotes” …', '日本語のテキスト', '🤗👩‍👩‍👧 e\u0301', EOT, `a${EOT}b ${EOT}`];
+    const samples = [
+      '',
+      ' ',
+      '\n\n\t ',
+      '\0\x01\x7f',
+      'naïve café — “quotes” …',
+      '日本語のテキスト',
+      '🤗👩‍👩‍👧 e\u0301',
+      EOT,
+      `a${EOT}b ${EOT}`,
+    ];
     for (let i = 0; i < 200; i++) samples.push(randomText(rng, 1 + rng.int(40)));
     for (const s of samples) {
       const ids = tok.encode(s);
@@ -102,8 +135,8 @@ describe('byte-level BPE', () => {
     const tok = loadTokenizer(1024);
     const s = 'Héllo, wörld! 🤗 It\'s 1961—"quotes"\n\n  tab\there <|endoftext|>x';
     expect(Array.from(tok.encode(s))).toEqual([
-      72, 195, 169, 303, 111, 44, 264, 195, 182, 114, 318, 33, 32, 240, 159, 164, 151, 577, 366, 666, 54, 49, 226, 128, 148, 34, 396,
-      314, 279, 34, 10, 10, 32, 256, 398, 9, 257, 262, 32, 1023, 120,
+      72, 195, 169, 303, 111, 44, 264, 195, 182, 114, 318, 33, 32, 240, 159, 164, 151, 577, 366, 666, 54, 49, 226, 128,
+      148, 34, 396, 314, 279, 34, 10, 10, 32, 256, 398, 9, 257, 262, 32, 1023, 120,
     ]);
   });
 
@@ -149,7 +182,9 @@ describe('byte-level BPE', () => {
     const train = await encodeCorpus(tok, 'train');
     const val = await encodeCorpus(tok, 'val');
     expect(performance.now() - t0).toBeLessThan(20_000);
-    const stats = JSON.parse(readFileSync(tokenizerPath(2048).replace('tokenizer-2048.json', 'brown-stats.json'), 'utf8'));
+    const stats = JSON.parse(
+      readFileSync(tokenizerPath(2048).replace('tokenizer-2048.json', 'brown-stats.json'), 'utf8'),
+    );
     const entry = stats.tokenizers.find((t: { vocabSize: number }) => t.vocabSize === 2048);
     expect(train.length).toBe(entry.trainStreamTokens);
     expect(val.length).toBe(entry.valStreamTokens);

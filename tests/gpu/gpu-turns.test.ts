@@ -19,10 +19,12 @@ async function orderUnder(share: number, pattern: string): Promise<string> {
   await sleep(5); // the blocker is running
   let order = '';
   const kinds: Record<string, TurnKind> = { t: 'train', i: 'infer' };
-  const all = [...pattern].map((c) => turns.run(kinds[c], async () => {
-    order += c;
-    await sleep(1);
-  }));
+  const all = [...pattern].map((c) =>
+    turns.run(kinds[c], async () => {
+      order += c;
+      await sleep(1);
+    }),
+  );
   g.open();
   await Promise.all([blocker, ...all]);
   return order;

@@ -2,7 +2,13 @@ import { describe, expect, it } from 'vitest';
 import { acquireGpuSource } from '../../src/gpu/acquire.ts';
 import { bucketSize, BufferPool } from '../../src/gpu/buffer-pool.ts';
 import {
-  DeviceLostError, DTypeError, Gpu, GpuValidationError, LimitError, ShapeError, WebGpuUnavailableError,
+  DeviceLostError,
+  DTypeError,
+  Gpu,
+  GpuValidationError,
+  LimitError,
+  ShapeError,
+  WebGpuUnavailableError,
 } from '../../src/gpu/index.ts';
 import { packParams } from '../../src/gpu/params.ts';
 import { gelu, geluBackward } from '../../src/ops/gelu.ts';
@@ -67,7 +73,11 @@ describe('GPU runtime', () => {
   });
 
   it('packs uniform params as 4-byte scalars padded to 16 bytes', () => {
-    const buf = packParams([['u32', 7], ['f32', 0.5], ['i32', -3]]);
+    const buf = packParams([
+      ['u32', 7],
+      ['f32', 0.5],
+      ['i32', -3],
+    ]);
     expect(buf.byteLength).toBe(16);
     const v = new DataView(buf);
     expect([v.getUint32(0, true), v.getFloat32(4, true), v.getInt32(8, true)]).toEqual([7, 0.5, -3]);
@@ -94,15 +104,20 @@ describe('GPU runtime: bad input gets a typed error', () => {
     expect(() => gpu.empty([tooMany])).toThrow(LimitError);
     const x = gpu.upload(new Float32Array(4), [4]);
     const max = gpu.limits.maxComputeWorkgroupsPerDimension;
-    expect(() =>
-      gpu.dispatch({ shader: 'x', entry: 'forward', buffers: { 1: x }, workgroups: [max + 1] }),
-    ).toThrow(LimitError);
+    expect(() => gpu.dispatch({ shader: 'x', entry: 'forward', buffers: { 1: x }, workgroups: [max + 1] })).toThrow(
+      LimitError,
+    );
   });
 
   it('a broken shader surfaces as GpuValidationError, and the device keeps working', async () => {
     const gpu = await Gpu.create();
     const x = gpu.upload(new Float32Array(4), [4]);
-    gpu.dispatch({ shader: '@compute @workgroup_size(1) fn main() { let a: u32 = 1.5; }', entry: 'main', buffers: {}, workgroups: [1] });
+    gpu.dispatch({
+      shader: '@compute @workgroup_size(1) fn main() { let a: u32 = 1.5; }',
+      entry: 'main',
+      buffers: {},
+      workgroups: [1],
+    });
     await expect(gpu.sync()).rejects.toThrow(GpuValidationError);
     expect([...(await gpu.read(gelu(gpu, x)))]).toEqual([0, 0, 0, 0]);
     gpu.destroy();
@@ -148,7 +163,9 @@ describe('kernels on the weakest conforming device', () => {
     expect(gpu.limits.maxStorageBuffersPerShaderStage).toBe(8);
     const reports = await runSelfTest(gpu, 'small');
     expect(reports.map((r) => r.op)).toEqual(OP_CHECKS.map(([op]) => op));
-    const problems = reports.flatMap((r) => (r.error ? [`${r.op}: ${r.error}`] : r.results.filter((c) => !c.pass).map(describeComparison)));
+    const problems = reports.flatMap((r) =>
+      r.error ? [`${r.op}: ${r.error}`] : r.results.filter((c) => !c.pass).map(describeComparison),
+    );
     expect(problems.join('\n')).toBe('');
     expect(reports.every((r) => r.results.length > 0)).toBe(true);
     gpu.destroy();

@@ -19,7 +19,8 @@ export function modelWeights(cfg: ModelConfig, seed = 11): Map<string, Float32Ar
   for (const ps of stageParamSpecs(cfg, splitStages(cfg, 1)[0])) {
     const n = ps.shape.reduce((a, b) => a * b, 1);
     const a = new Float32Array(n);
-    for (let i = 0; i < n; i++) a[i] = ps.init.kind === 'ones' ? 1 + 0.1 * rng.normal() : (ps.init.kind === 'zeros' ? 0.05 : 0.25) * rng.normal();
+    for (let i = 0; i < n; i++)
+      a[i] = ps.init.kind === 'ones' ? 1 + 0.1 * rng.normal() : (ps.init.kind === 'zeros' ? 0.05 : 0.25) * rng.normal();
     out.set(ps.name, a);
   }
   return out;

@@ -15,7 +15,10 @@ async function setup(opts: Partial<StageInferenceOptions> = {}) {
   const clock = { now: 0 };
   const evicted: string[] = [];
   const inf = new StageInference(stage, {
-    maxSessions: 2, now: () => clock.now, onEvict: (id, why) => evicted.push(`${id}:${why}`), ...opts,
+    maxSessions: 2,
+    now: () => clock.now,
+    onEvict: (id, why) => evicted.push(`${id}:${why}`),
+    ...opts,
   });
   const run = (f: () => StageStepResult) => gpu.release(f().logits);
   const done = () => {
@@ -34,7 +37,7 @@ describe('KV cache limits and eviction', () => {
     expect(evicted).toEqual(['a:lru']);
     expect(() => inf.decode('a', [5])).toThrow(UnknownSessionError);
     expect(() => inf.decode('a', [5])).toThrow(/evicted/);
-    run(() => inf.decode('b', [5]));     // b is now more recent than c
+    run(() => inf.decode('b', [5])); // b is now more recent than c
     run(() => inf.prefill('d', [6]));
     expect(evicted).toEqual(['a:lru', 'c:lru']);
     expect(inf.cache.ids()).toEqual(['b', 'd']);
@@ -50,7 +53,7 @@ describe('KV cache limits and eviction', () => {
     expect(() => inf.prefill('c', [3])).toThrow(SessionLimitError);
     expect(inf.cache.ids()).toEqual(['a', 'b']);
     clock.now = 1100;
-    run(() => inf.decode('a', [4]));     // a is active again; b has idled 1100 ms
+    run(() => inf.decode('a', [4])); // a is active again; b has idled 1100 ms
     run(() => inf.prefill('c', [3]));
     expect(evicted).toEqual(['b:lru']);
     expect(inf.cache.ids()).toEqual(['a', 'c']);
@@ -63,7 +66,7 @@ describe('KV cache limits and eviction', () => {
     clock.now = 30_000;
     run(() => inf.prefill('b', [1]));
     clock.now = 70_000;
-    run(() => inf.prefill('c', [1]));    // every open sweeps: a is 70 s idle
+    run(() => inf.prefill('c', [1])); // every open sweeps: a is 70 s idle
     expect(evicted).toEqual(['a:idle']);
     clock.now = 95_000;
     expect(inf.cache.sweep()).toEqual(['b']);
@@ -86,7 +89,9 @@ describe('KV cache limits and eviction', () => {
     const full = new StageInference(stage, { maxSessions: 1 });
     expect(() => full.prefill('x', Array(CFG.context + 1).fill(0))).toThrow(/exceed the 16 a session may hold/);
     run(() => full.prefill('x', Array(CFG.context).fill(0)));
-    expect(() => new StageInference(stage, { maxSessions: 1, maxTokensPerSession: CFG.context + 1 })).toThrow(ArgumentError);
+    expect(() => new StageInference(stage, { maxSessions: 1, maxTokensPerSession: CFG.context + 1 })).toThrow(
+      ArgumentError,
+    );
     full.destroy();
     done();
   });
@@ -94,11 +99,11 @@ describe('KV cache limits and eviction', () => {
   it('bounds memory, grows by doubling and frees everything it held', async () => {
     const { gpu, stage, inf, run } = await setup({ maxSessions: 3, maxTokensPerSession: 12, initialTokens: 2 });
     const before = gpu.pool.stats.liveBytes;
-    expect(inf.cache.bytesPerToken).toBe(2 * 2 * 16 * 4);   // layers · (k, v) · C · float32
+    expect(inf.cache.bytesPerToken).toBe(2 * 2 * 16 * 4); // layers · (k, v) · C · float32
     run(() => inf.prefill('a', [1, 2, 3]));
     expect(inf.session('a')!.capacity).toBe(4);
     for (let i = 0; i < 6; i++) run(() => inf.decode('a', [i]));
-    expect(inf.session('a')!.capacity).toBe(12);               // 4 → 8 → 16, capped at 12
+    expect(inf.session('a')!.capacity).toBe(12); // 4 → 8 → 16, capped at 12
     for (const s of ['b', 'c', 'd', 'e']) run(() => inf.prefill(s, Array(12).fill(2)));
     const st = inf.stats();
     expect(st.sessions).toBe(3);
@@ -107,7 +112,7 @@ describe('KV cache limits and eviction', () => {
     inf.end('c');
     expect(inf.end('c')).toBe(false);
     inf.destroy();
-    await gpu.sync();                                          // the pending dispatches' uniforms go back too
+    await gpu.sync(); // the pending dispatches' uniforms go back too
     expect(gpu.pool.stats.liveBytes).toBe(before);
     stage.destroy();
   });
@@ -121,7 +126,7 @@ describe('KV cache limits and eviction', () => {
     expect(() => inf.prefill('a', gpu.zeros([2, CFG.dModel]))).toThrow(/token ids/);
     expect(() => inf.decode('nobody', [1])).toThrow(UnknownSessionError);
     expect(inf.cache.ids()).toEqual([]);
-    expect(gpu.pool.stats.liveBytes).toBe(before);             // the refused tensor was released
+    expect(gpu.pool.stats.liveBytes).toBe(before); // the refused tensor was released
     // A later stage takes activations only, of width dModel.
     const [, s1] = buildStages(gpu, 2, CFG, modelWeights(CFG));
     const later = new StageInference(s1, { maxSessions: 1 });
@@ -133,27 +138,32 @@ describe('KV cache limits and eviction', () => {
     gpu.release(r.logits);
     later.destroy();
     s1.destroy();
-    expect(() => new KvCache(gpu, { layers: 1, channels: 8 }, { maxSessions: 0, maxTokensPerSession: 4 })).toThrow(ArgumentError);
+    expect(() => new KvCache(gpu, { layers: 1, channels: 8 }, { maxSessions: 0, maxTokensPerSession: 4 })).toThrow(
+      ArgumentError,
+    );
     void stage;
     done();
   });
 
-  it('uses the stage\'s live weights and holds no copy of them', async () => {
+  it("uses the stage's live weights and holds no copy of them", async () => {
     const { gpu, stage, inf, done } = await setup();
     const before = gpu.pool.stats.liveBytes;
     const other = new StageInference(stage, { maxSessions: 8 });
-    expect(gpu.pool.stats.liveBytes).toBe(before);             // constructing one allocates nothing
+    expect(gpu.pool.stats.liveBytes).toBe(before); // constructing one allocates nothing
     other.destroy();
     const a = inf.prefill('a', [1, 2, 3], { logits: 'last' });
     expect(a.logits!.shape).toEqual([1, CFG.vocab]);
     const la = await gpu.readF32(a.logits!);
     gpu.release(a.logits);
     inf.end('a');
-    expect(gpu.pool.stats.liveBytes).toBe(before);             // nothing kept once the session ends
+    expect(gpu.pool.stats.liveBytes).toBe(before); // nothing kept once the session ends
     // An update of the stage's weights (as training makes) shows in the next request.
     const head = stage.slots.get('head.w')!.param;
     const w = await gpu.readF32(head);
-    gpu.write(head, w.map((v) => 2 * v));
+    gpu.write(
+      head,
+      w.map((v) => 2 * v),
+    );
     const b = inf.prefill('b', [1, 2, 3], { logits: 'last' });
     const lb = await gpu.readF32(b.logits!);
     gpu.release(b.logits);

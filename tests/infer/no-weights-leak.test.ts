@@ -18,7 +18,18 @@ import { defaultRecipe, recipeModel, type RecipeOptions } from '../../src/train/
  * into a peer's real inbound bytes, or written as JSON numbers, are found: the scan sees them when they are there.
  */
 const root = new URL('../../', import.meta.url).pathname;
-const recipe: RecipeOptions = { ...defaultRecipe(true), vocab: 1024, dModel: 32, heads: 2, context: 32, stages: 2, blocks: 1, micro: 2, batch: 1, seed: 5 };
+const recipe: RecipeOptions = {
+  ...defaultRecipe(true),
+  vocab: 1024,
+  dModel: 32,
+  heads: 2,
+  context: 32,
+  stages: 2,
+  blocks: 1,
+  micro: 2,
+  batch: 1,
+  seed: 5,
+};
 const MODEL = 'leak-test';
 const WINDOW = 8; // floats compared: 32 bytes
 
@@ -79,10 +90,26 @@ describe('no weights leak beyond the stage a peer holds (slow)', () => {
   });
 
   function worker(i: number, untilStep: number, ready: RegExp): Promise<void> {
-    const child = spawn(join(root, 'node_modules/.bin/node'), [
-      '--import', './scripts/register.ts', 'src/cli/worker.ts', '--coordinator', coord!.url, '--key', join(dir, `w${i}.key`),
-      '--until-step', String(untilStep), '--stay', '--tokens-per-second', '100', '--infer-runtime', 'wgsl',
-    ], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TESSERA_WIRE_TAP: tap } });
+    const child = spawn(
+      join(root, 'node_modules/.bin/node'),
+      [
+        '--import',
+        './scripts/register.ts',
+        'src/cli/worker.ts',
+        '--coordinator',
+        coord!.url,
+        '--key',
+        join(dir, `w${i}.key`),
+        '--until-step',
+        String(untilStep),
+        '--stay',
+        '--tokens-per-second',
+        '100',
+        '--infer-runtime',
+        'wgsl',
+      ],
+      { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TESSERA_WIRE_TAP: tap } },
+    );
     children.push(child);
     return new Promise((resolve, reject) => {
       const keep = (d: Buffer) => {
@@ -103,10 +130,25 @@ describe('no weights leak beyond the stage a peer holds (slow)', () => {
       log(...a);
     };
     try {
-      coord = await startCoordinator({ dbPath: join(dir, 'c.db'), heartbeatMs: 2000, registerDefault: false, inferenceAuditFraction: 1 });
+      coord = await startCoordinator({
+        dbPath: join(dir, 'c.db'),
+        heartbeatMs: 2000,
+        registerDefault: false,
+        inferenceAuditFraction: 1,
+      });
       const res = await fetch(`${coord.url}/api/models`, {
-        method: 'POST', headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ id: MODEL, name: 'leak test', config: recipeModel(recipe), layout: [1, 1], codec: 'none', microBatches: recipe.micro, batch: recipe.batch, pricePer1kTokens: 0 }),
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({
+          id: MODEL,
+          name: 'leak test',
+          config: recipeModel(recipe),
+          layout: [1, 1],
+          codec: 'none',
+          microBatches: recipe.micro,
+          batch: recipe.batch,
+          pricePer1kTokens: 0,
+        }),
       });
       expect(res.status).toBe(201);
       // Three holders (one stage twice) train four steps, then stay to serve.
@@ -114,14 +156,36 @@ describe('no weights leak beyond the stage a peer holds (slow)', () => {
 
       // Inference and validation through the holders, then every read route of the API.
       const backend = (coord as unknown as { inference: InferenceBackend }).inference as SwarmInference;
-      const out = await backend.generate({ modelId: MODEL, prompt: Int32Array.of(5, 6, 7), maxTokens: 4, sampling: { temperature: 0 }, signal: new AbortController().signal }, () => {});
+      const out = await backend.generate(
+        {
+          modelId: MODEL,
+          prompt: Int32Array.of(5, 6, 7),
+          maxTokens: 4,
+          sampling: { temperature: 0 },
+          signal: new AbortController().signal,
+        },
+        () => {},
+      );
       expect(out.tokens).toHaveLength(4);
       expect(Number.isFinite(await backend.evaluate(MODEL, Int32Array.of(5, 6, 7), Int32Array.of(6, 7, 8)))).toBe(true);
       const peers = coord.store.listPeers().map((p) => p.peerId);
       const routes = [
-        '/api/health', '/api/models', `/api/models/${MODEL}`, `/api/models/${MODEL}/metrics`, `/api/models/${MODEL}/epochs`, `/api/models/${MODEL}/topology`,
-        `/api/models/${MODEL}/throughput`, `/api/models/${MODEL}/verification`, `/api/models/${MODEL}/leaderboard?by=volunteer`, `/api/models/${MODEL}/leaderboard?by=team`,
-        '/api/peers', '/api/events', '/api/teams', '/api/chain', ...peers.map((p) => `/api/peers/${p}/credits`), '/v1/models',
+        '/api/health',
+        '/api/models',
+        `/api/models/${MODEL}`,
+        `/api/models/${MODEL}/metrics`,
+        `/api/models/${MODEL}/epochs`,
+        `/api/models/${MODEL}/topology`,
+        `/api/models/${MODEL}/throughput`,
+        `/api/models/${MODEL}/verification`,
+        `/api/models/${MODEL}/leaderboard?by=volunteer`,
+        `/api/models/${MODEL}/leaderboard?by=team`,
+        '/api/peers',
+        '/api/events',
+        '/api/teams',
+        '/api/chain',
+        ...peers.map((p) => `/api/peers/${p}/credits`),
+        '/v1/models',
       ];
       const answers: string[] = [];
       for (const r of routes) answers.push(await (await fetch(coord.url + r)).text());
@@ -150,7 +214,10 @@ describe('no weights leak beyond the stage a peer holds (slow)', () => {
         inbounds.set(peer, inbound);
         expect(inbound.length).toBeGreaterThan(10_000); // it did receive activations, gradients, requests
         const foreign = probes.scan(inbound, (s) => !stages.has(s));
-        expect(Object.fromEntries(foreign), `peer ${peer.slice(-6)} (stage ${[...stages]}) received another stage's weights`).toEqual({});
+        expect(
+          Object.fromEntries(foreign),
+          `peer ${peer.slice(-6)} (stage ${[...stages]}) received another stage's weights`,
+        ).toEqual({});
       }
       // Positive control: 64 weights of a snapshot spliced at an odd offset into a peer's real inbound bytes are found.
       const [peer0, inbound0] = [...inbounds][0];

@@ -2,7 +2,15 @@ import { describe, expect, it } from 'vitest';
 import { ContextLengthError, UnknownSessionError } from '../../src/infer/kv-cache.ts';
 import { stageCachedOnnxModel } from '../../src/infer/onnx-infer.ts';
 import { greedy } from '../../src/infer/sample.ts';
-import { chooseRuntime, measureRuntimes, OnnxRuntime, RUNTIME_AGREEMENT, WgslRuntime, type StageRuntime, type StageRuntimeStep } from '../../src/infer/stage-runtime.ts';
+import {
+  chooseRuntime,
+  measureRuntimes,
+  OnnxRuntime,
+  RUNTIME_AGREEMENT,
+  WgslRuntime,
+  type StageRuntime,
+  type StageRuntimeStep,
+} from '../../src/infer/stage-runtime.ts';
 import { splitStages } from '../../src/model/stages.ts';
 import { Stage } from '../../src/model/stage.ts';
 import { compare, type Comparison } from '../../src/ops/compare.ts';
@@ -15,7 +23,12 @@ const OPTS = { maxSessions: 4 };
 const PROMPT = [5, 17, 3, 44, 9, 30, 2];
 
 /** Runs `ids` through a chain of runtimes: the prompt (in chunks of `chunk` when given), then the rest one position at a time. */
-async function runChain(chain: StageRuntime[], session: string, steps: Int32Array[], creates: boolean[]): Promise<StageRuntimeStep[][]> {
+async function runChain(
+  chain: StageRuntime[],
+  session: string,
+  steps: Int32Array[],
+  creates: boolean[],
+): Promise<StageRuntimeStep[][]> {
   const outs: StageRuntimeStep[][] = chain.map(() => []);
   for (let k = 0; k < steps.length; k++) {
     let x: Int32Array | Float32Array = steps[k];
@@ -48,7 +61,9 @@ describe('KV-cached ONNX stage (wasm EP) agrees with WGSL StageInference', () =>
         const want = ours[s][k];
         expect([r.start, r.length]).toEqual([want.start, want.length]);
         const what = stages[s].spec.hasHead ? 'logits' : 'activations';
-        results.push(compare(`stage ${s}/3 step ${k} ${what}`, (r.output ?? r.logits)!, (want.output ?? want.logits)!, TOL));
+        results.push(
+          compare(`stage ${s}/3 step ${k} ${what}`, (r.output ?? r.logits)!, (want.output ?? want.logits)!, TOL),
+        );
       }
     }
     expect(ours[2][5].logits!.length).toBe(CFG.vocab);
@@ -85,17 +100,25 @@ describe('KV-cached ONNX stage (wasm EP) agrees with WGSL StageInference', () =>
     const gpu = await testGpu();
     const stages = buildStages(gpu, 2);
     const results: Comparison[] = [];
-    const runtimes: StageRuntime[][] = [stages.map((s) => new WgslRuntime(s, OPTS)), await Promise.all(stages.map((s) => OnnxRuntime.create(s, OPTS)))];
+    const runtimes: StageRuntime[][] = [
+      stages.map((s) => new WgslRuntime(s, OPTS)),
+      await Promise.all(stages.map((s) => OnnxRuntime.create(s, OPTS))),
+    ];
     const logits: Float32Array[][] = [];
     for (const [first, last] of runtimes) {
       const got: Float32Array[] = [];
-      for (const [ids, create] of [[PROMPT, true], [[4, 8], false]] as const) {
+      for (const [ids, create] of [
+        [PROMPT, true],
+        [[4, 8], false],
+      ] as const) {
         const y = await first.step('score', Int32Array.from(ids), create);
         const r = await last.step('score', y.output!, create, { logits: 'all' });
         expect(r.logits!.length).toBe(ids.length * CFG.vocab);
         got.push(r.logits!);
       }
-      await expect(last.step('nope', new Float32Array(CFG.dModel), false, { logits: 'all' })).rejects.toThrow(UnknownSessionError);
+      await expect(last.step('nope', new Float32Array(CFG.dModel), false, { logits: 'all' })).rejects.toThrow(
+        UnknownSessionError,
+      );
       logits.push(got);
     }
     for (let k = 0; k < 2; k++) results.push(compare(`all-row logits, step ${k}`, logits[1][k], logits[0][k], TOL));
@@ -106,14 +129,19 @@ describe('KV-cached ONNX stage (wasm EP) agrees with WGSL StageInference', () =>
 
   it('stages without blocks: embedding only, head only', async () => {
     const gpu = await testGpu();
-    for (const layout of [[0, 4], [4, 0]]) {
+    for (const layout of [
+      [0, 4],
+      [4, 0],
+    ]) {
       const stages = splitStages(CFG, 2, layout).map((spec) => Stage.create(gpu, CFG, spec, modelWeights(CFG)));
       const wgsl = stages.map((s) => new WgslRuntime(s, OPTS));
       const onnx = await Promise.all(stages.map((s) => OnnxRuntime.create(s, OPTS)));
       const steps = [Int32Array.from(PROMPT), Int32Array.of(3), Int32Array.of(9)];
       const a = await runChain(wgsl, 's', steps, [true, false, false]);
       const b = await runChain(onnx, 's', steps, [true, false, false]);
-      expectAllPass(steps.map((_, k) => compare(`layout [${layout}] step ${k} logits`, b[1][k].logits!, a[1][k].logits!, TOL)));
+      expectAllPass(
+        steps.map((_, k) => compare(`layout [${layout}] step ${k} logits`, b[1][k].logits!, a[1][k].logits!, TOL)),
+      );
       expect(b[1][2].length).toBe(PROMPT.length + 2);
       for (const r of [...wgsl, ...onnx]) r.destroy();
       for (const s of stages) s.destroy();
@@ -133,7 +161,10 @@ describe('OnnxRuntime sessions', () => {
     const oldPrefill = await before.step('old', prompt, true);
     // A training step: new weights on the stage (as applyStep leaves them), step counter advanced.
     const w = (await gpu.read(stage.slots.get('h.0.mlp.fc.w')!.param)) as Float32Array;
-    gpu.write(stage.slots.get('h.0.mlp.fc.w')!.param, w.map((v) => v * 1.5 + 0.01));
+    gpu.write(
+      stage.slots.get('h.0.mlp.fc.w')!.param,
+      w.map((v) => v * 1.5 + 0.01),
+    );
     stage.step++;
     // The open session continues on the old weights: same as the reference that never re-exported.
     const oldNext = await onnx.step('old', Int32Array.of(7), false);
@@ -162,7 +193,13 @@ describe('OnnxRuntime sessions', () => {
     const stage = Stage.create(gpu, CFG, spec, modelWeights(CFG));
     let now = 0;
     const evicted: string[] = [];
-    const onnx = await OnnxRuntime.create(stage, { maxSessions: 2, idleTimeoutMs: 1000, maxTokensPerSession: 10, now: () => now, onEvict: (s, why) => evicted.push(`${s}:${why}`) });
+    const onnx = await OnnxRuntime.create(stage, {
+      maxSessions: 2,
+      idleTimeoutMs: 1000,
+      maxTokensPerSession: 10,
+      now: () => now,
+      onEvict: (s, why) => evicted.push(`${s}:${why}`),
+    });
     await onnx.step('a', Int32Array.of(1, 2), true);
     now = 10;
     await onnx.step('b', Int32Array.of(3), true);
@@ -201,7 +238,10 @@ describe('measureRuntimes', () => {
     const onnx = await OnnxRuntime.create(stage, OPTS);
     const wgsl = new WgslRuntime(stage, OPTS);
     const slow: StageRuntime = {
-      name: 'wgsl', has: (s) => wgsl.has(s), end: (s) => wgsl.end(s), destroy: () => wgsl.destroy(),
+      name: 'wgsl',
+      has: (s) => wgsl.has(s),
+      end: (s) => wgsl.end(s),
+      destroy: () => wgsl.destroy(),
       step: async (s, x, c) => {
         await new Promise((r) => setTimeout(r, 30));
         return wgsl.step(s, x, c);
@@ -214,7 +254,10 @@ describe('measureRuntimes', () => {
 
     // A runtime that computes something else (logits off by 0.1) is seen to disagree.
     const wrong: StageRuntime = {
-      name: 'onnx-wasm', has: (s) => onnx.has(s), end: (s) => onnx.end(s), destroy: () => {},
+      name: 'onnx-wasm',
+      has: (s) => onnx.has(s),
+      end: (s) => onnx.end(s),
+      destroy: () => {},
       step: async (s, x, c) => {
         const r = await onnx.step(s, x, c);
         return { ...r, logits: r.logits!.map((v) => v + 0.1) };
@@ -240,13 +283,18 @@ describe('chooseRuntime', () => {
     const [, spec] = splitStages(CFG, 2);
     const stage = Stage.create(gpu, CFG, spec, modelWeights(CFG));
     const fixed = await Promise.all((['wgsl', 'onnx'] as const).map((mode) => chooseRuntime(stage, mode, OPTS)));
-    expect(fixed.map((c) => [c.runtime.name, c.reason])).toEqual([['wgsl', 'set to wgsl'], ['onnx-wasm', 'set to onnx']]);
+    expect(fixed.map((c) => [c.runtime.name, c.reason])).toEqual([
+      ['wgsl', 'set to wgsl'],
+      ['onnx-wasm', 'set to onnx'],
+    ]);
     for (const c of fixed) c.runtime.destroy();
 
     const idle = await chooseRuntime(stage, 'auto', { ...OPTS, measure: { promptTokens: 8, decodeTokens: 4 } });
     expect(idle.training).toBe(false);
     expect(idle.exportMs).toBeGreaterThan(0);
-    expect(idle.reason).toMatch(/^measured: wgsl TTFT [\d.]+ ms, \d+ tokens\/s; onnx-wasm TTFT [\d.]+ ms, \d+ tokens\/s, relative error [\d.]+e-\d+; ORT export \d+ ms$/);
+    expect(idle.reason).toMatch(
+      /^measured: wgsl TTFT [\d.]+ ms, \d+ tokens\/s; onnx-wasm TTFT [\d.]+ ms, \d+ tokens\/s, relative error [\d.]+e-\d+; ORT export \d+ ms$/,
+    );
     const [w, o] = idle.measured!;
     expect(idle.runtime.name).toBe(o.totalMs < w.totalMs ? 'onnx-wasm' : 'wgsl');
     idle.runtime.destroy();
@@ -278,14 +326,21 @@ describe('stage runtimes refuse bad input with a reason, and keep working', () =
   it('wrong kinds and shapes, out-of-range ids, NaN activations, unknown sessions', async () => {
     const gpu = await testGpu();
     const stages = buildStages(gpu, 2);
-    const makers: Array<(s: Stage) => Promise<StageRuntime>> = [(s) => Promise.resolve(new WgslRuntime(s, OPTS)), (s) => OnnxRuntime.create(s, OPTS)];
+    const makers: Array<(s: Stage) => Promise<StageRuntime>> = [
+      (s) => Promise.resolve(new WgslRuntime(s, OPTS)),
+      (s) => OnnxRuntime.create(s, OPTS),
+    ];
     for (const make of makers) {
       const [first, last] = await Promise.all(stages.map(make));
       await expect(first.step('x', new Float32Array(CFG.dModel), true)).rejects.toThrow(/stage 0 takes token ids/);
-      await expect(first.step('x', Int32Array.of(1, CFG.vocab), true)).rejects.toThrow(/token id 48 at position 1 is outside \[0, 48\)/);
+      await expect(first.step('x', Int32Array.of(1, CFG.vocab), true)).rejects.toThrow(
+        /token id 48 at position 1 is outside \[0, 48\)/,
+      );
       await expect(first.step('x', new Int32Array(0), true)).rejects.toThrow(/no token ids/);
       await expect(last.step('x', Int32Array.of(1), true)).rejects.toThrow(/takes activations/);
-      await expect(last.step('x', new Float32Array(CFG.dModel + 1), true)).rejects.toThrow(/33 activations are not t rows of 32/);
+      await expect(last.step('x', new Float32Array(CFG.dModel + 1), true)).rejects.toThrow(
+        /33 activations are not t rows of 32/,
+      );
       const nan = new Float32Array(2 * CFG.dModel);
       nan[40] = NaN;
       await expect(last.step('x', nan, true)).rejects.toThrow(/activation 40 is NaN: refused/);

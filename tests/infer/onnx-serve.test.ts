@@ -40,7 +40,12 @@ describe('InferenceServer chooses its runtime', () => {
     [requester, ...holders] = peers;
     for (const h of holders) await dialWebRTC(requester, relayAddr, h.peerId);
     (['onnx', 'auto'] as const).forEach((runtime, i) => {
-      const server = new InferenceServer({ node: holders[i], held: () => ({ modelId: MODEL, stage: stages[i] }), runtime, log: (l) => logs.push(`${i}: ${l}`) });
+      const server = new InferenceServer({
+        node: holders[i],
+        held: () => ({ modelId: MODEL, stage: stages[i] }),
+        runtime,
+        log: (l) => logs.push(`${i}: ${l}`),
+      });
       servers.push(server);
     });
     await Promise.all(servers.map((s) => s.start()));
@@ -54,13 +59,24 @@ describe('InferenceServer chooses its runtime', () => {
 
   it('generates through an ONNX holder and an auto-chosen one the tokens WGSL gives in one process', async () => {
     const backend = new SwarmInference({
-      node: requester, auditFraction: 0,
-      holders: (id) => (id === MODEL ? { dModel: CFG.dModel, stages: holders.map((h) => [h.peerId.toString()]) } : null),
+      node: requester,
+      auditFraction: 0,
+      holders: (id) =>
+        id === MODEL ? { dModel: CFG.dModel, stages: holders.map((h) => [h.peerId.toString()]) } : null,
     });
     const seen: number[] = [];
-    const out = await backend.generate({ modelId: MODEL, prompt: Int32Array.from(PROMPT), maxTokens: N, sampling: { temperature: 0 }, signal: new AbortController().signal }, (t) => {
-      seen.push(t);
-    });
+    const out = await backend.generate(
+      {
+        modelId: MODEL,
+        prompt: Int32Array.from(PROMPT),
+        maxTokens: N,
+        sampling: { temperature: 0 },
+        signal: new AbortController().signal,
+      },
+      (t) => {
+        seen.push(t);
+      },
+    );
 
     const local = stages.map((s) => new WgslRuntime(s, { maxSessions: 1 }));
     const want: number[] = [];
@@ -80,7 +96,16 @@ describe('InferenceServer chooses its runtime', () => {
     // The 'auto' holder served that generation with WGSL at once and measured both runtimes meanwhile; new
     // sessions go to the one it chose, and generate the same tokens.
     for (let i = 0; i < 300 && !servers[1].stats.runtime; i++) await new Promise((r) => setTimeout(r, 100));
-    const again = await backend.generate({ modelId: MODEL, prompt: Int32Array.from(PROMPT), maxTokens: N, sampling: { temperature: 0 }, signal: new AbortController().signal }, () => {});
+    const again = await backend.generate(
+      {
+        modelId: MODEL,
+        prompt: Int32Array.from(PROMPT),
+        maxTokens: N,
+        sampling: { temperature: 0 },
+        signal: new AbortController().signal,
+      },
+      () => {},
+    );
     expect(again.tokens).toEqual(want);
 
     // What each holder serves with, and why.
@@ -90,7 +115,9 @@ describe('InferenceServer chooses its runtime', () => {
     expect(auto.measured!.map((m) => m.name)).toEqual(['wgsl', 'onnx-wasm']);
     for (const m of auto.measured!) expect(Number.isFinite(m.totalMs) && m.tokensPerSecond > 0).toBe(true);
     expect(auto.name).toBe(auto.measured!.reduce((a, b) => (b.totalMs < a.totalMs ? b : a)).name);
-    expect(logs.some((l) => l.startsWith(`1: inference runtime for stage 1/2: ${auto.name} (measured: wgsl TTFT`))).toBe(true);
+    expect(
+      logs.some((l) => l.startsWith(`1: inference runtime for stage 1/2: ${auto.name} (measured: wgsl TTFT`)),
+    ).toBe(true);
     expect(servers.map((s) => s.stats.served)).toEqual([2 * N, 2 * N]); // one step per token (ending the session is not counted)
   });
 

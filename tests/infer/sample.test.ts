@@ -13,7 +13,11 @@ function softmax(l: number[], T = 1): number[] {
 }
 
 /** Token ids by logit, best first (ties: lower id). */
-const ranked = (l: number[]) => l.map((v, i) => [v, i]).sort((a, b) => b[0] - a[0] || a[1] - b[1]).map((p) => p[1]);
+const ranked = (l: number[]) =>
+  l
+    .map((v, i) => [v, i])
+    .sort((a, b) => b[0] - a[0] || a[1] - b[1])
+    .map((p) => p[1]);
 
 describe('sampling', () => {
   it('greedy is the argmax, the lowest id on ties', () => {
@@ -42,7 +46,7 @@ describe('sampling', () => {
 
   it('top-k never picks outside the k best', () => {
     for (let s = 0; s < 10; s++) {
-      const l = logitsOf(100 + s, 40, 1);   // a flat distribution: every token is likely without the filter
+      const l = logitsOf(100 + s, 40, 1); // a flat distribution: every token is likely without the filter
       for (const k of [1, 3, 10]) {
         const best = new Set(ranked(l).slice(0, k));
         const sampler = new Sampler({ topK: k, seed: s });
@@ -52,7 +56,7 @@ describe('sampling', () => {
           expect(best.has(id)).toBe(true);
           seen.add(id);
         }
-        expect(seen.size).toBe(k);            // and all of them get drawn
+        expect(seen.size).toBe(k); // and all of them get drawn
       }
       expect(new Sampler({ topK: 1, temperature: 5, seed: s }).next(l)).toBe(greedy(l));
     }
@@ -103,7 +107,11 @@ describe('sampling', () => {
       }
       expect([...counts.keys()].every((id) => c.ids.includes(id))).toBe(true);
     }
-    expect(softmax(l).map((v, i) => v - candidates(l).probs[candidates(l).ids.indexOf(i)]).every((d) => Math.abs(d) < 1e-12)).toBe(true);
+    expect(
+      softmax(l)
+        .map((v, i) => v - candidates(l).probs[candidates(l).ids.indexOf(i)])
+        .every((d) => Math.abs(d) < 1e-12),
+    ).toBe(true);
   });
 
   it('is deterministic given the seed', () => {
@@ -128,7 +136,17 @@ describe('sampling', () => {
   it('skips −∞ logits and rejects bad options and logits', () => {
     const sampler = new Sampler({ seed: 1 });
     for (let d = 0; d < 100; d++) expect(sampler.next([-Infinity, 0, -Infinity, 0])).toBeOneOf([1, 3]);
-    for (const bad of [{ temperature: -1 }, { temperature: NaN }, { temperature: Infinity }, { topK: -1 }, { topK: 1.5 }, { topP: 0 }, { topP: 1.1 }, { seed: -1 }, { seed: 0.5 }]) {
+    for (const bad of [
+      { temperature: -1 },
+      { temperature: NaN },
+      { temperature: Infinity },
+      { topK: -1 },
+      { topK: 1.5 },
+      { topP: 0 },
+      { topP: 1.1 },
+      { seed: -1 },
+      { seed: 0.5 },
+    ]) {
       expect(() => new Sampler(bad)).toThrow(ArgumentError);
     }
     expect(() => greedy([])).toThrow(ArgumentError);

@@ -25,7 +25,18 @@ import { testGpu } from '../gpu-fixture.ts';
  * on its replica (audit share 1) and judged equal by sketch; a holder that dies mid-generation is replaced.
  */
 const root = new URL('../../', import.meta.url).pathname;
-const recipe: RecipeOptions = { ...defaultRecipe(true), vocab: 1024, dModel: 32, heads: 2, context: 32, stages: 4, blocks: 1, micro: 2, batch: 1, seed: 3 };
+const recipe: RecipeOptions = {
+  ...defaultRecipe(true),
+  vocab: 1024,
+  dModel: 32,
+  heads: 2,
+  context: 32,
+  stages: 4,
+  blocks: 1,
+  micro: 2,
+  batch: 1,
+  seed: 3,
+};
 const MODEL = 'infer-test';
 const PROMPT = [17, 250, 3, 99, 512];
 const N = 8;
@@ -35,7 +46,9 @@ const TARGETS = [250, 3, 99, 512, 7];
 async function inProcess(): Promise<{ tokens: number[]; loss: number }> {
   const gpu = await testGpu();
   const cfg = recipeModel(recipe);
-  const stages = splitStages(cfg, 4).map((spec) => new StageInference(Stage.create(gpu, cfg, spec), { maxSessions: 1 }));
+  const stages = splitStages(cfg, 4).map(
+    (spec) => new StageInference(Stage.create(gpu, cfg, spec), { maxSessions: 1 }),
+  );
   const out: number[] = [];
   let input: number[] = PROMPT;
   for (let i = 0; i < N; i++) {
@@ -75,13 +88,31 @@ describe('inference through the swarm (slow)', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  const countKind = (kind: string) => Number((coord!.store.connection.prepare('SELECT COUNT(*) AS n FROM receipts WHERE kind = ?').get(kind) as { n: number }).n);
+  const countKind = (kind: string) =>
+    Number(
+      (coord!.store.connection.prepare('SELECT COUNT(*) AS n FROM receipts WHERE kind = ?').get(kind) as { n: number })
+        .n,
+    );
 
   function worker(i: number, logs: string[]): Promise<void> {
-    const child = spawn(join(root, 'node_modules/.bin/node'), [
-      '--import', './scripts/register.ts', 'src/cli/worker.ts', '--coordinator', coord!.url, '--key', join(dir, `w${i}.key`),
-      '--until-step', '0', '--stay', '--tokens-per-second', '100',
-    ], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(
+      join(root, 'node_modules/.bin/node'),
+      [
+        '--import',
+        './scripts/register.ts',
+        'src/cli/worker.ts',
+        '--coordinator',
+        coord!.url,
+        '--key',
+        join(dir, `w${i}.key`),
+        '--until-step',
+        '0',
+        '--stay',
+        '--tokens-per-second',
+        '100',
+      ],
+      { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     children.set(i, child);
     return new Promise((resolve, reject) => {
       const keep = (d: Buffer) => {
@@ -95,10 +126,25 @@ describe('inference through the swarm (slow)', () => {
   }
 
   it('greedy generation through four stage holders equals one process; hops are receipted and audited; a dead holder is replaced by its replica', async () => {
-    coord = await startCoordinator({ dbPath: join(dir, 'c.db'), heartbeatMs: 2000, registerDefault: false, inferenceAuditFraction: 1 });
+    coord = await startCoordinator({
+      dbPath: join(dir, 'c.db'),
+      heartbeatMs: 2000,
+      registerDefault: false,
+      inferenceAuditFraction: 1,
+    });
     const res = await fetch(`${coord.url}/api/models`, {
-      method: 'POST', headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ id: MODEL, name: 'inference test', config: recipeModel(recipe), layout: [1, 1, 1, 1], codec: 'none', microBatches: recipe.micro, batch: recipe.batch, pricePer1kTokens: 0 }),
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        id: MODEL,
+        name: 'inference test',
+        config: recipeModel(recipe),
+        layout: [1, 1, 1, 1],
+        codec: 'none',
+        microBatches: recipe.micro,
+        batch: recipe.batch,
+        pricePer1kTokens: 0,
+      }),
     });
     expect(res.status).toBe(201);
     const logs: string[] = [];
@@ -108,7 +154,16 @@ describe('inference through the swarm (slow)', () => {
     const expected = reference.tokens;
     const backend = (coord as unknown as { inference: InferenceBackend }).inference;
     const seen: number[] = [];
-    const out = await backend.generate({ modelId: MODEL, prompt: Int32Array.from(PROMPT), maxTokens: N, sampling: { temperature: 0 }, signal: new AbortController().signal }, (t) => void seen.push(t));
+    const out = await backend.generate(
+      {
+        modelId: MODEL,
+        prompt: Int32Array.from(PROMPT),
+        maxTokens: N,
+        sampling: { temperature: 0 },
+        signal: new AbortController().signal,
+      },
+      (t) => void seen.push(t),
+    );
     expect(out.tokens, logs.join('')).toEqual(expected);
     expect(seen).toEqual(expected);
     expect(out.finish).toBe('length');
@@ -117,27 +172,47 @@ describe('inference through the swarm (slow)', () => {
     expect(Math.abs(loss - reference.loss)).toBeLessThan(1e-4);
     expect(loss).toBeGreaterThan(Math.log(recipe.vocab) - 1); // an untrained model: near-uniform predictions
     // onToken can stop it early.
-    const short = await backend.generate({ modelId: MODEL, prompt: Int32Array.from(PROMPT), maxTokens: N, sampling: { temperature: 0 }, signal: new AbortController().signal }, (t) => t === expected[2]);
+    const short = await backend.generate(
+      {
+        modelId: MODEL,
+        prompt: Int32Array.from(PROMPT),
+        maxTokens: N,
+        sampling: { temperature: 0 },
+        signal: new AbortController().signal,
+      },
+      (t) => t === expected[2],
+    );
     expect(short).toEqual({ tokens: expected.slice(0, 3), finish: 'stop' });
 
     // Receipts: one per hop (N + 3 tokens' worth of rounds × 4 stages), each checked against the bytes and
     // stored; the replicated stage's hops were replayed on its replica and every replay agrees by sketch.
     const swarm = backend as SwarmInference;
-    for (let i = 0; i < 100 && (swarm.stats.receipts < 4 * (N + 3) || swarm.stats.auditHops > countKind('infer-audit')); i++) await new Promise((r) => setTimeout(r, 100));
+    for (
+      let i = 0;
+      i < 100 && (swarm.stats.receipts < 4 * (N + 3) || swarm.stats.auditHops > countKind('infer-audit'));
+      i++
+    )
+      await new Promise((r) => setTimeout(r, 100));
     expect(swarm.stats.receiptsRefused, logs.join('')).toBe(0);
     expect(countKind('infer')).toBe(4 * (N + 3));
     expect(countKind('infer-audit')).toBe(N + 3);
     const receipts = new LedgerStore(coord.store).unsettledReceipts(MODEL, Number.MAX_SAFE_INTEGER);
     const judged = judgeEpoch(receipts, 4);
     expect(judged.audits.length).toBe(N + 3);
-    expect(judged.audits.every((a) => a.result === 'match'), JSON.stringify(judged.audits.slice(0, 3))).toBe(true);
+    expect(
+      judged.audits.every((a) => a.result === 'match'),
+      JSON.stringify(judged.audits.slice(0, 3)),
+    ).toBe(true);
     expect(judged.verdicts.length).toBe(5);
     for (const v of judged.verdicts) {
       expect(v.caught).toBe(false);
       expect(v.credited).toBeGreaterThan(0);
     }
     // Prefill hops cost more than decode hops: the receipts carry the exact incremental FLOPs.
-    const byStage0 = receipts.filter((r) => r.stage === 0 && r.kind === 'infer').map((r) => r.flops).sort((a, b) => b - a);
+    const byStage0 = receipts
+      .filter((r) => r.stage === 0 && r.kind === 'infer')
+      .map((r) => r.flops)
+      .sort((a, b) => b - a);
     expect(byStage0[0]).toBeGreaterThan(byStage0[byStage0.length - 1]);
 
     // Kill replica 0 of the replicated stage: the next generation fails over to replica 1 and still equals one process.
@@ -156,7 +231,16 @@ describe('inference through the swarm (slow)', () => {
     }
     const dead = [...ids.entries()].find(([, suffix]) => first.peerId.endsWith(suffix))![0];
     children.get(dead)!.kill('SIGKILL');
-    const again = await backend.generate({ modelId: MODEL, prompt: Int32Array.from(PROMPT), maxTokens: N, sampling: { temperature: 0 }, signal: new AbortController().signal }, () => {});
+    const again = await backend.generate(
+      {
+        modelId: MODEL,
+        prompt: Int32Array.from(PROMPT),
+        maxTokens: N,
+        sampling: { temperature: 0 },
+        signal: new AbortController().signal,
+      },
+      () => {},
+    );
     expect(again.tokens).toEqual(expected);
     expect((backend as SwarmInference).stats.retries).toBeGreaterThan(0);
   });

@@ -2,7 +2,13 @@ import { generateKeyPair } from '@libp2p/crypto/keys';
 import { peerIdFromPrivateKey } from '@libp2p/peer-id';
 import { privateKeyToAccount } from 'viem/accounts';
 import { describe, expect, it } from 'vitest';
-import { bindingTypedData, signBindingAsPeer, verifyBinding, type BindingMessage, type SignedBinding } from '../../src/ledger/binding.ts';
+import {
+  bindingTypedData,
+  signBindingAsPeer,
+  verifyBinding,
+  type BindingMessage,
+  type SignedBinding,
+} from '../../src/ledger/binding.ts';
 
 // Two of anvil's well-known dev keys: test wallets only.
 const ALICE = privateKeyToAccount('0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80');
@@ -12,10 +18,23 @@ const NOW = 1_800_000_000;
 
 async function bind(over: Partial<BindingMessage> = {}, signer = ALICE, chainId = CHAIN) {
   const key = await generateKeyPair('Ed25519');
-  const m: BindingMessage = { peerId: peerIdFromPrivateKey(key).toString(), wallet: ALICE.address, nonce: 1n, expiry: BigInt(NOW + 600), ...over };
+  const m: BindingMessage = {
+    peerId: peerIdFromPrivateKey(key).toString(),
+    wallet: ALICE.address,
+    nonce: 1n,
+    expiry: BigInt(NOW + 600),
+    ...over,
+  };
   const walletSignature = await signer.signTypedData(bindingTypedData(chainId, m));
   const peerSignature = await signBindingAsPeer(key, chainId, m);
-  const signed: SignedBinding = { peerId: m.peerId, wallet: m.wallet, nonce: String(m.nonce), expiry: String(m.expiry), walletSignature, peerSignature };
+  const signed: SignedBinding = {
+    peerId: m.peerId,
+    wallet: m.wallet,
+    nonce: String(m.nonce),
+    expiry: String(m.expiry),
+    walletSignature,
+    peerSignature,
+  };
   return { signed, key, m };
 }
 
@@ -35,7 +54,9 @@ describe('wallet binding (EIP-712 + the peer countersignature)', () => {
     await expect(verifyBinding({ ...signed, nonce: '2' }, CHAIN, NOW)).rejects.toThrow(/wallet signature/);
     const other = await bind();
     // The wallet signed for peer A; peer B's signature over B's message cannot stand in for A's.
-    await expect(verifyBinding({ ...signed, peerSignature: other.signed.peerSignature }, CHAIN, NOW)).rejects.toThrow(/peer signature/);
+    await expect(verifyBinding({ ...signed, peerSignature: other.signed.peerSignature }, CHAIN, NOW)).rejects.toThrow(
+      /peer signature/,
+    );
     await expect(verifyBinding({ ...signed, wallet: 'nope' }, CHAIN, NOW)).rejects.toThrow(/not an address/);
     await expect(verifyBinding({ ...signed, walletSignature: '0x00' }, CHAIN, NOW)).rejects.toThrow(/65-byte/);
   });

@@ -15,7 +15,16 @@ describe('inference receipts', () => {
   const input = bytesOf(rng.f32(4096));
   let keys: PrivateKey[];
   let ids: string[];
-  const ctx = (i: number, replica: number, step = 5, sessionStep = step): HopContext => ({ model: 'm', round: 2, stage: 1, replica, replicas: 2, step, sessionStep, peerId: ids[i] });
+  const ctx = (i: number, replica: number, step = 5, sessionStep = step): HopContext => ({
+    model: 'm',
+    round: 2,
+    stage: 1,
+    replica,
+    replicas: 2,
+    step,
+    sessionStep,
+    peerId: ids[i],
+  });
 
   beforeAll(async () => {
     keys = await Promise.all([0, 1, 2].map(() => generateKeyPair('Ed25519')));
@@ -36,14 +45,25 @@ describe('inference receipts', () => {
     expect(sketchesAgree(sketchOf(one, 'unit'), a)).toBe(false);
     const shuffled = output.slice().reverse();
     expect(sketchesAgree(sketchOf(shuffled, 'unit'), a)).toBe(false);
-    expect(sketchesAgree(sketchOf(output.map((v) => v * 1.01), 'unit'), a)).toBe(false);
+    expect(
+      sketchesAgree(
+        sketchOf(
+          output.map((v) => v * 1.01),
+          'unit',
+        ),
+        a,
+      ),
+    ).toBe(false);
     // Projections onto ±1 vectors / √n: a one-hot vector gives ±1/√n in every component, and it is linear.
     const e = new Float32Array(16);
     e[5] = 1;
     expect(sketchOf(e, 'tiny').map(Math.abs)).toEqual(Array(SKETCH_SIZE).fill(Math.fround(0.25)));
     const u = rng.f32(16);
     const v = rng.f32(16);
-    const sum = sketchOf(u.map((x, i) => x + v[i]), 'lin');
+    const sum = sketchOf(
+      u.map((x, i) => x + v[i]),
+      'lin',
+    );
     sketchOf(u, 'lin').forEach((x, k) => expect(x + sketchOf(v, 'lin')[k]).toBeCloseTo(sum[k], 5));
   });
 
@@ -80,12 +100,15 @@ describe('inference receipts', () => {
   });
 
   it('the verdict credits served hops, and an audit replay with a different output catches the server', async () => {
-    const honest = (i: number, replica: number, unit: number, audit: boolean, out: Float32Array) => hopReceipt(keys[i], ctx(i, replica), { unit, audit, flops: 100, input, output: out });
+    const honest = (i: number, replica: number, unit: number, audit: boolean, out: Float32Array) =>
+      hopReceipt(keys[i], ctx(i, replica), { unit, audit, flops: 100, input, output: out });
     const noisy = output.map((v) => v * (1 + 1e-6 * rng.uniform()));
     const wrong = output.map((v, j) => (j % 7 === 0 ? v + 0.5 : v));
     const receipts = [
-      await honest(0, 0, 1, false, output), await honest(1, 1, 1, true, noisy), // peer 0 served, peer 1 replayed: match
-      await honest(2, 0, 2, false, wrong), await honest(1, 1, 2, true, output), // peer 2 served a wrong output: caught
+      await honest(0, 0, 1, false, output),
+      await honest(1, 1, 1, true, noisy), // peer 0 served, peer 1 replayed: match
+      await honest(2, 0, 2, false, wrong),
+      await honest(1, 1, 2, true, output), // peer 2 served a wrong output: caught
       await honest(0, 0, 3, false, output), // not audited: credited on the requester's record
       { ...(await honest(1, 1, 4, true, output)) }, // a replay of a unit nobody served: checks nothing
     ];
@@ -101,7 +124,13 @@ describe('inference receipts', () => {
     expect(judgeEpoch([receipts[2], later, mixed], 4).audits.map((a) => a.result)).toEqual(['stale', 'stale']);
     expect(judgeEpoch([receipts[2], later, mixed], 4).verdicts.find((x) => x.peerId === ids[2])!.caught).toBe(false);
     // A replay fed different input bytes says nothing about the server.
-    const other = await hopReceipt(keys[1], ctx(1, 1), { unit: 1, audit: true, flops: 100, input: bytesOf(Float32Array.of(9)), output: wrong });
+    const other = await hopReceipt(keys[1], ctx(1, 1), {
+      unit: 1,
+      audit: true,
+      flops: 100,
+      input: bytesOf(Float32Array.of(9)),
+      output: wrong,
+    });
     expect(judgeEpoch([receipts[0], other], 4).audits[0].result).toBe('input-mismatch');
   });
 });

@@ -7,7 +7,14 @@ import { createPublicClient, createTestClient, http, parseEther, type Hex } from
 import { privateKeyToAccount } from 'viem/accounts';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ANVIL_KEYS, startAnvil, type Anvil } from '../../src/chain/anvil.ts';
-import { chainClients, claimShares, depositEth, shareBalance, withdrawableOf, withdrawEth } from '../../src/chain/client.ts';
+import {
+  chainClients,
+  claimShares,
+  depositEth,
+  shareBalance,
+  withdrawableOf,
+  withdrawEth,
+} from '../../src/chain/client.ts';
 import { deployTessera } from '../../src/chain/deploy.ts';
 import { startCoordinator } from '../../src/cli/coordinator.ts';
 import type { Coordinator } from '../../src/coordinator/index.ts';
@@ -23,7 +30,18 @@ import { defaultRecipe, recipeModel, type RecipeOptions } from '../../src/train/
  * shares on anvil, revenue is paid into the vault and a holder withdraws exactly its pro-rata part.
  */
 const root = new URL('../../', import.meta.url).pathname;
-const recipe: RecipeOptions = { ...defaultRecipe(true), vocab: 1024, dModel: 32, heads: 2, context: 32, stages: 2, blocks: 1, micro: 4, batch: 2, seed: 1 };
+const recipe: RecipeOptions = {
+  ...defaultRecipe(true),
+  vocab: 1024,
+  dModel: 32,
+  heads: 2,
+  context: 32,
+  stages: 2,
+  blocks: 1,
+  micro: 4,
+  batch: 2,
+  seed: 1,
+};
 const STEPS = 5;
 /**
  * Both blocks on stage 0, the head alone on stage 1: the two stages cost about the same (2·24·C² vs 2·C·vocab
@@ -37,7 +55,9 @@ const MODEL = 'own-test';
 /** Runs a CLI under Node 24 with the TypeScript loader; resolves with its exit status and output. */
 function run(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(join(root, 'node_modules/.bin/node'), ['--import', './scripts/register.ts', ...args], { cwd: root });
+    const child = spawn(join(root, 'node_modules/.bin/node'), ['--import', './scripts/register.ts', ...args], {
+      cwd: root,
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
@@ -61,30 +81,67 @@ describe('ownership end to end (slow)', () => {
   it('workers train and receipt, a cheater is caught, an epoch settles and verifies, holders claim and withdraw revenue', async () => {
     anvil = await startAnvil();
     const deployment = await deployTessera({
-      rpcUrl: anvil.rpcUrl, chainId: anvil.chainId, deployerKey: ANVIL_KEYS[0], settlerAddress: privateKeyToAccount(ANVIL_KEYS[1]).address, challengeDelaySeconds: 30,
+      rpcUrl: anvil.rpcUrl,
+      chainId: anvil.chainId,
+      deployerKey: ANVIL_KEYS[0],
+      settlerAddress: privateKeyToAccount(ANVIL_KEYS[1]).address,
+      challengeDelaySeconds: 30,
     });
     coord = await startCoordinator({
-      dbPath: join(dir, 'c.db'), heartbeatMs: 2000, registerDefault: false, adminToken: ADMIN, banAfter: 1,
-      chain: { deployment, deploymentPath: join(dir, 'deployment.json'), settlerKey: ANVIL_KEYS[1], ownerKey: ANVIL_KEYS[0] },
+      dbPath: join(dir, 'c.db'),
+      heartbeatMs: 2000,
+      registerDefault: false,
+      adminToken: ADMIN,
+      banAfter: 1,
+      chain: {
+        deployment,
+        deploymentPath: join(dir, 'deployment.json'),
+        settlerKey: ANVIL_KEYS[1],
+        ownerKey: ANVIL_KEYS[0],
+      },
     });
     const url = coord.url;
     const call = async (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => {
-      const res = await fetch(url + path, { method, headers: { 'content-type': 'application/json', ...headers }, body: body === undefined ? undefined : JSON.stringify(body) });
+      const res = await fetch(url + path, {
+        method,
+        headers: { 'content-type': 'application/json', ...headers },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
       return { status: res.status, json: (await res.json()) as any };
     };
-    expect((await call('POST', '/api/models', {
-      id: MODEL, name: 'ownership test', config: recipeModel(recipe), layout: LAYOUT, codec: 'none', microBatches: recipe.micro, batch: recipe.batch, pricePer1kTokens: 0,
-    })).status).toBe(201);
+    expect(
+      (
+        await call('POST', '/api/models', {
+          id: MODEL,
+          name: 'ownership test',
+          config: recipeModel(recipe),
+          layout: LAYOUT,
+          codec: 'none',
+          microBatches: recipe.micro,
+          batch: recipe.batch,
+          pricePer1kTokens: 0,
+        })
+      ).status,
+    ).toBe(201);
 
     // Each peer's identity exists before it runs, so its wallet can be bound first.
     const keys = await Promise.all([1, 2, 3, 4].map((i) => loadOrCreateKey(join(dir, `w${i}.key`))));
     const peers = keys.map((k) => peerIdFromPrivateKey(k).toString());
     const wallets = [2, 3, 4, 5].map((i) => privateKeyToAccount(ANVIL_KEYS[i]));
     for (let i = 0; i < 4; i++) {
-      const m = { peerId: peers[i], wallet: wallets[i].address, nonce: 1n, expiry: BigInt(Math.floor(Date.now() / 1000) + 600) };
+      const m = {
+        peerId: peers[i],
+        wallet: wallets[i].address,
+        nonce: 1n,
+        expiry: BigInt(Math.floor(Date.now() / 1000) + 600),
+      };
       const b = await call('POST', '/api/bindings', {
-        peerId: m.peerId, wallet: m.wallet, nonce: '1', expiry: String(m.expiry),
-        walletSignature: await wallets[i].signTypedData(bindingTypedData(anvil.chainId, m)), peerSignature: await signBindingAsPeer(keys[i], anvil.chainId, m),
+        peerId: m.peerId,
+        wallet: m.wallet,
+        nonce: '1',
+        expiry: String(m.expiry),
+        walletSignature: await wallets[i].signTypedData(bindingTypedData(anvil.chainId, m)),
+        peerSignature: await signBindingAsPeer(keys[i], anvil.chainId, m),
       });
       expect(b.status, JSON.stringify(b.json)).toBe(201);
     }
@@ -92,10 +149,26 @@ describe('ownership end to end (slow)', () => {
     const CHEATER = 3; // worker w4
     const logs: string[] = [];
     const exits = [0, 1, 2, 3].map((i) => {
-      const child = spawn(join(root, 'node_modules/.bin/node'), [
-        '--import', './scripts/register.ts', 'src/cli/worker.ts', '--coordinator', url, '--key', join(dir, `w${i + 1}.key`),
-        '--until-step', String(STEPS), '--tokens-per-second', '100', '--audit-fraction', '1', ...(i === CHEATER ? ['--corrupt-share', '0.5'] : []),
-      ], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(
+        join(root, 'node_modules/.bin/node'),
+        [
+          '--import',
+          './scripts/register.ts',
+          'src/cli/worker.ts',
+          '--coordinator',
+          url,
+          '--key',
+          join(dir, `w${i + 1}.key`),
+          '--until-step',
+          String(STEPS),
+          '--tokens-per-second',
+          '100',
+          '--audit-fraction',
+          '1',
+          ...(i === CHEATER ? ['--corrupt-share', '0.5'] : []),
+        ],
+        { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] },
+      );
       children.push(child);
       child.stdout!.on('data', (d) => logs.push(`[w${i + 1}] ${d}`));
       child.stderr!.on('data', (d) => logs.push(`[w${i + 1}] ${d}`));
@@ -109,8 +182,13 @@ describe('ownership end to end (slow)', () => {
     const settled = await call('POST', `/api/models/${MODEL}/epochs`, {}, { authorization: `Bearer ${ADMIN}` });
     expect(settled.status, JSON.stringify(settled.json)).toBe(201);
     const e = settled.json;
-    const placement = (await call('GET', '/api/events?limit=1000')).json.events.filter((x: { kind: string }) => x.kind === 'assign').map((x: { detail: unknown }) => x.detail);
-    expect(e.caught, JSON.stringify({ counts: e.auditCounts, verdicts: e.verdicts, placement, cheater: peers[CHEATER] }, null, 1)).toEqual([peers[CHEATER]]);
+    const placement = (await call('GET', '/api/events?limit=1000')).json.events
+      .filter((x: { kind: string }) => x.kind === 'assign')
+      .map((x: { detail: unknown }) => x.detail);
+    expect(
+      e.caught,
+      JSON.stringify({ counts: e.auditCounts, verdicts: e.verdicts, placement, cheater: peers[CHEATER] }, null, 1),
+    ).toEqual([peers[CHEATER]]);
     expect(e.auditCounts.mismatch).toBeGreaterThan(0);
     expect(e.auditCounts.match).toBeGreaterThan(0);
     const leafOf = (w: string) => e.leaves.find((l: { wallet: string }) => l.wallet === w);
@@ -136,9 +214,16 @@ describe('ownership end to end (slow)', () => {
     await test.mine({ blocks: 1 });
     const addrs = coord.chain!.info().models[MODEL];
     for (const i of honest) {
-      const view = (await call('GET', `/api/wallets/${wallets[i].address}`)).json.models.find((m: { modelId: string }) => m.modelId === MODEL);
+      const view = (await call('GET', `/api/wallets/${wallets[i].address}`)).json.models.find(
+        (m: { modelId: string }) => m.modelId === MODEL,
+      );
       const c = chainClients(anvil.rpcUrl, anvil.chainId, ANVIL_KEYS[2 + i]);
-      await claimShares(c, addrs, { epoch: BigInt(view.claim.epoch), account: wallets[i].address, cumulativeShares: BigInt(view.claim.cumulative), proof: view.claim.proof as Hex[] });
+      await claimShares(c, addrs, {
+        epoch: BigInt(view.claim.epoch),
+        account: wallets[i].address,
+        cumulativeShares: BigInt(view.claim.cumulative),
+        proof: view.claim.proof as Hex[],
+      });
       expect(await shareBalance(c, addrs, wallets[i].address)).toBe(BigInt(leafOf(wallets[i].address).shares));
     }
 

@@ -1,7 +1,13 @@
 import { generateKeyPair } from '@libp2p/crypto/keys';
 import { peerIdFromPrivateKey } from '@libp2p/peer-id';
 import { describe, expect, it } from 'vitest';
-import { parseReceipt, ReceiptError, signReceipt, verifyReceiptSignature, type WorkReceipt } from '../../src/ledger/receipt.ts';
+import {
+  parseReceipt,
+  ReceiptError,
+  signReceipt,
+  verifyReceiptSignature,
+  type WorkReceipt,
+} from '../../src/ledger/receipt.ts';
 
 const H = (c: string) => '0x' + c.repeat(64);
 
@@ -11,7 +17,19 @@ async function peer() {
 }
 
 const receipt = (peerId: string, over: Partial<WorkReceipt> = {}): WorkReceipt => ({
-  model: 'tiny', round: 2, stage: 1, replica: 0, replicas: 2, step: 7, micro: 4, kind: 'train', flops: 123456, inputHash: H('a'), outputHash: H('b'), peerId, ...over,
+  model: 'tiny',
+  round: 2,
+  stage: 1,
+  replica: 0,
+  replicas: 2,
+  step: 7,
+  micro: 4,
+  kind: 'train',
+  flops: 123456,
+  inputHash: H('a'),
+  outputHash: H('b'),
+  peerId,
+  ...over,
 });
 
 describe('work receipts', () => {
@@ -21,13 +39,21 @@ describe('work receipts', () => {
     const signed = await signReceipt(a.key, receipt(a.id));
     expect(await verifyReceiptSignature(signed)).toBe(true);
     expect(parseReceipt(JSON.parse(JSON.stringify(signed)))).toEqual(signed);
-    for (const [field, value] of [['flops', 999999], ['step', 8], ['outputHash', H('c')], ['kind', 'audit'], ['round', 3]] as const) {
+    for (const [field, value] of [
+      ['flops', 999999],
+      ['step', 8],
+      ['outputHash', H('c')],
+      ['kind', 'audit'],
+      ['round', 3],
+    ] as const) {
       expect(await verifyReceiptSignature({ ...signed, [field]: value }), field).toBe(false);
     }
     // Signed by b but claiming to be a's work.
     const forged = await signReceipt(b.key, receipt(a.id));
     expect(await verifyReceiptSignature(forged)).toBe(false);
-    expect(await verifyReceiptSignature({ ...signed, peerId: 'QmNotAPeerIdAtAllxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' })).toBe(false);
+    expect(await verifyReceiptSignature({ ...signed, peerId: 'QmNotAPeerIdAtAllxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' })).toBe(
+      false,
+    );
   });
 
   it('malformed receipts are refused with the field at fault', async () => {

@@ -1,6 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import type { Gpu } from '../../src/gpu/index.ts';
-import { CheckpointError, loadStage, readCheckpoint, saveStage, type CheckpointProblem } from '../../src/model/checkpoint.ts';
+import {
+  CheckpointError,
+  loadStage,
+  readCheckpoint,
+  saveStage,
+  type CheckpointProblem,
+} from '../../src/model/checkpoint.ts';
 import type { ModelConfig } from '../../src/model/config.ts';
 import { parseSafetensors, serializeSafetensors, type NamedTensor } from '../../src/model/safetensors.ts';
 import { Stage } from '../../src/model/stage.ts';
@@ -60,7 +66,11 @@ function expectBitExact(a: Map<string, Float32Array>, b: Map<string, Float32Arra
   expect([...a.keys()]).toEqual([...b.keys()]);
   for (const [k, x] of a) {
     const y = b.get(k)!;
-    const same = x.length === y.length && new Uint32Array(x.buffer, x.byteOffset, x.length).every((w, i) => w === new Uint32Array(y.buffer, y.byteOffset, y.length)[i]);
+    const same =
+      x.length === y.length &&
+      new Uint32Array(x.buffer, x.byteOffset, x.length).every(
+        (w, i) => w === new Uint32Array(y.buffer, y.byteOffset, y.length)[i],
+      );
     expect(same, `${k} differs`).toBe(true);
   }
 }
@@ -118,7 +128,9 @@ describe('stage checkpoints', () => {
     let good: Uint8Array;
     let source: Stage;
     /** Rewrites the good checkpoint's tensors/metadata and re-serialises it (with a valid hash). */
-    async function tamper(edit: (t: Map<string, NamedTensor>, meta: Record<string, string>) => void): Promise<Uint8Array> {
+    async function tamper(
+      edit: (t: Map<string, NamedTensor>, meta: Record<string, string>) => void,
+    ): Promise<Uint8Array> {
       const p = await parseSafetensors(good);
       const meta = { ...p.metadata };
       delete meta.sha256;
@@ -126,78 +138,160 @@ describe('stage checkpoints', () => {
       return serializeSafetensors(p.tensors, meta);
     }
 
-    const cases: Array<[string, CheckpointProblem, RegExp, () => Promise<{ bytes: Uint8Array; expect?: { cfg?: ModelConfig; spec?: StageSpec } }>]> = [
-      ['a flipped data byte', 'hash', /content hash mismatch/, async () => {
-        const bytes = good.slice();
-        bytes[bytes.length - 5] ^= 0x10;
-        return { bytes };
-      }],
-      ['no content hash', 'hash', /no content hash/, async () => {
-        const p = await parseSafetensors(good);
-        // Re-serialise, then drop the hash from the header by hand (same length: rename the key).
-        const bytes = await serializeSafetensors(p.tensors, { ...p.metadata });
-        const text = new TextDecoder().decode(bytes);
-        const at = text.indexOf('"sha256"');
-        bytes.set(new TextEncoder().encode('"xha256"'), at);
-        return { bytes };
-      }],
-      ['a truncated file', 'hash', /content hash mismatch/, async () => ({ bytes: good.subarray(0, good.length - 64) })],
-      ['a broken header length', 'corrupt', /header length/, async () => {
-        const bytes = good.slice();
-        bytes[5] = 0xff;
-        return { bytes };
-      }],
-      ['a wrong shape', 'shape', /h\.0\.attn\.proj\.w has shape \[16,64\], expected \[32,32\]/, async () => ({
-        bytes: await tamper((t) => {
-          t.get('h.0.attn.proj.w')!.shape = [16, 64];
+    const cases: Array<
+      [
+        string,
+        CheckpointProblem,
+        RegExp,
+        () => Promise<{ bytes: Uint8Array; expect?: { cfg?: ModelConfig; spec?: StageSpec } }>,
+      ]
+    > = [
+      [
+        'a flipped data byte',
+        'hash',
+        /content hash mismatch/,
+        async () => {
+          const bytes = good.slice();
+          bytes[bytes.length - 5] ^= 0x10;
+          return { bytes };
+        },
+      ],
+      [
+        'no content hash',
+        'hash',
+        /no content hash/,
+        async () => {
+          const p = await parseSafetensors(good);
+          // Re-serialise, then drop the hash from the header by hand (same length: rename the key).
+          const bytes = await serializeSafetensors(p.tensors, { ...p.metadata });
+          const text = new TextDecoder().decode(bytes);
+          const at = text.indexOf('"sha256"');
+          bytes.set(new TextEncoder().encode('"xha256"'), at);
+          return { bytes };
+        },
+      ],
+      [
+        'a truncated file',
+        'hash',
+        /content hash mismatch/,
+        async () => ({ bytes: good.subarray(0, good.length - 64) }),
+      ],
+      [
+        'a broken header length',
+        'corrupt',
+        /header length/,
+        async () => {
+          const bytes = good.slice();
+          bytes[5] = 0xff;
+          return { bytes };
+        },
+      ],
+      [
+        'a wrong shape',
+        'shape',
+        /h\.0\.attn\.proj\.w has shape \[16,64\], expected \[32,32\]/,
+        async () => ({
+          bytes: await tamper((t) => {
+            t.get('h.0.attn.proj.w')!.shape = [16, 64];
+          }),
         }),
-      })],
-      ['a wrong dtype', 'dtype', /m\.lnf\.b is F64, expected F32/, async () => ({
-        bytes: await tamper((t) => {
-          const x = t.get('m.lnf.b')!;
-          t.set('m.lnf.b', { shape: x.shape, data: Float64Array.from(x.data as Float32Array) });
+      ],
+      [
+        'a wrong dtype',
+        'dtype',
+        /m\.lnf\.b is F64, expected F32/,
+        async () => ({
+          bytes: await tamper((t) => {
+            const x = t.get('m.lnf.b')!;
+            t.set('m.lnf.b', { shape: x.shape, data: Float64Array.from(x.data as Float32Array) });
+          }),
         }),
-      })],
-      ['a missing moment', 'missing', /v\.h\.2\.mlp\.fc\.b \[128\] is missing/, async () => ({
-        bytes: await tamper((t) => {
-          t.delete('v.h.2.mlp.fc.b');
+      ],
+      [
+        'a missing moment',
+        'missing',
+        /v\.h\.2\.mlp\.fc\.b \[128\] is missing/,
+        async () => ({
+          bytes: await tamper((t) => {
+            t.delete('v.h.2.mlp.fc.b');
+          }),
         }),
-      })],
-      ['an extra tensor', 'extra', /h\.3\.ln1\.w does not belong/, async () => ({
-        bytes: await tamper((t) => {
-          t.set('h.3.ln1.w', { shape: [32], data: new Float32Array(32) });
+      ],
+      [
+        'an extra tensor',
+        'extra',
+        /h\.3\.ln1\.w does not belong/,
+        async () => ({
+          bytes: await tamper((t) => {
+            t.set('h.3.ln1.w', { shape: [32], data: new Float32Array(32) });
+          }),
         }),
-      })],
-      ['a NaN weight', 'nonfinite', /wpe element 7 is NaN/, async () => ({
-        bytes: await tamper((t) => {
-          (t.get('wpe')!.data as Float32Array)[7] = NaN;
+      ],
+      [
+        'a NaN weight',
+        'nonfinite',
+        /wpe element 7 is NaN/,
+        async () => ({
+          bytes: await tamper((t) => {
+            (t.get('wpe')!.data as Float32Array)[7] = NaN;
+          }),
         }),
-      })],
-      ['another model config than expected', 'config', /dModel 32 \(expected 64\)/, async () => ({
-        bytes: good,
-        expect: { cfg: { ...cfg, dModel: 64 } },
-      })],
-      ['another seed than expected', 'config', /seed 5 \(expected 6\)/, async () => ({ bytes: good, expect: { cfg: { ...cfg, seed: 6 } } })],
-      ['a malformed config', 'config', /not divisible by heads/, async () => ({
-        bytes: await tamper((_, meta) => {
-          meta.model_config = JSON.stringify({ ...cfg, heads: 3 });
+      ],
+      [
+        'another model config than expected',
+        'config',
+        /dModel 32 \(expected 64\)/,
+        async () => ({
+          bytes: good,
+          expect: { cfg: { ...cfg, dModel: 64 } },
         }),
-      })],
-      ['an inconsistent stage spec', 'spec', /hasHead must be true/, async () => ({
-        bytes: await tamper((_, meta) => {
-          meta.stage_spec = JSON.stringify({ ...whole, hasHead: false });
+      ],
+      [
+        'another seed than expected',
+        'config',
+        /seed 5 \(expected 6\)/,
+        async () => ({ bytes: good, expect: { cfg: { ...cfg, seed: 6 } } }),
+      ],
+      [
+        'a malformed config',
+        'config',
+        /not divisible by heads/,
+        async () => ({
+          bytes: await tamper((_, meta) => {
+            meta.model_config = JSON.stringify({ ...cfg, heads: 3 });
+          }),
         }),
-      })],
-      ['not a stage checkpoint', 'format', /format is/, async () => ({
-        bytes: await tamper((_, meta) => {
-          delete meta.format;
+      ],
+      [
+        'an inconsistent stage spec',
+        'spec',
+        /hasHead must be true/,
+        async () => ({
+          bytes: await tamper((_, meta) => {
+            meta.stage_spec = JSON.stringify({ ...whole, hasHead: false });
+          }),
         }),
-      })],
-      ['a future format version', 'format', /format_version "2"/, async () => ({
-        bytes: await tamper((_, meta) => {
-          meta.format_version = '2';
+      ],
+      [
+        'not a stage checkpoint',
+        'format',
+        /format is/,
+        async () => ({
+          bytes: await tamper((_, meta) => {
+            delete meta.format;
+          }),
         }),
-      })],
+      ],
+      [
+        'a future format version',
+        'format',
+        /format_version "2"/,
+        async () => ({
+          bytes: await tamper((_, meta) => {
+            meta.format_version = '2';
+          }),
+        }),
+      ],
     ];
 
     it.each(cases)('%s → %s', async (_, problem, message, make) => {
@@ -210,7 +304,10 @@ describe('stage checkpoints', () => {
       const before = await state(source);
       const { bytes, expect: want } = await make();
       const live = gpu.pool.stats.liveBytes;
-      const err = await loadStage(gpu, bytes, want ?? { cfg, spec: whole }).then(() => undefined, (e: unknown) => e);
+      const err = await loadStage(gpu, bytes, want ?? { cfg, spec: whole }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       expect(err).toBeInstanceOf(CheckpointError);
       expect((err as CheckpointError).problem).toBe(problem);
       expect((err as CheckpointError).code).toBe('checkpoint');

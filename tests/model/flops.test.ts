@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { stageForwardFlops, stageIncrementalFlops, stageTrainingFlops, trainingFlopsPerToken } from '../../src/model/flops.ts';
+import {
+  stageForwardFlops,
+  stageIncrementalFlops,
+  stageTrainingFlops,
+  trainingFlopsPerToken,
+} from '../../src/model/flops.ts';
 import { splitStages } from '../../src/model/stages.ts';
 
 describe('FLOP counts', () => {
@@ -27,7 +32,10 @@ describe('FLOP counts', () => {
       expect(stageIncrementalFlops(cfg, spec, 4, 0, 4)).toBe(stageForwardFlops(cfg, spec, 4));
       // Prefill of 2 then two single-token decodes covers the same keys as one pass over 4; the head only
       // projects the rows that were asked for (here every row, as the full pass does).
-      const pieces = stageIncrementalFlops(cfg, spec, 2, 0, 2) + stageIncrementalFlops(cfg, spec, 1, 2, 1) + stageIncrementalFlops(cfg, spec, 1, 3, 1);
+      const pieces =
+        stageIncrementalFlops(cfg, spec, 2, 0, 2) +
+        stageIncrementalFlops(cfg, spec, 1, 2, 1) +
+        stageIncrementalFlops(cfg, spec, 1, 3, 1);
       expect(pieces).toBe(stageForwardFlops(cfg, spec, 4));
     }
   });

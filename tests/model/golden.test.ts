@@ -15,8 +15,11 @@ import { testGpu } from '../gpu-fixture.ts';
 const dir = new URL('../../../shared/golden/', import.meta.url);
 const golden = JSON.parse(readFileSync(new URL('tiny-gpt.json', dir), 'utf8'));
 const cfg: ModelConfig = {
-  vocab: golden.config.vocab, dModel: golden.config.d_model, heads: golden.config.heads,
-  layers: golden.config.layers, context: golden.config.context,
+  vocab: golden.config.vocab,
+  dModel: golden.config.d_model,
+  heads: golden.config.heads,
+  layers: golden.config.layers,
+  context: golden.config.context,
 };
 const B = golden.config.batch as number;
 const T = cfg.context;
@@ -65,8 +68,13 @@ describe('golden tiny GPT', async () => {
       const first = (golden.logits_first_position as number[][]).flat();
       const last = (golden.logits_last_position as number[][]).flat();
       const gotFirst = Array.from({ length: B }, (_, b) => [...logits.subarray(b * T * V, b * T * V + V)]).flat();
-      const gotLast = Array.from({ length: B }, (_, b) => [...logits.subarray((b * T + T - 1) * V, (b * T + T) * V)]).flat();
-      const checks = [compare('logits[first]', gotFirst, first, gradTol), compare('logits[last]', gotLast, last, gradTol)];
+      const gotLast = Array.from({ length: B }, (_, b) => [
+        ...logits.subarray((b * T + T - 1) * V, (b * T + T) * V),
+      ]).flat();
+      const checks = [
+        compare('logits[first]', gotFirst, first, gradTol),
+        compare('logits[last]', gotLast, last, gradTol),
+      ];
       const seen = new Set<string>();
       for (const s of stages) {
         for (const [name, g] of await s.readGrads()) {
@@ -75,7 +83,12 @@ describe('golden tiny GPT', async () => {
         }
       }
       expect([...seen].sort()).toEqual([...grads.keys()].sort());
-      expect(checks.filter((c) => !c.pass).map(describeComparison).join('\n')).toBe('');
+      expect(
+        checks
+          .filter((c) => !c.pass)
+          .map(describeComparison)
+          .join('\n'),
+      ).toBe('');
       for (const s of stages) s.destroy();
     });
   }
@@ -90,7 +103,9 @@ describe('golden tiny GPT', async () => {
     }
     losses.push((await step(gpu, stages, 3)).loss);
     const want = golden.adamw_losses as number[];
-    losses.forEach((l, i) => expect(Math.abs(l - want[i]), `loss before step ${i + 1}: ${l} vs ${want[i]}`).toBeLessThan(lossTol));
+    losses.forEach((l, i) =>
+      expect(Math.abs(l - want[i]), `loss before step ${i + 1}: ${l} vs ${want[i]}`).toBeLessThan(lossTol),
+    );
     for (const s of stages) s.destroy();
   });
 });

@@ -25,15 +25,37 @@ import { testGpu } from '../gpu-fixture.ts';
  * for byte; and the whole loss curve equals the same recipe trained in one process.
  */
 const root = new URL('../../', import.meta.url).pathname;
-const recipe: RecipeOptions = { ...defaultRecipe(true), vocab: 1024, dModel: 32, heads: 2, context: 32, stages: 2, blocks: 1, micro: 4, batch: 2, seed: 1 };
+const recipe: RecipeOptions = {
+  ...defaultRecipe(true),
+  vocab: 1024,
+  dModel: 32,
+  heads: 2,
+  context: 32,
+  stages: 2,
+  blocks: 1,
+  micro: 4,
+  batch: 2,
+  seed: 1,
+};
 const MODEL = 'churn-test';
 const CRASH = 4;
 /** Long enough (a step takes ~0.2–0.4 s here) for a newcomer started after the first crash to join and train a while. */
 const END = 100;
 
-interface Metric { step: number; kind: string; value: number }
-interface Detail { model: { steps: { done: number }; stages: Array<{ index: number; peers: Array<{ peerId: string; replica: number }> }> } }
-interface Events { events: Array<{ at: number; kind: string; detail: { peerId?: string } }> }
+interface Metric {
+  step: number;
+  kind: string;
+  value: number;
+}
+interface Detail {
+  model: {
+    steps: { done: number };
+    stages: Array<{ index: number; peers: Array<{ peerId: string; replica: number }> }>;
+  };
+}
+interface Events {
+  events: Array<{ at: number; kind: string; detail: { peerId?: string } }>;
+}
 
 /** Every worker line of the last run, for reading after a failure. */
 const LOG = join(tmpdir(), 'tessera-churn-last.log');
@@ -62,34 +84,64 @@ describe('churn (slow)', () => {
     }
   };
   const spawnWorker = (peer: string, key: string, extra: string[] = []) => {
-    const child = spawn(join(root, 'node_modules/.bin/node'), [
-      '--import', './scripts/register.ts', 'src/cli/worker.ts', '--coordinator', coord!.url, '--key', key, '--until-step', String(END), '--tokens-per-second', '100', ...extra,
-    ], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(
+      join(root, 'node_modules/.bin/node'),
+      [
+        '--import',
+        './scripts/register.ts',
+        'src/cli/worker.ts',
+        '--coordinator',
+        coord!.url,
+        '--key',
+        key,
+        '--until-step',
+        String(END),
+        '--tokens-per-second',
+        '100',
+        ...extra,
+      ],
+      { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     children.set(peer, child);
     const tag = `<${peer.slice(-6)}> `;
     let partial = '';
     const keep = (d: Buffer) => {
       const parts = (partial + String(d)).split('\n');
       partial = parts.pop()!; // a line cut between two chunks waits for its end
-      const lines = parts.filter(Boolean).map((l) => `${tag}${l}\n`).join('');
+      const lines = parts
+        .filter(Boolean)
+        .map((l) => `${tag}${l}\n`)
+        .join('');
       logs.push(lines);
       appendFileSync(LOG, lines);
     };
     child.stdout!.on('data', keep);
     child.stderr!.on('data', keep);
-    exits.set(peer, new Promise((r) => child.on('exit', (code) => {
-      exitedAt.set(peer, Date.now());
-      r(code);
-    })));
+    exits.set(
+      peer,
+      new Promise((r) =>
+        child.on('exit', (code) => {
+          exitedAt.set(peer, Date.now());
+          r(code);
+        }),
+      ),
+    );
   };
   const done = async () => (await get<Detail>(`/api/models/${MODEL}`)).model.steps.done;
   /** When the coordinator declared `peer` gone after `since`. */
   const goneAfter = async (peer: string, since: number) => {
     let at = 0;
-    await until(`the coordinator to declare ${peer.slice(-6)} gone`, async () => {
-      at = (await get<Events>('/api/events?limit=1000')).events.find((e) => e.kind === 'gone' && e.detail.peerId === peer && e.at >= since)?.at ?? 0;
-      return at > 0;
-    }, 15_000);
+    await until(
+      `the coordinator to declare ${peer.slice(-6)} gone`,
+      async () => {
+        at =
+          (await get<Events>('/api/events?limit=1000')).events.find(
+            (e) => e.kind === 'gone' && e.detail.peerId === peer && e.at >= since,
+          )?.at ?? 0;
+        return at > 0;
+      },
+      15_000,
+    );
     return at - since;
   };
 
@@ -97,17 +149,33 @@ describe('churn (slow)', () => {
     writeFileSync(LOG, '');
     coord = await startCoordinator({ dbPath: join(dir, 'c.db'), heartbeatMs: 1000, registerDefault: false });
     const res = await fetch(`${coord.url}/api/models`, {
-      method: 'POST', headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ id: MODEL, name: 'churn test', config: recipeModel(recipe), layout: [1, 1], codec: 'none', microBatches: recipe.micro, batch: recipe.batch, pricePer1kTokens: 0 }),
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        id: MODEL,
+        name: 'churn test',
+        config: recipeModel(recipe),
+        layout: [1, 1],
+        codec: 'none',
+        microBatches: recipe.micro,
+        batch: recipe.batch,
+        pricePer1kTokens: 0,
+      }),
     });
     expect(res.status).toBe(201);
-    const [w1, w2, w3, w4] = await Promise.all([1, 2, 3, 4].map(async (i) => {
-      const path = join(dir, `w${i}.key`);
-      return { path, peer: peerIdFromPrivateKey(await loadOrCreateKey(path)).toString() };
-    }));
+    const [w1, w2, w3, w4] = await Promise.all(
+      [1, 2, 3, 4].map(async (i) => {
+        const path = join(dir, `w${i}.key`);
+        return { path, peer: peerIdFromPrivateKey(await loadOrCreateKey(path)).toString() };
+      }),
+    );
     // The first peer takes the costlier stage (the last, with the head) as its replica 0 and keeps it: it reports losses.
     spawnWorker(w1.peer, w1.path, ['--crash-after-update', String(CRASH)]);
-    await until('the first worker to join', async () => (await get<Detail>(`/api/models/${MODEL}`)).model.stages.some((s) => s.peers.length > 0), 60_000);
+    await until(
+      'the first worker to join',
+      async () => (await get<Detail>(`/api/models/${MODEL}`)).model.stages.some((s) => s.peers.length > 0),
+      60_000,
+    );
     spawnWorker(w2.peer, w2.path);
     spawnWorker(w3.peer, w3.path);
     await until('training to start', async () => (await done()) >= 1, 90_000);
@@ -126,11 +194,15 @@ describe('churn (slow)', () => {
     // 2. A newcomer joins and takes the last stage from its holder.
     spawnWorker(w4.peer, w4.path);
     let fetched = -1;
-    await until('the newcomer to load its stage', () => {
-      const m = new RegExp(`<${w4.peer.slice(-6)}> .*loaded stage \\d+ at step (\\d+)`).exec(logs.join(''));
-      fetched = m ? Number(m[1]) : -1;
-      return fetched >= 0;
-    }, 90_000);
+    await until(
+      'the newcomer to load its stage',
+      () => {
+        const m = new RegExp(`<${w4.peer.slice(-6)}> .*loaded stage \\d+ at step (\\d+)`).exec(logs.join(''));
+        fetched = m ? Number(m[1]) : -1;
+        return fetched >= 0;
+      },
+      90_000,
+    );
     expect(fetched, 'training outran the newcomer: raise END').toBeLessThan(END - 15);
     await until('the newcomer to train a few steps', async () => (await done()) >= fetched + 3, 60_000);
 
@@ -173,11 +245,15 @@ describe('churn (slow)', () => {
     expect(text).toMatch(new RegExp(`rolled back stage \\d+ from step ${CRASH + 1} to ${CRASH}`));
 
     // The newcomer holds exactly what the holder served.
-    const loaded = new RegExp(`<${w4.peer.slice(-6)}> .*loaded stage (\\d+) at step (\\d+) from (\\w+): \\d+ bytes, sha256 (\\w+); re-saved here sha256 (\\w+)`).exec(text);
+    const loaded = new RegExp(
+      `<${w4.peer.slice(-6)}> .*loaded stage (\\d+) at step (\\d+) from (\\w+): \\d+ bytes, sha256 (\\w+); re-saved here sha256 (\\w+)`,
+    ).exec(text);
     expect(loaded, text).not.toBeNull();
     const [, stage, step, holder, sha, resaved] = loaded!;
     expect(resaved).toBe(sha);
-    const served = new RegExp(`<${holder}> .*served stage ${stage} of ${MODEL} at step ${step} to ${w4.peer}: \\d+ bytes, sha256 (\\w+)`).exec(text);
+    const served = new RegExp(
+      `<${holder}> .*served stage ${stage} of ${MODEL} at step ${step} to ${w4.peer}: \\d+ bytes, sha256 (\\w+)`,
+    ).exec(text);
     expect(served?.[1], text).toBe(sha);
 
     // The loss curve across both failures and the join equals one process training the same recipe.
@@ -188,9 +264,13 @@ describe('churn (slow)', () => {
       run.adam.lr = learningRate(s, recipe);
       const { loss } = await run.pipeline.trainStep(run.microBatches(s), recipe.batch, recipe.context);
       worst = Math.max(worst, Math.abs(train[s].value - loss));
-      expect(Math.abs(train[s].value - loss), `step ${s}: swarm ${train[s].value} vs in-process ${loss}`).toBeLessThan(1e-4);
+      expect(Math.abs(train[s].value - loss), `step ${s}: swarm ${train[s].value} vs in-process ${loss}`).toBeLessThan(
+        1e-4,
+      );
     }
-    console.log(`churn: ${rollbacks} rollback(s); newcomer fetched stage ${stage} at step ${step}; largest loss difference to one process ${worst.toExponential(2)}`);
+    console.log(
+      `churn: ${rollbacks} rollback(s); newcomer fetched stage ${stage} at step ${step}; largest loss difference to one process ${worst.toExponential(2)}`,
+    );
     run.destroy();
   });
 });

@@ -4,11 +4,28 @@ import { crc32 } from '../../src/net/crc32.ts';
 import { encodeFrame, FrameDecoder, FrameError, frameLimitsFor, type FrameLimits } from '../../src/net/frame-codec.ts';
 import type { Frame } from '../../src/train/transport.ts';
 
-const limits: FrameLimits = { maxHeaderBytes: 1024, maxPayloadBytes: 4096, maxPayloadBytesByKind: { norm: 8 }, maxIds: 64 };
+const limits: FrameLimits = {
+  maxHeaderBytes: 1024,
+  maxPayloadBytes: 4096,
+  maxPayloadBytesByKind: { norm: 8 },
+  maxIds: 64,
+};
 
 function sample(over: Partial<Frame> = {}): Frame {
   const payload = new Uint8Array(48).map((_, i) => (i * 37 + 5) & 0xff);
-  return { model: 'tiny', fromStage: 1, fromReplica: 0, step: 7, micro: 3, kind: 'act', shape: [3, 4], codec: 'none', payload, ids: Int32Array.from([5, -2, 70000]), ...over };
+  return {
+    model: 'tiny',
+    fromStage: 1,
+    fromReplica: 0,
+    step: 7,
+    micro: 3,
+    kind: 'act',
+    shape: [3, 4],
+    codec: 'none',
+    payload,
+    ids: Int32Array.from([5, -2, 70000]),
+    ...over,
+  };
 }
 
 /** A raw frame with an arbitrary header object (or raw header bytes) and body. */
@@ -23,7 +40,20 @@ function raw(header: unknown, body = new Uint8Array(0)): Uint8Array {
 
 function goodHeader(): Record<string, unknown> {
   const body = new Uint8Array(8).fill(1);
-  return { model: 'tiny', fromStage: 0, fromReplica: 0, step: 1, micro: 0, kind: 'act', dtype: 'f32', shape: [1, 2], codec: 'none', payloadBytes: 8, idsCount: 0, checksum: crc32(body) };
+  return {
+    model: 'tiny',
+    fromStage: 0,
+    fromReplica: 0,
+    step: 1,
+    micro: 0,
+    kind: 'act',
+    dtype: 'f32',
+    shape: [1, 2],
+    codec: 'none',
+    payloadBytes: 8,
+    idsCount: 0,
+    checksum: crc32(body),
+  };
 }
 
 function expectRefused(bytes: Uint8Array, reason: RegExp, lim = limits): void {
@@ -56,7 +86,11 @@ describe('frame codec', () => {
   });
 
   it('round-trips frames with and without token ids, several per chunk', () => {
-    const frames = [sample(), sample({ ids: undefined, kind: 'grad', step: 8 }), sample({ kind: 'norm', shape: [1, 1], codec: 'f64', payload: new Uint8Array(8).fill(9), ids: undefined })];
+    const frames = [
+      sample(),
+      sample({ ids: undefined, kind: 'grad', step: 8 }),
+      sample({ kind: 'norm', shape: [1, 1], codec: 'f64', payload: new Uint8Array(8).fill(9), ids: undefined }),
+    ];
     const joined = new Uint8Array(frames.reduce((a, f) => a + encodeFrame(f).length, 0));
     let at = 0;
     for (const f of frames) {
@@ -108,7 +142,10 @@ describe('frame codec', () => {
   it('refuses a 4 GB payload from the header alone, before any body byte', () => {
     const h = { ...goodHeader(), payloadBytes: 4 * 2 ** 30 };
     expectRefused(raw(h), /act payload of 4294967296 bytes exceeds the limit of 4096/);
-    expectRefused(raw({ ...goodHeader(), kind: 'norm', payloadBytes: 16 }), /norm payload of 16 bytes exceeds the limit of 8/);
+    expectRefused(
+      raw({ ...goodHeader(), kind: 'norm', payloadBytes: 16 }),
+      /norm payload of 16 bytes exceeds the limit of 8/,
+    );
     expectRefused(raw({ ...goodHeader(), idsCount: 65 }), /65 token ids exceed the limit of 64/);
   });
 
@@ -128,7 +165,11 @@ describe('frame codec', () => {
     ['negative stage', { fromStage: -1 }, /fromStage must be a non-negative integer, got -1/],
     ['unsafe integer step', { step: 2 ** 60 }, /step must be a non-negative integer/],
     ['negative payload', { payloadBytes: -8 }, /payloadBytes must be a non-negative integer/],
-    ['unknown kind', { kind: 'weights' }, /kind must be one of act, grad, gradsync, norm, audit, auditlist, got "weights"/],
+    [
+      'unknown kind',
+      { kind: 'weights' },
+      /kind must be one of act, grad, gradsync, norm, audit, auditlist, got "weights"/,
+    ],
     ['wrong dtype', { dtype: 'f16' }, /dtype must be 'f32'/],
     ['zero row', { shape: [0, 2] }, /shape must be two positive integers/],
     ['three dims', { shape: [1, 2, 3] }, /shape must be two positive integers/],
@@ -172,12 +213,21 @@ describe('frame codec', () => {
     const block = 12 * C * C + 13 * C;
     const total = 100 * C + 32 * C + 4 * block + 2 * C + C * 100;
     const whole = frameLimitsFor(cfg, 3);
-    expect(whole.maxPayloadBytesByKind).toEqual({ audit: 3 * 32 * C * 4, auditlist: 4 * 1024, act: 3 * 32 * C * 4, grad: 3 * 32 * C * 4, gradsync: 4 * total, norm: 8 });
+    expect(whole.maxPayloadBytesByKind).toEqual({
+      audit: 3 * 32 * C * 4,
+      auditlist: 4 * 1024,
+      act: 3 * 32 * C * 4,
+      grad: 3 * 32 * C * 4,
+      gradsync: 4 * total,
+      norm: 8,
+    });
     expect(whole.maxIds).toBe(3 * 32);
     expect(whole.maxPayloadBytes).toBe(4 * total);
     // Two stages of 2 layers: stage 0 holds the embeddings, stage 1 the final LayerNorm and head.
     const split = frameLimitsFor(cfg, 3, 2);
-    expect(split.maxPayloadBytesByKind?.gradsync).toBe(4 * Math.max(100 * C + 32 * C + 2 * block, 2 * block + 2 * C + C * 100));
+    expect(split.maxPayloadBytesByKind?.gradsync).toBe(
+      4 * Math.max(100 * C + 32 * C + 2 * block, 2 * block + 2 * C + C * 100),
+    );
     expect(() => frameLimitsFor(cfg, 0)).toThrow(FrameError);
   });
 });

@@ -18,12 +18,30 @@ const rows = 2 * cfg.context;
 const limits = frameLimitsFor(cfg, 2, 2);
 
 const expectation = (stage: number): FrameExpectation => ({
-  model: 'links', stages: 2, replicas: [1, 1], self: { stage, replica: 0 }, rows, width: cfg.dModel, codecs: ['none'], minStep: 0, maxStep: 100, microBatches: 4, vocab: cfg.vocab,
+  model: 'links',
+  stages: 2,
+  replicas: [1, 1],
+  self: { stage, replica: 0 },
+  rows,
+  width: cfg.dModel,
+  codecs: ['none'],
+  minStep: 0,
+  maxStep: 100,
+  microBatches: 4,
+  vocab: cfg.vocab,
 });
 
 const frame = (kind: 'act' | 'grad', step: number): Frame => ({
-  model: 'links', fromStage: kind === 'act' ? 0 : 1, fromReplica: 0, step, micro: 0, kind, shape: [rows, cfg.dModel], codec: 'none',
-  payload: new Uint8Array(rows * cfg.dModel * 4).fill(step), ids: Int32Array.from({ length: rows }, (_, i) => i % cfg.vocab),
+  model: 'links',
+  fromStage: kind === 'act' ? 0 : 1,
+  fromReplica: 0,
+  step,
+  micro: 0,
+  kind,
+  shape: [rows, cfg.dModel],
+  codec: 'none',
+  payload: new Uint8Array(rows * cfg.dModel * 4).fill(step),
+  ids: Int32Array.from({ length: rows }, (_, i) => i % cfg.vocab),
 });
 
 describe('LinkMeter over NetTransport.peerStats', () => {
@@ -42,8 +60,22 @@ describe('LinkMeter over NetTransport.peerStats', () => {
     await dialWebRTC(a, relayAddr, b.peerId);
     const directory: Record<string, string> = { s0: a.peerId.toString(), s1: b.peerId.toString() };
     const quiet = { info: () => {}, warn: () => {} };
-    ta = new NetTransport({ node: a, id: 's0', resolve: (w) => directory[w], limits, check: (f) => checkFrame(f, expectation(0)), log: quiet });
-    tb = new NetTransport({ node: b, id: 's1', resolve: (w) => directory[w], limits, check: (f) => checkFrame(f, expectation(1)), log: quiet });
+    ta = new NetTransport({
+      node: a,
+      id: 's0',
+      resolve: (w) => directory[w],
+      limits,
+      check: (f) => checkFrame(f, expectation(0)),
+      log: quiet,
+    });
+    tb = new NetTransport({
+      node: b,
+      id: 's1',
+      resolve: (w) => directory[w],
+      limits,
+      check: (f) => checkFrame(f, expectation(1)),
+      log: quiet,
+    });
     await Promise.all([ta.start(), tb.start()]);
   }, 30_000);
 

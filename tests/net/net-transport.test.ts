@@ -19,8 +19,17 @@ const limits = frameLimitsFor(cfg, batch, 2);
 
 function expectation(stage: number): FrameExpectation {
   return {
-    model: 'net-test', stages: 2, replicas: [1, 1], self: { stage, replica: 0 }, rows, width: cfg.dModel,
-    codecs: ['none'], minStep: 0, maxStep: 100, microBatches: 4, vocab: cfg.vocab,
+    model: 'net-test',
+    stages: 2,
+    replicas: [1, 1],
+    self: { stage, replica: 0 },
+    rows,
+    width: cfg.dModel,
+    codecs: ['none'],
+    minStep: 0,
+    maxStep: 100,
+    microBatches: 4,
+    vocab: cfg.vocab,
   };
 }
 
@@ -32,7 +41,18 @@ function tensor(kind: 'act' | 'grad', step: number, seed: number): Frame {
     payload[i] = x >>> 24;
   }
   const ids = Int32Array.from({ length: rows }, (_, i) => (i * 7 + seed) % cfg.vocab);
-  return { model: 'net-test', fromStage: kind === 'act' ? 0 : 1, fromReplica: 0, step, micro: 0, kind, shape: [rows, cfg.dModel], codec: 'none', payload, ids };
+  return {
+    model: 'net-test',
+    fromStage: kind === 'act' ? 0 : 1,
+    fromReplica: 0,
+    step,
+    micro: 0,
+    kind,
+    shape: [rows, cfg.dModel],
+    codec: 'none',
+    payload,
+    ids,
+  };
 }
 
 async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
@@ -103,7 +123,9 @@ describe('NetTransport over libp2p WebRTC', () => {
     expect(Array.from(gotAct.ids!)).toEqual(Array.from(act.ids!));
     expect({ ...gotAct, payload: 0, ids: 0 }).toEqual({ ...act, payload: 0, ids: 0 });
     // Every tensor stream rode the WebRTC connection, none the relay.
-    const streams = a.getConnections(b.peerId).flatMap((c) => c.streams.filter((s) => s.protocol === TENSOR_PROTOCOL).map(() => c));
+    const streams = a
+      .getConnections(b.peerId)
+      .flatMap((c) => c.streams.filter((s) => s.protocol === TENSOR_PROTOCOL).map(() => c));
     expect(streams.length).toBeGreaterThan(0);
     expect(streams.every(isDirectWebRTC)).toBe(true);
     expect(ta.stats.framesSent).toBe(1);
@@ -142,7 +164,11 @@ describe('NetTransport over libp2p WebRTC', () => {
   }, 30_000);
 
   it('replaces an outgoing stream that broke between frames', async () => {
-    const outbound = () => a.getConnections(b.peerId).flatMap((c) => c.streams).filter((s) => s.protocol === TENSOR_PROTOCOL && s.direction === 'outbound' && s.status === 'open');
+    const outbound = () =>
+      a
+        .getConnections(b.peerId)
+        .flatMap((c) => c.streams)
+        .filter((s) => s.protocol === TENSOR_PROTOCOL && s.direction === 'outbound' && s.status === 'open');
     const [old] = outbound();
     expect(old).toBeDefined();
     old.abort(new Error('cut by the test'));
@@ -170,8 +196,22 @@ describe('NetTransport to a peer that is not listening yet', () => {
     await Promise.all([waitForRelayAddress(a), waitForRelayAddress(b)]);
     const directory: Record<string, string> = { s0: a.peerId.toString(), s1: b.peerId.toString() };
     const resolve = (w: string) => directory[w];
-    const ta = new NetTransport({ node: a, id: 's0', resolve, limits, check: (f) => checkFrame(f, expectation(0)), log });
-    const tb = new NetTransport({ node: b, id: 's1', resolve, limits, check: (f) => checkFrame(f, expectation(1)), log });
+    const ta = new NetTransport({
+      node: a,
+      id: 's0',
+      resolve,
+      limits,
+      check: (f) => checkFrame(f, expectation(0)),
+      log,
+    });
+    const tb = new NetTransport({
+      node: b,
+      id: 's1',
+      resolve,
+      limits,
+      check: (f) => checkFrame(f, expectation(1)),
+      log,
+    });
     try {
       await ta.start();
       await dialWebRTC(a, relayAddr, b.peerId);

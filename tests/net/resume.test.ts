@@ -3,7 +3,11 @@ import { layoutKey, planResume, reachable, type MemberView } from '../../src/net
 import type { HeldInfo } from '../../src/net/swarm-sync.ts';
 
 /** A member of a 2-stage pipeline: assigned `stage`, holding `held`, having seen `reported` steps recorded. */
-const member = (peerId: string, stage: number, held: HeldInfo[], reported = 100, epoch = 1): MemberView => ({ peerId, stage, status: { held, reported, epoch } });
+const member = (peerId: string, stage: number, held: HeldInfo[], reported = 100, epoch = 1): MemberView => ({
+  peerId,
+  stage,
+  status: { held, reported, epoch },
+});
 const at = (stage: number, step: number, backup = true): HeldInfo => ({ stage, step, backup });
 
 describe('planResume', () => {
@@ -48,7 +52,10 @@ describe('planResume', () => {
   });
 
   it('lets a peer that was cut off and came back with old weights fetch fresh ones instead of dragging everyone back', () => {
-    const plan = planResume([member('a', 0, [at(0, 20)], 20), member('old', 1, [at(1, 5)], 20), member('c', 1, [at(1, 20)], 20)], 2);
+    const plan = planResume(
+      [member('a', 0, [at(0, 20)], 20), member('old', 1, [at(1, 5)], 20), member('c', 1, [at(1, 20)], 20)],
+      2,
+    );
     expect(plan).toMatchObject({ kind: 'resume', step: 20 });
     if (plan.kind !== 'resume') throw new Error('unreachable');
     expect(plan.sources.get(1)).toEqual(['c']);
@@ -68,7 +75,10 @@ describe('planResume', () => {
 
   it('counts a moved peer as a source of the stage it left, and prefers holders that need no rollback', () => {
     // b moved from stage 1 to stage 0 and c from 0 to 1 (a swap): each fetches from the other.
-    const plan = planResume([member('b', 0, [at(1, 9)], 9), member('c', 1, [at(0, 9, false)], 9), member('d', 1, [at(1, 10)], 9)], 2);
+    const plan = planResume(
+      [member('b', 0, [at(1, 9)], 9), member('c', 1, [at(0, 9, false)], 9), member('d', 1, [at(1, 10)], 9)],
+      2,
+    );
     expect(plan).toMatchObject({ kind: 'resume', step: 9 });
     if (plan.kind !== 'resume') throw new Error('unreachable');
     expect(plan.sources.get(0)).toEqual(['c']);
@@ -83,15 +93,45 @@ describe('planResume', () => {
 
 describe('layoutKey', () => {
   const base = {
-    modelId: 'm', stages: 2,
-    pipeline: [{ stage: 1, peers: [{ peerId: 'c', replica: 3 }, { peerId: 'b', replica: 0 }] }, { stage: 0, peers: [{ peerId: 'a', replica: 0 }] }],
+    modelId: 'm',
+    stages: 2,
+    pipeline: [
+      {
+        stage: 1,
+        peers: [
+          { peerId: 'c', replica: 3 },
+          { peerId: 'b', replica: 0 },
+        ],
+      },
+      { stage: 0, peers: [{ peerId: 'a', replica: 0 }] },
+    ],
   };
   it('is the same for every listing order and changes with membership or replica order', () => {
-    const reordered = { ...base, pipeline: [...base.pipeline].reverse().map((s) => ({ ...s, peers: [...s.peers].reverse() })) };
+    const reordered = {
+      ...base,
+      pipeline: [...base.pipeline].reverse().map((s) => ({ ...s, peers: [...s.peers].reverse() })),
+    };
     expect(layoutKey(reordered)).toBe(layoutKey(base));
-    const without = { ...base, pipeline: [base.pipeline[0], { stage: 0, peers: [{ peerId: 'a', replica: 0 }] }].map((s) => (s.stage === 1 ? { ...s, peers: [s.peers[1]] } : s)) };
+    const without = {
+      ...base,
+      pipeline: [base.pipeline[0], { stage: 0, peers: [{ peerId: 'a', replica: 0 }] }].map((s) =>
+        s.stage === 1 ? { ...s, peers: [s.peers[1]] } : s,
+      ),
+    };
     expect(layoutKey(without)).not.toBe(layoutKey(base));
-    const swapped = { ...base, pipeline: [{ stage: 1, peers: [{ peerId: 'c', replica: 0 }, { peerId: 'b', replica: 1 }] }, base.pipeline[1]] };
+    const swapped = {
+      ...base,
+      pipeline: [
+        {
+          stage: 1,
+          peers: [
+            { peerId: 'c', replica: 0 },
+            { peerId: 'b', replica: 1 },
+          ],
+        },
+        base.pipeline[1],
+      ],
+    };
     expect(layoutKey(swapped)).not.toBe(layoutKey(base));
   });
 });

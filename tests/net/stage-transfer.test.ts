@@ -15,7 +15,13 @@ import { splitStages } from '../../src/model/stages.ts';
 import { HeldStage } from '../../src/net/held-stage.ts';
 import { MAX_CHUNK_BYTES } from '../../src/net/net-transport.ts';
 import { createPeer, createRelay, dialWebRTC, waitForRelayAddress } from '../../src/net/node.ts';
-import { fetchStage, STAGE_PROTOCOL, StageServer, StageTransferError, type StageSource } from '../../src/net/stage-transfer.ts';
+import {
+  fetchStage,
+  STAGE_PROTOCOL,
+  StageServer,
+  StageTransferError,
+  type StageSource,
+} from '../../src/net/stage-transfer.ts';
 import { StreamReader, writeBytes, writeJson } from '../../src/net/stream-io.ts';
 import { queryStatus, sendLosses, SyncServer, type SyncStatus } from '../../src/net/swarm-sync.ts';
 import { Rng } from '../../src/ops/rng.ts';
@@ -76,7 +82,10 @@ describe('stage transfer over libp2p', () => {
     held = new HeldStage(stage, 2);
     stage0 = Stage.create(gpu, cfg, specs[0]);
     // The holder's view of the assignment: the asker holds stage 1 of "tm", the outsider stage 0.
-    const assigned = new Map([[asker.peerId.toString(), 1], [outsider.peerId.toString(), 0]]);
+    const assigned = new Map([
+      [asker.peerId.toString(), 1],
+      [outsider.peerId.toString(), 0],
+    ]);
     const source: StageSource = {
       assignedStage: (model, peer) => (model === 'tm' ? assigned.get(peer) : undefined),
       checkpoint: async (model, s, step) => {
@@ -91,7 +100,11 @@ describe('stage transfer over libp2p', () => {
     const good = await saveStage(stage);
     const wrong = await saveStage(stage0);
     await rogue.handle(STAGE_PROTOCOL, async (stream: Stream) => {
-      const req = (await new StreamReader(stream).readJson(1024, 'request')) as { model: string; stage: number; step: number };
+      const req = (await new StreamReader(stream).readJson(1024, 'request')) as {
+        model: string;
+        stage: number;
+        step: number;
+      };
       let bytes = good.slice();
       let sha = '';
       let announced = bytes.length;
@@ -135,22 +148,45 @@ describe('stage transfer over libp2p', () => {
   });
 
   it('refuses a stage the asker is not assigned, and a step the holder does not stand at', async () => {
-    expect(await problem(fetchStage(outsider, holder.peerId, { model: 'tm', stage: 1, step: 2 }, { cfg, spec: specs[1] }))).toBe('not-assigned');
-    expect(await problem(fetchStage(asker, holder.peerId, { model: 'other', stage: 1, step: 2 }, { cfg, spec: specs[1] }))).toBe('not-assigned');
-    expect(await problem(fetchStage(asker, holder.peerId, { model: 'tm', stage: 1, step: 3 }, { cfg, spec: specs[1] }))).toBe('not-ready');
+    expect(
+      await problem(fetchStage(outsider, holder.peerId, { model: 'tm', stage: 1, step: 2 }, { cfg, spec: specs[1] })),
+    ).toBe('not-assigned');
+    expect(
+      await problem(fetchStage(asker, holder.peerId, { model: 'other', stage: 1, step: 2 }, { cfg, spec: specs[1] })),
+    ).toBe('not-assigned');
+    expect(
+      await problem(fetchStage(asker, holder.peerId, { model: 'tm', stage: 1, step: 3 }, { cfg, spec: specs[1] })),
+    ).toBe('not-ready');
     expect(server.stats.refused).toBe(3);
     // Asking for a stage other than the one expected is refused before anything is sent.
-    expect(await problem(fetchStage(asker, holder.peerId, { model: 'tm', stage: 0, step: 2 }, { cfg, spec: specs[1] }))).toBe('bad-request');
+    expect(
+      await problem(fetchStage(asker, holder.peerId, { model: 'tm', stage: 0, step: 2 }, { cfg, spec: specs[1] })),
+    ).toBe('bad-request');
   });
 
   it('refuses tampered, foreign, oversized, mis-hashed and truncated checkpoints', async () => {
-    const ask = () => problem(fetchStage(asker, rogue.peerId, { model: 'tm', stage: 1, step: 2 }, { cfg, spec: specs[1] }, { timeoutMs: 10_000 }));
+    const ask = () =>
+      problem(
+        fetchStage(
+          asker,
+          rogue.peerId,
+          { model: 'tm', stage: 1, step: 2 },
+          { cfg, spec: specs[1] },
+          { timeoutMs: 10_000 },
+        ),
+      );
     const seen: Record<string, string> = {};
     for (const m of ['tampered', 'wrong-stage', 'oversize', 'bad-hash', 'short'] as const) {
       mode = m;
       seen[m] = await ask();
     }
-    expect(seen).toEqual({ tampered: 'checkpoint', 'wrong-stage': 'checkpoint', oversize: 'size', 'bad-hash': 'hash', short: 'protocol' });
+    expect(seen).toEqual({
+      tampered: 'checkpoint',
+      'wrong-stage': 'checkpoint',
+      oversize: 'size',
+      'bad-hash': 'hash',
+      short: 'protocol',
+    });
   });
 
   it('undoes the last applied update exactly, even after the next step began and failed', async () => {
@@ -195,9 +231,17 @@ describe('sync protocol', () => {
     nodes.push(a, b);
     await Promise.all([waitForRelayAddress(a), waitForRelayAddress(b)]);
     await dialWebRTC(a, relayAddr, b.peerId);
-    const status: SyncStatus = { layout: 'L', phase: 'ready', epoch: 3, held: [{ stage: 1, step: 7, backup: true }], reported: 7, resume: { step: 7, epoch: 3, fresh: false } };
+    const status: SyncStatus = {
+      layout: 'L',
+      phase: 'ready',
+      epoch: 3,
+      held: [{ stage: 1, step: 7, backup: true }],
+      reported: 7,
+      resume: { step: 7, epoch: 3, fresh: false },
+    };
     server = new SyncServer({
-      node: b, log: () => {},
+      node: b,
+      log: () => {},
       handler: {
         status: () => status,
         losses: (from, req) => {
@@ -216,11 +260,22 @@ describe('sync protocol', () => {
 
   it('answers a status and takes losses; refuses what does not fit', async () => {
     const st = await queryStatus(a, b.peerId, { type: 'status', model: 'tm', layout: 'L', phase: 'paused', epoch: 2 });
-    expect(st).toEqual({ layout: 'L', phase: 'ready', epoch: 3, held: [{ stage: 1, step: 7, backup: true }], reported: 7, resume: { step: 7, epoch: 3, fresh: false } });
+    expect(st).toEqual({
+      layout: 'L',
+      phase: 'ready',
+      epoch: 3,
+      held: [{ stage: 1, step: 7, backup: true }],
+      reported: 7,
+      resume: { step: 7, epoch: 3, fresh: false },
+    });
     await sendLosses(a, b.peerId, { type: 'losses', model: 'tm#3', epoch: 3, step: 7, losses: [[1, 2.5]] });
     expect(received).toEqual([[a.peerId.toString(), 7]]);
-    await expect(sendLosses(a, b.peerId, { type: 'losses', model: 'tm#2', epoch: 2, step: 7, losses: [[1, 2.5]] })).rejects.toThrow(/epoch 2 is not this one/);
-    await expect(sendLosses(a, b.peerId, { type: 'losses', model: 'tm#3', epoch: 3, step: 7, losses: [[1, NaN]] })).rejects.toThrow(/finite number/);
+    await expect(
+      sendLosses(a, b.peerId, { type: 'losses', model: 'tm#2', epoch: 2, step: 7, losses: [[1, 2.5]] }),
+    ).rejects.toThrow(/epoch 2 is not this one/);
+    await expect(
+      sendLosses(a, b.peerId, { type: 'losses', model: 'tm#3', epoch: 3, step: 7, losses: [[1, NaN]] }),
+    ).rejects.toThrow(/finite number/);
     expect(server.refused).toBe(2);
   });
 });

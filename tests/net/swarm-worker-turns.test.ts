@@ -12,8 +12,14 @@ import { SwarmWorker, type SwarmWorkerOptions } from '../../src/net/swarm-worker
 
 function worker(extra: Partial<SwarmWorkerOptions> = {}): SwarmWorker {
   return new SwarmWorker({
-    gpu: {} as Gpu, node: { peerId: { toString: () => '12D3KooWstandin' } } as unknown as Libp2p, client: {} as CoordinatorClient,
-    relayAddr: '', kind: 'node', tokensPerSecond: 1, loadCorpus: () => Promise.reject(new Error('not used')), ...extra,
+    gpu: {} as Gpu,
+    node: { peerId: { toString: () => '12D3KooWstandin' } } as unknown as Libp2p,
+    client: {} as CoordinatorClient,
+    relayAddr: '',
+    kind: 'node',
+    tokensPerSecond: 1,
+    loadCorpus: () => Promise.reject(new Error('not used')),
+    ...extra,
   });
 }
 

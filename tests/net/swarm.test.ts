@@ -16,7 +16,18 @@ import { testGpu } from '../gpu-fixture.ts';
  * other with inference priority 0.9: the device settings change when work runs, never what it computes.
  */
 const root = new URL('../../', import.meta.url).pathname;
-const recipe: RecipeOptions = { ...defaultRecipe(true), vocab: 1024, dModel: 32, heads: 2, context: 32, stages: 2, blocks: 1, micro: 2, batch: 2, seed: 1 };
+const recipe: RecipeOptions = {
+  ...defaultRecipe(true),
+  vocab: 1024,
+  dModel: 32,
+  heads: 2,
+  context: 32,
+  stages: 2,
+  blocks: 1,
+  micro: 2,
+  batch: 2,
+  seed: 1,
+};
 const STEPS = 4;
 
 describe('swarm (slow)', () => {
@@ -32,17 +43,40 @@ describe('swarm (slow)', () => {
   it('two worker processes train a 2-stage model over WebRTC exactly like one process', async () => {
     coord = await startCoordinator({ dbPath: join(dir, 'c.db'), heartbeatMs: 2000, registerDefault: false });
     const res = await fetch(`${coord.url}/api/models`, {
-      method: 'POST', headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ id: 'swarm-test', name: 'swarm test', config: recipeModel(recipe), layout: [1, 1], codec: 'none', microBatches: recipe.micro, batch: recipe.batch, pricePer1kTokens: 0 }),
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        id: 'swarm-test',
+        name: 'swarm test',
+        config: recipeModel(recipe),
+        layout: [1, 1],
+        codec: 'none',
+        microBatches: recipe.micro,
+        batch: recipe.batch,
+        pricePer1kTokens: 0,
+      }),
     });
     expect(res.status).toBe(201);
     const logs: string[] = [];
     const exits = [1, 2].map((i) => {
-      const child = spawn(join(root, 'node_modules/.bin/node'), [
-        '--import', './scripts/register.ts', 'src/cli/worker.ts', '--coordinator', coord!.url, '--key', join(dir, `w${i}.key`),
-        '--steps', String(STEPS), '--tokens-per-second', String(100 * i),
-        ...(i === 1 ? ['--duty-cycle', '0.5'] : ['--inference-priority', '0.9']),
-      ], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(
+        join(root, 'node_modules/.bin/node'),
+        [
+          '--import',
+          './scripts/register.ts',
+          'src/cli/worker.ts',
+          '--coordinator',
+          coord!.url,
+          '--key',
+          join(dir, `w${i}.key`),
+          '--steps',
+          String(STEPS),
+          '--tokens-per-second',
+          String(100 * i),
+          ...(i === 1 ? ['--duty-cycle', '0.5'] : ['--inference-priority', '0.9']),
+        ],
+        { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] },
+      );
       children.push(child);
       child.stdout!.on('data', (d) => logs.push(String(d)));
       child.stderr!.on('data', (d) => logs.push(String(d)));
@@ -53,7 +87,9 @@ describe('swarm (slow)', () => {
     expect(codes, text).toEqual([0, 0]);
     expect(text).toMatch(/connected to 1 peer\(s\) over WebRTC/);
 
-    const metrics = (await (await fetch(`${coord.url}/api/models/swarm-test/metrics`)).json()) as { metrics: Array<{ step: number; kind: string; value: number }> };
+    const metrics = (await (await fetch(`${coord.url}/api/models/swarm-test/metrics`)).json()) as {
+      metrics: Array<{ step: number; kind: string; value: number }>;
+    };
     const swarm = metrics.metrics.filter((m) => m.kind === 'train').sort((a, b) => a.step - b.step);
     expect(swarm.map((m) => m.step)).toEqual([0, 1, 2, 3]);
 
@@ -63,7 +99,10 @@ describe('swarm (slow)', () => {
     for (let step = 0; step < STEPS; step++) {
       run.adam.lr = learningRate(step, recipe);
       const { loss } = await run.pipeline.trainStep(run.microBatches(step), recipe.batch, recipe.context);
-      expect(Math.abs(swarm[step].value - loss), `step ${step}: swarm ${swarm[step].value} vs in-process ${loss}`).toBeLessThan(1e-5);
+      expect(
+        Math.abs(swarm[step].value - loss),
+        `step ${step}: swarm ${swarm[step].value} vs in-process ${loss}`,
+      ).toBeLessThan(1e-5);
     }
     run.destroy();
   });

@@ -24,7 +24,10 @@ describe('adamw', () => {
     const s2 = adamwStepRef(s1, [0.25, 0], false, cfg, 2);
     const m = 0.9 * 0.05 + 0.1 * 0.25;
     const v = 0.999 * 0.00025 + 0.001 * 0.0625;
-    expect(s2.param[0]).toBeCloseTo(s1.param[0] - (0.01 * (m / (1 - 0.81))) / (Math.sqrt(v / (1 - 0.999 ** 2)) + 1e-8), 15);
+    expect(s2.param[0]).toBeCloseTo(
+      s1.param[0] - (0.01 * (m / (1 - 0.81))) / (Math.sqrt(v / (1 - 0.999 ** 2)) + 1e-8),
+      15,
+    );
     // gradScale 0 skips the step entirely.
     expect([...adamwStepRef(s1, [1, 1], true, cfg, 2, 0).param]).toEqual([...s1.param]);
   });
@@ -40,7 +43,14 @@ describe('adamw', () => {
     const state = shapes.map((s) => {
       const n = s[0] * (s[1] ?? 1);
       const w = rng.f32(n);
-      return { shape: s, w, param: gpu.upload(w, s), m: gpu.zeros(s), v: gpu.zeros(s), ref: { param: Float64Array.from(w), m: new Float64Array(n), v: new Float64Array(n) } as AdamWState };
+      return {
+        shape: s,
+        w,
+        param: gpu.upload(w, s),
+        m: gpu.zeros(s),
+        v: gpu.zeros(s),
+        ref: { param: Float64Array.from(w), m: new Float64Array(n), v: new Float64Array(n) } as AdamWState,
+      };
     });
     const results = [];
     for (let t = 1; t <= 3; t++) {
@@ -50,7 +60,13 @@ describe('adamw', () => {
       const refScale = clipScaleRef(gradNormRef(host), 1);
       expect(refScale).toBeLessThan(0.1); // clipping bites
       state.forEach((s, i) => {
-        adamwStep(gpu, { param: s.param, grad: grads[i], m: s.m, v: s.v, decay: s.shape.length === 2 }, GOLDEN_ADAMW, t, scale);
+        adamwStep(
+          gpu,
+          { param: s.param, grad: grads[i], m: s.m, v: s.v, decay: s.shape.length === 2 },
+          GOLDEN_ADAMW,
+          t,
+          scale,
+        );
         s.ref = adamwStepRef(s.ref, host[i], s.shape.length === 2, GOLDEN_ADAMW, t, refScale);
       });
       gpu.release(norm, scale, ...grads);
@@ -73,7 +89,10 @@ describe('adamw', () => {
     const s1 = gpu.upload([1], [1]);
     const s2 = gpu.zeros([2]);
     const cfg = GOLDEN_ADAMW;
-    const step = (q: Partial<typeof p>, c: Partial<AdamWConfig> = {}, k = 1, s?: typeof s1) => () => adamwStep(gpu, { ...p, ...q }, { ...cfg, ...c }, k, s);
+    const step =
+      (q: Partial<typeof p>, c: Partial<AdamWConfig> = {}, k = 1, s?: typeof s1) =>
+      () =>
+        adamwStep(gpu, { ...p, ...q }, { ...cfg, ...c }, k, s);
 
     expect(step({})).not.toThrow();
     expect(step({}, {}, 2, s1)).not.toThrow();

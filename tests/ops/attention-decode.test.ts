@@ -26,7 +26,8 @@ describe('attentionDecode', () => {
     const past = L - t;
     const r = attentionDecodeRef(kvOf(qkv, past, C), qkv.subarray(past * 3 * C), { heads: H, past, channels: C });
     for (let i = 0; i < t * C; i++) expect(r.out[i]).toBeCloseTo(full.out[past * C + i], 12);
-    for (let h = 0; h < H; h++) for (let i = 0; i < t; i++) expect(r.lse[h * t + i]).toBeCloseTo(full.lse[h * L + past + i], 12);
+    for (let h = 0; h < H; h++)
+      for (let i = 0; i < t; i++) expect(r.lse[h * t + i]).toBeCloseTo(full.lse[h * L + past + i], 12);
     expect(Array.from(r.kv)).toEqual(Array.from(kvOf(qkv, L, C)));
   });
 
@@ -61,7 +62,10 @@ describe('attentionDecode', () => {
     const gpu = await testGpu();
     const { pastKv, qkv, C } = attentionDecodeInputs([3, 50, 4, 8], 9);
     const kv = gpu.zeros([54, 2 * C]);
-    gpu.write(kv, Float32Array.from({ length: 54 * 2 * C }, (_, i) => pastKv[i] ?? 0));
+    gpu.write(
+      kv,
+      Float32Array.from({ length: 54 * 2 * C }, (_, i) => pastKv[i] ?? 0),
+    );
     const q = gpu.upload(qkv, [4, 3 * C]);
     kvAppend(gpu, q, kv, { heads: 3, past: 50 });
     const run = async () => {
@@ -77,10 +81,16 @@ describe('attentionDecode', () => {
 
   it('plans splits from the shape and the device limits', async () => {
     const gpu = await testGpu();
-    const fake = (isSoftware: boolean, binding = 1 << 30) => ({
-      adapter: { ...gpu.adapter, isSoftware },
-      limits: { maxComputeInvocationsPerWorkgroup: 256, maxComputeWorkgroupSizeX: 256, maxStorageBufferBindingSize: binding, maxBufferSize: binding },
-    }) as unknown as Gpu;
+    const fake = (isSoftware: boolean, binding = 1 << 30) =>
+      ({
+        adapter: { ...gpu.adapter, isSoftware },
+        limits: {
+          maxComputeInvocationsPerWorkgroup: 256,
+          maxComputeWorkgroupSizeX: 256,
+          maxStorageBufferBindingSize: binding,
+          maxBufferSize: binding,
+        },
+      }) as unknown as Gpu;
     // One decode row over a long cache: split along the keys; a long prefill chunk: rows suffice.
     const decode = chooseDecodePlan(fake(false), 1, { heads: 12, past: 4095, headDim: 64 });
     expect(decode.splits).toBe(128);
@@ -101,14 +111,16 @@ describe('attentionDecode', () => {
     const gpu = await testGpu();
     const kv = gpu.zeros([8, 16]);
     const dims = { heads: 2, past: 3 };
-    expect(() => attentionDecode(gpu, gpu.zeros([2, 20]), kv, dims)).toThrow(ShapeError);           // not 3·C
+    expect(() => attentionDecode(gpu, gpu.zeros([2, 20]), kv, dims)).toThrow(ShapeError); // not 3·C
     expect(() => attentionDecode(gpu, gpu.zeros([2, 24]), gpu.zeros([8, 12]), dims)).toThrow(ShapeError); // kv not 2·C
-    expect(() => attentionDecode(gpu, gpu.zeros([6, 24]), kv, dims)).toThrow(/exceed the cache/);   // 3 + 6 > 8
+    expect(() => attentionDecode(gpu, gpu.zeros([6, 24]), kv, dims)).toThrow(/exceed the cache/); // 3 + 6 > 8
     expect(() => kvAppend(gpu, gpu.zeros([6, 24]), kv, dims)).toThrow(ShapeError);
     expect(() => attentionDecode(gpu, gpu.zeros([2, 24], 'i32'), kv, dims)).toThrow(DTypeError);
     expect(() => attentionDecode(gpu, gpu.zeros([2, 24]), kv, { heads: 2, past: -1 })).toThrow(ShapeError);
     expect(() => attentionDecode(gpu, gpu.zeros([2, 24]), kv, { heads: 0, past: 0 })).toThrow(ShapeError);
-    expect(() => attentionDecode(gpu, gpu.zeros([1, 3 * 132]), gpu.zeros([2, 264]), { heads: 1, past: 0 })).toThrow(ShapeError); // D > 128
+    expect(() => attentionDecode(gpu, gpu.zeros([1, 3 * 132]), gpu.zeros([2, 264]), { heads: 1, past: 0 })).toThrow(
+      ShapeError,
+    ); // D > 128
     expect(() => attentionDecode(gpu, gpu.zeros([2, 24]), kv, dims, { keysPerSplit: 0 })).toThrow(ShapeError);
   });
 

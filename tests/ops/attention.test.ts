@@ -8,13 +8,25 @@ import { expectAllPass, testGpu } from '../gpu-fixture.ts';
 
 describe('attention', () => {
   it('reference backward matches central finite differences', () => {
-    for (const [B, T, H, D] of [[1, 1, 1, 3], [2, 5, 2, 3], [1, 7, 1, 4]]) {
+    for (const [B, T, H, D] of [
+      [1, 1, 1, 3],
+      [2, 5, 2, 3],
+      [1, 7, 1, 4],
+    ]) {
       const dims = { batch: B, seq: T, heads: H };
       const { qkv } = attentionInputs([B, T, H, D], 1);
       const x = Float64Array.from(qkv);
       const w = projection(B * T * H * D, 3);
       const analytic = attentionBackwardRef(x, w, dims);
-      expectAllPass([checkGradient(`attention dqkv B=${B} T=${T} H=${H} D=${D}`, (v) => dot(attentionRef(v, dims).out, w), x, analytic, 64)]);
+      expectAllPass([
+        checkGradient(
+          `attention dqkv B=${B} T=${T} H=${H} D=${D}`,
+          (v) => dot(attentionRef(v, dims).out, w),
+          x,
+          analytic,
+          64,
+        ),
+      ]);
     }
   });
 
@@ -74,10 +86,10 @@ describe('attention', () => {
     const gpu = await testGpu();
     const dims = { batch: 2, seq: 3, heads: 2 };
     const good = gpu.zeros([6, 24]);
-    expect(() => attention(gpu, gpu.zeros([6, 20]), dims)).toThrow(ShapeError);     // 20 columns: not 3·C
+    expect(() => attention(gpu, gpu.zeros([6, 20]), dims)).toThrow(ShapeError); // 20 columns: not 3·C
     expect(() => attention(gpu, gpu.zeros([6, 18]), { ...dims, heads: 4 })).toThrow(ShapeError); // C = 6, 4 heads
-    expect(() => attention(gpu, gpu.zeros([5, 24]), dims)).toThrow(ShapeError);     // rows ≠ B·T
-    expect(() => attention(gpu, gpu.zeros([6, 24, 1]), dims)).toThrow(ShapeError);  // rank 3
+    expect(() => attention(gpu, gpu.zeros([5, 24]), dims)).toThrow(ShapeError); // rows ≠ B·T
+    expect(() => attention(gpu, gpu.zeros([6, 24, 1]), dims)).toThrow(ShapeError); // rank 3
     expect(() => attention(gpu, gpu.zeros([6, 24], 'i32'), dims)).toThrow(DTypeError);
     expect(() => attention(gpu, good, { batch: 2, seq: 3, heads: 0 })).toThrow(ShapeError);
     expect(() => attention(gpu, gpu.zeros([1, 3 * 132]), { batch: 1, seq: 1, heads: 1 })).toThrow(ShapeError); // D > 128

@@ -51,7 +51,8 @@ describe('compare (the checker every kernel test relies on)', () => {
     const gpu = await testGpu();
     // Run the real check against a GPU whose dispatches of gelu.forward are rewritten to a wrong formula.
     const original = gpu.dispatch.bind(gpu);
-    gpu.dispatch = (d) => original(d.entry === 'forward' ? { ...d, shader: d.shader.replace('out[i] = v *', 'out[i] = 1.001 * v *') } : d);
+    gpu.dispatch = (d) =>
+      original(d.entry === 'forward' ? { ...d, shader: d.shader.replace('out[i] = v *', 'out[i] = 1.001 * v *') } : d);
     try {
       const results = await checkGelu(gpu, 'small');
       expect(results.find((r) => r.name.startsWith('gelu.forward'))?.pass).toBe(false);

@@ -16,7 +16,9 @@ describe('crossentropy', () => {
     const ref = crossEntropyRef(logits, targets, n, v);
     expect(ref.count).toBe(3);
     // Every element (35 ≤ 48 samples), so the ignored rows' zero gradient is checked too.
-    expectAllPass([checkGradient('crossentropy dlogits', (z) => crossEntropyRef(z, targets, n, v).loss, logits, ref.dlogits)]);
+    expectAllPass([
+      checkGradient('crossentropy dlogits', (z) => crossEntropyRef(z, targets, n, v).loss, logits, ref.dlogits),
+    ]);
     const big = Float64Array.from(logits, (z) => z * 3000); // stable for huge logits
     const refBig = crossEntropyRef(big, targets, n, v);
     expect(Number.isFinite(refBig.loss)).toBe(true);

@@ -1,7 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { ArgumentError, DTypeError, ShapeError } from '../../src/gpu/index.ts';
 import { checkMatmul } from '../../src/ops/matmul.check.ts';
-import { biasGrad, chooseMatmulVariant, linearBackward, linearForward, matmul, MATMUL_VARIANTS, matmulFlops } from '../../src/ops/matmul.ts';
+import {
+  biasGrad,
+  chooseMatmulVariant,
+  linearBackward,
+  linearForward,
+  matmul,
+  MATMUL_VARIANTS,
+  matmulFlops,
+} from '../../src/ops/matmul.ts';
 import { linearBackwardRef, linearForwardRef, matmulRef } from '../../src/ops/matmul.ref.ts';
 import { Rng } from '../../src/ops/rng.ts';
 import { checkGradient, dot, projection } from '../finite-diff.ts';
@@ -35,7 +43,13 @@ describe('matmul', () => {
     for (let k = 0; k < K; k++) for (let n = 0; n < N; n++) bT[n * K + k] = b[k * N + n];
     const want = matmulRef(a, b, M, N, K);
     expect([...matmulRef(aT, bT, M, N, K, { transA: true, transB: true })]).toEqual([...want]);
-    expect(want[1 * N + 2]).toBeCloseTo(dot(a.subarray(K, 2 * K), Array.from({ length: K }, (_, k) => b[k * N + 2])), 12);
+    expect(want[1 * N + 2]).toBeCloseTo(
+      dot(
+        a.subarray(K, 2 * K),
+        Array.from({ length: K }, (_, k) => b[k * N + 2]),
+      ),
+      12,
+    );
   });
 
   it('WGSL kernels (every variant, transpose, bias, accumulate) match the float64 reference', async () => {
@@ -93,7 +107,9 @@ describe('matmul', () => {
     expect(() => biasGrad(gpu, ai)).toThrow(DTypeError);
     expect(() => linearForward(gpu, a, b43)).toThrow(ShapeError);
     expect(() => linearBackward(gpu, a, b, gpu.upload(new Float32Array(6), [2, 3]))).toThrow(ShapeError);
-    expect(() => linearBackward(gpu, a, b, c, { accumulate: { dw: gpu.upload(new Float32Array(12), [4, 3]) } })).toThrow(ShapeError);
+    expect(() =>
+      linearBackward(gpu, a, b, c, { accumulate: { dw: gpu.upload(new Float32Array(12), [4, 3]) } }),
+    ).toThrow(ShapeError);
     // Nothing was dispatched by the failed calls, so the device is still clean.
     await gpu.sync();
   });

@@ -8,7 +8,8 @@ import { testGpu } from '../gpu-fixture.ts';
 import { adam, B, cfg, expectSameParams, microBatches, params, T } from './fixtures.ts';
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
-const show = (ops: AsyncOp[]) => ops.map((o) => (o.op === 'U' ? `U${o.step}` : `${o.op}${o.step}.${o.micro}`)).join(' ');
+const show = (ops: AsyncOp[]) =>
+  ops.map((o) => (o.op === 'U' ? `U${o.step}` : `${o.op}${o.step}.${o.micro}`)).join(' ');
 
 describe('asynchronous 1F1B schedule', () => {
   it('with staleness 0 is the synchronous 1F1B of each step, updates between steps', () => {
@@ -26,7 +27,12 @@ describe('asynchronous 1F1B schedule', () => {
     for (const staleness of [1, 2, 3]) {
       for (const M of [1, 2, 4, 8]) {
         for (let s = 0; s < N; s++) {
-          const ops = asyncOneFOneB(s, N, range(6).map(() => range(M)), staleness);
+          const ops = asyncOneFOneB(
+            s,
+            N,
+            range(6).map(() => range(M)),
+            staleness,
+          );
           let inFlight = 0;
           let version = 0;
           const done = new Set<string>();
@@ -108,7 +114,8 @@ describe('weight stashing and look-ahead (Stage)', () => {
       const w = after.get(name)!;
       const p = before.get(name)!;
       const want = w.map((x, i) => x + 2 * (x - p[i]));
-      for (let i = 0; i < w.length; i++) expect(Math.abs(got[i] - want[i]), `${name}[${i}]`).toBeLessThanOrEqual(1e-6 + 1e-6 * Math.abs(want[i]));
+      for (let i = 0; i < w.length; i++)
+        expect(Math.abs(got[i] - want[i]), `${name}[${i}]`).toBeLessThanOrEqual(1e-6 + 1e-6 * Math.abs(want[i]));
     }
     // Used by one forward, released by its backward.
     fwdBwd(st, 1, M1[1], ahead);
@@ -129,7 +136,11 @@ describe('asynchronous pipeline', () => {
     const want: number[] = [];
     for (const mb of data) want.push((await sync.trainStep(mb, B, T)).loss);
     const seen: number[] = [];
-    const run = await asyn.trainAsync(data, B, T, { staleness: 0, correction: 'nesterov', onStep: (r) => seen.push(r.step) });
+    const run = await asyn.trainAsync(data, B, T, {
+      staleness: 0,
+      correction: 'nesterov',
+      onStep: (r) => seen.push(r.step),
+    });
     expect(run.steps.map((r) => r.loss)).toEqual(want);
     expect(seen).toEqual([0, 1, 2]);
     expect(run.steps.every((r) => r.maxDelay === 0)).toBe(true);
@@ -186,7 +197,9 @@ describe('asynchronous pipeline', () => {
       bytesPerToken: (w) => 4 * w,
     };
     const p = Pipeline.create(gpu, { model: cfg, stages: 2, adam, codecs: [nanCodec] });
-    await expect(p.trainAsync(steps(70, 4, 4), B, T, { staleness: 1, correction: 'nesterov' })).rejects.toThrow(NonFiniteTensorError);
+    await expect(p.trainAsync(steps(70, 4, 4), B, T, { staleness: 1, correction: 'nesterov' })).rejects.toThrow(
+      NonFiniteTensorError,
+    );
     expect(p.step).toBeGreaterThanOrEqual(1);
     expect(p.step).toBeLessThan(4);
     expect(p.stages.every((s) => s.inFlight === 0)).toBe(true);

@@ -12,24 +12,48 @@ const STAGES = 3;
 const REPLICAS = [2, 2, 2];
 const M = 4;
 
-async function run(opts: { fraction: number; cheater?: { stage: number; replica: number; corrupt: (step: number, micro: number) => boolean }; steps?: number }) {
+async function run(opts: {
+  fraction: number;
+  cheater?: { stage: number; replica: number; corrupt: (step: number, micro: number) => boolean };
+  steps?: number;
+}) {
   const gpu = await testGpu();
   const work: Array<WorkDone & { stage: number; replica: number }> = [];
   const p = Pipeline.create(gpu, {
-    model: cfg, stages: STAGES, replicas: REPLICAS, adam,
+    model: cfg,
+    stages: STAGES,
+    replicas: REPLICAS,
+    adam,
     worker: (stage, replica) => ({
-      audit: opts.fraction > 0 ? { fraction: opts.fraction, coin: secretCoin(new Uint8Array([stage, replica, 7])) } : undefined,
+      audit:
+        opts.fraction > 0
+          ? { fraction: opts.fraction, coin: secretCoin(new Uint8Array([stage, replica, 7])) }
+          : undefined,
       onWork: (w) => work.push({ ...w, stage, replica }),
-      corrupt: opts.cheater && opts.cheater.stage === stage && opts.cheater.replica === replica ? opts.cheater.corrupt : undefined,
+      corrupt:
+        opts.cheater && opts.cheater.stage === stage && opts.cheater.replica === replica
+          ? opts.cheater.corrupt
+          : undefined,
     }),
   });
   const losses: number[] = [];
-  for (let step = 0; step < (opts.steps ?? 2); step++) losses.push((await p.trainStep(microBatches(step, M), B, T)).loss);
+  for (let step = 0; step < (opts.steps ?? 2); step++)
+    losses.push((await p.trainStep(microBatches(step, M), B, T)).loss);
   p.destroy();
   const specs = splitStages(cfg, STAGES);
-  const receipts = work.map((w) => receiptFor(w, {
-    model: 'tiny', round: 0, spec: specs[w.stage], replica: w.replica, replicas: REPLICAS[w.stage], cfg, batch: B, seq: T, peerId: `peer-s${w.stage}r${w.replica}`,
-  }));
+  const receipts = work.map((w) =>
+    receiptFor(w, {
+      model: 'tiny',
+      round: 0,
+      spec: specs[w.stage],
+      replica: w.replica,
+      replicas: REPLICAS[w.stage],
+      cfg,
+      batch: B,
+      seq: T,
+      peerId: `peer-s${w.stage}r${w.replica}`,
+    }),
+  );
   return { losses, work, receipts };
 }
 
@@ -69,7 +93,9 @@ describe('audits by recomputation (in-memory pipeline, 3 stages × 2 replicas)',
     expect(cheater.credited).toBe(0);
     expect(cheater.failed).toBe(2); // micro-batch 2 of both steps
     expect(cheater.passed).toBe(2); // micro-batch 0 of both steps was honest
-    expect(j.verdicts.filter((v) => v.peerId !== 'peer-s1r0').every((v) => v.credited > 0 && v.failed === 0)).toBe(true);
+    expect(j.verdicts.filter((v) => v.peerId !== 'peer-s1r0').every((v) => v.credited > 0 && v.failed === 0)).toBe(
+      true,
+    );
   });
 
   it('at a fraction below 1 only the coin-picked forwards are recomputed, and the audited peer is never told', async () => {

@@ -16,8 +16,26 @@ describe('SVG line chart', () => {
       xLabel: 'step',
       yLabel: 'nats',
       series: [
-        { name: 'train', color: '#123456', points: [[1, 7], [2, 6.5], [3, NaN], [4, 6], [5, 5.8]] },
-        { name: 'val', color: '#abcdef', markers: true, points: [[0, 7], [5, 6]] },
+        {
+          name: 'train',
+          color: '#123456',
+          points: [
+            [1, 7],
+            [2, 6.5],
+            [3, NaN],
+            [4, 6],
+            [5, 5.8],
+          ],
+        },
+        {
+          name: 'val',
+          color: '#abcdef',
+          markers: true,
+          points: [
+            [0, 7],
+            [5, 6],
+          ],
+        },
       ],
       hlines: [{ y: 6.03, label: 'unigram', color: '#00ff00' }],
     });
@@ -56,7 +74,16 @@ describe('SVG line chart', () => {
 });
 
 describe('progress bar', () => {
-  const base = { step: 50, total: 200, loss: 5.4321, valLoss: 5.6, valBpb: 3.05, tokensPerSecond: 812.4, bytes: 12_345_678, elapsed: 60 };
+  const base = {
+    step: 50,
+    total: 200,
+    loss: 5.4321,
+    valLoss: 5.6,
+    valBpb: 3.05,
+    tokensPerSecond: 812.4,
+    bytes: 12_345_678,
+    elapsed: 60,
+  };
 
   it('formats the status fields', () => {
     expect(statusText(base)).toBe('loss 5.432  val 5.600 (3.050 bpb)  812 tok/s  12.3 MB sent  ETA 3m00s');

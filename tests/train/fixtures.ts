@@ -33,7 +33,11 @@ export async function params(p: Pipeline): Promise<Map<string, Float32Array>> {
   return all;
 }
 
-export function expectSameParams(a: Map<string, Float32Array>, b: Map<string, Float32Array>, tol = { atol: 1e-5, rtol: 1e-4 }) {
+export function expectSameParams(
+  a: Map<string, Float32Array>,
+  b: Map<string, Float32Array>,
+  tol = { atol: 1e-5, rtol: 1e-4 },
+) {
   expect([...a.keys()].sort()).toEqual([...b.keys()].sort());
   const bad = [...a].map(([k, v]) => compare(k, v, b.get(k)!, tol)).filter((c) => !c.pass);
   expect(bad.map(describeComparison).join('\n')).toBe('');

@@ -25,7 +25,12 @@ interface Probe {
  * Trains one step while four requesters submit inference turns until training ends; returns what each
  * inference turn saw, and the number of training turns of the step.
  */
-async function trainWithInference(p: Pipeline, turns: GpuTurns, step: number, requesters: number): Promise<{ probes: Probe[]; trainTurns: number }> {
+async function trainWithInference(
+  p: Pipeline,
+  turns: GpuTurns,
+  step: number,
+  requesters: number,
+): Promise<{ probes: Probe[]; trainTurns: number }> {
   const stage0 = p.workers[0][0].stage;
   const { gpu } = p;
   const before = turns.stats.train.turns;
@@ -89,7 +94,7 @@ describe('one device, training and inference turns', () => {
     p.destroy();
   });
 
-  it('duty cycle 0.5 doubles a step\'s wall time and leaves its losses unchanged', async () => {
+  it("duty cycle 0.5 doubles a step's wall time and leaves its losses unchanged", async () => {
     const gpu = await testGpu();
     const free = new GpuTurns();
     const capped = new GpuTurns();

@@ -23,8 +23,16 @@ describe('1F1B schedule', () => {
       }
       expect(peak).toBe(N - s);
     }
-    expect(oneFOneB(3, 4, [0, 1]).map((o) => o.op).join('')).toBe('FBFB');
-    expect(oneFOneB(0, 4, [0, 1]).map((o) => o.op).join('')).toBe('FFBB');
+    expect(
+      oneFOneB(3, 4, [0, 1])
+        .map((o) => o.op)
+        .join(''),
+    ).toBe('FBFB');
+    expect(
+      oneFOneB(0, 4, [0, 1])
+        .map((o) => o.op)
+        .join(''),
+    ).toBe('FFBB');
     expect(idealBubble(4, 8)).toBeCloseTo(3 / 11);
   });
 });

@@ -5,7 +5,15 @@ function Field({ label, value, hint }: { label: string; value: string; hint?: st
   return (
     <div className="field">
       <dt>{label}</dt>
-      <dd>{value ? value : <span className="muted" title={hint ?? 'Not reported by this browser'}>not reported</span>}</dd>
+      <dd>
+        {value ? (
+          value
+        ) : (
+          <span className="muted" title={hint ?? 'Not reported by this browser'}>
+            not reported
+          </span>
+        )}
+      </dd>
     </div>
   );
 }
@@ -25,20 +33,35 @@ export function AdapterCard() {
         </span>
         {lost && <span className="badge badge-error">Disconnected</span>}
       </div>
-      <p className="adapter-label" data-testid="adapter-label">{adapterLabel(adapter)}</p>
+      <p className="adapter-label" data-testid="adapter-label">
+        {adapterLabel(adapter)}
+      </p>
       <dl className="fields">
         <Field label="Vendor" value={adapter.vendor} />
         <Field label="Architecture" value={adapter.architecture} />
         <Field label="Device" value={adapter.device} />
         <Field label="Description" value={adapter.description} />
         <Field label="Type" value={adapter.isSoftware ? 'Software (runs on the CPU)' : 'Hardware'} />
-        <Field label="Runtime" value={adapter.runtime === 'browser' ? 'Browser WebGPU (navigator.gpu)' : 'Dawn (Node)'} />
-        <Field label="Kernel timing" value={timing === 'gpu-timestamps' ? 'GPU timestamps' : timing === 'wall-clock' ? 'Wall clock (no timestamp queries)' : ''} />
+        <Field
+          label="Runtime"
+          value={adapter.runtime === 'browser' ? 'Browser WebGPU (navigator.gpu)' : 'Dawn (Node)'}
+        />
+        <Field
+          label="Kernel timing"
+          value={
+            timing === 'gpu-timestamps'
+              ? 'GPU timestamps'
+              : timing === 'wall-clock'
+                ? 'Wall clock (no timestamp queries)'
+                : ''
+          }
+        />
       </dl>
       {adapter.isSoftware && (
         <p className="hint">
           This adapter emulates a GPU on your CPU: kernels run correctly, but 100–1000× slower than on a graphics card.
-          If this computer has a GPU, turn on hardware acceleration in your browser settings and check <code>chrome://gpu</code>.
+          If this computer has a GPU, turn on hardware acceleration in your browser settings and check{' '}
+          <code>chrome://gpu</code>.
         </p>
       )}
     </section>

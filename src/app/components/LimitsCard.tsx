@@ -19,7 +19,12 @@ export function LimitsCard() {
   const adapter = useAppStore((s) => s.adapter);
   if (!adapter) return null;
   const known = new Set(LIMITS.map(([k]) => k));
-  const rows = [...LIMITS.filter(([k]) => k in adapter.limits), ...Object.keys(adapter.limits).filter((k) => !known.has(k)).map((k): [string, string, boolean] => [k, k, false])];
+  const rows = [
+    ...LIMITS.filter(([k]) => k in adapter.limits),
+    ...Object.keys(adapter.limits)
+      .filter((k) => !known.has(k))
+      .map((k): [string, string, boolean] => [k, k, false]),
+  ];
   return (
     <section className="card" aria-labelledby="limits-title" data-testid="limits">
       <h2 id="limits-title">Limits and features</h2>

@@ -16,7 +16,13 @@ export function ProblemNotice({ problem }: { problem: Problem }) {
   const detecting = useAppStore((s) => s.phase === 'detecting');
   const steps = sentences(problem.advice);
   return (
-    <section className={`notice notice-${problem.kind === 'unavailable' ? 'warn' : 'error'}`} role="alert" aria-labelledby="problem-title" data-testid="problem" data-kind={problem.kind}>
+    <section
+      className={`notice notice-${problem.kind === 'unavailable' ? 'warn' : 'error'}`}
+      role="alert"
+      aria-labelledby="problem-title"
+      data-testid="problem"
+      data-kind={problem.kind}
+    >
       <h2 id="problem-title">{problem.title}</h2>
       <p className="notice-detail">{problem.message}</p>
       <h3>What to do</h3>

@@ -18,7 +18,8 @@ function Mismatches({ c }: { c: Comparison }) {
       <td colSpan={COLUMNS}>
         <details open>
           <summary>
-            {formatCount(c.mismatchCount)} of {formatCount(c.count)} values outside tolerance; first {c.firstMismatches.length}:
+            {formatCount(c.mismatchCount)} of {formatCount(c.count)} values outside tolerance; first{' '}
+            {c.firstMismatches.length}:
           </summary>
           <table className="mismatches">
             <thead>
@@ -50,7 +51,9 @@ function OpRows({ op, report, running }: { op: string; report?: SelfTestReport; 
   const problem = report?.error ? explainOpError(report.error) : undefined;
   // An op cut short by a lost device says nothing about the kernel; the notice above explains the loss.
   const interrupted = problem?.kind === 'device-lost';
-  const failed = Boolean(report && !interrupted && (report.error || report.results.length === 0 || report.results.some((c) => !c.pass)));
+  const failed = Boolean(
+    report && !interrupted && (report.error || report.results.length === 0 || report.results.some((c) => !c.pass)),
+  );
   const state = !report ? (running ? 'running' : 'waiting') : interrupted ? 'interrupted' : failed ? 'fail' : 'pass';
   // Passing ops fold to one line; a failing op opens so its mismatches are in view.
   const [open, setOpen] = useState<boolean | undefined>(undefined);
@@ -64,7 +67,13 @@ function OpRows({ op, report, running }: { op: string; report?: SelfTestReport; 
       <tr className="op-row">
         <th scope="rowgroup">
           {results.length > 0 ? (
-            <button type="button" className="op-toggle" aria-expanded={expanded} aria-controls={casesId} onClick={() => setOpen(!expanded)}>
+            <button
+              type="button"
+              className="op-toggle"
+              aria-expanded={expanded}
+              aria-controls={casesId}
+              onClick={() => setOpen(!expanded)}
+            >
               <span className="chevron" aria-hidden="true" />
               <span className="op-name">{op}</span>
               <span className="op-count">
@@ -99,7 +108,12 @@ function OpRows({ op, report, running }: { op: string; report?: SelfTestReport; 
       {expanded &&
         results.map((c, i) => (
           <Fragment key={c.name}>
-            <tr className={`case ${c.pass ? 'case-pass' : 'case-fail'}`} data-case={c.name} data-pass={c.pass} id={i === 0 ? casesId : undefined}>
+            <tr
+              className={`case ${c.pass ? 'case-pass' : 'case-fail'}`}
+              data-case={c.name}
+              data-pass={c.pass}
+              id={i === 0 ? casesId : undefined}
+            >
               <th scope="row" className="case-name">
                 {c.name}
                 <span className="case-count">{formatCount(c.count)} values</span>
@@ -137,7 +151,11 @@ function Verdict({ t }: { t: SelfTestState }) {
     );
   }
   if (t.status === 'aborted') {
-    return <p className="verdict verdict-fail">The self-test was interrupted because the GPU was lost. Reconnect to run it again.</p>;
+    return (
+      <p className="verdict verdict-fail">
+        The self-test was interrupted because the GPU was lost. Reconnect to run it again.
+      </p>
+    );
   }
   if (t.status !== 'done') return null;
   if (t.total === 0) return <p className="verdict verdict-fail">No kernel checks are registered yet.</p>;
@@ -149,7 +167,9 @@ function Verdict({ t }: { t: SelfTestState }) {
       </p>
     );
   }
-  const badOps = t.reports.filter((r) => r.error || r.results.length === 0 || r.results.some((c) => !c.pass)).map((r) => r.op);
+  const badOps = t.reports
+    .filter((r) => r.error || r.results.length === 0 || r.results.some((c) => !c.pass))
+    .map((r) => r.op);
   const badCases = cases.filter((c) => !c.pass).length;
   return (
     <div className="verdict verdict-fail" data-testid="verdict">
@@ -159,8 +179,8 @@ function Verdict({ t }: { t: SelfTestState }) {
         {badCases > 0 && `: ${badCases} of ${cases.length} checks out of tolerance`}.
       </p>
       <p className="small">
-        Tessera will not train on this device until every check passes. Update your browser and graphics driver and run the
-        self-test again; if it still fails, please report the details below.
+        Tessera will not train on this device until every check passes. Update your browser and graphics driver and run
+        the self-test again; if it still fails, please report the details below.
       </p>
     </div>
   );
@@ -175,7 +195,13 @@ export function SelfTestPanel() {
   const ops = [...registeredOps, ...t.reports.map((r) => r.op).filter((op) => !registeredOps.includes(op))];
   const running = t.status === 'running';
   return (
-    <section className="card" aria-labelledby="selftest-title" data-testid="selftest" data-status={t.status} aria-busy={running}>
+    <section
+      className="card"
+      aria-labelledby="selftest-title"
+      data-testid="selftest"
+      data-status={t.status}
+      aria-busy={running}
+    >
       <div className="card-head">
         <h2 id="selftest-title">Kernel self-test</h2>
         <button type="button" className="button" onClick={() => void run()} disabled={!ready || running}>

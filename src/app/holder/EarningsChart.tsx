@@ -10,11 +10,24 @@ const tick = (v: number) => (v === 0 ? '0' : Math.abs(v) >= 100 ? v.toFixed(0) :
  * Shares earned per epoch (bars) and the running total (line). The chart is the picture; the table under it
  * carries the exact figures, for reading and for screen readers.
  */
-export function EarningsChart({ modelId, epochs, claim, chain }: { modelId: string; epochs: EpochEntry[]; claim?: ClaimProof | null; chain?: ChainFacts }) {
+export function EarningsChart({
+  modelId,
+  epochs,
+  claim,
+  chain,
+}: {
+  modelId: string;
+  epochs: EpochEntry[];
+  claim?: ClaimProof | null;
+  chain?: ChainFacts;
+}) {
   const { points, scale } = chartData(epochs);
   const now = Math.floor(Date.now() / 1000);
   const rows = [...epochs].sort((a, b) => b.epoch - a.epoch);
-  if (epochs.length === 0) return <p className="muted">No settled epochs yet: shares appear here once an epoch’s work is verified and settled.</p>;
+  if (epochs.length === 0)
+    return (
+      <p className="muted">No settled epochs yet: shares appear here once an epoch’s work is verified and settled.</p>
+    );
   return (
     <>
       {points.length > 0 && (
@@ -28,12 +41,21 @@ export function EarningsChart({ modelId, epochs, claim, chain }: { modelId: stri
                 <Tooltip formatter={(v) => tick(Number(v))} labelFormatter={(l) => `Epoch ${l}`} />
                 <Legend wrapperStyle={{ fontSize: 13 }} />
                 <Bar dataKey="earned" name="Earned in epoch" fill="#0e9aa7" isAnimationActive={false} maxBarSize={40} />
-                <Line dataKey="cumulative" name="Cumulative" stroke="#f59e0b" strokeWidth={2} dot={{ r: 3 }} isAnimationActive={false} type="monotone" />
+                <Line
+                  dataKey="cumulative"
+                  name="Cumulative"
+                  stroke="#f59e0b"
+                  strokeWidth={2}
+                  dot={{ r: 3 }}
+                  isAnimationActive={false}
+                  type="monotone"
+                />
               </ComposedChart>
             </ResponsiveContainer>
           </div>
           <figcaption className="muted small">
-            Shares of <code>{modelId}</code> per epoch, in {scale.label}: bars earned in the epoch, line the running total.
+            Shares of <code>{modelId}</code> per epoch, in {scale.label}: bars earned in the epoch, line the running
+            total.
           </figcaption>
         </figure>
       )}
@@ -43,8 +65,12 @@ export function EarningsChart({ modelId, epochs, claim, chain }: { modelId: stri
           <thead>
             <tr>
               <th scope="col">Epoch</th>
-              <th scope="col" className="num">Earned (shares)</th>
-              <th scope="col" className="num">Cumulative</th>
+              <th scope="col" className="num">
+                Earned (shares)
+              </th>
+              <th scope="col" className="num">
+                Cumulative
+              </th>
               <th scope="col">Status</th>
             </tr>
           </thead>
@@ -54,7 +80,9 @@ export function EarningsChart({ modelId, epochs, claim, chain }: { modelId: stri
               return (
                 <tr key={e.epoch} data-epoch={e.epoch}>
                   <th scope="row">{e.epoch}</th>
-                  <td className="num" title={formatGflop(BigInt(e.shares))}>{formatShares(BigInt(e.shares))}</td>
+                  <td className="num" title={formatGflop(BigInt(e.shares))}>
+                    {formatShares(BigInt(e.shares))}
+                  </td>
                   <td className="num">{formatShares(BigInt(e.cumulative))}</td>
                   <td>
                     {state.label}

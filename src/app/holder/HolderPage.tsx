@@ -17,8 +17,8 @@ export function HolderPage() {
   return (
     <>
       <p className="lead">
-        Verified training work earns ownership shares of the model it trained: one share per 10<sup>18</sup> FLOP.
-        Link this tab to your wallet, claim the shares on chain, and withdraw your part of the model’s revenue.
+        Verified training work earns ownership shares of the model it trained: one share per 10<sup>18</sup> FLOP. Link
+        this tab to your wallet, claim the shares on chain, and withdraw your part of the model’s revenue.
       </p>
       <QueryClientProvider client={queryClient}>
         <ChainGate />

@@ -34,7 +34,8 @@ export function LinkCard({ address, chainId }: { address: Address; chainId: numb
   else if (binding.error) state = `Cannot tell whether this tab is linked: ${explainError(binding.error)}`;
   else if (mine) state = 'This tab’s peer is linked to your wallet: the work it verifies earns shares here.';
   // The coordinator keeps links permanently (a peer cannot move its past or future work to another wallet).
-  else if (b) state = `This tab’s peer is linked to another wallet (${shortAddress(b.wallet)}): links are permanent, so its work is credited there. Connect that wallet to claim it.`;
+  else if (b)
+    state = `This tab’s peer is linked to another wallet (${shortAddress(b.wallet)}): links are permanent, so its work is credited there. Connect that wallet to claim it.`;
   else if (peer.peerId) state = 'This tab’s peer is not linked to a wallet yet: its work earns shares for no one.';
 
   async function link() {
@@ -72,7 +73,9 @@ export function LinkCard({ address, chainId }: { address: Address; chainId: numb
       </div>
       <p data-testid="holder-link-detail">{state}</p>
       <dl className="fields">
-        <Field name="Peer id" testId="holder-peer-id">{peer.peerId ? <code>{peer.peerId}</code> : '—'}</Field>
+        <Field name="Peer id" testId="holder-peer-id">
+          {peer.peerId ? <code>{peer.peerId}</code> : '—'}
+        </Field>
         {b && (
           <Field name="Linked" testId="holder-link-at">
             {`to ${shortAddress(b.wallet)} on ${new Date(b.at).toLocaleString()}`}
@@ -84,7 +87,12 @@ export function LinkCard({ address, chainId }: { address: Address; chainId: numb
       </dl>
       <div className="controls">
         {!b && (
-          <button type="button" className="button" disabled={busy || !peer.key || binding.isPending} onClick={() => void link()}>
+          <button
+            type="button"
+            className="button"
+            disabled={busy || !peer.key || binding.isPending}
+            onClick={() => void link()}
+          >
             Link this tab’s peer
           </button>
         )}

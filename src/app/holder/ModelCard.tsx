@@ -28,7 +28,14 @@ function Shares({ units, note }: { units: bigint; note: string }) {
 }
 
 /** One model: shares pending → waiting → claimable → claimed, the Claim button, revenue and withdrawals, chart. */
-export function ModelCard(p: { modelId: string; addrs?: ModelAddresses; view?: WalletModel; account: Address; chainId: number; payment: PaymentToken }) {
+export function ModelCard(p: {
+  modelId: string;
+  addrs?: ModelAddresses;
+  view?: WalletModel;
+  account: Address;
+  chainId: number;
+  payment: PaymentToken;
+}) {
   const titleId = `holder-model-${p.modelId}-title`.replace(/[^\w-]/g, '_');
   return (
     <section className="card holder-model" data-testid={`holder-model-${p.modelId}`} aria-labelledby={titleId}>
@@ -41,7 +48,9 @@ export function ModelCard(p: { modelId: string; addrs?: ModelAddresses; view?: W
         <OnChain {...p} addrs={p.addrs} />
       ) : (
         <>
-          <p className="notice notice-warn">This model is not registered on the chain yet: its shares can be claimed once it is.</p>
+          <p className="notice notice-warn">
+            This model is not registered on the chain yet: its shares can be claimed once it is.
+          </p>
           <h3>Earnings by epoch</h3>
           <EarningsChart modelId={p.modelId} epochs={p.view?.epochs ?? []} />
         </>
@@ -50,13 +59,38 @@ export function ModelCard(p: { modelId: string; addrs?: ModelAddresses; view?: W
   );
 }
 
-function OnChain({ modelId, addrs, view, account, chainId, payment }: { modelId: string; addrs: ModelAddresses; view?: WalletModel; account: Address; chainId: number; payment: PaymentToken }) {
+function OnChain({
+  modelId,
+  addrs,
+  view,
+  account,
+  chainId,
+  payment,
+}: {
+  modelId: string;
+  addrs: ModelAddresses;
+  view?: WalletModel;
+  account: Address;
+  chainId: number;
+  payment: PaymentToken;
+}) {
   const config = useConfig();
   const m = view ?? NO_WORK;
   const chain = useModelChain(addrs, account, m.claim?.epoch);
   const tx = useTx();
-  if (chain.error) return <p className="notice notice-error notice-detail" role="alert">{`Cannot read this model’s contracts: ${explainError(chain.error)}`}</p>;
-  if (!chain.data) return <p className="muted" role="status">Reading the chain…</p>;
+  if (chain.error)
+    return (
+      <p
+        className="notice notice-error notice-detail"
+        role="alert"
+      >{`Cannot read this model’s contracts: ${explainError(chain.error)}`}</p>
+    );
+  if (!chain.data)
+    return (
+      <p className="muted" role="status">
+        Reading the chain…
+      </p>
+    );
   const c = chain.data;
   const s = summarize(m, c);
   const sym = payment.symbol ?? 'tokens';
@@ -81,10 +115,18 @@ function OnChain({ modelId, addrs, view, account, chainId, payment }: { modelId:
     );
   }
   function withdraw(asset: 'eth' | 'token') {
-    const amount = asset === 'eth' ? formatToken(c.withdrawableEth, 18, 'ETH') : formatToken(c.withdrawableToken, dec, sym);
+    const amount =
+      asset === 'eth' ? formatToken(c.withdrawableEth, 18, 'ETH') : formatToken(c.withdrawableToken, dec, sym);
     void tx.run(
       asset === 'eth' ? 'Withdraw ETH' : `Withdraw ${sym}`,
-      () => writeContract(config, { address: addrs.vault, abi: RevenueVaultAbi, functionName: asset === 'eth' ? 'withdrawEth' : 'withdrawToken', account, chainId }),
+      () =>
+        writeContract(config, {
+          address: addrs.vault,
+          abi: RevenueVaultAbi,
+          functionName: asset === 'eth' ? 'withdrawEth' : 'withdrawToken',
+          account,
+          chainId,
+        }),
       () => `Withdrew ${amount}.`,
     );
   }
@@ -99,7 +141,9 @@ function OnChain({ modelId, addrs, view, account, chainId, payment }: { modelId:
           <Shares units={s.waiting} note="verified" />
           {s.waiting > 0n && (
             <span className="holder-sub muted">
-              {s.waitingOpensAt === null ? 'Claimable after the epoch’s root is posted on chain and its challenge window ends.' : `Challenge window: claimable ${formatWhen(s.waitingOpensAt, now)}.`}
+              {s.waitingOpensAt === null
+                ? 'Claimable after the epoch’s root is posted on chain and its challenge window ends.'
+                : `Challenge window: claimable ${formatWhen(s.waitingOpensAt, now)}.`}
             </span>
           )}
         </Field>
@@ -111,7 +155,9 @@ function OnChain({ modelId, addrs, view, account, chainId, payment }: { modelId:
         </Field>
         <Field name="Balance" testId="h-balance">
           <span className="holder-amount">{formatShares(c.balance)}</span> {c.symbol}
-          {c.totalSupply > 0n && <span className="holder-sub muted">{`${((Number(c.balance) / Number(c.totalSupply)) * 100).toPrecision(3)}% of ${formatShares(c.totalSupply)} issued`}</span>}
+          {c.totalSupply > 0n && (
+            <span className="holder-sub muted">{`${((Number(c.balance) / Number(c.totalSupply)) * 100).toPrecision(3)}% of ${formatShares(c.totalSupply)} issued`}</span>
+          )}
         </Field>
       </dl>
       <div className="controls">
@@ -132,10 +178,20 @@ function OnChain({ modelId, addrs, view, account, chainId, payment }: { modelId:
         </Field>
       </dl>
       <div className="controls">
-        <button type="button" className="button" disabled={tx.busy || c.withdrawableEth === 0n} onClick={() => withdraw('eth')}>
+        <button
+          type="button"
+          className="button"
+          disabled={tx.busy || c.withdrawableEth === 0n}
+          onClick={() => withdraw('eth')}
+        >
           Withdraw ETH
         </button>
-        <button type="button" className="button" disabled={tx.busy || c.withdrawableToken === 0n} onClick={() => withdraw('token')}>
+        <button
+          type="button"
+          className="button"
+          disabled={tx.busy || c.withdrawableToken === 0n}
+          onClick={() => withdraw('token')}
+        >
           Withdraw {sym}
         </button>
       </div>

@@ -20,14 +20,18 @@ export function WalletCard({ chain }: { chain: Chain }) {
   let status = 'Not connected.';
   if (conn.status === 'connecting' || conn.status === 'reconnecting') status = 'Connecting to your wallet…';
   else if (switchChain.isPending) status = `Switching your wallet to ${chain.name}…`;
-  else if (wrongChain) status = `Your wallet is on ${chainName(conn.chainId!)}; Tessera's shares live on ${chain.name} (chain ${chain.id}).`;
+  else if (wrongChain)
+    status = `Your wallet is on ${chainName(conn.chainId!)}; Tessera's shares live on ${chain.name} (chain ${chain.id}).`;
   else if (connected) status = `Connected to ${chain.name}.`;
 
   return (
     <section className="card" data-testid="holder-wallet" aria-labelledby="holder-wallet-title">
       <div className="card-head">
         <h2 id="holder-wallet-title">Wallet</h2>
-        <span className={connected && !wrongChain ? 'pill pill-pass' : 'pill pill-waiting'} data-testid="holder-wallet-state">
+        <span
+          className={connected && !wrongChain ? 'pill pill-pass' : 'pill pill-waiting'}
+          data-testid="holder-wallet-state"
+        >
           {connected ? (wrongChain ? 'Wrong chain' : 'Connected') : 'Not connected'}
         </span>
       </div>
@@ -68,7 +72,12 @@ export function WalletCard({ chain }: { chain: Chain }) {
           </button>
         )}
         {wrongChain && (
-          <button type="button" className="button" disabled={switchChain.isPending} onClick={() => switchChain.mutate({ chainId: chain.id })}>
+          <button
+            type="button"
+            className="button"
+            disabled={switchChain.isPending}
+            onClick={() => switchChain.mutate({ chainId: chain.id })}
+          >
             Switch to {chain.name}
           </button>
         )}

@@ -61,18 +61,21 @@ export interface Binding {
 const DECIMAL = /^\d+$/;
 
 function decimal(v: unknown, what: string): string {
-  if (typeof v !== 'string' || !DECIMAL.test(v)) throw new ApiError(`${what} is not a decimal string (${JSON.stringify(v)})`, 200);
+  if (typeof v !== 'string' || !DECIMAL.test(v))
+    throw new ApiError(`${what} is not a decimal string (${JSON.stringify(v)})`, 200);
   return v;
 }
 
 function address(v: unknown, what: string): Address {
-  if (typeof v !== 'string' || !isAddress(v, { strict: false })) throw new ApiError(`${what} is not an address (${JSON.stringify(v)})`, 200);
+  if (typeof v !== 'string' || !isAddress(v, { strict: false }))
+    throw new ApiError(`${what} is not an address (${JSON.stringify(v)})`, 200);
   return getAddress(v);
 }
 
 export function parseWalletView(json: unknown): WalletView {
   const j = json as WalletView;
-  if (!j || !Array.isArray(j.models) || !Array.isArray(j.peers)) throw new ApiError('wallet view lacks models or peers', 200);
+  if (!j || !Array.isArray(j.models) || !Array.isArray(j.peers))
+    throw new ApiError('wallet view lacks models or peers', 200);
   return {
     wallet: address(j.wallet, 'wallet'),
     peers: j.peers.map(String),

@@ -14,14 +14,16 @@ const REVERTS: Record<string, string> = {
 export function explainError(e: unknown): string {
   if (e instanceof ApiError) return e.code ? `${e.message} (${e.code})` : e.message;
   if (e instanceof BaseError) {
-    if (e.walk((x) => x instanceof UserRejectedRequestError) || (e as { code?: number }).code === 4001) return 'You declined the request in your wallet.';
+    if (e.walk((x) => x instanceof UserRejectedRequestError) || (e as { code?: number }).code === 4001)
+      return 'You declined the request in your wallet.';
     const revert = e.walk((x) => x instanceof ContractFunctionRevertedError);
     if (revert instanceof ContractFunctionRevertedError) {
       const name = revert.data?.errorName;
       if (name) return `The transaction was refused: ${REVERTS[name] ?? name}.`;
       if (revert.reason) return `The transaction was refused: ${revert.reason}.`;
     }
-    if (e.name === 'ProviderNotFoundError') return 'No browser wallet found. Install MetaMask (or another Ethereum wallet extension) and reload.';
+    if (e.name === 'ProviderNotFoundError')
+      return 'No browser wallet found. Install MetaMask (or another Ethereum wallet extension) and reload.';
     return e.shortMessage || e.message.split('\n')[0];
   }
   if ((e as { code?: number } | null)?.code === 4001) return 'You declined the request in your wallet.';

@@ -19,11 +19,20 @@ export function useChainInfo() {
 }
 
 export function useWalletView(address: Address | undefined) {
-  return useQuery({ queryKey: ['holder', 'wallet', address], queryFn: () => api.wallet(address!), enabled: !!address, refetchInterval: POLL_MS });
+  return useQuery({
+    queryKey: ['holder', 'wallet', address],
+    queryFn: () => api.wallet(address!),
+    enabled: !!address,
+    refetchInterval: POLL_MS,
+  });
 }
 
 export function usePeerBinding(peerId: string | undefined) {
-  return useQuery({ queryKey: ['holder', 'binding', peerId], queryFn: () => api.peerBinding(peerId!), enabled: !!peerId });
+  return useQuery({
+    queryKey: ['holder', 'binding', peerId],
+    queryFn: () => api.peerBinding(peerId!),
+    enabled: !!peerId,
+  });
 }
 
 export function usePaymentToken(token: Address) {
@@ -63,7 +72,12 @@ export function useModelChain(m: ModelAddresses, account: Address, claimEpoch: n
       { address: m.vault, abi: RevenueVaultAbi, functionName: 'totalEthDeposited' },
       { address: m.vault, abi: RevenueVaultAbi, functionName: 'totalTokenDeposited' },
       // Epoch 0 never has a root (epochs start at 1): a harmless read when there is no claim.
-      { address: m.distributor, abi: EpochDistributorAbi, functionName: 'isClaimable', args: [BigInt(claimEpoch ?? 0)] },
+      {
+        address: m.distributor,
+        abi: EpochDistributorAbi,
+        functionName: 'isClaimable',
+        args: [BigInt(claimEpoch ?? 0)],
+      },
     ],
     allowFailure: false,
     query: { refetchInterval: POLL_MS },
@@ -107,7 +121,9 @@ export function useTx() {
         const receipt = await waitForTransactionReceipt(config, { hash });
         if (receipt.status !== 'success') throw new Error(`transaction ${hash} reverted`);
         // Everything but /api/chain, whose answer the wagmi config itself is built from.
-        await queryClient.invalidateQueries({ predicate: (q) => !(q.queryKey[0] === 'holder' && q.queryKey[1] === 'chain') });
+        await queryClient.invalidateQueries({
+          predicate: (q) => !(q.queryKey[0] === 'holder' && q.queryKey[1] === 'chain'),
+        });
         setState({ busy: false, status: done() });
       } catch (e) {
         setState({ busy: false, status: '', error: `${label} failed: ${explainError(e)}` });

@@ -30,10 +30,16 @@ export async function linkPeer(i: LinkInput): Promise<Binding> {
   const now = i.now ?? (() => Math.floor(Date.now() / 1000));
   i.onStep?.('Asking the coordinator for a one-time nonce…');
   const n = await i.api.nonce(i.wallet);
-  if (n.chainId !== i.chainId) throw new Error(`the coordinator binds on chain ${n.chainId}, but this page is set up for chain ${i.chainId}`);
+  if (n.chainId !== i.chainId)
+    throw new Error(`the coordinator binds on chain ${n.chainId}, but this page is set up for chain ${i.chainId}`);
   if (getAddress(n.wallet) !== getAddress(i.wallet)) throw new Error(`the nonce is for ${n.wallet}, not ${i.wallet}`);
   const ttl = Math.min(LINK_EXPIRY_SECONDS, n.maxExpirySeconds > 0 ? n.maxExpirySeconds : LINK_EXPIRY_SECONDS);
-  const message: BindingMessage = { peerId: i.peerId, wallet: getAddress(i.wallet), nonce: BigInt(n.nonce), expiry: BigInt(now() + ttl) };
+  const message: BindingMessage = {
+    peerId: i.peerId,
+    wallet: getAddress(i.wallet),
+    nonce: BigInt(n.nonce),
+    expiry: BigInt(now() + ttl),
+  };
   i.onStep?.('Sign the link in your wallet…');
   const walletSignature = await i.signTypedData(bindingTypedData(n.chainId, message));
   const peerSignature = await signBindingAsPeer(i.key, n.chainId, message);

@@ -40,10 +40,20 @@ export function shortPeerId(id: string): string {
 /** "in 4 min (14:05:09)", "now", "2 h ago"; `at` and `now` are unix seconds. */
 export function formatWhen(at: number, now: number, locale?: string): string {
   const d = at - now;
-  const clock = new Date(at * 1000).toLocaleString(locale, { dateStyle: Math.abs(d) >= 86_400 ? 'medium' : undefined, timeStyle: 'medium' });
+  const clock = new Date(at * 1000).toLocaleString(locale, {
+    dateStyle: Math.abs(d) >= 86_400 ? 'medium' : undefined,
+    timeStyle: 'medium',
+  });
   if (Math.abs(d) < 5) return `now (${clock})`;
   const a = Math.abs(d);
-  const span = a < 90 ? `${Math.round(a)} s` : a < 5400 ? `${Math.round(a / 60)} min` : a < 129_600 ? `${Math.round(a / 3600)} h` : `${Math.round(a / 86_400)} d`;
+  const span =
+    a < 90
+      ? `${Math.round(a)} s`
+      : a < 5400
+        ? `${Math.round(a / 60)} min`
+        : a < 129_600
+          ? `${Math.round(a / 3600)} h`
+          : `${Math.round(a / 86_400)} d`;
   return d > 0 ? `in ${span} (${clock})` : `${span} ago (${clock})`;
 }
 
@@ -98,7 +108,19 @@ export interface ChartScale {
   label: string;
 }
 
-const SUPERSCRIPT: Record<string, string> = { '-': '⁻', '0': '⁰', '1': '¹', '2': '²', '3': '³', '4': '⁴', '5': '⁵', '6': '⁶', '7': '⁷', '8': '⁸', '9': '⁹' };
+const SUPERSCRIPT: Record<string, string> = {
+  '-': '⁻',
+  '0': '⁰',
+  '1': '¹',
+  '2': '²',
+  '3': '³',
+  '4': '⁴',
+  '5': '⁵',
+  '6': '⁶',
+  '7': '⁷',
+  '8': '⁸',
+  '9': '⁹',
+};
 
 export function chartScale(maxUnits: bigint): ChartScale {
   let exponent = 0;
@@ -122,7 +144,12 @@ export function chartData(epochs: EpochEntry[]): { points: ChartPoint[]; scale: 
   const scale = chartScale(kept.reduce((m, e) => max(m, max(BigInt(e.cumulative), BigInt(e.shares))), 0n));
   const div = 10 ** (SHARE_DECIMALS + scale.exponent);
   // Number() is only for drawing: exact figures are printed from the bigints.
-  const points = kept.map((e) => ({ epoch: e.epoch, earned: Number(BigInt(e.shares)) / div, cumulative: Number(BigInt(e.cumulative)) / div, status: e.status }));
+  const points = kept.map((e) => ({
+    epoch: e.epoch,
+    earned: Number(BigInt(e.shares)) / div,
+    cumulative: Number(BigInt(e.cumulative)) / div,
+    status: e.status,
+  }));
   return { points, scale };
 }
 
@@ -137,10 +164,16 @@ export const STATUS_LABELS: Record<EpochEntry['status'], string> = {
  * An epoch's state for this holder. The chain's word comes first: the coordinator dates the challenge window
  * by its own clock, the contract by the block's, and only the contract's decides a claim.
  */
-export function epochState(e: EpochEntry, claim: ClaimProof | null, chain: ChainFacts | undefined): { label: string; opensAt: number | null } {
+export function epochState(
+  e: EpochEntry,
+  claim: ClaimProof | null,
+  chain: ChainFacts | undefined,
+): { label: string; opensAt: number | null } {
   if (e.status === 'revoked') return { label: STATUS_LABELS.revoked, opensAt: null };
   if (chain && chain.claimed >= BigInt(e.cumulative) && chain.claimed > 0n) return { label: 'Claimed', opensAt: null };
-  if (chain?.claimEpochClaimable && claim && e.epoch <= claim.epoch) return { label: STATUS_LABELS.claimable, opensAt: null };
-  if (e.status === 'claimable' && chain?.claimEpochClaimable === false) return { label: STATUS_LABELS.challenge, opensAt: e.claimableAt };
+  if (chain?.claimEpochClaimable && claim && e.epoch <= claim.epoch)
+    return { label: STATUS_LABELS.claimable, opensAt: null };
+  if (e.status === 'claimable' && chain?.claimEpochClaimable === false)
+    return { label: STATUS_LABELS.challenge, opensAt: e.claimableAt };
   return { label: STATUS_LABELS[e.status], opensAt: e.status === 'challenge' ? e.claimableAt : null };
 }

@@ -19,7 +19,10 @@ export const useHolderPeer = create<HolderPeerState>()((set, get) => ({
     if (get().status === 'loading' || get().status === 'ready') return;
     set({ status: 'loading', error: undefined });
     try {
-      const [{ loadOrCreateKey }, { peerIdFromPrivateKey }] = await Promise.all([import('../../net/identity-browser.ts'), import('@libp2p/peer-id')]);
+      const [{ loadOrCreateKey }, { peerIdFromPrivateKey }] = await Promise.all([
+        import('../../net/identity-browser.ts'),
+        import('@libp2p/peer-id'),
+      ]);
       const key = await loadOrCreateKey();
       set({ status: 'ready', key, peerId: peerIdFromPrivateKey(key).toString() });
     } catch (e) {

@@ -7,7 +7,13 @@ import { injected } from 'wagmi/connectors/injected';
 import { defineChain, type Chain } from 'viem';
 import type { Deployment } from '../../chain/deployment.ts';
 
-const KNOWN_NAMES: Record<number, string> = { 1: 'Ethereum', 10: 'OP Mainnet', 8453: 'Base', 31337: 'Local chain (anvil)', 11155111: 'Sepolia' };
+const KNOWN_NAMES: Record<number, string> = {
+  1: 'Ethereum',
+  10: 'OP Mainnet',
+  8453: 'Base',
+  31337: 'Local chain (anvil)',
+  11155111: 'Sepolia',
+};
 
 export function chainName(id: number): string {
   return KNOWN_NAMES[id] ?? `Chain ${id}`;

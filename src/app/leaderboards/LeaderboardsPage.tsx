@@ -10,8 +10,8 @@ export function LeaderboardsPage() {
   return (
     <>
       <p className="lead">
-        Who trained the most, per model: verified work (checked and settled), work still pending verification, and
-        the recent average — credit per second, decaying with a half-life of a week, so it shows who is active now.
+        Who trained the most, per model: verified work (checked and settled), work still pending verification, and the
+        recent average — credit per second, decaying with a half-life of a week, so it shows who is active now.
       </p>
       <QueryClientProvider client={queryClient}>
         <Boards />
@@ -28,8 +28,18 @@ function Boards() {
         {`Cannot read the models from the coordinator: ${explainError(models.error)}`}
       </p>
     );
-  if (models.isPending) return <p className="detecting" role="status"><span className="spinner" aria-hidden="true" /> Reading the models…</p>;
-  if (!selected) return <p className="muted" data-testid="boards-no-models">No model is registered yet, so there is no one to rank.</p>;
+  if (models.isPending)
+    return (
+      <p className="detecting" role="status">
+        <span className="spinner" aria-hidden="true" /> Reading the models…
+      </p>
+    );
+  if (!selected)
+    return (
+      <p className="muted" data-testid="boards-no-models">
+        No model is registered yet, so there is no one to rank.
+      </p>
+    );
   return (
     <div className="grid grid-single">
       <ModelPicker models={list} value={selected.id} onChange={choose} />
@@ -40,7 +50,11 @@ function Boards() {
 }
 
 function Board({ modelId, by, title }: { modelId: string; by: LeaderboardBy; title: string }) {
-  const q = useQuery({ queryKey: ['swarm', 'leaderboard', modelId, by], queryFn: () => api.leaderboard(modelId, by), refetchInterval: 15_000 });
+  const q = useQuery({
+    queryKey: ['swarm', 'leaderboard', modelId, by],
+    queryFn: () => api.leaderboard(modelId, by),
+    refetchInterval: 15_000,
+  });
   const titleId = `board-${by}-title`;
   return (
     <section className="card" aria-labelledby={titleId} data-testid={`board-${by}`}>
@@ -50,8 +64,19 @@ function Board({ modelId, by, title }: { modelId: string; by: LeaderboardBy; tit
           {`Cannot read the ${title.toLowerCase()} leaderboard: ${explainError(q.error)}`}
         </p>
       )}
-      {q.isPending && <p className="muted" role="status">Reading…</p>}
-      {q.data && (q.data.rows.length === 0 ? <p className="muted">{by === 'team' ? 'No team has credit on this model yet.' : 'No one has credit on this model yet.'}</p> : <BoardTable rows={q.data.rows} by={by} modelId={modelId} />)}
+      {q.isPending && (
+        <p className="muted" role="status">
+          Reading…
+        </p>
+      )}
+      {q.data &&
+        (q.data.rows.length === 0 ? (
+          <p className="muted">
+            {by === 'team' ? 'No team has credit on this model yet.' : 'No one has credit on this model yet.'}
+          </p>
+        ) : (
+          <BoardTable rows={q.data.rows} by={by} modelId={modelId} />
+        ))}
     </section>
   );
 }
@@ -63,13 +88,23 @@ function BoardTable({ rows, by, modelId }: { rows: LeaderboardRow[]; by: Leaderb
         <caption className="sr-only">{`${by === 'team' ? 'Teams' : 'Volunteers'} of ${modelId} by verified work`}</caption>
         <thead>
           <tr>
-            <th scope="col" className="num">Rank</th>
+            <th scope="col" className="num">
+              Rank
+            </th>
             <th scope="col">{by === 'team' ? 'Team' : 'Volunteer'}</th>
             {by === 'volunteer' && <th scope="col">Team</th>}
-            <th scope="col" className="num">Verified</th>
-            <th scope="col" className="num">Pending</th>
-            <th scope="col" className="num">Recent average</th>
-            <th scope="col" className="num">Peers</th>
+            <th scope="col" className="num">
+              Verified
+            </th>
+            <th scope="col" className="num">
+              Pending
+            </th>
+            <th scope="col" className="num">
+              Recent average
+            </th>
+            <th scope="col" className="num">
+              Peers
+            </th>
           </tr>
         </thead>
         <tbody>
@@ -78,8 +113,12 @@ function BoardTable({ rows, by, modelId }: { rows: LeaderboardRow[]; by: Leaderb
               <td className="num">{r.rank}</td>
               <th scope="row">{by === 'team' ? r.name : <code title={r.id}>{r.name || shortId(r.id)}</code>}</th>
               {by === 'volunteer' && <td>{r.team ?? '—'}</td>}
-              <td className="num" title={`${r.verifiedFlops} FLOP`}>{formatFlops(r.verifiedFlops)}</td>
-              <td className="num" title={`${r.pendingFlops} FLOP`}>{formatFlops(r.pendingFlops)}</td>
+              <td className="num" title={`${r.verifiedFlops} FLOP`}>
+                {formatFlops(r.verifiedFlops)}
+              </td>
+              <td className="num" title={`${r.pendingFlops} FLOP`}>
+                {formatFlops(r.pendingFlops)}
+              </td>
               <td className="num">{formatFlopRate(r.recentAverage)}</td>
               <td className="num">{formatCount(r.peers)}</td>
             </tr>

@@ -26,12 +26,42 @@ export function LiveCharts({ modelId, live }: { modelId: string; live: LiveState
             <ResponsiveContainer width="100%" height="100%">
               <LineChart data={loss} margin={{ top: 8, right: 12, bottom: 4, left: 0 }} accessibilityLayer={false}>
                 <CartesianGrid strokeDasharray="3 3" stroke={AXIS} strokeOpacity={0.35} />
-                <XAxis dataKey="step" type="number" domain={['dataMin', 'dataMax']} tickLine={false} stroke={AXIS} fontSize={12} allowDecimals={false} />
+                <XAxis
+                  dataKey="step"
+                  type="number"
+                  domain={['dataMin', 'dataMax']}
+                  tickLine={false}
+                  stroke={AXIS}
+                  fontSize={12}
+                  allowDecimals={false}
+                />
                 <YAxis tickFormatter={tick} width={44} stroke={AXIS} fontSize={12} domain={['auto', 'auto']} />
-                <Tooltip formatter={(v) => Number(v).toFixed(4)} labelFormatter={(l) => `Step ${l}`} itemStyle={TOOLTIP_TEXT} />
+                <Tooltip
+                  formatter={(v) => Number(v).toFixed(4)}
+                  labelFormatter={(l) => `Step ${l}`}
+                  itemStyle={TOOLTIP_TEXT}
+                />
                 <Legend wrapperStyle={{ fontSize: 13 }} />
-                <Line dataKey="train" name="Training loss" stroke="#0e9aa7" strokeWidth={2} dot={false} isAnimationActive={false} connectNulls />
-                {hasVal && <Line dataKey="val" name="Validation loss" stroke="#f59e0b" strokeWidth={2} dot={{ r: 3 }} isAnimationActive={false} connectNulls />}
+                <Line
+                  dataKey="train"
+                  name="Training loss"
+                  stroke="#0e9aa7"
+                  strokeWidth={2}
+                  dot={false}
+                  isAnimationActive={false}
+                  connectNulls
+                />
+                {hasVal && (
+                  <Line
+                    dataKey="val"
+                    name="Validation loss"
+                    stroke="#f59e0b"
+                    strokeWidth={2}
+                    dot={{ r: 3 }}
+                    isAnimationActive={false}
+                    connectNulls
+                  />
+                )}
               </LineChart>
             </ResponsiveContainer>
           ) : (
@@ -48,12 +78,35 @@ export function LiveCharts({ modelId, live }: { modelId: string; live: LiveState
         <div className="research-chart-box" aria-hidden="true">
           {live.throughput.length > 0 ? (
             <ResponsiveContainer width="100%" height="100%">
-              <LineChart data={live.throughput} margin={{ top: 8, right: 12, bottom: 4, left: 0 }} accessibilityLayer={false}>
+              <LineChart
+                data={live.throughput}
+                margin={{ top: 8, right: 12, bottom: 4, left: 0 }}
+                accessibilityLayer={false}
+              >
                 <CartesianGrid strokeDasharray="3 3" stroke={AXIS} strokeOpacity={0.35} />
-                <XAxis dataKey="step" type="number" domain={['dataMin', 'dataMax']} tickLine={false} stroke={AXIS} fontSize={12} allowDecimals={false} />
+                <XAxis
+                  dataKey="step"
+                  type="number"
+                  domain={['dataMin', 'dataMax']}
+                  tickLine={false}
+                  stroke={AXIS}
+                  fontSize={12}
+                  allowDecimals={false}
+                />
                 <YAxis tickFormatter={tick} width={52} stroke={AXIS} fontSize={12} />
-                <Tooltip formatter={(v) => formatTokensPerSecond(Number(v))} labelFormatter={(l) => `Step ${l}`} itemStyle={TOOLTIP_TEXT} />
-                <Line dataKey="tokensPerSecond" name="Tokens/s" stroke="#6366f1" strokeWidth={2} dot={false} isAnimationActive={false} />
+                <Tooltip
+                  formatter={(v) => formatTokensPerSecond(Number(v))}
+                  labelFormatter={(l) => `Step ${l}`}
+                  itemStyle={TOOLTIP_TEXT}
+                />
+                <Line
+                  dataKey="tokensPerSecond"
+                  name="Tokens/s"
+                  stroke="#6366f1"
+                  strokeWidth={2}
+                  dot={false}
+                  isAnimationActive={false}
+                />
               </LineChart>
             </ResponsiveContainer>
           ) : (
@@ -61,7 +114,9 @@ export function LiveCharts({ modelId, live }: { modelId: string; live: LiveState
           )}
         </div>
         <figcaption className="muted small" data-testid="research-throughput-caption">
-          {tps === undefined ? 'Training tokens per second, per step: none yet.' : `Training throughput: ${formatTokensPerSecond(tps)} over the last ${Math.min(10, live.throughput.length)} steps.`}
+          {tps === undefined
+            ? 'Training tokens per second, per step: none yet.'
+            : `Training throughput: ${formatTokensPerSecond(tps)} over the last ${Math.min(10, live.throughput.length)} steps.`}
         </figcaption>
       </figure>
     </div>

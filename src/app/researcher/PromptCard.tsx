@@ -25,7 +25,12 @@ export function PromptCard({ models, modelId }: { models: ModelSummary[]; modelI
   const key = d ? `${d.chainId} ${d.rpcUrl}` : '';
   const wagmi = useMemo(() => (d ? holderWagmiConfig(d) : undefined), [key]);
   let body: ReactNode;
-  if (info.isPending) body = <p className="muted" role="status">Reading the chain settings…</p>;
+  if (info.isPending)
+    body = (
+      <p className="muted" role="status">
+        Reading the chain settings…
+      </p>
+    );
   else if (info.error)
     body = (
       <p className="notice notice-error notice-detail" role="alert">
@@ -55,7 +60,17 @@ export function PromptCard({ models, modelId }: { models: ModelSummary[]; modelI
   );
 }
 
-function Connected({ d, chain, models, modelId }: { d: Deployment; chain: Chain; models: ModelSummary[]; modelId?: string }) {
+function Connected({
+  d,
+  chain,
+  models,
+  modelId,
+}: {
+  d: Deployment;
+  chain: Chain;
+  models: ModelSummary[];
+  modelId?: string;
+}) {
   const conn = useConnection();
   const ready = conn.status === 'connected' && conn.chainId === chain.id && !!conn.address;
   // wagmi passes through a reconnect for a moment now and then (seen as a prompt finished streaming): the form
@@ -78,7 +93,11 @@ function Connected({ d, chain, models, modelId }: { d: Deployment; chain: Chain;
 
 function Balance({ d, account, chainId }: { d: Deployment; account: Address; chainId: number }) {
   const config = useConfig();
-  const payer = useQuery({ queryKey: ['research', 'payer', account], queryFn: () => api.payer(account), refetchInterval: 10_000 });
+  const payer = useQuery({
+    queryKey: ['research', 'payer', account],
+    queryFn: () => api.payer(account),
+    refetchInterval: 10_000,
+  });
   const tx = useTx();
   const [amount, setAmount] = useState('0.01');
   const id = useId();
@@ -95,7 +114,15 @@ function Balance({ d, account, chainId }: { d: Deployment; account: Address; cha
     if (!escrow || !valid) return;
     void tx.run(
       'Deposit',
-      () => writeContract(config, { address: escrow, abi: InferenceEscrowAbi, functionName: 'deposit', value, account, chainId }),
+      () =>
+        writeContract(config, {
+          address: escrow,
+          abi: InferenceEscrowAbi,
+          functionName: 'deposit',
+          value,
+          account,
+          chainId,
+        }),
       () => `Deposited ${amount.trim()} ETH into the inference escrow.`,
     );
   };
@@ -109,15 +136,28 @@ function Balance({ d, account, chainId }: { d: Deployment; account: Address; cha
       )}
       {payer.data && (
         <dl className="fields">
-          <Field name="Available" testId="prompt-available">{formatWei(payer.data.available)}</Field>
-          <Field name="Deposited" testId="prompt-deposit">{formatWei(payer.data.deposit)}</Field>
-          <Field name="Used, not yet charged" testId="prompt-uncharged">{formatWei(payer.data.uncharged)}</Field>
+          <Field name="Available" testId="prompt-available">
+            {formatWei(payer.data.available)}
+          </Field>
+          <Field name="Deposited" testId="prompt-deposit">
+            {formatWei(payer.data.deposit)}
+          </Field>
+          <Field name="Used, not yet charged" testId="prompt-uncharged">
+            {formatWei(payer.data.uncharged)}
+          </Field>
         </dl>
       )}
       {escrow ? (
         <form className="controls" onSubmit={deposit}>
           <label htmlFor={`${id}-amount`}>Amount (ETH)</label>
-          <input id={`${id}-amount`} className="input-short" inputMode="decimal" value={amount} onChange={(e) => setAmount(e.target.value)} aria-invalid={valid ? undefined : true} />
+          <input
+            id={`${id}-amount`}
+            className="input-short"
+            inputMode="decimal"
+            value={amount}
+            onChange={(e) => setAmount(e.target.value)}
+            aria-invalid={valid ? undefined : true}
+          />
           <button type="submit" className="button" disabled={tx.busy || !valid}>
             Deposit
           </button>
@@ -149,26 +189,36 @@ function PromptForm({ account, models, modelId }: { account: Address; models: Mo
     if (!chosen || busy) return;
     const max = Number(maxTokens);
     const temp = Number(temperature);
-    if (!Number.isInteger(max) || max < 1 || max > 1024) return setError('Max tokens must be a whole number from 1 to 1024.');
+    if (!Number.isInteger(max) || max < 1 || max > 1024)
+      return setError('Max tokens must be a whole number from 1 to 1024.');
     if (!Number.isFinite(temp) || temp < 0 || temp > 2) return setError('Temperature must be between 0 and 2.');
     if (prompt.trim() === '') return setError('Type a prompt first.');
     setError(undefined);
     setOutput('');
     setBusy(true);
     setStatus('Sign the request in your wallet…');
-    const signer: MessageSigner = { address: account, signMessage: ({ message }) => signMessage(config, { account, message }) };
+    const signer: MessageSigner = {
+      address: account,
+      signMessage: ({ message }) => signMessage(config, { account, message }),
+    };
     abort.current = new AbortController();
     let tokens = 0;
     let usage: PromptUsage | undefined;
     try {
-      for await (const piece of streamCompletion({ model: chosen.id, prompt, maxTokens: max, temperature: temp }, signer, { url: `${location.origin}/v1/completions`, signal: abort.current.signal })) {
+      for await (const piece of streamCompletion(
+        { model: chosen.id, prompt, maxTokens: max, temperature: temp },
+        signer,
+        { url: `${location.origin}/v1/completions`, signal: abort.current.signal },
+      )) {
         if ('text' in piece) {
           tokens++;
           setOutput((o) => o + piece.text);
           setStatus(`Streaming from the swarm… ${tokens} token${tokens === 1 ? '' : 's'}`);
         } else if ('usage' in piece) usage = piece.usage;
       }
-      const cost = usage ? ` · ${usage.prompt_tokens} prompt + ${usage.completion_tokens} generated tokens at ${chosen.pricePer1kTokens} ETH per 1,000` : '';
+      const cost = usage
+        ? ` · ${usage.prompt_tokens} prompt + ${usage.completion_tokens} generated tokens at ${chosen.pricePer1kTokens} ETH per 1,000`
+        : '';
       setStatus(`Done${cost}.`);
     } catch (err) {
       if ((err as Error).name === 'AbortError') setStatus(`Stopped after ${tokens} tokens.`);
@@ -199,11 +249,21 @@ function PromptForm({ account, models, modelId }: { account: Address; models: Mo
         </div>
         <div className="form-field">
           <label htmlFor={`${id}-max`}>Max tokens</label>
-          <input id={`${id}-max`} inputMode="numeric" value={maxTokens} onChange={(e) => setMaxTokens(e.target.value)} />
+          <input
+            id={`${id}-max`}
+            inputMode="numeric"
+            value={maxTokens}
+            onChange={(e) => setMaxTokens(e.target.value)}
+          />
         </div>
         <div className="form-field">
           <label htmlFor={`${id}-temp`}>Temperature</label>
-          <input id={`${id}-temp`} inputMode="decimal" value={temperature} onChange={(e) => setTemperature(e.target.value)} />
+          <input
+            id={`${id}-temp`}
+            inputMode="decimal"
+            value={temperature}
+            onChange={(e) => setTemperature(e.target.value)}
+          />
         </div>
       </div>
       <div className="form-field">

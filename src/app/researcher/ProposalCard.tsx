@@ -2,12 +2,30 @@ import { useMutation, useQueryClient } from '@tanstack/react-query';
 import { useId, useRef, useState, type FormEvent, type ReactNode } from 'react';
 import { ApiError, api, type ModelDetail } from '../coordinator-api.ts';
 import { explainError } from '../errors.ts';
-import { checkDraft, CODECS, DEFAULT_DRAFT, fieldOfError, VOCABS, type DraftErrors, type ProposalDraft } from './proposal.ts';
+import {
+  checkDraft,
+  CODECS,
+  DEFAULT_DRAFT,
+  fieldOfError,
+  VOCABS,
+  type DraftErrors,
+  type ProposalDraft,
+} from './proposal.ts';
 
 type Key = keyof ProposalDraft;
 
 /** A labelled input with its hint and its error, tied together for screen readers. */
-function Input({ k, label, hint, draft, errors, set, type = 'text', inputMode, children }: {
+function Input({
+  k,
+  label,
+  hint,
+  draft,
+  errors,
+  set,
+  type = 'text',
+  inputMode,
+  children,
+}: {
   k: Key;
   label: string;
   hint?: ReactNode;
@@ -25,14 +43,38 @@ function Input({ k, label, hint, draft, errors, set, type = 'text', inputMode, c
     <div className="form-field">
       <label htmlFor={id}>{label}</label>
       {children ? (
-        <select id={id} name={k} value={draft[k]} onChange={(e) => set(k, e.target.value)} aria-invalid={errors[k] ? true : undefined} aria-describedby={described}>
+        <select
+          id={id}
+          name={k}
+          value={draft[k]}
+          onChange={(e) => set(k, e.target.value)}
+          aria-invalid={errors[k] ? true : undefined}
+          aria-describedby={described}
+        >
           {children}
         </select>
       ) : (
-        <input id={id} name={k} type={type} inputMode={inputMode} value={draft[k]} onChange={(e) => set(k, e.target.value)} aria-invalid={errors[k] ? true : undefined} aria-describedby={described} />
+        <input
+          id={id}
+          name={k}
+          type={type}
+          inputMode={inputMode}
+          value={draft[k]}
+          onChange={(e) => set(k, e.target.value)}
+          aria-invalid={errors[k] ? true : undefined}
+          aria-describedby={described}
+        />
       )}
-      {hint && <span id={`${id}-hint`} className="muted small">{hint}</span>}
-      {errors[k] && <span id={`${id}-err`} className="form-error" data-testid={`propose-error-${k}`}>{errors[k]}</span>}
+      {hint && (
+        <span id={`${id}-hint`} className="muted small">
+          {hint}
+        </span>
+      )}
+      {errors[k] && (
+        <span id={`${id}-err`} className="form-error" data-testid={`propose-error-${k}`}>
+          {errors[k]}
+        </span>
+      )}
     </div>
   );
 }
@@ -66,12 +108,19 @@ export function ProposalCard({ onProposed }: { onProposed: (m: ModelDetail) => v
     if (!checked.proposal) return focusFirstError(checked.errors);
     try {
       const m = await propose.mutateAsync(checked.proposal);
-      setDone(`Registered ${m.name} as ${m.id}: volunteers can choose it now, and it trains once every stage has a holder.`);
+      setDone(
+        `Registered ${m.name} as ${m.id}: volunteers can choose it now, and it trains once every stage has a holder.`,
+      );
       await queryClient.invalidateQueries({ queryKey: ['swarm', 'models'] });
       onProposed(m);
     } catch (e) {
       const message = explainError(e);
-      const field = e instanceof ApiError && e.status === 400 ? fieldOfError(e.message) : e instanceof ApiError && e.status === 409 ? 'id' : undefined;
+      const field =
+        e instanceof ApiError && e.status === 400
+          ? fieldOfError(e.message)
+          : e instanceof ApiError && e.status === 409
+            ? 'id'
+            : undefined;
       if (field) {
         const next = { [field]: message };
         setErrors(next);
@@ -92,14 +141,23 @@ export function ProposalCard({ onProposed }: { onProposed: (m: ModelDetail) => v
           <legend>Name</legend>
           <div className="form-grid">
             <Input k="name" label="Name" {...common} />
-            <Input k="id" label="Id (optional)" hint="lower-case, e.g. tiny-four; made from the name if empty" {...common} />
+            <Input
+              k="id"
+              label="Id (optional)"
+              hint="lower-case, e.g. tiny-four; made from the name if empty"
+              {...common}
+            />
           </div>
         </fieldset>
         <fieldset>
           <legend>Architecture</legend>
           <div className="form-grid">
             <Input k="vocab" label="Vocabulary" {...common}>
-              {VOCABS.map((v) => <option key={v} value={String(v)}>{v}</option>)}
+              {VOCABS.map((v) => (
+                <option key={v} value={String(v)}>
+                  {v}
+                </option>
+              ))}
             </Input>
             <Input k="dModel" label="Width (dModel)" inputMode="numeric" {...common} />
             <Input k="heads" label="Attention heads" inputMode="numeric" {...common} />
@@ -112,7 +170,11 @@ export function ProposalCard({ onProposed }: { onProposed: (m: ModelDetail) => v
           <div className="form-grid">
             <Input k="layout" label="Layers per stage" hint="comma-separated, adding up to the layers" {...common} />
             <Input k="codec" label="Boundary codec" {...common}>
-              {CODECS.map((c) => <option key={c} value={c}>{c}</option>)}
+              {CODECS.map((c) => (
+                <option key={c} value={c}>
+                  {c}
+                </option>
+              ))}
             </Input>
             <Input k="microBatches" label="Micro-batches per step" inputMode="numeric" {...common} />
             <Input k="batch" label="Sequences per micro-batch" inputMode="numeric" {...common} />
@@ -131,7 +193,15 @@ export function ProposalCard({ onProposed }: { onProposed: (m: ModelDetail) => v
           <button type="submit" className="button" disabled={propose.isPending}>
             Propose model
           </button>
-          <button type="button" className="button button-quiet" onClick={() => { setDraft(DEFAULT_DRAFT); setErrors({}); setGeneral(undefined); }}>
+          <button
+            type="button"
+            className="button button-quiet"
+            onClick={() => {
+              setDraft(DEFAULT_DRAFT);
+              setErrors({});
+              setGeneral(undefined);
+            }}
+          >
             Reset to defaults
           </button>
         </div>

@@ -34,8 +34,16 @@ function Research() {
           {`Cannot read the models from the coordinator: ${explainError(models.error)}`}
         </p>
       )}
-      {models.isPending && <p className="detecting" role="status"><span className="spinner" aria-hidden="true" /> Reading the models…</p>}
-      {models.data && list.length === 0 && <p className="muted" data-testid="research-no-models">No model is registered yet: propose the first one below.</p>}
+      {models.isPending && (
+        <p className="detecting" role="status">
+          <span className="spinner" aria-hidden="true" /> Reading the models…
+        </p>
+      )}
+      {models.data && list.length === 0 && (
+        <p className="muted" data-testid="research-no-models">
+          No model is registered yet: propose the first one below.
+        </p>
+      )}
       {selected && <ModelView m={selected} models={list} choose={choose} />}
       {models.data && <PromptCard models={list} modelId={selected?.id} />}
       <ProposalCard onProposed={(m) => choose(m.id)} />
@@ -46,8 +54,9 @@ function Research() {
 function ModelFacts({ m }: { m: ModelSummary }) {
   return (
     <p className="muted small" data-testid="research-facts">
-      {m.stages} stage{m.stages === 1 ? '' : 's'} · {formatCount(m.peers)} peer{m.peers === 1 ? '' : 's'} · codec <code>{m.codec}</code> ·{' '}
-      {m.covered ? 'every stage has a holder' : 'waiting for holders'} · {m.pricePer1kTokens} ETH per 1,000 tokens
+      {m.stages} stage{m.stages === 1 ? '' : 's'} · {formatCount(m.peers)} peer{m.peers === 1 ? '' : 's'} · codec{' '}
+      <code>{m.codec}</code> · {m.covered ? 'every stage has a holder' : 'waiting for holders'} · {m.pricePer1kTokens}{' '}
+      ETH per 1,000 tokens
     </p>
   );
 }
@@ -64,7 +73,11 @@ function ModelView({ m, models, choose }: { m: ModelSummary; models: ModelSummar
         </div>
         <ModelFacts m={m} />
         <p className="holder-status" role="status" data-testid="research-stream" data-stream={live.stream}>
-          {live.stream === 'live' ? 'Live: updates as steps finish.' : live.stream === 'polling' ? 'The live stream is down: refreshing every 5 s.' : 'Connecting to the live stream…'}
+          {live.stream === 'live'
+            ? 'Live: updates as steps finish.'
+            : live.stream === 'polling'
+              ? 'The live stream is down: refreshing every 5 s.'
+              : 'Connecting to the live stream…'}
         </p>
         {live.error && (
           <p className="notice notice-error notice-detail" role="alert">

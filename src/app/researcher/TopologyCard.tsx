@@ -1,9 +1,28 @@
-import { Handle, Position, ReactFlow, type Edge, type NodeProps, type NodeTypes, type ReactFlowInstance } from '@xyflow/react';
+import {
+  Handle,
+  Position,
+  ReactFlow,
+  type Edge,
+  type NodeProps,
+  type NodeTypes,
+  type ReactFlowInstance,
+} from '@xyflow/react';
 import '@xyflow/react/dist/style.css';
 import { useEffect, useMemo, useRef } from 'react';
 import type { Topology } from '../coordinator-api.ts';
 import { formatCount, formatTokensPerSecond, shortId } from '../format.ts';
-import { codecRows, HEADER_HEIGHT, linkLabel, ROW_HEIGHT, stageLabel, topologyGraph, topologySummary, type PeerNodeData, type StageHeaderData, type TopologyNode } from './shape.ts';
+import {
+  codecRows,
+  HEADER_HEIGHT,
+  linkLabel,
+  ROW_HEIGHT,
+  stageLabel,
+  topologyGraph,
+  topologySummary,
+  type PeerNodeData,
+  type StageHeaderData,
+  type TopologyNode,
+} from './shape.ts';
 import { ScrollTable } from '../components/ScrollTable.tsx';
 
 // Handles only anchor the edges: nobody draws new links here.
@@ -61,7 +80,12 @@ export function TopologyCard({ topology }: { topology?: Topology }) {
     const t = requestAnimationFrame(() => void flow.current?.fitView(FIT));
     return () => cancelAnimationFrame(t);
   }, [graph]);
-  if (!topology || !graph) return <p className="muted" role="status">Reading the topology…</p>;
+  if (!topology || !graph)
+    return (
+      <p className="muted" role="status">
+        Reading the topology…
+      </p>
+    );
   const rows = Math.max(1, ...topology.stages.map((s) => s.peers.length));
   const height = Math.min(560, HEADER_HEIGHT + rows * ROW_HEIGHT + 40);
   const stageOf = new Map(topology.stages.flatMap((s) => s.peers.map((p) => [p.peerId, s.index] as const)));
@@ -72,9 +96,18 @@ export function TopologyCard({ topology }: { topology?: Topology }) {
   const codec = codecRows(topology.boundaries);
   return (
     <>
-      <p className="muted small" data-testid="topo-summary">{topologySummary(topology)}</p>
+      <p className="muted small" data-testid="topo-summary">
+        {topologySummary(topology)}
+      </p>
       <figure className="topo-figure">
-        <div ref={box} className="topo-box" style={{ height }} role="img" aria-label={`Topology diagram: ${topologySummary(topology)}`} data-testid="topo-diagram">
+        <div
+          ref={box}
+          className="topo-box"
+          style={{ height }}
+          role="img"
+          aria-label={`Topology diagram: ${topologySummary(topology)}`}
+          data-testid="topo-diagram"
+        >
           <ReactFlow
             key={`${topology.stages.length}:${rows}`}
             nodes={graph.nodes}
@@ -96,7 +129,9 @@ export function TopologyCard({ topology }: { topology?: Topology }) {
             proOptions={{ hideAttribution: true }}
           />
         </div>
-        <figcaption className="muted small">Solid links carry activations and gradients between stages; dashed ones keep replicas of a stage in sync.</figcaption>
+        <figcaption className="muted small">
+          Solid links carry activations and gradients between stages; dashed ones keep replicas of a stage in sync.
+        </figcaption>
       </figure>
       <h3>Peers</h3>
       <ScrollTable label="Peers per stage">
@@ -107,8 +142,12 @@ export function TopologyCard({ topology }: { topology?: Topology }) {
               <th scope="col">Stage</th>
               <th scope="col">Peer</th>
               <th scope="col">Kind</th>
-              <th scope="col" className="num">Replica</th>
-              <th scope="col" className="num">Speed</th>
+              <th scope="col" className="num">
+                Replica
+              </th>
+              <th scope="col" className="num">
+                Speed
+              </th>
               <th scope="col">Team</th>
             </tr>
           </thead>
@@ -118,13 +157,17 @@ export function TopologyCard({ topology }: { topology?: Topology }) {
                 ? [
                     <tr key={`empty-${s.index}`}>
                       <th scope="row">{s.index + 1}</th>
-                      <td colSpan={5} className="muted">no holder ({stageLabel(s)})</td>
+                      <td colSpan={5} className="muted">
+                        no holder ({stageLabel(s)})
+                      </td>
                     </tr>,
                   ]
                 : s.peers.map((p) => (
                     <tr key={p.peerId} data-peer={p.peerId}>
                       <th scope="row">{s.index + 1}</th>
-                      <td><code title={p.peerId}>{shortId(p.peerId)}</code></td>
+                      <td>
+                        <code title={p.peerId}>{shortId(p.peerId)}</code>
+                      </td>
                       <td>{p.kind}</td>
                       <td className="num">{p.replica + 1}</td>
                       <td className="num">{formatTokensPerSecond(p.tokensPerSecond)}</td>
@@ -145,7 +188,9 @@ export function TopologyCard({ topology }: { topology?: Topology }) {
                 <tr>
                   <th scope="col">Kind</th>
                   <th scope="col">From → to</th>
-                  <th scope="col" className="num">Bandwidth · RTT</th>
+                  <th scope="col" className="num">
+                    Bandwidth · RTT
+                  </th>
                 </tr>
               </thead>
               <tbody>
@@ -153,7 +198,8 @@ export function TopologyCard({ topology }: { topology?: Topology }) {
                   <tr key={`${l.kind}:${l.from}:${l.to}`}>
                     <td>{l.kind}</td>
                     <td>
-                      <code title={l.from}>{shortId(l.from)}</code> ({stageText(l.from)}) → <code title={l.to}>{shortId(l.to)}</code> ({stageText(l.to)})
+                      <code title={l.from}>{shortId(l.from)}</code> ({stageText(l.from)}) →{' '}
+                      <code title={l.to}>{shortId(l.to)}</code> ({stageText(l.to)})
                     </td>
                     <td className="num">{linkLabel(l.bytesPerSecond, l.rttMs)}</td>
                   </tr>
@@ -174,17 +220,27 @@ export function TopologyCard({ topology }: { topology?: Topology }) {
               <tr>
                 <th scope="col">Boundary</th>
                 <th scope="col">Codec</th>
-                <th scope="col" className="num">Measured bytes/token</th>
-                <th scope="col" className="num">Raw float32</th>
-                <th scope="col" className="num">Smaller by</th>
+                <th scope="col" className="num">
+                  Measured bytes/token
+                </th>
+                <th scope="col" className="num">
+                  Raw float32
+                </th>
+                <th scope="col" className="num">
+                  Smaller by
+                </th>
               </tr>
             </thead>
             <tbody>
               {codec.map((r) => (
                 <tr key={r.boundary}>
                   <th scope="row">{r.boundary}</th>
-                  <td><code>{r.codec}</code></td>
-                  <td className="num">{r.measured === null ? 'not yet measured' : formatCount(Math.round(r.measured))}</td>
+                  <td>
+                    <code>{r.codec}</code>
+                  </td>
+                  <td className="num">
+                    {r.measured === null ? 'not yet measured' : formatCount(Math.round(r.measured))}
+                  </td>
                   <td className="num">{formatCount(r.raw)}</td>
                   <td className="num">{r.ratio === null ? '—' : `${r.ratio.toFixed(1)}×`}</td>
                 </tr>

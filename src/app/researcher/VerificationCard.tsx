@@ -6,7 +6,11 @@ import { ScrollTable } from '../components/ScrollTable.tsx';
 
 /** Per settled epoch: work units receipted, the share a replica recomputed, mismatches found and who was caught. */
 export function VerificationCard({ modelId }: { modelId: string }) {
-  const q = useQuery({ queryKey: ['research', 'verification', modelId], queryFn: () => api.verification(modelId), refetchInterval: 15_000 });
+  const q = useQuery({
+    queryKey: ['research', 'verification', modelId],
+    queryFn: () => api.verification(modelId),
+    refetchInterval: 15_000,
+  });
   return (
     <section className="card" aria-labelledby="research-verify-title" data-testid="research-verification">
       <h2 id="research-verify-title">Verification</h2>
@@ -29,27 +33,45 @@ export function VerificationCard({ modelId }: { modelId: string }) {
               <thead>
                 <tr>
                   <th scope="col">Epoch</th>
-                  <th scope="col" className="num">Units</th>
-                  <th scope="col" className="num">Recomputed</th>
-                  <th scope="col" className="num">Share</th>
-                  <th scope="col" className="num">Mismatches</th>
+                  <th scope="col" className="num">
+                    Units
+                  </th>
+                  <th scope="col" className="num">
+                    Recomputed
+                  </th>
+                  <th scope="col" className="num">
+                    Share
+                  </th>
+                  <th scope="col" className="num">
+                    Mismatches
+                  </th>
                   <th scope="col">Caught</th>
                 </tr>
               </thead>
               <tbody>
-                {[...q.data.epochs].sort((a, b) => b.epoch - a.epoch).map((e) => (
-                  <tr key={e.epoch}>
-                    <th scope="row">
-                      {e.epoch}
-                      {e.status === 'pending' && <span className="muted"> (open)</span>}
-                    </th>
-                    <td className="num">{formatCount(e.units)}</td>
-                    <td className="num">{formatCount(e.audited)}</td>
-                    <td className="num">{formatPercent(e.share)}</td>
-                    <td className="num">{formatCount(e.mismatches)}</td>
-                    <td>{e.caught.length === 0 ? 'none' : e.caught.map((p) => <code key={p} title={p}>{shortId(p)} </code>)}</td>
-                  </tr>
-                ))}
+                {[...q.data.epochs]
+                  .sort((a, b) => b.epoch - a.epoch)
+                  .map((e) => (
+                    <tr key={e.epoch}>
+                      <th scope="row">
+                        {e.epoch}
+                        {e.status === 'pending' && <span className="muted"> (open)</span>}
+                      </th>
+                      <td className="num">{formatCount(e.units)}</td>
+                      <td className="num">{formatCount(e.audited)}</td>
+                      <td className="num">{formatPercent(e.share)}</td>
+                      <td className="num">{formatCount(e.mismatches)}</td>
+                      <td>
+                        {e.caught.length === 0
+                          ? 'none'
+                          : e.caught.map((p) => (
+                              <code key={p} title={p}>
+                                {shortId(p)}{' '}
+                              </code>
+                            ))}
+                      </td>
+                    </tr>
+                  ))}
               </tbody>
               <tfoot>
                 <tr>

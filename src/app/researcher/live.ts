@@ -27,17 +27,28 @@ export function useLive(modelId: string): LiveState {
     let poll: ReturnType<typeof setInterval> | undefined;
     setState({ metrics: [], throughput: [], stream: 'connecting' });
     const update = (f: (s: LiveState) => LiveState) => !stopped && setState(f);
-    const fail = (what: string) => (e: unknown) => update((s) => ({ ...s, error: `Cannot read the ${what}: ${explainError(e)}` }));
+    const fail = (what: string) => (e: unknown) =>
+      update((s) => ({ ...s, error: `Cannot read the ${what}: ${explainError(e)}` }));
 
     const readAll = () => {
-      void api.metrics(modelId).then((m) => update((s) => ({ ...s, metrics: mergeMetrics(s.metrics, m), error: undefined })), fail('loss history'));
-      void api.throughput(modelId).then((p) => update((s) => ({ ...s, throughput: mergeThroughput(s.throughput, p) })), fail('throughput history'));
+      void api
+        .metrics(modelId)
+        .then(
+          (m) => update((s) => ({ ...s, metrics: mergeMetrics(s.metrics, m), error: undefined })),
+          fail('loss history'),
+        );
+      void api
+        .throughput(modelId)
+        .then(
+          (p) => update((s) => ({ ...s, throughput: mergeThroughput(s.throughput, p) })),
+          fail('throughput history'),
+        );
       void api.topology(modelId).then((t) => update((s) => ({ ...s, topology: t })), fail('topology'));
     };
     readAll();
 
     const source = new EventSource(`/api/models/${encodeURIComponent(modelId)}/live`);
-    const json = <T,>(e: Event): T | undefined => {
+    const json = <T>(e: Event): T | undefined => {
       try {
         return JSON.parse((e as MessageEvent<string>).data) as T;
       } catch {
@@ -57,7 +68,12 @@ export function useLive(modelId: string): LiveState {
     });
     source.addEventListener('snapshot', (e) => {
       const snap = json<{ metrics?: MetricRecord[]; throughput?: ThroughputPoint[] }>(e);
-      if (snap) update((s) => ({ ...s, metrics: mergeMetrics(s.metrics, snap.metrics ?? []), throughput: mergeThroughput(s.throughput, snap.throughput ?? []) }));
+      if (snap)
+        update((s) => ({
+          ...s,
+          metrics: mergeMetrics(s.metrics, snap.metrics ?? []),
+          throughput: mergeThroughput(s.throughput, snap.throughput ?? []),
+        }));
     });
     source.addEventListener('metric', (e) => {
       const m = json<MetricRecord>(e);

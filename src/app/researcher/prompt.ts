@@ -35,15 +35,20 @@ export class PromptError extends Error {
 
 export function completionBody(r: PromptRequest): Record<string, unknown> {
   return {
-    model: r.model, prompt: r.prompt, max_tokens: r.maxTokens, temperature: r.temperature,
+    model: r.model,
+    prompt: r.prompt,
+    max_tokens: r.maxTokens,
+    temperature: r.temperature,
     ...(r.seed !== undefined ? { seed: r.seed } : {}),
-    stream: true, stream_options: { include_usage: true },
+    stream: true,
+    stream_options: { include_usage: true },
   };
 }
 
 /** What an error answer means to the person at the prompt box. */
 export function explainPromptError(status: number, message: string): string {
-  if (status === 402) return `Your balance does not cover this request: ${message} Deposit more with the button above, or ask for fewer tokens.`;
+  if (status === 402)
+    return `Your balance does not cover this request: ${message} Deposit more with the button above, or ask for fewer tokens.`;
   if (status === 401) return `The coordinator refused the signature: ${message}`;
   if (status === 404) return `Unknown model: ${message}`;
   if (status === 503) return `No one can serve this model right now (nothing was charged): ${message}`;
@@ -76,7 +81,12 @@ export async function* streamCompletion(
   const f = fetcherFor(signer, o.fetcher ?? fetch);
   let res: Response;
   try {
-    res = await f(o.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(completionBody(r)), signal: o.signal });
+    res = await f(o.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(completionBody(r)),
+      signal: o.signal,
+    });
   } catch (e) {
     if ((e as Error).name === 'AbortError') throw e;
     throw new PromptError(`Cannot reach the coordinator: ${(e as Error).message}`, 0);
@@ -88,23 +98,30 @@ export async function* streamCompletion(
   }
   for await (const e of readSse(res.body, o.signal)) {
     if (e.data === '[DONE]') return;
-    let chunk: { choices?: Array<{ text?: string; finish_reason?: string | null }>; usage?: PromptUsage | null; error?: { message?: string } };
+    let chunk: {
+      choices?: Array<{ text?: string; finish_reason?: string | null }>;
+      usage?: PromptUsage | null;
+      error?: { message?: string };
+    };
     try {
       chunk = JSON.parse(e.data);
     } catch {
       throw new PromptError(`The stream sent something that is not JSON: ${e.data.slice(0, 80)}`, res.status);
     }
-    if (chunk.error) throw new PromptError(`Generation failed mid-stream: ${chunk.error.message ?? 'unknown error'}`, 500);
+    if (chunk.error)
+      throw new PromptError(`Generation failed mid-stream: ${chunk.error.message ?? 'unknown error'}`, 500);
     const c = chunk.choices?.[0];
     if (c?.text) yield { text: c.text };
     if (c?.finish_reason) yield { finish: c.finish_reason };
     if (chunk.usage) yield { usage: chunk.usage };
   }
-  throw new PromptError('The stream ended before [DONE]: the coordinator stopped answering mid-generation.', res.status);
+  throw new PromptError(
+    'The stream ended before [DONE]: the coordinator stopped answering mid-generation.',
+    res.status,
+  );
 }
 
 /** Wei (decimal string) → "0.0012 ETH"; exact, no rounding. */
 export function formatWei(wei: string | bigint): string {
   return `${formatEther(typeof wei === 'bigint' ? wei : BigInt(wei))} ETH`;
 }
-

@@ -75,7 +75,8 @@ export function checkDraft(d: ProposalDraft): { proposal?: ModelProposal; errors
   if (name === '') errors.name = 'give the model a name';
   else if (name.length > 100) errors.name = 'at most 100 characters';
   const id = d.id.trim();
-  if (id !== '' && !ID.test(id)) errors.id = 'lower-case letters, digits and dashes, starting with a letter or digit (at most 64)';
+  if (id !== '' && !ID.test(id))
+    errors.id = 'lower-case letters, digits and dashes, starting with a letter or digit (at most 64)';
   const vocab = num('vocab', 2, 1 << 24);
   const dModel = num('dModel', 1, 1 << 16);
   const heads = num('heads', 1, 1 << 10);
@@ -83,14 +84,17 @@ export function checkDraft(d: ProposalDraft): { proposal?: ModelProposal; errors
   const context = num('context', 1, 1 << 20);
   const microBatches = num('microBatches', 1, 4096);
   const batch = num('batch', 1, 1 << 16);
-  if (Number.isFinite(dModel) && Number.isFinite(heads) && dModel % heads !== 0) errors.heads = `must divide the model width (${dModel})`;
+  if (Number.isFinite(dModel) && Number.isFinite(heads) && dModel % heads !== 0)
+    errors.heads = `must divide the model width (${dModel})`;
   const layout = parseLayout(d.layout);
   if (!layout) errors.layout = 'layers per stage, e.g. "1, 1, 1, 1"';
   else if (layout.some((n) => n < 1)) errors.layout = 'every stage needs at least one layer';
-  else if (Number.isFinite(layers) && layout.reduce((a, b) => a + b, 0) !== layers) errors.layout = `the stages' layers add up to ${layout.reduce((a, b) => a + b, 0)}, not ${layers}`;
+  else if (Number.isFinite(layers) && layout.reduce((a, b) => a + b, 0) !== layers)
+    errors.layout = `the stages' layers add up to ${layout.reduce((a, b) => a + b, 0)}, not ${layers}`;
   if (!(CODECS as readonly string[]).includes(d.codec)) errors.codec = `one of ${CODECS.join(', ')}`;
   const price = Number(d.pricePer1kTokens.trim());
-  if (d.pricePer1kTokens.trim() === '' || !Number.isFinite(price) || price < 0) errors.pricePer1kTokens = 'a price in ETH, 0 or more';
+  if (d.pricePer1kTokens.trim() === '' || !Number.isFinite(price) || price < 0)
+    errors.pricePer1kTokens = 'a price in ETH, 0 or more';
   if (Object.keys(errors).length > 0) return { errors };
   return {
     errors,
@@ -109,6 +113,9 @@ export function checkDraft(d: ProposalDraft): { proposal?: ModelProposal; errors
 
 /** Which form field a coordinator refusal is about, from the field path its message names ("config.heads …"). */
 export function fieldOfError(message: string): keyof ProposalDraft | undefined {
-  const m = /\b(config\.)?(vocab|dModel|heads|layers|context|layout|codec|microBatches|batch|pricePer1kTokens|name|id)\b/.exec(message);
+  const m =
+    /\b(config\.)?(vocab|dModel|heads|layers|context|layout|codec|microBatches|batch|pricePer1kTokens|name|id)\b/.exec(
+      message,
+    );
   return m ? (m[2] as keyof ProposalDraft) : undefined;
 }

@@ -5,7 +5,14 @@
  */
 import type { Edge, Node } from '@xyflow/react';
 import { formatRate, formatTokensPerSecond } from '../format.ts';
-import type { Boundary, MetricRecord, ThroughputPoint, Topology, TopologyPeer, TopologyStage } from '../coordinator-api.ts';
+import type {
+  Boundary,
+  MetricRecord,
+  ThroughputPoint,
+  Topology,
+  TopologyPeer,
+  TopologyStage,
+} from '../coordinator-api.ts';
 
 /** How many records a chart keeps: a long run's early steps fall off the left, the database keeps them all. */
 export const KEEP_POINTS = 2000;
@@ -17,7 +24,11 @@ export interface LossPoint {
 }
 
 /** New metric records added to the known ones: one per (step, kind) — a re-sent record replaces, never doubles. */
-export function mergeMetrics(known: readonly MetricRecord[], incoming: readonly MetricRecord[], keep = KEEP_POINTS): MetricRecord[] {
+export function mergeMetrics(
+  known: readonly MetricRecord[],
+  incoming: readonly MetricRecord[],
+  keep = KEEP_POINTS,
+): MetricRecord[] {
   const byKey = new Map<string, MetricRecord>();
   for (const m of [...known, ...incoming]) {
     if (!Number.isFinite(m.value) || !Number.isInteger(m.step)) continue;
@@ -37,9 +48,14 @@ export function lossSeries(metrics: readonly MetricRecord[]): LossPoint[] {
   return [...bySteps.values()].sort((a, b) => a.step - b.step);
 }
 
-export function mergeThroughput(known: readonly ThroughputPoint[], incoming: readonly ThroughputPoint[], keep = KEEP_POINTS): ThroughputPoint[] {
+export function mergeThroughput(
+  known: readonly ThroughputPoint[],
+  incoming: readonly ThroughputPoint[],
+  keep = KEEP_POINTS,
+): ThroughputPoint[] {
   const byStep = new Map<number, ThroughputPoint>();
-  for (const p of [...known, ...incoming]) if (Number.isFinite(p.tokensPerSecond) && p.tokensPerSecond >= 0) byStep.set(p.step, p);
+  for (const p of [...known, ...incoming])
+    if (Number.isFinite(p.tokensPerSecond) && p.tokensPerSecond >= 0) byStep.set(p.step, p);
   return [...byStep.values()].sort((a, b) => a.step - b.step).slice(-keep);
 }
 
@@ -79,14 +95,19 @@ export interface PeerNodeData extends Record<string, unknown> {
 
 export type TopologyNode = Node<StageHeaderData, 'stage'> | Node<PeerNodeData, 'peer'>;
 
-export function stageLabel(s: Pick<TopologyStage, 'index' | 'firstLayer' | 'endLayer' | 'hasEmbedding' | 'hasHead'>): string {
-  const layers = s.endLayer - s.firstLayer === 1 ? `layer ${s.firstLayer + 1}` : `layers ${s.firstLayer + 1}–${s.endLayer}`;
+export function stageLabel(
+  s: Pick<TopologyStage, 'index' | 'firstLayer' | 'endLayer' | 'hasEmbedding' | 'hasHead'>,
+): string {
+  const layers =
+    s.endLayer - s.firstLayer === 1 ? `layer ${s.firstLayer + 1}` : `layers ${s.firstLayer + 1}–${s.endLayer}`;
   const extra = [s.hasEmbedding && 'embedding', s.hasHead && 'head'].filter(Boolean).join(' + ');
   return extra ? `${layers} + ${extra}` : layers;
 }
 
 export function linkLabel(bytesPerSecond: number, rttMs: number | null): string {
-  return rttMs === null || !Number.isFinite(rttMs) ? formatRate(bytesPerSecond) : `${formatRate(bytesPerSecond)} · ${Math.round(rttMs)} ms`;
+  return rttMs === null || !Number.isFinite(rttMs)
+    ? formatRate(bytesPerSecond)
+    : `${formatRate(bytesPerSecond)} · ${Math.round(rttMs)} ms`;
 }
 
 /** Every Ed25519 peer id starts "12D3KooW": the tail is what tells peers apart in a small box. */
@@ -106,15 +127,30 @@ export function topologyGraph(t: Topology): { nodes: TopologyNode[]; edges: Edge
   for (const s of stages) {
     const x = s.index * COLUMN_WIDTH;
     nodes.push({
-      id: `stage-${s.index}`, type: 'stage', position: { x, y: 0 }, draggable: false, selectable: false, focusable: false,
+      id: `stage-${s.index}`,
+      type: 'stage',
+      position: { x, y: 0 },
+      draggable: false,
+      selectable: false,
+      focusable: false,
       data: { label: `Stage ${s.index + 1}`, detail: stageLabel(s) },
     });
     const peers = [...s.peers].sort((a, b) => a.replica - b.replica);
     peers.forEach((p, row) => {
       where.set(p.peerId, { stage: s.index, row });
       nodes.push({
-        id: p.peerId, type: 'peer', position: { x, y: HEADER_HEIGHT + row * ROW_HEIGHT }, draggable: false,
-        data: { peerId: p.peerId, label: peerLabel(p), kind: p.kind, replica: p.replica, speed: formatTokensPerSecond(p.tokensPerSecond), team: p.team },
+        id: p.peerId,
+        type: 'peer',
+        position: { x, y: HEADER_HEIGHT + row * ROW_HEIGHT },
+        draggable: false,
+        data: {
+          peerId: p.peerId,
+          label: peerLabel(p),
+          kind: p.kind,
+          replica: p.replica,
+          speed: formatTokensPerSecond(p.tokensPerSecond),
+          team: p.team,
+        },
       });
     });
   }
@@ -131,7 +167,10 @@ export function topologyGraph(t: Topology): { nodes: TopologyNode[]; edges: Edge
     if (seen.has(id)) continue;
     seen.add(id);
     edges.push({
-      id, source: from, target: to, label: linkLabel(l.bytesPerSecond, l.rttMs),
+      id,
+      source: from,
+      target: to,
+      label: linkLabel(l.bytesPerSecond, l.rttMs),
       type: l.kind === 'pipeline' ? 'default' : 'smoothstep',
       sourceHandle: l.kind === 'pipeline' ? 'right' : 'bottom',
       targetHandle: l.kind === 'pipeline' ? 'left' : 'top',

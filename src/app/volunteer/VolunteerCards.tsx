@@ -29,40 +29,66 @@ export function SettingsCard() {
       <h2 id={`${id}-title`}>Settings</h2>
       <div className="form-field">
         <label htmlFor={`${id}-model`}>Model to train</label>
-        <select id={`${id}-model`} value={st.preferModel ?? MOST_NEEDED} onChange={(e) => st.set({ preferModel: e.target.value || null })} aria-describedby={`${id}-model-hint`} data-testid="vol-prefer">
+        <select
+          id={`${id}-model`}
+          value={st.preferModel ?? MOST_NEEDED}
+          onChange={(e) => st.set({ preferModel: e.target.value || null })}
+          aria-describedby={`${id}-model-hint`}
+          data-testid="vol-prefer"
+        >
           <option value={MOST_NEEDED}>Where most needed</option>
           {(models.data ?? []).map((m) => (
             <option key={m.id} value={m.id}>
               {m.name} ({m.id}){m.covered ? '' : ' · needs holders'}
             </option>
           ))}
-          {st.preferModel && !models.data?.some((m) => m.id === st.preferModel) && <option value={st.preferModel}>{st.preferModel} (not registered here)</option>}
+          {st.preferModel && !models.data?.some((m) => m.id === st.preferModel) && (
+            <option value={st.preferModel}>{st.preferModel} (not registered here)</option>
+          )}
         </select>
         <span id={`${id}-model-hint`} className="muted small">
           {st.preferModel === null
             ? 'The coordinator puts this tab where the swarm is slowest.'
             : `Asks for ${st.preferModel}; the coordinator may still wait until it needs a holder.`}
-          {active && assigned && (st.preferModel ?? assigned) !== assigned ? ' Takes effect when you leave and join again.' : ''}
+          {active && assigned && (st.preferModel ?? assigned) !== assigned
+            ? ' Takes effect when you leave and join again.'
+            : ''}
         </span>
         {models.error && <span className="form-error">{`Cannot list the models: ${explainError(models.error)}`}</span>}
       </div>
       <div className="form-field">
         <label htmlFor={`${id}-duty`}>GPU use: at most {formatPercent(st.dutyCycle)} of the time</label>
         <input
-          id={`${id}-duty`} type="range" min={DUTY_MIN * 100} max={100} step={10} value={Math.round(st.dutyCycle * 100)}
-          onChange={(e) => st.set({ dutyCycle: Number(e.target.value) / 100 })} aria-describedby={`${id}-duty-hint`} aria-valuetext={`${Math.round(st.dutyCycle * 100)} percent`}
+          id={`${id}-duty`}
+          type="range"
+          min={DUTY_MIN * 100}
+          max={100}
+          step={10}
+          value={Math.round(st.dutyCycle * 100)}
+          onChange={(e) => st.set({ dutyCycle: Number(e.target.value) / 100 })}
+          aria-describedby={`${id}-duty-hint`}
+          aria-valuetext={`${Math.round(st.dutyCycle * 100)} percent`}
           data-testid="vol-duty"
         />
         <span id={`${id}-duty-hint`} className="muted small">
           After each piece of work the GPU rests in proportion, so the fans and the rest of your computer stay calm.
-          {active && !vol.canTune.dutyCycle && vol.peerId ? ' This build’s worker cannot cap its GPU use yet; the setting applies once it can.' : ''}
+          {active && !vol.canTune.dutyCycle && vol.peerId
+            ? ' This build’s worker cannot cap its GPU use yet; the setting applies once it can.'
+            : ''}
         </span>
       </div>
       <div className="form-field">
         <label htmlFor={`${id}-share`}>Inference’s share of GPU turns: {formatPercent(st.inferenceShare)}</label>
         <input
-          id={`${id}-share`} type="range" min={0} max={100} step={10} value={Math.round(st.inferenceShare * 100)}
-          onChange={(e) => st.set({ inferenceShare: Number(e.target.value) / 100 })} aria-describedby={`${id}-share-hint`} aria-valuetext={`${Math.round(st.inferenceShare * 100)} percent`}
+          id={`${id}-share`}
+          type="range"
+          min={0}
+          max={100}
+          step={10}
+          value={Math.round(st.inferenceShare * 100)}
+          onChange={(e) => st.set({ inferenceShare: Number(e.target.value) / 100 })}
+          aria-describedby={`${id}-share-hint`}
+          aria-valuetext={`${Math.round(st.inferenceShare * 100)} percent`}
         />
         <span id={`${id}-share-hint`} className="muted small">
           When prompts and training both wait for this GPU, how often a prompt goes first.
@@ -71,15 +97,31 @@ export function SettingsCard() {
       <fieldset>
         <legend>Pause automatically</legend>
         <div className="check">
-          <input id={`${id}-hidden`} type="checkbox" checked={st.pauseWhenHidden} onChange={(e) => st.set({ pauseWhenHidden: e.target.checked })} data-testid="vol-pause-hidden" />
+          <input
+            id={`${id}-hidden`}
+            type="checkbox"
+            checked={st.pauseWhenHidden}
+            onChange={(e) => st.set({ pauseWhenHidden: e.target.checked })}
+            data-testid="vol-pause-hidden"
+          />
           <label htmlFor={`${id}-hidden`}>when this tab is hidden</label>
         </div>
         <div className="check">
-          <input id={`${id}-battery`} type="checkbox" checked={st.pauseOnBattery} onChange={(e) => st.set({ pauseOnBattery: e.target.checked })} aria-describedby={`${id}-battery-hint`} />
+          <input
+            id={`${id}-battery`}
+            type="checkbox"
+            checked={st.pauseOnBattery}
+            onChange={(e) => st.set({ pauseOnBattery: e.target.checked })}
+            aria-describedby={`${id}-battery-hint`}
+          />
           <label htmlFor={`${id}-battery`}>when this device runs on battery</label>
         </div>
         <span id={`${id}-battery-hint`} className="muted small">
-          {vol.device?.onBattery === undefined ? 'Only some browsers say whether the device is on battery (Chrome and Edge do).' : vol.device.onBattery ? 'Now on battery.' : 'Now on mains power.'}
+          {vol.device?.onBattery === undefined
+            ? 'Only some browsers say whether the device is on battery (Chrome and Edge do).'
+            : vol.device.onBattery
+              ? 'Now on battery.'
+              : 'Now on mains power.'}
           {hold && vol.status !== 'paused' && vol.status !== 'pausing' ? ` Will pause: ${hold}.` : ''}
         </span>
       </fieldset>
@@ -96,8 +138,8 @@ export function CreditsCard() {
     <section className="card" aria-labelledby={`${id}-title`} data-testid="vol-credits">
       <h2 id={`${id}-title`}>Credit</h2>
       <p className="muted small">
-        Each piece of work this tab does is receipted; once its epoch is checked and settled it counts as verified
-        and earns shares of the model (see Holder). The recent average decays with a half-life of a week.
+        Each piece of work this tab does is receipted; once its epoch is checked and settled it counts as verified and
+        earns shares of the model (see Holder). The recent average decays with a half-life of a week.
       </p>
       {q.error && (
         <p className="notice notice-error notice-detail" role="alert">
@@ -106,7 +148,9 @@ export function CreditsCard() {
       )}
       {q.data &&
         (q.data.models.length === 0 ? (
-          <p className="muted" data-testid="vol-credits-none">No credit yet: join the swarm and train a step.</p>
+          <p className="muted" data-testid="vol-credits-none">
+            No credit yet: join the swarm and train a step.
+          </p>
         ) : (
           <ScrollTable label="Credit per model">
             <table className="results" data-testid="vol-credits-table">
@@ -114,15 +158,23 @@ export function CreditsCard() {
               <thead>
                 <tr>
                   <th scope="col">Model</th>
-                  <th scope="col" className="num">Verified</th>
-                  <th scope="col" className="num">Pending</th>
-                  <th scope="col" className="num">Recent average</th>
+                  <th scope="col" className="num">
+                    Verified
+                  </th>
+                  <th scope="col" className="num">
+                    Pending
+                  </th>
+                  <th scope="col" className="num">
+                    Recent average
+                  </th>
                 </tr>
               </thead>
               <tbody>
                 {q.data.models.map((m) => (
                   <tr key={m.modelId}>
-                    <th scope="row"><code>{m.modelId}</code></th>
+                    <th scope="row">
+                      <code>{m.modelId}</code>
+                    </th>
                     <td className="num">{formatFlops(m.verifiedFlops)}</td>
                     <td className="num">{formatFlops(m.pendingFlops)}</td>
                     <td className="num">{formatFlopRate(m.recentAverage)}</td>
@@ -146,7 +198,12 @@ const KNOWN_KEY = 'tessera-known-peer';
 function useKnownPeer(peerId: string | undefined): boolean {
   const remembered = !!peerId && localStorage.getItem(KNOWN_KEY) === peerId;
   const joinedNow = useVolunteerStore((s) => s.peerId === peerId && isActive(s.status));
-  const peers = useQuery({ queryKey: ['swarm', 'peers'], queryFn: () => api.peers(), enabled: !!peerId && !remembered && !joinedNow, refetchInterval: 30_000 });
+  const peers = useQuery({
+    queryKey: ['swarm', 'peers'],
+    queryFn: () => api.peers(),
+    enabled: !!peerId && !remembered && !joinedNow,
+    refetchInterval: 30_000,
+  });
   return !!peerId && (remembered || joinedNow || !!peers.data?.includes(peerId));
 }
 
@@ -231,7 +288,15 @@ export function TeamsCard() {
         A team adds up its members’ credit on the leaderboards. This tab is in at most one team; joining another moves
         it. Joining is signed with this tab’s peer key.
       </p>
-      <p data-testid="vol-team">{mine ? <>This tab is in <strong>{mine.name}</strong>.</> : 'This tab is in no team.'}</p>
+      <p data-testid="vol-team">
+        {mine ? (
+          <>
+            This tab is in <strong>{mine.name}</strong>.
+          </>
+        ) : (
+          'This tab is in no team.'
+        )}
+      </p>
       <p className="holder-status" role="status" aria-live="polite" data-testid="vol-team-status">
         {join.isPending || create.isPending ? 'Signing and joining…' : status}
       </p>
@@ -247,8 +312,12 @@ export function TeamsCard() {
             <thead>
               <tr>
                 <th scope="col">Team</th>
-                <th scope="col" className="num">Members</th>
-                <th scope="col"><span className="sr-only">Action</span></th>
+                <th scope="col" className="num">
+                  Members
+                </th>
+                <th scope="col">
+                  <span className="sr-only">Action</span>
+                </th>
               </tr>
             </thead>
             <tbody>
@@ -260,7 +329,13 @@ export function TeamsCard() {
                     {mine?.id === t.id ? (
                       <span className="muted">your team</span>
                     ) : (
-                      <button type="button" className="button button-quiet" disabled={!peerId || join.isPending} onClick={() => join.mutate(t.id)} aria-label={`Join ${t.name}`}>
+                      <button
+                        type="button"
+                        className="button button-quiet"
+                        disabled={!peerId || join.isPending}
+                        onClick={() => join.mutate(t.id)}
+                        aria-label={`Join ${t.name}`}
+                      >
                         Join
                       </button>
                     )}
@@ -273,7 +348,13 @@ export function TeamsCard() {
       )}
       <form className="controls" onSubmit={submit}>
         <label htmlFor={`${id}-name`}>New team</label>
-        <input id={`${id}-name`} value={name} maxLength={64} onChange={(e) => setName(e.target.value)} data-testid="vol-team-name" />
+        <input
+          id={`${id}-name`}
+          value={name}
+          maxLength={64}
+          onChange={(e) => setName(e.target.value)}
+          data-testid="vol-team-name"
+        />
         <button type="submit" className="button" disabled={!name.trim() || !peerId || create.isPending}>
           Create and join
         </button>
@@ -294,18 +375,18 @@ export function VisibilityCard() {
           more. The rest of the model is never sent to it.
         </li>
         <li>
-          <strong>It sees its neighbours’ traffic:</strong> the activations the stage before sends it and the
-          gradients the stage after sends back — numbers in the middle of the network, not the other stages’ weights.
-          The first stage also sees the token ids it embeds (training text, or a prompt it serves) and the last
-          stage the tokens it predicts.
+          <strong>It sees its neighbours’ traffic:</strong> the activations the stage before sends it and the gradients
+          the stage after sends back — numbers in the middle of the network, not the other stages’ weights. The first
+          stage also sees the token ids it embeds (training text, or a prompt it serves) and the last stage the tokens
+          it predicts.
         </li>
         <li>
-          <strong>It never sees other stages’ weights,</strong> and nobody — this tab included — can download the
-          whole model: generation and training run as a pipeline across the holders.
+          <strong>It never sees other stages’ weights,</strong> and nobody — this tab included — can download the whole
+          model: generation and training run as a pipeline across the holders.
         </li>
         <li>
-          <strong>Others see of this tab:</strong> its peer id, its speed, its team, and the outputs of its stage
-          (which a replica may recompute to check them).
+          <strong>Others see of this tab:</strong> its peer id, its speed, its team, and the outputs of its stage (which
+          a replica may recompute to check them).
         </li>
       </ul>
     </section>

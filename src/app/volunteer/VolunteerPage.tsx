@@ -58,7 +58,13 @@ function Controls({ s }: { s: VolunteerState }) {
               Resume
             </button>
           ) : (
-            <button type="button" className="button" onClick={s.pause} disabled={s.status !== 'training' || !s.canPause} aria-describedby={s.canPause ? undefined : 'pause-note'}>
+            <button
+              type="button"
+              className="button"
+              onClick={s.pause}
+              disabled={s.status !== 'training' || !s.canPause}
+              aria-describedby={s.canPause ? undefined : 'pause-note'}
+            >
               Pause
             </button>
           )}
@@ -80,7 +86,9 @@ function Stats({ s }: { s: VolunteerState }) {
   const a = s.assignment;
   return (
     <dl className="fields">
-      <Field name="Model" testId="vol-model">{a ? <code>{a.modelId}</code> : '—'}</Field>
+      <Field name="Model" testId="vol-model">
+        {a ? <code>{a.modelId}</code> : '—'}
+      </Field>
       <Field name="Stage" testId="vol-stage">
         {a ? `${a.stage + 1} of ${a.stages} · ${layerRange(a)} · replica ${a.replica + 1} of ${a.replicas}` : '—'}
       </Field>
@@ -88,10 +96,20 @@ function Stats({ s }: { s: VolunteerState }) {
         {formatCount(s.stepsDone)}
         {s.lastStep !== undefined && <span className="muted"> · model step {formatCount(s.lastStep + 1)}</span>}
       </Field>
-      <Field name="Tokens/s" testId="vol-tps">{s.tokensPerSecond === undefined ? '—' : `${s.tokensPerSecond.toFixed(1)} (last step)`}</Field>
-      {s.loss !== undefined && <Field name="Loss" testId="vol-loss">{s.loss.toFixed(4)}</Field>}
-      <Field name="Sent" testId="vol-sent">{formatBytes(s.bytesSent)}</Field>
-      <Field name="Received" testId="vol-received">{formatBytes(s.bytesReceived)}</Field>
+      <Field name="Tokens/s" testId="vol-tps">
+        {s.tokensPerSecond === undefined ? '—' : `${s.tokensPerSecond.toFixed(1)} (last step)`}
+      </Field>
+      {s.loss !== undefined && (
+        <Field name="Loss" testId="vol-loss">
+          {s.loss.toFixed(4)}
+        </Field>
+      )}
+      <Field name="Sent" testId="vol-sent">
+        {formatBytes(s.bytesSent)}
+      </Field>
+      <Field name="Received" testId="vol-received">
+        {formatBytes(s.bytesReceived)}
+      </Field>
       <Field name="Peers" testId="vol-peers">{`${s.peers} over direct WebRTC`}</Field>
       <Field name="Speed claimed" testId="vol-speed">
         {s.speed === undefined
@@ -100,7 +118,11 @@ function Stats({ s }: { s: VolunteerState }) {
             ? `${s.speed.tokensPerSecond} reference tokens/s: a fixed, modest estimate (timing the reference workload on a software GPU takes over 10 s)`
             : `${s.speed.tokensPerSecond.toFixed(0)} reference tokens/s, measured`}
       </Field>
-      {s.peerId && <Field name="Peer id" testId="vol-peer-id"><code>{s.peerId}</code></Field>}
+      {s.peerId && (
+        <Field name="Peer id" testId="vol-peer-id">
+          <code>{s.peerId}</code>
+        </Field>
+      )}
     </dl>
   );
 }

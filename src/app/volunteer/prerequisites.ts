@@ -10,7 +10,10 @@ export function readyGpu(): Promise<Gpu> {
         reject(new Error(`no usable GPU: ${s.problem?.title ?? s.phase} (see "Your GPU")`));
       } else if (s.phase === 'ready' && s.gpu && (s.selfTest.status === 'done' || s.selfTest.status === 'aborted')) {
         if (s.selfTest.passed) resolve(s.gpu);
-        else reject(new Error('this GPU failed the kernel self-test (see "Your GPU"), so its gradients cannot be trusted'));
+        else
+          reject(
+            new Error('this GPU failed the kernel self-test (see "Your GPU"), so its gradients cannot be trusted'),
+          );
       } else return;
       unsubscribe();
     };
@@ -25,7 +28,9 @@ export function takeLock(): Promise<() => void> {
   return new Promise((resolve, reject) => {
     void navigator.locks.request('tessera-volunteer', { ifAvailable: true }, (lock) => {
       if (!lock) {
-        reject(new Error('another tab of this browser is already volunteering (one browser is one peer); leave there first'));
+        reject(
+          new Error('another tab of this browser is already volunteering (one browser is one peer); leave there first'),
+        );
         return;
       }
       return new Promise<void>((release) => resolve(release));

@@ -102,11 +102,18 @@ export interface Session {
   close(): Promise<void>;
 }
 
-export async function startSession(gpu: Gpu, speed: Speed, events: SessionEvents, origin = location.origin, preferModel?: string): Promise<Session> {
+export async function startSession(
+  gpu: Gpu,
+  speed: Speed,
+  events: SessionEvents,
+  origin = location.origin,
+  preferModel?: string,
+): Promise<Session> {
   const client = new WatchedClient(origin, (a) => events.answer(a), preferModel);
   const health = await client.health();
   const relayAddr = health.relay?.multiaddrs[0];
-  if (!relayAddr) throw new NetError(`the coordinator at ${origin} runs no relay, so peers cannot signal WebRTC through it`);
+  if (!relayAddr)
+    throw new NetError(`the coordinator at ${origin} runs no relay, so peers cannot signal WebRTC through it`);
   const privateKey = await loadOrCreateKey();
   const node = await createPeer({ relayAddr, privateKey, browser: true });
   let closing: Promise<void> | undefined;
@@ -117,17 +124,32 @@ export async function startSession(gpu: Gpu, speed: Speed, events: SessionEvents
     throw e;
   }
   const countPeers = () => {
-    const direct = new Set(node.getConnections().filter((c: Connection) => isDirectWebRTC(c)).map((c) => c.remotePeer.toString()));
+    const direct = new Set(
+      node
+        .getConnections()
+        .filter((c: Connection) => isDirectWebRTC(c))
+        .map((c) => c.remotePeer.toString()),
+    );
     events.peers(direct.size);
   };
   node.addEventListener('connection:open', countPeers);
   node.addEventListener('connection:close', countPeers);
 
   // Every unit of work becomes a receipt signed with this tab's peer key and posted to the coordinator's ledger.
-  const reporter = new ReceiptReporter({ key: privateKey, peerId: node.peerId.toString(), coordinatorUrl: origin, log: (line) => events.log(line) });
+  const reporter = new ReceiptReporter({
+    key: privateKey,
+    peerId: node.peerId.toString(),
+    coordinatorUrl: origin,
+    log: (line) => events.log(line),
+  });
   reporter.start();
   const worker = new SwarmWorker({
-    gpu, node, client, relayAddr, kind: 'browser', tokensPerSecond: speed.tokensPerSecond,
+    gpu,
+    node,
+    client,
+    relayAddr,
+    kind: 'browser',
+    tokensPerSecond: speed.tokensPerSecond,
     loadCorpus: async (vocab) => {
       events.phase('loading');
       const corpus = await fetchCorpus(vocab, origin);
@@ -154,7 +176,13 @@ export async function startSession(gpu: Gpu, speed: Speed, events: SessionEvents
     })());
   gpu.onLost(() => worker.stop());
   // The tab also serves inference for the stage it holds (its current weights, between training steps).
-  const inference = new InferenceServer({ node, held: () => worker.heldStage(), key: privateKey, turns: worker.turns, log: (line) => events.log(line) });
+  const inference = new InferenceServer({
+    node,
+    held: () => worker.heldStage(),
+    key: privateKey,
+    turns: worker.turns,
+    log: (line) => events.log(line),
+  });
   await inference.start();
   return { peerId, worker, done: worker.run(), close };
 }

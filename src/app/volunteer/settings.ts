@@ -54,7 +54,10 @@ export interface DeviceState {
 }
 
 /** Why the tab should hold its work now, in words for the page, or undefined when it may train. */
-export function holdReason(device: DeviceState, s: Pick<VolunteerSettings, 'pauseWhenHidden' | 'pauseOnBattery'>): string | undefined {
+export function holdReason(
+  device: DeviceState,
+  s: Pick<VolunteerSettings, 'pauseWhenHidden' | 'pauseOnBattery'>,
+): string | undefined {
   if (s.pauseWhenHidden && device.hidden) return 'this tab is hidden';
   if (s.pauseOnBattery && device.onBattery === true) return 'this device is running on battery';
   return undefined;
@@ -72,7 +75,8 @@ export function watchDevice(onChange: (d: DeviceState) => void): () => void {
   let battery: BatteryLike | undefined;
   let stopped = false;
   const report = () => {
-    if (!stopped) onChange({ hidden: document.visibilityState === 'hidden', onBattery: battery ? !battery.charging : undefined });
+    if (!stopped)
+      onChange({ hidden: document.visibilityState === 'hidden', onBattery: battery ? !battery.charging : undefined });
   };
   document.addEventListener('visibilitychange', report);
   const getBattery = (navigator as Navigator & { getBattery?: () => Promise<BatteryLike> }).getBattery;

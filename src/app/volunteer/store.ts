@@ -11,7 +11,18 @@ import { holdReason, useVolunteerSettings, watchDevice, type DeviceState } from 
  * connecting (WebRTC) → training ⇄ pausing → paused; any → leaving → stopped; a failure → error.
  * stopped and error can join again.
  */
-export type VolunteerStatus = 'idle' | 'starting' | 'waiting' | 'loading' | 'connecting' | 'training' | 'pausing' | 'paused' | 'leaving' | 'stopped' | 'error';
+export type VolunteerStatus =
+  | 'idle'
+  | 'starting'
+  | 'waiting'
+  | 'loading'
+  | 'connecting'
+  | 'training'
+  | 'pausing'
+  | 'paused'
+  | 'leaving'
+  | 'stopped'
+  | 'error';
 
 export interface StageInfo {
   modelId: string;
@@ -68,7 +79,15 @@ export interface VolunteerState {
 }
 
 const LOG_LINES = 12;
-const ACTIVE: readonly VolunteerStatus[] = ['starting', 'waiting', 'loading', 'connecting', 'training', 'pausing', 'paused'];
+const ACTIVE: readonly VolunteerStatus[] = [
+  'starting',
+  'waiting',
+  'loading',
+  'connecting',
+  'training',
+  'pausing',
+  'paused',
+];
 const BEFORE_TRAINING: readonly VolunteerStatus[] = ['starting', 'waiting'];
 
 export const isActive = (s: VolunteerStatus) => ACTIVE.includes(s);
@@ -88,9 +107,17 @@ function stageInfo(a: JoinAnswer): StageInfo | undefined {
   if (a.status !== 'assigned') return undefined;
   const x = a.assignment;
   return {
-    modelId: x.modelId, stage: x.stage, stages: x.stages, replica: x.replica, replicas: x.pipeline.find((p) => p.stage === x.stage)?.peers.length ?? 1,
-    firstLayer: x.firstLayer, endLayer: x.endLayer, layers: x.config.layers, vocab: x.config.vocab,
-    tokensPerStep: x.microBatches * x.batch * x.config.context, stagesHeld: x.pipeline.filter((p) => p.peers.length > 0).length,
+    modelId: x.modelId,
+    stage: x.stage,
+    stages: x.stages,
+    replica: x.replica,
+    replicas: x.pipeline.find((p) => p.stage === x.stage)?.peers.length ?? 1,
+    firstLayer: x.firstLayer,
+    endLayer: x.endLayer,
+    layers: x.config.layers,
+    vocab: x.config.vocab,
+    tokensPerStep: x.microBatches * x.batch * x.config.context,
+    stagesHeld: x.pipeline.filter((p) => p.peers.length > 0).length,
     pipelinePeers: new Set(x.pipeline.flatMap((p) => p.peers.map((q) => q.peerId))).size,
   };
 }
@@ -102,7 +129,18 @@ class Abandoned extends Error {
   }
 }
 
-const fresh = { heldFor: undefined, stepsDone: 0, lastStep: undefined, loss: undefined, tokensPerSecond: undefined, bytesSent: 0, bytesReceived: 0, peers: 0, error: undefined, assignment: undefined };
+const fresh = {
+  heldFor: undefined,
+  stepsDone: 0,
+  lastStep: undefined,
+  loss: undefined,
+  tokensPerSecond: undefined,
+  bytesSent: 0,
+  bytesReceived: 0,
+  peers: 0,
+  error: undefined,
+  assignment: undefined,
+};
 
 export const useVolunteerStore = create<VolunteerState>()((set, get) => {
   let lastLine = '';
@@ -117,21 +155,35 @@ export const useVolunteerStore = create<VolunteerState>()((set, get) => {
     if (!BEFORE_TRAINING.includes(get().status)) return;
     if (a.status === 'wait') set({ status: 'waiting', detail: `Waiting for a stage: ${a.reason}.` });
     else if (info && info.stagesHeld < info.stages) {
-      set({ status: 'waiting', detail: `Holding stage ${info.stage + 1} of ${info.stages}; waiting for volunteers for the other stages (${info.stagesHeld} of ${info.stages} held).` });
-    } else set({ status: 'waiting', detail: 'Every stage has a holder; starting once the layout holds still for a heartbeat.' });
+      set({
+        status: 'waiting',
+        detail: `Holding stage ${info.stage + 1} of ${info.stages}; waiting for volunteers for the other stages (${info.stagesHeld} of ${info.stages} held).`,
+      });
+    } else
+      set({
+        status: 'waiting',
+        detail: 'Every stage has a holder; starting once the layout holds still for a heartbeat.',
+      });
   }
 
   function onStep(s: WorkerStep): void {
     const perStep = get().assignment?.tokensPerStep ?? 0;
     const status = get().status;
     set((st) => ({
-      stepsDone: st.stepsDone + 1, lastStep: s.step, loss: s.loss ?? st.loss, bytesSent: s.bytesSent, bytesReceived: s.bytesReceived,
+      stepsDone: st.stepsDone + 1,
+      lastStep: s.step,
+      loss: s.loss ?? st.loss,
+      bytesSent: s.bytesSent,
+      bytesReceived: s.bytesReceived,
       tokensPerSecond: s.ms > 0 ? perStep / (s.ms / 1000) : undefined,
     }));
     // A step that lands while leaving (or already paused) changes the numbers, not what the tab is doing.
     if (status === 'pausing') {
       const why = get().heldFor;
-      set({ status: 'paused', detail: `Paused after step ${s.step + 1}${why ? ` because ${why}` : ''}. This tab still holds its stage; the rest of its pipeline waits for it.` });
+      set({
+        status: 'paused',
+        detail: `Paused after step ${s.step + 1}${why ? ` because ${why}` : ''}. This tab still holds its stage; the rest of its pipeline waits for it.`,
+      });
     } else if (status === 'training' || status === 'connecting') {
       set({ status: 'training', detail: `Training: step ${s.step + 1} done.` });
       checkHold();
@@ -182,8 +234,16 @@ export const useVolunteerStore = create<VolunteerState>()((set, get) => {
     c.releaseLock();
     if (current !== c) return;
     current = undefined;
-    if (error !== undefined) set({ status: 'error', error: (error as Error).message ?? String(error), detail: 'Stopped by an error.' });
-    else set({ status: 'stopped', detail: get().status === 'leaving' ? 'You left the swarm.' : `Stopped: ${lastLine.replace(/^\[worker \w+\] /, '') || 'the worker ended'}.` });
+    if (error !== undefined)
+      set({ status: 'error', error: (error as Error).message ?? String(error), detail: 'Stopped by an error.' });
+    else
+      set({
+        status: 'stopped',
+        detail:
+          get().status === 'leaving'
+            ? 'You left the swarm.'
+            : `Stopped: ${lastLine.replace(/^\[worker \w+\] /, '') || 'the worker ended'}.`,
+      });
   }
 
   /** Starts `c`'s session; throws Abandoned as soon as a leave() or a newer join replaced it. */
@@ -197,28 +257,45 @@ export const useVolunteerStore = create<VolunteerState>()((set, get) => {
     const gpu = await readyGpu();
     const { startSession, tabSpeed, pauseHook, tuningHooks } = await import('./session.ts');
     check();
-    set({ detail: gpu.adapter.isSoftware ? 'Software GPU: using a fixed, modest speed estimate.' : 'Timing this GPU on the reference workload…' });
+    set({
+      detail: gpu.adapter.isSoftware
+        ? 'Software GPU: using a fixed, modest speed estimate.'
+        : 'Timing this GPU on the reference workload…',
+    });
     const speed = await tabSpeed(gpu);
     check();
     set({ speed, detail: 'Connecting to the coordinator’s relay…' });
-    const session = await startSession(gpu, speed, {
-      answer: (a) => live() && onAnswer(a),
-      phase: (p) => {
-        if (!live()) return;
-        if (p === 'loading') set({ status: 'loading', detail: `Downloading the training corpus (vocabulary ${get().assignment?.vocab ?? '?'}) from the coordinator…` });
-        else set({ status: 'connecting', detail: 'Connecting to the other stages over WebRTC…' });
+    const session = await startSession(
+      gpu,
+      speed,
+      {
+        answer: (a) => live() && onAnswer(a),
+        phase: (p) => {
+          if (!live()) return;
+          if (p === 'loading')
+            set({
+              status: 'loading',
+              detail: `Downloading the training corpus (vocabulary ${get().assignment?.vocab ?? '?'}) from the coordinator…`,
+            });
+          else set({ status: 'connecting', detail: 'Connecting to the other stages over WebRTC…' });
+        },
+        step: (s) => live() && onStep(s),
+        peers: (n) => {
+          if (!live()) return;
+          set({ peers: n });
+          const a = get().assignment;
+          if (get().status === 'connecting' && a && n >= a.pipelinePeers - 1) {
+            set({
+              status: 'training',
+              detail: 'Connected. Training the first step (it compiles the GPU kernels, so it is the slowest)…',
+            });
+          }
+        },
+        log: (line) => live() && say(line),
       },
-      step: (s) => live() && onStep(s),
-      peers: (n) => {
-        if (!live()) return;
-        set({ peers: n });
-        const a = get().assignment;
-        if (get().status === 'connecting' && a && n >= a.pipelinePeers - 1) {
-          set({ status: 'training', detail: 'Connected. Training the first step (it compiles the GPU kernels, so it is the slowest)…' });
-        }
-      },
-      log: (line) => live() && say(line),
-    }, location.origin, useVolunteerSettings.getState().preferModel ?? undefined);
+      location.origin,
+      useVolunteerSettings.getState().preferModel ?? undefined,
+    );
     c.session = session;
     c.pause = pauseHook(session.worker);
     c.tuning = tuningHooks(session.worker);
@@ -232,9 +309,16 @@ export const useVolunteerStore = create<VolunteerState>()((set, get) => {
       stopTuning();
       stopWatching();
     };
-    session.done.then(() => finish(c), (e) => finish(c, e));
+    session.done.then(
+      () => finish(c),
+      (e) => finish(c, e),
+    );
     check();
-    set({ peerId: session.peerId, canPause: c.pause !== undefined, canTune: { dutyCycle: !!c.tuning.setDutyCycle, inferenceShare: !!c.tuning.setInferencePriority } });
+    set({
+      peerId: session.peerId,
+      canPause: c.pause !== undefined,
+      canTune: { dutyCycle: !!c.tuning.setDutyCycle, inferenceShare: !!c.tuning.setInferencePriority },
+    });
     if (get().status === 'starting') set({ status: 'waiting', detail: 'Asking the coordinator for a stage…' });
   }
 

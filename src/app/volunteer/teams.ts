@@ -20,7 +20,12 @@ export function toBase64(bytes: Uint8Array): string {
   return btoa(s);
 }
 
-export async function signTeamJoin(key: PrivateKey, peerId: string, teamId: string, nonce = freshNonce()): Promise<TeamJoin> {
+export async function signTeamJoin(
+  key: PrivateKey,
+  peerId: string,
+  teamId: string,
+  nonce = freshNonce(),
+): Promise<TeamJoin> {
   const signature = await key.sign(new TextEncoder().encode(teamJoinMessage(teamId, peerId, nonce)));
   return { peerId, nonce, signature: toBase64(signature) };
 }
