@@ -1,7 +1,7 @@
 import { ArgumentError, LimitError } from '../gpu/index.ts';
 import { MAX_HEAD_DIM } from '../ops/attention.ts';
 
-/** A GPT-2 style decoder (pre-LayerNorm blocks of causal attention + GELU MLP), as in shared/golden. */
+/** A GPT-2 style decoder (pre-LayerNorm blocks of causal attention + GELU MLP), as in tests/fixtures/golden. */
 export interface ModelConfig {
   vocab: number;
   dModel: number;

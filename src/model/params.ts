@@ -3,7 +3,7 @@ import { mlpWidth, type ModelConfig } from './config.ts';
 import type { StageSpec } from './stages.ts';
 
 /**
- * Parameter names and shapes follow shared/golden/tiny-gpt.json (GPT-2 names, W stored [in, out]).
+ * Parameter names and shapes follow tests/fixtures/golden/tiny-gpt.json (GPT-2 names, W stored [in, out]).
  * Weight decay applies to 2-D tensors only. Initialisation follows nanoGPT: N(0, 0.02), residual
  * projections N(0, 0.02/√(2·layers)), biases 0, LayerNorm gains 1. Each tensor draws from its own
  * stream seeded by (model seed, name), so a stage initialises exactly as the same tensors would in the

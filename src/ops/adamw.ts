@@ -18,7 +18,7 @@ export interface AdamWConfig {
   weightDecay: number;
 }
 
-/** The golden model's optimiser (shared/golden/tiny-gpt.json "adamw"). */
+/** The golden model's optimiser (tests/fixtures/golden/tiny-gpt.json "adamw"). */
 export const GOLDEN_ADAMW: AdamWConfig = { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1 };
 
 export interface AdamWParam {

@@ -9,10 +9,10 @@ import { splitStages } from '../../src/model/stages.ts';
 import { testGpu } from '../gpu-fixture.ts';
 
 /**
- * The model must reproduce shared/golden/tiny-gpt (an independent float64 implementation): loss, logits,
+ * The model must reproduce tests/fixtures/golden/tiny-gpt (an independent float64 implementation): loss, logits,
  * every parameter gradient and the losses of three AdamW steps, however the layers are split into stages.
  */
-const dir = new URL('../../../shared/golden/', import.meta.url);
+const dir = new URL('../fixtures/golden/', import.meta.url);
 const golden = JSON.parse(readFileSync(new URL('tiny-gpt.json', dir), 'utf8'));
 const cfg: ModelConfig = {
   vocab: golden.config.vocab,

@@ -5,13 +5,13 @@ import { parseSafetensors, SafetensorsError, serializeSafetensors } from '../../
 describe('safetensors', () => {
   it('reads the golden tiny GPT written by an independent implementation', async () => {
     const { tensors } = await parseSafetensors(
-      new Uint8Array(readFileSync(new URL('../../../shared/golden/tiny-gpt.safetensors', import.meta.url))),
+      new Uint8Array(readFileSync(new URL('../fixtures/golden/tiny-gpt.safetensors', import.meta.url))),
     );
     expect(tensors.get('wte')?.shape).toEqual([37, 16]);
     expect(tensors.get('h.1.attn.qkv.w')?.shape).toEqual([16, 48]);
     expect(tensors.get('head.w')?.data).toBeInstanceOf(Float32Array);
     const grads = await parseSafetensors(
-      new Uint8Array(readFileSync(new URL('../../../shared/golden/tiny-gpt.grads.safetensors', import.meta.url))),
+      new Uint8Array(readFileSync(new URL('../fixtures/golden/tiny-gpt.grads.safetensors', import.meta.url))),
     );
     expect(grads.tensors.get('wte')?.data).toBeInstanceOf(Float64Array);
   });
