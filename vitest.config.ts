@@ -1,6 +1,9 @@
 import { defineConfig } from 'vitest/config';
+import { wgslInclude } from './vite.config.ts';
 
 export default defineConfig({
+  // vitest does not read vite.config.ts when this file exists: shaders need the same #include expansion.
+  plugins: [wgslInclude()],
   test: {
     include: ['tests/**/*.test.ts'],
     exclude: ['tests/browser/**'],
