@@ -148,6 +148,15 @@ export class CoordinatorClient {
     return this.call('POST', `/api/models/${encodeURIComponent(modelId)}/metrics`, r);
   }
 
+  /** Records a step that produced no usable loss (non-finite) as failed; 409 when the step is already recorded. */
+  reportFailedStep(modelId: string, step: number, peerId: string): Promise<unknown> {
+    return this.call('POST', `/api/models/${encodeURIComponent(modelId)}/metrics`, {
+      step,
+      status: 'failed',
+      peerId,
+    });
+  }
+
   metrics(
     modelId: string,
     since = 0,
