@@ -1,4 +1,4 @@
-import { makeBasis, projectCoefficients, SubspaceBasis, type BasisParams } from './basis.ts';
+import { makeBasis, projectCoefficients, type SubspaceBasis, type BasisParams } from './basis.ts';
 import { CodecError, type Codec, type CodecContext } from './codec.ts';
 
 /**
@@ -147,7 +147,7 @@ export class Int8Codec implements Codec {
       if (scale === 0) continue; // an all-zero row: q stays 0
       for (let i = 0; i < width; i++) {
         const v = Math.round(x[o + i] / scale);
-        q[o + i] = v > 127 ? 127 : v < -127 ? -127 : v;
+        q[o + i] = Math.min(127, Math.max(-127, v));
       }
     }
     out.set(f32ToBytes(scales), 0);

@@ -346,9 +346,9 @@ function epochSummary(e: EpochRow, nowS: number) {
     wallets: e.leaves.length,
     credited: verdicts.reduce((a, v) => a + v.credited, 0),
     caught: verdicts.filter((v) => v.caught).map((v) => v.peerId),
-    auditCounts: (e.audits as Array<{ result: string }>).reduce<Record<string, number>>(
-      (a, x) => ({ ...a, [x.result]: (a[x.result] ?? 0) + 1 }),
-      {},
-    ),
+    auditCounts: (e.audits as Array<{ result: string }>).reduce<Record<string, number>>((a, x) => {
+      a[x.result] = (a[x.result] ?? 0) + 1;
+      return a;
+    }, {}),
   };
 }

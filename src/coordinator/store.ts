@@ -184,6 +184,7 @@ type Row = Record<string, unknown>;
 const num = (v: unknown): number => Number(v);
 const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
 
+// biome-ignore lint/suspicious/noExplicitAny: a stored JSON column; each caller reads it as its own row shape
 function parseJson(v: unknown, what: string): any {
   try {
     return JSON.parse(String(v));

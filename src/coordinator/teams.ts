@@ -136,7 +136,7 @@ export class Teams {
     } catch (e) {
       throw new BadRequestError(`peerId ${peerId} is not a libp2p peer id: ${(e as Error).message}`);
     }
-    if (!key || key.type !== 'Ed25519')
+    if (key?.type !== 'Ed25519')
       throw new BadRequestError(`peerId ${peerId} does not embed an Ed25519 key to check the signature with`);
     const sig = Buffer.from(signature, 'base64');
     let ok = false;

@@ -242,7 +242,7 @@ export class Tokenizer {
     const j = (typeof json === 'string' ? parseJson(json) : json) as Partial<TokenizerJson> | null;
     if (!j || typeof j !== 'object') throw new TokenizerFormatError('tokenizer.json: not an object');
     const model = j.model as Partial<TokenizerJson['model']> | undefined;
-    if (!model || model.type !== 'BPE')
+    if (model?.type !== 'BPE')
       throw new TokenizerFormatError(`tokenizer.json: model.type must be "BPE", got ${JSON.stringify(model?.type)}`);
     if (!model.vocab || typeof model.vocab !== 'object')
       throw new TokenizerFormatError('tokenizer.json: model.vocab missing');
@@ -251,13 +251,13 @@ export class Tokenizer {
       | { type?: string; add_prefix_space?: boolean; use_regex?: boolean }
       | null
       | undefined;
-    if (!pre || pre.type !== 'ByteLevel' || pre.use_regex === false) {
+    if (pre?.type !== 'ByteLevel' || pre.use_regex === false) {
       throw new TokenizerFormatError(
         `tokenizer.json: pre_tokenizer must be ByteLevel with use_regex, got ${JSON.stringify(pre?.type ?? pre)}`,
       );
     }
     const dec = j.decoder as { type?: string } | null | undefined;
-    if (!dec || dec.type !== 'ByteLevel')
+    if (dec?.type !== 'ByteLevel')
       throw new TokenizerFormatError(
         `tokenizer.json: decoder must be ByteLevel, got ${JSON.stringify(dec?.type ?? dec)}`,
       );

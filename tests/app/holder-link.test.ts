@@ -1,7 +1,7 @@
 import { generateKeyPair } from '@libp2p/crypto/keys';
 import { peerIdFromPrivateKey } from '@libp2p/peer-id';
 import {
-  BaseError,
+  type BaseError,
   ContractFunctionExecutionError,
   ContractFunctionRevertedError,
   encodeErrorResult,

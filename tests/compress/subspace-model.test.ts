@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { makeBasis } from '../../src/compress/basis.ts';
-import { type CodecContext } from '../../src/compress/codec.ts';
+import type { CodecContext } from '../../src/compress/codec.ts';
 import { makeCodec, type SubspaceCodec } from '../../src/compress/codecs.ts';
 import {
   boundaryCodecs,

@@ -215,7 +215,7 @@ describe('coordinator: teams, leaderboards and credits', () => {
         team: null,
         verifiedFlops: '90071992547409930',
         pendingFlops: '0',
-        recentAverage: rac([90071992547409930, 70]),
+        recentAverage: rac([90071992547409936, 70]),
         peers: 1,
       },
       {

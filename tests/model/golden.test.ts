@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import type { Gpu } from '../../src/gpu/index.ts';
 import { compare, describe as describeComparison } from '../../src/ops/compare.ts';
-import { type ModelConfig } from '../../src/model/config.ts';
+import type { ModelConfig } from '../../src/model/config.ts';
 import { parseSafetensors } from '../../src/model/safetensors.ts';
 import { Stage } from '../../src/model/stage.ts';
 import { splitStages } from '../../src/model/stages.ts';

@@ -28,6 +28,7 @@ export function ProblemNotice({ problem }: { problem: Problem }) {
       <h3>What to do</h3>
       <ul className="advice" data-testid="advice">
         {steps.map((s, i) => (
+          // biome-ignore lint/suspicious/noArrayIndexKey: a problem's advice is a fixed list, never reordered
           <li key={i}>
             <RichText text={s} />
           </li>

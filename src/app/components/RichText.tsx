@@ -6,8 +6,11 @@ import { Fragment, type ReactNode } from 'react';
  */
 export function RichText({ text }: { text: string }): ReactNode {
   const parts = text.split(/(`[^`]+`|(?:chrome|edge|about):\/\/[\w./#-]*[\w/#-])/g);
+  // The parts of one fixed string never reorder, so their positions are stable keys.
   return parts.map((part, i) => {
+    // biome-ignore lint/suspicious/noArrayIndexKey: positions in a fixed split are stable
     if (i % 2 === 0) return <Fragment key={i}>{part}</Fragment>;
+    // biome-ignore lint/suspicious/noArrayIndexKey: positions in a fixed split are stable
     return <code key={i}>{part.startsWith('`') ? part.slice(1, -1) : part}</code>;
   });
 }

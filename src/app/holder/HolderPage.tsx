@@ -32,6 +32,7 @@ function ChainGate() {
   const d = info.data;
   // Rebuilt only if the coordinator's chain changes, never per render: a new config would drop the connection.
   const key = d ? `${d.chainId} ${d.rpcUrl}` : '';
+  // biome-ignore lint/correctness/useExhaustiveDependencies: keyed by the chain's identity on purpose (see above)
   const wagmi = useMemo(() => (d ? holderWagmiConfig(d) : undefined), [key]);
   if (info.isPending)
     return (

@@ -238,6 +238,7 @@ function useCredits(peerId: string | undefined) {
 function usePeerId(): string | undefined {
   const running = useVolunteerStore((s) => s.peerId);
   const peer = useHolderPeer();
+  // biome-ignore lint/correctness/useExhaustiveDependencies: the stored identity is read once, on mount
   useEffect(() => {
     void peer.loadPeer();
   }, []);

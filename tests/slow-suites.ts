@@ -1,0 +1,23 @@
+/**
+ * The slow suites, named in one place: `npm test` runs them all, `npm run test:fast` (the inner loop) skips
+ * these. Each takes from tens of seconds to minutes on a 2-core machine, because it starts real processes,
+ * WebRTC connections, anvil or Chromium, or trains a model.
+ */
+export const SLOW_UNIT_SUITES = [
+  'tests/train/learning.test.ts', // ~2 min: the recipe learns the Brown corpus well below the unigram baseline
+  'tests/net/swarm.test.ts', // ~30 s: coordinator + two worker processes over WebRTC equal one process
+  'tests/net/churn.test.ts', // ~80 s: kills, newcomers and a lost reporter; every step exactly once
+  'tests/ledger/ownership.test.ts', // ~30 s: receipts, audits, a caught cheater, settlement on anvil
+  'tests/infer/swarm-generation.test.ts', // ~40 s: generation through four stage-holding workers
+  'tests/infer/no-weights-leak.test.ts', // ~40 s: every received byte scanned for another stage's weights
+  'tests/train/gpu-turns.test.ts', // ~15 s: inference/training priority and the duty cycle on a pipeline
+];
+
+/** Browser specs left out of the fast loop (gpu-page.spec.ts, the kernel self-test in Chromium, stays in). */
+export const SLOW_BROWSER_SPECS = [
+  'tests/browser/volunteer.spec.ts',
+  'tests/browser/holder.spec.ts',
+  'tests/browser/infer-tab.spec.ts',
+  'tests/browser/researcher.spec.ts',
+  'tests/browser/tour.spec.ts',
+];
