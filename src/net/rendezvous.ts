@@ -1,7 +1,7 @@
 /**
- * How the workers of a new pipeline configuration find each other before they train (swarm-worker.ts): direct
+ * How the workers of a new pipeline configuration find each other before they train (worker/reconfigure.ts): direct
  * WebRTC to every other worker, the paused statuses of all of them (or the resume point one of them already
- * decided), and the barrier that holds every worker until all are ready for the new epoch. Every wait ends
+ * decided), and the barrier that holds every worker until all are ready for the new round. Every wait ends
  * when the configuration's signal aborts (the pipeline changed again) or after a deadline.
  */
 import type { Libp2p } from 'libp2p';
@@ -98,25 +98,25 @@ async function ask(r: Rendezvous, peer: string, req: StatusRequest): Promise<Syn
 
 /**
  * Statuses of every other worker, all paused in this layout; or the resume point one of them is already ready
- * for, when it is a later epoch than `epoch` (this worker's last): it was decided from statuses that included
+ * for, when it is a later round than `round` (this worker's last): it was decided from statuses that included
  * this worker's. `model` names the model in the requests.
  */
 export async function collectStatuses(
   r: Rendezvous,
   model: string,
-  epoch: number,
+  round: number,
 ): Promise<{ statuses: Map<string, SyncStatus>; adopt?: Resume }> {
   const statuses = new Map<string, SyncStatus>();
-  const req: StatusRequest = { type: 'status', model, layout: r.layout, phase: 'paused', epoch };
+  const req: StatusRequest = { type: 'status', model, layout: r.layout, phase: 'paused', round };
   const deadline = Date.now() + 120_000;
-  for (let round = 0; ; round++) {
+  for (let pass = 0; ; pass++) {
     const pending = r.members.filter((p) => !statuses.has(p));
     const answers = await Promise.all(pending.map((p) => ask(r, p, req)));
     let adopt: Resume | undefined;
     answers.forEach((st, i) => {
       if (!st || st.layout !== r.layout) return;
       if (st.phase === 'paused') statuses.set(pending[i], st);
-      else if ((st.phase === 'ready' || st.phase === 'training') && st.resume && st.resume.epoch > epoch) {
+      else if ((st.phase === 'ready' || st.phase === 'training') && st.resume && st.resume.round > round) {
         statuses.set(pending[i], st);
         adopt ??= st.resume;
       }
@@ -129,32 +129,32 @@ export async function collectStatuses(
         .map(short)
         .join(', ');
     if (Date.now() > deadline) throw new Error(`no status from ${missing()} within 120 s`);
-    if (round === 20) r.log(`waiting for ${missing()} to pause in this layout`);
+    if (pass === 20) r.log(`waiting for ${missing()} to pause in this layout`);
     await sleep(150, r.signal);
   }
 }
 
-/** Waits until every other worker is ready for (or training in) `epoch`; a worker that went back to pausing abandons it. */
-export async function awaitReady(r: Rendezvous, model: string, epoch: number): Promise<void> {
-  const req: StatusRequest = { type: 'status', model, layout: r.layout, phase: 'ready', epoch };
+/** Waits until every other worker is ready for (or training in) `round`; a worker that went back to pausing abandons it. */
+export async function awaitReady(r: Rendezvous, model: string, round: number): Promise<void> {
+  const req: StatusRequest = { type: 'status', model, layout: r.layout, phase: 'ready', round };
   const deadline = Date.now() + 120_000;
   let pending = r.members;
   while (pending.length) {
     const answers = await Promise.all(pending.map((p) => ask(r, p, req)));
-    const left = answers.findIndex((st) => st?.layout === r.layout && st.phase === 'paused' && st.epoch >= epoch);
-    if (left >= 0) throw new Reconfigure(`${short(pending[left])} left epoch ${epoch} before it started`);
+    const left = answers.findIndex((st) => st?.layout === r.layout && st.phase === 'paused' && st.round >= round);
+    if (left >= 0) throw new Reconfigure(`${short(pending[left])} left round ${round} before it started`);
     pending = pending.filter((_, i) => {
       const st = answers[i];
       return !(
         st &&
         st.layout === r.layout &&
         (st.phase === 'ready' || st.phase === 'training') &&
-        st.resume?.epoch === epoch
+        st.resume?.round === round
       );
     });
     if (!pending.length) return;
     if (Date.now() > deadline)
-      throw new Error(`${pending.map(short).join(', ')} not ready for epoch ${epoch} within 120 s`);
+      throw new Error(`${pending.map(short).join(', ')} not ready for round ${round} within 120 s`);
     await sleep(100, r.signal);
   }
 }

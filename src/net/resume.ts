@@ -29,7 +29,7 @@ export interface MemberView {
   peerId: string;
   /** The stage this peer is assigned in the new layout. */
   stage: number;
-  status: Pick<SyncStatus, 'held' | 'reported' | 'epoch'>;
+  status: Pick<SyncStatus, 'held' | 'reported' | 'round'>;
 }
 
 export type ResumePlan =
@@ -37,14 +37,14 @@ export type ResumePlan =
       kind: 'resume';
       /** Training step every stage stands at before the pipeline goes on. */
       step: number;
-      /** Epoch of the new configuration (frames are tagged with it, so nothing from an earlier one is taken). */
-      epoch: number;
+      /** Round of the new configuration (frames are tagged with it, so nothing from an earlier one is taken). */
+      round: number;
       /** No peer held any state: every stage starts from the seeded initialisation at `step`. */
       fresh: boolean;
       /** Per stage: peers holding it at (or able to roll back to) `step`, best first. */
       sources: Map<number, string[]>;
     }
-  | { kind: 'lost'; stages: number[]; epoch: number; reason: string };
+  | { kind: 'lost'; stages: number[]; round: number; reason: string };
 
 /** Steps a held state can stand at: its step, one back if it kept the backup, the last stage capped by `reported`. */
 export function reachable(h: HeldInfo, stages: number, reported: number): number[] {
@@ -53,7 +53,7 @@ export function reachable(h: HeldInfo, stages: number, reported: number): number
 }
 
 export function planResume(members: readonly MemberView[], stages: number): ResumePlan {
-  const epoch = Math.max(0, ...members.map((m) => m.status.epoch)) + 1;
+  const round = Math.max(0, ...members.map((m) => m.status.round)) + 1;
   const holders: Array<{ peerId: string; stage: number; reach: number[]; exact: number }> = [];
   for (const m of members) {
     for (const h of m.status.held) {
@@ -68,18 +68,18 @@ export function planResume(members: readonly MemberView[], stages: number): Resu
   }
   if (holders.length === 0) {
     const step = Math.max(0, ...members.map((m) => m.status.reported));
-    return { kind: 'resume', step, epoch, fresh: true, sources: new Map() };
+    return { kind: 'resume', step, round, fresh: true, sources: new Map() };
   }
   const perStage = Array.from(
     { length: stages },
     (_, s) => new Set(holders.filter((h) => h.stage === s).flatMap((h) => h.reach)),
   );
-  const missing = perStage.flatMap((set, s) => (holders.some((h) => h.stage === s) ? [] : [s]));
+  const missing = perStage.flatMap((_set, s) => (holders.some((h) => h.stage === s) ? [] : [s]));
   if (missing.length) {
     return {
       kind: 'lost',
       stages: missing,
-      epoch,
+      round,
       reason: `no peer of the new pipeline holds stage${missing.length > 1 ? 's' : ''} ${missing.join(', ')}: its last holder left and no replica held it`,
     };
   }
@@ -92,7 +92,7 @@ export function planResume(members: readonly MemberView[], stages: number): Resu
     return {
       kind: 'lost',
       stages: [behind],
-      epoch,
+      round,
       reason: `the stages' states cannot be brought to one step (${what})`,
     };
   }
@@ -107,7 +107,7 @@ export function planResume(members: readonly MemberView[], stages: number): Resu
       ok.map((h) => h.peerId),
     );
   }
-  return { kind: 'resume', step, epoch, fresh: false, sources };
+  return { kind: 'resume', step, round, fresh: false, sources };
 }
 
 /** Every worker of one pipeline derives the same key from its assignment: model, stage count and each stage's peers in replica order. */

@@ -4,7 +4,7 @@
  *
  * - `status`: where the answering worker stands — the pipeline layout it is configuring or training, its phase,
  *   the stage states it holds (stage, training step, whether it can undo its last update), how many steps the
- *   coordinator had recorded when it paused, and, once decided, the step and epoch the pipeline resumes at.
+ *   coordinator had recorded when it paused, and, once decided, the step and round the pipeline resumes at.
  *   Workers exchange these after the coordinator changed their pipeline, to agree where training resumes
  *   (src/net/resume.ts) and to wait until every worker is ready.
  * - `losses`: a replica of the last stage hands its micro-batch losses of a step to replica 0, which reports
@@ -20,7 +20,7 @@ export const SYNC_PROTOCOL = '/tessera/sync/1.0.0';
 const MAX_MESSAGE_BYTES = 256 * 1024;
 
 export const PHASES = ['idle', 'paused', 'ready', 'training'] as const;
-/** idle: no pipeline; paused: agreeing where to resume; ready: state and transport set up for the agreed epoch; training: stepping. */
+/** idle: no pipeline; paused: agreeing where to resume; ready: state and transport set up for the agreed round; training: stepping. */
 export type Phase = (typeof PHASES)[number];
 
 /** A stage state a worker holds: the stage, the training steps applied to it, and whether it can undo the last one. */
@@ -33,7 +33,8 @@ export interface HeldInfo {
 
 export interface Resume {
   step: number;
-  epoch: number;
+  /** The round (one configuration of the pipeline, numbered from 1) that resumes at `step`. */
+  round: number;
   fresh: boolean;
 }
 
@@ -41,8 +42,8 @@ export interface SyncStatus {
   /** The layout (src/net/resume.ts layoutKey) this worker is configuring or training; '' when idle. */
   layout: string;
   phase: Phase;
-  /** The last epoch this worker was ready in (0: none yet). */
-  epoch: number;
+  /** The last round this worker was ready in (0: none yet). */
+  round: number;
   held: HeldInfo[];
   /** Steps the coordinator had recorded (done or failed) when this worker paused. */
   reported: number;
@@ -53,17 +54,17 @@ export interface SyncStatus {
 export interface StatusRequest {
   type: 'status';
   model: string;
-  /** The asker's own layout, phase and epoch (a worker still training an epoch the asker left stops its step). */
+  /** The asker's own layout, phase and round (a worker still training a round the asker left stops its step). */
   layout: string;
   phase: Phase;
-  epoch: number;
+  round: number;
 }
 
 export interface LossesRequest {
   type: 'losses';
-  /** The frame tag of the epoch (model id and epoch). */
+  /** The frame tag of the round (model id and round). */
   model: string;
-  epoch: number;
+  round: number;
   step: number;
   /** [micro-batch, loss] of the sender's micro-batches. */
   losses: Array<[number, number]>;
@@ -90,12 +91,12 @@ function parseRequest(raw: unknown): SyncRequest {
     if (!isText(o.layout, 200_000)) throw new WireError('status.layout must be a string');
     if (!(PHASES as readonly unknown[]).includes(o.phase))
       throw new WireError(`status.phase must be one of ${PHASES.join(', ')}`);
-    if (!isInt(o.epoch)) throw new WireError('status.epoch must be a non-negative integer');
-    return { type: 'status', model: o.model, layout: o.layout, phase: o.phase as Phase, epoch: o.epoch };
+    if (!isInt(o.round)) throw new WireError('status.round must be a non-negative integer');
+    return { type: 'status', model: o.model, layout: o.layout, phase: o.phase as Phase, round: o.round };
   }
   if (o.type === 'losses') {
-    if (!isInt(o.epoch) || !isInt(o.step))
-      throw new WireError('losses.epoch and losses.step must be non-negative integers');
+    if (!isInt(o.round) || !isInt(o.step))
+      throw new WireError('losses.round and losses.step must be non-negative integers');
     if (!Array.isArray(o.losses) || o.losses.length === 0 || o.losses.length > 4096)
       throw new WireError('losses.losses must hold 1–4096 entries');
     const losses: Array<[number, number]> = [];
@@ -104,7 +105,7 @@ function parseRequest(raw: unknown): SyncRequest {
         throw new WireError('each loss must be [micro-batch, finite number]');
       losses.push([e[0], e[1]]);
     }
-    return { type: 'losses', model: o.model, epoch: o.epoch, step: o.step, losses };
+    return { type: 'losses', model: o.model, round: o.round, step: o.step, losses };
   }
   throw new WireError(`unknown request type ${JSON.stringify(o.type)}`);
 }
@@ -115,8 +116,8 @@ export function parseStatus(raw: unknown): SyncStatus {
   const o = raw as Record<string, unknown>;
   if (!isText(o.layout, 200_000)) throw new WireError('status.layout must be a string');
   if (!(PHASES as readonly unknown[]).includes(o.phase)) throw new WireError('status.phase is not a phase');
-  if (!isInt(o.epoch) || !isInt(o.reported))
-    throw new WireError('status.epoch and status.reported must be non-negative integers');
+  if (!isInt(o.round) || !isInt(o.reported))
+    throw new WireError('status.round and status.reported must be non-negative integers');
   if (!Array.isArray(o.held) || o.held.length > 4) throw new WireError('status.held must list at most 4 stage states');
   const held: HeldInfo[] = [];
   for (const h of o.held as unknown[]) {
@@ -128,11 +129,11 @@ export function parseStatus(raw: unknown): SyncStatus {
   let resume: SyncStatus['resume'];
   if (o.resume !== undefined) {
     const r = o.resume as Record<string, unknown>;
-    if (typeof r !== 'object' || r === null || !isInt(r.step) || !isInt(r.epoch, 1) || typeof r.fresh !== 'boolean')
-      throw new WireError('status.resume must be { step, epoch ≥ 1, fresh }');
-    resume = { step: r.step, epoch: r.epoch, fresh: r.fresh };
+    if (typeof r !== 'object' || r === null || !isInt(r.step) || !isInt(r.round, 1) || typeof r.fresh !== 'boolean')
+      throw new WireError('status.resume must be { step, round ≥ 1, fresh }');
+    resume = { step: r.step, round: r.round, fresh: r.fresh };
   }
-  return { layout: o.layout, phase: o.phase as Phase, epoch: o.epoch, held, reported: o.reported, resume };
+  return { layout: o.layout, phase: o.phase as Phase, round: o.round, held, reported: o.reported, resume };
 }
 
 /** Answers sync requests with what the handler (the worker) says. */

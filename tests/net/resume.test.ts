@@ -3,20 +3,20 @@ import { layoutKey, planResume, reachable, type MemberView } from '../../src/net
 import type { HeldInfo } from '../../src/net/swarm-sync.ts';
 
 /** A member of a 2-stage pipeline: assigned `stage`, holding `held`, having seen `reported` steps recorded. */
-const member = (peerId: string, stage: number, held: HeldInfo[], reported = 100, epoch = 1): MemberView => ({
+const member = (peerId: string, stage: number, held: HeldInfo[], reported = 100, round = 1): MemberView => ({
   peerId,
   stage,
-  status: { held, reported, epoch },
+  status: { held, reported, round },
 });
 const at = (stage: number, step: number, backup = true): HeldInfo => ({ stage, step, backup });
 
 describe('planResume', () => {
   it('starts a fresh swarm from the seed at the step the coordinator recorded', () => {
     const plan = planResume([member('a', 0, [], 0, 0), member('b', 1, [], 0, 0)], 2);
-    expect(plan).toEqual({ kind: 'resume', step: 0, epoch: 1, fresh: true, sources: new Map() });
+    expect(plan).toEqual({ kind: 'resume', step: 0, round: 1, fresh: true, sources: new Map() });
     // Every holder gone: the step count goes on from what the coordinator recorded.
     const later = planResume([member('a', 0, [], 40, 3), member('b', 1, [], 41, 2)], 2);
-    expect(later).toMatchObject({ kind: 'resume', step: 41, epoch: 4, fresh: true });
+    expect(later).toMatchObject({ kind: 'resume', step: 41, round: 4, fresh: true });
   });
 
   it('goes on at k + 1 when every stage applied step k', () => {
@@ -85,9 +85,9 @@ describe('planResume', () => {
     expect(plan.sources.get(1)).toEqual(['b', 'd']);
   });
 
-  it('numbers the new epoch past every epoch any member was in', () => {
+  it('numbers the new round past every round any member was in', () => {
     const plan = planResume([member('a', 0, [at(0, 3)], 3, 5), member('c', 1, [at(1, 3)], 3, 2)], 2);
-    expect(plan).toMatchObject({ epoch: 6 });
+    expect(plan).toMatchObject({ round: 6 });
   });
 });
 

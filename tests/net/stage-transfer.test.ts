@@ -234,10 +234,10 @@ describe('sync protocol', () => {
     const status: SyncStatus = {
       layout: 'L',
       phase: 'ready',
-      epoch: 3,
+      round: 3,
       held: [{ stage: 1, step: 7, backup: true }],
       reported: 7,
-      resume: { step: 7, epoch: 3, fresh: false },
+      resume: { step: 7, round: 3, fresh: false },
     };
     server = new SyncServer({
       node: b,
@@ -245,7 +245,7 @@ describe('sync protocol', () => {
       handler: {
         status: () => status,
         losses: (from, req) => {
-          if (req.epoch !== 3) throw new Error(`epoch ${req.epoch} is not this one`);
+          if (req.round !== 3) throw new Error(`round ${req.round} is not this one`);
           received.push([from, req.step]);
         },
       },
@@ -259,22 +259,22 @@ describe('sync protocol', () => {
   });
 
   it('answers a status and takes losses; refuses what does not fit', async () => {
-    const st = await queryStatus(a, b.peerId, { type: 'status', model: 'tm', layout: 'L', phase: 'paused', epoch: 2 });
+    const st = await queryStatus(a, b.peerId, { type: 'status', model: 'tm', layout: 'L', phase: 'paused', round: 2 });
     expect(st).toEqual({
       layout: 'L',
       phase: 'ready',
-      epoch: 3,
+      round: 3,
       held: [{ stage: 1, step: 7, backup: true }],
       reported: 7,
-      resume: { step: 7, epoch: 3, fresh: false },
+      resume: { step: 7, round: 3, fresh: false },
     });
-    await sendLosses(a, b.peerId, { type: 'losses', model: 'tm#3', epoch: 3, step: 7, losses: [[1, 2.5]] });
+    await sendLosses(a, b.peerId, { type: 'losses', model: 'tm#3', round: 3, step: 7, losses: [[1, 2.5]] });
     expect(received).toEqual([[a.peerId.toString(), 7]]);
     await expect(
-      sendLosses(a, b.peerId, { type: 'losses', model: 'tm#2', epoch: 2, step: 7, losses: [[1, 2.5]] }),
-    ).rejects.toThrow(/epoch 2 is not this one/);
+      sendLosses(a, b.peerId, { type: 'losses', model: 'tm#2', round: 2, step: 7, losses: [[1, 2.5]] }),
+    ).rejects.toThrow(/round 2 is not this one/);
     await expect(
-      sendLosses(a, b.peerId, { type: 'losses', model: 'tm#3', epoch: 3, step: 7, losses: [[1, NaN]] }),
+      sendLosses(a, b.peerId, { type: 'losses', model: 'tm#3', round: 3, step: 7, losses: [[1, NaN]] }),
     ).rejects.toThrow(/finite number/);
     expect(server.refused).toBe(2);
   });

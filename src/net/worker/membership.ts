@@ -1,0 +1,139 @@
+/**
+ * A worker's membership in the swarm: it joins, heartbeats every `heartbeatMs` (a peer the coordinator declared
+ * gone joins again and keeps its stage state), keeps the latest answer, and turns answers into layout changes.
+ * The coordinator's assignment is the only source of the pipeline's layout; this is where the worker hears it.
+ */
+import type { Libp2p } from 'libp2p';
+import { CoordinatorError, type Assignment, type CoordinatorClient, type JoinAnswer } from '../coordinator-client.ts';
+import { LinkMeter } from '../link-meter.ts';
+import type { NetTransport } from '../net-transport.ts';
+import { sleep } from '../rendezvous.ts';
+import { layoutKey } from '../resume.ts';
+
+/** Every stage of the model has at least one holder. */
+export function complete(a: Assignment): boolean {
+  return Array.from({ length: a.stages }, (_, s) => s).every((s) =>
+    a.pipeline.some((p) => p.stage === s && p.peers.length > 0),
+  );
+}
+
+/** The layout an answer describes: its assignment's key, or 'wait' without an assignment. */
+export function layoutOf(a: JoinAnswer): string {
+  return a.status === 'assigned' ? layoutKey(a.assignment) : 'wait';
+}
+
+/** The answer's assignment when every stage has a holder (the pipeline can train), else undefined. */
+export function trainable(a: JoinAnswer): Assignment | undefined {
+  return a.status === 'assigned' && complete(a.assignment) ? a.assignment : undefined;
+}
+
+/** What a worker without a trainable pipeline is waiting for. */
+export function waitingFor(a: JoinAnswer): string {
+  return a.status === 'wait'
+    ? `waiting: ${a.reason}`
+    : `stage ${a.assignment.stage} of ${a.assignment.modelId}: waiting for holders of the other stages`;
+}
+
+/** A heartbeat answer whose layout differs from the answer before it. */
+export interface LayoutChanged {
+  type: 'layout-changed';
+  layout: string;
+  answer: JoinAnswer;
+}
+
+export interface MembershipOptions {
+  client: CoordinatorClient;
+  node: Libp2p;
+  peerId: string;
+  tokensPerSecond: number;
+  kind: 'node' | 'browser';
+  log: (line: string) => void;
+  /** What the heartbeat reports: the step and round the worker stands at, and its round's tensor transport. */
+  progress: () => { step: number; round: number; transport?: NetTransport };
+  onChange: (e: LayoutChanged) => void;
+}
+
+export class Membership {
+  private readonly o: MembershipOptions;
+  /** The coordinator's latest answer (set once settle() returns). */
+  latest?: JoinAnswer;
+  heartbeatMs = 2000;
+  private timer?: ReturnType<typeof setInterval>;
+  private linkMeter?: LinkMeter;
+
+  constructor(o: MembershipOptions) {
+    this.o = o;
+  }
+
+  /**
+   * Joins, then heartbeats until every stage has a holder and the layout held still for one heartbeat (joins
+   * arriving together move peers around while the coordinator balances them). `seen` gets every answer;
+   * undefined when `stopped()` said so first.
+   */
+  async settle(stopped: () => boolean, seen: (a: JoinAnswer) => void): Promise<JoinAnswer | undefined> {
+    const { client, peerId, tokensPerSecond, kind } = this.o;
+    let answer = await client.join(peerId, tokensPerSecond, kind);
+    this.heartbeatMs = answer.heartbeatMs;
+    let previous = '';
+    for (;;) {
+      if (stopped()) return undefined;
+      seen(answer);
+      const layout = trainable(answer) ? layoutOf(answer) : '';
+      if (layout && layout === previous) break;
+      if (!layout) this.o.log(waitingFor(answer));
+      previous = layout;
+      await sleep(answer.heartbeatMs);
+      answer = await this.heartbeatOnce();
+    }
+    this.latest = answer;
+    return answer;
+  }
+
+  /** Heartbeats every heartbeatMs from now on (again, if it was stopped) until stop(). */
+  start(): void {
+    clearInterval(this.timer);
+    this.timer = setInterval(() => void this.beat(), this.heartbeatMs);
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  /** The stage `peer` has in `model` in the assignment this worker last saw. */
+  assignedStage(model: string, peer: string): number | undefined {
+    const a = this.latest;
+    if (a?.status !== 'assigned' || a.assignment.modelId !== model) return undefined;
+    return a.assignment.pipeline.find((s) => s.peers.some((p) => p.peerId === peer))?.stage;
+  }
+
+  /** A heartbeat; a peer the coordinator declared gone (409) joins again and keeps its stage state. */
+  private async heartbeatOnce(): Promise<JoinAnswer> {
+    const { client, peerId, node } = this.o;
+    const { step, round, transport } = this.o.progress();
+    const t = transport?.stats;
+    const stats = { step, round, bytesSent: t?.bytesSent ?? 0, bytesReceived: t?.bytesReceived ?? 0 };
+    // Per-peer bytes and round trips: the coordinator's measured links (Researcher topology, bytes per token).
+    const links = (this.linkMeter ??= new LinkMeter(node)).reports(transport?.peerStats);
+    try {
+      return await client.heartbeat(peerId, stats, links);
+    } catch (e) {
+      if (!(e instanceof CoordinatorError) || (e.status !== 409 && e.status !== 404)) throw e;
+      this.o.log(`the coordinator no longer counts this peer (${e.message}); joining again`);
+      return client.join(peerId, this.o.tokensPerSecond, this.o.kind);
+    }
+  }
+
+  private async beat(): Promise<void> {
+    let answer: JoinAnswer;
+    try {
+      answer = await this.heartbeatOnce();
+    } catch (e) {
+      this.o.log(`heartbeat failed: ${(e as Error).message}`);
+      return;
+    }
+    const before = this.latest && layoutOf(this.latest);
+    this.latest = answer;
+    const layout = layoutOf(answer);
+    if (layout !== before) this.o.onChange({ type: 'layout-changed', layout, answer });
+  }
+}

@@ -1,0 +1,122 @@
+/**
+ * The reconfiguration step: after the coordinator changed the pipeline, this worker freezes what it holds,
+ * meets the other workers of the new pipeline, agrees with them where to resume (src/net/resume.ts), takes its
+ * stage (its own, rolled back if needed, fetched from a holder, or seeded) and sets up the round. The worker
+ * then says it is ready and waits for the others (awaitReady on the returned rendezvous).
+ */
+import type { Libp2p } from 'libp2p';
+import type { Assignment, CoordinatorClient } from '../coordinator-client.ts';
+import { abortable, collectStatuses, connectAll, sleep, type Rendezvous } from '../rendezvous.ts';
+import { layoutKey, planResume, type MemberView } from '../resume.ts';
+import type { Resume } from '../swarm-sync.ts';
+import type { Holdings } from './holdings.ts';
+import type { PhaseDriver } from './phase-driver.ts';
+import { Roster, specOf } from './roster.ts';
+import { openRound, recipeOf, type Round, type RoundDeps } from './round.ts';
+import { fetchHeld, seeded } from './stage-source.ts';
+
+export interface ReconfigureDeps extends RoundDeps {
+  node: Libp2p;
+  relayAddr: string;
+  client: CoordinatorClient;
+  peerId: string;
+  holdings: Holdings;
+  phases: PhaseDriver;
+}
+
+/** Steps the coordinator has recorded for the model (done or failed; reports are contiguous by construction). */
+async function reportedSteps(client: CoordinatorClient, modelId: string, signal: AbortSignal): Promise<number> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const { model } = await client.model(modelId);
+      return model.steps.done + model.steps.failed;
+    } catch (e) {
+      if (attempt >= 4) throw e;
+      await sleep(500, signal);
+    }
+  }
+}
+
+/** Runs from the `freezing` phase to a round set up for the agreed resume; the stage-lost case never returns. */
+export async function reconfigure(
+  d: ReconfigureDeps,
+  a: Assignment,
+  signal: AbortSignal,
+): Promise<{ round: Round; rendezvous: Rendezvous }> {
+  const layout = layoutKey(a);
+  const lastRound = d.phases.state.round;
+  d.holdings.forModel(a.modelId);
+  const reported = await reportedSteps(d.client, a.modelId, signal);
+  d.holdings.freeze(reported);
+  d.phases.advance({ type: 'frozen' }, signal);
+  const recipe = recipeOf(d.gpu, a);
+  const spec = specOf(a);
+  const roster = new Roster(a);
+  const seat = roster.seatOf(d.peerId);
+  if (!seat) throw new Error(`assignment for ${a.modelId} does not list this peer`);
+  const members = roster.peers.filter((p) => p !== d.peerId);
+  const holding = d.holdings.announced.held;
+  d.log(
+    `stage ${a.stage} (replica ${seat.replica}) of ${a.modelId}: layers ${a.firstLayer}–${a.endLayer - 1}, ${a.stages} stages, replicas [${roster.replicas}], codec ${a.codec}; holding ${holding.map((h) => `stage ${h.stage}@${h.step}${h.backup ? '+backup' : ''}`).join(', ') || 'nothing'}`,
+  );
+  const rendezvous: Rendezvous = {
+    node: d.node,
+    relayAddr: d.relayAddr,
+    self: d.peerId,
+    members,
+    layout,
+    signal,
+    log: d.log,
+  };
+  await connectAll(rendezvous);
+
+  const found = await collectStatuses(rendezvous, a.modelId, lastRound);
+  let resume: Resume;
+  let sources: string[];
+  if (found.adopt) {
+    resume = found.adopt;
+    sources = [...found.statuses]
+      .filter(([, st]) => st.held.some((h) => h.stage === a.stage))
+      .map(([p]) => p)
+      .sort();
+    d.log(`resuming as the others decided: step ${resume.step}, round ${resume.round}`);
+  } else {
+    const views: MemberView[] = [...found.statuses].map(([peerId, status]) => ({
+      peerId,
+      stage: roster.seatOf(peerId)!.stage,
+      status,
+    }));
+    views.push({ peerId: d.peerId, stage: a.stage, status: { held: holding, reported, round: lastRound } });
+    const plan = planResume(views, a.stages);
+    if (plan.kind === 'lost') {
+      d.log(
+        `STAGE LOST: ${plan.reason}. Model ${a.modelId} cannot train until a peer holding stage ${plan.stages.join(', ')} at a matching step joins; waiting for the pipeline to change`,
+      );
+      d.phases.advance({ type: 'stage-lost' }, signal);
+      return abortable(new Promise<never>(() => {}), signal);
+    }
+    resume = { step: plan.step, round: plan.round, fresh: plan.fresh };
+    sources = plan.sources.get(a.stage) ?? [];
+    d.log(
+      `resume at step ${resume.step}, round ${resume.round}${plan.fresh ? ' (no peer holds this model: seeded initialisation)' : ''}`,
+    );
+  }
+
+  d.holdings.bringTo(resume.step, d.log);
+  let held = d.holdings.find(a.stage);
+  if (!held) {
+    held = resume.fresh
+      ? seeded(d.gpu, a, recipe, spec, resume.step)
+      : await fetchHeld(
+          d,
+          a,
+          spec,
+          resume.step,
+          sources.filter((p) => p !== d.peerId),
+          signal,
+        );
+    d.holdings.add(held);
+  }
+  const round = await openRound(d, { assignment: a, layout, recipe, resume, seat, roster, held }, signal);
+  return { round, rendezvous };
+}
