@@ -39,12 +39,9 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;    // [t, C]
 @group(0) @binding(6) var<storage, read_write> lse: array<f32>;    // [H·t], index h·t + i
 
-override WG: u32 = 64;
-override DH: u32 = 64;          // head dimension D
-override D4: u32 = (DH + 3u) / 4u;
+#include "lib/attention-head.wgsl"
 
-const MAXD4: u32 = 32u;         // D ≤ 128
-const NEG: f32 = -3.0e38;       // "−∞" that stays finite: exp(NEG − m) = 0 without inf − inf = NaN
+override WG: u32 = 64;
 
 var<private> q: array<vec4f, MAXD4>;
 var<private> acc: array<vec4f, MAXD4>;
@@ -53,17 +50,7 @@ fn flat(wid: vec3u, lid: vec3u, nwg: vec3u) -> u32 {
   return (wid.x + wid.y * nwg.x) * WG + lid.x;
 }
 
-// Four elements of a head vector at `base` of qkv / kv; lanes past D read as 0 (D % 4 ≠ 0).
-fn ld_qkv(base: u32, d4: u32) -> vec4f {
-  let d = d4 * 4u;
-  if (DH % 4u == 0u || d + 3u < DH) {
-    return vec4f(qkv[base + d], qkv[base + d + 1u], qkv[base + d + 2u], qkv[base + d + 3u]);
-  }
-  var r = vec4f(0.0);
-  for (var c = 0u; c < 4u; c++) { if (d + c < DH) { r[c] = qkv[base + d + c]; } }
-  return r;
-}
-
+// Four elements of a head vector at `base` of kv; lanes past D read as 0 (D % 4 ≠ 0), as ld_qkv.
 fn ld_kv(base: u32, d4: u32) -> vec4f {
   let d = d4 * 4u;
   if (DH % 4u == 0u || d + 3u < DH) {
@@ -72,10 +59,6 @@ fn ld_kv(base: u32, d4: u32) -> vec4f {
   var r = vec4f(0.0);
   for (var c = 0u; c < 4u; c++) { if (d + c < DH) { r[c] = kv[base + d + c]; } }
   return r;
-}
-
-fn hsum(v: vec4f) -> f32 {
-  return (v.x + v.y) + (v.z + v.w);
 }
 
 @compute @workgroup_size(WG)

@@ -1,9 +1,10 @@
+// Read shaders/attention-naive.wgsl first: the same function, one query row per invocation, in a page.
+//
 // Causal multi-head attention, FlashAttention-2 style: no T×T matrix ever exists; each query row keeps a
 // running max m and sum l of exp(s − m) (online softmax) and its output accumulator in registers, and only
 // the row's log-sum-exp goes to memory for the backward pass, which recomputes P = exp(S − lse).
 //
-// qkv [B·T, 3C]: columns [0,C) q, [C,2C) k, [2C,3C) v; head h uses columns h·D..(h+1)·D of each.
-// out [B·T, C]; lse and delta [B·H·T], index (b·H + h)·T + t.
+// Layout, uniforms and bindings: lib/attention-io.wgsl.
 //
 // One workgroup owns BR = WG·RPI consecutive rows of one (b, h): query rows for forward / dQ / delta, key
 // rows for dK/dV; invocation i owns rows r0 + i·RPI .. r0 + i·RPI + RPI − 1. Several rows per invocation
@@ -22,44 +23,18 @@
 // Loops that index private arrays have constant trip counts (RPI, D4 are overrides) so compilers can unroll
 // them and keep the arrays in registers.
 
-struct Params {
-  T: u32,      // sequence length
-  H: u32,      // heads
-  C: u32,      // channels (H·D)
-  nblk: u32,   // row blocks per (b, h): ceil(T / BR)
-  nbh: u32,    // B·H
-  scale: f32,  // 1/sqrt(D)
-  rpi: u32,    // = RPI, as a runtime value: loops over it stay rolled (see own-row copies below)
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> qkv: array<f32>;
-// forward
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
-@group(0) @binding(3) var<storage, read_write> lse: array<f32>;
-// delta: reads o (forward output) and dout, writes delta
-@group(0) @binding(4) var<storage, read> o_in: array<f32>;
-@group(0) @binding(5) var<storage, read> dout: array<f32>;
-@group(0) @binding(6) var<storage, read_write> delta: array<f32>;
-// dQ, dK/dV
-@group(0) @binding(3) var<storage, read> lse_in: array<f32>;
-@group(0) @binding(6) var<storage, read> delta_in: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dqkv: array<f32>;
+#include "lib/attention-io.wgsl"
 
 override WG: u32 = 64;        // invocations per workgroup
 override RPI: u32 = 1;        // rows per invocation; RPI·ceil(D/4) ≤ REGS4, RPI ≤ MAXR
-override DH: u32 = 64;        // head dimension D
 override KB: u32 = 32;        // keys (queries for dK/dV) per block
 override TILED: bool = true;
-override D4: u32 = (DH + 3u) / 4u;
 override BR: u32 = WG * RPI;
 override TILE4: u32 = select(1u, KB * D4, TILED);
 override TILES: u32 = select(1u, KB, TILED);
 
 const REGS4: u32 = 32u;       // vec4 registers per row-blocked array: RPI·ceil(D/4) ≤ 32 bounds the unrolled code
-const MAXD4: u32 = 32u;       // D ≤ 128
 const MAXR: u32 = 8u;
-const NEG: f32 = -3.0e38;     // "−∞" that stays finite: exp(NEG − m) = 0 without inf − inf = NaN
 
 var<workgroup> tileA: array<vec4f, TILE4>;   // K (forward, dQ) or Q (dK/dV)
 var<workgroup> tileB: array<vec4f, TILE4>;   // V (forward, dQ) or dO (dK/dV)
@@ -76,49 +51,6 @@ var<private> xa: array<vec4f, MAXD4>;
 var<private> xb: array<vec4f, MAXD4>;
 var<private> mrow: array<f32, MAXR>;         // running max (forward); lse (backward)
 var<private> lrow: array<f32, MAXR>;         // running sum (forward); delta (backward)
-
-// Element d4·4 .. d4·4+3 of a head vector starting at `base`; lanes past D read as 0 (when D % 4 ≠ 0).
-fn ld_qkv(base: u32, d4: u32) -> vec4f {
-  let d = d4 * 4u;
-  if (DH % 4u == 0u || d + 3u < DH) {
-    return vec4f(qkv[base + d], qkv[base + d + 1u], qkv[base + d + 2u], qkv[base + d + 3u]);
-  }
-  var r = vec4f(0.0);
-  for (var c = 0u; c < 4u; c++) { if (d + c < DH) { r[c] = qkv[base + d + c]; } }
-  return r;
-}
-
-fn ld_dout(base: u32, d4: u32) -> vec4f {
-  let d = d4 * 4u;
-  if (DH % 4u == 0u || d + 3u < DH) {
-    return vec4f(dout[base + d], dout[base + d + 1u], dout[base + d + 2u], dout[base + d + 3u]);
-  }
-  var r = vec4f(0.0);
-  for (var c = 0u; c < 4u; c++) { if (d + c < DH) { r[c] = dout[base + d + c]; } }
-  return r;
-}
-
-fn ld_o(base: u32, d4: u32) -> vec4f {
-  let d = d4 * 4u;
-  if (DH % 4u == 0u || d + 3u < DH) {
-    return vec4f(o_in[base + d], o_in[base + d + 1u], o_in[base + d + 2u], o_in[base + d + 3u]);
-  }
-  var r = vec4f(0.0);
-  for (var c = 0u; c < 4u; c++) { if (d + c < DH) { r[c] = o_in[base + d + c]; } }
-  return r;
-}
-
-fn st_out(base: u32, d4: u32, v: vec4f) {
-  for (var c = 0u; c < 4u; c++) { if (d4 * 4u + c < DH) { out[base + d4 * 4u + c] = v[c]; } }
-}
-
-fn st_dqkv(base: u32, d4: u32, v: vec4f) {
-  for (var c = 0u; c < 4u; c++) { if (d4 * 4u + c < DH) { dqkv[base + d4 * 4u + c] = v[c]; } }
-}
-
-fn hsum(v: vec4f) -> f32 {
-  return (v.x + v.y) + (v.z + v.w);
-}
 
 // The workgroup's block. Every field is workgroup-uniform: the uniformity analysis needs them apart from
 // the per-invocation rows.

@@ -21,19 +21,8 @@
 //   main_bt_k4    B stored [N,K] (transB) and A stored [M,K], K % 4 == 0: four k per iteration, A rows and
 //                 B columns as vec4 along k (1.8× main on lavapipe for the backward dX = dY·Wᵀ).
 
-struct Params {
-  M: u32, N: u32, K: u32,
-  sam: u32, sak: u32,
-  sbk: u32, sbn: u32,
-  flags: u32,   // bit 0: add bias[n]; bit 1: add the previous out[m,n] (accumulate)
-  wx: u32,      // invocations of a workgroup along columns (a power of two dividing WG); WG / wx along rows
-}
+#include "lib/matmul-io.wgsl"   // Params (p.wx: columns × WG/p.wx rows), bindings 0..4, epilogue
 
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;   // bound to A when there is no bias
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
 @group(0) @binding(5) var<storage, read> b4: array<vec4f>;   // B viewed as vec4 (instead of binding 2)
 @group(0) @binding(6) var<storage, read> a4: array<vec4f>;   // A viewed as vec4 (instead of binding 1)
 
@@ -141,10 +130,7 @@ fn b_row_vec4(k: u32, col0: u32) -> mat4x4f {
 fn store1(x: f32, row: u32, col: u32) {
   if (col >= p.N) { return; }
   let i = row * p.N + col;
-  var v = x;
-  if ((p.flags & 1u) != 0u) { v += bias[col]; }
-  if ((p.flags & 2u) != 0u) { v += out[i]; }
-  out[i] = v;
+  out[i] = epilogue(x, i, col);
 }
 
 fn store_row(r: mat4x4f, row: u32, col0: u32) {

@@ -11,19 +11,7 @@
 // FAST (M, N, K multiples of the tile) drops all bounds checks; otherwise out-of-range rows/columns are
 // not stored and k past K stages zeros. Deterministic: every output sums k = 0 … K-1 in order.
 
-struct Params {
-  M: u32, N: u32, K: u32,
-  sam: u32, sak: u32,
-  sbk: u32, sbn: u32,
-  flags: u32,   // bit 0: add bias[n]; bit 1: add the previous out[m,n] (accumulate)
-  wx: u32,      // (register kernel only)
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<f32>;      // bias_grad: dy
-@group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;   // bound to A when there is no bias
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+#include "lib/matmul-io.wgsl"   // Params, bindings 0..4, epilogue
 
 override TM: u32 = 64;
 override TN: u32 = 64;
@@ -49,10 +37,7 @@ fn load_b(k: u32, col: u32) -> f32 {
 fn store1(x: f32, row: u32, col: u32) {
   if (!FAST && col >= p.N) { return; }
   let i = row * p.N + col;
-  var v = x;
-  if ((p.flags & 1u) != 0u) { v += bias[col]; }
-  if ((p.flags & 2u) != 0u) { v += out[i]; }
-  out[i] = v;
+  out[i] = epilogue(x, i, col);
 }
 
 @compute @workgroup_size(TN / 4u, TM / 4u)

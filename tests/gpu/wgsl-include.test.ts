@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { expandWgsl, WgslIncludeError } from '../../src/gpu/wgsl-include.ts';
 import attentionShader from '../../shaders/attention.wgsl?raw';
 import { readShader } from '../../scripts/wgsl-hooks.ts';
+import { testGpu } from '../gpu-fixture.ts';
 
 /** An in-memory shaders/ folder; counts reads so "expanded once" is seen, not assumed. */
 function folder(files: Record<string, string>) {
@@ -75,5 +76,17 @@ describe('WGSL #include', () => {
     }
     const attention = expandWgsl('attention.wgsl', readFileSync(new URL('attention.wgsl', dir), 'utf8'), readShader);
     expect(attentionShader).toBe(attention.code);
+  });
+
+  it('every expanded shader parses and validates in Tint (no pipeline compiled)', async () => {
+    const gpu = await testGpu();
+    const dir = new URL('../../shaders/', import.meta.url);
+    const errors: string[] = [];
+    for (const name of readdirSync(dir).filter((n) => n.endsWith('.wgsl'))) {
+      const { code } = expandWgsl(name, readFileSync(new URL(name, dir), 'utf8'), readShader);
+      const info = await gpu.device.createShaderModule({ code, label: name }).getCompilationInfo();
+      for (const m of info.messages) if (m.type === 'error') errors.push(`${name}:${m.lineNum}: ${m.message}`);
+    }
+    expect(errors).toEqual([]);
   });
 });
