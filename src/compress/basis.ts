@@ -55,7 +55,10 @@ export class SubspaceBasis {
     for (let i = 0; i < this.E.length; i++) this.E[i] = gaussian(rng) * embedStd;
   }
 
-  /** (I − P)·E_fixed per row, P = U·Uᵀ, computed in float64 and rounded once: wte = wte·P + E_perp keeps wte − E_fixed in span(U). */
+  /**
+   * (I − P)·E_fixed per row, P = U·Uᵀ, computed in float64 and rounded once: wte = wte·P + E_perp keeps wte − E_fixed
+   * in span(U).
+   */
   get Eperp(): Float32Array {
     if (!this.perp) {
       const { U, E, k, width: C, vocab: V } = this;

@@ -210,8 +210,8 @@ export interface ReducingCodec extends Codec {
  * set. Hence ∂L/∂θ = ⟨g, ∂h/∂θ⟩ = ⟨P·g, ∂h/∂θ⟩ (P is symmetric and fixes span(U)): the dropped part (I − P)·g
  * is orthogonal to anything the upstream stage can change. For qkv/fc weights, LayerNorm gains and every other
  * parameter that is not itself a residual write, the backward pass with P·g yields the same gradient as with g
- * (exactly in real arithmetic; float32 rounding aside). For the write weights themselves (attn/mlp proj.w and .b, wte, wpe) the
- * gradient becomes its tangent projection G·P onto the constraint set, i.e. the gradient of the constrained
+ * (exactly in real arithmetic; float32 rounding aside). For the write weights themselves (attn/mlp proj.w and .b, wte,
+ * wpe) the gradient becomes its tangent projection G·P onto the constraint set, i.e. the gradient of the constrained
  * model; the full gradient differs only by a component that subspaceProject removes. The gradient the upstream
  * stage passes further back differs from the uncompressed one only by (I − P)·g, which the next subspace
  * boundary drops in turn, so the argument repeats stage by stage.

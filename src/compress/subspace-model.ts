@@ -100,7 +100,8 @@ export function subspaceProject(gpu: Gpu, stage: Stage, basis: SubspaceBasis): v
   const C = basis.width;
   const g = onGpu(gpu, basis, stage.spec.hasEmbedding);
   if (stage.spec.hasEmbedding) {
-    projectRows(gpu, stage.slots.get('wte')!.param, g.U, C, g.Eperp); // wte·P + (I − P)E_fixed = E_fixed + P(wte − E_fixed)
+    // wte·P + (I − P)E_fixed = E_fixed + P(wte − E_fixed)
+    projectRows(gpu, stage.slots.get('wte')!.param, g.U, C, g.Eperp);
     projectRows(gpu, stage.slots.get('wpe')!.param, g.U, C);
   }
   for (const name of writeNames(stage)) {

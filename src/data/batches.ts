@@ -112,7 +112,8 @@ export class BatchSampler {
     this.batchesPerEpoch = Math.floor(this.windows / spec.batchSize);
     if (this.batchesPerEpoch < 1) {
       throw new BatchError(
-        `batchSize ${spec.batchSize} needs ${spec.batchSize} windows of ${spec.seq} tokens; the stream of ${n} tokens has ${this.windows}`,
+        `batchSize ${spec.batchSize} needs ${spec.batchSize} windows of ${spec.seq} tokens; the stream of ${n} ` +
+          `tokens has ${this.windows}`,
       );
     }
   }

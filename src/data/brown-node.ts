@@ -46,7 +46,8 @@ export function loadTokenizer(vocabSize: number): Tokenizer {
   if (!Number.isInteger(vocabSize) || !existsSync(path)) {
     throw new VocabSizeError(
       `no tokenizer for vocabulary size ${vocabSize} (shipped: ${SHIPPED_VOCABS.join(', ')}); ` +
-        `build one with: node --import ./scripts/register.ts src/data/build-tokenizer.ts --vocab ${vocabSize} --out ${path}`,
+        `build one with: node --import ./scripts/register.ts src/data/build-tokenizer.ts --vocab ${vocabSize} ` +
+        `--out ${path}`,
     );
   }
   return Tokenizer.fromJSON(JSON.parse(readFileSync(path, 'utf8')));

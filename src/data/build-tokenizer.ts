@@ -86,7 +86,8 @@ async function main(): Promise<void> {
     results.push(s);
     console.log(
       `vocab ${s.vocabSize}: ${s.file} (${(s.fileBytes / 1024).toFixed(0)} KiB), trained in ${s.trainSeconds} s, ` +
-        `val ${s.valBytesPerToken} bytes/token, train stream ${s.trainStreamTokens} tokens, val stream ${s.valStreamTokens}`,
+        `val ${s.valBytesPerToken} bytes/token, train stream ${s.trainStreamTokens} tokens, val stream ` +
+        `${s.valStreamTokens}`,
     );
   }
 

@@ -55,8 +55,14 @@ export const UNICODE_TO_BYTE: ReadonlyMap<string, number> = new Map(BYTE_TO_UNIC
  * \p{White_Space} because JS's `\s` differs from the Unicode White_Space set the Rust regex uses
  * (JS adds U+FEFF and omits U+0085).
  */
-export const PRETOKENIZE_PATTERN =
-  /'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\p{White_Space}\p{L}\p{N}]+|\p{White_Space}+(?!\P{White_Space})|\p{White_Space}+/gu;
+export const PRETOKENIZE_PATTERN = new RegExp(
+  [
+    String.raw`'s|'t|'re|'ve|'m|'ll|'d`,
+    String.raw` ?\p{L}+| ?\p{N}+| ?[^\p{White_Space}\p{L}\p{N}]+`,
+    String.raw`\p{White_Space}+(?!\P{White_Space})|\p{White_Space}+`,
+  ].join('|'),
+  'gu',
+);
 
 export function pretokenize(text: string): string[] {
   return text.match(PRETOKENIZE_PATTERN) ?? [];

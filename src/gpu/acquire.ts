@@ -7,12 +7,15 @@ export interface GpuSource {
 }
 
 const BROWSER_ADVICE =
-  'Use a browser with WebGPU: Chrome or Edge 113+ (desktop), Chrome 121+ on Android, Safari 26+, or Firefox 141+ on Windows. ' +
-  'On Linux Chrome, enable chrome://flags/#enable-unsafe-webgpu and chrome://flags/#enable-vulkan, then restart the browser. ' +
+  'Use a browser with WebGPU: Chrome or Edge 113+ (desktop), Chrome 121+ on Android, Safari 26+, or Firefox ' +
+  '141+ on Windows. ' +
+  'On Linux Chrome, enable chrome://flags/#enable-unsafe-webgpu and chrome://flags/#enable-vulkan, then ' +
+  'restart the browser. ' +
   'The page must be served over https or from 127.0.0.1/localhost.';
 
 const NODE_ADVICE =
-  'Install a Vulkan loader and driver (Debian: apt-get install libvulkan1 and mesa-vulkan-drivers from bookworm-backports), ' +
+  'Install a Vulkan loader and driver (Debian: apt-get install libvulkan1 and mesa-vulkan-drivers from ' +
+  'bookworm-backports), ' +
   'or run `npm start`, which installs them. Set VK_ICD_FILENAMES to choose a driver.';
 
 /** Default CPU Vulkan driver for Node when none is chosen: lavapipe is ~10x faster than SwiftShader here. */

@@ -93,7 +93,10 @@ export class GpuTurns {
   private share: number;
   private duty: number;
   private readonly queues: Record<TurnKind, Waiting[]> = { train: [], infer: [] };
-  /** Stride-scheduling passes (a class's pass advances by 1/weight per turn it gets) and the virtual time (the pass the latest turn started at). */
+  /**
+   * Stride-scheduling passes (a class's pass advances by 1/weight per turn it gets) and the virtual time (the pass the
+   * latest turn started at).
+   */
   private readonly pass: Record<TurnKind, number> = { train: 0, infer: 0 };
   private virtualTime = 0;
   private lastKind: TurnKind | undefined;

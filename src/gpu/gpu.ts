@@ -76,7 +76,8 @@ export class Gpu {
       throw new WebGpuUnavailableError(
         'WebGPU is present but no adapter was found.',
         runtime === 'browser'
-          ? 'Your GPU or driver may be blocklisted: update the driver, or in Chrome enable chrome://flags/#enable-unsafe-webgpu.'
+          ? 'Your GPU or driver may be blocklisted: update the driver, or in Chrome enable ' +
+              'chrome://flags/#enable-unsafe-webgpu.'
           : 'No Vulkan driver was found: install mesa-vulkan-drivers (lavapipe) or a GPU driver, or run `npm start`.',
       );
     }
@@ -214,7 +215,8 @@ export class Gpu {
     const storageCount = Object.keys(d.buffers).length;
     if (storageCount > this.limits.maxStorageBuffersPerShaderStage) {
       throw new LimitError(
-        `${d.label ?? d.entry}: needs ${storageCount} storage buffers, device allows ${this.limits.maxStorageBuffersPerShaderStage}`,
+        `${d.label ?? d.entry}: needs ${storageCount} storage buffers, device allows ` +
+          `${this.limits.maxStorageBuffersPerShaderStage}`,
       );
     }
     if (x === 0 || y === 0 || z === 0) return;
@@ -255,7 +257,8 @@ export class Gpu {
     const ok = [srcOffset, dstOffset, count].every((v) => Number.isInteger(v) && v >= 0);
     if (!ok || srcOffset + count > src.size || dstOffset + count > dst.size) {
       throw new ShapeError(
-        `copy: ${count} elements from [${srcOffset}] of ${src.size} into [${dstOffset}] of ${dst.size} is out of bounds`,
+        `copy: ${count} elements from [${srcOffset}] of ${src.size} into [${dstOffset}] of ${dst.size} is out ` +
+          `of bounds`,
       );
     }
     if (count > 0)

@@ -82,7 +82,10 @@ const PEER = /^[1-9A-HJ-NP-Za-km-z]{40,128}$/;
 const SIGNATURE = /^0x[0-9a-f]{128}$/;
 const DOMAIN = 'tessera-receipt-v1\n';
 
-/** The signed bytes: a domain tag and the fields in a fixed order (no JSON key-order ambiguity); the sketch last, when there is one. */
+/**
+ * The signed bytes: a domain tag and the fields in a fixed order (no JSON key-order ambiguity); the sketch last, when
+ * there is one.
+ */
 export function receiptBytes(r: WorkReceipt): Uint8Array {
   const fields: unknown[] = FIELDS.map((f) => r[f]);
   if (r.sketch) fields.push(r.sketch, r.sessionStep ?? null);
@@ -114,7 +117,9 @@ const pick = (r: WorkReceipt): WorkReceipt => {
   return out;
 };
 
-/** Validates an untrusted JSON receipt's shape (not its signature or its claim); throws ReceiptError with the reason. */
+/**
+ * Validates an untrusted JSON receipt's shape (not its signature or its claim); throws ReceiptError with the reason.
+ */
 export function parseReceipt(v: unknown): SignedReceipt {
   if (typeof v !== 'object' || v === null || Array.isArray(v))
     throw new ReceiptError('a receipt must be a JSON object');

@@ -38,7 +38,8 @@ export async function recomputeEpoch(
       if (await verifyReceiptSignature(r)) good.push(r);
       else
         problems.push(
-          `epoch ${e + 1}: receipt of ${r.peerId} for stage ${r.stage} step ${r.step} micro-batch ${r.micro} has a bad signature`,
+          `epoch ${e + 1}: receipt of ${r.peerId} for stage ${r.stage} step ${r.step} micro-batch ${r.micro} ` +
+            `has a bad signature`,
         );
     }
     count += good.length;

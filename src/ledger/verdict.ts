@@ -13,13 +13,16 @@
  *
  * Inference hops are judged the same way, by unit (the requester's hop number): an infer-audit with the same
  * input hash and a sketch that disagrees beyond float32 noise catches the serving peer — compared only when
- * both ran on the same step's weights for their whole session (else 'stale': training moved the weights). Infer receipts need no
- * neighbour's corroboration: only the requester records them (peers cannot post them), as it receives the work.
+ * both ran on the same step's weights for their whole session (else 'stale': training moved the weights). Infer
+ * receipts need no neighbour's corroboration: only the requester records them (peers cannot post them), as it receives
+ * the work.
  */
 import { inferUnitKey, isInferenceKind, unitKey, type SignedReceipt, type WorkReceipt } from './receipt.ts';
 import { sketchesAgree } from './sketch.ts';
 
-/** stale: an inference replay whose weights differ from the served hop's (a training step fell between): not comparable. */
+/**
+ * stale: an inference replay whose weights differ from the served hop's (a training step fell between): not comparable.
+ */
 export type AuditResult = 'match' | 'mismatch' | 'input-mismatch' | 'unmatched' | 'stale';
 
 export interface AuditOutcome {

@@ -33,7 +33,8 @@ export function validateConfig(cfg: ModelConfig, limits?: { maxStorageBufferBind
     const biggest = 4 * Math.max(cfg.vocab * cfg.dModel, cfg.dModel * mlpWidth(cfg), cfg.context * cfg.dModel);
     if (biggest > limits.maxStorageBufferBindingSize) {
       throw new LimitError(
-        `model config: a ${biggest}-byte weight exceeds this device's ${limits.maxStorageBufferBindingSize}-byte storage binding`,
+        `model config: a ${biggest}-byte weight exceeds this device's ` +
+          `${limits.maxStorageBufferBindingSize}-byte storage binding`,
       );
     }
   }

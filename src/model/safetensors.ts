@@ -103,7 +103,8 @@ export async function parseSafetensors(bytes: Uint8Array): Promise<ParsedSafeten
     const n = (shape as number[]).reduce((a, b) => a * b, 1);
     if (end < begin || end > data.length || end - begin !== n * BYTES[dtype]) {
       throw new SafetensorsError(
-        `${name}: data_offsets [${begin}, ${end}] do not match shape [${shape}] of ${dtype} within ${data.length} data bytes`,
+        `${name}: data_offsets [${begin}, ${end}] do not match shape [${shape}] of ${dtype} within ` +
+          `${data.length} data bytes`,
       );
     }
     covered += end - begin;

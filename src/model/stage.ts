@@ -142,7 +142,8 @@ export class Stage {
     if (this.caches.has(mb.id)) throw new ShapeError(`stage ${spec.index}: micro-batch ${mb.id} is already in flight`);
     if (weights && weights.tensors.size !== this.slots.size)
       throw new ShapeError(
-        `stage ${spec.index}: weight set holds ${weights.tensors.size} of ${this.slots.size} tensors (already released?)`,
+        `stage ${spec.index}: weight set holds ${weights.tensors.size} of ${this.slots.size} tensors (already ` +
+          `released?)`,
       );
     const P = (name: string): Tensor => this.p(name, weights);
     const rows = mb.batch * mb.seq;
