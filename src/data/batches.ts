@@ -1,23 +1,24 @@
 /**
- * Deterministic training batches: any peer holding the same token stream reproduces batch k of epoch e
+ * Deterministic training batches: any peer holding the same token stream reproduces batch k of data pass e (one pass =
+ * one shuffled sweep over the stream; "epoch" is the settlement period)
  * from (seed, batchSize B, seq T) alone. Browser-safe.
  *
  * The algorithm, exactly (so another implementation can match it bit for bit). Integers are unsigned
  * 32-bit where it says u32; `imul` is the low 32 bits of the product.
- *   N = stream length, W = floor(N / T) − 1 windows per epoch (requires N ≥ 2T), P = floor(W / B) batches
- *   per epoch (requires W ≥ B).
+ *   N = stream length, W = floor(N / T) − 1 windows per pass (requires N ≥ 2T), P = floor(W / B) batches
+ *   per pass (requires W ≥ B).
  *   fmix32(h): h ^= h >>> 16; h = imul(h, 0x85ebca6b); h ^= h >>> 13; h = imul(h, 0xc2b2ae35); h ^= h >>> 16
- *   epochSeed = fmix32(seed ^ imul(epoch + 1, 0x9e3779b9))            (seed, epoch: u32)
- *   rng = mulberry32(epochSeed), as src/ops/rng.ts `Rng`:
+ *   passSeed = fmix32(seed ^ imul(pass + 1, 0x9e3779b9))            (seed, pass: u32)
+ *   rng = mulberry32(passSeed), as src/ops/rng.ts `Rng`:
  *     next(): s = s + 0x6d2b79f5; t = imul(s ^ (s >>> 15), s | 1); t ^= t + imul(t ^ (t >>> 7), t | 61);
  *             return ((t ^ (t >>> 14)) as u32) / 2^32                (a float64 in [0, 1))
  *     int(n) = floor(next() · n)                                      (float64 product)
- *   shift = rng.int(T)                                                (the epoch's window phase, 0 … T−1)
+ *   shift = rng.int(T)                                                (the pass's window phase, 0 … T−1)
  *   perm = [0, 1, …, W−1]; for i = W−1 down to 1: j = rng.int(i + 1); swap perm[i], perm[j]
  *   batch k (0 ≤ k < P), row b (0 ≤ b < B): start = shift + perm[k·B + b] · T
  *     ids[b·T + t] = stream[start + t], targets[b·T + t] = stream[start + t + 1]   (t = 0 … T−1)
- * Windows do not overlap within an epoch; each epoch has its own order and phase, and the W − P·B windows
- * left over are skipped that epoch. Global step s is batch (s mod P) of epoch floor(s / P).
+ * Windows do not overlap within a pass; each pass has its own order and phase, and the W − P·B windows
+ * left over are skipped that pass. Global step s is batch (s mod P) of pass floor(s / P).
  *
  * Validation (`validationBatches`): no randomness. Wv = floor((N − 1) / T) windows starting at i·T;
  * with a cap of M batches, the windows idx_j = floor(j · Wv / C) for j = 0 … C−1, C = min(Wv, M·B) rounded
@@ -53,8 +54,8 @@ export function fmix32(h: number): number {
   return h >>> 0;
 }
 
-export function epochSeed(seed: number, epoch: number): number {
-  return fmix32((seed ^ Math.imul(epoch + 1, 0x9e3779b9)) >>> 0);
+export function passSeed(seed: number, pass: number): number {
+  return fmix32((seed ^ Math.imul(pass + 1, 0x9e3779b9)) >>> 0);
 }
 
 function checkU32(name: string, v: number): void {
@@ -80,17 +81,17 @@ function fill(stream: TokenStream, starts: ArrayLike<number>, seq: number): Batc
   return { ids, targets, batchSize: B, seq };
 }
 
-/** Serves the batches of one stream; caches the permutation of the last epoch asked for. */
+/** Serves the batches of one stream; caches the permutation of the last pass asked for. */
 export class BatchSampler {
   readonly stream: TokenStream;
   readonly seed: number;
   readonly batchSize: number;
   readonly seq: number;
-  /** Windows per epoch (W). */
+  /** Windows per pass (W). */
   readonly windows: number;
-  /** Batches per epoch (P). */
-  readonly batchesPerEpoch: number;
-  private cachedEpoch = -1;
+  /** Batches per pass (P). */
+  readonly batchesPerPass: number;
+  private cachedPass = -1;
   private shift = 0;
   private perm = new Int32Array(0);
 
@@ -109,8 +110,8 @@ export class BatchSampler {
     this.batchSize = spec.batchSize;
     this.seq = spec.seq;
     this.windows = Math.floor(n / spec.seq) - 1;
-    this.batchesPerEpoch = Math.floor(this.windows / spec.batchSize);
-    if (this.batchesPerEpoch < 1) {
+    this.batchesPerPass = Math.floor(this.windows / spec.batchSize);
+    if (this.batchesPerPass < 1) {
       throw new BatchError(
         `batchSize ${spec.batchSize} needs ${spec.batchSize} windows of ${spec.seq} tokens; the stream of ${n} ` +
           `tokens has ${this.windows}`,
@@ -118,11 +119,11 @@ export class BatchSampler {
     }
   }
 
-  /** Phase and window order of an epoch (see the algorithm above). */
-  epochOrder(epoch: number): { shift: number; perm: Int32Array } {
-    checkU32('epoch', epoch);
-    if (epoch !== this.cachedEpoch) {
-      const rng = new Rng(epochSeed(this.seed, epoch));
+  /** Phase and window order of an pass (see the algorithm above). */
+  passOrder(pass: number): { shift: number; perm: Int32Array } {
+    checkU32('pass', pass);
+    if (pass !== this.cachedPass) {
+      const rng = new Rng(passSeed(this.seed, pass));
       this.shift = rng.int(this.seq);
       const perm = new Int32Array(this.windows);
       for (let i = 0; i < perm.length; i++) perm[i] = i;
@@ -133,40 +134,40 @@ export class BatchSampler {
         perm[j] = t;
       }
       this.perm = perm;
-      this.cachedEpoch = epoch;
+      this.cachedPass = pass;
     }
     return { shift: this.shift, perm: this.perm };
   }
 
-  /** Stream offsets of the rows of batch `index` of `epoch`. */
-  starts(epoch: number, index: number): Int32Array {
-    if (!Number.isInteger(index) || index < 0 || index >= this.batchesPerEpoch) {
+  /** Stream offsets of the rows of batch `index` of `pass`. */
+  starts(pass: number, index: number): Int32Array {
+    if (!Number.isInteger(index) || index < 0 || index >= this.batchesPerPass) {
       throw new BatchError(
-        `batch index must be an integer in 0…${this.batchesPerEpoch - 1} (batches per epoch), got ${index}`,
+        `batch index must be an integer in 0…${this.batchesPerPass - 1} (batches per pass), got ${index}`,
       );
     }
-    const { shift, perm } = this.epochOrder(epoch);
+    const { shift, perm } = this.passOrder(pass);
     const out = new Int32Array(this.batchSize);
     for (let b = 0; b < this.batchSize; b++) out[b] = shift + perm[index * this.batchSize + b] * this.seq;
     return out;
   }
 
-  batch(epoch: number, index: number): Batch {
-    return fill(this.stream, this.starts(epoch, index), this.seq);
+  batch(pass: number, index: number): Batch {
+    return fill(this.stream, this.starts(pass, index), this.seq);
   }
 
-  /** Batch of global step `step` (epochs follow each other). */
-  step(step: number): Batch & { epoch: number; index: number } {
+  /** Batch of global step `step` (passes follow each other). */
+  step(step: number): Batch & { pass: number; index: number } {
     if (!Number.isInteger(step) || step < 0) throw new BatchError(`step must be a non-negative integer, got ${step}`);
-    const epoch = Math.floor(step / this.batchesPerEpoch);
-    const index = step - epoch * this.batchesPerEpoch;
-    return { ...this.batch(epoch, index), epoch, index };
+    const pass = Math.floor(step / this.batchesPerPass);
+    const index = step - pass * this.batchesPerPass;
+    return { ...this.batch(pass, index), pass, index };
   }
 }
 
-/** Batch `index` of `epoch` (stateless form of BatchSampler; recomputes the epoch's permutation). */
-export function getBatch(stream: TokenStream, spec: BatchSpec & { epoch: number; index: number }): Batch {
-  return new BatchSampler(stream, spec).batch(spec.epoch, spec.index);
+/** Batch `index` of `pass` (stateless form of BatchSampler; recomputes the pass's permutation). */
+export function getBatch(stream: TokenStream, spec: BatchSpec & { pass: number; index: number }): Batch {
+  return new BatchSampler(stream, spec).batch(spec.pass, spec.index);
 }
 
 /** The fixed evaluation batches of a (validation) stream: see the algorithm above. */
