@@ -1,7 +1,7 @@
 /**
- * Deterministic training batches: any peer holding the same token stream reproduces batch k of data pass e (one pass =
- * one shuffled sweep over the stream; "epoch" is the settlement period)
- * from (seed, batchSize B, seq T) alone. Browser-safe.
+ * Deterministic training batches: any peer holding the same token stream reproduces batch k of data pass e from
+ * (seed, batchSize B, seq T) alone. A data pass is one shuffled sweep over the stream (the word "epoch" is kept
+ * for the settlement period). Browser-safe.
  *
  * The algorithm, exactly (so another implementation can match it bit for bit). Integers are unsigned
  * 32-bit where it says u32; `imul` is the low 32 bits of the product.
