@@ -1,11 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import {
-  BadRequestError,
-  CoordinatorError,
-  MethodNotAllowedError,
-  NotFoundError,
-  PayloadTooLargeError,
-} from './errors.ts';
+import { HttpError } from './errors.ts';
 import { CorpusData } from './corpus-data.ts';
 import type { Credits } from './credits.ts';
 import type { LiveHub } from './live.ts';
@@ -15,7 +9,6 @@ import type { LedgerService } from './ledger.ts';
 import type { OpenAiApi } from './openai.ts';
 import type { Payments } from './payments.ts';
 import type { Settlement } from './settlement.ts';
-import { UnauthorizedError } from './errors.ts';
 import type { Logger } from './types.ts';
 import { queryInt } from './validate.ts';
 
@@ -67,7 +60,7 @@ function routes(svc: CoordinatorService, corpus: CorpusData, opts: ApiOptions): 
   const { ledger, settlement } = opts;
   const admin = (headers: IncomingMessage['headers']) => {
     if (!opts.adminToken || headers.authorization !== `Bearer ${opts.adminToken}`)
-      throw new UnauthorizedError('closing an epoch needs the admin token (Authorization: Bearer …)');
+      throw new HttpError('unauthorized', 'closing an epoch needs the admin token (Authorization: Bearer …)');
   };
   const epochNo = (raw: string) => queryInt(raw, 'epoch', 0);
   return [
@@ -109,7 +102,7 @@ function routes(svc: CoordinatorService, corpus: CorpusData, opts: ApiOptions): 
       method: 'GET',
       pattern: /^\/api\/payers\/([^/]+)$/,
       handler: async ({ params }) => {
-        if (!opts.payments) throw new NotFoundError('this coordinator serves no paid inference');
+        if (!opts.payments) throw new HttpError('notFound', 'this coordinator serves no paid inference');
         const payer = ledger.nonce(params[0]).wallet;
         const a = await opts.payments.available(payer);
         return {
@@ -240,14 +233,14 @@ function routes(svc: CoordinatorService, corpus: CorpusData, opts: ApiOptions): 
 function readBody(req: IncomingMessage, max: number): Promise<Buffer> {
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > max)
-    return Promise.reject(new PayloadTooLargeError(`body of ${declared} bytes exceeds the ${max}-byte limit`));
+    return Promise.reject(new HttpError('payloadTooLarge', `body of ${declared} bytes exceeds the ${max}-byte limit`));
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
     req.on('data', (c: Buffer) => {
       size += c.length;
       if (size > max) {
-        reject(new PayloadTooLargeError(`body exceeds the ${max}-byte limit`));
+        reject(new HttpError('payloadTooLarge', `body exceeds the ${max}-byte limit`));
         req.removeAllListeners('data');
         req.resume();
         return;
@@ -261,11 +254,11 @@ function readBody(req: IncomingMessage, max: number): Promise<Buffer> {
 
 function parseJson(raw: Buffer): unknown {
   const text = raw.toString('utf8');
-  if (text.trim() === '') throw new BadRequestError('empty body: send a JSON object');
+  if (text.trim() === '') throw new HttpError('badRequest', 'empty body: send a JSON object');
   try {
     return JSON.parse(text);
   } catch (e) {
-    throw new BadRequestError(`malformed JSON: ${(e as Error).message}`);
+    throw new HttpError('badRequest', `malformed JSON: ${(e as Error).message}`);
   }
 }
 
@@ -324,10 +317,13 @@ export function createApiHandler(
         return;
       }
       const matching = table.filter((r) => r.pattern.test(url.pathname));
-      if (matching.length === 0) throw new NotFoundError(`no route ${url.pathname}`);
+      if (matching.length === 0) throw new HttpError('notFound', `no route ${url.pathname}`);
       const route = matching.find((r) => r.method === method);
       if (!route)
-        throw new MethodNotAllowedError(`${method} ${url.pathname}: use ${matching.map((r) => r.method).join(' or ')}`);
+        throw new HttpError(
+          'methodNotAllowed',
+          `${method} ${url.pathname}: use ${matching.map((r) => r.method).join(' or ')}`,
+        );
       const params = url.pathname.match(route.pattern)!.slice(1).map(decode);
       const body = method === 'POST' ? parseJson(await readBody(req, opts.maxBodyBytes)) : undefined;
       const out = await route.handler({ params, query: url.searchParams, body, headers: req.headers });
@@ -335,7 +331,7 @@ export function createApiHandler(
       else if ('bytes' in out) sendBytes(res, out.bytes, out.type, cors);
       else send(res, out.status ?? 200, out.json, cors);
     } catch (e) {
-      const known = e instanceof CoordinatorError;
+      const known = e instanceof HttpError;
       const status = known ? e.status : 500;
       const message = known ? e.message : `internal error: ${(e as Error).message}`;
       opts.log(
@@ -358,7 +354,7 @@ function decode(segment: string): string {
   try {
     return decodeURIComponent(segment);
   } catch {
-    throw new BadRequestError(`malformed path segment ${JSON.stringify(segment.slice(0, 80))}`);
+    throw new HttpError('badRequest', `malformed path segment ${JSON.stringify(segment.slice(0, 80))}`);
   }
 }
 

@@ -6,7 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import type { Split } from '../data/corpus.ts';
 import { SHIPPED_VOCABS, encodeCorpus, loadTokenizer, tokenizerPath } from '../data/brown-node.ts';
-import { NotFoundError } from './errors.ts';
+import { HttpError } from './errors.ts';
 
 export const CORPUS_SPLITS: readonly Split[] = ['train', 'val'];
 
@@ -14,7 +14,8 @@ export const CORPUS_SPLITS: readonly Split[] = ['train', 'val'];
 export function shippedVocab(segment: string): number {
   const vocab = /^\d{1,6}$/.test(segment) ? Number(segment) : NaN;
   if (!(SHIPPED_VOCABS as readonly number[]).includes(vocab)) {
-    throw new NotFoundError(
+    throw new HttpError(
+      'notFound',
       `no Brown tokenizer for vocabulary ${JSON.stringify(segment.slice(0, 40))} (shipped: ${SHIPPED_VOCABS.join(', ')})`,
     );
   }
@@ -24,7 +25,10 @@ export function shippedVocab(segment: string): number {
 function split(segment: string): Split {
   const s = CORPUS_SPLITS.find((x) => x === segment);
   if (!s)
-    throw new NotFoundError(`no split ${JSON.stringify(segment.slice(0, 40))} (splits: ${CORPUS_SPLITS.join(', ')})`);
+    throw new HttpError(
+      'notFound',
+      `no split ${JSON.stringify(segment.slice(0, 40))} (splits: ${CORPUS_SPLITS.join(', ')})`,
+    );
   return s;
 }
 

@@ -6,7 +6,7 @@
  * expressed per second (credit per day ÷ 86,400): a FLOP/s figure comparable with a device's speed. A volunteer is
  * a wallet (all the peers bound to it) or, unbound, a peer; a team adds up its members.
  */
-import { BadRequestError, NotFoundError } from './errors.ts';
+import { HttpError } from './errors.ts';
 import type { Store } from './store.ts';
 import type { Teams, TeamRef } from './teams.ts';
 import { PEER_ID, string } from './validate.ts';
@@ -97,7 +97,7 @@ export class Credits {
   }
 
   private modelOr404(id: string): void {
-    if (!this.store.getModel(id)) throw new NotFoundError(`unknown model ${JSON.stringify(id.slice(0, 80))}`);
+    if (!this.store.getModel(id)) throw new HttpError('notFound', `unknown model ${JSON.stringify(id.slice(0, 80))}`);
   }
 
   private bindings(): Map<string, string> {
@@ -114,7 +114,10 @@ export class Credits {
     this.modelOr404(modelId);
     const by = byRaw === null || byRaw === '' ? 'volunteer' : byRaw;
     if (by !== 'volunteer' && by !== 'team')
-      throw new BadRequestError(`query parameter by must be volunteer or team, got ${JSON.stringify(by.slice(0, 40))}`);
+      throw new HttpError(
+        'badRequest',
+        `query parameter by must be volunteer or team, got ${JSON.stringify(by.slice(0, 40))}`,
+      );
     const tallies = this.tallies(modelId);
     const members = this.teams.memberships();
     const now = this.now();
@@ -189,7 +192,7 @@ export class Credits {
     const peerId = string(peerIdRaw, 'peerId', PEER_ID, 128);
     const team = this.teams.teamOf(peerId);
     if (!this.store.getPeer(peerId) && !team)
-      throw new NotFoundError(`unknown peer ${peerId}: it never joined the swarm or a team`);
+      throw new HttpError('notFound', `unknown peer ${peerId}: it never joined the swarm or a team`);
     const wallet = this.bindings().get(peerId) ?? null;
     const holds = new Set(this.store.assignmentsOf(peerId).map((a) => a.modelId));
     const now = this.now();

@@ -1,82 +1,43 @@
+import { TesseraError } from '../errors.ts';
+
 /**
- * Typed errors of the coordinator. Each carries the HTTP status the API answers with and a stable `code`,
- * so a worker can tell "fix your request" (4xx) from "try again" (5xx) without parsing messages.
+ * The coordinator's errors as data: each kind is the HTTP status the API answers with and the stable `code`
+ * in the JSON answer, so a worker can tell "fix your request" (4xx) from "try again" (5xx) without parsing
+ * messages. One class carries them all: the kinds differ in nothing but these two values.
  */
-export class CoordinatorError extends Error {
+export const HTTP = {
+  /** The request is malformed or a field is out of range. */
+  badRequest: { status: 400, code: 'bad-request' },
+  /** A signature does not verify (receipt batches answer per receipt instead) or an admin token is missing. */
+  unauthorized: { status: 401, code: 'unauthorized' },
+  /** The requester's deposit does not cover the request: nothing was run or charged. */
+  paymentRequired: { status: 402, code: 'payment-required' },
+  /** A peer reported for a model it does not serve. */
+  forbidden: { status: 403, code: 'forbidden' },
+  /** Unknown model, peer or route. */
+  notFound: { status: 404, code: 'not-found' },
+  methodNotAllowed: { status: 405, code: 'method-not-allowed' },
+  /** The request conflicts with stored state (duplicate model id, heartbeat of a peer marked gone). */
+  conflict: { status: 409, code: 'conflict' },
+  payloadTooLarge: { status: 413, code: 'payload-too-large' },
+  /** The database cannot be used (newer schema, corrupt row). */
+  store: { status: 500, code: 'store' },
+  /** A dependency (the chain) is not configured or not answering. */
+  unavailable: { status: 503, code: 'unavailable' },
+} as const;
+
+export type HttpKind = keyof typeof HTTP;
+
+/** An answer the coordinator gives on purpose: `new HttpError('notFound', 'unknown model x')`. */
+export class HttpError extends TesseraError {
+  readonly kind: HttpKind;
   readonly status: number;
-  readonly code: string;
-  constructor(status: number, code: string, message: string) {
-    super(message);
-    this.status = status;
-    this.code = code;
-    this.name = new.target.name;
+  constructor(kind: HttpKind, message: string, options?: ErrorOptions) {
+    super(HTTP[kind].code, message, options);
+    this.kind = kind;
+    this.status = HTTP[kind].status;
   }
 }
 
-/** The request is malformed or a field is out of range. */
-export class BadRequestError extends CoordinatorError {
-  constructor(message: string) {
-    super(400, 'bad-request', message);
-  }
-}
-
-/** A peer reported for a model it does not serve. */
-export class ForbiddenError extends CoordinatorError {
-  constructor(message: string) {
-    super(403, 'forbidden', message);
-  }
-}
-
-/** Unknown model, peer or route. */
-export class NotFoundError extends CoordinatorError {
-  constructor(message: string) {
-    super(404, 'not-found', message);
-  }
-}
-
-export class MethodNotAllowedError extends CoordinatorError {
-  constructor(message: string) {
-    super(405, 'method-not-allowed', message);
-  }
-}
-
-/** The request conflicts with stored state (duplicate model id, heartbeat of a peer marked gone). */
-export class ConflictError extends CoordinatorError {
-  constructor(message: string) {
-    super(409, 'conflict', message);
-  }
-}
-
-export class PayloadTooLargeError extends CoordinatorError {
-  constructor(message: string) {
-    super(413, 'payload-too-large', message);
-  }
-}
-
-/** The database cannot be used (newer schema, corrupt row). */
-export class StoreError extends CoordinatorError {
-  constructor(message: string) {
-    super(500, 'store', message);
-  }
-}
-
-/** A signature does not verify (receipt batches answer per receipt instead) or an admin token is missing. */
-export class UnauthorizedError extends CoordinatorError {
-  constructor(message: string) {
-    super(401, 'unauthorized', message);
-  }
-}
-
-/** A dependency (the chain) is not configured or not answering. */
-export class UnavailableError extends CoordinatorError {
-  constructor(message: string) {
-    super(503, 'unavailable', message);
-  }
-}
-
-/** The requester's deposit does not cover the request: nothing was run or charged. */
-export class PaymentRequiredError extends CoordinatorError {
-  constructor(message: string) {
-    super(402, 'payment-required', message);
-  }
-}
+/** True when `e` is an HttpError of `kind` (for a catch that handles one kind and rethrows the rest). */
+export const isHttpError = (e: unknown, kind: HttpKind): e is HttpError => e instanceof HttpError && e.kind === kind;

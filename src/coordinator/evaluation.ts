@@ -6,7 +6,7 @@
  * comparable across steps. Quietly skipped when no evaluate function is set, the pipeline has a stage without
  * holder, or the model's vocabulary has no shipped corpus; a failure is logged and never stops anything.
  */
-import { NotFoundError } from './errors.ts';
+import { isHttpError } from './errors.ts';
 import type { Store } from './store.ts';
 import type { Logger, ModelRecord } from './types.ts';
 
@@ -135,7 +135,7 @@ export class Validation {
       batch = heldOutBatch(await this.d.valSplit(model.config.vocab), model.config.context, this.sequences);
     } catch (e) {
       // No shipped corpus for this vocabulary, or a split shorter than a sequence: that will not change.
-      if (e instanceof NotFoundError || e instanceof RangeError) {
+      if (isHttpError(e, 'notFound') || e instanceof RangeError) {
         s.unusable = e.message;
         this.d.log('info', `validation of ${model.id} is off: ${s.unusable}`);
       } else

@@ -18,7 +18,7 @@ import {
 } from '../ledger/receipt.ts';
 import { proofFor, shareTree } from '../ledger/shares.ts';
 import { splitStages, type StageSpec } from '../model/stages.ts';
-import { BadRequestError, ConflictError, NotFoundError, UnauthorizedError } from './errors.ts';
+import { HttpError } from './errors.ts';
 import type { EpochRow, LedgerStore } from './ledger-store.ts';
 import { rebalance } from './placement.ts';
 import type { Store } from './store.ts';
@@ -54,7 +54,7 @@ export class LedgerService {
 
   private model(id: string): ModelRecord {
     const m = this.o.store.getModel(id);
-    if (!m) throw new NotFoundError(`unknown model ${JSON.stringify(id.slice(0, 80))}`);
+    if (!m) throw new HttpError('notFound', `unknown model ${JSON.stringify(id.slice(0, 80))}`);
     return m;
   }
 
@@ -116,7 +116,7 @@ export class LedgerService {
     const o = object(body, 'receipts');
     onlyKeys(o, 'receipts', ['receipts']);
     if (!Array.isArray(o.receipts) || o.receipts.length === 0 || o.receipts.length > MAX_RECEIPTS) {
-      throw new BadRequestError(`receipts must be an array of 1 to ${MAX_RECEIPTS} receipts`);
+      throw new HttpError('badRequest', `receipts must be an array of 1 to ${MAX_RECEIPTS} receipts`);
     }
     const c = this.receiptContext(model);
     const rejected: Array<{ index: number; reason: string }> = [];
@@ -183,28 +183,30 @@ export class LedgerService {
     } catch (e) {
       if (!(e instanceof BindingError)) throw e;
       this.o.log('warn', `binding of ${b.peerId} refused: ${e.message}`);
-      throw new UnauthorizedError(e.message);
+      throw new HttpError('unauthorized', e.message);
     }
     if (m.expiry > BigInt(nowS + MAX_BINDING_SECONDS))
-      throw new BadRequestError(`expiry is more than ${MAX_BINDING_SECONDS} s away`);
+      throw new HttpError('badRequest', `expiry is more than ${MAX_BINDING_SECONDS} s away`);
     const { ledger, store } = this.o;
     const at = this.o.now();
     const binding = store.transaction(() => {
       const expected = ledger.usedNonce(m.wallet) + 1;
       if (m.nonce !== BigInt(expected))
-        throw new ConflictError(
+        throw new HttpError(
+          'conflict',
           `nonce ${m.nonce} is not this wallet's next (${expected}): it was used already or skipped (replay?)`,
         );
       const prior = ledger.getBinding(m.peerId);
       if (prior)
-        throw new ConflictError(`peer ${m.peerId} is already bound to ${prior.wallet}; bindings are permanent`);
+        throw new HttpError('conflict', `peer ${m.peerId} is already bound to ${prior.wallet}; bindings are permanent`);
       const mine = store.assignmentsOf(m.peerId);
       const others = ledger
         .bindingsOf(m.wallet)
         .flatMap((x) => store.assignmentsOf(x.peerId).map((a) => ({ ...a, peerId: x.peerId })));
       const clash = mine.length > 0 && others[0];
       if (clash)
-        throw new ConflictError(
+        throw new HttpError(
+          'conflict',
           `wallet ${m.wallet} already holds stage ${clash.stage} of ${clash.modelId} with peer ${clash.peerId}; one wallet holds one stage at a time`,
         );
       const row = {
@@ -298,7 +300,7 @@ export class LedgerService {
   epoch(modelId: string, n: number) {
     this.model(modelId);
     const e = this.o.ledger.getEpoch(modelId, n);
-    if (!e) throw new NotFoundError(`model ${modelId} has no settled epoch ${n}`);
+    if (!e) throw new HttpError('notFound', `model ${modelId} has no settled epoch ${n}`);
     return {
       ...epochSummary(e, Math.floor(this.o.now() / 1000)),
       leaves: e.leaves,
@@ -310,7 +312,8 @@ export class LedgerService {
 
   epochReceipts(modelId: string, n: number, after: number, limit: number) {
     this.model(modelId);
-    if (!this.o.ledger.getEpoch(modelId, n)) throw new NotFoundError(`model ${modelId} has no settled epoch ${n}`);
+    if (!this.o.ledger.getEpoch(modelId, n))
+      throw new HttpError('notFound', `model ${modelId} has no settled epoch ${n}`);
     const receipts = this.o.ledger.epochReceipts(modelId, n, after, limit).map(({ id, epoch, ...r }) => ({ id, ...r }));
     return { modelId, epoch: n, receipts, next: receipts.length > 0 ? receipts[receipts.length - 1].id : after };
   }
@@ -321,7 +324,8 @@ export class LedgerService {
 }
 
 function address(raw: string): `0x${string}` {
-  if (!isAddress(raw)) throw new BadRequestError(`${JSON.stringify(raw.slice(0, 60))} is not an Ethereum address`);
+  if (!isAddress(raw))
+    throw new HttpError('badRequest', `${JSON.stringify(raw.slice(0, 60))} is not an Ethereum address`);
   return getAddress(raw);
 }
 

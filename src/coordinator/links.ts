@@ -7,7 +7,7 @@
  * finished over the same time, give the boundary's measured bytes per token — what the codec really costs.
  * Schema: migration 4 in store.ts; the SQL of links lives here.
  */
-import { BadRequestError } from './errors.ts';
+import { HttpError } from './errors.ts';
 import type { Store } from './store.ts';
 import { finite, integer, object, onlyKeys, PEER_ID, string } from './validate.ts';
 
@@ -47,19 +47,19 @@ export interface BoundaryView {
 /** The `links` field of a heartbeat: at most 64 entries, one per peer, counters as non-negative integers. */
 export function parseLinks(v: unknown, self: string): LinkReport[] {
   if (!Array.isArray(v))
-    throw new BadRequestError('links must be an array of { peerId, bytesSent, bytesReceived, rttMs }');
-  if (v.length > MAX_LINKS) throw new BadRequestError(`links: at most ${MAX_LINKS} entries, got ${v.length}`);
+    throw new HttpError('badRequest', 'links must be an array of { peerId, bytesSent, bytesReceived, rttMs }');
+  if (v.length > MAX_LINKS) throw new HttpError('badRequest', `links: at most ${MAX_LINKS} entries, got ${v.length}`);
   const seen = new Set<string>();
   return v.map((raw, i) => {
     const o = object(raw, `links[${i}]`);
     onlyKeys(o, `links[${i}]`, ['peerId', 'bytesSent', 'bytesReceived', 'rttMs']);
     const peerId = string(o.peerId, `links[${i}].peerId`, PEER_ID, 128);
-    if (peerId === self) throw new BadRequestError(`links[${i}]: a peer has no link to itself`);
-    if (seen.has(peerId)) throw new BadRequestError(`links[${i}]: peer ${peerId} is listed twice`);
+    if (peerId === self) throw new HttpError('badRequest', `links[${i}]: a peer has no link to itself`);
+    if (seen.has(peerId)) throw new HttpError('badRequest', `links[${i}]: peer ${peerId} is listed twice`);
     seen.add(peerId);
     const rttMs = o.rttMs === undefined || o.rttMs === null ? null : finite(o.rttMs, `links[${i}].rttMs`, 0);
     if (rttMs !== null && rttMs > 600_000)
-      throw new BadRequestError(`links[${i}].rttMs must be at most 600000, got ${rttMs}`);
+      throw new HttpError('badRequest', `links[${i}].rttMs must be at most 600000, got ${rttMs}`);
     return {
       peerId,
       bytesSent: integer(o.bytesSent, `links[${i}].bytesSent`, 0),

@@ -6,7 +6,7 @@
  * disconnects, or reads so slowly that a megabyte queues up for it, is dropped and forgotten.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { UnavailableError } from './errors.ts';
+import { HttpError } from './errors.ts';
 import type { Logger, MetricRecord, ThroughputPoint } from './types.ts';
 
 export const SNAPSHOT_POINTS = 500;
@@ -53,7 +53,8 @@ export class LiveHub {
   open(modelId: string, req: IncomingMessage, res: ServerResponse, headers: Record<string, string>): void {
     const snapshot = this.o.source.snapshot(modelId);
     const max = this.o.maxClients ?? 100;
-    if (this.clients.size >= max) throw new UnavailableError(`too many live streams open (${max}); try again later`);
+    if (this.clients.size >= max)
+      throw new HttpError('unavailable', `too many live streams open (${max}); try again later`);
     const topology = JSON.stringify(this.o.source.topology(modelId));
     res.writeHead(200, {
       ...headers,

@@ -1,4 +1,4 @@
-import { ConflictError, NotFoundError } from './errors.ts';
+import { HttpError } from './errors.ts';
 import { rebalance } from './placement.ts';
 import type { Store } from './store.ts';
 import type { Logger, PeerKind, PeerRecord } from './types.ts';
@@ -67,9 +67,10 @@ export class Membership {
   heartbeat(peerId: string, tokensPerSecond?: number): PeerRecord {
     const at = this.now();
     const peer = this.store.getPeer(peerId);
-    if (!peer) throw new NotFoundError(`unknown peer ${peerId}: join first (POST /api/peers/join)`);
+    if (!peer) throw new HttpError('notFound', `unknown peer ${peerId}: join first (POST /api/peers/join)`);
     if (peer.status === 'gone')
-      throw new ConflictError(
+      throw new HttpError(
+        'conflict',
         `peer ${peerId} was declared gone (silent for over ${this.timeoutMs} ms, or it left): join again`,
       );
     // Throughput is stored only when it moved by over 10% (so slow drift adds up to one reassignment, not none).
@@ -85,7 +86,7 @@ export class Membership {
   leave(peerId: string): void {
     const at = this.now();
     const peer = this.store.getPeer(peerId);
-    if (!peer) throw new NotFoundError(`unknown peer ${peerId}`);
+    if (!peer) throw new HttpError('notFound', `unknown peer ${peerId}`);
     if (peer.status === 'gone') return;
     this.store.transaction(() => {
       this.store.markPeerGone(peerId);

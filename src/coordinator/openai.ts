@@ -16,7 +16,7 @@ import type { Tokenizer } from '../data/tokenizer.ts';
 import type { InferenceBackend } from '../infer/backend.ts';
 import type { SamplingOptions } from '../infer/sample.ts';
 import { RequestAuthError, verifyRequest } from '../ledger/request-auth.ts';
-import { BadRequestError, CoordinatorError, NotFoundError, UnauthorizedError, UnavailableError } from './errors.ts';
+import { HttpError } from './errors.ts';
 import { costOf, weiPerKiloToken, type Payments } from './payments.ts';
 import type { Store } from './store.ts';
 import type { Logger, ModelRecord } from './types.ts';
@@ -57,9 +57,9 @@ export class OpenAiApi {
       if ((path === '/v1/completions' || path === '/v1/chat/completions') && req.method === 'POST') {
         return await this.complete(req, res, path, body, path === '/v1/chat/completions');
       }
-      throw new NotFoundError(`no route ${req.method} ${path}`);
+      throw new HttpError('notFound', `no route ${req.method} ${path}`);
     } catch (e) {
-      const known = e instanceof CoordinatorError;
+      const known = e instanceof HttpError;
       const status = known ? e.status : 500;
       const message = known ? e.message : `internal error: ${(e as Error).message}`;
       this.o.log(status >= 500 ? 'error' : 'warn', `${req.method} ${path} → ${status}: ${message}`);
@@ -75,7 +75,8 @@ export class OpenAiApi {
 
   private model(id: string): ModelRecord {
     const m = this.o.store.getModel(id);
-    if (!m) throw new NotFoundError(`unknown model ${JSON.stringify(id.slice(0, 80))}: GET /v1/models lists them`);
+    if (!m)
+      throw new HttpError('notFound', `unknown model ${JSON.stringify(id.slice(0, 80))}: GET /v1/models lists them`);
     return m;
   }
 
@@ -107,7 +108,7 @@ export class OpenAiApi {
     try {
       ({ address: payer, nonce } = await verifyRequest(req.headers, 'POST', path, raw));
     } catch (e) {
-      if (e instanceof RequestAuthError) throw new UnauthorizedError(e.message);
+      if (e instanceof RequestAuthError) throw new HttpError('unauthorized', e.message);
       throw e;
     }
     const body = parseBody(raw);
@@ -116,13 +117,14 @@ export class OpenAiApi {
     const promptText = chat ? chatPrompt(body.messages) : str(body.prompt, 'prompt', true);
     const prompt = tok.encode(promptText);
     const maxTokens = int(body.max_tokens ?? body.max_completion_tokens, 'max_tokens', 16, 1, model.config.context);
-    if (prompt.length === 0) throw new BadRequestError('prompt: empty after tokenization');
+    if (prompt.length === 0) throw new HttpError('badRequest', 'prompt: empty after tokenization');
     if (prompt.length + maxTokens > model.config.context) {
-      throw new BadRequestError(
+      throw new HttpError(
+        'badRequest',
         `prompt of ${prompt.length} tokens + max_tokens ${maxTokens} exceeds the context of ${model.config.context} tokens of ${model.id}`,
       );
     }
-    if (body.n !== undefined && body.n !== 1) throw new BadRequestError('n: only 1 completion per request');
+    if (body.n !== undefined && body.n !== 1) throw new HttpError('badRequest', 'n: only 1 completion per request');
     const sampling: SamplingOptions = {
       temperature: num(body.temperature, 'temperature', 1, 0, 2),
       topP: body.top_p === undefined ? undefined : num(body.top_p, 'top_p', 1, 0, 1),
@@ -136,7 +138,7 @@ export class OpenAiApi {
       typeof body.stream_options === 'object' &&
       (body.stream_options as { include_usage?: unknown })?.include_usage === true;
     const backend = this.o.backend();
-    if (!backend) throw new UnavailableError(`no stage holders serve inference for ${model.id} right now`);
+    if (!backend) throw new HttpError('unavailable', `no stage holders serve inference for ${model.id} right now`);
     this.o.payments.useNonce(payer, nonce);
     const hold = await this.o.payments.hold(payer, costOf(model, prompt.length + maxTokens));
     const id = `${chat ? 'chatcmpl' : 'cmpl'}-${randomUUID()}`;
@@ -226,8 +228,8 @@ export class OpenAiApi {
     } catch (e) {
       // A failed request costs nothing.
       this.o.payments.release(hold);
-      if (e instanceof CoordinatorError) throw e;
-      throw new UnavailableError(`generation failed (nothing was charged): ${(e as Error).message}`);
+      if (e instanceof HttpError) throw e;
+      throw new HttpError('unavailable', `generation failed (nothing was charged): ${(e as Error).message}`);
     }
   }
 }
@@ -276,29 +278,29 @@ function parseBody(raw: Buffer): Record<string, unknown> {
   try {
     v = JSON.parse(raw.toString('utf8'));
   } catch (e) {
-    throw new BadRequestError(`malformed JSON: ${(e as Error).message}`);
+    throw new HttpError('badRequest', `malformed JSON: ${(e as Error).message}`);
   }
   if (typeof v !== 'object' || v === null || Array.isArray(v))
-    throw new BadRequestError('the body must be a JSON object');
+    throw new HttpError('badRequest', 'the body must be a JSON object');
   return v as Record<string, unknown>;
 }
 
 function str(v: unknown, name: string, allowEmpty = false): string {
-  if (typeof v !== 'string' || (!allowEmpty && v === '')) throw new BadRequestError(`${name} must be a string`);
-  if (v.length > 100_000) throw new BadRequestError(`${name} is longer than 100,000 characters`);
+  if (typeof v !== 'string' || (!allowEmpty && v === '')) throw new HttpError('badRequest', `${name} must be a string`);
+  if (v.length > 100_000) throw new HttpError('badRequest', `${name} is longer than 100,000 characters`);
   return v;
 }
 
 function num(v: unknown, name: string, dflt: number, min: number, max: number): number {
   if (v === undefined || v === null) return dflt;
   if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max)
-    throw new BadRequestError(`${name} must be a number in [${min}, ${max}]`);
+    throw new HttpError('badRequest', `${name} must be a number in [${min}, ${max}]`);
   return v;
 }
 
 function int(v: unknown, name: string, dflt: number, min: number, max: number): number {
   const x = num(v, name, dflt, min, max);
-  if (!Number.isInteger(x)) throw new BadRequestError(`${name} must be an integer in [${min}, ${max}]`);
+  if (!Number.isInteger(x)) throw new HttpError('badRequest', `${name} must be an integer in [${min}, ${max}]`);
   return x;
 }
 
@@ -306,19 +308,19 @@ function stopList(v: unknown): string[] {
   if (v === undefined || v === null) return [];
   const list = typeof v === 'string' ? [v] : v;
   if (!Array.isArray(list) || list.length > 4 || list.some((s) => typeof s !== 'string' || s === ''))
-    throw new BadRequestError('stop must be a string or up to 4 non-empty strings');
+    throw new HttpError('badRequest', 'stop must be a string or up to 4 non-empty strings');
   return list as string[];
 }
 
 /** Messages → the documented plain-text chat format. */
 export function chatPrompt(messages: unknown): string {
   if (!Array.isArray(messages) || messages.length === 0)
-    throw new BadRequestError('messages must be a non-empty array');
+    throw new HttpError('badRequest', 'messages must be a non-empty array');
   const lines = messages.map((m, i) => {
     const o = m as { role?: unknown; content?: unknown };
     const role = typeof o?.role === 'string' ? CHAT_ROLES[o.role] : undefined;
-    if (!role) throw new BadRequestError(`messages[${i}].role must be system, user or assistant`);
-    if (typeof o.content !== 'string') throw new BadRequestError(`messages[${i}].content must be a string`);
+    if (!role) throw new HttpError('badRequest', `messages[${i}].role must be system, user or assistant`);
+    if (typeof o.content !== 'string') throw new HttpError('badRequest', `messages[${i}].content must be a string`);
     return `${role}: ${o.content}`;
   });
   return `${lines.join('\n')}\nAssistant:`;

@@ -8,7 +8,7 @@
  */
 import { keccak256, toHex, type Address } from 'viem';
 import type { ChainLink } from './chain-link.ts';
-import { PaymentRequiredError, UnauthorizedError, UnavailableError } from './errors.ts';
+import { HttpError } from './errors.ts';
 import type { Store } from './store.ts';
 import type { Logger, ModelRecord } from './types.ts';
 
@@ -61,7 +61,8 @@ export class Payments {
     this.store.transaction(() => {
       const r = this.db.prepare('SELECT last FROM request_nonces WHERE payer = ?').get(payer) as Row | undefined;
       if (r && nonce <= BigInt(String(r.last)))
-        throw new UnauthorizedError(
+        throw new HttpError(
+          'unauthorized',
           `nonce ${nonce} is not above ${r.last}, the last one ${payer} used (replayed request?)`,
         );
       this.db
@@ -83,12 +84,12 @@ export class Payments {
   async available(
     payer: Address,
   ): Promise<{ deposit: bigint; uncharged: bigint; inFlight: bigint; available: bigint }> {
-    if (!this.chain) throw new UnavailableError('no chain is configured: paid inference needs the escrow');
+    if (!this.chain) throw new HttpError('unavailable', 'no chain is configured: paid inference needs the escrow');
     let deposit: bigint;
     try {
       deposit = await this.chain.escrowAvailable(payer);
     } catch (e) {
-      throw new UnavailableError(`reading the escrow failed: ${(e as Error).message.split('\n')[0]}`);
+      throw new HttpError('unavailable', `reading the escrow failed: ${(e as Error).message.split('\n')[0]}`);
     }
     const uncharged = this.uncharged(payer);
     const inFlight = this.held.get(payer) ?? 0n;
@@ -100,7 +101,8 @@ export class Payments {
   async hold(payer: Address, amount: bigint): Promise<Hold> {
     const a = await this.available(payer);
     if (a.available < amount) {
-      throw new PaymentRequiredError(
+      throw new HttpError(
+        'paymentRequired',
         `this request may cost up to ${amount} wei; ${payer} has ${a.available} available (deposit ${a.deposit}, metered ${a.uncharged}, in flight ${a.inFlight}): deposit to the escrow`,
       );
     }

@@ -4,7 +4,7 @@ import { validateConfig, type ModelConfig } from '../model/config.ts';
 import { stageTrainingFlops } from '../model/flops.ts';
 import { splitStages, type StageSpec } from '../model/stages.ts';
 import type { AssignModel } from './assignment.ts';
-import { BadRequestError } from './errors.ts';
+import { HttpError } from './errors.ts';
 import type { ModelRecord } from './types.ts';
 import { finite, integer, MODEL_ID, object, onlyKeys, string } from './validate.ts';
 
@@ -51,25 +51,26 @@ function parseConfig(v: unknown): ModelConfig {
   try {
     validateConfig(cfg);
   } catch (e) {
-    throw new BadRequestError((e as Error).message);
+    throw new HttpError('badRequest', (e as Error).message);
   }
   return cfg;
 }
 
 function parseLayout(v: unknown, cfg: ModelConfig): number[] {
   if (!Array.isArray(v) || v.length < 1 || v.length > MAX_STAGES) {
-    throw new BadRequestError(`layout must be an array of 1 to ${MAX_STAGES} layer counts (one per stage)`);
+    throw new HttpError('badRequest', `layout must be an array of 1 to ${MAX_STAGES} layer counts (one per stage)`);
   }
   const layout = v.map((n, i) => integer(n, `layout[${i}]`, 0, cfg.layers));
   let stages: StageInfo[];
   try {
     stages = stagesOf({ config: cfg, layout });
   } catch (e) {
-    throw new BadRequestError((e as Error).message);
+    throw new HttpError('badRequest', (e as Error).message);
   }
   const idle = stages.find((s) => !(s.flopsPerToken > 0));
   if (idle)
-    throw new BadRequestError(
+    throw new HttpError(
+      'badRequest',
       `layout [${layout}]: stage ${idle.index} has no layers and no head, so no work for its peers`,
     );
   return layout;
@@ -84,7 +85,7 @@ export function parseModelInput(body: unknown, at: number): ModelRecord {
   const layout = parseLayout(o.layout, config);
   const codec = string(o.codec, 'codec');
   if (!(CODEC_NAMES as readonly string[]).includes(codec))
-    throw new BadRequestError(`codec must be one of ${CODEC_NAMES.join(', ')}, got ${JSON.stringify(codec)}`);
+    throw new HttpError('badRequest', `codec must be one of ${CODEC_NAMES.join(', ')}, got ${JSON.stringify(codec)}`);
   const id = o.id === undefined ? slug(name) : string(o.id, 'id', MODEL_ID, 64);
   return {
     id,

@@ -1,4 +1,4 @@
-import { BadRequestError, ConflictError, ForbiddenError, NotFoundError } from './errors.ts';
+import { HttpError } from './errors.ts';
 import { LedgerStore } from './ledger-store.ts';
 import { Links, parseLinks } from './links.ts';
 import type { Membership } from './membership.ts';
@@ -95,7 +95,7 @@ export class CoordinatorService {
     const at = this.o.now();
     const model = parseModelInput(body, at);
     store.transaction(() => {
-      if (!store.insertModel(model)) throw new ConflictError(`model id ${model.id} is taken`);
+      if (!store.insertModel(model)) throw new HttpError('conflict', `model id ${model.id} is taken`);
       store.logEvent('model', { modelId: model.id, name: model.name, stages: model.layout.length }, at);
       rebalance(store, at, `registration of ${model.id}`, this.o.log);
     });
@@ -131,7 +131,7 @@ export class CoordinatorService {
       const stats = object(o.stats, 'stats');
       const clean: Record<string, number> = {};
       const keys = Object.keys(stats);
-      if (keys.length > 32) throw new BadRequestError(`stats: at most 32 fields, got ${keys.length}`);
+      if (keys.length > 32) throw new HttpError('badRequest', `stats: at most 32 fields, got ${keys.length}`);
       for (const k of keys) clean[k] = finite(stats[k], `stats.${k}`);
       if (stats.tokensPerSecond !== undefined)
         tokensPerSecond = finite(stats.tokensPerSecond, 'stats.tokensPerSecond', 0, true);
@@ -174,7 +174,7 @@ export class CoordinatorService {
     if (o.peerId !== undefined) {
       const peerId = string(o.peerId, 'peerId', PEER_ID, 128);
       if (!store.assignmentsOf(peerId).some((a) => a.modelId === modelId))
-        throw new ForbiddenError(`peer ${peerId} holds no stage of model ${modelId}`);
+        throw new HttpError('forbidden', `peer ${peerId} holds no stage of model ${modelId}`);
     }
     const at = this.o.now();
     if (kind === 'val' || status === 'done') {
@@ -200,7 +200,8 @@ export class CoordinatorService {
     return store.transaction(() => {
       const prior = store.getStep(modelId, step);
       if (prior?.status === 'done')
-        throw new ConflictError(
+        throw new HttpError(
+          'conflict',
           `step ${step} of model ${modelId} is already done: a '${status}' report cannot undo it`,
         );
       return {
@@ -269,7 +270,7 @@ export class CoordinatorService {
 
   private modelOr404(id: string): ModelRecord {
     const model = this.o.store.getModel(id);
-    if (!model) throw new NotFoundError(`unknown model ${JSON.stringify(id.slice(0, 80))}`);
+    if (!model) throw new HttpError('notFound', `unknown model ${JSON.stringify(id.slice(0, 80))}`);
     return model;
   }
 }

@@ -11,7 +11,7 @@
  */
 import { judgeEpoch, sortReceipts } from '../ledger/verdict.ts';
 import { cumulativeShares, shareTree } from '../ledger/shares.ts';
-import { ConflictError, NotFoundError } from './errors.ts';
+import { HttpError } from './errors.ts';
 import type { EpochRow, LedgerStore } from './ledger-store.ts';
 import { rebalance } from './placement.ts';
 import type { Store } from './store.ts';
@@ -51,16 +51,17 @@ export class Settlement {
   private async closeNow(modelId: string, expected?: number): Promise<EpochRow> {
     const { store, ledger, log } = this.o;
     const model = store.getModel(modelId);
-    if (!model) throw new NotFoundError(`unknown model ${JSON.stringify(modelId.slice(0, 80))}`);
+    if (!model) throw new HttpError('notFound', `unknown model ${JSON.stringify(modelId.slice(0, 80))}`);
     const at = this.o.now();
     const row = store.transaction(() => {
       const last = ledger.lastEpoch(modelId);
       const epoch = (last?.epoch ?? 0) + 1;
       if (expected !== undefined && expected !== epoch)
-        throw new ConflictError(`unknown epoch ${expected}: the next epoch of ${modelId} to close is ${epoch}`);
+        throw new HttpError('conflict', `unknown epoch ${expected}: the next epoch of ${modelId} to close is ${epoch}`);
       const throughStep = ledger.lastDoneStep(modelId) - 1;
       if (throughStep <= (last?.throughStep ?? -1))
-        throw new ConflictError(
+        throw new HttpError(
+          'conflict',
           `nothing to settle for ${modelId}: no step finished since epoch ${last?.epoch ?? 0} (through step ${last?.throughStep ?? -1})`,
         );
       const receipts = sortReceipts(ledger.unsettledReceipts(modelId, throughStep));

@@ -1,5 +1,5 @@
 import { DatabaseSync } from 'node:sqlite';
-import { StoreError } from './errors.ts';
+import { HttpError } from './errors.ts';
 import type {
   AssignmentRecord,
   EventRecord,
@@ -189,7 +189,7 @@ function parseJson(v: unknown, what: string): any {
   try {
     return JSON.parse(String(v));
   } catch {
-    throw new StoreError(`stored ${what} is not valid JSON`);
+    throw new HttpError('store', `stored ${what} is not valid JSON`);
   }
 }
 
@@ -319,7 +319,8 @@ export class Store {
       this.db.prepare('INSERT INTO schema_version (version) VALUES (0)').run();
     const from = this.schemaVersion();
     if (from > SCHEMA_VERSION) {
-      throw new StoreError(
+      throw new HttpError(
+        'store',
         `database ${this.path} has schema version ${from}, newer than this coordinator's ${SCHEMA_VERSION}: upgrade the coordinator`,
       );
     }

@@ -7,7 +7,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { peerIdFromString } from '@libp2p/peer-id';
-import { BadRequestError, ConflictError, NotFoundError, UnauthorizedError } from './errors.ts';
+import { HttpError } from './errors.ts';
 import type { Store } from './store.ts';
 import type { Logger } from './types.ts';
 import { MODEL_ID, object, onlyKeys, PEER_ID, string } from './validate.ts';
@@ -52,8 +52,11 @@ export class Teams {
     onlyKeys(o, 'team', ['name']);
     const name = string(o.name, 'name', undefined, 200).trim().replace(/\s+/g, ' ');
     if (name.length === 0 || name.length > MAX_NAME)
-      throw new BadRequestError(`name must have 1 to ${MAX_NAME} characters besides spaces, got ${name.length}`);
-    if (/\p{Cc}/u.test(name)) throw new BadRequestError('name must not contain control characters');
+      throw new HttpError(
+        'badRequest',
+        `name must have 1 to ${MAX_NAME} characters besides spaces, got ${name.length}`,
+      );
+    if (/\p{Cc}/u.test(name)) throw new HttpError('badRequest', 'name must not contain control characters');
     const base =
       name
         .toLowerCase()
@@ -65,7 +68,10 @@ export class Teams {
     this.store.transaction(() => {
       const taken = this.db.prepare('SELECT id FROM teams WHERE name_key = ?').get(nameKey(name)) as Row | undefined;
       if (taken)
-        throw new ConflictError(`a team named ${JSON.stringify(name)} exists already (${taken.id}): join it instead`);
+        throw new HttpError(
+          'conflict',
+          `a team named ${JSON.stringify(name)} exists already (${taken.id}): join it instead`,
+        );
       this.db
         .prepare('INSERT INTO teams (id, name, name_key, created_at) VALUES (?, ?, ?, ?)')
         .run(id, name, nameKey(name), at);
@@ -124,7 +130,7 @@ export class Teams {
   async join(teamIdRaw: string, body: unknown): Promise<{ teamId: string; peerId: string }> {
     const teamId = string(teamIdRaw, 'team id', MODEL_ID, 64);
     const team = this.get(teamId);
-    if (!team) throw new NotFoundError(`unknown team ${JSON.stringify(teamId)}`);
+    if (!team) throw new HttpError('notFound', `unknown team ${JSON.stringify(teamId)}`);
     const o = object(body, 'team join');
     onlyKeys(o, 'team join', ['peerId', 'nonce', 'signature']);
     const peerId = string(o.peerId, 'peerId', PEER_ID, 128);
@@ -134,10 +140,10 @@ export class Teams {
     try {
       key = peerIdFromString(peerId).publicKey;
     } catch (e) {
-      throw new BadRequestError(`peerId ${peerId} is not a libp2p peer id: ${(e as Error).message}`);
+      throw new HttpError('badRequest', `peerId ${peerId} is not a libp2p peer id: ${(e as Error).message}`);
     }
     if (key?.type !== 'Ed25519')
-      throw new BadRequestError(`peerId ${peerId} does not embed an Ed25519 key to check the signature with`);
+      throw new HttpError('badRequest', `peerId ${peerId} does not embed an Ed25519 key to check the signature with`);
     const sig = Buffer.from(signature, 'base64');
     let ok = false;
     try {
@@ -148,14 +154,16 @@ export class Teams {
     }
     if (!ok) {
       this.log('warn', `team join of ${peerId} to ${teamId} refused: the signature is not this peer's`);
-      throw new UnauthorizedError(
+      throw new HttpError(
+        'unauthorized',
         `the signature is not ${peerId}'s over ${JSON.stringify(teamJoinMessage(teamId, peerId, nonce))}`,
       );
     }
     const at = this.now();
     const from = this.store.transaction(() => {
       const used = this.db.prepare('SELECT 1 FROM team_nonces WHERE peer_id = ? AND nonce = ?').get(peerId, nonce);
-      if (used) throw new ConflictError(`nonce ${nonce} was used by ${peerId} already (replay?): sign a fresh one`);
+      if (used)
+        throw new HttpError('conflict', `nonce ${nonce} was used by ${peerId} already (replay?): sign a fresh one`);
       this.db.prepare('INSERT INTO team_nonces (peer_id, nonce, at) VALUES (?, ?, ?)').run(peerId, nonce, at);
       const prior = this.teamOf(peerId);
       this.db

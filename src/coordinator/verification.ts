@@ -6,7 +6,7 @@
  */
 import type { SignedReceipt } from '../ledger/receipt.ts';
 import { judgeEpoch, type AuditOutcome } from '../ledger/verdict.ts';
-import { NotFoundError } from './errors.ts';
+import { HttpError } from './errors.ts';
 import type { LedgerStore } from './ledger-store.ts';
 import type { Store } from './store.ts';
 
@@ -38,7 +38,7 @@ function auditFigures(audits: ReadonlyArray<Pick<AuditOutcome, 'unit' | 'result'
 
 export function verificationView(store: Store, ledger: LedgerStore, modelId: string) {
   const model = store.getModel(modelId);
-  if (!model) throw new NotFoundError(`unknown model ${JSON.stringify(modelId.slice(0, 80))}`);
+  if (!model) throw new HttpError('notFound', `unknown model ${JSON.stringify(modelId.slice(0, 80))}`);
   const db = store.connection;
   const units = new Map<number | null, number>();
   for (const r of db

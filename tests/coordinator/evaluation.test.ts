@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { Coordinator } from '../../src/coordinator/coordinator.ts';
-import { NotFoundError } from '../../src/coordinator/errors.ts';
+import { HttpError } from '../../src/coordinator/errors.ts';
 import { heldOutBatch, Validation, type EvaluateFn } from '../../src/coordinator/evaluation.ts';
 import { Store } from '../../src/coordinator/store.ts';
 import { memoryLog, tinyModel } from './fixtures.ts';
@@ -142,7 +142,7 @@ describe('Validation (fake evaluate)', () => {
       minIntervalMs: 0,
       valSplit: async () => {
         reads++;
-        throw new NotFoundError('no Brown tokenizer for vocabulary "32"');
+        throw new HttpError('notFound', 'no Brown tokenizer for vocabulary "32"');
       },
     });
     v.onTrainStep('m', 9);

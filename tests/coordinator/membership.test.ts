@@ -1,6 +1,5 @@
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ConflictError, NotFoundError } from '../../src/coordinator/errors.ts';
 import { Membership } from '../../src/coordinator/membership.ts';
 import { Store } from '../../src/coordinator/store.ts';
 import { memoryLog, tempDir, tinyModel } from './fixtures.ts';
@@ -83,8 +82,12 @@ describe('membership: heartbeats, gone peers, rejoin', () => {
     clock = 13_500;
     members.sweep();
     expect(store.getPeer('d')!.status).toBe('gone');
-    expect(() => members.heartbeat('d')).toThrow(ConflictError);
-    expect(() => members.heartbeat('never-joined')).toThrow(NotFoundError);
+    expect(() => members.heartbeat('d')).toThrow(
+      expect.objectContaining({ name: 'HttpError', status: 409, code: 'conflict' }),
+    );
+    expect(() => members.heartbeat('never-joined')).toThrow(
+      expect.objectContaining({ name: 'HttpError', status: 404, code: 'not-found' }),
+    );
     members.join({ peerId: 'd', kind: 'node', tokensPerSecond: 30, preferModel: null });
     expect(store.getPeer('d')).toMatchObject({ status: 'alive', joinedAt: 0, lastSeen: 13_500 });
     expect(stageOf('d')).toBeDefined();
@@ -106,7 +109,9 @@ describe('membership: heartbeats, gone peers, rejoin', () => {
     expect(stagesCovered()).toBe(3);
     expect(store.listAssignments('m').some((x) => x.stage === stage)).toBe(true);
     expect(store.listEvents().filter((e) => e.kind === 'leave')).toHaveLength(1);
-    expect(() => members.leave('zz')).toThrow(NotFoundError);
+    expect(() => members.leave('zz')).toThrow(
+      expect.objectContaining({ name: 'HttpError', status: 404, code: 'not-found' }),
+    );
   });
 
   it('stores a new throughput only when it moved by more than 10%', () => {

@@ -1,7 +1,6 @@
 import { DatabaseSync } from 'node:sqlite';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { StoreError } from '../../src/coordinator/errors.ts';
 import { SCHEMA_VERSION, Store } from '../../src/coordinator/store.ts';
 import { tempDir, tinyModel } from './fixtures.ts';
 
@@ -38,7 +37,7 @@ describe('coordinator store (node:sqlite)', () => {
     const raw = new DatabaseSync(path);
     raw.exec(`UPDATE schema_version SET version = ${SCHEMA_VERSION + 1}`);
     raw.close();
-    expect(() => Store.open(path)).toThrow(StoreError);
+    expect(() => Store.open(path)).toThrow(expect.objectContaining({ name: 'HttpError', status: 500, code: 'store' }));
   });
 
   it('models: insert, read back with their JSON, duplicate ids refused', () => {
