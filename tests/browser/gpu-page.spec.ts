@@ -71,7 +71,8 @@ test('shows the SwiftShader adapter and its limits, and every kernel check passe
   }
   const summary = hook.reports.map((r) => `${r.op} ${Math.round(r.ms)} ms (${r.results.length} checks)`).join(', ');
   console.log(
-    `self-test on ${hook.adapter?.description || hook.adapter?.architecture}: ${summary}; total ${Math.round(hook.ms)} ms`,
+    `self-test on ${hook.adapter?.description || hook.adapter?.architecture}: ${summary}; total ` +
+      `${Math.round(hook.ms)} ms`,
   );
   expect(failures, `kernel checks failed in Chromium:\n${failures.join('\n')}`).toEqual([]);
   expect(hook.passed).toBe(true);
@@ -98,51 +99,52 @@ test('shows the SwiftShader adapter and its limits, and every kernel check passe
   expect(errors, errors.join('\n')).toEqual([]);
 });
 
-test('while the self-test runs it shows progress; a lost device is explained and Reconnect (by keyboard) recovers', async ({
-  page,
-}, info) => {
-  await installGpuGate(page);
-  await page.setViewportSize(DESKTOP);
-  const errors = watchConsole(page);
-  await page.goto('/');
+test(
+  'while the self-test runs it shows progress; a lost device is explained and Reconnect (by keyboard) ' + 'recovers',
+  async ({ page }, info) => {
+    await installGpuGate(page);
+    await page.setViewportSize(DESKTOP);
+    const errors = watchConsole(page);
+    await page.goto('/');
 
-  const selftest = page.getByTestId('selftest');
-  await expect(selftest).toHaveAttribute('data-status', 'running');
-  await expect(page.getByTestId('selftest-progress')).toBeVisible();
-  await expect(page.getByRole('button', { name: /run again|run self-test/i })).toBeDisabled();
-  await shoot(page, info, 'selftest-running-desktop');
-  await page.setViewportSize(PHONE);
-  await expectNoHorizontalOverflow(page);
-  await shoot(page, info, 'selftest-running-phone');
+    const selftest = page.getByTestId('selftest');
+    await expect(selftest).toHaveAttribute('data-status', 'running');
+    await expect(page.getByTestId('selftest-progress')).toBeVisible();
+    await expect(page.getByRole('button', { name: /run again|run self-test/i })).toBeDisabled();
+    await shoot(page, info, 'selftest-running-desktop');
+    await page.setViewportSize(PHONE);
+    await expectNoHorizontalOverflow(page);
+    await shoot(page, info, 'selftest-running-phone');
 
-  // The device goes away mid-run (driver reset, GPU reclaimed): the page says so and offers a reconnect.
-  await page.evaluate(() => (window as unknown as { __devices: GPUDevice[] }).__devices.forEach((d) => d.destroy()));
-  await releaseGpuReads(page);
-  const problem = page.getByTestId('problem');
-  await expect(problem).toHaveAttribute('data-kind', 'device-lost');
-  await expect(problem).toContainText('connection to your GPU was lost');
-  await expect(problem).toContainText('Reconnect GPU');
-  await expect(selftest).toHaveAttribute('data-status', 'aborted');
-  await expect(selftest).toContainText('interrupted');
-  // Ops cut short by the loss are marked interrupted, not blamed as failing kernels.
-  await expect(page.locator('tbody.op[data-state="fail"]')).toHaveCount(0);
-  await expect(page.locator('tbody.op[data-state="interrupted"]').first()).toBeVisible();
-  await expectNoHorizontalOverflow(page);
-  await shoot(page, info, 'device-lost-phone');
-  await page.setViewportSize(DESKTOP);
-  await shoot(page, info, 'device-lost-desktop');
+    // The device goes away mid-run (driver reset, GPU reclaimed): the page says so and offers a reconnect.
+    await page.evaluate(() => (window as unknown as { __devices: GPUDevice[] }).__devices.forEach((d) => d.destroy()));
+    await releaseGpuReads(page);
+    const problem = page.getByTestId('problem');
+    await expect(problem).toHaveAttribute('data-kind', 'device-lost');
+    await expect(problem).toContainText('connection to your GPU was lost');
+    await expect(problem).toContainText('Reconnect GPU');
+    await expect(selftest).toHaveAttribute('data-status', 'aborted');
+    await expect(selftest).toContainText('interrupted');
+    // Ops cut short by the loss are marked interrupted, not blamed as failing kernels.
+    await expect(page.locator('tbody.op[data-state="fail"]')).toHaveCount(0);
+    await expect(page.locator('tbody.op[data-state="interrupted"]').first()).toBeVisible();
+    await expectNoHorizontalOverflow(page);
+    await shoot(page, info, 'device-lost-phone');
+    await page.setViewportSize(DESKTOP);
+    await shoot(page, info, 'device-lost-desktop');
 
-  // Keyboard only: the reconnect button is the first thing Tab reaches.
-  await page.keyboard.press('Tab');
-  const reconnect = page.getByRole('button', { name: 'Reconnect GPU' });
-  await expect(reconnect).toBeFocused();
-  await page.keyboard.press('Enter');
-  await expect(problem).toHaveCount(0);
-  await expect(page.getByTestId('adapter-kind')).toHaveText(/software/i);
-  await expect(selftest).toHaveAttribute('data-status', /running|done/);
+    // Keyboard only: the reconnect button is the first thing Tab reaches.
+    await page.keyboard.press('Tab');
+    const reconnect = page.getByRole('button', { name: 'Reconnect GPU' });
+    await expect(reconnect).toBeFocused();
+    await page.keyboard.press('Enter');
+    await expect(problem).toHaveCount(0);
+    await expect(page.getByTestId('adapter-kind')).toHaveText(/software/i);
+    await expect(selftest).toHaveAttribute('data-status', /running|done/);
 
-  expect(errors, errors.join('\n')).toEqual([]);
-});
+    expect(errors, errors.join('\n')).toEqual([]);
+  },
+);
 
 test('without WebGPU the page says which browser and flag to use, and does not crash', async ({ page }, info) => {
   await page.addInitScript(() => {

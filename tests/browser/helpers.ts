@@ -47,7 +47,8 @@ export async function expectNoHorizontalOverflow(page: Page): Promise<void> {
       .slice(0, 5)
       .map(
         (el) =>
-          `${el.tagName.toLowerCase()}.${(el as HTMLElement).className} right=${Math.round(el.getBoundingClientRect().right)}`,
+          `${el.tagName.toLowerCase()}.${(el as HTMLElement).className} ` +
+          `right=${Math.round(el.getBoundingClientRect().right)}`,
       );
     return { scroll: document.documentElement.scrollWidth, client: vw, culprits };
   });

@@ -72,9 +72,15 @@ const job = JSON.parse(process.env.INFER_JOB);
 const node = await createPeer({ relayAddr: job.relay });
 await waitForRelayAddress(node);
 for (const h of job.stages.flat()) await dialWebRTC(node, job.relay, h, 30000);
-const backend = new SwarmInference({ node, auditFraction: 0, timeoutMs: 120000, log: (l) => console.log(l), holders: () => ({ dModel: job.dModel, stages: job.stages }) });
+const backend = new SwarmInference({
+  node, auditFraction: 0, timeoutMs: 120000, log: (l) => console.log(l),
+  holders: () => ({ dModel: job.dModel, stages: job.stages }),
+});
 const t0 = performance.now();
-const out = await backend.generate({ modelId: job.model, prompt: Int32Array.from(job.prompt), maxTokens: job.tokens, sampling: { temperature: 0 }, signal: AbortSignal.timeout(180000) }, () => {});
+const out = await backend.generate({
+  modelId: job.model, prompt: Int32Array.from(job.prompt), maxTokens: job.tokens, sampling: { temperature: 0 },
+  signal: AbortSignal.timeout(180000),
+}, () => {});
 console.log('RESULT ' + JSON.stringify({ ...out, ms: performance.now() - t0, hops: backend.stats.hops }));
 await node.stop();
 process.exit(0);
@@ -163,14 +169,12 @@ test('a tab holding a stage measures both runtimes and serves /tessera/infer/1.0
     console.log(`tab: ${choice}`);
     // ORT loaded on the WebGPU EP in the tab and ran the KV-cached graph; its outputs agreed with WGSL's on the
     // same inputs (unless the tab trained a step during every try, which makes them incomparable).
-    const agreed =
-      /measured: wgsl TTFT [\d.]+ ms, \d+ tokens\/s; onnx-webgpu TTFT [\d.]+ ms, \d+ tokens\/s, relative error ([\d.]+e[-+]\d+); ORT export \d+ ms/.exec(
-        choice,
-      );
-    const untested =
-      /measured: wgsl TTFT [\d.]+ ms, \d+ tokens\/s; onnx-webgpu TTFT [\d.]+ ms, \d+ tokens\/s, not compared: the stage trained during each try; ORT export \d+ ms/.test(
-        choice,
-      );
+    const rate = String.raw`TTFT [\d.]+ ms, \d+ tokens\/s`;
+    const measured = `measured: wgsl ${rate}; onnx-webgpu ${rate}`;
+    const agreed = new RegExp(String.raw`${measured}, relative error ([\d.]+e[-+]\d+); ORT export \d+ ms`).exec(choice);
+    const untested = new RegExp(
+      String.raw`${measured}, not compared: the stage trained during each try; ORT export \d+ ms`,
+    ).test(choice);
     expect(agreed || untested, choice).toBeTruthy();
     if (agreed) expect(Number(agreed[1])).toBeLessThanOrEqual(1e-3);
     expect(choice).toMatch(/: (wgsl|onnx-webgpu) \(measured/);

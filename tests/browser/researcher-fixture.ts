@@ -1,4 +1,7 @@
-/** What tests/browser/researcher-server.ts sets up, shared with the spec (no coordinator imports: the spec runs without WGSL loaders). */
+/**
+ * What tests/browser/researcher-server.ts sets up, shared with the spec (no coordinator imports: the spec runs without
+ * WGSL loaders).
+ */
 export const RESEARCH_MODEL = {
   id: 'research-test',
   name: 'Research test (2 stages)',

@@ -140,286 +140,293 @@ async function captionLoss(page: Page): Promise<[number, number] | undefined> {
   return m ? [Number(m[1]), Number(m[2].replace(/,/g, ''))] : undefined;
 }
 
-test('the tour: a tab trains, the Researcher sees it, a proposed model trains, a paid prompt streams, a holder claims and withdraws; every view at two widths', async ({
-  page,
-}, info) => {
-  test.setTimeout(600_000);
-  stack = await startTourStack({ workers: 3, epochSeconds: EPOCH_SECONDS });
-  const s = stack;
-  const t0 = Date.now();
-  const mark = (what: string) =>
-    info.annotations.push({ type: 'timing', description: `${what} at ${((Date.now() - t0) / 1000).toFixed(0)} s` });
-  await injectAnvilWallet(page, { rpcUrl: s.rpcUrl, chainId: s.chainId, account: WALLET });
-  await page.setViewportSize(DESKTOP);
-  const errors = watchConsole(page);
-  const refusals = watchRefusals(page);
+test(
+  'the tour: a tab trains, the Researcher sees it, a proposed model trains, a paid prompt streams, a holder ' +
+    'claims and withdraws; every view at two widths',
+  async ({ page }, info) => {
+    test.setTimeout(600_000);
+    stack = await startTourStack({ workers: 3, epochSeconds: EPOCH_SECONDS });
+    const s = stack;
+    const t0 = Date.now();
+    const mark = (what: string) =>
+      info.annotations.push({ type: 'timing', description: `${what} at ${((Date.now() - t0) / 1000).toFixed(0)} s` });
+    await injectAnvilWallet(page, { rpcUrl: s.rpcUrl, chainId: s.chainId, account: WALLET });
+    await page.setViewportSize(DESKTOP);
+    const errors = watchConsole(page);
+    const refusals = watchRefusals(page);
 
-  // ---- 1. The Volunteer tab joins and trains a stage of the default model. ----
-  await page.goto(`${s.app}/#/volunteer`);
-  await storeTabKey(page, s.tabKey);
-  await expect(page.getByRole('heading', { level: 1, name: 'Volunteer' })).toBeVisible();
-  await page.getByTestId('vol-prefer').selectOption(DEFAULT_MODEL);
-  await page.getByRole('button', { name: 'Join the swarm' }).click();
-  await expect(page.getByTestId('vol-model')).toHaveText(DEFAULT_MODEL, { timeout: 60_000 });
-  await page.waitForFunction(
-    () => (window.__tesseraVolunteer?.stepsDone ?? 0) >= 2 || window.__tesseraVolunteer?.status === 'error',
-    null,
-    { timeout: 240_000 },
-  );
-  const hook = (await page.evaluate(() => window.__tesseraVolunteer))!;
-  expect(hook.error, `${JSON.stringify(hook)}\n${s.logs.slice(-40).join('\n')}`).toBeUndefined();
-  expect(hook.peerId).toBe(s.tabPeerId);
-  await expect(page.getByTestId('vol-status')).toHaveText('Training');
-  const stepsBefore = hook.stepsDone;
-  await page.waitForFunction((n) => window.__tesseraVolunteer!.stepsDone > n, stepsBefore, { timeout: 120_000 });
-  await expect(page.getByTestId('vol-steps')).toContainText(/model step \d+/);
-  mark('tab trained 3 steps');
+    // ---- 1. The Volunteer tab joins and trains a stage of the default model. ----
+    await page.goto(`${s.app}/#/volunteer`);
+    await storeTabKey(page, s.tabKey);
+    await expect(page.getByRole('heading', { level: 1, name: 'Volunteer' })).toBeVisible();
+    await page.getByTestId('vol-prefer').selectOption(DEFAULT_MODEL);
+    await page.getByRole('button', { name: 'Join the swarm' }).click();
+    await expect(page.getByTestId('vol-model')).toHaveText(DEFAULT_MODEL, { timeout: 60_000 });
+    await page.waitForFunction(
+      () => (window.__tesseraVolunteer?.stepsDone ?? 0) >= 2 || window.__tesseraVolunteer?.status === 'error',
+      null,
+      { timeout: 240_000 },
+    );
+    const hook = (await page.evaluate(() => window.__tesseraVolunteer))!;
+    expect(hook.error, `${JSON.stringify(hook)}\n${s.logs.slice(-40).join('\n')}`).toBeUndefined();
+    expect(hook.peerId).toBe(s.tabPeerId);
+    await expect(page.getByTestId('vol-status')).toHaveText('Training');
+    const stepsBefore = hook.stepsDone;
+    await page.waitForFunction((n) => window.__tesseraVolunteer!.stepsDone > n, stepsBefore, { timeout: 120_000 });
+    await expect(page.getByTestId('vol-steps')).toContainText(/model step \d+/);
+    mark('tab trained 3 steps');
 
-  // ---- 2. The Researcher page: the loss falls, live; the tab is a node of the topology. ----
-  await page.getByRole('link', { name: 'Researcher' }).click();
-  await expect(page.getByRole('heading', { level: 1, name: 'Researcher' })).toBeVisible();
-  await expect(page.getByTestId('model-picker')).toHaveValue(DEFAULT_MODEL);
-  await expect(page.getByTestId('research-stream')).toHaveAttribute('data-stream', 'live');
-  const node = page.getByTestId('topo-diagram').locator(`.react-flow__node[data-id="${s.tabPeerId}"]`);
-  await expect(node).toContainText('Browser');
-  await expect(page.getByTestId('topo-peers')).toContainText(s.tabPeerId.slice(-6));
-  const { metrics } = await json<{ metrics: Array<{ step: number; kind: string; value: number }> }>(
-    `${s.coordinator}/api/models/${DEFAULT_MODEL}/metrics`,
-  );
-  const first = metrics.filter((m) => m.kind === 'train').sort((a, b) => a.step - b.step)[0];
-  expect(first.step).toBe(0);
-  // New steps arrive over the stream while the page is open, and their loss is below the first step's.
-  const seen = await captionLoss(page);
-  expect(seen, 'the caption shows a training loss').toBeDefined();
-  await expect
-    .poll(
-      async () => {
-        const now = await captionLoss(page);
-        return now !== undefined && now[1] > seen![1] && now[0] < first.value;
-      },
-      { timeout: 180_000, message: `a step after ${seen![1]} with a loss below step 0's ${first.value}` },
-    )
-    .toBe(true);
-  // The chart draws one point per step so far (recharts' line path: one segment per point after the first).
-  const points = await page.getByTestId('research-loss').locator('.recharts-line-curve').first().getAttribute('d');
-  expect((points ?? '').split(/[ML]/).filter(Boolean).length).toBeGreaterThanOrEqual(3);
-  mark('loss fell');
-
-  // ---- 3. A model proposed through the form; two workers that prefer it train it. ----
-  const form = page.getByTestId('research-propose');
-  for (const [k, v] of Object.entries(PROPOSED)) {
-    const field = form.locator(`[name="${k}"]`);
-    if (k === 'vocab' || k === 'codec') await field.selectOption(v);
-    else await field.fill(v);
-  }
-  await form.getByRole('button', { name: 'Propose model' }).click();
-  await expect(form.getByTestId('propose-status')).toContainText(`Registered ${PROPOSED.name} as ${PROPOSED.id}`);
-  for (const name of ['proposed-1', 'proposed-2'])
-    s.worker(name, ['--model', PROPOSED.id, '--tokens-per-second', '100']);
-  // The tab keeps its stage of the default model (it asked for it).
-  expect(
-    (
-      await json<{ peers: Array<{ peerId: string; assignments: Array<{ modelId: string }> }> }>(
-        `${s.coordinator}/api/peers`,
+    // ---- 2. The Researcher page: the loss falls, live; the tab is a node of the topology. ----
+    await page.getByRole('link', { name: 'Researcher' }).click();
+    await expect(page.getByRole('heading', { level: 1, name: 'Researcher' })).toBeVisible();
+    await expect(page.getByTestId('model-picker')).toHaveValue(DEFAULT_MODEL);
+    await expect(page.getByTestId('research-stream')).toHaveAttribute('data-stream', 'live');
+    const node = page.getByTestId('topo-diagram').locator(`.react-flow__node[data-id="${s.tabPeerId}"]`);
+    await expect(node).toContainText('Browser');
+    await expect(page.getByTestId('topo-peers')).toContainText(s.tabPeerId.slice(-6));
+    const { metrics } = await json<{ metrics: Array<{ step: number; kind: string; value: number }> }>(
+      `${s.coordinator}/api/models/${DEFAULT_MODEL}/metrics`,
+    );
+    const first = metrics.filter((m) => m.kind === 'train').sort((a, b) => a.step - b.step)[0];
+    expect(first.step).toBe(0);
+    // New steps arrive over the stream while the page is open, and their loss is below the first step's.
+    const seen = await captionLoss(page);
+    expect(seen, 'the caption shows a training loss').toBeDefined();
+    await expect
+      .poll(
+        async () => {
+          const now = await captionLoss(page);
+          return now !== undefined && now[1] > seen![1] && now[0] < first.value;
+        },
+        { timeout: 180_000, message: `a step after ${seen![1]} with a loss below step 0's ${first.value}` },
       )
-    ).peers.find((p) => p.peerId === s.tabPeerId)?.assignments[0]?.modelId,
-  ).toBe(DEFAULT_MODEL);
-  mark('model proposed');
+      .toBe(true);
+    // The chart draws one point per step so far (recharts' line path: one segment per point after the first).
+    const points = await page.getByTestId('research-loss').locator('.recharts-line-curve').first().getAttribute('d');
+    expect((points ?? '').split(/[ML]/).filter(Boolean).length).toBeGreaterThanOrEqual(3);
+    mark('loss fell');
 
-  // ---- 4. A paid prompt streams tokens from the swarm (default model, the tab holds one of its stages). ----
-  await page.getByTestId('model-picker').selectOption(DEFAULT_MODEL);
-  const card = page.getByTestId('research-prompt');
-  await card.getByRole('button', { name: 'Connect wallet' }).click();
-  await expect(card.getByTestId('prompt-available')).toHaveText('0 ETH');
-  await card.getByLabel('Amount (ETH)').fill('0.01');
-  await card.getByRole('button', { name: 'Deposit' }).click();
-  await expect(card.getByTestId('prompt-deposit-status')).toHaveText('Deposited 0.01 ETH into the inference escrow.', {
-    timeout: 60_000,
-  });
-  await expect(card.getByTestId('prompt-available')).toHaveText('0.01 ETH');
-  const prompt = card.locator('form.prompt-form');
-  await prompt.getByLabel('Model', { exact: true }).selectOption(DEFAULT_MODEL);
-  await prompt.getByLabel('Prompt', { exact: true }).fill('The jury said');
-  await prompt.getByLabel('Max tokens').fill('8');
-  await card.getByTestId('prompt-output').evaluate((el) => {
-    const w = window as unknown as { __outputs: string[] };
-    new MutationObserver(() => w.__outputs.push(el.textContent ?? '')).observe(el, {
-      childList: true,
-      subtree: true,
-      characterData: true,
+    // ---- 3. A model proposed through the form; two workers that prefer it train it. ----
+    const form = page.getByTestId('research-propose');
+    for (const [k, v] of Object.entries(PROPOSED)) {
+      const field = form.locator(`[name="${k}"]`);
+      if (k === 'vocab' || k === 'codec') await field.selectOption(v);
+      else await field.fill(v);
+    }
+    await form.getByRole('button', { name: 'Propose model' }).click();
+    await expect(form.getByTestId('propose-status')).toContainText(`Registered ${PROPOSED.name} as ${PROPOSED.id}`);
+    for (const name of ['proposed-1', 'proposed-2'])
+      s.worker(name, ['--model', PROPOSED.id, '--tokens-per-second', '100']);
+    // The tab keeps its stage of the default model (it asked for it).
+    expect(
+      (
+        await json<{ peers: Array<{ peerId: string; assignments: Array<{ modelId: string }> }> }>(
+          `${s.coordinator}/api/peers`,
+        )
+      ).peers.find((p) => p.peerId === s.tabPeerId)?.assignments[0]?.modelId,
+    ).toBe(DEFAULT_MODEL);
+    mark('model proposed');
+
+    // ---- 4. A paid prompt streams tokens from the swarm (default model, the tab holds one of its stages). ----
+    await page.getByTestId('model-picker').selectOption(DEFAULT_MODEL);
+    const card = page.getByTestId('research-prompt');
+    await card.getByRole('button', { name: 'Connect wallet' }).click();
+    await expect(card.getByTestId('prompt-available')).toHaveText('0 ETH');
+    await card.getByLabel('Amount (ETH)').fill('0.01');
+    await card.getByRole('button', { name: 'Deposit' }).click();
+    await expect(card.getByTestId('prompt-deposit-status')).toHaveText(
+      'Deposited 0.01 ETH into the inference escrow.',
+      {
+        timeout: 60_000,
+      },
+    );
+    await expect(card.getByTestId('prompt-available')).toHaveText('0.01 ETH');
+    const prompt = card.locator('form.prompt-form');
+    await prompt.getByLabel('Model', { exact: true }).selectOption(DEFAULT_MODEL);
+    await prompt.getByLabel('Prompt', { exact: true }).fill('The jury said');
+    await prompt.getByLabel('Max tokens').fill('8');
+    await card.getByTestId('prompt-output').evaluate((el) => {
+      const w = window as unknown as { __outputs: string[] };
+      new MutationObserver(() => w.__outputs.push(el.textContent ?? '')).observe(el, {
+        childList: true,
+        subtree: true,
+        characterData: true,
+      });
     });
-  });
-  const outcome = async () =>
-    (await card.getByTestId('prompt-error').count())
-      ? `error: ${await card.getByTestId('prompt-error').textContent()}`
-      : await card.getByTestId('prompt-status').textContent();
-  // A stage holder's first inference request makes it measure its runtimes (WGSL against onnxruntime-web); on a
-  // loaded machine a SwiftShader tab can miss the hop's deadline (or be re-placed after missing heartbeats). That
-  // must fail cleanly — a 503 that charges nothing — and a prompt after the swarm's next step then streams.
-  for (let attempt = 1; ; attempt++) {
-    await page.evaluate(() => ((window as unknown as { __outputs: string[] }).__outputs = []));
-    await prompt.getByRole('button', { name: 'Send' }).click();
-    await expect.poll(outcome, { timeout: 180_000 }).toMatch(/^Done · |^error: /);
-    const o = (await outcome())!;
-    if (o.startsWith('Done · ')) break;
-    expect(o).toMatch(/nothing was charged/);
-    expect(BigInt((await json<{ uncharged: string }>(`${s.coordinator}/api/payers/${WALLET}`)).uncharged)).toBe(0n);
-    expect(attempt, o).toBeLessThan(4);
-    info.annotations.push({ type: 'prompt retried', description: o });
-    // Try again once the swarm has trained another step together (the tab may have been re-placed meanwhile).
-    const done = await page.evaluate(() => window.__tesseraVolunteer!.stepsDone);
-    await page.waitForFunction((n) => window.__tesseraVolunteer!.stepsDone > n, done, { timeout: 120_000 });
-  }
-  const [, promptTokens, generated] = /Done · (\d+) prompt \+ (\d+) generated tokens/.exec(
-    (await card.getByTestId('prompt-status').textContent())!,
-  )!;
-  expect(Number(generated)).toBeGreaterThanOrEqual(1);
-  const growth = [
-    ...new Set(
-      (await page.evaluate(() => (window as unknown as { __outputs: string[] }).__outputs)).map((o) => o.length),
-    ),
-  ];
-  expect(growth.length, `output lengths seen: ${growth.join(', ')}`).toBeGreaterThanOrEqual(
-    Math.min(3, Number(generated)),
-  );
-  expect(await page.evaluate(() => (window as unknown as { __walletCalls: string[] }).__walletCalls)).toContain(
-    'personal_sign',
-  );
-  // Metered at the model's price (0.01 ETH per 1,000 tokens = 1e13 wei a token), not yet charged on chain.
-  const cost = BigInt(Number(promptTokens) + Number(generated)) * 10n ** 13n;
-  expect(BigInt((await json<{ uncharged: string }>(`${s.coordinator}/api/payers/${WALLET}`)).uncharged)).toBe(cost);
-  mark('prompt streamed');
+    const outcome = async () =>
+      (await card.getByTestId('prompt-error').count())
+        ? `error: ${await card.getByTestId('prompt-error').textContent()}`
+        : await card.getByTestId('prompt-status').textContent();
+    // A stage holder's first inference request makes it measure its runtimes (WGSL against onnxruntime-web); on a
+    // loaded machine a SwiftShader tab can miss the hop's deadline (or be re-placed after missing heartbeats). That
+    // must fail cleanly — a 503 that charges nothing — and a prompt after the swarm's next step then streams.
+    for (let attempt = 1; ; attempt++) {
+      await page.evaluate(() => ((window as unknown as { __outputs: string[] }).__outputs = []));
+      await prompt.getByRole('button', { name: 'Send' }).click();
+      await expect.poll(outcome, { timeout: 180_000 }).toMatch(/^Done · |^error: /);
+      const o = (await outcome())!;
+      if (o.startsWith('Done · ')) break;
+      expect(o).toMatch(/nothing was charged/);
+      expect(BigInt((await json<{ uncharged: string }>(`${s.coordinator}/api/payers/${WALLET}`)).uncharged)).toBe(0n);
+      expect(attempt, o).toBeLessThan(4);
+      info.annotations.push({ type: 'prompt retried', description: o });
+      // Try again once the swarm has trained another step together (the tab may have been re-placed meanwhile).
+      const done = await page.evaluate(() => window.__tesseraVolunteer!.stepsDone);
+      await page.waitForFunction((n) => window.__tesseraVolunteer!.stepsDone > n, done, { timeout: 120_000 });
+    }
+    const [, promptTokens, generated] = /Done · (\d+) prompt \+ (\d+) generated tokens/.exec(
+      (await card.getByTestId('prompt-status').textContent())!,
+    )!;
+    expect(Number(generated)).toBeGreaterThanOrEqual(1);
+    const growth = [
+      ...new Set(
+        (await page.evaluate(() => (window as unknown as { __outputs: string[] }).__outputs)).map((o) => o.length),
+      ),
+    ];
+    expect(growth.length, `output lengths seen: ${growth.join(', ')}`).toBeGreaterThanOrEqual(
+      Math.min(3, Number(generated)),
+    );
+    expect(await page.evaluate(() => (window as unknown as { __walletCalls: string[] }).__walletCalls)).toContain(
+      'personal_sign',
+    );
+    // Metered at the model's price (0.01 ETH per 1,000 tokens = 1e13 wei a token), not yet charged on chain.
+    const cost = BigInt(Number(promptTokens) + Number(generated)) * 10n ** 13n;
+    expect(BigInt((await json<{ uncharged: string }>(`${s.coordinator}/api/payers/${WALLET}`)).uncharged)).toBe(cost);
+    mark('prompt streamed');
 
-  // ---- 3, continued: the proposed model's pipeline trains (its steps advance on the Researcher page). ----
-  await page.getByTestId('model-picker').selectOption(PROPOSED.id);
-  await expect(page).toHaveURL(new RegExp(`model=${PROPOSED.id}$`));
-  await expect
-    .poll(async () => (await captionLoss(page))?.[1] ?? -1, {
-      timeout: 240_000,
-      message: `${PROPOSED.id} reaches step 1`,
-    })
-    .toBeGreaterThanOrEqual(1);
-  const proposedStep = (await captionLoss(page))![1];
-  await expect
-    .poll(async () => (await captionLoss(page))?.[1] ?? -1, {
-      timeout: 120_000,
-      message: `${PROPOSED.id} goes past step ${proposedStep}`,
-    })
-    .toBeGreaterThan(proposedStep);
-  const topology = await json<{ stages: Array<{ peers: Array<{ peerId: string }> }> }>(
-    `${s.coordinator}/api/models/${PROPOSED.id}/topology`,
-  );
-  expect(topology.stages.map((st) => st.peers.length)).toEqual([1, 1]);
-  mark('proposed model trained');
+    // ---- 3, continued: the proposed model's pipeline trains (its steps advance on the Researcher page). ----
+    await page.getByTestId('model-picker').selectOption(PROPOSED.id);
+    await expect(page).toHaveURL(new RegExp(`model=${PROPOSED.id}$`));
+    await expect
+      .poll(async () => (await captionLoss(page))?.[1] ?? -1, {
+        timeout: 240_000,
+        message: `${PROPOSED.id} reaches step 1`,
+      })
+      .toBeGreaterThanOrEqual(1);
+    const proposedStep = (await captionLoss(page))![1];
+    await expect
+      .poll(async () => (await captionLoss(page))?.[1] ?? -1, {
+        timeout: 120_000,
+        message: `${PROPOSED.id} goes past step ${proposedStep}`,
+      })
+      .toBeGreaterThan(proposedStep);
+    const topology = await json<{ stages: Array<{ peers: Array<{ peerId: string }> }> }>(
+      `${s.coordinator}/api/models/${PROPOSED.id}/topology`,
+    );
+    expect(topology.stages.map((st) => st.peers.length)).toEqual([1, 1]);
+    mark('proposed model trained');
 
-  // ---- 5. The holder links the tab's peer, claims its shares and withdraws the prompt's revenue. ----
-  await go(page, '#/holder', 'Holder');
-  const state = page.getByTestId('holder-wallet-state');
-  if ((await state.textContent()) !== 'Connected') await page.getByRole('button', { name: 'Connect wallet' }).click();
-  await expect(state).toHaveText('Connected');
-  const link = page.getByTestId('holder-link');
-  await expect(link.getByTestId('holder-peer-id')).toHaveText(s.tabPeerId);
-  await link.getByRole('button', { name: 'Link this tab’s peer' }).click();
-  await expect(link.getByTestId('holder-link-state')).toHaveText('Linked', { timeout: 30_000 });
-  const holderCard = page.getByTestId(`holder-model-${DEFAULT_MODEL}`);
-  // An epoch settles with the tab's verified work credited to this wallet; its root waits out the challenge window.
-  await expect(amountOf(holderCard.getByTestId('h-waiting'))).not.toHaveText('0', { timeout: 120_000 });
-  mark('epoch settled');
-  await rpc(s.rpcUrl, 'evm_increaseTime', [CHALLENGE_SECONDS + 1]);
-  await rpc(s.rpcUrl, 'evm_mine');
-  await expect(amountOf(holderCard.getByTestId('h-claimable'))).not.toHaveText('0', { timeout: 60_000 });
-  const pub = chainClients(s.rpcUrl, s.chainId, ANVIL_KEYS[2]).publicClient;
-  const { chain } = await json<{ chain: { models: Record<string, { token: Address; vault: Address }> } }>(
-    `${s.coordinator}/api/chain`,
-  );
-  const addrs = chain.models[DEFAULT_MODEL];
-  const sharesOf = () =>
-    pub.readContract({ address: addrs.token, abi: TestTokenAbi, functionName: 'balanceOf', args: [WALLET] });
-  expect(await sharesOf()).toBe(0n);
-  await holderCard.getByRole('button', { name: /^Claim [\d.]+ shares$/ }).click();
-  await expect(holderCard.getByTestId('holder-tx-status')).toHaveText(/^Claimed [\d.]+ shares \(epoch \d+\)\.$/, {
-    timeout: 60_000,
-  });
-  const claimed = /^Claimed ([\d.]+) shares/.exec(
-    (await holderCard.getByTestId('holder-tx-status').textContent())!,
-  )![1];
-  expect(await sharesOf()).toBe(parseUnits(claimed, 18));
-  await expect(amountOf(holderCard.getByTestId('h-balance'))).toHaveText(claimed);
+    // ---- 5. The holder links the tab's peer, claims its shares and withdraws the prompt's revenue. ----
+    await go(page, '#/holder', 'Holder');
+    const state = page.getByTestId('holder-wallet-state');
+    if ((await state.textContent()) !== 'Connected') await page.getByRole('button', { name: 'Connect wallet' }).click();
+    await expect(state).toHaveText('Connected');
+    const link = page.getByTestId('holder-link');
+    await expect(link.getByTestId('holder-peer-id')).toHaveText(s.tabPeerId);
+    await link.getByRole('button', { name: 'Link this tab’s peer' }).click();
+    await expect(link.getByTestId('holder-link-state')).toHaveText('Linked', { timeout: 30_000 });
+    const holderCard = page.getByTestId(`holder-model-${DEFAULT_MODEL}`);
+    // An epoch settles with the tab's verified work credited to this wallet; its root waits out the challenge window.
+    await expect(amountOf(holderCard.getByTestId('h-waiting'))).not.toHaveText('0', { timeout: 120_000 });
+    mark('epoch settled');
+    await rpc(s.rpcUrl, 'evm_increaseTime', [CHALLENGE_SECONDS + 1]);
+    await rpc(s.rpcUrl, 'evm_mine');
+    await expect(amountOf(holderCard.getByTestId('h-claimable'))).not.toHaveText('0', { timeout: 60_000 });
+    const pub = chainClients(s.rpcUrl, s.chainId, ANVIL_KEYS[2]).publicClient;
+    const { chain } = await json<{ chain: { models: Record<string, { token: Address; vault: Address }> } }>(
+      `${s.coordinator}/api/chain`,
+    );
+    const addrs = chain.models[DEFAULT_MODEL];
+    const sharesOf = () =>
+      pub.readContract({ address: addrs.token, abi: TestTokenAbi, functionName: 'balanceOf', args: [WALLET] });
+    expect(await sharesOf()).toBe(0n);
+    await holderCard.getByRole('button', { name: /^Claim [\d.]+ shares$/ }).click();
+    await expect(holderCard.getByTestId('holder-tx-status')).toHaveText(/^Claimed [\d.]+ shares \(epoch \d+\)\.$/, {
+      timeout: 60_000,
+    });
+    const claimed = /^Claimed ([\d.]+) shares/.exec(
+      (await holderCard.getByTestId('holder-tx-status').textContent())!,
+    )![1];
+    expect(await sharesOf()).toBe(parseUnits(claimed, 18));
+    await expect(amountOf(holderCard.getByTestId('h-balance'))).toHaveText(claimed);
 
-  // Now that shares exist, the next charge moves the prompt's metered cost from the escrow into the vault;
-  // this wallet holds every share, so all of it is its to withdraw.
-  await expect(amountOf(holderCard.getByTestId('h-wd-eth'))).not.toHaveText('0', { timeout: 90_000 });
-  const deposited = await pub.readContract({
-    address: addrs.vault,
-    abi: RevenueVaultAbi,
-    functionName: 'totalEthDeposited',
-  });
-  expect(deposited).toBe(cost);
-  await expect(holderCard.getByTestId('h-deposited')).toContainText(`${Number(cost) / 1e18} ETH`);
-  const due = (await amountOf(holderCard.getByTestId('h-wd-eth')).textContent())!;
-  expect(parseEther(due)).toBe(
-    await pub.readContract({
+    // Now that shares exist, the next charge moves the prompt's metered cost from the escrow into the vault;
+    // this wallet holds every share, so all of it is its to withdraw.
+    await expect(amountOf(holderCard.getByTestId('h-wd-eth'))).not.toHaveText('0', { timeout: 90_000 });
+    const deposited = await pub.readContract({
       address: addrs.vault,
       abi: RevenueVaultAbi,
-      functionName: 'withdrawableEth',
-      args: [WALLET],
-    }),
-  );
-  expect(cost - parseEther(due)).toBeLessThanOrEqual(1n); // fixed-point per-share rounding, at most a wei
-  const ethBefore = await pub.getBalance({ address: WALLET });
-  await holderCard.getByRole('button', { name: 'Withdraw ETH' }).click();
-  await expect(holderCard.getByTestId('holder-tx-status')).toHaveText(`Withdrew ${due} ETH.`, { timeout: 60_000 });
-  const withdrawn = await pub.getContractEvents({
-    address: addrs.vault,
-    abi: RevenueVaultAbi,
-    eventName: 'Withdrawn',
-    args: { to: WALLET },
-    fromBlock: 0n,
-  });
-  expect(withdrawn.map((e) => e.args.amount)).toEqual([parseEther(due)]);
-  const r = await pub.getTransactionReceipt({ hash: withdrawn[0].transactionHash });
-  expect(await pub.getBalance({ address: WALLET })).toBe(ethBefore + parseEther(due) - r.gasUsed * r.effectiveGasPrice);
-  await expect(amountOf(holderCard.getByTestId('h-wd-eth'))).toHaveText('0');
-  mark('claimed and withdrew');
+      functionName: 'totalEthDeposited',
+    });
+    expect(deposited).toBe(cost);
+    await expect(holderCard.getByTestId('h-deposited')).toContainText(`${Number(cost) / 1e18} ETH`);
+    const due = (await amountOf(holderCard.getByTestId('h-wd-eth')).textContent())!;
+    expect(parseEther(due)).toBe(
+      await pub.readContract({
+        address: addrs.vault,
+        abi: RevenueVaultAbi,
+        functionName: 'withdrawableEth',
+        args: [WALLET],
+      }),
+    );
+    expect(cost - parseEther(due)).toBeLessThanOrEqual(1n); // fixed-point per-share rounding, at most a wei
+    const ethBefore = await pub.getBalance({ address: WALLET });
+    await holderCard.getByRole('button', { name: 'Withdraw ETH' }).click();
+    await expect(holderCard.getByTestId('holder-tx-status')).toHaveText(`Withdrew ${due} ETH.`, { timeout: 60_000 });
+    const withdrawn = await pub.getContractEvents({
+      address: addrs.vault,
+      abi: RevenueVaultAbi,
+      eventName: 'Withdrawn',
+      args: { to: WALLET },
+      fromBlock: 0n,
+    });
+    expect(withdrawn.map((e) => e.args.amount)).toEqual([parseEther(due)]);
+    const r = await pub.getTransactionReceipt({ hash: withdrawn[0].transactionHash });
+    expect(await pub.getBalance({ address: WALLET })).toBe(
+      ethBefore + parseEther(due) - r.gasUsed * r.effectiveGasPrice,
+    );
+    await expect(amountOf(holderCard.getByTestId('h-wd-eth'))).toHaveText('0');
+    mark('claimed and withdrew');
 
-  // ---- 6. Every view at both widths: screenshot, axe, no overflow; the tab still trains throughout. ----
-  for (const [name, hash, heading] of VIEWS) {
-    await go(page, hash, heading);
-    for (const [label, size] of [
-      ['desktop', DESKTOP],
-      ['phone', PHONE],
-    ] as const) {
-      await page.setViewportSize(size);
-      // The page at rest: no hover tooltip from wherever the last click left the pointer.
-      await page.mouse.move(0, 0);
-      if (name === 'researcher') await expect(page.getByTestId('topo-diagram')).toBeVisible();
-      if (name === 'gpu')
-        await expect(page.locator('main[data-phase]')).not.toHaveAttribute('data-phase', /^(idle|detecting)$/);
-      await expectNoHorizontalOverflow(page);
-      // Table scrollers become focusable regions once their ResizeObserver has seen the new width.
-      await expect
-        .poll(() =>
-          page.evaluate(() =>
-            [...document.querySelectorAll('.table-wrap')].every(
-              (el) => el.scrollWidth <= el.clientWidth + 1 || el.hasAttribute('tabindex'),
+    // ---- 6. Every view at both widths: screenshot, axe, no overflow; the tab still trains throughout. ----
+    for (const [name, hash, heading] of VIEWS) {
+      await go(page, hash, heading);
+      for (const [label, size] of [
+        ['desktop', DESKTOP],
+        ['phone', PHONE],
+      ] as const) {
+        await page.setViewportSize(size);
+        // The page at rest: no hover tooltip from wherever the last click left the pointer.
+        await page.mouse.move(0, 0);
+        if (name === 'researcher') await expect(page.getByTestId('topo-diagram')).toBeVisible();
+        if (name === 'gpu')
+          await expect(page.locator('main[data-phase]')).not.toHaveAttribute('data-phase', /^(idle|detecting)$/);
+        await expectNoHorizontalOverflow(page);
+        // Table scrollers become focusable regions once their ResizeObserver has seen the new width.
+        await expect
+          .poll(() =>
+            page.evaluate(() =>
+              [...document.querySelectorAll('.table-wrap')].every(
+                (el) => el.scrollWidth <= el.clientWidth + 1 || el.hasAttribute('tabindex'),
+              ),
             ),
-          ),
-        )
-        .toBe(true);
-      await scan(page, info, `${name}-${label}`);
-      await shoot(page, info, `${name}-${label}`);
+          )
+          .toBe(true);
+        await scan(page, info, `${name}-${label}`);
+        await shoot(page, info, `${name}-${label}`);
+      }
+      await page.setViewportSize(DESKTOP);
     }
-    await page.setViewportSize(DESKTOP);
-  }
-  expect(await page.evaluate(() => window.__tesseraVolunteer!.status)).toBe('training');
-  mark('views checked');
-  // No console errors, save the browser's own note of an HTTP refusal the app handles by design: a heartbeat the
-  // coordinator answers 409 once a tab stalled past 3 beats on this loaded machine (the tab joins again), or a 503
-  // for a prompt retried above.
-  const handled = /^(409 POST \/api\/peers\/heartbeat|503 POST \/v1\/completions)$/;
-  expect(refusals.filter((r) => !handled.test(r))).toEqual([]);
-  if (refusals.some((r) => r.startsWith('409'))) expect(s.logs.join('\n')).toContain(`peer ${s.tabPeerId} gone`);
-  const noted = /^console\.error: Failed to load resource: the server responded with a status of (409|503) /;
-  expect(errors.filter((e) => !noted.test(e))).toEqual([]);
-  expect(errors.length).toBeLessThanOrEqual(refusals.length);
-});
+    expect(await page.evaluate(() => window.__tesseraVolunteer!.status)).toBe('training');
+    mark('views checked');
+    // No console errors, save the browser's own note of an HTTP refusal the app handles by design: a heartbeat the
+    // coordinator answers 409 once a tab stalled past 3 beats on this loaded machine (the tab joins again), or a 503
+    // for a prompt retried above.
+    const handled = /^(409 POST \/api\/peers\/heartbeat|503 POST \/v1\/completions)$/;
+    expect(refusals.filter((r) => !handled.test(r))).toEqual([]);
+    if (refusals.some((r) => r.startsWith('409'))) expect(s.logs.join('\n')).toContain(`peer ${s.tabPeerId} gone`);
+    const noted = /^console\.error: Failed to load resource: the server responded with a status of (409|503) /;
+    expect(errors.filter((e) => !noted.test(e))).toEqual([]);
+    expect(errors.length).toBeLessThanOrEqual(refusals.length);
+  },
+);

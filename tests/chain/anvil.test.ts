@@ -54,7 +54,8 @@ describe('anvil + deploy', () => {
     const file = join(dir, 'bad.json');
     writeFileSync(
       file,
-      '{"rpcUrl": "http://x", "chainId": 1, "registry": "0x12", "paymentToken": "0x0000000000000000000000000000000000000001", "models": {}}',
+      '{"rpcUrl": "http://x", "chainId": 1, "registry": "0x12", "paymentToken": ' +
+        '"0x0000000000000000000000000000000000000001", "models": {}}',
     );
     expect(() => readDeployment(file)).toThrow(/malformed deployment .*bad\.json: registry is not an address/);
     writeFileSync(file, '{not json');

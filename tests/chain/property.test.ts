@@ -250,7 +250,8 @@ describe('RevenueVault accounting (property)', () => {
       expect(eth.deposits + tok.deposits, log.join('\n')).toBeGreaterThan(2);
       expect(eth.withdrawnTotal + tok.withdrawnTotal).toBeGreaterThan(0n);
       console.log(
-        `seed ${run + 1}: ${eth.deposits} ETH + ${tok.deposits} token deposits, supply ${supply}, max dust ${maxDust} wei`,
+        `seed ${run + 1}: ${eth.deposits} ETH + ${tok.deposits} token deposits, supply ${supply}, max dust ` +
+          `${maxDust} wei`,
       );
     });
   }

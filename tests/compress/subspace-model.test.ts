@@ -90,53 +90,58 @@ async function trainStep(
 }
 
 describe('subspace-constrained model', () => {
-  it('stage 0 output crosses the subspace boundary exactly, before and after AdamW steps; not without projection', async () => {
-    const gpu = await testGpu();
-    const [spec0, spec1] = splitStages(cfg, 2);
-    const s0 = Stage.create(gpu, cfg, spec0);
-    const s1 = Stage.create(gpu, cfg, spec1);
-    const basis = makeBasis({ seed: 42, k: K, vocab: cfg.vocab, width: C });
-    const codec = makeCodec('subspace', { seed: 42, k: K, vocab: cfg.vocab, width: C }) as SubspaceCodec;
-    expect(codec.basis).toBe(basis);
-    const { ids } = batch(7);
+  it(
+    'stage 0 output crosses the subspace boundary exactly, before and after AdamW steps; not without ' + 'projection',
+    async () => {
+      const gpu = await testGpu();
+      const [spec0, spec1] = splitStages(cfg, 2);
+      const s0 = Stage.create(gpu, cfg, spec0);
+      const s1 = Stage.create(gpu, cfg, spec1);
+      const basis = makeBasis({ seed: 42, k: K, vocab: cfg.vocab, width: C });
+      const codec = makeCodec('subspace', { seed: 42, k: K, vocab: cfg.vocab, width: C }) as SubspaceCodec;
+      expect(codec.basis).toBe(basis);
+      const { ids } = batch(7);
 
-    const before = await roundTrip(gpu, s0, codec, 1000, ids);
-    expect(before.rel, 'an unconstrained model is not in the subspace').toBeGreaterThan(0.1);
+      const before = await roundTrip(gpu, s0, codec, 1000, ids);
+      expect(before.rel, 'an unconstrained model is not in the subspace').toBeGreaterThan(0.1);
 
-    subspaceInit(gpu, s0, basis);
-    expect((await subspaceDrift(gpu, s0, basis)).max).toBeLessThan(1e-5);
-    const init = await roundTrip(gpu, s0, codec, 1001, ids);
-    expect(init.rel).toBeLessThan(1e-5);
-    expect(init.relDelta).toBeLessThan(1e-5);
+      subspaceInit(gpu, s0, basis);
+      expect((await subspaceDrift(gpu, s0, basis)).max).toBeLessThan(1e-5);
+      const init = await roundTrip(gpu, s0, codec, 1001, ids);
+      expect(init.rel).toBeLessThan(1e-5);
+      expect(init.relDelta).toBeLessThan(1e-5);
 
-    const losses: number[] = [];
-    for (let step = 0; step < 3; step++) {
-      losses.push(await trainStep(gpu, s0, s1, codec, step, true));
-      const r = await roundTrip(gpu, s0, codec, 2000 + step, ids);
-      expect(r.rel, `after step ${step + 1}`).toBeLessThan(1e-5);
-      expect(r.relDelta, `after step ${step + 1}`).toBeLessThan(1e-5);
-    }
-    expect(losses.every(Number.isFinite)).toBe(true);
-    expect(losses[2]).toBeLessThan(losses[0]); // it trains through the codec
+      const losses: number[] = [];
+      for (let step = 0; step < 3; step++) {
+        losses.push(await trainStep(gpu, s0, s1, codec, step, true));
+        const r = await roundTrip(gpu, s0, codec, 2000 + step, ids);
+        expect(r.rel, `after step ${step + 1}`).toBeLessThan(1e-5);
+        expect(r.relDelta, `after step ${step + 1}`).toBeLessThan(1e-5);
+      }
+      expect(losses.every(Number.isFinite)).toBe(true);
+      expect(losses[2]).toBeLessThan(losses[0]); // it trains through the codec
 
-    // The same step without re-projection leaves the residual stream off the subspace: large error.
-    await trainStep(gpu, s0, s1, codec, 3, false);
-    const drift = await subspaceDrift(gpu, s0, basis);
-    expect(drift.max).toBeGreaterThan(0.1);
-    const unprojected = await roundTrip(gpu, s0, codec, 3000, ids);
-    expect(unprojected.rel).toBeGreaterThan(1e-2);
-    subspaceProject(gpu, s0, basis);
-    const again = await roundTrip(gpu, s0, codec, 3001, ids);
-    expect(again.rel).toBeLessThan(1e-5);
+      // The same step without re-projection leaves the residual stream off the subspace: large error.
+      await trainStep(gpu, s0, s1, codec, 3, false);
+      const drift = await subspaceDrift(gpu, s0, basis);
+      expect(drift.max).toBeGreaterThan(0.1);
+      const unprojected = await roundTrip(gpu, s0, codec, 3000, ids);
+      expect(unprojected.rel).toBeGreaterThan(1e-2);
+      subspaceProject(gpu, s0, basis);
+      const again = await roundTrip(gpu, s0, codec, 3001, ids);
+      expect(again.rel).toBeLessThan(1e-5);
 
-    console.log(
-      `[compress] model k=${K} C=${C}: reconstruction max|Δh|/max|h| unconstrained ${before.rel.toExponential(2)}, ` +
-        `after subspaceInit ${init.rel.toExponential(2)}, after 3 projected AdamW steps ${again.rel.toExponential(2)}; ` +
-        `one step without projection ${unprojected.rel.toExponential(2)} (param drift ${drift.max.toExponential(2)}); losses ${losses.map((l) => l.toFixed(4)).join(', ')}`,
-    );
-    s0.destroy();
-    s1.destroy();
-  });
+      console.log(
+        `[compress] model k=${K} C=${C}: reconstruction max|Δh|/max|h| unconstrained ${before.rel.toExponential(2)}, ` +
+          `after subspaceInit ${init.rel.toExponential(2)}, after 3 projected AdamW steps ` +
+          `${again.rel.toExponential(2)}; ` +
+          `one step without projection ${unprojected.rel.toExponential(2)} (param drift ` +
+          `${drift.max.toExponential(2)}); losses ${losses.map((l) => l.toFixed(4)).join(', ')}`,
+      );
+      s0.destroy();
+      s1.destroy();
+    },
+  );
 
   it('a middle stage that is also projected keeps its output exact (stacked codec on both boundaries)', async () => {
     const gpu = await testGpu();
@@ -165,80 +170,84 @@ describe('subspace-constrained model', () => {
     const stackedRel = relErr(y, h1);
     expect(stackedRel).toBeLessThan(0.05);
     console.log(
-      `[compress] 3 stages: stage-1 output off-subspace ${off.toExponential(2)}, subspace rel ${rel.toExponential(2)}, subspace+int8 rel ${stackedRel.toExponential(2)}`,
+      `[compress] 3 stages: stage-1 output off-subspace ${off.toExponential(2)}, subspace rel ` +
+        `${rel.toExponential(2)}, subspace+int8 rel ${stackedRel.toExponential(2)}`,
     );
     gpu.release(out1);
     s0.destroy();
     s1.destroy();
   });
 
-  it('with P·g for g, the upstream gradients are unchanged (non-write params) or equal after projection (writes)', async () => {
-    const gpu = await testGpu();
-    const [spec0, spec1] = splitStages(cfg, 2);
-    const s0 = Stage.create(gpu, cfg, spec0);
-    const s1 = Stage.create(gpu, cfg, spec1);
-    const basis = makeBasis({ seed: 42, k: K, vocab: cfg.vocab, width: C });
-    subspaceInit(gpu, s0, basis);
-    const { ids, targets } = batch(8);
-    const out = s0.forward({ id: 0, batch: B, seq: T, ids }).output!;
-    const r = s1.forward({ id: 0, batch: B, seq: T, ids, targets, input: out });
-    gpu.release(r.loss, r.logits);
-    const dx = s1.backward(0)!;
-    const g = (await gpu.read(dx)) as Float32Array;
-    gpu.release(dx);
-    const codec = makeCodec('subspace', { seed: 42, k: K, vocab: cfg.vocab, width: C });
-    const ctx: CodecContext = { ids, kind: 'grad' };
-    const pg = codec.decode(codec.encode(g, [rows, C], ctx), [rows, C], ctx);
-    expect(relErr(pg, g), 'the gradient itself is not in span(U)').toBeGreaterThan(0.1);
+  it(
+    'with P·g for g, the upstream gradients are unchanged (non-write params) or equal after projection ' + '(writes)',
+    async () => {
+      const gpu = await testGpu();
+      const [spec0, spec1] = splitStages(cfg, 2);
+      const s0 = Stage.create(gpu, cfg, spec0);
+      const s1 = Stage.create(gpu, cfg, spec1);
+      const basis = makeBasis({ seed: 42, k: K, vocab: cfg.vocab, width: C });
+      subspaceInit(gpu, s0, basis);
+      const { ids, targets } = batch(8);
+      const out = s0.forward({ id: 0, batch: B, seq: T, ids }).output!;
+      const r = s1.forward({ id: 0, batch: B, seq: T, ids, targets, input: out });
+      gpu.release(r.loss, r.logits);
+      const dx = s1.backward(0)!;
+      const g = (await gpu.read(dx)) as Float32Array;
+      gpu.release(dx);
+      const codec = makeCodec('subspace', { seed: 42, k: K, vocab: cfg.vocab, width: C });
+      const ctx: CodecContext = { ids, kind: 'grad' };
+      const pg = codec.decode(codec.encode(g, [rows, C], ctx), [rows, C], ctx);
+      expect(relErr(pg, g), 'the gradient itself is not in span(U)').toBeGreaterThan(0.1);
 
-    /** Stage 0's parameter gradients when its output gradient is dy. */
-    const grads = async (id: number, dy: Float32Array) => {
-      gpu.release(s0.forward({ id, batch: B, seq: T, ids }).output!); // the forward cache keeps what backward needs
-      s0.backward(id, gpu.upload(dy, [rows, C]));
-      const gs = await s0.readGrads();
-      s0.zeroGrads();
-      return gs;
-    };
-    const full = await grads(1, g);
-    const comp = await grads(2, pg);
+      /** Stage 0's parameter gradients when its output gradient is dy. */
+      const grads = async (id: number, dy: Float32Array) => {
+        gpu.release(s0.forward({ id, batch: B, seq: T, ids }).output!); // the forward cache keeps what backward needs
+        s0.backward(id, gpu.upload(dy, [rows, C]));
+        const gs = await s0.readGrads();
+        s0.zeroGrads();
+        return gs;
+      };
+      const full = await grads(1, g);
+      const comp = await grads(2, pg);
 
-    const P = basis.projector();
-    const rightP = (x: Float32Array) => {
-      const n = x.length / C;
-      const y = new Float64Array(x.length);
-      for (let r0 = 0; r0 < n; r0++)
-        for (let i = 0; i < C; i++) {
-          let s = 0;
-          for (let j = 0; j < C; j++) s += x[r0 * C + j] * P[j * C + i];
-          y[r0 * C + i] = s;
+      const P = basis.projector();
+      const rightP = (x: Float32Array) => {
+        const n = x.length / C;
+        const y = new Float64Array(x.length);
+        for (let r0 = 0; r0 < n; r0++)
+          for (let i = 0; i < C; i++) {
+            let s = 0;
+            for (let j = 0; j < C; j++) s += x[r0 * C + j] * P[j * C + i];
+            y[r0 * C + i] = s;
+          }
+        return y;
+      };
+      const writes = new Set(projectedParams(s0));
+      let worstFree = 0;
+      let worstWrite = 0;
+      let writeRawDiff = 0;
+      for (const [name, gf] of full) {
+        const gc = comp.get(name)!;
+        if (maxAbs(gf) === 0) continue;
+        if (writes.has(name)) {
+          const e = relErr(rightP(gc), rightP(gf));
+          worstWrite = Math.max(worstWrite, e);
+          writeRawDiff = Math.max(writeRawDiff, relErr(gc, gf));
+        } else {
+          worstFree = Math.max(worstFree, relErr(gc, gf));
         }
-      return y;
-    };
-    const writes = new Set(projectedParams(s0));
-    let worstFree = 0;
-    let worstWrite = 0;
-    let writeRawDiff = 0;
-    for (const [name, gf] of full) {
-      const gc = comp.get(name)!;
-      if (maxAbs(gf) === 0) continue;
-      if (writes.has(name)) {
-        const e = relErr(rightP(gc), rightP(gf));
-        worstWrite = Math.max(worstWrite, e);
-        writeRawDiff = Math.max(writeRawDiff, relErr(gc, gf));
-      } else {
-        worstFree = Math.max(worstFree, relErr(gc, gf));
       }
-    }
-    expect(worstFree).toBeLessThan(1e-4);
-    expect(worstWrite).toBeLessThan(1e-4);
-    expect(writeRawDiff, 'the write gradients do differ before projection').toBeGreaterThan(1e-2);
-    console.log(
-      `[compress] gradient through subspace: non-write params rel. diff ${worstFree.toExponential(2)}, ` +
-        `write params after ·P ${worstWrite.toExponential(2)} (raw ${writeRawDiff.toExponential(2)})`,
-    );
-    s0.destroy();
-    s1.destroy();
-  });
+      expect(worstFree).toBeLessThan(1e-4);
+      expect(worstWrite).toBeLessThan(1e-4);
+      expect(writeRawDiff, 'the write gradients do differ before projection').toBeGreaterThan(1e-2);
+      console.log(
+        `[compress] gradient through subspace: non-write params rel. diff ${worstFree.toExponential(2)}, ` +
+          `write params after ·P ${worstWrite.toExponential(2)} (raw ${writeRawDiff.toExponential(2)})`,
+      );
+      s0.destroy();
+      s1.destroy();
+    },
+  );
 
   it('boundary plan: codec per boundary, which stages are constrained', () => {
     const plan = { codec: 'subspace+int8' as const, uncompressedTail: 1 };

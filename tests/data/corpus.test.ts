@@ -39,7 +39,8 @@ describe('Brown corpus text', () => {
       .split('\n')
       .find((l) => l.trim() !== '')!;
     expect(detokenize(stripTags(firstLine))).toBe(
-      'The Fulton County Grand Jury said Friday an investigation of Atlanta\'s recent primary election produced "no evidence" that any irregularities took place.',
+      "The Fulton County Grand Jury said Friday an investigation of Atlanta's recent primary election " +
+        'produced "no evidence" that any irregularities took place.',
     );
     expect(
       detokenize([

@@ -60,8 +60,8 @@ describe('byte-level BPE', () => {
 
   it('learns the expected first merges on a hand-countable corpus', () => {
     // Pre-tokens: "low"×1, " low"×4, " lower"×2, " newest"×6, " widest"×3. Pair counts: e s 9, s t 9, l o 7, o w 7, …
-    // Ties go to the smaller left id: 'e s' before 's t'; after it, 'es t' (9); 'l o' before 'o w' (7), then 'lo w' (7);
-    // at 6, 'Ġ n' (n = 110) beats 'Ġ low' (id 259) and everything with a larger left id.
+    // Ties go to the smaller left id: 'e s' before 's t'; after it, 'es t' (9); 'l o' before 'o w' (7), then 'lo w'
+    // (7); at 6, 'Ġ n' (n = 110) beats 'Ġ low' (id 259) and everything with a larger left id.
     const text = 'low low low low low lower lower newest newest newest newest newest newest widest widest widest';
     const tok = trainTokenizer([text], 300);
     expect(tok.merges.slice(0, 6).map((m) => m.join(' '))).toEqual(['e s', 'es t', 'l o', 'lo w', 'Ġ n', 'Ġ low']);

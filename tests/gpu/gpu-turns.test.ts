@@ -4,14 +4,19 @@ import { GpuTurns, TurnAbortedError, type TurnKind } from '../../src/gpu/gpu-tur
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-/** A turn held open until the test lets it go: everything queued behind it waits, so the order is decided by the scheduler alone. */
+/**
+ * A turn held open until the test lets it go: everything queued behind it waits, so the order is decided by the
+ * scheduler alone.
+ */
 function gate(): { open: () => void; task: () => Promise<void> } {
   let open!: () => void;
   const closed = new Promise<void>((r) => (open = r));
   return { open, task: () => closed };
 }
 
-/** Queues `pattern` (t = train, i = infer) behind a held training turn, releases it, returns the order the turns ran in. */
+/**
+ * Queues `pattern` (t = train, i = infer) behind a held training turn, releases it, returns the order the turns ran in.
+ */
 async function orderUnder(share: number, pattern: string): Promise<string> {
   const turns = new GpuTurns({ inferenceShare: share });
   const g = gate();

@@ -49,7 +49,8 @@ describe('greedy generation with KV caches', () => {
       expect(new Set(ids.slice(prompt.length)).size).toBeGreaterThan(2);
       expect(Math.min(...margins)).toBeGreaterThan(10 * TOL.atol);
       console.log(
-        `${count} stages: ${ids.length - prompt.length} tokens, max |logit err| ${maxErr.toExponential(2)}, smallest top-2 margin ${Math.min(...margins).toFixed(4)}`,
+        `${count} stages: ${ids.length - prompt.length} tokens, max |logit err| ${maxErr.toExponential(2)}, ` +
+          `smallest top-2 margin ${Math.min(...margins).toFixed(4)}`,
       );
       const last = chain.stages.at(-1)!.session('s')!;
       expect(last.length).toBe(ids.length);

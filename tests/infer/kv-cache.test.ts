@@ -74,27 +74,30 @@ describe('KV cache limits and eviction', () => {
     done();
   });
 
-  it('refuses prompts and generations past the context or the per-session limit, leaving the session intact', async () => {
-    const { inf, run, done, stage } = await setup({ maxTokensPerSession: 10 });
-    expect(() => inf.prefill('a', Array(11).fill(1))).toThrow(ContextLengthError);
-    expect(inf.cache.has('a')).toBe(false);
-    run(() => inf.prefill('a', Array(8).fill(1)));
-    expect(() => inf.decode('a', [1, 2, 3])).toThrow(/8 cached \+ 3 new positions exceed the 10/);
-    expect(inf.session('a')!.length).toBe(8);
-    run(() => inf.decode('a', [1]));
-    run(() => inf.decode('a', [2]));
-    expect(() => inf.decode('a', [3])).toThrow(ContextLengthError);
-    expect(inf.session('a')).toMatchObject({ length: 10, weightsStep: 0 });
-    // By default a session may hold the model's context, and no more.
-    const full = new StageInference(stage, { maxSessions: 1 });
-    expect(() => full.prefill('x', Array(CFG.context + 1).fill(0))).toThrow(/exceed the 16 a session may hold/);
-    run(() => full.prefill('x', Array(CFG.context).fill(0)));
-    expect(() => new StageInference(stage, { maxSessions: 1, maxTokensPerSession: CFG.context + 1 })).toThrow(
-      ArgumentError,
-    );
-    full.destroy();
-    done();
-  });
+  it(
+    'refuses prompts and generations past the context or the per-session limit, leaving the session ' + 'intact',
+    async () => {
+      const { inf, run, done, stage } = await setup({ maxTokensPerSession: 10 });
+      expect(() => inf.prefill('a', Array(11).fill(1))).toThrow(ContextLengthError);
+      expect(inf.cache.has('a')).toBe(false);
+      run(() => inf.prefill('a', Array(8).fill(1)));
+      expect(() => inf.decode('a', [1, 2, 3])).toThrow(/8 cached \+ 3 new positions exceed the 10/);
+      expect(inf.session('a')!.length).toBe(8);
+      run(() => inf.decode('a', [1]));
+      run(() => inf.decode('a', [2]));
+      expect(() => inf.decode('a', [3])).toThrow(ContextLengthError);
+      expect(inf.session('a')).toMatchObject({ length: 10, weightsStep: 0 });
+      // By default a session may hold the model's context, and no more.
+      const full = new StageInference(stage, { maxSessions: 1 });
+      expect(() => full.prefill('x', Array(CFG.context + 1).fill(0))).toThrow(/exceed the 16 a session may hold/);
+      run(() => full.prefill('x', Array(CFG.context).fill(0)));
+      expect(() => new StageInference(stage, { maxSessions: 1, maxTokensPerSession: CFG.context + 1 })).toThrow(
+        ArgumentError,
+      );
+      full.destroy();
+      done();
+    },
+  );
 
   it('bounds memory, grows by doubling and frees everything it held', async () => {
     const { gpu, stage, inf, run } = await setup({ maxSessions: 3, maxTokensPerSession: 12, initialTokens: 2 });

@@ -33,7 +33,10 @@ const recipe: RecipeOptions = {
 const MODEL = 'leak-test';
 const WINDOW = 8; // floats compared: 32 bytes
 
-/** Windows of 8 distinct non-zero weights (zeros and constant LayerNorm gains would match anything), keyed by their first 8 bytes. */
+/**
+ * Windows of 8 distinct non-zero weights (zeros and constant LayerNorm gains would match anything), keyed by their
+ * first 8 bytes.
+ */
 class Probes {
   private readonly byKey = new Map<bigint, Array<{ stage: number; bytes: Uint8Array }>>();
   count = 0;

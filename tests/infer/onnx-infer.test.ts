@@ -22,7 +22,10 @@ const TOL = { atol: 1e-4, rtol: 1e-3 };
 const OPTS = { maxSessions: 4 };
 const PROMPT = [5, 17, 3, 44, 9, 30, 2];
 
-/** Runs `ids` through a chain of runtimes: the prompt (in chunks of `chunk` when given), then the rest one position at a time. */
+/**
+ * Runs `ids` through a chain of runtimes: the prompt (in chunks of `chunk` when given), then the rest one position at a
+ * time.
+ */
 async function runChain(
   chain: StageRuntime[],
   session: string,
@@ -179,7 +182,8 @@ describe('OnnxRuntime sessions', () => {
     const live = await wgsl.step('new', prompt, true);
     expectAllPass([compare('new session vs WGSL on the new weights', fresh.output!, live.output!, TOL)]);
     expect(compare('new session vs the old weights', fresh.output!, oldPrefill.output!, TOL).pass).toBe(false);
-    // The old session still decodes on its export; ending it frees that export (nothing left to check but that it works).
+    // The old session still decodes on its export; ending it frees that export (nothing left to check but that it
+    // works).
     expect((await onnx.step('old', Int32Array.of(8), false)).length).toBe(PROMPT.length + 2);
     expect(onnx.end('old')).toBe(true);
     expect(onnx.has('old')).toBe(false);
@@ -208,7 +212,8 @@ describe('OnnxRuntime sessions', () => {
     expect(evicted).toEqual(['a:lru']);
     expect([onnx.has('a'), onnx.has('b'), onnx.has('c')]).toEqual([false, true, true]);
     await expect(onnx.step('a', Int32Array.of(5), false)).rejects.toThrow(UnknownSessionError);
-    expect(onnx.stats()).toMatchObject({ sessions: 2, tokens: 2, bytes: 2 * 2 * 2 * CFG.dModel * 4, evictions: 1 }); // stage 0 holds 2 layers
+    // stage 0 holds 2 layers
+    expect(onnx.stats()).toMatchObject({ sessions: 2, tokens: 2, bytes: 2 * 2 * 2 * CFG.dModel * 4, evictions: 1 });
     now = 1015; // b idle 1005 ms, c 995 ms
     await onnx.step('d', Int32Array.of(6), true);
     expect(evicted).toEqual(['a:lru', 'b:idle']);
@@ -278,48 +283,51 @@ describe('measureRuntimes', () => {
 });
 
 describe('chooseRuntime', () => {
-  it("serves with the mode's runtime, or with 'auto' the faster one, counting ORT's export while the stage trains", async () => {
-    const gpu = await testGpu();
-    const [, spec] = splitStages(CFG, 2);
-    const stage = Stage.create(gpu, CFG, spec, modelWeights(CFG));
-    const fixed = await Promise.all((['wgsl', 'onnx'] as const).map((mode) => chooseRuntime(stage, mode, OPTS)));
-    expect(fixed.map((c) => [c.runtime.name, c.reason])).toEqual([
-      ['wgsl', 'set to wgsl'],
-      ['onnx-wasm', 'set to onnx'],
-    ]);
-    for (const c of fixed) c.runtime.destroy();
+  it(
+    "serves with the mode's runtime, or with 'auto' the faster one, counting ORT's export while the stage " + 'trains',
+    async () => {
+      const gpu = await testGpu();
+      const [, spec] = splitStages(CFG, 2);
+      const stage = Stage.create(gpu, CFG, spec, modelWeights(CFG));
+      const fixed = await Promise.all((['wgsl', 'onnx'] as const).map((mode) => chooseRuntime(stage, mode, OPTS)));
+      expect(fixed.map((c) => [c.runtime.name, c.reason])).toEqual([
+        ['wgsl', 'set to wgsl'],
+        ['onnx-wasm', 'set to onnx'],
+      ]);
+      for (const c of fixed) c.runtime.destroy();
 
-    const idle = await chooseRuntime(stage, 'auto', { ...OPTS, measure: { promptTokens: 8, decodeTokens: 4 } });
-    expect(idle.training).toBe(false);
-    expect(idle.exportMs).toBeGreaterThan(0);
-    expect(idle.reason).toMatch(
-      /^measured: wgsl TTFT [\d.]+ ms, \d+ tokens\/s; onnx-wasm TTFT [\d.]+ ms, \d+ tokens\/s, relative error [\d.]+e-\d+; ORT export \d+ ms$/,
-    );
-    const [w, o] = idle.measured!;
-    expect(idle.runtime.name).toBe(o.totalMs < w.totalMs ? 'onnx-wasm' : 'wgsl');
-    idle.runtime.destroy();
+      const idle = await chooseRuntime(stage, 'auto', { ...OPTS, measure: { promptTokens: 8, decodeTokens: 4 } });
+      expect(idle.training).toBe(false);
+      expect(idle.exportMs).toBeGreaterThan(0);
+      const rate = String.raw`TTFT [\d.]+ ms, \d+ tokens\/s`;
+      const measured = `^measured: wgsl ${rate}; onnx-wasm ${rate}`;
+      expect(idle.reason).toMatch(new RegExp(String.raw`${measured}, relative error [\d.]+e-\d+; ORT export \d+ ms$`));
+      const [w, o] = idle.measured!;
+      expect(idle.runtime.name).toBe(o.totalMs < w.totalMs ? 'onnx-wasm' : 'wgsl');
+      idle.runtime.destroy();
 
-    // Training steps land while it chooses: ORT's export is counted against it.
-    // (A step lands after each WGSL step of the measurement, not during the export: deterministic under load.)
-    const wgslStep = WgslRuntime.prototype.step;
-    WgslRuntime.prototype.step = async function (this: WgslRuntime, ...args: Parameters<WgslRuntime['step']>) {
-      const r = await wgslStep.apply(this, args);
-      stage.step++;
-      return r;
-    };
-    let busy: Awaited<ReturnType<typeof chooseRuntime>>;
-    try {
-      busy = await chooseRuntime(stage, 'auto', { ...OPTS, measure: { promptTokens: 8, decodeTokens: 4 } });
-    } finally {
-      WgslRuntime.prototype.step = wgslStep;
-    }
-    expect(busy.training, busy.reason).toBe(true);
-    expect(busy.reason).toContain('counted per generation: the stage is training');
-    const [bw, bo] = busy.measured!;
-    expect(busy.runtime.name).toBe(bo.totalMs + busy.exportMs! < bw.totalMs ? 'onnx-wasm' : 'wgsl');
-    busy.runtime.destroy();
-    stage.destroy();
-  });
+      // Training steps land while it chooses: ORT's export is counted against it.
+      // (A step lands after each WGSL step of the measurement, not during the export: deterministic under load.)
+      const wgslStep = WgslRuntime.prototype.step;
+      WgslRuntime.prototype.step = async function (this: WgslRuntime, ...args: Parameters<WgslRuntime['step']>) {
+        const r = await wgslStep.apply(this, args);
+        stage.step++;
+        return r;
+      };
+      let busy: Awaited<ReturnType<typeof chooseRuntime>>;
+      try {
+        busy = await chooseRuntime(stage, 'auto', { ...OPTS, measure: { promptTokens: 8, decodeTokens: 4 } });
+      } finally {
+        WgslRuntime.prototype.step = wgslStep;
+      }
+      expect(busy.training, busy.reason).toBe(true);
+      expect(busy.reason).toContain('counted per generation: the stage is training');
+      const [bw, bo] = busy.measured!;
+      expect(busy.runtime.name).toBe(bo.totalMs + busy.exportMs! < bw.totalMs ? 'onnx-wasm' : 'wgsl');
+      busy.runtime.destroy();
+      stage.destroy();
+    },
+  );
 });
 
 describe('stage runtimes refuse bad input with a reason, and keep working', () => {

@@ -118,7 +118,8 @@ describe('InferenceServer chooses its runtime', () => {
     expect(
       logs.some((l) => l.startsWith(`1: inference runtime for stage 1/2: ${auto.name} (measured: wgsl TTFT`)),
     ).toBe(true);
-    expect(servers.map((s) => s.stats.served)).toEqual([2 * N, 2 * N]); // one step per token (ending the session is not counted)
+    // one step per token (ending the session is not counted)
+    expect(servers.map((s) => s.stats.served)).toEqual([2 * N, 2 * N]);
   });
 
   it('refuses NaN activations with a reason, and keeps serving', async () => {

@@ -70,7 +70,8 @@ async function inProcess(): Promise<{ tokens: number[]; loss: number }> {
   }
   const all = (await gpu.read(v as never)) as Float32Array;
   gpu.release(v as never);
-  const loss = crossEntropyRef(all, TARGETS, TARGETS.length, cfg.vocab).loss; // the float64 reference, checked by finite differences
+  // the float64 reference, checked by finite differences
+  const loss = crossEntropyRef(all, TARGETS, TARGETS.length, cfg.vocab).loss;
   for (const s of stages) {
     s.destroy();
     s.stage.destroy();
@@ -125,123 +126,128 @@ describe('inference through the swarm (slow)', () => {
     });
   }
 
-  it('greedy generation through four stage holders equals one process; hops are receipted and audited; a dead holder is replaced by its replica', async () => {
-    coord = await startCoordinator({
-      dbPath: join(dir, 'c.db'),
-      heartbeatMs: 2000,
-      registerDefault: false,
-      inferenceAuditFraction: 1,
-    });
-    const res = await fetch(`${coord.url}/api/models`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({
-        id: MODEL,
-        name: 'inference test',
-        config: recipeModel(recipe),
-        layout: [1, 1, 1, 1],
-        codec: 'none',
-        microBatches: recipe.micro,
-        batch: recipe.batch,
-        pricePer1kTokens: 0,
-      }),
-    });
-    expect(res.status).toBe(201);
-    const logs: string[] = [];
-    // Five holders: one stage gets a replica, for the audits and the failover below.
-    await Promise.all([1, 2, 3, 4, 5].map((i) => worker(i, logs)));
-    const reference = await inProcess();
-    const expected = reference.tokens;
-    const backend = (coord as unknown as { inference: InferenceBackend }).inference;
-    const seen: number[] = [];
-    const out = await backend.generate(
-      {
-        modelId: MODEL,
-        prompt: Int32Array.from(PROMPT),
-        maxTokens: N,
-        sampling: { temperature: 0 },
-        signal: new AbortController().signal,
-      },
-      (t) => void seen.push(t),
-    );
-    expect(out.tokens, logs.join('')).toEqual(expected);
-    expect(seen).toEqual(expected);
-    expect(out.finish).toBe('length');
-    // The coordinator's validation loss through the holders equals the in-process one (float32 logits, float64 sums).
-    const loss = await (backend as SwarmInference).evaluate(MODEL, Int32Array.from(PROMPT), Int32Array.from(TARGETS));
-    expect(Math.abs(loss - reference.loss)).toBeLessThan(1e-4);
-    expect(loss).toBeGreaterThan(Math.log(recipe.vocab) - 1); // an untrained model: near-uniform predictions
-    // onToken can stop it early.
-    const short = await backend.generate(
-      {
-        modelId: MODEL,
-        prompt: Int32Array.from(PROMPT),
-        maxTokens: N,
-        sampling: { temperature: 0 },
-        signal: new AbortController().signal,
-      },
-      (t) => t === expected[2],
-    );
-    expect(short).toEqual({ tokens: expected.slice(0, 3), finish: 'stop' });
+  it(
+    'greedy generation through four stage holders equals one process; hops are receipted and audited; a dead ' +
+      'holder is replaced by its replica',
+    async () => {
+      coord = await startCoordinator({
+        dbPath: join(dir, 'c.db'),
+        heartbeatMs: 2000,
+        registerDefault: false,
+        inferenceAuditFraction: 1,
+      });
+      const res = await fetch(`${coord.url}/api/models`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({
+          id: MODEL,
+          name: 'inference test',
+          config: recipeModel(recipe),
+          layout: [1, 1, 1, 1],
+          codec: 'none',
+          microBatches: recipe.micro,
+          batch: recipe.batch,
+          pricePer1kTokens: 0,
+        }),
+      });
+      expect(res.status).toBe(201);
+      const logs: string[] = [];
+      // Five holders: one stage gets a replica, for the audits and the failover below.
+      await Promise.all([1, 2, 3, 4, 5].map((i) => worker(i, logs)));
+      const reference = await inProcess();
+      const expected = reference.tokens;
+      const backend = (coord as unknown as { inference: InferenceBackend }).inference;
+      const seen: number[] = [];
+      const out = await backend.generate(
+        {
+          modelId: MODEL,
+          prompt: Int32Array.from(PROMPT),
+          maxTokens: N,
+          sampling: { temperature: 0 },
+          signal: new AbortController().signal,
+        },
+        (t) => void seen.push(t),
+      );
+      expect(out.tokens, logs.join('')).toEqual(expected);
+      expect(seen).toEqual(expected);
+      expect(out.finish).toBe('length');
+      // The coordinator's validation loss through the holders equals the in-process one (float32 logits, float64 sums).
+      const loss = await (backend as SwarmInference).evaluate(MODEL, Int32Array.from(PROMPT), Int32Array.from(TARGETS));
+      expect(Math.abs(loss - reference.loss)).toBeLessThan(1e-4);
+      expect(loss).toBeGreaterThan(Math.log(recipe.vocab) - 1); // an untrained model: near-uniform predictions
+      // onToken can stop it early.
+      const short = await backend.generate(
+        {
+          modelId: MODEL,
+          prompt: Int32Array.from(PROMPT),
+          maxTokens: N,
+          sampling: { temperature: 0 },
+          signal: new AbortController().signal,
+        },
+        (t) => t === expected[2],
+      );
+      expect(short).toEqual({ tokens: expected.slice(0, 3), finish: 'stop' });
 
-    // Receipts: one per hop (N + 3 tokens' worth of rounds × 4 stages), each checked against the bytes and
-    // stored; the replicated stage's hops were replayed on its replica and every replay agrees by sketch.
-    const swarm = backend as SwarmInference;
-    for (
-      let i = 0;
-      i < 100 && (swarm.stats.receipts < 4 * (N + 3) || swarm.stats.auditHops > countKind('infer-audit'));
-      i++
-    )
-      await new Promise((r) => setTimeout(r, 100));
-    expect(swarm.stats.receiptsRefused, logs.join('')).toBe(0);
-    expect(countKind('infer')).toBe(4 * (N + 3));
-    expect(countKind('infer-audit')).toBe(N + 3);
-    const receipts = new LedgerStore(coord.store).unsettledReceipts(MODEL, Number.MAX_SAFE_INTEGER);
-    const judged = judgeEpoch(receipts, 4);
-    expect(judged.audits.length).toBe(N + 3);
-    expect(
-      judged.audits.every((a) => a.result === 'match'),
-      JSON.stringify(judged.audits.slice(0, 3)),
-    ).toBe(true);
-    expect(judged.verdicts.length).toBe(5);
-    for (const v of judged.verdicts) {
-      expect(v.caught).toBe(false);
-      expect(v.credited).toBeGreaterThan(0);
-    }
-    // Prefill hops cost more than decode hops: the receipts carry the exact incremental FLOPs.
-    const byStage0 = receipts
-      .filter((r) => r.stage === 0 && r.kind === 'infer')
-      .map((r) => r.flops)
-      .sort((a, b) => b - a);
-    expect(byStage0[0]).toBeGreaterThan(byStage0[byStage0.length - 1]);
+      // Receipts: one per hop (N + 3 tokens' worth of rounds × 4 stages), each checked against the bytes and
+      // stored; the replicated stage's hops were replayed on its replica and every replay agrees by sketch.
+      const swarm = backend as SwarmInference;
+      for (
+        let i = 0;
+        i < 100 && (swarm.stats.receipts < 4 * (N + 3) || swarm.stats.auditHops > countKind('infer-audit'));
+        i++
+      )
+        await new Promise((r) => setTimeout(r, 100));
+      expect(swarm.stats.receiptsRefused, logs.join('')).toBe(0);
+      expect(countKind('infer')).toBe(4 * (N + 3));
+      expect(countKind('infer-audit')).toBe(N + 3);
+      const receipts = new LedgerStore(coord.store).unsettledReceipts(MODEL, Number.MAX_SAFE_INTEGER);
+      const judged = judgeEpoch(receipts, 4);
+      expect(judged.audits.length).toBe(N + 3);
+      expect(
+        judged.audits.every((a) => a.result === 'match'),
+        JSON.stringify(judged.audits.slice(0, 3)),
+      ).toBe(true);
+      expect(judged.verdicts.length).toBe(5);
+      for (const v of judged.verdicts) {
+        expect(v.caught).toBe(false);
+        expect(v.credited).toBeGreaterThan(0);
+      }
+      // Prefill hops cost more than decode hops: the receipts carry the exact incremental FLOPs.
+      const byStage0 = receipts
+        .filter((r) => r.stage === 0 && r.kind === 'infer')
+        .map((r) => r.flops)
+        .sort((a, b) => b - a);
+      expect(byStage0[0]).toBeGreaterThan(byStage0[byStage0.length - 1]);
 
-    // Kill replica 0 of the replicated stage: the next generation fails over to replica 1 and still equals one process.
-    let assignments = coord.store.listAssignments(MODEL);
-    for (let i = 0; i < 50 && assignments.length < 3; i++) {
-      await new Promise((r) => setTimeout(r, 200));
-      assignments = coord.store.listAssignments(MODEL);
-    }
-    const replicated = assignments.find((a) => assignments.filter((b) => b.stage === a.stage).length > 1)!;
-    expect(replicated, JSON.stringify({ assignments, peers: coord.store.listPeers() })).toBeDefined();
-    const first = assignments.find((a) => a.stage === replicated.stage && a.replica === 0)!;
-    const ids = new Map<number, string>();
-    for (const i of children.keys()) {
-      const line = logs.find((l) => l.startsWith(`[w${i}]`) && /\[worker (\w{6})\]/.test(l));
-      if (line) ids.set(i, /\[worker (\w{6})\]/.exec(line)![1]);
-    }
-    const dead = [...ids.entries()].find(([, suffix]) => first.peerId.endsWith(suffix))![0];
-    children.get(dead)!.kill('SIGKILL');
-    const again = await backend.generate(
-      {
-        modelId: MODEL,
-        prompt: Int32Array.from(PROMPT),
-        maxTokens: N,
-        sampling: { temperature: 0 },
-        signal: new AbortController().signal,
-      },
-      () => {},
-    );
-    expect(again.tokens).toEqual(expected);
-    expect((backend as SwarmInference).stats.retries).toBeGreaterThan(0);
-  });
+      // Kill replica 0 of the replicated stage: the next generation fails over to replica 1 and still equals one
+      // process.
+      let assignments = coord.store.listAssignments(MODEL);
+      for (let i = 0; i < 50 && assignments.length < 3; i++) {
+        await new Promise((r) => setTimeout(r, 200));
+        assignments = coord.store.listAssignments(MODEL);
+      }
+      const replicated = assignments.find((a) => assignments.filter((b) => b.stage === a.stage).length > 1)!;
+      expect(replicated, JSON.stringify({ assignments, peers: coord.store.listPeers() })).toBeDefined();
+      const first = assignments.find((a) => a.stage === replicated.stage && a.replica === 0)!;
+      const ids = new Map<number, string>();
+      for (const i of children.keys()) {
+        const line = logs.find((l) => l.startsWith(`[w${i}]`) && /\[worker (\w{6})\]/.test(l));
+        if (line) ids.set(i, /\[worker (\w{6})\]/.exec(line)![1]);
+      }
+      const dead = [...ids.entries()].find(([, suffix]) => first.peerId.endsWith(suffix))![0];
+      children.get(dead)!.kill('SIGKILL');
+      const again = await backend.generate(
+        {
+          modelId: MODEL,
+          prompt: Int32Array.from(PROMPT),
+          maxTokens: N,
+          sampling: { temperature: 0 },
+          signal: new AbortController().signal,
+        },
+        () => {},
+      );
+      expect(again.tokens).toEqual(expected);
+      expect((backend as SwarmInference).stats.retries).toBeGreaterThan(0);
+    },
+  );
 });

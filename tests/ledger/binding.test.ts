@@ -44,20 +44,24 @@ describe('wallet binding (EIP-712 + the peer countersignature)', () => {
     expect(await verifyBinding(signed, CHAIN, NOW)).toEqual(m);
   });
 
-  it('refuses another wallet, another chain, an expired message, a changed field and another peer’s countersignature', async () => {
-    const byBob = await bind({}, BOB);
-    await expect(verifyBinding(byBob.signed, CHAIN, NOW)).rejects.toThrow(/signature is by 0x70997970/);
-    const otherChain = await bind({}, ALICE, 1);
-    await expect(verifyBinding(otherChain.signed, CHAIN, NOW)).rejects.toThrow(/not 0xf39F/);
-    const { signed } = await bind();
-    await expect(verifyBinding(signed, CHAIN, NOW + 601)).rejects.toThrow(/expired/);
-    await expect(verifyBinding({ ...signed, nonce: '2' }, CHAIN, NOW)).rejects.toThrow(/wallet signature/);
-    const other = await bind();
-    // The wallet signed for peer A; peer B's signature over B's message cannot stand in for A's.
-    await expect(verifyBinding({ ...signed, peerSignature: other.signed.peerSignature }, CHAIN, NOW)).rejects.toThrow(
-      /peer signature/,
-    );
-    await expect(verifyBinding({ ...signed, wallet: 'nope' }, CHAIN, NOW)).rejects.toThrow(/not an address/);
-    await expect(verifyBinding({ ...signed, walletSignature: '0x00' }, CHAIN, NOW)).rejects.toThrow(/65-byte/);
-  });
+  it(
+    'refuses another wallet, another chain, an expired message, a changed field and another peer’s ' +
+      'countersignature',
+    async () => {
+      const byBob = await bind({}, BOB);
+      await expect(verifyBinding(byBob.signed, CHAIN, NOW)).rejects.toThrow(/signature is by 0x70997970/);
+      const otherChain = await bind({}, ALICE, 1);
+      await expect(verifyBinding(otherChain.signed, CHAIN, NOW)).rejects.toThrow(/not 0xf39F/);
+      const { signed } = await bind();
+      await expect(verifyBinding(signed, CHAIN, NOW + 601)).rejects.toThrow(/expired/);
+      await expect(verifyBinding({ ...signed, nonce: '2' }, CHAIN, NOW)).rejects.toThrow(/wallet signature/);
+      const other = await bind();
+      // The wallet signed for peer A; peer B's signature over B's message cannot stand in for A's.
+      await expect(verifyBinding({ ...signed, peerSignature: other.signed.peerSignature }, CHAIN, NOW)).rejects.toThrow(
+        /peer signature/,
+      );
+      await expect(verifyBinding({ ...signed, wallet: 'nope' }, CHAIN, NOW)).rejects.toThrow(/not an address/);
+      await expect(verifyBinding({ ...signed, walletSignature: '0x00' }, CHAIN, NOW)).rejects.toThrow(/65-byte/);
+    },
+  );
 });

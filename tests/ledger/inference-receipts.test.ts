@@ -72,7 +72,8 @@ describe('inference receipts', () => {
     expect(r.kind).toBe('infer');
     expect(await verifyReceiptSignature(r)).toBe(true);
     expect(parseReceipt(JSON.parse(JSON.stringify(r)))).toEqual(r);
-    expect(await verifyReceiptSignature({ ...r, sketch: r.sketch!.map((v) => v + 1) })).toBe(false); // the sketch is signed
+    // the sketch is signed
+    expect(await verifyReceiptSignature({ ...r, sketch: r.sketch!.map((v) => v + 1) })).toBe(false);
     const expect0 = { model: 'm', stage: 1, unit: 42, audit: false, input, output };
     expect(checkHopReceipt(r, expect0)).toBeNull();
     expect(checkHopReceipt(r, { ...expect0, unit: 43 })).toMatch(/not the hop asked for/);
@@ -118,7 +119,8 @@ describe('inference receipts', () => {
     expect(v[ids[2]]).toMatchObject({ caught: true, failed: 1, credited: 0 });
     expect(v[ids[1]]).toMatchObject({ caught: false, auditFlops: 200, credited: 200 });
     expect(j.audits.map((a) => a.result)).toEqual(['match', 'mismatch', 'unmatched']);
-    // Replays on other weights than the served hop's (a training step between them, or within either session) are not compared.
+    // Replays on other weights than the served hop's (a training step between them, or within either session) are not
+    // compared.
     const later = await hopReceipt(keys[1], ctx(1, 1, 6), { unit: 2, audit: true, flops: 100, input, output });
     const mixed = await hopReceipt(keys[1], ctx(1, 1, 5, 4), { unit: 2, audit: true, flops: 100, input, output });
     expect(judgeEpoch([receipts[2], later, mixed], 4).audits.map((a) => a.result)).toEqual(['stale', 'stale']);

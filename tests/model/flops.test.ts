@@ -27,16 +27,19 @@ describe('FLOP counts', () => {
     }
   });
 
-  it('incremental (KV-cached) forwards: a prompt equals the full forward, and prompt + decode steps add up to it', () => {
-    for (const spec of splitStages(cfg, 2)) {
-      expect(stageIncrementalFlops(cfg, spec, 4, 0, 4)).toBe(stageForwardFlops(cfg, spec, 4));
-      // Prefill of 2 then two single-token decodes covers the same keys as one pass over 4; the head only
-      // projects the rows that were asked for (here every row, as the full pass does).
-      const pieces =
-        stageIncrementalFlops(cfg, spec, 2, 0, 2) +
-        stageIncrementalFlops(cfg, spec, 1, 2, 1) +
-        stageIncrementalFlops(cfg, spec, 1, 3, 1);
-      expect(pieces).toBe(stageForwardFlops(cfg, spec, 4));
-    }
-  });
+  it(
+    'incremental (KV-cached) forwards: a prompt equals the full forward, and prompt + decode steps add up ' + 'to it',
+    () => {
+      for (const spec of splitStages(cfg, 2)) {
+        expect(stageIncrementalFlops(cfg, spec, 4, 0, 4)).toBe(stageForwardFlops(cfg, spec, 4));
+        // Prefill of 2 then two single-token decodes covers the same keys as one pass over 4; the head only
+        // projects the rows that were asked for (here every row, as the full pass does).
+        const pieces =
+          stageIncrementalFlops(cfg, spec, 2, 0, 2) +
+          stageIncrementalFlops(cfg, spec, 1, 2, 1) +
+          stageIncrementalFlops(cfg, spec, 1, 3, 1);
+        expect(pieces).toBe(stageForwardFlops(cfg, spec, 4));
+      }
+    },
+  );
 });
