@@ -19,7 +19,8 @@ import { Rng } from './rng.ts';
 export const ATTENTION_TOL: Tolerance = { atol: 2e-5, rtol: 2e-4 };
 
 /** [batch, seq, heads, head dim]. */
-type Shape = [number, number, number, number];
+export type AttentionShape = [number, number, number, number];
+type Shape = AttentionShape;
 
 const FULL: Shape[] = [
   [1, 1, 1, 8], // T = 1: a single key
@@ -54,7 +55,7 @@ const SMALL: Shape[] = [
   [1, 13, 2, 16],
 ];
 
-function shapeLabel([B, T, H, D]: Shape): string {
+export function shapeLabel([B, T, H, D]: Shape): string {
   return `B=${B} T=${T} H=${H} D=${D}`;
 }
 

@@ -13,7 +13,8 @@ import { grid1d } from './grid.ts';
 
 /**
  * Causal multi-head attention on a fused qkv tensor, FlashAttention-2 style (see shaders/attention.wgsl):
- * memory beyond the inputs and outputs is O(T) per head (lse, delta), never T×T.
+ * memory beyond the inputs and outputs is O(T) per head (lse, delta), never T×T. The plain version of the
+ * same op, to read first: attention-naive.ts.
  */
 export interface AttentionDims {
   batch: number;
@@ -96,7 +97,8 @@ export function chooseAttentionPlan(
   return { variant, rows, rowsPerInvocation, keyBlock };
 }
 
-interface Resolved {
+/** The dimensions of an attention call, checked. */
+export interface ResolvedAttention {
   B: number;
   T: number;
   H: number;
@@ -104,7 +106,8 @@ interface Resolved {
   D: number;
 }
 
-function resolve(qkv: Tensor, dims: AttentionDims, what: string): Resolved {
+/** Checks qkv against dims (the same rules for every attention kernel) and derives C and the head dim D. */
+export function resolveAttention(qkv: Tensor, dims: AttentionDims, what: string): ResolvedAttention {
   const { batch: B, seq: T, heads: H } = dims;
   for (const [k, v] of [
     ['batch', B],
@@ -124,7 +127,7 @@ function resolve(qkv: Tensor, dims: AttentionDims, what: string): Resolved {
   return { B, T, H, C, D };
 }
 
-function setup(gpu: Gpu, r: Resolved, opts: AttentionOptions) {
+function setup(gpu: Gpu, r: ResolvedAttention, opts: AttentionOptions) {
   const plan = chooseAttentionPlan(gpu, r.D, opts, r.T);
   const nblk = Math.ceil(r.T / (plan.rows * plan.rowsPerInvocation));
   const constants = {
@@ -155,7 +158,7 @@ export function attention(
   dims: AttentionDims,
   opts: AttentionOptions = {},
 ): { out: Tensor; lse: Tensor } {
-  const r = resolve(qkv, dims, 'attention');
+  const r = resolveAttention(qkv, dims, 'attention');
   const { plan, constants, params, workgroups } = setup(gpu, r, opts);
   const out = gpu.empty([r.B * r.T, r.C], 'f32', 'attention.out');
   const lse = gpu.empty([r.B * r.H * r.T], 'f32', 'attention.lse');
@@ -171,6 +174,26 @@ export function attention(
   return { out, lse };
 }
 
+/** Checks the backward's inputs: out and dout [B·T, C], lse [B·H·T], all f32. */
+export function resolveAttentionBackward(
+  qkv: Tensor,
+  out: Tensor,
+  dout: Tensor,
+  lse: Tensor,
+  dims: AttentionDims,
+  what: string,
+): ResolvedAttention {
+  const r = resolveAttention(qkv, dims, what);
+  expectDType(out, 'f32', `${what} out`);
+  expectDType(dout, 'f32', `${what} dout`);
+  expectDType(lse, 'f32', `${what} lse`);
+  expectShape(out, [r.B * r.T, r.C], `${what} out`);
+  expectShape(dout, [r.B * r.T, r.C], `${what} dout`);
+  if (lse.size !== r.B * r.H * r.T)
+    throw new ShapeError(`${what}: lse has ${lse.size} elements, B·H·T = ${r.B * r.H * r.T}`);
+  return r;
+}
+
 /** Backward: dqkv [B·T, 3C] from the forward's inputs and outputs and the upstream gradient dout [B·T, C]. */
 export function attentionBackward(
   gpu: Gpu,
@@ -181,14 +204,7 @@ export function attentionBackward(
   dims: AttentionDims,
   opts: AttentionOptions = {},
 ): Tensor {
-  const r = resolve(qkv, dims, 'attentionBackward');
-  expectDType(out, 'f32', 'attentionBackward out');
-  expectDType(dout, 'f32', 'attentionBackward dout');
-  expectDType(lse, 'f32', 'attentionBackward lse');
-  expectShape(out, [r.B * r.T, r.C], 'attentionBackward out');
-  expectShape(dout, [r.B * r.T, r.C], 'attentionBackward dout');
-  if (lse.size !== r.B * r.H * r.T)
-    throw new ShapeError(`attentionBackward: lse has ${lse.size} elements, B·H·T = ${r.B * r.H * r.T}`);
+  const r = resolveAttentionBackward(qkv, out, dout, lse, dims, 'attentionBackward');
   const { plan, constants, params, workgroups, rowWorkgroups } = setup(gpu, r, opts);
   const delta = gpu.empty([r.B * r.H * r.T], 'f32', 'attention.delta');
   const dqkv = gpu.empty([r.B * r.T, 3 * r.C], 'f32', 'attention.dqkv');

@@ -1,4 +1,5 @@
 import type { Codec } from '../compress/codec.ts';
+import { TesseraError } from '../errors.ts';
 import type { GpuTurns } from '../gpu/gpu-turns.ts';
 import { ShapeError, type Tensor } from '../gpu/index.ts';
 import { NonFiniteGradientError, type Stage, type WeightSet } from '../model/stage.ts';
@@ -123,10 +124,9 @@ export interface RunContext {
 type Turn = <T>(f: () => Promise<T> | T) => Promise<T>;
 
 /** A NaN or Inf arrived at a stage boundary: the step is refused, nothing reached the GPU. */
-export class NonFiniteTensorError extends Error {
+export class NonFiniteTensorError extends TesseraError {
   constructor(what: string, index: number, value: number) {
-    super(`${what}: element ${index} is ${value}; step refused`);
-    this.name = 'NonFiniteTensorError';
+    super('non-finite-tensor', `${what}: element ${index} is ${value}; step refused`);
   }
 }
 

@@ -3,6 +3,8 @@
  * whole pipeline in one process (with optional link shaping); the network layer implements the same
  * interface over libp2p streams (`/tessera/tensor/1.0.0`).
  */
+import { TesseraError } from '../errors.ts';
+
 /**
  * act: activations forward; grad: their gradients backward; gradsync: a replica's summed gradients (all-reduce
  * within a stage); norm: a stage's squared gradient norm (synchronous global clipping, one float);
@@ -52,10 +54,10 @@ export interface ReceiveOptions {
   forgetBefore?: number;
 }
 
-export class TransportError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'TransportError';
+/** A frame that did not arrive or cannot be used; subclasses say which with their own `code`. */
+export class TransportError extends TesseraError {
+  constructor(message: string, code = 'transport') {
+    super(code, message);
   }
 }
 
