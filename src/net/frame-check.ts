@@ -3,8 +3,8 @@
  * that decodes cleanly can still come from the wrong peer, for the wrong step, or with a payload the codec
  * would misread.
  */
-import type { Frame } from '../train/transport.ts';
-import { FrameError } from './frame-codec.ts';
+import { boundaryOf, FRAME_KIND_SPECS, senderStage, type FrameKindSpec } from '../train/frame-kinds.ts';
+import { FrameError, type Frame } from '../train/transport.ts';
 
 export interface FrameExpectation {
   model: string;
@@ -30,15 +30,17 @@ export interface FrameExpectation {
   vocab?: number;
 }
 
+type Refuse = (why: string) => never;
+
 /**
- * Throws FrameError with the first reason the frame is unacceptable.
- * Routing follows the pipeline engine (src/train/pipeline.ts): micro-batch m is handled by replica
- * m mod R(stage) of every stage, so an act/grad frame for m must come from replica m mod R(sender) and reach
- * replica m mod R(self). gradsync: micro = the sending replica; norm: micro = the sending stage, one float64 (codec f64).
+ * Throws FrameError with the first reason the frame is unacceptable. What each kind must look like is read off
+ * its entry in FRAME_KIND_SPECS (src/train/frame-kinds.ts): who sends it, what its micro names, its body.
+ * Routing follows the pipeline engine: micro-batch m is handled by replica m mod R(stage) of every stage, so an
+ * act/grad frame for m must come from replica m mod R(sender) and reach replica m mod R(self).
  */
 export function checkFrame(frame: Frame, expect: FrameExpectation): void {
-  const { self, stages, replicas } = expect;
-  const refuse = (why: string): never => {
+  const { stages, replicas } = expect;
+  const refuse: Refuse = (why) => {
     throw new FrameError(
       `${frame.kind} frame step ${frame.step} micro ${frame.micro} from stage ${frame.fromStage} replica ${frame.fromReplica}: ${why}`,
     );
@@ -50,73 +52,87 @@ export function checkFrame(frame: Frame, expect: FrameExpectation): void {
     refuse(`stage ${frame.fromStage} has ${replicas[frame.fromStage] ?? 0} replicas`);
   if (frame.step < expect.minStep || frame.step > expect.maxStep)
     refuse(`step outside the window [${expect.minStep}, ${expect.maxStep}]`);
+  const spec = FRAME_KIND_SPECS[frame.kind];
+  checkSender(frame, spec, expect, refuse);
+  checkMicro(frame, spec, expect, refuse);
+  checkBody(frame, spec, expect, refuse);
+  if (frame.ids && expect.vocab !== undefined) {
+    const v = expect.vocab;
+    for (let i = 0; i < frame.ids.length; i++)
+      if (frame.ids[i] < 0 || frame.ids[i] >= v) refuse(`token id ${frame.ids[i]} at ${i} outside [0, ${v})`);
+  }
+}
+
+/** The sending stage the kind names relative to the receiver (another replica of its own, for gradsync). */
+function checkSender(frame: Frame, spec: FrameKindSpec, expect: FrameExpectation, refuse: Refuse): void {
+  const { self } = expect;
+  if (spec.from === 'own stage') {
+    if (frame.fromStage !== self.stage || frame.fromReplica === self.replica)
+      refuse(`${frame.kind} must come from another replica of stage ${self.stage}`);
+    return;
+  }
+  const from = senderStage(frame.kind, self.stage);
+  if (from !== undefined && frame.fromStage !== from)
+    refuse(`${frame.kind} must come from stage ${from} (receiver is stage ${self.stage})`);
+}
+
+/** What micro names: a micro-batch (routed to its replica, or to a sibling for an audit), or the sender. */
+function checkMicro(frame: Frame, spec: FrameKindSpec, expect: FrameExpectation, refuse: Refuse): void {
+  const { self, replicas } = expect;
+  const { kind, micro } = frame;
+  if (spec.micro === 'sending replica') {
+    if (micro !== frame.fromReplica) refuse(`${kind} micro must equal the sending replica`);
+    return;
+  }
+  if (spec.micro === 'sending stage') {
+    if (micro !== frame.fromStage) refuse(`${kind} micro must equal the sending stage`);
+    return;
+  }
+  if (expect.microBatches !== undefined && micro >= expect.microBatches)
+    refuse(`micro-batch beyond ${expect.microBatches - 1}`);
+  const owner = micro % replicas[self.stage];
+  // An audit copy goes to a sibling of the micro-batch's replica, never to the replica itself.
+  if (spec.reaches === 'sibling' && owner === self.replica)
+    refuse(`micro-batch ${micro} is this replica's own: it cannot audit it`);
+  if (spec.reaches === 'owner' && owner !== self.replica)
+    refuse(`micro-batch ${micro} belongs to replica ${owner}, not ${self.replica}`);
+  const sender = micro % replicas[frame.fromStage];
+  if (frame.fromReplica !== sender) refuse(`micro-batch ${micro} is sent by replica ${sender}`);
+}
+
+/** Shape, codec, payload length and token ids, by the kind's body. */
+function checkBody(frame: Frame, spec: FrameKindSpec, expect: FrameExpectation, refuse: Refuse): void {
+  const { kind } = frame;
   const [r, c] = frame.shape;
   const bytes = frame.payload.byteLength;
-  switch (frame.kind) {
-    case 'act':
-    case 'audit':
-    case 'grad': {
-      const from = frame.kind === 'grad' ? self.stage + 1 : self.stage - 1;
-      if (frame.fromStage !== from)
-        refuse(`${frame.kind} must come from stage ${from} (receiver is stage ${self.stage})`);
-      if (expect.microBatches !== undefined && frame.micro >= expect.microBatches)
-        refuse(`micro-batch beyond ${expect.microBatches - 1}`);
-      const owner = frame.micro % replicas[self.stage];
-      // An audit copy goes to a sibling of the micro-batch's replica, never to the replica itself.
-      if (frame.kind === 'audit' ? owner === self.replica : owner !== self.replica) {
-        refuse(
-          frame.kind === 'audit'
-            ? `micro-batch ${frame.micro} is this replica's own: it cannot audit it`
-            : `micro-batch ${frame.micro} belongs to replica ${owner}, not ${self.replica}`,
-        );
-      }
-      if (frame.fromReplica !== frame.micro % replicas[from])
-        refuse(`micro-batch ${frame.micro} is sent by replica ${frame.micro % replicas[from]}`);
+  switch (spec.body) {
+    case 'tensor': {
       if (r !== expect.rows || c !== expect.width)
         refuse(`shape [${r}, ${c}], expected [${expect.rows}, ${expect.width}]`);
-      const codec = expect.codecs[frame.kind === 'grad' ? self.stage : self.stage - 1];
+      const codec = expect.codecs[boundaryOf(kind, expect.self.stage)];
       if (frame.codec !== codec) refuse(`codec ${frame.codec}, boundary uses ${codec}`);
       const bad = payloadMismatch(codec, bytes, r, c);
       if (bad) refuse(bad);
       if (frame.ids && frame.ids.length !== r) refuse(`${frame.ids.length} token ids for ${r} rows`);
       break;
     }
-    case 'gradsync':
-      if (frame.fromStage !== self.stage || frame.fromReplica === self.replica)
-        refuse(`gradsync must come from another replica of stage ${self.stage}`);
-      if (frame.micro !== frame.fromReplica) refuse(`gradsync micro must equal the sending replica`);
+    case 'f32 list':
       if (r !== 1 || frame.codec !== 'none')
-        refuse(`gradsync must be shape [1, n] with codec none, got [${r}, ${c}] ${frame.codec}`);
-      if (expect.stageParams !== undefined && c !== expect.stageParams)
+        refuse(`${kind} must be shape [1, n] with codec none, got [${r}, ${c}] ${frame.codec}`);
+      if (bytes !== 4 * c) refuse(`payload of ${bytes} bytes for ${c} float32: not a shape [1, n] float32 list`);
+      if (spec.length === 'stage parameters' && expect.stageParams !== undefined && c !== expect.stageParams)
         refuse(`${c} gradient values, stage has ${expect.stageParams} parameters`);
-      if (bytes !== 4 * c) refuse(`payload of ${bytes} bytes for ${c} float32`);
-      if (frame.ids) refuse('gradsync carries no token ids');
+      if (spec.length === 'micro-batches' && expect.microBatches !== undefined && c > expect.microBatches)
+        refuse(`${kind} names ${c} micro-batches of ${expect.microBatches}`);
       break;
-    case 'auditlist':
-      if (frame.fromStage !== self.stage - 1) refuse(`auditlist must come from stage ${self.stage - 1}`);
-      if (frame.micro !== frame.fromReplica) refuse('auditlist micro must equal the sending replica');
-      if (r !== 1 || frame.codec !== 'none' || bytes !== 4 * c)
-        refuse(
-          `auditlist must be shape [1, n] float32 with codec none, got [${r}, ${c}] ${frame.codec} ${bytes} bytes`,
-        );
-      if (expect.microBatches !== undefined && c > expect.microBatches)
-        refuse(`auditlist names ${c} micro-batches of ${expect.microBatches}`);
-      if (frame.ids) refuse('auditlist carries no token ids');
-      break;
-    case 'norm':
-      if (frame.micro !== frame.fromStage) refuse('norm micro must equal the sending stage');
+    case 'f64 scalar':
       if (r !== 1 || c !== 1 || frame.codec !== 'f64' || bytes !== 8)
         refuse(
-          `norm must be one float64 (shape [1, 1], codec f64, 8 bytes), got [${r}, ${c}] ${frame.codec} ${bytes} bytes`,
+          `${kind} must be one float64 (shape [1, 1], codec f64, 8 bytes), got [${r}, ${c}] ${frame.codec} ${bytes} bytes`,
         );
-      if (frame.ids) refuse('norm carries no token ids');
       break;
   }
-  if (frame.ids && expect.vocab !== undefined) {
-    const v = expect.vocab;
-    for (let i = 0; i < frame.ids.length; i++)
-      if (frame.ids[i] < 0 || frame.ids[i] >= v) refuse(`token id ${frame.ids[i]} at ${i} outside [0, ${v})`);
-  }
+  if (spec.body !== 'tensor' && frame.ids) refuse(`${kind} carries no token ids`);
 }
 
 /**

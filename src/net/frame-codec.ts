@@ -4,7 +4,8 @@
  *   u32 big-endian header length | JSON header (UTF-8) | payload (payloadBytes) | token ids (idsCount × i32 LE)
  *
  * The header carries everything the receiver needs to validate the frame before it buffers the body:
- * { model, fromStage, fromReplica, step, micro, kind, dtype, shape, codec, payloadBytes, idsCount, checksum }.
+ * the frame's head { model, fromStage, fromReplica, step, micro, kind, shape, codec } (FrameHead, the engine's own
+ * definition) and { dtype, payloadBytes, idsCount, checksum }; per-kind caps come from the kinds table.
  * `dtype` is the element type of the decoded tensor (always 'f32' today); `codec` names the encoding of the
  * payload bytes ('none' = raw little-endian float32). `checksum` is the CRC-32 of payload then ids (see crc32.ts
  * for why CRC and not SHA-256). Unknown extra header fields are ignored (forward compatibility).
@@ -12,45 +13,33 @@
 import type { ModelConfig } from '../model/config.ts';
 import { stageParamSpecs } from '../model/params.ts';
 import { splitStages, type StageSpec } from '../model/stages.ts';
-import { FRAME_KINDS, TransportError, type Frame, type FrameKind } from '../train/transport.ts';
+import { FRAME_KIND_SPECS, FRAME_KINDS, mayBeEmpty, type FrameKind } from '../train/frame-kinds.ts';
+import { FrameError, type Frame, type FrameHead } from '../train/transport.ts';
 import { crc32 } from './crc32.ts';
+
+export { FrameError };
 
 export const TENSOR_PROTOCOL = '/tessera/tensor/1.0.0';
 
 /** Room for a long model name and codec; a real header is ~250 bytes. */
 export const DEFAULT_MAX_HEADER_BYTES = 4096;
 
-export class FrameError extends TransportError {
-  /** Why the frame was refused, without the "frame refused:" prefix. */
-  readonly reason: string;
-  constructor(reason: string) {
-    super(`frame refused: ${reason}`);
-    this.name = 'FrameError';
-    this.reason = reason;
-  }
-}
-
 export interface FrameLimits {
   maxHeaderBytes: number;
   /** Largest payload of any kind. */
   maxPayloadBytes: number;
-  /** Tighter caps per kind (frameLimitsFor sets all four); a kind without one is capped by maxPayloadBytes. */
+  /** Tighter caps per kind (frameLimitsFor sets one for every kind); a kind without one is capped by maxPayloadBytes. */
   maxPayloadBytesByKind?: Partial<Record<FrameKind, number>>;
   /** Most token ids in one frame (default: maxPayloadBytes / 4). */
   maxIds?: number;
 }
 
-/** The header as it travels (Frame minus the body, plus what is needed to read and verify the body). */
-export interface FrameHeader {
-  model: string;
-  fromStage: number;
-  fromReplica: number;
-  step: number;
-  micro: number;
-  kind: FrameKind;
+/**
+ * The header as it travels: the frame's head (FrameHead, src/train/transport.ts: the same fields the engine
+ * sees) plus what is needed to read and verify the body.
+ */
+export interface FrameHeader extends FrameHead {
   dtype: 'f32';
-  shape: [number, number];
-  codec: string;
   payloadBytes: number;
   idsCount: number;
   checksum: number;
@@ -86,15 +75,15 @@ export function frameLimitsFor(cfg: ModelConfig, batch: number, stages = 1, own?
       stageParamSpecs(cfg, s).reduce((a, p) => a + p.shape.reduce((x, y) => x * y, 1), 0),
     ),
   );
-  // An audit is a copy of an act frame; an audit list names at most MAX_AUDIT_LIST micro-batches of one step.
-  const byKind: Record<FrameKind, number> = {
-    act: boundary,
-    grad: boundary,
-    gradsync: 4 * stageParams,
-    norm: 8,
-    audit: boundary,
-    auditlist: 4 * MAX_AUDIT_LIST,
+  // By body (frame-kinds.ts): a tensor is at most a boundary tensor, a list of a stage's parameters its
+  // gradients, a list of micro-batches (an audit list) at most MAX_AUDIT_LIST of them, a scalar one float64.
+  const capOf = (kind: FrameKind): number => {
+    const spec = FRAME_KIND_SPECS[kind];
+    if (spec.body === 'tensor') return boundary;
+    if (spec.body === 'f64 scalar') return 8;
+    return 4 * (spec.length === 'stage parameters' ? stageParams : MAX_AUDIT_LIST);
   };
+  const byKind = Object.fromEntries(FRAME_KINDS.map((k) => [k, capOf(k)])) as Record<FrameKind, number>;
   return {
     maxHeaderBytes: DEFAULT_MAX_HEADER_BYTES,
     maxPayloadBytes: Math.max(...Object.values(byKind)),
@@ -107,55 +96,74 @@ function isCount(v: unknown): v is number {
   return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 }
 
+type HeadRules = { [K in keyof FrameHead]: (v: unknown, head: Partial<FrameHead>) => FrameHead[K] };
+
+function count(field: string): (v: unknown) => number {
+  return (v) => {
+    if (!isCount(v)) throw new FrameError(`header field ${field} must be a non-negative integer, got ${describe(v)}`);
+    return v;
+  };
+}
+
+/**
+ * How each field of the head is read from a parsed header, in order (shape's rule needs the kind): one rule per
+ * field of FrameHead, so a field added there does not compile here until it is validated and carried.
+ */
+const HEAD_RULES: HeadRules = {
+  model: (v) => {
+    if (typeof v !== 'string' || v.length === 0 || v.length > MAX_MODEL_NAME)
+      throw new FrameError(
+        `header field model must be a non-empty string of at most ${MAX_MODEL_NAME} characters, got ${describe(v)}`,
+      );
+    return v;
+  },
+  fromStage: count('fromStage'),
+  fromReplica: count('fromReplica'),
+  step: count('step'),
+  micro: count('micro'),
+  kind: (v) => {
+    if (typeof v !== 'string' || !(FRAME_KINDS as readonly string[]).includes(v))
+      throw new FrameError(`header field kind must be one of ${FRAME_KINDS.join(', ')}, got ${describe(v)}`);
+    return v as FrameKind;
+  },
+  shape: (v, head) => {
+    // Both dimensions positive, except an empty list where the kind allows one ([1, 0]).
+    const ok = (d: unknown, i: number) => isCount(d) && (d > 0 || (i === 1 && mayBeEmpty(head.kind!)));
+    if (!Array.isArray(v) || v.length !== 2 || !v.every(ok))
+      throw new FrameError(`header field shape must be two positive integers, got ${describe(v)}`);
+    return [v[0], v[1]];
+  },
+  codec: (v) => {
+    if (typeof v !== 'string' || !CODEC_NAME.test(v))
+      throw new FrameError(`header field codec must be a codec name, got ${describe(v)}`);
+    return v;
+  },
+};
+
+const HEAD_FIELDS = Object.keys(HEAD_RULES) as (keyof FrameHead)[];
+
+/** Exactly the head fields of a frame or header (what the engine's Frame and the wire header share). */
+export function headOf(f: FrameHead): FrameHead {
+  return Object.fromEntries(HEAD_FIELDS.map((k) => [k, f[k]])) as unknown as FrameHead;
+}
+
 /** Checks a parsed header field by field against the limits; returns it typed or throws FrameError. */
 export function validateHeader(h: unknown, limits: FrameLimits): FrameHeader {
   if (typeof h !== 'object' || h === null || Array.isArray(h)) throw new FrameError('header is not a JSON object');
   const o = h as Record<string, unknown>;
-  if (typeof o.model !== 'string' || o.model.length === 0 || o.model.length > MAX_MODEL_NAME) {
-    throw new FrameError(
-      `header field model must be a non-empty string of at most ${MAX_MODEL_NAME} characters, got ${describe(o.model)}`,
-    );
-  }
-  for (const k of ['fromStage', 'fromReplica', 'step', 'micro', 'payloadBytes', 'idsCount'] as const) {
-    if (!isCount(o[k])) throw new FrameError(`header field ${k} must be a non-negative integer, got ${describe(o[k])}`);
-  }
-  if (typeof o.kind !== 'string' || !(FRAME_KINDS as readonly string[]).includes(o.kind)) {
-    throw new FrameError(`header field kind must be one of ${FRAME_KINDS.join(', ')}, got ${describe(o.kind)}`);
-  }
-  const kind = o.kind as FrameKind;
+  const head: Partial<FrameHead> = {};
+  for (const k of HEAD_FIELDS) (head as Record<string, unknown>)[k] = HEAD_RULES[k](o[k], head);
+  const { kind } = head as FrameHead;
+  const payloadBytes = count('payloadBytes')(o.payloadBytes);
+  const idsCount = count('idsCount')(o.idsCount);
   if (o.dtype !== 'f32') throw new FrameError(`header field dtype must be 'f32', got ${describe(o.dtype)}`);
-  const s = o.shape;
-  // An audit list may be empty ([1, 0]); every other tensor has both dimensions positive.
-  if (
-    !Array.isArray(s) ||
-    s.length !== 2 ||
-    !s.every((d, i) => isCount(d) && (d > 0 || (i === 1 && kind === 'auditlist')))
-  ) {
-    throw new FrameError(`header field shape must be two positive integers, got ${describe(s)}`);
-  }
-  if (typeof o.codec !== 'string' || !CODEC_NAME.test(o.codec))
-    throw new FrameError(`header field codec must be a codec name, got ${describe(o.codec)}`);
   if (!isCount(o.checksum) || o.checksum > 0xffffffff)
     throw new FrameError(`header field checksum must be an unsigned 32-bit integer, got ${describe(o.checksum)}`);
-  const payloadBytes = o.payloadBytes as number;
   const cap = Math.min(limits.maxPayloadBytes, limits.maxPayloadBytesByKind?.[kind] ?? Infinity);
   if (payloadBytes > cap) throw new FrameError(`${kind} payload of ${payloadBytes} bytes exceeds the limit of ${cap}`);
   const maxIds = limits.maxIds ?? Math.floor(limits.maxPayloadBytes / 4);
-  if ((o.idsCount as number) > maxIds) throw new FrameError(`${o.idsCount} token ids exceed the limit of ${maxIds}`);
-  return {
-    model: o.model,
-    fromStage: o.fromStage as number,
-    fromReplica: o.fromReplica as number,
-    step: o.step as number,
-    micro: o.micro as number,
-    kind,
-    dtype: 'f32',
-    shape: [s[0], s[1]],
-    codec: o.codec,
-    payloadBytes,
-    idsCount: o.idsCount as number,
-    checksum: o.checksum,
-  };
+  if (idsCount > maxIds) throw new FrameError(`${idsCount} token ids exceed the limit of ${maxIds}`);
+  return { ...(head as FrameHead), dtype: 'f32', payloadBytes, idsCount, checksum: o.checksum };
 }
 
 function describe(v: unknown): string {
@@ -178,15 +186,8 @@ function idsBytes(ids: Int32Array): Uint8Array {
 export function encodeFrame(frame: Frame): Uint8Array {
   const ids = frame.ids && frame.ids.length > 0 ? idsBytes(frame.ids) : new Uint8Array(0);
   const header = {
-    model: frame.model,
-    fromStage: frame.fromStage,
-    fromReplica: frame.fromReplica,
-    step: frame.step,
-    micro: frame.micro,
-    kind: frame.kind,
+    ...headOf(frame),
     dtype: 'f32',
-    shape: frame.shape,
-    codec: frame.codec,
     payloadBytes: frame.payload.byteLength,
     idsCount: ids.byteLength / 4,
     checksum: crc32(ids, crc32(frame.payload)),
@@ -333,17 +334,7 @@ export class FrameDecoder {
     const sum = crc32(ids, crc32(payload));
     if (sum !== h.checksum)
       throw new FrameError(`checksum mismatch (header ${h.checksum}, body ${sum}): corrupted ${h.kind} frame`);
-    const frame: Frame = {
-      model: h.model,
-      fromStage: h.fromStage,
-      fromReplica: h.fromReplica,
-      step: h.step,
-      micro: h.micro,
-      kind: h.kind,
-      shape: h.shape,
-      codec: h.codec,
-      payload,
-    };
+    const frame: Frame = { ...headOf(h), payload };
     if (h.idsCount > 0) frame.ids = decodeIds(ids);
     return frame;
   }

@@ -135,6 +135,7 @@ export class NetTransport implements Transport {
     this.out.clear();
     for (const s of this.inbound) s.abort(new TransportError('transport closed'));
     this.inbound.clear();
+    this.box.close();
   }
 
   private peerOf(to: string): PeerId {
@@ -248,6 +249,7 @@ export class NetTransport implements Transport {
   }
 
   private deliver(f: Frame, from: string): void {
+    if (this.closed) return;
     try {
       this.opts.check(f, from);
     } catch (e) {

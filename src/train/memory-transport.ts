@@ -35,10 +35,12 @@ export class InMemoryNetwork {
     this.boxes.set(id, box);
     const stats: TransportStats = { bytesSent: 0, bytesReceived: 0, framesSent: 0, framesReceived: 0 };
     const net = this;
+    let closed = false;
     return {
       id,
       stats,
       async send(to: string, frame: Frame): Promise<void> {
+        if (closed) throw new TransportError(`${id}: send on a closed transport`);
         const dest = net.boxes.get(to);
         if (!dest) throw new TransportError(`${id}: no endpoint ${to}`);
         const bytes = frameBytes(frame);
@@ -65,7 +67,9 @@ export class InMemoryNetwork {
         return f;
       },
       close(): void {
-        net.boxes.delete(id);
+        closed = true;
+        if (net.boxes.get(id) === box) net.boxes.delete(id);
+        box.close();
       },
     };
   }
