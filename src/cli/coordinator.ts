@@ -11,16 +11,14 @@ import { dirname, join, resolve } from 'node:path';
 import { setupChain, type ChainSetup } from '../chain/local.ts';
 import { SwarmInference, type ServingPlan } from '../infer/swarm-backend.ts';
 import { stageIncrementalFlops } from '../model/flops.ts';
-import { splitStages } from '../model/stages.ts';
-import { parseArgs } from 'node:util';
 import { Coordinator } from '../coordinator/index.ts';
 import { createRelay } from '../net/node.ts';
-import { defaultRecipe, recipeModel } from '../train/recipe.ts';
+import { cli, nonEmpty, port, positiveInt } from './args.ts';
+import { DEFAULT_EPOCH_SECONDS, DEFAULT_MODEL_ID } from './defaults.ts';
+import { stageSpecs } from '../train/run-derived.ts';
+import { presetSpec } from '../train/run-spec.ts';
 
-export const DEFAULT_MODEL_ID = 'brown-tiny';
-
-/** Epochs close this often by default (TESSERA_EPOCH_SECONDS overrides). */
-export const DEFAULT_EPOCH_SECONDS = 120;
+export { DEFAULT_EPOCH_SECONDS, DEFAULT_MODEL_ID };
 
 /**
  * The admin token of `dir` (created once, mode 0600): what `npm run settle` presents to close an epoch.
@@ -43,13 +41,13 @@ export function servingPlan(coord: Coordinator, modelId: string): ServingPlan | 
     .listAssignments(modelId)
     .filter((a) => alive.has(a.peerId))
     .sort((a, b) => a.replica - b.replica);
-  const stages: string[][] = m.layout.map(() => []);
+  const stages: string[][] = m.spec.layout.map(() => []);
   for (const a of held) stages[a.stage].push(a.peerId);
-  const specs = splitStages(m.config, m.layout.length, m.layout);
+  const specs = stageSpecs(m.spec);
   return {
-    dModel: m.config.dModel,
+    dModel: m.spec.model.dModel,
     stages,
-    hopFlops: (stage, t, past) => stageIncrementalFlops(m.config, specs[stage], t, past, 1),
+    hopFlops: (stage, t, past) => stageIncrementalFlops(m.spec.model, specs[stage], t, past, 1),
   };
 }
 
@@ -101,7 +99,7 @@ export async function startCoordinator(o: {
   coord.setInferenceBackend(swarm);
   // Validation loss through the same holders: one forward per held-out sequence, averaged.
   coord.setEvaluator(async (modelId, ids, targets, signal) => {
-    const T = coord.store.getModel(modelId)?.config.context ?? ids.length;
+    const T = coord.store.getModel(modelId)?.spec.model.context ?? ids.length;
     let total = 0;
     const rows = Math.ceil(ids.length / T);
     for (let r = 0; r < rows; r++)
@@ -114,46 +112,67 @@ export async function startCoordinator(o: {
     return total / rows;
   });
   if ((o.registerDefault ?? true) && coord.store.listModels().length === 0) {
-    const r = defaultRecipe(true);
     const res = await fetch(`${coord.url}/api/models`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({
-        id: DEFAULT_MODEL_ID,
-        name: 'Brown tiny (4 stages)',
-        config: recipeModel(r),
-        layout: Array(r.stages).fill(r.blocks),
-        codec: r.codec,
-        microBatches: r.micro,
-        batch: r.batch,
-        pricePer1kTokens: 0.01,
-      }),
+      // The software preset: what a CPU-only worker trains within minutes.
+      body: JSON.stringify({ id: DEFAULT_MODEL_ID, name: 'Brown tiny (4 stages)', spec: presetSpec(true) }),
     });
     if (!res.ok) throw new Error(`registering the default model failed: ${await res.text()}`);
   }
   return coord;
 }
 
+interface CoordinatorCli {
+  host: string;
+  port: number;
+  relayPort: number;
+  db: string;
+  heartbeatMs?: number;
+  chain: boolean;
+}
+
+function parseCli(argv: string[]): CoordinatorCli {
+  return cli({
+    name: 'coordinator',
+    usage: 'npm run coordinator -- [options]',
+    description:
+      "The swarm's coordinator: a libp2p relay (peers signal WebRTC through it) and the HTTP/JSON API over SQLite. On a fresh database it registers the default model.",
+    after: `Environment:
+  TESSERA_EPOCH_SECONDS  close an epoch this often (default ${DEFAULT_EPOCH_SECONDS})
+
+The admin token npm run settle presents is written next to the database (admin-token).`,
+  })
+    .option('--host <address>', 'address the API and the relay listen on', '127.0.0.1')
+    .option('--port <port>', 'HTTP API port (0 = any free one)', port, 8787)
+    .option('--relay-port <port>', 'relay (WebSockets) port (0 = any free one)', port, 0)
+    .option(
+      '--db <path>',
+      'SQLite database; chain state and admin token live beside it',
+      nonEmpty,
+      '.tessera/coordinator.db',
+    )
+    .option(
+      '--heartbeat-ms <ms>',
+      "workers' heartbeat period; a peer is gone after 3 missed beats (default: 2000)",
+      positiveInt,
+    )
+    .option('--no-chain', 'run without an EVM chain: epochs settle, but no root is posted')
+    .parse(argv)
+    .opts<CoordinatorCli>();
+}
+
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      host: { type: 'string' },
-      port: { type: 'string' },
-      'relay-port': { type: 'string' },
-      db: { type: 'string' },
-      'heartbeat-ms': { type: 'string' },
-      'no-chain': { type: 'boolean' },
-    },
-  });
-  const dbPath = resolve(values.db ?? '.tessera/coordinator.db');
+  const values = parseCli(process.argv);
+  const dbPath = resolve(values.db);
   const dir = dirname(dbPath);
-  const chain = values['no-chain'] ? undefined : await setupChain(dir);
+  const chain = values.chain ? await setupChain(dir) : undefined;
   const coord = await startCoordinator({
     host: values.host,
-    port: Number(values.port ?? 8787),
-    relayPort: Number(values['relay-port'] ?? 0),
+    port: values.port,
+    relayPort: values.relayPort,
     dbPath,
-    heartbeatMs: values['heartbeat-ms'] ? Number(values['heartbeat-ms']) : undefined,
+    heartbeatMs: values.heartbeatMs,
     corsOrigins: ['*'],
     chain,
     settleEveryMs: epochSeconds() * 1000,

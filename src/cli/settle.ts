@@ -8,22 +8,37 @@
  */
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { formatUnits } from 'viem';
-import { table } from '../../bench/table.ts';
-import { DEFAULT_MODEL_ID } from './coordinator.ts';
+import { cli, httpUrl, nonEmpty, positiveInt } from './args.ts';
+import { DEFAULT_COORDINATOR_URL, DEFAULT_MODEL_ID } from './defaults.ts';
+import { table } from './table.ts';
 
-const { values } = parseArgs({
-  options: {
-    model: { type: 'string' },
-    epoch: { type: 'string' },
-    coordinator: { type: 'string' },
-    'token-file': { type: 'string' },
-  },
-});
-const url = values.coordinator ?? 'http://127.0.0.1:8787';
-const model = values.model ?? DEFAULT_MODEL_ID;
-const tokenFile = resolve(values['token-file'] ?? '.tessera/admin-token');
+interface SettleCli {
+  model: string;
+  epoch?: number;
+  coordinator: string;
+  tokenFile: string;
+}
+
+const values = cli({
+  name: 'settle',
+  usage: 'npm run settle -- [options]',
+  description:
+    'Closes the next epoch of a model now (the coordinator also does it on a timer): verdicts, credits, the Merkle root posted on chain. Prints what each wallet earned.',
+})
+  .option('--model <id>', 'the model whose epoch to close', nonEmpty, DEFAULT_MODEL_ID)
+  .option(
+    '--epoch <n>',
+    'refuse to close anything but epoch n (a guard against settling twice from two terminals)',
+    positiveInt,
+  )
+  .option('--coordinator <url>', "the coordinator's HTTP API", httpUrl, DEFAULT_COORDINATOR_URL)
+  .option('--token-file <file>', 'the admin token the coordinator wrote on start', nonEmpty, '.tessera/admin-token')
+  .parse()
+  .opts<SettleCli>();
+const url = values.coordinator;
+const model = values.model;
+const tokenFile = resolve(values.tokenFile);
 let token: string;
 try {
   token = readFileSync(tokenFile, 'utf8').trim();
@@ -33,7 +48,7 @@ try {
   );
   process.exit(2);
 }
-const body = values.epoch === undefined ? {} : { epoch: Number(values.epoch) };
+const body = values.epoch === undefined ? {} : { epoch: values.epoch };
 let res: Response;
 try {
   res = await fetch(`${url}/api/models/${encodeURIComponent(model)}/epochs`, {

@@ -5,24 +5,38 @@
  *
  *   npm run verify-epoch -- 3 [--model brown-tiny] [--coordinator http://127.0.0.1:8787] [--rpc <url>]
  */
-import { parseArgs } from 'node:util';
 import { chainClients, readRoot } from '../chain/client.ts';
 import { recomputeEpoch, type PublishedBinding } from '../ledger/recompute.ts';
 import type { SignedReceipt } from '../ledger/receipt.ts';
 import { ProgressBar } from '../train/progress.ts';
-import { DEFAULT_MODEL_ID } from './coordinator.ts';
+import { cli, httpUrl, nonEmpty, positiveInt } from './args.ts';
+import { DEFAULT_COORDINATOR_URL, DEFAULT_MODEL_ID } from './defaults.ts';
 
-const { values, positionals } = parseArgs({
-  allowPositionals: true,
-  options: { model: { type: 'string' }, coordinator: { type: 'string' }, rpc: { type: 'string' } },
-});
-const n = Number(positionals[0]);
-if (!Number.isSafeInteger(n) || n < 1) {
-  console.error('usage: npm run verify-epoch -- <epoch ≥ 1> [--model id] [--coordinator url] [--rpc url]');
-  process.exit(2);
+interface VerifyCli {
+  model: string;
+  coordinator: string;
+  rpc?: string;
 }
-const url = values.coordinator ?? 'http://127.0.0.1:8787';
-const model = values.model ?? DEFAULT_MODEL_ID;
+
+const program = cli({
+  name: 'verify-epoch',
+  usage: 'npm run verify-epoch -- <epoch> [options]',
+  description:
+    "Recomputes an epoch's Merkle root from what the coordinator publishes (every receipt of epochs 1..n and the bindings), checking every signature again, and compares it with the published and the on-chain root. Exit code 0 only when all three agree, 1 on a mismatch, 2 when it cannot check.",
+})
+  .argument('<epoch>', 'the epoch to verify (≥ 1)', positiveInt)
+  .option('--model <id>', 'the model the epoch belongs to', nonEmpty, DEFAULT_MODEL_ID)
+  .option('--coordinator <url>', "the coordinator's HTTP API", httpUrl, DEFAULT_COORDINATOR_URL)
+  .option(
+    '--rpc <url>',
+    'read the on-chain root from this RPC endpoint (default: the one the coordinator publishes)',
+    httpUrl,
+  )
+  .parse();
+const values = program.opts<VerifyCli>();
+const n = program.processedArgs[0] as number;
+const url = values.coordinator;
+const model = values.model;
 
 async function get(path: string): Promise<any> {
   const res = await fetch(url + path);

@@ -5,25 +5,14 @@
  *
  *   npm run worker -- --coordinator http://127.0.0.1:8787 --key .tessera/worker-1.key
  *
- * Options: --steps N (stop after N steps of this worker), --until-step N (stop once the model stands at step N:
- * every worker given the same N stops together), --tokens-per-second (skip the measurement), --timeout-ms (a
- * silent neighbour fails the step after this long), --crash-after-update N (fault injection for tests: the
- * process SIGKILLs itself the moment it has applied step N's update, before reporting it), --audit-fraction F
- * (share of forwards a sibling recomputes; every worker of a swarm must use the same, default 0.1),
- * --corrupt-share F (fault injection for the malicious-worker test: corrupt this share of its own outputs),
- * --stay (once the step target is reached, keep the stage and serve inference until stopped), --inference-priority P
- * (share of the device's turns inference gets while training waits too, 0..1, default 0.5), --duty-cycle D (GPU-use
- * cap: share of wall time the device computes, (0, 1], default 1).
- * --model <id> (ask the coordinator for this model's stages, as a tab's "choose a model" does; without it the worker
- * goes where most needed; an unknown id is refused at the join).
- * --infer-runtime auto|wgsl|onnx (how the held stage serves inference: 'auto', the default, measures our WGSL kernels
- * and onnxruntime-web on this device and serves with the faster; src/infer/stage-runtime.ts).
+ * Options (`npm run worker -- --help`): the program below; --crash-after-update and --corrupt-share are fault
+ * injection for tests. An unknown --model id is refused at the join.
  * Between training steps the worker serves inference for its stage over /tessera/infer/1.0.0 (src/infer/serve.ts).
  * Every unit of work is receipted: signed with the peer key and posted to the coordinator's ledger.
  * The worker rides out pipeline changes (peers vanishing, joining or moving): see src/net/swarm-worker.ts.
  */
 import { resolve } from 'node:path';
-import { parseArgs } from 'node:util';
+import { InvalidArgumentError, Option } from 'commander';
 import { loadCorpus } from '../data/brown-node.ts';
 import { Gpu } from '../gpu/index.ts';
 import { CoordinatorClient, type JoinAnswer } from '../net/coordinator-client.ts';
@@ -36,55 +25,98 @@ import { wireTapToFiles } from '../net/wire-tap-files.ts';
 import { secretCoin } from '../train/work.ts';
 import { formatBytes } from '../train/progress.ts';
 import { measureThroughput } from '../train/throughput.ts';
+import { cli, httpUrl, nonEmpty, nonNegativeInt, share } from './args.ts';
+import { DEFAULT_COORDINATOR_URL } from './defaults.ts';
 
-const { values } = parseArgs({
-  options: {
-    'infer-runtime': { type: 'string' },
-    model: { type: 'string' },
-    coordinator: { type: 'string' },
-    key: { type: 'string' },
-    steps: { type: 'string' },
-    'until-step': { type: 'string' },
-    'tokens-per-second': { type: 'string' },
-    'timeout-ms': { type: 'string' },
-    'crash-after-update': { type: 'string' },
-    'audit-fraction': { type: 'string' },
-    'corrupt-share': { type: 'string' },
-    stay: { type: 'boolean' },
-    'inference-priority': { type: 'string' },
-    'duty-cycle': { type: 'string' },
-  },
-});
-/** A share in [0, 1] option. */
-function share(name: 'audit-fraction' | 'corrupt-share' | 'inference-priority' | 'duty-cycle', dflt: number): number {
-  const raw = values[name];
-  const x = raw === undefined ? dflt : Number(raw);
-  if (!(x >= 0 && x <= 1)) throw new Error(`--${name} must be a number in [0, 1], not "${raw}"`);
+interface WorkerCli {
+  coordinator: string;
+  key: string;
+  model?: string;
+  steps?: number;
+  untilStep?: number;
+  tokensPerSecond?: number;
+  timeoutMs?: number;
+  crashAfterUpdate?: number;
+  auditFraction: number;
+  corruptShare: number;
+  stay?: boolean;
+  inferencePriority: number;
+  dutyCycle: number;
+  inferRuntime: 'auto' | 'wgsl' | 'onnx';
+}
+
+/** A GPU-use cap: a device that never computes cannot train, so 0 is refused. */
+function dutyCycleArg(raw: string): number {
+  const x = share(raw);
+  if (x === 0) throw new InvalidArgumentError('Must be above 0 (a device that never computes cannot train).');
   return x;
 }
-const auditFraction = share('audit-fraction', AUDIT_FRACTION);
-const corruptShare = share('corrupt-share', 0);
-const inferencePriority = share('inference-priority', 0.5);
-const dutyCycle = share('duty-cycle', 1);
-if (dutyCycle === 0) throw new Error('--duty-cycle must be above 0 (a device that never computes cannot train)');
-/** A non-negative integer option, or undefined when absent. */
-function count(
-  name: 'steps' | 'until-step' | 'tokens-per-second' | 'timeout-ms' | 'crash-after-update',
-): number | undefined {
-  const raw = values[name];
-  if (raw === undefined) return undefined;
-  const n = Number(raw);
-  if (!Number.isSafeInteger(n) || n < 0) throw new Error(`--${name} must be a non-negative integer, not "${raw}"`);
-  return n;
-}
-const maxSteps = count('steps');
-const untilStep = count('until-step');
-const timeoutMs = count('timeout-ms');
-const givenSpeed = count('tokens-per-second');
-const crashAfter = count('crash-after-update');
-const inferRuntime = values['infer-runtime'] ?? 'auto';
-if (inferRuntime !== 'auto' && inferRuntime !== 'wgsl' && inferRuntime !== 'onnx')
-  throw new Error(`--infer-runtime must be auto, wgsl or onnx, not "${inferRuntime}"`);
+
+const program = cli({
+  name: 'worker',
+  usage: 'npm run worker -- [options]',
+  description:
+    'A headless Node volunteer: measures its speed, joins the coordinator, gets one stage of one model, trains it with the other stage holders over direct WebRTC and serves inference for it between steps.',
+  after: `Environment:
+  TESSERA_WIRE_TAP  diagnostics: write every received byte and the held weights under this folder
+
+Example:
+  npm run worker -- --coordinator http://127.0.0.1:8787 --key .tessera/worker-1.key`,
+})
+  .option('--coordinator <url>', "the coordinator's HTTP API", httpUrl, DEFAULT_COORDINATOR_URL)
+  .option('--key <file>', 'libp2p identity, created on first use', nonEmpty, '.tessera/worker.key')
+  .option(
+    '--model <id>',
+    'ask for this model\'s stages, as a tab\'s "choose a model" does (default: where most needed)',
+    (raw: string) => {
+      if (raw === '') throw new InvalidArgumentError('Needs a model id (see GET /api/models).');
+      return raw;
+    },
+  )
+  .option('--steps <n>', 'stop after n steps of this worker (default: no limit)', nonNegativeInt)
+  .option(
+    '--until-step <n>',
+    'stop once the model stands at step n: every worker given the same n stops together (default: no limit)',
+    nonNegativeInt,
+  )
+  .option('--tokens-per-second <n>', "this device's speed; skips the measurement (default: measured)", nonNegativeInt)
+  .option(
+    '--timeout-ms <ms>',
+    "a silent neighbour fails the step after this long (default: the engine's)",
+    nonNegativeInt,
+  )
+  .option(
+    '--audit-fraction <f>',
+    'share of forwards a sibling recomputes; every worker of a swarm must use the same',
+    share,
+    AUDIT_FRACTION,
+  )
+  .option('--stay', 'once the step target is reached, keep the stage and serve inference until stopped')
+  .option('--inference-priority <p>', "share of the device's turns inference gets while training waits too", share, 0.5)
+  .option('--duty-cycle <d>', 'GPU-use cap: share of wall time the device computes, in (0, 1]', dutyCycleArg, 1)
+  .addOption(
+    new Option('--infer-runtime <name>', 'how the held stage serves inference: auto measures both and picks the faster')
+      .choices(['auto', 'wgsl', 'onnx'])
+      .default('auto'),
+  )
+  .option(
+    '--crash-after-update <n>',
+    "fault injection for tests: SIGKILL this process right after applying step n's update",
+    nonNegativeInt,
+  )
+  .option('--corrupt-share <f>', "fault injection for tests: corrupt this share of this worker's own outputs", share, 0)
+  .parse();
+const values = program.opts<WorkerCli>();
+const auditFraction = values.auditFraction;
+const corruptShare = values.corruptShare;
+const inferencePriority = values.inferencePriority;
+const dutyCycle = values.dutyCycle;
+const maxSteps = values.steps;
+const untilStep = values.untilStep;
+const timeoutMs = values.timeoutMs;
+const givenSpeed = values.tokensPerSecond;
+const crashAfter = values.crashAfterUpdate;
+const inferRuntime = values.inferRuntime;
 /** A client whose every join (the first, and re-joins after the coordinator dropped this peer) asks for one model. */
 class PreferringClient extends CoordinatorClient {
   readonly preferModel: string;
@@ -101,8 +133,7 @@ class PreferringClient extends CoordinatorClient {
     return super.join(peerId, tokensPerSecond, kind, preferModel ?? this.preferModel);
   }
 }
-const coordinatorUrl = values.coordinator ?? 'http://127.0.0.1:8787';
-if (values.model === '') throw new Error('--model needs a model id (see GET /api/models)');
+const coordinatorUrl = values.coordinator;
 const client = values.model
   ? new PreferringClient(coordinatorUrl, values.model)
   : new CoordinatorClient(coordinatorUrl);
@@ -110,7 +141,7 @@ const health = await client.health();
 const relayAddr = health.relay?.multiaddrs[0];
 if (!relayAddr) throw new Error(`the coordinator at ${client.url} runs no relay`);
 const gpu = await Gpu.create();
-const privateKey = await loadOrCreateKey(resolve(values.key ?? '.tessera/worker.key'));
+const privateKey = await loadOrCreateKey(resolve(values.key));
 const node = await createPeer({ relayAddr, privateKey });
 await waitForRelayAddress(node);
 // Diagnostics (tests/infer/no-weights-leak.test.ts): every byte received, and the held stage's weights at each step.
