@@ -1,14 +1,19 @@
 /** JSON over fetch to the coordinator (same origin: the app proxies /api and /v1), shared by the pages' API clients. */
 
-/** An answer other than 2xx, with the coordinator's reason and code when it gave one. */
-export class ApiError extends Error {
-  status: number;
-  code?: string;
+import { TesseraError } from '../errors.ts';
+
+/**
+ * An answer other than 2xx, or none, with the coordinator's reason and code when it gave one. Without one the
+ * code is this client's: 'unreachable' (no answer, status 0) or 'bad-answer' (no JSON, or not the JSON expected).
+ */
+export class ApiError extends TesseraError {
+  readonly status: number;
+  /** `code` is the coordinator's own (worth showing a person), not one this client chose. */
+  readonly fromCoordinator: boolean;
   constructor(message: string, status: number, code?: string) {
-    super(message);
-    this.name = 'ApiError';
+    super(code ?? (status === 0 ? 'unreachable' : 'bad-answer'), message);
     this.status = status;
-    this.code = code;
+    this.fromCoordinator = code !== undefined;
   }
 }
 

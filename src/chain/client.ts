@@ -29,6 +29,7 @@ import {
   ShareTokenAbi,
   TestTokenAbi,
 } from './artifacts.ts';
+import { TesseraError } from '../errors.ts';
 import type { ModelAddresses } from './deployment.ts';
 
 export type ChainClients = {
@@ -60,14 +61,13 @@ export function chainClients(rpcUrl: string, chainId: number, key?: Hex): ChainC
 }
 
 /** A write that reverted (in simulation or on chain); errorName is the contract's custom error when known. */
-export class ChainWriteError extends Error {
+export class ChainWriteError extends TesseraError {
   readonly functionName: string;
   readonly errorName: string | undefined;
   readonly errorArgs: readonly unknown[] | undefined;
   readonly txHash: Hex | undefined;
   constructor(functionName: string, message: string, errorName?: string, errorArgs?: readonly unknown[], txHash?: Hex) {
-    super(message);
-    this.name = 'ChainWriteError';
+    super('chain-write', message);
     this.functionName = functionName;
     this.errorName = errorName;
     this.errorArgs = errorArgs;

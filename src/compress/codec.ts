@@ -4,6 +4,8 @@
  * `context` carries what both sides know without sending it: the micro-batch's token ids (the subspace codec
  * rebuilds h = U·c + E_fixed[tokens] from them) and the direction.
  */
+import { TesseraError } from '../errors.ts';
+
 export interface CodecContext {
   /** Token ids [rows] of the micro-batch (every stage receives them with the activations). */
   ids: Int32Array;
@@ -20,9 +22,8 @@ export interface Codec {
   bytesPerToken(width: number, kind: 'act' | 'grad'): number;
 }
 
-export class CodecError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'CodecError';
+export class CodecError extends TesseraError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('codec', message, options);
   }
 }

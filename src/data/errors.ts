@@ -1,15 +1,10 @@
+import { TesseraError } from '../errors.ts';
+
 /**
  * Typed errors of the data layer (corpus, tokenizer, batches). Each has a `code` so a worker or the app can
  * tell bad arguments (fix the call) from a bad file (re-download it) without parsing messages.
  */
-export class DataError extends Error {
-  readonly code: string;
-  constructor(code: string, message: string) {
-    super(message);
-    this.code = code;
-    this.name = new.target.name;
-  }
-}
+export class DataError extends TesseraError {}
 
 /** A vocabulary size we cannot train, or for which no tokenizer file exists. */
 export class VocabSizeError extends DataError {

@@ -1,15 +1,10 @@
+import { TesseraError } from '../errors.ts';
+
 /**
  * Typed errors of the GPU runtime and ops. Every failure a caller can act on has its own class and a
  * `code`, so the app can tell a person what to do and a worker can decide whether to retry.
  */
-export class TesseraGpuError extends Error {
-  readonly code: string;
-  constructor(code: string, message: string) {
-    super(message);
-    this.code = code;
-    this.name = new.target.name;
-  }
-}
+export class TesseraGpuError extends TesseraError {}
 
 /** No WebGPU at all (old browser, flag off, no Vulkan driver in Node). `advice` says what to do. */
 export class WebGpuUnavailableError extends TesseraGpuError {

@@ -22,6 +22,7 @@
  *
  * Pure TypeScript (timers and promises), so it is unit-tested without a GPU and runs in the tab and in Node.
  */
+import { TesseraError } from '../errors.ts';
 import { ArgumentError } from './errors.ts';
 
 export type TurnKind = 'train' | 'infer';
@@ -52,10 +53,12 @@ export interface RunTurnOptions {
 }
 
 /** A turn was dropped before it started (its signal aborted). */
-export class TurnAbortedError extends Error {
+export class TurnAbortedError extends TesseraError {
   constructor(kind: TurnKind, reason: unknown) {
-    super(`${kind} turn dropped before it started: ${reason instanceof Error ? reason.message : String(reason)}`);
-    this.name = 'TurnAbortedError';
+    super(
+      'turn-aborted',
+      `${kind} turn dropped before it started: ${reason instanceof Error ? reason.message : String(reason)}`,
+    );
   }
 }
 

@@ -8,10 +8,12 @@
  * it is dropped, so two libraries may both include a third); a file that includes itself, directly or through
  * others, is an error naming the chain, as is a file that cannot be read.
  */
-export class WgslIncludeError extends Error {
+import { TesseraError } from '../errors.ts';
+
+/** A cycle, a file that cannot be read, or a malformed directive; the message says where. */
+export class WgslIncludeError extends TesseraError {
   constructor(message: string) {
-    super(message);
-    this.name = 'WgslIncludeError';
+    super('wgsl-include', message);
   }
 }
 

@@ -7,6 +7,7 @@
 import { peerIdFromString } from '@libp2p/peer-id';
 import type { PrivateKey } from '@libp2p/interface';
 import { bytesToHex, getAddress, hashTypedData, hexToBytes, isAddress, recoverTypedDataAddress, type Hex } from 'viem';
+import { TesseraError } from '../errors.ts';
 
 export const BINDING_TYPES = {
   Binding: [
@@ -52,10 +53,9 @@ export interface SignedBinding {
   peerSignature: string;
 }
 
-export class BindingError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'BindingError';
+export class BindingError extends TesseraError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('binding', message, options);
   }
 }
 

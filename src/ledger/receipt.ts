@@ -9,6 +9,7 @@
 import { peerIdFromString } from '@libp2p/peer-id';
 import type { PrivateKey } from '@libp2p/interface';
 import { bytesToHex, hexToBytes } from 'viem';
+import { TesseraError } from '../errors.ts';
 import { SKETCH_SIZE } from './sketch.ts';
 
 /**
@@ -55,10 +56,9 @@ export interface SignedReceipt extends WorkReceipt {
   signature: string;
 }
 
-export class ReceiptError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'ReceiptError';
+export class ReceiptError extends TesseraError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('receipt', message, options);
   }
 }
 

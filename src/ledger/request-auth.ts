@@ -5,6 +5,7 @@
  * `signedFetch` wraps fetch for clients that take one (the official `openai` client does).
  */
 import { getAddress, isAddress, recoverMessageAddress, sha256, type Address, type Hex } from 'viem';
+import { TesseraError } from '../errors.ts';
 
 export const AUTH_HEADERS = {
   address: 'x-tessera-address',
@@ -58,10 +59,9 @@ export function signedFetch(signer: MessageSigner, base: typeof fetch = fetch): 
   };
 }
 
-export class RequestAuthError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'RequestAuthError';
+export class RequestAuthError extends TesseraError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('request-auth', message, options);
   }
 }
 

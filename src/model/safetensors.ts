@@ -4,6 +4,8 @@
  * tensor bytes. We add a SHA-256 of the data section to the metadata (`sha256`) so a stage handed to another
  * peer is checked on arrival; `parseSafetensors` verifies it when present.
  */
+import { TesseraError } from '../errors.ts';
+
 export type SafeDType = 'F32' | 'F64' | 'I32' | 'U32';
 export type SafeArray = Float32Array | Float64Array | Int32Array | Uint32Array;
 
@@ -12,10 +14,9 @@ export interface NamedTensor {
   data: SafeArray;
 }
 
-export class SafetensorsError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'SafetensorsError';
+export class SafetensorsError extends TesseraError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('safetensors', message, options);
   }
 }
 

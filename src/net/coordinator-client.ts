@@ -2,6 +2,7 @@
  * The coordinator's HTTP/JSON API as a peer sees it (src/coordinator/API.md). fetch only, so the same client
  * serves a browser tab and a Node worker.
  */
+import { TesseraError } from '../errors.ts';
 import type { ModelConfig } from '../model/config.ts';
 
 export interface PipelinePeer {
@@ -59,11 +60,15 @@ export interface LinkReport {
   rttMs: number | null;
 }
 
-export class CoordinatorError extends Error {
+/**
+ * The coordinator answered with an error: `status`, and as `code` the one in its JSON answer (the kinds in
+ * coordinator/errors.ts: 'conflict', 'not-found', …). Without one the code is this client's: 'bad-answer' (not
+ * JSON, or no code in it) or 'unreachable' (no answer after the retries, status 0).
+ */
+export class CoordinatorError extends TesseraError {
   readonly status: number;
-  constructor(status: number, message: string) {
-    super(message);
-    this.name = 'CoordinatorError';
+  constructor(status: number, message: string, code = 'bad-answer') {
+    super(code, message);
     this.status = status;
   }
 }
@@ -90,8 +95,10 @@ export class CoordinatorClient {
         });
       } catch (e) {
         if (attempt >= 3)
-          throw new Error(
+          throw new CoordinatorError(
+            0,
             `${method} ${path}: the coordinator at ${this.url} did not answer (${(e as Error).message}, ${attempt} tries)`,
+            'unreachable',
           );
         await new Promise((r) => setTimeout(r, 250 * attempt));
       }
@@ -103,11 +110,11 @@ export class CoordinatorClient {
     } catch {
       throw new CoordinatorError(res.status, `${method} ${path}: answer is not JSON (${text.slice(0, 80)})`);
     }
-    if (!res.ok)
-      throw new CoordinatorError(
-        res.status,
-        `${method} ${path}: ${(json as { error?: string }).error ?? res.statusText}`,
-      );
+    if (!res.ok) {
+      const answer = json as { error?: string; code?: unknown };
+      const code = typeof answer.code === 'string' && answer.code ? answer.code : undefined;
+      throw new CoordinatorError(res.status, `${method} ${path}: ${answer.error ?? res.statusText}`, code);
+    }
     return json as T;
   }
 

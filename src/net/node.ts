@@ -26,11 +26,11 @@ import { webRTC } from '@libp2p/webrtc';
 import { webSockets } from '@libp2p/websockets';
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr';
 import { createLibp2p } from 'libp2p';
+import { TesseraError } from '../errors.ts';
 
-export class NetError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'NetError';
+export class NetError extends TesseraError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('net', message, options);
   }
 }
 

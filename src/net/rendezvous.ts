@@ -5,14 +5,14 @@
  * when the configuration's signal aborts (the pipeline changed again) or after a deadline.
  */
 import type { Libp2p } from 'libp2p';
+import { TesseraError } from '../errors.ts';
 import { dialWebRTC } from './node.ts';
 import { queryStatus, type Resume, type StatusRequest, type SyncStatus } from './swarm-sync.ts';
 
 /** The configuration in progress was abandoned (the pipeline changed, a worker left it, or the worker stops). */
-export class Reconfigure extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'Reconfigure';
+export class Reconfigure extends TesseraError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('reconfigure', message, options);
   }
 }
 

@@ -16,6 +16,7 @@
  * Never more than that one stage is asked for or sent.
  */
 import type { Connection, Libp2p, PeerId, Stream } from '@libp2p/interface';
+import { TesseraError } from '../errors.ts';
 import type { ModelConfig } from '../model/config.ts';
 import { CheckpointError, readCheckpoint, type StageCheckpoint } from '../model/checkpoint.ts';
 import { stageParamSpecs } from '../model/params.ts';
@@ -45,11 +46,10 @@ export type StageReply =
 export type TransferProblem = RefusalCode | 'protocol' | 'size' | 'hash' | 'checkpoint';
 
 /** A transfer failed; `problem` says where (a holder's refusal code, or what the asker found wrong). */
-export class StageTransferError extends Error {
+export class StageTransferError extends TesseraError {
   readonly problem: TransferProblem;
   constructor(problem: TransferProblem, message: string) {
-    super(`stage transfer: ${message}`);
-    this.name = 'StageTransferError';
+    super('stage-transfer', `stage transfer: ${message}`);
     this.problem = problem;
   }
 }

@@ -6,13 +6,13 @@
  */
 import type { Connection, Libp2p, PeerId, Stream } from '@libp2p/interface';
 import { peerIdFromString } from '@libp2p/peer-id';
+import { TesseraError } from '../errors.ts';
 import { MAX_CHUNK_BYTES } from './net-transport.ts';
 
 /** The stream broke, timed out, or carried something that is not a message of the protocol. */
-export class WireError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'WireError';
+export class WireError extends TesseraError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('wire', message, options);
   }
 }
 

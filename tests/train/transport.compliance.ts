@@ -59,10 +59,10 @@ function expectSameFrame(got: Frame, sent: Frame): void {
   const { payload, ids, ...head } = got;
   const { payload: sentPayload, ids: sentIds, ...sentHead } = sent;
   expect(head).toEqual(sentHead);
-  const [got, want] = [payload, sentPayload].map((p) => Buffer.from(p.buffer, p.byteOffset, p.byteLength));
+  const [received, expected] = [payload, sentPayload].map((p) => Buffer.from(p.buffer, p.byteOffset, p.byteLength));
   // Buffer.equals first: a deep comparison of megabytes is slow, and only needed to describe a difference.
-  if (!got.equals(want)) expect(got).toEqual(want);
-  expect(got.length).toBe(want.length);
+  if (!received.equals(expected)) expect(received).toEqual(expected);
+  expect(received.length).toBe(expected.length);
   expect(ids ? Array.from(ids) : undefined).toEqual(sentIds ? Array.from(sentIds) : undefined);
 }
 

@@ -12,7 +12,7 @@ const REVERTS: Record<string, string> = {
 };
 
 export function explainError(e: unknown): string {
-  if (e instanceof ApiError) return e.code ? `${e.message} (${e.code})` : e.message;
+  if (e instanceof ApiError) return e.fromCoordinator ? `${e.message} (${e.code})` : e.message;
   if (e instanceof BaseError) {
     if (e.walk((x) => x instanceof UserRejectedRequestError) || (e as { code?: number }).code === 4001)
       return 'You declined the request in your wallet.';

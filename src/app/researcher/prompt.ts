@@ -4,6 +4,7 @@
  * read back as server-sent events chunk by chunk.
  */
 import { formatEther } from 'viem';
+import { TesseraError } from '../../errors.ts';
 import { signedFetch, type MessageSigner } from '../../ledger/request-auth.ts';
 import { readSse } from '../sse.ts';
 
@@ -24,11 +25,10 @@ export interface PromptUsage {
 export type PromptPiece = { text: string } | { usage: PromptUsage } | { finish: string };
 
 /** A refused or failed request, with a sentence for the page and the HTTP status. */
-export class PromptError extends Error {
-  status: number;
+export class PromptError extends TesseraError {
+  readonly status: number;
   constructor(message: string, status: number) {
-    super(message);
-    this.name = 'PromptError';
+    super('prompt', message);
     this.status = status;
   }
 }

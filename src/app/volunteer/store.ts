@@ -1,4 +1,5 @@
 import { create } from 'zustand';
+import { TesseraError } from '../../errors.ts';
 import type { JoinAnswer } from '../../net/coordinator-client.ts';
 import type { WorkerStep } from '../../net/swarm-worker.ts';
 import { readyGpu, takeLock } from './prerequisites.ts';
@@ -122,10 +123,9 @@ function stageInfo(a: JoinAnswer): StageInfo | undefined {
   };
 }
 
-class Abandoned extends Error {
+class Abandoned extends TesseraError {
   constructor() {
-    super('abandoned: the volunteer left or joined again while starting');
-    this.name = 'Abandoned';
+    super('abandoned', 'abandoned: the volunteer left or joined again while starting');
   }
 }
 

@@ -16,6 +16,7 @@
  * (backoff, abandoned, done, stopped) leaves it as it was, so a stage still on the GPU is never served while a
  * step may be writing it.
  */
+import { TesseraError } from '../../errors.ts';
 import type { Phase } from '../swarm-sync.ts';
 
 export type WorkerPhase =
@@ -86,10 +87,9 @@ export const INITIAL: WorkerState = Object.freeze({
 });
 
 /** An event the state machine does not take in this phase: a bug in the caller, said with both names. */
-export class PhaseError extends Error {
+export class PhaseError extends TesseraError {
   constructor(state: WorkerState, event: WorkerEvent) {
-    super(`worker phase ${state.phase}: refused event ${event.type}`);
-    this.name = 'PhaseError';
+    super('phase', `worker phase ${state.phase}: refused event ${event.type}`);
   }
 }
 
