@@ -9,7 +9,7 @@
  */
 import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
+import { InvalidArgumentError, Option } from 'commander';
 import { CODEC_NAMES, isSubspaceCodec, type CodecName } from '../compress/index.ts';
 import { loadCorpus } from '../data/brown-node.ts';
 import { VocabSizeError } from '../data/errors.ts';
@@ -23,46 +23,7 @@ import { NonFiniteTensorError, type AsyncStepResult } from '../train/pipeline.ts
 import { formatBytes, formatDuration, ProgressBar } from '../train/progress.ts';
 import { defaultRecipe, learningRate, TrainingRun, type RecipeOptions } from '../train/recipe.ts';
 import { idealBubble } from '../train/schedule.ts';
-
-const HELP = `Usage: npm run train -- [options]
-
-Trains a GPT split into pipeline stages on the Brown corpus (1F1B), sized to the device.
-
-Model and data (defaults: software adapter / real GPU)
-  --stages N          pipeline stages (4)
-  --blocks N          transformer blocks per stage (1 / 2)
-  --d-model N         residual width (64 / 256)
-  --heads N           attention heads (4)
-  --context N         sequence length (64 / 128)
-  --vocab N           tokenizer vocabulary: 1024, 2048 or 4096 (4096 / 2048;
-                      npm run bench:vocab picks it)
-  --batch N           sequences per micro-batch (4 / 8)
-  --micro N           micro-batches per optimizer step (4 / 8)
-  --seed N            model, data and basis seed (1)
-Optimisation
-  --steps N           optimizer steps (200 / 2000)
-  --lr X              peak learning rate, linear warm-up then cosine to 10% (3e-3 / 1e-3)
-  --warmup N          warm-up steps (10% of --steps, at most 100)
-  --weight-decay X    AdamW decoupled weight decay on matrices (0.1)
-  --clip X            clip the global gradient norm to X (1.0; 0 = off)
-  --async N           asynchronous pipeline: forwards may run on weights up to N updates old, no
-                      flush between steps (0 = synchronous)
-  --correction NAME   stale-gradient correction in async mode: nesterov (look-ahead) | none (nesterov)
-  --beta2 X           AdamW second-moment decay (0.95)
-Boundaries
-  --codec NAME        ${CODEC_NAMES.join(' | ')} (none)
-  --k N               subspace dimension for subspace codecs (d-model/4)
-  --tail N            boundaries before the head left uncompressed (0)
-  --link SPEC         shape every link, e.g. 80mbit:50ms or 200mbit:50ms (unshaped)
-Output
-  --eval-every N      validation every N steps (25 / 100)
-  --eval-batches N    fixed validation micro-batches (8)
-  --out DIR           output folder (runs/<timestamp>): loss.csv (step, train_loss, val_loss, val_bpb,
-                      tokens, seconds, bytes), loss.svg, summary.json, stage-<i>.safetensors
-  --help
-
-Ctrl-C stops after the current step and still writes everything.
-`;
+import { cli, nonEmpty, nonNegativeInt, nonNegativeNumber, positiveInt, usageError } from './args.ts';
 
 interface Options extends RecipeOptions {
   staleness: number;
@@ -72,102 +33,145 @@ interface Options extends RecipeOptions {
   out: string;
 }
 
-class UsageError extends Error {}
+/** --link as given (for logs and summary.json) and as the engine shapes links. */
+interface LinkArg {
+  text: string;
+  shape: LinkShape;
+}
+
+/** The command line as parsed: absent means "the device's default", which is known only once a device is open. */
+interface TrainCli {
+  stages?: number;
+  blocks?: number;
+  dModel?: number;
+  heads?: number;
+  context?: number;
+  vocab?: number;
+  batch?: number;
+  micro?: number;
+  seed?: number;
+  steps?: number;
+  lr?: number;
+  warmup?: number;
+  weightDecay?: number;
+  beta2?: number;
+  clip?: number;
+  async: number;
+  correction: 'nesterov' | 'none';
+  codec: CodecName;
+  k?: number;
+  tail: number;
+  link?: LinkArg;
+  evalEvery?: number;
+  evalBatches?: number;
+  out?: string;
+}
 
 /** "80mbit:50ms", "200Mbps:0.05s", "1gbit" → bits per second and one-way latency. */
-function parseLink(text: string): LinkShape {
+function parseLink(text: string): LinkArg {
   const m = /^\s*(\d+(?:\.\d+)?)\s*([kmg]?)(?:bit|bps|b)?(?:\/s)?\s*(?::\s*(\d+(?:\.\d+)?)\s*(ms|s)?)?\s*$/i.exec(text);
-  if (!m) throw new UsageError(`--link must look like 80mbit:50ms, got '${text}'`);
+  if (!m) throw new InvalidArgumentError('Must look like 80mbit:50ms.');
   const scale = { '': 1, k: 1e3, m: 1e6, g: 1e9 }[m[2].toLowerCase() as '' | 'k' | 'm' | 'g'];
   const bitsPerSecond = Number(m[1]) * scale;
   const latencyMs = m[3] === undefined ? 0 : Number(m[3]) * (m[4]?.toLowerCase() === 's' ? 1000 : 1);
-  if (!(bitsPerSecond > 0)) throw new UsageError(`--link bandwidth must be > 0, got '${text}'`);
-  return { bitsPerSecond, latencyMs };
+  if (!(bitsPerSecond > 0)) throw new InvalidArgumentError('The bandwidth must be > 0.');
+  return { text, shape: { bitsPerSecond, latencyMs } };
 }
 
-function parseOptions(argv: string[], software: boolean): Options | undefined {
-  const { values } = parseArgs({
-    args: argv,
-    strict: true,
-    options: {
-      stages: { type: 'string' },
-      blocks: { type: 'string' },
-      'd-model': { type: 'string' },
-      heads: { type: 'string' },
-      context: { type: 'string' },
-      vocab: { type: 'string' },
-      batch: { type: 'string' },
-      micro: { type: 'string' },
-      seed: { type: 'string' },
-      steps: { type: 'string' },
-      lr: { type: 'string' },
-      warmup: { type: 'string' },
-      'weight-decay': { type: 'string' },
-      beta2: { type: 'string' },
-      clip: { type: 'string' },
-      async: { type: 'string' },
-      correction: { type: 'string' },
-      codec: { type: 'string' },
-      k: { type: 'string' },
-      tail: { type: 'string' },
-      link: { type: 'string' },
-      'eval-every': { type: 'string' },
-      'eval-batches': { type: 'string' },
-      out: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-  if (values.help) return undefined;
-  const int = (name: string, v: string | undefined, dflt: number, min = 1): number => {
-    if (v === undefined) return dflt;
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer ≥ ${min}, got '${v}'`);
-    return n;
-  };
-  const num = (name: string, v: string | undefined, dflt: number): number => {
-    if (v === undefined) return dflt;
-    const n = Number(v);
-    if (!Number.isFinite(n) || n < 0) throw new UsageError(`--${name} must be a number ≥ 0, got '${v}'`);
-    return n;
-  };
+const SOFTWARE = defaultRecipe(true);
+const GPU = defaultRecipe(false);
+/** A default for the help, read from the recipes so it cannot drift: "64 / 256" when the device decides. */
+const dflt = (key: keyof RecipeOptions): string =>
+  SOFTWARE[key] === GPU[key] ? String(SOFTWARE[key]) : `${SOFTWARE[key]} / ${GPU[key]}`;
+
+const program = cli({
+  name: 'train',
+  usage: 'npm run train -- [options]',
+  description:
+    'Trains a GPT split into pipeline stages on the Brown corpus (1F1B), sized to the device, with a live progress bar; writes loss.csv, loss.svg, summary.json and one checkpoint per stage.',
+  after: 'Ctrl-C stops after the current step and still writes everything.',
+})
+  .optionsGroup('Model and data (defaults: software adapter / real GPU):')
+  .option('--stages <n>', `pipeline stages (${dflt('stages')})`, positiveInt)
+  .option('--blocks <n>', `transformer blocks per stage (${dflt('blocks')})`, positiveInt)
+  .option('--d-model <n>', `residual width (${dflt('dModel')})`, positiveInt)
+  .option('--heads <n>', `attention heads (${dflt('heads')})`, positiveInt)
+  .option('--context <n>', `sequence length (${dflt('context')})`, positiveInt)
+  .option(
+    '--vocab <n>',
+    `tokenizer vocabulary: 1024, 2048 or 4096 (${dflt('vocab')}; npm run bench:vocab picks it)`,
+    positiveInt,
+  )
+  .option('--batch <n>', `sequences per micro-batch (${dflt('batch')})`, positiveInt)
+  .option('--micro <n>', `micro-batches per optimizer step (${dflt('micro')})`, positiveInt)
+  .option('--seed <n>', `model, data and basis seed (${dflt('seed')})`, nonNegativeInt)
+  .optionsGroup('Optimisation:')
+  .option('--steps <n>', `optimizer steps (${dflt('steps')})`, positiveInt)
+  .option('--lr <x>', `peak learning rate, linear warm-up then cosine to 10% (${dflt('lr')})`, nonNegativeNumber)
+  .option('--warmup <n>', 'warm-up steps (10% of --steps, at most 100)', nonNegativeInt)
+  .option('--weight-decay <x>', `AdamW decoupled weight decay on matrices (${dflt('weightDecay')})`, nonNegativeNumber)
+  .option('--clip <x>', `clip the global gradient norm to x (${dflt('clip')}; 0 = off)`, nonNegativeNumber)
+  .option(
+    '--async <n>',
+    'asynchronous pipeline: forwards may run on weights up to n updates old, no flush between steps (0 = synchronous)',
+    nonNegativeInt,
+    0,
+  )
+  .addOption(
+    new Option('--correction <name>', 'stale-gradient correction in async mode (nesterov = look-ahead)')
+      .choices(['nesterov', 'none'])
+      .default('nesterov'),
+  )
+  .option('--beta2 <x>', `AdamW second-moment decay (${dflt('beta2')})`, nonNegativeNumber)
+  .optionsGroup('Boundaries:')
+  .addOption(new Option('--codec <name>', 'boundary codec').choices(CODEC_NAMES).default('none'))
+  .option('--k <n>', 'subspace dimension for subspace codecs (d-model/4)', positiveInt)
+  .option('--tail <n>', 'boundaries before the head left uncompressed', nonNegativeInt, 0)
+  .option('--link <spec>', 'shape every link, e.g. 80mbit:50ms or 200mbit:50ms (unshaped)', parseLink)
+  .optionsGroup('Output:')
+  .option('--eval-every <n>', 'validation every n steps (25 / 100)', positiveInt)
+  .option('--eval-batches <n>', `fixed validation micro-batches (${dflt('evalBatches')})`, positiveInt)
+  .option(
+    '--out <dir>',
+    'output folder (runs/<timestamp>): loss.csv (step, train_loss, val_loss, val_bpb, tokens, seconds, bytes), loss.svg, summary.json, stage-<i>.safetensors',
+    nonEmpty,
+  );
+
+/**
+ * The one place the command line becomes a run: the device's recipe with the given options over it. A
+ * RunSpec-based run replaces this function and nothing else.
+ */
+function trainOptionsFromCli(c: TrainCli, software: boolean): Options {
   const d = defaultRecipe(software);
-  const dModel = int('d-model', values['d-model'], d.dModel);
-  const steps = int('steps', values.steps, d.steps);
-  const codec = (values.codec ?? 'none') as CodecName;
-  if (!CODEC_NAMES.includes(codec))
-    throw new UsageError(`--codec must be one of ${CODEC_NAMES.join(', ')}, got '${values.codec}'`);
-  const k = int('k', values.k, Math.max(1, Math.floor(dModel / 4)));
-  if (k > dModel) throw new UsageError(`--k ${k} exceeds --d-model ${dModel}`);
-  const correction = values.correction ?? 'nesterov';
-  if (correction !== 'nesterov' && correction !== 'none')
-    throw new UsageError(`--correction must be nesterov or none, got '${correction}'`);
+  const dModel = c.dModel ?? d.dModel;
+  const steps = c.steps ?? d.steps;
   const stamp = new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19);
   return {
-    stages: int('stages', values.stages, d.stages),
-    blocks: int('blocks', values.blocks, d.blocks),
+    stages: c.stages ?? d.stages,
+    blocks: c.blocks ?? d.blocks,
     dModel,
-    heads: int('heads', values.heads, d.heads),
-    context: int('context', values.context, d.context),
-    vocab: int('vocab', values.vocab, d.vocab),
-    batch: int('batch', values.batch, d.batch),
-    micro: int('micro', values.micro, d.micro),
-    seed: int('seed', values.seed, d.seed, 0),
+    heads: c.heads ?? d.heads,
+    context: c.context ?? d.context,
+    vocab: c.vocab ?? d.vocab,
+    batch: c.batch ?? d.batch,
+    micro: c.micro ?? d.micro,
+    seed: c.seed ?? d.seed,
     steps,
-    lr: num('lr', values.lr, d.lr),
-    warmup: int('warmup', values.warmup, Math.min(100, Math.ceil(steps / 10)), 0),
-    weightDecay: num('weight-decay', values['weight-decay'], d.weightDecay),
-    beta2: num('beta2', values.beta2, d.beta2),
-    clip: num('clip', values.clip, d.clip),
-    staleness: int('async', values.async, 0, 0),
-    correction,
-    codec,
-    k,
-    tail: int('tail', values.tail, 0, 0),
-    link: values.link === undefined ? undefined : parseLink(values.link),
-    linkText: values.link,
-    evalEvery: int('eval-every', values['eval-every'], software ? 25 : 100),
-    evalBatches: int('eval-batches', values['eval-batches'], d.evalBatches),
-    out: resolve(values.out ?? join('runs', stamp)),
+    lr: c.lr ?? d.lr,
+    warmup: c.warmup ?? Math.min(100, Math.ceil(steps / 10)),
+    weightDecay: c.weightDecay ?? d.weightDecay,
+    beta2: c.beta2 ?? d.beta2,
+    clip: c.clip ?? d.clip,
+    staleness: c.async,
+    correction: c.correction,
+    codec: c.codec,
+    k: c.k ?? Math.max(1, Math.floor(dModel / 4)),
+    tail: c.tail,
+    link: c.link?.shape,
+    linkText: c.link?.text,
+    evalEvery: c.evalEvery ?? (software ? 25 : 100),
+    evalBatches: c.evalBatches ?? d.evalBatches,
+    out: resolve(c.out ?? join('runs', stamp)),
   };
 }
 
@@ -176,29 +180,12 @@ const fmtNum = (x: number | undefined, digits = 4): string =>
   x === undefined ? '' : Number.isFinite(x) ? x.toFixed(digits) : String(x);
 
 async function main(): Promise<number> {
-  const argv = process.argv.slice(2);
-  if (argv.includes('--help') || argv.includes('-h')) {
-    process.stdout.write(HELP);
-    return 0;
-  }
-  let pre: Options | undefined;
-  try {
-    // Reject bad options before starting a device; the defaults depend on the device (re-parsed below).
-    pre = parseOptions(argv, false);
-  } catch (e) {
-    if (e instanceof UsageError || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-      process.stderr.write(`${(e as Error).message}\n\n${HELP}`);
-      return 2;
-    }
-    throw e;
-  }
-  if (!pre) {
-    process.stdout.write(HELP);
-    return 0;
-  }
+  // Bad options are refused here, before a device starts; the defaults depend on the device.
+  const given = program.parse().opts<TrainCli>();
   const gpu = await Gpu.create();
   const software = gpu.adapter.isSoftware;
-  const o: Options = software ? parseOptions(argv, true)! : pre;
+  const o = trainOptionsFromCli(given, software);
+  if (o.k > o.dModel) usageError(program, `--k ${o.k} exceeds --d-model ${o.dModel}`);
   const out = o.out;
   mkdirSync(out, { recursive: true });
   const say = (s: string) => process.stdout.write(`${s}\n`);
@@ -211,7 +198,7 @@ async function main(): Promise<number> {
   const run = TrainingRun.create(gpu, o, corpus, { timeoutMs: 3_600_000 });
   const { pipeline, validation: val, cfg } = run;
   say(
-    `[tessera] data: Brown corpus, ${corpus.train.length} train / ${corpus.val.length} val tokens (vocab ${o.vocab}, ${run.sampler.batchesPerEpoch} batches per epoch); validation: ${val.micro.length} × ${o.batch} × ${o.context} tokens = ${val.bytes} bytes`,
+    `[tessera] data: Brown corpus, ${corpus.train.length} train / ${corpus.val.length} val tokens (vocab ${o.vocab}, ${run.sampler.batchesPerPass} batches per data pass); validation: ${val.micro.length} × ${o.batch} × ${o.context} tokens = ${val.bytes} bytes`,
   );
   say(
     `[tessera] unigram baseline: entropy ${val.unigramNats.toFixed(3)} nats/token = ${val.unigramBpb.toFixed(3)} bits/byte (its cross-entropy on the validation batches: ${val.unigramValBpb.toFixed(3)} bpb)`,
@@ -429,10 +416,6 @@ async function main(): Promise<number> {
 main().then(
   (code) => process.exit(code),
   (e: unknown) => {
-    if (e instanceof UsageError) {
-      process.stderr.write(`${e.message}\n`);
-      process.exit(2);
-    }
     // Typed errors (a config beyond the device's limits, a missing tokenizer) explain themselves; others need the stack.
     const typed = e instanceof TesseraGpuError || e instanceof VocabSizeError;
     process.stderr.write(
