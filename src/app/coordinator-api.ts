@@ -1,155 +1,53 @@
 /**
  * The coordinator's swarm API as the Researcher, Volunteer and Leaderboards pages see it (same origin: the app
- * proxies /api and /v1). Shapes follow src/coordinator/API.md and the issue-8 contract (topology, throughput,
- * verification, teams, leaderboards, credits). Errors carry the coordinator's reason and code.
+ * proxies /api and /v1). Shapes are src/wire's (documented in src/coordinator/API.md). Errors carry the
+ * coordinator's reason and code.
  */
 import { ApiError, jsonClient } from './http.ts';
 
 /** Re-exported: callers of this client catch its errors. */
 export { ApiError };
-// The wire shapes the coordinator answers with, as it declares them (type-only: nothing of the server is bundled).
-import type { MetricRecord, ThroughputPoint } from '../coordinator/types.ts';
-import type { LeaderboardRow } from '../coordinator/credits.ts';
-export type { LeaderboardRow, MetricRecord, ThroughputPoint };
-
-export interface ModelConfigInput {
-  vocab: number;
-  dModel: number;
-  heads: number;
-  layers: number;
-  context: number;
-  mlpRatio?: number;
-  seed?: number;
-}
-
-export interface ModelSummary {
-  id: string;
-  name: string;
-  codec: string;
-  microBatches: number;
-  batch: number;
-  pricePer1kTokens: number;
-  createdAt: number;
-  stages: number;
-  peers: number;
-  covered: boolean;
-  bottleneck: { stage: number; tokensPerSecond: number } | null;
-}
-
-export interface ModelDetail extends ModelSummary {
-  config: ModelConfigInput;
-  layout: number[];
-  steps: { running: number; done: number; failed: number };
-}
-
-export interface TopologyPeer {
-  peerId: string;
-  replica: number;
-  kind: 'node' | 'browser';
-  tokensPerSecond: number;
-  team: string | null;
-}
-
-export interface TopologyStage {
-  index: number;
-  firstLayer: number;
-  endLayer: number;
-  hasEmbedding: boolean;
-  hasHead: boolean;
-  peers: TopologyPeer[];
-}
-
-export interface TopologyLink {
-  from: string;
-  to: string;
-  kind: 'pipeline' | 'sync';
-  bytesPerSecond: number;
-  rttMs: number | null;
-  at: number;
-}
-
-export interface Boundary {
-  /** Between stage `after` and stage `after + 1`. */
-  after: number;
-  codec: string;
-  /** Measured activation + gradient bytes per token over this boundary; null until measured. */
-  bytesPerToken: number | null;
-  /** Uncompressed float32 activation + gradient: dModel · 4 · 2. */
-  rawBytesPerToken: number;
-}
-
-export interface Topology {
-  modelId: string;
-  stages: TopologyStage[];
-  links: TopologyLink[];
-  boundaries: Boundary[];
-}
-
-export interface VerificationEpoch {
-  epoch: number;
-  /** 'pending': the open epoch, judged now as settlement would judge it. */
-  status?: 'settled' | 'pending';
-  units: number;
-  audited: number;
-  mismatches: number;
-  caught: string[];
-  share: number;
-}
-
-export interface Verification {
-  modelId: string;
-  epochs: VerificationEpoch[];
-  totals: { units: number; audited: number; mismatches: number; share: number };
-}
-
-export interface Team {
-  id: string;
-  name: string;
-  members: number;
-  createdAt: number;
-}
-
-export type LeaderboardBy = 'volunteer' | 'team';
-
-export interface Leaderboard {
-  modelId: string;
-  by: LeaderboardBy;
-  rows: LeaderboardRow[];
-}
-
-export interface PeerCredits {
-  peerId: string;
-  wallet: string | null;
-  team: { id: string; name: string } | null;
-  models: Array<{ modelId: string; verifiedFlops: string; pendingFlops: string; recentAverage: number }>;
-}
-
-export interface PayerBalance {
-  payer: string;
-  /** Wei, decimal strings. */
-  deposit: string;
-  uncharged: string;
-  inFlight: string;
-  available: string;
-}
-
-/** A model proposal: the body of POST /api/models (src/coordinator/registry.ts parseModelInput). */
-export interface ModelProposal {
-  id?: string;
-  name: string;
-  config: ModelConfigInput;
-  layout: number[];
-  codec: string;
-  microBatches: number;
-  batch: number;
-  pricePer1kTokens: number;
-}
-
-export interface TeamJoin {
-  peerId: string;
-  nonce: string;
-  signature: string;
-}
+// The wire shapes the coordinator answers with, declared once in src/wire (types only: no server code is bundled).
+import type {
+  Leaderboard,
+  LeaderboardBy,
+  MetricRecord,
+  ModelDetail,
+  ModelProposal,
+  ModelSummary,
+  PayerBalance,
+  PeerCredits,
+  Team,
+  TeamJoin,
+  ThroughputPoint,
+  Topology,
+  Verification,
+} from '../wire/index.ts';
+export type {
+  Boundary,
+  FlatModelProposal,
+  Leaderboard,
+  LeaderboardBy,
+  LeaderboardRow,
+  MetricRecord,
+  ModelDetail,
+  ModelProposal,
+  ModelSummary,
+  PayerBalance,
+  PeerCredits,
+  RunSpec,
+  SpecModelProposal,
+  StageView,
+  Team,
+  TeamJoin,
+  ThroughputPoint,
+  Topology,
+  TopologyLink,
+  TopologyPeer,
+  TopologyStage,
+  Verification,
+  VerificationEpoch,
+} from '../wire/index.ts';
 
 export interface SwarmApi {
   models(): Promise<ModelSummary[]>;

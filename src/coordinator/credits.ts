@@ -10,6 +10,7 @@ import { HttpError } from './errors.ts';
 import type { Store } from './store.ts';
 import type { Teams, TeamRef } from './teams.ts';
 import { PEER_ID, string } from './validate.ts';
+import type { LeaderboardRow } from '../wire/index.ts';
 
 type Row = Record<string, unknown>;
 
@@ -38,16 +39,7 @@ interface Tally {
   grants: Grant[];
 }
 
-export interface LeaderboardRow {
-  rank: number;
-  id: string;
-  name: string;
-  team: string | null;
-  verifiedFlops: string;
-  pendingFlops: string;
-  recentAverage: number;
-  peers: number;
-}
+export type { LeaderboardRow };
 
 /** Long ids (peer ids, addresses) shortened for display: first 6 and last 4 characters. */
 export const shortId = (id: string) => (id.length > 14 ? `${id.slice(0, 6)}…${id.slice(-4)}` : id);

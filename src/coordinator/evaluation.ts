@@ -126,13 +126,13 @@ export class Validation {
 
   private complete(model: ModelRecord): boolean {
     const held = new Set(this.d.store.listAssignments(model.id).map((a) => a.stage));
-    return model.layout.every((_, i) => held.has(i));
+    return model.spec.layout.every((_, i) => held.has(i));
   }
 
   private async run(model: ModelRecord, step: number, evaluate: EvaluateFn, s: ModelState): Promise<void> {
     let batch: { ids: Int32Array; targets: Int32Array };
     try {
-      batch = heldOutBatch(await this.d.valSplit(model.config.vocab), model.config.context, this.sequences);
+      batch = heldOutBatch(await this.d.valSplit(model.spec.model.vocab), model.spec.model.context, this.sequences);
     } catch (e) {
       // No shipped corpus for this vocabulary, or a split shorter than a sequence: that will not change.
       if (isHttpError(e, 'notFound') || e instanceof RangeError) {

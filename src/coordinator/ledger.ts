@@ -17,7 +17,8 @@ import {
   type SignedReceipt,
 } from '../ledger/receipt.ts';
 import { proofFor, shareTree } from '../ledger/shares.ts';
-import { splitStages, type StageSpec } from '../model/stages.ts';
+import type { StageSpec } from '../model/stages.ts';
+import { stageSpecs } from '../train/run-derived.ts';
 import { HttpError } from './errors.ts';
 import type { EpochRow, LedgerStore } from './ledger-store.ts';
 import { rebalance } from './placement.ts';
@@ -60,7 +61,7 @@ export class LedgerService {
 
   /** What checking a batch of receipts of one model reads once (not once per receipt). */
   private receiptContext(model: ModelRecord) {
-    const specs = splitStages(model.config, model.layout.length, model.layout);
+    const specs = stageSpecs(model.spec);
     const { ledger, store } = this.o;
     const replicasNow = specs.map(() => 0);
     for (const a of store.listAssignments(model.id)) replicasNow[a.stage]++;
@@ -128,7 +129,7 @@ export class LedgerService {
         if (isInferenceKind(r.kind))
           throw new ReceiptError(`${r.kind} receipts are recorded by the inference requester, not posted by peers`);
         await this.accept(model, r, c, (spec) =>
-          receiptFlops(model.config, spec, model.batch, model.config.context, r.kind),
+          receiptFlops(model.spec.model, spec, model.spec.batch, model.spec.model.context, r.kind),
         );
         accepted++;
       } catch (e) {

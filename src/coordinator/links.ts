@@ -10,39 +10,15 @@
 import { HttpError } from './errors.ts';
 import type { Store } from './store.ts';
 import { finite, integer, object, onlyKeys, PEER_ID, string } from './validate.ts';
+import { MAX_LINKS, type Boundary, type LinkKind, type LinkReport, type TopologyLink } from '../wire/index.ts';
 
 type Row = Record<string, unknown>;
 
-export const MAX_LINKS = 64;
-
-export interface LinkReport {
-  peerId: string;
-  bytesSent: number;
-  bytesReceived: number;
-  rttMs: number | null;
-}
-
-export type LinkKind = 'pipeline' | 'sync';
-
-export interface LinkView {
-  from: string;
-  to: string;
-  kind: LinkKind;
-  /** Bytes/s `from` sent to `to` between its last two reports (0 until two reports arrived). */
-  bytesPerSecond: number;
-  rttMs: number | null;
-  at: number;
-}
-
-export interface BoundaryView {
-  /** Between stage `after` and stage `after + 1`. */
-  after: number;
-  codec: string;
-  /** Activation + gradient bytes over this boundary per token trained (null until measured). */
-  bytesPerToken: number | null;
-  /** The same uncompressed: float32 activation and gradient per token, dModel · 4 · 2. */
-  rawBytesPerToken: number;
-}
+// The shapes of heartbeat links and of the topology's links and boundaries are the wire's.
+export { MAX_LINKS };
+export type { LinkKind, LinkReport };
+export type LinkView = TopologyLink;
+export type BoundaryView = Boundary;
 
 /** The `links` field of a heartbeat: at most 64 entries, one per peer, counters as non-negative integers. */
 export function parseLinks(v: unknown, self: string): LinkReport[] {

@@ -87,8 +87,8 @@ export class OpenAiApi {
       created: Math.floor(m.createdAt / 1000),
       owned_by: 'tessera',
       name: m.name,
-      context_length: m.config.context,
-      price: { eth_per_1k_tokens: m.pricePer1kTokens, wei_per_1k_tokens: weiPerKiloToken(m).toString() },
+      context_length: m.spec.model.context,
+      price: { eth_per_1k_tokens: m.spec.pricePer1kTokens, wei_per_1k_tokens: weiPerKiloToken(m).toString() },
     };
   }
 
@@ -113,22 +113,22 @@ export class OpenAiApi {
     }
     const body = parseBody(raw);
     const model = this.model(str(body.model, 'model'));
-    const tok = this.tokenizer(model.config.vocab);
+    const tok = this.tokenizer(model.spec.model.vocab);
     const promptText = chat ? chatPrompt(body.messages) : str(body.prompt, 'prompt', true);
     const prompt = tok.encode(promptText);
-    const maxTokens = int(body.max_tokens ?? body.max_completion_tokens, 'max_tokens', 16, 1, model.config.context);
+    const maxTokens = int(body.max_tokens ?? body.max_completion_tokens, 'max_tokens', 16, 1, model.spec.model.context);
     if (prompt.length === 0) throw new HttpError('badRequest', 'prompt: empty after tokenization');
-    if (prompt.length + maxTokens > model.config.context) {
+    if (prompt.length + maxTokens > model.spec.model.context) {
       throw new HttpError(
         'badRequest',
-        `prompt of ${prompt.length} tokens + max_tokens ${maxTokens} exceeds the context of ${model.config.context} tokens of ${model.id}`,
+        `prompt of ${prompt.length} tokens + max_tokens ${maxTokens} exceeds the context of ${model.spec.model.context} tokens of ${model.id}`,
       );
     }
     if (body.n !== undefined && body.n !== 1) throw new HttpError('badRequest', 'n: only 1 completion per request');
     const sampling: SamplingOptions = {
       temperature: num(body.temperature, 'temperature', 1, 0, 2),
       topP: body.top_p === undefined ? undefined : num(body.top_p, 'top_p', 1, 0, 1),
-      topK: body.top_k === undefined ? undefined : int(body.top_k, 'top_k', 0, 1, model.config.vocab),
+      topK: body.top_k === undefined ? undefined : int(body.top_k, 'top_k', 0, 1, model.spec.model.vocab),
       seed: body.seed === undefined ? undefined : int(body.seed, 'seed', 0, 0, 2 ** 31 - 1),
     };
     const stops = stopList(body.stop);

@@ -16,7 +16,7 @@ type Row = Record<string, unknown>;
 
 /** Wei per token of a model: its price is ETH per 1,000 tokens (to the gwei). */
 export function weiPerKiloToken(m: ModelRecord): bigint {
-  return BigInt(Math.round(m.pricePer1kTokens * 1e9)) * 10n ** 9n;
+  return BigInt(Math.round(m.spec.pricePer1kTokens * 1e9)) * 10n ** 9n;
 }
 
 /** The cost of `tokens` tokens, rounded up to the wei. */

@@ -16,11 +16,10 @@ import {
 } from './types.ts';
 import { finite, integer, object, oneOf, onlyKeys, PEER_ID, string } from './validate.ts';
 import { assignmentView, modelDetail, modelSummary, peerView, topologyView } from './views.ts';
+import type { RelayInfo } from '../wire/index.ts';
 
 /** Where peers reach the coordinator's libp2p relay (reported by the API; the relay itself lives in src/net). */
-export interface RelayInfo {
-  multiaddrs: string[];
-}
+export type { RelayInfo };
 
 export interface ServiceOptions {
   store: Store;
@@ -96,10 +95,10 @@ export class CoordinatorService {
     const model = parseModelInput(body, at);
     store.transaction(() => {
       if (!store.insertModel(model)) throw new HttpError('conflict', `model id ${model.id} is taken`);
-      store.logEvent('model', { modelId: model.id, name: model.name, stages: model.layout.length }, at);
+      store.logEvent('model', { modelId: model.id, name: model.name, stages: model.spec.layout.length }, at);
       rebalance(store, at, `registration of ${model.id}`, this.o.log);
     });
-    this.o.log('info', `model ${model.id} registered (${model.layout.length} stages)`);
+    this.o.log('info', `model ${model.id} registered (${model.spec.layout.length} stages)`);
     this.onModelRegistered(model);
     return { model: modelDetail(store, model, this.o.referenceFlopsPerToken) };
   }

@@ -65,7 +65,7 @@ export class Settlement {
           `nothing to settle for ${modelId}: no step finished since epoch ${last?.epoch ?? 0} (through step ${last?.throughStep ?? -1})`,
         );
       const receipts = sortReceipts(ledger.unsettledReceipts(modelId, throughStep));
-      const judged = judgeEpoch(receipts, model.layout.length);
+      const judged = judgeEpoch(receipts, model.spec.layout.length);
       for (const v of judged.verdicts) {
         ledger.insertCredit(modelId, epoch, v.peerId, BigInt(v.credited), v.caught);
         if (v.caught) {

@@ -1,5 +1,6 @@
 import { DatabaseSync } from 'node:sqlite';
 import { HttpError } from './errors.ts';
+import { specFromFlat } from './registry.ts';
 import type {
   AssignmentRecord,
   EventRecord,
@@ -20,8 +21,11 @@ import type {
  * crash may lose the last few), so a restarted coordinator resumes where it stopped.
  */
 
-/** Schema migrations, applied in order; `schema_version` records how many ran. Append, never edit. */
-const MIGRATIONS: readonly string[] = [
+/**
+ * Schema migrations, applied in order; `schema_version` records how many ran. Append, never edit. A function
+ * runs where SQL cannot say the change (rows rewritten by TypeScript).
+ */
+const MIGRATIONS: ReadonlyArray<string | ((db: DatabaseSync) => void)> = [
   `CREATE TABLE models (
      id TEXT PRIMARY KEY,
      name TEXT NOT NULL,
@@ -175,6 +179,25 @@ const MIGRATIONS: readonly string[] = [
    CREATE UNIQUE INDEX receipts_one_train ON receipts (model_id, round, stage, step, micro) WHERE kind = 'train';
    CREATE UNIQUE INDEX receipts_one_infer ON receipts (model_id, stage, micro, kind) WHERE kind IN ('infer', 'infer-audit');
    CREATE INDEX receipts_epoch ON receipts (model_id, epoch);`,
+  // 6: a model is its RunSpec. Models stored before get the spec their flat columns describe (specFromFlat),
+  // then the flat columns go: the spec is the one place they live.
+  (db) => {
+    db.exec('ALTER TABLE models ADD COLUMN spec TEXT');
+    const set = db.prepare('UPDATE models SET spec = ? WHERE id = ?');
+    for (const r of db.prepare('SELECT * FROM models').all() as Row[]) {
+      const spec = specFromFlat({
+        config: parseJson(r.config, `config of model ${r.id}`),
+        layout: parseJson(r.layout, `layout of model ${r.id}`),
+        codec: String(r.codec),
+        microBatches: num(r.micro_batches),
+        batch: num(r.batch),
+        pricePer1kTokens: num(r.price_per_1k_tokens),
+      });
+      set.run(JSON.stringify(spec), String(r.id));
+    }
+    for (const c of ['config', 'layout', 'codec', 'micro_batches', 'batch', 'price_per_1k_tokens'])
+      db.exec(`ALTER TABLE models DROP COLUMN ${c}`);
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -196,12 +219,7 @@ function parseJson(v: unknown, what: string): any {
 const toModel = (r: Row): ModelRecord => ({
   id: String(r.id),
   name: String(r.name),
-  config: parseJson(r.config, `config of model ${r.id}`),
-  layout: parseJson(r.layout, `layout of model ${r.id}`),
-  codec: String(r.codec),
-  microBatches: num(r.micro_batches),
-  batch: num(r.batch),
-  pricePer1kTokens: num(r.price_per_1k_tokens),
+  spec: parseJson(r.spec, `spec of model ${r.id}`),
   createdAt: num(r.created_at),
 });
 
@@ -326,7 +344,9 @@ export class Store {
     }
     for (let v = from; v < SCHEMA_VERSION; v++) {
       this.transaction(() => {
-        this.db.exec(MIGRATIONS[v]);
+        const m = MIGRATIONS[v];
+        if (typeof m === 'string') this.db.exec(m);
+        else m(this.db);
         this.db.prepare('UPDATE schema_version SET version = ?').run(v + 1);
       });
     }
@@ -354,21 +374,8 @@ export class Store {
   /** Inserts a model; returns false (and changes nothing) when its id is taken. */
   insertModel(m: ModelRecord): boolean {
     const r = this.db
-      .prepare(
-        `INSERT INTO models (id, name, config, layout, codec, micro_batches, batch, price_per_1k_tokens, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
-      )
-      .run(
-        m.id,
-        m.name,
-        JSON.stringify(m.config),
-        JSON.stringify(m.layout),
-        m.codec,
-        m.microBatches,
-        m.batch,
-        m.pricePer1kTokens,
-        m.createdAt,
-      );
+      .prepare('INSERT INTO models (id, name, spec, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO NOTHING')
+      .run(m.id, m.name, JSON.stringify(m.spec), m.createdAt);
     return Number(r.changes) === 1;
   }
 

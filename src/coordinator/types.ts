@@ -1,4 +1,5 @@
-import type { ModelConfig } from '../model/config.ts';
+import type { RunSpec } from '../train/run-spec.ts';
+import type { MetricRecord, ThroughputPoint } from '../wire/index.ts';
 
 /** Records the coordinator keeps in SQLite (times are milliseconds since the epoch). */
 
@@ -6,16 +7,8 @@ export interface ModelRecord {
   /** URL-safe id: lowercase letters, digits and '-'. */
   id: string;
   name: string;
-  config: ModelConfig;
-  /** Layers per stage; its length is the stage count. */
-  layout: number[];
-  /** Boundary codec of activations and gradients (a CodecName). */
-  codec: string;
-  /** Micro-batches per optimizer step. */
-  microBatches: number;
-  /** Sequences per micro-batch. */
-  batch: number;
-  pricePer1kTokens: number;
+  /** The model and how it trains; what the API shows of it (layout, codec, …) is derived from this. */
+  spec: RunSpec;
   createdAt: number;
 }
 
@@ -57,26 +50,9 @@ export interface StepRecord {
   finishedAt: number | null;
 }
 
-export const METRIC_KINDS = ['train', 'val'] as const;
-export type MetricKind = (typeof METRIC_KINDS)[number];
-
-export interface MetricRecord {
-  /** Increasing cursor: `?since=<id>` returns later records. */
-  id: number;
-  modelId: string;
-  step: number;
-  kind: MetricKind;
-  value: number;
-  at: number;
-}
-
-/** A done step's training speed: its tokens over its duration (see Store.throughput). */
-export interface ThroughputPoint {
-  step: number;
-  /** When the step finished. */
-  at: number;
-  tokensPerSecond: number;
-}
+// Metrics are answered as they are stored: the wire shapes are the records.
+export { METRIC_KINDS, type MetricKind } from '../wire/index.ts';
+export type { MetricRecord, ThroughputPoint };
 
 export interface EventRecord {
   id: number;

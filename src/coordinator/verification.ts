@@ -9,18 +9,11 @@ import { judgeEpoch, type AuditOutcome } from '../ledger/verdict.ts';
 import { HttpError } from './errors.ts';
 import type { LedgerStore } from './ledger-store.ts';
 import type { Store } from './store.ts';
+import type { VerificationEpoch } from '../wire/index.ts';
 
 type Row = Record<string, unknown>;
 
-export interface VerificationEpoch {
-  epoch: number;
-  status: 'settled' | 'pending';
-  units: number;
-  audited: number;
-  mismatches: number;
-  caught: string[];
-  share: number;
-}
+export type { VerificationEpoch };
 
 /** Units compared (distinct), and those where some comparison found a different output. */
 function auditFigures(audits: ReadonlyArray<Pick<AuditOutcome, 'unit' | 'result'>>): {
@@ -77,7 +70,7 @@ export function verificationView(store: Store, ledger: LedgerStore, modelId: str
     }),
   );
   if (open.length > 0) {
-    const judged = judgeEpoch(open, model.layout.length);
+    const judged = judgeEpoch(open, model.spec.layout.length);
     const n = units.get(null) ?? 0;
     const f = auditFigures(judged.audits);
     epochs.push({

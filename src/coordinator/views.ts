@@ -3,22 +3,15 @@ import { stagesOf } from './registry.ts';
 import type { Store } from './store.ts';
 import type { TeamRef } from './teams.ts';
 import type { AssignmentRecord, ModelRecord, PeerRecord } from './types.ts';
+import { stageCount } from '../train/run-derived.ts';
+import type { Assignment, Bottleneck, ModelDetail, ModelSummary, StageView, Topology } from '../wire/index.ts';
 
 /**
  * JSON shapes the API answers with, built from stored records. Capacities are in tokens/s: a peer's reference
  * tokens/s × reference FLOPs per token / the stage's FLOPs per token, summed over the stage's replicas.
  */
 
-export interface StageView {
-  index: number;
-  firstLayer: number;
-  endLayer: number;
-  hasEmbedding: boolean;
-  hasHead: boolean;
-  flopsPerToken: number;
-  tokensPerSecond: number;
-  peers: Array<{ peerId: string; replica: number; kind: string; tokensPerSecond: number; since: number }>;
-}
+export type { StageView };
 
 export function stageViews(store: Store, model: ModelRecord, referenceFlopsPerToken: number): StageView[] {
   const peers = new Map(store.listPeers('alive').map((p) => [p.peerId, p]));
@@ -50,17 +43,30 @@ export function stageViews(store: Store, model: ModelRecord, referenceFlopsPerTo
 }
 
 /** The slowest stage (the pipeline's rate); null while some stage has no peer. */
-function bottleneck(stages: StageView[]): { stage: number; tokensPerSecond: number } | null {
+function bottleneck(stages: StageView[]): Bottleneck | null {
   if (stages.some((s) => s.peers.length === 0)) return null;
   const slowest = stages.reduce((a, b) => (b.tokensPerSecond < a.tokensPerSecond ? b : a));
   return { stage: slowest.index, tokensPerSecond: slowest.tokensPerSecond };
 }
 
-export function modelSummary(store: Store, model: ModelRecord, referenceFlopsPerToken: number) {
-  const stages = stageViews(store, model, referenceFlopsPerToken);
-  const { config: _config, layout: _layout, ...rest } = model;
+/** The fields every model answer repeats from the RunSpec, for clients that predate it. */
+function flat(model: ModelRecord) {
+  const { spec } = model;
   return {
-    ...rest,
+    id: model.id,
+    name: model.name,
+    codec: spec.codec.name,
+    microBatches: spec.microBatches,
+    batch: spec.batch,
+    pricePer1kTokens: spec.pricePer1kTokens,
+    createdAt: model.createdAt,
+  };
+}
+
+export function modelSummary(store: Store, model: ModelRecord, referenceFlopsPerToken: number): ModelSummary {
+  const stages = stageViews(store, model, referenceFlopsPerToken);
+  return {
+    ...flat(model),
     stages: stages.length,
     peers: stages.reduce((t, s) => t + s.peers.length, 0),
     covered: stages.every((s) => s.peers.length > 0),
@@ -68,10 +74,13 @@ export function modelSummary(store: Store, model: ModelRecord, referenceFlopsPer
   };
 }
 
-export function modelDetail(store: Store, model: ModelRecord, referenceFlopsPerToken: number) {
+export function modelDetail(store: Store, model: ModelRecord, referenceFlopsPerToken: number): ModelDetail {
   const stages = stageViews(store, model, referenceFlopsPerToken);
   return {
-    ...model,
+    ...flat(model),
+    spec: model.spec,
+    config: model.spec.model,
+    layout: model.spec.layout,
     covered: stages.every((s) => s.peers.length > 0),
     bottleneck: bottleneck(stages),
     steps: store.countSteps(model.id),
@@ -79,11 +88,12 @@ export function modelDetail(store: Store, model: ModelRecord, referenceFlopsPerT
   };
 }
 
-/** What a peer needs to serve its stage: the stage, the model's shapes and codec, and who holds every stage. */
-export function assignmentView(store: Store, a: AssignmentRecord) {
+/** What a peer needs to serve its stage: the stage, the model's RunSpec, and who holds every stage. */
+export function assignmentView(store: Store, a: AssignmentRecord): Assignment {
   const model = store.getModel(a.modelId)!;
-  const spec = stagesOf(model)[a.stage];
-  const pipeline = model.layout.map((_, stage) => ({ stage, peers: [] as Array<{ peerId: string; replica: number }> }));
+  const { spec } = model;
+  const stage = stagesOf(model)[a.stage];
+  const pipeline = spec.layout.map((_, stage) => ({ stage, peers: [] as Array<{ peerId: string; replica: number }> }));
   for (const x of store.listAssignments(model.id))
     pipeline[x.stage]?.peers.push({ peerId: x.peerId, replica: x.replica });
   return {
@@ -91,15 +101,16 @@ export function assignmentView(store: Store, a: AssignmentRecord) {
     stage: a.stage,
     replica: a.replica,
     since: a.since,
-    stages: model.layout.length,
-    firstLayer: spec.firstLayer,
-    endLayer: spec.endLayer,
-    hasEmbedding: spec.hasEmbedding,
-    hasHead: spec.hasHead,
-    config: model.config,
-    codec: model.codec,
-    microBatches: model.microBatches,
-    batch: model.batch,
+    stages: stageCount(spec),
+    firstLayer: stage.firstLayer,
+    endLayer: stage.endLayer,
+    hasEmbedding: stage.hasEmbedding,
+    hasHead: stage.hasHead,
+    spec,
+    config: spec.model,
+    codec: spec.codec.name,
+    microBatches: spec.microBatches,
+    batch: spec.batch,
     pipeline,
   };
 }
@@ -121,7 +132,7 @@ export function topologyView(
   referenceFlopsPerToken: number,
   links: Links,
   teams: Map<string, TeamRef>,
-) {
+): Topology {
   const stages = stageViews(store, model, referenceFlopsPerToken).map((s) => ({
     index: s.index,
     firstLayer: s.firstLayer,
@@ -140,6 +151,6 @@ export function topologyView(
     modelId: model.id,
     stages,
     links: links.linksOf(model.id),
-    boundaries: links.boundaries(model.id, model.layout.length, model.config.dModel, model.codec),
+    boundaries: links.boundaries(model.id, stageCount(model.spec), model.spec.model.dModel, model.spec.codec.name),
   };
 }

@@ -3,62 +3,10 @@
  * serves a browser tab and a Node worker.
  */
 import { TesseraError } from '../errors.ts';
-import type { ModelConfig } from '../model/config.ts';
+import type { JoinAnswer, LinkReport, MetricKind, MetricRecord, ModelDetail, RelayInfo } from '../wire/index.ts';
 
-export interface PipelinePeer {
-  peerId: string;
-  replica: number;
-}
-
-export interface Assignment {
-  modelId: string;
-  stage: number;
-  replica: number;
-  stages: number;
-  firstLayer: number;
-  endLayer: number;
-  config: ModelConfig;
-  codec: string;
-  microBatches: number;
-  batch: number;
-  pipeline: Array<{ stage: number; peers: PipelinePeer[] }>;
-}
-
-export type JoinAnswer =
-  | {
-      status: 'assigned';
-      peerId: string;
-      heartbeatMs: number;
-      relay: { multiaddrs: string[] } | null;
-      assignment: Assignment;
-    }
-  | {
-      status: 'wait';
-      peerId: string;
-      heartbeatMs: number;
-      relay: { multiaddrs: string[] } | null;
-      reason: string;
-      retryMs: number;
-    };
-
-export interface ModelDetail {
-  id: string;
-  name: string;
-  config: ModelConfig;
-  layout: number[];
-  codec: string;
-  microBatches: number;
-  batch: number;
-  steps: { running: number; done: number; failed: number };
-}
-
-/** One measured link of a heartbeat (the coordinator turns successive counters into bytes/s). */
-export interface LinkReport {
-  peerId: string;
-  bytesSent: number;
-  bytesReceived: number;
-  rttMs: number | null;
-}
+// The wire shapes this client answers with, under the names its callers import.
+export type { Assignment, JoinAnswer, LinkReport, ModelDetail, PipelinePeer, RelayInfo } from '../wire/index.ts';
 
 /**
  * The coordinator answered with an error: `status`, and as `code` the one in its JSON answer (the kinds in
@@ -118,7 +66,7 @@ export class CoordinatorClient {
     return json as T;
   }
 
-  health(): Promise<{ ok: boolean; relay: { multiaddrs: string[] } | null; heartbeatMs: number }> {
+  health(): Promise<{ ok: boolean; relay: RelayInfo | null; heartbeatMs: number }> {
     return this.call('GET', '/api/health');
   }
 
@@ -150,7 +98,7 @@ export class CoordinatorClient {
 
   reportStep(
     modelId: string,
-    r: { step: number; loss: number; tokens?: number; kind?: 'train' | 'val'; peerId?: string },
+    r: { step: number; loss: number; tokens?: number; kind?: MetricKind; peerId?: string },
   ): Promise<unknown> {
     return this.call('POST', `/api/models/${encodeURIComponent(modelId)}/metrics`, r);
   }
@@ -164,10 +112,7 @@ export class CoordinatorClient {
     });
   }
 
-  metrics(
-    modelId: string,
-    since = 0,
-  ): Promise<{ metrics: Array<{ step: number; kind: string; value: number }>; next: number }> {
+  metrics(modelId: string, since = 0): Promise<{ metrics: MetricRecord[]; next: number }> {
     return this.call('GET', `/api/models/${encodeURIComponent(modelId)}/metrics?since=${since}`);
   }
 }

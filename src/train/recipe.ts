@@ -1,5 +1,5 @@
 /**
- * A training recipe: everything a corpus run sets up around the pipeline engine — model config, boundary
+ * A training recipe: everything a corpus run sets up around the pipeline engine from a RunSpec — boundary
  * codecs and the subspace constraint, the pipeline over an (optionally shaped) in-memory network, the
  * deterministic train sampler, fixed validation batches, the unigram baseline and the learning-rate schedule.
  * `npm run train`, `npm run bench:pipeline` and the tests build runs from it, so they train the same way.
@@ -12,7 +12,6 @@ import {
   stageNeedsSubspace,
   subspaceInit,
   subspaceProject,
-  type BoundaryPlan,
   type Codec,
   type CodecName,
   type SubspaceBasis,
@@ -21,15 +20,21 @@ import { BatchSampler, validationBatches, type Batch } from '../data/batches.ts'
 import type { Corpus } from '../data/corpus.ts';
 import { bitsPerByte } from '../data/tokenizer.ts';
 import type { Gpu } from '../gpu/index.ts';
-import { validateConfig, type ModelConfig } from '../model/config.ts';
+import type { ModelConfig } from '../model/config.ts';
 import { stageParamSpecs } from '../model/params.ts';
 import type { Stage } from '../model/stage.ts';
 import type { AdamWConfig } from '../ops/adamw.ts';
 import { InMemoryNetwork, type LinkShape } from './memory-transport.ts';
+import { boundaryPlan, codecParams, stageCount, subspaceK, tokensPerStep } from './run-derived.ts';
+import { presetSpec, validateRunSpec, type RunSpec } from './run-spec.ts';
 
 export type { Corpus } from '../data/corpus.ts';
 import { Pipeline, type MicroBatchData } from './pipeline.ts';
 
+/**
+ * @deprecated A RunSpec describes a run (run-spec.ts); this flat shape (uniform `blocks` per stage) remains for
+ * callers not moved yet. Every function here takes either; specFromRecipe converts.
+ */
 export interface RecipeOptions {
   stages: number;
   blocks: number;
@@ -58,37 +63,62 @@ export interface RecipeOptions {
   evalBatches: number;
 }
 
-/** Defaults sized to the device: a software adapter trains a small model that learns within minutes. */
-export function defaultRecipe(software: boolean): RecipeOptions {
-  const dModel = software ? 64 : 256;
-  const steps = software ? 200 : 2000;
+/** Validation batches a run evaluates on when the caller names no count. */
+export const DEFAULT_EVAL_BATCHES = 8;
+
+const isSpec = (o: RunSpec | RecipeOptions): o is RunSpec => 'optim' in o;
+
+/** @deprecated The RunSpec a flat recipe describes (price 0: a local run sells nothing). */
+export function specFromRecipe(o: RecipeOptions): RunSpec {
   return {
-    stages: 4,
-    blocks: software ? 1 : 2,
-    dModel,
-    heads: 4,
-    context: software ? 64 : 128,
-    // The software budget's vocabulary is bench:vocab's choice (best validation bits/byte at equal training
-    // FLOPs); the GPU default has not been measured (no GPU was available) and stays at 2048.
-    vocab: software ? 4096 : 2048,
-    batch: software ? 4 : 8,
-    micro: software ? 4 : 8,
-    seed: 1,
-    steps,
-    lr: software ? 3e-3 : 1e-3,
-    warmup: Math.min(100, Math.ceil(steps / 10)),
-    weightDecay: 0.1,
-    beta2: 0.95,
-    clip: 1,
-    codec: 'none',
-    k: Math.max(1, Math.floor(dModel / 4)),
-    tail: 0,
-    evalBatches: 8,
+    model: {
+      vocab: o.vocab,
+      dModel: o.dModel,
+      heads: o.heads,
+      layers: o.stages * o.blocks,
+      context: o.context,
+      seed: o.seed,
+    },
+    layout: Array.from({ length: o.stages }, () => o.blocks),
+    codec: { name: o.codec, k: o.k, tail: o.tail },
+    microBatches: o.micro,
+    batch: o.batch,
+    optim: { lr: o.lr, warmup: o.warmup, steps: o.steps, weightDecay: o.weightDecay, beta2: o.beta2, clip: o.clip },
+    data: { corpus: 'brown' },
+    seed: o.seed,
+    pricePer1kTokens: 0,
+  };
+}
+
+const asSpec = (o: RunSpec | RecipeOptions): RunSpec => (isSpec(o) ? o : specFromRecipe(o));
+
+/**
+ * @deprecated Use presetSpec(software). The preset as a flat recipe; `blocks` is the first stage's layer count
+ * (the presets' layouts are uniform).
+ */
+export function defaultRecipe(software: boolean): RecipeOptions {
+  const s = presetSpec(software);
+  return {
+    stages: stageCount(s),
+    blocks: s.layout[0],
+    dModel: s.model.dModel,
+    heads: s.model.heads,
+    context: s.model.context,
+    vocab: s.model.vocab,
+    batch: s.batch,
+    micro: s.microBatches,
+    seed: s.seed,
+    ...s.optim,
+    codec: s.codec.name,
+    k: subspaceK(s),
+    tail: s.codec.tail,
+    evalBatches: DEFAULT_EVAL_BATCHES,
   };
 }
 
 /** Linear warm-up to the peak, then cosine decay to 10% of it at the last step. */
-export function learningRate(step: number, o: Pick<RecipeOptions, 'lr' | 'warmup' | 'steps'>): number {
+export function learningRate(step: number, run: RunSpec | Pick<RecipeOptions, 'lr' | 'warmup' | 'steps'>): number {
+  const o = 'optim' in run ? run.optim : run;
   if (step < o.warmup) return (o.lr * (step + 1)) / o.warmup;
   const t = o.steps <= o.warmup + 1 ? 1 : (step - o.warmup) / (o.steps - o.warmup - 1);
   return o.lr * (0.1 + 0.9 * 0.5 * (1 + Math.cos(Math.PI * Math.min(1, t))));
@@ -109,40 +139,41 @@ export function unigram(train: Int32Array, vocab: number, targets: Int32Array[])
 
 const toMicro = (b: Batch): MicroBatchData => ({ ids: b.ids, targets: b.targets });
 
-/** The model a recipe trains. */
+/** @deprecated Use `spec.model`: the model a recipe trains. */
 export function recipeModel(o: RecipeOptions): ModelConfig {
-  return {
-    vocab: o.vocab,
-    dModel: o.dModel,
-    heads: o.heads,
-    layers: o.stages * o.blocks,
-    context: o.context,
-    seed: o.seed,
-  };
+  return specFromRecipe(o).model;
 }
 
-export function recipeAdam(o: RecipeOptions): AdamWConfig {
-  return { lr: learningRate(0, o), beta1: 0.9, beta2: o.beta2, eps: 1e-8, weightDecay: o.weightDecay };
+/** The optimiser at step 0 (the schedule moves `lr` from there). */
+export function recipeAdam(run: RunSpec | RecipeOptions): AdamWConfig {
+  const s = asSpec(run);
+  return { lr: learningRate(0, s), beta1: 0.9, beta2: s.optim.beta2, eps: 1e-8, weightDecay: s.optim.weightDecay };
 }
 
-/** The boundary codecs of a recipe and, for subspace codecs, the shared basis and which stages keep their writes in span(U). */
+/**
+ * The boundary codecs of a run and, for subspace codecs, the shared basis and which stages keep their writes in
+ * span(U).
+ */
 export interface Boundaries {
   codecs?: Codec[];
   basis?: SubspaceBasis;
   /** Per stage: whether its residual writes must stay in span(U). */
   needs: boolean[];
-  /** Re-projects a constrained stage after each update (subspace codecs are exact only while writes stay in span(U)). */
+  /** Re-projects a constrained stage after each update (subspace codecs are exact only while writes stay in U). */
   afterStep?: (stage: Stage) => void;
   /** Projects a freshly initialised stage. */
   init(stage: Stage): void;
 }
 
-export function recipeBoundaries(gpu: Gpu, o: RecipeOptions): Boundaries {
-  const plan: BoundaryPlan = { codec: o.codec, uncompressedTail: o.tail };
-  const codecParams = { seed: o.seed, k: o.k, vocab: o.vocab, width: o.dModel };
-  const codecs = o.codec === 'none' ? undefined : boundaryCodecs(o.stages, plan, codecParams);
-  const needs = Array.from({ length: o.stages }, (_, s) => o.codec !== 'none' && stageNeedsSubspace(s, o.stages, plan));
-  const basis = isSubspaceCodec(o.codec) ? makeBasis(codecParams) : undefined;
+export function recipeBoundaries(gpu: Gpu, run: RunSpec | RecipeOptions): Boundaries {
+  const spec = asSpec(run);
+  const stages = stageCount(spec);
+  const codec = spec.codec.name;
+  const plan = boundaryPlan(spec);
+  const params = codecParams(spec);
+  const codecs = codec === 'none' ? undefined : boundaryCodecs(stages, plan, params);
+  const needs = Array.from({ length: stages }, (_, s) => codec !== 'none' && stageNeedsSubspace(s, stages, plan));
+  const basis = isSubspaceCodec(codec) ? makeBasis(params) : undefined;
   return {
     codecs,
     basis,
@@ -159,8 +190,13 @@ export function recipeBoundaries(gpu: Gpu, o: RecipeOptions): Boundaries {
 }
 
 /** The micro-batches of optimizer step `step` (0-based): reproducible by any peer from the seed. */
-export function recipeMicroBatches(sampler: BatchSampler, o: RecipeOptions, step: number): MicroBatchData[] {
-  return Array.from({ length: o.micro }, (_, m) => toMicro(sampler.step(step * o.micro + m)));
+export function recipeMicroBatches(
+  sampler: BatchSampler,
+  run: RunSpec | RecipeOptions,
+  step: number,
+): MicroBatchData[] {
+  const micro = isSpec(run) ? run.microBatches : run.micro;
+  return Array.from({ length: micro }, (_, m) => toMicro(sampler.step(step * micro + m)));
 }
 
 export interface Validation {
@@ -175,9 +211,18 @@ export interface Validation {
   unigramValBpb: number;
 }
 
-/** A ready-to-train run built from a recipe. */
+/** Where a run's boundaries travel and how it is evaluated: local choices, not part of the RunSpec. */
+export interface RunOptions {
+  timeoutMs?: number;
+  /** Shape of the in-memory links between stages (default: instant). */
+  link?: LinkShape;
+  /** Fixed validation batches (default DEFAULT_EVAL_BATCHES). */
+  evalBatches?: number;
+}
+
+/** A ready-to-train run built from a RunSpec. */
 export class TrainingRun {
-  readonly o: RecipeOptions;
+  readonly spec: RunSpec;
   readonly cfg: ModelConfig;
   readonly pipeline: Pipeline;
   readonly network: InMemoryNetwork;
@@ -189,8 +234,7 @@ export class TrainingRun {
   readonly adam: AdamWConfig;
 
   private constructor(
-    o: RecipeOptions,
-    cfg: ModelConfig,
+    spec: RunSpec,
     pipeline: Pipeline,
     network: InMemoryNetwork,
     sampler: BatchSampler,
@@ -199,8 +243,8 @@ export class TrainingRun {
     codecs?: Codec[],
     basis?: SubspaceBasis,
   ) {
-    this.o = o;
-    this.cfg = cfg;
+    this.spec = spec;
+    this.cfg = spec.model;
     this.pipeline = pipeline;
     this.network = network;
     this.sampler = sampler;
@@ -210,16 +254,20 @@ export class TrainingRun {
     this.basis = basis;
   }
 
-  static create(gpu: Gpu, o: RecipeOptions, corpus: Corpus, opts: { timeoutMs?: number } = {}): TrainingRun {
-    const cfg = recipeModel(o);
-    validateConfig(cfg, gpu.limits);
-    const sampler = new BatchSampler(corpus.train, { seed: o.seed, batchSize: o.batch, seq: o.context });
-    const valBatches = validationBatches(corpus.val, { batchSize: o.batch, seq: o.context, maxBatches: o.evalBatches });
-    const tokens = valBatches.length * o.batch * o.context;
+  /** `run`: a RunSpec, or (deprecated) a flat recipe whose `link` and `evalBatches` stand in for `opts`'. */
+  static create(gpu: Gpu, run: RunSpec | RecipeOptions, corpus: Corpus, opts: RunOptions = {}): TrainingRun {
+    const spec = validateRunSpec(asSpec(run), { limits: gpu.limits });
+    const link = opts.link ?? (isSpec(run) ? undefined : run.link);
+    const evalBatches = opts.evalBatches ?? (isSpec(run) ? undefined : run.evalBatches) ?? DEFAULT_EVAL_BATCHES;
+    const { batch } = spec;
+    const { context, vocab } = spec.model;
+    const sampler = new BatchSampler(corpus.train, { seed: spec.seed, batchSize: batch, seq: context });
+    const valBatches = validationBatches(corpus.val, { batchSize: batch, seq: context, maxBatches: evalBatches });
+    const tokens = valBatches.length * batch * context;
     const bytes = valBatches.reduce((a, b) => a + corpus.tokenizer.countBytes(b.targets), 0);
     const uni = unigram(
       corpus.train,
-      o.vocab,
+      vocab,
       valBatches.map((b) => b.targets),
     );
     const validation: Validation = {
@@ -230,32 +278,32 @@ export class TrainingRun {
       unigramBpb: bitsPerByte(uni.entropy * tokens, bytes),
       unigramValBpb: bitsPerByte(uni.valNats, bytes),
     };
-    const adam = recipeAdam(o);
-    const b = recipeBoundaries(gpu, o);
-    const link = o.link;
+    const adam = recipeAdam(spec);
+    const b = recipeBoundaries(gpu, spec);
     const network = new InMemoryNetwork(link ? () => link : undefined);
     const pipeline = Pipeline.create(gpu, {
-      model: cfg,
-      stages: o.stages,
+      model: spec.model,
+      stages: stageCount(spec),
+      layersPerStage: spec.layout,
       adam,
       codecs: b.codecs,
       network,
       modelName: 'brown',
-      clipNorm: o.clip > 0 ? o.clip : undefined,
+      clipNorm: spec.optim.clip > 0 ? spec.optim.clip : undefined,
       timeoutMs: opts.timeoutMs,
       afterStep: b.afterStep,
     });
     for (const ws of pipeline.workers) for (const w of ws) b.init(w.stage);
-    return new TrainingRun(o, cfg, pipeline, network, sampler, validation, adam, b.codecs, b.basis);
+    return new TrainingRun(spec, pipeline, network, sampler, validation, adam, b.codecs, b.basis);
   }
 
   /** The micro-batches of optimizer step `step` (0-based): reproducible by any peer from the seed. */
   microBatches(step: number): MicroBatchData[] {
-    return recipeMicroBatches(this.sampler, this.o, step);
+    return recipeMicroBatches(this.sampler, this.spec, step);
   }
 
   get tokensPerStep(): number {
-    return this.o.micro * this.o.batch * this.o.context;
+    return tokensPerStep(this.spec);
   }
 
   /** Parameters per stage. */
@@ -267,15 +315,16 @@ export class TrainingRun {
 
   /** Activation bytes per token crossing each boundary (forward; gradients cost the same backward). */
   get bytesPerToken(): number[] {
+    const width = this.cfg.dModel;
     return Array.from(
-      { length: this.o.stages - 1 },
-      (_, b) => this.codecs?.[b].bytesPerToken(this.o.dModel, 'act') ?? 4 * this.o.dModel,
+      { length: stageCount(this.spec) - 1 },
+      (_, b) => this.codecs?.[b].bytesPerToken(width, 'act') ?? 4 * width,
     );
   }
 
   /** Validation loss (nats/token) and bits per byte on the fixed validation batches. */
   async evaluate(): Promise<{ loss: number; bpb: number }> {
-    const loss = await this.pipeline.evaluate(this.validation.micro, this.o.batch, this.o.context);
+    const loss = await this.pipeline.evaluate(this.validation.micro, this.spec.batch, this.cfg.context);
     return { loss, bpb: bitsPerByte(loss * this.validation.tokens, this.validation.bytes) };
   }
 

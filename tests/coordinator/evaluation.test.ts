@@ -85,7 +85,7 @@ describe('Validation (fake evaluate)', () => {
     v.onTrainStep('m', 9);
     await v.idle();
     expect(recorded).toEqual([['m', 9, 2.5]]);
-    const ctx = model.config.context;
+    const ctx = model.spec.model.context;
     expect(calls[0].ids.length).toBe(2 * ctx);
     expect(calls[0].targets).toEqual(calls[0].ids.map((x) => x + 1));
     // Ten steps later but only 5 s later: not yet. After 20 s: the next due step runs, on the same sequences.

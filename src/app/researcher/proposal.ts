@@ -1,9 +1,9 @@
 /**
  * The model proposal form's rules: text fields → a POST /api/models body, or a reason per field. The
- * coordinator checks everything again (parseModelInput, validateConfig); these checks only save a round trip
- * and say which field is wrong.
+ * coordinator builds the RunSpec from it (optimiser and schedule from the software preset) and checks
+ * everything again (validateRunSpec); these checks only save a round trip and say which field is wrong.
  */
-import type { ModelProposal } from '../coordinator-api.ts';
+import type { FlatModelProposal } from '../coordinator-api.ts';
 
 /** The codecs a boundary can use (src/coordinator/API.md, POST /api/models). */
 export const CODECS = ['none', 'int8', 'subspace', 'subspace+int8'] as const;
@@ -61,7 +61,7 @@ export function parseLayout(v: string): number[] | undefined {
   return parts.map(Number);
 }
 
-export function checkDraft(d: ProposalDraft): { proposal?: ModelProposal; errors: DraftErrors } {
+export function checkDraft(d: ProposalDraft): { proposal?: FlatModelProposal; errors: DraftErrors } {
   const errors: DraftErrors = {};
   const num = (k: keyof ProposalDraft, min: number, max: number): number => {
     const r = int(d[k], min, max);
