@@ -22,6 +22,8 @@ import type { LinkShape } from '../train/memory-transport.ts';
 import { NonFiniteTensorError, type AsyncStepResult } from '../train/pipeline.ts';
 import { formatBytes, formatDuration, ProgressBar } from '../train/progress.ts';
 import { defaultRecipe, learningRate, TrainingRun, type RecipeOptions } from '../train/recipe.ts';
+import { defaultSubspaceK } from '../train/run-derived.ts';
+import { defaultWarmup } from '../train/run-spec.ts';
 import { idealBubble } from '../train/schedule.ts';
 import { cli, nonEmpty, nonNegativeInt, nonNegativeNumber, positiveInt, usageError } from './args.ts';
 
@@ -158,14 +160,14 @@ function trainOptionsFromCli(c: TrainCli, software: boolean): Options {
     seed: c.seed ?? d.seed,
     steps,
     lr: c.lr ?? d.lr,
-    warmup: c.warmup ?? Math.min(100, Math.ceil(steps / 10)),
+    warmup: c.warmup ?? defaultWarmup(steps),
     weightDecay: c.weightDecay ?? d.weightDecay,
     beta2: c.beta2 ?? d.beta2,
     clip: c.clip ?? d.clip,
     staleness: c.async,
     correction: c.correction,
     codec: c.codec,
-    k: c.k ?? Math.max(1, Math.floor(dModel / 4)),
+    k: c.k ?? defaultSubspaceK(dModel),
     tail: c.tail,
     link: c.link?.shape,
     linkText: c.link?.text,
