@@ -10,6 +10,7 @@ import { checkAdamW } from './adamw.check.ts';
 import { checkGradClip } from './gradclip.check.ts';
 import { checkMatmul } from './matmul.check.ts';
 import { checkAttention } from './attention.check.ts';
+import { checkAttentionNaive } from './attention-naive.check.ts';
 import { checkAttentionDecode } from './attention-decode.check.ts';
 
 /**
@@ -26,6 +27,7 @@ export const OP_CHECKS: Array<[string, OpCheck]> = [
   ['adamw', checkAdamW],
   ['gradclip', checkGradClip],
   ['matmul', checkMatmul],
+  ['attention-naive', checkAttentionNaive],
   ['attention', checkAttention],
   ['attention-decode', checkAttentionDecode],
 ];
