@@ -244,7 +244,7 @@ export class Pipeline {
       this.step += steps.filter((_, k) => complete(k)).length;
       const root = settled
         .map((r) => (r.status === 'rejected' ? r.reason : undefined))
-        .find((e) => e && !(e instanceof TransportError && /aborted/.test(e.message)));
+        .find((e) => e && !(e instanceof TransportError && e.code === 'receive-aborted'));
       throw root ?? failure.reason;
     }
     this.step += steps.filter((_, k) => complete(k)).length;

@@ -66,7 +66,11 @@ export interface ReceiveOptions {
   forgetBefore?: number;
 }
 
-/** A frame that did not arrive or cannot be used; subclasses say which with their own `code`. */
+/**
+ * A frame that did not arrive or cannot be used. `code`: 'receive-timeout', 'receive-aborted' (the receive's
+ * signal), 'transport-closed' (the endpoint closed before the frame came), 'frame' (FrameError: refused), and
+ * 'transport' for the rest (an unknown endpoint, a link that failed).
+ */
 export class TransportError extends TesseraError {
   constructor(message: string, code = 'transport') {
     super(code, message);
@@ -94,7 +98,7 @@ export function frameKey(step: number, micro: number, kind: FrameKind): string {
 
 interface Waiter {
   deliver: (f: Frame) => void;
-  fail: (why: string) => void;
+  fail: (why: string, code: string) => void;
 }
 
 /** A mailbox of frames keyed by (step, micro, kind); a replayed frame for a key already taken is ignored. */
@@ -135,15 +139,15 @@ export class Mailbox {
       return Promise.resolve(ready);
     }
     return new Promise((resolve, reject) => {
-      const fail = (why: string) => {
+      const fail = (why: string, code: string) => {
         clearTimeout(timer);
         signal?.removeEventListener('abort', onAbort);
         this.waiters.delete(key);
-        reject(new TransportError(`${who}: no ${kind} frame for step ${step} micro-batch ${micro}: ${why}`));
+        reject(new TransportError(`${who}: no ${kind} frame for step ${step} micro-batch ${micro}: ${why}`, code));
       };
-      const onAbort = () => fail(`aborted (${String(signal?.reason ?? 'no reason')})`);
-      const timer = setTimeout(() => fail(`nothing within ${timeoutMs} ms`), timeoutMs);
-      if (this.closed) return fail('transport closed');
+      const onAbort = () => fail(`aborted (${String(signal?.reason ?? 'no reason')})`, 'receive-aborted');
+      const timer = setTimeout(() => fail(`nothing within ${timeoutMs} ms`, 'receive-timeout'), timeoutMs);
+      if (this.closed) return fail('transport closed', 'transport-closed');
       if (signal?.aborted) return onAbort();
       signal?.addEventListener('abort', onAbort, { once: true });
       this.waiters.set(key, {
@@ -160,7 +164,7 @@ export class Mailbox {
   /** Rejects every pending take and refuses later ones; frames still here are dropped. */
   close(): void {
     this.closed = true;
-    for (const w of [...this.waiters.values()]) w.fail('transport closed');
+    for (const w of [...this.waiters.values()]) w.fail('transport closed', 'transport-closed');
     this.frames.clear();
     this.taken.clear();
   }

@@ -185,6 +185,7 @@ export function transportCompliance(name: string, factory: TransportFactory, opt
         expect(performance.now() - t0).toBeGreaterThanOrEqual(240);
         expect(err).toBeInstanceOf(TransportError);
         expect(err.message).toMatch(/no grad frame for step 11 micro-batch 2: nothing within 250 ms/);
+        expect((err as TransportError).code).toBe('receive-timeout');
         // The timed-out receive left nothing behind: the frame, when it comes, goes to the next receive.
         const f = sampleFrame('grad', 11, 2, 601);
         await a.send(b.id, f);
@@ -204,6 +205,7 @@ export function transportCompliance(name: string, factory: TransportFactory, opt
         expect(performance.now() - t0).toBeLessThan(5_000);
         expect(err).toBeInstanceOf(TransportError);
         expect(err.message).toMatch(/no act frame for step 12 micro-batch 0: aborted \(peer left\)/);
+        expect((err as TransportError).code).toBe('receive-aborted');
         const already = await rejection(b.receive(12, 1, 'act', { timeoutMs: 60_000, signal: ac.signal }));
         expect(already.message).toMatch(/aborted/);
         // The aborted receive does not swallow its frame.
@@ -224,6 +226,7 @@ export function transportCompliance(name: string, factory: TransportFactory, opt
         expect(performance.now() - t0).toBeLessThan(5_000);
         expect(err).toBeInstanceOf(TransportError);
         expect(err.message).toMatch(/closed/);
+        expect((err as TransportError).code).toBe('transport-closed');
         expect((await rejection(b.receive(13, 1, 'act', { timeoutMs: 60_000 }))).message).toMatch(/closed/);
         await expect(b.send(a.id, sampleFrame('grad', 13, 0, 801))).rejects.toThrow(TransportError);
         b.close(); // closing twice is harmless
