@@ -67,6 +67,7 @@ export function modelSummary(store: Store, model: ModelRecord, referenceFlopsPer
   const stages = stageViews(store, model, referenceFlopsPerToken);
   return {
     ...flat(model),
+    spec: model.spec,
     stages: stages.length,
     peers: stages.reduce((t, s) => t + s.peers.length, 0),
     covered: stages.every((s) => s.peers.length > 0),

@@ -31,6 +31,7 @@ interface ModelBase {
 
 /** An entry of GET /api/models. */
 export interface ModelSummary extends ModelBase {
+  spec: RunSpec;
   stages: number;
   peers: number;
 }

@@ -1,6 +1,7 @@
 import { create } from 'zustand';
 import { TesseraError } from '../../errors.ts';
 import type { JoinAnswer } from '../../net/coordinator-client.ts';
+import { tokensPerStep } from '../../train/run-derived.ts';
 import type { WorkerStep } from '../../net/swarm-worker.ts';
 import { readyGpu, takeLock } from './prerequisites.ts';
 import type { PauseHook, Session, Speed, TuningHooks } from './session.ts';
@@ -115,9 +116,9 @@ function stageInfo(a: JoinAnswer): StageInfo | undefined {
     replicas: x.pipeline.find((p) => p.stage === x.stage)?.peers.length ?? 1,
     firstLayer: x.firstLayer,
     endLayer: x.endLayer,
-    layers: x.config.layers,
-    vocab: x.config.vocab,
-    tokensPerStep: x.microBatches * x.batch * x.config.context,
+    layers: x.spec.model.layers,
+    vocab: x.spec.model.vocab,
+    tokensPerStep: tokensPerStep(x.spec),
     stagesHeld: x.pipeline.filter((p) => p.peers.length > 0).length,
     pipelinePeers: new Set(x.pipeline.flatMap((p) => p.peers.map((q) => q.peerId))).size,
   };
