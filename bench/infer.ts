@@ -14,6 +14,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { cli, intAtLeast } from '../src/cli/args.ts';
 import { startCoordinator } from '../src/cli/coordinator.ts';
 import { adapterLabel } from '../src/gpu/adapter-info.ts';
 import { Gpu, type Tensor } from '../src/gpu/index.ts';
@@ -25,10 +26,21 @@ import { Stage } from '../src/model/stage.ts';
 import { splitStages } from '../src/model/stages.ts';
 import { defaultRecipe, recipeModel, type RecipeOptions } from '../src/train/recipe.ts';
 import { compareStageRuntimes, stageRuntimeTable } from './onnx-stage.ts';
-import { gitCommit, table } from './table.ts';
+import { table } from '../src/cli/table.ts';
+import { gitCommit } from './table.ts';
 
 const root = resolve(import.meta.dirname, '..');
-const TOKENS = Number(process.argv.find((a) => a.startsWith('--tokens='))?.split('=')[1] ?? 24);
+const TOKENS = cli({
+  name: 'bench:infer',
+  usage: 'npm run bench:infer -- [options]',
+  description:
+    'Inference speed: generation through the swarm against one process, one stage on onnxruntime-web against ' +
+    'WGSL, and serving one stage with KV caches. Writes bench/results/infer.{json,md}.',
+})
+  // Decode speed is measured after the first token, so a run needs two.
+  .option('--tokens <n>', 'tokens generated per run (≥ 2)', intAtLeast(2), 24)
+  .parse()
+  .opts<{ tokens: number }>().tokens;
 const recipe: RecipeOptions = {
   ...defaultRecipe(true),
   vocab: 1024,

@@ -3,20 +3,29 @@
  * `node --import ./scripts/register.ts bench/kernels-node.ts --out=FILE [--scale=K] [--parts=matmul,attention] [--only=REGEX]`.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
+import { Option } from 'commander';
+import { cli, listOf, nonEmpty, positiveNumber, regExpSource } from '../src/cli/args.ts';
 import { Gpu } from '../src/gpu/index.ts';
 import { NODE_BUDGET, scaleBudget } from './cases.ts';
 import { runBench } from './run.ts';
 
-const args = new Map(
-  process.argv.slice(2).map((a) => {
-    const [k, ...v] = a.replace(/^--/, '').split('=');
-    return [k, v.join('=')] as const;
-  }),
-);
-const out = args.get('out') ?? 'bench/results/node.tmp.json';
-const scale = Number(args.get('scale') ?? 1);
-const only = args.get('only') ? new RegExp(args.get('only')!) : undefined;
-const parts = (args.get('parts') ?? 'matmul,attention').split(',') as Array<'matmul' | 'attention'>;
+const args = cli({
+  name: 'kernels-node',
+  usage: 'node --import ./scripts/register.ts bench/kernels-node.ts [options]',
+  description: 'The WGSL kernels alone in Node (Dawn); scripts/bench-kernels.ts runs it.',
+})
+  .option('--out <file>', 'where the JSON result goes', nonEmpty, 'bench/results/node.tmp.json')
+  .option('--scale <k>', 'multiplies every time budget', positiveNumber, 1)
+  .addOption(
+    new Option('--parts <list>', 'which sweeps run')
+      .argParser(listOf(['matmul', 'attention'] as const))
+      .default(['matmul', 'attention'], 'matmul,attention'),
+  )
+  .option('--only <regex>', 'only the case ids this matches', regExpSource)
+  .parse()
+  .opts<{ out: string; scale: number; parts: Array<'matmul' | 'attention'>; only?: string }>();
+const { out, scale, parts } = args;
+const only = args.only === undefined ? undefined : new RegExp(args.only);
 
 const gpu = await Gpu.create();
 const dawnVersion = (() => {

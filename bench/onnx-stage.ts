@@ -18,7 +18,7 @@ import { Stage } from '../src/model/stage.ts';
 import { splitStages } from '../src/model/stages.ts';
 import { Rng } from '../src/ops/rng.ts';
 import { median } from './cases.ts';
-import { table } from './table.ts';
+import { table } from '../src/cli/table.ts';
 
 export interface StageRuntimeShape {
   batch: number;
@@ -177,7 +177,7 @@ export async function compareStageRuntimes(
   return rows;
 }
 
-/** Markdown table of the rows (bench/table.ts style). */
+/** Markdown table of the rows (src/cli/table.ts style). */
 export function stageRuntimeTable(rows: readonly StageRuntimeRow[]): string {
   const what = (r: StageRuntimeRow) =>
     [r.embedding ? 'emb' : '', `${r.layers} blk`, r.head ? 'head' : ''].filter(Boolean).join('+');

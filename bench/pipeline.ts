@@ -16,6 +16,8 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
+import { Option } from 'commander';
+import { cli, listOf, positiveInt } from '../src/cli/args.ts';
 import type { CodecName } from '../src/compress/index.ts';
 import { loadCorpus } from '../src/data/brown-node.ts';
 import { adapterLabel } from '../src/gpu/adapter-info.ts';
@@ -28,18 +30,28 @@ import { defaultRecipe, TrainingRun, unigram, type Corpus, type RecipeOptions } 
 import { idealBubble } from '../src/train/schedule.ts';
 import { replaySchedule } from '../src/train/simulate.ts';
 import { median } from './cases.ts';
-import { gitCommit, table } from './table.ts';
+import { table } from '../src/cli/table.ts';
+import { gitCommit } from './table.ts';
 import { trainAndEvaluate, type TrainRow } from './train-run.ts';
 
 const root = resolve(import.meta.dirname, '..');
-const args = new Map(
-  process.argv.slice(2).map((a) => {
-    const [k, ...v] = a.replace(/^--/, '').split('=');
-    return [k, v.join('=')] as const;
-  }),
-);
-const trainSteps = Number(args.get('steps') ?? 100);
-const parts = new Set((args.get('only') ?? 'A,B,C').split(','));
+const args = cli({
+  name: 'bench:pipeline',
+  usage: 'npm run bench:pipeline -- [options]',
+  description:
+    'The pipeline engine on the Brown corpus: A throughput, B compression, C asynchronous training. ' +
+    'Writes bench/results/pipeline.json, pipeline.md and pipeline-loss.svg.',
+})
+  .option('--steps <n>', 'training steps for B and C (other than 100 writes *.tmp files)', positiveInt, 100)
+  .addOption(
+    new Option('--only <parts>', "run these parts and keep the others' last results from pipeline.json")
+      .argParser(listOf(['A', 'B', 'C'] as const))
+      .default(['A', 'B', 'C'], 'A,B,C'),
+  )
+  .parse()
+  .opts<{ steps: number; only: string[] }>();
+const trainSteps = args.steps;
+const parts = new Set(args.only);
 const LINK: LinkShape = { bitsPerSecond: 80e6, latencyMs: 50 };
 const t0 = performance.now();
 const say = (s: string) => console.log(`[bench] ${s}`);

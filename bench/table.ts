@@ -1,5 +1,6 @@
-/** Tables for the terminal and for bench/results/kernels.md (the README includes the latter). */
+/** The kernel benchmark's report (bench/results/kernels.md, which the README includes) and the benches' shared bits. */
 import { spawnSync } from 'node:child_process';
+import { table } from '../src/cli/table.ts';
 import { matmulCases, type AttentionResult, type EnvResult, type MatmulResult, type Sample } from './cases.ts';
 
 /** The checked-out commit (short hash) the report speaks for, or undefined outside a git checkout. */
@@ -12,14 +13,6 @@ export interface ReportMeta {
   commit?: string;
   host?: string;
   versions?: Record<string, string>;
-}
-
-export function table(headers: string[], rows: string[][], align?: Array<'l' | 'r'>): string {
-  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const pad = (s: string, i: number) => ((align?.[i] ?? 'r') === 'l' ? s.padEnd(widths[i]) : s.padStart(widths[i]));
-  const line = (cells: string[]) => `| ${cells.map(pad).join(' | ')} |`;
-  const rule = `|${widths.map((w, i) => ((align?.[i] ?? 'r') === 'l' ? ` ${'-'.repeat(w)} ` : ` ${'-'.repeat(w - 1)}: `)).join('|')}|`;
-  return [line(headers), rule, ...rows.map(line)].join('\n');
 }
 
 const g = (x?: number) =>

@@ -15,6 +15,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { cli, positiveInt, positiveNumber } from '../src/cli/args.ts';
 import { BatchSampler } from '../src/data/batches.ts';
 import { loadCorpus } from '../src/data/brown-node.ts';
 import { adapterLabel } from '../src/gpu/adapter-info.ts';
@@ -25,18 +26,25 @@ import { StageInference } from '../src/infer/stage-infer.ts';
 import { Pipeline } from '../src/train/pipeline.ts';
 import { defaultRecipe, recipeAdam, recipeMicroBatches, recipeModel, type RecipeOptions } from '../src/train/recipe.ts';
 import { median } from './cases.ts';
-import { gitCommit, table } from './table.ts';
+import { table } from '../src/cli/table.ts';
+import { gitCommit } from './table.ts';
 
 const root = resolve(import.meta.dirname, '..');
-const args = new Map(
-  process.argv.slice(2).map((a) => {
-    const [k, ...v] = a.replace(/^--/, '').split('=');
-    return [k, v.join('=')] as const;
-  }),
-);
-const STEPS = Number(args.get('steps') ?? 3);
-const SECONDS = Number(args.get('seconds') ?? 2);
-const ROUNDS = Number(args.get('rounds') ?? 3);
+const args = cli({
+  name: 'bench:turns',
+  usage: 'npm run bench:turns -- [options]',
+  description:
+    'Inference latency under training load, against training throughput, on one device shared through GpuTurns. ' +
+    'Writes bench/results/turns.json and turns.md.',
+})
+  .option('--steps <n>', 'training steps per scenario and round', positiveInt, 3)
+  .option('--seconds <s>', 'seconds inference alone runs per round', positiveNumber, 2)
+  .option('--rounds <r>', 'interleaved rounds of all the scenarios', positiveInt, 3)
+  .parse()
+  .opts<{ steps: number; seconds: number; rounds: number }>();
+const STEPS = args.steps;
+const SECONDS = args.seconds;
+const ROUNDS = args.rounds;
 const say = (s: string) => console.log(`[bench] ${s}`);
 
 const gpu = await Gpu.create();

@@ -9,10 +9,11 @@
  *  - Cost: the FLOPs of the audit receipts over the train receipts (exact, from the shapes), and the wall time per
  *    step with audits against a run without, measured in the same process (one shared device: the ratio, not the
  *    absolute time, is the figure).
- * Writes bench/results/verify.{json,md}. Options: --steps=N per detection run (default 200), --epoch=N steps per epoch (default 10).
+ * Writes bench/results/verify.{json,md}. Options: `npm run bench:verify -- --help`.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { cli, positiveInt } from '../src/cli/args.ts';
 import { adapterLabel } from '../src/gpu/adapter-info.ts';
 import { Gpu } from '../src/gpu/index.ts';
 import { receiptFor } from '../src/ledger/flops.ts';
@@ -23,13 +24,23 @@ import { Rng } from '../src/ops/rng.ts';
 import { Pipeline, type MicroBatchData } from '../src/train/pipeline.ts';
 import { ProgressBar } from '../src/train/progress.ts';
 import { secretCoin, type WorkDone } from '../src/train/work.ts';
-import { gitCommit, table } from './table.ts';
+import { table } from '../src/cli/table.ts';
+import { gitCommit } from './table.ts';
 
 const root = resolve(import.meta.dirname, '..');
-const opt = (name: string, dflt: number) =>
-  Number(process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? dflt);
-const STEPS = opt('steps', 200);
-const EPOCH = opt('epoch', 10);
+const args = cli({
+  name: 'bench:verify',
+  usage: 'npm run bench:verify -- [options]',
+  description:
+    'What verification by recomputation catches and what it costs, measured on the engine. ' +
+    'Writes bench/results/verify.{json,md}.',
+})
+  .option('--steps <n>', 'steps per detection run', positiveInt, 200)
+  .option('--epoch <n>', 'steps per epoch', positiveInt, 10)
+  .parse()
+  .opts<{ steps: number; epoch: number }>();
+const STEPS = args.steps;
+const EPOCH = args.epoch;
 const cfg: ModelConfig = { vocab: 128, dModel: 32, heads: 2, layers: 2, context: 16, seed: 5 };
 const adam = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 };
 const B = 2;

@@ -8,17 +8,33 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { cli, positiveInt } from '../src/cli/args.ts';
 import { loadCorpus, SHIPPED_VOCABS } from '../src/data/brown-node.ts';
 import { adapterLabel } from '../src/gpu/adapter-info.ts';
 import { Gpu } from '../src/gpu/index.ts';
 import { trainingFlopsPerToken } from '../src/model/flops.ts';
 import { defaultRecipe, type RecipeOptions } from '../src/train/recipe.ts';
-import { gitCommit, table } from './table.ts';
+import { table } from '../src/cli/table.ts';
+import { gitCommit } from './table.ts';
 import { trainAndEvaluate, type TrainRow } from './train-run.ts';
 
 const root = resolve(import.meta.dirname, '..');
-const arg = process.argv.find((a) => a.startsWith('--budget-steps='));
-const budgetSteps = arg ? Number(arg.split('=')[1]) : 150;
+const DEFAULT_BUDGET_STEPS = 150;
+const budgetSteps = cli({
+  name: 'bench:vocab',
+  usage: 'npm run bench:vocab -- [options]',
+  description:
+    "Chooses the tokenizer's vocabulary size by validation bits per byte at a fixed compute budget. " +
+    'Writes bench/results/vocab.{json,md}.',
+})
+  .option(
+    '--budget-steps <n>',
+    'steps the smallest vocabulary gets (the budget; other than 150 writes *.tmp files)',
+    positiveInt,
+    DEFAULT_BUDGET_STEPS,
+  )
+  .parse()
+  .opts<{ budgetSteps: number }>().budgetSteps;
 const gpu = await Gpu.create();
 const software = gpu.adapter.isSoftware;
 const device = adapterLabel(gpu.adapter);
@@ -85,7 +101,8 @@ const md = [
 const text = md.join('\n');
 console.log(`\n${text}`);
 mkdirSync(join(root, 'bench/results'), { recursive: true });
-const suffix = arg ? '.tmp' : '';
+// Any other budget than the README's is a trial run: its results go to *.tmp.
+const suffix = budgetSteps === DEFAULT_BUDGET_STEPS ? '' : '.tmp';
 writeFileSync(
   join(root, `bench/results/vocab.json${suffix}`),
   JSON.stringify(

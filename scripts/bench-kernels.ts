@@ -5,9 +5,8 @@
  *      headers, opened in one headless Debian Chromium (SwiftShader WebGPU here); the page runs our kernels,
  *      onnxruntime-web and TensorFlow.js on the same adapter and reports back through exposed functions.
  *   3. Prints the tables and writes bench/results/kernels.json + kernels.md.
- * Options: --node-only, --browser-only, --scale=K (multiplies every time budget), --parts=matmul,attention,
- * --only=REGEX (case ids, e.g. '^(up|sq)-256$'), --no-build (reuse the last build), --report-only (re-render
- * kernels.md from kernels.json). With --node-only, --browser-only, --parts or --only the results go to *.tmp.
+ * Options: `npm run bench:kernels -- --help`. With --node-only, --browser-only, --parts or --only the results go
+ * to *.tmp.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
@@ -15,22 +14,46 @@ import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'no
 import { cpus } from 'node:os';
 import { extname, join, normalize, resolve } from 'node:path';
 import { chromium } from '@playwright/test';
+import { Option } from 'commander';
 import type { EnvResult } from '../bench/cases.ts';
 import { gitCommit, markdownReport, type ReportMeta } from '../bench/table.ts';
+import { cli, listOf, positiveNumber, regExpSource } from '../src/cli/args.ts';
 
 const root = resolve(import.meta.dirname, '..');
 process.chdir(root);
-const args = new Map(
-  process.argv.slice(2).map((a) => {
-    const [k, ...v] = a.replace(/^--/, '').split('=');
-    return [k, v.join('=')] as const;
-  }),
-);
-const scale = args.get('scale') ?? '1';
-const partial = args.has('only') || args.has('parts') || args.has('node-only') || args.has('browser-only');
+interface BenchCli {
+  nodeOnly?: boolean;
+  browserOnly?: boolean;
+  scale: number;
+  parts?: string[];
+  only?: string;
+  build: boolean;
+  reportOnly?: boolean;
+}
+const args = cli({
+  name: 'bench:kernels',
+  usage: 'npm run bench:kernels -- [options]',
+  description:
+    'The kernel benchmark: our WGSL kernels in Node (Dawn) and, in headless Chromium, against onnxruntime-web ' +
+    'and TensorFlow.js on the same adapter. Writes bench/results/kernels.json and kernels.md ' +
+    '(*.tmp with --node-only, --browser-only, --parts or --only).',
+})
+  .addOption(new Option('--node-only', 'only the Node run').conflicts('browserOnly'))
+  .option('--browser-only', 'only the browser run')
+  .option('--scale <k>', 'multiplies every time budget', positiveNumber, 1)
+  .option('--parts <list>', 'which sweeps run (default: matmul,attention)', listOf(['matmul', 'attention'] as const))
+  .option('--only <regex>', "only the case ids this matches, e.g. '^(up|sq)-256$'", regExpSource)
+  .option('--no-build', 'reuse the last Vite build of bench/')
+  .option('--report-only', 're-render kernels.md from kernels.json, without measuring')
+  .parse()
+  .opts<BenchCli>();
+const scale = String(args.scale);
+const parts = args.parts?.join(',');
+const partial = args.only !== undefined || parts !== undefined || args.nodeOnly || args.browserOnly;
 const passOn = [
   `--scale=${scale}`,
-  ...(['only', 'parts'] as const).filter((k) => args.has(k)).map((k) => `--${k}=${args.get(k)}`),
+  ...(args.only === undefined ? [] : [`--only=${args.only}`]),
+  ...(parts === undefined ? [] : [`--parts=${parts}`]),
 ];
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const DIST = join(root, 'node_modules/.cache/tessera-bench');
@@ -66,7 +89,7 @@ async function runNode(): Promise<EnvResult | undefined> {
       say('Node benchmark still running after its time limit: stopping it');
       child.kill('SIGTERM');
     },
-    15 * 60_000 * Number(scale),
+    15 * 60_000 * args.scale,
   );
   const code = await new Promise<number | null>((res) => child.on('exit', res));
   clearTimeout(kill);
@@ -117,7 +140,7 @@ function serve(dir: string): Promise<{ server: Server; url: string }> {
 }
 
 async function runBrowser(): Promise<{ result?: EnvResult; chromium?: string }> {
-  if (!args.has('no-build')) {
+  if (args.build) {
     say(`Browser: building bench/ with Vite (${elapsed()})`);
     const build = spawnSync(
       join(root, 'node_modules/.bin/vite'),
@@ -166,12 +189,12 @@ async function runBrowser(): Promise<{ result?: EnvResult; chromium?: string }> 
     page.on('crash', () => done(JSON.stringify({ fatal: 'page crashed' })));
     const q = new URLSearchParams({
       scale,
-      ...(args.has('only') ? { only: args.get('only')! } : {}),
-      ...(args.has('parts') ? { parts: args.get('parts')! } : {}),
+      ...(args.only === undefined ? {} : { only: args.only }),
+      ...(parts === undefined ? {} : { parts }),
     });
     await page.goto(`${url}/kernels.html?${q}`);
     // Generous: the page's own budgets end it well before this unless something hangs (e.g. a lost device).
-    const limitMs = 20 * 60_000 * Number(scale);
+    const limitMs = 20 * 60_000 * args.scale;
     const timer = setTimeout(() => done(JSON.stringify({ fatal: `no result after ${limitMs / 60_000} min` })), limitMs);
     const parsed = JSON.parse(await resultJson) as EnvResult | { fatal: string };
     clearTimeout(timer);
@@ -188,7 +211,7 @@ async function runBrowser(): Promise<{ result?: EnvResult; chromium?: string }> 
 
 // ---- 3. Report ---------------------------------------------------------------------------------------
 
-if (args.has('report-only')) {
+if (args.reportOnly) {
   // Re-renders kernels.md from kernels.json (e.g. after a change to bench/table.ts), without measuring.
   const saved = JSON.parse(readFileSync(join(RESULTS, 'kernels.json'), 'utf8')) as ReportMeta & {
     environments: EnvResult[];
@@ -201,11 +224,11 @@ if (args.has('report-only')) {
 
 const envs: EnvResult[] = [];
 let chromiumVersion: string | undefined;
-if (!args.has('browser-only')) {
+if (!args.browserOnly) {
   const r = await runNode();
   if (r) envs.push(r);
 }
-if (!args.has('node-only')) {
+if (!args.nodeOnly) {
   const r = await runBrowser();
   chromiumVersion = r.chromium;
   if (r.result) envs.unshift(r.result);
@@ -232,5 +255,5 @@ mkdirSync(RESULTS, { recursive: true });
 writeFileSync(join(RESULTS, `kernels.json${suffix}`), `${JSON.stringify({ ...meta, environments: envs }, null, 2)}\n`);
 writeFileSync(join(RESULTS, `kernels.md${suffix}`), md);
 say(`wrote bench/results/kernels.json${suffix} and kernels.md${suffix} (${elapsed()})`);
-const ok = envs.length === (args.has('node-only') || args.has('browser-only') ? 1 : 2);
+const ok = envs.length === (args.nodeOnly || args.browserOnly ? 1 : 2);
 process.exit(ok ? 0 : 1);

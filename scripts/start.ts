@@ -20,7 +20,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { build, preview } from 'vite';
+import { cli } from '../src/cli/args.ts';
 import { adminToken, epochSeconds, startCoordinator } from '../src/cli/coordinator.ts';
+import { DEFAULT_EPOCH_SECONDS } from '../src/cli/defaults.ts';
 import { setupChain, type ChainSetup } from '../src/chain/local.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
@@ -270,4 +272,24 @@ async function main(): Promise<void> {
   openBrowser(running.find((r) => r.name === 'app')?.service.url ?? '');
 }
 
+// No options: everything is set through the environment, which --help lists; anything else is a usage error.
+cli({
+  name: 'start',
+  usage: 'npm start [-- --help]',
+  description:
+    'Builds the app, then starts the chain (anvil), the coordinator, the app server and local workers training ' +
+    'the default model, and prints where to open it. Ctrl-C stops them in reverse order.',
+  after: `Environment:
+  PORT                              app port (default 5173; the next free one when taken)
+  TESSERA_COORDINATOR_PORT          coordinator port (default 8787; the next free one when taken)
+  TESSERA_WORKERS                   local workers (default 4)
+  TESSERA_CHAIN_PORT                anvil port (default 8545)
+  TESSERA_EPOCH_SECONDS             settlement period (default ${DEFAULT_EPOCH_SECONDS})
+  TESSERA_STATE_DIR                 chain, database, admin token and worker keys (default .tessera/)
+  TESSERA_NO_OPEN=1                 do not open a browser
+  TESSERA_NO_BUILD=1                serve the dist/ already built instead of building it first
+  TESSERA_WORKER_TOKENS_PER_SECOND  the local workers' speed (skips their measurement)
+  TESSERA_RPC_URL, TESSERA_CHAIN_ID, TESSERA_SETTLER_KEY, TESSERA_DEPLOYMENT, TESSERA_DEPLOYER_KEY
+                                    use another EVM chain instead of a local anvil (src/chain/local.ts)`,
+}).parse();
 await main();

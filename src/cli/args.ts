@@ -97,3 +97,31 @@ export function nonEmpty(raw: string): string {
   if (raw.trim() === '') throw new InvalidArgumentError('Must not be empty.');
   return raw;
 }
+
+/** A finite number > 0 (a time-budget multiplier). */
+export function positiveNumber(raw: string): number {
+  const n = Number(raw);
+  if (raw.trim() === '' || !Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('Must be a number > 0.');
+  return n;
+}
+
+/** A regular expression, checked here so a typo is a usage error rather than a crash mid-run; kept as text. */
+export function regExpSource(raw: string): string {
+  try {
+    new RegExp(raw);
+  } catch (e) {
+    throw new InvalidArgumentError(`Must be a regular expression (${(e as Error).message}).`);
+  }
+  return raw;
+}
+
+/** A comma-separated list whose items are all among `choices`, e.g. --parts=matmul,attention. */
+export function listOf<T extends string>(choices: readonly T[]): (raw: string) => T[] {
+  return (raw) => {
+    const items = raw.split(',').map((s) => s.trim());
+    const bad = items.filter((s) => !choices.includes(s as T));
+    if (bad.length || items.length === 0)
+      throw new InvalidArgumentError(`Must be a comma-separated list of ${choices.join(', ')}.`);
+    return items as T[];
+  };
+}

@@ -137,7 +137,8 @@ function parseCli(argv: string[]): CoordinatorCli {
     name: 'coordinator',
     usage: 'npm run coordinator -- [options]',
     description:
-      "The swarm's coordinator: a libp2p relay (peers signal WebRTC through it) and the HTTP/JSON API over SQLite. On a fresh database it registers the default model.",
+      "The swarm's coordinator: a libp2p relay (peers signal WebRTC through it) and the HTTP/JSON API " +
+      'over SQLite. On a fresh database it registers the default model.',
     after: `Environment:
   TESSERA_EPOCH_SECONDS  close an epoch this often (default ${DEFAULT_EPOCH_SECONDS})
 

@@ -24,7 +24,8 @@ const values = cli({
   name: 'settle',
   usage: 'npm run settle -- [options]',
   description:
-    'Closes the next epoch of a model now (the coordinator also does it on a timer): verdicts, credits, the Merkle root posted on chain. Prints what each wallet earned.',
+    'Closes the next epoch of a model now (the coordinator also does it on a timer): verdicts, ' +
+    'credits, the Merkle root posted on chain. Prints what each wallet earned.',
 })
   .option('--model <id>', 'the model whose epoch to close', nonEmpty, DEFAULT_MODEL_ID)
   .option(

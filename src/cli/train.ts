@@ -90,7 +90,8 @@ const program = cli({
   name: 'train',
   usage: 'npm run train -- [options]',
   description:
-    'Trains a GPT split into pipeline stages on the Brown corpus (1F1B), sized to the device, with a live progress bar; writes loss.csv, loss.svg, summary.json and one checkpoint per stage.',
+    'Trains a GPT split into pipeline stages on the Brown corpus (1F1B), sized to the device, with a ' +
+    'live progress bar; writes loss.csv, loss.svg, summary.json and one checkpoint per stage.',
   after: 'Ctrl-C stops after the current step and still writes everything.',
 })
   .optionsGroup('Model and data (defaults: software adapter / real GPU):')
@@ -135,7 +136,8 @@ const program = cli({
   .option('--eval-batches <n>', `fixed validation micro-batches (${dflt('evalBatches')})`, positiveInt)
   .option(
     '--out <dir>',
-    'output folder (runs/<timestamp>): loss.csv (step, train_loss, val_loss, val_bpb, tokens, seconds, bytes), loss.svg, summary.json, stage-<i>.safetensors',
+    'output folder (runs/<timestamp>): loss.csv (step, train_loss, val_loss, val_bpb, tokens, ' +
+      'seconds, bytes), loss.svg, summary.json, stage-<i>.safetensors',
     nonEmpty,
   );
 

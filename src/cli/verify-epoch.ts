@@ -22,7 +22,10 @@ const program = cli({
   name: 'verify-epoch',
   usage: 'npm run verify-epoch -- <epoch> [options]',
   description:
-    "Recomputes an epoch's Merkle root from what the coordinator publishes (every receipt of epochs 1..n and the bindings), checking every signature again, and compares it with the published and the on-chain root. Exit code 0 only when all three agree, 1 on a mismatch, 2 when it cannot check.",
+    "Recomputes an epoch's Merkle root from what the coordinator publishes (every receipt of epochs " +
+    '1..n and the bindings), checking every signature again, and compares it with the published and ' +
+    'the on-chain root. Exit code 0 only when all three agree, 1 on a mismatch, 2 when it cannot ' +
+    'check.',
 })
   .argument('<epoch>', 'the epoch to verify (≥ 1)', positiveInt)
   .option('--model <id>', 'the model the epoch belongs to', nonEmpty, DEFAULT_MODEL_ID)

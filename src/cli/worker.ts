@@ -56,7 +56,9 @@ const program = cli({
   name: 'worker',
   usage: 'npm run worker -- [options]',
   description:
-    'A headless Node volunteer: measures its speed, joins the coordinator, gets one stage of one model, trains it with the other stage holders over direct WebRTC and serves inference for it between steps.',
+    'A headless Node volunteer: measures its speed, joins the coordinator, gets one stage of one ' +
+    'model, trains it with the other stage holders over direct WebRTC and serves inference for it ' +
+    'between steps.',
   after: `Environment:
   TESSERA_WIRE_TAP  diagnostics: write every received byte and the held weights under this folder
 
