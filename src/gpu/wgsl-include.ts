@@ -58,7 +58,9 @@ export function expandWgsl(entry: string, source: string, read: WgslRead): WgslE
         const m = DIRECTIVE.exec(line);
         if (!m) {
           if (/^[ \t]*#include\b/.test(line))
-            throw new WgslIncludeError(`${name}:${i + 1}: malformed include, want #include "path.wgsl": ${line.trim()}`);
+            throw new WgslIncludeError(
+              `${name}:${i + 1}: malformed include, want #include "path.wgsl": ${line.trim()}`,
+            );
           return line;
         }
         const path = normalizeWgslPath(m[1], `${name}:${i + 1}`);

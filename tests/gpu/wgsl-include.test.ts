@@ -61,7 +61,9 @@ describe('WGSL #include', () => {
     expect(() => expandWgsl('k.wgsl', '#include "x.wgsl"', failing)).toThrow(
       'k.wgsl:1: cannot read included "x.wgsl": EACCES',
     );
-    expect(() => expandWgsl('k.wgsl', '\n#include "../x.wgsl"', read)).toThrow('k.wgsl:2: #include "../x.wgsl" leaves shaders/');
+    expect(() => expandWgsl('k.wgsl', '\n#include "../x.wgsl"', read)).toThrow(
+      'k.wgsl:2: #include "../x.wgsl" leaves shaders/',
+    );
     expect(() => expandWgsl('k.wgsl', '#include "/etc/x"', read)).toThrow('must be relative to shaders/');
     expect(() => expandWgsl('k.wgsl', '#include <lib/a.wgsl>', read)).toThrow('k.wgsl:1: malformed include');
   });
