@@ -6,7 +6,7 @@
 import type { Tensor } from '../gpu/index.ts';
 import type { WeightSet } from '../model/stage.ts';
 import { decodeList, decodeTensor, encodeTensor, listBody, requireFinite } from './frame-body.ts';
-import type { FrameKind } from './frame-kinds.ts';
+import { boundaryOf, type FrameKind } from './frame-kinds.ts';
 import { asyncOneFOneB } from './schedule.ts';
 import type { MicroBatchData, OpSpan, RunContext, RunnerStep, StageRunner } from './stage-runner.ts';
 import type { StageUpdate, Turn } from './stage-update.ts';
@@ -187,8 +187,7 @@ export class StageRun {
 
   /** A received tensor frame (act, grad, audit) on the GPU: the one way in for every boundary tensor. */
   private land(f: Frame, k: number): Tensor {
-    const kind = f.kind === 'grad' ? 'grad' : 'act';
-    const codec = this.runner.codec(kind === 'grad' ? this.s : this.s - 1);
+    const codec = this.runner.codec(boundaryOf(f.kind, this.s));
     const ids = this.ctx.steps[k][f.micro].ids;
     const host = decodeTensor(f, { rows: this.rows, width: this.width, codec, ids, where: this.where });
     return this.runner.stage.gpu.upload(host, [this.rows, this.width]);
@@ -204,8 +203,13 @@ export class StageRun {
     if (kind === 'act' && own && this.opts.corrupt?.(this.ctx.base + k, m))
       for (let i = 0; i < host.length; i += 7) host[i] += 0.5;
     requireFinite(host, `${this.where} ${kind} output, micro-batch ${m}`);
-    const codec = this.runner.codec(kind === 'grad' ? this.s - 1 : this.s);
+    const codec = this.runner.codec(this.outgoingBoundary(kind));
     return encodeTensor(host, kind, { rows: this.rows, width: this.width, codec, ids: this.ctx.steps[k][m].ids });
+  }
+
+  /** The boundary an outgoing tensor crosses: activations forward to stage s + 1, gradients back to s − 1. */
+  private outgoingBoundary(kind: 'act' | 'grad'): number {
+    return kind === 'act' ? this.s : this.s - 1;
   }
 
   /** Sends a forward output on (with an audit copy where the coins say so) or an input gradient back. */
@@ -215,7 +219,7 @@ export class StageRun {
     const toStage = kind === 'act' ? this.s + 1 : this.s - 1;
     const frame = this.frame(k, m, kind, {
       shape: [this.rows, this.width],
-      codec: this.runner.codec(kind === 'act' ? this.s : this.s - 1)?.name ?? 'none',
+      codec: this.runner.codec(this.outgoingBoundary(kind))?.name ?? 'none',
       payload,
     });
     frame.ids = this.ctx.steps[k][m].ids;
