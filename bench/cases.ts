@@ -198,13 +198,17 @@ export function planOrSkip(
   if (need > perCase) {
     return {
       estS,
-      skip: `est. ${fmtS(estS)}/run at ${rateGflops.toFixed(2)} GFLOP/s × ${b.warmup + b.minRepeats} runs > ${perCase} s ${secondary ? 'budget for variants not picked for this shape' : 'per-case budget'}`,
+      skip:
+        `est. ${fmtS(estS)}/run at ${rateGflops.toFixed(2)} GFLOP/s × ${b.warmup + b.minRepeats} runs > ` +
+        `${perCase} s ${secondary ? 'budget for variants not picked for this shape' : 'per-case budget'}`,
     };
   }
   if (need > sweepLeftS) {
     return {
       estS,
-      skip: `est. ${fmtS(need)} for ${b.warmup + b.minRepeats} runs > ${fmtS(Math.max(0, sweepLeftS))} left of the sweep budget`,
+      skip:
+        `est. ${fmtS(need)} for ${b.warmup + b.minRepeats} runs > ${fmtS(Math.max(0, sweepLeftS))} left of ` +
+        `the sweep budget`,
     };
   }
   return { estS };

@@ -1,6 +1,7 @@
 /**
  * The WGSL kernels alone in Node (Dawn; lavapipe by default). Spawned by scripts/bench-kernels.ts as
- * `node --import ./scripts/register.ts bench/kernels-node.ts --out=FILE [--scale=K] [--parts=matmul,attention] [--only=REGEX]`.
+ * `node --import ./scripts/register.ts bench/kernels-node.ts --out=FILE [--scale=K] [--parts=matmul,attention]
+ * [--only=REGEX]`.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { Option } from 'commander';
@@ -36,9 +37,10 @@ const dawnVersion = (() => {
   }
 })();
 const log = (line: string) => console.log(`  [node] ${line}`);
-log(
-  `adapter: ${gpu.adapter.vendor} · ${gpu.adapter.description || gpu.adapter.device || gpu.adapter.architecture}${gpu.adapter.isSoftware ? ' (software)' : ''}; timestamp-query ${gpu.device.features.has('timestamp-query') ? 'yes' : 'no'}`,
-);
+const adapterName = gpu.adapter.description || gpu.adapter.device || gpu.adapter.architecture;
+const software = gpu.adapter.isSoftware ? ' (software)' : '';
+const timestamps = gpu.device.features.has('timestamp-query') ? 'yes' : 'no';
+log(`adapter: ${gpu.adapter.vendor} · ${adapterName}${software}; timestamp-query ${timestamps}`);
 const result = await runBench({
   env: 'node',
   gpu,

@@ -29,13 +29,15 @@ async function main(): Promise<void> {
   const only = q.get('only') ? new RegExp(q.get('only')!) : undefined;
   log(`crossOriginIsolated=${globalThis.crossOriginIsolated}, ${navigator.userAgent}`);
   const gpu = await Gpu.create();
-  log(
-    `adapter: ${gpu.adapter.vendor} · ${gpu.adapter.description || gpu.adapter.device || gpu.adapter.architecture}${gpu.adapter.isSoftware ? ' (software)' : ''}; timestamp-query ${gpu.device.features.has('timestamp-query') ? 'yes' : 'no'}`,
-  );
+  const adapterName = gpu.adapter.description || gpu.adapter.device || gpu.adapter.architecture;
+  const software = gpu.adapter.isSoftware ? ' (software)' : '';
+  const timestamps = gpu.device.features.has('timestamp-query') ? 'yes' : 'no';
+  log(`adapter: ${gpu.adapter.vendor} · ${adapterName}${software}; timestamp-query ${timestamps}`);
   const peers = parts.includes('matmul') ? [await ortImpl(log), await tfjsPeer(log)] : [];
   for (const p of peers)
     log(
-      `peer ${p.impl.id}: ${p.info.version} on ${p.info.backend}; timing: ${p.info.timing}${p.info.note ? ` (${p.info.note})` : ''}`,
+      `peer ${p.impl.id}: ${p.info.version} on ${p.info.backend}; timing: ` +
+        `${p.info.timing}${p.info.note ? ` (${p.info.note})` : ''}`,
     );
   const result: EnvResult = await runBench({
     env: 'browser',

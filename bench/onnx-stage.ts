@@ -165,7 +165,8 @@ export async function compareStageRuntimes(
           repeats,
         };
         log(
-          `stage ${index}/${specs.length} b${batch}×t${seq}: WGSL ${wgslMs.toFixed(2)} ms, ORT(${row.ortEp}) ${ortMs.toFixed(2)} ms, max |Δ| ${row.maxAbsErr.toExponential(1)}`,
+          `stage ${index}/${specs.length} b${batch}×t${seq}: WGSL ${wgslMs.toFixed(2)} ms, ORT(${row.ortEp}) ` +
+            `${ortMs.toFixed(2)} ms, max |Δ| ${row.maxAbsErr.toExponential(1)}`,
         );
         rows.push(row);
       }

@@ -47,7 +47,9 @@ export async function runBench(o: BenchOptions): Promise<EnvResult> {
   };
   if (parts.includes('matmul')) {
     o.log(
-      `matmul: ours (register, tiled, naive)${o.peers.map((p) => `, ${p.impl.id} (${p.info.backend})`).join('')}; budget ${o.budget.perCaseS} s per implementation per case, ${o.budget.matmulS} s in all`,
+      `matmul: ours (register, tiled, ` +
+        `naive)${o.peers.map((p) => `, ${p.impl.id} (${p.info.backend})`).join('')}; budget ` +
+        `${o.budget.perCaseS} s per implementation per case, ${o.budget.matmulS} s in all`,
     );
     const impls = [...oursMatmulImpls(o.gpu), ...o.peers.map((p) => p.impl)];
     result.matmul = await matmulSweep(

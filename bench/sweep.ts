@@ -221,9 +221,10 @@ export async function matmulSweep(
     }
     for (const impl of impls) {
       const smp = r.impls[impl.id];
-      cells.push(
-        `${impl.id} ${smp ? smp.gflops.toFixed(2) : sweepSkip ? '' : ctx.skipped.some((x) => x.case === c.id && x.impl === implLabel(impl) && x.reason.startsWith('failed')) ? 'FAILED' : 'skipped'}`,
+      const failed = ctx.skipped.some(
+        (x) => x.case === c.id && x.impl === implLabel(impl) && x.reason.startsWith('failed'),
       );
+      cells.push(`${impl.id} ${smp ? smp.gflops.toFixed(2) : sweepSkip ? '' : failed ? 'FAILED' : 'skipped'}`);
     }
     // 'ours' is the variant the selector picks; it was measured as that variant.
     const chosenSample = r.chosen ? r.impls[`ours:${r.chosen}` as ImplId] : undefined;
@@ -234,7 +235,8 @@ export async function matmulSweep(
       progressLine(
         ci + 1,
         order.length,
-        `${c.id} (${(flops / 1e9).toFixed(2)} GFLOP, ${fmtS((now() - t0) / 1000)}): ${sweepSkip ? `skipped (${sweepSkip})` : `${cells.join(', ')} GFLOP/s${ratio}`}`,
+        `${c.id} (${(flops / 1e9).toFixed(2)} GFLOP, ${fmtS((now() - t0) / 1000)}): ` +
+          `${sweepSkip ? `skipped (${sweepSkip})` : `${cells.join(', ')} GFLOP/s${ratio}`}`,
       ),
     );
   }
@@ -296,7 +298,8 @@ export async function attentionSweep(
       if (ci === 0) {
         t0 += warmMs;
         log(
-          `attention: first run (pipeline compilation included) ${fmtS(warmMs / 1000)}, not counted in the sweep budget`,
+          `attention: first run (pipeline compilation included) ${fmtS(warmMs / 1000)}, not counted in the ` +
+            `sweep budget`,
         );
       }
       if (memoryOnly) {
@@ -307,7 +310,9 @@ export async function attentionSweep(
           progressLine(
             ci + 1,
             cases.length,
-            `attention T=${c.seq}: memory only (${fmtS(warmMs / 1000)}), largest buffer ${mib(r.largestBuffer)}, peak extra ${mib(r.peakExtraBytes)} (T×T scores would be ${mib(r.scoreMatrixBytes)})`,
+            `attention T=${c.seq}: memory only (${fmtS(warmMs / 1000)}), largest buffer ` +
+              `${mib(r.largestBuffer)}, peak extra ${mib(r.peakExtraBytes)} (T×T scores would be ` +
+              `${mib(r.scoreMatrixBytes)})`,
           ),
         );
         continue;
@@ -334,7 +339,10 @@ export async function attentionSweep(
         progressLine(
           ci + 1,
           cases.length,
-          `attention T=${c.seq} (${fmtS((now() - t0) / 1000)}): fwd ${r.fwd.ms.toFixed(1)} ms, bwd ${r.bwd.ms.toFixed(1)} ms, ${r.total.gflops.toFixed(2)} GFLOP/s, largest buffer ${mib(r.largestBuffer)}, peak extra ${mib(r.peakExtraBytes)} (T×T scores would be ${mib(r.scoreMatrixBytes)})`,
+          `attention T=${c.seq} (${fmtS((now() - t0) / 1000)}): fwd ${r.fwd.ms.toFixed(1)} ms, bwd ` +
+            `${r.bwd.ms.toFixed(1)} ms, ${r.total.gflops.toFixed(2)} GFLOP/s, largest buffer ` +
+            `${mib(r.largestBuffer)}, peak extra ${mib(r.peakExtraBytes)} (T×T scores would be ` +
+            `${mib(r.scoreMatrixBytes)})`,
         ),
       );
     } catch (e) {

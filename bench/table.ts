@@ -37,6 +37,11 @@ function adapterName(e: EnvResult): string {
   return `${a.vendor || 'unknown vendor'} · ${name}${a.isSoftware ? ' (software adapter)' : ''}`;
 }
 
+/** How the matmul table's peer columns are clocked. */
+const PEER_CLOCKS =
+  ' ours/ORT compares wall clock with wall clock ("ours wall": sync, dispatch, wait, timestamp readback), ' +
+  'ours/tfjs compares GPU timestamps with tfjs kernelMs.';
+
 function worstErr(e: EnvResult): string {
   let ref = 0;
   let rel = 0;
@@ -120,20 +125,33 @@ export function envSection(e: EnvResult): string {
   out.push('');
   out.push(`- Runtime: ${e.runtime}`);
   out.push(
-    `- Ours: ${e.ourTimingSource}; warm-up ${e.budget.warmup}, then ${e.budget.minRepeats}–${e.budget.maxRepeats} timed repeats (as many as fit in ${e.budget.repeatS} s); medians. A size is skipped for an implementation when warm-up + ${e.budget.minRepeats} runs, estimated from its median rate at the largest size it ran so far, would exceed ${e.budget.perCaseS} s (${e.budget.secondaryPerCaseS} s for our variants the selector does not pick, after their first case per group), or the sweep's budget (${e.budget.matmulS} s matmul, ${e.budget.attentionS} s attention) would run out.`,
+    `- Ours: ${e.ourTimingSource}; warm-up ${e.budget.warmup}, then ` +
+      `${e.budget.minRepeats}–${e.budget.maxRepeats} timed repeats (as many as fit in ${e.budget.repeatS} s); ` +
+      `medians. A size is skipped for an implementation when warm-up + ${e.budget.minRepeats} runs, ` +
+      `estimated from its median rate at the largest size it ran so far, would exceed ${e.budget.perCaseS} ` +
+      `s (${e.budget.secondaryPerCaseS} s for our variants the selector does not pick, after their first ` +
+      `case per group), or the sweep's budget (${e.budget.matmulS} s matmul, ${e.budget.attentionS} s ` +
+      `attention) would run out.`,
   );
   for (const [id, p] of Object.entries(e.peers))
     out.push(
-      `- ${id === 'ort' ? 'ORT' : id}: ${p.version}, **${p.backend}** backend; ${p.timing}${p.note ? ` — ${p.note}` : ''}.`,
+      `- ${id === 'ort' ? 'ORT' : id}: ${p.version}, **${p.backend}** backend; ` +
+        `${p.timing}${p.note ? ` — ${p.note}` : ''}.`,
     );
   out.push(
-    '- Per case, every implementation is created and warmed up, then timed in interleaved rounds (rotating order), so load from other processes falls on all of them alike; inputs are the same seeded uniform(-1, 1) matrices for all, and each output is checked against ours.',
+    '- Per case, every implementation is created and warmed up, then timed in interleaved rounds (rotating ' +
+      'order), so load from other processes falls on all of them alike; inputs are the same seeded uniform(-1, ' +
+      '1) matrices for all, and each output is checked against ours.',
   );
   out.push(`- Elapsed ${e.elapsedS.toFixed(0)} s.`);
   if (e.matmul.length) {
     out.push('');
     out.push(
-      `Matmul, GFLOP/s (higher is better). "ours" = the variant chooseMatmulVariant picks (column "variant"), by GPU timestamps; ratios > 1 mean ours is faster.${Object.keys(e.peers).length ? ' ours/ORT compares wall clock with wall clock ("ours wall": sync, dispatch, wait, timestamp readback), ours/tfjs compares GPU timestamps with tfjs kernelMs.' : ''} "skip" = over the time budget (listed below); every output is checked against a float64 reference at 256 positions and against ours (✗ = relative error > 1e-3; worst seen: ${worstErr(e)}).`,
+      `Matmul, GFLOP/s (higher is better). "ours" = the variant chooseMatmulVariant picks (column "variant"), ` +
+        `by GPU timestamps; ratios > 1 mean ours is ` +
+        `faster.${Object.keys(e.peers).length ? PEER_CLOCKS : ''} "skip" = over the time budget (listed below); ` +
+        'every output is checked against a float64 reference at 256 positions and against ours ' +
+        `(✗ = relative error > 1e-3; worst seen: ${worstErr(e)}).`,
     );
     out.push('');
     out.push(matmulTable(e));
@@ -142,7 +160,10 @@ export function envSection(e: EnvResult): string {
       const worst = tr.reduce((a, b) => (a.ratios.bestPeer! <= b.ratios.bestPeer! ? a : b));
       out.push('');
       out.push(
-        `Transformer-shaped cases: ours / best peer ranges ${Math.min(...tr.map((r) => r.ratios.bestPeer!)).toFixed(2)}× – ${Math.max(...tr.map((r) => r.ratios.bestPeer!)).toFixed(2)}× over ${tr.length} measured case(s) (lowest: ${worst.id}).`,
+        `Transformer-shaped cases: ours / best peer ranges ` +
+          `${Math.min(...tr.map((r) => r.ratios.bestPeer!)).toFixed(2)}× – ` +
+          `${Math.max(...tr.map((r) => r.ratios.bestPeer!)).toFixed(2)}× over ${tr.length} measured case(s) ` +
+          `(lowest: ${worst.id}).`,
       );
     }
   }
@@ -150,7 +171,10 @@ export function envSection(e: EnvResult): string {
     const a0 = e.attention[0];
     out.push('');
     out.push(
-      `Causal attention forward + backward (ours, FlashAttention-2 style), batch ${a0.batch}, ${a0.heads} heads, d_model ${a0.channels}. Memory from the buffer pool during one forward + backward (inputs qkv and dOut excluded; pool bucket sizes): it grows linearly in T, while a T×T score matrix (last column) would grow quadratically.`,
+      `Causal attention forward + backward (ours, FlashAttention-2 style), batch ${a0.batch}, ${a0.heads} ` +
+        `heads, d_model ${a0.channels}. Memory from the buffer pool during one forward + backward (inputs qkv ` +
+        `and dOut excluded; pool bucket sizes): it grows linearly in T, while a T×T score matrix (last ` +
+        `column) would grow quadratically.`,
     );
     out.push('');
     out.push(attentionTable(e));
@@ -173,7 +197,10 @@ export function markdownReport(envs: EnvResult[], meta?: ReportMeta): string {
   const out: string[] = ['## Kernel benchmark', ''];
   if (meta) {
     out.push(
-      `Generated by \`npm run bench:kernels\` on ${meta.date}${meta.commit ? ` at commit ${meta.commit}` : ''}${meta.host ? ` (${meta.host})` : ''}. Figures are single runs on a shared machine: compare ratios measured in the same run rather than absolute numbers.`,
+      `Generated by \`npm run bench:kernels\` on ` +
+        `${meta.date}${meta.commit ? ` at commit ${meta.commit}` : ''}${meta.host ? ` (${meta.host})` : ''}. ` +
+        `Figures are single runs on a shared machine: compare ratios measured in the same run rather than ` +
+        `absolute numbers.`,
     );
     if (meta.versions)
       out.push(

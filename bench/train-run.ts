@@ -88,7 +88,8 @@ export async function trainAndEvaluate(
     seconds: (performance.now() - started) / 1000,
   };
   say(
-    `${name}: val loss ${val.loss.toFixed(4)} (${val.bpb.toFixed(3)} bpb) after ${o.steps} steps, ${bpt.toFixed(1)} B/token (${row.compression.toFixed(1)}×) [${formatDuration((performance.now() - t0) / 1000)}]`,
+    `${name}: val loss ${val.loss.toFixed(4)} (${val.bpb.toFixed(3)} bpb) after ${o.steps} steps, ` +
+      `${bpt.toFixed(1)} B/token (${row.compression.toFixed(1)}×) [${formatDuration((performance.now() - t0) / 1000)}]`,
   );
   run.destroy();
   return row;

@@ -3,10 +3,10 @@
  * Tessera's services in order and prints where to open it. Ctrl-C stops them in reverse order.
  *
  * Services, in order (each gets the URLs of those started before it): the chain (anvil from @foundry-rs/anvil
- * with Tessera's contracts, state in .tessera/ or TESSERA_STATE_DIR; or TESSERA_RPC_URL's, see src/chain/local.ts), the coordinator (libp2p relay + HTTP API
- * over SQLite in the same directory, registering the default model on a fresh database), the app server (proxying
- * /api to the coordinator, so the tab talks to it same-origin), and local Node workers that train the
- * default model; a tab that opens the app can join as one more peer.
+ * with Tessera's contracts, state in .tessera/ or TESSERA_STATE_DIR; or TESSERA_RPC_URL's, see src/chain/local.ts), the
+ * coordinator (libp2p relay + HTTP API over SQLite in the same directory, registering the default model on a fresh
+ * database), the app server (proxying /api to the coordinator, so the tab talks to it same-origin), and local Node
+ * workers that train the default model; a tab that opens the app can join as one more peer.
  *
  * Environment: PORT (app port, default 5173; the next free port is used when it is taken),
  * TESSERA_COORDINATOR_PORT (default 8787, next free if taken), TESSERA_WORKERS (local workers, default 4),
@@ -90,7 +90,10 @@ const chain: Service = {
   },
 };
 
-/** The swarm's coordinator: relay + API + SQLite (state survives restarts in .tessera/coordinator.db); settles an epoch every TESSERA_EPOCH_SECONDS. */
+/**
+ * The swarm's coordinator: relay + API + SQLite (state survives restarts in .tessera/coordinator.db); settles an epoch
+ * every TESSERA_EPOCH_SECONDS.
+ */
 const coordinator: Service = {
   name: 'coordinator',
   async start() {

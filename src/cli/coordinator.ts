@@ -179,9 +179,8 @@ async function main(): Promise<void> {
     settleEveryMs: epochSeconds() * 1000,
     adminToken: adminToken(dir),
   });
-  console.log(
-    `[coordinator] API ${coord.url}  relay ${coord.relay?.multiaddrs.join(' ')}${chain ? `  chain ${chain.deployment.rpcUrl} (id ${chain.deployment.chainId})` : ''}`,
-  );
+  const chainText = chain ? `  chain ${chain.deployment.rpcUrl} (id ${chain.deployment.chainId})` : '';
+  console.log(`[coordinator] API ${coord.url}  relay ${coord.relay?.multiaddrs.join(' ')}${chainText}`);
   const stop = async () => {
     await coord.stop();
     await chain?.anvil?.stop();

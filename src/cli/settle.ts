@@ -2,7 +2,8 @@
  * `npm run settle`: closes the next epoch of a model now (the coordinator also does it on a timer): verdicts,
  * credits, the Merkle root posted on chain. Prints what each wallet earned.
  *
- *   npm run settle -- [--model brown-tiny] [--epoch N] [--coordinator http://127.0.0.1:8787] [--token-file .tessera/admin-token]
+ *   npm run settle -- [--model brown-tiny] [--epoch N] [--coordinator http://127.0.0.1:8787] [--token-file
+ * .tessera/admin-token]
  *
  * --epoch N refuses to close anything but epoch N (a guard against settling twice from two terminals).
  */

@@ -202,22 +202,34 @@ async function main(): Promise<number> {
   const run = TrainingRun.create(gpu, o, corpus, { timeoutMs: 3_600_000 });
   const { pipeline, validation: val, cfg } = run;
   say(
-    `[tessera] data: Brown corpus, ${corpus.train.length} train / ${corpus.val.length} val tokens (vocab ${o.vocab}, ${run.sampler.batchesPerPass} batches per data pass); validation: ${val.micro.length} × ${o.batch} × ${o.context} tokens = ${val.bytes} bytes`,
+    `[tessera] data: Brown corpus, ${corpus.train.length} train / ${corpus.val.length} val tokens (vocab ` +
+      `${o.vocab}, ${run.sampler.batchesPerPass} batches per data pass); validation: ${val.micro.length} × ` +
+      `${o.batch} × ${o.context} tokens = ${val.bytes} bytes`,
   );
   say(
-    `[tessera] unigram baseline: entropy ${val.unigramNats.toFixed(3)} nats/token = ${val.unigramBpb.toFixed(3)} bits/byte (its cross-entropy on the validation batches: ${val.unigramValBpb.toFixed(3)} bpb)`,
+    `[tessera] unigram baseline: entropy ${val.unigramNats.toFixed(3)} nats/token = ` +
+      `${val.unigramBpb.toFixed(3)} bits/byte (its cross-entropy on the validation batches: ` +
+      `${val.unigramValBpb.toFixed(3)} bpb)`,
   );
   const counts = run.paramCounts;
   say(
-    `[tessera] model: ${o.stages} stages × ${o.blocks} block(s), dModel ${o.dModel}, ${o.heads} heads, context ${o.context}, vocab ${o.vocab}; parameters per stage [${counts.map((c) => `${(c / 1e3).toFixed(0)}k`).join(', ')}] = ${(counts.reduce((a, b) => a + b, 0) / 1e6).toFixed(2)}M`,
+    `[tessera] model: ${o.stages} stages × ${o.blocks} block(s), dModel ${o.dModel}, ${o.heads} heads, context ` +
+      `${o.context}, vocab ${o.vocab}; parameters per stage ` +
+      `[${counts.map((c) => `${(c / 1e3).toFixed(0)}k`).join(', ')}] = ` +
+      `${(counts.reduce((a, b) => a + b, 0) / 1e6).toFixed(2)}M`,
   );
   const perToken = run.bytesPerToken;
   const mode =
     o.staleness > 0
-      ? `asynchronous 1F1B (staleness ≤ ${o.staleness}, ${o.correction === 'nesterov' ? 'Nesterov look-ahead' : 'no correction'})`
+      ? `asynchronous 1F1B (staleness ≤ ${o.staleness}, ` +
+        `${o.correction === 'nesterov' ? 'Nesterov look-ahead' : 'no correction'})`
       : `1F1B (ideal bubble ${(100 * idealBubble(o.stages, o.micro)).toFixed(0)}%)`;
   say(
-    `[tessera] training: ${o.steps} steps × ${o.micro} micro-batches × ${o.batch} × ${o.context} = ${run.tokensPerStep} tokens/step, ${mode}, AdamW lr ${o.lr} (warm-up ${o.warmup}, cosine), codec ${o.codec}${o.tail ? ` (last ${o.tail} boundaries none)` : ''}${run.codecs ? ` = [${perToken.map((b) => b.toFixed(1)).join(', ')}] bytes/token vs ${4 * o.dModel}` : ''}${o.link ? `, links ${o.linkText}` : ''}`,
+    `[tessera] training: ${o.steps} steps × ${o.micro} micro-batches × ${o.batch} × ${o.context} = ` +
+      `${run.tokensPerStep} tokens/step, ${mode}, AdamW lr ${o.lr} (warm-up ${o.warmup}, cosine), codec ` +
+      `${o.codec}${o.tail ? ` (last ${o.tail} boundaries none)` : ''}` +
+      (run.codecs ? ` = [${perToken.map((b) => b.toFixed(1)).join(', ')}] bytes/token vs ${4 * o.dModel}` : '') +
+      (o.link ? `, links ${o.linkText}` : ''),
   );
   say(`[tessera] output: ${out}`);
 
@@ -228,7 +240,9 @@ async function main(): Promise<number> {
   const valPts: Array<[number, number]> = [];
   const writeChart = () => {
     const svg = lineChartSvg({
-      title: `Tessera: ${o.stages}-stage GPT on Brown (dModel ${o.dModel}, vocab ${o.vocab}, codec ${o.codec}${o.staleness ? `, async ${o.staleness}` : ''})`,
+      title:
+        `Tessera: ${o.stages}-stage GPT on Brown (dModel ${o.dModel}, vocab ${o.vocab}, codec ` +
+        `${o.codec}${o.staleness ? `, async ${o.staleness}` : ''})`,
       xLabel: 'optimizer step',
       yLabel: 'cross-entropy (nats/token)',
       series: [
@@ -287,14 +301,13 @@ async function main(): Promise<number> {
       if (recent.length > 10) recent.shift();
     }
     const secs = (performance.now() - t0) / 1000;
-    appendFileSync(
-      csvPath,
-      `${step},${fmtNum(loss)},${evalNow ? fmtNum(valLoss) : ''},${evalNow ? fmtNum(valBpb) : ''},${tokens},${secs.toFixed(1)},${bytes}\n`,
-    );
+    const row = [step, fmtNum(loss), evalNow ? fmtNum(valLoss) : '', evalNow ? fmtNum(valBpb) : ''];
+    appendFileSync(csvPath, `${[...row, tokens, secs.toFixed(1), bytes].join(',')}\n`);
     if (evalNow) {
       writeChart();
       bar.log(
-        `step ${step}: train loss ${loss === undefined ? '(refused)' : fmtNum(loss)}  val loss ${fmtNum(valLoss)} (${fmtNum(valBpb, 3)} bpb; unigram ${val.unigramBpb.toFixed(3)})`,
+        `step ${step}: train loss ${loss === undefined ? '(refused)' : fmtNum(loss)}  val loss ` +
+          `${fmtNum(valLoss)} (${fmtNum(valBpb, 3)} bpb; unigram ${val.unigramBpb.toFixed(3)})`,
       );
     }
     bar.update(state(step), evalNow);
@@ -346,7 +359,8 @@ async function main(): Promise<number> {
     } catch (e) {
       if (!isRefusal(e)) throw e;
       refused++;
-      // Synchronous: the step is refused as a whole. Asynchronous: applied updates stay; the rest of the chunk is dropped.
+      // Synchronous: the step is refused as a whole. Asynchronous: applied updates stay; the rest of the chunk is
+      // dropped.
       done = Math.max(done, lastRecorded) + 1;
       bar.log(`step ${done}: refused (${(e as Error).message}); going on with the next batch`);
       record(done, undefined, false);
@@ -405,10 +419,13 @@ async function main(): Promise<number> {
   };
   writeFileSync(join(out, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
   say(
-    `[tessera] ${done} steps (${refused} refused) in ${formatDuration(elapsed)}: ${tokens} tokens at ${summary.tokensPerSecond.toFixed(0)} tokens/s (training time), ${formatBytes(bytes)} between stages`,
+    `[tessera] ${done} steps (${refused} refused) in ${formatDuration(elapsed)}: ${tokens} tokens at ` +
+      `${summary.tokensPerSecond.toFixed(0)} tokens/s (training time), ${formatBytes(bytes)} between stages`,
   );
   say(
-    `[tessera] final train loss ${fmtNum(finalTrain)} (mean of last ${recent.length} steps), validation loss ${fmtNum(valLoss)} = ${fmtNum(valBpb, 3)} bits/byte; unigram baseline ${val.unigramBpb.toFixed(3)} bits/byte (entropy ${val.unigramNats.toFixed(3)} nats/token)`,
+    `[tessera] final train loss ${fmtNum(finalTrain)} (mean of last ${recent.length} steps), validation loss ` +
+      `${fmtNum(valLoss)} = ${fmtNum(valBpb, 3)} bits/byte; unigram baseline ${val.unigramBpb.toFixed(3)} ` +
+      `bits/byte (entropy ${val.unigramNats.toFixed(3)} nats/token)`,
   );
   say(`[tessera] wrote ${csvPath}, ${join(out, 'loss.svg')}, ${join(out, 'summary.json')}`);
   for (const f of files) say(`[tessera] wrote ${f}`);
@@ -420,10 +437,12 @@ async function main(): Promise<number> {
 main().then(
   (code) => process.exit(code),
   (e: unknown) => {
-    // Typed errors (a config beyond the device's limits, a missing tokenizer) explain themselves; others need the stack.
+    // Typed errors (a config beyond the device's limits, a missing tokenizer) explain themselves; others need the
+    // stack.
     const typed = e instanceof TesseraGpuError || e instanceof VocabSizeError;
     process.stderr.write(
-      `[tessera] train failed: ${e instanceof Error ? (typed ? `${e.name}: ${e.message}` : (e.stack ?? e.message)) : String(e)}\n`,
+      `[tessera] train failed: ` +
+        `${e instanceof Error ? (typed ? `${e.name}: ${e.message}` : (e.stack ?? e.message)) : String(e)}\n`,
     );
     process.exit(1);
   },

@@ -161,7 +161,8 @@ reporter.start();
 const cheat = secretCoin(crypto.getRandomValues(new Uint8Array(32)));
 const tokensPerSecond = givenSpeed ?? (await measureThroughput(gpu));
 say(
-  `[worker ${node.peerId.toString().slice(-6)}] ${gpu.adapter.description || gpu.adapter.vendor} · ${tokensPerSecond.toFixed(0)} reference tokens/s · relay ${relayAddr}`,
+  `[worker ${node.peerId.toString().slice(-6)}] ${gpu.adapter.description || gpu.adapter.vendor} · ` +
+    `${tokensPerSecond.toFixed(0)} reference tokens/s · relay ${relayAddr}`,
 );
 const worker = new SwarmWorker({
   gpu,
@@ -183,13 +184,16 @@ const worker = new SwarmWorker({
     snapshot?.(worker.heldStage());
     if (step !== crashAfter) return;
     console.log(
-      `[worker ${node.peerId.toString().slice(-6)}] --crash-after-update ${step}: killing this process (SIGKILL) right after the update`,
+      `[worker ${node.peerId.toString().slice(-6)}] --crash-after-update ${step}: killing this process ` +
+        `(SIGKILL) right after the update`,
     );
     process.kill(process.pid, 'SIGKILL');
   },
   onStep: (s) =>
     say(
-      `[worker ${node.peerId.toString().slice(-6)}] step ${s.step}${s.loss === undefined ? '' : `  loss ${s.loss.toFixed(4)}`}  ${s.ms.toFixed(0)} ms  sent ${formatBytes(s.bytesSent)}  received ${formatBytes(s.bytesReceived)}`,
+      `[worker ${node.peerId.toString().slice(-6)}] step ` +
+        `${s.step}${s.loss === undefined ? '' : `  loss ${s.loss.toFixed(4)}`}  ${s.ms.toFixed(0)} ms  sent ` +
+        `${formatBytes(s.bytesSent)}  received ${formatBytes(s.bytesReceived)}`,
     ),
 });
 // Inference with the stage's current weights, between training steps (and after them with --stay).
