@@ -1,5 +1,5 @@
 /**
- * `/tessera/sync/1.0.0`: what the workers of one pipeline tell each other outside the tensor stream, one small
+ * `/tessera/sync/2.0.0`: what the workers of one pipeline tell each other outside the tensor stream, one small
  * request and answer per stream (length-prefixed JSON, see stream-io.ts):
  *
  * - `status`: where the answering worker stands — the pipeline layout it is configuring or training, its phase,
@@ -15,7 +15,7 @@
 import type { Connection, Libp2p, PeerId, Stream } from '@libp2p/interface';
 import { abortOn, openStream, StreamReader, WireError, withTimeout, writeJson } from './stream-io.ts';
 
-export const SYNC_PROTOCOL = '/tessera/sync/1.0.0';
+export const SYNC_PROTOCOL = '/tessera/sync/2.0.0';
 
 const MAX_MESSAGE_BYTES = 256 * 1024;
 

@@ -1,5 +1,5 @@
 /**
- * `/tessera/stage/1.0.0` and `/tessera/sync/1.0.0` between real libp2p peers (relay + direct WebRTC on
+ * `/tessera/stage/1.0.0` and `/tessera/sync/2.0.0` between real libp2p peers (relay + direct WebRTC on
  * 127.0.0.1), with real stages on the Dawn device: a holder serves its stage's checkpoint to the peer assigned
  * that stage and to nobody else; the asker rebuilds the stage bit for bit; every kind of bad reply (tampered,
  * wrong stage, oversized, mis-hashed, cut short) is refused before anything reaches the GPU.

@@ -117,7 +117,7 @@ export class Membership {
     try {
       return await client.heartbeat(peerId, stats, links);
     } catch (e) {
-      if (!(e instanceof CoordinatorError) || (e.status !== 409 && e.status !== 404)) throw e;
+      if (!(e instanceof CoordinatorError) || (e.code !== 'conflict' && e.code !== 'not-found')) throw e;
       this.o.log(`the coordinator no longer counts this peer (${e.message}); joining again`);
       return client.join(peerId, this.o.tokensPerSecond, this.o.kind);
     }

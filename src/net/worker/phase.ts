@@ -12,7 +12,7 @@
  * ends every phase. `pause`/`resume` (the volunteer's) are a flag, not a phase: the step loop holds between
  * steps while it is set.
  *
- * `wire` is what the worker tells the others of its pipeline (`/tessera/sync/1.0.0`); a phase that ends work
+ * `wire` is what the worker tells the others of its pipeline (`/tessera/sync/2.0.0`); a phase that ends work
  * (backoff, abandoned, done, stopped) leaves it as it was, so a stage still on the GPU is never served while a
  * step may be writing it.
  */

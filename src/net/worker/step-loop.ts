@@ -142,7 +142,7 @@ export class StepLoop {
         }
         await client.reportFailedStep(modelId, step, peerId).catch((e: unknown) => {
           // Already recorded (a recomputed step): nothing left to record.
-          if (!(e instanceof CoordinatorError && e.status === 409)) throw e;
+          if (!(e instanceof CoordinatorError && e.code === 'conflict')) throw e;
         });
         this.d.log(`step ${step} has a non-finite loss (${loss}); recorded as failed`);
         return;
