@@ -49,14 +49,22 @@ fn update(i: u32, g: f32) {
 }
 
 @compute @workgroup_size(WG)
-fn step(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+fn step(
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(local_invocation_id) lid: vec3u,
+  @builtin(num_workgroups) nwg: vec3u
+) {
   let i = flat(wid, lid, nwg);
   if (i >= p.n) { return; }
   update(i, grad[i]);
 }
 
 @compute @workgroup_size(WG)
-fn step_scaled(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+fn step_scaled(
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(local_invocation_id) lid: vec3u,
+  @builtin(num_workgroups) nwg: vec3u
+) {
   let i = flat(wid, lid, nwg);
   if (i >= p.n) { return; }
   let s = grad_scale[0];

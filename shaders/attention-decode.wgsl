@@ -62,7 +62,11 @@ fn ld_kv(base: u32, d4: u32) -> vec4f {
 }
 
 @compute @workgroup_size(WG)
-fn append(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+fn append(
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(local_invocation_id) lid: vec3u,
+  @builtin(num_workgroups) nwg: vec3u
+) {
   let e = flat(wid, lid, nwg);
   let w = 2u * p.C;
   if (e >= p.t * w) { return; }
@@ -72,7 +76,11 @@ fn append(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: 
 }
 
 @compute @workgroup_size(WG)
-fn partial(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+fn partial(
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(local_invocation_id) lid: vec3u,
+  @builtin(num_workgroups) nwg: vec3u
+) {
   let f = flat(wid, lid, nwg);   // (h·S + s)·t + i
   if (f >= p.H * p.S * p.t) { return; }
   let i = f % p.t;
@@ -111,7 +119,11 @@ fn partial(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid:
 }
 
 @compute @workgroup_size(WG)
-fn combine(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+fn combine(
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(local_invocation_id) lid: vec3u,
+  @builtin(num_workgroups) nwg: vec3u
+) {
   let g = flat(wid, lid, nwg);   // ((h·t + i)·D4 + d4)
   if (g >= p.H * p.t * D4) { return; }
   let d4 = g % D4;

@@ -65,7 +65,11 @@ fn delta_of(r: Row, t: u32) -> f32 {
 }
 
 @compute @workgroup_size(WG)
-fn forward(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+fn forward(
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(local_invocation_id) lid: vec3u,
+  @builtin(num_workgroups) nwg: vec3u
+) {
   let r = own_row(wid, lid, nwg);
   if (!r.valid) { return; }
   for (var d4 = 0u; d4 < D4; d4++) {
@@ -85,7 +89,11 @@ fn forward(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid:
 }
 
 @compute @workgroup_size(WG)
-fn backward_dq(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+fn backward_dq(
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(local_invocation_id) lid: vec3u,
+  @builtin(num_workgroups) nwg: vec3u
+) {
   let r = own_row(wid, lid, nwg);
   if (!r.valid) { return; }
   for (var d4 = 0u; d4 < D4; d4++) {
@@ -106,7 +114,11 @@ fn backward_dq(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) 
 }
 
 @compute @workgroup_size(WG)
-fn backward_dkv(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+fn backward_dkv(
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(local_invocation_id) lid: vec3u,
+  @builtin(num_workgroups) nwg: vec3u
+) {
   let r = own_row(wid, lid, nwg);   // r.t is the key row j
   if (!r.valid) { return; }
   for (var d4 = 0u; d4 < D4; d4++) {

@@ -172,7 +172,11 @@ fn in_chunk(r: u32, t0: u32, n: u32) -> bool {
 }
 
 @compute @workgroup_size(WG)
-fn forward(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+fn forward(
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(local_invocation_id) lid: vec3u,
+  @builtin(num_workgroups) nwg: vec3u
+) {
   let w = block(wid, nwg);
   if (!w.valid) { return; }
   let rl = w.r0 + lid.x * RPI;
@@ -256,7 +260,11 @@ fn forward(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid:
 // delta_i = rowsum(dO_i ∘ O_i) = Σ_j P_ij·dP_ij, the term the softmax backward subtracts. One row per
 // invocation (RPI is ignored; the wrapper dispatches this kernel over rows of WG).
 @compute @workgroup_size(WG)
-fn backward_delta(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+fn backward_delta(
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(local_invocation_id) lid: vec3u,
+  @builtin(num_workgroups) nwg: vec3u
+) {
   let i = (wid.x + wid.y * nwg.x) * WG + lid.x;   // (b·H + h)·T + t
   if (i >= p.nbh * p.T) { return; }
   let bh = i / p.T;
@@ -268,7 +276,11 @@ fn backward_delta(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_i
 
 // dQ_i = scale · Σ_{j ≤ i} P_ij (dP_ij − delta_i) k_j with P_ij = exp(scale·q_i·k_j − lse_i), dP_ij = dO_i·v_j.
 @compute @workgroup_size(WG)
-fn backward_dq(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+fn backward_dq(
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(local_invocation_id) lid: vec3u,
+  @builtin(num_workgroups) nwg: vec3u
+) {
   let w = block(wid, nwg);
   if (!w.valid) { return; }
   let rl = w.r0 + lid.x * RPI;
@@ -356,7 +368,11 @@ fn backward_dq(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) 
 
 // Per key row j, over queries i ≥ j: dV_j = Σ_i P_ij dO_i, dK_j = scale · Σ_i P_ij (dP_ij − delta_i) q_i.
 @compute @workgroup_size(WG)
-fn backward_dkv(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+fn backward_dkv(
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(local_invocation_id) lid: vec3u,
+  @builtin(num_workgroups) nwg: vec3u
+) {
   let w = block(wid, nwg);
   if (!w.valid) { return; }
   let rl = w.r0 + lid.x * RPI;

@@ -94,7 +94,11 @@ fn count(@builtin(local_invocation_id) lid: vec3u) {
 }
 
 @compute @workgroup_size(WG)
-fn forward(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+fn forward(
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(local_invocation_id) lid: vec3u,
+  @builtin(num_workgroups) nwg: vec3u
+) {
   let row = row_of(wid, nwg);
   if (row >= p.n) { return; } // uniform: depends only on the workgroup
   let st = row_stats(row * p.v, lid.x);
@@ -102,7 +106,11 @@ fn forward(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid:
 }
 
 @compute @workgroup_size(WG)
-fn fused(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+fn fused(
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(local_invocation_id) lid: vec3u,
+  @builtin(num_workgroups) nwg: vec3u
+) {
   let row = row_of(wid, nwg);
   if (row >= p.n) { return; }
   let base = row * p.v;

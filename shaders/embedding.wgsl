@@ -30,7 +30,11 @@ fn flat(wid: vec3u, lid: vec3u, nwg: vec3u) -> u32 {
 }
 
 @compute @workgroup_size(WG)
-fn forward(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+fn forward(
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(local_invocation_id) lid: vec3u,
+  @builtin(num_workgroups) nwg: vec3u
+) {
   let i = flat(wid, lid, nwg);
   if (i >= p.n * p.c) { return; }
   let pos = i / p.c;
@@ -44,7 +48,11 @@ fn forward(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid:
 }
 
 @compute @workgroup_size(WG)
-fn backward_wte(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+fn backward_wte(
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(local_invocation_id) lid: vec3u,
+  @builtin(num_workgroups) nwg: vec3u
+) {
   let i = flat(wid, lid, nwg);
   if (i >= p.v * p.c) { return; }
   let tok = i / p.c;
@@ -58,7 +66,11 @@ fn backward_wte(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id)
 }
 
 @compute @workgroup_size(WG)
-fn backward_wpe(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+fn backward_wpe(
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(local_invocation_id) lid: vec3u,
+  @builtin(num_workgroups) nwg: vec3u
+) {
   let i = flat(wid, lid, nwg);
   if (i >= p.t * p.c) { return; }
   var s = 0.0;

@@ -26,7 +26,11 @@ fn flat(wid: vec3u, lid: vec3u, nwg: vec3u) -> u32 {
 }
 
 @compute @workgroup_size(WG)
-fn forward(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+fn forward(
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(local_invocation_id) lid: vec3u,
+  @builtin(num_workgroups) nwg: vec3u
+) {
   let i = flat(wid, lid, nwg);
   if (i >= p.n) { return; }
   let v = x[i];
@@ -34,7 +38,11 @@ fn forward(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid:
 }
 
 @compute @workgroup_size(WG)
-fn backward(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+fn backward(
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(local_invocation_id) lid: vec3u,
+  @builtin(num_workgroups) nwg: vec3u
+) {
   let i = flat(wid, lid, nwg);
   if (i >= p.n) { return; }
   let v = x[i];

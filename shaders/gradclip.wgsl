@@ -49,7 +49,11 @@ fn is_finite(x: f32) -> bool {
 }
 
 @compute @workgroup_size(WG)
-fn partial(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+fn partial(
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(local_invocation_id) lid: vec3u,
+  @builtin(num_workgroups) nwg: vec3u
+) {
   let g = wid.x + wid.y * nwg.x;
   if (g >= pp.groups) { return; }   // padding of a folded grid; uniform per workgroup, so barriers stay legal
   let start = g * WG * ITEMS;
@@ -90,7 +94,11 @@ fn finalize_clip(@builtin(local_invocation_id) lid: vec3u) {
 }
 
 @compute @workgroup_size(WG)
-fn scale_in_place(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+fn scale_in_place(
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(local_invocation_id) lid: vec3u,
+  @builtin(num_workgroups) nwg: vec3u
+) {
   let i = (wid.x + wid.y * nwg.x) * WG + lid.x;
   if (i >= sp.n) { return; }
   t[i] = t[i] * scale_in[0];

@@ -49,7 +49,11 @@ fn reduce2(lid: u32, v: vec2f) -> vec2f {
 }
 
 @compute @workgroup_size(WG)
-fn forward(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+fn forward(
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(local_invocation_id) lid: vec3u,
+  @builtin(num_workgroups) nwg: vec3u
+) {
   let row = wid.x + wid.y * nwg.x;
   if (row >= p.n) { return; } // uniform: depends only on the workgroup
   let base = row * p.c;
@@ -74,7 +78,11 @@ fn forward(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid:
 }
 
 @compute @workgroup_size(WG)
-fn backward_dx(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+fn backward_dx(
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(local_invocation_id) lid: vec3u,
+  @builtin(num_workgroups) nwg: vec3u
+) {
   let row = wid.x + wid.y * nwg.x;
   if (row >= p.n) { return; }
   let base = row * p.c;
@@ -97,7 +105,11 @@ fn flat(wid: vec3u, lid: vec3u, nwg: vec3u) -> u32 {
 }
 
 @compute @workgroup_size(WG)
-fn backward_partial(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+fn backward_partial(
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(local_invocation_id) lid: vec3u,
+  @builtin(num_workgroups) nwg: vec3u
+) {
   let i = flat(wid, lid, nwg);
   if (i >= p.chunks * p.c) { return; }
   let k = i / p.c;
@@ -115,7 +127,11 @@ fn backward_partial(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation
 }
 
 @compute @workgroup_size(WG)
-fn backward_reduce(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+fn backward_reduce(
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(local_invocation_id) lid: vec3u,
+  @builtin(num_workgroups) nwg: vec3u
+) {
   let col = flat(wid, lid, nwg);
   if (col >= p.c) { return; }
   var dg = 0.0;

@@ -8,7 +8,11 @@ override WX: u32 = 16;
 override WY: u32 = 16;
 
 @compute @workgroup_size(WX, WY)
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+fn main(
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(local_invocation_id) lid: vec3u,
+  @builtin(num_workgroups) nwg: vec3u
+) {
   let n = wid.x * WX + lid.x;
   let m = (wid.y + wid.z * nwg.y) * WY + lid.y;   // row blocks fold into z past 65535 workgroups
   if (m >= p.M || n >= p.N) { return; }

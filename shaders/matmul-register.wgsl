@@ -50,7 +50,8 @@ fn a_offsets(row0: u32) -> AOff {
   let last = p.M - 1u;
   return AOff(
     min(row0, last) * p.sam, min(row0 + 1u, last) * p.sam, min(row0 + 2u, last) * p.sam, min(row0 + 3u, last) * p.sam,
-    min(row0 + 4u, last) * p.sam, min(row0 + 5u, last) * p.sam, min(row0 + 6u, last) * p.sam, min(row0 + 7u, last) * p.sam,
+    min(row0 + 4u, last) * p.sam, min(row0 + 5u, last) * p.sam, min(row0 + 6u, last) * p.sam, min(row0 + 7u,
+      last) * p.sam,
   );
 }
 
@@ -121,7 +122,8 @@ fn b_row_vec4(k: u32, col0: u32) -> mat4x4f {
   let base = k * (p.N / 4u);
   let last = p.N / 4u - 1u;
   let c4 = col0 / 4u;
-  return mat4x4f(b4[base + min(c4, last)], b4[base + min(c4 + 1u, last)], b4[base + min(c4 + 2u, last)], b4[base + min(c4 + 3u, last)]);
+  return mat4x4f(b4[base + min(c4, last)], b4[base + min(c4 + 1u, last)], b4[base + min(c4 + 2u, last)],
+    b4[base + min(c4 + 3u, last)]);
 }
 
 // The epilogue is written as loops that rotate the accumulators instead of 128 unrolled stores: each store
@@ -154,7 +156,11 @@ fn store_block(acc: Acc, row0: u32, col0: u32) {
 }
 
 @compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+fn main(
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(local_invocation_id) lid: vec3u,
+  @builtin(num_workgroups) nwg: vec3u
+) {
   let o = block_origin(wid, lid, nwg);
   let ao = a_offsets(o.x);
   var acc = Acc();
@@ -165,7 +171,11 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
 }
 
 @compute @workgroup_size(WG)
-fn main_vec4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+fn main_vec4(
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(local_invocation_id) lid: vec3u,
+  @builtin(num_workgroups) nwg: vec3u
+) {
   let o = block_origin(wid, lid, nwg);
   let ao = a_offsets(o.x);
   var acc = Acc();
@@ -176,7 +186,11 @@ fn main_vec4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) li
 }
 
 @compute @workgroup_size(WG)
-fn main_at_vec4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+fn main_at_vec4(
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(local_invocation_id) lid: vec3u,
+  @builtin(num_workgroups) nwg: vec3u
+) {
   let o = block_origin(wid, lid, nwg);
   var acc = Acc();
   for (var k = 0u; k < p.K; k++) {
@@ -186,7 +200,11 @@ fn main_at_vec4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id)
 }
 
 @compute @workgroup_size(WG)
-fn main_bt_k4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+fn main_bt_k4(
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(local_invocation_id) lid: vec3u,
+  @builtin(num_workgroups) nwg: vec3u
+) {
   let o = block_origin(wid, lid, nwg);
   let ao = a_offsets(o.x);
   var acc = Acc();
@@ -194,13 +212,17 @@ fn main_bt_k4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) l
     let x = a_k4(ao, k);
     let c = bt_cols_k4(k, o.y);
     acc = fma_s(acc, S8(x.v0.x, x.v1.x, x.v2.x, x.v3.x, x.v4.x, x.v5.x, x.v6.x, x.v7.x), mat4x4f(
-      c.c0.x, c.c1.x, c.c2.x, c.c3.x, c.c4.x, c.c5.x, c.c6.x, c.c7.x, c.c8.x, c.c9.x, c.c10.x, c.c11.x, c.c12.x, c.c13.x, c.c14.x, c.c15.x));
+      c.c0.x, c.c1.x, c.c2.x, c.c3.x, c.c4.x, c.c5.x, c.c6.x, c.c7.x, c.c8.x, c.c9.x, c.c10.x, c.c11.x, c.c12.x,
+        c.c13.x, c.c14.x, c.c15.x));
     acc = fma_s(acc, S8(x.v0.y, x.v1.y, x.v2.y, x.v3.y, x.v4.y, x.v5.y, x.v6.y, x.v7.y), mat4x4f(
-      c.c0.y, c.c1.y, c.c2.y, c.c3.y, c.c4.y, c.c5.y, c.c6.y, c.c7.y, c.c8.y, c.c9.y, c.c10.y, c.c11.y, c.c12.y, c.c13.y, c.c14.y, c.c15.y));
+      c.c0.y, c.c1.y, c.c2.y, c.c3.y, c.c4.y, c.c5.y, c.c6.y, c.c7.y, c.c8.y, c.c9.y, c.c10.y, c.c11.y, c.c12.y,
+        c.c13.y, c.c14.y, c.c15.y));
     acc = fma_s(acc, S8(x.v0.z, x.v1.z, x.v2.z, x.v3.z, x.v4.z, x.v5.z, x.v6.z, x.v7.z), mat4x4f(
-      c.c0.z, c.c1.z, c.c2.z, c.c3.z, c.c4.z, c.c5.z, c.c6.z, c.c7.z, c.c8.z, c.c9.z, c.c10.z, c.c11.z, c.c12.z, c.c13.z, c.c14.z, c.c15.z));
+      c.c0.z, c.c1.z, c.c2.z, c.c3.z, c.c4.z, c.c5.z, c.c6.z, c.c7.z, c.c8.z, c.c9.z, c.c10.z, c.c11.z, c.c12.z,
+        c.c13.z, c.c14.z, c.c15.z));
     acc = fma_s(acc, S8(x.v0.w, x.v1.w, x.v2.w, x.v3.w, x.v4.w, x.v5.w, x.v6.w, x.v7.w), mat4x4f(
-      c.c0.w, c.c1.w, c.c2.w, c.c3.w, c.c4.w, c.c5.w, c.c6.w, c.c7.w, c.c8.w, c.c9.w, c.c10.w, c.c11.w, c.c12.w, c.c13.w, c.c14.w, c.c15.w));
+      c.c0.w, c.c1.w, c.c2.w, c.c3.w, c.c4.w, c.c5.w, c.c6.w, c.c7.w, c.c8.w, c.c9.w, c.c10.w, c.c11.w, c.c12.w,
+        c.c13.w, c.c14.w, c.c15.w));
   }
   store_block(acc, o.x, o.y);
 }

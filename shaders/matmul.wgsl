@@ -41,7 +41,11 @@ fn store1(x: f32, row: u32, col: u32) {
 }
 
 @compute @workgroup_size(TN / 4u, TM / 4u)
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+fn main(
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(local_invocation_id) lid: vec3u,
+  @builtin(num_workgroups) nwg: vec3u
+) {
   let row0 = (wid.y + wid.z * nwg.y) * TM;   // row blocks fold into z past 65535 workgroups
   let col0 = wid.x * TN;
   if (row0 >= p.M) { return; }   // a padding block of a folded grid (uniform per workgroup)
@@ -104,7 +108,11 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
 
 // db[n] = Σ_m dy[m,n] (+ the previous db[n] when accumulating): one invocation per column, rows in order.
 @compute @workgroup_size(BG_WG)
-fn bias_grad(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+fn bias_grad(
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(local_invocation_id) lid: vec3u,
+  @builtin(num_workgroups) nwg: vec3u
+) {
   let n = (wid.x + wid.y * nwg.x) * BG_WG + lid.x;
   if (n >= p.N) { return; }
   var s = 0.0;

@@ -23,21 +23,33 @@ fn flat(wid: vec3u, lid: vec3u, nwg: vec3u) -> u32 {
 }
 
 @compute @workgroup_size(WG)
-fn add(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+fn add(
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(local_invocation_id) lid: vec3u,
+  @builtin(num_workgroups) nwg: vec3u
+) {
   let i = flat(wid, lid, nwg);
   if (i >= ap.n) { return; }
   y[i] = a[i] + b[i];
 }
 
 @compute @workgroup_size(WG)
-fn add_scaled(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+fn add_scaled(
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(local_invocation_id) lid: vec3u,
+  @builtin(num_workgroups) nwg: vec3u
+) {
   let i = flat(wid, lid, nwg);
   if (i >= sp.n) { return; }
   acc[i] = acc[i] + sp.scale * x[i];
 }
 
 @compute @workgroup_size(WG)
-fn add_scaled_self(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+fn add_scaled_self(
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(local_invocation_id) lid: vec3u,
+  @builtin(num_workgroups) nwg: vec3u
+) {
   let i = flat(wid, lid, nwg);
   if (i >= sp.n) { return; }
   let v = acc[i];

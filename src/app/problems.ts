@@ -22,13 +22,16 @@ const ADVICE: Record<Exclude<Problem['kind'], 'unavailable'>, { title: string; a
   'device-lost': {
     title: 'The connection to your GPU was lost',
     advice:
-      'This happens when the graphics driver resets, the GPU is reclaimed by the system, or the tab sat in the background too long. ' +
-      'Click "Reconnect GPU" or reload the page. If it happens often, update your graphics driver and close other GPU-heavy tabs.',
+      'This happens when the graphics driver resets, the GPU is reclaimed by the system, or the tab sat in the ' +
+      'background too long. ' +
+      'Click "Reconnect GPU" or reload the page. If it happens often, update your graphics driver and close ' +
+      'other GPU-heavy tabs.',
   },
   limit: {
     title: 'A kernel needs more than your GPU allows',
     advice:
-      "Tessera sizes its kernels to each device's limits, so this is a bug on our side. Meanwhile, try the latest Chrome or Edge, " +
+      "Tessera sizes its kernels to each device's limits, so this is a bug on our side. Meanwhile, try the " +
+      'latest Chrome or Edge, ' +
       `or another device. ${REPORT}`,
   },
   validation: {

@@ -38,7 +38,10 @@ export interface Placement {
   peerId: string;
 }
 
-/** join: newly placed; leave: dropped (gone, or its model vanished); cover: moved to a stage that had no peer; rebalance: moved for capacity. */
+/**
+ * join: newly placed; leave: dropped (gone, or its model vanished); cover: moved to a stage that had no peer;
+ * rebalance: moved for capacity.
+ */
 export type MoveReason = 'join' | 'leave' | 'cover' | 'rebalance';
 
 export interface Move {
@@ -151,7 +154,9 @@ class Plan {
     return stages.sort((a, b) => m.stageCosts[b] - m.stageCosts[a] || a - b);
   }
 
-  /** Training compute the model's pipeline runs at (bottleneck tokens/s × FLOPs per token), comparable across models. */
+  /**
+   * Training compute the model's pipeline runs at (bottleneck tokens/s × FLOPs per token), comparable across models.
+   */
   rate(modelId: string): number {
     const total = this.modelById.get(modelId)!.stageCosts.reduce((a, b) => a + b, 0);
     return Math.min(...this.caps(modelId)) * total;

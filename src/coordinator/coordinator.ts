@@ -53,7 +53,10 @@ export interface CoordinatorOptions {
   adminToken?: string;
   /** Who generates for /v1/ requests (the stage holders); settable later with setInferenceBackend. */
   inference?: InferenceBackend;
-  /** Validation loss through the stage holders (evaluation.ts); settable later with setEvaluator. None: no 'val' metrics. */
+  /**
+   * Validation loss through the stage holders (evaluation.ts); settable later with setEvaluator. None: no 'val'
+   * metrics.
+   */
   evaluate?: EvaluateFn;
   /** How often validation runs (default every 10 steps, at most every 20 s) and on how many sequences. */
   evaluation?: EvaluationOptions;

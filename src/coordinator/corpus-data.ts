@@ -16,7 +16,8 @@ export function shippedVocab(segment: string): number {
   if (!(SHIPPED_VOCABS as readonly number[]).includes(vocab)) {
     throw new HttpError(
       'notFound',
-      `no Brown tokenizer for vocabulary ${JSON.stringify(segment.slice(0, 40))} (shipped: ${SHIPPED_VOCABS.join(', ')})`,
+      `no Brown tokenizer for vocabulary ${JSON.stringify(segment.slice(0, 40))} (shipped: ` +
+        `${SHIPPED_VOCABS.join(', ')})`,
     );
   }
   return vocab;
@@ -44,7 +45,9 @@ export function uint16le(ids: Int32Array): Buffer {
 }
 
 export class CorpusData {
-  /** One encode per (vocab, split), shared by concurrent requests; a failed encode is forgotten so it can be retried. */
+  /**
+   * One encode per (vocab, split), shared by concurrent requests; a failed encode is forgotten so it can be retried.
+   */
   private readonly streams = new Map<string, Promise<Buffer>>();
 
   /** GET /api/data/brown/:vocab/:split */

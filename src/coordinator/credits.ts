@@ -69,7 +69,8 @@ export class Credits {
     };
     const credits = this.db
       .prepare(
-        'SELECT c.peer_id, c.flops, e.closed_at FROM credits c JOIN epochs e ON e.model_id = c.model_id AND e.epoch = c.epoch WHERE c.model_id = ? AND c.caught = 0',
+        'SELECT c.peer_id, c.flops, e.closed_at FROM credits c JOIN epochs e ON e.model_id = c.model_id AND ' +
+          'e.epoch = c.epoch WHERE c.model_id = ? AND c.caught = 0',
       )
       .all(modelId) as Row[];
     for (const r of credits) {
@@ -81,7 +82,8 @@ export class Credits {
     }
     const pending = this.db
       .prepare(
-        'SELECT peer_id, CAST(SUM(flops) AS TEXT) AS f FROM receipts WHERE model_id = ? AND epoch IS NULL GROUP BY peer_id',
+        'SELECT peer_id, CAST(SUM(flops) AS TEXT) AS f FROM receipts WHERE model_id = ? AND epoch IS NULL ' +
+          'GROUP BY peer_id',
       )
       .all(modelId) as Row[];
     for (const r of pending) of(String(r.peer_id)).pending += BigInt(String(r.f));

@@ -155,13 +155,15 @@ export class Validation {
       this.d.record(model.id, step, loss);
       this.d.log(
         'info',
-        `validation loss of ${model.id} at step ${step}: ${loss.toFixed(4)} (${this.sequences} held-out sequences, ${this.d.now() - t0} ms)`,
+        `validation loss of ${model.id} at step ${step}: ${loss.toFixed(4)} (${this.sequences} held-out ` +
+          `sequences, ${this.d.now() - t0} ms)`,
       );
     } catch (e) {
       if (this.stopped.signal.aborted) return;
       this.d.log(
         'warn',
-        `validation of ${model.id} at step ${step} failed (will try again in ${this.everySteps} steps): ${(e as Error).message}`,
+        `validation of ${model.id} at step ${step} failed (will try again in ${this.everySteps} steps): ` +
+          `${(e as Error).message}`,
       );
     }
   }

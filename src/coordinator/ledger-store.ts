@@ -100,11 +100,14 @@ export class LedgerStore {
     return this.store.connection;
   }
 
-  /** Inserts a receipt; returns 'duplicate' when this peer's receipt, or another's train receipt, for the unit exists. */
+  /**
+   * Inserts a receipt; returns 'duplicate' when this peer's receipt, or another's train receipt, for the unit exists.
+   */
   insertReceipt(r: SignedReceipt, at: number): 'ok' | 'duplicate' {
     const res = this.db
       .prepare(
-        `INSERT INTO receipts (model_id, round, stage, replica, replicas, step, micro, kind, flops, input_hash, output_hash, peer_id, signature, at, sketch, session_step)
+        `INSERT INTO receipts (model_id, round, stage, replica, replicas, step, micro, kind, flops, input_hash,
+          output_hash, peer_id, signature, at, sketch, session_step)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
       )
       .run(
@@ -179,7 +182,8 @@ export class LedgerStore {
   insertEpoch(e: Omit<EpochRow, 'txHash' | 'postedAt' | 'claimableAt' | 'chainError'>): void {
     this.db
       .prepare(
-        'INSERT INTO epochs (model_id, epoch, closed_at, through_step, root, leaves, verdicts, audits, bindings) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+        'INSERT INTO epochs (model_id, epoch, closed_at, through_step, root, leaves, verdicts, audits, ' +
+          'bindings) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
       )
       .run(
         e.modelId,
@@ -197,7 +201,8 @@ export class LedgerStore {
   markPosted(modelId: string, epoch: number, txHash: string, postedAt: number, claimableAt: number): void {
     this.db
       .prepare(
-        'UPDATE epochs SET tx_hash = ?, posted_at = ?, claimable_at = ?, chain_error = NULL WHERE model_id = ? AND epoch = ?',
+        'UPDATE epochs SET tx_hash = ?, posted_at = ?, claimable_at = ?, chain_error = NULL WHERE model_id = ? ' +
+          'AND epoch = ?',
       )
       .run(txHash, postedAt, claimableAt, modelId, epoch);
   }
@@ -276,7 +281,8 @@ export class LedgerStore {
   insertBinding(b: BindingRow): void {
     this.db
       .prepare(
-        'INSERT INTO bindings (peer_id, wallet, nonce, expiry, wallet_signature, peer_signature, at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+        'INSERT INTO bindings (peer_id, wallet, nonce, expiry, wallet_signature, peer_signature, at) VALUES ' +
+          '(?, ?, ?, ?, ?, ?, ?)',
       )
       .run(b.peerId, b.wallet, b.nonce, b.expiry, b.walletSignature, b.peerSignature, b.at);
   }
@@ -290,7 +296,8 @@ export class LedgerStore {
   useNonce(wallet: string, nonce: number): void {
     this.db
       .prepare(
-        'INSERT INTO wallet_nonces (wallet, used) VALUES (?, ?) ON CONFLICT (wallet) DO UPDATE SET used = excluded.used',
+        'INSERT INTO wallet_nonces (wallet, used) VALUES (?, ?) ON CONFLICT (wallet) DO UPDATE SET used = ' +
+          'excluded.used',
       )
       .run(wallet, nonce);
   }
@@ -315,7 +322,9 @@ export class LedgerStore {
     const banned = strikes >= banAfter;
     this.db
       .prepare(
-        'INSERT INTO reputations (peer_id, strikes, banned, reason, at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (peer_id) DO UPDATE SET strikes = excluded.strikes, banned = excluded.banned, reason = excluded.reason, at = excluded.at',
+        'INSERT INTO reputations (peer_id, strikes, banned, reason, at) VALUES (?, ?, ?, ?, ?) ON CONFLICT ' +
+          '(peer_id) DO UPDATE SET strikes = excluded.strikes, banned = excluded.banned, reason = ' +
+          'excluded.reason, at = excluded.at',
       )
       .run(peerId, strikes, banned ? 1 : 0, reason, at);
     return { peerId, strikes, banned, reason, at };

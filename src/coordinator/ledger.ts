@@ -208,7 +208,8 @@ export class LedgerService {
       if (clash)
         throw new HttpError(
           'conflict',
-          `wallet ${m.wallet} already holds stage ${clash.stage} of ${clash.modelId} with peer ${clash.peerId}; one wallet holds one stage at a time`,
+          `wallet ${m.wallet} already holds stage ${clash.stage} of ${clash.modelId} with peer ` +
+            `${clash.peerId}; one wallet holds one stage at a time`,
         );
       const row = {
         peerId: m.peerId,
@@ -234,7 +235,9 @@ export class LedgerService {
     return { binding: b ? { peerId: b.peerId, wallet: b.wallet, at: b.at } : null };
   }
 
-  /** A wallet's view: its peers, and per model its pending FLOPs, shares per settled epoch and the proof to claim with. */
+  /**
+   * A wallet's view: its peers, and per model its pending FLOPs, shares per settled epoch and the proof to claim with.
+   */
   wallet(raw: string) {
     const w = address(raw);
     const { ledger, store } = this.o;
@@ -330,7 +333,10 @@ function address(raw: string): `0x${string}` {
   return getAddress(raw);
 }
 
-/** pending-chain: settled, root not on chain yet (or no root: nobody bound); challenge: posted, inside the delay; claimable. */
+/**
+ * pending-chain: settled, root not on chain yet (or no root: nobody bound); challenge: posted, inside the delay;
+ * claimable.
+ */
 export function epochStatus(e: EpochRow, nowS: number): 'pending-chain' | 'challenge' | 'claimable' {
   if (!e.txHash || e.claimableAt === null) return 'pending-chain';
   return e.claimableAt > nowS ? 'challenge' : 'claimable';

@@ -67,8 +67,10 @@ export class Links {
     const stageOf = new Map(this.store.listAssignments(mine.modelId).map((a) => [a.peerId, a.stage]));
     const prior = this.db.prepare('SELECT * FROM links WHERE model_id = ? AND from_peer = ? AND to_peer = ?');
     const upsert = this.db.prepare(
-      `INSERT INTO links (model_id, from_peer, to_peer, kind, bytes_sent, bytes_received, bytes_per_second, rtt_ms, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-       ON CONFLICT (model_id, from_peer, to_peer) DO UPDATE SET kind = excluded.kind, bytes_sent = excluded.bytes_sent, bytes_received = excluded.bytes_received,
+      `INSERT INTO links (model_id, from_peer, to_peer, kind, bytes_sent, bytes_received, bytes_per_second, rtt_ms,
+        at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (model_id, from_peer, to_peer) DO UPDATE SET kind = excluded.kind,
+         bytes_sent = excluded.bytes_sent, bytes_received = excluded.bytes_received,
          bytes_per_second = excluded.bytes_per_second, rtt_ms = coalesce(excluded.rtt_ms, rtt_ms), at = excluded.at`,
     );
     const traffic = this.db.prepare(
@@ -115,7 +117,10 @@ export class Links {
       }));
   }
 
-  /** Each boundary's codec and its measured bytes per token (bytes since the first report ÷ tokens of steps finished since). */
+  /**
+   * Each boundary's codec and its measured bytes per token (bytes since the first report ÷ tokens of steps finished
+   * since).
+   */
   boundaries(modelId: string, stages: number, dModel: number, codec: string): BoundaryView[] {
     const rows = new Map(
       (this.db.prepare('SELECT * FROM boundary_traffic WHERE model_id = ?').all(modelId) as Row[]).map((r) => [
@@ -124,7 +129,8 @@ export class Links {
       ]),
     );
     const tokens = this.db.prepare(
-      "SELECT SUM(tokens) AS t FROM steps WHERE model_id = ? AND status = 'done' AND finished_at > ? AND finished_at <= ?",
+      "SELECT SUM(tokens) AS t FROM steps WHERE model_id = ? AND status = 'done' AND finished_at > ? AND " +
+        'finished_at <= ?',
     );
     return Array.from({ length: Math.max(0, stages - 1) }, (_, after) => {
       const r = rows.get(after);

@@ -121,7 +121,8 @@ export class OpenAiApi {
     if (prompt.length + maxTokens > model.spec.model.context) {
       throw new HttpError(
         'badRequest',
-        `prompt of ${prompt.length} tokens + max_tokens ${maxTokens} exceeds the context of ${model.spec.model.context} tokens of ${model.id}`,
+        `prompt of ${prompt.length} tokens + max_tokens ${maxTokens} exceeds the context of ` +
+          `${model.spec.model.context} tokens of ${model.id}`,
       );
     }
     if (body.n !== undefined && body.n !== 1) throw new HttpError('badRequest', 'n: only 1 completion per request');

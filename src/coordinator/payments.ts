@@ -67,7 +67,8 @@ export class Payments {
         );
       this.db
         .prepare(
-          'INSERT INTO request_nonces (payer, last) VALUES (?, ?) ON CONFLICT (payer) DO UPDATE SET last = excluded.last',
+          'INSERT INTO request_nonces (payer, last) VALUES (?, ?) ON CONFLICT (payer) DO UPDATE SET last = ' +
+            'excluded.last',
         )
         .run(payer, nonce.toString());
     });
@@ -103,7 +104,8 @@ export class Payments {
     if (a.available < amount) {
       throw new HttpError(
         'paymentRequired',
-        `this request may cost up to ${amount} wei; ${payer} has ${a.available} available (deposit ${a.deposit}, metered ${a.uncharged}, in flight ${a.inFlight}): deposit to the escrow`,
+        `this request may cost up to ${amount} wei; ${payer} has ${a.available} available (deposit ` +
+          `${a.deposit}, metered ${a.uncharged}, in flight ${a.inFlight}): deposit to the escrow`,
       );
     }
     this.held.set(payer, (this.held.get(payer) ?? 0n) + amount);
@@ -121,7 +123,8 @@ export class Payments {
     if (u.cost > h.amount) throw new Error(`usage ${u.cost} exceeds the hold ${h.amount}`);
     this.db
       .prepare(
-        'INSERT INTO usage (request_id, payer, model_id, prompt_tokens, completion_tokens, cost_wei, at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+        'INSERT INTO usage (request_id, payer, model_id, prompt_tokens, completion_tokens, cost_wei, at) ' +
+          'VALUES (?, ?, ?, ?, ?, ?, ?)',
       )
       .run(u.requestId, u.payer, u.modelId, u.promptTokens, u.completionTokens, u.cost.toString(), this.now());
     this.release(h);
@@ -150,7 +153,8 @@ export class Payments {
     if (!this.chain) return 0;
     const groups = this.db
       .prepare(
-        'SELECT payer, model_id, GROUP_CONCAT(id) AS ids, GROUP_CONCAT(cost_wei) AS costs FROM usage WHERE charge_tx IS NULL GROUP BY payer, model_id',
+        'SELECT payer, model_id, GROUP_CONCAT(id) AS ids, GROUP_CONCAT(cost_wei) AS costs FROM usage WHERE ' +
+          'charge_tx IS NULL GROUP BY payer, model_id',
       )
       .all() as Row[];
     let charged = 0;

@@ -158,8 +158,8 @@ export class CoordinatorService {
   }
 
   /**
-   * A worker's report of a step: `{ step, loss, tokens?, kind?: 'train' | 'val', status?: 'done' | 'failed' | 'running', peerId? }`.
-   * Each (step, kind) is recorded once: a replay answers the stored record with duplicate: true.
+   * A worker's report of a step: `{ step, loss, tokens?, kind?: 'train' | 'val', status?: 'done' | 'failed' |
+   * 'running', peerId? }`. Each (step, kind) is recorded once: a replay answers the stored record with duplicate: true.
    */
   reportMetric(modelId: string, body: unknown) {
     const { store } = this.o;
@@ -229,7 +229,10 @@ export class CoordinatorService {
     return { modelId, points: this.o.store.throughput(modelId, since, Math.min(limit, LIST_LIMIT)) };
   }
 
-  /** GET /api/models/:id/topology: stages × peers (with teams), measured links, each boundary's codec and bytes per token. */
+  /**
+   * GET /api/models/:id/topology: stages × peers (with teams), measured links, each boundary's codec and bytes per
+   * token.
+   */
   topology(modelId: string) {
     return topologyView(
       this.o.store,

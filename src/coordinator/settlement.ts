@@ -62,7 +62,8 @@ export class Settlement {
       if (throughStep <= (last?.throughStep ?? -1))
         throw new HttpError(
           'conflict',
-          `nothing to settle for ${modelId}: no step finished since epoch ${last?.epoch ?? 0} (through step ${last?.throughStep ?? -1})`,
+          `nothing to settle for ${modelId}: no step finished since epoch ${last?.epoch ?? 0} (through step ` +
+            `${last?.throughStep ?? -1})`,
         );
       const receipts = sortReceipts(ledger.unsettledReceipts(modelId, throughStep));
       const judged = judgeEpoch(receipts, model.spec.layout.length);
@@ -82,7 +83,8 @@ export class Settlement {
           );
           log(
             'warn',
-            `peer ${v.peerId} caught in epoch ${epoch} of ${modelId}: receipts void, strike ${rep.strikes}${rep.banned ? ', banned' : ''}`,
+            `peer ${v.peerId} caught in epoch ${epoch} of ${modelId}: receipts void, strike ` +
+              `${rep.strikes}${rep.banned ? ', banned' : ''}`,
           );
         }
       }
@@ -117,7 +119,8 @@ export class Settlement {
     });
     log(
       'info',
-      `epoch ${row.epoch} of ${modelId} settled through step ${row.throughStep}: ${row.leaves.length} wallet(s), root ${row.root ?? '(none: no bound wallet earned)'}`,
+      `epoch ${row.epoch} of ${modelId} settled through step ${row.throughStep}: ${row.leaves.length} ` +
+        `wallet(s), root ${row.root ?? '(none: no bound wallet earned)'}`,
     );
     if (row.root) await this.post(row);
     return ledger.getEpoch(modelId, row.epoch)!;
@@ -131,13 +134,15 @@ export class Settlement {
       ledger.markPosted(e.modelId, e.epoch, txHash, this.o.now(), claimableAt);
       log(
         'info',
-        `epoch ${e.epoch} of ${e.modelId}: root posted (${txHash}), claimable at ${new Date(claimableAt * 1000).toISOString()}`,
+        `epoch ${e.epoch} of ${e.modelId}: root posted (${txHash}), claimable at ` +
+          `${new Date(claimableAt * 1000).toISOString()}`,
       );
     } catch (err) {
       ledger.markChainError(e.modelId, e.epoch, (err as Error).message);
       log(
         'error',
-        `epoch ${e.epoch} of ${e.modelId}: posting the root failed, will retry: ${(err as Error).message.split('\n')[0]}`,
+        `epoch ${e.epoch} of ${e.modelId}: posting the root failed, will retry: ` +
+          `${(err as Error).message.split('\n')[0]}`,
       );
     }
   }

@@ -16,9 +16,9 @@ import type {
 } from './types.ts';
 
 /**
- * The coordinator's state in embedded SQLite (node:sqlite). All SQL of the swarm state lives in this file (the ledger's in ledger-store.ts); callers see typed
- * records. WAL mode with synchronous=NORMAL: a committed transaction survives a crash of the process (an OS
- * crash may lose the last few), so a restarted coordinator resumes where it stopped.
+ * The coordinator's state in embedded SQLite (node:sqlite). All SQL of the swarm state lives in this file (the ledger's
+ * in ledger-store.ts); callers see typed records. WAL mode with synchronous=NORMAL: a committed transaction survives a
+ * crash of the process (an OS crash may lose the last few), so a restarted coordinator resumes where it stopped.
  */
 
 /**
@@ -82,7 +82,8 @@ const MIGRATIONS: ReadonlyArray<string | ((db: DatabaseSync) => void)> = [
    );`,
   // 2: the contribution ledger (queries in ledger-store.ts).
   `CREATE TABLE assignment_held (
-     model_id TEXT NOT NULL, stage INTEGER NOT NULL, replica INTEGER NOT NULL, peer_id TEXT NOT NULL, first_at INTEGER NOT NULL,
+     model_id TEXT NOT NULL, stage INTEGER NOT NULL, replica INTEGER NOT NULL, peer_id TEXT NOT NULL,
+       first_at INTEGER NOT NULL,
      PRIMARY KEY (model_id, stage, replica, peer_id)
    );
    INSERT INTO assignment_held SELECT model_id, stage, replica, peer_id, since FROM assignments;
@@ -113,7 +114,8 @@ const MIGRATIONS: ReadonlyArray<string | ((db: DatabaseSync) => void)> = [
      PRIMARY KEY (model_id, epoch)
    );
    CREATE TABLE credits (
-     model_id TEXT NOT NULL, epoch INTEGER NOT NULL, peer_id TEXT NOT NULL, flops TEXT NOT NULL, caught INTEGER NOT NULL,
+     model_id TEXT NOT NULL, epoch INTEGER NOT NULL, peer_id TEXT NOT NULL, flops TEXT NOT NULL,
+       caught INTEGER NOT NULL,
      PRIMARY KEY (model_id, epoch, peer_id)
    );
    CREATE TABLE bindings (
@@ -146,15 +148,18 @@ const MIGRATIONS: ReadonlyArray<string | ((db: DatabaseSync) => void)> = [
      peer_id TEXT PRIMARY KEY, team_id TEXT NOT NULL REFERENCES teams(id), joined_at INTEGER NOT NULL
    );
    CREATE INDEX team_members_team ON team_members (team_id);
-   CREATE TABLE team_nonces (peer_id TEXT NOT NULL, nonce TEXT NOT NULL, at INTEGER NOT NULL, PRIMARY KEY (peer_id, nonce));
+   CREATE TABLE team_nonces (peer_id TEXT NOT NULL, nonce TEXT NOT NULL, at INTEGER NOT NULL, PRIMARY KEY (peer_id,
+     nonce));
    CREATE TABLE links (
      model_id TEXT NOT NULL REFERENCES models(id), from_peer TEXT NOT NULL, to_peer TEXT NOT NULL,
      kind TEXT NOT NULL CHECK (kind IN ('pipeline', 'sync')),
-     bytes_sent INTEGER NOT NULL, bytes_received INTEGER NOT NULL, bytes_per_second REAL, rtt_ms REAL, at INTEGER NOT NULL,
+     bytes_sent INTEGER NOT NULL, bytes_received INTEGER NOT NULL, bytes_per_second REAL, rtt_ms REAL,
+       at INTEGER NOT NULL,
      PRIMARY KEY (model_id, from_peer, to_peer)
    );
    CREATE TABLE boundary_traffic (
-     model_id TEXT NOT NULL REFERENCES models(id), boundary INTEGER NOT NULL, bytes INTEGER NOT NULL, since INTEGER NOT NULL, at INTEGER NOT NULL,
+     model_id TEXT NOT NULL REFERENCES models(id), boundary INTEGER NOT NULL, bytes INTEGER NOT NULL,
+       since INTEGER NOT NULL, at INTEGER NOT NULL,
      PRIMARY KEY (model_id, boundary)
    );`,
   // 5: inference receipts (src/ledger/receipt.ts kinds infer, infer-audit) with their output sketch and session
@@ -172,12 +177,15 @@ const MIGRATIONS: ReadonlyArray<string | ((db: DatabaseSync) => void)> = [
      sketch TEXT, session_step INTEGER,
      UNIQUE (model_id, round, stage, step, micro, kind, peer_id)
    );
-   INSERT INTO receipts_v5 (id, model_id, epoch, round, stage, replica, replicas, step, micro, kind, flops, input_hash, output_hash, peer_id, signature, at)
-     SELECT id, model_id, epoch, round, stage, replica, replicas, step, micro, kind, flops, input_hash, output_hash, peer_id, signature, at FROM receipts;
+   INSERT INTO receipts_v5 (id, model_id, epoch, round, stage, replica, replicas, step, micro, kind, flops,
+     input_hash, output_hash, peer_id, signature, at)
+     SELECT id, model_id, epoch, round, stage, replica, replicas, step, micro, kind, flops, input_hash, output_hash,
+       peer_id, signature, at FROM receipts;
    DROP TABLE receipts;
    ALTER TABLE receipts_v5 RENAME TO receipts;
    CREATE UNIQUE INDEX receipts_one_train ON receipts (model_id, round, stage, step, micro) WHERE kind = 'train';
-   CREATE UNIQUE INDEX receipts_one_infer ON receipts (model_id, stage, micro, kind) WHERE kind IN ('infer', 'infer-audit');
+   CREATE UNIQUE INDEX receipts_one_infer ON receipts (model_id, stage, micro, kind) WHERE kind IN ('infer',
+     'infer-audit');
    CREATE INDEX receipts_epoch ON receipts (model_id, epoch);`,
   // 6: a model is its RunSpec. Models stored before get the spec their flat columns describe (specFromFlat),
   // then the flat columns go: the spec is the one place they live.
@@ -339,7 +347,8 @@ export class Store {
     if (from > SCHEMA_VERSION) {
       throw new HttpError(
         'store',
-        `database ${this.path} has schema version ${from}, newer than this coordinator's ${SCHEMA_VERSION}: upgrade the coordinator`,
+        `database ${this.path} has schema version ${from}, newer than this coordinator's ${SCHEMA_VERSION}: ` +
+          `upgrade the coordinator`,
       );
     }
     for (let v = from; v < SCHEMA_VERSION; v++) {

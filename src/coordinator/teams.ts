@@ -84,7 +84,8 @@ export class Teams {
   list(): { teams: Array<{ id: string; name: string; members: number; createdAt: number }> } {
     const rows = this.db
       .prepare(
-        'SELECT t.id, t.name, t.created_at, COUNT(m.peer_id) AS members FROM teams t LEFT JOIN team_members m ON m.team_id = t.id GROUP BY t.id ORDER BY t.created_at, t.rowid',
+        'SELECT t.id, t.name, t.created_at, COUNT(m.peer_id) AS members FROM teams t LEFT JOIN team_members m ' +
+          'ON m.team_id = t.id GROUP BY t.id ORDER BY t.created_at, t.rowid',
       )
       .all() as Row[];
     return {
@@ -168,7 +169,8 @@ export class Teams {
       const prior = this.teamOf(peerId);
       this.db
         .prepare(
-          'INSERT INTO team_members (peer_id, team_id, joined_at) VALUES (?, ?, ?) ON CONFLICT (peer_id) DO UPDATE SET team_id = excluded.team_id, joined_at = excluded.joined_at',
+          'INSERT INTO team_members (peer_id, team_id, joined_at) VALUES (?, ?, ?) ON CONFLICT (peer_id) DO ' +
+            'UPDATE SET team_id = excluded.team_id, joined_at = excluded.joined_at',
         )
         .run(peerId, teamId, at);
       this.store.logEvent('team-join', { peerId, teamId, from: prior?.id ?? null }, at);

@@ -108,10 +108,6 @@ export function assignmentView(store: Store, a: AssignmentRecord): Assignment {
     hasEmbedding: stage.hasEmbedding,
     hasHead: stage.hasHead,
     spec,
-    config: spec.model,
-    codec: spec.codec.name,
-    microBatches: spec.microBatches,
-    batch: spec.batch,
     pipeline,
   };
 }

@@ -10,7 +10,10 @@ import { hashBytes } from '../train/work.ts';
 import { inferUnitKey, signReceipt, type SignedReceipt, type WorkReceipt } from '../ledger/receipt.ts';
 import { sketchOf } from '../ledger/sketch.ts';
 
-/** Who served a hop and where it sat in the swarm (`step`: the weights that served it; `sessionStep`: its session's first). */
+/**
+ * Who served a hop and where it sat in the swarm (`step`: the weights that served it; `sessionStep`: its session's
+ * first).
+ */
 export type HopContext = Pick<WorkReceipt, 'model' | 'round' | 'stage' | 'replica' | 'replicas' | 'step' | 'peerId'> & {
   sessionStep: number;
 };

@@ -135,7 +135,8 @@ export class KvCache {
     let s = this.sessions.get(id);
     if (!s && !create)
       throw new UnknownSessionError(
-        `session ${JSON.stringify(id)} has no KV cache on this stage (never prefilled, ended, or evicted): prefill it again`,
+        `session ${JSON.stringify(id)} has no KV cache on this stage (never prefilled, ended, or evicted): ` +
+          `prefill it again`,
       );
     const length = s?.length ?? 0;
     if (length + t > max) {
@@ -211,7 +212,8 @@ export class KvCache {
     const idle = this.opts.now() - lru.lastUsed;
     if (idle < this.opts.evictableAfterMs) {
       throw new SessionLimitError(
-        `all ${this.opts.maxSessions} inference sessions are in use (the least recently used was touched ${idle} ms ago, ` +
+        `all ${this.opts.maxSessions} inference sessions are in use (the least recently used was touched ` +
+          `${idle} ms ago, ` +
           `under the ${this.opts.evictableAfterMs} ms that makes it evictable): retry later`,
       );
     }

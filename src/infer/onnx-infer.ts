@@ -103,7 +103,8 @@ export function stageCachedOnnxModel(
       const h = `h.${l}`;
       const qkv = linear(ln(x, `${h}.ln1.w`, `${h}.ln1.b`), `${h}.attn.qkv.w`, `${h}.attn.qkv.b`);
       const [q, k, v] = g.opN('Split', [qkv, split], 3, [int('axis', -1)]);
-      const toHeads = (t: string) => g.op('Transpose', [g.op('Reshape', [t, heads])], [ints('perm', [0, 2, 1, 3])]); // [1, H, t, D]
+      // [1, H, t, D]
+      const toHeads = (t: string) => g.op('Transpose', [g.op('Reshape', [t, heads])], [ints('perm', [0, 2, 1, 3])]);
       const qh = toHeads(g.op('Mul', [q, scale], [], 'q_scaled'));
       const kAll = g.op('Concat', [io.pastK[i], toHeads(k)], [int('axis', 2)], 'keys'); // [1, H, P+t, D]
       const vAll = g.op('Concat', [io.pastV[i], toHeads(v)], [int('axis', 2)], 'values');
@@ -152,7 +153,9 @@ export function stageCachedOnnxModel(
   return {
     opset: ONNX_STAGE_OPSET,
     producer: 'tessera',
-    docString: `stage ${spec.index}/${spec.count}, KV-cached: layers [${spec.firstLayer}, ${spec.endLayer})${spec.hasEmbedding ? ', embedding' : ''}${spec.hasHead ? ', head' : ''}`,
+    docString:
+      `stage ${spec.index}/${spec.count}, KV-cached: layers [${spec.firstLayer}, ` +
+      `${spec.endLayer})${spec.hasEmbedding ? ', embedding' : ''}${spec.hasHead ? ', head' : ''}`,
     graph: {
       name: `tessera_stage_${spec.index}_cached`,
       nodes: g.nodes,

@@ -236,7 +236,9 @@ export function stageOnnxModel(
   return {
     opset: ONNX_STAGE_OPSET,
     producer: 'tessera',
-    docString: `stage ${spec.index}/${spec.count}: layers [${spec.firstLayer}, ${spec.endLayer})${spec.hasEmbedding ? ', embedding' : ''}${spec.hasHead ? ', head' : ''}`,
+    docString:
+      `stage ${spec.index}/${spec.count}: layers [${spec.firstLayer}, ` +
+      `${spec.endLayer})${spec.hasEmbedding ? ', embedding' : ''}${spec.hasHead ? ', head' : ''}`,
     graph: {
       name: `tessera_stage_${spec.index}`,
       nodes: g.nodes,
@@ -423,7 +425,8 @@ export class OnnxStageRunner {
       if (mb.ids) throw new ShapeError(`${where} takes activations from the previous stage, not token ids`);
       if (!(mb.input instanceof Float32Array))
         throw new ShapeError(
-          `${where} needs input activations as a Float32Array of ${rows}×${cfg.dModel}, got ${mb.input === undefined ? 'none' : typeof mb.input}`,
+          `${where} needs input activations as a Float32Array of ${rows}×${cfg.dModel}, got ` +
+            `${mb.input === undefined ? 'none' : typeof mb.input}`,
         );
       if (mb.input.length !== rows * cfg.dModel)
         throw new ShapeError(

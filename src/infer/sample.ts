@@ -18,7 +18,10 @@ export interface SamplingOptions {
   seed?: number;
 }
 
-/** The candidates sampling draws from: token ids, most likely first (ties: lower id first), and their renormalised probabilities. */
+/**
+ * The candidates sampling draws from: token ids, most likely first (ties: lower id first), and their renormalised
+ * probabilities.
+ */
 export interface Candidates {
   ids: Int32Array;
   probs: Float64Array;

@@ -170,7 +170,8 @@ export class InferenceServer {
           measured: c.measured,
         };
         this.log(
-          `inference runtime for stage ${engine.stage.spec.index}/${engine.stage.spec.count}: ${c.runtime.name} (${c.reason})`,
+          `inference runtime for stage ${engine.stage.spec.index}/${engine.stage.spec.count}: ` +
+            `${c.runtime.name} (${c.reason})`,
         );
       },
       (e) => this.log(`choosing the inference runtime failed (${(e as Error).message}): WGSL serves`),

@@ -22,7 +22,9 @@ export interface StageInferenceOptions extends Omit<KvCacheOptions, 'maxTokensPe
 export interface StageStepResult {
   /** Activations [t, dModel] for the next stage (not on the last stage). The caller owns them. */
   output?: Tensor;
-  /** Last stage: logits [t, vocab] (prefill), or [1, vocab] for the last new position (decode). The caller owns them. */
+  /**
+   * Last stage: logits [t, vocab] (prefill), or [1, vocab] for the last new position (decode). The caller owns them.
+   */
   logits?: Tensor;
   /** Positions of the new rows: [start, start + t). */
   start: number;
@@ -65,12 +67,17 @@ export class StageInference {
     );
   }
 
-  /** Runs the prompt (or its next chunk) of `session`, opening it if new. Last stage: logits of every new position, or only the last with `{ logits: 'last' }`. */
+  /**
+   * Runs the prompt (or its next chunk) of `session`, opening it if new. Last stage: logits of every new position, or
+   * only the last with `{ logits: 'last' }`.
+   */
   prefill(session: string, input: StageInput, opts: { logits?: 'all' | 'last' } = {}): StageStepResult {
     return this.run(session, input, true, opts.logits === 'last');
   }
 
-  /** Runs the next position(s) of an open session (usually one token). Last stage: logits [1, vocab] of the last one. */
+  /**
+   * Runs the next position(s) of an open session (usually one token). Last stage: logits [1, vocab] of the last one.
+   */
   decode(session: string, input: StageInput): StageStepResult {
     return this.run(session, input, false, true);
   }

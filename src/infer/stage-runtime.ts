@@ -93,10 +93,12 @@ export class WgslRuntime implements StageRuntime {
     const { stage } = this.inference;
     checkStageInput(stage, input);
     const all = opts.logits === 'all';
-    // decode() gives the last row's logits only: a scoring step of an open session runs as prefill() (which continues it).
+    // decode() gives the last row's logits only: a scoring step of an open session runs as prefill() (which continues
+    // it).
     if (!create && !this.has(session))
       throw new UnknownSessionError(
-        `session ${JSON.stringify(session)} has no KV cache on this stage (never prefilled, ended, or evicted): prefill it again`,
+        `session ${JSON.stringify(session)} has no KV cache on this stage (never prefilled, ended, or ` +
+          `evicted): prefill it again`,
       );
     // WGSL computes with the stage's live weights; the cache keeps what earlier steps computed.
     const weightsStep = stage.step;
@@ -266,7 +268,8 @@ export class OnnxRuntime implements StageRuntime {
     const open = this.kv.get(id);
     if (!open && !create)
       throw new UnknownSessionError(
-        `session ${JSON.stringify(id)} has no KV cache on this stage (never prefilled, ended, or evicted): prefill it again`,
+        `session ${JSON.stringify(id)} has no KV cache on this stage (never prefilled, ended, or evicted): ` +
+          `prefill it again`,
       );
     if (!open && this.stage.step !== this.current.runner.step) await this.reexport();
     const s = this.book.reserve(id, t, create); // may evict (and drop) others; throws when the session is full
@@ -361,7 +364,10 @@ export interface MeasureOptions {
   decodeTokens?: number;
   /** Timed rounds per runtime, alternating which goes first, after one untimed warm-up round (default 2). */
   rounds?: number;
-  /** Measure these (they are left open); default: a WgslRuntime and an OnnxRuntime made for the measurement and destroyed after it. */
+  /**
+   * Measure these (they are left open); default: a WgslRuntime and an OnnxRuntime made for the measurement and
+   * destroyed after it.
+   */
   runtimes?: StageRuntime[];
   /** For the default OnnxRuntime. */
   onnx?: OnnxCachedRunnerOptions;
@@ -408,7 +414,8 @@ export async function measureRuntimes(stage: Stage, opts: MeasureOptions = {}): 
     throw new ArgumentError(`measureRuntimes: decodeTokens must be a positive integer, got ${decodeTokens}`);
   if (!(Number.isInteger(promptTokens) && promptTokens >= 1))
     throw new ArgumentError(
-      `measureRuntimes: promptTokens must be a positive integer within the context less decodeTokens, got ${promptTokens}`,
+      `measureRuntimes: promptTokens must be a positive integer within the context less decodeTokens, got ` +
+        `${promptTokens}`,
     );
   if (!(Number.isInteger(rounds) && rounds >= 1))
     throw new ArgumentError(`measureRuntimes: rounds must be a positive integer, got ${rounds}`);
@@ -475,7 +482,10 @@ export async function measureRuntimes(stage: Stage, opts: MeasureOptions = {}): 
 
 // ---- the choice a server makes ------------------------------------------------------------------------
 
-/** 'auto': measure both on this device and serve with the faster; 'wgsl' / 'onnx': that one (ONNX falls back to WGSL if ORT cannot load). */
+/**
+ * 'auto': measure both on this device and serve with the faster; 'wgsl' / 'onnx': that one (ONNX falls back to WGSL if
+ * ORT cannot load).
+ */
 export type RuntimeMode = 'auto' | 'wgsl' | 'onnx';
 
 export interface ChosenRuntime {
@@ -494,7 +504,10 @@ function describeMeasurement(m: RuntimeMeasurement, i: number): string {
     m.relativeError === undefined
       ? 'not compared: the stage trained during each try'
       : `relative error ${m.relativeError.toExponential(1)}`;
-  return `${m.name} TTFT ${m.ttftMs.toFixed(1)} ms, ${m.tokensPerSecond.toFixed(0)} tokens/s${i > 0 ? `, ${error}` : ''}`;
+  return (
+    `${m.name} TTFT ${m.ttftMs.toFixed(1)} ms, ${m.tokensPerSecond.toFixed(0)} ` +
+    `tokens/s${i > 0 ? `, ${error}` : ''}`
+  );
 }
 
 /**
@@ -531,7 +544,9 @@ export async function chooseRuntime(
       onnx.destroy();
       return {
         runtime: wgsl,
-        reason: `${onnx.name} disagrees with WGSL on this device (relative error ${error.toExponential(1)} > ${RUNTIME_AGREEMENT}): WGSL serves`,
+        reason:
+          `${onnx.name} disagrees with WGSL on this device (relative error ${error.toExponential(1)} > ` +
+          `${RUNTIME_AGREEMENT}): WGSL serves`,
         measured: m.results,
       };
     }
@@ -542,7 +557,8 @@ export async function chooseRuntime(
     const onnxMs = o.totalMs + (training ? exportMs : 0);
     const [keep, drop] = onnxMs < w.totalMs ? [onnx, wgsl] : [wgsl, onnx];
     drop.destroy();
-    const exported = `ORT export ${exportMs.toFixed(0)} ms${training ? ', counted per generation: the stage is training' : ''}`;
+    const exported =
+      `ORT export ${exportMs.toFixed(0)} ` + `ms${training ? ', counted per generation: the stage is training' : ''}`;
     return {
       runtime: keep,
       reason: `measured: ${m.results.map(describeMeasurement).join('; ')}; ${exported}`,

@@ -127,7 +127,8 @@ export class SwarmInference implements InferenceBackend {
         failed.add(route[hop]);
         this.stats.retries++;
         this.o.log?.(
-          `inference: stage ${hop} holder ${route[hop].slice(-6)} failed (${(e as Error).message}); retrying on a replica`,
+          `inference: stage ${hop} holder ${route[hop].slice(-6)} failed (${(e as Error).message}); retrying ` +
+            `on a replica`,
         );
         void this.endAll(route, req.modelId, session);
       }

@@ -22,7 +22,8 @@ export function attentionDecodeRef(
   const t = qkv.length / (3 * C);
   if (!Number.isInteger(D) || !Number.isInteger(t) || pastKv.length < past * 2 * C) {
     throw new Error(
-      `attentionDecodeRef: qkv of ${qkv.length} values, cache of ${pastKv.length}, do not fit C ${C}, heads ${H}, past ${past}`,
+      `attentionDecodeRef: qkv of ${qkv.length} values, cache of ${pastKv.length}, do not fit C ${C}, heads ` +
+        `${H}, past ${past}`,
     );
   }
   const L = past + t;

@@ -168,7 +168,10 @@ function params(r: Resolved, splits: number, keysPerSplit: number): Param[] {
   ];
 }
 
-/** Matrix-product FLOPs of t rows over a cache (QKᵀ and PV for each visible (query, key) pair), as attentionFlops counts them. */
+/**
+ * Matrix-product FLOPs of t rows over a cache (QKᵀ and PV for each visible (query, key) pair), as attentionFlops counts
+ * them.
+ */
 export function attentionDecodeFlops(t: number, past: number, channels: number): number {
   const pairs = t * past + (t * (t + 1)) / 2;
   return 4 * channels * pairs;

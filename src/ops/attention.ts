@@ -151,7 +151,9 @@ function setup(gpu: Gpu, r: ResolvedAttention, opts: AttentionOptions) {
   return { plan, constants, params, workgroups, rowWorkgroups };
 }
 
-/** Forward: out [B·T, C] and lse [B·H·T] (log-sum-exp of the scaled scores of each query row, index (b·H + h)·T + t). */
+/**
+ * Forward: out [B·T, C] and lse [B·H·T] (log-sum-exp of the scaled scores of each query row, index (b·H + h)·T + t).
+ */
 export function attention(
   gpu: Gpu,
   qkv: Tensor,

@@ -52,7 +52,9 @@ export async function checkCrossEntropy(gpu: Gpu, size: CheckSize): Promise<Comp
     const lt = gpu.upload(logits, [c.n, c.v]);
     const tt = gpu.upload(targets, [c.n]);
     const res = crossEntropy(gpu, lt, tt, { ignoreIndex: c.ignoreIndex, withGrad: c.withGrad });
-    const name = `${shapeName([c.n, c.v])} ${c.offset ?? ''}±${c.range} ${ref.count}/${c.n} rows${c.withGrad ? '' : ' no grad'}`;
+    const name =
+      `${shapeName([c.n, c.v])} ${c.offset ?? ''}±${c.range} ${ref.count}/${c.n} ` +
+      `rows${c.withGrad ? '' : ' no grad'}`;
     out.push(await expectClose(gpu, `crossentropy.losses ${name}`, res.losses, ref.losses, CROSSENTROPY_LOSS_TOL));
     out.push(await expectClose(gpu, `crossentropy.loss ${name}`, res.loss, [ref.loss], CROSSENTROPY_LOSS_TOL));
     if (res.dlogits)

@@ -45,7 +45,10 @@ function checkInputs(x: Tensor, gamma: Tensor, what: string): [number, number] {
   return [n, c];
 }
 
-/** y = (x − mean)/√(var + eps)·γ + β per row of x [N, C] (biased variance). Also returns mean and rstd [N] for the backward. */
+/**
+ * y = (x − mean)/√(var + eps)·γ + β per row of x [N, C] (biased variance). Also returns mean and rstd [N] for the
+ * backward.
+ */
 export function layernorm(
   gpu: Gpu,
   x: Tensor,

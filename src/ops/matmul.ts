@@ -78,7 +78,8 @@ function matmulDims(a: Tensor, b: Tensor, transA: boolean, transB: boolean): Dim
   const [Kb, N] = transB ? [b.shape[1], b.shape[0]] : [b.shape[0], b.shape[1]];
   if (Ka !== Kb) {
     throw new ShapeError(
-      `matmul: inner dimensions differ: op(A) is [${M}, ${Ka}] (A [${a.shape.join(', ')}]${transA ? ', transA' : ''}), ` +
+      `matmul: inner dimensions differ: op(A) is [${M}, ${Ka}] (A ` +
+        `[${a.shape.join(', ')}]${transA ? ', transA' : ''}), ` +
         `op(B) is [${Kb}, ${N}] (B [${b.shape.join(', ')}]${transB ? ', transB' : ''})`,
     );
   }

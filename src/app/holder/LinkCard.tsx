@@ -35,7 +35,9 @@ export function LinkCard({ address, chainId }: { address: Address; chainId: numb
   else if (mine) state = 'This tab’s peer is linked to your wallet: the work it verifies earns shares here.';
   // The coordinator keeps links permanently (a peer cannot move its past or future work to another wallet).
   else if (b)
-    state = `This tab’s peer is linked to another wallet (${shortAddress(b.wallet)}): links are permanent, so its work is credited there. Connect that wallet to claim it.`;
+    state =
+      `This tab’s peer is linked to another wallet (${shortAddress(b.wallet)}): links are permanent, so ` +
+      `its work is credited there. Connect that wallet to claim it.`;
   else if (peer.peerId) state = 'This tab’s peer is not linked to a wallet yet: its work earns shares for no one.';
 
   async function link() {

@@ -156,7 +156,9 @@ function OnChain({
         <Field name="Balance" testId="h-balance">
           <span className="holder-amount">{formatShares(c.balance)}</span> {c.symbol}
           {c.totalSupply > 0n && (
-            <span className="holder-sub muted">{`${((Number(c.balance) / Number(c.totalSupply)) * 100).toPrecision(3)}% of ${formatShares(c.totalSupply)} issued`}</span>
+            <span className="holder-sub muted">
+              {`${percentOf(c.balance, c.totalSupply)}% of ${formatShares(c.totalSupply)} issued`}
+            </span>
           )}
         </Field>
       </dl>
@@ -200,4 +202,9 @@ function OnChain({
       <EarningsChart modelId={modelId} epochs={m.epochs} claim={m.claim} chain={c} />
     </>
   );
+}
+
+/** `part` as a percentage of `whole`, to three significant digits. */
+function percentOf(part: bigint, whole: bigint): string {
+  return ((Number(part) / Number(whole)) * 100).toPrecision(3);
 }

@@ -21,7 +21,8 @@ export function WalletCard({ chain }: { chain: Chain }) {
   if (conn.status === 'connecting' || conn.status === 'reconnecting') status = 'Connecting to your wallet…';
   else if (switchChain.isPending) status = `Switching your wallet to ${chain.name}…`;
   else if (wrongChain)
-    status = `Your wallet is on ${chainName(conn.chainId!)}; Tessera's shares live on ${chain.name} (chain ${chain.id}).`;
+    status =
+      `Your wallet is on ${chainName(conn.chainId!)}; Tessera's shares live on ${chain.name} (chain ` + `${chain.id}).`;
   else if (connected) status = `Connected to ${chain.name}.`;
 
   return (

@@ -85,7 +85,9 @@ function BoardTable({ rows, by, modelId }: { rows: LeaderboardRow[]; by: Leaderb
   return (
     <ScrollTable label={`${by === 'team' ? 'Teams' : 'Volunteers'} leaderboard`}>
       <table className="results" data-testid={`board-${by}-table`}>
-        <caption className="sr-only">{`${by === 'team' ? 'Teams' : 'Volunteers'} of ${modelId} by verified work`}</caption>
+        <caption className="sr-only">
+          {`${by === 'team' ? 'Teams' : 'Volunteers'} of ${modelId} by verified ` + `work`}
+        </caption>
         <thead>
           <tr>
             <th scope="col" className="num">

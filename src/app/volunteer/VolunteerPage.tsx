@@ -115,7 +115,8 @@ function Stats({ s }: { s: VolunteerState }) {
         {s.speed === undefined
           ? '—'
           : s.speed.source === 'fixed'
-            ? `${s.speed.tokensPerSecond} reference tokens/s: a fixed, modest estimate (timing the reference workload on a software GPU takes over 10 s)`
+            ? `${s.speed.tokensPerSecond} reference tokens/s: a fixed, modest estimate (timing the reference ` +
+              `workload on a software GPU takes over 10 s)`
             : `${s.speed.tokensPerSecond.toFixed(0)} reference tokens/s, measured`}
       </Field>
       {s.peerId && (
@@ -165,7 +166,8 @@ export function VolunteerPage() {
               <h2 id="vol-log-title">Activity</h2>
               <ol className="log" data-testid="vol-log">
                 {s.log.map((line, i) => (
-                  // biome-ignore lint/suspicious/noArrayIndexKey: the log only grows at its end, so positions are stable
+                  // biome-ignore lint/suspicious/noArrayIndexKey: the log only grows at its end, so positions are
+                  // stable
                   <li key={i}>{line}</li>
                 ))}
               </ol>

@@ -158,7 +158,9 @@ export const useVolunteerStore = create<VolunteerState>()((set, get) => {
     else if (info && info.stagesHeld < info.stages) {
       set({
         status: 'waiting',
-        detail: `Holding stage ${info.stage + 1} of ${info.stages}; waiting for volunteers for the other stages (${info.stagesHeld} of ${info.stages} held).`,
+        detail:
+          `Holding stage ${info.stage + 1} of ${info.stages}; waiting for volunteers for the other ` +
+          `stages (${info.stagesHeld} of ${info.stages} held).`,
       });
     } else
       set({
@@ -183,7 +185,9 @@ export const useVolunteerStore = create<VolunteerState>()((set, get) => {
       const why = get().heldFor;
       set({
         status: 'paused',
-        detail: `Paused after step ${s.step + 1}${why ? ` because ${why}` : ''}. This tab still holds its stage; the rest of its pipeline waits for it.`,
+        detail:
+          `Paused after step ${s.step + 1}${why ? ` because ${why}` : ''}. This tab still holds its ` +
+          `stage; the rest of its pipeline waits for it.`,
       });
     } else if (status === 'training' || status === 'connecting') {
       set({ status: 'training', detail: `Training: step ${s.step + 1} done.` });
@@ -276,7 +280,9 @@ export const useVolunteerStore = create<VolunteerState>()((set, get) => {
           if (p === 'loading')
             set({
               status: 'loading',
-              detail: `Downloading the training corpus (vocabulary ${get().assignment?.vocab ?? '?'}) from the coordinator…`,
+              detail:
+                `Downloading the training corpus (vocabulary ${get().assignment?.vocab ?? '?'}) from the ` +
+                `coordinator…`,
             });
           else set({ status: 'connecting', detail: 'Connecting to the other stages over WebRTC…' });
         },
