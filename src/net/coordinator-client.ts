@@ -45,7 +45,8 @@ export class CoordinatorClient {
         if (attempt >= 3)
           throw new CoordinatorError(
             0,
-            `${method} ${path}: the coordinator at ${this.url} did not answer (${(e as Error).message}, ${attempt} tries)`,
+            `${method} ${path}: the coordinator at ${this.url} did not answer (${(e as Error).message}, ` +
+              `${attempt} tries)`,
             'unreachable',
           );
         await new Promise((r) => setTimeout(r, 250 * attempt));

@@ -42,7 +42,8 @@ export function checkFrame(frame: Frame, expect: FrameExpectation): void {
   const { stages, replicas } = expect;
   const refuse: Refuse = (why) => {
     throw new FrameError(
-      `${frame.kind} frame step ${frame.step} micro ${frame.micro} from stage ${frame.fromStage} replica ${frame.fromReplica}: ${why}`,
+      `${frame.kind} frame step ${frame.step} micro ${frame.micro} from stage ${frame.fromStage} replica ` +
+        `${frame.fromReplica}: ${why}`,
     );
   };
   if (frame.model !== expect.model)
@@ -128,7 +129,8 @@ function checkBody(frame: Frame, spec: FrameKindSpec, expect: FrameExpectation, 
     case 'f64 scalar':
       if (r !== 1 || c !== 1 || frame.codec !== 'f64' || bytes !== 8)
         refuse(
-          `${kind} must be one float64 (shape [1, 1], codec f64, 8 bytes), got [${r}, ${c}] ${frame.codec} ${bytes} bytes`,
+          `${kind} must be one float64 (shape [1, 1], codec f64, 8 bytes), got [${r}, ${c}] ${frame.codec} ` +
+            `${bytes} bytes`,
         );
       break;
   }

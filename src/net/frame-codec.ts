@@ -28,7 +28,9 @@ export interface FrameLimits {
   maxHeaderBytes: number;
   /** Largest payload of any kind. */
   maxPayloadBytes: number;
-  /** Tighter caps per kind (frameLimitsFor sets one for every kind); a kind without one is capped by maxPayloadBytes. */
+  /**
+   * Tighter caps per kind (frameLimitsFor sets one for every kind); a kind without one is capped by maxPayloadBytes.
+   */
   maxPayloadBytesByKind?: Partial<Record<FrameKind, number>>;
   /** Most token ids in one frame (default: maxPayloadBytes / 4). */
   maxIds?: number;

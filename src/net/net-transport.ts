@@ -42,7 +42,10 @@ export interface NetTransportOptions {
   /** Directory: the peer that runs a worker id. */
   resolve: (workerId: string) => PeerId | string;
   limits: FrameLimits;
-  /** Validates a decoded frame from `fromPeer` (peer id string) against this worker's assignment; throws to refuse (e.g. checkFrame). */
+  /**
+   * Validates a decoded frame from `fromPeer` (peer id string) against this worker's assignment; throws to refuse (e.g.
+   * checkFrame).
+   */
   check: (frame: Frame, fromPeer: string) => void;
   log?: NetLogger;
   /** Write chunk size, at most MAX_CHUNK_BYTES (default). */
@@ -152,7 +155,9 @@ export class NetTransport implements Transport {
     }
   }
 
-  /** Writes one encoded frame; a stream found broken is replaced once (the receiver's decoder dies with the old one). */
+  /**
+   * Writes one encoded frame; a stream found broken is replaced once (the receiver's decoder dies with the old one).
+   */
   private async writeFrame(link: OutLink, peer: PeerId, bytes: Uint8Array, to: string): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       const stream = await this.outStream(link, peer, to);
@@ -255,7 +260,8 @@ export class NetTransport implements Transport {
     } catch (e) {
       this.stats.framesRejected++;
       this.log.warn(
-        `${this.id}: refused a ${f.kind} frame (step ${f.step}, micro ${f.micro}) from ${from}: ${e instanceof FrameError ? e.reason : (e as Error).message}`,
+        `${this.id}: refused a ${f.kind} frame (step ${f.step}, micro ${f.micro}) from ${from}: ` +
+          `${e instanceof FrameError ? e.reason : (e as Error).message}`,
       );
       return;
     }

@@ -79,7 +79,9 @@ export interface PeerOptions {
   browser?: boolean;
 }
 
-/** A volunteer peer: dials the relay and listens for WebRTC through it. Call waitForRelayAddress before sharing its id. */
+/**
+ * A volunteer peer: dials the relay and listens for WebRTC through it. Call waitForRelayAddress before sharing its id.
+ */
 export async function createPeer(opts: PeerOptions): Promise<Libp2p> {
   const node = await createLibp2p({
     privateKey: opts.privateKey,
@@ -156,13 +158,15 @@ export async function dialWebRTC(
       conn = await node.dial(addr, { signal: AbortSignal.timeout(timeoutMs) });
     } catch (second) {
       throw new NetError(
-        `WebRTC dial to ${peerId.toString()} via ${relayAddr} failed twice: ${(first as Error).message}; then ${(second as Error).message}`,
+        `WebRTC dial to ${peerId.toString()} via ${relayAddr} failed twice: ${(first as Error).message}; then ` +
+          `${(second as Error).message}`,
       );
     }
   }
   if (!isDirectWebRTC(conn)) {
     throw new NetError(
-      `connection to ${peerId.toString()} is not direct WebRTC (remote address ${conn.remoteAddr.toString()}, limits ${JSON.stringify(conn.limits ?? null)})`,
+      `connection to ${peerId.toString()} is not direct WebRTC (remote address ${conn.remoteAddr.toString()}, ` +
+        `limits ${JSON.stringify(conn.limits ?? null)})`,
     );
   }
   return conn;

@@ -134,7 +134,9 @@ export async function collectStatuses(
   }
 }
 
-/** Waits until every other worker is ready for (or training in) `round`; a worker that went back to pausing abandons it. */
+/**
+ * Waits until every other worker is ready for (or training in) `round`; a worker that went back to pausing abandons it.
+ */
 export async function awaitReady(r: Rendezvous, model: string, round: number): Promise<void> {
   const req: StatusRequest = { type: 'status', model, layout: r.layout, phase: 'ready', round };
   const deadline = Date.now() + 120_000;

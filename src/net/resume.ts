@@ -80,7 +80,9 @@ export function planResume(members: readonly MemberView[], stages: number): Resu
       kind: 'lost',
       stages: missing,
       round,
-      reason: `no peer of the new pipeline holds stage${missing.length > 1 ? 's' : ''} ${missing.join(', ')}: its last holder left and no replica held it`,
+      reason:
+        `no peer of the new pipeline holds stage${missing.length > 1 ? 's' : ''} ${missing.join(', ')}: ` +
+        `its last holder left and no replica held it`,
     };
   }
   const common = [...perStage[0]].filter((step) => perStage.every((set) => set.has(step)));
@@ -110,7 +112,10 @@ export function planResume(members: readonly MemberView[], stages: number): Resu
   return { kind: 'resume', step, round, fresh: false, sources };
 }
 
-/** Every worker of one pipeline derives the same key from its assignment: model, stage count and each stage's peers in replica order. */
+/**
+ * Every worker of one pipeline derives the same key from its assignment: model, stage count and each stage's peers in
+ * replica order.
+ */
 export function layoutKey(a: Pick<Assignment, 'modelId' | 'stages' | 'pipeline'>): string {
   const stages = [...a.pipeline]
     .sort((x, y) => x.stage - y.stage)

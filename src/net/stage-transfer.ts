@@ -36,7 +36,10 @@ export interface StageRequest {
   step: number;
 }
 
-/** Why a holder refused: transient ones (not-ready, not-assigned while its view of the assignment is stale) are worth a retry. */
+/**
+ * Why a holder refused: transient ones (not-ready, not-assigned while its view of the assignment is stale) are worth a
+ * retry.
+ */
 export type RefusalCode = 'bad-request' | 'not-assigned' | 'not-held' | 'not-ready' | 'internal';
 
 export type StageReply =
@@ -157,7 +160,8 @@ export class StageServer {
       if (assigned !== req.stage) {
         return await refuse(
           'not-assigned',
-          `${from} asked for stage ${req.stage} of ${req.model} but is assigned ${assigned === undefined ? 'no stage of it' : `stage ${assigned}`}`,
+          `${from} asked for stage ${req.stage} of ${req.model} but is assigned ` +
+            `${assigned === undefined ? 'no stage of it' : `stage ${assigned}`}`,
         );
       }
       const got = await this.source.checkpoint(req.model, req.stage, req.step);
@@ -181,7 +185,8 @@ export class StageServer {
       this.stats.bytesSent += got.length;
       this.stats.largestChunk = Math.max(this.stats.largestChunk, largest);
       this.log.info(
-        `stage transfer: served stage ${req.stage} of ${req.model} at step ${req.step} to ${from}: ${got.length} bytes, sha256 ${sha256}`,
+        `stage transfer: served stage ${req.stage} of ${req.model} at step ${req.step} to ${from}: ` +
+          `${got.length} bytes, sha256 ${sha256}`,
       );
     } catch (e) {
       this.log.warn(`stage transfer to ${from} failed: ${(e as Error).message}`);
@@ -244,7 +249,8 @@ export async function fetchStage(
     if (reply.ok !== true || reply.model !== req.model || reply.stage !== req.stage || reply.step !== req.step) {
       throw new StageTransferError(
         'protocol',
-        `${from} answered for ${String(reply.model)} stage ${String(reply.stage)} step ${String(reply.step)}, not what was asked`,
+        `${from} answered for ${String(reply.model)} stage ${String(reply.stage)} step ${String(reply.step)}, ` +
+          `not what was asked`,
       );
     }
     const limit = maxCheckpointBytes(expect.cfg, expect.spec);

@@ -117,7 +117,9 @@ export class StreamReader {
     }
   }
 
-  /** Resolves true once the remote end closed its side with nothing left unread, false as soon as more bytes are there. */
+  /**
+   * Resolves true once the remote end closed its side with nothing left unread, false as soon as more bytes are there.
+   */
   async atEnd(): Promise<boolean> {
     for (;;) {
       if (this.queued > 0) return false;
@@ -129,7 +131,10 @@ export class StreamReader {
   }
 }
 
-/** Writes bytes in chunks of at most `chunkBytes`, waiting for the stream to drain whenever it asks to. Returns the largest chunk written. */
+/**
+ * Writes bytes in chunks of at most `chunkBytes`, waiting for the stream to drain whenever it asks to. Returns the
+ * largest chunk written.
+ */
 export async function writeBytes(
   stream: Stream,
   bytes: Uint8Array,

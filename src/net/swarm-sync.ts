@@ -20,7 +20,10 @@ export const SYNC_PROTOCOL = '/tessera/sync/2.0.0';
 const MAX_MESSAGE_BYTES = 256 * 1024;
 
 export const PHASES = ['idle', 'paused', 'ready', 'training'] as const;
-/** idle: no pipeline; paused: agreeing where to resume; ready: state and transport set up for the agreed round; training: stepping. */
+/**
+ * idle: no pipeline; paused: agreeing where to resume; ready: state and transport set up for the agreed round;
+ * training: stepping.
+ */
 export type Phase = (typeof PHASES)[number];
 
 /** A stage state a worker holds: the stage, the training steps applied to it, and whether it can undo the last one. */
@@ -265,7 +268,8 @@ export class LossInbox {
         done();
         reject(
           new WireError(
-            `losses of step ${step}: only ${this.steps.get(step)?.size ?? 0} of ${count} micro-batches within ${timeoutMs} ms`,
+            `losses of step ${step}: only ${this.steps.get(step)?.size ?? 0} of ${count} micro-batches within ` +
+              `${timeoutMs} ms`,
           ),
         );
       }, timeoutMs);

@@ -104,12 +104,14 @@ export function lineChartSvg(opts: ChartOptions): string {
   const n = (v: number) => v.toFixed(1);
   const out: string[] = [];
   out.push(
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" ` +
+      `font-family="sans-serif" font-size="12">`,
   );
   out.push(`<rect width="${W}" height="${H}" fill="#ffffff"/>`);
   if (opts.title)
     out.push(
-      `<text x="${W / 2}" y="24" text-anchor="middle" font-size="15" font-weight="bold">${escapeXml(opts.title)}</text>`,
+      `<text x="${W / 2}" y="24" text-anchor="middle" font-size="15" ` +
+        `font-weight="bold">${escapeXml(opts.title)}</text>`,
     );
   out.push(
     `<defs><clipPath id="plot"><rect x="${m.left}" y="${m.top}" width="${pw}" height="${ph}"/></clipPath></defs>`,
@@ -127,12 +129,14 @@ export function lineChartSvg(opts: ChartOptions): string {
     out.push(`<text x="${m.left + pw / 2}" y="${H - 12}" text-anchor="middle">${escapeXml(opts.xLabel)}</text>`);
   if (opts.yLabel)
     out.push(
-      `<text transform="translate(16 ${m.top + ph / 2}) rotate(-90)" text-anchor="middle">${escapeXml(opts.yLabel)}</text>`,
+      `<text transform="translate(16 ${m.top + ph / 2}) rotate(-90)" ` +
+        `text-anchor="middle">${escapeXml(opts.yLabel)}</text>`,
     );
   out.push('<g clip-path="url(#plot)">');
   for (const h of hlines) {
     out.push(
-      `<line x1="${m.left}" x2="${m.left + pw}" y1="${n(py(h.y))}" y2="${n(py(h.y))}" stroke="${escapeXml(h.color)}" stroke-width="1.5" stroke-dasharray="6 4"/>`,
+      `<line x1="${m.left}" x2="${m.left + pw}" y1="${n(py(h.y))}" y2="${n(py(h.y))}" ` +
+        `stroke="${escapeXml(h.color)}" stroke-width="1.5" stroke-dasharray="6 4"/>`,
     );
   }
   for (const s of opts.series) {
@@ -141,7 +145,8 @@ export function lineChartSvg(opts: ChartOptions): string {
     const flush = () => {
       if (run.length > 1)
         out.push(
-          `<polyline fill="none" stroke="${color}" stroke-width="1.6"${s.dash ? ` stroke-dasharray="${escapeXml(s.dash)}"` : ''} points="${run.join(' ')}"/>`,
+          `<polyline fill="none" stroke="${color}" ` +
+            `stroke-width="1.6"${s.dash ? ` stroke-dasharray="${escapeXml(s.dash)}"` : ''} points="${run.join(' ')}"/>`,
         );
       run = [];
     };
@@ -166,12 +171,15 @@ export function lineChartSvg(opts: ChartOptions): string {
     const lx = m.left + pw - lw - 8;
     const ly = m.top + 8;
     out.push(
-      `<rect x="${n(lx)}" y="${ly}" width="${n(lw)}" height="${items.length * 18 + 8}" fill="#ffffff" fill-opacity="0.85" stroke="#ccc"/>`,
+      `<rect x="${n(lx)}" y="${ly}" width="${n(lw)}" height="${items.length * 18 + 8}" fill="#ffffff" ` +
+        `fill-opacity="0.85" stroke="#ccc"/>`,
     );
     items.forEach((it, i) => {
       const y = ly + 16 + i * 18;
       out.push(
-        `<line x1="${n(lx + 8)}" x2="${n(lx + 30)}" y1="${y - 4}" y2="${y - 4}" stroke="${escapeXml(it.color)}" stroke-width="2"${it.dash ? ` stroke-dasharray="${escapeXml(it.dash)}"` : ''}/>`,
+        `<line x1="${n(lx + 8)}" x2="${n(lx + 30)}" y1="${y - 4}" y2="${y - 4}" ` +
+          `stroke="${escapeXml(it.color)}" ` +
+          `stroke-width="2"${it.dash ? ` stroke-dasharray="${escapeXml(it.dash)}"` : ''}/>`,
       );
       out.push(`<text x="${n(lx + 36)}" y="${y}">${escapeXml(it.label)}</text>`);
     });

@@ -32,7 +32,10 @@ export interface FrameKindSpec {
   body: FrameBody;
   /** For tensors: the direction the boundary codec encodes it for. */
   travels?: 'act' | 'grad';
-  /** For lists: how many values it holds — exactly the stage's parameter count, or at most a step's micro-batches (maybe none). */
+  /**
+   * For lists: how many values it holds — exactly the stage's parameter count, or at most a step's micro-batches (maybe
+   * none).
+   */
   length?: 'stage parameters' | 'micro-batches';
   /** What consumes it in the stage runner (stage-run.ts / stage-update.ts). */
   handler: string;
@@ -108,7 +111,9 @@ export function codecOf(kind: FrameKind, boundaryCodec: string): string {
   return body === 'tensor' ? boundaryCodec : body === 'f32 list' ? 'none' : 'f64';
 }
 
-/** Whether a frame of `kind` may hold no values (shape [1, 0]): a list of at most a step's micro-batches may be empty. */
+/**
+ * Whether a frame of `kind` may hold no values (shape [1, 0]): a list of at most a step's micro-batches may be empty.
+ */
 export function mayBeEmpty(kind: FrameKind): boolean {
   return FRAME_KIND_SPECS[kind].length === 'micro-batches';
 }

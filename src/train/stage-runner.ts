@@ -155,7 +155,9 @@ export class StageRunner {
     return steps.map((micro) => micro.map((_, m) => m).filter((m) => m % R === this.replica));
   }
 
-  /** Runs this worker's part of `ctx.steps`; rejects on a boundary NaN/Inf, a refused frame, a silent peer or an abort. */
+  /**
+   * Runs this worker's part of `ctx.steps`; rejects on a boundary NaN/Inf, a refused frame, a silent peer or an abort.
+   */
   async run(ctx: RunContext): Promise<void> {
     this.busyMs = 0;
     await new StageRun(this, ctx, this.updater, this.turn(ctx.signal), this.auditing(ctx)).execute();
@@ -178,7 +180,10 @@ export class StageRunner {
     return turns ? (f) => turns.run('train', () => measured(f), { signal }) : measured;
   }
 
-  /** Whether this run verifies by recomputation: synchronous (replicas share weights until the update) with a fraction > 0. */
+  /**
+   * Whether this run verifies by recomputation: synchronous (replicas share weights until the update) with a fraction >
+   * 0.
+   */
   private auditing(ctx: RunContext): boolean {
     return ctx.opts.staleness === 0 && (this.opts.audit?.fraction ?? 0) > 0;
   }

@@ -77,7 +77,10 @@ export class TransportError extends TesseraError {
   }
 }
 
-/** A frame the receiver refuses: undecodable, over the limits, not what its assignment expects, or malformed for its kind. */
+/**
+ * A frame the receiver refuses: undecodable, over the limits, not what its assignment expects, or malformed for its
+ * kind.
+ */
 export class FrameError extends TransportError {
   /** Why the frame was refused, without the "frame refused:" prefix. */
   readonly reason: string;
