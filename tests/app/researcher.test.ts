@@ -4,7 +4,6 @@ import { privateKeyToAccount } from 'viem/accounts';
 import { describe, expect, it } from 'vitest';
 import type { MetricRecord, Topology } from '../../src/app/coordinator-api.ts';
 import { formatFlopRate, formatFlops, formatPercent, formatRate, formatTokensPerSecond } from '../../src/app/format.ts';
-import { checkDraft, DEFAULT_DRAFT, fieldOfError, parseLayout } from '../../src/app/researcher/proposal.ts';
 import {
   completionBody,
   explainPromptError,
@@ -52,7 +51,8 @@ function stream(chunks: Array<string | Uint8Array>): ReadableStream<Uint8Array> 
 describe('server-sent events', () => {
   it('parses events split anywhere, CRLF split across chunks included', () => {
     const text =
-      'event: snapshot\r\ndata: {"a":1}\r\n\r\n: keep-alive\n\ndata: line one\ndata:line two\n\nevent: metric\ndata: 3\n\n';
+      'event: snapshot\r\ndata: {"a":1}\r\n\r\n: keep-alive\n\n' +
+      'data: line one\ndata:line two\n\nevent: metric\ndata: 3\n\n';
     for (let cut = 0; cut <= text.length; cut++) {
       const p = new SseParser();
       const events = [...p.push(text.slice(0, cut)), ...p.push(text.slice(cut))];
@@ -185,7 +185,7 @@ describe('topology diagram', () => {
     expect(b0).toMatchObject({ kind: 'node', replica: 0, speed: '1,235 tok/s', label: 'Node B0' });
   });
 
-  it('labels links with measured bandwidth and RTT, pipeline left to right, each pair once, none to departed peers', () => {
+  it('labels links with bandwidth and RTT, pipeline left to right, each pair once, none to departed peers', () => {
     expect(edges.map((e) => [e.id, e.source, e.target, e.label])).toEqual([
       ['pipeline:A0->B0', 'A0', 'B0', '1.25 MB/s · 12 ms'],
       ['sync:A0->A1', 'A0', 'A1', '2.05 kB/s'],
@@ -204,59 +204,6 @@ describe('topology diagram', () => {
       { boundary: 'Stage 1 → 2', codec: 'int8', measured: 130, raw: 512, ratio: 512 / 130 },
       { boundary: 'Stage 2 → 3', codec: 'int8', measured: null, raw: 512, ratio: null },
     ]);
-  });
-});
-
-describe('model proposal form', () => {
-  it('turns the defaults into a body the coordinator takes', () => {
-    const { proposal, errors } = checkDraft({ ...DEFAULT_DRAFT, name: ' Tiny four ' });
-    expect(errors).toEqual({});
-    expect(proposal).toEqual({
-      name: 'Tiny four',
-      config: { vocab: 1024, dModel: 64, heads: 4, layers: 4, context: 64 },
-      layout: [1, 1, 1, 1],
-      codec: 'int8',
-      microBatches: 4,
-      batch: 2,
-      pricePer1kTokens: 0.0001,
-    });
-  });
-
-  it('names each wrong field with the reason', () => {
-    const { proposal, errors } = checkDraft({
-      ...DEFAULT_DRAFT,
-      name: '',
-      id: 'Bad Id',
-      heads: '5',
-      layout: '2, 1',
-      dModel: '64',
-      codec: 'zip',
-      batch: '0',
-      pricePer1kTokens: '-1',
-      context: '1.5',
-    });
-    expect(proposal).toBeUndefined();
-    expect(errors).toEqual({
-      name: 'give the model a name',
-      id: expect.stringMatching(/lower-case/),
-      heads: 'must divide the model width (64)',
-      layout: "the stages' layers add up to 3, not 4",
-      codec: expect.stringMatching(/one of none, int8/),
-      batch: 'must be between 1 and 65536',
-      pricePer1kTokens: 'a price in ETH, 0 or more',
-      context: 'must be a whole number',
-    });
-    expect(checkDraft({ ...DEFAULT_DRAFT, name: 'x', layout: '2 0 2' }).errors.layout).toBe(
-      'every stage needs at least one layer',
-    );
-    expect(parseLayout('1,,2 3')).toEqual([1, 2, 3]);
-    expect(parseLayout('1, x')).toBeUndefined();
-  });
-
-  it('maps a coordinator refusal to the field it names', () => {
-    expect(fieldOfError('config.heads must divide dModel')).toBe('heads');
-    expect(fieldOfError('layout must be an array of 1 to 64 layer counts')).toBe('layout');
-    expect(fieldOfError('something else entirely')).toBeUndefined();
   });
 });
 
@@ -287,7 +234,8 @@ describe('prompt box', () => {
       chunk(' the'),
       chunk(' grand'),
       chunk('', 'length'),
-      `data: ${JSON.stringify({ choices: [], usage: { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5 } })}\n\n`,
+      `data: ${JSON.stringify({ choices: [], usage: { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5 } })}` +
+        '\n\n',
       'data: [DONE]\n\n',
     ];
     const { f, seen } = fakeFetch(

@@ -27,21 +27,23 @@ describe('app ↔ coordinator (issue 8 routes)', () => {
   });
 
   it("proposes the form's default model, which then lists with its layout and codec", async () => {
-    const { proposal } = checkDraft({ ...DEFAULT_DRAFT, name: 'Form default', id: 'form-default' });
+    const { proposal } = checkDraft({
+      ...DEFAULT_DRAFT,
+      name: 'Form default',
+      id: 'form-default',
+      codec: 'int8',
+      pricePer1kTokens: '0.0001',
+    });
     const m = await api.propose(proposal!);
     modelId = m.id;
     expect(m).toMatchObject({ id: 'form-default', layout: [1, 1, 1, 1], codec: 'int8', pricePer1kTokens: 0.0001 });
     expect((await api.models()).map((x) => x.id)).toEqual(['form-default']);
-    expect((await api.model('form-default')).config).toEqual(proposal!.config);
+    expect((await api.model('form-default')).spec).toEqual(proposal!.spec);
   });
 
   it('shows a refusal at the field it names, and a taken id as a conflict', async () => {
-    const bad = await api
-      .propose({
-        ...checkDraft({ ...DEFAULT_DRAFT, name: 'x' }).proposal!,
-        config: { vocab: 1024, dModel: 64, heads: 5, layers: 4, context: 64 },
-      })
-      .catch((e) => e);
+    const { spec } = checkDraft({ ...DEFAULT_DRAFT, name: 'x' }).proposal!;
+    const bad = await api.propose({ name: 'x', spec: { ...spec, model: { ...spec.model, heads: 5 } } }).catch((e) => e);
     expect(bad).toBeInstanceOf(ApiError);
     expect(bad.status).toBe(400);
     expect(fieldOfError(bad.message)).toMatch(/heads|dModel/);

@@ -175,15 +175,36 @@ test(
       });
       await page.setViewportSize(DESKTOP);
 
-      // ---- Propose a model: a bad layout is shown at its field, a taken id comes back from the coordinator ----
+      // ---- Propose a model: the form starts from the software preset and shows what it trains; bad fields are
+      // refused at their fields with the validator's words, a taken id comes back from the coordinator ----
       const form = page.getByTestId('research-propose');
+      await expect(form.getByTestId('propose-tokens')).toContainText('1,024 tokens per step');
+      await expect(form.getByTestId('propose-stages').locator('tbody tr')).toHaveCount(4);
       await form.getByLabel('Name', { exact: true }).fill('Proposed in the browser');
       await form.getByLabel('Id (optional)').fill(fx.modelId);
       await form.getByLabel('Layers per stage').fill('2, 1');
+      await form.getByLabel('Peak learning rate').fill('-1');
       await form.getByRole('button', { name: 'Propose model' }).click();
-      await expect(form.getByTestId('propose-error-layout')).toHaveText("the stages' layers add up to 3, not 4");
+      await expect(form.getByTestId('propose-error-layout')).toHaveText(
+        'stage layout [2,1] does not split 4 layers into 2 stages',
+      );
+      await expect(form.getByTestId('propose-error-lr')).toHaveText(
+        'optim.lr must be a finite number in [0, 10], got -1',
+      );
       await expect(form.getByLabel('Layers per stage')).toBeFocused();
       await form.getByLabel('Layers per stage').fill('2, 2');
+      await form.getByLabel('Peak learning rate').fill('0.002');
+      await form.getByLabel('Steps', { exact: true }).fill('300');
+      await form.getByLabel('Sequences per micro-batch').fill('2');
+      // The derived values follow the form: 2 stages, 4 micro-batches × 2 sequences × 64 tokens per step.
+      await expect(form.getByTestId('propose-tokens')).toContainText('512 tokens per step');
+      await expect(form.getByTestId('propose-stages').locator('tbody tr')).toHaveCount(2);
+      // The subspace dimension is asked for subspace codecs only (empty: a quarter of the width).
+      const codec = form.getByLabel('Boundary codec');
+      await codec.selectOption('subspace');
+      await expect(form.getByLabel('Subspace dimension (k)')).toHaveAttribute('placeholder', '16');
+      await codec.selectOption('int8');
+      await expect(form.getByLabel('Subspace dimension (k)')).toHaveCount(0);
       await form.getByRole('button', { name: 'Propose model' }).click();
       await expect(form.getByTestId('propose-error-id')).toContainText(fx.modelId);
       await form.getByLabel('Id (optional)').fill('browser-proposed');
@@ -191,10 +212,16 @@ test(
       await expect(form.getByTestId('propose-status')).toContainText(
         'Registered Proposed in the browser as browser-proposed',
       );
-      const registered = await json<{ model: { layout: number[]; codec: string; config: { layers: number } } }>(
-        `${fx.coordinator}/api/models/browser-proposed`,
-      );
+      const registered = await json<{
+        model: { layout: number[]; codec: string; config: { layers: number }; spec: unknown };
+      }>(`${fx.coordinator}/api/models/browser-proposed`);
       expect(registered.model).toMatchObject({ layout: [2, 2], codec: 'int8', config: { layers: 4 } });
+      expect(registered.model.spec).toMatchObject({
+        layout: [2, 2],
+        codec: { name: 'int8', tail: 0 },
+        batch: 2,
+        optim: { lr: 0.002, warmup: 20, steps: 300 },
+      });
       // The page follows the new model: picker, URL and an empty chart waiting for its first step.
       await expect(page.getByTestId('model-picker')).toHaveValue('browser-proposed');
       await expect(page).toHaveURL(/#\/researcher\?model=browser-proposed$/);

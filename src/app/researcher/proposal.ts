@@ -1,121 +1,194 @@
 /**
- * The model proposal form's rules: text fields → a POST /api/models body, or a reason per field. The
- * coordinator builds the RunSpec from it (optimiser and schedule from the software preset) and checks
- * everything again (validateRunSpec); these checks only save a round trip and say which field is wrong.
+ * The model proposal form's rules: text fields → a RunSpec built on the software preset, checked by the same
+ * validateRunSpec the coordinator runs, so what the form refuses is what the coordinator would refuse, in the
+ * same words, shown at the field the message names. Only the name and id, which travel beside the spec in
+ * POST /api/models, are checked here.
  */
-import type { FlatModelProposal } from '../coordinator-api.ts';
+import { CODEC_NAMES, isSubspaceCodec } from '../../compress/codecs.ts';
+import { presetSpec, validateRunSpec, type RunSpec } from '../../train/run-spec.ts';
+import type { SpecModelProposal } from '../coordinator-api.ts';
 
-/** The codecs a boundary can use (src/coordinator/API.md, POST /api/models). */
-export const CODECS = ['none', 'int8', 'subspace', 'subspace+int8'] as const;
+export const CODECS = CODEC_NAMES;
 
 /** Vocabularies the coordinator ships a tokenized corpus for: a browser tab can only train these. */
 export const VOCABS = [1024, 2048, 4096] as const;
 
+/** The form's fields, in the order it shows them (the first refused one takes the focus). */
 export interface ProposalDraft {
-  id: string;
   name: string;
+  id: string;
   vocab: string;
   dModel: string;
   heads: string;
   layers: string;
   context: string;
   layout: string;
-  codec: string;
   microBatches: string;
   batch: string;
+  codec: string;
+  /** Subspace dimension; empty: derived from the width. Only read for subspace codecs. */
+  k: string;
+  tail: string;
+  lr: string;
+  warmup: string;
+  steps: string;
+  weightDecay: string;
+  clip: string;
   pricePer1kTokens: string;
 }
 
-/** Small enough for a laptop GPU to train a stage, big enough to learn something: 4 stages of one layer. */
-export const DEFAULT_DRAFT: ProposalDraft = {
-  id: '',
-  name: '',
-  vocab: '1024',
-  dModel: '64',
-  heads: '4',
-  layers: '4',
-  context: '64',
-  layout: '1, 1, 1, 1',
-  codec: 'int8',
-  microBatches: '4',
-  batch: '2',
-  pricePer1kTokens: '0.0001',
+export type DraftKey = keyof ProposalDraft;
+export type DraftErrors = Partial<Record<DraftKey, string>>;
+
+/** The spec as the form's text, unnamed. */
+export function draftFromSpec(spec: RunSpec): ProposalDraft {
+  const { model, codec, optim } = spec;
+  return {
+    name: '',
+    id: '',
+    vocab: String(model.vocab),
+    dModel: String(model.dModel),
+    heads: String(model.heads),
+    layers: String(model.layers),
+    context: String(model.context),
+    layout: spec.layout.join(', '),
+    microBatches: String(spec.microBatches),
+    batch: String(spec.batch),
+    codec: codec.name,
+    k: codec.k === undefined ? '' : String(codec.k),
+    tail: String(codec.tail),
+    lr: String(optim.lr),
+    warmup: String(optim.warmup),
+    steps: String(optim.steps),
+    weightDecay: String(optim.weightDecay),
+    clip: String(optim.clip),
+    pricePer1kTokens: String(spec.pricePer1kTokens),
+  };
+}
+
+/** The software preset: a model small enough to learn within minutes on a laptop. */
+export const DEFAULT_DRAFT: ProposalDraft = draftFromSpec(presetSpec(true));
+
+const NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
+
+/** A number when the text is one, else the text itself, so the validator's message quotes what was typed. */
+function value(text: string): number | string {
+  const t = text.trim();
+  return NUMBER.test(t) ? Number(t) : t;
+}
+
+/** Layers per stage, "2, 1, 1" or "2 1 1"; each part a number when it reads as one. */
+export function parseLayout(v: string): Array<number | string> {
+  return v
+    .split(/[\s,]+/)
+    .filter(Boolean)
+    .map(value);
+}
+
+/** `base` with the form's fields in place: unchecked, for validateRunSpec to judge. */
+export function candidateSpec(d: ProposalDraft, base: RunSpec): unknown {
+  const k = isSubspaceCodec(d.codec) && d.k.trim() !== '' ? { k: value(d.k) } : {};
+  return {
+    ...base,
+    model: {
+      ...base.model,
+      vocab: value(d.vocab),
+      dModel: value(d.dModel),
+      heads: value(d.heads),
+      layers: value(d.layers),
+      context: value(d.context),
+    },
+    layout: parseLayout(d.layout),
+    codec: { name: d.codec, tail: value(d.tail), ...k },
+    microBatches: value(d.microBatches),
+    batch: value(d.batch),
+    optim: {
+      ...base.optim,
+      lr: value(d.lr),
+      warmup: value(d.warmup),
+      steps: value(d.steps),
+      weightDecay: value(d.weightDecay),
+      clip: value(d.clip),
+    },
+    pricePer1kTokens: value(d.pricePer1kTokens),
+  };
+}
+
+/** The field a validator or coordinator message is about, by the path it names ("spec.optim.lr must be …"). */
+const FIELD_OF_PATH: Record<string, DraftKey> = {
+  'model.vocab': 'vocab',
+  'model.dModel': 'dModel',
+  'model.heads': 'heads',
+  'model.layers': 'layers',
+  'model.context': 'context',
+  layout: 'layout',
+  microBatches: 'microBatches',
+  batch: 'batch',
+  'codec.name': 'codec',
+  'codec.k': 'k',
+  'codec.tail': 'tail',
+  'optim.lr': 'lr',
+  'optim.warmup': 'warmup',
+  'optim.steps': 'steps',
+  'optim.weightDecay': 'weightDecay',
+  'optim.clip': 'clip',
+  pricePer1kTokens: 'pricePer1kTokens',
+  name: 'name',
+  id: 'id',
 };
 
-export type DraftErrors = Partial<Record<keyof ProposalDraft, string>>;
+export function fieldOfError(message: string): DraftKey | undefined {
+  // validateConfig's messages name no path: a width the heads do not divide, or heads too wide for the kernels.
+  if (/^model config: (dModel \d+ is not divisible by heads|head dim)/.test(message)) return 'heads';
+  for (const [word] of message.matchAll(/[A-Za-z][\w.]*/g)) {
+    const field = FIELD_OF_PATH[word.replace(/^spec\./, '')];
+    if (field) return field;
+  }
+  return undefined;
+}
+
+/**
+ * Every field validateRunSpec refuses, each with its message: the validator stops at the first, so the refused
+ * field takes the base value and the check runs again. `general`: a refusal that names no form field.
+ */
+export function checkSpec(
+  d: ProposalDraft,
+  base: RunSpec = presetSpec(true),
+): { spec?: RunSpec; errors: DraftErrors; general?: string } {
+  const errors: DraftErrors = {};
+  const fallback = draftFromSpec(base);
+  let draft = d;
+  for (;;) {
+    try {
+      const spec = validateRunSpec(candidateSpec(draft, base));
+      return Object.keys(errors).length > 0 ? { errors } : { spec, errors };
+    } catch (e) {
+      const message = e instanceof Error ? e.message : String(e);
+      const field = fieldOfError(message);
+      // A refusal that stays with the base value (or names no field) ends the search.
+      if (!field || errors[field] !== undefined) return { errors, general: field ? undefined : message };
+      errors[field] = message;
+      draft = { ...draft, [field]: fallback[field] };
+    }
+  }
+}
 
 const ID = /^[a-z0-9][a-z0-9-]{0,63}$/;
 
-function int(v: string, min: number, max: number): number | string {
-  const t = v.trim();
-  if (!/^\d+$/.test(t)) return 'a whole number';
-  const n = Number(t);
-  if (n < min || n > max) return `between ${min} and ${max}`;
-  return n;
-}
-
-/** Layers per stage, "2, 1, 1" or "2 1 1". */
-export function parseLayout(v: string): number[] | undefined {
-  const parts = v.split(/[\s,]+/).filter(Boolean);
-  if (parts.length === 0 || parts.some((p) => !/^\d+$/.test(p))) return undefined;
-  return parts.map(Number);
-}
-
-export function checkDraft(d: ProposalDraft): { proposal?: FlatModelProposal; errors: DraftErrors } {
+/** The form → a POST /api/models body `{ id?, name, spec }`, or the reasons, per field, it cannot be sent. */
+export function checkDraft(
+  d: ProposalDraft,
+  base: RunSpec = presetSpec(true),
+): { proposal?: SpecModelProposal; errors: DraftErrors; general?: string } {
   const errors: DraftErrors = {};
-  const num = (k: keyof ProposalDraft, min: number, max: number): number => {
-    const r = int(d[k], min, max);
-    if (typeof r === 'string') {
-      errors[k] = `must be ${r}`;
-      return NaN;
-    }
-    return r;
-  };
   const name = d.name.trim();
   if (name === '') errors.name = 'give the model a name';
   else if (name.length > 100) errors.name = 'at most 100 characters';
   const id = d.id.trim();
   if (id !== '' && !ID.test(id))
     errors.id = 'lower-case letters, digits and dashes, starting with a letter or digit (at most 64)';
-  const vocab = num('vocab', 2, 1 << 24);
-  const dModel = num('dModel', 1, 1 << 16);
-  const heads = num('heads', 1, 1 << 10);
-  const layers = num('layers', 1, 4096);
-  const context = num('context', 1, 1 << 20);
-  const microBatches = num('microBatches', 1, 4096);
-  const batch = num('batch', 1, 1 << 16);
-  if (Number.isFinite(dModel) && Number.isFinite(heads) && dModel % heads !== 0)
-    errors.heads = `must divide the model width (${dModel})`;
-  const layout = parseLayout(d.layout);
-  if (!layout) errors.layout = 'layers per stage, e.g. "1, 1, 1, 1"';
-  else if (layout.some((n) => n < 1)) errors.layout = 'every stage needs at least one layer';
-  else if (Number.isFinite(layers) && layout.reduce((a, b) => a + b, 0) !== layers)
-    errors.layout = `the stages' layers add up to ${layout.reduce((a, b) => a + b, 0)}, not ${layers}`;
-  if (!(CODECS as readonly string[]).includes(d.codec)) errors.codec = `one of ${CODECS.join(', ')}`;
-  const price = Number(d.pricePer1kTokens.trim());
-  if (d.pricePer1kTokens.trim() === '' || !Number.isFinite(price) || price < 0)
-    errors.pricePer1kTokens = 'a price in ETH, 0 or more';
-  if (Object.keys(errors).length > 0) return { errors };
-  return {
-    errors,
-    proposal: {
-      ...(id ? { id } : {}),
-      name,
-      config: { vocab, dModel, heads, layers, context },
-      layout: layout!,
-      codec: d.codec,
-      microBatches,
-      batch,
-      pricePer1kTokens: price,
-    },
-  };
-}
-
-/** Which form field a coordinator refusal is about, from the field path its message names ("config.heads …"). */
-export function fieldOfError(message: string): keyof ProposalDraft | undefined {
-  const m =
-    /\b(config\.)?(vocab|dModel|heads|layers|context|layout|codec|microBatches|batch|pricePer1kTokens|name|id)\b/.exec(
-      message,
-    );
-  return m ? (m[2] as keyof ProposalDraft) : undefined;
+  const checked = checkSpec(d, base);
+  Object.assign(errors, checked.errors);
+  if (!checked.spec || Object.keys(errors).length > 0) return { errors, general: checked.general };
+  return { errors, proposal: { ...(id ? { id } : {}), name, spec: checked.spec } };
 }
