@@ -1,5 +1,10 @@
 /** Display helpers shared by the pages. */
 
+/** `n word` with an English plural: `1 stage`, `3 stages` (an irregular plural as `many`). */
+export function plural(n: number, word: string, many = `${word}s`): string {
+  return `${n} ${n === 1 ? word : many}`;
+}
+
 export function formatBytes(n: number): string {
   const units = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB'];
   let v = n;

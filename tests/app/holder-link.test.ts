@@ -35,45 +35,48 @@ function fakeFetch(
 }
 
 describe('linking this tab’s peer to a wallet', () => {
-  it('sends a binding the coordinator’s own check accepts: wallet EIP-712 signature + peer countersignature', async () => {
-    const key = await generateKeyPair('Ed25519');
-    const peerId = peerIdFromPrivateKey(key).toString();
-    const sent: Array<{ path: string; body?: unknown }> = [];
-    const api = holderApi(
-      fakeFetch(
-        {
-          [`/api/wallets/${account.address}/nonce`]: [
-            200,
-            { wallet: account.address.toLowerCase(), nonce: '42', chainId: CHAIN, maxExpirySeconds: 3600 },
-          ],
-          '/api/bindings': [201, { binding: { peerId, wallet: account.address, at: NOW } }],
-        },
-        sent,
-      ),
-    );
-    const steps: string[] = [];
-    const binding = await linkPeer({
-      api,
-      key,
-      peerId,
-      wallet: account.address,
-      chainId: CHAIN,
-      signTypedData: (td) => account.signTypedData(td),
-      now: () => NOW,
-      onStep: (s) => steps.push(s),
-    });
-    expect(binding).toEqual({ peerId, wallet: account.address, at: NOW });
-    expect(steps).toHaveLength(3);
-    const body = sent.find((s) => s.path === '/api/bindings')!.body as SignedBinding;
-    expect(body).toMatchObject({
-      peerId,
-      wallet: account.address,
-      nonce: '42',
-      expiry: String(NOW + LINK_EXPIRY_SECONDS),
-    });
-    const m = await verifyBinding(body, CHAIN, NOW + 1);
-    expect(m.nonce).toBe(42n);
-  });
+  it(
+    'sends a binding the coordinator’s own check accepts: wallet EIP-712 signature + peer ' + 'countersignature',
+    async () => {
+      const key = await generateKeyPair('Ed25519');
+      const peerId = peerIdFromPrivateKey(key).toString();
+      const sent: Array<{ path: string; body?: unknown }> = [];
+      const api = holderApi(
+        fakeFetch(
+          {
+            [`/api/wallets/${account.address}/nonce`]: [
+              200,
+              { wallet: account.address.toLowerCase(), nonce: '42', chainId: CHAIN, maxExpirySeconds: 3600 },
+            ],
+            '/api/bindings': [201, { binding: { peerId, wallet: account.address, at: NOW } }],
+          },
+          sent,
+        ),
+      );
+      const steps: string[] = [];
+      const binding = await linkPeer({
+        api,
+        key,
+        peerId,
+        wallet: account.address,
+        chainId: CHAIN,
+        signTypedData: (td) => account.signTypedData(td),
+        now: () => NOW,
+        onStep: (s) => steps.push(s),
+      });
+      expect(binding).toEqual({ peerId, wallet: account.address, at: NOW });
+      expect(steps).toHaveLength(3);
+      const body = sent.find((s) => s.path === '/api/bindings')!.body as SignedBinding;
+      expect(body).toMatchObject({
+        peerId,
+        wallet: account.address,
+        nonce: '42',
+        expiry: String(NOW + LINK_EXPIRY_SECONDS),
+      });
+      const m = await verifyBinding(body, CHAIN, NOW + 1);
+      expect(m.nonce).toBe(42n);
+    },
+  );
 
   it('keeps the expiry within what the coordinator allows', async () => {
     const key = await generateKeyPair('Ed25519');

@@ -45,16 +45,23 @@ describe('holder share summary', () => {
   ];
   const claim = { epoch: 2, cumulative: String(8n * E18), proof: [] };
 
-  it('claimable is the claim’s cumulative minus what is already claimed, when the chain says its epoch is claimable', () => {
-    const s = summarize(model({ epochs, claim, pendingFlops: 1234 }), { claimed: 5n * E18, claimEpochClaimable: true });
-    expect(s).toEqual({
-      pending: 1234n,
-      claimable: 3n * E18,
-      claimed: 5n * E18,
-      waiting: 2n * E18,
-      waitingOpensAt: 900,
-    });
-  });
+  it(
+    'claimable is the claim’s cumulative minus what is already claimed, when the chain says its epoch is ' +
+      'claimable',
+    () => {
+      const s = summarize(model({ epochs, claim, pendingFlops: 1234 }), {
+        claimed: 5n * E18,
+        claimEpochClaimable: true,
+      });
+      expect(s).toEqual({
+        pending: 1234n,
+        claimable: 3n * E18,
+        claimed: 5n * E18,
+        waiting: 2n * E18,
+        waitingOpensAt: 900,
+      });
+    },
+  );
 
   it('nothing is claimable while the chain still holds the epoch in its challenge window: it all waits', () => {
     const s = summarize(model({ epochs, claim }), { claimed: 5n * E18, claimEpochClaimable: false });

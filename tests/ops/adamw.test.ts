@@ -36,81 +36,87 @@ describe('adamw', () => {
     expectAllPass(await checkAdamW(await testGpu(), 'full'));
   });
 
-  it('takes the clipping scale from clipGradNorm on the GPU (no host round trip) and matches the reference', async () => {
-    const gpu = await testGpu();
-    const rng = new Rng(17);
-    const shapes = [[45, 65], [65], [1]];
-    const state = shapes.map((s) => {
-      const n = s[0] * (s[1] ?? 1);
-      const w = rng.f32(n);
-      return {
-        shape: s,
-        w,
-        param: gpu.upload(w, s),
-        m: gpu.zeros(s),
-        v: gpu.zeros(s),
-        ref: { param: Float64Array.from(w), m: new Float64Array(n), v: new Float64Array(n) } as AdamWState,
-      };
-    });
-    const results = [];
-    for (let t = 1; t <= 3; t++) {
-      const host = state.map((s) => rng.f32(s.w.length, -3, 3));
-      const grads = host.map((h, i) => gpu.upload(h, shapes[i]));
-      const { norm, scale } = clipGradNorm(gpu, grads, 1);
-      const refScale = clipScaleRef(gradNormRef(host), 1);
-      expect(refScale).toBeLessThan(0.1); // clipping bites
-      state.forEach((s, i) => {
-        adamwStep(
-          gpu,
-          { param: s.param, grad: grads[i], m: s.m, v: s.v, decay: s.shape.length === 2 },
-          GOLDEN_ADAMW,
-          t,
-          scale,
-        );
-        s.ref = adamwStepRef(s.ref, host[i], s.shape.length === 2, GOLDEN_ADAMW, t, refScale);
+  it(
+    'takes the clipping scale from clipGradNorm on the GPU (no host round trip) and matches the ' + 'reference',
+    async () => {
+      const gpu = await testGpu();
+      const rng = new Rng(17);
+      const shapes = [[45, 65], [65], [1]];
+      const state = shapes.map((s) => {
+        const n = s[0] * (s[1] ?? 1);
+        const w = rng.f32(n);
+        return {
+          shape: s,
+          w,
+          param: gpu.upload(w, s),
+          m: gpu.zeros(s),
+          v: gpu.zeros(s),
+          ref: { param: Float64Array.from(w), m: new Float64Array(n), v: new Float64Array(n) } as AdamWState,
+        };
       });
-      gpu.release(norm, scale, ...grads);
-    }
-    for (const [i, s] of state.entries()) {
-      results.push(compare(`clipped adamw param ${i}`, await gpu.read(s.param), s.ref.param, ELEMENTWISE_TOL));
-      results.push(compare(`clipped adamw m ${i}`, await gpu.read(s.m), s.ref.m, ELEMENTWISE_TOL));
-      results.push(compare(`clipped adamw v ${i}`, await gpu.read(s.v), s.ref.v, { atol: 1e-9, rtol: 1e-4 }));
-      gpu.release(s.param, s.m, s.v);
-    }
-    expectAllPass(results);
-  });
+      const results = [];
+      for (let t = 1; t <= 3; t++) {
+        const host = state.map((s) => rng.f32(s.w.length, -3, 3));
+        const grads = host.map((h, i) => gpu.upload(h, shapes[i]));
+        const { norm, scale } = clipGradNorm(gpu, grads, 1);
+        const refScale = clipScaleRef(gradNormRef(host), 1);
+        expect(refScale).toBeLessThan(0.1); // clipping bites
+        state.forEach((s, i) => {
+          adamwStep(
+            gpu,
+            { param: s.param, grad: grads[i], m: s.m, v: s.v, decay: s.shape.length === 2 },
+            GOLDEN_ADAMW,
+            t,
+            scale,
+          );
+          s.ref = adamwStepRef(s.ref, host[i], s.shape.length === 2, GOLDEN_ADAMW, t, refScale);
+        });
+        gpu.release(norm, scale, ...grads);
+      }
+      for (const [i, s] of state.entries()) {
+        results.push(compare(`clipped adamw param ${i}`, await gpu.read(s.param), s.ref.param, ELEMENTWISE_TOL));
+        results.push(compare(`clipped adamw m ${i}`, await gpu.read(s.m), s.ref.m, ELEMENTWISE_TOL));
+        results.push(compare(`clipped adamw v ${i}`, await gpu.read(s.v), s.ref.v, { atol: 1e-9, rtol: 1e-4 }));
+        gpu.release(s.param, s.m, s.v);
+      }
+      expectAllPass(results);
+    },
+  );
 
-  it('rejects shape and dtype mismatches, aliasing, step < 1 and non-finite hyperparameters with typed errors', async () => {
-    const gpu = await testGpu();
-    const t = () => gpu.zeros([4, 5]);
-    const p = { param: t(), grad: t(), m: t(), v: t(), decay: true };
-    const other = gpu.zeros([5, 4]);
-    const ints = gpu.zeros([4, 5], 'i32');
-    const s1 = gpu.upload([1], [1]);
-    const s2 = gpu.zeros([2]);
-    const cfg = GOLDEN_ADAMW;
-    const step =
-      (q: Partial<typeof p>, c: Partial<AdamWConfig> = {}, k = 1, s?: typeof s1) =>
-      () =>
-        adamwStep(gpu, { ...p, ...q }, { ...cfg, ...c }, k, s);
+  it(
+    'rejects shape and dtype mismatches, aliasing, step < 1 and non-finite hyperparameters with typed ' + 'errors',
+    async () => {
+      const gpu = await testGpu();
+      const t = () => gpu.zeros([4, 5]);
+      const p = { param: t(), grad: t(), m: t(), v: t(), decay: true };
+      const other = gpu.zeros([5, 4]);
+      const ints = gpu.zeros([4, 5], 'i32');
+      const s1 = gpu.upload([1], [1]);
+      const s2 = gpu.zeros([2]);
+      const cfg = GOLDEN_ADAMW;
+      const step =
+        (q: Partial<typeof p>, c: Partial<AdamWConfig> = {}, k = 1, s?: typeof s1) =>
+        () =>
+          adamwStep(gpu, { ...p, ...q }, { ...cfg, ...c }, k, s);
 
-    expect(step({})).not.toThrow();
-    expect(step({}, {}, 2, s1)).not.toThrow();
-    for (const k of ['grad', 'm', 'v'] as const) {
-      expect(step({ [k]: other })).toThrow(ShapeError);
-      expect(step({ [k]: ints })).toThrow(DTypeError);
-    }
-    expect(step({ param: ints })).toThrow(DTypeError);
-    expect(step({ m: p.v })).toThrow(ArgumentError);
-    expect(step({ grad: p.param })).toThrow(ArgumentError);
-    expect(step({}, {}, 1, s2)).toThrow(ShapeError);
-    for (const k of [0, -1, 1.5, Number.NaN]) expect(step({}, {}, k)).toThrow(ArgumentError);
-    for (const lr of [Number.NaN, Infinity, -Infinity, -0.1]) expect(step({}, { lr })).toThrow(ArgumentError);
-    expect(step({}, { beta1: 1 })).toThrow(ArgumentError);
-    expect(step({}, { beta2: -0.1 })).toThrow(ArgumentError);
-    expect(step({}, { eps: 0 })).toThrow(ArgumentError);
-    expect(step({}, { weightDecay: Number.NaN })).toThrow(ArgumentError);
-    await gpu.sync();
-    gpu.release(p.param, p.grad, p.m, p.v, other, ints, s1, s2);
-  });
+      expect(step({})).not.toThrow();
+      expect(step({}, {}, 2, s1)).not.toThrow();
+      for (const k of ['grad', 'm', 'v'] as const) {
+        expect(step({ [k]: other })).toThrow(ShapeError);
+        expect(step({ [k]: ints })).toThrow(DTypeError);
+      }
+      expect(step({ param: ints })).toThrow(DTypeError);
+      expect(step({ m: p.v })).toThrow(ArgumentError);
+      expect(step({ grad: p.param })).toThrow(ArgumentError);
+      expect(step({}, {}, 1, s2)).toThrow(ShapeError);
+      for (const k of [0, -1, 1.5, Number.NaN]) expect(step({}, {}, k)).toThrow(ArgumentError);
+      for (const lr of [Number.NaN, Infinity, -Infinity, -0.1]) expect(step({}, { lr })).toThrow(ArgumentError);
+      expect(step({}, { beta1: 1 })).toThrow(ArgumentError);
+      expect(step({}, { beta2: -0.1 })).toThrow(ArgumentError);
+      expect(step({}, { eps: 0 })).toThrow(ArgumentError);
+      expect(step({}, { weightDecay: Number.NaN })).toThrow(ArgumentError);
+      await gpu.sync();
+      gpu.release(p.param, p.grad, p.m, p.v, other, ints, s1, s2);
+    },
+  );
 });

@@ -70,7 +70,10 @@ export function LiveCharts({ modelId, live }: { modelId: string; live: LiveState
         </div>
         <figcaption className="muted small" data-testid="research-loss-caption">
           {train
-            ? `Loss of ${modelId}: training ${train.value.toFixed(4)} at step ${formatCount(train.step)}${val ? `, validation ${val.value.toFixed(4)} at step ${formatCount(val.step)}` : ', no validation loss yet'}.`
+            ? `Loss of ${modelId}: training ${train.value.toFixed(4)} at step ${formatCount(train.step)}` +
+              (val
+                ? `, validation ${val.value.toFixed(4)} at step ${formatCount(val.step)}.`
+                : ', no validation loss yet.')
             : `No loss reported for ${modelId} yet: the curve starts when its pipeline trains its first step.`}
         </figcaption>
       </figure>
@@ -116,7 +119,8 @@ export function LiveCharts({ modelId, live }: { modelId: string; live: LiveState
         <figcaption className="muted small" data-testid="research-throughput-caption">
           {tps === undefined
             ? 'Training tokens per second, per step: none yet.'
-            : `Training throughput: ${formatTokensPerSecond(tps)} over the last ${Math.min(10, live.throughput.length)} steps.`}
+            : `Training throughput: ${formatTokensPerSecond(tps)} over the last ` +
+              `${Math.min(10, live.throughput.length)} steps.`}
         </figcaption>
       </figure>
     </div>

@@ -217,7 +217,8 @@ function PromptForm({ account, models, modelId }: { account: Address; models: Mo
         } else if ('usage' in piece) usage = piece.usage;
       }
       const cost = usage
-        ? ` · ${usage.prompt_tokens} prompt + ${usage.completion_tokens} generated tokens at ${chosen.pricePer1kTokens} ETH per 1,000`
+        ? ` · ${usage.prompt_tokens} prompt + ${usage.completion_tokens} generated tokens at ` +
+          `${chosen.pricePer1kTokens} ETH per 1,000`
         : '';
       setStatus(`Done${cost}.`);
     } catch (err) {

@@ -1,6 +1,6 @@
 import { QueryClientProvider } from '@tanstack/react-query';
 import type { ModelSummary } from '../coordinator-api.ts';
-import { formatCount } from '../format.ts';
+import { formatCount, plural } from '../format.ts';
 import { tokensPerStep } from '../../train/run-derived.ts';
 import { explainError } from '../errors.ts';
 import { ModelPicker, useChosenModel } from '../models.tsx';
@@ -57,14 +57,16 @@ function ModelFacts({ m }: { m: ModelSummary }) {
   return (
     <>
       <p className="muted small" data-testid="research-facts">
-        {m.stages} stage{m.stages === 1 ? '' : 's'} · {formatCount(m.peers)} peer{m.peers === 1 ? '' : 's'} · codec{' '}
-        <code>{m.codec}</code> · {m.covered ? 'every stage has a holder' : 'waiting for holders'} · {m.pricePer1kTokens}{' '}
-        ETH per 1,000 tokens
+        {plural(m.stages, 'stage')} · {formatCount(m.peers)} peer{m.peers === 1 ? '' : 's'} · codec{' '}
+        <code>{m.codec}</code>
+        {` · ${m.covered ? 'every stage has a holder' : 'waiting for holders'}`}
+        {` · ${m.pricePer1kTokens} ETH per 1,000 tokens`}
       </p>
       <p className="muted small" data-testid="research-spec">
-        {model.layers} layers ({layout.join(' · ')} per stage) · width {model.dModel} · {model.heads} heads · context{' '}
-        {model.context} · vocabulary {formatCount(model.vocab)} · {formatCount(tokensPerStep(m.spec))} tokens per step ·
-        peak learning rate {optim.lr} over {formatCount(optim.steps)} steps
+        {`${model.layers} layers (${layout.join(' · ')} per stage) · width ${model.dModel} · ${model.heads} heads`}
+        {` · context ${model.context} · vocabulary ${formatCount(model.vocab)}`}
+        {` · ${formatCount(tokensPerStep(m.spec))} tokens per step`}
+        {` · peak learning rate ${optim.lr} over ${formatCount(optim.steps)} steps`}
       </p>
     </>
   );

@@ -48,7 +48,10 @@ export function completionBody(r: PromptRequest): Record<string, unknown> {
 /** What an error answer means to the person at the prompt box. */
 export function explainPromptError(status: number, message: string): string {
   if (status === 402)
-    return `Your balance does not cover this request: ${message} Deposit more with the button above, or ask for fewer tokens.`;
+    return (
+      `Your balance does not cover this request: ${message} Deposit more with the button above, or ask ` +
+      `for fewer tokens.`
+    );
   if (status === 401) return `The coordinator refused the signature: ${message}`;
   if (status === 404) return `Unknown model: ${message}`;
   if (status === 503) return `No one can serve this model right now (nothing was charged): ${message}`;

@@ -4,7 +4,7 @@
  * every rule is unit-tested (tests/app/researcher.test.ts).
  */
 import type { Edge, Node } from '@xyflow/react';
-import { formatRate, formatTokensPerSecond } from '../format.ts';
+import { formatRate, formatTokensPerSecond, plural } from '../format.ts';
 import type {
   Boundary,
   MetricRecord,
@@ -186,9 +186,9 @@ export function topologySummary(t: Topology): string {
   if (t.stages.length === 0) return 'No stages.';
   const peers = t.stages.reduce((a, s) => a + s.peers.length, 0);
   const empty = t.stages.filter((s) => s.peers.length === 0).map((s) => s.index + 1);
-  return `${t.stages.length} stage${t.stages.length === 1 ? '' : 's'}, ${peers} peer${peers === 1 ? '' : 's'}, ${t.links.length} measured link${t.links.length === 1 ? '' : 's'}${
-    empty.length ? `; stage ${empty.join(', ')} ha${empty.length === 1 ? 's' : 've'} no holder` : ''
-  }.`;
+  const links = plural(t.links.length, 'measured link');
+  const parts = `${plural(t.stages.length, 'stage')}, ${plural(peers, 'peer')}, ${links}`;
+  return `${parts}${empty.length ? `; stage ${empty.join(', ')} ha${empty.length === 1 ? 's' : 've'} no holder` : ''}.`;
 }
 
 // ---- codec table ----
