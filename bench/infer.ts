@@ -24,7 +24,7 @@ import { StageInference, type StageStepResult } from '../src/infer/stage-infer.t
 import { measureRuntimes, type RuntimeChoice } from '../src/infer/stage-runtime.ts';
 import { Stage } from '../src/model/stage.ts';
 import { splitStages } from '../src/model/stages.ts';
-import { defaultRecipe, recipeModel, type RecipeOptions } from '../src/train/recipe.ts';
+import { presetSpec, type RunSpec } from '../src/train/run-spec.ts';
 import { compareStageRuntimes, stageRuntimeTable } from './onnx-stage.ts';
 import { table } from '../src/cli/table.ts';
 import { gitCommit } from './table.ts';
@@ -41,19 +41,17 @@ const TOKENS = cli({
   .option('--tokens <n>', 'tokens generated per run (≥ 2)', intAtLeast(2), 24)
   .parse()
   .opts<{ tokens: number }>().tokens;
-const recipe: RecipeOptions = {
-  ...defaultRecipe(true),
-  vocab: 1024,
-  dModel: 64,
-  heads: 4,
-  context: 128,
-  stages: 2,
-  blocks: 2,
-  micro: 2,
+const spec: RunSpec = {
+  ...presetSpec(true),
+  model: { vocab: 1024, dModel: 64, heads: 4, layers: 4, context: 128, seed: 7 },
+  layout: [2, 2],
+  codec: { name: 'none', tail: 0 },
+  microBatches: 2,
   batch: 1,
   seed: 7,
+  pricePer1kTokens: 0,
 };
-const cfg = recipeModel(recipe);
+const cfg = spec.model;
 const PROMPT = Array.from({ length: 32 }, (_, i) => (i * 37 + 11) % cfg.vocab);
 
 interface Timing {
@@ -98,16 +96,7 @@ async function throughSwarm(): Promise<Timing & { hops: number }> {
     const res = await fetch(`${coord.url}/api/models`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({
-        id: 'bench-infer',
-        name: 'bench',
-        config: cfg,
-        layout: [recipe.blocks, recipe.blocks],
-        codec: 'none',
-        microBatches: 2,
-        batch: 1,
-        pricePer1kTokens: 0,
-      }),
+      body: JSON.stringify({ id: 'bench-infer', name: 'bench', spec }),
     });
     if (!res.ok) throw new Error(`registering the model: ${await res.text()}`);
     await Promise.all(

@@ -26,13 +26,15 @@ import { lineChartSvg } from '../src/train/chart.ts';
 import type { LinkShape } from '../src/train/memory-transport.ts';
 import type { OpSpan } from '../src/train/pipeline.ts';
 import { formatDuration } from '../src/train/progress.ts';
-import { defaultRecipe, TrainingRun, unigram, type Corpus, type RecipeOptions } from '../src/train/recipe.ts';
+import { TrainingRun, unigram, type Corpus } from '../src/train/recipe.ts';
+import { stageCount, subspaceK } from '../src/train/run-derived.ts';
+import { presetSpec, type RunSpec } from '../src/train/run-spec.ts';
 import { idealBubble } from '../src/train/schedule.ts';
 import { replaySchedule } from '../src/train/simulate.ts';
 import { median } from './cases.ts';
 import { table } from '../src/cli/table.ts';
 import { gitCommit } from './table.ts';
-import { trainAndEvaluate, type TrainRow } from './train-run.ts';
+import { trainAndEvaluate, withStages, withSteps, type TrainRow } from './train-run.ts';
 
 const root = resolve(import.meta.dirname, '..');
 const args = cli({
@@ -60,17 +62,14 @@ const gpu = await Gpu.create();
 const software = gpu.adapter.isSoftware;
 const device = adapterLabel(gpu.adapter);
 // The smallest shipped vocabulary keeps the head from dominating the last stage's cost (and the runtime).
-const base: RecipeOptions = {
-  ...defaultRecipe(software),
-  vocab: 1024,
-  steps: trainSteps,
-  warmup: Math.min(100, Math.ceil(trainSteps / 10)),
-};
+const preset = presetSpec(software);
+const base: RunSpec = withSteps({ ...preset, model: { ...preset.model, vocab: 1024 } }, trainSteps);
+const { model } = base;
 say(
-  `device: ${device}; model ${base.stages * base.blocks} blocks, dModel ${base.dModel}, context ` +
-    `${base.context}, vocab ${base.vocab}, ${base.batch} sequences per micro-batch`,
+  `device: ${device}; model ${model.layers} blocks, dModel ${model.dModel}, context ` +
+    `${model.context}, vocab ${model.vocab}, ${base.batch} sequences per micro-batch`,
 );
-const corpus: Corpus = await loadCorpus(base.vocab);
+const corpus: Corpus = await loadCorpus(model.vocab);
 
 // ---- A. throughput ----
 interface ThroughputRow {
@@ -93,19 +92,20 @@ interface ThroughputRow {
  * makes the stages take turns, so no op's span includes another stage's work queued on the shared device.
  * (The updates of a synchronous step still run side by side after the norm exchange: an overestimate.)
  */
-async function profile(o: RecipeOptions): Promise<ThroughputRow['costsMs']> {
-  const run = TrainingRun.create(gpu, { ...o, micro: 1 }, corpus, { timeoutMs: 3_600_000 });
-  await run.pipeline.trainAsync([run.microBatches(0)], o.batch, o.context, { staleness: 0, correction: 'none' });
+async function profile(o: RunSpec): Promise<ThroughputRow['costsMs']> {
+  const run = TrainingRun.create(gpu, { ...o, microBatches: 1 }, corpus, { timeoutMs: 3_600_000 });
+  const seq = o.model.context;
+  await run.pipeline.trainAsync([run.microBatches(0)], o.batch, seq, { staleness: 0, correction: 'none' });
   const trace: OpSpan[] = [];
   await run.pipeline.trainAsync(
     [1, 2, 3, 4, 5, 6, 7, 8, 9].map((k) => run.microBatches(k)),
     o.batch,
-    o.context,
+    seq,
     { staleness: 0, correction: 'none', trace },
   );
   run.destroy();
   const costs = { F: [] as number[], B: [] as number[], U: [] as number[] };
-  for (let s = 0; s < o.stages; s++) {
+  for (let s = 0; s < stageCount(o); s++) {
     for (const op of ['F', 'B', 'U'] as const)
       costs[op].push(median(trace.filter((t) => t.stage === s && t.op === op).map((t) => t.endMs - t.startMs)));
   }
@@ -126,26 +126,24 @@ async function throughput(): Promise<ThroughputRow[]> {
   const rows: ThroughputRow[] = [];
   const profiles = new Map<string, ThroughputRow['costsMs']>();
   for (const c of configs) {
-    const o: RecipeOptions = {
-      ...base,
-      micro: M,
-      stages: c.stages,
-      blocks: (base.stages * base.blocks) / c.stages,
-      codec: c.codec,
-      link: c.link,
+    const o: RunSpec = {
+      ...withStages(base, c.stages),
+      microBatches: M,
+      codec: { ...base.codec, name: c.codec },
     };
     const key = `${c.stages}:${c.codec}`;
-    if (!profiles.has(key)) profiles.set(key, await profile({ ...o, link: undefined }));
+    if (!profiles.has(key)) profiles.set(key, await profile(o));
     const costs = profiles.get(key)!;
-    const run = TrainingRun.create(gpu, o, corpus, { timeoutMs: 3_600_000 });
+    const run = TrainingRun.create(gpu, o, corpus, { timeoutMs: 3_600_000, link: c.link });
+    const seq = o.model.context;
     // A first step compiles the shaders: not timed.
-    await run.pipeline.trainAsync([run.microBatches(0)], o.batch, o.context, { staleness: 0, correction: 'none' });
+    await run.pipeline.trainAsync([run.microBatches(0)], o.batch, seq, { staleness: 0, correction: 'none' });
     const data = Array.from({ length: steps }, (_, k) => run.microBatches(1 + k));
-    const r = await run.pipeline.trainAsync(data, o.batch, o.context, {
+    const r = await run.pipeline.trainAsync(data, o.batch, seq, {
       staleness: c.staleness,
       correction: 'nesterov',
     });
-    const rowsPerMicro = o.batch * o.context;
+    const rowsPerMicro = o.batch * seq;
     const bpt = run.bytesPerToken;
     // As the in-memory network counts a frame: payload, the micro-batch's token ids and a 128-byte header.
     const frameBytes = bpt.map((b) => rowsPerMicro * (b + 4) + 128);
@@ -186,22 +184,22 @@ async function throughput(): Promise<ThroughputRow[]> {
 }
 
 // ---- B and C. training runs ----
-const train = (name: string, o: RecipeOptions, staleness: number, correction: 'nesterov' | 'none') =>
+const train = (name: string, o: RunSpec, staleness: number, correction: 'nesterov' | 'none') =>
   trainAndEvaluate(gpu, corpus, name, o, staleness, correction, t0);
 
 async function compression(): Promise<TrainRow[]> {
   const rows: TrainRow[] = [];
-  const kSmall = Math.max(1, Math.floor(base.dModel / 16));
-  for (const [codec, k] of [
-    ['none', base.k],
-    ['int8', base.k],
-    ['subspace', base.k],
-    ['subspace+int8', base.k],
+  const k = subspaceK(base);
+  const kSmall = Math.max(1, Math.floor(model.dModel / 16));
+  for (const [name, kk] of [
+    ['none', k],
+    ['int8', k],
+    ['subspace', k],
+    ['subspace+int8', k],
     ['subspace+int8', kSmall],
   ] as Array<[CodecName, number]>) {
-    rows.push(
-      await train(`B ${codec}${codec.startsWith('subspace') ? ` k=${k}` : ''}`, { ...base, codec, k }, 0, 'none'),
-    );
+    const o: RunSpec = { ...base, codec: { ...base.codec, name, k: kk } };
+    rows.push(await train(`B ${name}${name.startsWith('subspace') ? ` k=${kk}` : ''}`, o, 0, 'none'));
   }
   return rows;
 }
@@ -209,9 +207,10 @@ async function compression(): Promise<TrainRow[]> {
 async function asyncRuns(syncNone?: TrainRow): Promise<TrainRow[]> {
   const rows: TrainRow[] = [];
   // Stale gradients tolerate less learning rate: compare at the recipe's peak and at a third of it.
-  for (const lr of [base.lr, base.lr / 3]) {
-    const o = { ...base, lr };
-    rows.push(lr === base.lr && syncNone ? syncNone : await train(`C sync, lr ${lr.toPrecision(2)}`, o, 0, 'none'));
+  const peak = base.optim.lr;
+  for (const lr of [peak, peak / 3]) {
+    const o: RunSpec = { ...base, optim: { ...base.optim, lr } };
+    rows.push(lr === peak && syncNone ? syncNone : await train(`C sync, lr ${lr.toPrecision(2)}`, o, 0, 'none'));
     rows.push(await train(`C async, no correction, lr ${lr.toPrecision(2)}`, o, 1, 'none'));
     rows.push(await train(`C async, Nesterov look-ahead, lr ${lr.toPrecision(2)}`, o, 1, 'nesterov'));
   }
@@ -223,7 +222,7 @@ const previous = existsSync(previousFile) ? JSON.parse(readFileSync(previousFile
 const A: ThroughputRow[] = parts.has('A') ? await throughput() : (previous.throughput ?? []);
 const B: TrainRow[] = parts.has('B') ? await compression() : (previous.compression ?? []);
 const C: TrainRow[] = parts.has('C')
-  ? await asyncRuns(B[0]?.lr === base.lr && B[0]?.steps === base.steps ? B[0] : undefined)
+  ? await asyncRuns(B[0]?.lr === base.optim.lr && B[0]?.steps === base.optim.steps ? B[0] : undefined)
   : (previous.async ?? []);
 
 // ---- report ----
@@ -239,14 +238,14 @@ if (parts.size < 3)
 md.push(
   `Generated by \`npm run bench:pipeline\` on ` +
     `${new Date().toISOString().slice(0, 10)}${commit ? ` at ${commit}` : ''}; device: ${device}; ` +
-    `${cpus().length} CPU cores. Model: ${base.stages * base.blocks} blocks, dModel ${base.dModel}, context ` +
-    `${base.context}, vocab ${base.vocab}; Brown corpus.`,
+    `${cpus().length} CPU cores. Model: ${model.layers} blocks, dModel ${model.dModel}, context ` +
+    `${model.context}, vocab ${model.vocab}; Brown corpus.`,
   '',
 );
 if (A.length) {
   const one = A[0];
   md.push(
-    `### A. Throughput (${A[0].microBatches} micro-batches of ${base.batch}×${base.context} tokens per step; ` +
+    `### A. Throughput (${A[0].microBatches} micro-batches of ${base.batch}×${model.context} tokens per step; ` +
       `links 80 Mb/s, 50 ms)`,
     '',
   );
@@ -348,7 +347,7 @@ writeFileSync(
 );
 writeFileSync(join(dir, `pipeline.md${suffix}`), text + '\n');
 const palette = ['#4e79a7', '#f28e2b', '#e15759', '#76b7b2', '#59a14f', '#edc948', '#b07aa1', '#ff9da7'];
-const curves = [...B, ...C.filter((r) => r.staleness > 0 || r.lr !== base.lr)];
+const curves = [...B, ...C.filter((r) => r.staleness > 0 || r.lr !== base.optim.lr)];
 if (curves.length) {
   writeFileSync(
     join(dir, `pipeline-loss.svg${suffix}`),
@@ -362,7 +361,7 @@ if (curves.length) {
         color: palette[i % palette.length],
         markers: true,
       })),
-      hlines: [{ y: unigram(corpus.train, base.vocab, []).entropy, label: 'unigram entropy', color: '#999' }],
+      hlines: [{ y: unigram(corpus.train, model.vocab, []).entropy, label: 'unigram entropy', color: '#999' }],
     }),
   );
 }

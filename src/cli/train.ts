@@ -21,17 +21,20 @@ import { lineChartSvg } from '../train/chart.ts';
 import type { LinkShape } from '../train/memory-transport.ts';
 import { NonFiniteTensorError, type AsyncStepResult } from '../train/pipeline.ts';
 import { formatBytes, formatDuration, ProgressBar } from '../train/progress.ts';
-import { defaultRecipe, learningRate, TrainingRun, type RecipeOptions } from '../train/recipe.ts';
-import { defaultSubspaceK } from '../train/run-derived.ts';
-import { defaultWarmup } from '../train/run-spec.ts';
+import { DEFAULT_EVAL_BATCHES, learningRate, TrainingRun } from '../train/recipe.ts';
+import { stageCount, subspaceK } from '../train/run-derived.ts';
+import { defaultWarmup, presetSpec, type RunSpec } from '../train/run-spec.ts';
 import { idealBubble } from '../train/schedule.ts';
 import { cli, nonEmpty, nonNegativeInt, nonNegativeNumber, positiveInt, usageError } from './args.ts';
 
-interface Options extends RecipeOptions {
+/** A run: its RunSpec, and the local choices around it (how the pipeline steps, links, evaluation, output). */
+interface Options {
+  spec: RunSpec;
   staleness: number;
   correction: 'nesterov' | 'none';
-  linkText?: string;
+  link?: LinkArg;
   evalEvery: number;
+  evalBatches: number;
   out: string;
 }
 
@@ -80,11 +83,11 @@ function parseLink(text: string): LinkArg {
   return { text, shape: { bitsPerSecond, latencyMs } };
 }
 
-const SOFTWARE = defaultRecipe(true);
-const GPU = defaultRecipe(false);
-/** A default for the help, read from the recipes so it cannot drift: "64 / 256" when the device decides. */
-const dflt = (key: keyof RecipeOptions): string =>
-  SOFTWARE[key] === GPU[key] ? String(SOFTWARE[key]) : `${SOFTWARE[key]} / ${GPU[key]}`;
+const SOFTWARE = presetSpec(true);
+const GPU = presetSpec(false);
+/** A default for the help, read from the presets so it cannot drift: "64 / 256" when the device decides. */
+const dflt = (of: (s: RunSpec) => number): string =>
+  of(SOFTWARE) === of(GPU) ? String(of(SOFTWARE)) : `${of(SOFTWARE)} / ${of(GPU)}`;
 
 const program = cli({
   name: 'train',
@@ -95,25 +98,33 @@ const program = cli({
   after: 'Ctrl-C stops after the current step and still writes everything.',
 })
   .optionsGroup('Model and data (defaults: software adapter / real GPU):')
-  .option('--stages <n>', `pipeline stages (${dflt('stages')})`, positiveInt)
-  .option('--blocks <n>', `transformer blocks per stage (${dflt('blocks')})`, positiveInt)
-  .option('--d-model <n>', `residual width (${dflt('dModel')})`, positiveInt)
-  .option('--heads <n>', `attention heads (${dflt('heads')})`, positiveInt)
-  .option('--context <n>', `sequence length (${dflt('context')})`, positiveInt)
+  .option('--stages <n>', `pipeline stages (${dflt(stageCount)})`, positiveInt)
+  .option('--blocks <n>', `transformer blocks per stage (${dflt((s) => s.layout[0])})`, positiveInt)
+  .option('--d-model <n>', `residual width (${dflt((s) => s.model.dModel)})`, positiveInt)
+  .option('--heads <n>', `attention heads (${dflt((s) => s.model.heads)})`, positiveInt)
+  .option('--context <n>', `sequence length (${dflt((s) => s.model.context)})`, positiveInt)
   .option(
     '--vocab <n>',
-    `tokenizer vocabulary: 1024, 2048 or 4096 (${dflt('vocab')}; npm run bench:vocab picks it)`,
+    `tokenizer vocabulary: 1024, 2048 or 4096 (${dflt((s) => s.model.vocab)}; npm run bench:vocab picks it)`,
     positiveInt,
   )
-  .option('--batch <n>', `sequences per micro-batch (${dflt('batch')})`, positiveInt)
-  .option('--micro <n>', `micro-batches per optimizer step (${dflt('micro')})`, positiveInt)
-  .option('--seed <n>', `model, data and basis seed (${dflt('seed')})`, nonNegativeInt)
+  .option('--batch <n>', `sequences per micro-batch (${dflt((s) => s.batch)})`, positiveInt)
+  .option('--micro <n>', `micro-batches per optimizer step (${dflt((s) => s.microBatches)})`, positiveInt)
+  .option('--seed <n>', `model, data and basis seed (${dflt((s) => s.seed)})`, nonNegativeInt)
   .optionsGroup('Optimisation:')
-  .option('--steps <n>', `optimizer steps (${dflt('steps')})`, positiveInt)
-  .option('--lr <x>', `peak learning rate, linear warm-up then cosine to 10% (${dflt('lr')})`, nonNegativeNumber)
+  .option('--steps <n>', `optimizer steps (${dflt((s) => s.optim.steps)})`, positiveInt)
+  .option(
+    '--lr <x>',
+    `peak learning rate, linear warm-up then cosine to 10% (${dflt((s) => s.optim.lr)})`,
+    nonNegativeNumber,
+  )
   .option('--warmup <n>', 'warm-up steps (10% of --steps, at most 100)', nonNegativeInt)
-  .option('--weight-decay <x>', `AdamW decoupled weight decay on matrices (${dflt('weightDecay')})`, nonNegativeNumber)
-  .option('--clip <x>', `clip the global gradient norm to x (${dflt('clip')}; 0 = off)`, nonNegativeNumber)
+  .option(
+    '--weight-decay <x>',
+    `AdamW decoupled weight decay on matrices (${dflt((s) => s.optim.weightDecay)})`,
+    nonNegativeNumber,
+  )
+  .option('--clip <x>', `clip the global gradient norm to x (${dflt((s) => s.optim.clip)}; 0 = off)`, nonNegativeNumber)
   .option(
     '--async <n>',
     'asynchronous pipeline: forwards may run on weights up to n updates old, no flush between steps (0 = synchronous)',
@@ -125,7 +136,7 @@ const program = cli({
       .choices(['nesterov', 'none'])
       .default('nesterov'),
   )
-  .option('--beta2 <x>', `AdamW second-moment decay (${dflt('beta2')})`, nonNegativeNumber)
+  .option('--beta2 <x>', `AdamW second-moment decay (${dflt((s) => s.optim.beta2)})`, nonNegativeNumber)
   .optionsGroup('Boundaries:')
   .addOption(new Option('--codec <name>', 'boundary codec').choices(CODEC_NAMES).default('none'))
   .option('--k <n>', 'subspace dimension for subspace codecs (d-model/4)', positiveInt)
@@ -133,7 +144,7 @@ const program = cli({
   .option('--link <spec>', 'shape every link, e.g. 80mbit:50ms or 200mbit:50ms (unshaped)', parseLink)
   .optionsGroup('Output:')
   .option('--eval-every <n>', 'validation every n steps (25 / 100)', positiveInt)
-  .option('--eval-batches <n>', `fixed validation micro-batches (${dflt('evalBatches')})`, positiveInt)
+  .option('--eval-batches <n>', `fixed validation micro-batches (${DEFAULT_EVAL_BATCHES})`, positiveInt)
   .option(
     '--out <dir>',
     'output folder (runs/<timestamp>): loss.csv (step, train_loss, val_loss, val_bpb, tokens, ' +
@@ -142,39 +153,50 @@ const program = cli({
   );
 
 /**
- * The one place the command line becomes a run: the device's recipe with the given options over it. A
- * RunSpec-based run replaces this function and nothing else.
+ * The one place the command line becomes a run: the device's preset RunSpec with the given options over it
+ * (--stages × --blocks is a uniform layout; --seed seeds the weights, the data and the basis alike).
  */
 function trainOptionsFromCli(c: TrainCli, software: boolean): Options {
-  const d = defaultRecipe(software);
-  const dModel = c.dModel ?? d.dModel;
-  const steps = c.steps ?? d.steps;
+  const d = presetSpec(software);
+  const stages = c.stages ?? stageCount(d);
+  const blocks = c.blocks ?? d.layout[0];
+  const steps = c.steps ?? d.optim.steps;
+  const seed = c.seed ?? d.seed;
   const stamp = new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19);
-  return {
-    stages: c.stages ?? d.stages,
-    blocks: c.blocks ?? d.blocks,
-    dModel,
-    heads: c.heads ?? d.heads,
-    context: c.context ?? d.context,
-    vocab: c.vocab ?? d.vocab,
+  const spec: RunSpec = {
+    model: {
+      vocab: c.vocab ?? d.model.vocab,
+      dModel: c.dModel ?? d.model.dModel,
+      heads: c.heads ?? d.model.heads,
+      layers: stages * blocks,
+      context: c.context ?? d.model.context,
+      seed,
+    },
+    layout: Array.from({ length: stages }, () => blocks),
+    // No --k: the spec leaves k out and subspaceK derives it from the width (d-model/4).
+    codec: { name: c.codec, tail: c.tail, ...(c.k === undefined ? {} : { k: c.k }) },
+    microBatches: c.micro ?? d.microBatches,
     batch: c.batch ?? d.batch,
-    micro: c.micro ?? d.micro,
-    seed: c.seed ?? d.seed,
-    steps,
-    lr: c.lr ?? d.lr,
-    warmup: c.warmup ?? defaultWarmup(steps),
-    weightDecay: c.weightDecay ?? d.weightDecay,
-    beta2: c.beta2 ?? d.beta2,
-    clip: c.clip ?? d.clip,
+    optim: {
+      lr: c.lr ?? d.optim.lr,
+      warmup: c.warmup ?? defaultWarmup(steps),
+      steps,
+      weightDecay: c.weightDecay ?? d.optim.weightDecay,
+      beta2: c.beta2 ?? d.optim.beta2,
+      clip: c.clip ?? d.optim.clip,
+    },
+    data: d.data,
+    seed,
+    // A local run sells nothing.
+    pricePer1kTokens: 0,
+  };
+  return {
+    spec,
     staleness: c.async,
     correction: c.correction,
-    codec: c.codec,
-    k: c.k ?? defaultSubspaceK(dModel),
-    tail: c.tail,
-    link: c.link?.shape,
-    linkText: c.link?.text,
+    link: c.link,
     evalEvery: c.evalEvery ?? (software ? 25 : 100),
-    evalBatches: c.evalBatches ?? d.evalBatches,
+    evalBatches: c.evalBatches ?? DEFAULT_EVAL_BATCHES,
     out: resolve(c.out ?? join('runs', stamp)),
   };
 }
@@ -189,7 +211,14 @@ async function main(): Promise<number> {
   const gpu = await Gpu.create();
   const software = gpu.adapter.isSoftware;
   const o = trainOptionsFromCli(given, software);
-  if (o.k > o.dModel) usageError(program, `--k ${o.k} exceeds --d-model ${o.dModel}`);
+  const { spec } = o;
+  const { model } = spec;
+  if (given.k !== undefined && given.k > model.dModel)
+    usageError(program, `--k ${given.k} exceeds --d-model ${model.dModel}`);
+  const stages = stageCount(spec);
+  const { batch, microBatches: micro } = spec;
+  const { steps, lr, warmup } = spec.optim;
+  const codec = spec.codec.name;
   const out = o.out;
   mkdirSync(out, { recursive: true });
   const say = (s: string) => process.stdout.write(`${s}\n`);
@@ -197,14 +226,18 @@ async function main(): Promise<number> {
   say(`[tessera] device: ${device}`);
 
   // ---- data, model, boundaries, engine ----
-  const corpus = await loadCorpus(o.vocab);
+  const corpus = await loadCorpus(model.vocab);
   // In-process links: a silent stage is a slow one (a software adapter compiling its first kernels), not a lost peer.
-  const run = TrainingRun.create(gpu, o, corpus, { timeoutMs: 3_600_000 });
+  const run = TrainingRun.create(gpu, spec, corpus, {
+    timeoutMs: 3_600_000,
+    link: o.link?.shape,
+    evalBatches: o.evalBatches,
+  });
   const { pipeline, validation: val, cfg } = run;
   say(
     `[tessera] data: Brown corpus, ${corpus.train.length} train / ${corpus.val.length} val tokens (vocab ` +
-      `${o.vocab}, ${run.sampler.batchesPerPass} batches per data pass); validation: ${val.micro.length} × ` +
-      `${o.batch} × ${o.context} tokens = ${val.bytes} bytes`,
+      `${model.vocab}, ${run.sampler.batchesPerPass} batches per data pass); validation: ${val.micro.length} × ` +
+      `${batch} × ${model.context} tokens = ${val.bytes} bytes`,
   );
   say(
     `[tessera] unigram baseline: entropy ${val.unigramNats.toFixed(3)} nats/token = ` +
@@ -213,8 +246,8 @@ async function main(): Promise<number> {
   );
   const counts = run.paramCounts;
   say(
-    `[tessera] model: ${o.stages} stages × ${o.blocks} block(s), dModel ${o.dModel}, ${o.heads} heads, context ` +
-      `${o.context}, vocab ${o.vocab}; parameters per stage ` +
+    `[tessera] model: ${stages} stages × ${spec.layout[0]} block(s), dModel ${model.dModel}, ${model.heads} ` +
+      `heads, context ${model.context}, vocab ${model.vocab}; parameters per stage ` +
       `[${counts.map((c) => `${(c / 1e3).toFixed(0)}k`).join(', ')}] = ` +
       `${(counts.reduce((a, b) => a + b, 0) / 1e6).toFixed(2)}M`,
   );
@@ -223,13 +256,14 @@ async function main(): Promise<number> {
     o.staleness > 0
       ? `asynchronous 1F1B (staleness ≤ ${o.staleness}, ` +
         `${o.correction === 'nesterov' ? 'Nesterov look-ahead' : 'no correction'})`
-      : `1F1B (ideal bubble ${(100 * idealBubble(o.stages, o.micro)).toFixed(0)}%)`;
+      : `1F1B (ideal bubble ${(100 * idealBubble(stages, micro)).toFixed(0)}%)`;
+  const tail = spec.codec.tail;
   say(
-    `[tessera] training: ${o.steps} steps × ${o.micro} micro-batches × ${o.batch} × ${o.context} = ` +
-      `${run.tokensPerStep} tokens/step, ${mode}, AdamW lr ${o.lr} (warm-up ${o.warmup}, cosine), codec ` +
-      `${o.codec}${o.tail ? ` (last ${o.tail} boundaries none)` : ''}` +
-      (run.codecs ? ` = [${perToken.map((b) => b.toFixed(1)).join(', ')}] bytes/token vs ${4 * o.dModel}` : '') +
-      (o.link ? `, links ${o.linkText}` : ''),
+    `[tessera] training: ${steps} steps × ${micro} micro-batches × ${batch} × ${model.context} = ` +
+      `${run.tokensPerStep} tokens/step, ${mode}, AdamW lr ${lr} (warm-up ${warmup}, cosine), codec ` +
+      `${codec}${tail ? ` (last ${tail} boundaries none)` : ''}` +
+      (run.codecs ? ` = [${perToken.map((b) => b.toFixed(1)).join(', ')}] bytes/token vs ${4 * model.dModel}` : '') +
+      (o.link ? `, links ${o.link.text}` : ''),
   );
   say(`[tessera] output: ${out}`);
 
@@ -241,8 +275,8 @@ async function main(): Promise<number> {
   const writeChart = () => {
     const svg = lineChartSvg({
       title:
-        `Tessera: ${o.stages}-stage GPT on Brown (dModel ${o.dModel}, vocab ${o.vocab}, codec ` +
-        `${o.codec}${o.staleness ? `, async ${o.staleness}` : ''})`,
+        `Tessera: ${stages}-stage GPT on Brown (dModel ${model.dModel}, vocab ${model.vocab}, codec ` +
+        `${codec}${o.staleness ? `, async ${o.staleness}` : ''})`,
       xLabel: 'optimizer step',
       yLabel: 'cross-entropy (nats/token)',
       series: [
@@ -277,7 +311,7 @@ async function main(): Promise<number> {
   };
   const state = (step: number) => ({
     step,
-    total: o.steps,
+    total: steps,
     loss: lastLoss,
     valLoss,
     valBpb,
@@ -313,20 +347,20 @@ async function main(): Promise<number> {
     bar.update(state(step), evalNow);
   };
   const isRefusal = (e: unknown) => e instanceof NonFiniteGradientError || e instanceof NonFiniteTensorError;
-  while (done < o.steps && !stop) {
+  while (done < steps && !stop) {
     // Synchronous: one step at a time. Asynchronous: run without a flush up to the next evaluation point.
-    const until = o.staleness > 0 ? Math.min(o.steps, (Math.floor(done / o.evalEvery) + 1) * o.evalEvery) : done + 1;
+    const until = o.staleness > 0 ? Math.min(steps, (Math.floor(done / o.evalEvery) + 1) * o.evalEvery) : done + 1;
     const chunk = Array.from({ length: until - done }, (_, i) => run.microBatches(done + i));
     const from = done;
     try {
       if (o.staleness === 0) {
-        run.adam.lr = learningRate(done, o); // the engine reads opts.adam at each update
-        const r = await pipeline.trainStep(chunk[0], o.batch, o.context);
+        run.adam.lr = learningRate(done, spec); // the engine reads opts.adam at each update
+        const r = await pipeline.trainStep(chunk[0], batch, model.context);
         trainMs += r.ms;
         tokens += r.tokens;
         bytes += r.bytes;
         done++;
-        const evalNow = done % o.evalEvery === 0 || done === o.steps || stop;
+        const evalNow = done % o.evalEvery === 0 || done === steps || stop;
         if (evalNow) await evaluate(done);
         record(done, r.loss, evalNow);
       } else {
@@ -346,10 +380,10 @@ async function main(): Promise<number> {
           if (step < until) record(step, r.loss, false);
           else finalLoss = r.loss;
         };
-        await pipeline.trainAsync(chunk, o.batch, o.context, {
+        await pipeline.trainAsync(chunk, batch, model.context, {
           staleness: o.staleness,
           correction: o.correction,
-          lr: (k) => learningRate(from + k, o),
+          lr: (k) => learningRate(from + k, spec),
           onStep,
         });
         done = until;
@@ -391,20 +425,21 @@ async function main(): Promise<number> {
     device,
     software,
     model: cfg,
-    stages: o.stages,
-    blocksPerStage: o.blocks,
-    microBatches: o.micro,
-    batch: o.batch,
+    stages,
+    blocksPerStage: spec.layout[0],
+    microBatches: micro,
+    batch,
     steps: done,
     refused,
-    lr: o.lr,
-    warmup: o.warmup,
+    lr,
+    warmup,
     staleness: o.staleness,
     correction: o.staleness ? o.correction : undefined,
-    codec: o.codec,
-    k: isSubspaceCodec(o.codec) ? o.k : undefined,
-    tail: o.tail,
-    link: o.linkText ?? null,
+    codec,
+    k: isSubspaceCodec(codec) ? subspaceK(spec) : undefined,
+    tail,
+    link: o.link?.text ?? null,
+    spec,
     tokens,
     seconds: elapsed,
     trainSeconds: trainMs / 1000,

@@ -13,7 +13,6 @@ import {
   subspaceInit,
   subspaceProject,
   type Codec,
-  type CodecName,
   type SubspaceBasis,
 } from '../compress/index.ts';
 import { BatchSampler, validationBatches, type Batch } from '../data/batches.ts';
@@ -25,100 +24,18 @@ import { stageParamSpecs } from '../model/params.ts';
 import type { Stage } from '../model/stage.ts';
 import type { AdamWConfig } from '../ops/adamw.ts';
 import { InMemoryNetwork, type LinkShape } from './memory-transport.ts';
-import { boundaryPlan, codecParams, stageCount, subspaceK, tokensPerStep } from './run-derived.ts';
-import { presetSpec, validateRunSpec, type RunSpec } from './run-spec.ts';
+import { boundaryPlan, codecParams, stageCount, tokensPerStep } from './run-derived.ts';
+import { validateRunSpec, type RunSpec } from './run-spec.ts';
 
 export type { Corpus } from '../data/corpus.ts';
 import { Pipeline, type MicroBatchData } from './pipeline.ts';
 
-/**
- * @deprecated A RunSpec describes a run (run-spec.ts); this flat shape (uniform `blocks` per stage) remains for
- * callers not moved yet. Every function here takes either; specFromRecipe converts.
- */
-export interface RecipeOptions {
-  stages: number;
-  blocks: number;
-  dModel: number;
-  heads: number;
-  context: number;
-  vocab: number;
-  batch: number;
-  /** Micro-batches per optimizer step. */
-  micro: number;
-  seed: number;
-  steps: number;
-  /** Peak learning rate (linear warm-up over `warmup` steps, then cosine to 10%). */
-  lr: number;
-  warmup: number;
-  weightDecay: number;
-  beta2: number;
-  /** Global gradient-norm clip (0 = off). */
-  clip: number;
-  codec: CodecName;
-  /** Subspace dimension. */
-  k: number;
-  /** Boundaries before the head left uncompressed. */
-  tail: number;
-  link?: LinkShape;
-  evalBatches: number;
-}
-
 /** Validation batches a run evaluates on when the caller names no count. */
 export const DEFAULT_EVAL_BATCHES = 8;
 
-const isSpec = (o: RunSpec | RecipeOptions): o is RunSpec => 'optim' in o;
-
-/** @deprecated The RunSpec a flat recipe describes (price 0: a local run sells nothing). */
-export function specFromRecipe(o: RecipeOptions): RunSpec {
-  return {
-    model: {
-      vocab: o.vocab,
-      dModel: o.dModel,
-      heads: o.heads,
-      layers: o.stages * o.blocks,
-      context: o.context,
-      seed: o.seed,
-    },
-    layout: Array.from({ length: o.stages }, () => o.blocks),
-    codec: { name: o.codec, k: o.k, tail: o.tail },
-    microBatches: o.micro,
-    batch: o.batch,
-    optim: { lr: o.lr, warmup: o.warmup, steps: o.steps, weightDecay: o.weightDecay, beta2: o.beta2, clip: o.clip },
-    data: { corpus: 'brown' },
-    seed: o.seed,
-    pricePer1kTokens: 0,
-  };
-}
-
-const asSpec = (o: RunSpec | RecipeOptions): RunSpec => (isSpec(o) ? o : specFromRecipe(o));
-
-/**
- * @deprecated Use presetSpec(software). The preset as a flat recipe; `blocks` is the first stage's layer count
- * (the presets' layouts are uniform).
- */
-export function defaultRecipe(software: boolean): RecipeOptions {
-  const s = presetSpec(software);
-  return {
-    stages: stageCount(s),
-    blocks: s.layout[0],
-    dModel: s.model.dModel,
-    heads: s.model.heads,
-    context: s.model.context,
-    vocab: s.model.vocab,
-    batch: s.batch,
-    micro: s.microBatches,
-    seed: s.seed,
-    ...s.optim,
-    codec: s.codec.name,
-    k: subspaceK(s),
-    tail: s.codec.tail,
-    evalBatches: DEFAULT_EVAL_BATCHES,
-  };
-}
-
 /** Linear warm-up to the peak, then cosine decay to 10% of it at the last step. */
-export function learningRate(step: number, run: RunSpec | Pick<RecipeOptions, 'lr' | 'warmup' | 'steps'>): number {
-  const o = 'optim' in run ? run.optim : run;
+export function learningRate(step: number, run: Pick<RunSpec, 'optim'>): number {
+  const o = run.optim;
   if (step < o.warmup) return (o.lr * (step + 1)) / o.warmup;
   const t = o.steps <= o.warmup + 1 ? 1 : (step - o.warmup) / (o.steps - o.warmup - 1);
   return o.lr * (0.1 + 0.9 * 0.5 * (1 + Math.cos(Math.PI * Math.min(1, t))));
@@ -139,14 +56,8 @@ export function unigram(train: Int32Array, vocab: number, targets: Int32Array[])
 
 const toMicro = (b: Batch): MicroBatchData => ({ ids: b.ids, targets: b.targets });
 
-/** @deprecated Use `spec.model`: the model a recipe trains. */
-export function recipeModel(o: RecipeOptions): ModelConfig {
-  return specFromRecipe(o).model;
-}
-
 /** The optimiser at step 0 (the schedule moves `lr` from there). */
-export function recipeAdam(run: RunSpec | RecipeOptions): AdamWConfig {
-  const s = asSpec(run);
+export function recipeAdam(s: RunSpec): AdamWConfig {
   return { lr: learningRate(0, s), beta1: 0.9, beta2: s.optim.beta2, eps: 1e-8, weightDecay: s.optim.weightDecay };
 }
 
@@ -165,8 +76,7 @@ export interface Boundaries {
   init(stage: Stage): void;
 }
 
-export function recipeBoundaries(gpu: Gpu, run: RunSpec | RecipeOptions): Boundaries {
-  const spec = asSpec(run);
+export function recipeBoundaries(gpu: Gpu, spec: RunSpec): Boundaries {
   const stages = stageCount(spec);
   const codec = spec.codec.name;
   const plan = boundaryPlan(spec);
@@ -190,12 +100,8 @@ export function recipeBoundaries(gpu: Gpu, run: RunSpec | RecipeOptions): Bounda
 }
 
 /** The micro-batches of optimizer step `step` (0-based): reproducible by any peer from the seed. */
-export function recipeMicroBatches(
-  sampler: BatchSampler,
-  run: RunSpec | RecipeOptions,
-  step: number,
-): MicroBatchData[] {
-  const micro = isSpec(run) ? run.microBatches : run.micro;
+export function recipeMicroBatches(sampler: BatchSampler, run: RunSpec, step: number): MicroBatchData[] {
+  const micro = run.microBatches;
   return Array.from({ length: micro }, (_, m) => toMicro(sampler.step(step * micro + m)));
 }
 
@@ -254,11 +160,11 @@ export class TrainingRun {
     this.basis = basis;
   }
 
-  /** `run`: a RunSpec, or (deprecated) a flat recipe whose `link` and `evalBatches` stand in for `opts`'. */
-  static create(gpu: Gpu, run: RunSpec | RecipeOptions, corpus: Corpus, opts: RunOptions = {}): TrainingRun {
-    const spec = validateRunSpec(asSpec(run), { limits: gpu.limits });
-    const link = opts.link ?? (isSpec(run) ? undefined : run.link);
-    const evalBatches = opts.evalBatches ?? (isSpec(run) ? undefined : run.evalBatches) ?? DEFAULT_EVAL_BATCHES;
+  /** `run` is validated here (against this device's limits too), so a bad field fails before any GPU work. */
+  static create(gpu: Gpu, run: RunSpec, corpus: Corpus, opts: RunOptions = {}): TrainingRun {
+    const spec = validateRunSpec(run, { limits: gpu.limits });
+    const { link } = opts;
+    const evalBatches = opts.evalBatches ?? DEFAULT_EVAL_BATCHES;
     const { batch } = spec;
     const { context, vocab } = spec.model;
     const sampler = new BatchSampler(corpus.train, { seed: spec.seed, batchSize: batch, seq: context });

@@ -104,14 +104,6 @@ export interface Assignment {
   hasEmbedding: boolean;
   hasHead: boolean;
   spec: RunSpec;
-  /** @deprecated spec.model */
-  config: ModelConfig;
-  /** @deprecated spec.codec.name */
-  codec: string;
-  /** @deprecated spec.microBatches */
-  microBatches: number;
-  /** @deprecated spec.batch */
-  batch: number;
   pipeline: Array<{ stage: number; peers: PipelinePeer[] }>;
 }
 

@@ -108,7 +108,11 @@ describe('coordinator HTTP API', () => {
       const { status, json } = await post('/api/peers/join', { peerId, kind: 'node', tokensPerSecond });
       expect(status).toBe(200);
       expect(json.status).toBe('assigned');
-      expect(json.assignment).toMatchObject({ modelId, stages: 4, codec: 'int8', microBatches: 4, batch: 2 });
+      expect(json.assignment).toMatchObject({
+        modelId,
+        stages: 4,
+        spec: { codec: { name: 'int8' }, microBatches: 4, batch: 2 },
+      });
     }
     const { json } = await get(`/api/models/${modelId}`);
     expect(json.model.covered).toBe(true);

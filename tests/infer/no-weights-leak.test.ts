@@ -7,7 +7,7 @@ import { startCoordinator } from '../../src/cli/coordinator.ts';
 import type { Coordinator } from '../../src/coordinator/index.ts';
 import type { InferenceBackend } from '../../src/infer/backend.ts';
 import type { SwarmInference } from '../../src/infer/swarm-backend.ts';
-import { defaultRecipe, recipeModel, type RecipeOptions } from '../../src/train/recipe.ts';
+import { presetSpec, type RunSpec } from '../../src/train/run-spec.ts';
 
 /**
  * SLOW (~1 min): a Protocol Model is used but never extracted. Three worker processes train a 2-stage model
@@ -18,17 +18,15 @@ import { defaultRecipe, recipeModel, type RecipeOptions } from '../../src/train/
  * into a peer's real inbound bytes, or written as JSON numbers, are found: the scan sees them when they are there.
  */
 const root = new URL('../../', import.meta.url).pathname;
-const recipe: RecipeOptions = {
-  ...defaultRecipe(true),
-  vocab: 1024,
-  dModel: 32,
-  heads: 2,
-  context: 32,
-  stages: 2,
-  blocks: 1,
-  micro: 2,
+const spec: RunSpec = {
+  ...presetSpec(true),
+  model: { vocab: 1024, dModel: 32, heads: 2, layers: 2, context: 32, seed: 5 },
+  layout: [1, 1],
+  codec: { name: 'none', tail: 0 },
+  microBatches: 2,
   batch: 1,
   seed: 5,
+  pricePer1kTokens: 0,
 };
 const MODEL = 'leak-test';
 const WINDOW = 8; // floats compared: 32 bytes
@@ -145,12 +143,7 @@ describe('no weights leak beyond the stage a peer holds (slow)', () => {
         body: JSON.stringify({
           id: MODEL,
           name: 'leak test',
-          config: recipeModel(recipe),
-          layout: [1, 1],
-          codec: 'none',
-          microBatches: recipe.micro,
-          batch: recipe.batch,
-          pricePer1kTokens: 0,
+          spec,
         }),
       });
       expect(res.status).toBe(201);

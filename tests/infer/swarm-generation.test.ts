@@ -14,7 +14,7 @@ import { crossEntropyRef } from '../../src/ops/crossentropy.ref.ts';
 import { StageInference } from '../../src/infer/stage-infer.ts';
 import { Stage } from '../../src/model/stage.ts';
 import { splitStages } from '../../src/model/stages.ts';
-import { defaultRecipe, recipeModel, type RecipeOptions } from '../../src/train/recipe.ts';
+import { presetSpec, type RunSpec } from '../../src/train/run-spec.ts';
 import { testGpu } from '../gpu-fixture.ts';
 
 /**
@@ -25,17 +25,15 @@ import { testGpu } from '../gpu-fixture.ts';
  * on its replica (audit share 1) and judged equal by sketch; a holder that dies mid-generation is replaced.
  */
 const root = new URL('../../', import.meta.url).pathname;
-const recipe: RecipeOptions = {
-  ...defaultRecipe(true),
-  vocab: 1024,
-  dModel: 32,
-  heads: 2,
-  context: 32,
-  stages: 4,
-  blocks: 1,
-  micro: 2,
+const spec: RunSpec = {
+  ...presetSpec(true),
+  model: { vocab: 1024, dModel: 32, heads: 2, layers: 4, context: 32, seed: 3 },
+  layout: [1, 1, 1, 1],
+  codec: { name: 'none', tail: 0 },
+  microBatches: 2,
   batch: 1,
   seed: 3,
+  pricePer1kTokens: 0,
 };
 const MODEL = 'infer-test';
 const PROMPT = [17, 250, 3, 99, 512];
@@ -45,10 +43,8 @@ const TARGETS = [250, 3, 99, 512, 7];
 
 async function inProcess(): Promise<{ tokens: number[]; loss: number }> {
   const gpu = await testGpu();
-  const cfg = recipeModel(recipe);
-  const stages = splitStages(cfg, 4).map(
-    (spec) => new StageInference(Stage.create(gpu, cfg, spec), { maxSessions: 1 }),
-  );
+  const cfg = spec.model;
+  const stages = splitStages(cfg, 4).map((s) => new StageInference(Stage.create(gpu, cfg, s), { maxSessions: 1 }));
   const out: number[] = [];
   let input: number[] = PROMPT;
   for (let i = 0; i < N; i++) {
@@ -142,12 +138,7 @@ describe('inference through the swarm (slow)', () => {
         body: JSON.stringify({
           id: MODEL,
           name: 'inference test',
-          config: recipeModel(recipe),
-          layout: [1, 1, 1, 1],
-          codec: 'none',
-          microBatches: recipe.micro,
-          batch: recipe.batch,
-          pricePer1kTokens: 0,
+          spec,
         }),
       });
       expect(res.status).toBe(201);
@@ -174,7 +165,7 @@ describe('inference through the swarm (slow)', () => {
       // The coordinator's validation loss through the holders equals the in-process one (float32 logits, float64 sums).
       const loss = await (backend as SwarmInference).evaluate(MODEL, Int32Array.from(PROMPT), Int32Array.from(TARGETS));
       expect(Math.abs(loss - reference.loss)).toBeLessThan(1e-4);
-      expect(loss).toBeGreaterThan(Math.log(recipe.vocab) - 1); // an untrained model: near-uniform predictions
+      expect(loss).toBeGreaterThan(Math.log(spec.model.vocab) - 1); // an untrained model: near-uniform predictions
       // onToken can stop it early.
       const short = await backend.generate(
         {

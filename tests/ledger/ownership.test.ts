@@ -20,7 +20,7 @@ import { startCoordinator } from '../../src/cli/coordinator.ts';
 import type { Coordinator } from '../../src/coordinator/index.ts';
 import { bindingTypedData, signBindingAsPeer } from '../../src/ledger/binding.ts';
 import { loadOrCreateKey } from '../../src/net/identity-node.ts';
-import { defaultRecipe, recipeModel, type RecipeOptions } from '../../src/train/recipe.ts';
+import { presetSpec, type RunSpec } from '../../src/train/run-spec.ts';
 
 /**
  * SLOW (~1–2 min): ownership end to end. Four `npm run worker` processes (2 stages × 2 replicas, audits on every
@@ -30,25 +30,22 @@ import { defaultRecipe, recipeModel, type RecipeOptions } from '../../src/train/
  * shares on anvil, revenue is paid into the vault and a holder withdraws exactly its pro-rata part.
  */
 const root = new URL('../../', import.meta.url).pathname;
-const recipe: RecipeOptions = {
-  ...defaultRecipe(true),
-  vocab: 1024,
-  dModel: 32,
-  heads: 2,
-  context: 32,
-  stages: 2,
-  blocks: 1,
-  micro: 4,
-  batch: 2,
-  seed: 1,
-};
 const STEPS = 5;
 /**
  * Both blocks on stage 0, the head alone on stage 1: the two stages cost about the same (2·24·C² vs 2·C·vocab
  * FLOPs per token), so four equal peers are placed 2 + 2 and every stage has a sibling to audit it — the
  * cheater is checked wherever it lands.
  */
-const LAYOUT = [2, 0];
+const spec: RunSpec = {
+  ...presetSpec(true),
+  model: { vocab: 1024, dModel: 32, heads: 2, layers: 2, context: 32, seed: 1 },
+  layout: [2, 0],
+  codec: { name: 'none', tail: 0 },
+  microBatches: 4,
+  batch: 2,
+  seed: 1,
+  pricePer1kTokens: 0,
+};
 const ADMIN = 'e2e-admin';
 const MODEL = 'own-test';
 
@@ -117,12 +114,7 @@ describe('ownership end to end (slow)', () => {
           await call('POST', '/api/models', {
             id: MODEL,
             name: 'ownership test',
-            config: recipeModel(recipe),
-            layout: LAYOUT,
-            codec: 'none',
-            microBatches: recipe.micro,
-            batch: recipe.batch,
-            pricePer1kTokens: 0,
+            spec,
           })
         ).status,
       ).toBe(201);

@@ -8,7 +8,8 @@ import { startCoordinator } from '../../src/cli/coordinator.ts';
 import type { Coordinator } from '../../src/coordinator/index.ts';
 import { loadCorpus } from '../../src/data/brown-node.ts';
 import { loadOrCreateKey } from '../../src/net/identity-node.ts';
-import { defaultRecipe, learningRate, recipeModel, TrainingRun, type RecipeOptions } from '../../src/train/recipe.ts';
+import { learningRate, TrainingRun } from '../../src/train/recipe.ts';
+import { presetSpec, type RunSpec } from '../../src/train/run-spec.ts';
 import { testGpu } from '../gpu-fixture.ts';
 
 /**
@@ -22,20 +23,18 @@ import { testGpu } from '../gpu-fixture.ts';
  * Checked: each vanished peer is declared gone within seconds; training goes on to the end; the coordinator
  * holds every step exactly once, contiguous; each surviving worker's log accounts for every step applied
  * exactly once (rolled-back updates counted out); the newcomer's stage re-saves to the holder's checkpoint byte
- * for byte; and the whole loss curve equals the same recipe trained in one process.
+ * for byte; and the whole loss curve equals the same spec trained in one process.
  */
 const root = new URL('../../', import.meta.url).pathname;
-const recipe: RecipeOptions = {
-  ...defaultRecipe(true),
-  vocab: 1024,
-  dModel: 32,
-  heads: 2,
-  context: 32,
-  stages: 2,
-  blocks: 1,
-  micro: 4,
+const spec: RunSpec = {
+  ...presetSpec(true),
+  model: { vocab: 1024, dModel: 32, heads: 2, layers: 2, context: 32, seed: 1 },
+  layout: [1, 1],
+  codec: { name: 'none', tail: 0 },
+  microBatches: 4,
   batch: 2,
   seed: 1,
+  pricePer1kTokens: 0,
 };
 const MODEL = 'churn-test';
 const CRASH = 4;
@@ -151,16 +150,7 @@ describe('churn (slow)', () => {
     const res = await fetch(`${coord.url}/api/models`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({
-        id: MODEL,
-        name: 'churn test',
-        config: recipeModel(recipe),
-        layout: [1, 1],
-        codec: 'none',
-        microBatches: recipe.micro,
-        batch: recipe.batch,
-        pricePer1kTokens: 0,
-      }),
+      body: JSON.stringify({ id: MODEL, name: 'churn test', spec }),
     });
     expect(res.status).toBe(201);
     const [w1, w2, w3, w4] = await Promise.all(
@@ -256,13 +246,13 @@ describe('churn (slow)', () => {
     ).exec(text);
     expect(served?.[1], text).toBe(sha);
 
-    // The loss curve across both failures and the join equals one process training the same recipe.
+    // The loss curve across both failures and the join equals one process training the same spec.
     const gpu = await testGpu();
-    const run = TrainingRun.create(gpu, recipe, await loadCorpus(recipe.vocab));
+    const run = TrainingRun.create(gpu, spec, await loadCorpus(spec.model.vocab));
     let worst = 0;
     for (let s = 0; s < END; s++) {
-      run.adam.lr = learningRate(s, recipe);
-      const { loss } = await run.pipeline.trainStep(run.microBatches(s), recipe.batch, recipe.context);
+      run.adam.lr = learningRate(s, spec);
+      const { loss } = await run.pipeline.trainStep(run.microBatches(s), spec.batch, spec.model.context);
       worst = Math.max(worst, Math.abs(train[s].value - loss));
       expect(Math.abs(train[s].value - loss), `step ${s}: swarm ${train[s].value} vs in-process ${loss}`).toBeLessThan(
         1e-4,

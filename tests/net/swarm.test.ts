@@ -6,27 +6,26 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { startCoordinator } from '../../src/cli/coordinator.ts';
 import type { Coordinator } from '../../src/coordinator/index.ts';
 import { loadCorpus } from '../../src/data/brown-node.ts';
-import { defaultRecipe, learningRate, recipeModel, TrainingRun, type RecipeOptions } from '../../src/train/recipe.ts';
+import { learningRate, TrainingRun } from '../../src/train/recipe.ts';
+import { presetSpec, type RunSpec } from '../../src/train/run-spec.ts';
 import { testGpu } from '../gpu-fixture.ts';
 
 /**
  * SLOW (~1–2 min): the whole swarm for real. A coordinator (relay + API + SQLite) and two `npm run worker`
  * processes, each on its own Dawn device, train a 2-stage model over direct WebRTC; the losses the last stage
- * reports equal those of the same recipe trained in one process. One worker runs under a 50 % duty cycle, the
+ * reports equal those of the same spec trained in one process. One worker runs under a 50 % duty cycle, the
  * other with inference priority 0.9: the device settings change when work runs, never what it computes.
  */
 const root = new URL('../../', import.meta.url).pathname;
-const recipe: RecipeOptions = {
-  ...defaultRecipe(true),
-  vocab: 1024,
-  dModel: 32,
-  heads: 2,
-  context: 32,
-  stages: 2,
-  blocks: 1,
-  micro: 2,
+const spec: RunSpec = {
+  ...presetSpec(true),
+  model: { vocab: 1024, dModel: 32, heads: 2, layers: 2, context: 32, seed: 1 },
+  layout: [1, 1],
+  codec: { name: 'none', tail: 0 },
+  microBatches: 2,
   batch: 2,
   seed: 1,
+  pricePer1kTokens: 0,
 };
 const STEPS = 4;
 
@@ -45,16 +44,7 @@ describe('swarm (slow)', () => {
     const res = await fetch(`${coord.url}/api/models`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({
-        id: 'swarm-test',
-        name: 'swarm test',
-        config: recipeModel(recipe),
-        layout: [1, 1],
-        codec: 'none',
-        microBatches: recipe.micro,
-        batch: recipe.batch,
-        pricePer1kTokens: 0,
-      }),
+      body: JSON.stringify({ id: 'swarm-test', name: 'swarm test', spec }),
     });
     expect(res.status).toBe(201);
     const logs: string[] = [];
@@ -93,12 +83,12 @@ describe('swarm (slow)', () => {
     const swarm = metrics.metrics.filter((m) => m.kind === 'train').sort((a, b) => a.step - b.step);
     expect(swarm.map((m) => m.step)).toEqual([0, 1, 2, 3]);
 
-    // The same recipe, same seed and batches, in one process.
+    // The same spec, same seed and batches, in one process.
     const gpu = await testGpu();
-    const run = TrainingRun.create(gpu, recipe, await loadCorpus(recipe.vocab));
+    const run = TrainingRun.create(gpu, spec, await loadCorpus(spec.model.vocab));
     for (let step = 0; step < STEPS; step++) {
-      run.adam.lr = learningRate(step, recipe);
-      const { loss } = await run.pipeline.trainStep(run.microBatches(step), recipe.batch, recipe.context);
+      run.adam.lr = learningRate(step, spec);
+      const { loss } = await run.pipeline.trainStep(run.microBatches(step), spec.batch, spec.model.context);
       expect(
         Math.abs(swarm[step].value - loss),
         `step ${step}: swarm ${swarm[step].value} vs in-process ${loss}`,

@@ -1,46 +1,29 @@
 import { describe, expect, it } from 'vitest';
-import { defaultRecipe, learningRate, specFromRecipe } from '../../src/train/recipe.ts';
+import { learningRate } from '../../src/train/recipe.ts';
 import { stageCosts, stageSpecs, subspaceK, tokensPerStep } from '../../src/train/run-derived.ts';
 import { presetSpec, RunSpecError, validateRunSpec, type RunSpec } from '../../src/train/run-spec.ts';
 
 const base = (): RunSpec => presetSpec(true);
 
 describe('RunSpec', () => {
-  it('presets are the device defaults the flat recipe had, field for field', () => {
-    expect(defaultRecipe(true)).toEqual({
-      stages: 4,
-      blocks: 1,
-      dModel: 64,
-      heads: 4,
-      context: 64,
-      vocab: 4096,
+  it('presets hold the device defaults, field for field', () => {
+    expect(presetSpec(true)).toEqual({
+      model: { vocab: 4096, dModel: 64, heads: 4, layers: 4, context: 64, seed: 1 },
+      layout: [1, 1, 1, 1],
+      codec: { name: 'none', tail: 0 },
+      microBatches: 4,
       batch: 4,
-      micro: 4,
+      optim: { lr: 3e-3, warmup: 20, steps: 200, weightDecay: 0.1, beta2: 0.95, clip: 1 },
+      data: { corpus: 'brown' },
       seed: 1,
-      steps: 200,
-      lr: 3e-3,
-      warmup: 20,
-      weightDecay: 0.1,
-      beta2: 0.95,
-      clip: 1,
-      codec: 'none',
-      k: 16,
-      tail: 0,
-      evalBatches: 8,
+      pricePer1kTokens: 0.01,
     });
-    expect(defaultRecipe(false)).toMatchObject({ stages: 4, blocks: 2, dModel: 256, context: 128, vocab: 2048 });
-    expect(defaultRecipe(false)).toMatchObject({ batch: 8, micro: 8, steps: 2000, lr: 1e-3, warmup: 100, k: 64 });
-  });
-
-  it('a flat recipe converts to the same spec as its preset (but for price and the explicit k)', () => {
-    for (const software of [true, false]) {
-      const s = specFromRecipe(defaultRecipe(software));
-      const p = presetSpec(software);
-      expect({ ...s, pricePer1kTokens: p.pricePer1kTokens, codec: { ...s.codec, k: undefined } }).toEqual({
-        ...p,
-        codec: { ...p.codec, k: undefined },
-      });
-    }
+    expect(subspaceK(presetSpec(true))).toBe(16);
+    const gpu = presetSpec(false);
+    expect(gpu).toMatchObject({ layout: [2, 2, 2, 2], batch: 8, microBatches: 8 });
+    expect(gpu.model).toMatchObject({ dModel: 256, context: 128, vocab: 2048 });
+    expect(gpu.optim).toMatchObject({ steps: 2000, lr: 1e-3, warmup: 100 });
+    expect(subspaceK(gpu)).toBe(64);
   });
 
   it('survives JSON and validates to itself; presetSpec hands out copies', () => {
@@ -81,9 +64,14 @@ describe('RunSpec', () => {
     expect(tokensPerStep(s)).toBe(4 * 4 * 64);
   });
 
-  it('the schedule reads the spec as it read the flat recipe', () => {
+  it('the schedule warms up linearly, then decays by a cosine to 10% of the peak at the last step', () => {
     const s = base();
-    const o = defaultRecipe(true);
-    for (const step of [0, 5, 19, 20, 100, 199, 250]) expect(learningRate(step, s)).toBe(learningRate(step, o));
+    const { lr, warmup, steps } = s.optim;
+    expect(learningRate(0, s)).toBeCloseTo(lr / warmup, 12);
+    expect(learningRate(warmup - 1, s)).toBeCloseTo(lr, 12);
+    expect(learningRate(warmup, s)).toBeCloseTo(lr, 12);
+    expect(learningRate((warmup + steps - 1) / 2, s)).toBeCloseTo(lr * 0.55, 12);
+    expect(learningRate(steps - 1, s)).toBeCloseTo(lr * 0.1, 12);
+    expect(learningRate(steps + 50, s)).toBeCloseTo(lr * 0.1, 12);
   });
 });

@@ -12,7 +12,7 @@ import type { Resume } from '../swarm-sync.ts';
 import type { Holdings } from './holdings.ts';
 import type { PhaseDriver } from './phase-driver.ts';
 import { Roster, specOf } from './roster.ts';
-import { openRound, recipeOf, type Round, type RoundDeps } from './round.ts';
+import { openRound, type Round, type RoundDeps } from './round.ts';
 import { fetchHeld, seeded } from './stage-source.ts';
 
 export interface ReconfigureDeps extends RoundDeps {
@@ -49,15 +49,17 @@ export async function reconfigure(
   const reported = await reportedSteps(d.client, a.modelId, signal);
   d.holdings.freeze(reported);
   d.phases.advance({ type: 'frozen' }, signal);
-  const recipe = recipeOf(d.gpu, a);
   const spec = specOf(a);
   const roster = new Roster(a);
   const seat = roster.seatOf(d.peerId);
   if (!seat) throw new Error(`assignment for ${a.modelId} does not list this peer`);
   const members = roster.peers.filter((p) => p !== d.peerId);
   const holding = d.holdings.announced.held;
+  const holdingText = holding.map((h) => `stage ${h.stage}@${h.step}${h.backup ? '+backup' : ''}`).join(', ');
   d.log(
-    `stage ${a.stage} (replica ${seat.replica}) of ${a.modelId}: layers ${a.firstLayer}–${a.endLayer - 1}, ${a.stages} stages, replicas [${roster.replicas}], codec ${a.codec}; holding ${holding.map((h) => `stage ${h.stage}@${h.step}${h.backup ? '+backup' : ''}`).join(', ') || 'nothing'}`,
+    `stage ${a.stage} (replica ${seat.replica}) of ${a.modelId}: layers ${a.firstLayer}–${a.endLayer - 1}, ` +
+      `${a.stages} stages, replicas [${roster.replicas}], codec ${a.spec.codec.name}; ` +
+      `holding ${holdingText || 'nothing'}`,
   );
   const rendezvous: Rendezvous = {
     node: d.node,
@@ -106,7 +108,7 @@ export async function reconfigure(
   let held = d.holdings.find(a.stage);
   if (!held) {
     held = resume.fresh
-      ? seeded(d.gpu, a, recipe, spec, resume.step)
+      ? seeded(d.gpu, a.spec, spec, resume.step)
       : await fetchHeld(
           d,
           a,
@@ -117,6 +119,6 @@ export async function reconfigure(
         );
     d.holdings.add(held);
   }
-  const round = await openRound(d, { assignment: a, layout, recipe, resume, seat, roster, held }, signal);
+  const round = await openRound(d, { assignment: a, layout, spec: a.spec, resume, seat, roster, held }, signal);
   return { round, rendezvous };
 }

@@ -4,6 +4,7 @@
  * pipeline derives the same seats from the same assignment.
  */
 import type { StageSpec } from '../../model/stages.ts';
+import { stageSpecs } from '../../train/run-derived.ts';
 import { workerId } from '../../train/stage-runner.ts';
 import type { Assignment } from '../coordinator-client.ts';
 
@@ -54,13 +55,7 @@ export class Roster {
   }
 }
 
-export function specOf(a: Assignment): StageSpec {
-  return {
-    index: a.stage,
-    count: a.stages,
-    firstLayer: a.firstLayer,
-    endLayer: a.endLayer,
-    hasEmbedding: a.stage === 0,
-    hasHead: a.stage === a.stages - 1,
-  };
+/** This peer's stage of the model, from the spec's layout (the same ranges every worker derives). */
+export function specOf(a: Pick<Assignment, 'spec' | 'stage'>): StageSpec {
+  return stageSpecs(a.spec)[a.stage];
 }

@@ -3,22 +3,24 @@
  * once (reconfigure.ts) and never changed: this worker's seat, the roster, the stage it trains, the tensor
  * transport whose frames carry the round, the StageRunner over it and the batch sampler. close() ends it.
  */
-import type { CodecName } from '../../compress/index.ts';
 import { BatchSampler } from '../../data/batches.ts';
 import type { GpuTurns } from '../../gpu/gpu-turns.ts';
 import type { Gpu } from '../../gpu/index.ts';
-import { defaultRecipe, recipeAdam, recipeBoundaries, type Corpus, type RecipeOptions } from '../../train/recipe.ts';
+import { recipeAdam, recipeBoundaries, type Corpus } from '../../train/recipe.ts';
+import { stageSpecs } from '../../train/run-derived.ts';
+import type { RunSpec } from '../../train/run-spec.ts';
 import { StageRunner, workerId, type Topology } from '../../train/stage-runner.ts';
 import type { Frame } from '../../train/transport.ts';
 import type { AuditOptions, WorkContext, WorkDone } from '../../train/work.ts';
 import type { Assignment } from '../coordinator-client.ts';
 import { checkFrame } from '../frame-check.ts';
-import { FrameError, frameLimitsFor } from '../frame-codec.ts';
+import { FrameError } from '../frame-codec.ts';
 import type { HeldStage } from '../held-stage.ts';
 import { NetTransport, type NetTransportOptions } from '../net-transport.ts';
 import { abortable } from '../rendezvous.ts';
+import { frameLimits } from '../run-limits.ts';
 import type { Resume } from '../swarm-sync.ts';
-import { specOf, type Roster, type Seat } from './roster.ts';
+import type { Roster, Seat } from './roster.ts';
 
 export interface Round {
   readonly assignment: Assignment;
@@ -27,7 +29,8 @@ export interface Round {
   readonly round: number;
   /** Frame model field: the model id and the round, so frames of an abandoned configuration are refused. */
   readonly tag: string;
-  readonly recipe: RecipeOptions;
+  /** The model's RunSpec (the assignment's): every worker of the pipeline trains by the same one. */
+  readonly spec: RunSpec;
   readonly resume: Resume;
   readonly seat: Seat;
   readonly roster: Roster;
@@ -36,25 +39,6 @@ export interface Round {
   readonly runner: StageRunner;
   readonly sampler: BatchSampler;
   close(): void;
-}
-
-/** The training recipe the coordinator's assignment implies (every worker of the pipeline derives the same). */
-export function recipeOf(gpu: Gpu, a: Assignment): RecipeOptions {
-  const cfg = a.config;
-  return {
-    ...defaultRecipe(gpu.adapter.isSoftware),
-    vocab: cfg.vocab,
-    dModel: cfg.dModel,
-    heads: cfg.heads,
-    context: cfg.context,
-    stages: a.stages,
-    blocks: a.endLayer - a.firstLayer,
-    micro: a.microBatches,
-    batch: a.batch,
-    seed: cfg.seed ?? 1,
-    codec: a.codec as CodecName,
-    k: Math.max(1, Math.floor(cfg.dModel / 4)),
-  };
 }
 
 /**
@@ -95,35 +79,35 @@ export interface RoundDeps {
 /** Sets up the round's transport (started), runner and sampler for `held`, resumed at `resume`. */
 export async function openRound(
   d: RoundDeps,
-  p: Pick<Round, 'assignment' | 'layout' | 'recipe' | 'resume' | 'seat' | 'roster' | 'held'>,
+  p: Pick<Round, 'assignment' | 'layout' | 'spec' | 'resume' | 'seat' | 'roster' | 'held'>,
   signal: AbortSignal,
 ): Promise<Round> {
-  const { assignment: a, recipe: o, resume, seat, roster, held } = p;
-  const corpus = await d.loadCorpus(a.config.vocab);
-  const sampler = new BatchSampler(corpus.train, { seed: o.seed, batchSize: o.batch, seq: o.context });
+  const { assignment: a, spec, resume, seat, roster, held } = p;
+  const corpus = await d.loadCorpus(spec.model.vocab);
+  const sampler = new BatchSampler(corpus.train, { seed: spec.seed, batchSize: spec.batch, seq: spec.model.context });
   const tag = `${a.modelId}#${resume.round}`;
-  const bounds = recipeBoundaries(d.gpu, o);
+  const bounds = recipeBoundaries(d.gpu, spec);
   const codecs = Array.from({ length: a.stages - 1 }, (_, b) => bounds.codecs?.[b].name ?? 'none');
-  const transport = transportFor(d, a, o, tag, seat, roster, codecs, held, signal);
+  const transport = transportFor(d, a, spec, tag, seat, roster, codecs, held, signal);
   await transport.start();
   const topology: Topology = { model: tag, stages: a.stages, replicas: roster.replicas };
   const work: WorkContext = {
     model: a.modelId,
     round: resume.round,
-    spec: specOf(a),
+    spec: stageSpecs(spec)[a.stage],
     replica: seat.replica,
     replicas: roster.replicas[a.stage],
     cfg: held.stage.cfg,
-    batch: o.batch,
-    seq: o.context,
+    batch: spec.batch,
+    seq: spec.model.context,
   };
   const onWork = d.onWork;
   const runner = new StageRunner(held.stage, seat.replica, transport, topology, {
-    adam: recipeAdam(o),
+    adam: recipeAdam(spec),
     codecs: bounds.codecs,
     afterStep: bounds.afterStep,
     timeoutMs: d.timeoutMs ?? 60_000,
-    clipNorm: o.clip > 0 ? o.clip : undefined,
+    clipNorm: spec.optim.clip > 0 ? spec.optim.clip : undefined,
     audit: d.audit,
     onWork: onWork && ((w) => onWork(w, work)),
     corrupt: d.corrupt,
@@ -143,7 +127,7 @@ export async function openRound(
 function transportFor(
   d: RoundDeps,
   a: Assignment,
-  o: RecipeOptions,
+  spec: RunSpec,
   tag: string,
   seat: Seat,
   roster: Roster,
@@ -151,7 +135,7 @@ function transportFor(
   held: HeldStage,
   signal: AbortSignal,
 ): NetTransport {
-  const rows = o.batch * o.context;
+  const rows = spec.batch * spec.model.context;
   return new RoundTransport(
     {
       node: d.node,
@@ -161,7 +145,7 @@ function transportFor(
         if (!p) throw new FrameError(`no worker ${id} in this pipeline`);
         return p;
       },
-      limits: frameLimitsFor(a.config, o.batch, a.stages, specOf(a)),
+      limits: frameLimits(spec, a.stage),
       check: (frame: Frame, fromPeer: string) => {
         checkFrame(frame, {
           model: tag,
@@ -169,12 +153,12 @@ function transportFor(
           replicas: roster.replicas,
           self: { stage: a.stage, replica: seat.replica },
           rows,
-          width: a.config.dModel,
+          width: spec.model.dModel,
           codecs,
           minStep: held.step - 1,
           maxStep: held.step + 2,
-          microBatches: o.micro,
-          vocab: a.config.vocab,
+          microBatches: spec.microBatches,
+          vocab: spec.model.vocab,
         });
         // The header names a worker; the connection proves which peer sent it.
         const expected = roster.peerAt(frame.fromStage, frame.fromReplica);

@@ -9,15 +9,17 @@ import type { ModelConfig } from '../../model/config.ts';
 import { sha256Hex } from '../../model/safetensors.ts';
 import { Stage } from '../../model/stage.ts';
 import type { StageSpec } from '../../model/stages.ts';
-import { recipeBoundaries, type RecipeOptions } from '../../train/recipe.ts';
+import { recipeBoundaries } from '../../train/recipe.ts';
+import type { RunSpec } from '../../train/run-spec.ts';
 import type { Assignment } from '../coordinator-client.ts';
 import { HeldStage } from '../held-stage.ts';
 import { Reconfigure, short, sleep } from '../rendezvous.ts';
 import { fetchStage } from '../stage-transfer.ts';
 
-export function seeded(gpu: Gpu, a: Assignment, o: RecipeOptions, spec: StageSpec, step: number): HeldStage {
-  const stage = Stage.create(gpu, a.config, spec);
-  recipeBoundaries(gpu, o).init(stage);
+/** The stage as the model's seeds initialise it (every peer seeding it gets the same weights). */
+export function seeded(gpu: Gpu, run: RunSpec, spec: StageSpec, step: number): HeldStage {
+  const stage = Stage.create(gpu, run.model, spec);
+  recipeBoundaries(gpu, run).init(stage);
   return new HeldStage(stage, step);
 }
 
@@ -50,10 +52,10 @@ export async function fetchHeld(
           d.node,
           peer,
           { model: a.modelId, stage: a.stage, step },
-          { cfg: a.config, spec },
+          { cfg: a.spec.model, spec },
           { signal, timeoutMs: 60_000 },
         );
-        const held = new HeldStage(stageFrom(d.gpu, a.config, got.checkpoint), step);
+        const held = new HeldStage(stageFrom(d.gpu, a.spec.model, got.checkpoint), step);
         // Serialising what landed on this GPU gives the holder's file back byte for byte if nothing was lost on the way.
         const resaved = await sha256Hex(await held.checkpoint());
         d.log(

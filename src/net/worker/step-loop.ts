@@ -7,6 +7,7 @@
 import type { Libp2p } from 'libp2p';
 import type { GpuTurns } from '../../gpu/gpu-turns.ts';
 import { learningRate, recipeMicroBatches } from '../../train/recipe.ts';
+import { tokensPerStep } from '../../train/run-derived.ts';
 import { CoordinatorError, type CoordinatorClient } from '../coordinator-client.ts';
 import { short, sleep } from '../rendezvous.ts';
 import { sendLosses, type LossInbox, type LossesRequest } from '../swarm-sync.ts';
@@ -41,7 +42,8 @@ export class StepLoop {
   /** Trains until the step target (true), stop() (false), or a failure (throws; the caller reconfigures). */
   async train(c: Round, signal: AbortSignal): Promise<boolean> {
     const { opts, phases } = this.d;
-    const { recipe: o, runner, held, assignment: a } = c;
+    const { spec, runner, held, assignment: a } = c;
+    const micros = spec.microBatches;
     const last = a.stage === a.stages - 1;
     const reporter = last && c.seat.replica === 0;
     const reporterPeer = c.roster.peerAt(a.stages - 1, 0)!;
@@ -60,7 +62,7 @@ export class StepLoop {
       if (phases.stopped) break;
       const step = held.step;
       const t0 = performance.now();
-      const micro = recipeMicroBatches(c.sampler, o, step);
+      const micro = recipeMicroBatches(c.sampler, spec, step);
       held.begin();
       let own = new Map<number, number>();
       try {
@@ -68,10 +70,10 @@ export class StepLoop {
         await runner.run({
           base: step,
           steps: [micro],
-          batch: o.batch,
-          seq: o.context,
+          batch: spec.batch,
+          seq: spec.model.context,
           signal,
-          opts: { staleness: 0, correction: 'none', lr: () => learningRate(step, o) },
+          opts: { staleness: 0, correction: 'none', lr: () => learningRate(step, spec) },
           onUpdate: (_k, r) => {
             held.commit();
             own = r.losses;
@@ -107,13 +109,13 @@ export class StepLoop {
       let loss: number | undefined;
       if (reporter) {
         const all = new Map(own);
-        if (all.size < o.micro)
-          for (const [m, x] of await this.d.losses.take(step, o.micro - own.size, signal, opts.timeoutMs ?? 60_000))
+        if (all.size < micros)
+          for (const [m, x] of await this.d.losses.take(step, micros - own.size, signal, opts.timeoutMs ?? 60_000))
             all.set(m, x);
         let sum = 0;
-        for (let m = 0; m < o.micro; m++) sum += all.get(m)!;
-        loss = sum / o.micro;
-        await this.report(a.modelId, step, loss, o.micro * o.batch * o.context);
+        for (let m = 0; m < micros; m++) sum += all.get(m)!;
+        loss = sum / micros;
+        await this.report(a.modelId, step, loss, tokensPerStep(spec));
       }
       if (firstOfRound) {
         this.d.holdings.keepOnly(held, this.d.log);

@@ -134,10 +134,10 @@ export class SwarmWorker {
       () => this.phases.stopped,
       // Encoding the corpus holds the event loop for a second or more at a time: start it now, while nothing
       // waits on this worker (one whose heartbeats stall for 3 beats is declared gone).
-      (a) => void (a.status === 'assigned' && this.loadCorpus(a.assignment.config.vocab).catch(() => {})),
+      (a) => void (a.status === 'assigned' && this.loadCorpus(a.assignment.spec.model.vocab).catch(() => {})),
     );
     if (!answer) return;
-    if (answer.status === 'assigned') await this.loadCorpus(answer.assignment.config.vocab);
+    if (answer.status === 'assigned') await this.loadCorpus(answer.assignment.spec.model.vocab);
     this.sync = new SyncServer({
       node: this.opts.node,
       handler: { status: (from, req) => this.statusFor(from, req), losses: (from, req) => this.takeLosses(from, req) },
@@ -297,7 +297,8 @@ export class SwarmWorker {
       throw new Error(`step ${req.step} is outside [${c.held.step - 1}, ${c.held.step + 1}]`);
     const R = c.roster.replicas[last];
     for (const [m] of req.losses)
-      if (m >= c.recipe.micro || m % R !== w.replica) throw new Error(`micro-batch ${m} is not replica ${w.replica}'s`);
+      if (m >= c.spec.microBatches || m % R !== w.replica)
+        throw new Error(`micro-batch ${m} is not replica ${w.replica}'s`);
     this.losses.put(req.step, req.losses);
   }
 
