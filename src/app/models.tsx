@@ -17,8 +17,8 @@ export function useChosenModel() {
   const [chosen, choose] = useHashParam('model');
   const list = models.data ?? [];
   const selected = list.find((m) => m.id === chosen) ?? list[0];
-  // biome-ignore lint/correctness/useExhaustiveDependencies: runs when the chosen id changes, not on every new list
-  // object
+  // Runs when the chosen id changes, not on every new list object.
+  // biome-ignore lint/correctness/useExhaustiveDependencies: keyed by the ids on purpose
   useEffect(() => {
     if (selected && selected.id !== chosen) choose(selected.id);
   }, [selected?.id, chosen]);

@@ -12,6 +12,7 @@ import { resolve } from 'node:path';
 import { formatUnits } from 'viem';
 import { cli, httpUrl, nonEmpty, positiveInt } from './args.ts';
 import { DEFAULT_COORDINATOR_URL, DEFAULT_MODEL_ID } from './defaults.ts';
+import type { EpochDetail } from '../wire/index.ts';
 import { table } from './table.ts';
 
 interface SettleCli {
@@ -62,7 +63,7 @@ try {
   console.error(`settle: coordinator at ${url} unreachable: ${(e as Error).message}`);
   process.exit(2);
 }
-const e = (await res.json()) as any;
+const e = (await res.json()) as EpochDetail & { error?: string };
 if (!res.ok) {
   console.error(`settle: ${res.status} ${e.error ?? ''}`);
   process.exit(1);
@@ -71,7 +72,7 @@ const prev = new Map<string, bigint>();
 if (e.epoch > 1) {
   const before = (await (
     await fetch(`${url}/api/models/${encodeURIComponent(model)}/epochs/${e.epoch - 1}`)
-  ).json()) as any;
+  ).json()) as Partial<EpochDetail>;
   for (const l of before.leaves ?? []) prev.set(l.wallet, BigInt(l.shares));
 }
 console.log(
@@ -92,5 +93,6 @@ console.log(
   ),
 );
 console.log(`root ${e.root ?? '(none: no bound wallet has credits yet)'}`);
-if (e.txHash) console.log(`posted in ${e.txHash}; claimable from ${new Date(e.claimableAt * 1000).toISOString()}`);
+if (e.txHash && e.claimableAt !== null)
+  console.log(`posted in ${e.txHash}; claimable from ${new Date(e.claimableAt * 1000).toISOString()}`);
 else if (e.root) console.log(`not on chain yet${e.chainError ? `: ${e.chainError}` : ''} (the coordinator retries)`);

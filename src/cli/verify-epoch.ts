@@ -9,6 +9,7 @@ import { chainClients, readRoot } from '../chain/client.ts';
 import { recomputeEpoch, type PublishedBinding } from '../ledger/recompute.ts';
 import type { SignedReceipt } from '../ledger/receipt.ts';
 import { ProgressBar } from '../train/progress.ts';
+import type { EpochDetail, EpochReceiptsPage, ModelDetail } from '../wire/index.ts';
 import { cli, httpUrl, nonEmpty, positiveInt } from './args.ts';
 import { DEFAULT_COORDINATOR_URL, DEFAULT_MODEL_ID } from './defaults.ts';
 
@@ -41,23 +42,30 @@ const n = program.processedArgs[0] as number;
 const url = values.coordinator;
 const model = values.model;
 
-async function get(path: string): Promise<any> {
+/** What this command reads of `GET /api/chain`. */
+interface ChainAnswer {
+  chain: { chainId: number; rpcUrl: string; models?: Record<string, Parameters<typeof readRoot>[1]> } | null;
+}
+
+async function get<T>(path: string): Promise<T> {
   const res = await fetch(url + path);
-  const body = await res.json();
+  const body = (await res.json()) as T & { error?: string };
   if (!res.ok) throw new Error(`${path}: ${res.status} ${body.error ?? ''}`);
   return body;
 }
 
 try {
-  const m = (await get(`/api/models/${encodeURIComponent(model)}`)).model;
-  const epoch = await get(`/api/models/${encodeURIComponent(model)}/epochs/${n}`);
+  const m = (await get<{ model: ModelDetail }>(`/api/models/${encodeURIComponent(model)}`)).model;
+  const epoch = await get<EpochDetail>(`/api/models/${encodeURIComponent(model)}/epochs/${n}`);
   const receipts: SignedReceipt[][] = [];
   const bar = new ProgressBar({ plainEvery: 1 });
   const t0 = performance.now();
   for (let e = 1; e <= n; e++) {
     const rs: SignedReceipt[] = [];
     for (let after = 0; ; ) {
-      const page = await get(`/api/models/${encodeURIComponent(model)}/epochs/${e}/receipts?since=${after}&limit=1000`);
+      const page = await get<EpochReceiptsPage<SignedReceipt>>(
+        `/api/models/${encodeURIComponent(model)}/epochs/${e}/receipts?since=${after}&limit=1000`,
+      );
       for (const { id: _id, ...r } of page.receipts) rs.push(r);
       if (page.receipts.length < 1000) break;
       after = page.next;
@@ -66,7 +74,7 @@ try {
     bar.update({ step: e, total: n, elapsed: (performance.now() - t0) / 1000 });
   }
   bar.done();
-  const chain = (await get('/api/chain')).chain;
+  const chain = (await get<ChainAnswer>('/api/chain')).chain;
   const chainId = chain?.chainId ?? 31337;
   const mine = await recomputeEpoch(m.layout.length, receipts, epoch.bindings as PublishedBinding[], chainId);
   let onChain: string | null = null;

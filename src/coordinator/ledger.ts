@@ -18,6 +18,7 @@ import {
 } from '../ledger/receipt.ts';
 import { proofFor, shareTree } from '../ledger/shares.ts';
 import type { StageSpec } from '../model/stages.ts';
+import type { EpochDetail, EpochSummary } from '../wire/index.ts';
 import { stageSpecs } from '../train/run-derived.ts';
 import { HttpError } from './errors.ts';
 import type { EpochRow, LedgerStore } from './ledger-store.ts';
@@ -301,7 +302,7 @@ export class LedgerService {
   }
 
   /** Everything needed to recompute an epoch's root: leaves, verdicts, audits, the bindings (with signatures). */
-  epoch(modelId: string, n: number) {
+  epoch(modelId: string, n: number): EpochDetail {
     this.model(modelId);
     const e = this.o.ledger.getEpoch(modelId, n);
     if (!e) throw new HttpError('notFound', `model ${modelId} has no settled epoch ${n}`);
@@ -342,7 +343,7 @@ export function epochStatus(e: EpochRow, nowS: number): 'pending-chain' | 'chall
   return e.claimableAt > nowS ? 'challenge' : 'claimable';
 }
 
-function epochSummary(e: EpochRow, nowS: number) {
+function epochSummary(e: EpochRow, nowS: number): EpochSummary {
   const verdicts = e.verdicts as Array<{ peerId: string; caught: boolean; credited: number }>;
   return {
     epoch: e.epoch,

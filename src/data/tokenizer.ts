@@ -57,7 +57,7 @@ export const UNICODE_TO_BYTE: ReadonlyMap<string, number> = new Map(BYTE_TO_UNIC
  */
 export const PRETOKENIZE_PATTERN = new RegExp(
   [
-    String.raw`'s|'t|'re|'ve|'m|'ll|'d`,
+    "'s|'t|'re|'ve|'m|'ll|'d",
     String.raw` ?\p{L}+| ?\p{N}+| ?[^\p{White_Space}\p{L}\p{N}]+`,
     String.raw`\p{White_Space}+(?!\P{White_Space})|\p{White_Space}+`,
   ].join('|'),

@@ -42,3 +42,4 @@ export type {
   VerificationEpoch,
 } from './researcher.ts';
 export { METRIC_KINDS } from './researcher.ts';
+export type { EpochDetail, EpochLeaf, EpochReceiptsPage, EpochStatus, EpochSummary } from './settlement.ts';

@@ -23,6 +23,8 @@ export function PromptCard({ models, modelId }: { models: ModelSummary[]; modelI
   const info = useChainInfo();
   const d = info.data;
   const key = d ? `${d.chainId} ${d.rpcUrl}` : '';
+  // Rebuilt only if the coordinator's chain changes, never per render: a new config would drop the connection.
+  // biome-ignore lint/correctness/useExhaustiveDependencies: keyed by the chain's identity on purpose
   const wagmi = useMemo(() => (d ? holderWagmiConfig(d) : undefined), [key]);
   let body: ReactNode;
   if (info.isPending)

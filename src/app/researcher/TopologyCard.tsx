@@ -68,7 +68,8 @@ export function TopologyCard({ topology }: { topology?: Topology }) {
   const box = useRef<HTMLDivElement>(null);
   const hasGraph = graph !== undefined;
   // fitView only fits once, at start: refit when the box changes size (phone ⇄ desktop, rotation) and when
-  // peers come and go.
+  // peers come and go (the effects read refs, so the graph's presence and identity are their keys).
+  // biome-ignore lint/correctness/useExhaustiveDependencies: re-subscribes when the graph appears
   useEffect(() => {
     const el = box.current;
     if (!el) return;
@@ -76,6 +77,7 @@ export function TopologyCard({ topology }: { topology?: Topology }) {
     ro.observe(el);
     return () => ro.disconnect();
   }, [hasGraph]);
+  // biome-ignore lint/correctness/useExhaustiveDependencies: refits when the graph changes
   useEffect(() => {
     const t = requestAnimationFrame(() => void flow.current?.fitView(FIT));
     return () => cancelAnimationFrame(t);

@@ -166,8 +166,7 @@ export function VolunteerPage() {
               <h2 id="vol-log-title">Activity</h2>
               <ol className="log" data-testid="vol-log">
                 {s.log.map((line, i) => (
-                  // biome-ignore lint/suspicious/noArrayIndexKey: the log only grows at its end, so positions are
-                  // stable
+                  // biome-ignore lint/suspicious/noArrayIndexKey: the log only grows at its end
                   <li key={i}>{line}</li>
                 ))}
               </ol>
