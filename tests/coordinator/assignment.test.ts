@@ -9,7 +9,9 @@ import {
 } from '../../src/coordinator/assignment.ts';
 import { Rng } from '../../src/ops/rng.ts';
 
-/** Deterministic pseudo-random numbers (src/ops/rng.ts's mulberry32), so a failing case can be replayed from its seed. */
+/**
+ * Deterministic pseudo-random numbers (src/ops/rng.ts's mulberry32), so a failing case can be replayed from its seed.
+ */
 function rng(seed: number) {
   const gen = new Rng(seed);
   const next = () => gen.next();
@@ -198,48 +200,51 @@ describe('stage assignment (properties)', () => {
     }
   });
 
-  it('rebalances when a stage loses its last peer: a surplus replica covers it, as well as any single move could', () => {
-    let cases = 0;
-    for (let seed = 1; seed <= 300; seed++) {
-      const r = rng(20000 + seed);
-      const model = randomModels(r, 1, 4)[0];
-      if (model.stageCosts.length < 2) continue;
-      const peers = randomPeers(r, model.stageCosts.length + r.int(1, 4));
-      const before = assign([model], peers, []).assignments;
-      const lonely = before.find((a) => before.filter((b) => b.stage === a.stage).length === 1);
-      if (!lonely) continue;
-      cases++;
-      const after = peers.map((p) => (p.id === lonely.peerId ? { ...p, alive: false } : p));
-      const out = assign([model], after, before);
-      checkInvariants([model], after, out.assignments);
-      expect(uncovered(model, out.assignments), `seed ${seed}`).toBe(0);
-      expect(out.moves.filter((m) => m.reason === 'leave').map((m) => m.peerId)).toEqual([lonely.peerId]);
-      const cover = out.moves.filter((m) => m.reason === 'cover');
-      const rebalanced = out.moves.filter((m) => m.reason === 'rebalance');
-      // The best a single surplus replica moved onto the lost stage could do.
-      const speeds = speedsOf(after);
-      const survivors = before.filter((a) => a.peerId !== lonely.peerId);
-      let bestSingle = 0;
-      for (const d of survivors) {
-        if (survivors.filter((a) => a.stage === d.stage).length < 2) continue;
-        const moved = survivors.map((a) => (a === d ? { ...a, stage: lonely.stage } : a));
-        bestSingle = Math.max(bestSingle, bottleneckCapacity(model, moved, speeds));
+  it(
+    'rebalances when a stage loses its last peer: a surplus replica covers it, as well as any single move ' + 'could',
+    () => {
+      let cases = 0;
+      for (let seed = 1; seed <= 300; seed++) {
+        const r = rng(20000 + seed);
+        const model = randomModels(r, 1, 4)[0];
+        if (model.stageCosts.length < 2) continue;
+        const peers = randomPeers(r, model.stageCosts.length + r.int(1, 4));
+        const before = assign([model], peers, []).assignments;
+        const lonely = before.find((a) => before.filter((b) => b.stage === a.stage).length === 1);
+        if (!lonely) continue;
+        cases++;
+        const after = peers.map((p) => (p.id === lonely.peerId ? { ...p, alive: false } : p));
+        const out = assign([model], after, before);
+        checkInvariants([model], after, out.assignments);
+        expect(uncovered(model, out.assignments), `seed ${seed}`).toBe(0);
+        expect(out.moves.filter((m) => m.reason === 'leave').map((m) => m.peerId)).toEqual([lonely.peerId]);
+        const cover = out.moves.filter((m) => m.reason === 'cover');
+        const rebalanced = out.moves.filter((m) => m.reason === 'rebalance');
+        // The best a single surplus replica moved onto the lost stage could do.
+        const speeds = speedsOf(after);
+        const survivors = before.filter((a) => a.peerId !== lonely.peerId);
+        let bestSingle = 0;
+        for (const d of survivors) {
+          if (survivors.filter((a) => a.stage === d.stage).length < 2) continue;
+          const moved = survivors.map((a) => (a === d ? { ...a, stage: lonely.stage } : a));
+          bestSingle = Math.max(bestSingle, bottleneckCapacity(model, moved, speeds));
+        }
+        const got = bottleneckCapacity(model, out.assignments, speeds);
+        if (rebalanced.length === 0) {
+          // Just the cover: one replica from a stage that had two or more, onto the lost stage, the best such choice.
+          expect(cover, `seed ${seed}`).toHaveLength(1);
+          expect(cover[0].to!.stage).toBe(lonely.stage);
+          expect(before.filter((a) => a.stage === cover[0].from!.stage).length).toBeGreaterThanOrEqual(2);
+          expect(got).toBeCloseTo(bestSingle, 9);
+        } else {
+          // More moves than the cover are allowed only for a ≥ 20% better bottleneck than the cover alone.
+          expect(cover.length).toBeLessThanOrEqual(1);
+          expect(got, `seed ${seed}`).toBeGreaterThanOrEqual(1.2 * bestSingle * (1 - 1e-9));
+        }
       }
-      const got = bottleneckCapacity(model, out.assignments, speeds);
-      if (rebalanced.length === 0) {
-        // Just the cover: one replica from a stage that had two or more, onto the lost stage, the best such choice.
-        expect(cover, `seed ${seed}`).toHaveLength(1);
-        expect(cover[0].to!.stage).toBe(lonely.stage);
-        expect(before.filter((a) => a.stage === cover[0].from!.stage).length).toBeGreaterThanOrEqual(2);
-        expect(got).toBeCloseTo(bestSingle, 9);
-      } else {
-        // More moves than the cover are allowed only for a ≥ 20% better bottleneck than the cover alone.
-        expect(cover.length).toBeLessThanOrEqual(1);
-        expect(got, `seed ${seed}`).toBeGreaterThanOrEqual(1.2 * bestSingle * (1 - 1e-9));
-      }
-    }
-    expect(cases).toBeGreaterThan(50);
-  });
+      expect(cases).toBeGreaterThan(50);
+    },
+  );
 
   it('never places one peer twice, even when the current assignment does', () => {
     const models = [

@@ -126,43 +126,49 @@ describe('coordinator HTTP API', () => {
     );
   });
 
-  it('a peer that stops heartbeating is declared gone and its stage is taken over; a moved peer learns it', async () => {
-    const before = (await get(`/api/models/${modelId}`)).json.model;
-    const lone = before.stages.find((s: any) => s.peers.length === 1);
-    const victim: string = lone.peers[0].peerId;
-    const alive = peers.map(([p]) => p).filter((p) => p !== victim);
-    const answers = new Map<string, any>();
-    const beat = setInterval(() => {
-      for (const peerId of alive)
-        void post('/api/peers/heartbeat', { peerId }).then((r) => answers.set(peerId, r.json));
-    }, 30);
-    let after: any;
-    try {
-      const t0 = Date.now();
-      do {
-        await new Promise((r) => setTimeout(r, 25));
-        after = (await get(`/api/models/${modelId}`)).json.model;
-      } while (after.stages.some((s: any) => s.peers.some((p: any) => p.peerId === victim)) && Date.now() - t0 < 5000);
-      await new Promise((r) => setTimeout(r, 80)); // one more heartbeat round, so movers hear of it
-    } finally {
-      clearInterval(beat);
-    }
-    expect(after.covered).toBe(true);
-    expect(after.stages[lone.index].peers.length).toBeGreaterThanOrEqual(1);
-    const peersView = (await get('/api/peers')).json.peers;
-    expect(peersView.find((p: any) => p.peerId === victim).status).toBe('gone');
-    // Whoever now holds the lost stage was told so by its heartbeat answer.
-    const taker: string = after.stages[lone.index].peers[0].peerId;
-    expect(answers.get(taker).assignment.stage).toBe(lone.index);
-    const events = (await get('/api/events')).json.events;
-    expect(events.some((e: any) => e.kind === 'gone' && e.detail.peerId === victim)).toBe(true);
-    // The gone peer's heartbeat is refused with a reason; joining again resumes it.
-    const refused = await post('/api/peers/heartbeat', { peerId: victim });
-    expect(refused.status).toBe(409);
-    expect(refused.json.error).toMatch(/gone.*join again/);
-    const back = await post('/api/peers/join', { peerId: victim, kind: 'node', tokensPerSecond: 20 });
-    expect(back.json.status).toBe('assigned');
-  });
+  it(
+    'a peer that stops heartbeating is declared gone and its stage is taken over; a moved peer ' + 'learns it',
+    async () => {
+      const before = (await get(`/api/models/${modelId}`)).json.model;
+      const lone = before.stages.find((s: any) => s.peers.length === 1);
+      const victim: string = lone.peers[0].peerId;
+      const alive = peers.map(([p]) => p).filter((p) => p !== victim);
+      const answers = new Map<string, any>();
+      const beat = setInterval(() => {
+        for (const peerId of alive)
+          void post('/api/peers/heartbeat', { peerId }).then((r) => answers.set(peerId, r.json));
+      }, 30);
+      let after: any;
+      try {
+        const t0 = Date.now();
+        do {
+          await new Promise((r) => setTimeout(r, 25));
+          after = (await get(`/api/models/${modelId}`)).json.model;
+        } while (
+          after.stages.some((s: any) => s.peers.some((p: any) => p.peerId === victim)) &&
+          Date.now() - t0 < 5000
+        );
+        await new Promise((r) => setTimeout(r, 80)); // one more heartbeat round, so movers hear of it
+      } finally {
+        clearInterval(beat);
+      }
+      expect(after.covered).toBe(true);
+      expect(after.stages[lone.index].peers.length).toBeGreaterThanOrEqual(1);
+      const peersView = (await get('/api/peers')).json.peers;
+      expect(peersView.find((p: any) => p.peerId === victim).status).toBe('gone');
+      // Whoever now holds the lost stage was told so by its heartbeat answer.
+      const taker: string = after.stages[lone.index].peers[0].peerId;
+      expect(answers.get(taker).assignment.stage).toBe(lone.index);
+      const events = (await get('/api/events')).json.events;
+      expect(events.some((e: any) => e.kind === 'gone' && e.detail.peerId === victim)).toBe(true);
+      // The gone peer's heartbeat is refused with a reason; joining again resumes it.
+      const refused = await post('/api/peers/heartbeat', { peerId: victim });
+      expect(refused.status).toBe(409);
+      expect(refused.json.error).toMatch(/gone.*join again/);
+      const back = await post('/api/peers/join', { peerId: victim, kind: 'node', tokensPerSecond: 20 });
+      expect(back.json.status).toBe('assigned');
+    },
+  );
 
   it('records step metrics once per step and serves them with a cursor', async () => {
     for (let step = 0; step < 5; step++) {

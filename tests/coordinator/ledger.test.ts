@@ -144,143 +144,158 @@ describe('contribution ledger (coordinator + anvil)', () => {
     expect((await call('POST', `/api/models/nope/receipts`, { receipts: good })).status).toBe(404);
   });
 
-  it('records inference hop receipts the requester checked; peers cannot post them, wrong FLOPs and replays are refused', async () => {
-    const hop = (p: (typeof peers)[number], unit: number, over: Partial<WorkReceipt> = {}) =>
-      hopReceipt(
-        p.key,
-        {
-          model: model.id,
-          round: 1,
-          stage: p.stage,
-          replica: 0,
-          replicas: 1,
-          step: 1,
-          sessionStep: 1,
-          peerId: p.id,
-        },
-        {
-          unit,
-          audit: false,
-          flops: inferFlops(p.stage),
-          input: bytesOf(Int32Array.of(1, 2, 3)),
-          output: Float32Array.of(0.5, -1, 2),
-          ...over,
-        },
+  it(
+    'records inference hop receipts the requester checked; peers cannot post them, wrong FLOPs and replays ' +
+      'are refused',
+    async () => {
+      const hop = (p: (typeof peers)[number], unit: number, over: Partial<WorkReceipt> = {}) =>
+        hopReceipt(
+          p.key,
+          {
+            model: model.id,
+            round: 1,
+            stage: p.stage,
+            replica: 0,
+            replicas: 1,
+            step: 1,
+            sessionStep: 1,
+            peerId: p.id,
+          },
+          {
+            unit,
+            audit: false,
+            flops: inferFlops(p.stage),
+            input: bytesOf(Int32Array.of(1, 2, 3)),
+            output: Float32Array.of(0.5, -1, 2),
+            ...over,
+          },
+        );
+      const [a, b] = peers;
+      const ra = await hop(a, 7);
+      expect((await coord.ledger.recordInference(model.id, ra, inferFlops(0))).micro).toBe(7);
+      await coord.ledger.recordInference(model.id, await hop(b, 7), inferFlops(1));
+      await expect(coord.ledger.recordInference(model.id, ra, inferFlops(0))).rejects.toThrow(/duplicate/);
+      await expect(coord.ledger.recordInference(model.id, await hop(a, 8), inferFlops(0) + 1)).rejects.toThrow(
+        /claims \d+ FLOPs; this unit computes/,
       );
-    const [a, b] = peers;
-    const ra = await hop(a, 7);
-    expect((await coord.ledger.recordInference(model.id, ra, inferFlops(0))).micro).toBe(7);
-    await coord.ledger.recordInference(model.id, await hop(b, 7), inferFlops(1));
-    await expect(coord.ledger.recordInference(model.id, ra, inferFlops(0))).rejects.toThrow(/duplicate/);
-    await expect(coord.ledger.recordInference(model.id, await hop(a, 8), inferFlops(0) + 1)).rejects.toThrow(
-      /claims \d+ FLOPs; this unit computes/,
-    );
-    await expect(
-      coord.ledger.recordInference(model.id, { ...(await hop(a, 9)), sketch: [1, 2, 3, 4, 5, 6, 7, 8] }, inferFlops(0)),
-    ).rejects.toThrow(/signature is not this peer/);
-    const posted = await call('POST', `/api/models/${model.id}/receipts`, { receipts: [await hop(a, 10)] });
-    expect(posted.json.rejected[0].reason).toMatch(/recorded by the inference requester/);
-  });
+      await expect(
+        coord.ledger.recordInference(
+          model.id,
+          { ...(await hop(a, 9)), sketch: [1, 2, 3, 4, 5, 6, 7, 8] },
+          inferFlops(0),
+        ),
+      ).rejects.toThrow(/signature is not this peer/);
+      const posted = await call('POST', `/api/models/${model.id}/receipts`, { receipts: [await hop(a, 10)] });
+      expect(posted.json.rejected[0].reason).toMatch(/recorded by the inference requester/);
+    },
+  );
 
-  it('binds each peer to a wallet with EIP-712 + the peer signature; replays, expired and forged bindings are refused', async () => {
-    const sign = async (
-      p: (typeof peers)[number],
-      w: (typeof wallets)[number],
-      nonce: bigint,
-      expiry: bigint,
-      signer = w,
-    ) => {
-      const m = { peerId: p.id, wallet: w.address, nonce, expiry };
-      return {
-        peerId: p.id,
-        wallet: w.address,
-        nonce: String(nonce),
-        expiry: String(expiry),
-        walletSignature: await signer.signTypedData(bindingTypedData(anvil.chainId, m)),
-        peerSignature: await signBindingAsPeer(p.key, anvil.chainId, m),
+  it(
+    'binds each peer to a wallet with EIP-712 + the peer signature; replays, expired and forged bindings are ' +
+      'refused',
+    async () => {
+      const sign = async (
+        p: (typeof peers)[number],
+        w: (typeof wallets)[number],
+        nonce: bigint,
+        expiry: bigint,
+        signer = w,
+      ) => {
+        const m = { peerId: p.id, wallet: w.address, nonce, expiry };
+        return {
+          peerId: p.id,
+          wallet: w.address,
+          nonce: String(nonce),
+          expiry: String(expiry),
+          walletSignature: await signer.signTypedData(bindingTypedData(anvil.chainId, m)),
+          peerSignature: await signBindingAsPeer(p.key, anvil.chainId, m),
+        };
       };
-    };
-    const soon = BigInt(Math.floor(Date.now() / 1000) + 300);
-    const n = await call('GET', `/api/wallets/${wallets[0].address}/nonce`);
-    expect(n.json).toMatchObject({ nonce: '1', chainId: anvil.chainId });
-    expect((await call('POST', '/api/bindings', await sign(peers[0], wallets[0], 1n, soon, wallets[1]))).status).toBe(
-      401,
-    ); // wrong wallet key
-    expect((await call('POST', '/api/bindings', await sign(peers[0], wallets[0], 1n, 100n))).json.error).toMatch(
-      /expired/,
-    );
-    const first = await sign(peers[0], wallets[0], 1n, soon);
-    const bound = await call('POST', '/api/bindings', first);
-    expect(bound.status).toBe(201);
-    expect(bound.json.binding).toMatchObject({ peerId: peers[0].id, wallet: wallets[0].address });
-    const replay = await call('POST', '/api/bindings', first);
-    expect(replay.status).toBe(409);
-    expect(replay.json.error).toMatch(/nonce 1 is not this wallet's next \(2\)/);
-    // The same wallet may not hold a second stage through another peer id.
-    const second = await call('POST', '/api/bindings', await sign(peers[1], wallets[0], 2n, soon));
-    expect(second.status).toBe(409);
-    expect(second.json.error).toMatch(/already holds stage 0/);
-    expect((await call('POST', '/api/bindings', await sign(peers[1], wallets[1], 1n, soon))).status).toBe(201);
-    expect((await call('GET', `/api/peers/${peers[1].id}/binding`)).json.binding.wallet).toBe(wallets[1].address);
-  });
+      const soon = BigInt(Math.floor(Date.now() / 1000) + 300);
+      const n = await call('GET', `/api/wallets/${wallets[0].address}/nonce`);
+      expect(n.json).toMatchObject({ nonce: '1', chainId: anvil.chainId });
+      expect((await call('POST', '/api/bindings', await sign(peers[0], wallets[0], 1n, soon, wallets[1]))).status).toBe(
+        401,
+      ); // wrong wallet key
+      expect((await call('POST', '/api/bindings', await sign(peers[0], wallets[0], 1n, 100n))).json.error).toMatch(
+        /expired/,
+      );
+      const first = await sign(peers[0], wallets[0], 1n, soon);
+      const bound = await call('POST', '/api/bindings', first);
+      expect(bound.status).toBe(201);
+      expect(bound.json.binding).toMatchObject({ peerId: peers[0].id, wallet: wallets[0].address });
+      const replay = await call('POST', '/api/bindings', first);
+      expect(replay.status).toBe(409);
+      expect(replay.json.error).toMatch(/nonce 1 is not this wallet's next \(2\)/);
+      // The same wallet may not hold a second stage through another peer id.
+      const second = await call('POST', '/api/bindings', await sign(peers[1], wallets[0], 2n, soon));
+      expect(second.status).toBe(409);
+      expect(second.json.error).toMatch(/already holds stage 0/);
+      expect((await call('POST', '/api/bindings', await sign(peers[1], wallets[1], 1n, soon))).status).toBe(201);
+      expect((await call('GET', `/api/peers/${peers[1].id}/binding`)).json.binding.wallet).toBe(wallets[1].address);
+    },
+  );
 
-  it('settles an epoch: root on chain equals the published leaves, the holder claims exactly its verified FLOPs', async () => {
-    const path = `/api/models/${model.id}/epochs`;
-    expect((await call('POST', path, {})).status).toBe(401);
-    const unknown = await call('POST', path, { epoch: 5 }, { authorization: `Bearer ${ADMIN}` });
-    expect(unknown.status).toBe(409);
-    expect(unknown.json.error).toMatch(/unknown epoch 5: the next epoch of ledger-tiny to close is 1/);
-    const settled = await call('POST', path, {}, { authorization: `Bearer ${ADMIN}` });
-    expect(settled.status).toBe(201);
-    const e = settled.json;
-    expect(e).toMatchObject({ epoch: 1, throughStep: 1, status: 'challenge', wallets: 2 });
-    // Four train units each, plus the one inference hop each served (recorded above, step 1).
-    const perPeer = (p: (typeof peers)[number]) =>
-      4 * receiptFlops(tinyConfig, specs[p.stage], model.batch, tinyConfig.context, 'train') + inferFlops(p.stage);
-    expect(e.leaves).toEqual(
-      expect.arrayContaining([
-        { wallet: wallets[0].address, shares: String(perPeer(peers[0])) },
-        { wallet: wallets[1].address, shares: String(perPeer(peers[1])) },
-      ]),
-    );
-    const deployment = coord.chain!.info();
-    const c = chainClients(anvil.rpcUrl, anvil.chainId, ANVIL_KEYS[2]);
-    const addrs = deployment.models[model.id];
-    expect((await readRoot(c, addrs, 1n)).root).toBe(e.root);
-    // Nothing new to settle; a receipt for a settled step is refused.
-    expect((await call('POST', path, {}, { authorization: `Bearer ${ADMIN}` })).status).toBe(409);
-    const late = await call('POST', `/api/models/${model.id}/receipts`, {
-      receipts: [await signReceipt(peers[0].key, receipt(peers[0], 1, 0, { round: 2 }))],
-    });
-    expect(late.json.rejected[0].reason).toMatch(/already settled/);
+  it(
+    'settles an epoch: root on chain equals the published leaves, the holder claims exactly its verified ' + 'FLOPs',
+    async () => {
+      const path = `/api/models/${model.id}/epochs`;
+      expect((await call('POST', path, {})).status).toBe(401);
+      const unknown = await call('POST', path, { epoch: 5 }, { authorization: `Bearer ${ADMIN}` });
+      expect(unknown.status).toBe(409);
+      expect(unknown.json.error).toMatch(/unknown epoch 5: the next epoch of ledger-tiny to close is 1/);
+      const settled = await call('POST', path, {}, { authorization: `Bearer ${ADMIN}` });
+      expect(settled.status).toBe(201);
+      const e = settled.json;
+      expect(e).toMatchObject({ epoch: 1, throughStep: 1, status: 'challenge', wallets: 2 });
+      // Four train units each, plus the one inference hop each served (recorded above, step 1).
+      const perPeer = (p: (typeof peers)[number]) =>
+        4 * receiptFlops(tinyConfig, specs[p.stage], model.batch, tinyConfig.context, 'train') + inferFlops(p.stage);
+      expect(e.leaves).toEqual(
+        expect.arrayContaining([
+          { wallet: wallets[0].address, shares: String(perPeer(peers[0])) },
+          { wallet: wallets[1].address, shares: String(perPeer(peers[1])) },
+        ]),
+      );
+      const deployment = coord.chain!.info();
+      const c = chainClients(anvil.rpcUrl, anvil.chainId, ANVIL_KEYS[2]);
+      const addrs = deployment.models[model.id];
+      expect((await readRoot(c, addrs, 1n)).root).toBe(e.root);
+      // Nothing new to settle; a receipt for a settled step is refused.
+      expect((await call('POST', path, {}, { authorization: `Bearer ${ADMIN}` })).status).toBe(409);
+      const late = await call('POST', `/api/models/${model.id}/receipts`, {
+        receipts: [await signReceipt(peers[0].key, receipt(peers[0], 1, 0, { round: 2 }))],
+      });
+      expect(late.json.rejected[0].reason).toMatch(/already settled/);
 
-    const view = (await call('GET', `/api/wallets/${wallets[0].address}`)).json;
-    const mine = view.models.find((m: { modelId: string }) => m.modelId === model.id);
-    expect(mine.claim).toMatchObject({ epoch: 1, cumulative: String(perPeer(peers[0])) });
-    await expect(
-      claimShares(c, addrs, {
+      const view = (await call('GET', `/api/wallets/${wallets[0].address}`)).json;
+      const mine = view.models.find((m: { modelId: string }) => m.modelId === model.id);
+      expect(mine.claim).toMatchObject({ epoch: 1, cumulative: String(perPeer(peers[0])) });
+      await expect(
+        claimShares(c, addrs, {
+          epoch: 1n,
+          account: wallets[0].address,
+          cumulativeShares: BigInt(mine.claim.cumulative),
+          proof: mine.claim.proof,
+        }),
+      ).rejects.toThrow(/NotClaimable/);
+      const test = createTestClient({ mode: 'anvil', transport: http(anvil.rpcUrl) });
+      await test.increaseTime({ seconds: 601 });
+      await test.mine({ blocks: 1 });
+      await claimShares(c, addrs, {
         epoch: 1n,
         account: wallets[0].address,
         cumulativeShares: BigInt(mine.claim.cumulative),
         proof: mine.claim.proof,
-      }),
-    ).rejects.toThrow(/NotClaimable/);
-    const test = createTestClient({ mode: 'anvil', transport: http(anvil.rpcUrl) });
-    await test.increaseTime({ seconds: 601 });
-    await test.mine({ blocks: 1 });
-    await claimShares(c, addrs, {
-      epoch: 1n,
-      account: wallets[0].address,
-      cumulativeShares: BigInt(mine.claim.cumulative),
-      proof: mine.claim.proof,
-    });
-    expect(await shareBalance(c, addrs, wallets[0].address)).toBe(BigInt(perPeer(peers[0])));
-    expect(await claimedOf(c, addrs, wallets[0].address)).toBe(BigInt(perPeer(peers[0])));
-    // The published receipts are what the leaves came from.
-    const rs = (await call('GET', `${path}/1/receipts`)).json.receipts;
-    expect(rs).toHaveLength(10);
-    expect(
-      rs.filter((r: { kind: string; sketch?: number[] }) => r.kind === 'infer' && r.sketch?.length === 8),
-    ).toHaveLength(2);
-  });
+      });
+      expect(await shareBalance(c, addrs, wallets[0].address)).toBe(BigInt(perPeer(peers[0])));
+      expect(await claimedOf(c, addrs, wallets[0].address)).toBe(BigInt(perPeer(peers[0])));
+      // The published receipts are what the leaves came from.
+      const rs = (await call('GET', `${path}/1/receipts`)).json.receipts;
+      expect(rs).toHaveLength(10);
+      expect(
+        rs.filter((r: { kind: string; sketch?: number[] }) => r.kind === 'infer' && r.sketch?.length === 8),
+      ).toHaveLength(2);
+    },
+  );
 });

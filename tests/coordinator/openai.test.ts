@@ -130,31 +130,34 @@ describe('OpenAI-compatible inference API (coordinator + anvil + openai client)'
     expect(before - (await available())).toBe(BigInt(ids.length + 5) * WEI_PER_TOKEN);
   });
 
-  it('streams chat completions as server-sent events whose pieces add up to the answer, with usage at the end', async () => {
-    const messages = [
-      { role: 'system' as const, content: 'Be brief.' },
-      { role: 'user' as const, content: 'Who won?' },
-    ];
-    const stream = await client.chat.completions.create({
-      model: model.id,
-      messages,
-      max_tokens: 4,
-      stream: true,
-      stream_options: { include_usage: true },
-    });
-    let text = '';
-    let usage: OpenAI.CompletionUsage | undefined;
-    let finish: string | null = null;
-    for await (const c of stream) {
-      text += c.choices[0]?.delta?.content ?? '';
-      finish = c.choices[0]?.finish_reason ?? finish;
-      usage = c.usage ?? usage;
-    }
-    const ids = tok.encode('System: Be brief.\nUser: Who won?\nAssistant:');
-    expect(text).toBe(tok.decode(Array.from({ length: 4 }, (_, i) => (ids[ids.length - 1] + 1 + i) % VOCAB)));
-    expect(finish).toBe('length');
-    expect(usage).toMatchObject({ prompt_tokens: ids.length, completion_tokens: 4 });
-  });
+  it(
+    'streams chat completions as server-sent events whose pieces add up to the answer, with usage at ' + 'the end',
+    async () => {
+      const messages = [
+        { role: 'system' as const, content: 'Be brief.' },
+        { role: 'user' as const, content: 'Who won?' },
+      ];
+      const stream = await client.chat.completions.create({
+        model: model.id,
+        messages,
+        max_tokens: 4,
+        stream: true,
+        stream_options: { include_usage: true },
+      });
+      let text = '';
+      let usage: OpenAI.CompletionUsage | undefined;
+      let finish: string | null = null;
+      for await (const c of stream) {
+        text += c.choices[0]?.delta?.content ?? '';
+        finish = c.choices[0]?.finish_reason ?? finish;
+        usage = c.usage ?? usage;
+      }
+      const ids = tok.encode('System: Be brief.\nUser: Who won?\nAssistant:');
+      expect(text).toBe(tok.decode(Array.from({ length: 4 }, (_, i) => (ids[ids.length - 1] + 1 + i) % VOCAB)));
+      expect(finish).toBe('length');
+      expect(usage).toMatchObject({ prompt_tokens: ids.length, completion_tokens: 4 });
+    },
+  );
 
   it('402 without enough deposit, and a failed generation costs nothing', async () => {
     const broke = new OpenAI({ baseURL: `${coord.url}/v1`, apiKey: 'x', fetch: signedFetch(poor), maxRetries: 0 });
@@ -172,44 +175,47 @@ describe('OpenAI-compatible inference API (coordinator + anvil + openai client)'
     expect(await available()).toBe(before);
   });
 
-  it('refuses unsigned, replayed, forged and malformed requests, unknown models and prompts beyond the context', async () => {
-    const url = `${coord.url}/v1/completions`;
-    const body = new TextEncoder().encode(JSON.stringify({ model: model.id, prompt: 'Hi', max_tokens: 1 }));
-    expect((await fetch(url, { method: 'POST', body })).status).toBe(401);
-    const headers = {
-      'content-type': 'application/json',
-      ...(await signRequest(payer, 'POST', '/v1/completions', body, 10n ** 18n)),
-    };
-    expect((await fetch(url, { method: 'POST', body, headers })).status).toBe(200);
-    const replay = await fetch(url, { method: 'POST', body, headers });
-    expect(replay.status).toBe(401);
-    expect((await replay.json()).error.message).toMatch(/replayed/);
-    // Another body under the same signature: the signer does not recover.
-    const other = new TextEncoder().encode(JSON.stringify({ model: model.id, prompt: 'Hi there', max_tokens: 1 }));
-    expect(
-      (
-        await fetch(url, {
-          method: 'POST',
-          body: other,
-          headers: { ...headers, 'x-tessera-nonce': String(10n ** 18n + 5n) },
-        })
-      ).status,
-    ).toBe(401);
-    await expect(client.completions.create({ model: 'nope', prompt: 'Hi', max_tokens: 1 })).rejects.toMatchObject({
-      status: 404,
-    });
-    await expect(
-      client.completions.create({ model: model.id, prompt: 'word '.repeat(80), max_tokens: 8 }),
-    ).rejects.toMatchObject({ status: 400, message: expect.stringMatching(/exceeds the context of 64/) });
-    const bad = new TextEncoder().encode('{"model": ');
-    const r = await signedFetch(payer)(url, {
-      method: 'POST',
-      body: bad,
-      headers: { 'content-type': 'application/json' },
-    });
-    expect(r.status).toBe(400);
-    expect((await r.json()).error.message).toMatch(/malformed JSON/);
-  });
+  it(
+    'refuses unsigned, replayed, forged and malformed requests, unknown models and prompts beyond the ' + 'context',
+    async () => {
+      const url = `${coord.url}/v1/completions`;
+      const body = new TextEncoder().encode(JSON.stringify({ model: model.id, prompt: 'Hi', max_tokens: 1 }));
+      expect((await fetch(url, { method: 'POST', body })).status).toBe(401);
+      const headers = {
+        'content-type': 'application/json',
+        ...(await signRequest(payer, 'POST', '/v1/completions', body, 10n ** 18n)),
+      };
+      expect((await fetch(url, { method: 'POST', body, headers })).status).toBe(200);
+      const replay = await fetch(url, { method: 'POST', body, headers });
+      expect(replay.status).toBe(401);
+      expect((await replay.json()).error.message).toMatch(/replayed/);
+      // Another body under the same signature: the signer does not recover.
+      const other = new TextEncoder().encode(JSON.stringify({ model: model.id, prompt: 'Hi there', max_tokens: 1 }));
+      expect(
+        (
+          await fetch(url, {
+            method: 'POST',
+            body: other,
+            headers: { ...headers, 'x-tessera-nonce': String(10n ** 18n + 5n) },
+          })
+        ).status,
+      ).toBe(401);
+      await expect(client.completions.create({ model: 'nope', prompt: 'Hi', max_tokens: 1 })).rejects.toMatchObject({
+        status: 404,
+      });
+      await expect(
+        client.completions.create({ model: model.id, prompt: 'word '.repeat(80), max_tokens: 8 }),
+      ).rejects.toMatchObject({ status: 400, message: expect.stringMatching(/exceeds the context of 64/) });
+      const bad = new TextEncoder().encode('{"model": ');
+      const r = await signedFetch(payer)(url, {
+        method: 'POST',
+        body: bad,
+        headers: { 'content-type': 'application/json' },
+      });
+      expect(r.status).toBe(400);
+      expect((await r.json()).error.message).toMatch(/malformed JSON/);
+    },
+  );
 
   it('charges metered usage on chain into the vault: the holder can withdraw exactly it', async () => {
     const addrs = coord.chain!.info().models[model.id];
@@ -219,7 +225,8 @@ describe('OpenAI-compatible inference API (coordinator + anvil + openai client)'
     expect(uncharged).toBeGreaterThan(0n);
     expect(await coord.payments.chargeUsage()).toBeGreaterThan(0);
     expect((await escrowAccount(c, coord.chain!.info().escrow!, payer.address)).balance).toBe(escrowBefore - uncharged);
-    // The holder owns every share: the vault's 2^128-magnified accounting gives it the whole amount (1000 | amount·2^128 / 1000 · 1000).
+    // The holder owns every share: the vault's 2^128-magnified accounting gives it the whole amount (1000 |
+    // amount·2^128 / 1000 · 1000).
     const M = 2n ** 128n;
     expect((await withdrawableOf(c, addrs, holder.address)).eth).toBe((1000n * ((uncharged * M) / 1000n)) / M);
     expect(await coord.payments.chargeUsage()).toBe(0); // nothing charged twice

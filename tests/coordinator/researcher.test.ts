@@ -87,35 +87,39 @@ describe('coordinator: researcher data', () => {
     ]);
   });
 
-  it('two heartbeats make a link rate; bytes over the boundary per token of the steps between; a counter reset is not negative', async () => {
-    const t0 = clock;
-    expect((await beat(s0, [{ peerId: s1, bytesSent: 1000, bytesReceived: 500, rttMs: 12 }])).status).toBe(200);
-    expect((await beat(s1, [{ peerId: s0, bytesSent: 500, bytesReceived: 1000, rttMs: 11 }])).status).toBe(200);
-    clock = t0 + 1000;
-    expect((await post(`/api/models/${modelId}/metrics`, { step: 0, loss: 4, tokens: 100 })).status).toBe(201);
-    clock = t0 + 2000;
-    await beat(s0, [{ peerId: s1, bytesSent: 5000, bytesReceived: 2500, rttMs: 14 }]);
-    await beat(s1, [{ peerId: s0, bytesSent: 2500, bytesReceived: 5000 }]);
-    let topo = (await get(`/api/models/${modelId}/topology`)).json;
-    const link = (from: string, to: string) => topo.links.find((l: any) => l.from === from && l.to === to);
-    // s0 → s1: 4000 bytes in 2 s; s1 → s0: 2000 bytes in 2 s. A report without rttMs keeps the last one measured.
-    expect(link(s0, s1)).toEqual({
-      from: s0,
-      to: s1,
-      kind: 'pipeline',
-      bytesPerSecond: 2000,
-      rttMs: 14,
-      at: t0 + 2000,
-    });
-    expect(link(s1, s0)).toMatchObject({ kind: 'pipeline', bytesPerSecond: 1000, rttMs: 11 });
-    // 6000 bytes crossed the boundary (activations + gradients) while step 0 trained 100 tokens.
-    expect(topo.boundaries[0].bytesPerToken).toBe(60);
-    // The reporter's transport was replaced (new configuration): the counter restarts below the stored one.
-    clock = t0 + 4000;
-    await beat(s0, [{ peerId: s1, bytesSent: 300, bytesReceived: 0, rttMs: 13 }]);
-    topo = (await get(`/api/models/${modelId}/topology`)).json;
-    expect(link(s0, s1).bytesPerSecond).toBe(150);
-  });
+  it(
+    'two heartbeats make a link rate; bytes over the boundary per token of the steps between; a counter reset ' +
+      'is not negative',
+    async () => {
+      const t0 = clock;
+      expect((await beat(s0, [{ peerId: s1, bytesSent: 1000, bytesReceived: 500, rttMs: 12 }])).status).toBe(200);
+      expect((await beat(s1, [{ peerId: s0, bytesSent: 500, bytesReceived: 1000, rttMs: 11 }])).status).toBe(200);
+      clock = t0 + 1000;
+      expect((await post(`/api/models/${modelId}/metrics`, { step: 0, loss: 4, tokens: 100 })).status).toBe(201);
+      clock = t0 + 2000;
+      await beat(s0, [{ peerId: s1, bytesSent: 5000, bytesReceived: 2500, rttMs: 14 }]);
+      await beat(s1, [{ peerId: s0, bytesSent: 2500, bytesReceived: 5000 }]);
+      let topo = (await get(`/api/models/${modelId}/topology`)).json;
+      const link = (from: string, to: string) => topo.links.find((l: any) => l.from === from && l.to === to);
+      // s0 → s1: 4000 bytes in 2 s; s1 → s0: 2000 bytes in 2 s. A report without rttMs keeps the last one measured.
+      expect(link(s0, s1)).toEqual({
+        from: s0,
+        to: s1,
+        kind: 'pipeline',
+        bytesPerSecond: 2000,
+        rttMs: 14,
+        at: t0 + 2000,
+      });
+      expect(link(s1, s0)).toMatchObject({ kind: 'pipeline', bytesPerSecond: 1000, rttMs: 11 });
+      // 6000 bytes crossed the boundary (activations + gradients) while step 0 trained 100 tokens.
+      expect(topo.boundaries[0].bytesPerToken).toBe(60);
+      // The reporter's transport was replaced (new configuration): the counter restarts below the stored one.
+      clock = t0 + 4000;
+      await beat(s0, [{ peerId: s1, bytesSent: 300, bytesReceived: 0, rttMs: 13 }]);
+      topo = (await get(`/api/models/${modelId}/topology`)).json;
+      expect(link(s0, s1).bytesPerSecond).toBe(150);
+    },
+  );
 
   it('replicas of one stage have a sync link', async () => {
     const sibling = replicaStage === 0 ? s0 : s1;
@@ -185,90 +189,99 @@ describe('coordinator: researcher data', () => {
   /** When step 0 finished (the second test set the clock to t0 + 1000 for it). */
   const t0Finish = () => 1_000_000 + 1000;
 
-  it('verification per epoch: units receipted, units a replica recomputed, mismatches and who was caught; the open epoch pending', async () => {
-    const db = coord.store.connection;
-    const insert = db.prepare(
-      `INSERT INTO receipts (model_id, round, stage, replica, replicas, step, micro, kind, flops, input_hash, output_hash, peer_id, signature, at)
+  it(
+    'verification per epoch: units receipted, units a replica recomputed, mismatches and who was caught; the ' +
+      'open epoch pending',
+    async () => {
+      const db = coord.store.connection;
+      const insert = db.prepare(
+        `INSERT INTO receipts (model_id, round, stage, replica, replicas, step, micro, kind, flops, input_hash,
+          output_hash, peer_id, signature, at)
        VALUES (?, 0, ?, ?, ?, ?, ?, ?, 1000, ?, ?, ?, '0x00', ?)`,
-    );
-    const replicas = (stage: number) => (stage === replicaStage ? 2 : 1);
-    const other = replicaStage === 0 ? s0 : s1;
-    const train = (stage: number, step: number, micro: number, peer: string) =>
-      insert.run(
-        modelId,
-        stage,
-        peer === replica ? 1 : 0,
-        replicas(stage),
-        step,
-        micro,
-        'train',
-        stage === 0 ? `in${step}${micro}` : `act${step}${micro}`,
-        stage === 0 ? `act${step}${micro}` : `loss${step}${micro}`,
-        peer,
-        clock,
       );
-    for (const step of [0, 1])
-      for (const micro of [0, 1]) {
-        train(0, step, micro, s0);
-        train(1, step, micro, s1);
-      }
-    // The replica recomputes two of its sibling's units: one agrees, one does not.
-    const input = (micro: number) => (replicaStage === 0 ? `in0${micro}` : `act0${micro}`);
-    const output = (micro: number) => (replicaStage === 0 ? `act0${micro}` : `loss0${micro}`);
-    insert.run(modelId, replicaStage, 1, 2, 0, 0, 'audit', input(0), output(0), replica, clock);
-    insert.run(modelId, replicaStage, 1, 2, 0, 1, 'audit', input(1), 'forged', replica, clock);
-    const settled = await coord.settlement.close(modelId);
-    expect(settled.throughStep).toBe(1);
-    train(0, 2, 0, s0); // the open epoch
-    const { status, json } = await get(`/api/models/${modelId}/verification`);
-    expect(status).toBe(200);
-    expect(json.epochs).toEqual([
-      { epoch: 1, status: 'settled', units: 8, audited: 2, mismatches: 1, caught: [other], share: 0.25 },
-      { epoch: 2, status: 'pending', units: 1, audited: 0, mismatches: 0, caught: [], share: 0 },
-    ]);
-    expect(json.totals).toEqual({ units: 9, audited: 2, mismatches: 1, share: 2 / 9 });
-    expect((await get('/api/models/nope/verification')).status).toBe(404);
-  });
+      const replicas = (stage: number) => (stage === replicaStage ? 2 : 1);
+      const other = replicaStage === 0 ? s0 : s1;
+      const train = (stage: number, step: number, micro: number, peer: string) =>
+        insert.run(
+          modelId,
+          stage,
+          peer === replica ? 1 : 0,
+          replicas(stage),
+          step,
+          micro,
+          'train',
+          stage === 0 ? `in${step}${micro}` : `act${step}${micro}`,
+          stage === 0 ? `act${step}${micro}` : `loss${step}${micro}`,
+          peer,
+          clock,
+        );
+      for (const step of [0, 1])
+        for (const micro of [0, 1]) {
+          train(0, step, micro, s0);
+          train(1, step, micro, s1);
+        }
+      // The replica recomputes two of its sibling's units: one agrees, one does not.
+      const input = (micro: number) => (replicaStage === 0 ? `in0${micro}` : `act0${micro}`);
+      const output = (micro: number) => (replicaStage === 0 ? `act0${micro}` : `loss0${micro}`);
+      insert.run(modelId, replicaStage, 1, 2, 0, 0, 'audit', input(0), output(0), replica, clock);
+      insert.run(modelId, replicaStage, 1, 2, 0, 1, 'audit', input(1), 'forged', replica, clock);
+      const settled = await coord.settlement.close(modelId);
+      expect(settled.throughStep).toBe(1);
+      train(0, 2, 0, s0); // the open epoch
+      const { status, json } = await get(`/api/models/${modelId}/verification`);
+      expect(status).toBe(200);
+      expect(json.epochs).toEqual([
+        { epoch: 1, status: 'settled', units: 8, audited: 2, mismatches: 1, caught: [other], share: 0.25 },
+        { epoch: 2, status: 'pending', units: 1, audited: 0, mismatches: 0, caught: [], share: 0 },
+      ]);
+      expect(json.totals).toEqual({ units: 9, audited: 2, mismatches: 1, share: 2 / 9 });
+      expect((await get('/api/models/nope/verification')).status).toBe(404);
+    },
+  );
 
-  it('live stream: a snapshot, then a metric and its throughput point reported after connecting; at most N clients; a closed one is forgotten', async () => {
-    const ctl = new AbortController();
-    const res = await fetch(`${coord.url}/api/models/${modelId}/live`, { signal: ctl.signal });
-    expect(res.status).toBe(200);
-    expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
-    const events = readEvents(res.body!);
-    const snapshot = await events.next('snapshot');
-    expect(snapshot.metrics.map((m: any) => [m.step, m.kind])).toEqual([
-      [0, 'train'],
-      [1, 'train'],
-      [2, 'train'],
-    ]);
-    expect(snapshot.throughput.map((p: any) => p.step)).toEqual([1, 2]);
-    expect((await events.next('topology')).modelId).toBe(modelId);
-    clock += 500;
-    await post(`/api/models/${modelId}/metrics`, { step: 3, loss: 3.7, tokens: 100 });
-    expect(await events.next('metric')).toMatchObject({ modelId, step: 3, kind: 'train', value: 3.7 });
-    expect(await events.next('throughput')).toEqual({ step: 3, at: clock, tokensPerSecond: 200 });
-    await post(`/api/models/${modelId}/metrics`, { step: 3, kind: 'val', loss: 3.9 });
-    expect(await events.next('metric')).toMatchObject({ step: 3, kind: 'val', value: 3.9 });
-    // Cap of 2 (maxLiveClients): a second stream fits, a third is refused until one closes.
-    const ctl2 = new AbortController();
-    const second = await fetch(`${coord.url}/api/models/${modelId}/live`, { signal: ctl2.signal });
-    expect(second.status).toBe(200);
-    const third = await fetch(`${coord.url}/api/models/${modelId}/live`);
-    expect(third.status).toBe(503);
-    expect((await third.json()).error).toMatch(/too many live streams/);
-    ctl2.abort();
-    let status = 0;
-    for (let i = 0; i < 50 && status !== 200; i++) {
-      await new Promise((r) => setTimeout(r, 20));
-      const again = await fetch(`${coord.url}/api/models/${modelId}/live`);
-      status = again.status;
-      await again.body?.cancel();
-    }
-    expect(status).toBe(200);
-    ctl.abort();
-    expect((await fetch(`${coord.url}/api/models/nope/live`)).status).toBe(404);
-  });
+  it(
+    'live stream: a snapshot, then a metric and its throughput point reported after connecting; at most N ' +
+      'clients; a closed one is forgotten',
+    async () => {
+      const ctl = new AbortController();
+      const res = await fetch(`${coord.url}/api/models/${modelId}/live`, { signal: ctl.signal });
+      expect(res.status).toBe(200);
+      expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
+      const events = readEvents(res.body!);
+      const snapshot = await events.next('snapshot');
+      expect(snapshot.metrics.map((m: any) => [m.step, m.kind])).toEqual([
+        [0, 'train'],
+        [1, 'train'],
+        [2, 'train'],
+      ]);
+      expect(snapshot.throughput.map((p: any) => p.step)).toEqual([1, 2]);
+      expect((await events.next('topology')).modelId).toBe(modelId);
+      clock += 500;
+      await post(`/api/models/${modelId}/metrics`, { step: 3, loss: 3.7, tokens: 100 });
+      expect(await events.next('metric')).toMatchObject({ modelId, step: 3, kind: 'train', value: 3.7 });
+      expect(await events.next('throughput')).toEqual({ step: 3, at: clock, tokensPerSecond: 200 });
+      await post(`/api/models/${modelId}/metrics`, { step: 3, kind: 'val', loss: 3.9 });
+      expect(await events.next('metric')).toMatchObject({ step: 3, kind: 'val', value: 3.9 });
+      // Cap of 2 (maxLiveClients): a second stream fits, a third is refused until one closes.
+      const ctl2 = new AbortController();
+      const second = await fetch(`${coord.url}/api/models/${modelId}/live`, { signal: ctl2.signal });
+      expect(second.status).toBe(200);
+      const third = await fetch(`${coord.url}/api/models/${modelId}/live`);
+      expect(third.status).toBe(503);
+      expect((await third.json()).error).toMatch(/too many live streams/);
+      ctl2.abort();
+      let status = 0;
+      for (let i = 0; i < 50 && status !== 200; i++) {
+        await new Promise((r) => setTimeout(r, 20));
+        const again = await fetch(`${coord.url}/api/models/${modelId}/live`);
+        status = again.status;
+        await again.body?.cancel();
+      }
+      expect(status).toBe(200);
+      ctl.abort();
+      expect((await fetch(`${coord.url}/api/models/nope/live`)).status).toBe(404);
+    },
+  );
 
   it('a restart on the same database keeps links, boundary figures and throughput', async () => {
     const before = (await get(`/api/models/${modelId}/topology`)).json;

@@ -127,139 +127,150 @@ describe('coordinator: teams, leaderboards and credits', () => {
     ]);
   });
 
-  it('a peer joins a team with its key; forged, misdirected and replayed joins are refused; joining another team moves it', async () => {
-    const ok = await post(`/api/teams/${teams.Blue}/members`, await signedJoin(k1, teams.Blue, 'n1'));
-    expect([ok.status, ok.json]).toEqual([201, { teamId: teams.Blue, peerId: p1 }]);
-    // Replayed: the same signed body again.
-    const replay = await post(`/api/teams/${teams.Blue}/members`, await signedJoin(k1, teams.Blue, 'n1'));
-    expect([replay.status, replay.json.error]).toEqual([409, expect.stringMatching(/nonce n1 was used/)]);
-    // Forged: someone else's key signs for p1.
-    const forged = { ...(await signedJoin(stranger, teams.Red, 'n2')), peerId: p1 };
-    expect((await post(`/api/teams/${teams.Red}/members`, forged)).status).toBe(401);
-    // A join signed for Blue, posted to Red.
-    const misdirected = await post(
-      `/api/teams/${teams.Red}/members`,
-      await signedJoin(k1, teams.Red, 'n3', teams.Blue),
-    );
-    expect([misdirected.status, misdirected.json.error]).toEqual([401, expect.stringMatching(/signature is not/)]);
-    const bad: Array<[string, unknown, number, RegExp]> = [
-      ['nope-123', await signedJoin(k1, 'nope-123', 'n4'), 404, /unknown team/],
-      [teams.Red, { peerId: 'not-a-libp2p-id', nonce: 'n5', signature: 'AAAA' }, 400, /not a libp2p peer id/],
-      [teams.Red, { ...(await signedJoin(k1, teams.Red, 'n6')), nonce: 'has space' }, 400, /nonce/],
-      [teams.Red, { ...(await signedJoin(k1, teams.Red, 'n7')), signature: '***' }, 400, /signature/],
-      [teams.Red, { peerId: p1, nonce: 'n8' }, 400, /signature must be a non-empty string/],
-    ];
-    for (const [team, body, status, reason] of bad) {
-      const r = await post(`/api/teams/${team}/members`, body);
-      expect([r.status, r.json.error]).toEqual([status, expect.stringMatching(reason)]);
-    }
-    // Refused joins changed nothing; a fresh nonce moves p1 to Red.
-    expect((await get('/api/teams')).json.teams.map((t: any) => [t.name, t.members])).toEqual([
-      ['Red', 0],
-      ['Blue', 1],
-      ['Empty', 0],
-    ]);
-    expect((await post(`/api/teams/${teams.Red}/members`, await signedJoin(k1, teams.Red, 'n9'))).status).toBe(201);
-    expect((await post(`/api/teams/${teams.Blue}/members`, await signedJoin(k2, teams.Blue, 'n1'))).status).toBe(201);
-    expect((await get('/api/teams')).json.teams.map((t: any) => [t.name, t.members])).toEqual([
-      ['Red', 1],
-      ['Blue', 1],
-      ['Empty', 0],
-    ]);
-    const topo = (await get(`/api/models/${modelId}/topology`)).json;
-    const team = Object.fromEntries(topo.stages[0].peers.map((p: any) => [p.peerId, p.team]));
-    expect(team).toEqual({ [p1]: 'Red', [p2]: 'Blue' });
-  });
-
-  it('leaderboards: verified FLOPs first (exact beyond 2^53), then the recent average; wallets gather their peers; teams add up members', async () => {
-    const db = coord.store.connection;
-    const epoch = db.prepare(
-      `INSERT INTO epochs (model_id, epoch, closed_at, through_step, root, leaves, verdicts, audits, bindings) VALUES (?, ?, ?, 0, NULL, '[]', '[]', '[]', '[]')`,
-    );
-    const credit = db.prepare('INSERT INTO credits (model_id, epoch, peer_id, flops, caught) VALUES (?, ?, ?, ?, 0)');
-    [
-      [1, T - 70 * DAY],
-      [2, T - 14 * DAY],
-      [3, T - 7 * DAY],
-      [4, T],
-    ].forEach(([n, at]) => epoch.run(modelId, n, at));
-    credit.run(modelId, 1, 'peer-five', '90071992547409930');
-    credit.run(modelId, 2, p1, '1000');
-    credit.run(modelId, 2, 'peer-four', '3000');
-    credit.run(modelId, 3, 'peer-three', '2000');
-    credit.run(modelId, 4, p1, '2000');
-    credit.run(modelId, 4, p2, '1000');
-    for (const p of [p2, 'peer-three'])
-      db.prepare(
-        "INSERT INTO bindings (peer_id, wallet, nonce, expiry, wallet_signature, peer_signature, at) VALUES (?, ?, '1', '1', '0x', '0x', ?)",
-      ).run(p, wallet, T);
-    db.prepare(
-      `INSERT INTO receipts (model_id, round, stage, replica, replicas, step, micro, kind, flops, input_hash, output_hash, peer_id, signature, at)
-       VALUES (?, 0, 0, 0, 1, 9, 0, 'train', 500, '0x1', '0x2', ?, '0x00', ?)`,
-    ).run(modelId, p1, T);
-    const rac = (...g: Array<[number, number]>) =>
-      recentAverage(
-        g.map(([flops, ageDays]) => ({ flops, at: T - ageDays * DAY })),
-        T,
+  it(
+    'a peer joins a team with its key; forged, misdirected and replayed joins are refused; joining another ' +
+      'team moves it',
+    async () => {
+      const ok = await post(`/api/teams/${teams.Blue}/members`, await signedJoin(k1, teams.Blue, 'n1'));
+      expect([ok.status, ok.json]).toEqual([201, { teamId: teams.Blue, peerId: p1 }]);
+      // Replayed: the same signed body again.
+      const replay = await post(`/api/teams/${teams.Blue}/members`, await signedJoin(k1, teams.Blue, 'n1'));
+      expect([replay.status, replay.json.error]).toEqual([409, expect.stringMatching(/nonce n1 was used/)]);
+      // Forged: someone else's key signs for p1.
+      const forged = { ...(await signedJoin(stranger, teams.Red, 'n2')), peerId: p1 };
+      expect((await post(`/api/teams/${teams.Red}/members`, forged)).status).toBe(401);
+      // A join signed for Blue, posted to Red.
+      const misdirected = await post(
+        `/api/teams/${teams.Red}/members`,
+        await signedJoin(k1, teams.Red, 'n3', teams.Blue),
       );
+      expect([misdirected.status, misdirected.json.error]).toEqual([401, expect.stringMatching(/signature is not/)]);
+      const bad: Array<[string, unknown, number, RegExp]> = [
+        ['nope-123', await signedJoin(k1, 'nope-123', 'n4'), 404, /unknown team/],
+        [teams.Red, { peerId: 'not-a-libp2p-id', nonce: 'n5', signature: 'AAAA' }, 400, /not a libp2p peer id/],
+        [teams.Red, { ...(await signedJoin(k1, teams.Red, 'n6')), nonce: 'has space' }, 400, /nonce/],
+        [teams.Red, { ...(await signedJoin(k1, teams.Red, 'n7')), signature: '***' }, 400, /signature/],
+        [teams.Red, { peerId: p1, nonce: 'n8' }, 400, /signature must be a non-empty string/],
+      ];
+      for (const [team, body, status, reason] of bad) {
+        const r = await post(`/api/teams/${team}/members`, body);
+        expect([r.status, r.json.error]).toEqual([status, expect.stringMatching(reason)]);
+      }
+      // Refused joins changed nothing; a fresh nonce moves p1 to Red.
+      expect((await get('/api/teams')).json.teams.map((t: any) => [t.name, t.members])).toEqual([
+        ['Red', 0],
+        ['Blue', 1],
+        ['Empty', 0],
+      ]);
+      expect((await post(`/api/teams/${teams.Red}/members`, await signedJoin(k1, teams.Red, 'n9'))).status).toBe(201);
+      expect((await post(`/api/teams/${teams.Blue}/members`, await signedJoin(k2, teams.Blue, 'n1'))).status).toBe(201);
+      expect((await get('/api/teams')).json.teams.map((t: any) => [t.name, t.members])).toEqual([
+        ['Red', 1],
+        ['Blue', 1],
+        ['Empty', 0],
+      ]);
+      const topo = (await get(`/api/models/${modelId}/topology`)).json;
+      const team = Object.fromEntries(topo.stages[0].peers.map((p: any) => [p.peerId, p.team]));
+      expect(team).toEqual({ [p1]: 'Red', [p2]: 'Blue' });
+    },
+  );
 
-    const { status, json } = await get(`/api/models/${modelId}/leaderboard?by=volunteer`);
-    expect(status).toBe(200);
-    expect(json).toMatchObject({ modelId, by: 'volunteer' });
-    // Three volunteers tie at 3000 verified: the recent average orders them (p1's credit is the most recent).
-    expect(json.rows).toEqual([
-      {
-        rank: 1,
-        id: 'peer-five',
-        name: 'peer-five',
-        team: null,
-        verifiedFlops: '90071992547409930',
-        pendingFlops: '0',
-        recentAverage: rac([90071992547409936, 70]),
-        peers: 1,
-      },
-      {
-        rank: 2,
-        id: p1,
-        name: `${p1.slice(0, 6)}…${p1.slice(-4)}`,
-        team: 'Red',
-        verifiedFlops: '3000',
-        pendingFlops: '500',
-        recentAverage: rac([1000, 14], [2000, 0]),
-        peers: 1,
-      },
-      {
-        rank: 3,
-        id: wallet,
-        name: '0x1111…1111',
-        team: 'Blue',
-        verifiedFlops: '3000',
-        pendingFlops: '0',
-        recentAverage: rac([1000, 0], [2000, 7]),
-        peers: 2,
-      },
-      {
-        rank: 4,
-        id: 'peer-four',
-        name: 'peer-four',
-        team: null,
-        verifiedFlops: '3000',
-        pendingFlops: '0',
-        recentAverage: rac([3000, 14]),
-        peers: 1,
-      },
-    ]);
-    const byTeam = (await get(`/api/models/${modelId}/leaderboard?by=team`)).json;
-    expect(byTeam.rows.map((r: any) => [r.rank, r.name, r.verifiedFlops, r.pendingFlops, r.peers])).toEqual([
-      [1, 'Red', '3000', '500', 1],
-      [2, 'Blue', '1000', '0', 1],
-      [3, 'Empty', '0', '0', 0],
-    ]);
-    expect(byTeam.rows[1]).toMatchObject({ id: teams.Blue, team: null, recentAverage: rac([1000, 0]) });
-    expect((await get(`/api/models/${modelId}/leaderboard`)).json.by).toBe('volunteer');
-    expect((await get(`/api/models/${modelId}/leaderboard?by=country`)).status).toBe(400);
-    expect((await get('/api/models/nope/leaderboard')).status).toBe(404);
-  });
+  it(
+    'leaderboards: verified FLOPs first (exact beyond 2^53), then the recent average; wallets gather their ' +
+      'peers; teams add up members',
+    async () => {
+      const db = coord.store.connection;
+      const epoch = db.prepare(
+        `INSERT INTO epochs (model_id, epoch, closed_at, through_step, root, leaves, verdicts, audits, bindings) ` +
+          `VALUES (?, ?, ?, 0, NULL, '[]', '[]', '[]', '[]')`,
+      );
+      const credit = db.prepare('INSERT INTO credits (model_id, epoch, peer_id, flops, caught) VALUES (?, ?, ?, ?, 0)');
+      [
+        [1, T - 70 * DAY],
+        [2, T - 14 * DAY],
+        [3, T - 7 * DAY],
+        [4, T],
+      ].forEach(([n, at]) => epoch.run(modelId, n, at));
+      credit.run(modelId, 1, 'peer-five', '90071992547409930');
+      credit.run(modelId, 2, p1, '1000');
+      credit.run(modelId, 2, 'peer-four', '3000');
+      credit.run(modelId, 3, 'peer-three', '2000');
+      credit.run(modelId, 4, p1, '2000');
+      credit.run(modelId, 4, p2, '1000');
+      for (const p of [p2, 'peer-three'])
+        db.prepare(
+          'INSERT INTO bindings (peer_id, wallet, nonce, expiry, wallet_signature, peer_signature, at) VALUES ' +
+            "(?, ?, '1', '1', '0x', '0x', ?)",
+        ).run(p, wallet, T);
+      db.prepare(
+        `INSERT INTO receipts (model_id, round, stage, replica, replicas, step, micro, kind, flops, input_hash,
+          output_hash, peer_id, signature, at)
+       VALUES (?, 0, 0, 0, 1, 9, 0, 'train', 500, '0x1', '0x2', ?, '0x00', ?)`,
+      ).run(modelId, p1, T);
+      const rac = (...g: Array<[number, number]>) =>
+        recentAverage(
+          g.map(([flops, ageDays]) => ({ flops, at: T - ageDays * DAY })),
+          T,
+        );
+
+      const { status, json } = await get(`/api/models/${modelId}/leaderboard?by=volunteer`);
+      expect(status).toBe(200);
+      expect(json).toMatchObject({ modelId, by: 'volunteer' });
+      // Three volunteers tie at 3000 verified: the recent average orders them (p1's credit is the most recent).
+      expect(json.rows).toEqual([
+        {
+          rank: 1,
+          id: 'peer-five',
+          name: 'peer-five',
+          team: null,
+          verifiedFlops: '90071992547409930',
+          pendingFlops: '0',
+          recentAverage: rac([90071992547409936, 70]),
+          peers: 1,
+        },
+        {
+          rank: 2,
+          id: p1,
+          name: `${p1.slice(0, 6)}…${p1.slice(-4)}`,
+          team: 'Red',
+          verifiedFlops: '3000',
+          pendingFlops: '500',
+          recentAverage: rac([1000, 14], [2000, 0]),
+          peers: 1,
+        },
+        {
+          rank: 3,
+          id: wallet,
+          name: '0x1111…1111',
+          team: 'Blue',
+          verifiedFlops: '3000',
+          pendingFlops: '0',
+          recentAverage: rac([1000, 0], [2000, 7]),
+          peers: 2,
+        },
+        {
+          rank: 4,
+          id: 'peer-four',
+          name: 'peer-four',
+          team: null,
+          verifiedFlops: '3000',
+          pendingFlops: '0',
+          recentAverage: rac([3000, 14]),
+          peers: 1,
+        },
+      ]);
+      const byTeam = (await get(`/api/models/${modelId}/leaderboard?by=team`)).json;
+      expect(byTeam.rows.map((r: any) => [r.rank, r.name, r.verifiedFlops, r.pendingFlops, r.peers])).toEqual([
+        [1, 'Red', '3000', '500', 1],
+        [2, 'Blue', '1000', '0', 1],
+        [3, 'Empty', '0', '0', 0],
+      ]);
+      expect(byTeam.rows[1]).toMatchObject({ id: teams.Blue, team: null, recentAverage: rac([1000, 0]) });
+      expect((await get(`/api/models/${modelId}/leaderboard`)).json.by).toBe('volunteer');
+      expect((await get(`/api/models/${modelId}/leaderboard?by=country`)).status).toBe(400);
+      expect((await get('/api/models/nope/leaderboard')).status).toBe(404);
+    },
+  );
 
   it("a peer's own credits: per model verified, pending and recent average, with its wallet and team", async () => {
     const r = await get(`/api/peers/${p2}/credits`);

@@ -38,7 +38,9 @@ const spec: RunSpec = {
 };
 const MODEL = 'churn-test';
 const CRASH = 4;
-/** Long enough (a step takes ~0.2–0.4 s here) for a newcomer started after the first crash to join and train a while. */
+/**
+ * Long enough (a step takes ~0.2–0.4 s here) for a newcomer started after the first crash to join and train a while.
+ */
 const END = 100;
 
 interface Metric {
@@ -144,123 +146,130 @@ describe('churn (slow)', () => {
     return at - since;
   };
 
-  it('rides out a reporter dying between its update and its report, a newcomer, and a SIGKILLed replica holder', async () => {
-    writeFileSync(LOG, '');
-    coord = await startCoordinator({ dbPath: join(dir, 'c.db'), heartbeatMs: 1000, registerDefault: false });
-    const res = await fetch(`${coord.url}/api/models`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ id: MODEL, name: 'churn test', spec }),
-    });
-    expect(res.status).toBe(201);
-    const [w1, w2, w3, w4] = await Promise.all(
-      [1, 2, 3, 4].map(async (i) => {
-        const path = join(dir, `w${i}.key`);
-        return { path, peer: peerIdFromPrivateKey(await loadOrCreateKey(path)).toString() };
-      }),
-    );
-    // The first peer takes the costlier stage (the last, with the head) as its replica 0 and keeps it: it reports losses.
-    spawnWorker(w1.peer, w1.path, ['--crash-after-update', String(CRASH)]);
-    await until(
-      'the first worker to join',
-      async () => (await get<Detail>(`/api/models/${MODEL}`)).model.stages.some((s) => s.peers.length > 0),
-      60_000,
-    );
-    spawnWorker(w2.peer, w2.path);
-    spawnWorker(w3.peer, w3.path);
-    await until('training to start', async () => (await done()) >= 1, 90_000);
-    const { model } = await get<Detail>(`/api/models/${MODEL}`);
-    const last = model.stages[1].peers.sort((a, b) => a.replica - b.replica).map((p) => p.peerId);
-    expect(last[0], JSON.stringify(model.stages)).toBe(w1.peer);
-    expect(last.length).toBe(2);
-    // w2 and w3 joined together: either may have become the reporter's sibling on the last stage.
-    const sibling = [w2, w3].find((w) => w.peer === last[1])!;
-    const first = [w2, w3].find((w) => w !== sibling)!;
-
-    // 1. The reporter dies right after applying step CRASH's update.
-    expect(await exits.get(w1.peer)).toBeNull(); // killed by a signal
-    expect(await goneAfter(w1.peer, exitedAt.get(w1.peer)!)).toBeLessThan(5000);
-
-    // 2. A newcomer joins and takes the last stage from its holder.
-    spawnWorker(w4.peer, w4.path);
-    let fetched = -1;
-    await until(
-      'the newcomer to load its stage',
-      () => {
-        const m = new RegExp(`<${w4.peer.slice(-6)}> .*loaded stage \\d+ at step (\\d+)`).exec(logs.join(''));
-        fetched = m ? Number(m[1]) : -1;
-        return fetched >= 0;
-      },
-      90_000,
-    );
-    expect(fetched, 'training outran the newcomer: raise END').toBeLessThan(END - 15);
-    await until('the newcomer to train a few steps', async () => (await done()) >= fetched + 3, 60_000);
-
-    // 3. SIGKILL the stage's other holder, wherever it is in its step.
-    children.get(sibling.peer)!.kill('SIGKILL');
-    const killedAt = Date.now();
-    expect(await goneAfter(sibling.peer, killedAt)).toBeLessThan(5000);
-
-    const codes = await Promise.all([first, w4].map((w) => exits.get(w.peer)!));
-    const text = logs.join('');
-    expect(codes, text).toEqual([0, 0]);
-    expect(text).toMatch(new RegExp(`<${w1.peer.slice(-6)}> .*--crash-after-update ${CRASH}: killing this process`));
-
-    // The coordinator holds each step once, contiguous.
-    const { metrics } = await get<{ metrics: Metric[] }>(`/api/models/${MODEL}/metrics?limit=1000`);
-    const train = metrics.filter((m) => m.kind === 'train').sort((a, b) => a.step - b.step);
-    expect(train.map((m) => m.step)).toEqual(Array.from({ length: END }, (_, i) => i));
-
-    // Every worker that lived to the end applied each step from where it started to END − 1 exactly once.
-    let rollbacks = 0;
-    for (const w of [first, w4]) {
-      const applied = new Map<number, number>();
-      const add = (k: number, d: number) => applied.set(k, (applied.get(k) ?? 0) + d);
-      let start = 0;
-      for (const l of text.split('\n').filter((x) => x.startsWith(`<${w.peer.slice(-6)}>`))) {
-        const step = /\] step (\d+)\s\s/.exec(l) ?? /\] step (\d+): update applied/.exec(l);
-        if (step) add(Number(step[1]), 1);
-        const back = /rolled back stage \d+ from step \d+ to (\d+)/.exec(l);
-        if (back) {
-          add(Number(back[1]), -1);
-          rollbacks++;
-        }
-        const loaded = /loaded stage \d+ at step (\d+)/.exec(l);
-        if (loaded) start = Number(loaded[1]);
-      }
-      const expected = new Map(Array.from({ length: END - start }, (_, i) => [start + i, 1]));
-      expect(new Map([...applied].filter(([, n]) => n !== 0)), `steps applied by ${w.peer}`).toEqual(expected);
-    }
-    // The reporter died between its update and its report: step CRASH was undone where it had been applied.
-    expect(text).toMatch(new RegExp(`rolled back stage \\d+ from step ${CRASH + 1} to ${CRASH}`));
-
-    // The newcomer holds exactly what the holder served.
-    const loaded = new RegExp(
-      `<${w4.peer.slice(-6)}> .*loaded stage (\\d+) at step (\\d+) from (\\w+): \\d+ bytes, sha256 (\\w+); re-saved here sha256 (\\w+)`,
-    ).exec(text);
-    expect(loaded, text).not.toBeNull();
-    const [, stage, step, holder, sha, resaved] = loaded!;
-    expect(resaved).toBe(sha);
-    const served = new RegExp(
-      `<${holder}> .*served stage ${stage} of ${MODEL} at step ${step} to ${w4.peer}: \\d+ bytes, sha256 (\\w+)`,
-    ).exec(text);
-    expect(served?.[1], text).toBe(sha);
-
-    // The loss curve across both failures and the join equals one process training the same spec.
-    const gpu = await testGpu();
-    const run = TrainingRun.create(gpu, spec, await loadCorpus(spec.model.vocab));
-    let worst = 0;
-    for (let s = 0; s < END; s++) {
-      run.adam.lr = learningRate(s, spec);
-      const { loss } = await run.pipeline.trainStep(run.microBatches(s), spec.batch, spec.model.context);
-      worst = Math.max(worst, Math.abs(train[s].value - loss));
-      expect(Math.abs(train[s].value - loss), `step ${s}: swarm ${train[s].value} vs in-process ${loss}`).toBeLessThan(
-        1e-4,
+  it(
+    'rides out a reporter dying between its update and its report, a newcomer, and a SIGKILLed replica ' + 'holder',
+    async () => {
+      writeFileSync(LOG, '');
+      coord = await startCoordinator({ dbPath: join(dir, 'c.db'), heartbeatMs: 1000, registerDefault: false });
+      const res = await fetch(`${coord.url}/api/models`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ id: MODEL, name: 'churn test', spec }),
+      });
+      expect(res.status).toBe(201);
+      const [w1, w2, w3, w4] = await Promise.all(
+        [1, 2, 3, 4].map(async (i) => {
+          const path = join(dir, `w${i}.key`);
+          return { path, peer: peerIdFromPrivateKey(await loadOrCreateKey(path)).toString() };
+        }),
       );
-    }
-    console.log(
-      `churn: ${rollbacks} rollback(s); newcomer fetched stage ${stage} at step ${step}; largest loss difference to one process ${worst.toExponential(2)}`,
-    );
-    run.destroy();
-  });
+      // The first peer takes the costlier stage (the last, with the head) as its replica 0 and keeps it: it reports
+      // losses.
+      spawnWorker(w1.peer, w1.path, ['--crash-after-update', String(CRASH)]);
+      await until(
+        'the first worker to join',
+        async () => (await get<Detail>(`/api/models/${MODEL}`)).model.stages.some((s) => s.peers.length > 0),
+        60_000,
+      );
+      spawnWorker(w2.peer, w2.path);
+      spawnWorker(w3.peer, w3.path);
+      await until('training to start', async () => (await done()) >= 1, 90_000);
+      const { model } = await get<Detail>(`/api/models/${MODEL}`);
+      const last = model.stages[1].peers.sort((a, b) => a.replica - b.replica).map((p) => p.peerId);
+      expect(last[0], JSON.stringify(model.stages)).toBe(w1.peer);
+      expect(last.length).toBe(2);
+      // w2 and w3 joined together: either may have become the reporter's sibling on the last stage.
+      const sibling = [w2, w3].find((w) => w.peer === last[1])!;
+      const first = [w2, w3].find((w) => w !== sibling)!;
+
+      // 1. The reporter dies right after applying step CRASH's update.
+      expect(await exits.get(w1.peer)).toBeNull(); // killed by a signal
+      expect(await goneAfter(w1.peer, exitedAt.get(w1.peer)!)).toBeLessThan(5000);
+
+      // 2. A newcomer joins and takes the last stage from its holder.
+      spawnWorker(w4.peer, w4.path);
+      let fetched = -1;
+      await until(
+        'the newcomer to load its stage',
+        () => {
+          const m = new RegExp(`<${w4.peer.slice(-6)}> .*loaded stage \\d+ at step (\\d+)`).exec(logs.join(''));
+          fetched = m ? Number(m[1]) : -1;
+          return fetched >= 0;
+        },
+        90_000,
+      );
+      expect(fetched, 'training outran the newcomer: raise END').toBeLessThan(END - 15);
+      await until('the newcomer to train a few steps', async () => (await done()) >= fetched + 3, 60_000);
+
+      // 3. SIGKILL the stage's other holder, wherever it is in its step.
+      children.get(sibling.peer)!.kill('SIGKILL');
+      const killedAt = Date.now();
+      expect(await goneAfter(sibling.peer, killedAt)).toBeLessThan(5000);
+
+      const codes = await Promise.all([first, w4].map((w) => exits.get(w.peer)!));
+      const text = logs.join('');
+      expect(codes, text).toEqual([0, 0]);
+      expect(text).toMatch(new RegExp(`<${w1.peer.slice(-6)}> .*--crash-after-update ${CRASH}: killing this process`));
+
+      // The coordinator holds each step once, contiguous.
+      const { metrics } = await get<{ metrics: Metric[] }>(`/api/models/${MODEL}/metrics?limit=1000`);
+      const train = metrics.filter((m) => m.kind === 'train').sort((a, b) => a.step - b.step);
+      expect(train.map((m) => m.step)).toEqual(Array.from({ length: END }, (_, i) => i));
+
+      // Every worker that lived to the end applied each step from where it started to END − 1 exactly once.
+      let rollbacks = 0;
+      for (const w of [first, w4]) {
+        const applied = new Map<number, number>();
+        const add = (k: number, d: number) => applied.set(k, (applied.get(k) ?? 0) + d);
+        let start = 0;
+        for (const l of text.split('\n').filter((x) => x.startsWith(`<${w.peer.slice(-6)}>`))) {
+          const step = /\] step (\d+)\s\s/.exec(l) ?? /\] step (\d+): update applied/.exec(l);
+          if (step) add(Number(step[1]), 1);
+          const back = /rolled back stage \d+ from step \d+ to (\d+)/.exec(l);
+          if (back) {
+            add(Number(back[1]), -1);
+            rollbacks++;
+          }
+          const loaded = /loaded stage \d+ at step (\d+)/.exec(l);
+          if (loaded) start = Number(loaded[1]);
+        }
+        const expected = new Map(Array.from({ length: END - start }, (_, i) => [start + i, 1]));
+        expect(new Map([...applied].filter(([, n]) => n !== 0)), `steps applied by ${w.peer}`).toEqual(expected);
+      }
+      // The reporter died between its update and its report: step CRASH was undone where it had been applied.
+      expect(text).toMatch(new RegExp(`rolled back stage \\d+ from step ${CRASH + 1} to ${CRASH}`));
+
+      // The newcomer holds exactly what the holder served.
+      const loaded = new RegExp(
+        `<${w4.peer.slice(-6)}> .*loaded stage (\\d+) at step (\\d+) from (\\w+): \\d+ bytes, sha256 (\\w+); ` +
+          `re-saved here sha256 (\\w+)`,
+      ).exec(text);
+      expect(loaded, text).not.toBeNull();
+      const [, stage, step, holder, sha, resaved] = loaded!;
+      expect(resaved).toBe(sha);
+      const served = new RegExp(
+        `<${holder}> .*served stage ${stage} of ${MODEL} at step ${step} to ${w4.peer}: \\d+ bytes, sha256 (\\w+)`,
+      ).exec(text);
+      expect(served?.[1], text).toBe(sha);
+
+      // The loss curve across both failures and the join equals one process training the same spec.
+      const gpu = await testGpu();
+      const run = TrainingRun.create(gpu, spec, await loadCorpus(spec.model.vocab));
+      let worst = 0;
+      for (let s = 0; s < END; s++) {
+        run.adam.lr = learningRate(s, spec);
+        const { loss } = await run.pipeline.trainStep(run.microBatches(s), spec.batch, spec.model.context);
+        worst = Math.max(worst, Math.abs(train[s].value - loss));
+        expect(
+          Math.abs(train[s].value - loss),
+          `step ${s}: swarm ${train[s].value} vs in-process ${loss}`,
+        ).toBeLessThan(1e-4);
+      }
+      console.log(
+        `churn: ${rollbacks} rollback(s); newcomer fetched stage ${stage} at step ${step}; largest loss ` +
+          `difference to one process ${worst.toExponential(2)}`,
+      );
+      run.destroy();
+    },
+  );
 });

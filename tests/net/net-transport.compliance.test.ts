@@ -11,7 +11,9 @@ import { createPeer, createRelay, dialWebRTC, waitForRelayAddress } from '../../
 import { transportCompliance } from '../train/transport.compliance.ts';
 
 const PEERS = 3;
-/** Room for the suite's largest frame (a 384 KiB list) and no more: limits are the receiver's, not the suite's concern. */
+/**
+ * Room for the suite's largest frame (a 384 KiB list) and no more: limits are the receiver's, not the suite's concern.
+ */
 const limits: FrameLimits = { maxHeaderBytes: 4096, maxPayloadBytes: 512 * 1024, maxIds: 64 };
 const quiet = { info: () => {}, warn: () => {} };
 

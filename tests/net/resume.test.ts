@@ -51,15 +51,19 @@ describe('planResume', () => {
     expect(plan.kind).toBe('lost');
   });
 
-  it('lets a peer that was cut off and came back with old weights fetch fresh ones instead of dragging everyone back', () => {
-    const plan = planResume(
-      [member('a', 0, [at(0, 20)], 20), member('old', 1, [at(1, 5)], 20), member('c', 1, [at(1, 20)], 20)],
-      2,
-    );
-    expect(plan).toMatchObject({ kind: 'resume', step: 20 });
-    if (plan.kind !== 'resume') throw new Error('unreachable');
-    expect(plan.sources.get(1)).toEqual(['c']);
-  });
+  it(
+    'lets a peer that was cut off and came back with old weights fetch fresh ones instead of dragging ' +
+      'everyone back',
+    () => {
+      const plan = planResume(
+        [member('a', 0, [at(0, 20)], 20), member('old', 1, [at(1, 5)], 20), member('c', 1, [at(1, 20)], 20)],
+        2,
+      );
+      expect(plan).toMatchObject({ kind: 'resume', step: 20 });
+      if (plan.kind !== 'resume') throw new Error('unreachable');
+      expect(plan.sources.get(1)).toEqual(['c']);
+    },
+  );
 
   it('says a stage is lost when no peer of the new pipeline holds it', () => {
     // Stage 0's only holder vanished; the coordinator moved a replica of stage 1 there (it holds stage 1, not 0).

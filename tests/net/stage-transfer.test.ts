@@ -108,7 +108,8 @@ describe('stage transfer over libp2p', () => {
       let bytes = good.slice();
       let sha = '';
       let announced = bytes.length;
-      if (mode === 'tampered') bytes[bytes.length - 5] ^= 0x40; // a bit of v.head.w; the file's own content hash no longer matches
+      // a bit of v.head.w; the file's own content hash no longer matches
+      if (mode === 'tampered') bytes[bytes.length - 5] ^= 0x40;
       if (mode === 'wrong-stage') bytes = wrong.slice();
       if (mode === 'oversize') announced = 1 << 30;
       sha = mode === 'bad-hash' ? '0'.repeat(64) : await sha256Hex(bytes);
@@ -127,25 +128,28 @@ describe('stage transfer over libp2p', () => {
     await Promise.all(nodes.map((n) => n.stop()));
   });
 
-  it('hands the assigned peer its stage, chunked under 64 KiB, and the rebuilt stage re-saves byte for byte', async () => {
-    const got = await fetchStage(asker, holder.peerId, { model: 'tm', stage: 1, step: 2 }, { cfg, spec: specs[1] });
-    const original = await held.checkpoint();
-    expect(got.bytes.length).toBe(original.length);
-    expect(got.bytes.length).toBeGreaterThan(3 * MAX_CHUNK_BYTES);
-    expect(server.stats.largestChunk).toBeLessThanOrEqual(MAX_CHUNK_BYTES);
-    expect(server.stats.served).toBe(1);
-    expect(got.sha256).toBe(await sha256Hex(original));
-    expect(got.checkpoint.step).toBe(2); // optimizer steps: the moments' bias correction goes on where it was
+  it(
+    'hands the assigned peer its stage, chunked under 64 KiB, and the rebuilt stage re-saves byte for ' + 'byte',
+    async () => {
+      const got = await fetchStage(asker, holder.peerId, { model: 'tm', stage: 1, step: 2 }, { cfg, spec: specs[1] });
+      const original = await held.checkpoint();
+      expect(got.bytes.length).toBe(original.length);
+      expect(got.bytes.length).toBeGreaterThan(3 * MAX_CHUNK_BYTES);
+      expect(server.stats.largestChunk).toBeLessThanOrEqual(MAX_CHUNK_BYTES);
+      expect(server.stats.served).toBe(1);
+      expect(got.sha256).toBe(await sha256Hex(original));
+      expect(got.checkpoint.step).toBe(2); // optimizer steps: the moments' bias correction goes on where it was
 
-    const rebuilt = Stage.create(gpu, cfg, got.checkpoint.spec, got.checkpoint.params);
-    for (const [name, slot] of rebuilt.slots) {
-      gpu.write(slot.m, got.checkpoint.m.get(name)!);
-      gpu.write(slot.v, got.checkpoint.v.get(name)!);
-    }
-    rebuilt.step = got.checkpoint.step;
-    expect(await sha256Hex(await saveStage(rebuilt))).toBe(got.sha256);
-    rebuilt.destroy();
-  });
+      const rebuilt = Stage.create(gpu, cfg, got.checkpoint.spec, got.checkpoint.params);
+      for (const [name, slot] of rebuilt.slots) {
+        gpu.write(slot.m, got.checkpoint.m.get(name)!);
+        gpu.write(slot.v, got.checkpoint.v.get(name)!);
+      }
+      rebuilt.step = got.checkpoint.step;
+      expect(await sha256Hex(await saveStage(rebuilt))).toBe(got.sha256);
+      rebuilt.destroy();
+    },
+  );
 
   it('refuses a stage the asker is not assigned, and a step the holder does not stand at', async () => {
     expect(

@@ -98,14 +98,18 @@ describe('audits by recomputation (in-memory pipeline, 3 stages × 2 replicas)',
     );
   });
 
-  it('at a fraction below 1 only the coin-picked forwards are recomputed, and the audited peer is never told', async () => {
-    const { work } = await run({ fraction: 0.5, steps: 3 });
-    const audits = work.filter((w) => w.kind === 'audit');
-    expect(audits.length).toBeGreaterThan(0);
-    expect(audits.length).toBeLessThan(3 * STAGES * M);
-    // The same coins pick the same audits: the run is deterministic given the workers' secrets.
-    const again = (await run({ fraction: 0.5, steps: 3 })).work.filter((w) => w.kind === 'audit');
-    const picked = (ws: Array<WorkDone & { stage: number }>) => ws.map((w) => `${w.stage}/${w.step}/${w.micro}`).sort();
-    expect(picked(again)).toEqual(picked(audits));
-  });
+  it(
+    'at a fraction below 1 only the coin-picked forwards are recomputed, and the audited peer is never ' + 'told',
+    async () => {
+      const { work } = await run({ fraction: 0.5, steps: 3 });
+      const audits = work.filter((w) => w.kind === 'audit');
+      expect(audits.length).toBeGreaterThan(0);
+      expect(audits.length).toBeLessThan(3 * STAGES * M);
+      // The same coins pick the same audits: the run is deterministic given the workers' secrets.
+      const again = (await run({ fraction: 0.5, steps: 3 })).work.filter((w) => w.kind === 'audit');
+      const picked = (ws: Array<WorkDone & { stage: number }>) =>
+        ws.map((w) => `${w.stage}/${w.step}/${w.micro}`).sort();
+      expect(picked(again)).toEqual(picked(audits));
+    },
+  );
 });

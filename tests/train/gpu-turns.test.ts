@@ -13,7 +13,9 @@ import { adam, B, cfg, microBatches, T } from './fixtures.ts';
 const M = 4;
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-/** What one inference turn saw: training turns finished when it was queued and when it started, and what still waited. */
+/**
+ * What one inference turn saw: training turns finished when it was queued and when it started, and what still waited.
+ */
 interface Probe {
   queuedAfter: number;
   startedAfter: number;
@@ -71,28 +73,31 @@ async function trainWithInference(
 }
 
 describe('one device, training and inference turns', () => {
-  it('share 1: an inference turn waits at most one training turn; share 0: it waits until training is idle', async () => {
-    const gpu = await testGpu();
-    const turns = new GpuTurns({ inferenceShare: 1 });
-    const p = Pipeline.create(gpu, { model: cfg, stages: 2, adam, turns });
-    await p.trainStep(microBatches(0, M), B, T); // compiles the kernels: the timings below are warm
+  it(
+    'share 1: an inference turn waits at most one training turn; share 0: it waits until training is ' + 'idle',
+    async () => {
+      const gpu = await testGpu();
+      const turns = new GpuTurns({ inferenceShare: 1 });
+      const p = Pipeline.create(gpu, { model: cfg, stages: 2, adam, turns });
+      await p.trainStep(microBatches(0, M), B, T); // compiles the kernels: the timings below are warm
 
-    const first = await trainWithInference(p, turns, 1, 1);
-    const during = first.probes.filter((x) => x.trainRunningAtQueue);
-    expect(during.length, 'inference submitted while a training turn ran').toBeGreaterThan(3);
-    for (const x of first.probes) expect(x.startedAfter - x.queuedAfter).toBeLessThanOrEqual(1);
+      const first = await trainWithInference(p, turns, 1, 1);
+      const during = first.probes.filter((x) => x.trainRunningAtQueue);
+      expect(during.length, 'inference submitted while a training turn ran').toBeGreaterThan(3);
+      for (const x of first.probes) expect(x.startedAfter - x.queuedAfter).toBeLessThanOrEqual(1);
 
-    turns.inferenceShare = 0;
-    const second = await trainWithInference(p, turns, 2, 4);
-    const queuedMidStep = second.probes.filter((x) => x.trainRunningAtQueue && x.queuedAfter < second.trainTurns - 1);
-    expect(queuedMidStep.length).toBeGreaterThanOrEqual(2);
-    for (const x of second.probes) expect(x.trainWaitingAtStart).toBe(0);
-    // In one process the step keeps the device busy from its first turn to its last: inference queued
-    // during it runs once the step's training turns are all done.
-    for (const x of queuedMidStep) expect(x.startedAfter).toBe(second.trainTurns);
-    expect(turns.stats.infer.failed + turns.stats.train.failed).toBe(0);
-    p.destroy();
-  });
+      turns.inferenceShare = 0;
+      const second = await trainWithInference(p, turns, 2, 4);
+      const queuedMidStep = second.probes.filter((x) => x.trainRunningAtQueue && x.queuedAfter < second.trainTurns - 1);
+      expect(queuedMidStep.length).toBeGreaterThanOrEqual(2);
+      for (const x of second.probes) expect(x.trainWaitingAtStart).toBe(0);
+      // In one process the step keeps the device busy from its first turn to its last: inference queued
+      // during it runs once the step's training turns are all done.
+      for (const x of queuedMidStep) expect(x.startedAfter).toBe(second.trainTurns);
+      expect(turns.stats.infer.failed + turns.stats.train.failed).toBe(0);
+      p.destroy();
+    },
+  );
 
   it("duty cycle 0.5 doubles a step's wall time and leaves its losses unchanged", async () => {
     const gpu = await testGpu();
@@ -120,8 +125,11 @@ describe('one device, training and inference turns', () => {
       wall.free += x.ms;
       wall.capped += y.ms;
     }
-    const seen = `capped ${wall.capped.toFixed(0)} ms wall / ${busy.capped.toFixed(0)} ms busy; free ${wall.free.toFixed(0)} / ${busy.free.toFixed(0)}`;
-    // Each turn of t ms is followed by a rest of t ms: the capped device computes half its wall time, the free one all of it.
+    const seen =
+      `capped ${wall.capped.toFixed(0)} ms wall / ${busy.capped.toFixed(0)} ms busy; free ` +
+      `${wall.free.toFixed(0)} / ${busy.free.toFixed(0)}`;
+    // Each turn of t ms is followed by a rest of t ms: the capped device computes half its wall time, the free one all
+    // of it.
     expect(rest / busy.capped).toBeCloseTo(1, 5);
     // Rests and turns never overlap on the device, so the capped step's wall time holds both: at least twice its
     // compute. (How much longer, and the stretch against the free run, are timings: bench:turns measures them.)

@@ -28,7 +28,9 @@ describe('learning on the Brown corpus (slow)', () => {
     const after = await run.evaluate();
     const { unigramNats, unigramBpb } = run.validation;
     console.log(
-      `[learning] ${steps} steps, ${steps * run.tokensPerStep} tokens: validation ${before.loss.toFixed(3)} → ${after.loss.toFixed(3)} nats/token, ${before.bpb.toFixed(3)} → ${after.bpb.toFixed(3)} bits/byte; unigram ${unigramNats.toFixed(3)} nats = ${unigramBpb.toFixed(3)} bits/byte`,
+      `[learning] ${steps} steps, ${steps * run.tokensPerStep} tokens: validation ${before.loss.toFixed(3)} → ` +
+        `${after.loss.toFixed(3)} nats/token, ${before.bpb.toFixed(3)} → ${after.bpb.toFixed(3)} bits/byte; ` +
+        `unigram ${unigramNats.toFixed(3)} nats = ${unigramBpb.toFixed(3)} bits/byte`,
     );
     // At init the model is near-uniform over the vocabulary, well above the unigram entropy.
     expect(before.loss).toBeGreaterThan(Math.log(o.model.vocab) - 0.1);

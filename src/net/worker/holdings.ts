@@ -45,7 +45,8 @@ export class Holdings {
       } else if (h.step !== step) {
         h.rollback();
         log(
-          `rolled back stage ${h.index} from step ${step + 1} to ${step}: the update of step ${step} is undone and will be recomputed`,
+          `rolled back stage ${h.index} from step ${step + 1} to ${step}: the update of step ${step} is undone ` +
+            `and will be recomputed`,
         );
       }
     }

@@ -17,12 +17,16 @@ export interface SwarmWorkerOptions {
   log?: (line: string) => void;
   /** Stop after this many steps of this worker (default: run until stop()). */
   maxSteps?: number;
-  /** Stop once the model stands at this step (absolute; every worker of a pipeline given the same value stops together). */
+  /**
+   * Stop once the model stands at this step (absolute; every worker of a pipeline given the same value stops together).
+   */
   untilStep?: number;
   /** A neighbour silent this long fails the step. */
   timeoutMs?: number;
   onStep?: (s: WorkerStep) => void;
-  /** Called the moment this worker has applied a step's update, before anything else of the step (loss report, onStep). */
+  /**
+   * Called the moment this worker has applied a step's update, before anything else of the step (loss report, onStep).
+   */
   onUpdateApplied?: (step: number) => void;
   /**
    * Verification by recomputation (src/train/work.ts). Every worker of a swarm must use the same fraction:

@@ -92,7 +92,8 @@ export async function reconfigure(
     const plan = planResume(views, a.stages);
     if (plan.kind === 'lost') {
       d.log(
-        `STAGE LOST: ${plan.reason}. Model ${a.modelId} cannot train until a peer holding stage ${plan.stages.join(', ')} at a matching step joins; waiting for the pipeline to change`,
+        `STAGE LOST: ${plan.reason}. Model ${a.modelId} cannot train until a peer holding stage ` +
+          `${plan.stages.join(', ')} at a matching step joins; waiting for the pipeline to change`,
       );
       d.phases.advance({ type: 'stage-lost' }, signal);
       return abortable(new Promise<never>(() => {}), signal);
@@ -100,7 +101,8 @@ export async function reconfigure(
     resume = { step: plan.step, round: plan.round, fresh: plan.fresh };
     sources = plan.sources.get(a.stage) ?? [];
     d.log(
-      `resume at step ${resume.step}, round ${resume.round}${plan.fresh ? ' (no peer holds this model: seeded initialisation)' : ''}`,
+      `resume at step ${resume.step}, round ` +
+        `${resume.round}${plan.fresh ? ' (no peer holds this model: seeded initialisation)' : ''}`,
     );
   }
 

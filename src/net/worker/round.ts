@@ -49,7 +49,10 @@ export interface Round {
 class RoundTransport extends NetTransport {
   private readonly roundSignal: AbortSignal;
 
-  /** `signal` ends the round: pending and later sends reject at once (a write stuck on a peer that left would hold the step for minutes). */
+  /**
+   * `signal` ends the round: pending and later sends reject at once (a write stuck on a peer that left would hold the
+   * step for minutes).
+   */
   constructor(opts: NetTransportOptions, signal: AbortSignal) {
     super(opts);
     this.roundSignal = signal;
@@ -164,7 +167,8 @@ function transportFor(
         const expected = roster.peerAt(frame.fromStage, frame.fromReplica);
         if (expected !== fromPeer)
           throw new FrameError(
-            `frame claims to come from ${workerId(frame.fromStage, frame.fromReplica)} (${expected}) but came from ${fromPeer}`,
+            `frame claims to come from ${workerId(frame.fromStage, frame.fromReplica)} (${expected}) but came ` +
+              `from ${fromPeer}`,
           );
       },
       log: { info: (m) => d.log(m), warn: (m) => d.log(`warning: ${m}`) },

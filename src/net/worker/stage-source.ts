@@ -56,10 +56,12 @@ export async function fetchHeld(
           { signal, timeoutMs: 60_000 },
         );
         const held = new HeldStage(stageFrom(d.gpu, a.spec.model, got.checkpoint), step);
-        // Serialising what landed on this GPU gives the holder's file back byte for byte if nothing was lost on the way.
+        // Serialising what landed on this GPU gives the holder's file back byte for byte if nothing was lost on the
+        // way.
         const resaved = await sha256Hex(await held.checkpoint());
         d.log(
-          `loaded stage ${a.stage} at step ${step} from ${short(peer)}: ${got.bytes.length} bytes, sha256 ${got.sha256}; re-saved here sha256 ${resaved}${resaved === got.sha256 ? '' : ' (DIFFERS)'}`,
+          `loaded stage ${a.stage} at step ${step} from ${short(peer)}: ${got.bytes.length} bytes, sha256 ` +
+            `${got.sha256}; re-saved here sha256 ${resaved}${resaved === got.sha256 ? '' : ' (DIFFERS)'}`,
         );
         return held;
       } catch (e) {

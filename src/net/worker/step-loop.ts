@@ -97,7 +97,8 @@ export class StepLoop {
         else held.abandon();
         if (held.step > step)
           this.d.log(
-            `step ${step}: update applied, then the step failed (${(e as Error).message}); kept unless the others roll back`,
+            `step ${step}: update applied, then the step failed (${(e as Error).message}); kept unless the ` +
+              `others roll back`,
           );
         this.d.applied(held.step);
         throw e;
