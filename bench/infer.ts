@@ -18,13 +18,13 @@ import { cli, intAtLeast } from '../src/cli/args.ts';
 import { startCoordinator } from '../src/cli/coordinator.ts';
 import { adapterLabel } from '../src/gpu/adapter-info.ts';
 import { Gpu, type Tensor } from '../src/gpu/index.ts';
-import type { InferenceBackend } from '../src/infer/backend.ts';
+import { greedyRequest, type InferenceBackend } from '../src/infer/backend.ts';
 import { greedy } from '../src/infer/sample.ts';
 import { StageInference, type StageStepResult } from '../src/infer/stage-infer.ts';
 import { measureRuntimes, type RuntimeChoice } from '../src/infer/stage-runtime.ts';
 import { Stage } from '../src/model/stage.ts';
 import { splitStages } from '../src/model/stages.ts';
-import { presetSpec, type RunSpec } from '../src/train/run-spec.ts';
+import { smallSpec } from '../src/train/run-spec.ts';
 import { compareStageRuntimes, stageRuntimeTable } from './onnx-stage.ts';
 import { table } from '../src/cli/table.ts';
 import { gitCommit } from './table.ts';
@@ -41,16 +41,7 @@ const TOKENS = cli({
   .option('--tokens <n>', 'tokens generated per run (≥ 2)', intAtLeast(2), 24)
   .parse()
   .opts<{ tokens: number }>().tokens;
-const spec: RunSpec = {
-  ...presetSpec(true),
-  model: { vocab: 1024, dModel: 64, heads: 4, layers: 4, context: 128, seed: 7 },
-  layout: [2, 2],
-  codec: { name: 'none', tail: 0 },
-  microBatches: 2,
-  batch: 1,
-  seed: 7,
-  pricePer1kTokens: 0,
-};
+const spec = smallSpec({ layout: [2, 2], microBatches: 2, batch: 1, seed: 7 }, { dModel: 64, heads: 4, context: 128 });
 const cfg = spec.model;
 const PROMPT = Array.from({ length: 32 }, (_, i) => (i * 37 + 11) % cfg.vocab);
 
@@ -139,18 +130,9 @@ async function throughSwarm(): Promise<Timing & { hops: number }> {
     const run = async () => {
       const t0 = performance.now();
       let first = 0;
-      const out = await backend.generate(
-        {
-          modelId: 'bench-infer',
-          prompt: Int32Array.from(PROMPT),
-          maxTokens: TOKENS,
-          sampling: { temperature: 0 },
-          signal: new AbortController().signal,
-        },
-        () => {
-          if (!first) first = performance.now();
-        },
-      );
+      const out = await backend.generate(greedyRequest('bench-infer', PROMPT, TOKENS), () => {
+        if (!first) first = performance.now();
+      });
       const end = performance.now();
       return { ttftMs: first - t0, tokensPerSecond: (TOKENS - 1) / ((end - first) / 1000), tokens: out.tokens };
     };

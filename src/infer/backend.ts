@@ -9,6 +9,17 @@ export interface GenerateRequest {
   signal: AbortSignal;
 }
 
+/** Greedy (temperature 0) and never aborted: the request whose tokens are compared with another generation's. */
+export function greedyRequest(modelId: string, prompt: ArrayLike<number>, maxTokens: number): GenerateRequest {
+  return {
+    modelId,
+    prompt: Int32Array.from(prompt),
+    maxTokens,
+    sampling: { temperature: 0 },
+    signal: new AbortController().signal,
+  };
+}
+
 export interface Generated {
   tokens: number[];
   /** length: max tokens reached; stop: onToken asked to stop. */

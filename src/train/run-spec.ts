@@ -190,6 +190,25 @@ export function presetSpec(software: boolean): RunSpec {
 }
 
 /**
+ * A small model on the software preset's optimiser, uncompressed and free to use: what the swarm tests and the
+ * inference bench run across worker processes. Its layers are the layout's sum; `seed` seeds both the weights and
+ * the sampler; `model` overrides the architecture (vocabulary 1024, width 32, 2 heads, context 32).
+ */
+export function smallSpec(
+  shape: { layout: number[]; microBatches: number; batch: number; seed: number },
+  model: Partial<ModelConfig> = {},
+): RunSpec {
+  const layers = shape.layout.reduce((a, b) => a + b, 0);
+  return {
+    ...presetSpec(true),
+    model: { vocab: 1024, dModel: 32, heads: 2, layers, context: 32, seed: shape.seed, ...model },
+    codec: { name: 'none', tail: 0 },
+    pricePer1kTokens: 0,
+    ...shape,
+  };
+}
+
+/**
  * The warm-up a schedule of `steps` gets when none is given: a tenth of it, at most 100 steps (the presets
  * follow this rule).
  */

@@ -1,13 +1,9 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
-import { startCoordinator } from '../../src/cli/coordinator.ts';
-import type { Coordinator } from '../../src/coordinator/index.ts';
-import type { InferenceBackend } from '../../src/infer/backend.ts';
-import type { SwarmInference } from '../../src/infer/swarm-backend.ts';
-import { presetSpec, type RunSpec } from '../../src/train/run-spec.ts';
+import { describe, expect, it } from 'vitest';
+import { greedyRequest } from '../../src/infer/backend.ts';
+import { smallSpec } from '../../src/train/run-spec.ts';
+import { serving, swarmFixture, swarmInference } from '../net/worker-processes.ts';
 
 /**
  * SLOW (~1 min): a Protocol Model is used but never extracted. Three worker processes train a 2-stage model
@@ -17,17 +13,7 @@ import { presetSpec, type RunSpec } from '../../src/train/run-spec.ts';
  * no HTTP answer of the coordinator and no log line carries 8 consecutive weights of any stage. Weights spliced
  * into a peer's real inbound bytes, or written as JSON numbers, are found: the scan sees them when they are there.
  */
-const root = new URL('../../', import.meta.url).pathname;
-const spec: RunSpec = {
-  ...presetSpec(true),
-  model: { vocab: 1024, dModel: 32, heads: 2, layers: 2, context: 32, seed: 5 },
-  layout: [1, 1],
-  codec: { name: 'none', tail: 0 },
-  microBatches: 2,
-  batch: 1,
-  seed: 5,
-  pricePer1kTokens: 0,
-};
+const spec = smallSpec({ layout: [1, 1], microBatches: 2, batch: 1, seed: 5 });
 const MODEL = 'leak-test';
 const WINDOW = 8; // floats compared: 32 bytes
 
@@ -79,48 +65,17 @@ class Probes {
 }
 
 describe('no weights leak beyond the stage a peer holds (slow)', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tessera-leak-'));
-  const tap = join(dir, 'tap');
-  const children: ChildProcess[] = [];
+  const swarm = swarmFixture('leak');
+  const tap = join(swarm.dir, 'tap');
   const logs: string[] = [];
-  let coord: Coordinator | undefined;
-  afterAll(async () => {
-    for (const c of children) c.kill('SIGKILL');
-    await coord?.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
 
   function worker(i: number, untilStep: number, ready: RegExp): Promise<void> {
-    const child = spawn(
-      join(root, 'node_modules/.bin/node'),
-      [
-        '--import',
-        './scripts/register.ts',
-        'src/cli/worker.ts',
-        '--coordinator',
-        coord!.url,
-        '--key',
-        join(dir, `w${i}.key`),
-        '--until-step',
-        String(untilStep),
-        '--stay',
-        '--tokens-per-second',
-        '100',
-        '--infer-runtime',
-        'wgsl',
-      ],
-      { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TESSERA_WIRE_TAP: tap } },
+    const child = swarm.worker(
+      swarm.key(i),
+      ['--until-step', String(untilStep), '--stay', '--tokens-per-second', '100', '--infer-runtime', 'wgsl'],
+      { ...process.env, TESSERA_WIRE_TAP: tap },
     );
-    children.push(child);
-    return new Promise((resolve, reject) => {
-      const keep = (d: Buffer) => {
-        logs.push(`[w${i}] ${d}`);
-        if (ready.test(String(d))) resolve();
-      };
-      child.stdout!.on('data', keep);
-      child.stderr!.on('data', keep);
-      child.on('exit', (code) => reject(new Error(`worker ${i} exited with ${code}:\n${logs.join('')}`)));
-    });
+    return serving(child, `w${i}`, logs, ready);
   }
 
   it('peers see only their own stage’s weights; API answers and logs show none', async () => {
@@ -131,37 +86,14 @@ describe('no weights leak beyond the stage a peer holds (slow)', () => {
       log(...a);
     };
     try {
-      coord = await startCoordinator({
-        dbPath: join(dir, 'c.db'),
-        heartbeatMs: 2000,
-        registerDefault: false,
-        inferenceAuditFraction: 1,
-      });
-      const res = await fetch(`${coord.url}/api/models`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({
-          id: MODEL,
-          name: 'leak test',
-          spec,
-        }),
-      });
-      expect(res.status).toBe(201);
+      const coord = await swarm.start({ inferenceAuditFraction: 1 });
+      await swarm.register(MODEL, 'leak test', spec);
       // Three holders (one stage twice) train four steps, then stay to serve.
       await Promise.all([1, 2, 3].map((i) => worker(i, 4, /serving inference until stopped/)));
 
       // Inference and validation through the holders, then every read route of the API.
-      const backend = (coord as unknown as { inference: InferenceBackend }).inference as SwarmInference;
-      const out = await backend.generate(
-        {
-          modelId: MODEL,
-          prompt: Int32Array.of(5, 6, 7),
-          maxTokens: 4,
-          sampling: { temperature: 0 },
-          signal: new AbortController().signal,
-        },
-        () => {},
-      );
+      const backend = swarmInference(coord);
+      const out = await backend.generate(greedyRequest(MODEL, [5, 6, 7], 4), () => {});
       expect(out.tokens).toHaveLength(4);
       expect(Number.isFinite(await backend.evaluate(MODEL, Int32Array.of(5, 6, 7), Int32Array.of(6, 7, 8)))).toBe(true);
       const peers = coord.store.listPeers().map((p) => p.peerId);

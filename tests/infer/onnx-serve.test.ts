@@ -6,6 +6,7 @@
  */
 import type { Libp2p } from '@libp2p/interface';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { greedyRequest } from '../../src/infer/backend.ts';
 import { greedy } from '../../src/infer/sample.ts';
 import { INFER_PROTOCOL, InferenceServer, type InferReply } from '../../src/infer/serve.ts';
 import { WgslRuntime } from '../../src/infer/stage-runtime.ts';
@@ -65,18 +66,9 @@ describe('InferenceServer chooses its runtime', () => {
         id === MODEL ? { dModel: CFG.dModel, stages: holders.map((h) => [h.peerId.toString()]) } : null,
     });
     const seen: number[] = [];
-    const out = await backend.generate(
-      {
-        modelId: MODEL,
-        prompt: Int32Array.from(PROMPT),
-        maxTokens: N,
-        sampling: { temperature: 0 },
-        signal: new AbortController().signal,
-      },
-      (t) => {
-        seen.push(t);
-      },
-    );
+    const out = await backend.generate(greedyRequest(MODEL, PROMPT, N), (t) => {
+      seen.push(t);
+    });
 
     const local = stages.map((s) => new WgslRuntime(s, { maxSessions: 1 }));
     const want: number[] = [];
@@ -96,16 +88,7 @@ describe('InferenceServer chooses its runtime', () => {
     // The 'auto' holder served that generation with WGSL at once and measured both runtimes meanwhile; new
     // sessions go to the one it chose, and generate the same tokens.
     for (let i = 0; i < 300 && !servers[1].stats.runtime; i++) await new Promise((r) => setTimeout(r, 100));
-    const again = await backend.generate(
-      {
-        modelId: MODEL,
-        prompt: Int32Array.from(PROMPT),
-        maxTokens: N,
-        sampling: { temperature: 0 },
-        signal: new AbortController().signal,
-      },
-      () => {},
-    );
+    const again = await backend.generate(greedyRequest(MODEL, PROMPT, N), () => {});
     expect(again.tokens).toEqual(want);
 
     // What each holder serves with, and why.

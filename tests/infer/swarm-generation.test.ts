@@ -1,12 +1,6 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
-import { startCoordinator } from '../../src/cli/coordinator.ts';
-import type { Coordinator } from '../../src/coordinator/index.ts';
-import type { InferenceBackend } from '../../src/infer/backend.ts';
-import type { SwarmInference } from '../../src/infer/swarm-backend.ts';
+import type { ChildProcess } from 'node:child_process';
+import { describe, expect, it } from 'vitest';
+import { greedyRequest } from '../../src/infer/backend.ts';
 import { greedy } from '../../src/infer/sample.ts';
 import { judgeEpoch } from '../../src/ledger/verdict.ts';
 import { LedgerStore } from '../../src/coordinator/ledger-store.ts';
@@ -14,8 +8,9 @@ import { crossEntropyRef } from '../../src/ops/crossentropy.ref.ts';
 import { StageInference } from '../../src/infer/stage-infer.ts';
 import { Stage } from '../../src/model/stage.ts';
 import { splitStages } from '../../src/model/stages.ts';
-import { presetSpec, type RunSpec } from '../../src/train/run-spec.ts';
+import { smallSpec } from '../../src/train/run-spec.ts';
 import { testGpu } from '../gpu-fixture.ts';
+import { serving, swarmFixture, swarmInference, waitFor } from '../net/worker-processes.ts';
 
 /**
  * SLOW (~1 min): generation through the swarm. Five `npm run worker` processes hold the four stages of a model
@@ -24,17 +19,7 @@ import { testGpu } from '../gpu-fixture.ts';
  * generation in one process; every hop is receipted into the ledger, the replicated stage's hops are replayed
  * on its replica (audit share 1) and judged equal by sketch; a holder that dies mid-generation is replaced.
  */
-const root = new URL('../../', import.meta.url).pathname;
-const spec: RunSpec = {
-  ...presetSpec(true),
-  model: { vocab: 1024, dModel: 32, heads: 2, layers: 4, context: 32, seed: 3 },
-  layout: [1, 1, 1, 1],
-  codec: { name: 'none', tail: 0 },
-  microBatches: 2,
-  batch: 1,
-  seed: 3,
-  pricePer1kTokens: 0,
-};
+const spec = smallSpec({ layout: [1, 1, 1, 1], microBatches: 2, batch: 1, seed: 3 });
 const MODEL = 'infer-test';
 const PROMPT = [17, 250, 3, 99, 512];
 const N = 8;
@@ -76,119 +61,56 @@ async function inProcess(): Promise<{ tokens: number[]; loss: number }> {
 }
 
 describe('inference through the swarm (slow)', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tessera-infer-'));
+  const swarm = swarmFixture('infer');
   const children = new Map<number, ChildProcess>();
-  let coord: Coordinator | undefined;
-  afterAll(async () => {
-    for (const c of children.values()) c.kill('SIGKILL');
-    await coord?.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
 
   const countKind = (kind: string) =>
     Number(
-      (coord!.store.connection.prepare('SELECT COUNT(*) AS n FROM receipts WHERE kind = ?').get(kind) as { n: number })
-        .n,
+      (
+        swarm.coord.store.connection.prepare('SELECT COUNT(*) AS n FROM receipts WHERE kind = ?').get(kind) as {
+          n: number;
+        }
+      ).n,
     );
 
   function worker(i: number, logs: string[]): Promise<void> {
-    const child = spawn(
-      join(root, 'node_modules/.bin/node'),
-      [
-        '--import',
-        './scripts/register.ts',
-        'src/cli/worker.ts',
-        '--coordinator',
-        coord!.url,
-        '--key',
-        join(dir, `w${i}.key`),
-        '--until-step',
-        '0',
-        '--stay',
-        '--tokens-per-second',
-        '100',
-      ],
-      { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] },
-    );
+    const child = swarm.worker(swarm.key(i), ['--until-step', '0', '--stay', '--tokens-per-second', '100']);
     children.set(i, child);
-    return new Promise((resolve, reject) => {
-      const keep = (d: Buffer) => {
-        logs.push(`[w${i}] ${d}`);
-        if (String(d).includes('serving inference until stopped')) resolve();
-      };
-      child.stdout!.on('data', keep);
-      child.stderr!.on('data', keep);
-      child.on('exit', (code) => reject(new Error(`worker ${i} exited with ${code}:\n${logs.join('')}`)));
-    });
+    return serving(child, `w${i}`, logs);
   }
 
   it(
     'greedy generation through four stage holders equals one process; hops are receipted and audited; a dead ' +
       'holder is replaced by its replica',
     async () => {
-      coord = await startCoordinator({
-        dbPath: join(dir, 'c.db'),
-        heartbeatMs: 2000,
-        registerDefault: false,
-        inferenceAuditFraction: 1,
-      });
-      const res = await fetch(`${coord.url}/api/models`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({
-          id: MODEL,
-          name: 'inference test',
-          spec,
-        }),
-      });
-      expect(res.status).toBe(201);
+      const coord = await swarm.start({ inferenceAuditFraction: 1 });
+      await swarm.register(MODEL, 'inference test', spec);
       const logs: string[] = [];
       // Five holders: one stage gets a replica, for the audits and the failover below.
       await Promise.all([1, 2, 3, 4, 5].map((i) => worker(i, logs)));
       const reference = await inProcess();
       const expected = reference.tokens;
-      const backend = (coord as unknown as { inference: InferenceBackend }).inference;
+      const backend = swarmInference(coord);
       const seen: number[] = [];
-      const out = await backend.generate(
-        {
-          modelId: MODEL,
-          prompt: Int32Array.from(PROMPT),
-          maxTokens: N,
-          sampling: { temperature: 0 },
-          signal: new AbortController().signal,
-        },
-        (t) => void seen.push(t),
-      );
+      const out = await backend.generate(greedyRequest(MODEL, PROMPT, N), (t) => void seen.push(t));
       expect(out.tokens, logs.join('')).toEqual(expected);
       expect(seen).toEqual(expected);
       expect(out.finish).toBe('length');
       // The coordinator's validation loss through the holders equals the in-process one (float32 logits, float64 sums).
-      const loss = await (backend as SwarmInference).evaluate(MODEL, Int32Array.from(PROMPT), Int32Array.from(TARGETS));
+      const loss = await backend.evaluate(MODEL, Int32Array.from(PROMPT), Int32Array.from(TARGETS));
       expect(Math.abs(loss - reference.loss)).toBeLessThan(1e-4);
       expect(loss).toBeGreaterThan(Math.log(spec.model.vocab) - 1); // an untrained model: near-uniform predictions
       // onToken can stop it early.
-      const short = await backend.generate(
-        {
-          modelId: MODEL,
-          prompt: Int32Array.from(PROMPT),
-          maxTokens: N,
-          sampling: { temperature: 0 },
-          signal: new AbortController().signal,
-        },
-        (t) => t === expected[2],
-      );
+      const short = await backend.generate(greedyRequest(MODEL, PROMPT, N), (t) => t === expected[2]);
       expect(short).toEqual({ tokens: expected.slice(0, 3), finish: 'stop' });
 
       // Receipts: one per hop (N + 3 tokens' worth of rounds × 4 stages), each checked against the bytes and
       // stored; the replicated stage's hops were replayed on its replica and every replay agrees by sketch.
-      const swarm = backend as SwarmInference;
-      for (
-        let i = 0;
-        i < 100 && (swarm.stats.receipts < 4 * (N + 3) || swarm.stats.auditHops > countKind('infer-audit'));
-        i++
-      )
-        await new Promise((r) => setTimeout(r, 100));
-      expect(swarm.stats.receiptsRefused, logs.join('')).toBe(0);
+      await waitFor(
+        () => backend.stats.receipts >= 4 * (N + 3) && backend.stats.auditHops <= countKind('infer-audit'),
+        10_000,
+      );
+      expect(backend.stats.receiptsRefused, logs.join('')).toBe(0);
       expect(countKind('infer')).toBe(4 * (N + 3));
       expect(countKind('infer-audit')).toBe(N + 3);
       const receipts = new LedgerStore(coord.store).unsettledReceipts(MODEL, Number.MAX_SAFE_INTEGER);
@@ -213,10 +135,7 @@ describe('inference through the swarm (slow)', () => {
       // Kill replica 0 of the replicated stage: the next generation fails over to replica 1 and still equals one
       // process.
       let assignments = coord.store.listAssignments(MODEL);
-      for (let i = 0; i < 50 && assignments.length < 3; i++) {
-        await new Promise((r) => setTimeout(r, 200));
-        assignments = coord.store.listAssignments(MODEL);
-      }
+      await waitFor(() => (assignments = coord.store.listAssignments(MODEL)).length >= 3, 10_000, 200);
       const replicated = assignments.find((a) => assignments.filter((b) => b.stage === a.stage).length > 1)!;
       expect(replicated, JSON.stringify({ assignments, peers: coord.store.listPeers() })).toBeDefined();
       const first = assignments.find((a) => a.stage === replicated.stage && a.replica === 0)!;
@@ -227,18 +146,9 @@ describe('inference through the swarm (slow)', () => {
       }
       const dead = [...ids.entries()].find(([, suffix]) => first.peerId.endsWith(suffix))![0];
       children.get(dead)!.kill('SIGKILL');
-      const again = await backend.generate(
-        {
-          modelId: MODEL,
-          prompt: Int32Array.from(PROMPT),
-          maxTokens: N,
-          sampling: { temperature: 0 },
-          signal: new AbortController().signal,
-        },
-        () => {},
-      );
+      const again = await backend.generate(greedyRequest(MODEL, PROMPT, N), () => {});
       expect(again.tokens).toEqual(expected);
-      expect((backend as SwarmInference).stats.retries).toBeGreaterThan(0);
+      expect(backend.stats.retries).toBeGreaterThan(0);
     },
   );
 });

@@ -1,6 +1,3 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { peerIdFromPrivateKey } from '@libp2p/peer-id';
 import { createPublicClient, createTestClient, http, parseEther, type Hex } from 'viem';
@@ -16,11 +13,10 @@ import {
   withdrawEth,
 } from '../../src/chain/client.ts';
 import { deployTessera } from '../../src/chain/deploy.ts';
-import { startCoordinator } from '../../src/cli/coordinator.ts';
-import type { Coordinator } from '../../src/coordinator/index.ts';
 import { bindingTypedData, signBindingAsPeer } from '../../src/ledger/binding.ts';
 import { loadOrCreateKey } from '../../src/net/identity-node.ts';
-import { presetSpec, type RunSpec } from '../../src/train/run-spec.ts';
+import { smallSpec } from '../../src/train/run-spec.ts';
+import { exited, logTo, runTs, swarmFixture } from '../net/worker-processes.ts';
 
 /**
  * SLOW (~1–2 min): ownership end to end. Four `npm run worker` processes (2 stages × 2 replicas, audits on every
@@ -29,51 +25,23 @@ import { presetSpec, type RunSpec } from '../../src/train/run-spec.ts';
  * `npm run verify-epoch` recomputes the root from the published receipts, the honest wallets claim their
  * shares on anvil, revenue is paid into the vault and a holder withdraws exactly its pro-rata part.
  */
-const root = new URL('../../', import.meta.url).pathname;
 const STEPS = 5;
 /**
  * Both blocks on stage 0, the head alone on stage 1: the two stages cost about the same (2·24·C² vs 2·C·vocab
  * FLOPs per token), so four equal peers are placed 2 + 2 and every stage has a sibling to audit it — the
  * cheater is checked wherever it lands.
  */
-const spec: RunSpec = {
-  ...presetSpec(true),
-  model: { vocab: 1024, dModel: 32, heads: 2, layers: 2, context: 32, seed: 1 },
-  layout: [2, 0],
-  codec: { name: 'none', tail: 0 },
-  microBatches: 4,
-  batch: 2,
-  seed: 1,
-  pricePer1kTokens: 0,
-};
+const spec = smallSpec({ layout: [2, 0], microBatches: 4, batch: 2, seed: 1 });
 const ADMIN = 'e2e-admin';
 const MODEL = 'own-test';
 
-/** Runs a CLI under Node 24 with the TypeScript loader; resolves with its exit status and output. */
-function run(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(join(root, 'node_modules/.bin/node'), ['--import', './scripts/register.ts', ...args], {
-      cwd: root,
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('exit', (status) => resolve({ status, stdout, stderr }));
-  });
-}
-
 describe('ownership end to end (slow)', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tessera-own-'));
-  const children: ChildProcess[] = [];
-  let coord: Coordinator | undefined;
   let anvil: Anvil | undefined;
+  // Registered first, so it runs last: the coordinator stops before the chain it settles on.
   afterAll(async () => {
-    for (const c of children) c.kill('SIGKILL');
-    await coord?.stop();
     await anvil?.stop();
-    rmSync(dir, { recursive: true, force: true });
   });
+  const swarm = swarmFixture('own');
 
   it(
     'workers train and receipt, a cheater is caught, an epoch settles and verifies, holders claim and ' +
@@ -87,15 +55,12 @@ describe('ownership end to end (slow)', () => {
         settlerAddress: privateKeyToAccount(ANVIL_KEYS[1]).address,
         challengeDelaySeconds: 30,
       });
-      coord = await startCoordinator({
-        dbPath: join(dir, 'c.db'),
-        heartbeatMs: 2000,
-        registerDefault: false,
+      const coord = await swarm.start({
         adminToken: ADMIN,
         banAfter: 1,
         chain: {
           deployment,
-          deploymentPath: join(dir, 'deployment.json'),
+          deploymentPath: join(swarm.dir, 'deployment.json'),
           settlerKey: ANVIL_KEYS[1],
           ownerKey: ANVIL_KEYS[0],
         },
@@ -109,18 +74,10 @@ describe('ownership end to end (slow)', () => {
         });
         return { status: res.status, json: (await res.json()) as any };
       };
-      expect(
-        (
-          await call('POST', '/api/models', {
-            id: MODEL,
-            name: 'ownership test',
-            spec,
-          })
-        ).status,
-      ).toBe(201);
+      await swarm.register(MODEL, 'ownership test', spec);
 
       // Each peer's identity exists before it runs, so its wallet can be bound first.
-      const keys = await Promise.all([1, 2, 3, 4].map((i) => loadOrCreateKey(join(dir, `w${i}.key`))));
+      const keys = await Promise.all([1, 2, 3, 4].map((i) => loadOrCreateKey(swarm.key(i))));
       const peers = keys.map((k) => peerIdFromPrivateKey(k).toString());
       const wallets = [2, 3, 4, 5].map((i) => privateKeyToAccount(ANVIL_KEYS[i]));
       for (let i = 0; i < 4; i++) {
@@ -144,30 +101,17 @@ describe('ownership end to end (slow)', () => {
       const CHEATER = 3; // worker w4
       const logs: string[] = [];
       const exits = [0, 1, 2, 3].map((i) => {
-        const child = spawn(
-          join(root, 'node_modules/.bin/node'),
-          [
-            '--import',
-            './scripts/register.ts',
-            'src/cli/worker.ts',
-            '--coordinator',
-            url,
-            '--key',
-            join(dir, `w${i + 1}.key`),
-            '--until-step',
-            String(STEPS),
-            '--tokens-per-second',
-            '100',
-            '--audit-fraction',
-            '1',
-            ...(i === CHEATER ? ['--corrupt-share', '0.5'] : []),
-          ],
-          { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] },
-        );
-        children.push(child);
-        child.stdout!.on('data', (d) => logs.push(`[w${i + 1}] ${d}`));
-        child.stderr!.on('data', (d) => logs.push(`[w${i + 1}] ${d}`));
-        return new Promise<number | null>((r) => child.on('exit', r));
+        const child = swarm.worker(swarm.key(i + 1), [
+          '--until-step',
+          String(STEPS),
+          '--tokens-per-second',
+          '100',
+          '--audit-fraction',
+          '1',
+          ...(i === CHEATER ? ['--corrupt-share', '0.5'] : []),
+        ]);
+        logTo(child, logs, `[w${i + 1}] `);
+        return exited(child);
       });
       expect(await Promise.all(exits), logs.join('')).toEqual([0, 0, 0, 0]);
       const layout = (await call('GET', `/api/models/${MODEL}`)).json.model;
@@ -202,7 +146,7 @@ describe('ownership end to end (slow)', () => {
 
       // Anyone can recompute the root from what the coordinator publishes.
       // (Asynchronously: the coordinator answering it runs in this process.)
-      const verify = await run(['src/cli/verify-epoch.ts', '1', '--model', MODEL, '--coordinator', url]);
+      const verify = await runTs(['src/cli/verify-epoch.ts', '1', '--model', MODEL, '--coordinator', url]);
       expect(verify.status, verify.stdout + verify.stderr).toBe(0);
       expect(verify.stdout).toMatch(/OK: the root follows/);
       expect(verify.stdout).toContain(`on-chain root    ${e.root}`);

@@ -1,16 +1,12 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { appendFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { peerIdFromPrivateKey } from '@libp2p/peer-id';
-import { afterAll, describe, expect, it } from 'vitest';
-import { startCoordinator } from '../../src/cli/coordinator.ts';
-import type { Coordinator } from '../../src/coordinator/index.ts';
-import { loadCorpus } from '../../src/data/brown-node.ts';
+import { describe, expect, it } from 'vitest';
 import { loadOrCreateKey } from '../../src/net/identity-node.ts';
-import { learningRate, TrainingRun } from '../../src/train/recipe.ts';
-import { presetSpec, type RunSpec } from '../../src/train/run-spec.ts';
-import { testGpu } from '../gpu-fixture.ts';
+import { smallSpec } from '../../src/train/run-spec.ts';
+import { exited, oneProcessLosses, onOutput, swarmFixture, until } from './worker-processes.ts';
 
 /**
  * SLOW (~1.5–2 min): churn for real. A coordinator (heartbeats every second) and three `npm run worker`
@@ -25,17 +21,7 @@ import { testGpu } from '../gpu-fixture.ts';
  * exactly once (rolled-back updates counted out); the newcomer's stage re-saves to the holder's checkpoint byte
  * for byte; and the whole loss curve equals the same spec trained in one process.
  */
-const root = new URL('../../', import.meta.url).pathname;
-const spec: RunSpec = {
-  ...presetSpec(true),
-  model: { vocab: 1024, dModel: 32, heads: 2, layers: 2, context: 32, seed: 1 },
-  layout: [1, 1],
-  codec: { name: 'none', tail: 0 },
-  microBatches: 4,
-  batch: 2,
-  seed: 1,
-  pricePer1kTokens: 0,
-};
+const spec = smallSpec({ layout: [1, 1], microBatches: 4, batch: 2, seed: 1 });
 const MODEL = 'churn-test';
 const CRASH = 4;
 /**
@@ -61,53 +47,21 @@ interface Events {
 /** Every worker line of the last run, for reading after a failure. */
 const LOG = join(tmpdir(), 'tessera-churn-last.log');
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 describe('churn (slow)', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tessera-churn-'));
+  const swarm = swarmFixture('churn');
   const children = new Map<string, ChildProcess>();
   const exits = new Map<string, Promise<number | null>>();
   const exitedAt = new Map<string, number>();
   const logs: string[] = [];
-  let coord: Coordinator | undefined;
-  afterAll(async () => {
-    for (const c of children.values()) c.kill('SIGKILL');
-    await coord?.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
-
-  const get = async <T>(path: string): Promise<T> => (await (await fetch(`${coord!.url}${path}`)).json()) as T;
-  const until = async (what: string, ok: () => Promise<boolean> | boolean, ms: number) => {
-    const end = Date.now() + ms;
-    while (!(await ok())) {
-      if (Date.now() > end) throw new Error(`timed out waiting for ${what}\n${logs.join('')}`);
-      await sleep(100);
-    }
-  };
+  const get = swarm.get;
+  const wait = (what: string, ok: () => Promise<boolean> | boolean, ms: number) => until(what, ok, ms, logs);
   const spawnWorker = (peer: string, key: string, extra: string[] = []) => {
-    const child = spawn(
-      join(root, 'node_modules/.bin/node'),
-      [
-        '--import',
-        './scripts/register.ts',
-        'src/cli/worker.ts',
-        '--coordinator',
-        coord!.url,
-        '--key',
-        key,
-        '--until-step',
-        String(END),
-        '--tokens-per-second',
-        '100',
-        ...extra,
-      ],
-      { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] },
-    );
+    const child = swarm.worker(key, ['--until-step', String(END), '--tokens-per-second', '100', ...extra]);
     children.set(peer, child);
     const tag = `<${peer.slice(-6)}> `;
     let partial = '';
-    const keep = (d: Buffer) => {
-      const parts = (partial + String(d)).split('\n');
+    const keep = (d: string) => {
+      const parts = (partial + d).split('\n');
       partial = parts.pop()!; // a line cut between two chunks waits for its end
       const lines = parts
         .filter(Boolean)
@@ -116,23 +70,15 @@ describe('churn (slow)', () => {
       logs.push(lines);
       appendFileSync(LOG, lines);
     };
-    child.stdout!.on('data', keep);
-    child.stderr!.on('data', keep);
-    exits.set(
-      peer,
-      new Promise((r) =>
-        child.on('exit', (code) => {
-          exitedAt.set(peer, Date.now());
-          r(code);
-        }),
-      ),
-    );
+    onOutput(child, keep);
+    child.on('exit', () => exitedAt.set(peer, Date.now()));
+    exits.set(peer, exited(child));
   };
   const done = async () => (await get<Detail>(`/api/models/${MODEL}`)).model.steps.done;
   /** When the coordinator declared `peer` gone after `since`. */
   const goneAfter = async (peer: string, since: number) => {
     let at = 0;
-    await until(
+    await wait(
       `the coordinator to declare ${peer.slice(-6)} gone`,
       async () => {
         at =
@@ -150,30 +96,25 @@ describe('churn (slow)', () => {
     'rides out a reporter dying between its update and its report, a newcomer, and a SIGKILLed replica ' + 'holder',
     async () => {
       writeFileSync(LOG, '');
-      coord = await startCoordinator({ dbPath: join(dir, 'c.db'), heartbeatMs: 1000, registerDefault: false });
-      const res = await fetch(`${coord.url}/api/models`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ id: MODEL, name: 'churn test', spec }),
-      });
-      expect(res.status).toBe(201);
+      await swarm.start({ heartbeatMs: 1000 });
+      await swarm.register(MODEL, 'churn test', spec);
       const [w1, w2, w3, w4] = await Promise.all(
         [1, 2, 3, 4].map(async (i) => {
-          const path = join(dir, `w${i}.key`);
+          const path = swarm.key(i);
           return { path, peer: peerIdFromPrivateKey(await loadOrCreateKey(path)).toString() };
         }),
       );
       // The first peer takes the costlier stage (the last, with the head) as its replica 0 and keeps it: it reports
       // losses.
       spawnWorker(w1.peer, w1.path, ['--crash-after-update', String(CRASH)]);
-      await until(
+      await wait(
         'the first worker to join',
         async () => (await get<Detail>(`/api/models/${MODEL}`)).model.stages.some((s) => s.peers.length > 0),
         60_000,
       );
       spawnWorker(w2.peer, w2.path);
       spawnWorker(w3.peer, w3.path);
-      await until('training to start', async () => (await done()) >= 1, 90_000);
+      await wait('training to start', async () => (await done()) >= 1, 90_000);
       const { model } = await get<Detail>(`/api/models/${MODEL}`);
       const last = model.stages[1].peers.sort((a, b) => a.replica - b.replica).map((p) => p.peerId);
       expect(last[0], JSON.stringify(model.stages)).toBe(w1.peer);
@@ -189,7 +130,7 @@ describe('churn (slow)', () => {
       // 2. A newcomer joins and takes the last stage from its holder.
       spawnWorker(w4.peer, w4.path);
       let fetched = -1;
-      await until(
+      await wait(
         'the newcomer to load its stage',
         () => {
           const m = new RegExp(`<${w4.peer.slice(-6)}> .*loaded stage \\d+ at step (\\d+)`).exec(logs.join(''));
@@ -199,7 +140,7 @@ describe('churn (slow)', () => {
         90_000,
       );
       expect(fetched, 'training outran the newcomer: raise END').toBeLessThan(END - 15);
-      await until('the newcomer to train a few steps', async () => (await done()) >= fetched + 3, 60_000);
+      await wait('the newcomer to train a few steps', async () => (await done()) >= fetched + 3, 60_000);
 
       // 3. SIGKILL the stage's other holder, wherever it is in its step.
       children.get(sibling.peer)!.kill('SIGKILL');
@@ -253,23 +194,19 @@ describe('churn (slow)', () => {
       expect(served?.[1], text).toBe(sha);
 
       // The loss curve across both failures and the join equals one process training the same spec.
-      const gpu = await testGpu();
-      const run = TrainingRun.create(gpu, spec, await loadCorpus(spec.model.vocab));
+      const losses = await oneProcessLosses(spec, END);
       let worst = 0;
       for (let s = 0; s < END; s++) {
-        run.adam.lr = learningRate(s, spec);
-        const { loss } = await run.pipeline.trainStep(run.microBatches(s), spec.batch, spec.model.context);
-        worst = Math.max(worst, Math.abs(train[s].value - loss));
+        worst = Math.max(worst, Math.abs(train[s].value - losses[s]));
         expect(
-          Math.abs(train[s].value - loss),
-          `step ${s}: swarm ${train[s].value} vs in-process ${loss}`,
+          Math.abs(train[s].value - losses[s]),
+          `step ${s}: swarm ${train[s].value} vs in-process ${losses[s]}`,
         ).toBeLessThan(1e-4);
       }
       console.log(
         `churn: ${rollbacks} rollback(s); newcomer fetched stage ${stage} at step ${step}; largest loss ` +
           `difference to one process ${worst.toExponential(2)}`,
       );
-      run.destroy();
     },
   );
 });
