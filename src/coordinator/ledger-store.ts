@@ -140,6 +140,17 @@ export class LedgerStore {
     ).map(toReceipt);
   }
 
+  /** Training receipts (train and audit) not settled yet: the open epoch as settlement would judge it now. */
+  openTrainingReceipts(modelId: string): StoredReceipt[] {
+    return (
+      this.db
+        .prepare(
+          "SELECT * FROM receipts WHERE model_id = ? AND epoch IS NULL AND kind IN ('train', 'audit') ORDER BY id",
+        )
+        .all(modelId) as Row[]
+    ).map(toReceipt);
+  }
+
   assignEpoch(modelId: string, epoch: number, throughStep: number): void {
     this.db
       .prepare('UPDATE receipts SET epoch = ? WHERE model_id = ? AND epoch IS NULL AND step <= ?')

@@ -4,7 +4,6 @@
  * disagreed, and who was caught. Settled epochs read what settlement stored; the open epoch is judged now, with
  * the same pure function settlement will use (src/ledger/verdict.ts), and marked pending.
  */
-import type { SignedReceipt } from '../ledger/receipt.ts';
 import { judgeEpoch, type AuditOutcome } from '../ledger/verdict.ts';
 import { HttpError } from './errors.ts';
 import type { LedgerStore } from './ledger-store.ts';
@@ -48,27 +47,7 @@ export function verificationView(store: Store, ledger: LedgerStore, modelId: str
     return { epoch: e.epoch, status: 'settled', units: n, ...f, caught, share: n > 0 ? f.audited / n : 0 };
   });
   // The open epoch: receipts not settled yet, judged as settlement would judge them now.
-  const open = (
-    db
-      .prepare("SELECT * FROM receipts WHERE model_id = ? AND epoch IS NULL AND kind IN ('train', 'audit') ORDER BY id")
-      .all(modelId) as Row[]
-  ).map(
-    (r): SignedReceipt => ({
-      model: String(r.model_id),
-      round: Number(r.round),
-      stage: Number(r.stage),
-      replica: Number(r.replica),
-      replicas: Number(r.replicas),
-      step: Number(r.step),
-      micro: Number(r.micro),
-      kind: String(r.kind) as SignedReceipt['kind'],
-      flops: Number(r.flops),
-      inputHash: String(r.input_hash),
-      outputHash: String(r.output_hash),
-      peerId: String(r.peer_id),
-      signature: String(r.signature),
-    }),
-  );
+  const open = ledger.openTrainingReceipts(modelId);
   if (open.length > 0) {
     const judged = judgeEpoch(open, model.spec.layout.length);
     const n = units.get(null) ?? 0;
