@@ -1,8 +1,11 @@
-import type { ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import AxeBuilder from '@axe-core/playwright';
 import { expect, type Page, type TestInfo } from '@playwright/test';
 import { generateKeyPair, privateKeyToProtobuf } from '@libp2p/crypto/keys';
 import { peerIdFromPrivateKey } from '@libp2p/peer-id';
+import { CHROMIUM_ARGS } from '../../playwright.config.ts';
 import type { SelfTestHook } from '../../src/app/test-hooks.ts';
 
 export const DESKTOP = { width: 1280, height: 900 };
@@ -184,4 +187,112 @@ export async function injectAnvilWallet(
       removeListener() {},
     };
   }, o);
+}
+
+export const NODE = 'node_modules/.bin/node';
+
+/**
+ * Chromium hides host candidates behind mDNS names this machine cannot resolve, and never offers 127.0.0.1:
+ * with real IPs a tab reaches Node peers over the machine's non-loopback interface. For `test.use`.
+ */
+export const REAL_HOST_CANDIDATES = {
+  launchOptions: {
+    executablePath: '/usr/bin/chromium',
+    args: [...CHROMIUM_ARGS, '--disable-features=WebRtcHideLocalIpsWithMdns'],
+  },
+};
+
+export const json = async <T>(url: string, init?: RequestInit): Promise<T> =>
+  (await fetch(url, init)).json() as Promise<T>;
+
+/** `node --import ./scripts/register.ts …args`, each line it writes kept in `logs` as `[name] line`. */
+export function spawnLogged(args: string[], logs: string[], name: string, env: Record<string, string> = {}) {
+  const child = spawn(NODE, ['--import', './scripts/register.ts', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
+  });
+  const keep = (d: Buffer) =>
+    logs.push(
+      ...String(d)
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => `[${name}] ${l}`),
+    );
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
+  return child;
+}
+
+/** The first stdout line of `child` starting with `prefix`, parsed as JSON; rejects if it exits first. */
+export function jsonLine<T>(child: ChildProcess, prefix: string, logs: string[]): Promise<T> {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      out += String(d);
+      const found = out.split('\n').find((l) => l.startsWith(prefix));
+      if (found) resolve(JSON.parse(found.slice(prefix.length)) as T);
+    });
+    child.once('exit', (code) =>
+      reject(new Error(`process exited with ${code} before "${prefix}":\n${logs.slice(-60).join('\n')}`)),
+    );
+  });
+}
+
+/** What tests/browser/swarm-server.ts prints on its READY line. */
+export interface SwarmServer {
+  coordinator: string;
+  app: string;
+  modelId: string;
+}
+
+/**
+ * tests/browser/swarm-server.ts (a coordinator serving the built app, a 2-stage model) and one `npm run worker`
+ * process whose peer id sorts after the tab's (`keys.tab`), both logged to `logs`. Each process goes into
+ * `children` as it is spawned, so the caller's `stopAll` stops it even when starting fails.
+ */
+export async function startSwarmAndWorker(dir: string, logs: string[], children: ChildProcess[]) {
+  const server = spawnLogged(['tests/browser/swarm-server.ts', '--db', join(dir, 'coordinator.db')], logs, 'server');
+  children.push(server);
+  const fx = await jsonLine<SwarmServer>(server, 'READY ', logs);
+  const keys = await tabAndWorkerKeys();
+  writeFileSync(join(dir, 'worker.key'), keys.worker, { mode: 0o600 });
+  const args = ['--coordinator', fx.coordinator, '--key', join(dir, 'worker.key'), '--tokens-per-second', '1000'];
+  children.push(spawnLogged(['src/cli/worker.ts', ...args], logs, 'worker'));
+  return { fx, keys };
+}
+
+/** Stops test processes, the last started first. */
+export async function stopAll(children: ChildProcess[]): Promise<void> {
+  for (const c of [...children].reverse()) await stopProcess(c);
+}
+
+/** Until the volunteer tab has trained `steps` steps, or failed. */
+export async function volunteerSteps(page: Page, steps: number, timeout: number): Promise<void> {
+  await page.waitForFunction(
+    (n) => (window.__tesseraVolunteer?.stepsDone ?? 0) >= n || window.__tesseraVolunteer?.status === 'error',
+    steps,
+    { timeout },
+  );
+}
+
+/** axe over the whole page: serious and critical violations fail, with what and where. */
+export async function scanAxe(page: Page, info: TestInfo, name: string): Promise<void> {
+  const result = await new AxeBuilder({ page })
+    .withTags(['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice'])
+    .analyze();
+  await info.attach(`axe-${name}.json`, {
+    body: JSON.stringify(result.violations, null, 2),
+    contentType: 'application/json',
+  });
+  const bad = result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+  expect(
+    bad.map(
+      (v) =>
+        `${v.id} (${v.impact}): ${v.help} — ${v.nodes
+          .slice(0, 3)
+          .map((n) => n.target.join(' '))
+          .join(' | ')}`,
+    ),
+    `axe on ${name}`,
+  ).toEqual([]);
 }

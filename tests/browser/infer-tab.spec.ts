@@ -1,10 +1,19 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect, test } from '@playwright/test';
-import { CHROMIUM_ARGS } from '../../playwright.config.ts';
-import { DESKTOP, stopProcess as stop, storeTabKey, tabAndWorkerKeys } from './helpers.ts';
+import {
+  DESKTOP,
+  REAL_HOST_CANDIDATES,
+  json,
+  jsonLine,
+  spawnLogged,
+  startSwarmAndWorker,
+  stopAll,
+  storeTabKey,
+  volunteerSteps,
+} from './helpers.ts';
 
 /**
  * A tab that holds a stage serves `/tessera/infer/1.0.0`: a coordinator (tests/browser/swarm-server.ts) and one
@@ -14,55 +23,11 @@ import { DESKTOP, stopProcess as stop, storeTabKey, tabAndWorkerKeys } from './h
  * greedy tokens through the tab and the worker over direct WebRTC.
  */
 
-// As in volunteer.spec.ts: real host candidates, so Node peers reach the tab over the machine's interface.
-test.use({
-  launchOptions: {
-    executablePath: '/usr/bin/chromium',
-    args: [...CHROMIUM_ARGS, '--disable-features=WebRtcHideLocalIpsWithMdns'],
-  },
-});
+// Real host candidates, so Node peers reach the tab over the machine's interface.
+test.use(REAL_HOST_CANDIDATES);
 test.setTimeout(240_000);
 
-const NODE = 'node_modules/.bin/node';
 const N = 6;
-
-interface Fixture {
-  coordinator: string;
-  app: string;
-  modelId: string;
-}
-
-function start(args: string[], logs: string[], name: string, env: Record<string, string> = {}): ChildProcess {
-  const child = spawn(NODE, ['--import', './scripts/register.ts', ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, ...env },
-  });
-  const keep = (d: Buffer) =>
-    logs.push(
-      ...String(d)
-        .split('\n')
-        .filter(Boolean)
-        .map((l) => `[${name}] ${l}`),
-    );
-  child.stdout!.on('data', keep);
-  child.stderr!.on('data', keep);
-  return child;
-}
-
-/** The first stdout line of `child` starting with `prefix`, parsed as JSON. */
-function line<T>(child: ChildProcess, prefix: string, logs: string[]): Promise<T> {
-  return new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (d: Buffer) => {
-      out += String(d);
-      const found = out.split('\n').find((l) => l.startsWith(prefix));
-      if (found) resolve(JSON.parse(found.slice(prefix.length)) as T);
-    });
-    child.once('exit', (code) =>
-      reject(new Error(`process exited with ${code} before "${prefix}":\n${logs.slice(-60).join('\n')}`)),
-    );
-  });
-}
 
 /** The requester, run by Node with our loader: dials both holders over WebRTC and generates through them. */
 const REQUESTER = `
@@ -86,8 +51,6 @@ await node.stop();
 process.exit(0);
 `;
 
-const json = async <T>(url: string): Promise<T> => (await fetch(url)).json() as Promise<T>;
-
 test('a tab holding a stage measures both runtimes and serves /tessera/infer/1.0.0 to a Node requester', async ({
   page,
 }) => {
@@ -95,26 +58,7 @@ test('a tab holding a stage measures both runtimes and serves /tessera/infer/1.0
   const logs: string[] = [];
   const children: ChildProcess[] = [];
   try {
-    const server = start(['tests/browser/swarm-server.ts', '--db', join(dir, 'coordinator.db')], logs, 'server');
-    children.push(server);
-    const fx = await line<Fixture>(server, 'READY ', logs);
-    const keys = await tabAndWorkerKeys();
-    writeFileSync(join(dir, 'worker.key'), keys.worker, { mode: 0o600 });
-    children.push(
-      start(
-        [
-          'src/cli/worker.ts',
-          '--coordinator',
-          fx.coordinator,
-          '--key',
-          join(dir, 'worker.key'),
-          '--tokens-per-second',
-          '1000',
-        ],
-        logs,
-        'worker',
-      ),
-    );
+    const { fx, keys } = await startSwarmAndWorker(dir, logs, children);
 
     await page.setViewportSize(DESKTOP);
     await page.goto(`${fx.app}/`);
@@ -125,11 +69,7 @@ test('a tab holding a stage measures both runtimes and serves /tessera/infer/1.0
 
     const activity = page.getByTestId('vol-log');
     // Serve once the pipeline is settled: the tab has trained a step in its epoch (between epochs it holds nothing).
-    await page.waitForFunction(
-      () => (window.__tesseraVolunteer?.stepsDone ?? 0) >= 1 || window.__tesseraVolunteer?.status === 'error',
-      null,
-      { timeout: 120_000 },
-    );
+    await volunteerSteps(page, 1, 120_000);
     expect((await page.evaluate(() => window.__tesseraVolunteer))?.error).toBeUndefined();
 
     // Who holds what, from the coordinator.
@@ -143,7 +83,7 @@ test('a tab holding a stage measures both runtimes and serves /tessera/infer/1.0
     expect(stages.map((s) => s.length)).toEqual([1, 1]);
     const { relay } = await json<{ relay: { multiaddrs: string[] } }>(`${fx.coordinator}/api/health`);
 
-    const requester = start(['--input-type=module', '-e', REQUESTER], logs, 'requester', {
+    const requester = spawnLogged(['--input-type=module', '-e', REQUESTER], logs, 'requester', {
       INFER_JOB: JSON.stringify({
         relay: relay.multiaddrs[0],
         stages,
@@ -154,7 +94,7 @@ test('a tab holding a stage measures both runtimes and serves /tessera/infer/1.0
       }),
     });
     children.push(requester);
-    const result = await line<{ tokens: number[]; finish: string; ms: number; hops: number }>(
+    const result = await jsonLine<{ tokens: number[]; finish: string; ms: number; hops: number }>(
       requester,
       'RESULT ',
       logs,
@@ -189,7 +129,7 @@ test('a tab holding a stage measures both runtimes and serves /tessera/infer/1.0
     // The tab logged no refused request.
     expect(await activity.innerText()).not.toContain('inference request from');
   } finally {
-    for (const c of children.reverse()) await stop(c);
+    await stopAll(children);
     rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -1,8 +1,7 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import AxeBuilder from '@axe-core/playwright';
 import { chromium, expect, test, type Page, type TestInfo } from '@playwright/test';
 import { CHROMIUM_ARGS } from '../../playwright.config.ts';
 import {
@@ -10,10 +9,16 @@ import {
   PHONE,
   expectNoHorizontalOverflow,
   injectAnvilWallet,
+  json,
+  jsonLine,
+  scanAxe,
   shoot,
+  spawnLogged,
+  startSwarmAndWorker,
+  stopAll,
   stopProcess,
   storeTabKey,
-  tabAndWorkerKeys,
+  volunteerSteps,
   watchConsole,
   watchRefusals,
 } from './helpers.ts';
@@ -39,47 +44,9 @@ const NO_GPU = {
 };
 test.use(NO_GPU);
 
-const NODE = 'node_modules/.bin/node';
-
 function startServer(args: string[], logs: string[]): { child: ChildProcess; ready: Promise<ResearchFixture> } {
-  const child = spawn(NODE, ['--import', './scripts/register.ts', 'tests/browser/researcher-server.ts', ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const keep = (d: Buffer) => logs.push(...String(d).split('\n').filter(Boolean));
-  child.stdout!.on('data', keep);
-  child.stderr!.on('data', keep);
-  const ready = new Promise<ResearchFixture>((resolve, reject) => {
-    child.stdout!.on('data', (d: Buffer) => {
-      const line = String(d)
-        .split('\n')
-        .find((l) => l.startsWith('READY '));
-      if (line) resolve(JSON.parse(line.slice('READY '.length)) as ResearchFixture);
-    });
-    child.once('exit', (code) => reject(new Error(`researcher-server exited with ${code}:\n${logs.join('\n')}`)));
-  });
-  return { child, ready };
-}
-
-/** axe over the whole page: serious and critical violations fail, with what and where. */
-async function scan(page: Page, info: TestInfo, name: string): Promise<void> {
-  const result = await new AxeBuilder({ page })
-    .withTags(['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice'])
-    .analyze();
-  await info.attach(`axe-${name}.json`, {
-    body: JSON.stringify(result.violations, null, 2),
-    contentType: 'application/json',
-  });
-  const bad = result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
-  expect(
-    bad.map(
-      (v) =>
-        `${v.id} (${v.impact}): ${v.help} — ${v.nodes
-          .slice(0, 3)
-          .map((n) => n.target.join(' '))
-          .join(' | ')}`,
-    ),
-    `axe on ${name}`,
-  ).toEqual([]);
+  const child = spawnLogged(['tests/browser/researcher-server.ts', ...args], logs, 'server');
+  return { child, ready: jsonLine<ResearchFixture>(child, 'READY ', logs) };
 }
 
 /** Every width: no overflow, the scan, a screenshot. */
@@ -91,12 +58,10 @@ async function checkViews(page: Page, info: TestInfo, name: string, ready: () =>
     await page.setViewportSize(size);
     await ready();
     await expectNoHorizontalOverflow(page);
-    await scan(page, info, `${name}-${label}`);
+    await scanAxe(page, info, `${name}-${label}`);
     await shoot(page, info, `${name}-${label}`);
   }
 }
-
-const json = async <T>(url: string, init?: RequestInit): Promise<T> => (await fetch(url, init)).json() as Promise<T>;
 
 test(
   'the Researcher page shows live training, the topology and proposes a model; Leaderboards and Volunteer ' +
@@ -389,20 +354,6 @@ test(
   },
 );
 
-function spawnLogged(args: string[], logs: string[], name: string): ChildProcess {
-  const child = spawn(NODE, ['--import', './scripts/register.ts', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const keep = (d: Buffer) =>
-    logs.push(
-      ...String(d)
-        .split('\n')
-        .filter(Boolean)
-        .map((l) => `[${name}] ${l}`),
-    );
-  child.stdout!.on('data', keep);
-  child.stderr!.on('data', keep);
-  return child;
-}
-
 test(
   'a volunteer tab asks for its chosen model, pauses itself while hidden and resumes when shown; the ' +
     'Researcher page shows it in the topology',
@@ -413,34 +364,9 @@ test(
     const page = await browser.newPage();
     const dir = mkdtempSync(join(tmpdir(), 'tessera-research-vol-'));
     const logs: string[] = [];
-    let server: ChildProcess | undefined;
-    let worker: ChildProcess | undefined;
+    const children: ChildProcess[] = [];
     try {
-      server = spawnLogged(['tests/browser/swarm-server.ts', '--db', join(dir, 'coordinator.db')], logs, 'server');
-      const fx = await new Promise<{ coordinator: string; app: string; modelId: string }>((resolve, reject) => {
-        server!.stdout!.on('data', (d: Buffer) => {
-          const line = String(d)
-            .split('\n')
-            .find((l) => l.startsWith('READY '));
-          if (line) resolve(JSON.parse(line.slice('READY '.length)));
-        });
-        server!.once('exit', (code) => reject(new Error(`swarm-server exited with ${code}:\n${logs.join('\n')}`)));
-      });
-      const keys = await tabAndWorkerKeys();
-      writeFileSync(join(dir, 'worker.key'), keys.worker, { mode: 0o600 });
-      worker = spawnLogged(
-        [
-          'src/cli/worker.ts',
-          '--coordinator',
-          fx.coordinator,
-          '--key',
-          join(dir, 'worker.key'),
-          '--tokens-per-second',
-          '1000',
-        ],
-        logs,
-        'worker',
-      );
+      const { fx, keys } = await startSwarmAndWorker(dir, logs, children);
 
       await page.setViewportSize(DESKTOP);
       const errors = watchConsole(page);
@@ -450,11 +376,7 @@ test(
       await page.getByTestId('vol-prefer').selectOption(fx.modelId);
       await page.getByTestId('vol-duty').fill('70');
       await page.getByRole('button', { name: 'Join the swarm' }).click();
-      await page.waitForFunction(
-        () => (window.__tesseraVolunteer?.stepsDone ?? 0) >= 1 || window.__tesseraVolunteer?.status === 'error',
-        null,
-        { timeout: 120_000 },
-      );
+      await volunteerSteps(page, 1, 120_000);
       const hook = (await page.evaluate(() => window.__tesseraVolunteer))!;
       expect(hook.error, logs.slice(-30).join('\n')).toBeUndefined();
       // This build's worker takes the GPU-use cap (the page says so when one cannot).
@@ -516,8 +438,7 @@ test(
       throw e;
     } finally {
       await browser.close();
-      await stopProcess(worker);
-      await stopProcess(server);
+      await stopAll(children);
       rmSync(dir, { recursive: true, force: true });
       if (test.info().status !== test.info().expectedStatus) console.log(logs.slice(-60).join('\n'));
     }

@@ -1,4 +1,3 @@
-import AxeBuilder from '@axe-core/playwright';
 import { expect, test, type Locator, type Page, type TestInfo } from '@playwright/test';
 import { getAddress, parseEther, parseUnits, type Address } from 'viem';
 import { CHROMIUM_ARGS } from '../../playwright.config.ts';
@@ -10,6 +9,7 @@ import {
   PHONE,
   expectNoHorizontalOverflow,
   injectAnvilWallet,
+  scanAxe,
   storeTabKey,
   watchConsole,
   watchRefusals,
@@ -106,28 +106,6 @@ async function shoot(page: Page, info: TestInfo, name: string): Promise<void> {
   const path = info.outputPath(`${name}.png`);
   await page.screenshot({ path, fullPage: true, animations: 'disabled' });
   await info.attach(name, { path, contentType: 'image/png' });
-}
-
-/** axe over the whole page: serious and critical violations fail, with what and where. */
-async function scan(page: Page, info: TestInfo, name: string): Promise<void> {
-  const result = await new AxeBuilder({ page })
-    .withTags(['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice'])
-    .analyze();
-  await info.attach(`axe-${name}.json`, {
-    body: JSON.stringify(result.violations, null, 2),
-    contentType: 'application/json',
-  });
-  const bad = result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
-  expect(
-    bad.map(
-      (v) =>
-        `${v.id} (${v.impact}): ${v.help} — ${v.nodes
-          .slice(0, 3)
-          .map((n) => n.target.join(' '))
-          .join(' | ')}`,
-    ),
-    `axe on ${name}`,
-  ).toEqual([]);
 }
 
 /** The number in a `.holder-amount` inside a holder field. */
@@ -412,7 +390,7 @@ test(
             ),
           )
           .toBe(true);
-        await scan(page, info, `${name}-${label}`);
+        await scanAxe(page, info, `${name}-${label}`);
         await shoot(page, info, `${name}-${label}`);
       }
       await page.setViewportSize(DESKTOP);

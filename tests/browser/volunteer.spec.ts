@@ -1,19 +1,21 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { privateKeyFromProtobuf } from '@libp2p/crypto/keys';
 import { peerIdFromPrivateKey } from '@libp2p/peer-id';
 import { expect, test } from '@playwright/test';
-import { CHROMIUM_ARGS } from '../../playwright.config.ts';
 import {
   DESKTOP,
   PHONE,
+  REAL_HOST_CANDIDATES,
   expectNoHorizontalOverflow,
+  json,
   shoot,
-  stopProcess as stop,
+  startSwarmAndWorker,
+  stopAll,
   storeTabKey,
-  tabAndWorkerKeys,
+  volunteerSteps,
   watchConsole,
 } from './helpers.ts';
 
@@ -23,76 +25,16 @@ import {
  * gets the other stage of a 2-stage model and trains it with the Node worker over direct WebRTC.
  */
 
-// Chromium hides host candidates behind mDNS names this machine cannot resolve, and never offers 127.0.0.1:
-// with real IPs the tab reaches the Node worker over the machine's non-loopback interface.
-test.use({
-  launchOptions: {
-    executablePath: '/usr/bin/chromium',
-    args: [...CHROMIUM_ARGS, '--disable-features=WebRtcHideLocalIpsWithMdns'],
-  },
-});
-
-const NODE = 'node_modules/.bin/node';
-
-interface Fixture {
-  coordinator: string;
-  app: string;
-  modelId: string;
-}
-
-function start(args: string[], logs: string[], name: string): ChildProcess {
-  const child = spawn(NODE, ['--import', './scripts/register.ts', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const keep = (d: Buffer) =>
-    logs.push(
-      ...String(d)
-        .split('\n')
-        .filter(Boolean)
-        .map((l) => `[${name}] ${l}`),
-    );
-  child.stdout!.on('data', keep);
-  child.stderr!.on('data', keep);
-  return child;
-}
-
-function ready(child: ChildProcess, logs: string[]): Promise<Fixture> {
-  return new Promise((resolve, reject) => {
-    child.stdout!.on('data', (d: Buffer) => {
-      const line = String(d)
-        .split('\n')
-        .find((l) => l.startsWith('READY '));
-      if (line) resolve(JSON.parse(line.slice('READY '.length)) as Fixture);
-    });
-    child.once('exit', (code) => reject(new Error(`swarm-server exited with ${code}:\n${logs.join('\n')}`)));
-  });
-}
-
-const json = async <T>(url: string): Promise<T> => (await fetch(url)).json() as Promise<T>;
+test.use(REAL_HOST_CANDIDATES);
 
 test('a tab joins the swarm with one click and trains a stage with a Node worker over WebRTC', async ({
   page,
 }, info) => {
   const dir = mkdtempSync(join(tmpdir(), 'tessera-volunteer-'));
   const logs: string[] = [];
-  let server: ChildProcess | undefined;
-  let worker: ChildProcess | undefined;
+  const children: ChildProcess[] = [];
   try {
-    server = start(['tests/browser/swarm-server.ts', '--db', join(dir, 'coordinator.db')], logs, 'server');
-    const fx = await ready(server, logs);
-    const keys = await tabAndWorkerKeys();
-    writeFileSync(join(dir, 'worker.key'), keys.worker, { mode: 0o600 });
-    worker = start(
-      [
-        'src/cli/worker.ts',
-        '--coordinator',
-        fx.coordinator,
-        '--key',
-        join(dir, 'worker.key'),
-        '--tokens-per-second',
-        '1000',
-      ],
-      logs,
-      'worker',
-    );
+    const { fx, keys } = await startSwarmAndWorker(dir, logs, children);
 
     await page.setViewportSize(DESKTOP);
     const errors = watchConsole(page);
@@ -113,11 +55,7 @@ test('a tab joins the swarm with one click and trains a stage with a Node worker
     await expect(page.getByTestId('vol-speed')).toContainText('fixed, modest estimate');
 
     // Two steps done by this tab (the first compiles the kernels on SwiftShader).
-    await page.waitForFunction(
-      () => (window.__tesseraVolunteer?.stepsDone ?? 0) >= 2 || window.__tesseraVolunteer?.status === 'error',
-      null,
-      { timeout: 90_000 },
-    );
+    await volunteerSteps(page, 2, 90_000);
     const hook = (await page.evaluate(() => window.__tesseraVolunteer))!;
     const tabLog = await page
       .getByTestId('vol-log')
@@ -198,8 +136,7 @@ test('a tab joins the swarm with one click and trains a stage with a Node worker
     await expect(page.getByRole('button', { name: 'Join again' })).toBeEnabled();
     expect(errors, logs.join('\n')).toEqual([]);
   } finally {
-    await stop(worker);
-    await stop(server);
+    await stopAll(children);
     rmSync(dir, { recursive: true, force: true });
   }
 });
