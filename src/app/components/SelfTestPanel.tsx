@@ -5,6 +5,7 @@ import { formatCount, formatErr, formatMs, formatTol, formatValue } from '../for
 import { explainOpError } from '../problems.ts';
 import { registeredOps, useAppStore, type SelfTestState } from '../store.ts';
 import { RichText } from './RichText.tsx';
+import { num, TableHead } from './TableHead.tsx';
 
 const COLUMNS = 5;
 
@@ -22,14 +23,7 @@ function Mismatches({ c }: { c: Comparison }) {
             {c.firstMismatches.length}:
           </summary>
           <table className="mismatches">
-            <thead>
-              <tr>
-                <th scope="col">index</th>
-                <th scope="col">GPU</th>
-                <th scope="col">reference</th>
-                <th scope="col">|err|</th>
-              </tr>
-            </thead>
+            <TableHead columns={['index', 'GPU', 'reference', '|err|']} />
             <tbody>
               {c.firstMismatches.map((m) => (
                 <tr key={m.index}>
@@ -219,21 +213,7 @@ export function SelfTestPanel() {
         <div className="table-wrap">
           <table className="results">
             <caption className="sr-only">Self-test results per kernel and check</caption>
-            <thead>
-              <tr>
-                <th scope="col">Check</th>
-                <th scope="col">Result</th>
-                <th scope="col" className="num">
-                  max |err|
-                </th>
-                <th scope="col" className="num tol">
-                  tolerance
-                </th>
-                <th scope="col" className="num time">
-                  time
-                </th>
-              </tr>
-            </thead>
+            <TableHead columns={['Check', 'Result', num('max |err|'), num('tolerance', 'tol'), num('time', 'time')]} />
             {ops.map((op) => (
               <OpRows key={op} op={op} report={byOp.get(op)} running={running && t.current === op} />
             ))}

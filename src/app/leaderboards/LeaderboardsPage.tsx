@@ -5,6 +5,7 @@ import { explainError } from '../errors.ts';
 import { queryClient } from '../query.ts';
 import { ModelPicker, useChosenModel } from '../models.tsx';
 import { ScrollTable } from '../components/ScrollTable.tsx';
+import { num, TableHead } from '../components/TableHead.tsx';
 
 export function LeaderboardsPage() {
   return (
@@ -88,27 +89,17 @@ function BoardTable({ rows, by, modelId }: { rows: LeaderboardRow[]; by: Leaderb
         <caption className="sr-only">
           {`${by === 'team' ? 'Teams' : 'Volunteers'} of ${modelId} by verified ` + `work`}
         </caption>
-        <thead>
-          <tr>
-            <th scope="col" className="num">
-              Rank
-            </th>
-            <th scope="col">{by === 'team' ? 'Team' : 'Volunteer'}</th>
-            {by === 'volunteer' && <th scope="col">Team</th>}
-            <th scope="col" className="num">
-              Verified
-            </th>
-            <th scope="col" className="num">
-              Pending
-            </th>
-            <th scope="col" className="num">
-              Recent average
-            </th>
-            <th scope="col" className="num">
-              Peers
-            </th>
-          </tr>
-        </thead>
+        <TableHead
+          columns={[
+            num('Rank'),
+            by === 'team' ? 'Team' : 'Volunteer',
+            by === 'volunteer' && 'Team',
+            num('Verified'),
+            num('Pending'),
+            num('Recent average'),
+            num('Peers'),
+          ]}
+        />
         <tbody>
           {rows.map((r) => (
             <tr key={r.id} data-id={r.id}>

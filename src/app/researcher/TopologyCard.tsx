@@ -24,6 +24,7 @@ import {
   type TopologyNode,
 } from './shape.ts';
 import { ScrollTable } from '../components/ScrollTable.tsx';
+import { num, TableHead } from '../components/TableHead.tsx';
 
 // Handles only anchor the edges: nobody draws new links here.
 const hidden = { opacity: 0, pointerEvents: 'none' as const };
@@ -139,20 +140,7 @@ export function TopologyCard({ topology }: { topology?: Topology }) {
       <ScrollTable label="Peers per stage">
         <table className="results" data-testid="topo-peers">
           <caption className="sr-only">Peers per stage</caption>
-          <thead>
-            <tr>
-              <th scope="col">Stage</th>
-              <th scope="col">Peer</th>
-              <th scope="col">Kind</th>
-              <th scope="col" className="num">
-                Replica
-              </th>
-              <th scope="col" className="num">
-                Speed
-              </th>
-              <th scope="col">Team</th>
-            </tr>
-          </thead>
+          <TableHead columns={['Stage', 'Peer', 'Kind', num('Replica'), num('Speed'), 'Team']} />
           <tbody>
             {topology.stages.flatMap((s) =>
               s.peers.length === 0
@@ -186,15 +174,7 @@ export function TopologyCard({ topology }: { topology?: Topology }) {
           <ScrollTable label="Measured links">
             <table className="results" data-testid="topo-links">
               <caption className="sr-only">Measured links between peers</caption>
-              <thead>
-                <tr>
-                  <th scope="col">Kind</th>
-                  <th scope="col">From → to</th>
-                  <th scope="col" className="num">
-                    Bandwidth · RTT
-                  </th>
-                </tr>
-              </thead>
+              <TableHead columns={['Kind', 'From → to', num('Bandwidth · RTT')]} />
               <tbody>
                 {topology.links.map((l) => (
                   <tr key={`${l.kind}:${l.from}:${l.to}`}>
@@ -218,21 +198,9 @@ export function TopologyCard({ topology }: { topology?: Topology }) {
         <ScrollTable label="Codec at each boundary">
           <table className="results" data-testid="topo-codec">
             <caption className="sr-only">Bytes per token over each stage boundary, measured and uncompressed</caption>
-            <thead>
-              <tr>
-                <th scope="col">Boundary</th>
-                <th scope="col">Codec</th>
-                <th scope="col" className="num">
-                  Measured bytes/token
-                </th>
-                <th scope="col" className="num">
-                  Raw float32
-                </th>
-                <th scope="col" className="num">
-                  Smaller by
-                </th>
-              </tr>
-            </thead>
+            <TableHead
+              columns={['Boundary', 'Codec', num('Measured bytes/token'), num('Raw float32'), num('Smaller by')]}
+            />
             <tbody>
               {codec.map((r) => (
                 <tr key={r.boundary}>

@@ -3,6 +3,7 @@ import { api } from '../coordinator-api.ts';
 import { formatCount, formatPercent, shortId } from '../format.ts';
 import { explainError } from '../errors.ts';
 import { ScrollTable } from '../components/ScrollTable.tsx';
+import { num, TableHead } from '../components/TableHead.tsx';
 
 /** Per settled epoch: work units receipted, the share a replica recomputed, mismatches found and who was caught. */
 export function VerificationCard({ modelId }: { modelId: string }) {
@@ -30,24 +31,9 @@ export function VerificationCard({ modelId }: { modelId: string }) {
           <ScrollTable label="Verification per epoch">
             <table className="results" data-testid="research-verification-table">
               <caption className="sr-only">Verification per epoch for {modelId}</caption>
-              <thead>
-                <tr>
-                  <th scope="col">Epoch</th>
-                  <th scope="col" className="num">
-                    Units
-                  </th>
-                  <th scope="col" className="num">
-                    Recomputed
-                  </th>
-                  <th scope="col" className="num">
-                    Share
-                  </th>
-                  <th scope="col" className="num">
-                    Mismatches
-                  </th>
-                  <th scope="col">Caught</th>
-                </tr>
-              </thead>
+              <TableHead
+                columns={['Epoch', num('Units'), num('Recomputed'), num('Share'), num('Mismatches'), 'Caught']}
+              />
               <tbody>
                 {[...q.data.epochs]
                   .sort((a, b) => b.epoch - a.epoch)

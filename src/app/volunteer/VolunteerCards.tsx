@@ -13,6 +13,7 @@ import { DUTY_MIN, holdReason, useVolunteerSettings } from './settings.ts';
 import { isActive, useVolunteerStore } from './store.ts';
 import { signTeamJoin } from './teams.ts';
 import { ScrollTable } from '../components/ScrollTable.tsx';
+import { num, TableHead } from '../components/TableHead.tsx';
 
 const MOST_NEEDED = '';
 
@@ -155,20 +156,7 @@ export function CreditsCard() {
           <ScrollTable label="Credit per model">
             <table className="results" data-testid="vol-credits-table">
               <caption className="sr-only">Credit of this peer per model</caption>
-              <thead>
-                <tr>
-                  <th scope="col">Model</th>
-                  <th scope="col" className="num">
-                    Verified
-                  </th>
-                  <th scope="col" className="num">
-                    Pending
-                  </th>
-                  <th scope="col" className="num">
-                    Recent average
-                  </th>
-                </tr>
-              </thead>
+              <TableHead columns={['Model', num('Verified'), num('Pending'), num('Recent average')]} />
               <tbody>
                 {q.data.models.map((m) => (
                   <tr key={m.modelId}>
@@ -310,17 +298,7 @@ export function TeamsCard() {
         <ScrollTable label="Teams">
           <table className="results" data-testid="vol-teams-table">
             <caption className="sr-only">Teams</caption>
-            <thead>
-              <tr>
-                <th scope="col">Team</th>
-                <th scope="col" className="num">
-                  Members
-                </th>
-                <th scope="col">
-                  <span className="sr-only">Action</span>
-                </th>
-              </tr>
-            </thead>
+            <TableHead columns={['Team', num('Members'), { label: 'Action', srOnly: true }]} />
             <tbody>
               {teams.data.map((t) => (
                 <tr key={t.id} data-team={t.id}>
