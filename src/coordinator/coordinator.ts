@@ -19,6 +19,7 @@ import { REFERENCE_FLOPS_PER_TOKEN } from './registry.ts';
 import { CoordinatorService, type RelayInfo } from './service.ts';
 import { Store } from './store.ts';
 import { consoleLogger, type Logger } from './types.ts';
+import { MAX_BODY_BYTES } from '../wire/index.ts';
 
 /** A running relay: its addresses go to peers; stop() is called when the coordinator stops. */
 export interface RelayHandle extends RelayInfo {
@@ -192,7 +193,7 @@ export class Coordinator {
       });
       const server = createServer(
         createApiHandler(service, {
-          maxBodyBytes: opts.maxBodyBytes ?? 64 * 1024,
+          maxBodyBytes: opts.maxBodyBytes ?? MAX_BODY_BYTES,
           log,
           corsOrigins: opts.corsOrigins ?? [],
           ledger,

@@ -18,7 +18,7 @@ import {
 } from '../ledger/receipt.ts';
 import { proofFor, shareTree } from '../ledger/shares.ts';
 import type { StageSpec } from '../model/stages.ts';
-import type { EpochDetail, EpochSummary } from '../wire/index.ts';
+import { type EpochDetail, type EpochSummary, MAX_RECEIPTS_PER_POST } from '../wire/index.ts';
 import { stageSpecs } from '../train/run-derived.ts';
 import { HttpError } from './errors.ts';
 import type { EpochRow, LedgerStore } from './ledger-store.ts';
@@ -41,7 +41,7 @@ export interface LedgerOptions {
 }
 
 /** Receipts per request. */
-export const MAX_RECEIPTS = 512;
+export const MAX_RECEIPTS = MAX_RECEIPTS_PER_POST;
 /** How far ahead of the last recorded step a receipt may be (the step in flight, its report not in yet). */
 const STEP_SLACK = 2;
 /** Longest validity of a binding signature. */

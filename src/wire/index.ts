@@ -41,5 +41,6 @@ export type {
   Verification,
   VerificationEpoch,
 } from './researcher.ts';
+export { MAX_BODY_BYTES, MAX_RECEIPTS_PER_POST } from './limits.ts';
 export { METRIC_KINDS } from './researcher.ts';
 export type { EpochDetail, EpochLeaf, EpochReceiptsPage, EpochStatus, EpochSummary } from './settlement.ts';
