@@ -74,7 +74,7 @@ describe('receipt reporter', () => {
     expect(bodies.map((b) => b.count).reduce((a, c) => a + c, 0)).toBe(700);
   });
 
-  it('sends 600 queued receipts in requests the coordinator accepts (256 in one request were refused 413)', async () => {
+  it('sends 600 queued receipts in requests the coordinator accepts (256 in one went over the limit)', async () => {
     const { f, got, sizes } = recordingFetch();
     const r = new ReceiptReporter({ key, peerId, coordinatorUrl: 'http://coordinator', fetch: f });
     for (let i = 0; i < 600; i++) r.add(unit(Math.floor(i / 8), i % 8), context);
