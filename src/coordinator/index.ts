@@ -10,7 +10,7 @@ export type {
   Placement,
 } from './assignment.ts';
 export { Membership, type JoinRequest, type MembershipOptions } from './membership.ts';
-export { REFERENCE_CONFIG, REFERENCE_FLOPS_PER_TOKEN, stagesOf, type StageInfo } from './registry.ts';
+export { REFERENCE_CONFIG, REFERENCE_FLOPS_PER_TOKEN } from './registry.ts';
 export { Store, SCHEMA_VERSION } from './store.ts';
 export * from './errors.ts';
 export * from './types.ts';

@@ -1,15 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { CODEC_NAMES, type CodecName } from '../compress/codecs.ts';
 import type { ModelConfig } from '../model/config.ts';
-import { stageCosts, type StageCost } from '../train/run-derived.ts';
+import { stageCosts } from '../train/run-derived.ts';
 import { MAX_STAGES, presetSpec, validateRunSpec, type RunSpec } from '../train/run-spec.ts';
 import type { AssignModel } from './assignment.ts';
 import { HttpError } from './errors.ts';
 import type { ModelRecord } from './types.ts';
 import { finite, integer, MODEL_ID, object, onlyKeys, string } from './validate.ts';
-
-/** A stage of a registered model and the training FLOPs one token costs it (forward + backward). */
-export type StageInfo = StageCost;
 
 /**
  * The workload a peer times to report `tokensPerSecond` (src/train/throughput.ts): training that model as one
@@ -17,13 +14,8 @@ export type StageInfo = StageCost;
  */
 export { REFERENCE_CONFIG, REFERENCE_FLOPS_PER_TOKEN } from '../train/throughput.ts';
 
-/** Stages of a model with their cost per token at full context. */
-export function stagesOf(model: Pick<ModelRecord, 'spec'>): StageInfo[] {
-  return stageCosts(model.spec);
-}
-
 export function toAssignModel(model: ModelRecord): AssignModel {
-  return { id: model.id, stageCosts: stagesOf(model).map((s) => s.flopsPerToken) };
+  return { id: model.id, stageCosts: stageCosts(model.spec).map((s) => s.flopsPerToken) };
 }
 
 /** The fields of the first registration API, before a body could carry a whole RunSpec. */

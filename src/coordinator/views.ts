@@ -1,9 +1,8 @@
 import type { Links } from './links.ts';
-import { stagesOf } from './registry.ts';
 import type { Store } from './store.ts';
 import type { TeamRef } from './teams.ts';
 import type { AssignmentRecord, ModelRecord, PeerRecord } from './types.ts';
-import { stageCount } from '../train/run-derived.ts';
+import { stageCosts, stageCount } from '../train/run-derived.ts';
 import type { Assignment, Bottleneck, ModelDetail, ModelSummary, StageView, Topology } from '../wire/index.ts';
 
 /**
@@ -17,7 +16,7 @@ export function stageViews(store: Store, model: ModelRecord, referenceFlopsPerTo
   const peers = new Map(store.listPeers('alive').map((p) => [p.peerId, p]));
   const byStage = new Map<number, AssignmentRecord[]>();
   for (const a of store.listAssignments(model.id)) byStage.set(a.stage, [...(byStage.get(a.stage) ?? []), a]);
-  return stagesOf(model).map((s) => {
+  return stageCosts(model.spec).map((s) => {
     const list = (byStage.get(s.index) ?? []).map((a) => {
       const p = peers.get(a.peerId);
       return {
@@ -93,7 +92,7 @@ export function modelDetail(store: Store, model: ModelRecord, referenceFlopsPerT
 export function assignmentView(store: Store, a: AssignmentRecord): Assignment {
   const model = store.getModel(a.modelId)!;
   const { spec } = model;
-  const stage = stagesOf(model)[a.stage];
+  const stage = stageCosts(model.spec)[a.stage];
   const pipeline = spec.layout.map((_, stage) => ({ stage, peers: [] as Array<{ peerId: string; replica: number }> }));
   for (const x of store.listAssignments(model.id))
     pipeline[x.stage]?.peers.push({ peerId: x.peerId, replica: x.replica });

@@ -105,12 +105,6 @@ export function boundaryOf(kind: FrameKind, s: number): number {
   return FRAME_KIND_SPECS[kind].from === 'next stage' ? s : s - 1;
 }
 
-/** The codec name a frame of `kind` must carry, given its boundary's codec name for tensors. */
-export function codecOf(kind: FrameKind, boundaryCodec: string): string {
-  const body = FRAME_KIND_SPECS[kind].body;
-  return body === 'tensor' ? boundaryCodec : body === 'f32 list' ? 'none' : 'f64';
-}
-
 /**
  * Whether a frame of `kind` may hold no values (shape [1, 0]): a list of at most a step's micro-batches may be empty.
  */
