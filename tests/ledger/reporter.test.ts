@@ -36,14 +36,16 @@ const unit = (step: number, micro: number): WorkDone => ({
   outputHash: hash(step * 1000 + micro + 1),
 });
 
-/** A stand-in coordinator endpoint: refuses bodies over the real limit as the server does, records the rest. */
-function recordingFetch(opts: { failAfter?: number } = {}) {
+/**
+ * A stand-in coordinator endpoint: refuses bodies over the real limit as the server does, records the rest;
+ * `reachable: false` makes it fail as an unreachable host does (after `reachableCalls` answered requests).
+ */
+function recordingFetch(opts: { reachableCalls?: number } = {}) {
   const got: SignedReceipt[] = [];
   const sizes: number[] = [];
-  let calls = 0;
+  const link = { calls: 0, reachableCalls: opts.reachableCalls ?? Infinity };
   const f = (async (_url: string, init: { body: string }) => {
-    calls++;
-    if (opts.failAfter !== undefined && calls > opts.failAfter) throw new TypeError('fetch failed');
+    if (++link.calls > link.reachableCalls) throw new TypeError('fetch failed');
     const size = new TextEncoder().encode(init.body).byteLength;
     sizes.push(size);
     if (size > MAX_BODY_BYTES) return new Response(JSON.stringify({ error: 'too large' }), { status: 413 });
@@ -51,7 +53,7 @@ function recordingFetch(opts: { failAfter?: number } = {}) {
     got.push(...receipts);
     return new Response(JSON.stringify({ accepted: receipts.length, rejected: [] }), { status: 200 });
   }) as unknown as typeof fetch;
-  return { f, got, sizes };
+  return { f, got, sizes, link };
 }
 
 describe('receipt reporter', () => {
@@ -87,17 +89,16 @@ describe('receipt reporter', () => {
   });
 
   it('keeps what an unreachable coordinator did not answer, and sends each receipt once when it is back', async () => {
-    const down = recordingFetch({ failAfter: 1 });
-    const r = new ReceiptReporter({ key, peerId, coordinatorUrl: 'http://coordinator', fetch: down.f });
+    const endpoint = recordingFetch({ reachableCalls: 1 });
+    const r = new ReceiptReporter({ key, peerId, coordinatorUrl: 'http://coordinator', fetch: endpoint.f });
     for (let i = 0; i < 400; i++) r.add(unit(i, 0), context);
     await r.flush();
-    const first = down.got.length;
+    const first = endpoint.got.length;
     expect(first).toBeGreaterThan(0);
     expect(first).toBeLessThan(400);
-    const up = recordingFetch();
-    (r as unknown as { o: { fetch: typeof fetch } }).o.fetch = up.f;
+    endpoint.link.reachableCalls = Infinity; // back up
     await r.flush();
-    const steps = [...down.got, ...up.got].map((x) => x.step);
+    const steps = endpoint.got.map((x) => x.step);
     expect(steps).toEqual(Array.from({ length: 400 }, (_, i) => i));
     expect(r.stats.accepted).toBe(400);
   });
