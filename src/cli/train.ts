@@ -187,6 +187,7 @@ function trainOptionsFromCli(c: TrainCli, software: boolean): Options {
     },
     data: d.data,
     seed,
+    snapshotEvery: d.snapshotEvery,
     // A local run sells nothing.
     pricePer1kTokens: 0,
   };

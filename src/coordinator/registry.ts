@@ -44,6 +44,7 @@ export function specFromFlat(f: FlatModelFields): RunSpec {
     data: preset.data,
     seed: f.config.seed ?? 1,
     pricePer1kTokens: f.pricePer1kTokens,
+    snapshotEvery: preset.snapshotEvery,
   };
 }
 

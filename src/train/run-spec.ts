@@ -53,7 +53,15 @@ export interface RunSpec {
   seed: number;
   /** What inference costs a requester, in ETH per 1,000 tokens. */
   pricePer1kTokens: number;
+  /**
+   * Every stage holder writes its stage to durable storage after each step that is a multiple of this (the same
+   * steps on every stage, so they form consistent resume points: src/net/snapshots.ts).
+   */
+  snapshotEvery: number;
 }
+
+/** snapshotEvery of a stored spec written before the field existed. */
+export const DEFAULT_SNAPSHOT_EVERY = 10;
 
 /** A RunSpec field that is missing, of the wrong type or out of range; the message names the field. */
 export class RunSpecError extends ArgumentError {}
@@ -148,7 +156,18 @@ function parseData(v: unknown, path: string): DataSpec {
   return { corpus: o.corpus as DataSpec['corpus'] };
 }
 
-const SPEC_FIELDS = ['model', 'layout', 'codec', 'microBatches', 'batch', 'optim', 'data', 'seed', 'pricePer1kTokens'];
+const SPEC_FIELDS = [
+  'model',
+  'layout',
+  'codec',
+  'microBatches',
+  'batch',
+  'optim',
+  'data',
+  'seed',
+  'pricePer1kTokens',
+  'snapshotEvery',
+];
 
 /**
  * Checks untrusted JSON (a request body, a stored row, a preset) and returns a fresh RunSpec holding only its
@@ -172,6 +191,7 @@ export function validateRunSpec(
     data: parseData(o.data, `${p}data`),
     seed: int(o.seed, `${p}seed`, 0, 2 ** 32 - 1),
     pricePer1kTokens: num(o.pricePer1kTokens, `${p}pricePer1kTokens`, 0),
+    snapshotEvery: int(o.snapshotEvery ?? DEFAULT_SNAPSHOT_EVERY, `${p}snapshotEvery`, 1, 1e6),
   };
 }
 
