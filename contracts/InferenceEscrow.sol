@@ -20,6 +20,9 @@ contract InferenceEscrow is ReentrancyGuard {
     mapping(address => uint256) public balanceOf;
     mapping(address => uint256) public pendingWithdrawal;
     mapping(address => uint64) public unlockAt;
+    /// Usage identifiers already charged: the settlement key may resend a charge it cannot tell was mined (a crash
+    /// between the transaction and its record), and the payer must still pay once.
+    mapping(bytes32 => bool) public charged;
 
     event Deposited(address indexed payer, uint256 amount);
     event Charged(address indexed payer, address indexed vault, uint256 amount, bytes32 usage);
@@ -31,6 +34,7 @@ contract InferenceEscrow is ReentrancyGuard {
     error NothingToWithdraw();
     error StillLocked(uint64 unlockAt);
     error ZeroAddress();
+    error AlreadyCharged(bytes32 usage);
 
     constructor(address settler_, uint64 withdrawDelay_) {
         if (settler_ == address(0)) revert ZeroAddress();
@@ -43,13 +47,16 @@ contract InferenceEscrow is ReentrancyGuard {
         emit Deposited(msg.sender, msg.value);
     }
 
-    /// @notice Moves `amount` of `payer`'s balance into `vault` as revenue; `usage` names the metered requests.
+    /// @notice Moves `amount` of `payer`'s balance into `vault` as revenue; `usage` names the metered requests and
+    /// is charged at most once (a second charge with it reverts AlreadyCharged, whatever its payer or amount).
     function charge(address payer, address vault, uint256 amount, bytes32 usage) external nonReentrant {
         if (msg.sender != settler) revert NotSettler();
         if (vault == address(0)) revert ZeroAddress();
+        if (charged[usage]) revert AlreadyCharged(usage);
         uint256 balance = balanceOf[payer];
         if (balance < amount) revert InsufficientBalance(balance, amount);
         balanceOf[payer] = balance - amount;
+        charged[usage] = true;
         emit Charged(payer, vault, amount, usage);
         IRevenueVault(vault).depositEth{value: amount}();
     }

@@ -1,6 +1,6 @@
 /** Node only: spawns a local anvil chain (the binary from @foundry-rs/anvil) for dev, CLIs and tests. */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync, renameSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type { Hex } from 'viem';
@@ -19,8 +19,52 @@ export const ANVIL_KEYS: readonly Hex[] = [
   '0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6',
 ];
 
-export type AnvilOptions = { port?: number; statePath?: string; chainId?: number; blockTime?: number };
-export type Anvil = { rpcUrl: string; chainId: number; stop(): Promise<void> };
+export type AnvilOptions = {
+  port?: number;
+  /** Loaded on start when it exists, dumped on a clean stop (SIGTERM/SIGINT) and every `dumpEverySeconds`. */
+  statePath?: string;
+  chainId?: number;
+  blockTime?: number;
+  /** Also dump the state this often, so a node killed outright (SIGKILL, power loss) loses at most that much. */
+  dumpEverySeconds?: number;
+  /** Where notes go (a torn state file restored from its last good copy). */
+  log?: (message: string) => void;
+};
+export type Anvil = {
+  rpcUrl: string;
+  chainId: number;
+  /** The node's process id (a chaos test SIGKILLs it). */
+  pid: number;
+  /** SIGTERM (anvil dumps its state), SIGKILL only after `graceMs` (default 10 s) without an exit. */
+  stop(graceMs?: number): Promise<void>;
+};
+
+/** The copy of the state file kept from the last start whose state parsed: what a torn dump falls back to. */
+export const lastGoodState = (statePath: string) => `${statePath}.last-good`;
+
+/**
+ * A dump cut short (the node killed while writing) leaves a file that does not parse, and anvil refuses to
+ * start from it: fall back to the copy kept at the last start, and say so (the chain loses what came after it;
+ * the coordinator's reconcile re-sends what the chain lost). A good file is copied as the new fallback.
+ */
+function checkState(statePath: string, log: (m: string) => void): void {
+  if (!existsSync(statePath)) return;
+  const good = lastGoodState(statePath);
+  try {
+    JSON.parse(readFileSync(statePath, 'utf8'));
+    copyFileSync(statePath, `${good}.tmp`);
+    renameSync(`${good}.tmp`, good);
+  } catch (e) {
+    if (!existsSync(good))
+      throw new Error(
+        `anvil state ${statePath} is unreadable (${(e as Error).message.slice(0, 200)}) and there is no ${good} to ` +
+          'fall back to: restore the file or remove it (and the deployment that refers to it) to start a fresh chain',
+      );
+    renameSync(statePath, `${statePath}.torn`);
+    copyFileSync(good, statePath);
+    log(`anvil state ${statePath} was torn (kept as ${statePath}.torn): restored the last good copy ${good}`);
+  }
+}
 
 /** Path of the platform's anvil binary; throws a clear error when the optional package is not installed. */
 export function anvilBinary(): string {
@@ -42,11 +86,16 @@ export function anvilBinary(): string {
 export async function startAnvil(opts: AnvilOptions = {}): Promise<Anvil> {
   const chainId = opts.chainId ?? 31337;
   const args = ['--host', '127.0.0.1', '--port', String(opts.port ?? 0), '--chain-id', String(chainId)];
-  if (opts.statePath) args.push('--state', opts.statePath);
+  if (opts.statePath) {
+    checkState(opts.statePath, opts.log ?? ((m) => console.warn(`[anvil] ${m}`)));
+    args.push('--state', opts.statePath);
+    if (opts.dumpEverySeconds !== undefined) args.push('--state-interval', String(opts.dumpEverySeconds));
+  }
   if (opts.blockTime !== undefined) args.push('--block-time', String(opts.blockTime));
   const child = spawn(anvilBinary(), args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  // A parent that exits without stop() (an uncaught error, process.exit) must not leave the node running.
-  const orphanGuard = () => child.kill('SIGKILL');
+  // A parent that exits without stop() (an uncaught error, process.exit) must not leave the node running; SIGTERM,
+  // not SIGKILL, so the node still dumps its state on its way out.
+  const orphanGuard = () => child.kill('SIGTERM');
   process.once('exit', orphanGuard);
   const exited = new Promise<void>((res) =>
     child.once('exit', () => {
@@ -80,7 +129,7 @@ export async function startAnvil(opts: AnvilOptions = {}): Promise<Anvil> {
     await stopChild(child, exited);
     throw e;
   }
-  return { rpcUrl, chainId, stop: () => stopChild(child, exited) };
+  return { rpcUrl, chainId, pid: child.pid!, stop: (graceMs?: number) => stopChild(child, exited, graceMs) };
 }
 
 async function waitForChain(rpcUrl: string, chainId: number): Promise<void> {
@@ -104,11 +153,11 @@ async function waitForChain(rpcUrl: string, chainId: number): Promise<void> {
   }
 }
 
-/** SIGTERM lets anvil dump --state; SIGKILL if it has not exited after 5 s. */
-async function stopChild(child: ChildProcess, exited: Promise<void>): Promise<void> {
+/** SIGTERM lets anvil dump --state; SIGKILL if it has not exited after `graceMs`. */
+async function stopChild(child: ChildProcess, exited: Promise<void>, graceMs = 10_000): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
   await exited;
   clearTimeout(timer);
 }

@@ -171,6 +171,26 @@ export async function readRoot(c: ChainClients, model: ModelAddresses, epoch: bi
   return { root, postedAt: BigInt(postedAt), revoked, claimableAt: BigInt(postedAt) + BigInt(delay), claimable };
 }
 
+/**
+ * The transaction that posted `epoch`'s root (from the RootPosted log; null when none is found), for a database
+ * that learns from the chain that a root it sent was mined. `fromBlock`: where to start the scan.
+ */
+export async function findRootTx(
+  c: ChainClients,
+  model: ModelAddresses,
+  epoch: bigint,
+  fromBlock = 0n,
+): Promise<Hex | null> {
+  const logs = await c.publicClient.getContractEvents({
+    address: model.distributor,
+    abi: EpochDistributorAbi,
+    eventName: 'RootPosted',
+    args: { epoch },
+    fromBlock,
+  });
+  return logs.at(-1)?.transactionHash ?? null;
+}
+
 export function latestEpochOf(c: ChainClients, model: ModelAddresses): Promise<bigint> {
   return c.publicClient.readContract({
     address: model.distributor,
@@ -300,6 +320,28 @@ export function escrowCharge(
     functionName: 'charge',
     args: [payer, vault, amount, usage],
   });
+}
+
+/** Whether the escrow has charged the usage identifier (it charges each one at most once). */
+export function escrowCharged(c: ChainClients, escrow: Address, usage: Hex): Promise<boolean> {
+  return c.publicClient.readContract({
+    address: escrow,
+    abi: InferenceEscrowAbi,
+    functionName: 'charged',
+    args: [usage],
+  });
+}
+
+/** The transaction that charged `usage` (from the Charged log; null when none is found). */
+export async function findChargeTx(c: ChainClients, escrow: Address, payer: Address, usage: Hex, fromBlock = 0n) {
+  const logs = await c.publicClient.getContractEvents({
+    address: escrow,
+    abi: InferenceEscrowAbi,
+    eventName: 'Charged',
+    args: { payer },
+    fromBlock,
+  });
+  return logs.find((l) => l.args.usage === usage)?.transactionHash ?? null;
 }
 
 export function escrowRequestWithdrawal(c: ChainClients, escrow: Address, amount: bigint): Promise<TransactionReceipt> {

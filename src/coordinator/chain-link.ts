@@ -3,12 +3,24 @@
  * settlement key that posts roots, and, where this coordinator also owns the registry (a local chain), the
  * key that registers new models on chain. Any EVM JSON-RPC endpoint works: nothing here is anvil-specific.
  */
-import type { Hex } from 'viem';
-import { chainClients, escrowAccount, escrowCharge, postRoot, readRoot, type ChainClients } from '../chain/client.ts';
+import { TransactionReceiptNotFoundError, type Hex } from 'viem';
+import {
+  chainClients,
+  escrowAccount,
+  escrowCharge,
+  escrowCharged,
+  findChargeTx,
+  findRootTx,
+  latestEpochOf,
+  postRoot,
+  readRoot,
+  type ChainClients,
+} from '../chain/client.ts';
 import { registerModelOnChain, writeDeployment } from '../chain/deploy.ts';
 import type { Deployment } from '../chain/deployment.ts';
 import type { ChainInfo } from './ledger.ts';
-import type { RootPoster } from './settlement.ts';
+import type { UsageCharger } from './payments.ts';
+import type { RootOnChain, RootPoster } from './settlement.ts';
 import type { Logger } from './types.ts';
 
 export interface ChainLinkOptions {
@@ -22,7 +34,7 @@ export interface ChainLinkOptions {
   log: Logger;
 }
 
-export class ChainLink implements RootPoster {
+export class ChainLink implements RootPoster, UsageCharger {
   private readonly o: ChainLinkOptions;
   private registering = new Map<string, Promise<void>>();
   /** Clients made once: the escrow is read on every paid request. */
@@ -103,5 +115,40 @@ export class ChainLink implements RootPoster {
     const receipt = await postRoot(this.settler, m, BigInt(epoch), root);
     const info = await readRoot(this.settler, m, BigInt(epoch));
     return { txHash: receipt.transactionHash, claimableAt: Number(info.claimableAt) };
+  }
+
+  async rootOnChain(modelId: string, epoch: number): Promise<RootOnChain | null> {
+    const m = this.o.deployment.models[modelId];
+    if (!m) return null;
+    const [info, latest] = await Promise.all([readRoot(this.reader, m, BigInt(epoch)), latestEpochOf(this.reader, m)]);
+    const posted = info.postedAt > 0n;
+    return {
+      root: posted ? info.root : null,
+      latestEpoch: Number(latest),
+      txHash: posted ? await findRootTx(this.reader, m, BigInt(epoch), this.fromBlock()) : null,
+      claimableAt: Number(info.claimableAt),
+    };
+  }
+
+  /** Whether the escrow charged the usage identifier, and in which transaction when its log is found. */
+  async usageCharged(payer: `0x${string}`, usage: `0x${string}`): Promise<{ charged: boolean; txHash: string | null }> {
+    const { escrow } = this.o.deployment;
+    if (!escrow) throw new Error('this deployment has no inference escrow');
+    if (!(await escrowCharged(this.reader, escrow, usage))) return { charged: false, txHash: null };
+    return { charged: true, txHash: await findChargeTx(this.reader, escrow, payer, usage, this.fromBlock()) };
+  }
+
+  async txKnown(txHash: string): Promise<boolean> {
+    try {
+      await this.reader.publicClient.getTransactionReceipt({ hash: txHash as Hex });
+      return true;
+    } catch (e) {
+      if (e instanceof TransactionReceiptNotFoundError) return false;
+      throw e;
+    }
+  }
+
+  private fromBlock(): bigint {
+    return BigInt(this.o.deployment.deployBlock ?? 0);
   }
 }

@@ -158,6 +158,11 @@ export class Coordinator {
           .catch((e) => log('error', `registering ${m.id} on chain: ${(e as Error).message}`));
       for (const m of store.listModels()) service.onModelRegistered(m);
       const payments = new Payments({ store, chain, log, now });
+      // The database against the chain before any timer sends: queued ahead of settling and charging, logged.
+      if (chain) {
+        void settlement.reconcile();
+        void payments.reconcile();
+      }
       let self: Coordinator | undefined;
       const openai = new OpenAiApi({
         store,
@@ -260,6 +265,7 @@ export class Coordinator {
     await this.settlement.idle();
     await this.validation?.idle();
     if (this.chargeTimer) clearInterval(this.chargeTimer);
+    await this.payments.idle();
     await new Promise<void>((resolve) => {
       this.server.close(() => resolve());
       this.server.closeAllConnections();

@@ -101,6 +101,20 @@ export class LedgerStore {
   }
 
   /**
+   * True when this very receipt (same unit, same peer, same signature: Ed25519 signs deterministically) is stored:
+   * a retry whose first answer was lost.
+   */
+  isStored(r: SignedReceipt): boolean {
+    const row = this.db
+      .prepare(
+        `SELECT signature FROM receipts WHERE model_id = ? AND round = ? AND stage = ? AND step = ? AND micro = ?
+          AND kind = ? AND peer_id = ?`,
+      )
+      .get(r.model, r.round, r.stage, r.step, r.micro, r.kind, r.peerId) as Row | undefined;
+    return row !== undefined && String(row.signature) === r.signature;
+  }
+
+  /**
    * Inserts a receipt; returns 'duplicate' when this peer's receipt, or another's train receipt, for the unit exists.
    */
   insertReceipt(r: SignedReceipt, at: number): 'ok' | 'duplicate' {
@@ -216,6 +230,28 @@ export class LedgerStore {
           'AND epoch = ?',
       )
       .run(txHash, postedAt, claimableAt, modelId, epoch);
+  }
+
+  /** Marks the root as being sent (before the transaction): reconcile() reads the chain for such epochs. */
+  markPostPending(modelId: string, epoch: number, at: number): void {
+    this.db.prepare('UPDATE epochs SET post_pending_at = ? WHERE model_id = ? AND epoch = ?').run(at, modelId, epoch);
+  }
+
+  /** Forgets a recorded post whose transaction the chain lost, so the root is posted again (`why` is shown). */
+  unmarkPosted(modelId: string, epoch: number, why: string): void {
+    this.db
+      .prepare(
+        'UPDATE epochs SET tx_hash = NULL, posted_at = NULL, claimable_at = NULL, chain_error = ? WHERE model_id = ? ' +
+          'AND epoch = ?',
+      )
+      .run(why.slice(0, 500), modelId, epoch);
+  }
+
+  /** Epochs whose root the database records as on chain. */
+  posted(): EpochRow[] {
+    return (
+      this.db.prepare('SELECT * FROM epochs WHERE tx_hash IS NOT NULL ORDER BY model_id, epoch').all() as Row[]
+    ).map(toEpoch);
   }
 
   markChainError(modelId: string, epoch: number, error: string): void {

@@ -5,9 +5,14 @@
  * and on success records its actual tokens; a failed request releases its hold and costs nothing. Metered usage
  * is charged on chain per (requester, model) into the model's revenue vault, where each share holder's
  * withdrawable amount rises by its pro-rata part.
+ *
+ * Exactly once: uncharged usage is first grouped into a batch (one per requester and model) whose identifier,
+ * a hash of its request ids, is written to the rows before anything is sent; the escrow charges an identifier at
+ * most once (AlreadyCharged). Before every send the chain is read: a batch the escrow already charged (mined,
+ * then a crash before the rows were marked) is marked, never sent again. On start `reconcile()` does the same for
+ * every batch in flight and requeues charges whose transaction the chain does not know.
  */
 import { keccak256, toHex, type Address } from 'viem';
-import type { ChainLink } from './chain-link.ts';
 import { HttpError } from './errors.ts';
 import type { Store } from './store.ts';
 import type { Logger, ModelRecord } from './types.ts';
@@ -38,14 +43,34 @@ export interface UsageRecord {
   cost: bigint;
 }
 
+/** What payments need of a chain (ChainLink): the escrow's balance, charges, and whether a batch was charged. */
+export interface UsageCharger {
+  escrowAvailable(payer: Address): Promise<bigint>;
+  charge(payer: Address, modelId: string, amount: bigint, usage: `0x${string}`): Promise<string>;
+  usageCharged(payer: Address, usage: `0x${string}`): Promise<{ charged: boolean; txHash: string | null }>;
+  txKnown(txHash: string): Promise<boolean>;
+}
+
+/** What reconcile() found and did. */
+export interface ChargeReconciliation {
+  /** Batches the escrow had charged but the database had not marked (mined, then a crash): now marked. */
+  recorded: number;
+  /** Charges whose transaction the chain does not know: unmarked, charged again under the same identifier. */
+  requeued: number;
+  /** Batches still to charge. */
+  pending: number;
+}
+
 export class Payments {
   private readonly store: Store;
-  private readonly chain: ChainLink | null;
+  private readonly chain: UsageCharger | null;
   private readonly log: Logger;
   private readonly now: () => number;
   private readonly held = new Map<Address, bigint>();
+  /** Charging and reconciling run one at a time (the timer and a caller must not send the same batch twice). */
+  private charging: Promise<unknown> = Promise.resolve();
 
-  constructor(o: { store: Store; chain: ChainLink | null; log: Logger; now: () => number }) {
+  constructor(o: { store: Store; chain: UsageCharger | null; log: Logger; now: () => number }) {
     this.store = o.store;
     this.chain = o.chain;
     this.log = o.log;
@@ -145,40 +170,143 @@ export class Payments {
     }));
   }
 
+  /** Resolves when the charge or reconcile in progress (if any) is done. */
+  idle(): Promise<unknown> {
+    return this.charging;
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.charging.then(fn);
+    this.charging = run.catch(() => {});
+    return run;
+  }
+
   /**
-   * Charges every uncharged usage on chain, one transaction per (requester, model); rows are marked with the
-   * transaction only after it succeeded, so a failure is retried next time and nothing is charged twice.
+   * Charges every uncharged usage on chain, one transaction per batch (requester, model). Rows get their batch
+   * before the send and their transaction after it is mined; a failure is retried next time under the same
+   * identifier, and the escrow refuses an identifier twice, so nothing is charged twice. Returns the rows marked.
    */
-  async chargeUsage(): Promise<number> {
-    if (!this.chain) return 0;
-    const groups = this.db
+  chargeUsage(): Promise<number> {
+    return this.serial(() => this.chargeNow());
+  }
+
+  /** Groups uncharged rows without a batch into batches, one per (payer, model); committed before any send. */
+  private batchNew(): void {
+    this.store.transaction(() => {
+      const groups = this.db
+        .prepare(
+          'SELECT payer, model_id, GROUP_CONCAT(id) AS ids, GROUP_CONCAT(request_id) AS rids FROM usage WHERE ' +
+            'charge_tx IS NULL AND charge_batch IS NULL GROUP BY payer, model_id',
+        )
+        .all() as Row[];
+      const set = this.db.prepare('UPDATE usage SET charge_batch = ? WHERE id = ?');
+      for (const g of groups) {
+        // Request ids are random (openai.ts): the identifier is unique across databases sharing one escrow.
+        const batch = keccak256(toHex(`tessera-usage:${g.model_id}:${String(g.rids)}`));
+        for (const id of String(g.ids).split(',')) set.run(batch, Number(id));
+      }
+    });
+  }
+
+  /** Batches sent or to send and not marked yet, oldest first. */
+  private pendingBatches(): Array<{ batch: `0x${string}`; payer: Address; modelId: string; total: bigint; n: number }> {
+    const rows = this.db
       .prepare(
-        'SELECT payer, model_id, GROUP_CONCAT(id) AS ids, GROUP_CONCAT(cost_wei) AS costs FROM usage WHERE ' +
-          'charge_tx IS NULL GROUP BY payer, model_id',
+        'SELECT charge_batch, payer, model_id, GROUP_CONCAT(cost_wei) AS costs, COUNT(*) AS n, MIN(id) AS first ' +
+          'FROM usage WHERE charge_tx IS NULL AND charge_batch IS NOT NULL GROUP BY charge_batch ORDER BY first',
       )
       .all() as Row[];
-    let charged = 0;
-    for (const g of groups) {
-      const ids = String(g.ids).split(',').map(Number);
-      const total = String(g.costs)
+    return rows.map((r) => ({
+      batch: String(r.charge_batch) as `0x${string}`,
+      payer: String(r.payer) as Address,
+      modelId: String(r.model_id),
+      total: String(r.costs)
         .split(',')
-        .reduce((a, c) => a + BigInt(c), 0n);
-      const payer = String(g.payer) as Address;
-      const modelId = String(g.model_id);
+        .reduce((a, c) => a + BigInt(c), 0n),
+      n: Number(r.n),
+    }));
+  }
+
+  private mark(batch: string, tx: string): number {
+    return Number(
+      this.db
+        .prepare('UPDATE usage SET charge_tx = ?, charged_at = ? WHERE charge_batch = ? AND charge_tx IS NULL')
+        .run(tx, this.now(), batch).changes,
+    );
+  }
+
+  private async chargeNow(): Promise<number> {
+    const chain = this.chain;
+    if (!chain) return 0;
+    this.batchNew();
+    let charged = 0;
+    for (const b of this.pendingBatches()) {
       try {
-        const tag = keccak256(toHex(`${modelId}:${ids.join(',')}`));
-        const tx = total > 0n ? await this.chain.charge(payer, modelId, total, tag) : 'free';
-        const mark = this.db.prepare('UPDATE usage SET charge_tx = ?, charged_at = ? WHERE id = ?');
-        this.store.transaction(() => ids.forEach((id) => mark.run(tx, this.now(), id)));
-        charged += ids.length;
-        this.log('info', `charged ${total} wei of ${payer} for ${ids.length} request(s) to ${modelId} (${tx})`);
+        if (b.total === 0n) {
+          charged += this.mark(b.batch, 'free');
+          continue;
+        }
+        const seen = await chain.usageCharged(b.payer, b.batch);
+        if (seen.charged) {
+          charged += this.mark(b.batch, seen.txHash ?? 'on-chain');
+          this.log(
+            'info',
+            `usage batch ${b.batch} of ${b.payer} was already charged on chain (${seen.txHash}): marked, not resent`,
+          );
+          continue;
+        }
+        const tx = await chain.charge(b.payer, b.modelId, b.total, b.batch);
+        charged += this.mark(b.batch, tx);
+        this.log('info', `charged ${b.total} wei of ${b.payer} for ${b.n} request(s) to ${b.modelId} (${tx})`);
       } catch (e) {
         this.log(
           'error',
-          `charging ${payer} for ${modelId} failed, will retry: ${(e as Error).message.split('\n')[0]}`,
+          `charging ${b.payer} for ${b.modelId} failed, will retry: ${(e as Error).message.split('\n')[0]}`,
         );
       }
     }
     return charged;
+  }
+
+  /**
+   * Brings the usage table in line with the escrow (run on start, queued with charging): batches charged on chain
+   * but not marked are marked; charges whose transaction the chain lost are unmarked to be charged again. Logs
+   * what it did; a chain that does not answer is logged and left to chargeUsage, which reads it before each send.
+   */
+  reconcile(): Promise<ChargeReconciliation> {
+    return this.serial(() => this.reconcileNow());
+  }
+
+  private async reconcileNow(): Promise<ChargeReconciliation> {
+    const out: ChargeReconciliation = { recorded: 0, requeued: 0, pending: 0 };
+    const chain = this.chain;
+    if (!chain) return out;
+    try {
+      const sent = this.db
+        .prepare("SELECT DISTINCT charge_tx FROM usage WHERE charge_tx LIKE '0x%' AND charge_batch IS NOT NULL")
+        .all() as Row[];
+      for (const r of sent) {
+        const tx = String(r.charge_tx);
+        if (await chain.txKnown(tx)) continue;
+        this.db.prepare('UPDATE usage SET charge_tx = NULL, charged_at = NULL WHERE charge_tx = ?').run(tx);
+        out.requeued++;
+      }
+      for (const b of this.pendingBatches()) {
+        const seen = await chain.usageCharged(b.payer, b.batch);
+        if (seen.charged) {
+          this.mark(b.batch, seen.txHash ?? 'on-chain');
+          out.recorded++;
+        } else out.pending++;
+      }
+    } catch (e) {
+      this.log('warn', `charge reconcile: the chain did not answer (${(e as Error).message.split('\n')[0]})`);
+      return out;
+    }
+    this.log(
+      'info',
+      `usage charges reconciled with the escrow: ${out.recorded} batch(es) found charged and marked, ` +
+        `${out.requeued} charge(s) lost by the chain requeued, ${out.pending} batch(es) to charge`,
+    );
+    return out;
   }
 }

@@ -8,6 +8,12 @@
  *
  * The database part is one transaction; posting is after it and retried until it succeeds, so a chain that is
  * down loses nothing and never posts a root the database does not hold.
+ *
+ * Exactly once: the epoch number is the root's identity on chain (the distributor takes each epoch once, in
+ * increasing order). Before every send the chain is read, so a root that was mined but never recorded (a crash
+ * between the two) is recorded, not sent again (a resend would revert EpochNotIncreasing and stick the epoch
+ * at pending-chain). On start `reconcile()` does the same for every unposted epoch, and requeues posted epochs
+ * whose transaction the chain does not know (a local node killed before it dumped its state).
  */
 import { judgeEpoch, sortReceipts } from '../ledger/verdict.ts';
 import { cumulativeShares, shareTree } from '../ledger/shares.ts';
@@ -17,10 +23,37 @@ import { rebalance } from './placement.ts';
 import type { Store } from './store.ts';
 import type { Logger } from './types.ts';
 
-/** What settlement needs of a chain: post a root for a model's epoch. */
+/** An epoch as the chain holds it. */
+export interface RootOnChain {
+  /** null: no root for this epoch on chain. */
+  root: `0x${string}` | null;
+  /** The distributor's latest epoch: an epoch at or below it without a root can never be posted. */
+  latestEpoch: number;
+  /** The transaction that posted the root, when its log was found. */
+  txHash: string | null;
+  claimableAt: number;
+}
+
+/** What settlement needs of a chain: post a root for a model's epoch, and read what is there. */
 export interface RootPoster {
   postRoot(modelId: string, epoch: number, root: `0x${string}`): Promise<{ txHash: string; claimableAt: number }>;
+  /** The model's epoch on chain; null when the model is not on chain yet (nothing was posted for it). */
+  rootOnChain(modelId: string, epoch: number): Promise<RootOnChain | null>;
+  /** Whether the chain knows the transaction (false: the chain lost it, e.g. a node restarted from an old state). */
+  txKnown(txHash: string): Promise<boolean>;
 }
+
+/** What reconcile() found and did. */
+export interface SettlementReconciliation {
+  /** Roots found on chain that the database had not recorded (mined, then a crash): now recorded. */
+  recorded: Array<{ modelId: string; epoch: number }>;
+  /** Posted epochs whose transaction the chain does not know: unmarked, posted again in order. */
+  requeued: Array<{ modelId: string; epoch: number }>;
+  /** Epochs with a root still to post (the timer posts them). */
+  unposted: number;
+}
+
+type PostOutcome = 'posted' | 'retry' | 'skip';
 
 export interface SettlementOptions {
   store: Store;
@@ -122,37 +155,112 @@ export class Settlement {
       `epoch ${row.epoch} of ${modelId} settled through step ${row.throughStep}: ${row.leaves.length} ` +
         `wallet(s), root ${row.root ?? '(none: no bound wallet earned)'}`,
     );
-    if (row.root) await this.post(row);
+    // Through the queue: an earlier epoch of this model still unposted must reach the chain first.
+    if (row.root) await this.postPending(modelId);
     return ledger.getEpoch(modelId, row.epoch)!;
   }
 
-  private async post(e: EpochRow): Promise<void> {
+  /**
+   * Posts one root unless the chain already holds it. 'retry': not on chain yet (later epochs of the model wait);
+   * 'skip': the chain can never take this epoch (it holds another root, or a later epoch): the error is recorded
+   * and later epochs go on, since roots are cumulative and a later one supersedes it.
+   */
+  private async post(e: EpochRow): Promise<PostOutcome> {
     const { poster, ledger, log } = this.o;
-    if (!poster || !e.root) return;
-    try {
-      const { txHash, claimableAt } = await poster.postRoot(e.modelId, e.epoch, e.root as `0x${string}`);
-      ledger.markPosted(e.modelId, e.epoch, txHash, this.o.now(), claimableAt);
-      log(
-        'info',
-        `epoch ${e.epoch} of ${e.modelId}: root posted (${txHash}), claimable at ` +
-          `${new Date(claimableAt * 1000).toISOString()}`,
-      );
-    } catch (err) {
-      ledger.markChainError(e.modelId, e.epoch, (err as Error).message);
+    if (!poster || !e.root) return 'posted';
+    const fail = (outcome: PostOutcome, message: string): PostOutcome => {
+      ledger.markChainError(e.modelId, e.epoch, message);
       log(
         'error',
-        `epoch ${e.epoch} of ${e.modelId}: posting the root failed, will retry: ` +
-          `${(err as Error).message.split('\n')[0]}`,
+        `epoch ${e.epoch} of ${e.modelId}: posting the root failed${outcome === 'retry' ? ', will retry' : ''}: ` +
+          message.split('\n')[0],
       );
+      return outcome;
+    };
+    try {
+      const seen = await poster.rootOnChain(e.modelId, e.epoch);
+      if (seen?.root === e.root) {
+        this.recordPosted(e, seen.txHash ?? 'on-chain', seen.claimableAt, 'found on chain (mined, not recorded)');
+        return 'posted';
+      }
+      if (seen?.root) return fail('skip', `the chain holds root ${seen.root} for epoch ${e.epoch}, not ${e.root}`);
+      if (seen && seen.latestEpoch >= e.epoch)
+        return fail(
+          'skip',
+          `the chain is at epoch ${seen.latestEpoch} without a root for epoch ${e.epoch}: it cannot be posted; ` +
+            'a later root (cumulative) supersedes it',
+        );
+      // Recorded before the send: a crash from here on is found by the chain read above on the next attempt.
+      ledger.markPostPending(e.modelId, e.epoch, this.o.now());
+      const { txHash, claimableAt } = await poster.postRoot(e.modelId, e.epoch, e.root as `0x${string}`);
+      this.recordPosted(e, txHash, claimableAt, 'root posted');
+      return 'posted';
+    } catch (err) {
+      return fail('retry', (err as Error).message);
     }
   }
 
-  /** Posts roots that did not reach the chain yet, oldest first (a later root waits for earlier ones). */
-  async postPending(): Promise<void> {
+  private recordPosted(e: EpochRow, txHash: string, claimableAt: number, what: string): void {
+    this.o.ledger.markPosted(e.modelId, e.epoch, txHash, this.o.now(), claimableAt);
+    this.o.log(
+      'info',
+      `epoch ${e.epoch} of ${e.modelId}: ${what} (${txHash}), claimable at ${new Date(claimableAt * 1000).toISOString()}`,
+    );
+  }
+
+  /**
+   * Posts roots that did not reach the chain yet, oldest first per model: a failed epoch holds back the later
+   * epochs of its model only (the chain takes epochs in increasing order), never those of other models.
+   */
+  async postPending(modelId?: string): Promise<void> {
+    const blocked = new Set<string>();
     for (const e of this.o.ledger.unposted()) {
-      await this.post(e);
-      if (!this.o.ledger.getEpoch(e.modelId, e.epoch)?.txHash) return;
+      if (blocked.has(e.modelId) || (modelId !== undefined && e.modelId !== modelId)) continue;
+      if ((await this.post(e)) === 'retry') blocked.add(e.modelId);
     }
+  }
+
+  /**
+   * Brings the database in line with the chain (run on start, queued with settlement): roots mined but not
+   * recorded are recorded; posted epochs whose transaction the chain lost are unmarked and posted again. Logs
+   * what it did; a chain that does not answer is logged and left to the timer, which reads it before each send.
+   */
+  reconcile(): Promise<SettlementReconciliation> {
+    const run = this.running.then(() => this.reconcileNow());
+    this.running = run.catch(() => {});
+    return run;
+  }
+
+  private async reconcileNow(): Promise<SettlementReconciliation> {
+    const { poster, ledger, log } = this.o;
+    const out: SettlementReconciliation = { recorded: [], requeued: [], unposted: 0 };
+    if (!poster) return out;
+    try {
+      for (const e of ledger.posted()) {
+        if (!e.txHash?.startsWith('0x') || (await poster.txKnown(e.txHash))) continue;
+        ledger.unmarkPosted(e.modelId, e.epoch, `the chain lost transaction ${e.txHash}: posting again`);
+        out.requeued.push({ modelId: e.modelId, epoch: e.epoch });
+      }
+      for (const e of ledger.unposted()) {
+        const seen = await poster.rootOnChain(e.modelId, e.epoch);
+        if (seen?.root && seen.root === e.root) {
+          this.recordPosted(e, seen.txHash ?? 'on-chain', seen.claimableAt, 'found on chain (mined, not recorded)');
+          out.recorded.push({ modelId: e.modelId, epoch: e.epoch });
+        } else out.unposted++;
+      }
+    } catch (err) {
+      log('warn', `settlement reconcile: the chain did not answer (${(err as Error).message.split('\n')[0]})`);
+      out.unposted = ledger.unposted().length;
+      return out;
+    }
+    const list = (xs: Array<{ modelId: string; epoch: number }>) =>
+      xs.map((x) => `${x.modelId}#${x.epoch}`).join(', ') || 'none';
+    log(
+      'info',
+      `settlement reconciled with the chain: recorded ${list(out.recorded)}; requeued ${list(out.requeued)}; ` +
+        `${out.unposted} root(s) to post`,
+    );
+    return out;
   }
 
   /** Every `everyMs`: retries unposted roots, then closes an epoch for each model with newly finished steps. */

@@ -206,6 +206,11 @@ const MIGRATIONS: ReadonlyArray<string | ((db: DatabaseSync) => void)> = [
     for (const c of ['config', 'layout', 'codec', 'micro_batches', 'batch', 'price_per_1k_tokens'])
       db.exec(`ALTER TABLE models DROP COLUMN ${c}`);
   },
+  // Settlement and charges exactly once (settlement.ts, payments.ts): a root marked as being sent before its
+  // transaction; uncharged usage grouped into a charge batch, the escrow's usage identifier, before it is sent.
+  `ALTER TABLE epochs ADD COLUMN post_pending_at INTEGER;
+   ALTER TABLE usage ADD COLUMN charge_batch TEXT;
+   CREATE INDEX usage_batch ON usage (charge_batch) WHERE charge_batch IS NOT NULL;`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
