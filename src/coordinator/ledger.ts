@@ -27,6 +27,9 @@ import type { Store } from './store.ts';
 import type { Logger, ModelRecord } from './types.ts';
 import { object, onlyKeys, PEER_ID, string } from './validate.ts';
 
+/** A receipt identical to one stored: refused, yet an acknowledgement (the reporter may forget it). */
+class DuplicateReceipt extends ReceiptError {}
+
 /** Where the contracts live (what the app and CLIs read from GET /api/chain). */
 export type ChainInfo = Pick<Deployment, 'rpcUrl' | 'chainId' | 'registry' | 'paymentToken' | 'models' | 'escrow'>;
 
@@ -88,12 +91,13 @@ export class LedgerService {
     flops: (spec: StageSpec) => number,
   ): Promise<void> {
     const { ledger } = this.o;
+    const describe = `${r.kind} receipt of ${r.peerId} for stage ${r.stage} step ${r.step} unit ${r.micro}`;
     const refuse = (why: string): never => {
-      throw new ReceiptError(
-        `${r.kind} receipt of ${r.peerId} for stage ${r.stage} step ${r.step} unit ${r.micro}: ${why}`,
-      );
+      throw new ReceiptError(`${describe}: ${why}`);
     };
     if (r.model !== model.id) refuse(`names model ${r.model}, posted to ${model.id}`);
+    // Before the other checks: a retry of a stored receipt is answered as such even once its step is settled.
+    if (ledger.isStored(r)) throw new DuplicateReceipt(`${describe}: duplicate: already stored (credited once)`);
     if (!(await verifyReceiptSignature(r))) refuse('the signature is not this peer’s');
     if (c.banned.has(r.peerId)) refuse('the peer is banned after failed audits');
     const spec = c.specs[r.stage] ?? refuse(`model ${model.id} has ${c.specs.length} stages`);
@@ -109,7 +113,11 @@ export class LedgerService {
     if (r.flops !== expected) refuse(`claims ${r.flops} FLOPs; this unit computes ${expected}`);
     if (r.step <= c.settled) refuse(`step ${r.step} is already settled (through step ${c.settled})`);
     if (r.step > c.latest + STEP_SLACK) refuse(`step ${r.step} is ahead of the swarm (last recorded step ${c.latest})`);
-    if (ledger.insertReceipt(r, this.o.now()) === 'duplicate') refuse('duplicate: this unit is already receipted');
+    if (ledger.insertReceipt(r, this.o.now()) === 'duplicate') {
+      // The same receipt in two requests at once (a retry racing its first try) lands here for the second.
+      if (ledger.isStored(r)) throw new DuplicateReceipt(`${describe}: duplicate: already stored (credited once)`);
+      refuse('duplicate: this unit is already receipted');
+    }
   }
 
   /** `{ receipts: SignedReceipt[] }` → how many were stored, and each refused one with its reason. */
@@ -121,7 +129,8 @@ export class LedgerService {
       throw new HttpError('badRequest', `receipts must be an array of 1 to ${MAX_RECEIPTS} receipts`);
     }
     const c = this.receiptContext(model);
-    const rejected: Array<{ index: number; reason: string }> = [];
+    // `duplicate: true`: this receipt is stored already, so the reporter may forget it (nothing is credited twice).
+    const rejected: Array<{ index: number; reason: string; duplicate?: true }> = [];
     let accepted = 0;
     for (let i = 0; i < o.receipts.length; i++) {
       try {
@@ -135,7 +144,7 @@ export class LedgerService {
         accepted++;
       } catch (e) {
         if (!(e instanceof ReceiptError)) throw e;
-        rejected.push({ index: i, reason: e.message });
+        rejected.push({ index: i, reason: e.message, ...(e instanceof DuplicateReceipt ? { duplicate: true } : {}) });
         this.o.log('warn', `receipt refused: ${e.message}`);
       }
     }
