@@ -7,11 +7,21 @@
  * tokens/s the stage sustains; replicas of a stage split its micro-batches (data parallel) and add up.
  * A pipeline runs at its slowest stage (the bottleneck), so the goal is, in order:
  *   1. cover every stage of every model (a model with an uncovered stage cannot train at all);
- *   2. raise each model's bottleneck, then even out the rest (compare capacities sorted ascending);
- *   3. stability: a peer already placed moves only if that raises its model's bottleneck by ≥ minGain (20%),
+ *   2. redundancy: REDUNDANCY (2) holders per stage whenever the model has the peers, before any stage gets a
+ *      third — a stage whose only holder vanishes has lost its weights and optimizer state, a throughput loss
+ *      is only slower training. With P peers on S stages that is Σ min(replicas, 2) = min(P, 2S). Which stages
+ *      get the second replica when P < 2S is left to goal 3: the arrangement with the best capacities wins, so
+ *      the spare peers double the slowest stages (every single-holder stage is equally at risk — one peer's
+ *      departure — so nothing else tells them apart). Peers placed in this call go where redundancy needs them
+ *      first; a peer already placed moves for it only from a stage with three or more replicas.
+ *   3. raise each model's bottleneck, then even out the rest (compare capacities sorted ascending);
+ *   4. stability: a peer already placed moves only if that raises its model's bottleneck by ≥ minGain (20%),
  *      because a move costs a transfer of the stage's weights and optimizer state (and then only the peers
- *      the gain needs move); covering a stage that lost its last peer always justifies one (SWARM-style
- *      rebalancing from the stage with the most surplus).
+ *      the gain needs move); covering a stage that lost its last peer (SWARM-style, from a stage with surplus)
+ *      or giving a stage its second replica always justifies one.
+ * And one rule above all: a stage that has holders (peers placed on it before this call, so holding its state)
+ * keeps at least one of them. No cover, rebalance or swap moves a stage's last holder away, since that would
+ * lose the stage as surely as its departure (a newcomer on it has nothing to fetch the stage from).
  * A peer holds at most one stage overall in this version (so never two stages of one model).
  */
 
@@ -40,9 +50,9 @@ export interface Placement {
 
 /**
  * join: newly placed; leave: dropped (gone, or its model vanished); cover: moved to a stage that had no peer;
- * rebalance: moved for capacity.
+ * replicate: moved to give a stage its second replica; rebalance: moved for capacity.
  */
-export type MoveReason = 'join' | 'leave' | 'cover' | 'rebalance';
+export type MoveReason = 'join' | 'leave' | 'cover' | 'replicate' | 'rebalance';
 
 export interface Move {
   peerId: string;
@@ -59,6 +69,14 @@ export interface AssignOptions {
 export interface AssignResult {
   assignments: Placement[];
   moves: Move[];
+}
+
+/** Replicas every stage gets (when its model has the peers) before any stage gets more. */
+export const REDUNDANCY = 2;
+
+/** How redundant a model is: Σ over its stages of min(replicas, REDUNDANCY); at most min(peers, 2 × stages). */
+export function redundancyScore(counts: readonly number[]): number {
+  return counts.reduce((t, c) => t + Math.min(c, REDUNDANCY), 0);
 }
 
 /** Relative tolerance of capacity comparisons, so float noise never justifies a move. */
@@ -118,6 +136,12 @@ class Plan {
   readonly coverers = new Set<string>();
   /** Anchored peers that move anyway in this call: moving them again costs no extra transfer. */
   readonly moving = new Set<string>();
+  /** Peers moved to give a stage its second replica (their move's reason, unless they covered). */
+  readonly replicators = new Set<string>();
+  /** Where each anchored peer was placed before this call: the stage whose state it holds. */
+  readonly home = new Map<string, Spot>();
+  /** Stages (model \0 stage) that had a holder at the start: each must keep one. */
+  readonly held = new Set<string>();
 
   constructor(models: readonly AssignModel[], speed: Map<string, number>, prefer: Map<string, string | null>) {
     this.models = models;
@@ -143,6 +167,48 @@ class Plan {
     this.where.delete(peer);
   }
 
+  /** Anchors `peer` where it is: it holds that stage's state. */
+  anchor(peer: string, spot: Spot): void {
+    this.place(peer, spot);
+    this.anchored.add(peer);
+    this.home.set(peer, spot);
+    this.held.add(`${spot.modelId}\0${spot.stage}`);
+  }
+
+  /** `peer` holds the state of stage `stage` of `modelId` (it was placed there before this call). */
+  holds(peer: string, modelId: string, stage: number): boolean {
+    const h = this.home.get(peer);
+    return h !== undefined && h.modelId === modelId && h.stage === stage;
+  }
+
+  hadHolder(modelId: string, stage: number): boolean {
+    return this.held.has(`${modelId}\0${stage}`);
+  }
+
+  /** Holders of the stage still on it. */
+  holders(modelId: string, stage: number): number {
+    return this.members.get(modelId)![stage].filter((p) => this.holds(p, modelId, stage)).length;
+  }
+
+  /** Whether `peer` may leave the stage it is on: it is not the stage's last holder. */
+  mayLeave(peer: string): boolean {
+    const { modelId, stage } = this.where.get(peer)!;
+    return !this.holds(peer, modelId, stage) || this.holders(modelId, stage) >= 2;
+  }
+
+  counts(modelId: string): number[] {
+    return this.members.get(modelId)!.map((ps) => ps.length);
+  }
+
+  redundancy(modelId: string): number {
+    return redundancyScore(this.counts(modelId));
+  }
+
+  /** Stages of the model below REDUNDANCY replicas. */
+  underReplicated(modelId: string): number[] {
+    return this.counts(modelId).flatMap((c, s) => (c < REDUNDANCY ? [s] : []));
+  }
+
   caps(modelId: string): number[] {
     const m = this.modelById.get(modelId)!;
     return this.members.get(modelId)!.map((ps, s) => ps.reduce((t, p) => t + this.speed.get(p)!, 0) / m.stageCosts[s]);
@@ -162,27 +228,39 @@ class Plan {
     return Math.min(...this.caps(modelId)) * total;
   }
 
-  /** Where a peer without preference goes: models missing the fewest stages first, then the slowest pipeline. */
+  /**
+   * Where a peer without preference goes: models missing the fewest stages first, then the slowest pipeline
+   * among those with a stage below REDUNDANCY replicas, then the slowest pipeline.
+   */
   mostNeeded(): string {
     let best = this.models[0].id;
     let bestKey: [number, number] = [Infinity, Infinity];
     for (const m of this.models) {
       const missing = this.uncovered(m.id).length;
-      const key: [number, number] = missing > 0 ? [0, missing] : [1, this.rate(m.id)];
+      const thin = this.underReplicated(m.id).length > 0;
+      const key: [number, number] = missing > 0 ? [0, missing] : [thin ? 1 : 2, this.rate(m.id)];
       if (key[0] < bestKey[0] || (key[0] === bestKey[0] && key[1] < bestKey[1])) [best, bestKey] = [m.id, key];
     }
     return best;
   }
 
-  /** The stage a newcomer to `modelId` should take: its costliest uncovered stage, else its bottleneck. */
+  /**
+   * The stage a newcomer to `modelId` should take: its costliest uncovered stage, else its slowest stage below
+   * REDUNDANCY replicas, else its bottleneck.
+   */
   neediestStage(modelId: string): number {
     const open = this.uncovered(modelId);
     if (open.length > 0) return open[0];
+    const thin = this.underReplicated(modelId);
+    return this.slowest(modelId, thin.length > 0 ? thin : this.counts(modelId).map((_, s) => s));
+  }
+
+  /** The stage of `among` with the least capacity (ties: the costlier, then the first). */
+  slowest(modelId: string, among: readonly number[]): number {
     const caps = this.caps(modelId);
     const costs = this.modelById.get(modelId)!.stageCosts;
-    let best = 0;
-    for (let s = 1; s < caps.length; s++)
-      if (caps[s] < caps[best] || (caps[s] === caps[best] && costs[s] > costs[best])) best = s;
+    let best = among[0];
+    for (const s of among) if (caps[s] < caps[best] || (caps[s] === caps[best] && costs[s] > costs[best])) best = s;
     return best;
   }
 }
@@ -219,8 +297,7 @@ export function assign(
     if (!speed.has(peer) || !model || !Number.isInteger(a.stage) || a.stage < 0 || a.stage >= model.stageCosts.length)
       continue;
     if (wants && wants !== a.modelId && plan.modelById.has(wants)) continue;
-    plan.place(peer, { modelId: a.modelId, stage: a.stage });
-    plan.anchored.add(peer);
+    plan.anchor(peer, { modelId: a.modelId, stage: a.stage });
   }
 
   // 2. Place free peers, fastest first, each where it is most needed (LPT-style greedy).
@@ -239,26 +316,37 @@ export function assign(
   coverWithinModels(plan);
   coverAcrossModels(plan);
 
-  // 4. Improve each model's balance by moves and swaps.
+  // 4. Give every stage its second replica where the peers allow: within each model, then across models.
+  for (const m of plan.models) replicateWithinModel(plan, m.id);
+  replicateAcrossModels(plan);
+
+  // 5. Improve each model's balance by moves and swaps.
   for (const m of plan.models) improve(plan, m.id, minGain);
 
   return finish(plan, origin, models);
 }
 
-/** A stage that lost its last peer takes the peer of its own model whose move leaves the best capacities. */
+/**
+ * A stage that lost its last peer takes the peer of its own model whose move leaves the most redundancy (a
+ * replica from a stage with three or more before one from a stage with two), then the best capacities. A
+ * stage's last holder never goes.
+ */
 function coverWithinModels(plan: Plan): void {
   for (const m of plan.models) {
     for (const target of plan.uncovered(m.id)) {
       const caps = plan.caps(m.id);
-      let best: { peer: string; caps: number[] } | null = null;
+      let best: { peer: string; keeps: boolean; caps: number[] } | null = null;
       for (const [s, list] of plan.members.get(m.id)!.entries()) {
         if (list.length < 2) continue;
+        const keeps = list.length > REDUNDANCY;
         for (const peer of list) {
+          if (!plan.mayLeave(peer)) continue;
           const v = plan.speed.get(peer)!;
           const next = caps.slice();
           next[s] -= v / m.stageCosts[s];
           next[target] += v / m.stageCosts[target];
-          if (!best || compareCapacities(next, best.caps) > 0) best = { peer, caps: next };
+          if (!best || (keeps && !best.keeps) || (keeps === best.keeps && compareCapacities(next, best.caps) > 0))
+            best = { peer, keeps, caps: next };
         }
       }
       if (best) {
@@ -276,7 +364,6 @@ function coverWithinModels(plan: Plan): void {
  * model stay. The donor chosen costs its model the smallest share of its rate; ties go to the faster peer.
  */
 function coverAcrossModels(plan: Plan): void {
-  const eligible = (modelId: string, list: string[]) => list.filter((p) => plan.prefer.get(p) !== modelId);
   const needy = plan.models
     .filter((m) => plan.uncovered(m.id).length > 0)
     .sort((a, b) => plan.uncovered(a.id).length - plan.uncovered(b.id).length);
@@ -285,25 +372,10 @@ function coverAcrossModels(plan: Plan): void {
     const open = plan.uncovered(m.id);
     let spare = 0;
     for (const o of others)
-      for (const list of plan.members.get(o.id)!) spare += Math.min(eligible(o.id, list).length, list.length - 1);
+      for (const [s, list] of plan.members.get(o.id)!.entries()) spare += spareOf(plan, o.id, s, list);
     if (spare < open.length) continue;
     for (const target of open) {
-      let best: { peer: string; loss: number } | null = null;
-      for (const o of others) {
-        const before = plan.rate(o.id);
-        const caps = plan.caps(o.id);
-        for (const [s, list] of plan.members.get(o.id)!.entries()) {
-          if (list.length < 2) continue;
-          for (const peer of eligible(o.id, list)) {
-            const next = caps.slice();
-            next[s] -= plan.speed.get(peer)! / o.stageCosts[s];
-            const after = Math.min(...next) * o.stageCosts.reduce((a, b) => a + b, 0);
-            const loss = before > 0 ? 1 - after / before : 0;
-            const faster = best !== null && plan.speed.get(peer)! > plan.speed.get(best.peer)!;
-            if (!best || loss < best.loss - EPS || (Math.abs(loss - best.loss) <= EPS && faster)) best = { peer, loss };
-          }
-        }
-      }
+      const best = bestDonor(plan, others, 2);
       move(plan, best!.peer, m.id, target);
       plan.coverers.add(best!.peer);
       plan.moving.add(best!.peer);
@@ -312,10 +384,117 @@ function coverAcrossModels(plan: Plan): void {
 }
 
 /**
+ * How many peers of stage `stage` of `modelId` may go to another model: not those that chose this model, not
+ * the stage's last peer, not its last holder.
+ */
+function spareOf(plan: Plan, modelId: string, stage: number, list: readonly string[]): number {
+  const eligible = list.filter((p) => plan.prefer.get(p) !== modelId);
+  const holders = eligible.filter((p) => plan.holds(p, modelId, stage)).length;
+  const keepHolder = plan.hadHolder(modelId, stage) && holders === plan.holders(modelId, stage) ? 1 : 0;
+  return Math.max(0, Math.min(list.length - 1, eligible.length - Math.min(keepHolder, holders)));
+}
+
+/**
+ * The peer of `donors` that another model should take: from a stage with at least `least` replicas, that did not
+ * choose its model and is not its stage's last holder; a donor that keeps its stage at REDUNDANCY replicas first,
+ * then the one whose departure costs its model the smallest share of its rate, then the faster.
+ */
+function bestDonor(plan: Plan, donors: readonly AssignModel[], least: number): { peer: string } | null {
+  let best: { peer: string; keeps: boolean; loss: number } | null = null;
+  for (const o of donors) {
+    const before = plan.rate(o.id);
+    const caps = plan.caps(o.id);
+    for (const [s, list] of plan.members.get(o.id)!.entries()) {
+      if (list.length < least) continue;
+      const keeps = list.length > REDUNDANCY;
+      for (const peer of list) {
+        if (plan.prefer.get(peer) === o.id || !plan.mayLeave(peer)) continue;
+        const next = caps.slice();
+        next[s] -= plan.speed.get(peer)! / o.stageCosts[s];
+        const after = Math.min(...next) * o.stageCosts.reduce((a, b) => a + b, 0);
+        const loss = before > 0 ? 1 - after / before : 0;
+        const better =
+          !best ||
+          (keeps && !best.keeps) ||
+          (keeps === best.keeps &&
+            (loss < best.loss - EPS ||
+              (Math.abs(loss - best.loss) <= EPS && plan.speed.get(peer)! > plan.speed.get(best.peer)!)));
+        if (better) best = { peer, keeps, loss };
+      }
+    }
+  }
+  return best;
+}
+
+/**
+ * Gives the model's stages their second replica while another stage of it has more than REDUNDANCY: each move
+ * raises the model's redundancy by one, so at the end it is min(peers, REDUNDANCY × stages). The peer moved is
+ * one placed in this call if any can go (it costs no extra transfer), else an anchored one (never a stage's last
+ * holder), choosing the move that leaves the best capacities; the target is where that peer helps most.
+ */
+function replicateWithinModel(plan: Plan, modelId: string): void {
+  const costs = plan.modelById.get(modelId)!.stageCosts;
+  const free = (p: string) => !plan.anchored.has(p) || plan.moving.has(p);
+  for (;;) {
+    const counts = plan.counts(modelId);
+    const thin = counts.flatMap((c, s) => (c < REDUNDANCY ? [s] : []));
+    if (thin.length === 0) return;
+    const caps = plan.caps(modelId);
+    let best: { peer: string; to: number; free: boolean; caps: number[] } | null = null;
+    for (const [s, list] of plan.members.get(modelId)!.entries()) {
+      if (list.length <= REDUNDANCY) continue;
+      for (const peer of list) {
+        if (!plan.mayLeave(peer)) continue;
+        const v = plan.speed.get(peer)!;
+        for (const t of thin) {
+          const next = caps.slice();
+          next[s] -= v / costs[s];
+          next[t] += v / costs[t];
+          const f = free(peer);
+          if (!best || (f && !best.free) || (f === best.free && compareCapacities(next, best.caps) > 0))
+            best = { peer, to: t, free: f, caps: next };
+        }
+      }
+    }
+    if (!best) return;
+    if (!free(best.peer)) plan.replicators.add(best.peer);
+    move(plan, best.peer, modelId, best.to);
+    plan.moving.add(best.peer);
+  }
+}
+
+/**
+ * A model with a stage below REDUNDANCY replicas (and none uncovered) takes a peer from another model's stage
+ * that has more than REDUNDANCY, while there is one: redundancy comes before the donor's throughput. Peers that
+ * chose their model stay.
+ */
+function replicateAcrossModels(plan: Plan): void {
+  for (let changed = true; changed; ) {
+    changed = false;
+    for (const m of plan.models) {
+      if (plan.uncovered(m.id).length > 0) continue;
+      const thin = plan.underReplicated(m.id);
+      if (thin.length === 0) continue;
+      const donor = bestDonor(
+        plan,
+        plan.models.filter((o) => o.id !== m.id),
+        REDUNDANCY + 1,
+      );
+      if (!donor) continue;
+      if (plan.anchored.has(donor.peer) && !plan.moving.has(donor.peer)) plan.replicators.add(donor.peer);
+      move(plan, donor.peer, m.id, plan.slowest(m.id, thin));
+      plan.moving.add(donor.peer);
+      changed = true;
+    }
+  }
+}
+
+/**
  * Balances one model. First the peers placed in this call (free to go anywhere) are arranged around the peers
  * that keep their place. Then the search is rerun with every peer movable; its answer is taken only if it
  * raises the bottleneck by minGain, and then each moved peer that can go back without lowering the new
- * bottleneck goes back, so the gain costs as few weight transfers as it can.
+ * bottleneck (or the redundancy) goes back, so the gain costs as few weight transfers as it can. Every step keeps
+ * the redundancy reached and each stage's last holder.
  */
 function improve(plan: Plan, modelId: string, minGain: number): void {
   const movable = (p: string) => !plan.anchored.has(p) || plan.moving.has(p);
@@ -329,14 +508,16 @@ function improve(plan: Plan, modelId: string, minGain: number): void {
     restore(plan, modelId, kept);
     return;
   }
+  const redundancy = plan.redundancy(modelId);
   const before = new Map(kept.flatMap((list, stage) => list.map((p) => [p, stage] as const)));
   for (let changed = true; changed; ) {
     changed = false;
     for (const [peer, stage] of before) {
       const now = plan.where.get(peer)!.stage;
-      if (now === stage || movable(peer) || plan.members.get(modelId)![now].length < 2) continue;
+      if (now === stage || movable(peer) || plan.members.get(modelId)![now].length < 2 || !plan.mayLeave(peer))
+        continue;
       move(plan, peer, modelId, stage);
-      if (Math.min(...plan.caps(modelId)) >= high * (1 - EPS)) changed = true;
+      if (Math.min(...plan.caps(modelId)) >= high * (1 - EPS) && plan.redundancy(modelId) >= redundancy) changed = true;
       else move(plan, peer, modelId, now);
     }
   }
@@ -356,10 +537,14 @@ function restore(plan: Plan, modelId: string, snap: string[][]): void {
   snap.forEach((list, stage) => list.forEach((p) => plan.where.set(p, { modelId, stage })));
 }
 
+/** One peer's part of a candidate operation: it goes from stage `from` to stage `to`. */
+type Step = readonly [peer: string, from: number, to: number];
+
 /**
  * Local search: the best single move (a replica to another stage), swap (two peers of different stages) or
- * one-for-two trade among `movable` peers is applied while one improves the ascending-sorted capacities. Each
- * applied operation strictly improves that vector, so the search ends.
+ * one-for-two trade among `movable` peers is applied while one improves (redundancy, ascending-sorted
+ * capacities) lexicographically, never leaving a stage without a peer or a held stage without a holder. Each
+ * applied operation strictly improves that pair, so the search ends.
  */
 function localSearch(plan: Plan, modelId: string, movable: (peer: string) => boolean): void {
   const stages = plan.members.get(modelId)!;
@@ -368,24 +553,40 @@ function localSearch(plan: Plan, modelId: string, movable: (peer: string) => boo
   for (let iter = 0; iter < 4 * peerCount + 8; iter++) {
     const caps = plan.caps(modelId);
     if (!(Math.min(...caps) > 0)) return; // uncovered stages stay so; nothing to balance until they are covered
-    let best: { caps: number[]; apply: () => void } | null = null;
-    const consider = (next: number[], apply: () => void) => {
-      if (compareCapacities(next, caps) > 0 && (!best || compareCapacities(next, best.caps) > 0))
-        best = { caps: next, apply };
+    const counts = stages.map((l) => l.length);
+    const holders = stages.map((_, s) => plan.holders(modelId, s));
+    const score = redundancyScore(counts);
+    /** The redundancy after `steps`, or null when they empty a stage or take a held stage's last holder. */
+    const redundancyAfter = (steps: readonly Step[]): number | null => {
+      const c = counts.slice();
+      const h = holders.slice();
+      for (const [p, from, to] of steps) {
+        c[from]--;
+        c[to]++;
+        if (plan.holds(p, modelId, from)) h[from]--;
+        if (plan.holds(p, modelId, to)) h[to]++;
+      }
+      for (const [, from] of steps) if (c[from] < 1 || (plan.hadHolder(modelId, from) && h[from] < 1)) return null;
+      return redundancyScore(c);
+    };
+    let best: { score: number; caps: number[]; apply: () => void } | null = null;
+    const consider = (next: number[], steps: readonly Step[]) => {
+      const r = redundancyAfter(steps);
+      if (r === null || r < score || (r === score && compareCapacities(next, caps) <= 0)) return;
+      if (!best || r > best.score || (r === best.score && compareCapacities(next, best.caps) > 0))
+        best = { score: r, caps: next, apply: () => steps.forEach(([p, , to]) => move(plan, p, modelId, to)) };
     };
     for (let s = 0; s < stages.length; s++) {
       for (const p of stages[s]) {
         if (!movable(p)) continue;
         const v = plan.speed.get(p)!;
-        // Move p from s to t (s keeps at least one peer).
-        if (stages[s].length >= 2) {
-          for (let t = 0; t < stages.length; t++) {
-            if (t === s) continue;
-            const next = caps.slice();
-            next[s] -= v / costs[s];
-            next[t] += v / costs[t];
-            consider(next, () => move(plan, p, modelId, t));
-          }
+        // Move p from s to t.
+        for (let t = 0; t < stages.length; t++) {
+          if (t === s) continue;
+          const next = caps.slice();
+          next[s] -= v / costs[s];
+          next[t] += v / costs[t];
+          consider(next, [[p, s, t]]);
         }
         // Swap p (in s) with q (in a later stage t).
         for (let t = s + 1; t < stages.length; t++) {
@@ -395,10 +596,10 @@ function localSearch(plan: Plan, modelId: string, movable: (peer: string) => boo
             const next = caps.slice();
             next[s] += (w - v) / costs[s];
             next[t] += (v - w) / costs[t];
-            consider(next, () => {
-              move(plan, p, modelId, t);
-              move(plan, q, modelId, s);
-            });
+            consider(next, [
+              [p, s, t],
+              [q, t, s],
+            ]);
           }
         }
         // Trade p (in s) for two peers q, r of another stage t: what single moves and swaps cannot reach when
@@ -414,11 +615,11 @@ function localSearch(plan: Plan, modelId: string, movable: (peer: string) => boo
               const next = caps.slice();
               next[s] += (w - v) / costs[s];
               next[t] += (v - w) / costs[t];
-              consider(next, () => {
-                move(plan, p, modelId, t);
-                move(plan, q, modelId, s);
-                move(plan, r, modelId, s);
-              });
+              consider(next, [
+                [p, s, t],
+                [q, t, s],
+                [r, t, s],
+              ]);
             }
           }
         }
@@ -475,7 +676,12 @@ function finish(plan: Plan, origin: Map<string, Placement>, models: readonly Ass
     const to = final.get(peerId) ?? null;
     if (!to) moves.push({ peerId, from, to: null, reason: 'leave' });
     else if (to.modelId !== from.modelId || to.stage !== from.stage)
-      moves.push({ peerId, from, to, reason: plan.coverers.has(peerId) ? 'cover' : 'rebalance' });
+      moves.push({
+        peerId,
+        from,
+        to,
+        reason: plan.coverers.has(peerId) ? 'cover' : plan.replicators.has(peerId) ? 'replicate' : 'rebalance',
+      });
   }
   for (const a of assignments)
     if (!origin.has(a.peerId)) moves.push({ peerId: a.peerId, from: null, to: a, reason: 'join' });
