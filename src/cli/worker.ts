@@ -139,7 +139,10 @@ const coordinatorUrl = values.coordinator;
 const client = values.model
   ? new PreferringClient(coordinatorUrl, values.model)
   : new CoordinatorClient(coordinatorUrl);
-const health = await client.health();
+// A coordinator that is not up yet (npm start, a restart) is waited for: the first outage line says so.
+const offOutage = client.onOutage((e) => e.type === 'down' && console.log(`[worker] ${e.error.message}; retrying`));
+const health = await client.untilAnswered(() => client.health());
+offOutage();
 const relayAddr = health.relay?.multiaddrs[0];
 if (!relayAddr) throw new Error(`the coordinator at ${client.url} runs no relay`);
 const gpu = await Gpu.create();

@@ -1,7 +1,7 @@
 import { HttpError } from './errors.ts';
 import { rebalance } from './placement.ts';
 import type { Store } from './store.ts';
-import type { Logger, PeerKind, PeerRecord } from './types.ts';
+import type { AssignmentRecord, Logger, PeerKind, PeerRecord } from './types.ts';
 
 export interface MembershipOptions {
   store: Store;
@@ -21,10 +21,16 @@ export interface JoinRequest {
 
 /** A new throughput measurement this far from the stored one triggers a reassignment (smaller ones are noise). */
 const SPEED_CHANGE = 0.1;
+/** Swept peers whose seats are remembered for their rejoin (the oldest forgotten first). */
+const SWEPT_KEPT = 4096;
 
 /**
  * Who is in the swarm: joins, heartbeats, leaves, and the sweep that declares silent peers gone. Every change
  * of membership is an event and recomputes the assignment, so a stage whose peer vanished is taken over.
+ * Outages: a peer swept for silence that comes back (its heartbeat answered 409, it joins again under the same
+ * key) takes its seat back when nobody took it meanwhile, so the pipeline it stood in re-forms as it was. After a
+ * coordinator restart the peers recorded alive get 3 fresh heartbeats of grace (Coordinator.start touches them)
+ * instead of being declared gone for the downtime.
  */
 export class Membership {
   readonly heartbeatMs: number;
@@ -34,6 +40,10 @@ export class Membership {
   private readonly now: () => number;
   private readonly log?: Logger;
   private timer: ReturnType<typeof setInterval> | null = null;
+  /** Where each peer swept for silence sat (not one that left on purpose): its rejoin takes the seat back. */
+  private readonly sweptSeats = new Map<string, AssignmentRecord[]>();
+  /** A rebalance held back for swept peers still to rejoin, until then (sweep() runs it). */
+  private holdUntil: number | null = null;
 
   constructor(opts: MembershipOptions) {
     const hb = opts.heartbeatMs ?? 2000;
@@ -52,15 +62,41 @@ export class Membership {
       const before = this.store.getPeer(req.peerId);
       const peer = this.store.upsertPeer({ ...req, at });
       const kind = !before ? 'join' : before.status === 'gone' ? 'rejoin' : 'join-again';
+      const restored = kind === 'rejoin' ? this.restoreSeats(req.peerId, at) : [];
       this.store.logEvent(
         kind,
-        { peerId: req.peerId, kind: req.kind, tokensPerSecond: req.tokensPerSecond, preferModel: req.preferModel },
+        {
+          peerId: req.peerId,
+          kind: req.kind,
+          tokensPerSecond: req.tokensPerSecond,
+          preferModel: req.preferModel,
+          ...(restored.length ? { restored } : {}),
+        },
         at,
       );
-      this.log?.('info', `peer ${req.peerId} ${kind} (${req.kind}, ${req.tokensPerSecond} tokens/s)`);
-      rebalance(this.store, at, `${kind} of ${req.peerId}`, this.log);
+      const back = restored.map((a) => ` back to ${a.modelId}/${a.stage}.${a.replica}`).join(',');
+      this.log?.('info', `peer ${req.peerId} ${kind} (${req.kind}, ${req.tokensPerSecond} tokens/s)${back}`);
+      // Peers swept together come back one by one: a rebalance between their rejoins would move the first ones
+      // to cover the stages the others are about to take back. It waits (3 heartbeats at most, see sweep()).
+      if (restored.length > 0 && this.othersExpected()) this.holdUntil = at + this.timeoutMs;
+      else {
+        this.holdUntil = null;
+        rebalance(this.store, at, `${kind} of ${req.peerId}`, this.log);
+      }
       return peer;
     });
+  }
+
+  /**
+   * A swept peer's seats that are still free (its model exists and no peer holds that stage and replica) are its
+   * again; the rebalance that follows keeps them like any placed peer's (moves need a real gain). Returns them.
+   */
+  private restoreSeats(peerId: string, at: number): Array<Omit<AssignmentRecord, 'since'>> {
+    const current = this.store.listAssignments();
+    const free = current.some((c) => c.peerId === peerId) ? [] : this.freeSeats(peerId, current);
+    this.sweptSeats.delete(peerId);
+    if (free.length > 0) this.store.replaceAssignments([...current, ...free], at);
+    return free;
   }
 
   /** Records a heartbeat; a peer never seen is 404, one already declared gone must join again (409). */
@@ -99,10 +135,15 @@ export class Membership {
   /** Declares gone every alive peer silent for more than timeoutMs; returns their ids. */
   sweep(): string[] {
     const at = this.now();
+    if (this.holdUntil !== null && at >= this.holdUntil) {
+      this.holdUntil = null;
+      rebalance(this.store, at, 'the rejoin grace of swept peers ending', this.log);
+    }
     const silent = this.store.listPeers('alive').filter((p) => at - p.lastSeen > this.timeoutMs);
     if (silent.length === 0) return [];
     this.store.transaction(() => {
       for (const p of silent) {
+        this.remember(p.peerId);
         this.store.markPeerGone(p.peerId);
         this.store.logEvent('gone', { peerId: p.peerId, silentMs: at - p.lastSeen }, at);
       }
@@ -110,6 +151,29 @@ export class Membership {
     });
     for (const p of silent) this.log?.('warn', `peer ${p.peerId} gone: no heartbeat for ${at - p.lastSeen} ms`);
     return silent.map((p) => p.peerId);
+  }
+
+  /** The seats `peerId` held when it was swept that nobody holds now (of models that still exist). */
+  private freeSeats(peerId: string, current: readonly AssignmentRecord[]): Array<Omit<AssignmentRecord, 'since'>> {
+    const seat = (a: Omit<AssignmentRecord, 'since' | 'peerId'>) => `${a.modelId}\u0000${a.stage}\u0000${a.replica}`;
+    const taken = new Set(current.map(seat));
+    return (this.sweptSeats.get(peerId) ?? [])
+      .filter((a) => this.store.getModel(a.modelId) && !taken.has(seat(a)))
+      .map(({ modelId, stage, replica }) => ({ modelId, stage, replica, peerId }));
+  }
+
+  /** Some other swept peer could still take a seat back. */
+  private othersExpected(): boolean {
+    const current = this.store.listAssignments();
+    return [...this.sweptSeats.keys()].some((p) => this.freeSeats(p, current).length > 0);
+  }
+
+  private remember(peerId: string): void {
+    const seats = this.store.assignmentsOf(peerId);
+    this.sweptSeats.delete(peerId);
+    if (seats.length === 0) return;
+    this.sweptSeats.set(peerId, seats);
+    if (this.sweptSeats.size > SWEPT_KEPT) this.sweptSeats.delete(this.sweptSeats.keys().next().value!);
   }
 
   /** Sweeps every half heartbeat, so a dead peer is noticed within 3.5 heartbeats. */

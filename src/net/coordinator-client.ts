@@ -19,20 +19,123 @@ export class CoordinatorError extends TesseraError {
     super(code, message);
     this.status = status;
   }
+
+  /**
+   * The coordinator cannot answer now, but may later: no answer at all (status 0), a 5xx (507: its disk is full)
+   * or 429/408. Worth waiting out; any other 4xx is an answer with a reason, final.
+   */
+  get transient(): boolean {
+    return this.status === 0 || this.status >= 500 || this.status === 429 || this.status === 408;
+  }
 }
+
+/** `e` is a CoordinatorError the coordinator may not repeat later (see CoordinatorError.transient). */
+export function transientError(e: unknown): e is CoordinatorError {
+  return e instanceof CoordinatorError && e.transient;
+}
+
+/** A change of the coordinator's reachability as this client saw it. */
+export type OutageEvent =
+  | { type: 'down'; since: number; error: CoordinatorError }
+  | { type: 'up'; since: number; ms: number };
+
+/** How long one request may take before it counts as unanswered (a coordinator stopped, not refusing). */
+const REQUEST_TIMEOUT_MS = 30_000;
+/** Back-off between tries of a request waiting out an outage: doubling from the first to the cap, jittered. */
+const BACKOFF_FIRST_MS = 500;
+const BACKOFF_CAP_MS = 10_000;
 
 export class CoordinatorClient {
   readonly url: string;
+  /** Since when (ms since the epoch) the coordinator has not answered this client, or null while it answers. */
+  down: number | null = null;
+  /** Outages seen so far: a caller compares two readings to tell whether one happened in between. */
+  outages = 0;
+  private readonly outageListeners = new Set<(e: OutageEvent) => void>();
+  /** Waits of untilAnswered, woken as soon as any request is answered again. */
+  private readonly wakers = new Set<() => void>();
 
   constructor(url: string) {
     this.url = url.replace(/\/$/, '');
   }
 
+  /** Told once when the coordinator stops answering (transport error or 5xx) and once when it answers again. */
+  onOutage(fn: (e: OutageEvent) => void): () => void {
+    this.outageListeners.add(fn);
+    return () => this.outageListeners.delete(fn);
+  }
+
+  private emit(e: OutageEvent): void {
+    for (const fn of this.outageListeners) fn(e);
+  }
+
+  private sawDown(error: CoordinatorError): void {
+    if (this.down !== null) return;
+    this.down = Date.now();
+    this.outages++;
+    this.emit({ type: 'down', since: this.down, error });
+  }
+
+  private sawUp(): void {
+    if (this.down !== null) {
+      const since = this.down;
+      this.down = null;
+      this.emit({ type: 'up', since, ms: Date.now() - since });
+    }
+    for (const wake of this.wakers) wake();
+  }
+
+  /**
+   * `fn` (a request, or several) until it gets an answer: through an outage (transport errors, 5xx, 507) it
+   * tries again after a capped exponential back-off with jitter (0.5 s doubling to 10 s), and at once when any
+   * other request of this client — a heartbeat — is answered again. A 4xx is thrown as before, so is anything
+   * that is no CoordinatorError; so is the last error once `stopped()` says so, or `signal` aborts.
+   */
+  async untilAnswered<T>(fn: () => Promise<T>, o: { stopped?: () => boolean; signal?: AbortSignal } = {}): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await fn();
+      } catch (e) {
+        if (!transientError(e) || o.stopped?.() || o.signal?.aborted) throw e;
+        const cap = Math.min(BACKOFF_CAP_MS, BACKOFF_FIRST_MS * 2 ** Math.min(attempt, 10));
+        await this.nextChance(cap / 2 + (Math.random() * cap) / 2, o.signal);
+      }
+    }
+  }
+
+  /** Resolves after `ms`, or earlier once a request is answered or `signal` aborts. */
+  private nextChance(ms: number, signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.wakers.delete(done);
+        signal?.removeEventListener('abort', done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.wakers.add(done);
+      signal?.addEventListener('abort', done, { once: true });
+    });
+  }
+
   /**
    * One request. A request that never reached an answer (connection refused or reset: a coordinator restarting or
-   * starved for CPU) is tried again, 3 times in all with growing pauses; an answer, even an error, is final.
+   * starved for CPU; or none within 30 s) is tried again, 3 times in all with growing pauses; an answer, even an
+   * error, is final. Each outcome updates `down` (a 5xx counts as down: the coordinator cannot serve).
    */
   private async call<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
+    try {
+      const out = await this.request<T>(method, path, body);
+      this.sawUp();
+      return out;
+    } catch (e) {
+      if (transientError(e)) this.sawDown(e);
+      else if (e instanceof CoordinatorError && e.status > 0) this.sawUp();
+      throw e;
+    }
+  }
+
+  private async request<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
     let res: Response | undefined;
     for (let attempt = 1; !res; attempt++) {
       try {
@@ -40,6 +143,7 @@ export class CoordinatorClient {
           method,
           headers: body === undefined ? undefined : { 'content-type': 'application/json' },
           body: body === undefined ? undefined : JSON.stringify(body),
+          signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
         });
       } catch (e) {
         if (attempt >= 3)
@@ -52,7 +156,10 @@ export class CoordinatorClient {
         await new Promise((r) => setTimeout(r, 250 * attempt));
       }
     }
-    const text = await res.text();
+    // A connection cut while the answer streams in is no answer either.
+    const text = await res.text().catch((e: Error) => {
+      throw new CoordinatorError(0, `${method} ${path}: the answer was cut off (${e.message})`, 'unreachable');
+    });
     let json: unknown;
     try {
       json = text ? JSON.parse(text) : {};

@@ -100,6 +100,72 @@ describe('membership: heartbeats, gone peers, rejoin', () => {
     expect(members.heartbeat('d').status).toBe('alive');
   });
 
+  it('after an outage every peer was swept: rejoining, in any order, each takes its own seat back', () => {
+    join4();
+    const seats = () =>
+      store
+        .listAssignments('m')
+        .map((a) => `${a.peerId}@${a.stage}.${a.replica}`)
+        .sort();
+    const before = seats();
+    clock = 10_000; // nobody heard from for 10 s: all four are gone, nothing is assigned
+    expect(members.sweep().sort()).toEqual(['a', 'b', 'c', 'd']);
+    expect(store.listAssignments('m')).toEqual([]);
+    // They come back in the reverse order; without their seats remembered, the first would take stage 0.
+    for (const [peerId, tps] of [
+      ['d', 30],
+      ['c', 40],
+      ['b', 60],
+      ['a', 100],
+    ] as const)
+      members.join({ peerId, kind: 'node', tokensPerSecond: tps, preferModel: null });
+    expect(seats()).toEqual(before);
+    const rejoins = store.listEvents().filter((e) => e.kind === 'rejoin');
+    expect(rejoins.map((e) => e.detail.restored)).toHaveLength(4);
+    expect(rejoins.every((e) => Array.isArray(e.detail.restored))).toBe(true);
+  });
+
+  it('one swept peer that never comes back: after 3 heartbeats the others are rebalanced to cover its stage', () => {
+    join4();
+    const lost = store.assignmentsOf('a')[0].stage;
+    clock = 10_000;
+    members.sweep();
+    for (const [peerId, tps] of [
+      ['b', 60],
+      ['c', 40],
+      ['d', 30],
+    ] as const)
+      members.join({ peerId, kind: 'node', tokensPerSecond: tps, preferModel: null });
+    expect(stagesCovered()).toBe(2); // held back for a
+    clock = 12_000;
+    for (const p of ['b', 'c', 'd']) members.heartbeat(p);
+    members.sweep();
+    expect(stagesCovered()).toBe(2);
+    clock = 13_000;
+    for (const p of ['b', 'c', 'd']) members.heartbeat(p);
+    members.sweep();
+    expect(stagesCovered()).toBe(3);
+    expect(store.listAssignments('m').some((x) => x.stage === lost)).toBe(true);
+  });
+
+  it('a swept peer does not take back a seat someone else took meanwhile, and a peer that left gets none', () => {
+    members.join({ peerId: 'a', kind: 'node', tokensPerSecond: 100, preferModel: null });
+    const seat = store.assignmentsOf('a')[0];
+    clock = 5000;
+    members.sweep();
+    members.join({ peerId: 'n', kind: 'node', tokensPerSecond: 100, preferModel: null });
+    const newcomer = store.assignmentsOf('n')[0];
+    expect([newcomer.stage, newcomer.replica]).toEqual([seat.stage, seat.replica]);
+    members.join({ peerId: 'a', kind: 'node', tokensPerSecond: 100, preferModel: null });
+    expect(store.assignmentsOf('n')[0]).toMatchObject({ stage: seat.stage, replica: seat.replica });
+    expect(store.listEvents().find((e) => e.kind === 'rejoin')!.detail.restored).toBeUndefined();
+    // Leaving on purpose forgets the seat: a later join is placed like anyone's.
+    members.leave('a');
+    members.leave('n');
+    members.join({ peerId: 'a', kind: 'node', tokensPerSecond: 100, preferModel: null });
+    expect(store.listEvents().filter((e) => e.kind === 'rejoin')[1].detail.restored).toBeUndefined();
+  });
+
   it('leave frees the stage at once; leaving twice is harmless', () => {
     join4();
     const stage = stageOf('a');

@@ -2,9 +2,18 @@
  * A worker's membership in the swarm: it joins, heartbeats every `heartbeatMs` (a peer the coordinator declared
  * gone joins again and keeps its stage state), keeps the latest answer, and turns answers into layout changes.
  * The coordinator's assignment is the only source of the pipeline's layout; this is where the worker hears it.
+ * Through a coordinator outage the heartbeats go on at the same pace (they are what notices it is back) and the
+ * outage is logged once when it begins and once when it ends (src/net/CHURN.md, Outages).
  */
 import type { Libp2p } from 'libp2p';
-import { CoordinatorError, type Assignment, type CoordinatorClient, type JoinAnswer } from '../coordinator-client.ts';
+import {
+  CoordinatorError,
+  transientError,
+  type Assignment,
+  type CoordinatorClient,
+  type JoinAnswer,
+  type OutageEvent,
+} from '../coordinator-client.ts';
 import { LinkMeter } from '../link-meter.ts';
 import type { NetTransport } from '../net-transport.ts';
 import { sleep } from '../rendezvous.ts';
@@ -60,6 +69,9 @@ export class Membership {
   heartbeatMs = 2000;
   private timer?: ReturnType<typeof setInterval>;
   private linkMeter?: LinkMeter;
+  /** A heartbeat is on its way (an unanswered one can take seconds: the next waits for it). */
+  private beating = false;
+  private unwatch?: () => void;
 
   constructor(o: MembershipOptions) {
     this.o = o;
@@ -72,7 +84,9 @@ export class Membership {
    */
   async settle(stopped: () => boolean, seen: (a: JoinAnswer) => void): Promise<JoinAnswer | undefined> {
     const { client, peerId, tokensPerSecond, kind } = this.o;
-    let answer = await client.join(peerId, tokensPerSecond, kind);
+    this.watch();
+    // A coordinator that is down (or restarting) when the worker starts is waited for, not a reason to exit.
+    let answer = await client.untilAnswered(() => client.join(peerId, tokensPerSecond, kind), { stopped });
     this.heartbeatMs = answer.heartbeatMs;
     let previous = '';
     for (;;) {
@@ -83,7 +97,7 @@ export class Membership {
       if (!layout) this.o.log(waitingFor(answer));
       previous = layout;
       await sleep(answer.heartbeatMs);
-      answer = await this.heartbeatOnce();
+      answer = await client.untilAnswered(() => this.heartbeatOnce(), { stopped });
     }
     this.latest = answer;
     return answer;
@@ -91,12 +105,20 @@ export class Membership {
 
   /** Heartbeats every heartbeatMs from now on (again, if it was stopped) until stop(). */
   start(): void {
+    this.watch();
     clearInterval(this.timer);
     this.timer = setInterval(() => void this.beat(), this.heartbeatMs);
   }
 
   stop(): void {
     clearInterval(this.timer);
+    this.unwatch?.();
+    this.unwatch = undefined;
+  }
+
+  /** Logs each outage of the coordinator once, where it begins and where it ends. */
+  private watch(): void {
+    this.unwatch ??= this.o.client.onOutage((e) => this.o.log(outageLine(e, this.o.progress().step)));
   }
 
   /** The stage `peer` has in `model` in the assignment this worker last saw. */
@@ -124,16 +146,30 @@ export class Membership {
   }
 
   private async beat(): Promise<void> {
+    if (this.beating) return;
+    this.beating = true;
     let answer: JoinAnswer;
     try {
       answer = await this.heartbeatOnce();
     } catch (e) {
-      this.o.log(`heartbeat failed: ${(e as Error).message}`);
+      // An outage is logged once, by watch(); the beats go on and the first answered one ends it.
+      if (!transientError(e)) this.o.log(`heartbeat failed: ${(e as Error).message}`);
       return;
+    } finally {
+      this.beating = false;
     }
     const before = this.latest && layoutOf(this.latest);
     this.latest = answer;
     const layout = layoutOf(answer);
     if (layout !== before) this.o.onChange({ type: 'layout-changed', layout, answer });
   }
+}
+
+/** The one line a worker logs where an outage of the coordinator begins or ends. */
+export function outageLine(e: OutageEvent, step: number): string {
+  const since = new Date(e.since).toISOString();
+  return e.type === 'down'
+    ? `coordinator unreachable since ${since} (${e.error.message}); training paused at step ${step}, retrying`
+    : `coordinator answers again after ${(e.ms / 1000).toFixed(1)} s (unreachable since ${since}); training ` +
+        `resumes from step ${step}`;
 }

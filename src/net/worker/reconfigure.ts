@@ -6,7 +6,7 @@
  */
 import type { Libp2p } from 'libp2p';
 import type { Assignment, CoordinatorClient } from '../coordinator-client.ts';
-import { abortable, collectStatuses, connectAll, sleep, type Rendezvous } from '../rendezvous.ts';
+import { abortable, collectStatuses, connectAll, type Rendezvous } from '../rendezvous.ts';
 import { layoutKey, planResume, type MemberView } from '../resume.ts';
 import type { Resume } from '../swarm-sync.ts';
 import type { Holdings } from './holdings.ts';
@@ -24,17 +24,14 @@ export interface ReconfigureDeps extends RoundDeps {
   phases: PhaseDriver;
 }
 
-/** Steps the coordinator has recorded for the model (done or failed; reports are contiguous by construction). */
+/**
+ * Steps the coordinator has recorded for the model (done or failed; reports are contiguous by construction).
+ * Through a coordinator outage this waits (backing off) until it answers: without the count no resume can be agreed.
+ */
 async function reportedSteps(client: CoordinatorClient, modelId: string, signal: AbortSignal): Promise<number> {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      const { model } = await client.model(modelId);
-      return model.steps.done + model.steps.failed;
-    } catch (e) {
-      if (attempt >= 4) throw e;
-      await sleep(500, signal);
-    }
-  }
+  const { model } = await client.untilAnswered(() => client.model(modelId), { signal });
+  signal.throwIfAborted();
+  return model.steps.done + model.steps.failed;
 }
 
 /** Runs from the `freezing` phase to a round set up for the agreed resume; the stage-lost case never returns. */

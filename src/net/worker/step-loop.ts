@@ -9,7 +9,7 @@ import type { GpuTurns } from '../../gpu/gpu-turns.ts';
 import { learningRate, recipeMicroBatches } from '../../train/recipe.ts';
 import { tokensPerStep } from '../../train/run-derived.ts';
 import { CoordinatorError, type CoordinatorClient } from '../coordinator-client.ts';
-import { short, sleep } from '../rendezvous.ts';
+import { short } from '../rendezvous.ts';
 import { sendLosses, type LossInbox, type LossesRequest } from '../swarm-sync.ts';
 import type { Holdings } from './holdings.ts';
 import type { SwarmWorkerOptions } from './options.ts';
@@ -130,29 +130,28 @@ export class StepLoop {
     return held.step >= end;
   }
 
-  /** Records a step with the coordinator (a non-finite loss is recorded as a failed step). */
+  /**
+   * Records a step with the coordinator (a non-finite loss is recorded as a failed step). This is where training
+   * pauses through a coordinator outage: the step's update is applied and the next one does not begin until the
+   * coordinator has its record (the others of the pipeline wait for this worker's next step); a 4xx is an error.
+   */
   private async report(modelId: string, step: number, loss: number, tokens: number): Promise<void> {
     const { client, peerId } = this.d;
-    for (let attempt = 0; ; attempt++) {
-      try {
-        if (Number.isFinite(loss)) {
-          const r = (await client.reportStep(modelId, { step, loss, tokens, peerId })) as {
-            duplicate?: boolean;
-            step?: { loss?: number };
-          };
-          if (r.duplicate) this.d.log(`step ${step} was already recorded (loss ${r.step?.loss}; recomputed ${loss})`);
-          return;
-        }
-        await client.reportFailedStep(modelId, step, peerId).catch((e: unknown) => {
-          // Already recorded (a recomputed step): nothing left to record.
-          if (!(e instanceof CoordinatorError && e.code === 'conflict')) throw e;
-        });
-        this.d.log(`step ${step} has a non-finite loss (${loss}); recorded as failed`);
+    const send = async () => {
+      if (Number.isFinite(loss)) {
+        const r = (await client.reportStep(modelId, { step, loss, tokens, peerId })) as {
+          duplicate?: boolean;
+          step?: { loss?: number };
+        };
+        if (r.duplicate) this.d.log(`step ${step} was already recorded (loss ${r.step?.loss}; recomputed ${loss})`);
         return;
-      } catch (e) {
-        if (attempt >= 3) throw e;
-        await sleep(300 * (attempt + 1));
       }
-    }
+      await client.reportFailedStep(modelId, step, peerId).catch((e: unknown) => {
+        // Already recorded (a recomputed step): nothing left to record.
+        if (!(e instanceof CoordinatorError && e.code === 'conflict')) throw e;
+      });
+      this.d.log(`step ${step} has a non-finite loss (${loss}); recorded as failed`);
+    };
+    await client.untilAnswered(send, { stopped: () => this.d.phases.stopped });
   }
 }

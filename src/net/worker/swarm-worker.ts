@@ -40,7 +40,7 @@ import { PhaseDriver } from './phase-driver.ts';
 import { reconfigure, type ReconfigureDeps } from './reconfigure.ts';
 import type { Round } from './round.ts';
 import { StepLoop } from './step-loop.ts';
-import type { Assignment } from '../coordinator-client.ts';
+import { transientError, type Assignment } from '../coordinator-client.ts';
 
 export class SwarmWorker {
   readonly opts: SwarmWorkerOptions;
@@ -166,6 +166,8 @@ export class SwarmWorker {
   private async loop(): Promise<void> {
     let failures = 0;
     let failedAt = -1;
+    const { client } = this.opts;
+    let outagesSeen = client.outages;
     while (!this.phases.stopped) {
       const answer = this.membership.latest!;
       const a = trainable(answer);
@@ -193,10 +195,19 @@ export class SwarmWorker {
           continue;
         }
         this.phases.dispatch({ type: 'failed' });
-        failures = failedAt === this.step ? failures + 1 : 1;
+        // A failure while the coordinator is unreachable, or the first one after an outage (a neighbour stalled
+        // on its loss report past the receive timeout), is the outage's: waited out, never counted towards the
+        // give-up (reconfiguring waits for the coordinator anyway).
+        const outage = transientError(e) || client.down !== null || client.outages !== outagesSeen;
+        outagesSeen = client.outages;
+        failures = outage ? 0 : failedAt === this.step ? failures + 1 : 1;
         failedAt = this.step;
         if (failures > 5) throw e;
-        this.log(`step ${this.step} failed (${(e as Error).message}); reconfiguring (attempt ${failures} of 5)`);
+        this.log(
+          outage
+            ? `step ${this.step} failed around a coordinator outage (${(e as Error).message}); reconfiguring`
+            : `step ${this.step} failed (${(e as Error).message}); reconfiguring (attempt ${failures} of 5)`,
+        );
         await sleep(this.membership.heartbeatMs);
       }
     }
