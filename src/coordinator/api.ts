@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { HttpError } from './errors.ts';
+import { HttpError, storeFailure } from './errors.ts';
 import { CorpusData } from './corpus-data.ts';
 import type { Credits } from './credits.ts';
 import type { LiveHub } from './live.ts';
@@ -330,7 +330,8 @@ export function createApiHandler(
       if ('stream' in out) out.stream(req, res, cors);
       else if ('bytes' in out) sendBytes(res, out.bytes, out.type, cors);
       else send(res, out.status ?? 200, out.json, cors);
-    } catch (e) {
+    } catch (thrown) {
+      const e = thrown instanceof HttpError ? thrown : (storeFailure(thrown) ?? thrown);
       const known = e instanceof HttpError;
       const status = known ? e.status : 500;
       const message = known ? e.message : `internal error: ${(e as Error).message}`;

@@ -24,6 +24,8 @@ export const HTTP = {
   store: { status: 500, code: 'store' },
   /** A dependency (the chain) is not configured or not answering. */
   unavailable: { status: 503, code: 'unavailable' },
+  /** The database's disk is full (SQLITE_FULL): retry the request once space returns (no restart needed). */
+  diskFull: { status: 507, code: 'disk-full' },
 } as const;
 
 export type HttpKind = keyof typeof HTTP;
@@ -41,3 +43,22 @@ export class HttpError extends TesseraError {
 
 /** True when `e` is an HttpError of `kind` (for a catch that handles one kind and rethrows the rest). */
 export const isHttpError = (e: unknown, kind: HttpKind): e is HttpError => e instanceof HttpError && e.kind === kind;
+
+/** SQLite's primary result code for "database or disk is full" (extended codes keep it in the low byte). */
+const SQLITE_FULL = 13;
+
+/**
+ * The answer for a failure that is not an HttpError: a full disk (node:sqlite's ERR_SQLITE_ERROR with SQLITE_FULL)
+ * is `diskFull`, which says what to do; anything else is undefined (a 500).
+ */
+export function storeFailure(e: unknown): HttpError | undefined {
+  const err = e as { code?: unknown; errcode?: unknown; message?: unknown } | null;
+  if (err?.code !== 'ERR_SQLITE_ERROR' || typeof err.errcode !== 'number' || (err.errcode & 0xff) !== SQLITE_FULL)
+    return undefined;
+  return new HttpError(
+    'diskFull',
+    "the coordinator's disk is full (SQLite: database or disk is full): the request was not completed; free " +
+      "space on the coordinator's disk (or raise its quota) and retry: it recovers by itself, no restart needed",
+    { cause: e },
+  );
+}

@@ -376,7 +376,8 @@ export class Store {
       this.db.exec('COMMIT');
       return out;
     } catch (e) {
-      this.db.exec('ROLLBACK');
+      // SQLite rolls back by itself on some errors (SQLITE_FULL): a second ROLLBACK would hide the real error.
+      if (this.db.isTransaction) this.db.exec('ROLLBACK');
       throw e;
     } finally {
       this.depth--;
