@@ -11,14 +11,16 @@
  * Every unit of work is receipted: signed with the peer key and posted to the coordinator's ledger.
  * The worker rides out pipeline changes (peers vanishing, joining or moving): see src/net/swarm-worker.ts.
  */
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { InvalidArgumentError, Option } from 'commander';
 import { loadCorpus } from '../data/brown-node.ts';
 import { Gpu } from '../gpu/index.ts';
 import { CoordinatorClient, type JoinAnswer } from '../net/coordinator-client.ts';
 import { loadOrCreateKey } from '../net/identity-node.ts';
 import { createPeer, waitForRelayAddress } from '../net/node.ts';
+import { SnapshotFiles } from '../net/snapshot-files.ts';
 import { AUDIT_FRACTION, SwarmWorker } from '../net/swarm-worker.ts';
+import { FileOutbox } from '../ledger/outbox-file.ts';
 import { ReceiptReporter } from '../ledger/reporter.ts';
 import { InferenceServer } from '../infer/serve.ts';
 import { wireTapToFiles } from '../net/wire-tap-files.ts';
@@ -31,6 +33,7 @@ import { DEFAULT_COORDINATOR_URL } from './defaults.ts';
 interface WorkerCli {
   coordinator: string;
   key: string;
+  state?: string;
   model?: string;
   steps?: number;
   untilStep?: number;
@@ -67,6 +70,11 @@ Example:
 })
   .option('--coordinator <url>', "the coordinator's HTTP API", httpUrl, DEFAULT_COORDINATOR_URL)
   .option('--key <file>', 'libp2p identity, created on first use', nonEmpty, '.tessera/worker.key')
+  .option(
+    '--state <dir>',
+    "durable state: the stage's snapshots and unsent receipts (default: the key's path with .state for .key)",
+    nonEmpty,
+  )
   .option(
     '--model <id>',
     'ask for this model\'s stages, as a tab\'s "choose a model" does (default: where most needed)',
@@ -119,6 +127,8 @@ const timeoutMs = values.timeoutMs;
 const givenSpeed = values.tokensPerSecond;
 const crashAfter = values.crashAfterUpdate;
 const inferRuntime = values.inferRuntime;
+/** Survives restarts with the key: a peer that comes back resumes the model from what it kept here. */
+const stateDir = resolve(values.state ?? `${values.key.replace(/\.key$/, '')}.state`);
 /** A client whose every join (the first, and re-joins after the coordinator dropped this peer) asks for one model. */
 class PreferringClient extends CoordinatorClient {
   readonly preferModel: string;
@@ -157,6 +167,10 @@ const reporter = new ReceiptReporter({
   key: privateKey,
   peerId: node.peerId.toString(),
   coordinatorUrl: client.url,
+  // Unsent receipts survive a crash or a restart in the state folder: the next start sends them.
+  outbox: new FileOutbox(join(stateDir, 'receipts.jsonl'), (l) =>
+    say(`[worker ${node.peerId.toString().slice(-6)}] ${l}`),
+  ),
   log: (l) => say(`[worker ${node.peerId.toString().slice(-6)}] ${l}`),
 });
 reporter.start();
@@ -167,9 +181,11 @@ say(
   `[worker ${node.peerId.toString().slice(-6)}] ${gpu.adapter.description || gpu.adapter.vendor} · ` +
     `${tokensPerSecond.toFixed(0)} reference tokens/s · relay ${relayAddr}`,
 );
+const snapshots = new SnapshotFiles(stateDir, (l) => say(`[worker ${node.peerId.toString().slice(-6)}] ${l}`));
 const worker = new SwarmWorker({
   gpu,
   node,
+  snapshots,
   client,
   relayAddr,
   kind: 'node',

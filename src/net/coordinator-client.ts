@@ -3,10 +3,26 @@
  * serves a browser tab and a Node worker.
  */
 import { TesseraError } from '../errors.ts';
-import type { JoinAnswer, LinkReport, MetricKind, MetricRecord, ModelDetail, RelayInfo } from '../wire/index.ts';
+import type {
+  JoinAnswer,
+  LeaveAnswer,
+  LinkReport,
+  MetricKind,
+  MetricRecord,
+  ModelDetail,
+  RelayInfo,
+} from '../wire/index.ts';
 
 // The wire shapes this client answers with, under the names its callers import.
-export type { Assignment, JoinAnswer, LinkReport, ModelDetail, PipelinePeer, RelayInfo } from '../wire/index.ts';
+export type {
+  Assignment,
+  JoinAnswer,
+  LeaveAnswer,
+  LinkReport,
+  ModelDetail,
+  PipelinePeer,
+  RelayInfo,
+} from '../wire/index.ts';
 
 /**
  * The coordinator answered with an error: `status`, and as `code` the one in its JSON answer (the kinds in
@@ -196,8 +212,13 @@ export class CoordinatorClient {
     });
   }
 
-  leave(peerId: string): Promise<unknown> {
-    return this.call('POST', '/api/peers/leave', { peerId });
+  /**
+   * Leaves the swarm. With `handoff`, first only the pipeline: the peer stays alive (heartbeating, its answers
+   * 'wait' with `handoff`) and is listed to the others as a departing holder for up to 60 s, so they can fetch its
+   * stage; then a leave without handoff ends it (src/coordinator/departures.ts).
+   */
+  leave(peerId: string, o: { handoff?: boolean } = {}): Promise<LeaveAnswer> {
+    return this.call('POST', '/api/peers/leave', o.handoff ? { peerId, handoff: true } : { peerId });
   }
 
   model(id: string): Promise<{ model: ModelDetail }> {

@@ -17,10 +17,17 @@
  * rolled-back update is undone before the step is recomputed, which gives the same update: same weights, same
  * batches, deterministic kernels) and none is lost (R never exceeds what every stage applied).
  *
- * A stage with no holder among the new pipeline's peers has lost its weights (its last holder vanished and it
- * had no replica): the pipeline cannot resume and waits (a peer holding that stage may still come back, e.g.
- * after a network cut). Only when no peer holds any stage of the model (a fresh swarm, or every holder left)
- * does it start from the seeded initialisation, at the step the coordinator has recorded.
+ * Durable snapshots (src/net/snapshots.ts) are held states too: every holder writes its stage at the same
+ * steps (multiples of `snapshotEvery`), so a stage whose GPU holders all stopped — a restart of everything, every
+ * worker SIGKILLed — can still stand at those steps, and R is then the newest step for which every stage has a
+ * snapshot (or a live state) somewhere. A snapshot reaches exactly its step; GPU states are preferred as sources.
+ *
+ * A stage with no holder and no snapshot among the new pipeline's peers has lost its weights: the pipeline cannot
+ * resume and waits, paused (a peer holding that stage, or its snapshot, may still come back). The seeded
+ * initialisation is the state at step 0 of every stage, so it is used only while nothing else can be: no peer
+ * holds any state of the model and the coordinator recorded fewer than `snapshotEvery` steps (no snapshot could
+ * exist yet, so recomputing from step 0 loses nothing). A model that stepped further is never trained from
+ * random weights again.
  */
 import type { Assignment } from './coordinator-client.ts';
 import type { HeldInfo, SyncStatus } from './swarm-sync.ts';
@@ -39,22 +46,25 @@ export type ResumePlan =
       step: number;
       /** Round of the new configuration (frames are tagged with it, so nothing from an earlier one is taken). */
       round: number;
-      /** No peer held any state: every stage starts from the seeded initialisation at `step`. */
+      /** No peer held any state: every stage starts from the seeded initialisation (step 0). */
       fresh: boolean;
       /** Per stage: peers holding it at (or able to roll back to) `step`, best first. */
       sources: Map<number, string[]>;
     }
   | { kind: 'lost'; stages: number[]; round: number; reason: string };
 
-/** Steps a held state can stand at: its step, one back if it kept the backup, the last stage capped by `reported`. */
+/**
+ * Steps a held state can stand at: its step, one back if it kept the backup (a snapshot: its step only), the last
+ * stage capped by `reported`.
+ */
 export function reachable(h: HeldInfo, stages: number, reported: number): number[] {
-  const steps = h.backup && h.step > 0 ? [h.step, h.step - 1] : [h.step];
+  const steps = h.backup && !h.stored && h.step > 0 ? [h.step, h.step - 1] : [h.step];
   return h.stage === stages - 1 ? steps.filter((s) => s <= reported) : steps;
 }
 
-export function planResume(members: readonly MemberView[], stages: number): ResumePlan {
+export function planResume(members: readonly MemberView[], stages: number, snapshotEvery: number): ResumePlan {
   const round = Math.max(0, ...members.map((m) => m.status.round)) + 1;
-  const holders: Array<{ peerId: string; stage: number; reach: number[]; exact: number }> = [];
+  const holders: Array<{ peerId: string; stage: number; reach: number[]; exact: number; stored: boolean }> = [];
   for (const m of members) {
     for (const h of m.status.held) {
       if (h.stage < stages)
@@ -63,12 +73,22 @@ export function planResume(members: readonly MemberView[], stages: number): Resu
           stage: h.stage,
           reach: reachable(h, stages, m.status.reported),
           exact: h.step,
+          stored: h.stored === true,
         });
     }
   }
   if (holders.length === 0) {
-    const step = Math.max(0, ...members.map((m) => m.status.reported));
-    return { kind: 'resume', step, round, fresh: true, sources: new Map() };
+    const recorded = Math.max(0, ...members.map((m) => m.status.reported));
+    if (recorded < snapshotEvery) return { kind: 'resume', step: 0, round, fresh: true, sources: new Map() };
+    const all = Array.from({ length: stages }, (_, s) => s);
+    return {
+      kind: 'lost',
+      stages: all,
+      round,
+      reason:
+        `no peer of the new pipeline holds any stage of this model or a snapshot of it, and it has trained ` +
+        `${recorded} steps: it waits for the holders of its snapshots instead of starting again from random weights`,
+    };
   }
   const perStage = Array.from(
     { length: stages },
@@ -81,8 +101,8 @@ export function planResume(members: readonly MemberView[], stages: number): Resu
       stages: missing,
       round,
       reason:
-        `no peer of the new pipeline holds stage${missing.length > 1 ? 's' : ''} ${missing.join(', ')}: ` +
-        `its last holder left and no replica held it`,
+        `no peer of the new pipeline holds stage${missing.length > 1 ? 's' : ''} ${missing.join(', ')} ` +
+        `or a snapshot of it: its last holder left and no replica held it`,
     };
   }
   const common = [...perStage[0]].filter((step) => perStage.every((set) => set.has(step)));
@@ -102,12 +122,11 @@ export function planResume(members: readonly MemberView[], stages: number): Resu
   const sources = new Map<number, string[]>();
   for (let s = 0; s < stages; s++) {
     const ok = holders.filter((h) => h.stage === s && h.reach.includes(step));
-    // Holders already at the step first (nothing to undo), then by peer id so every asker tries them in one order.
-    ok.sort((a, b) => Number(b.exact === step) - Number(a.exact === step) || (a.peerId < b.peerId ? -1 : 1));
-    sources.set(
-      s,
-      ok.map((h) => h.peerId),
-    );
+    // Live states already at the step first (nothing to undo), then live ones to roll back, then snapshots, then
+    // by peer id so every asker tries them in one order.
+    const rank = (h: (typeof ok)[number]) => (h.stored ? 2 : h.exact === step ? 0 : 1);
+    ok.sort((a, b) => rank(a) - rank(b) || (a.peerId < b.peerId ? -1 : 1));
+    sources.set(s, [...new Set(ok.map((h) => h.peerId))]);
   }
   return { kind: 'resume', step, round, fresh: false, sources };
 }

@@ -32,7 +32,12 @@ export interface HeldInfo {
   step: number;
   /** It kept the state from before its last update (one step back is reachable). */
   backup: boolean;
+  /** A snapshot on durable storage (src/net/snapshots.ts), not a live state: it reaches exactly `step`. */
+  stored?: boolean;
 }
+
+/** Stage states one status may list: a few live ones and the snapshots kept of each stage a peer held. */
+export const MAX_HELD = 64;
 
 export interface Resume {
   step: number;
@@ -121,13 +126,21 @@ export function parseStatus(raw: unknown): SyncStatus {
   if (!(PHASES as readonly unknown[]).includes(o.phase)) throw new WireError('status.phase is not a phase');
   if (!isInt(o.round) || !isInt(o.reported))
     throw new WireError('status.round and status.reported must be non-negative integers');
-  if (!Array.isArray(o.held) || o.held.length > 4) throw new WireError('status.held must list at most 4 stage states');
+  if (!Array.isArray(o.held) || o.held.length > MAX_HELD)
+    throw new WireError(`status.held must list at most ${MAX_HELD} stage states`);
   const held: HeldInfo[] = [];
   for (const h of o.held as unknown[]) {
     const x = h as Record<string, unknown>;
-    if (typeof h !== 'object' || h === null || !isInt(x.stage) || !isInt(x.step) || typeof x.backup !== 'boolean')
-      throw new WireError('status.held entries must be { stage, step, backup }');
-    held.push({ stage: x.stage, step: x.step, backup: x.backup });
+    if (
+      typeof h !== 'object' ||
+      h === null ||
+      !isInt(x.stage) ||
+      !isInt(x.step) ||
+      typeof x.backup !== 'boolean' ||
+      (x.stored !== undefined && typeof x.stored !== 'boolean')
+    )
+      throw new WireError('status.held entries must be { stage, step, backup, stored? }');
+    held.push({ stage: x.stage, step: x.step, backup: x.backup, ...(x.stored ? { stored: true } : {}) });
   }
   let resume: SyncStatus['resume'];
   if (o.resume !== undefined) {

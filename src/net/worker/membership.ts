@@ -58,7 +58,8 @@ export interface MembershipOptions {
   kind: 'node' | 'browser';
   log: (line: string) => void;
   /** What the heartbeat reports: the step and round the worker stands at, and its round's tensor transport. */
-  progress: () => { step: number; round: number; transport?: NetTransport };
+  /** waitingFor: the stages the model is paused for (no holder or snapshot of them), [] when it is not. */
+  progress: () => { step: number; round: number; transport?: NetTransport; waitingFor?: number[] };
   onChange: (e: LayoutChanged) => void;
 }
 
@@ -131,9 +132,16 @@ export class Membership {
   /** A heartbeat; a peer the coordinator declared gone (409) joins again and keeps its stage state. */
   private async heartbeatOnce(): Promise<JoinAnswer> {
     const { client, peerId, node } = this.o;
-    const { step, round, transport } = this.o.progress();
+    const { step, round, transport, waitingFor = [] } = this.o.progress();
     const t = transport?.stats;
-    const stats = { step, round, bytesSent: t?.bytesSent ?? 0, bytesReceived: t?.bytesReceived ?? 0 };
+    const stats = {
+      step,
+      round,
+      bytesSent: t?.bytesSent ?? 0,
+      bytesReceived: t?.bytesReceived ?? 0,
+      // The lowest stage the model waits for (stats are numbers only); absent while it trains.
+      ...(waitingFor.length ? { waitingForStage: Math.min(...waitingFor), waitingForStages: waitingFor.length } : {}),
+    };
     // Per-peer bytes and round trips: the coordinator's measured links (Researcher topology, bytes per token).
     const links = (this.linkMeter ??= new LinkMeter(node)).reports(transport?.peerStats);
     try {

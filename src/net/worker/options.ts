@@ -4,6 +4,7 @@ import type { Gpu } from '../../gpu/index.ts';
 import type { Corpus } from '../../train/recipe.ts';
 import { secretCoin, type AuditOptions, type WorkContext, type WorkDone } from '../../train/work.ts';
 import type { CoordinatorClient } from '../coordinator-client.ts';
+import type { SnapshotStore } from '../snapshots.ts';
 
 export interface SwarmWorkerOptions {
   gpu: Gpu;
@@ -41,6 +42,8 @@ export interface SwarmWorkerOptions {
   inferencePriority?: number;
   /** GPU-use cap: share of wall time the device may compute, in (0, 1] (default 1). */
   dutyCycle?: number;
+  /** Durable storage for stage snapshots (none: the model survives only while some holder keeps running). */
+  snapshots?: SnapshotStore;
 }
 
 /** Share of forwards recomputed by a sibling replica in a swarm (its cost: about a third of that in extra compute). */

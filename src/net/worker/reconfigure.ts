@@ -13,7 +13,8 @@ import type { Holdings } from './holdings.ts';
 import type { PhaseDriver } from './phase-driver.ts';
 import { Roster, specOf } from './roster.ts';
 import { openRound, type Round, type RoundDeps } from './round.ts';
-import { fetchHeld, seeded } from './stage-source.ts';
+import { specHash } from '../snapshots.ts';
+import { fetchHeld, fromSnapshot, seeded } from './stage-source.ts';
 
 export interface ReconfigureDeps extends RoundDeps {
   node: Libp2p;
@@ -22,6 +23,8 @@ export interface ReconfigureDeps extends RoundDeps {
   peerId: string;
   holdings: Holdings;
   phases: PhaseDriver;
+  /** The stages the model waits for (none: it is not waiting), as the agreement found. */
+  onWaiting?: (stages: number[]) => void;
 }
 
 /**
@@ -42,9 +45,9 @@ export async function reconfigure(
 ): Promise<{ round: Round; rendezvous: Rendezvous }> {
   const layout = layoutKey(a);
   const lastRound = d.phases.state.round;
-  d.holdings.forModel(a.modelId);
+  d.holdings.forModel(a.modelId, await specHash(a.spec));
   const reported = await reportedSteps(d.client, a.modelId, signal);
-  d.holdings.freeze(reported);
+  await d.holdings.freeze(reported, d.log);
   d.phases.advance({ type: 'frozen' }, signal);
   const spec = specOf(a);
   const roster = new Roster(a);
@@ -52,7 +55,9 @@ export async function reconfigure(
   if (!seat) throw new Error(`assignment for ${a.modelId} does not list this peer`);
   const members = roster.peers.filter((p) => p !== d.peerId);
   const holding = d.holdings.announced.held;
-  const holdingText = holding.map((h) => `stage ${h.stage}@${h.step}${h.backup ? '+backup' : ''}`).join(', ');
+  const holdingText = holding
+    .map((h) => `stage ${h.stage}@${h.step}${h.stored ? ' (snapshot)' : h.backup ? '+backup' : ''}`)
+    .join(', ');
   d.log(
     `stage ${a.stage} (replica ${seat.replica}) of ${a.modelId}: layers ${a.firstLayer}–${a.endLayer - 1}, ` +
       `${a.stages} stages, replicas [${roster.replicas}], codec ${a.spec.codec.name}; ` +
@@ -86,12 +91,14 @@ export async function reconfigure(
       status,
     }));
     views.push({ peerId: d.peerId, stage: a.stage, status: { held: holding, reported, round: lastRound } });
-    const plan = planResume(views, a.stages);
+    const plan = planResume(views, a.stages, a.spec.snapshotEvery);
     if (plan.kind === 'lost') {
       d.log(
-        `STAGE LOST: ${plan.reason}. Model ${a.modelId} cannot train until a peer holding stage ` +
-          `${plan.stages.join(', ')} at a matching step joins; waiting for the pipeline to change`,
+        `PAUSED — waiting for stage ${plan.stages.join(', ')}: ${plan.reason}. Model ${a.modelId} resumes by ` +
+          `itself when a peer holding ${plan.stages.length > 1 ? 'those stages' : 'that stage'} (live or as a ` +
+          `snapshot) at a matching step joins`,
       );
+      d.onWaiting?.(plan.stages);
       d.phases.advance({ type: 'stage-lost' }, signal);
       return abortable(new Promise<never>(() => {}), signal);
     }
@@ -103,19 +110,23 @@ export async function reconfigure(
     );
   }
 
+  d.onWaiting?.([]);
   d.holdings.bringTo(resume.step, d.log);
   let held = d.holdings.find(a.stage);
   if (!held) {
+    const own = resume.fresh ? undefined : await d.holdings.snapshot(a.stage, resume.step, d.log);
     held = resume.fresh
       ? seeded(d.gpu, a.spec, spec, resume.step)
-      : await fetchHeld(
-          d,
-          a,
-          spec,
-          resume.step,
-          sources.filter((p) => p !== d.peerId),
-          signal,
-        );
+      : own
+        ? await fromSnapshot(d, a, spec, resume.step, own)
+        : await fetchHeld(
+            d,
+            a,
+            spec,
+            resume.step,
+            sources.filter((p) => p !== d.peerId),
+            signal,
+          );
     d.holdings.add(held);
   }
   const round = await openRound(d, { assignment: a, layout, spec: a.spec, resume, seat, roster, held }, signal);

@@ -4,7 +4,7 @@
  */
 import type { Libp2p } from 'libp2p';
 import type { Gpu } from '../../gpu/index.ts';
-import type { StageCheckpoint } from '../../model/checkpoint.ts';
+import { readCheckpoint, type StageCheckpoint } from '../../model/checkpoint.ts';
 import type { ModelConfig } from '../../model/config.ts';
 import { sha256Hex } from '../../model/safetensors.ts';
 import { Stage } from '../../model/stage.ts';
@@ -32,6 +32,20 @@ function stageFrom(gpu: Gpu, cfg: ModelConfig, ck: StageCheckpoint): Stage {
   }
   stage.step = ck.step;
   return stage;
+}
+
+/** The stage from this peer's own snapshot at `step`, checked like a fetched checkpoint before it reaches the GPU. */
+export async function fromSnapshot(
+  d: { gpu: Gpu; log: (line: string) => void },
+  a: Assignment,
+  spec: StageSpec,
+  step: number,
+  bytes: Uint8Array,
+): Promise<HeldStage> {
+  const ck = await readCheckpoint(bytes, { cfg: a.spec.model, spec });
+  const held = new HeldStage(stageFrom(d.gpu, a.spec.model, ck), step);
+  d.log(`resumed stage ${a.stage} of ${a.modelId} from its snapshot at step ${step} (${bytes.length} bytes)`);
+  return held;
 }
 
 /** The stage's checkpoint at `step` from one of `sources` (tried in turn, for up to 120 s), on this GPU. */

@@ -122,6 +122,8 @@ export class StepLoop {
         this.d.holdings.keepOnly(held, this.d.log);
         firstOfRound = false;
       }
+      // Every stage writes at the same steps, after the step's loss is recorded: consistent resume points.
+      if (held.step % spec.snapshotEvery === 0) await this.d.holdings.persist(held, this.d.log);
       const t = c.transport.stats;
       opts.onStep?.({ step, loss, ms: performance.now() - t0, bytesSent: t.bytesSent, bytesReceived: t.bytesReceived });
     }

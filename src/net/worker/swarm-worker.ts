@@ -55,7 +55,9 @@ export class SwarmWorker {
   readonly turns: GpuTurns;
   private readonly phases = new PhaseDriver();
   private readonly membership: Membership;
-  private readonly holdings = new Holdings();
+  private readonly holdings: Holdings;
+  /** Stages the model waits for (paused: no holder or snapshot of them among the pipeline's peers); [] otherwise. */
+  private waitingFor: number[] = [];
   private readonly losses = new LossInbox();
   private readonly steps: StepLoop;
   /** The round configured last (kept through a failure's back-off; cleared when the next configuration begins). */
@@ -70,6 +72,7 @@ export class SwarmWorker {
     this.turns = new GpuTurns({ inferenceShare: opts.inferencePriority ?? 0.5, dutyCycle: opts.dutyCycle ?? 1 });
     this.audit = opts.audit ?? defaultAudit();
     this.peerId = opts.node.peerId.toString();
+    this.holdings = new Holdings(opts.snapshots);
     const log = (line: string) => this.log(line);
     this.membership = new Membership({
       client: opts.client,
@@ -78,7 +81,12 @@ export class SwarmWorker {
       tokensPerSecond: opts.tokensPerSecond,
       kind: opts.kind,
       log,
-      progress: () => ({ step: this.step, round: this.phases.state.round, transport: this.round?.transport }),
+      progress: () => ({
+        step: this.step,
+        round: this.phases.state.round,
+        transport: this.round?.transport,
+        waitingFor: this.waitingFor,
+      }),
       onChange: (e) => this.layoutChanged(e),
     });
     this.steps = new StepLoop({
@@ -149,7 +157,7 @@ export class SwarmWorker {
       source: {
         assignedStage: (model, peer) => this.membership.assignedStage(model, peer),
         checkpoint: (model, stage, step) =>
-          this.holdings.checkpoint(model, stage, step, this.phases.state.wire === 'training'),
+          this.holdings.checkpoint(model, stage, step, this.phases.state.wire === 'training', (m) => this.log(m)),
       },
     });
     await this.sync.start();
@@ -245,6 +253,7 @@ export class SwarmWorker {
       corrupt: o.corrupt,
       holdings: this.holdings,
       phases: this.phases,
+      onWaiting: (stages) => (this.waitingFor = stages),
     };
   }
 
