@@ -278,4 +278,59 @@ describe('settlement and charges survive a SIGKILL at the worst moment (real anv
       await coord.stop();
     }
   });
+
+  it('a chain node SIGKILLed before it dumped a posted root: on restart the root is requeued and posted again', async () => {
+    const statePath = join(tmp.dir, 'lossy-state.json');
+    let node = await startAnvil({ statePath });
+    const port = Number(new URL(node.rpcUrl).port);
+    const d = await deployTessera({
+      rpcUrl: node.rpcUrl,
+      chainId: node.chainId,
+      deployerKey: OWNER,
+      settlerAddress: privateKeyToAccount(SETTLER).address,
+      challengeDelaySeconds: 3600,
+    });
+    const modelId = 'lossy';
+    const m = await registerModelOnChain(d, OWNER, { modelId, name: 'Lossy', symbol: 'LO' });
+    await node.stop(); // a clean stop: the contracts are in the state file
+    node = await startAnvil({ statePath, port });
+    try {
+      const dbPath = dbWith('lossy', modelId, [rootOf('lossy 1')]);
+      let coord = await Coordinator.start({
+        dbPath,
+        log: memoryLog().log,
+        chain: { deployment: d, settlerKey: SETTLER },
+      });
+      await coord.settlement.idle();
+      await coord.settlement.postPending();
+      const lostTx = new LedgerStore(coord.store).getEpoch(modelId, 1)!.txHash;
+      expect(lostTx).toMatch(/^0x/);
+      await coord.stop();
+      // The node dies without dumping: the root's block is gone when it comes back.
+      process.kill(node.pid, 'SIGKILL');
+      await node.stop();
+      node = await startAnvil({ statePath, port });
+      const c = chainClients(node.rpcUrl, node.chainId, SETTLER);
+      expect((await readRoot(c, m, 1n)).postedAt).toBe(0n);
+
+      const logs = memoryLog();
+      coord = await Coordinator.start({ dbPath, log: logs.log, chain: { deployment: d, settlerKey: SETTLER } });
+      try {
+        await coord.settlement.idle();
+        expect(logs.lines.map((l) => l.message).join('\n')).toMatch(/requeued lossy#1;/);
+        await coord.settlement.postPending();
+        const e = new LedgerStore(coord.store).getEpoch(modelId, 1)!;
+        expect(e.txHash).toMatch(/^0x/);
+        // The same signed transaction again (same nonce and data), so even its hash matches: now mined for real.
+        expect(await c.publicClient.getTransactionReceipt({ hash: e.txHash as Hex })).toMatchObject({
+          status: 'success',
+        });
+        expect((await readRoot(c, m, 1n)).root).toBe(rootOf('lossy 1'));
+      } finally {
+        await coord.stop();
+      }
+    } finally {
+      await node.stop();
+    }
+  });
 });
