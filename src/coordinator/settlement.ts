@@ -204,7 +204,8 @@ export class Settlement {
     this.o.ledger.markPosted(e.modelId, e.epoch, txHash, this.o.now(), claimableAt);
     this.o.log(
       'info',
-      `epoch ${e.epoch} of ${e.modelId}: ${what} (${txHash}), claimable at ${new Date(claimableAt * 1000).toISOString()}`,
+      `epoch ${e.epoch} of ${e.modelId}: ${what} (${txHash}), claimable at ` +
+        new Date(claimableAt * 1000).toISOString(),
     );
   }
 

@@ -150,7 +150,7 @@ describe('anvil + deploy', () => {
     await expect(startAnvil({ statePath: lone })).rejects.toThrow(/unreadable .*no .*last-good to fall back to/);
   });
 
-  it('setupChain refuses a deployment whose chain state is missing, saying what to do (no silent redeploy)', async () => {
+  it('setupChain refuses a deployment whose chain state is gone and says what to do (no silent redeploy)', async () => {
     const stateDir = mkdtempSync(join(tmpdir(), 'tessera-local-'));
     try {
       const first = await setupChain(stateDir);

@@ -99,7 +99,7 @@ describe('settlement and charges survive a SIGKILL at the worst moment (real anv
 
   const rootOf = (s: string) => keccak256(toHex(s));
 
-  it('a root mined then SIGKILL before its record: on restart it is recorded, never re-posted; epoch 2 follows', async () => {
+  it('a root mined, then SIGKILL before its record: recorded on restart, not re-posted; epoch 2 follows', async () => {
     const modelId = 'crash-root';
     const m = await registerModelOnChain(deployment, OWNER, { modelId, name: 'Crash root', symbol: 'CR' });
     const r1 = rootOf('epoch 1');
@@ -279,7 +279,7 @@ describe('settlement and charges survive a SIGKILL at the worst moment (real anv
     }
   });
 
-  it('a chain node SIGKILLed before it dumped a posted root: on restart the root is requeued and posted again', async () => {
+  it('a chain node SIGKILLed before dumping a posted root: on restart the root is requeued, posted again', async () => {
     const statePath = join(tmp.dir, 'lossy-state.json');
     let node = await startAnvil({ statePath });
     const port = Number(new URL(node.rpcUrl).port);
