@@ -11,6 +11,8 @@ export const SLOW_UNIT_SUITES = [
   'tests/infer/swarm-generation.test.ts', // ~40 s: generation through four stage-holding workers
   'tests/infer/no-weights-leak.test.ts', // ~40 s: every received byte scanned for another stage's weights
   'tests/train/gpu-turns.test.ts', // ~15 s: inference/training priority and the duty cycle on a pipeline
+  'tests/ledger/outbox.test.ts', // ~15 s: a SIGKILLed worker's receipts credited once after a coordinator restart
+  'tests/ledger/outbox-idb.test.ts', // ~12 s: the tab's IndexedDB outbox across two Chromium launches
 ];
 
 /** Browser specs left out of the fast loop (gpu-page.spec.ts, the kernel self-test in Chromium, stays in). */

@@ -9,6 +9,7 @@ import { CoordinatorClient, type JoinAnswer } from '../../net/coordinator-client
 import { loadOrCreateKey } from '../../net/identity-browser.ts';
 import { createPeer, isDirectWebRTC, NetError, waitForRelayAddress } from '../../net/node.ts';
 import { InferenceServer } from '../../infer/serve.ts';
+import { IndexedDbOutbox } from '../../ledger/outbox-idb.ts';
 import { ReceiptReporter } from '../../ledger/reporter.ts';
 import { SwarmWorker, type WorkerStep } from '../../net/swarm-worker.ts';
 import { measureThroughput } from '../../train/throughput.ts';
@@ -136,10 +137,12 @@ export async function startSession(
   node.addEventListener('connection:close', countPeers);
 
   // Every unit of work becomes a receipt signed with this tab's peer key and posted to the coordinator's ledger.
+  // Receipts wait in IndexedDB until the coordinator answers for them: a closed tab's are sent on the next visit.
   const reporter = new ReceiptReporter({
     key: privateKey,
     peerId: node.peerId.toString(),
     coordinatorUrl: origin,
+    outbox: new IndexedDbOutbox((line) => events.log(line)),
     log: (line) => events.log(line),
   });
   reporter.start();
