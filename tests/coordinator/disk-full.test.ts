@@ -114,9 +114,8 @@ describe('coordinator on a full disk', () => {
     try {
       const db = store.connection;
       db.exec('CREATE TABLE filler (x TEXT)');
-      db.exec(
-        `PRAGMA max_page_count = ${Number((db.prepare('PRAGMA page_count').get() as { page_count: number }).page_count) + 2}`,
-      );
+      const pages = Number((db.prepare('PRAGMA page_count').get() as { page_count: number }).page_count);
+      db.exec(`PRAGMA max_page_count = ${pages + 2}`);
       let thrown: unknown;
       try {
         store.transaction(() => {
