@@ -103,6 +103,41 @@ describe('receipt reporter', () => {
     expect(r.stats.accepted).toBe(400);
   });
 
+  it('backs off while the coordinator answers 503, and delivers everything once it is back', async () => {
+    let calls = 0;
+    let up = false;
+    const got: SignedReceipt[] = [];
+    const f = (async (_url: string, init: { body: string }) => {
+      calls++;
+      if (!up) return new Response(JSON.stringify({ error: 'restarting' }), { status: 503 });
+      got.push(...(JSON.parse(init.body) as { receipts: SignedReceipt[] }).receipts);
+      return new Response(JSON.stringify({ accepted: 1, rejected: [] }), { status: 200 });
+    }) as unknown as typeof fetch;
+    const lines: string[] = [];
+    const r = new ReceiptReporter({
+      key,
+      peerId,
+      coordinatorUrl: 'http://coordinator',
+      fetch: f,
+      maxBackoffMs: 400,
+      log: (l) => lines.push(l),
+    });
+    r.add(unit(0, 0), context);
+    r.start(20);
+    await new Promise((done) => setTimeout(done, 1500));
+    // Every 20 ms would be ~75 tries; doubling from 20 ms to a 400 ms cap makes ~8.
+    expect(calls).toBeGreaterThanOrEqual(3);
+    expect(calls).toBeLessThanOrEqual(15);
+    expect(r.unacknowledged).toBe(1);
+    expect(lines.some((l) => /answered 503 \(restarting\); 1 kept for later/.test(l))).toBe(true);
+    up = true;
+    const until = Date.now() + 3000;
+    while (r.unacknowledged > 0 && Date.now() < until) await new Promise((done) => setTimeout(done, 20));
+    await r.stop();
+    expect(got.map((x) => x.step)).toEqual([0]);
+    expect(r.stats).toMatchObject({ accepted: 1, rejected: 0 });
+  });
+
   it('a real coordinator answers every request of a large batch (no 413), refusing only with a reason', async () => {
     const logs = memoryLog();
     coord = await Coordinator.start({ dbPath: join(tmp.dir, 'c.db'), heartbeatMs: 1000, log: logs.log });
