@@ -43,10 +43,7 @@ if (mode === 'queue') {
     const step = Math.floor(i / o.perStep) % o.steps;
     // Past the first lap, micro-batch numbers keep growing so every unit stays distinct.
     const micro = (i % o.perStep) + o.perStep * Math.floor(i / (o.perStep * o.steps));
-    reporter.add(
-      { kind: 'train', step, micro, inputHash: hash(i * 2), outputHash: hash(i * 2 + 1) },
-      o.context,
-    );
+    reporter.add({ kind: 'train', step, micro, inputHash: hash(i * 2), outputHash: hash(i * 2 + 1) }, o.context);
     if (i % 25 === 24) {
       await reporter.flush();
       console.log(`queued ${outbox.size}`);
