@@ -91,7 +91,8 @@ const o = cli({
   .opts<ChaosCli>();
 
 const MODEL = 'chaos';
-const HEARTBEAT_MS = 1000;
+/** The coordinator's default: on 2 loaded cores a shorter beat declares busy workers gone while they start. */
+const HEARTBEAT_MS = 2000;
 /** How long a SIGSTOPped worker stays stopped: past the 3 missed heartbeats after which it is declared gone. */
 const STOP_MS = 3 * HEARTBEAT_MS + 3000;
 /** The longest a fault waits for the swarm to recover from the one before. */
@@ -134,6 +135,8 @@ let app: PreviewServer | undefined;
 const faults: Fault[] = [];
 let done = 0;
 let running = true;
+/** When the fault schedule began (ms since the epoch): fault times in the report count from it. */
+let chaosStart = 0;
 
 async function get<T>(path: string): Promise<T> {
   const res = await fetch(api + path);
@@ -289,6 +292,7 @@ async function chaos(): Promise<void> {
   const rng = new Rng(o.seed * 7919 + 1);
   const order = kinds(rng);
   const t0 = Date.now();
+  chaosStart = t0;
   const slot = (o.seconds * 1000) / FAULTS;
   const progress = setInterval(() => {
     const up = workers.filter((w) => w.alive && !w.stopped).length;
@@ -303,7 +307,7 @@ async function chaos(): Promise<void> {
       const due = t0 + (i + 0.2 + 0.6 * rng.next()) * slot;
       while (Date.now() < due) {
         await poll();
-        await sleep(Math.min(1000, due - Date.now()));
+        await sleep(Math.max(0, Math.min(1000, due - Date.now())));
       }
       const last = faults.at(-1);
       if (last && !(await recovered(last.end, RECOVERY_WAIT_MS)))
@@ -510,7 +514,7 @@ async function main(): Promise<number> {
       kind: r.kind,
       target: r.target,
       signal: r.signal,
-      atSeconds: (r.at - startedAt) / 1000,
+      atSeconds: (r.at - chaosStart) / 1000,
       stepsAt: r.stepsAt,
       outageSeconds: r.outageSeconds,
       recoverySeconds: r.recoverySeconds,
@@ -567,7 +571,7 @@ async function main(): Promise<number> {
     `${stem}.svg`,
     lineChartSvg({
       title: `Time from each fault to the next recorded step (seed ${o.seed})`,
-      xLabel: 'fault at (s into the run)',
+      xLabel: 'fault at (s after the schedule began)',
       yLabel: 'seconds to the next step',
       width: 720,
       height: 360,
@@ -576,7 +580,7 @@ async function main(): Promise<number> {
         name: k,
         color: colors[k],
         markers: true,
-        dash: '0 1',
+        dash: '2 6',
         points: report.faults
           .filter((f) => f.kind === k)
           .map((f) => [f.atSeconds, f.recoverySeconds ?? Number.NaN] as const),
