@@ -12,6 +12,7 @@ export const SLOW_UNIT_SUITES = [
   'tests/infer/swarm-generation.test.ts', // ~40 s: generation through four stage-holding workers
   'tests/infer/no-weights-leak.test.ts', // ~40 s: every received byte scanned for another stage's weights
   'tests/train/gpu-turns.test.ts', // ~15 s: inference/training priority and the duty cycle on a pipeline
+  'tests/coordinator/settlement-crash.test.ts', // ~25 s: settling processes SIGKILLed mid-transaction, on anvil
   'tests/ledger/outbox.test.ts', // ~15 s: a SIGKILLed worker's receipts credited once after a coordinator restart
   'tests/ledger/outbox-idb.test.ts', // ~12 s: the tab's IndexedDB outbox across two Chromium launches
   'tests/chaos.test.ts', // ~4–5 min: npm run chaos shortened, six seeded faults, every invariant checked
