@@ -1,6 +1,7 @@
 import type { AdapterSummary } from '../gpu/index.ts';
 import type { SelfTestReport } from '../ops/selftest.ts';
 import type { GpuPhase, SelfTestStatus } from './store.ts';
+import type { BrowserSnapshots, SnapshotBackend } from './volunteer/snapshot-browser.ts';
 import type { StageInfo, VolunteerStatus } from './volunteer/store.ts';
 
 /**
@@ -38,5 +39,7 @@ declare global {
   interface Window {
     __tesseraSelfTest?: SelfTestHook;
     __tesseraVolunteer?: VolunteerHook;
+    /** The tab's stage-snapshot store (OPFS, else IndexedDB; `backend` forces one). */
+    __tesseraSnapshots?: (backend?: SnapshotBackend) => Promise<BrowserSnapshots>;
   }
 }

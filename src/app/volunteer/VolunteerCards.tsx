@@ -1,11 +1,13 @@
 /**
  * The Volunteer page's BOINC-style cards besides "This tab": preferences (model, GPU-use cap, when to step
- * aside), this peer's credit, teams, and what this peer can and cannot see of the model.
+ * aside), the stage snapshots this browser stores, this peer's credit, teams, and what this peer can and cannot
+ * see of the model.
  */
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { useEffect, useId, useState, type FormEvent } from 'react';
 import { api, ApiError, type PeerCredits } from '../coordinator-api.ts';
-import { formatCount, formatFlopRate, formatFlops, formatPercent } from '../format.ts';
+import { SNAPSHOTS_KEPT } from '../../net/snapshots.ts';
+import { formatBytes, formatCount, formatFlopRate, formatFlops, formatPercent } from '../format.ts';
 import { explainError } from '../errors.ts';
 import { useHolderPeer } from '../holder/store.ts';
 import { useModels } from '../models.tsx';
@@ -40,7 +42,11 @@ export function SettingsCard() {
           <option value={MOST_NEEDED}>Where most needed</option>
           {(models.data ?? []).map((m) => (
             <option key={m.id} value={m.id}>
-              {m.name} ({m.id}){m.covered ? '' : ' · needs holders'}
+              {m.name} ({m.id}){m.training?.state === 'paused'
+                ? ` · paused, waiting for stage ${m.training.waitingFor.join(', ')}`
+                : m.covered
+                  ? ''
+                  : ' · needs holders'}
             </option>
           ))}
           {st.preferModel && !models.data?.some((m) => m.id === st.preferModel) && (
@@ -126,6 +132,126 @@ export function SettingsCard() {
           {hold && vol.status !== 'paused' && vol.status !== 'pausing' ? ` Will pause: ${hold}.` : ''}
         </span>
       </fieldset>
+    </section>
+  );
+}
+
+const plural = (n: number, one: string) => `${formatCount(n)} ${one}${n === 1 ? '' : 's'}`;
+
+/**
+ * The stage snapshots this browser keeps (so a model survives every holder closing its tab): how much, of what,
+ * and a two-step Clear, refused while the tab volunteers (its worker reads and writes them).
+ */
+export function StorageCard() {
+  const vol = useVolunteerStore();
+  const watchStorage = useVolunteerStore((s) => s.watchStorage);
+  const [confirming, setConfirming] = useState(false);
+  const [done, setDone] = useState('');
+  const id = useId();
+  useEffect(() => watchStorage(), [watchStorage]);
+  const st = vol.storage;
+  const busy = isActive(vol.status) || vol.status === 'leaving';
+  const why = busy
+    ? 'Leave the swarm first: this tab reads and writes its stored stages while it volunteers.'
+    : vol.clearing
+      ? 'Clearing…'
+      : undefined;
+  const clear = async () => {
+    const what = st ? `${plural(st.count, 'snapshot')} (${formatBytes(st.bytes)})` : 'the snapshots';
+    setConfirming(false);
+    await vol.clearStorage();
+    if (!useVolunteerStore.getState().storageError) setDone(`Cleared ${what}.`);
+  };
+  return (
+    <section className="card" aria-labelledby={`${id}-title`} data-testid="vol-storage">
+      <h2 id={`${id}-title`}>Stored stages</h2>
+      <p className="muted small">
+        So that a model outlives every holder closing its tab, this tab keeps snapshots of the stage it trains (its
+        weights and optimizer state, every few steps and when you leave) in {st?.where ?? 'this browser’s storage'}, the
+        newest {SNAPSHOTS_KEPT} per stage. When you join again from this browser, training resumes from them. Nothing
+        else is stored.
+      </p>
+      {st && (
+        <dl className="fields">
+          <div className="field">
+            <dt>Storage used</dt>
+            <dd data-testid="vol-storage-used" data-bytes={st.bytes} data-count={st.count}>
+              {`${formatBytes(st.bytes)} · ${plural(st.count, 'snapshot')}`}
+            </dd>
+          </div>
+          <div className="field">
+            <dt>Newest</dt>
+            <dd data-testid="vol-storage-newest">
+              {st.newest.length === 0
+                ? '—'
+                : st.newest.map((x, i) => (
+                    <span key={x.model}>
+                      {i > 0 && ' · '}
+                      <code>{x.model}</code>
+                      {`: stage ${x.stage + 1} @ step ${formatCount(x.step)}`}
+                    </span>
+                  ))}
+            </dd>
+          </div>
+          <div className="field">
+            <dt>Kept</dt>
+            <dd data-testid="vol-storage-persisted">
+              {st.persisted
+                ? 'persistently: the browser will not evict it'
+                : 'until the browser needs the space (it did not grant persistent storage)'}
+            </dd>
+          </div>
+        </dl>
+      )}
+      <p className="holder-status" role="status" aria-live="polite" data-testid="vol-storage-status">
+        {vol.clearing ? 'Clearing…' : done}
+      </p>
+      {vol.storageError && (
+        <p className="notice notice-error notice-detail" role="alert" data-testid="vol-storage-error">
+          {vol.storageError}
+        </p>
+      )}
+      {confirming && !why ? (
+        <div className="controls">
+          <p id={`${id}-confirm`}>
+            {`Delete ${st ? plural(st.count, 'stored snapshot') : 'the stored snapshots'} from this browser? Models ` +
+              'this tab trained can then resume only from their other holders.'}
+          </p>
+          <button
+            type="button"
+            className="button"
+            onClick={() => void clear()}
+            aria-describedby={`${id}-confirm`}
+            data-testid="vol-storage-confirm"
+          >
+            Delete them
+          </button>
+          <button type="button" className="button button-quiet" onClick={() => setConfirming(false)}>
+            Cancel
+          </button>
+        </div>
+      ) : (
+        <div className="controls">
+          <button
+            type="button"
+            className="button button-quiet"
+            disabled={!!why || !st || st.count === 0}
+            aria-describedby={why ? `${id}-why` : undefined}
+            onClick={() => {
+              setDone('');
+              setConfirming(true);
+            }}
+            data-testid="vol-storage-clear"
+          >
+            Clear stored stages
+          </button>
+          {why && (
+            <p id={`${id}-why`} className="muted small" data-testid="vol-storage-why">
+              {why}
+            </p>
+          )}
+        </div>
+      )}
     </section>
   );
 }

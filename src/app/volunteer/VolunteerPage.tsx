@@ -3,7 +3,7 @@ import type { ReactNode } from 'react';
 import { formatBytes, formatCount } from '../format.ts';
 import { queryClient } from '../query.ts';
 import { isActive, useVolunteerStore, type StageInfo, type VolunteerState, type VolunteerStatus } from './store.ts';
-import { CreditsCard, SettingsCard, TeamsCard, VisibilityCard } from './VolunteerCards.tsx';
+import { CreditsCard, SettingsCard, StorageCard, TeamsCard, VisibilityCard } from './VolunteerCards.tsx';
 
 const LABELS: Record<VolunteerStatus, string> = {
   idle: 'Not joined',
@@ -47,7 +47,12 @@ function Controls({ s }: { s: VolunteerState }) {
   return (
     <div className="controls">
       {!active && (
-        <button type="button" className="button" onClick={() => void s.join()} disabled={s.status === 'leaving'}>
+        <button
+          type="button"
+          className="button"
+          onClick={() => void s.join()}
+          disabled={s.status === 'leaving' || s.clearing}
+        >
           {s.status === 'idle' ? 'Join the swarm' : 'Join again'}
         </button>
       )}
@@ -158,6 +163,7 @@ export function VolunteerPage() {
             <Stats s={s} />
           </section>
           <SettingsCard />
+          <StorageCard />
           <CreditsCard />
           <TeamsCard />
           <VisibilityCard />

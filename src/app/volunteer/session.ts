@@ -14,6 +14,7 @@ import { ReceiptReporter } from '../../ledger/reporter.ts';
 import { SwarmWorker, type WorkerStep } from '../../net/swarm-worker.ts';
 import { measureThroughput } from '../../train/throughput.ts';
 import { fetchCorpus } from './corpus.ts';
+import { browserSnapshots } from './snapshot-browser.ts';
 
 /** Reference tokens/s a software adapter claims: SwiftShader measured 60–80, and timing it takes over 10 s. */
 export const SOFTWARE_TOKENS_PER_SECOND = 50;
@@ -39,6 +40,12 @@ export interface Speed {
 export interface PauseHook {
   pause(): void;
   resume(): void;
+}
+
+/** The worker's graceful leave (snapshot the stage, hand it to a successor, then leave), where this build has it. */
+export function gracefulLeave(worker: SwarmWorker): () => Promise<void> {
+  const w = worker as unknown as { leave?: () => Promise<void> };
+  return typeof w.leave === 'function' ? () => w.leave!() : () => worker.close();
 }
 
 export function pauseHook(worker: SwarmWorker): PauseHook | undefined {
@@ -99,7 +106,10 @@ export interface Session {
   worker: SwarmWorker;
   /** Settles when the worker stops: resolves on a clean stop, rejects with the failure. */
   done: Promise<void>;
-  /** Leaves the swarm (frees the stage) and stops the peer. Idempotent. */
+  /**
+   * Leaves the swarm through the worker's graceful path (snapshot, hand the stage to a successor, leave) and stops
+   * the peer. Idempotent.
+   */
   close(): Promise<void>;
 }
 
@@ -146,6 +156,12 @@ export async function startSession(
     log: (line) => events.log(line),
   });
   reporter.start();
+  // Stage snapshots in OPFS (IndexedDB where it is missing): the worker writes one every spec.snapshotEvery steps
+  // and on a graceful leave, and resumes from them after a reload. Without either, the tab trains without them.
+  const snapshots = await browserSnapshots().catch((e: unknown) => {
+    events.log(`no durable storage for stage snapshots in this browser: ${(e as Error).message}`);
+    return undefined;
+  });
   const worker = new SwarmWorker({
     gpu,
     node,
@@ -162,15 +178,24 @@ export async function startSession(
     log: (line) => events.log(line),
     onStep: (s) => events.step(s),
     onWork: (w, c) => reporter.add(w, c),
+    snapshots,
   });
   const peerId = node.peerId.toString();
-  // A closed tab leaves at once instead of being declared gone after three missed heartbeats.
+  /*
+   * A closed tab leaves at once instead of being declared gone after three missed heartbeats. pagehide gives no
+   * time to await anything: the GPU readback, the SHA-256 and the OPFS write of a snapshot would be cut off when
+   * the page is torn down (harmlessly — a torn write is never referenced — but uselessly), and so would a hand-off
+   * over WebRTC. What survives a closed tab is the snapshot the worker wrote every spec.snapshotEvery steps; the
+   * beacon (a text/plain POST, which the coordinator parses as JSON whatever the content type) only frees the
+   * stage so the coordinator reassigns it now.
+   */
   const leaveOnHide = () => navigator.sendBeacon(`${origin}/api/peers/leave`, JSON.stringify({ peerId }));
   addEventListener('pagehide', leaveOnHide);
+  const leave = gracefulLeave(worker);
   const close = () =>
     (closing ??= (async () => {
       removeEventListener('pagehide', leaveOnHide);
-      await worker.close();
+      await leave();
       await reporter.stop();
       await inference.stop();
       node.removeEventListener('connection:open', countPeers);

@@ -3,9 +3,11 @@ import { TesseraError } from '../../errors.ts';
 import type { JoinAnswer } from '../../net/coordinator-client.ts';
 import { tokensPerStep } from '../../train/run-derived.ts';
 import type { WorkerStep } from '../../net/swarm-worker.ts';
+import type { SnapshotInfo } from '../../net/snapshots.ts';
 import { readyGpu, takeLock } from './prerequisites.ts';
 import type { PauseHook, Session, Speed, TuningHooks } from './session.ts';
 import { holdReason, useVolunteerSettings, watchDevice, type DeviceState } from './settings.ts';
+import type { SnapshotBackend } from './snapshot-browser.ts';
 
 /**
  * The Volunteer page's state: this tab as one peer of the swarm. Life cycle:
@@ -45,6 +47,18 @@ export interface StageInfo {
   pipelinePeers: number;
 }
 
+/** What the tab keeps of the stages it trained (src/app/volunteer/snapshot-browser.ts), for the Volunteer page. */
+export interface StoredStages {
+  backend: SnapshotBackend;
+  where: string;
+  bytes: number;
+  count: number;
+  /** The newest snapshot of each model, newest first. */
+  newest: SnapshotInfo[];
+  /** Whether the browser promised not to evict this origin's storage; undefined where it cannot say. */
+  persisted?: boolean;
+}
+
 export interface VolunteerState {
   status: VolunteerStatus;
   /** One sentence on what is happening now. */
@@ -74,6 +88,15 @@ export interface VolunteerState {
   /** Visibility and power source, as last seen while a session ran. */
   device?: DeviceState;
   log: string[];
+  /** The stage snapshots this browser holds; undefined until first read. */
+  storage?: StoredStages;
+  storageError?: string;
+  /** A clear of the stored stages is under way. */
+  clearing: boolean;
+  /** Reads the stored stages now and after every change to them; returns the unsubscribe. */
+  watchStorage(): () => void;
+  /** Deletes every stored stage snapshot; refused while this tab (or another of this browser) volunteers. */
+  clearStorage(): Promise<void>;
   join(): Promise<void>;
   pause(): void;
   resume(): void;
@@ -104,6 +127,11 @@ interface Current {
   releaseLock: () => void;
 }
 let current: Current | undefined;
+/**
+ * Starts of this tab that hold the volunteer lock: one abandoned by Leave keeps it until its GPU check or relay
+ * connection ends, and must not make Clear believe another tab volunteers.
+ */
+let holdingLock = 0;
 
 function stageInfo(a: JoinAnswer): StageInfo | undefined {
   if (a.status !== 'assigned') return undefined;
@@ -143,8 +171,37 @@ const fresh = {
   assignment: undefined,
 };
 
+const openSnapshots = () => import('./snapshot-browser.ts').then((m) => m.browserSnapshots());
+
+/** The newest snapshot of each model (the list is newest first). */
+function newestPerModel(list: SnapshotInfo[]): SnapshotInfo[] {
+  const seen = new Set<string>();
+  return list.filter((x) => !seen.has(x.model) && seen.add(x.model));
+}
+
 export const useVolunteerStore = create<VolunteerState>()((set, get) => {
   let lastLine = '';
+  let storageReads = 0;
+
+  /** Reads the figures; of reads that overlap (a put while the page opens), only the latest one is shown. */
+  async function readStorage(): Promise<void> {
+    const n = ++storageReads;
+    try {
+      const store = await openSnapshots();
+      const [u, list, persisted] = await Promise.all([
+        store.usage(),
+        store.list(),
+        navigator.storage?.persisted?.().catch(() => undefined),
+      ]);
+      if (n !== storageReads) return;
+      set({
+        storage: { backend: store.backend, where: store.where, ...u, newest: newestPerModel(list), persisted },
+        storageError: undefined,
+      });
+    } catch (e) {
+      if (n === storageReads) set({ storageError: `Cannot read the stored stages: ${(e as Error).message}` });
+    }
+  }
   const say = (line: string) => {
     lastLine = line;
     set((s) => ({ log: [...s.log, `${new Date().toLocaleTimeString()} ${line}`].slice(-LOG_LINES) }));
@@ -257,7 +314,15 @@ export const useVolunteerStore = create<VolunteerState>()((set, get) => {
     const check = () => {
       if (!live()) throw new Abandoned();
     };
-    c.releaseLock = await takeLock();
+    const release = await takeLock();
+    holdingLock++;
+    let released = false;
+    c.releaseLock = () => {
+      if (released) return;
+      released = true;
+      holdingLock--;
+      release();
+    };
     check();
     const gpu = await readyGpu();
     const { startSession, tabSpeed, pauseHook, tuningHooks } = await import('./session.ts');
@@ -336,9 +401,51 @@ export const useVolunteerStore = create<VolunteerState>()((set, get) => {
     canPause: false,
     canTune: { dutyCycle: false, inferenceShare: false },
     log: [],
+    clearing: false,
+
+    watchStorage() {
+      let unsubscribe: (() => void) | undefined;
+      let stopped = false;
+      void readStorage();
+      openSnapshots().then(
+        (store) => {
+          if (!stopped) unsubscribe = store.subscribe(() => void readStorage());
+        },
+        () => {},
+      );
+      return () => {
+        stopped = true;
+        unsubscribe?.();
+      };
+    },
+
+    async clearStorage() {
+      const status = get().status;
+      if (isActive(status) || status === 'leaving' || get().clearing) {
+        set({
+          storageError: 'Leave the swarm first: this tab reads and writes its stored stages while it volunteers.',
+        });
+        return;
+      }
+      set({ clearing: true, storageError: undefined });
+      try {
+        // Another tab of this browser that volunteers holds the lock and uses the same storage.
+        const release = holdingLock > 0 ? () => {} : await takeLock();
+        try {
+          await (await openSnapshots()).clear();
+        } finally {
+          release();
+        }
+      } catch (e) {
+        set({ storageError: `Could not clear the stored stages: ${(e as Error).message}` });
+      } finally {
+        set({ clearing: false });
+        await readStorage();
+      }
+    },
 
     async join() {
-      if (isActive(get().status) || get().status === 'leaving') return;
+      if (isActive(get().status) || get().status === 'leaving' || get().clearing) return;
       set({ ...fresh, status: 'starting', detail: 'Checking this GPU…', log: [] });
       lastLine = '';
       const c: Current = { releaseLock: () => {} };
@@ -377,3 +484,7 @@ export const useVolunteerStore = create<VolunteerState>()((set, get) => {
     },
   };
 });
+
+// For automated checks and the devtools console (src/app/test-hooks.ts): the page's snapshot store.
+if (typeof window !== 'undefined')
+  window.__tesseraSnapshots = (backend) => import('./snapshot-browser.ts').then((m) => m.browserSnapshots(backend));
