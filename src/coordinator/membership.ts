@@ -42,6 +42,8 @@ export class Membership {
   private timer: ReturnType<typeof setInterval> | null = null;
   /** Where each peer swept for silence sat (not one that left on purpose): its rejoin takes the seat back. */
   private readonly sweptSeats = new Map<string, AssignmentRecord[]>();
+  /** Silence before this time does not count (set when sweeping starts, and after this process stalled). */
+  private quietUntil = -Infinity;
   /** A rebalance held back for swept peers still to rejoin, until then (sweep() runs it). */
   private holdUntil: number | null = null;
 
@@ -139,7 +141,9 @@ export class Membership {
       this.holdUntil = null;
       rebalance(this.store, at, 'the rejoin grace of swept peers ending', this.log);
     }
-    const silent = this.store.listPeers('alive').filter((p) => at - p.lastSeen > this.timeoutMs);
+    const silent = this.store
+      .listPeers('alive')
+      .filter((p) => at - Math.max(p.lastSeen, this.quietUntil) > this.timeoutMs);
     if (silent.length === 0) return [];
     this.store.transaction(() => {
       for (const p of silent) {
@@ -179,16 +183,24 @@ export class Membership {
   /** Sweeps every half heartbeat, so a dead peer is noticed within 3.5 heartbeats. */
   start(): void {
     if (this.timer) return;
-    this.timer = setInterval(
-      () => {
-        try {
-          this.sweep();
-        } catch (e) {
-          this.log?.('error', `membership sweep failed: ${(e as Error).message}`);
-        }
-      },
-      Math.max(5, this.heartbeatMs / 2),
-    );
+    const period = Math.max(5, this.heartbeatMs / 2);
+    // Peers recorded alive before this start (a restart) get 3 heartbeats from now to be heard again.
+    let last = (this.quietUntil = this.now());
+    this.timer = setInterval(() => {
+      const at = this.now();
+      // This process stalled (a long synchronous task, CPU starvation): the heartbeats that arrived meanwhile
+      // still wait unread behind this timer, so silence is counted from now, not from before the stall.
+      if (at - last > 4 * period) {
+        this.quietUntil = at;
+        this.log?.('warn', `the coordinator stalled for ${at - last} ms: peers get 3 heartbeats from now`);
+      }
+      last = at;
+      try {
+        this.sweep();
+      } catch (e) {
+        this.log?.('error', `membership sweep failed: ${(e as Error).message}`);
+      }
+    }, period);
     this.timer.unref();
   }
 

@@ -188,6 +188,34 @@ describe('membership: heartbeats, gone peers, rejoin', () => {
     expect(store.getPeer('a')!.tokensPerSecond).toBe(300);
   });
 
+  it('silence while the coordinator was down or stalled does not count: 3 heartbeats from its start or stall', async () => {
+    // Heartbeats every 100 ms (sweeps every 50 ms of real time) on our clock, which jumps where we say.
+    const m = new Membership({ store, heartbeatMs: 100, now: () => clock, log: memoryLog().log });
+    const at = async (t: number) => {
+      clock = t;
+      await new Promise((r) => setTimeout(r, 120)); // a sweep or two at that time
+      return store.getPeer('x')!.status;
+    };
+    m.join({ peerId: 'x', kind: 'node', tokensPerSecond: 5, preferModel: null });
+    try {
+      // A restart 10 s after x's last heartbeat: x has 3 heartbeats (300 ms) from the start to be heard.
+      clock = 10_000;
+      m.start();
+      expect(await at(10_000)).toBe('alive');
+      expect(await at(10_150)).toBe('alive');
+      expect(await at(10_290)).toBe('alive');
+      m.heartbeat('x');
+      // The sweeping timer fires ~10 s late (this process was stuck): x's heartbeats may be waiting unread.
+      expect(await at(20_000)).toBe('alive');
+      expect(await at(20_150)).toBe('alive');
+      expect(await at(20_290)).toBe('alive');
+      expect(await at(20_301)).toBe('gone');
+    } finally {
+      m.stop();
+    }
+    expect(store.listEvents().find((e) => e.kind === 'gone')!.detail.silentMs).toBe(20_301 - 10_290);
+  });
+
   it('with real timers, a short heartbeat notices a silent peer within a few periods', async () => {
     const live = new Membership({ store, heartbeatMs: 20, log: memoryLog().log });
     live.join({ peerId: 'x', kind: 'browser', tokensPerSecond: 5, preferModel: null });
