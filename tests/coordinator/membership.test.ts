@@ -188,7 +188,7 @@ describe('membership: heartbeats, gone peers, rejoin', () => {
     expect(store.getPeer('a')!.tokensPerSecond).toBe(300);
   });
 
-  it('silence while the coordinator was down or stalled does not count: 3 heartbeats from its start or stall', async () => {
+  it('silence while the coordinator was down or stalled does not count: 3 heartbeats from start or stall', async () => {
     // Heartbeats every 100 ms (sweeps every 50 ms of real time) on our clock, which jumps where we say.
     const m = new Membership({ store, heartbeatMs: 100, now: () => clock, log: memoryLog().log });
     const at = async (t: number) => {
