@@ -38,7 +38,7 @@ function child(mode: 'queue' | 'drain', options: unknown, lines: string[]): Chil
   return c;
 }
 
-async function until<T>(what: string, fn: () => T | undefined, lines: string[], ms = 30_000): Promise<T> {
+async function until<T>(what: string, fn: () => T | undefined, lines: string[], ms = 90_000): Promise<T> {
   const end = Date.now() + ms;
   for (;;) {
     const v = fn();
@@ -256,5 +256,5 @@ describe('receipt outbox', () => {
     expect(res.json.rejected.every((r: { duplicate?: boolean }) => r.duplicate === true)).toBe(true);
     const count = coord.store.connection.prepare('SELECT COUNT(*) AS n FROM receipts').get()!.n;
     expect(Number(count)).toBe(held.length);
-  }, 90_000);
+  }, 240_000);
 });
