@@ -42,7 +42,8 @@ export function SettingsCard() {
           <option value={MOST_NEEDED}>Where most needed</option>
           {(models.data ?? []).map((m) => (
             <option key={m.id} value={m.id}>
-              {m.name} ({m.id}){m.training?.state === 'paused'
+              {m.name} ({m.id})
+              {m.training?.state === 'paused'
                 ? ` · paused, waiting for stage ${m.training.waitingFor.join(', ')}`
                 : m.covered
                   ? ''
