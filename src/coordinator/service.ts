@@ -1,3 +1,4 @@
+import { type Departure, Departures, HANDOFF_MS } from './departures.ts';
 import { HttpError } from './errors.ts';
 import { LedgerStore } from './ledger-store.ts';
 import { Links, parseLinks } from './links.ts';
@@ -16,7 +17,7 @@ import {
 } from './types.ts';
 import { finite, integer, object, oneOf, onlyKeys, PEER_ID, string } from './validate.ts';
 import { assignmentView, modelDetail, modelSummary, peerView, topologyView } from './views.ts';
-import type { RelayInfo } from '../wire/index.ts';
+import type { LeaveAnswer, RelayInfo } from '../wire/index.ts';
 
 /** Where peers reach the coordinator's libp2p relay (reported by the API; the relay itself lives in src/net). */
 export type { RelayInfo };
@@ -49,11 +50,13 @@ export class CoordinatorService {
   private readonly stats = new Map<string, Record<string, number>>();
   private readonly listeners: MetricListener[] = [];
   readonly links: Links;
+  private readonly departures: Departures;
 
   constructor(opts: ServiceOptions) {
     this.o = opts;
     this.startedAt = opts.now();
     this.links = new Links(opts.store);
+    this.departures = new Departures(opts.store);
   }
 
   onMetric(fn: MetricListener): void {
@@ -85,7 +88,9 @@ export class CoordinatorService {
 
   listModels() {
     return {
-      models: this.o.store.listModels().map((m) => modelSummary(this.o.store, m, this.o.referenceFlopsPerToken)),
+      models: this.o.store
+        .listModels()
+        .map((m) => modelSummary(this.o.store, m, this.o.referenceFlopsPerToken, this.waitingOf)),
     };
   }
 
@@ -100,12 +105,15 @@ export class CoordinatorService {
     });
     this.o.log('info', `model ${model.id} registered (${model.spec.layout.length} stages)`);
     this.onModelRegistered(model);
-    return { model: modelDetail(store, model, this.o.referenceFlopsPerToken) };
+    return { model: modelDetail(store, model, this.o.referenceFlopsPerToken, this.waitingOf) };
   }
 
   model(id: string) {
-    return { model: modelDetail(this.o.store, this.modelOr404(id), this.o.referenceFlopsPerToken) };
+    return { model: modelDetail(this.o.store, this.modelOr404(id), this.o.referenceFlopsPerToken, this.waitingOf) };
   }
+
+  /** The stage a peer's last heartbeat said its model waits for (paused), if any. */
+  private readonly waitingOf = (peerId: string): number | undefined => this.stats.get(peerId)?.waitingForStage;
 
   join(body: unknown) {
     const o = object(body, 'join');
@@ -116,6 +124,10 @@ export class CoordinatorService {
     const preferModel =
       o.preferModel === undefined || o.preferModel === null ? null : string(o.preferModel, 'preferModel');
     if (preferModel !== null) this.modelOr404(preferModel);
+    this.endDepartures();
+    // A join is a new session of the peer (a restarted worker, a reopened tab): a hand-off it began is over.
+    if (this.departures.remove(peerId))
+      this.o.store.logEvent('handoff-end', { peerId, why: 'joined again' }, this.o.now());
     this.o.membership.join({ peerId, kind, tokensPerSecond, preferModel });
     return this.answer(peerId);
   }
@@ -140,16 +152,95 @@ export class CoordinatorService {
       this.o.membership.heartbeat(peerId);
     }
     this.links.record(peerId, links, this.o.now());
+    this.endDepartures();
     return this.answer(peerId);
   }
 
-  leave(body: unknown) {
+  /**
+   * POST /api/peers/leave `{ peerId, handoff? }`. Without handoff (or from a peer handing off, its final leave):
+   * the peer is gone at once and its stage reassigned. With `handoff: true` from a peer that holds a stage: it
+   * leaves the layout at once, but stays alive and listed as a departing holder of its stage for HANDOFF_MS (see
+   * departures.ts); from a peer that holds none, or is gone already, a handoff is a no-op that says why. Anyone
+   * who knows a peer id may call this (peers are not authenticated yet).
+   */
+  leave(body: unknown): LeaveAnswer {
     const o = object(body, 'leave');
-    onlyKeys(o, 'leave', ['peerId']);
+    onlyKeys(o, 'leave', ['peerId', 'handoff']);
     const peerId = string(o.peerId, 'peerId', PEER_ID, 128);
-    this.o.membership.leave(peerId);
+    if (o.handoff !== undefined && typeof o.handoff !== 'boolean')
+      throw new HttpError(
+        'badRequest',
+        `handoff must be true or false, got ${JSON.stringify(o.handoff)?.slice(0, 40)}`,
+      );
+    const handoff = o.handoff === true;
+    this.endDepartures();
+    if (handoff) return this.handoff(peerId);
+    const { store } = this.o;
+    store.transaction(() => {
+      if (this.departures.remove(peerId)) store.logEvent('handoff-end', { peerId, why: 'left' }, this.o.now());
+      this.o.membership.leave(peerId);
+    });
     this.stats.delete(peerId);
     return { ok: true, peerId };
+  }
+
+  private handoff(peerId: string): LeaveAnswer {
+    const { store } = this.o;
+    const at = this.o.now();
+    const peer = store.getPeer(peerId);
+    if (!peer) throw new HttpError('notFound', `unknown peer ${peerId}`);
+    const view = (d: Departure) => ({
+      modelId: d.modelId,
+      stage: d.stage,
+      until: d.until,
+      successors: store
+        .listAssignments(d.modelId)
+        .filter((a) => a.stage === d.stage)
+        .map((a) => a.peerId),
+    });
+    const prior = this.departures.get(peerId);
+    if (prior && peer.status === 'alive') return { ok: true, peerId, handoff: view(prior) };
+    if (peer.status === 'gone')
+      return { ok: true, peerId, handoff: null, reason: `peer ${peerId} is gone already: nothing to hand off` };
+    const held = store.assignmentsOf(peerId)[0];
+    if (!held)
+      return {
+        ok: true,
+        peerId,
+        handoff: null,
+        reason: `peer ${peerId} holds no stage: nothing to hand off (leave without handoff to go)`,
+      };
+    const d = store.transaction(() => {
+      const d = this.departures.add({
+        peerId,
+        modelId: held.modelId,
+        stage: held.stage,
+        since: at,
+        until: at + HANDOFF_MS,
+      });
+      store.logEvent('leave-handoff', { peerId, modelId: d.modelId, stage: d.stage, until: d.until }, at);
+      rebalance(store, at, `hand-off leave of ${peerId}`, this.o.log);
+      return d;
+    });
+    this.o.log('info', `peer ${peerId} hands off stage ${d.stage} of ${d.modelId} before it leaves`);
+    return { ok: true, peerId, handoff: view(d) };
+  }
+
+  /**
+   * Ends the hand-offs that are over: a departing peer past its deadline is made to leave (gone, so its stage's
+   * holders stop waiting for it); the record of one already gone is dropped.
+   */
+  private endDepartures(): void {
+    const { store } = this.o;
+    const at = this.o.now();
+    for (const d of this.departures.over(at)) {
+      store.transaction(() => {
+        this.departures.remove(d.peerId);
+        store.logEvent('handoff-end', { peerId: d.peerId, why: d.alive ? 'deadline' : 'gone' }, at);
+        if (d.alive) this.o.membership.leave(d.peerId);
+      });
+      if (d.alive) this.stats.delete(d.peerId);
+    }
   }
 
   listPeers() {
@@ -260,7 +351,21 @@ export class CoordinatorService {
     const { store, membership, relay } = this.o;
     const base = { peerId, heartbeatMs: membership.heartbeatMs, relay };
     const mine = store.assignmentsOf(peerId)[0];
-    if (mine) return { ...base, status: 'assigned' as const, assignment: assignmentView(store, mine) };
+    if (mine)
+      return {
+        ...base,
+        status: 'assigned' as const,
+        assignment: assignmentView(store, mine, this.departures.ofModel(mine.modelId, this.o.now())),
+      };
+    const leaving = this.departures.get(peerId);
+    if (leaving)
+      return {
+        ...base,
+        status: 'wait' as const,
+        reason: `handing off stage ${leaving.stage} of model ${leaving.modelId} (until ${new Date(leaving.until).toISOString()})`,
+        retryMs: membership.heartbeatMs,
+        handoff: { modelId: leaving.modelId, stage: leaving.stage, until: leaving.until },
+      };
     const rep = new LedgerStore(store).reputation(peerId);
     const reason = rep?.banned
       ? `banned from assignment: ${rep.reason}`

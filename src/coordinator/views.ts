@@ -3,7 +3,15 @@ import type { Store } from './store.ts';
 import type { TeamRef } from './teams.ts';
 import type { AssignmentRecord, ModelRecord, PeerRecord } from './types.ts';
 import { stageCosts, stageCount } from '../train/run-derived.ts';
-import type { Assignment, Bottleneck, ModelDetail, ModelSummary, StageView, Topology } from '../wire/index.ts';
+import type {
+  Assignment,
+  Bottleneck,
+  ModelDetail,
+  ModelSummary,
+  StageView,
+  Topology,
+  TrainingState,
+} from '../wire/index.ts';
 
 /**
  * JSON shapes the API answers with, built from stored records. Capacities are in tokens/s: a peer's reference
@@ -62,7 +70,28 @@ function flat(model: ModelRecord) {
   };
 }
 
-export function modelSummary(store: Store, model: ModelRecord, referenceFlopsPerToken: number): ModelSummary {
+/** Paused when some holder's heartbeat says the model waits for a stage; else training when every stage is held. */
+function trainingState(stages: StageView[], waitingOf: (peerId: string) => number | undefined): TrainingState {
+  const waiting = new Set<number>();
+  for (const s of stages)
+    for (const p of s.peers) {
+      const w = waitingOf(p.peerId);
+      if (w !== undefined) waiting.add(w);
+    }
+  const waitingFor = [...waiting].sort((a, b) => a - b);
+  const covered = stages.every((s) => s.peers.length > 0);
+  return { state: waitingFor.length ? 'paused' : covered ? 'training' : 'idle', waitingFor };
+}
+
+type WaitingOf = (peerId: string) => number | undefined;
+const notWaiting: WaitingOf = () => undefined;
+
+export function modelSummary(
+  store: Store,
+  model: ModelRecord,
+  referenceFlopsPerToken: number,
+  waitingOf = notWaiting,
+): ModelSummary {
   const stages = stageViews(store, model, referenceFlopsPerToken);
   return {
     ...flat(model),
@@ -70,11 +99,17 @@ export function modelSummary(store: Store, model: ModelRecord, referenceFlopsPer
     stages: stages.length,
     peers: stages.reduce((t, s) => t + s.peers.length, 0),
     covered: stages.every((s) => s.peers.length > 0),
+    training: trainingState(stages, waitingOf),
     bottleneck: bottleneck(stages),
   };
 }
 
-export function modelDetail(store: Store, model: ModelRecord, referenceFlopsPerToken: number): ModelDetail {
+export function modelDetail(
+  store: Store,
+  model: ModelRecord,
+  referenceFlopsPerToken: number,
+  waitingOf = notWaiting,
+): ModelDetail {
   const stages = stageViews(store, model, referenceFlopsPerToken);
   return {
     ...flat(model),
@@ -82,14 +117,23 @@ export function modelDetail(store: Store, model: ModelRecord, referenceFlopsPerT
     config: model.spec.model,
     layout: model.spec.layout,
     covered: stages.every((s) => s.peers.length > 0),
+    training: trainingState(stages, waitingOf),
     bottleneck: bottleneck(stages),
     steps: store.countSteps(model.id),
     stages,
   };
 }
 
-/** What a peer needs to serve its stage: the stage, the model's RunSpec, and who holds every stage. */
-export function assignmentView(store: Store, a: AssignmentRecord): Assignment {
+/**
+ * What a peer needs to serve its stage: the stage, the model's RunSpec, who holds every stage, and who is handing
+ * a stage of the model off before it leaves (`departing`: not in the pipeline any more, but still serving its
+ * stage's state to the new holders).
+ */
+export function assignmentView(
+  store: Store,
+  a: AssignmentRecord,
+  departing: Array<{ peerId: string; stage: number }> = [],
+): Assignment {
   const model = store.getModel(a.modelId)!;
   const { spec } = model;
   const stage = stageCosts(model.spec)[a.stage];
@@ -108,6 +152,7 @@ export function assignmentView(store: Store, a: AssignmentRecord): Assignment {
     hasHead: stage.hasHead,
     spec,
     pipeline,
+    departing,
   };
 }
 

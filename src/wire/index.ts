@@ -9,6 +9,7 @@ export type {
   Bottleneck,
   FlatModelProposal,
   JoinAnswer,
+  LeaveAnswer,
   ModelDetail,
   ModelProposal,
   ModelSummary,
@@ -16,6 +17,7 @@ export type {
   RelayInfo,
   SpecModelProposal,
   StageView,
+  TrainingState,
 } from './models.ts';
 export type {
   LeaderboardBy,

@@ -26,7 +26,20 @@ interface ModelBase {
   pricePer1kTokens: number;
   createdAt: number;
   covered: boolean;
+  /** Whether the model trains now, and if not, why (see TrainingState). */
+  training: TrainingState;
   bottleneck: Bottleneck | null;
+}
+
+/**
+ * training: a pipeline is set up (every stage held). paused: its holders agreed the model cannot go on until a
+ * peer holding `waitingFor`'s stages (live or as a snapshot) returns — it is never restarted from random weights.
+ * idle: some stage has no peer assigned.
+ */
+export interface TrainingState {
+  state: 'training' | 'paused' | 'idle';
+  /** Paused: the stages it waits for (the lowest each holder reported). */
+  waitingFor: number[];
 }
 
 /** An entry of GET /api/models. */
@@ -105,6 +118,12 @@ export interface Assignment {
   hasHead: boolean;
   spec: RunSpec;
   pipeline: Array<{ stage: number; peers: PipelinePeer[] }>;
+  /**
+   * Peers handing a stage of this model off before they leave (POST /api/peers/leave with handoff): out of the
+   * pipeline, still alive for up to 60 s, and serving their stage's state to its new holders. Absent from
+   * coordinators that predate hand-offs.
+   */
+  departing?: Array<{ peerId: string; stage: number }>;
 }
 
 /** Where peers reach the coordinator's libp2p relay. */
@@ -122,4 +141,18 @@ export type JoinAnswer =
       relay: RelayInfo | null;
       reason: string;
       retryMs: number;
+      /** Set while this peer hands its stage off (it left the pipeline with handoff: true). */
+      handoff?: { modelId: string; stage: number; until: number };
     };
+
+/**
+ * The answer to POST /api/peers/leave. For a leave with `handoff: true`, `handoff` is the hand-off begun (or
+ * already under way) — the stage, the deadline, and the peers now holding the stage — or null with the reason
+ * when there is nothing to hand off. A plain leave answers neither.
+ */
+export interface LeaveAnswer {
+  ok: true;
+  peerId: string;
+  handoff?: { modelId: string; stage: number; until: number; successors: string[] } | null;
+  reason?: string;
+}

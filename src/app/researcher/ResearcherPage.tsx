@@ -62,6 +62,13 @@ function ModelFacts({ m }: { m: ModelSummary }) {
         {` · ${m.covered ? 'every stage has a holder' : 'waiting for holders'}`}
         {` · ${m.pricePer1kTokens} ETH per 1,000 tokens`}
       </p>
+      {m.training?.state === 'paused' && (
+        <p className="notice" role="status" data-testid="research-paused">
+          Paused — waiting for stage {m.training.waitingFor.join(', ')}: no peer of the pipeline holds it or a snapshot
+          of it. Training resumes by itself, from the newest snapshot every stage has, when a holder returns (it never
+          restarts from random weights).
+        </p>
+      )}
       <p className="muted small" data-testid="research-spec">
         {`${model.layers} layers (${layout.join(' · ')} per stage) · width ${model.dModel} · ${model.heads} heads`}
         {` · context ${model.context} · vocabulary ${formatCount(model.vocab)}`}
