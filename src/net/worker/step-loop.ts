@@ -9,7 +9,7 @@ import type { GpuTurns } from '../../gpu/gpu-turns.ts';
 import { learningRate, recipeMicroBatches } from '../../train/recipe.ts';
 import { tokensPerStep } from '../../train/run-derived.ts';
 import { CoordinatorError, type CoordinatorClient } from '../coordinator-client.ts';
-import { short } from '../rendezvous.ts';
+import { short, sleep } from '../rendezvous.ts';
 import { sendLosses, type LossInbox, type LossesRequest } from '../swarm-sync.ts';
 import type { Holdings } from './holdings.ts';
 import type { SwarmWorkerOptions } from './options.ts';
@@ -154,6 +154,15 @@ export class StepLoop {
       });
       this.d.log(`step ${step} has a non-finite loss (${loss}); recorded as failed`);
     };
-    await client.untilAnswered(send, { stopped: () => this.d.phases.stopped });
+    for (let tries = 1; ; tries++) {
+      try {
+        return await client.untilAnswered(send, { stopped: () => this.d.phases.stopped });
+      } catch (e) {
+        // Refused because the coordinator swept this peer (silent past its grace): the rejoin its next heartbeat
+        // makes takes the seat back, and the report with it, so give that a few seconds before failing the step.
+        if (!(e instanceof CoordinatorError && e.code === 'forbidden') || tries >= 5 || this.d.phases.stopped) throw e;
+        await sleep(1000);
+      }
+    }
   }
 }
