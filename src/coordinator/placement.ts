@@ -1,4 +1,5 @@
 import { assign, type Move } from './assignment.ts';
+import { Departures } from './departures.ts';
 import { LedgerStore } from './ledger-store.ts';
 import { toAssignModel } from './registry.ts';
 import type { Store } from './store.ts';
@@ -37,12 +38,14 @@ function describe(m: Move): string {
 }
 
 /**
- * Peers that may not hold a stage: those banned after failed audits, and every peer of a wallet but one (the
- * one holding a stage now, else the earliest bound) — one wallet never holds two stages, whatever peer ids it uses.
+ * Peers that may not hold a stage: those banned after failed audits, those handing their stage off before they
+ * leave (src/coordinator/departures.ts), and every peer of a wallet but one (the one holding a stage now, else the
+ * earliest bound) — one wallet never holds two stages, whatever peer ids it uses.
  */
 function excludedPeers(store: Store, assigned: readonly string[]): Set<string> {
   const ledger = new LedgerStore(store);
   const out = ledger.bannedPeers();
+  for (const p of new Departures(store).excluded()) out.add(p);
   const holding = new Set(assigned);
   const byWallet = new Map<string, string[]>();
   for (const [peer, wallet] of ledger.allBindings()) {
