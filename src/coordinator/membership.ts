@@ -41,7 +41,7 @@ export class Membership {
   private readonly log?: Logger;
   private timer: ReturnType<typeof setInterval> | null = null;
   /** Where each peer swept for silence sat (not one that left on purpose): its rejoin takes the seat back. */
-  private readonly sweptSeats = new Map<string, AssignmentRecord[]>();
+  private readonly sweptSeats = new Map<string, { at: number; seats: AssignmentRecord[] }>();
   /** Silence before this time does not count (set when sweeping starts, and after this process stalled). */
   private quietUntil = -Infinity;
   /** A rebalance held back for swept peers still to rejoin, until then (sweep() runs it). */
@@ -64,6 +64,7 @@ export class Membership {
       const before = this.store.getPeer(req.peerId);
       const peer = this.store.upsertPeer({ ...req, at });
       const kind = !before ? 'join' : before.status === 'gone' ? 'rejoin' : 'join-again';
+      const sweptAt = this.sweptSeats.get(req.peerId)?.at;
       const restored = kind === 'rejoin' ? this.restoreSeats(req.peerId, at) : [];
       this.store.logEvent(
         kind,
@@ -80,7 +81,8 @@ export class Membership {
       this.log?.('info', `peer ${req.peerId} ${kind} (${req.kind}, ${req.tokensPerSecond} tokens/s)${back}`);
       // Peers swept together come back one by one: a rebalance between their rejoins would move the first ones
       // to cover the stages the others are about to take back. It waits (3 heartbeats at most, see sweep()).
-      if (restored.length > 0 && this.othersExpected()) this.holdUntil = at + this.timeoutMs;
+      if (restored.length > 0 && sweptAt !== undefined && this.othersExpected(sweptAt))
+        this.holdUntil = at + this.timeoutMs;
       else {
         this.holdUntil = null;
         rebalance(this.store, at, `${kind} of ${req.peerId}`, this.log);
@@ -147,7 +149,7 @@ export class Membership {
     if (silent.length === 0) return [];
     this.store.transaction(() => {
       for (const p of silent) {
-        this.remember(p.peerId);
+        this.remember(p.peerId, at);
         this.store.markPeerGone(p.peerId);
         this.store.logEvent('gone', { peerId: p.peerId, silentMs: at - p.lastSeen }, at);
       }
@@ -161,22 +163,24 @@ export class Membership {
   private freeSeats(peerId: string, current: readonly AssignmentRecord[]): Array<Omit<AssignmentRecord, 'since'>> {
     const seat = (a: Omit<AssignmentRecord, 'since' | 'peerId'>) => `${a.modelId}\u0000${a.stage}\u0000${a.replica}`;
     const taken = new Set(current.map(seat));
-    return (this.sweptSeats.get(peerId) ?? [])
+    return (this.sweptSeats.get(peerId)?.seats ?? [])
       .filter((a) => this.store.getModel(a.modelId) && !taken.has(seat(a)))
       .map(({ modelId, stage, replica }) => ({ modelId, stage, replica, peerId }));
   }
 
-  /** Some other swept peer could still take a seat back. */
-  private othersExpected(): boolean {
+  /** Another peer swept with the one swept at `at` (within 3 heartbeats) could still take a seat back. */
+  private othersExpected(at: number): boolean {
     const current = this.store.listAssignments();
-    return [...this.sweptSeats.keys()].some((p) => this.freeSeats(p, current).length > 0);
+    return [...this.sweptSeats].some(
+      ([p, s]) => Math.abs(s.at - at) <= this.timeoutMs && this.freeSeats(p, current).length > 0,
+    );
   }
 
-  private remember(peerId: string): void {
+  private remember(peerId: string, at: number): void {
     const seats = this.store.assignmentsOf(peerId);
     this.sweptSeats.delete(peerId);
     if (seats.length === 0) return;
-    this.sweptSeats.set(peerId, seats);
+    this.sweptSeats.set(peerId, { at, seats });
     if (this.sweptSeats.size > SWEPT_KEPT) this.sweptSeats.delete(this.sweptSeats.keys().next().value!);
   }
 
