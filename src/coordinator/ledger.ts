@@ -104,11 +104,18 @@ export class LedgerService {
     if (!ledger.held(model.id, r.stage, r.replica, r.peerId))
       refuse(`the peer never held stage ${r.stage} replica ${r.replica}`);
     // Claiming fewer replicas than the stage has would make a sibling's micro-batches look like one's own;
-    // more than it ever had is nonsense. (After peers leave, the count drops: earlier receipts stay valid.)
-    const now = c.replicasNow[r.stage];
+    // more than it ever had is nonsense. The count that binds is the one the stage had when the step was recorded
+    // (a receipt kept in a durable outbox may arrive after the stage gained replicas); before that, today's.
+    // (After peers leave, the count drops: earlier receipts stay valid.)
+    const atStep = this.o.store.stepReplicas(model.id, r.step)?.[r.stage];
+    const least = atStep ?? c.replicasNow[r.stage];
     const ever = c.replicasEver[r.stage];
-    if (r.replicas < now || r.replicas > ever)
-      refuse(`claims ${r.replicas} replicas; the stage has ${now} now and never had more than ${ever}`);
+    if (r.replicas < least || r.replicas > ever)
+      refuse(
+        `claims ${r.replicas} replicas; the stage had ${least} ${
+          atStep === undefined ? 'now' : `when step ` + `${r.step} was recorded`
+        } and never more than ${ever}`,
+      );
     const expected = flops(spec);
     if (r.flops !== expected) refuse(`claims ${r.flops} FLOPs; this unit computes ${expected}`);
     if (r.step <= c.settled) refuse(`step ${r.step} is already settled (through step ${c.settled})`);

@@ -254,7 +254,7 @@ export class CoordinatorService {
    */
   reportMetric(modelId: string, body: unknown) {
     const { store } = this.o;
-    this.modelOr404(modelId);
+    const model = this.modelOr404(modelId);
     const o = object(body, 'metric');
     onlyKeys(o, 'metric', ['step', 'loss', 'tokens', 'kind', 'status', 'peerId']);
     const step = integer(o.step, 'step', 0);
@@ -281,6 +281,11 @@ export class CoordinatorService {
           kind === 'train'
             ? store.recordStep({ modelId, step, status: 'done', loss, tokens, at })
             : (store.getStep(modelId, step) ?? null);
+        if (kind === 'train') {
+          const replicas = model.spec.layout.map(() => 0);
+          for (const a of store.listAssignments(modelId)) replicas[a.stage]++;
+          store.setStepReplicas(modelId, step, replicas);
+        }
         const { metric, duplicate } = store.addMetric({ modelId, step, kind, value: loss, at });
         return { step: record, metric, duplicate };
       });
@@ -362,7 +367,9 @@ export class CoordinatorService {
       return {
         ...base,
         status: 'wait' as const,
-        reason: `handing off stage ${leaving.stage} of model ${leaving.modelId} (until ${new Date(leaving.until).toISOString()})`,
+        reason:
+          `handing off stage ${leaving.stage} of model ${leaving.modelId}` +
+          ` (until ${new Date(leaving.until).toISOString()})`,
         retryMs: membership.heartbeatMs,
         handoff: { modelId: leaving.modelId, stage: leaving.stage, until: leaving.until },
       };

@@ -211,6 +211,9 @@ const MIGRATIONS: ReadonlyArray<string | ((db: DatabaseSync) => void)> = [
   `ALTER TABLE epochs ADD COLUMN post_pending_at INTEGER;
    ALTER TABLE usage ADD COLUMN charge_batch TEXT;
    CREATE INDEX usage_batch ON usage (charge_batch) WHERE charge_batch IS NOT NULL;`,
+  // Each stage's replica count when a step was first recorded done: what its receipts must claim, even when they
+  // arrive late (a worker's durable outbox) after the stage gained replicas (ledger.ts).
+  'ALTER TABLE steps ADD COLUMN replicas TEXT;',
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -501,6 +504,23 @@ export class Store {
       )
       .run(s.modelId, s.step, s.status, s.loss ?? null, s.tokens ?? null, s.at, finished);
     return this.getStep(s.modelId, s.step)!;
+  }
+
+  /** Keeps each stage's replica count for a step, the first time it is recorded done. */
+  setStepReplicas(modelId: string, step: number, replicas: number[]): void {
+    this.db
+      .prepare('UPDATE steps SET replicas = ? WHERE model_id = ? AND step = ? AND replicas IS NULL')
+      .run(JSON.stringify(replicas), modelId, step);
+  }
+
+  /** Each stage's replica count when the step was first recorded done (undefined: not recorded yet). */
+  stepReplicas(modelId: string, step: number): number[] | undefined {
+    const r = this.db.prepare('SELECT replicas FROM steps WHERE model_id = ? AND step = ?').get(modelId, step) as
+      | Row
+      | undefined;
+    return typeof r?.replicas === 'string'
+      ? (parseJson(r.replicas, `replicas of step ${step}`) as number[])
+      : undefined;
   }
 
   getStep(modelId: string, step: number): StepRecord | undefined {

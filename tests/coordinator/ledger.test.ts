@@ -298,4 +298,27 @@ describe('contribution ledger (coordinator + anvil)', () => {
       ).toHaveLength(2);
     },
   );
+  it("binds a receipt to the replica count its stage had when the step was recorded, not today's", async () => {
+    for (const step of [5, 6])
+      expect((await call('POST', `/api/models/${model.id}/metrics`, { step, loss: 2 })).status).toBe(201);
+    const key = await generateKeyPair('Ed25519');
+    const joined = await call('POST', '/api/peers/join', {
+      peerId: peerIdFromPrivateKey(key).toString(),
+      kind: 'node',
+      tokensPerSecond: 100,
+    });
+    expect(joined.json.status).toBe('assigned');
+    const stage: number = joined.json.assignment.stage;
+    const holder = peers.find((p) => p.stage === stage)!;
+    // Step 6 was recorded while the stage had one replica: a receipt arriving late (a durable outbox) still counts.
+    const late = await call('POST', `/api/models/${model.id}/receipts`, {
+      receipts: [await signReceipt(holder.key, receipt(holder, 6, 0))],
+    });
+    expect(late.json).toEqual({ accepted: 1, rejected: [] });
+    // Step 7 is not recorded yet: judged by today's count, two.
+    const early = await call('POST', `/api/models/${model.id}/receipts`, {
+      receipts: [await signReceipt(holder.key, receipt(holder, 7, 0))],
+    });
+    expect(early.json.rejected[0].reason).toMatch(/claims 1 replicas; the stage had 2 now/);
+  });
 });
