@@ -75,7 +75,7 @@ describe('coordinator: two holders per stage, and leaves that hand the stage off
     [2, 2],
     [1, 1, 1, 1],
   ]) {
-    it(`keeps two holders per stage as peers join one by one: 2, 3, 4 and 8 peers on ${layout.length} stages`, async () => {
+    it(`keeps two holders per stage as peers join: 2, 3, 4, 8 peers on ${layout.length} stages`, async () => {
       await start();
       const modelId = await register(layout);
       const S = layout.length;
@@ -140,7 +140,7 @@ describe('coordinator: two holders per stage, and leaves that hand the stage off
     expect(last[1 - pair]).toEqual([sole]);
   });
 
-  it('a hand-off leave takes the peer out of the layout at once, lists it as departing, and ends with its final leave', async () => {
+  it('a hand-off leave: out of the layout at once, listed as departing, ends with the final leave', async () => {
     await start();
     const modelId = await register([1, 1, 1, 1]);
     for (const [p, v] of [
@@ -247,7 +247,7 @@ describe('coordinator: two holders per stage, and leaves that hand the stage off
     expect((await beat(stay[0])).assignment.departing).toEqual([]);
   });
 
-  it('a hand-off from a peer that holds no stage is a no-op that says so; bad requests are refused with a reason', async () => {
+  it('a hand-off from a peer holding no stage is a no-op that says so; bad requests: 400/404', async () => {
     await start();
     // No model yet: the peer waits, holding nothing.
     expect((await joinPeer('idle', 10)).status).toBe('wait');
