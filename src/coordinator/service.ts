@@ -137,6 +137,8 @@ export class CoordinatorService {
     onlyKeys(o, 'heartbeat', ['peerId', 'stats', 'links']);
     const peerId = string(o.peerId, 'peerId', PEER_ID, 128);
     const links = o.links === undefined ? [] : parseLinks(o.links, peerId);
+    // First, so a departing peer past its deadline is gone before its own heartbeat counts (409: join again).
+    this.endDepartures();
     let tokensPerSecond: number | undefined;
     if (o.stats !== undefined) {
       const stats = object(o.stats, 'stats');
@@ -152,7 +154,6 @@ export class CoordinatorService {
       this.o.membership.heartbeat(peerId);
     }
     this.links.record(peerId, links, this.o.now());
-    this.endDepartures();
     return this.answer(peerId);
   }
 
