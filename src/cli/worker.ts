@@ -226,20 +226,26 @@ const inference = new InferenceServer({
   log: (l) => say(`[worker ${node.peerId.toString().slice(-6)}] ${l}`),
 });
 await inference.start();
-const shutdown = async () => {
-  await inference.stop();
-  // Receipts first: once the worker has left, its stage is no longer its own to claim work on.
-  worker.stop();
-  await reporter.stop();
-  await worker.close();
-  await node.stop();
-  gpu.destroy();
-  process.exit(0);
-};
+let leaving: Promise<void> | undefined;
+/**
+ * SIGTERM, SIGINT or the step target: a graceful leave (src/net/worker/swarm-worker.ts leave(): the stage is
+ * written to the state folder and handed off to its successor), once however many times it is asked for.
+ */
+const shutdown = (handoff = true) =>
+  (leaving ??= (async () => {
+    await inference.stop();
+    // Receipts first: once the worker has left, its stage is no longer its own to claim work on.
+    worker.stop();
+    await reporter.stop();
+    await worker.leave(handoff ? {} : { handoffMs: 0 });
+    await node.stop();
+    gpu.destroy();
+    process.exit(0);
+  })());
 // A stray network promise must not end a volunteer's session; it is logged (with its stack) and training goes on.
 process.on('unhandledRejection', (e) => console.error(`[worker] unhandled rejection: ${(e as Error)?.stack ?? e}`));
-process.on('SIGINT', shutdown);
-process.on('SIGTERM', shutdown);
+process.on('SIGINT', () => shutdown());
+process.on('SIGTERM', () => shutdown());
 try {
   await worker.run();
 } catch (e) {
@@ -252,4 +258,4 @@ try {
 if (values.stay) {
   worker.keepAlive();
   say(`[worker ${node.peerId.toString().slice(-6)}] training target reached; serving inference until stopped (--stay)`);
-} else await shutdown();
+} else await shutdown(false); // every worker given the target stops at it: nobody to hand off to

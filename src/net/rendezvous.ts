@@ -135,6 +135,37 @@ export async function collectStatuses(
 }
 
 /**
+ * Statuses of peers handing a stage of the model off (they left the pipeline gracefully and wait, for a while,
+ * to be fetched from: src/coordinator/departures.ts). Every worker of the new pipeline dials them itself and asks
+ * once more on failure; a holder that cannot be reached is left out (it may be gone already). Their statuses
+ * are frozen (they no longer train), so every asker that reaches one reads the same.
+ */
+export async function departingStatuses(
+  r: Rendezvous,
+  model: string,
+  round: number,
+  departing: readonly string[],
+): Promise<Map<string, SyncStatus>> {
+  const req: StatusRequest = { type: 'status', model, layout: r.layout, phase: 'paused', round };
+  const out = new Map<string, SyncStatus>();
+  await Promise.all(
+    departing.map(async (p) => {
+      for (let attempt = 0; attempt < 2 && !out.has(p); attempt++) {
+        try {
+          await dialWebRTC(r.node, r.relayAddr, p, 10_000);
+          const st = await ask(r, p, req);
+          if (st) out.set(p, st);
+        } catch (e) {
+          if (r.signal.aborted) throw new Reconfigure(reasonOf(r.signal));
+          r.log(`departing holder ${short(p)}: ${(e as Error).message}`);
+        }
+      }
+    }),
+  );
+  return out;
+}
+
+/**
  * Waits until every other worker is ready for (or training in) `round`; a worker that went back to pausing abandons it.
  */
 export async function awaitReady(r: Rendezvous, model: string, round: number): Promise<void> {

@@ -6,9 +6,9 @@
  */
 import type { Libp2p } from 'libp2p';
 import type { Assignment, CoordinatorClient } from '../coordinator-client.ts';
-import { abortable, collectStatuses, connectAll, type Rendezvous } from '../rendezvous.ts';
+import { abortable, collectStatuses, connectAll, departingStatuses, short, type Rendezvous } from '../rendezvous.ts';
 import { layoutKey, planResume, type MemberView } from '../resume.ts';
-import type { Resume } from '../swarm-sync.ts';
+import type { Resume, SyncStatus } from '../swarm-sync.ts';
 import type { Holdings } from './holdings.ts';
 import type { PhaseDriver } from './phase-driver.ts';
 import { Roster, specOf } from './roster.ts';
@@ -75,11 +75,17 @@ export async function reconfigure(
   await connectAll(rendezvous);
 
   const found = await collectStatuses(rendezvous, a.modelId, lastRound);
+  // Peers handing off a stage they held: their states count as sources (not as members: nobody waits for them).
+  const departing = (a.departing ?? []).map((x) => x.peerId).filter((p) => p !== d.peerId && !members.includes(p));
+  const handing: Map<string, SyncStatus> = departing.length
+    ? await departingStatuses(rendezvous, a.modelId, lastRound, departing)
+    : new Map();
+  if (handing.size) d.log(`departing holder(s) ${[...handing.keys()].map(short).join(', ')} reached`);
   let resume: Resume;
   let sources: string[];
   if (found.adopt) {
     resume = found.adopt;
-    sources = [...found.statuses]
+    sources = [...found.statuses, ...handing]
       .filter(([, st]) => st.held.some((h) => h.stage === a.stage))
       .map(([p]) => p)
       .sort();
@@ -90,6 +96,8 @@ export async function reconfigure(
       stage: roster.seatOf(peerId)!.stage,
       status,
     }));
+    // A departing holder has no seat: its states count, it is assigned nothing.
+    for (const [peerId, status] of handing) views.push({ peerId, stage: -1, status });
     views.push({ peerId: d.peerId, stage: a.stage, status: { held: holding, reported, round: lastRound } });
     const plan = planResume(views, a.stages, a.spec.snapshotEvery);
     if (plan.kind === 'lost') {

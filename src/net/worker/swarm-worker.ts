@@ -56,6 +56,10 @@ export class SwarmWorker {
   private readonly phases = new PhaseDriver();
   private readonly membership: Membership;
   private readonly holdings: Holdings;
+  /** run()'s training loop while it runs (leave() waits for the step in flight to end). */
+  private looping?: Promise<void>;
+  /** Set while this peer hands its stage off after a graceful leave: who is assigned which stage now. */
+  private handoff?: { modelId: string; stageOf: Map<string, number> };
   /** Stages the model waits for (paused: no holder or snapshot of them among the pipeline's peers); [] otherwise. */
   private waitingFor: number[] = [];
   private readonly losses = new LossInbox();
@@ -155,16 +159,24 @@ export class SwarmWorker {
       node: this.opts.node,
       log: { info: (m) => this.log(m), warn: (m) => this.log(`warning: ${m}`) },
       source: {
-        assignedStage: (model, peer) => this.membership.assignedStage(model, peer),
+        assignedStage: (model, peer) =>
+          this.handoff?.modelId === model ? this.handoff.stageOf.get(peer) : this.membership.assignedStage(model, peer),
         checkpoint: (model, stage, step) =>
-          this.holdings.checkpoint(model, stage, step, this.phases.state.wire === 'training', (m) => this.log(m)),
+          this.holdings.checkpoint(
+            model,
+            stage,
+            step,
+            this.phases.state.wire === 'training' && !this.phases.stopped,
+            (m) => this.log(m),
+          ),
       },
     });
     await this.sync.start();
     await this.stages.start();
     this.membership.start();
+    this.looping = this.loop();
     try {
-      await this.loop();
+      await this.looping;
     } finally {
       this.membership.stop();
     }
@@ -292,13 +304,15 @@ export class SwarmWorker {
         round: req.round,
         reason: `${short(from)} left round ${s.round}`,
       });
-    const mine = s.wire === 'ready' || s.wire === 'training';
+    const mine = !this.handoff && (s.wire === 'ready' || s.wire === 'training');
+    // Paused, or handing off after a leave: what was frozen (live states and snapshots) is what counts.
+    const frozen = s.wire === 'paused' || this.handoff !== undefined;
     return {
       layout: s.layout,
-      phase: s.wire,
+      phase: this.handoff ? 'paused' : s.wire,
       round: s.round,
       reported: this.holdings.announced.reported,
-      held: s.wire === 'paused' ? this.holdings.announced.held : this.holdings.info,
+      held: frozen ? this.holdings.announced.held : this.holdings.info,
       resume: mine ? this.resumeAt : undefined,
     };
   }
@@ -353,6 +367,70 @@ export class SwarmWorker {
 
   stop(): void {
     this.phases.dispatch({ type: 'stop' });
+  }
+
+  /**
+   * Leaves gracefully (a tab's Leave, SIGTERM): finishes with the step in flight, writes the stage to durable
+   * storage — at its step and, when it kept one, at the step before, so every stage of a pipeline stopped at once
+   * (the stages stand at most one step apart) has a snapshot at one common step — then leaves the pipeline with a
+   * hand-off: for up to `handoffMs` it stays reachable and serves its stage to the peers now assigned it, until
+   * the pipeline has trained a step without it (`handoffMs` 0: no hand-off, e.g. every worker stops at a step
+   * target together). Then close().
+   */
+  async leave(opts: { handoffMs?: number } = {}): Promise<void> {
+    const c = this.round;
+    this.stop();
+    await this.looping?.catch(() => {});
+    const held = c?.held;
+    if (c && held && this.holdings.find(held.index) === held) {
+      await this.holdings.persist(held, (l) => this.log(l));
+      if (held.hasBackup) {
+        held.rollback();
+        await this.holdings.persist(held, (l) => this.log(l));
+      }
+      try {
+        const ms = opts.handoffMs ?? 60_000;
+        if (ms > 0) await this.handOff(c.assignment.modelId, held.index, ms);
+      } catch (e) {
+        this.log(`hand-off ended: ${(e as Error).message}`);
+      }
+    }
+    await this.close();
+  }
+
+  /** The hand-off of a graceful leave (see leave()); returns once it is no longer needed or its time is up. */
+  private async handOff(modelId: string, stage: number, ms: number): Promise<void> {
+    const { client } = this.opts;
+    const before = (await client.model(modelId)).model.steps;
+    const recorded = before.done + before.failed;
+    await this.holdings.freeze(recorded, (l) => this.log(l));
+    const stageOf = new Map<string, number>();
+    this.handoff = { modelId, stageOf };
+    const answer = await client.leave(this.peerId, { handoff: true });
+    if (!answer.handoff) return;
+    const end = Math.min(answer.handoff.until, Date.now() + ms);
+    this.log(
+      `handing stage ${stage} of ${modelId} off to ${answer.handoff.successors.map(short).join(', ') || 'nobody yet'} ` +
+        `(staying reachable for up to ${Math.round((end - Date.now()) / 1000)} s)`,
+    );
+    this.membership.start();
+    const served = this.stages?.stats.served ?? 0;
+    while (Date.now() < end) {
+      const { model } = await client.model(modelId);
+      stageOf.clear();
+      for (const st of model.stages) for (const p of st.peers) stageOf.set(p.peerId, st.index);
+      // The pipeline trains again without this peer: nothing more is needed from it.
+      if (model.steps.done + model.steps.failed > recorded + 1) {
+        this.log(
+          `hand-off done: the pipeline trained on without this peer (stage served ${
+            (this.stages?.stats.served ?? 0) - served
+          } time(s))`,
+        );
+        return;
+      }
+      await sleep(500);
+    }
+    this.log(`hand-off window of stage ${stage} ended`);
   }
 
   /** Leaves the swarm and frees the stage. */
