@@ -488,6 +488,17 @@ export class Store {
         insert.run(a.modelId, a.stage, a.replica, a.peerId, old.get(key(a))?.since ?? at);
         held.run(a.modelId, a.stage, a.replica, a.peerId, at);
       }
+      // Workers number a stage's replicas densely in replica order (src/net/worker/roster.ts: this numbering may
+      // have gaps after a departure), and their receipts claim that number: it is held too.
+      const stages = new Map<string, PlacementInput[]>();
+      for (const a of next) {
+        const k = `${a.modelId}\u0000${a.stage}`;
+        stages.set(k, [...(stages.get(k) ?? []), a]);
+      }
+      for (const list of stages.values())
+        [...list]
+          .sort((x, y) => x.replica - y.replica)
+          .forEach((a, dense) => held.run(a.modelId, a.stage, dense, a.peerId, at));
     });
   }
 

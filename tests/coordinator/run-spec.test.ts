@@ -60,6 +60,7 @@ describe('models as RunSpecs', () => {
       data: { corpus: 'brown' },
       seed: 1,
       pricePer1kTokens: 0.5,
+      snapshotEvery: presetSpec(true).snapshotEvery,
     });
   });
 
@@ -83,6 +84,8 @@ describe('migration 6', () => {
       ALTER TABLE models ADD COLUMN config TEXT; ALTER TABLE models ADD COLUMN layout TEXT;
       ALTER TABLE models ADD COLUMN codec TEXT; ALTER TABLE models ADD COLUMN micro_batches INTEGER;
       ALTER TABLE models ADD COLUMN batch INTEGER; ALTER TABLE models ADD COLUMN price_per_1k_tokens REAL;
+      ALTER TABLE epochs DROP COLUMN post_pending_at; DROP INDEX usage_batch;
+      ALTER TABLE usage DROP COLUMN charge_batch; ALTER TABLE steps DROP COLUMN replicas;
       UPDATE schema_version SET version = 5;`);
     raw
       .prepare('INSERT INTO models VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
@@ -104,6 +107,7 @@ describe('migration 6', () => {
         data: { corpus: 'brown' },
         seed: 9,
         pricePer1kTokens: 0.25,
+        snapshotEvery: presetSpec(true).snapshotEvery,
       },
     });
     s.close();

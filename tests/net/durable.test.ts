@@ -1,7 +1,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { smallSpec } from '../../src/train/run-spec.ts';
-import { exited, oneProcessLosses, onOutput, swarmFixture, until } from './worker-processes.ts';
+import { exited, oneProcessLosses, swarmFixture, tagLines, until } from './worker-processes.ts';
 
 /**
  * SLOW (~1.5 min): the model outlives every one of its holders. Two `npm run worker` processes train a 2-stage
@@ -31,7 +31,7 @@ describe('durable stages (slow)', () => {
   const wait = (what: string, ok: () => Promise<boolean> | boolean, ms: number) => until(what, ok, ms, logs);
   const start = (i: number, tag: string, extra: string[]): ChildProcess => {
     const child = swarm.worker(swarm.key(i), ['--tokens-per-second', '100', ...extra]);
-    onOutput(child, (d) => logs.push(d.replace(/^/gm, `<${tag}> `)));
+    tagLines(child, tag, logs);
     return child;
   };
   const done = async () => (await swarm.get<Detail>(`/api/models/${MODEL}`)).model.steps.done;

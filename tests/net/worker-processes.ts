@@ -44,6 +44,16 @@ export function onOutput(child: ChildProcess, keep: (chunk: string) => void): vo
   child.stderr!.on('data', (d) => keep(String(d)));
 }
 
+/** Appends each whole line the process writes to `logs` as `<tag> line` (a line cut between chunks waits for its end). */
+export function tagLines(child: ChildProcess, tag: string, logs: string[]): void {
+  let partial = '';
+  onOutput(child, (d) => {
+    const parts = (partial + d).split('\n');
+    partial = parts.pop()!;
+    for (const l of parts) if (l) logs.push(`<${tag}> ${l}\n`);
+  });
+}
+
 /** Appends each chunk the process writes to `logs`, after `prefix`. */
 export function logTo(child: ChildProcess, logs: string[], prefix = ''): void {
   onOutput(child, (d) => logs.push(prefix + d));
