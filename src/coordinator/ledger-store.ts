@@ -194,11 +194,14 @@ export class LedgerStore {
     return { settled: Number(r.s ?? 0), pending: Number(r.p ?? 0) };
   }
 
-  /** The highest step recorded done for the model (−1: none). */
-  lastDoneStep(modelId: string): number {
-    const r = this.db
-      .prepare("SELECT MAX(step) AS s FROM steps WHERE model_id = ? AND status = 'done'")
-      .get(modelId) as Row;
+  /** The highest step recorded done for the model (−1: none); with `finishedBy`, of those finished by then. */
+  lastDoneStep(modelId: string, finishedBy?: number): number {
+    const done = "SELECT MAX(step) AS s FROM steps WHERE model_id = ? AND status = 'done'";
+    const r = (
+      finishedBy === undefined
+        ? this.db.prepare(done).get(modelId)
+        : this.db.prepare(`${done} AND finished_at <= ?`).get(modelId, finishedBy)
+    ) as Row;
     return r.s === null ? -1 : Number(r.s);
   }
 

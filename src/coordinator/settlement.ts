@@ -81,7 +81,8 @@ export class Settlement {
     return run;
   }
 
-  private async closeNow(modelId: string, expected?: number): Promise<EpochRow> {
+  /** `throughAtMost`: the timer's bound (steps finished too recently for their receipts to be in). */
+  private async closeNow(modelId: string, expected?: number, throughAtMost = Infinity): Promise<EpochRow> {
     const { store, ledger, log } = this.o;
     const model = store.getModel(modelId);
     if (!model) throw new HttpError('notFound', `unknown model ${JSON.stringify(modelId.slice(0, 80))}`);
@@ -91,7 +92,7 @@ export class Settlement {
       const epoch = (last?.epoch ?? 0) + 1;
       if (expected !== undefined && expected !== epoch)
         throw new HttpError('conflict', `unknown epoch ${expected}: the next epoch of ${modelId} to close is ${epoch}`);
-      const throughStep = ledger.lastDoneStep(modelId) - 1;
+      const throughStep = Math.min(ledger.lastDoneStep(modelId) - 1, throughAtMost);
       if (throughStep <= (last?.throughStep ?? -1))
         throw new HttpError(
           'conflict',
@@ -264,16 +265,24 @@ export class Settlement {
     return out;
   }
 
-  /** Every `everyMs`: retries unposted roots, then closes an epoch for each model with newly finished steps. */
-  start(everyMs: number): void {
+  /**
+   * Every `everyMs`: retries unposted roots, then closes an epoch for each model through the steps that finished
+   * at least `lagMs` ago (default: one period). A step's receipts reach the coordinator after the step is recorded
+   * — reporters flush every few seconds and back off while the coordinator was down, a restarted worker sends its
+   * durable outbox first — and a receipt of a settled step is refused: settling the steps just recorded would lose
+   * theirs. (A close asked for through the API settles through the last step but one, as before.)
+   */
+  start(everyMs: number, lagMs = everyMs): void {
     this.timer ??= setInterval(() => {
       this.running = this.running
         .then(async () => {
           await this.postPending();
           for (const m of this.o.store.listModels()) {
             const last = this.o.ledger.lastEpoch(m.id);
-            if (this.o.ledger.lastDoneStep(m.id) - 1 > (last?.throughStep ?? -1))
-              await this.closeNow(m.id).catch((e) =>
+            const { ledger } = this.o;
+            const through = Math.min(ledger.lastDoneStep(m.id) - 1, ledger.lastDoneStep(m.id, this.o.now() - lagMs));
+            if (through > (last?.throughStep ?? -1))
+              await this.closeNow(m.id, undefined, through).catch((e) =>
                 this.o.log('warn', `timer settlement of ${m.id}: ${(e as Error).message}`),
               );
           }
