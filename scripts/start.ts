@@ -9,7 +9,9 @@
  * workers that train the default model; a tab that opens the app can join as one more peer.
  *
  * Environment: PORT (app port, default 5173; the next free port is used when it is taken),
- * TESSERA_COORDINATOR_PORT (default 8787, next free if taken), TESSERA_WORKERS (local workers, default 4),
+ * TESSERA_COORDINATOR_PORT (default 8787, next free if taken), TESSERA_RELAY_PORT (the coordinator's libp2p
+ * relay, default 8789, next free if taken: a fixed port and the relay key kept beside the database give the relay
+ * the same address on every start, so a tab left open re-dials it and keeps its reservation), TESSERA_WORKERS (local workers, default 4),
  * TESSERA_CHAIN_PORT (anvil, default 8545), TESSERA_EPOCH_SECONDS (settlement period, default 120),
  * TESSERA_NO_OPEN=1 (do not open a browser), TESSERA_STATE_DIR (where the chain, database, admin token and worker
  * keys live, default .tessera/ in the repository: a test gives each run a fresh one), TESSERA_NO_BUILD=1 (serve the
@@ -98,9 +100,12 @@ const coordinator: Service = {
   name: 'coordinator',
   async start() {
     const port = await freePort(envInt('TESSERA_COORDINATOR_PORT', 8787));
+    let relayPort = await freePort(envInt('TESSERA_RELAY_PORT', 8789));
+    if (relayPort === port) relayPort = await freePort(port + 1);
     const coord = await startCoordinator({
       host: HOST,
       port,
+      relayPort,
       dbPath: join(STATE, 'coordinator.db'),
       chain: chainSetup,
       settleEveryMs: epochSeconds() * 1000,
@@ -285,6 +290,7 @@ cli({
   after: `Environment:
   PORT                              app port (default 5173; the next free one when taken)
   TESSERA_COORDINATOR_PORT          coordinator port (default 8787; the next free one when taken)
+  TESSERA_RELAY_PORT                relay port (default 8789; the next free one when taken)
   TESSERA_WORKERS                   local workers (default 4)
   TESSERA_CHAIN_PORT                anvil port (default 8545)
   TESSERA_EPOCH_SECONDS             settlement period (default ${DEFAULT_EPOCH_SECONDS})

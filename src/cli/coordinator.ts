@@ -12,6 +12,7 @@ import { setupChain, type ChainSetup } from '../chain/local.ts';
 import { SwarmInference, type ServingPlan } from '../infer/swarm-backend.ts';
 import { stageIncrementalFlops } from '../model/flops.ts';
 import { Coordinator } from '../coordinator/index.ts';
+import { loadOrCreateKey } from '../net/identity-node.ts';
 import { createRelay } from '../net/node.ts';
 import { cli, nonEmpty, port, positiveInt } from './args.ts';
 import { DEFAULT_EPOCH_SECONDS, DEFAULT_MODEL_ID } from './defaults.ts';
@@ -51,6 +52,11 @@ export function servingPlan(coord: Coordinator, modelId: string): ServingPlan | 
   };
 }
 
+/** Where the relay's private key is kept for the database at `dbPath` (created on first use, mode 0600). */
+export function relayKeyPath(dbPath: string): string {
+  return `${dbPath}.relay.key`;
+}
+
 export async function startCoordinator(o: {
   host?: string;
   port?: number;
@@ -67,7 +73,11 @@ export async function startCoordinator(o: {
   inferenceAuditFraction?: number;
 }): Promise<Coordinator> {
   if (o.dbPath !== ':memory:') mkdirSync(dirname(o.dbPath), { recursive: true });
-  const relay = await createRelay({ host: o.host ?? '127.0.0.1', port: o.relayPort ?? 0 });
+  // The relay's identity lives beside the database: a restarted coordinator (same database, same relay port) is
+  // the same relay multiaddr, which its peers re-dial to win their reservations back (keepReservation in
+  // net/node.ts); a new peer id there would leave every peer that was online unreachable to newcomers.
+  const privateKey = o.dbPath === ':memory:' ? undefined : await loadOrCreateKey(relayKeyPath(o.dbPath));
+  const relay = await createRelay({ host: o.host ?? '127.0.0.1', port: o.relayPort ?? 0, privateKey });
   const coord = await Coordinator.start({
     dbPath: o.dbPath,
     host: o.host,
@@ -142,11 +152,17 @@ function parseCli(argv: string[]): CoordinatorCli {
     after: `Environment:
   TESSERA_EPOCH_SECONDS  close an epoch this often (default ${DEFAULT_EPOCH_SECONDS})
 
-The admin token npm run settle presents is written next to the database (admin-token).`,
+The admin token npm run settle presents is written next to the database (admin-token), the relay's key
+beside the database (<db>.relay.key): the same database and relay port give the same relay address.`,
   })
     .option('--host <address>', 'address the API and the relay listen on', '127.0.0.1')
     .option('--port <port>', 'HTTP API port (0 = any free one)', port, 8787)
-    .option('--relay-port <port>', 'relay (WebSockets) port (0 = any free one)', port, 0)
+    .option(
+      '--relay-port <port>',
+      'relay (WebSockets) port (0 = any free one; give a fixed one so peers find the relay again after a restart)',
+      port,
+      0,
+    )
     .option(
       '--db <path>',
       'SQLite database; chain state and admin token live beside it',
