@@ -11,7 +11,8 @@
  * Environment: PORT (app port, default 5173; the next free port is used when it is taken),
  * TESSERA_COORDINATOR_PORT (default 8787, next free if taken), TESSERA_RELAY_PORT (the coordinator's libp2p
  * relay, default 8789, next free if taken: a fixed port and the relay key kept beside the database give the relay
- * the same address on every start, so a tab left open re-dials it and keeps its reservation), TESSERA_WORKERS (local workers, default 4),
+ * the same address on every start, so a tab left open re-dials it and keeps its reservation), TESSERA_WORKERS
+ * (local workers, default 4),
  * TESSERA_CHAIN_PORT (anvil, default 8545), TESSERA_EPOCH_SECONDS (settlement period, default 120),
  * TESSERA_NO_OPEN=1 (do not open a browser), TESSERA_STATE_DIR (where the chain, database, admin token and worker
  * keys live, default .tessera/ in the repository: a test gives each run a fresh one), TESSERA_NO_BUILD=1 (serve the
