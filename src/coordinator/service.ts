@@ -249,15 +249,31 @@ export class CoordinatorService {
     return { peers: store.listPeers().map((p) => peerView(store, p, this.stats.get(p.peerId))) };
   }
 
+  /** A step report's replica counts: one per stage, each from 1 to the most that stage ever had. */
+  private roundReplicas(modelId: string, layout: readonly number[], raw: unknown): number[] {
+    if (!Array.isArray(raw) || raw.length !== layout.length)
+      throw new HttpError('badRequest', `replicas must be an array of ${layout.length} counts, one per stage`);
+    const ledger = new LedgerStore(this.o.store);
+    return raw.map((x, stage) => {
+      const n = integer(x, `replicas[${stage}]`, 1);
+      const ever = ledger.replicasEver(modelId, stage);
+      if (n > ever)
+        throw new HttpError('badRequest', `replicas[${stage}] is ${n}; stage ${stage} never had more than ${ever}`);
+      return n;
+    });
+  }
+
   /**
    * A worker's report of a step: `{ step, loss, tokens?, kind?: 'train' | 'val', status?: 'done' | 'failed' |
-   * 'running', peerId? }`. Each (step, kind) is recorded once: a replay answers the stored record with duplicate: true.
+   * 'running', peerId?, replicas? }`. Each (step, kind) is recorded once: a replay answers the stored record with
+   * duplicate: true. `replicas`: each stage's replica count in the round that trained the step (its receipts claim
+   * it); without it, the assignment's count now, which runs ahead of a pipeline still training its previous round.
    */
   reportMetric(modelId: string, body: unknown) {
     const { store } = this.o;
     const model = this.modelOr404(modelId);
     const o = object(body, 'metric');
-    onlyKeys(o, 'metric', ['step', 'loss', 'tokens', 'kind', 'status', 'peerId']);
+    onlyKeys(o, 'metric', ['step', 'loss', 'tokens', 'kind', 'status', 'peerId', 'replicas']);
     const step = integer(o.step, 'step', 0);
     const kind = o.kind === undefined ? 'train' : oneOf(o.kind, 'kind', METRIC_KINDS);
     const status = o.status === undefined ? 'done' : oneOf(o.status, 'status', ['done', 'failed', 'running'] as const);
@@ -267,6 +283,7 @@ export class CoordinatorService {
       if (!store.assignmentsOf(peerId).some((a) => a.modelId === modelId))
         throw new HttpError('forbidden', `peer ${peerId} holds no stage of model ${modelId}`);
     }
+    const reported = o.replicas === undefined ? undefined : this.roundReplicas(model.id, model.spec.layout, o.replicas);
     const at = this.o.now();
     if (kind === 'val' || status === 'done') {
       const loss = finite(o.loss, 'loss');
@@ -285,7 +302,7 @@ export class CoordinatorService {
         if (kind === 'train') {
           const replicas = model.spec.layout.map(() => 0);
           for (const a of store.listAssignments(modelId)) replicas[a.stage]++;
-          store.setStepReplicas(modelId, step, replicas);
+          store.setStepReplicas(modelId, step, reported ?? replicas);
         }
         const { metric, duplicate } = store.addMetric({ modelId, step, kind, value: loss, at });
         return { step: record, metric, duplicate };

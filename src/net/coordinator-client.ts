@@ -227,7 +227,7 @@ export class CoordinatorClient {
 
   reportStep(
     modelId: string,
-    r: { step: number; loss: number; tokens?: number; kind?: MetricKind; peerId?: string },
+    r: { step: number; loss: number; tokens?: number; kind?: MetricKind; peerId?: string; replicas?: number[] },
   ): Promise<unknown> {
     return this.call('POST', `/api/models/${encodeURIComponent(modelId)}/metrics`, r);
   }

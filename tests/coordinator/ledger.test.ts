@@ -321,4 +321,22 @@ describe('contribution ledger (coordinator + anvil)', () => {
     });
     expect(early.json.rejected[0].reason).toMatch(/claims 1 replicas; the stage had 2 now/);
   });
+
+  it('binds a receipt to the replica counts its step report gives (the round that trained it)', async () => {
+    // The stage has two holders by now (the test before), yet the round that trained step 8 still had one: the
+    // report says so, and the receipt claiming one replica counts (seen in `npm run chaos` after a rejoin).
+    const url = `/api/models/${model.id}/metrics`;
+    expect((await call('POST', url, { step: 8, loss: 2, replicas: [1, 1] })).status).toBe(201);
+    const holder = peers[0];
+    const ok = await call('POST', `/api/models/${model.id}/receipts`, {
+      receipts: [await signReceipt(holder.key, receipt(holder, 8, 0))],
+    });
+    expect(ok.json).toEqual({ accepted: 1, rejected: [] });
+    // Counts the stages never had, or not one per stage, are refused with the reason.
+    const bad = [{ replicas: [1, 9] }, { replicas: [1] }, { replicas: [0, 1] }];
+    for (const b of bad) expect((await call('POST', url, { step: 9, loss: 2, ...b })).status).toBe(400);
+    expect((await call('POST', url, { step: 9, loss: 2, replicas: [1, 9] })).json.error).toMatch(
+      /replicas\[1\] is 9; stage 1 never had more than \d/,
+    );
+  });
 });

@@ -116,7 +116,7 @@ export class StepLoop {
         let sum = 0;
         for (let m = 0; m < micros; m++) sum += all.get(m)!;
         loss = sum / micros;
-        await this.report(a.modelId, step, loss, tokensPerStep(spec));
+        await this.report(a.modelId, step, loss, tokensPerStep(spec), c.roster.replicas);
       }
       if (firstOfRound) {
         this.d.holdings.keepOnly(held, this.d.log);
@@ -137,11 +137,18 @@ export class StepLoop {
    * pauses through a coordinator outage: the step's update is applied and the next one does not begin until the
    * coordinator has its record (the others of the pipeline wait for this worker's next step); a 4xx is an error.
    */
-  private async report(modelId: string, step: number, loss: number, tokens: number): Promise<void> {
+  private async report(
+    modelId: string,
+    step: number,
+    loss: number,
+    tokens: number,
+    replicas: readonly number[],
+  ): Promise<void> {
     const { client, peerId } = this.d;
     const send = async () => {
       if (Number.isFinite(loss)) {
-        const r = (await client.reportStep(modelId, { step, loss, tokens, peerId })) as {
+        // The round's replica counts: what this step's receipts claim, whatever the assignment says by now.
+        const r = (await client.reportStep(modelId, { step, loss, tokens, peerId, replicas: [...replicas] })) as {
           duplicate?: boolean;
           step?: { loss?: number };
         };
