@@ -8,6 +8,8 @@ export const SLOW_UNIT_SUITES = [
   'tests/net/swarm.test.ts', // ~30 s: coordinator + two worker processes over WebRTC equal one process
   'tests/net/churn.test.ts', // ~80 s: kills, newcomers and a lost reporter; every step exactly once
   'tests/net/outage.test.ts', // ~2 min: a coordinator SIGKILLed for 15 s mid-training; workers pause, go on
+  'tests/net/relay-reservation.test.ts', // ~20 s: peers re-reserve on a restarted relay; newcomers reach them
+  'tests/net/relay-restart.test.ts', // ~75 s: coordinator SIGKILLed and restarted; a third worker joins and trains
   'tests/ledger/ownership.test.ts', // ~30 s: receipts, audits, a caught cheater, settlement on anvil
   'tests/infer/swarm-generation.test.ts', // ~40 s: generation through four stage-holding workers
   'tests/infer/no-weights-leak.test.ts', // ~40 s: every received byte scanned for another stage's weights
