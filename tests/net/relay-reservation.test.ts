@@ -16,7 +16,7 @@ import { waitFor } from './worker-processes.ts';
 const dir = mkdtempSync(join(tmpdir(), 'tessera-relay-'));
 const nodes: Libp2p[] = [];
 afterAll(async () => {
-  await Promise.all(nodes.map((n) => n.stop().catch(() => {})));
+  await Promise.allSettled(nodes.map(async (n) => n.stop()));
   rmSync(dir, { recursive: true, force: true });
 });
 
