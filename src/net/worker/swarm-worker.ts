@@ -26,6 +26,7 @@ import { layoutKey } from '../resume.ts';
 import { StageServer } from '../stage-transfer.ts';
 import {
   LossInbox,
+  MAX_HELD,
   SyncServer,
   type LossesRequest,
   type Phase,
@@ -312,7 +313,10 @@ export class SwarmWorker {
       phase: this.handoff ? 'paused' : s.wire,
       round: s.round,
       reported: this.holdings.announced.reported,
-      held: frozen ? this.holdings.announced.held : this.holdings.info,
+      // Snapshots on disk stay sources whatever the phase: a peer that adopts a decided resume reads them here.
+      held: frozen
+        ? this.holdings.announced.held
+        : [...this.holdings.info, ...this.holdings.announced.held.filter((h) => h.stored)].slice(0, MAX_HELD),
       resume: mine ? this.resumeAt : undefined,
     };
   }
@@ -407,7 +411,8 @@ export class SwarmWorker {
     const stageOf = new Map<string, number>();
     this.handoff = { modelId, stageOf };
     const answer = await client.leave(this.peerId, { handoff: true });
-    if (!answer.handoff) return;
+    // Nobody took the stage (every peer is leaving, or none is free): waiting would serve no one.
+    if (!answer.handoff?.successors.length) return;
     const end = Math.min(answer.handoff.until, Date.now() + ms);
     this.log(
       `handing stage ${stage} of ${modelId} off to ${answer.handoff.successors.map(short).join(', ') || 'nobody yet'} ` +
