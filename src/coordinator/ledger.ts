@@ -351,10 +351,11 @@ function address(raw: string): `0x${string}` {
 }
 
 /**
- * pending-chain: settled, root not on chain yet (or no root: nobody bound); challenge: posted, inside the delay;
- * claimable.
+ * no-root: settled with no root (no bound wallet earned), so nothing goes on chain; pending-chain: settled, root
+ * not on chain yet; challenge: posted, inside the delay; claimable.
  */
-export function epochStatus(e: EpochRow, nowS: number): 'pending-chain' | 'challenge' | 'claimable' {
+export function epochStatus(e: EpochRow, nowS: number): 'no-root' | 'pending-chain' | 'challenge' | 'claimable' {
+  if (e.root === null) return 'no-root';
   if (!e.txHash || e.claimableAt === null) return 'pending-chain';
   return e.claimableAt > nowS ? 'challenge' : 'claimable';
 }

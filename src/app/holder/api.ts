@@ -10,7 +10,7 @@ import type { SignedBinding } from '../../ledger/binding.ts';
 /** Re-exported: callers of this client catch its errors. */
 export { ApiError };
 
-export type EpochStatus = 'pending-chain' | 'challenge' | 'claimable' | 'revoked';
+export type EpochStatus = 'no-root' | 'pending-chain' | 'challenge' | 'claimable' | 'revoked';
 
 export interface EpochEntry {
   epoch: number;

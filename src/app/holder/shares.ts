@@ -154,6 +154,7 @@ export function chartData(epochs: EpochEntry[]): { points: ChartPoint[]; scale: 
 }
 
 export const STATUS_LABELS: Record<EpochEntry['status'], string> = {
+  'no-root': 'Settled, nothing to post (no bound wallet earned)',
   'pending-chain': 'Settled, root not on chain yet',
   challenge: 'Challenge window',
   claimable: 'Claimable',
