@@ -7,6 +7,9 @@ export const SLOW_UNIT_SUITES = [
   'tests/train/learning.test.ts', // ~2 min: the recipe learns the Brown corpus well below the unigram baseline
   'tests/net/swarm.test.ts', // ~30 s: coordinator + two worker processes over WebRTC equal one process
   'tests/net/churn.test.ts', // ~80 s: kills, newcomers and a lost reporter; every step exactly once
+  'tests/net/durable.test.ts', // ~90 s: every holder SIGKILLed, restarted: resume from snapshots, curve goes on
+  'tests/net/leave.test.ts', // ~40 s: SIGTERM of a stage's only holder hands the stage to its successor
+  'tests/net/snapshot-files.test.ts', // ~15 s: a snapshot writer SIGKILLed at random moments, four times
   'tests/net/outage.test.ts', // ~2 min: a coordinator SIGKILLed for 15 s mid-training; workers pause, go on
   'tests/net/relay-reservation.test.ts', // ~20 s: peers re-reserve on a restarted relay; newcomers reach them
   'tests/net/relay-restart.test.ts', // ~75 s: coordinator SIGKILLed and restarted; a third worker joins and trains
