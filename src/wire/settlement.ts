@@ -1,6 +1,9 @@
 /** Settlement answers: the epochs of a model, one epoch with what recomputing its root needs, its receipts. */
 
-/** no-root: settled with nothing to post (no bound wallet earned); pending-chain: settled, root not on chain yet; challenge: posted, inside the delay; claimable; revoked. */
+/**
+ * no-root: settled with nothing to post (no bound wallet earned); pending-chain: settled, root not on chain yet;
+ * challenge: posted, inside the delay; claimable; revoked.
+ */
 export type EpochStatus = 'no-root' | 'pending-chain' | 'challenge' | 'claimable' | 'revoked';
 
 /** One settled epoch as `GET /api/models/:id/epochs` lists it. */

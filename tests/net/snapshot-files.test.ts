@@ -26,7 +26,7 @@ describe('SnapshotFiles', () => {
     expect(await store.list()).toEqual([]);
   });
 
-  it('refuses a checkpoint whose bytes no longer match its manifest, and a key that is not a path-safe id', async () => {
+  it('refuses a checkpoint whose bytes no longer match its manifest, and a key that is not path-safe', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'tessera-snap-'));
     const store = new SnapshotFiles(dir);
     await store.put({ model: 'm1', stage: 0, step: 10, specHash: 'h' }, snapshotBytes(10, 64));

@@ -44,7 +44,7 @@ export function onOutput(child: ChildProcess, keep: (chunk: string) => void): vo
   child.stderr!.on('data', (d) => keep(String(d)));
 }
 
-/** Appends each whole line the process writes to `logs` as `<tag> line` (a line cut between chunks waits for its end). */
+/** Appends each whole line the process writes to `logs` as `<tag> line` (a line cut across chunks waits). */
 export function tagLines(child: ChildProcess, tag: string, logs: string[]): void {
   let partial = '';
   onOutput(child, (d) => {

@@ -11,7 +11,7 @@ import { snapshotName, type SnapshotInfo, type SnapshotStore } from '../snapshot
 export class Holdings {
   private states: HeldStage[] = [];
   private model = '';
-  /** Hash of the model's RunSpec: snapshots written under another spec (a model re-proposed under its id) are not its. */
+  /** Hash of the model's RunSpec: snapshots written under another spec (the id re-proposed) are not this model's. */
   private specHash = '';
   private readonly snapshots?: SnapshotStore;
   /** Frozen when the worker paused for a new pipeline: what it holds and the steps the coordinator had recorded. */

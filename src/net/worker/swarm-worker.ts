@@ -415,7 +415,7 @@ export class SwarmWorker {
     if (!answer.handoff?.successors.length) return;
     const end = Math.min(answer.handoff.until, Date.now() + ms);
     this.log(
-      `handing stage ${stage} of ${modelId} off to ${answer.handoff.successors.map(short).join(', ') || 'nobody yet'} ` +
+      `handing stage ${stage} of ${modelId} off to ${answer.handoff.successors.map(short).join(', ')} ` +
         `(staying reachable for up to ${Math.round((end - Date.now()) / 1000)} s)`,
     );
     this.membership.start();
