@@ -15,7 +15,7 @@ describe('settlement timer lag', () => {
   const tmp = tempDir();
   afterAll(() => tmp.cleanup());
 
-  it('settles only steps finished at least the lag ago; an asked-for close settles through the last but one', async () => {
+  it('settles only steps finished a lag ago; an asked-for close settles through the last but one', async () => {
     const store = Store.open(join(tmp.dir, 'lag.db'));
     const ledger = new LedgerStore(store);
     const modelId = 'lag';
