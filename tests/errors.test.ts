@@ -153,6 +153,7 @@ describe('error hierarchy', () => {
       payloadTooLarge: [413, 'payload-too-large'],
       store: [500, 'store'],
       unavailable: [503, 'unavailable'],
+      diskFull: [507, 'disk-full'],
     });
     for (const kind of Object.keys(HTTP) as HttpKind[]) {
       const e = new HttpError(kind, `a ${kind}`);

@@ -17,6 +17,7 @@ describe('RunSpec', () => {
       data: { corpus: 'brown' },
       seed: 1,
       pricePer1kTokens: 0.01,
+      snapshotEvery: 10,
     });
     expect(subspaceK(presetSpec(true))).toBe(16);
     const gpu = presetSpec(false);
