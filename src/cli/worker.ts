@@ -182,6 +182,14 @@ say(
     `${tokensPerSecond.toFixed(0)} reference tokens/s · relay ${relayAddr}`,
 );
 const snapshots = new SnapshotFiles(stateDir, (l) => say(`[worker ${node.peerId.toString().slice(-6)}] ${l}`));
+{
+  const { bytes, count } = await snapshots.usage();
+  const newest = (await snapshots.list())[0];
+  say(
+    `[worker ${node.peerId.toString().slice(-6)}] state ${stateDir}: ${count} stage snapshot(s), ${formatBytes(bytes)}` +
+      (newest ? `; newest stage ${newest.stage}@${newest.step} of ${newest.model}` : ''),
+  );
+}
 const worker = new SwarmWorker({
   gpu,
   node,

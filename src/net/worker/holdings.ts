@@ -119,7 +119,10 @@ export class Holdings {
     const h = this.model === model ? this.find(stage) : undefined;
     if (this.model === model && (!h || training || h.step !== step)) {
       const stored = await this.snapshot(stage, step, log);
-      if (stored) return stored;
+      if (stored) {
+        log(`serving stage ${stage}@${step} of ${model} from its snapshot in ${this.snapshots?.where}`);
+        return stored;
+      }
     }
     if (!h) return { code: 'not-held' as const, error: `this peer holds no state of stage ${stage} of ${model}` };
     if (training || h.step !== step)
