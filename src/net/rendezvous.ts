@@ -98,8 +98,10 @@ async function ask(r: Rendezvous, peer: string, req: StatusRequest): Promise<Syn
 
 /**
  * Statuses of every other worker, all paused in this layout; or the resume point one of them is already ready
- * for, when it is a later round than `round` (this worker's last): it was decided from statuses that included
- * this worker's. `model` names the model in the requests.
+ * for, when it is a later round than `round` (this worker's last) that has not stepped yet: it was decided from
+ * statuses that included this worker's, and waits for it. (A round that has stepped did so with every member, so
+ * it did not wait for this worker: this one restarted, or failed out of it, with its seat kept — the others pause
+ * once their step misses it, and all agree again.) `model` names the model in the requests.
  */
 export async function collectStatuses(
   r: Rendezvous,
@@ -116,7 +118,12 @@ export async function collectStatuses(
     answers.forEach((st, i) => {
       if (!st || st.layout !== r.layout) return;
       if (st.phase === 'paused') statuses.set(pending[i], st);
-      else if ((st.phase === 'ready' || st.phase === 'training') && st.resume && st.resume.round > round) {
+      else if (
+        (st.phase === 'ready' || st.phase === 'training') &&
+        st.resume &&
+        st.resume.round > round &&
+        !st.held.some((h) => !h.stored && h.step !== st.resume!.step)
+      ) {
         statuses.set(pending[i], st);
         adopt ??= st.resume;
       }
