@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { defineConfig, type Plugin } from 'vite';
 import react from '@vitejs/plugin-react';
+import { coordinatorProxies } from './scripts/api-proxy.ts';
 import { expandWgsl } from './src/gpu/wgsl-include.ts';
 
 /**
@@ -47,14 +48,12 @@ export function wgslInclude(): Plugin {
 export default defineConfig({
   plugins: [wgslInclude(), react()],
   // 127.0.0.1 is a secure context (WebGPU needs one) and is not reachable from other machines.
-  // /api goes to the coordinator (npm start proxies it the same way), so the tab talks to it same-origin.
+  // /api goes to the coordinator (npm start proxies it the same way), so the tab talks to it same-origin; the
+  // proxy passes the coordinator's Host and Origin checks (scripts/api-proxy.ts).
   server: {
     host: '127.0.0.1',
     headers: ISOLATION_HEADERS,
-    proxy: {
-      '/api': process.env.TESSERA_COORDINATOR ?? 'http://127.0.0.1:8787',
-      '/v1': process.env.TESSERA_COORDINATOR ?? 'http://127.0.0.1:8787',
-    },
+    proxy: coordinatorProxies(process.env.TESSERA_COORDINATOR ?? 'http://127.0.0.1:8787'),
   },
   preview: { host: '127.0.0.1', headers: ISOLATION_HEADERS },
   build: {

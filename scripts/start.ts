@@ -23,6 +23,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { build, preview } from 'vite';
+import { coordinatorProxies } from './api-proxy.ts';
 import { cli } from '../src/cli/args.ts';
 import { adminToken, epochSeconds, startCoordinator } from '../src/cli/coordinator.ts';
 import { DEFAULT_EPOCH_SECONDS } from '../src/cli/defaults.ts';
@@ -186,9 +187,7 @@ const appServer: Service = {
         port,
         strictPort: true,
         open: false,
-        proxy: urls.coordinator
-          ? { '/api': { target: urls.coordinator }, '/v1': { target: urls.coordinator } }
-          : undefined,
+        proxy: urls.coordinator ? coordinatorProxies(urls.coordinator) : undefined,
       },
     });
     return {

@@ -11,7 +11,7 @@ import { dirname, join, resolve } from 'node:path';
 import { setupChain, type ChainSetup } from '../chain/local.ts';
 import { SwarmInference, type ServingPlan } from '../infer/swarm-backend.ts';
 import { stageIncrementalFlops } from '../model/flops.ts';
-import { Coordinator } from '../coordinator/index.ts';
+import { Coordinator, type RateLimits } from '../coordinator/index.ts';
 import { loadOrCreateKey } from '../net/identity-node.ts';
 import { createRelay } from '../net/node.ts';
 import { cli, nonEmpty, port, positiveInt } from './args.ts';
@@ -63,7 +63,11 @@ export async function startCoordinator(o: {
   relayPort?: number;
   dbPath: string;
   heartbeatMs?: number;
-  corsOrigins?: string[];
+  /** Browser origins allowed to write and read cross-origin (none by default: the app proxies /api same-origin). */
+  allowedOrigins?: string[];
+  /** More Host names the API answers to, besides the listen address's. */
+  allowedHosts?: string[];
+  rateLimits?: Partial<RateLimits>;
   registerDefault?: boolean;
   chain?: ChainSetup;
   settleEveryMs?: number;
@@ -83,7 +87,9 @@ export async function startCoordinator(o: {
     host: o.host,
     port: o.port ?? 0,
     heartbeatMs: o.heartbeatMs,
-    corsOrigins: o.corsOrigins,
+    allowedOrigins: o.allowedOrigins,
+    allowedHosts: o.allowedHosts,
+    rateLimits: o.rateLimits,
     relay: { multiaddrs: relay.getMultiaddrs().map((m) => m.toString()), stop: () => relay.stop() },
     chain: o.chain && {
       deployment: o.chain.deployment,
@@ -140,7 +146,17 @@ interface CoordinatorCli {
   db: string;
   heartbeatMs?: number;
   chain: boolean;
+  allowedHost: string[];
+  allowOrigin: string[];
 }
+
+/** Comma-separated values, from repeated options and the environment variable alike. */
+const collect = (raw: string, prev: string[] = []) => [...prev, ...list(raw)];
+const list = (raw: string | undefined) =>
+  (raw ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
 
 function parseCli(argv: string[]): CoordinatorCli {
   return cli({
@@ -150,7 +166,9 @@ function parseCli(argv: string[]): CoordinatorCli {
       "The swarm's coordinator: a libp2p relay (peers signal WebRTC through it) and the HTTP/JSON API " +
       'over SQLite. On a fresh database it registers the default model.',
     after: `Environment:
-  TESSERA_EPOCH_SECONDS  close an epoch this often (default ${DEFAULT_EPOCH_SECONDS})
+  TESSERA_EPOCH_SECONDS    close an epoch this often (default ${DEFAULT_EPOCH_SECONDS})
+  TESSERA_ALLOWED_HOSTS    more Host names, comma-separated (as --allowed-host)
+  TESSERA_ALLOWED_ORIGINS  browser origins allowed to call the API, comma-separated (as --allow-origin)
 
 The admin token npm run settle presents is written next to the database (admin-token), the relay's key
 beside the database (<db>.relay.key): the same database and relay port give the same relay address.`,
@@ -175,6 +193,19 @@ beside the database (<db>.relay.key): the same database and relay port give the 
       positiveInt,
     )
     .option('--no-chain', 'run without an EVM chain: epochs settle, but no root is posted')
+    .option(
+      '--allowed-host <host[:port]>',
+      "a Host name the API answers to besides the listen address's (a reverse proxy's name); repeatable",
+      collect,
+      list(process.env.TESSERA_ALLOWED_HOSTS),
+    )
+    .option(
+      '--allow-origin <origin>',
+      'a browser origin (http://host:port) allowed to call the API cross-origin; repeatable; none by default ' +
+        '(the app proxies /api, same-origin)',
+      collect,
+      list(process.env.TESSERA_ALLOWED_ORIGINS),
+    )
     .parse(argv)
     .opts<CoordinatorCli>();
 }
@@ -190,7 +221,8 @@ async function main(): Promise<void> {
     relayPort: values.relayPort,
     dbPath,
     heartbeatMs: values.heartbeatMs,
-    corsOrigins: ['*'],
+    allowedHosts: values.allowedHost,
+    allowedOrigins: values.allowOrigin,
     chain,
     settleEveryMs: epochSeconds() * 1000,
     adminToken: adminToken(dir),

@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HttpError, storeFailure } from './errors.ts';
 import { CorpusData } from './corpus-data.ts';
 import type { Credits } from './credits.ts';
+import { checkJson, isStateChanging, RateLimited, sameSecret, type HttpRules } from './http-guard.ts';
 import type { LiveHub } from './live.ts';
 import type { CoordinatorService } from './service.ts';
 import type { Teams } from './teams.ts';
@@ -18,8 +19,8 @@ export interface ApiOptions {
   /** Largest request body accepted (bytes); larger ones get 413. */
   maxBodyBytes: number;
   log: Logger;
-  /** Origins allowed to call the API from a browser ('*' for any); none by default. */
-  corsOrigins: readonly string[];
+  /** Host, Origin, rate limits and CORS (http-guard.ts), checked before any route. */
+  rules: HttpRules;
   /** Where the corpus routes read from (default: a fresh in-memory cache). */
   corpus?: CorpusData;
   ledger: LedgerService;
@@ -59,7 +60,7 @@ function routes(svc: CoordinatorService, corpus: CorpusData, opts: ApiOptions): 
   const limit = (q: URLSearchParams) => queryInt(q.get('limit'), 'limit', 1000, 1000);
   const { ledger, settlement } = opts;
   const admin = (headers: IncomingMessage['headers']) => {
-    if (!opts.adminToken || headers.authorization !== `Bearer ${opts.adminToken}`)
+    if (!opts.adminToken || !sameSecret(headers.authorization, `Bearer ${opts.adminToken}`))
       throw new HttpError('unauthorized', 'closing an epoch needs the admin token (Authorization: Bearer …)');
   };
   const epochNo = (raw: string) => queryInt(raw, 'epoch', 0);
@@ -298,8 +299,10 @@ export function createApiHandler(
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const method = req.method ?? 'GET';
     const url = new URL(req.url ?? '/', 'http://coordinator');
-    const cors = corsHeaders(req.headers.origin, opts.corsOrigins);
+    const cors = opts.rules.corsHeaders(req.headers.origin);
+    let bodyRead = false;
     try {
+      opts.rules.check(req, method, url.pathname);
       if (method === 'OPTIONS') {
         res.writeHead(204, {
           ...cors,
@@ -312,7 +315,9 @@ export function createApiHandler(
       }
       if (url.pathname.startsWith('/v1/') && opts.openai) {
         for (const [k, v] of Object.entries(cors)) res.setHeader(k, v);
+        checkJson(req, method);
         const raw = method === 'POST' ? await readBody(req, opts.maxBodyBytes) : Buffer.alloc(0);
+        bodyRead = true;
         await opts.openai.handle(req, res, url.pathname, raw);
         return;
       }
@@ -325,7 +330,10 @@ export function createApiHandler(
           `${method} ${url.pathname}: use ${matching.map((r) => r.method).join(' or ')}`,
         );
       const params = url.pathname.match(route.pattern)!.slice(1).map(decode);
-      const body = method === 'POST' ? parseJson(await readBody(req, opts.maxBodyBytes)) : undefined;
+      checkJson(req, method);
+      const raw = method === 'POST' ? await readBody(req, opts.maxBodyBytes) : undefined;
+      bodyRead = true;
+      const body = raw && parseJson(raw);
       const out = await route.handler({ params, query: url.searchParams, body, headers: req.headers });
       if ('stream' in out) out.stream(req, res, cors);
       else if ('bytes' in out) sendBytes(res, out.bytes, out.type, cors);
@@ -344,9 +352,12 @@ export function createApiHandler(
         res.destroy();
         return;
       }
-      // A body we refused to read would be parsed as the next request: close the connection after answering.
-      const close: Record<string, string> = status === 413 ? { connection: 'close' } : {};
-      send(res, status, { error: message, code: known ? e.code : 'internal' }, { ...cors, ...close });
+      // A body we refused to read (too large, or refused before reading: type, Host, Origin, rate) would cost us
+      // reading it to keep the connection: close it after answering.
+      const close: Record<string, string> =
+        status === 413 || (!bodyRead && isStateChanging(method)) ? { connection: 'close' } : {};
+      const retry: Record<string, string> = e instanceof RateLimited ? { 'retry-after': String(e.retryAfterS) } : {};
+      send(res, status, { error: message, code: known ? e.code : 'internal' }, { ...cors, ...close, ...retry });
     }
   }
 }
@@ -357,10 +368,4 @@ function decode(segment: string): string {
   } catch {
     throw new HttpError('badRequest', `malformed path segment ${JSON.stringify(segment.slice(0, 80))}`);
   }
-}
-
-function corsHeaders(origin: string | undefined, allowed: readonly string[]): Record<string, string> {
-  if (!origin || allowed.length === 0) return {};
-  if (allowed.includes('*')) return { 'access-control-allow-origin': '*' };
-  return allowed.includes(origin) ? { 'access-control-allow-origin': origin, vary: 'origin' } : {};
 }

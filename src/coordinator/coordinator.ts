@@ -5,6 +5,7 @@ import { ChainLink, type ChainLinkOptions } from './chain-link.ts';
 import { CorpusData } from './corpus-data.ts';
 import { Credits } from './credits.ts';
 import { Validation, type EvaluateFn, type EvaluationOptions } from './evaluation.ts';
+import { HttpRules, type RateLimits } from './http-guard.ts';
 import { LiveHub } from './live.ts';
 import { Teams } from './teams.ts';
 import { verificationView } from './verification.ts';
@@ -38,8 +39,15 @@ export interface CoordinatorOptions {
   relay?: RelayHandle | (() => Promise<RelayHandle>);
   /** Largest request body (default 64 KiB). */
   maxBodyBytes?: number;
-  /** Browser origins allowed to call the API ('*' for any; default none). */
-  corsOrigins?: string[];
+  /**
+   * Browser origins (`http://host:port`) allowed to write to the API and read it cross-origin (CORS); default none:
+   * only the coordinator's own origin ('*' is refused). A page served through a proxy of /api is same-origin.
+   */
+  allowedOrigins?: string[];
+  /** More Host names the API answers to (`host` or `host:port`), besides the listen address's (http-guard.ts). */
+  allowedHosts?: string[];
+  /** Per-IP token buckets (default DEFAULT_RATE_LIMITS: generous); tests tighten them. */
+  rateLimits?: Partial<RateLimits>;
   /** FLOPs per token of the workload peers time for `tokensPerSecond` (default: REFERENCE_CONFIG's). */
   referenceFlopsPerToken?: number;
   log?: Logger;
@@ -196,11 +204,18 @@ export class Coordinator {
         if (point) live.throughput(m.modelId, point);
         validation.onTrainStep(m.modelId, step.step);
       });
+      const host = opts.host ?? '127.0.0.1';
+      const rules = new HttpRules({
+        listenHost: host,
+        allowedHosts: opts.allowedHosts,
+        allowedOrigins: opts.allowedOrigins,
+        rateLimits: opts.rateLimits,
+      });
       const server = createServer(
         createApiHandler(service, {
           maxBodyBytes: opts.maxBodyBytes ?? MAX_BODY_BYTES,
           log,
-          corsOrigins: opts.corsOrigins ?? [],
+          rules,
           ledger,
           settlement,
           adminToken: opts.adminToken,
@@ -218,7 +233,6 @@ export class Coordinator {
         if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
         else socket.destroy();
       });
-      const host = opts.host ?? '127.0.0.1';
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         server.listen(opts.port ?? 0, host, () => {

@@ -20,6 +20,12 @@ export const HTTP = {
   /** The request conflicts with stored state (duplicate model id, heartbeat of a peer marked gone). */
   conflict: { status: 409, code: 'conflict' },
   payloadTooLarge: { status: 413, code: 'payload-too-large' },
+  /** A write whose Content-Type is not application/json (what a foreign page could send without a preflight). */
+  unsupportedMediaType: { status: 415, code: 'unsupported-media-type' },
+  /** A Host header that names another server (DNS rebinding, or a proxy that forwards its own Host). */
+  misdirected: { status: 421, code: 'misdirected-request' },
+  /** Over a per-IP rate limit: the answer says when to retry (Retry-After). */
+  tooManyRequests: { status: 429, code: 'too-many-requests' },
   /** The database cannot be used (newer schema, corrupt row). */
   store: { status: 500, code: 'store' },
   /** A dependency (the chain) is not configured or not answering. */

@@ -9,6 +9,14 @@ export type {
   MoveReason,
   Placement,
 } from './assignment.ts';
+export {
+  DEFAULT_RATE_LIMITS,
+  HttpRules,
+  sameSecret,
+  type HttpRulesOptions,
+  type RateLimit,
+  type RateLimits,
+} from './http-guard.ts';
 export { Membership, type JoinRequest, type MembershipOptions } from './membership.ts';
 export { REFERENCE_CONFIG, REFERENCE_FLOPS_PER_TOKEN } from './registry.ts';
 export { Store, SCHEMA_VERSION } from './store.ts';

@@ -18,6 +18,7 @@ import type { PrivateKey } from '@libp2p/interface';
 import { peerIdFromPrivateKey } from '@libp2p/peer-id';
 import { privateKeyToAccount } from 'viem/accounts';
 import { preview } from 'vite';
+import { coordinatorProxies } from '../../scripts/api-proxy.ts';
 import { ANVIL_KEYS, startAnvil } from '../../src/chain/anvil.ts';
 import { deployTessera } from '../../src/chain/deploy.ts';
 import { Coordinator } from '../../src/coordinator/coordinator.ts';
@@ -151,7 +152,7 @@ async function main(): Promise<void> {
   const server = await preview({
     root: new URL('../../', import.meta.url).pathname,
     logLevel: 'warn',
-    preview: { host: '127.0.0.1', port, strictPort: true, open: false, proxy: { '/api': { target: api } } },
+    preview: { host: '127.0.0.1', port, strictPort: true, open: false, proxy: coordinatorProxies(api) },
   });
   // The chain first: the spec SIGKILLs this process if stopping takes over 5 s, and anvil must not outlive it.
   const stop = async () => {

@@ -19,6 +19,7 @@ import { generateKeyPair } from '@libp2p/crypto/keys';
 import type { PrivateKey } from '@libp2p/interface';
 import { peerIdFromPrivateKey } from '@libp2p/peer-id';
 import { preview } from 'vite';
+import { coordinatorProxies } from '../../scripts/api-proxy.ts';
 import { signTeamJoin } from '../../src/app/volunteer/teams.ts';
 import { privateKeyToAccount } from 'viem/accounts';
 import { ANVIL_KEYS, startAnvil, type Anvil } from '../../src/chain/anvil.ts';
@@ -168,7 +169,7 @@ async function main(): Promise<void> {
       port,
       strictPort: true,
       open: false,
-      proxy: { '/api': { target: api }, '/v1': { target: api } },
+      proxy: coordinatorProxies(api),
     },
   });
   // The chain first: the spec SIGKILLs this process if stopping takes over 5 s, and anvil must not outlive it.

@@ -10,6 +10,7 @@
  */
 import { parseArgs } from 'node:util';
 import { preview } from 'vite';
+import { coordinatorProxies } from '../../scripts/api-proxy.ts';
 import { startCoordinator } from '../../src/cli/coordinator.ts';
 import { freePort } from './free-port.ts';
 
@@ -40,7 +41,7 @@ async function main(): Promise<void> {
   const server = await preview({
     root: new URL('../../', import.meta.url).pathname,
     logLevel: 'warn',
-    preview: { host: '127.0.0.1', port, strictPort: true, open: false, proxy: { '/api': { target: coord.url } } },
+    preview: { host: '127.0.0.1', port, strictPort: true, open: false, proxy: coordinatorProxies(coord.url) },
   });
   const stop = async () => {
     await server.close();

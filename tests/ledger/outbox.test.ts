@@ -69,7 +69,7 @@ function proxy() {
     const body: Buffer[] = [];
     for await (const chunk of req) body.push(chunk as Buffer);
     const target = new URL(req.url ?? '/', state.target);
-    const out = request(target, { method: req.method, headers: req.headers }, (answer) => {
+    const out = request(target, { method: req.method, headers: { ...req.headers, host: target.host } }, (answer) => {
       const chunks: Buffer[] = [];
       answer.on('data', (c) => chunks.push(c));
       answer.on('end', () => {

@@ -186,10 +186,17 @@ export async function startSession(
    * time to await anything: the GPU readback, the SHA-256 and the OPFS write of a snapshot would be cut off when
    * the page is torn down (harmlessly — a torn write is never referenced — but uselessly), and so would a hand-off
    * over WebRTC. What survives a closed tab is the snapshot the worker wrote every spec.snapshotEvery steps; the
-   * beacon (a text/plain POST, which the coordinator parses as JSON whatever the content type) only frees the
-   * stage so the coordinator reassigns it now.
+   * leave only frees the stage so the coordinator reassigns it now. It is a keepalive fetch rather than
+   * sendBeacon: a beacon of a string goes as text/plain, which the coordinator refuses (415: writes are JSON
+   * only); keepalive lets the request outlive the page just the same.
    */
-  const leaveOnHide = () => navigator.sendBeacon(`${origin}/api/peers/leave`, JSON.stringify({ peerId }));
+  const leaveOnHide = () =>
+    void fetch(`${origin}/api/peers/leave`, {
+      method: 'POST',
+      keepalive: true,
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ peerId }),
+    }).catch(() => {});
   addEventListener('pagehide', leaveOnHide);
   const leave = gracefulLeave(worker);
   const close = () =>
