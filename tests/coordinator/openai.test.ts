@@ -180,7 +180,9 @@ describe('OpenAI-compatible inference API (coordinator + anvil + openai client)'
     async () => {
       const url = `${coord.url}/v1/completions`;
       const body = new TextEncoder().encode(JSON.stringify({ model: model.id, prompt: 'Hi', max_tokens: 1 }));
-      expect((await fetch(url, { method: 'POST', body })).status).toBe(401);
+      expect((await fetch(url, { method: 'POST', body, headers: { 'content-type': 'application/json' } })).status).toBe(
+        401,
+      );
       const headers = {
         'content-type': 'application/json',
         ...(await signRequest(payer, 'POST', '/v1/completions', body, 10n ** 18n)),
