@@ -343,11 +343,13 @@ export function createApiHandler(
       const known = e instanceof HttpError;
       const status = known ? e.status : 500;
       const message = known ? e.message : `internal error: ${(e as Error).message}`;
-      opts.log(
-        status >= 500 ? 'error' : 'warn',
-        `${method} ${url.pathname} → ${status}: ${message}`,
-        known ? undefined : { stack: (e as Error).stack },
-      );
+      // A flood of 429s is logged once per client and burst, not once per request.
+      if (!(e instanceof RateLimited && !e.first))
+        opts.log(
+          status >= 500 ? 'error' : 'warn',
+          `${method} ${url.pathname} → ${status}: ${message}`,
+          known ? undefined : { stack: (e as Error).stack },
+        );
       if (res.headersSent) {
         res.destroy();
         return;

@@ -76,15 +76,18 @@ function interfaceNames(): string[] {
 /** Refused by a token bucket: answered 429 with `Retry-After: <retryAfterS>`. */
 export class RateLimited extends HttpError {
   readonly retryAfterS: number;
-  constructor(message: string, retryAfterS: number) {
+  /** The first refusal since this client was last let through: the one worth a log line (a flood logs once). */
+  readonly first: boolean;
+  constructor(message: string, retryAfterS: number, first: boolean) {
     super('tooManyRequests', message);
     this.retryAfterS = retryAfterS;
+    this.first = first;
   }
 }
 
 /** Token buckets by key; full (idle) buckets are dropped so a stream of one-off IPs does not grow the map. */
 export class TokenBuckets {
-  private readonly buckets = new Map<string, { tokens: number; at: number }>();
+  private readonly buckets = new Map<string, { tokens: number; at: number; refused: boolean }>();
   private readonly limit: RateLimit;
   private readonly now: () => number;
   constructor(limit: RateLimit, now: () => number) {
@@ -97,19 +100,22 @@ export class TokenBuckets {
       );
   }
 
-  /** Takes one token for `key`: 0 when granted, else the milliseconds until one is there. */
-  take(key: string): number {
+  /** Takes one token for `key`: wait 0 when granted, else the milliseconds until one is there. */
+  take(key: string): { waitMs: number; first: boolean } {
     const t = this.now();
-    const b = this.buckets.get(key) ?? { tokens: this.limit.burst, at: t };
+    const b = this.buckets.get(key) ?? { tokens: this.limit.burst, at: t, refused: false };
     b.tokens = Math.min(this.limit.burst, b.tokens + ((t - b.at) / 1000) * this.limit.perSecond);
     b.at = t;
     if (this.buckets.size > 10_000) this.prune(t);
     this.buckets.set(key, b);
     if (b.tokens >= 1) {
       b.tokens -= 1;
-      return 0;
+      b.refused = false;
+      return { waitMs: 0, first: false };
     }
-    return Math.ceil(((1 - b.tokens) / this.limit.perSecond) * 1000);
+    const first = !b.refused;
+    b.refused = true;
+    return { waitMs: Math.ceil(((1 - b.tokens) / this.limit.perSecond) * 1000), first };
   }
 
   private prune(t: number): void {
@@ -227,10 +233,10 @@ export class HttpRules {
   }
 
   private take(buckets: TokenBuckets, ip: string, message: string): void {
-    const waitMs = buckets.take(ip);
+    const { waitMs, first } = buckets.take(ip);
     if (waitMs === 0) return;
     const retryAfterS = Math.max(1, Math.ceil(waitMs / 1000));
-    throw new RateLimited(`${message}: retry after ${retryAfterS} s`, retryAfterS);
+    throw new RateLimited(`${message}: retry after ${retryAfterS} s`, retryAfterS, first);
   }
 }
 

@@ -205,6 +205,8 @@ describe('HTTP hygiene: per-IP rate limits', () => {
       expect(a.json.error).toMatch(/rate limit: retry after \d+ s/);
       expect(Number(a.headers['retry-after'])).toBeGreaterThanOrEqual(1);
     }
+    // Logged once for the burst, not once per refused request (a flood must not flood the log).
+    expect(logs.lines.filter((l) => l.message.includes('→ 429')).length).toBe(1);
     const wait = Number(limited[0].headers['retry-after']);
     await new Promise((r) => setTimeout(r, wait * 1000 + 50));
     expect((await raw(coord.url, 'GET', '/api/health', { host })).status).toBe(200);
