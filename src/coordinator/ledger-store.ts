@@ -117,6 +117,18 @@ export class LedgerStore {
   /**
    * Inserts a receipt; returns 'duplicate' when this peer's receipt, or another's train receipt, for the unit exists.
    */
+  /**
+   * Drops the unsettled train receipts of `step` that claim fewer replicas than its stage had when the step was
+   * recorded (`replicas`, per stage): what a receipt arriving after the record is refused for. Returns how many.
+   */
+  dropBelowReplicas(modelId: string, step: number, replicas: readonly number[]): number {
+    const del = this.db.prepare(
+      `DELETE FROM receipts WHERE model_id = ? AND step = ? AND stage = ? AND replicas < ? AND kind = 'train'
+         AND epoch IS NULL`,
+    );
+    return replicas.reduce((n, r, stage) => n + Number(del.run(modelId, step, stage, r).changes), 0);
+  }
+
   insertReceipt(r: SignedReceipt, at: number): 'ok' | 'duplicate' {
     const res = this.db
       .prepare(

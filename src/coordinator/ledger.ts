@@ -105,10 +105,12 @@ export class LedgerService {
       refuse(`the peer never held stage ${r.stage} replica ${r.replica}`);
     // Claiming fewer replicas than the stage has would make a sibling's micro-batches look like one's own;
     // more than it ever had is nonsense. The count that binds is the one the stage had when the step was recorded
-    // (a receipt kept in a durable outbox may arrive after the stage gained replicas); before that, today's.
+    // (a receipt kept in a durable outbox may arrive after the stage gained replicas). A receipt of a step not
+    // recorded yet is held to it when it is (service.ts reportMetric drops those below it): the assignment's count
+    // runs ahead of a round still training with fewer replicas after a peer rejoined.
     // (After peers leave, the count drops: earlier receipts stay valid.)
     const atStep = this.o.store.stepReplicas(model.id, r.step)?.[r.stage];
-    const least = atStep ?? c.replicasNow[r.stage];
+    const least = atStep ?? 1;
     const ever = c.replicasEver[r.stage];
     if (r.replicas < least || r.replicas > ever)
       refuse(

@@ -303,6 +303,14 @@ export class CoordinatorService {
           const replicas = model.spec.layout.map(() => 0);
           for (const a of store.listAssignments(modelId)) replicas[a.stage]++;
           store.setStepReplicas(modelId, step, reported ?? replicas);
+          // Receipts that came before the record are held to it now, as later ones are when they come.
+          const bound = store.stepReplicas(modelId, step) ?? replicas;
+          const dropped = new LedgerStore(store).dropBelowReplicas(modelId, step, bound);
+          if (dropped > 0)
+            this.o.log(
+              'warn',
+              `${dropped} receipt(s) of step ${step} refused after the fact: fewer replicas than [${bound}] claimed`,
+            );
         }
         const { metric, duplicate } = store.addMetric({ modelId, step, kind, value: loss, at });
         return { step: record, metric, duplicate };

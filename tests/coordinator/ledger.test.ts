@@ -9,6 +9,7 @@ import { ANVIL_KEYS, startAnvil, type Anvil } from '../../src/chain/anvil.ts';
 import { chainClients, claimShares, claimedOf, readRoot, shareBalance } from '../../src/chain/client.ts';
 import { deployTessera } from '../../src/chain/deploy.ts';
 import { Coordinator } from '../../src/coordinator/coordinator.ts';
+import { LedgerStore } from '../../src/coordinator/ledger-store.ts';
 import { bindingTypedData, signBindingAsPeer } from '../../src/ledger/binding.ts';
 import { receiptFlops } from '../../src/ledger/flops.ts';
 import { signReceipt, type WorkReceipt } from '../../src/ledger/receipt.ts';
@@ -315,11 +316,16 @@ describe('contribution ledger (coordinator + anvil)', () => {
       receipts: [await signReceipt(holder.key, receipt(holder, 6, 0))],
     });
     expect(late.json).toEqual({ accepted: 1, rejected: [] });
-    // Step 7 is not recorded yet: judged by today's count, two.
+    // Step 7 is not recorded yet: taken, then held to the count its record gives (two here, the assignment's):
+    // dropped then, as it would have been refused had it come after.
     const early = await call('POST', `/api/models/${model.id}/receipts`, {
       receipts: [await signReceipt(holder.key, receipt(holder, 7, 0))],
     });
-    expect(early.json.rejected[0].reason).toMatch(/claims 1 replicas; the stage had 2 now/);
+    expect(early.json).toEqual({ accepted: 1, rejected: [] });
+    expect((await call('POST', `/api/models/${model.id}/metrics`, { step: 7, loss: 2 })).status).toBe(201);
+    const stored = new LedgerStore(coord.store).unsettledReceipts(model.id, 7).filter((r) => r.step === 7);
+    expect(stored).toEqual([]);
+    expect(logs.lines.some((l) => /receipt\(s\) of step 7 refused after the fact/.test(l.message))).toBe(true);
   });
 
   it('binds a receipt to the replica counts its step report gives (the round that trained it)', async () => {
