@@ -120,7 +120,10 @@ export function recomputedLosses(incarnations: Incarnation[]): RecomputedLoss[] 
   return out;
 }
 
-/** Receipts the coordinator refused with a reason other than "already have it" (a retry of an answered batch). */
+/**
+ * Receipts the coordinator refused, except its acknowledgement of a retry ("duplicate: already stored"): a receipt
+ * of a step already settled, or of a unit another receipt claims, is a refusal like any other.
+ */
 export function refusedReceipts(incarnations: Incarnation[]): string[] {
   const out: string[] = [];
   for (const inc of incarnations)
@@ -128,10 +131,60 @@ export function refusedReceipts(incarnations: Incarnation[]): string[] {
       const batch = /receipts: (\d+) refused \((\d+)\): (.*)/.exec(text);
       const one = /receipt refused: (.*)/.exec(text);
       const reason = batch?.[3] ?? one?.[1];
-      if (reason !== undefined && !/duplicate|already/i.test(reason))
+      if (reason !== undefined && !/duplicate: already stored/i.test(reason))
         out.push(`${inc.worker}#${inc.n}: ${text.trim()}`);
     }
   return out;
+}
+
+/**
+ * The round whose report recorded each step, from the reporters' lines ("round R: training from step S", then
+ * "step k  loss x" once the coordinator has the step; a report answered "already recorded" recorded nothing). A
+ * step is trained again after a rollback, by another round: only the recording round's work counts for it.
+ */
+export function recordingRounds(incarnations: Incarnation[]): Map<number, number> {
+  const first = new Map<number, { round: number; at: number }>();
+  for (const inc of incarnations) {
+    let round: number | undefined;
+    const already = new Set<number>();
+    for (const { at, text } of inc.lines) {
+      const r = /\] round (\d+): training from step \d+/.exec(text);
+      if (r) round = Number(r[1]);
+      const dup = /\] step (\d+) was already recorded/.exec(text);
+      if (dup) already.add(Number(dup[1]));
+      const m = /\] step (\d+) {2}loss /.exec(text);
+      if (!m || round === undefined) continue;
+      const k = Number(m[1]);
+      if (already.delete(k)) continue;
+      const prior = first.get(k);
+      if (!prior || at < prior.at) first.set(k, { round, at });
+    }
+  }
+  return new Map([...first].map(([k, v]) => [k, v.round]));
+}
+
+/**
+ * Refusals of receipts for work that counted: of the unit a refused line names (stage, step, unit), no receipt of
+ * the round that recorded the step was published. (A refused receipt of an attempt that was rolled back and
+ * trained again by a later round, or of a step never recorded, is not a loss; one that names no unit, a whole
+ * batch refused, always counts.)
+ */
+export function refusedCounted(
+  refused: string[],
+  receipts: SignedReceipt[],
+  rounds: Map<number, number>,
+  recorded: Set<number>,
+): string[] {
+  const have = new Set(
+    receipts.filter((r) => r.kind === 'train').map((r) => `${r.step}/${r.stage}/${r.micro}/${r.round}`),
+  );
+  return refused.filter((line) => {
+    const m = /for stage (\d+) step (\d+) unit (\d+)/.exec(line);
+    if (!m) return true;
+    if (!recorded.has(Number(m[2]))) return false;
+    const round = rounds.get(Number(m[2]));
+    return round === undefined || !have.has(`${m[2]}/${m[1]}/${m[3]}/${round}`);
+  });
 }
 
 export interface StepRecords {
@@ -177,7 +230,10 @@ export interface ReceiptCheck {
   receipts: number;
   /** Receipts published more than once under one identity (the same unit, kind, round and peer): double credit. */
   duplicates: string[];
-  /** Training units (step ≤ throughStep, stage, micro-batch) with no train receipt at all: lost receipts. */
+  /**
+   * Training units (step ≤ throughStep, stage, micro-batch) with no train receipt of the round that recorded the
+   * step (of any round where that is not known): lost receipts.
+   */
   missingUnits: string[];
 }
 
@@ -188,14 +244,15 @@ export function receiptIdentity(r: SignedReceipt): string {
 
 export function checkReceipts(
   receipts: SignedReceipt[],
-  o: { throughStep: number; stages: number; microBatches: number },
+  o: { throughStep: number; stages: number; microBatches: number; rounds?: Map<number, number> },
 ): ReceiptCheck {
   const seen = new Map<string, number>();
   const units = new Set<string>();
   for (const r of receipts) {
     const id = receiptIdentity(r);
     seen.set(id, (seen.get(id) ?? 0) + 1);
-    if (r.kind === 'train') units.add(`${r.step}/${r.stage}/${r.micro}`);
+    const round = o.rounds?.get(r.step);
+    if (r.kind === 'train' && (round === undefined || round === r.round)) units.add(`${r.step}/${r.stage}/${r.micro}`);
   }
   const duplicates = [...seen].filter(([, n]) => n > 1).map(([id, n]) => `${id} ×${n}`);
   const missingUnits: string[] = [];

@@ -4,7 +4,7 @@
  * root equal to the one recomputed from the published receipts and to the one on chain, a recomputed step's
  * loss equal to the one first recorded, and the time from each fault to the next completed step.
  *
- *   npm run chaos -- --seconds 600 --seed 7 --workers 4 [--tab]
+ *   npm run chaos -- --seconds 540 --seed 7 --workers 4 [--tab]
  *
  * The stack (bench/chaos-stack.ts): anvil, `npm run coordinator`, N `npm run worker` processes, each with its key
  * and state folder in a temporary folder, training a 2-stage model (smallSpec, a snapshot every 5 steps), and with
@@ -39,6 +39,8 @@ import {
   checkReceipts,
   checkStepRecords,
   recomputedLosses,
+  recordingRounds,
+  refusedCounted,
   refusedReceipts,
   type Incarnation,
 } from './chaos-checks.ts';
@@ -78,7 +80,7 @@ const o = cli({
     'then checks that no step or receipt was lost, doubled or reset and that every settled root verifies. ' +
     'Writes bench/results/chaos.{json,md,svg}; exit code 1 when an invariant fails.',
 })
-  .option('--seconds <n>', 'how long faults are injected', positiveInt, 600)
+  .option('--seconds <n>', 'how long faults are injected', positiveInt, 540)
   .option('--seed <n>', 'seeds the fault schedule and the model', nonNegativeInt, 7)
   .option('--workers <n>', 'Node workers (at least 4 for two holders per stage)', positiveInt, 4)
   .option('--faults <n>', 'faults to inject, one per slot of the run (default: one per 25 s, at least 6)', positiveInt)
@@ -405,10 +407,12 @@ async function main(): Promise<number> {
   const account = accountSteps(incarnations);
   const recomputed = recomputedLosses(incarnations);
   const refused = refusedReceipts(incarnations);
+  const rounds = recordingRounds(incarnations);
   const receipts = checkReceipts(settled.receipts, {
     throughStep: settled.throughStep,
     stages: spec.layout.length,
     microBatches: spec.microBatches,
+    rounds,
   });
   const byTime = [...train].sort((a, b) => a.at - b.at);
   const recovery = faults.map((f) => {
@@ -447,8 +451,11 @@ async function main(): Promise<number> {
       recomputed.filter((r) => !(r.relative <= 1e-5)).map((r) => `step ${r.step}: ${r.recorded} vs ${r.recomputed}`),
     ),
     inv('receipts double-credited (same identity twice)', receipts.duplicates),
-    inv('receipts lost (training units with no receipt)', receipts.missingUnits),
-    inv('receipts refused (not as duplicates)', refused),
+    inv('receipts lost (units with no receipt of the recording round)', receipts.missingUnits),
+    inv(
+      'receipts refused for work that counted',
+      refusedCounted(refused, settled.receipts, rounds, new Set(train.map((m) => m.step))),
+    ),
     inv(
       'settled roots not equal to recomputed and on-chain',
       badRoots.map(
@@ -501,7 +508,14 @@ async function main(): Promise<number> {
       recomputed: recomputed.length,
       worstRecomputedRelative: recomputed.reduce((a, r) => Math.max(a, r.relative), 0),
     },
-    receipts: { published: receipts.receipts, throughStep: settled.throughStep },
+    receipts: {
+      published: receipts.receipts,
+      throughStep: settled.throughStep,
+      // Refusals of all kinds, those of attempts rolled back and trained again by a later round included.
+      refused: refused.length,
+      refusedExamples: refused.slice(0, 5),
+      stepsWithRecordingRound: rounds.size,
+    },
     epochs: settled.epochs.map((e) => ({
       epoch: e.epoch,
       throughStep: e.throughStep,
