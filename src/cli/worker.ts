@@ -186,7 +186,8 @@ const snapshots = new SnapshotFiles(stateDir, (l) => say(`[worker ${node.peerId.
   const { bytes, count } = await snapshots.usage();
   const newest = (await snapshots.list())[0];
   say(
-    `[worker ${node.peerId.toString().slice(-6)}] state ${stateDir}: ${count} stage snapshot(s), ${formatBytes(bytes)}` +
+    `[worker ${node.peerId.toString().slice(-6)}] state ${stateDir}: ${count} stage snapshot(s), ` +
+      formatBytes(bytes) +
       (newest ? `; newest stage ${newest.stage}@${newest.step} of ${newest.model}` : ''),
   );
 }
