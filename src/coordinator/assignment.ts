@@ -328,8 +328,8 @@ export function assign(
 
 /**
  * A stage that lost its last peer takes the peer of its own model whose move leaves the most redundancy (a
- * replica from a stage with three or more before one from a stage with two), then the best capacities. A
- * stage's last holder never goes.
+ * replica from a stage with three or more before one from a stage with two), then the best capacities, then the
+ * newest replica. A stage's last holder never goes.
  */
 function coverWithinModels(plan: Plan): void {
   for (const m of plan.models) {
@@ -339,7 +339,9 @@ function coverWithinModels(plan: Plan): void {
       for (const [s, list] of plan.members.get(m.id)!.entries()) {
         if (list.length < 2) continue;
         const keeps = list.length > REDUNDANCY;
-        for (const peer of list) {
+        // Newest replica first, so that among equals the longest-standing holder (replica 0 of the last stage
+        // reports the losses) stays where it is.
+        for (const peer of [...list].reverse()) {
           if (!plan.mayLeave(peer)) continue;
           const v = plan.speed.get(peer)!;
           const next = caps.slice();
