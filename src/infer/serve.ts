@@ -20,7 +20,7 @@ import type { GpuTurns } from '../gpu/gpu-turns.ts';
 import { bytesOf, hopReceipt } from './hop-receipt.ts';
 import { ShapeError } from '../gpu/index.ts';
 import type { Stage } from '../model/stage.ts';
-import { abortOn, StreamReader, withTimeout, writeBytes, writeJson } from '../net/stream-io.ts';
+import { abortOn, StreamReader, WireError, withTimeout, writeBytes, writeJson } from '../net/stream-io.ts';
 import { Sampler, type SamplingOptions } from './sample.ts';
 import {
   chooseRuntime,
@@ -279,6 +279,8 @@ export class InferenceServer {
           this.stats.served++;
         }
       } catch (e) {
+        // The requester went away before its request was whole: nothing was refused, and nobody reads a reply.
+        if (e instanceof WireError && e.cutShort) throw e;
         this.stats.refused++;
         this.log(`inference request from ${from.slice(-6)} refused: ${(e as Error).message}`);
         reply = { ok: false, error: (e as Error).message.slice(0, 500) };

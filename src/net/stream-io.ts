@@ -11,8 +11,11 @@ import { MAX_CHUNK_BYTES } from './net-transport.ts';
 
 /** The stream broke, timed out, or carried something that is not a message of the protocol. */
 export class WireError extends TesseraError {
-  constructor(message: string, options?: ErrorOptions) {
+  /** The stream broke or ended before the message was whole (the other side went away), not a malformed message. */
+  readonly cutShort: boolean;
+  constructor(message: string, options?: ErrorOptions & { cutShort?: boolean }) {
     super('wire', message, options);
+    this.cutShort = options?.cutShort ?? false;
   }
 }
 
@@ -79,9 +82,11 @@ export class StreamReader {
   private async waitFor(n: number, what: string): Promise<void> {
     while (this.queued < n) {
       if (this.error)
-        throw new WireError(`${what}: stream failed after ${this.queued} of ${n} bytes: ${this.error.message}`);
+        throw new WireError(`${what}: stream failed after ${this.queued} of ${n} bytes: ${this.error.message}`, {
+          cutShort: true,
+        });
       if (this.ended || this.stream.readableEnded)
-        throw new WireError(`stream ended after ${this.queued} of ${n} bytes of ${what}`);
+        throw new WireError(`stream ended after ${this.queued} of ${n} bytes of ${what}`, { cutShort: true });
       await new Promise<void>((r) => (this.wake = r));
       this.wake = undefined;
     }

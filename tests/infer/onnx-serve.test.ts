@@ -126,4 +126,20 @@ describe('InferenceServer chooses its runtime', () => {
     expect(ok).toMatchObject({ ok: true, length: 2 });
     expect(Number.isInteger((ok as { token: number }).token)).toBe(true);
   });
+  it('counts a requester that goes away before its request is whole as a broken stream, not a refusal', async () => {
+    const refused = servers[1].stats.refused;
+    const before = logs.length;
+    const signal = withTimeout(20_000);
+    const stream = await openStream(requester, holders[1].peerId, INFER_PROTOCOL, signal);
+    await writeBytes(stream, new Uint8Array([0, 0]), signal); // half of the request's length prefix
+    stream.abort(new Error('requester went away'));
+    let line = '';
+    for (let i = 0; i < 100 && !line; i++) {
+      line = logs.slice(before).find((l) => l.startsWith('1: inference stream from')) ?? '';
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(line).toMatch(/inference stream from \w+ failed: .*stream (failed|ended) after/);
+    expect(servers[1].stats.refused).toBe(refused);
+    expect(logs.slice(before).some((l) => l.includes('refused'))).toBe(false);
+  });
 });
